@@ -1,0 +1,3 @@
+from tuiagent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The agent: loop, events, tools, routing, compression. No Textual here."""

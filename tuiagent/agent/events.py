@@ -1,0 +1,95 @@
+"""What the agent says as it works: typed events for the headless runner and the UI alike.
+
+Events that are also run-log lines subclass `LogRecord` and carry the exact record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every agent event."""
+
+
+@dataclass(frozen=True)
+class LogRecord(Event):
+    record: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.record["type"])
+
+
+@dataclass(frozen=True)
+class RunStarted(LogRecord):
+    pass
+
+
+@dataclass(frozen=True)
+class UserMessage(LogRecord):
+    pass
+
+
+@dataclass(frozen=True)
+class TurnFinished(LogRecord):
+    pass
+
+
+@dataclass(frozen=True)
+class ToolFinished(LogRecord):
+    """A tool ran. `output` is what the model saw."""
+
+    output: str = ""
+    original: str = ""
+
+
+@dataclass(frozen=True)
+class AttemptFailed(LogRecord):
+    pass
+
+
+@dataclass(frozen=True)
+class RunEnded(LogRecord):
+    pass
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the user should read: a fallback, a halt, a warning."""
+
+    text: str
+    level: str = "info"  # info | warning | error
+
+
+@dataclass(frozen=True)
+class TurnStarted(Event):
+    turn: int
+    tier: str
+    model: str
+    max_tokens: int
+    route_reason: str
+
+
+@dataclass(frozen=True)
+class AnswerDelta(Event):
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallStarted(Event):
+    turn: int
+    tool_use_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Halted(Event):
+    """A limit stopped the work. In the UI the session can go on once the limit is raised."""
+
+    reason: str
+    detail: str

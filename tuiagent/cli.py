@@ -1,0 +1,103 @@
+"""`tuiagent` (the app), `tuiagent run` (headless).
+
+Exit status: 0 completed, 3 halted by a limit (cost, turns, retries), 2 bad usage or
+config, 1 any other error, 130 interrupted by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from tuiagent.config import TIER_CHOICES, Settings, load_settings, parse_money
+from tuiagent.errors import ConfigError, TuiagentError, UsageError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, exit 2: argparse's usage block is noise for a typo."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(flag: str):  # type: ignore[no-untyped-def]
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive whole number, got {value!r}") from None
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive whole number, got {value!r}")
+        return n
+
+    return parse
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--offline", action="store_true", help="use the built-in offline (simulated) model")
+    p.add_argument("--tier", choices=TIER_CHOICES, help="pin a model tier (default: auto)")
+    p.add_argument("--max-cost", metavar="USD", help="hard spending cap for the run, in US dollars")
+    p.add_argument("--max-turns", metavar="N", type=_positive_int("--max-turns"), help="most model calls")
+    p.add_argument("--workspace", metavar="DIR", type=Path, default=Path("."), help="the agent's files")
+    p.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
+    p.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tuiagent",
+        description="A chat agent that shows what every turn costs and never spends past its cap.",
+    )
+    _add_common(parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    run = sub.add_parser("run", help="run the agent headless on one prompt")
+    run.add_argument("prompt", help="what to ask the agent")
+    run.add_argument("--json", action="store_true", help="print the run log's records, one per line")
+    _add_common(run)
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if args.tier:
+        settings.tier = args.tier
+    if args.max_cost is not None:
+        try:
+            settings.max_cost_usd = parse_money(args.max_cost, "--max-cost")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    if args.max_turns is not None:
+        settings.max_turns = args.max_turns
+    if args.log_dir is not None:
+        settings.log_dir = args.log_dir
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            from tuiagent.headless import run_headless
+
+            settings = _settings_from(args)
+            return asyncio.run(
+                run_headless(settings, args.prompt, workspace=args.workspace, offline=args.offline, as_json=args.json)
+            )
+        parser.print_help()
+        return EXIT_OK
+    except TuiagentError as exc:
+        print(f"tuiagent: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def print_json(record: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+    sys.stdout.flush()

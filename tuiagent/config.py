@@ -1,0 +1,145 @@
+"""One settings model, read from config.toml. Unknown keys and bad values name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from tuiagent.errors import ConfigError
+from tuiagent.paths import default_config_file
+
+TIERS = ("fast", "balanced", "deep")
+TIER_CHOICES = ("auto", *TIERS)
+
+# Current models that the SDK lists (anthropic.types.Model) and genai-prices prices.
+DEFAULT_TIER_MODELS = {
+    "fast": "claude-haiku-5-5",
+    "balanced": "claude-sonnet-5-5",
+    "deep": "claude-opus-5-5",
+}
+
+# Keys a hand-set price may carry, per million tokens, as genai-prices names them.
+PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are tuiagent, a careful assistant working inside the user's workspace. "
+    "Use the tools to look at files before answering questions about them. "
+    "Be brief: every token you read and write is paid for."
+)
+
+
+def parse_money(value: object, name: str) -> Decimal:
+    """A positive amount of US dollars, or a ConfigError/UsageError naming `name`."""
+    try:
+        amount = Decimal(str(value).strip().lstrip("$"))
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"{name} must be a positive number of US dollars, got {value!r}") from None
+    if not amount.is_finite() or amount <= 0:
+        raise ConfigError(f"{name} must be a positive number of US dollars, got {value!r}")
+    return amount
+
+
+@dataclass
+class Settings:
+    """Everything a run can be told. Defaults first, then config.toml, then flags."""
+
+    tiers: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TIER_MODELS))
+    tier: str = "auto"
+    max_cost_usd: Decimal = Decimal("1.00")
+    max_turns: int = 20
+    max_tokens: int = 4096
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    system_prompt_file: Path | None = None
+    prices: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    log_dir: Path | None = None
+    # Offline model: tokens per second it streams at (0 = as fast as it can).
+    offline_tokens_per_second: float = 0.0
+
+    def model_for(self, tier: str) -> str:
+        return self.tiers[tier]
+
+    def resolved_system_prompt(self) -> str:
+        if self.system_prompt_file is None:
+            return self.system_prompt
+        try:
+            return self.system_prompt_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"system_prompt_file: cannot read {self.system_prompt_file}: {exc.strerror}"
+            ) from None
+
+
+def _expect(cond: bool, key: str, what: str, value: object) -> None:
+    if not cond:
+        raise ConfigError(f"config key {key!r} must be {what}, got {value!r}")
+
+
+def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
+    known = {f.name for f in dataclasses.fields(Settings)}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key {key!r} in {source}")
+        if key == "tiers":
+            _expect(isinstance(value, dict), key, "a table", value)
+            for tier, model in value.items():
+                if tier not in TIERS:
+                    raise ConfigError(f"unknown config key 'tiers.{tier}' in {source}")
+                _expect(isinstance(model, str) and bool(model), f"tiers.{tier}", "a model id", model)
+                settings.tiers[tier] = model
+        elif key == "tier":
+            _expect(value in TIER_CHOICES, key, " | ".join(TIER_CHOICES), value)
+            settings.tier = value
+        elif key == "max_cost_usd":
+            settings.max_cost_usd = parse_money(value, "config key 'max_cost_usd'")
+        elif key in ("max_turns", "max_tokens"):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            _expect(ok, key, "a positive whole number", value)
+            setattr(settings, key, value)
+        elif key == "system_prompt":
+            _expect(isinstance(value, str), key, "a string", value)
+            settings.system_prompt = value
+        elif key in ("system_prompt_file", "log_dir"):
+            _expect(isinstance(value, str) and bool(value), key, "a path", value)
+            setattr(settings, key, Path(value).expanduser())
+        elif key == "offline_tokens_per_second":
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+            _expect(ok, key, "a number >= 0", value)
+            settings.offline_tokens_per_second = float(value)
+        elif key == "prices":
+            _expect(isinstance(value, dict), key, "a table of models", value)
+            for model, rates in value.items():
+                _expect(isinstance(rates, dict), f"prices.{model}", "a table", rates)
+                parsed: dict[str, Decimal] = {}
+                for rate_key, rate in rates.items():
+                    if rate_key not in PRICE_KEYS:
+                        raise ConfigError(f"unknown config key 'prices.{model}.{rate_key}' in {source}")
+                    ok = isinstance(rate, int | float | str) and not isinstance(rate, bool)
+                    _expect(ok, f"prices.{model}.{rate_key}", "a number", rate)
+                    parsed[rate_key] = Decimal(str(rate))
+                for required in ("input_mtok", "output_mtok"):
+                    if required not in parsed:
+                        raise ConfigError(f"config key 'prices.{model}.{required}' is missing")
+                settings.prices[model] = parsed
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read config.toml (if any). An explicit path that does not exist is an error."""
+    settings = Settings()
+    explicit = path is not None
+    path = path or default_config_file()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file not found: {path}")
+        return settings
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    _apply(settings, data, str(path))
+    return settings

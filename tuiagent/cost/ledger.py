@@ -1,0 +1,38 @@
+"""The ledger: what the run has spent, call by call, with every token kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tuiagent.cost.pricing import Cost
+from tuiagent.llm.usage import TokenUsage
+
+
+@dataclass
+class Ledger:
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    cost: Cost = field(default_factory=Cost)
+    turn_costs: list[Decimal] = field(default_factory=list)
+
+    @property
+    def spent(self) -> Decimal:
+        return self.cost.total
+
+    def add(self, usage: TokenUsage, cost: Cost, *, counts_as_turn: bool = True) -> None:
+        """Settle a call's real usage. A failed attempt adds its cost but is not a turn."""
+        self.usage = self.usage + usage
+        self.cost = self.cost + cost
+        if counts_as_turn:
+            self.turn_costs.append(cost.total)
+
+    def totals_record(self) -> dict[str, int]:
+        u = self.usage
+        return {
+            "total_input_tokens": u.input_tokens,
+            "total_output_tokens": u.output_tokens,
+            "total_cache_read_input_tokens": u.cache_read_input_tokens,
+            "total_cache_creation_input_tokens": u.cache_creation_input_tokens,
+            "total_cache_creation_5m_input_tokens": u.cache_creation_5m_input_tokens,
+            "total_cache_creation_1h_input_tokens": u.cache_creation_1h_input_tokens,
+        }

@@ -1,0 +1,19 @@
+"""Errors a user can cause. Each carries one line that names the problem; the CLI prints it."""
+
+from __future__ import annotations
+
+
+class TuiagentError(Exception):
+    """An error with a message fit for the user and an exit status."""
+
+    exit_code = 1
+
+
+class UsageError(TuiagentError):
+    """Bad flags, bad config, a missing workspace, an unpriced model: exit 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config file that cannot be used. The message names the key."""

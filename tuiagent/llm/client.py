@@ -1,0 +1,236 @@
+"""The LLM client: the real `anthropic.AsyncAnthropic`, streaming, with every call's usage kept.
+
+The same client serves the real API (honouring ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL as
+the SDK does), any Anthropic-compatible base URL, and the built-in offline model, which is
+plugged in as the HTTP transport so every byte goes through the SDK's own code path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import httpx2
+
+from tuiagent.llm.usage import TokenUsage
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of answer text as it streams."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolUseStarted:
+    """The model began a tool call (its input follows as JSON pieces)."""
+
+    tool_use_id: str
+    name: str
+
+
+@dataclass
+class CallResult:
+    """One finished call: what came back and what it cost in tokens."""
+
+    message_id: str
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: TokenUsage
+    request_id: str | None
+    ttft_s: float | None
+    latency_s: float
+    diagnostics: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(b.get("text", "") for b in self.content if b.get("type") == "text")
+
+    @property
+    def tool_uses(self) -> list[dict[str, Any]]:
+        return [b for b in self.content if b.get("type") == "tool_use"]
+
+
+@dataclass
+class CallFailed(Exception):
+    """A call that did not finish. Carries what the API billed before it failed, if anything."""
+
+    error: Exception
+    partial_usage: TokenUsage = field(default_factory=TokenUsage)
+    request_id: str | None = None
+    status: int | None = None
+    error_type: str = "error"
+    retry_after_s: float | None = None
+    latency_s: float = 0.0
+
+    def __str__(self) -> str:
+        return describe_error(self.error)
+
+
+StreamItem = TextDelta | ToolUseStarted | CallResult
+
+
+def api_key_from_env() -> str | None:
+    return os.environ.get("ANTHROPIC_API_KEY") or None
+
+
+def make_client(
+    *, offline_transport: httpx2.AsyncBaseTransport | None = None, timeout_s: float = 600.0
+) -> anthropic.AsyncAnthropic:
+    """A client with the SDK's own retries off: every attempt is seen, counted and priced."""
+    if offline_transport is not None:
+        return anthropic.AsyncAnthropic(
+            api_key="offline-simulated",
+            base_url="http://offline.tuiagent.invalid",
+            http_client=httpx2.AsyncClient(transport=offline_transport),
+            max_retries=0,
+            timeout=timeout_s,
+        )
+    # api_key and base_url left to the SDK: it reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL.
+    return anthropic.AsyncAnthropic(max_retries=0, timeout=timeout_s)
+
+
+def _header(response: httpx2.Response | None, name: str) -> str | None:
+    if response is None:
+        return None
+    value = response.headers.get(name)
+    return str(value) if value is not None else None
+
+
+def retry_after_seconds(response: httpx2.Response | None) -> float | None:
+    """`retry-after-ms` or `retry-after` (seconds), as the API sends them."""
+    ms = _header(response, "retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    sec = _header(response, "retry-after")
+    if sec:
+        try:
+            return float(sec)
+        except ValueError:
+            return None
+    return None
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for the user. Never includes request headers (the key lives there)."""
+    if isinstance(error, anthropic.AuthenticationError):
+        return "the API rejected the key (401 authentication_error): check ANTHROPIC_API_KEY"
+    if isinstance(error, anthropic.APIStatusError):
+        body = error.body if isinstance(error.body, dict) else {}
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        etype = inner.get("type", "error") if isinstance(inner, dict) else "error"
+        msg = inner.get("message", "") if isinstance(inner, dict) else ""
+        return f"API error {error.status_code} {etype}: {msg or error.message}".strip()
+    if isinstance(error, anthropic.APITimeoutError):
+        return "the request timed out"
+    if isinstance(error, anthropic.APIConnectionError):
+        cause = error.__cause__
+        return f"cannot reach the API: {cause or error.message}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _error_type(error: Exception) -> str:
+    if isinstance(error, anthropic.APIStatusError):
+        body = error.body if isinstance(error.body, dict) else {}
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        if isinstance(inner, dict) and isinstance(inner.get("type"), str):
+            return str(inner["type"])
+        return f"http_{error.status_code}"
+    if isinstance(error, anthropic.APITimeoutError):
+        return "timeout"
+    if isinstance(error, anthropic.APIConnectionError):
+        return "connection_error"
+    return type(error).__name__
+
+
+async def stream_message(
+    client: anthropic.AsyncAnthropic,
+    request: dict[str, Any],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[StreamItem]:
+    """Stream one Messages call. Yields text and tool starts as they come, then the CallResult.
+
+    Raises CallFailed with the usage billed so far when the call fails at any point.
+    """
+    started = clock()
+    ttft: float | None = None
+    usage = TokenUsage()
+    blocks: dict[int, dict[str, Any]] = {}
+    partial_json: dict[int, list[str]] = {}
+    message_id, model, stop_reason = "", str(request.get("model", "")), None
+    diagnostics: dict[str, Any] | None = None
+    response: httpx2.Response | None = None
+    try:
+        stream = await client.messages.create(**request, stream=True)
+        response = stream.response
+        async for event in stream:
+            raw = event.to_dict()
+            kind = raw.get("type")
+            if kind == "message_start":
+                msg = raw["message"]
+                message_id, model = msg.get("id", ""), msg.get("model", model)
+                usage = TokenUsage.from_api(msg.get("usage"))
+                diagnostics = msg.get("diagnostics") or diagnostics
+            elif kind == "content_block_start":
+                block = dict(raw["content_block"])
+                blocks[raw["index"]] = block
+                if block.get("type") == "tool_use":
+                    partial_json[raw["index"]] = []
+                    yield ToolUseStarted(block.get("id", ""), block.get("name", ""))
+            elif kind == "content_block_delta":
+                delta, block = raw["delta"], blocks[raw["index"]]
+                dtype = delta.get("type")
+                if ttft is None:
+                    ttft = clock() - started
+                if dtype == "text_delta":
+                    block["text"] = block.get("text", "") + delta["text"]
+                    yield TextDelta(delta["text"])
+                elif dtype == "input_json_delta":
+                    partial_json[raw["index"]].append(delta.get("partial_json", ""))
+                elif dtype == "thinking_delta":
+                    block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+                elif dtype == "signature_delta":
+                    block["signature"] = delta.get("signature", "")
+            elif kind == "content_block_stop":
+                idx = raw["index"]
+                if idx in partial_json:
+                    text = "".join(partial_json.pop(idx))
+                    blocks[idx]["input"] = json.loads(text) if text else {}
+            elif kind == "message_delta":
+                stop_reason = raw.get("delta", {}).get("stop_reason") or stop_reason
+                usage = usage.with_delta(raw.get("usage"))
+                diagnostics = raw.get("diagnostics") or diagnostics
+    except (anthropic.APIError, httpx2.TransportError) as exc:
+        raise CallFailed(
+            error=exc,
+            partial_usage=usage,
+            request_id=_header(response, "request-id")
+            or _header(getattr(exc, "response", None), "request-id"),
+            status=getattr(exc, "status_code", None),
+            error_type=_error_type(exc),
+            retry_after_s=retry_after_seconds(getattr(exc, "response", None)),
+            latency_s=clock() - started,
+        ) from exc
+    content = [blocks[i] for i in sorted(blocks)]
+    yield CallResult(
+        message_id=message_id,
+        model=model,
+        content=content,
+        stop_reason=stop_reason,
+        usage=usage,
+        request_id=_header(response, "request-id"),
+        ttft_s=ttft,
+        latency_s=clock() - started,
+        diagnostics=diagnostics,
+    )

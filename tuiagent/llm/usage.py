@@ -1,0 +1,83 @@
+"""Token usage exactly as the Messages API reports it.
+
+Facts this follows (see shared/wire): `input_tokens` excludes cached tokens; usage in
+`message_delta` is cumulative and overrides `message_start` where present; only
+`message_start` carries the 5m/1h split of cache writes; when the response carries
+`usage.iterations` (server-side compaction), the top level reports only the last
+iteration and the billed usage is the sum of all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_creation_5m_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
+
+    @property
+    def total_input_tokens(self) -> int:
+        """Every input token of the request: uncached + cache writes + cache reads."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        a, b = asdict(self), asdict(other)
+        return TokenUsage(**{k: a[k] + b[k] for k in a})
+
+    def as_record(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_api(cls, usage: Mapping[str, Any] | None) -> TokenUsage:
+        """Usage from one API usage object (a response's, or message_start's)."""
+        if not usage:
+            return cls()
+        iterations = usage.get("iterations")
+        if iterations:
+            total = cls()
+            for item in iterations:
+                total = total + cls.from_api({k: v for k, v in item.items() if k != "iterations"})
+            return total
+        values = {k: int(usage.get(k) or 0) for k in _FIELDS}
+        split = usage.get("cache_creation") or {}
+        five = int(split.get("ephemeral_5m_input_tokens") or 0)
+        hour = int(split.get("ephemeral_1h_input_tokens") or 0)
+        if not split:
+            # No split reported: the API's default lifetime is 5 minutes.
+            five = values["cache_creation_input_tokens"]
+        return cls(
+            **values, cache_creation_5m_input_tokens=five, cache_creation_1h_input_tokens=hour
+        )
+
+    def with_delta(self, delta: Mapping[str, Any] | None) -> TokenUsage:
+        """Apply a cumulative message_delta usage: values present override, the split stays."""
+        if not delta:
+            return self
+        if delta.get("iterations"):
+            merged = TokenUsage.from_api(delta)
+            # iterations carry their own split; keep it
+            return merged
+        values = {k: getattr(self, k) for k in _FIELDS}
+        for k in _FIELDS:
+            if delta.get(k) is not None:
+                values[k] = int(delta[k])
+        five, hour = self.cache_creation_5m_input_tokens, self.cache_creation_1h_input_tokens
+        writes = values["cache_creation_input_tokens"]
+        if five + hour != writes:
+            # message_delta changed the write total without a split: keep the 1h part
+            # that message_start reported and put the rest on 5m.
+            hour = min(hour, writes)
+            five = writes - hour
+        return TokenUsage(
+            **values, cache_creation_5m_input_tokens=five, cache_creation_1h_input_tokens=hour
+        )

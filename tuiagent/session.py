@@ -1,0 +1,63 @@
+"""Building a run from settings: the client (real or offline), the tools, the agent.
+
+Shared by the headless runner and the app, so both start runs the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuiagent.agent.loop import Agent
+from tuiagent.agent.tools import Toolbox, Workspace
+from tuiagent.config import Settings
+from tuiagent.llm.client import api_key_from_env, make_client
+from tuiagent.llm.offline import OfflineModel
+from tuiagent.paths import default_log_dir
+
+NO_KEY_NOTICE = (
+    "ANTHROPIC_API_KEY is not set: using the built-in offline model (simulated answers, "
+    "real prices of the tier's model)."
+)
+
+
+@dataclass
+class Session:
+    agent: Agent
+    offline_model: OfflineModel | None
+    notice: str | None
+
+
+def open_session(
+    settings: Settings,
+    *,
+    workspace: Path,
+    offline: bool,
+    offline_model: OfflineModel | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Session:
+    """Check the preconditions (workspace, prices) and build the agent. Nothing is spent here."""
+    ws = Workspace(workspace)
+    notice = None
+    if not offline and api_key_from_env() is None:
+        offline, notice = True, NO_KEY_NOTICE
+    if offline:
+        offline_model = offline_model or OfflineModel(tokens_per_second=settings.offline_tokens_per_second)
+        client = make_client(offline_transport=offline_model)
+    else:
+        offline_model = None
+        client = make_client()
+    toolbox = Toolbox()
+    for tool in ws.tools():
+        toolbox.add(tool)
+    agent = Agent(
+        settings,
+        client=client,
+        provider="offline" if offline else "anthropic",
+        toolbox=toolbox,
+        log_dir=settings.log_dir or default_log_dir(),
+        clock=clock,
+    )
+    return Session(agent, offline_model, notice)
