@@ -30,20 +30,30 @@ def _positive_int(flag: str):  # type: ignore[no-untyped-def]
         try:
             n = int(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a positive whole number, got {value!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a positive whole number, got {value!r}"
+            ) from None
         if n < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be a positive whole number, got {value!r}")
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a positive whole number, got {value!r}"
+            )
         return n
 
     return parse
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--offline", action="store_true", help="use the built-in offline (simulated) model")
+    p.add_argument(
+        "--offline", action="store_true", help="use the built-in offline (simulated) model"
+    )
     p.add_argument("--tier", choices=TIER_CHOICES, help="pin a model tier (default: auto)")
     p.add_argument("--max-cost", metavar="USD", help="hard spending cap for the run, in US dollars")
-    p.add_argument("--max-turns", metavar="N", type=_positive_int("--max-turns"), help="most model calls")
-    p.add_argument("--workspace", metavar="DIR", type=Path, default=Path("."), help="the agent's files")
+    p.add_argument(
+        "--max-turns", metavar="N", type=_positive_int("--max-turns"), help="most model calls"
+    )
+    p.add_argument(
+        "--workspace", metavar="DIR", type=Path, default=Path("."), help="the agent's files"
+    )
     p.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
     p.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
 
@@ -57,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="run the agent headless on one prompt")
     run.add_argument("prompt", help="what to ask the agent")
-    run.add_argument("--json", action="store_true", help="print the run log's records, one per line")
+    run.add_argument(
+        "--json", action="store_true", help="print the run log's records, one per line"
+    )
     _add_common(run)
     return parser
 
@@ -87,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
 
             settings = _settings_from(args)
             return asyncio.run(
-                run_headless(settings, args.prompt, workspace=args.workspace, offline=args.offline, as_json=args.json)
+                run_headless(
+                    settings,
+                    args.prompt,
+                    workspace=args.workspace,
+                    offline=args.offline,
+                    as_json=args.json,
+                )
             )
         parser.print_help()
         return EXIT_OK

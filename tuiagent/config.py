@@ -23,7 +23,13 @@ DEFAULT_TIER_MODELS = {
 }
 
 # Keys a hand-set price may carry, per million tokens, as genai-prices names them.
-PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok")
+PRICE_KEYS = (
+    "input_mtok",
+    "output_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "cache_write_1h_mtok",
+)
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are tuiagent, a careful assistant working inside the user's workspace. "
@@ -37,7 +43,9 @@ def parse_money(value: object, name: str) -> Decimal:
     try:
         amount = Decimal(str(value).strip().lstrip("$"))
     except (InvalidOperation, ValueError):
-        raise ConfigError(f"{name} must be a positive number of US dollars, got {value!r}") from None
+        raise ConfigError(
+            f"{name} must be a positive number of US dollars, got {value!r}"
+        ) from None
     if not amount.is_finite() or amount <= 0:
         raise ConfigError(f"{name} must be a positive number of US dollars, got {value!r}")
     return amount
@@ -88,7 +96,9 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             for tier, model in value.items():
                 if tier not in TIERS:
                     raise ConfigError(f"unknown config key 'tiers.{tier}' in {source}")
-                _expect(isinstance(model, str) and bool(model), f"tiers.{tier}", "a model id", model)
+                _expect(
+                    isinstance(model, str) and bool(model), f"tiers.{tier}", "a model id", model
+                )
                 settings.tiers[tier] = model
         elif key == "tier":
             _expect(value in TIER_CHOICES, key, " | ".join(TIER_CHOICES), value)
@@ -116,7 +126,9 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
                 parsed: dict[str, Decimal] = {}
                 for rate_key, rate in rates.items():
                     if rate_key not in PRICE_KEYS:
-                        raise ConfigError(f"unknown config key 'prices.{model}.{rate_key}' in {source}")
+                        raise ConfigError(
+                            f"unknown config key 'prices.{model}.{rate_key}' in {source}"
+                        )
                     ok = isinstance(rate, int | float | str) and not isinstance(rate, bool)
                     _expect(ok, f"prices.{model}.{rate_key}", "a number", rate)
                     parsed[rate_key] = Decimal(str(rate))

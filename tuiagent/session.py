@@ -44,7 +44,9 @@ def open_session(
     if not offline and api_key_from_env() is None:
         offline, notice = True, NO_KEY_NOTICE
     if offline:
-        offline_model = offline_model or OfflineModel(tokens_per_second=settings.offline_tokens_per_second)
+        offline_model = offline_model or OfflineModel(
+            tokens_per_second=settings.offline_tokens_per_second
+        )
         client = make_client(offline_transport=offline_model)
     else:
         offline_model = None

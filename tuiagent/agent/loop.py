@@ -150,14 +150,17 @@ class Agent:
     async def send(self, prompt: str) -> AsyncIterator[Event]:
         """Work on one user message until the answer or a limit."""
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
-        yield UserMessage(self._write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)}))
+        yield UserMessage(
+            self._write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
+        )
         while True:
             if self.state.turns >= self.limits.max_turns:
                 yield self._halt("max_turns", f"reached --max-turns {self.limits.max_turns}")
                 return
             if self.ledger.spent >= self.limits.max_cost_usd:
                 yield self._halt(
-                    "max_cost", f"spent ${self.ledger.spent:.4f} of the ${self.limits.max_cost_usd} cap"
+                    "max_cost",
+                    f"spent ${self.ledger.spent:.4f} of the ${self.limits.max_cost_usd} cap",
                 )
                 return
             tier, reason = self.route()
@@ -280,7 +283,14 @@ def _replayable(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "text":
             out.append({"type": "text", "text": block.get("text", "")})
         elif kind == "tool_use":
-            out.append({"type": "tool_use", "id": block["id"], "name": block["name"], "input": block.get("input") or {}})
+            out.append(
+                {
+                    "type": "tool_use",
+                    "id": block["id"],
+                    "name": block["name"],
+                    "input": block.get("input") or {},
+                }
+            )
         else:
             out.append({k: v for k, v in block.items() if k not in ("citations",)})
     return [b for b in out if not (b.get("type") == "text" and not b.get("text"))] or [

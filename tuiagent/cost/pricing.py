@@ -132,7 +132,9 @@ class Pricer:
         if cost.total != total:
             # genai-prices knows something the per-kind split does not (a unit we do not
             # split out): trust its total and put the difference on input.
-            cost = Cost(cost.input + total - cost.total, cost.output, cost.cache_write, cost.cache_read)
+            cost = Cost(
+                cost.input + total - cost.total, cost.output, cost.cache_write, cost.cache_read
+            )
         return cost
 
 
@@ -151,7 +153,9 @@ def _genai_usage(usage: TokenUsage) -> Usage:
 @lru_cache(maxsize=64)
 def _genai_model_price(model: str) -> ModelPrice:
     try:
-        result = calc_price(Usage(input_tokens=0, output_tokens=0), model_ref=model, provider_id="anthropic")
+        result = calc_price(
+            Usage(input_tokens=0, output_tokens=0), model_ref=model, provider_id="anthropic"
+        )
     except LookupError:
         raise UnpricedModelError(model) from None
     price: ModelPrice = result.model_price

@@ -95,4 +95,3 @@ def count_breakpoints(request: dict[str, Any]) -> int:
     return sum(1 for b, _ in request_blocks(request) if "cache_control" in b) + (
         1 if "cache_control" in request else 0
     )
-

@@ -11,11 +11,12 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anthropic
 import httpx2
+from anthropic import AsyncStream
 
 from tuiagent.llm.usage import TokenUsage
 
@@ -58,20 +59,33 @@ class CallResult:
         return [b for b in self.content if b.get("type") == "tool_use"]
 
 
-@dataclass
 class CallFailed(Exception):
     """A call that did not finish. Carries what the API billed before it failed, if anything."""
 
-    error: Exception
-    partial_usage: TokenUsage = field(default_factory=TokenUsage)
-    request_id: str | None = None
-    status: int | None = None
-    error_type: str = "error"
-    retry_after_s: float | None = None
-    latency_s: float = 0.0
+    def __init__(
+        self,
+        *,
+        message: str,
+        partial_usage: TokenUsage | None = None,
+        request_id: str | None = None,
+        status: int | None = None,
+        error_type: str = "error",
+        retry_after_s: float | None = None,
+        should_retry: str | None = None,
+        latency_s: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.partial_usage = partial_usage or TokenUsage()
+        self.request_id = request_id
+        self.status = status
+        self.error_type = error_type
+        self.retry_after_s = retry_after_s
+        self.should_retry = should_retry
+        self.latency_s = latency_s
 
     def __str__(self) -> str:
-        return describe_error(self.error)
+        return self.message
 
 
 StreamItem = TextDelta | ToolUseStarted | CallResult
@@ -121,36 +135,41 @@ def retry_after_seconds(response: httpx2.Response | None) -> float | None:
     return None
 
 
+def _json_or_text(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError:
+        return data
+
+
+def _body_error_type(body: object) -> str | None:
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict) and isinstance(inner.get("type"), str):
+            return str(inner["type"])
+    return None
+
+
+def _status_message(status: int, body: object) -> str:
+    etype = _body_error_type(body) or "error"
+    msg = ""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        msg = str(body["error"].get("message", ""))
+    where = "mid-stream " if status == 200 else f"{status} "
+    return f"API error {where}{etype}: {msg}".strip().rstrip(":")
+
+
 def describe_error(error: BaseException) -> str:
     """One line for the user. Never includes request headers (the key lives there)."""
     if isinstance(error, anthropic.AuthenticationError):
         return "the API rejected the key (401 authentication_error): check ANTHROPIC_API_KEY"
     if isinstance(error, anthropic.APIStatusError):
-        body = error.body if isinstance(error.body, dict) else {}
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        etype = inner.get("type", "error") if isinstance(inner, dict) else "error"
-        msg = inner.get("message", "") if isinstance(inner, dict) else ""
-        return f"API error {error.status_code} {etype}: {msg or error.message}".strip()
-    if isinstance(error, anthropic.APITimeoutError):
+        return _status_message(error.status_code, error.body)
+    if isinstance(error, anthropic.APITimeoutError | httpx2.TimeoutException):
         return "the request timed out"
     if isinstance(error, anthropic.APIConnectionError):
-        cause = error.__cause__
-        return f"cannot reach the API: {cause or error.message}"
-    return f"{type(error).__name__}: {error}"
-
-
-def _error_type(error: Exception) -> str:
-    if isinstance(error, anthropic.APIStatusError):
-        body = error.body if isinstance(error.body, dict) else {}
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        if isinstance(inner, dict) and isinstance(inner.get("type"), str):
-            return str(inner["type"])
-        return f"http_{error.status_code}"
-    if isinstance(error, anthropic.APITimeoutError):
-        return "timeout"
-    if isinstance(error, anthropic.APIConnectionError):
-        return "connection_error"
-    return type(error).__name__
+        return f"cannot reach the API: {error.__cause__ or error.message}"
+    return f"cannot reach the API: {type(error).__name__}: {error}"
 
 
 async def stream_message(
@@ -171,11 +190,26 @@ async def stream_message(
     message_id, model, stop_reason = "", str(request.get("model", "")), None
     diagnostics: dict[str, Any] | None = None
     response: httpx2.Response | None = None
+    completed = False
     try:
         stream = await client.messages.create(**request, stream=True)
         response = stream.response
-        async for event in stream:
-            raw = event.to_dict()
+        # The raw events, as the API sent them: the SDK's typed events drop fields it does
+        # not model yet (usage.iterations, diagnostics, new block types).
+        async for sse in AsyncStream.raw_events(response):
+            if sse.event == "error":
+                body = _json_or_text(sse.data)
+                raise CallFailed(
+                    message=_status_message(200, body),
+                    partial_usage=usage,
+                    request_id=_header(response, "request-id"),
+                    status=200,
+                    error_type=_body_error_type(body) or "stream_error",
+                    latency_s=clock() - started,
+                )
+            if not sse.data or sse.event == "ping":
+                continue
+            raw = sse.json()
             kind = raw.get("type")
             if kind == "message_start":
                 msg = raw["message"]
@@ -189,7 +223,7 @@ async def stream_message(
                     partial_json[raw["index"]] = []
                     yield ToolUseStarted(block.get("id", ""), block.get("name", ""))
             elif kind == "content_block_delta":
-                delta, block = raw["delta"], blocks[raw["index"]]
+                delta, block = raw["delta"], blocks.setdefault(raw["index"], {"type": "text"})
                 dtype = delta.get("type")
                 if ttft is None:
                     ttft = clock() - started
@@ -197,7 +231,7 @@ async def stream_message(
                     block["text"] = block.get("text", "") + delta["text"]
                     yield TextDelta(delta["text"])
                 elif dtype == "input_json_delta":
-                    partial_json[raw["index"]].append(delta.get("partial_json", ""))
+                    partial_json.setdefault(raw["index"], []).append(delta.get("partial_json", ""))
                 elif dtype == "thinking_delta":
                     block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
                 elif dtype == "signature_delta":
@@ -211,17 +245,39 @@ async def stream_message(
                 stop_reason = raw.get("delta", {}).get("stop_reason") or stop_reason
                 usage = usage.with_delta(raw.get("usage"))
                 diagnostics = raw.get("diagnostics") or diagnostics
-    except (anthropic.APIError, httpx2.TransportError) as exc:
+            elif kind == "message_stop":
+                completed = True
+    except anthropic.APIStatusError as exc:
         raise CallFailed(
-            error=exc,
+            message=describe_error(exc),
             partial_usage=usage,
-            request_id=_header(response, "request-id")
-            or _header(getattr(exc, "response", None), "request-id"),
-            status=getattr(exc, "status_code", None),
-            error_type=_error_type(exc),
-            retry_after_s=retry_after_seconds(getattr(exc, "response", None)),
+            request_id=_header(exc.response, "request-id"),
+            status=exc.status_code,
+            error_type=_body_error_type(exc.body) or f"http_{exc.status_code}",
+            retry_after_s=retry_after_seconds(exc.response),
+            should_retry=_header(exc.response, "x-should-retry"),
             latency_s=clock() - started,
         ) from exc
+    except (anthropic.APIError, httpx2.TransportError) as exc:
+        raise CallFailed(
+            message=describe_error(exc),
+            partial_usage=usage,
+            request_id=_header(response, "request-id"),
+            status=None,
+            error_type="timeout"
+            if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)
+            else "connection_error",
+            latency_s=clock() - started,
+        ) from exc
+    if not completed:
+        raise CallFailed(
+            message="the stream ended before message_stop (connection dropped)",
+            partial_usage=usage,
+            request_id=_header(response, "request-id"),
+            status=200,
+            error_type="connection_error",
+            latency_s=clock() - started,
+        )
     content = [blocks[i] for i in sorted(blocks)]
     yield CallResult(
         message_id=message_id,

@@ -48,7 +48,11 @@ def block_tokens(block: Any) -> int:
             return 3 + sum(block_tokens(c) for c in content)
         return 3 + estimate_tokens(str(content))
     if kind == "tool_use":
-        return 3 + estimate_tokens(block.get("name", "")) + estimate_tokens(json.dumps(block.get("input", {})))
+        return (
+            3
+            + estimate_tokens(block.get("name", ""))
+            + estimate_tokens(json.dumps(block.get("input", {})))
+        )
     if kind in ("thinking", "redacted_thinking"):
         return estimate_tokens(block.get("thinking", "") or block.get("data", ""))
     if "input_schema" in block:  # a tool definition
@@ -60,7 +64,9 @@ def block_tokens(block: Any) -> int:
 def request_blocks(request: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
     """The request's blocks in the order the API reads them (tools, system, messages), each
     with its tokens; a message's framing is counted on its first block."""
-    out: list[tuple[dict[str, Any], int]] = [(t, block_tokens(t)) for t in request.get("tools") or []]
+    out: list[tuple[dict[str, Any], int]] = [
+        (t, block_tokens(t)) for t in request.get("tools") or []
+    ]
     system = request.get("system")
     if isinstance(system, str):
         system = [{"type": "text", "text": system}] if system else []

@@ -25,7 +25,11 @@ class Tool:
     run: Callable[[dict[str, Any]], Awaitable[str]]
 
     def definition(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+        }
 
 
 @dataclass

@@ -17,7 +17,15 @@ from tuiagent.errors import UsageError
 
 MAX_READ_BYTES = 2_000_000
 MAX_SEARCH_MATCHES = 5_000
-_SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+_SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "node_modules",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+}
 
 
 class Workspace:

@@ -25,8 +25,28 @@ _SEARCH = re.compile(
     re.IGNORECASE,
 )
 _NOT_A_PATTERN = {
-    "the", "a", "an", "all", "any", "which", "what", "where", "out", "me", "files", "file",
-    "largest", "biggest", "smallest", "every", "each", "in", "here", "how", "it", "this",
+    "the",
+    "a",
+    "an",
+    "all",
+    "any",
+    "which",
+    "what",
+    "where",
+    "out",
+    "me",
+    "files",
+    "file",
+    "largest",
+    "biggest",
+    "smallest",
+    "every",
+    "each",
+    "in",
+    "here",
+    "how",
+    "it",
+    "this",
 }
 _EXPAND = re.compile(r"\bexpand\b.*?\b(r\d+)\b", re.IGNORECASE)
 LISTING_LINE = re.compile(r"^(file|dir|link)\s+([\d,]+|-)\s+(?:bytes\s+)?(.+)$")
@@ -66,13 +86,19 @@ def current_task(messages: list[dict[str, Any]]) -> tuple[str, list[tuple[Planne
     for i, m in enumerate(messages):
         if m.get("role") == "user" and any(b.get("type") == "text" for b in _blocks(m)):
             start = i
-    request = " ".join(b.get("text", "") for b in _blocks(messages[start]) if b.get("type") == "text") if messages else ""
+    request = (
+        " ".join(b.get("text", "") for b in _blocks(messages[start]) if b.get("type") == "text")
+        if messages
+        else ""
+    )
     results: dict[str, tuple[str, bool]] = {}
     calls: list[tuple[str, PlannedCall]] = []
     for m in messages[start + 1 :]:
         for b in _blocks(m):
             if b.get("type") == "tool_use":
-                calls.append((b.get("id", ""), PlannedCall(b.get("name", ""), dict(b.get("input") or {}))))
+                calls.append(
+                    (b.get("id", ""), PlannedCall(b.get("name", ""), dict(b.get("input") or {})))
+                )
             elif b.get("type") == "tool_result":
                 results[b.get("tool_use_id", "")] = (_result_text(b), bool(b.get("is_error")))
     done = [(call, *results.get(tid, ("", True))) for tid, call in calls]
@@ -87,9 +113,9 @@ def plan_calls(request: str, tool_names: set[str], known_files: set[str]) -> lis
     if "read_file" in tool_names:
         names = {m.group(1): m.start() for m in _FILE_NAME.finditer(request)}
         for name in known_files:
-            pos = re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", request)
-            if pos and name not in names:
-                names[name] = pos.start()
+            hit = re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", request)
+            if hit and name not in names:
+                names[name] = hit.start()
         for name, pos in names.items():
             found.append((pos, PlannedCall("read_file", {"path": name})))
     if "search_files" in tool_names:
@@ -154,11 +180,11 @@ def _describe(call: PlannedCall, result: str, is_error: bool, request: str) -> s
         return f"{call.input.get('path')}: {_first_line(result)} ({lines} lines seen)."
     if call.name == "search_files":
         matches = [ln for ln in result.splitlines() if re.match(r"^\S+:\d+:", ln)]
-        files = {ln.split(":", 1)[0] for ln in matches}
+        hit_files = {ln.split(":", 1)[0] for ln in matches}
         head = result.strip().splitlines()[0] if result.strip() else ""
         if not matches and "match" in head.lower():
             return f"Search for {call.input.get('pattern')!r}: {head}"
-        return f"Search for {call.input.get('pattern')!r}: {len(matches)} matching lines in {len(files)} files."
+        return f"Search for {call.input.get('pattern')!r}: {len(matches)} matching lines in {len(hit_files)} files."
     if call.name == "expand_result":
         return f"Expanded {call.input.get('result_id')}: {_first_line(result)}"
     return f"{call.name}: {_first_line(result)}"

@@ -108,7 +108,9 @@ class PromptCache:
         seen_5m = False
         for _, ttl in breakpoints:
             if ttl not in TTL_SECONDS:
-                raise CacheRuleError(f"cache_control.ttl: Input should be '5m' or '1h', got {ttl!r}")
+                raise CacheRuleError(
+                    f"cache_control.ttl: Input should be '5m' or '1h', got {ttl!r}"
+                )
             if ttl == "1h" and seen_5m:
                 raise CacheRuleError(
                     "a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block"
@@ -149,7 +151,15 @@ class PromptCache:
             cached_prefix = prefix[b]
 
         miss_reason = self._miss_reason(
-            model, request, hashes, read, breakpoints, prefix, minimum, expired_seen, previous_message_id
+            model,
+            request,
+            hashes,
+            read,
+            breakpoints,
+            prefix,
+            minimum,
+            expired_seen,
+            previous_message_id,
         )
         self._snapshots[message_id] = _Snapshot(
             model=model,

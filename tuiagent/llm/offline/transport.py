@@ -83,10 +83,14 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             )
         return self._messages(body, model, request_id, raw)
 
-    def _messages(self, body: dict[str, Any], model: str, request_id: str, raw: bytes) -> httpx2.Response:
+    def _messages(
+        self, body: dict[str, Any], model: str, request_id: str, raw: bytes
+    ) -> httpx2.Response:
         max_tokens = int(body.get("max_tokens") or 0)
         if max_tokens < 1:
-            return _error(400, "invalid_request_error", "max_tokens: must be at least 1", request_id)
+            return _error(
+                400, "invalid_request_error", "max_tokens: must be at least 1", request_id
+            )
         message_id = self._next_id("msg", raw)
         previous = (body.get("diagnostics") or {}).get("previous_message_id")
         try:
@@ -187,21 +191,34 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         yield _sse("ping", {"type": "ping"})
         delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
         for index, block in enumerate(content):
+            start: dict[str, Any]
             if block["type"] == "text":
                 start = {"type": "text", "text": ""}
-                yield _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
+                yield _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": start},
+                )
                 for piece in _PIECES.findall(block["text"]):
                     if delay:
                         await asyncio.sleep(delay * max(1, estimate_tokens(piece)))
                     delta = {"type": "text_delta", "text": piece}
-                    yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                    yield _sse(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    )
             else:
                 start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-                yield _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
+                yield _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": start},
+                )
                 encoded = json.dumps(block["input"])
                 for piece in ["", *(encoded[i : i + 16] for i in range(0, len(encoded), 16))]:
                     delta = {"type": "input_json_delta", "partial_json": piece}
-                    yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                    yield _sse(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    )
             yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
         final = {k: v for k, v in usage.items() if k != "cache_creation"}
         yield _sse(

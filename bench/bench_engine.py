@@ -1,0 +1,89 @@
+"""The engine's own overhead per turn on the offline model: everything but the model's time.
+
+A turn's wall time minus the time spent inside the offline model's transport (which stands
+in for the network and the model) is what tuiagent itself costs: building the request,
+placing cache breakpoints, the SDK's serialisation and SSE parsing, pricing, the log write
+(with fsync), running the tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from tuiagent.config import Settings
+from tuiagent.llm.offline import OfflineModel
+from tuiagent.session import open_session
+
+
+class _TimedModel(OfflineModel):
+    """The offline model, timing its own share of each request (including its stream)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model_seconds = 0.0
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        t = time.perf_counter()
+        response = await super().handle_async_request(request)
+        self.model_seconds += time.perf_counter() - t
+        return response
+
+    async def _stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        stream = super()._stream(*args, **kwargs)
+        while True:
+            t = time.perf_counter()
+            try:
+                chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            finally:
+                self.model_seconds += time.perf_counter() - t
+            yield chunk
+
+
+async def _session_once(workspace: Path, log_dir: Path) -> tuple[float, float, int]:
+    model = _TimedModel()
+    session = open_session(
+        Settings(log_dir=log_dir), workspace=workspace, offline=True, offline_model=model
+    )
+    session.agent.start()
+    t = time.perf_counter()
+    async for _ in session.agent.send(
+        "Which file here is largest? Then read notes.txt and search for TODO"
+    ):
+        pass
+    wall = time.perf_counter() - t
+    session.agent.finish("completed")
+    return wall, model.model_seconds, session.agent.state.turns
+
+
+def run() -> list[tuple[str, str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp) / "ws"
+        ws.mkdir()
+        (ws / "notes.txt").write_text("TODO: one\n" * 50)
+        (ws / "big.txt").write_text("x" * 20_000)
+        for i in range(20):
+            (ws / f"f{i}.py").write_text(f"# file {i}\nprint({i})\n")
+        per_turn: list[float] = []
+        for _ in range(3):  # warm-up
+            asyncio.run(_session_once(ws, Path(tmp) / "logs"))
+        for _ in range(15):
+            wall, model_s, turns = asyncio.run(_session_once(ws, Path(tmp) / "logs"))
+            per_turn.append((wall - model_s) / turns * 1000)
+    return [
+        ("engine overhead per turn (median)", f"{statistics.median(per_turn):.2f} ms", "-"),
+        (
+            "engine overhead per turn (p90)",
+            f"{statistics.quantiles(per_turn, n=10)[-1]:.2f} ms",
+            "-",
+        ),
+    ]
