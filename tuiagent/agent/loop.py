@@ -6,9 +6,10 @@ runner and the UI consume the same stream and neither holds agent logic.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -31,13 +32,22 @@ from tuiagent.agent.events import (
     UserMessage,
 )
 from tuiagent.agent.tools import Toolbox
+from tuiagent.agent.transcript import Transcript, transcript_path
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.cost.runlog import RunLog, new_run_id, utc_now_iso
 from tuiagent.llm.caching import plan_breakpoints
-from tuiagent.llm.client import CallFailed, CallResult, TextDelta, ToolUseStarted, stream_message
+from tuiagent.llm.client import (
+    CallFailed,
+    CallResult,
+    TextDelta,
+    ToolUseStarted,
+    UsageUpdate,
+    stream_message,
+)
 from tuiagent.llm.tokens import estimate_tokens
+from tuiagent.llm.usage import TokenUsage
 
 
 @dataclass
@@ -82,6 +92,9 @@ class Agent:
         self.system_prompt = settings.resolved_system_prompt()
         self.state = RunState(run_id or new_run_id())
         self.log = RunLog(log_dir, self.state.run_id)
+        self.transcript = Transcript(transcript_path(self.log.path))
+        # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
+        self.approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
         for tier in TIERS:
             self.pricer.ensure_priced(settings.model_for(tier))
 
@@ -125,6 +138,7 @@ class Agent:
             }
         )
         self.log.close()
+        self.transcript.close()
         return RunEnded(record)
 
     # --- routing -----------------------------------------------------------
@@ -169,11 +183,16 @@ class Agent:
             request = self._request(model, max_tokens)
             turn = self.state.turns + 1
             yield TurnStarted(turn, tier, model, max_tokens, reason)
+            self.transcript.request(turn, "agent", request)
             result: CallResult | None = None
+            partial, streamed = TokenUsage(), []
             try:
                 async for item in stream_message(self.client, request, clock=self.clock):
                     if isinstance(item, TextDelta):
+                        streamed.append(item.text)
                         yield AnswerDelta(turn, item.text)
+                    elif isinstance(item, UsageUpdate):
+                        partial = item.usage
                     elif isinstance(item, ToolUseStarted):
                         yield ToolCallStarted(turn, item.tool_use_id, item.name, {})
                     else:
@@ -183,6 +202,10 @@ class Agent:
                 self.state.status, self.state.halt_reason = "error", "error"
                 yield Notice(str(failure), "error")
                 return
+            except asyncio.CancelledError:
+                # Interrupted (Escape, Ctrl-C): what streamed stays, and its cost counts.
+                self._settle_interrupted(turn, tier, model, reason, max_tokens, partial, streamed)
+                raise
             assert result is not None
             self.state.turns = turn
             yield self._turn_record(turn, tier, model, reason, max_tokens, result)
@@ -217,6 +240,29 @@ class Agent:
                     original=output.text,
                 )
             self.state.history.append({"role": "user", "content": results})
+
+    def _settle_interrupted(
+        self,
+        turn: int,
+        tier: str,
+        model: str,
+        reason: str,
+        max_tokens: int,
+        partial: TokenUsage,
+        streamed: list[str],
+    ) -> None:
+        text = "".join(streamed)
+        output = max(partial.output_tokens, estimate_tokens(text))
+        usage = TokenUsage(**{**partial.as_record(), "output_tokens": output})
+        content = [{"type": "text", "text": text}] if text else []
+        result = CallResult("", model, content, "interrupted", usage, None, None, 0.0)
+        self.state.turns = turn
+        self._turn_record(turn, tier, model, reason, max_tokens, result)
+        if text:
+            self.state.history.append(
+                {"role": "assistant", "content": [{"type": "text", "text": text}]}
+            )
+        self.state.halt_reason = "interrupted"
 
     def _halt(self, reason: str, detail: str) -> Halted:
         self.state.halt_reason = reason

@@ -29,6 +29,13 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class UsageUpdate:
+    """Usage as the stream reports it so far (message_start, then each message_delta)."""
+
+    usage: TokenUsage
+
+
+@dataclass(frozen=True)
 class ToolUseStarted:
     """The model began a tool call (its input follows as JSON pieces)."""
 
@@ -88,7 +95,7 @@ class CallFailed(Exception):
         return self.message
 
 
-StreamItem = TextDelta | ToolUseStarted | CallResult
+StreamItem = TextDelta | ToolUseStarted | UsageUpdate | CallResult
 
 
 def api_key_from_env() -> str | None:
@@ -215,6 +222,7 @@ async def stream_message(
                 msg = raw["message"]
                 message_id, model = msg.get("id", ""), msg.get("model", model)
                 usage = TokenUsage.from_api(msg.get("usage"))
+                yield UsageUpdate(usage)
                 diagnostics = msg.get("diagnostics") or diagnostics
             elif kind == "content_block_start":
                 block = dict(raw["content_block"])
@@ -244,6 +252,7 @@ async def stream_message(
             elif kind == "message_delta":
                 stop_reason = raw.get("delta", {}).get("stop_reason") or stop_reason
                 usage = usage.with_delta(raw.get("usage"))
+                yield UsageUpdate(usage)
                 diagnostics = raw.get("diagnostics") or diagnostics
             elif kind == "message_stop":
                 completed = True

@@ -1,0 +1,116 @@
+"""The run's transcript, beside its log: `transcripts/<run_id>.jsonl` in the log dir.
+
+The run log says what each call cost; the transcript keeps what each call sent, so a turn
+can be replayed exactly, split by where its input came from, or a session resumed. Each
+message is written once, as the history grows; each request is written as its own fields
+plus how many messages it sent and where its cache markers sat, so the file grows with the
+conversation, not with its square.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def transcript_path(log_path: Path) -> Path:
+    """Kept in a folder of its own so that `runs/*.jsonl` lists only run logs."""
+    folder = log_path.parent / "transcripts"
+    folder.mkdir(exist_ok=True)
+    return folder / log_path.name
+
+
+class Transcript:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._messages_written = 0
+
+    def _append(self, record: dict[str, Any]) -> None:
+        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+
+    def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
+        """The exact request of one call (after cache markers and budget clamps)."""
+        messages = request.get("messages", [])
+        for index in range(self._messages_written, len(messages)):
+            self._append(
+                {"kind": "message", "index": index, "message": _without_marks(messages[index])}
+            )
+        self._messages_written = max(self._messages_written, len(messages))
+        marks = []
+        for mi, message in enumerate(messages):
+            content = message.get("content")
+            if isinstance(content, list):
+                for bi, block in enumerate(content):
+                    if isinstance(block, dict) and "cache_control" in block:
+                        marks.append([mi, bi, block["cache_control"]])
+        fields = {k: v for k, v in request.items() if k != "messages"}
+        self._append(
+            {
+                "kind": "request",
+                "turn": turn,
+                "purpose": purpose,
+                "request": fields,
+                "messages": len(messages),
+                "marks": marks,
+            }
+        )
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _without_marks(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return message
+    return {
+        **message,
+        "content": [
+            {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
+            for b in content
+        ],
+    }
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    out = []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a killed run
+    return out
+
+
+def load_messages(path: Path) -> list[dict[str, Any]]:
+    messages: dict[int, dict[str, Any]] = {}
+    for rec in _read(path):
+        if rec.get("kind") == "message":
+            messages[int(rec["index"])] = rec["message"]
+    return [messages[i] for i in range(len(messages)) if i in messages]
+
+
+def load_requests(path: Path) -> list[dict[str, Any]]:
+    """Every request of the run, rebuilt exactly, with its `turn` and `purpose`."""
+    records = _read(path)
+    messages = load_messages(path)
+    out = []
+    for rec in records:
+        if rec.get("kind") != "request":
+            continue
+        request = copy.deepcopy(rec["request"])
+        sent = copy.deepcopy(messages[: rec["messages"]])
+        for mi, bi, marker in rec.get("marks", []):
+            sent[mi]["content"][bi]["cache_control"] = marker
+        request["messages"] = sent
+        out.append(
+            {"turn": rec["turn"], "purpose": rec.get("purpose", "agent"), "request": request}
+        )
+    return out
