@@ -93,3 +93,18 @@ class Halted(Event):
 
     reason: str
     detail: str
+
+
+@dataclass(frozen=True)
+class CacheStateChanged(Event):
+    """The prompt cache of one model after a call: what is cached and until when.
+
+    Times are wall-clock epoch seconds (`time.time()`), so the UI can count down to expiry.
+    """
+
+    model: str
+    cached_prefix_tokens: int
+    last_write_at: float | None
+    last_read_at: float | None
+    expires_at: float | None
+    miss_reason: str | None = None

@@ -141,6 +141,20 @@ class Agent:
         self.transcript.close()
         return RunEnded(record)
 
+    # --- steering (the UI's keys and slash commands) -------------------------
+
+    def set_cap(self, cap: Decimal) -> Decimal:
+        """Set the spending cap; never below what is already spent. Returns the cap in force."""
+        self.limits.max_cost_usd = max(cap, self.ledger.spent)
+        if self.state.halt_reason == "max_cost" and self.ledger.spent < self.limits.max_cost_usd:
+            self.state.halt_reason = None
+        return self.limits.max_cost_usd
+
+    def set_tier(self, tier: str) -> None:
+        if tier not in ("auto", *TIERS):
+            raise ValueError(f"unknown tier {tier!r}")
+        self.tier = tier
+
     # --- routing -----------------------------------------------------------
 
     def route(self) -> tuple[str, str]:
@@ -163,6 +177,8 @@ class Agent:
 
     async def send(self, prompt: str) -> AsyncIterator[Event]:
         """Work on one user message until the answer or a limit."""
+        if self.state.halt_reason in ("max_cost", "max_turns", "interrupted"):
+            self.state.halt_reason = None  # a new message is a new attempt within the limits
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
         yield UserMessage(
             self._write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
