@@ -42,6 +42,15 @@ def _positive_int(flag: str):  # type: ignore[no-untyped-def]
     return parse
 
 
+def _non_negative_int(flag: str):  # type: ignore[no-untyped-def]
+    def parse(value: str) -> int:
+        if not value.isdigit():
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number >= 0, got {value!r}")
+        return int(value)
+
+    return parse
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--offline", action="store_true", help="use the built-in offline (simulated) model"
@@ -50,6 +59,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-cost", metavar="USD", help="hard spending cap for the run, in US dollars")
     p.add_argument(
         "--max-turns", metavar="N", type=_positive_int("--max-turns"), help="most model calls"
+    )
+    p.add_argument(
+        "--max-retries",
+        metavar="N",
+        type=_non_negative_int("--max-retries"),
+        help="retries of failed calls allowed per run (default 3)",
     )
     p.add_argument(
         "--workspace", metavar="DIR", type=Path, default=Path("."), help="the agent's files"
@@ -85,6 +100,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             raise UsageError(str(exc)) from None
     if args.max_turns is not None:
         settings.max_turns = args.max_turns
+    if args.max_retries is not None:
+        settings.max_retries = args.max_retries
     if args.log_dir is not None:
         settings.log_dir = args.log_dir
     return settings

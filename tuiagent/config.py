@@ -64,6 +64,9 @@ class Settings:
     system_prompt_file: Path | None = None
     prices: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     log_dir: Path | None = None
+    max_retries: int = 3
+    retry_max_wait_s: float = 60.0
+    min_useful_tokens: int = 256
     # Offline model: tokens per second it streams at (0 = as fast as it can).
     offline_tokens_per_second: float = 0.0
 
@@ -105,7 +108,15 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             settings.tier = value
         elif key == "max_cost_usd":
             settings.max_cost_usd = parse_money(value, "config key 'max_cost_usd'")
-        elif key in ("max_turns", "max_tokens"):
+        elif key == "max_retries":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            _expect(ok, key, "a whole number >= 0", value)
+            settings.max_retries = value
+        elif key == "retry_max_wait_s":
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+            _expect(ok, key, "a number of seconds >= 0", value)
+            settings.retry_max_wait_s = float(value)
+        elif key in ("max_turns", "max_tokens", "min_useful_tokens"):
             ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
             _expect(ok, key, "a positive whole number", value)
             setattr(settings, key, value)

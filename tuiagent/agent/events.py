@@ -71,6 +71,7 @@ class TurnStarted(Event):
     model: str
     max_tokens: int
     route_reason: str
+    attempt: int = 1  # > 1 when a transient failure is being retried: discard the last stream
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from tuiagent.agent.events import (
 from tuiagent.agent.tools import Toolbox
 from tuiagent.agent.transcript import Transcript, transcript_path
 from tuiagent.config import TIERS, Settings
+from tuiagent.cost.budget import BudgetGuard, Reservation, estimated_with_margin
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.cost.runlog import RunLog, new_run_id, utc_now_iso
@@ -44,9 +46,10 @@ from tuiagent.llm.client import (
     TextDelta,
     ToolUseStarted,
     UsageUpdate,
+    count_tokens,
     stream_message,
 )
-from tuiagent.llm.tokens import estimate_tokens
+from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 
 
@@ -54,6 +57,31 @@ from tuiagent.llm.usage import TokenUsage
 class Limits:
     max_cost_usd: Decimal
     max_turns: int
+
+
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 8.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A call ready to send: its tier and model, why, the exact request, its reservation."""
+
+    tier: str
+    model: str
+    reason: str
+    request: dict[str, Any]
+    reservation: Reservation
+
+
+def is_retryable(failure: CallFailed) -> bool:
+    """429, 529, 5xx, connection errors, timeouts and mid-stream errors are transient;
+    400, 401, 403, 404 (and the rest of 4xx) are not. The API's x-should-retry wins."""
+    if failure.should_retry in ("true", "false"):
+        return failure.should_retry == "true"
+    if failure.status is None or failure.status == 200:
+        return True
+    return failure.status in (408, 409, 429) or failure.status >= 500
 
 
 @dataclass
@@ -87,6 +115,10 @@ class Agent:
         self.clock = clock
         self.pricer = Pricer(settings.prices)
         self.ledger = Ledger()
+        self.budget = BudgetGuard(self.pricer, self.ledger, settings.min_useful_tokens)
+        self.retries_used = 0
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._random = random.Random()
         self.limits = Limits(settings.max_cost_usd, settings.max_turns)
         self.tier = settings.tier
         self.system_prompt = settings.resolved_system_prompt()
@@ -187,44 +219,15 @@ class Agent:
             if self.state.turns >= self.limits.max_turns:
                 yield self._halt("max_turns", f"reached --max-turns {self.limits.max_turns}")
                 return
-            if self.ledger.spent >= self.limits.max_cost_usd:
-                yield self._halt(
-                    "max_cost",
-                    f"spent ${self.ledger.spent:.4f} of the ${self.limits.max_cost_usd} cap",
-                )
-                return
-            tier, reason = self.route()
-            model = self.settings.model_for(tier)
-            max_tokens = self.settings.max_tokens
-            request = self._request(model, max_tokens)
             turn = self.state.turns + 1
-            yield TurnStarted(turn, tier, model, max_tokens, reason)
-            self.transcript.request(turn, "agent", request)
             result: CallResult | None = None
-            partial, streamed = TokenUsage(), []
-            try:
-                async for item in stream_message(self.client, request, clock=self.clock):
-                    if isinstance(item, TextDelta):
-                        streamed.append(item.text)
-                        yield AnswerDelta(turn, item.text)
-                    elif isinstance(item, UsageUpdate):
-                        partial = item.usage
-                    elif isinstance(item, ToolUseStarted):
-                        yield ToolCallStarted(turn, item.tool_use_id, item.name, {})
-                    else:
-                        result = item
-            except CallFailed as failure:
-                yield self._attempt(turn, tier, model, failure)
-                self.state.status, self.state.halt_reason = "error", "error"
-                yield Notice(str(failure), "error")
-                return
-            except asyncio.CancelledError:
-                # Interrupted (Escape, Ctrl-C): what streamed stays, and its cost counts.
-                self._settle_interrupted(turn, tier, model, reason, max_tokens, partial, streamed)
-                raise
-            assert result is not None
-            self.state.turns = turn
-            yield self._turn_record(turn, tier, model, reason, max_tokens, result)
+            async for item in self._call_with_retries(turn):
+                if isinstance(item, CallResult):
+                    result = item
+                else:
+                    yield item
+            if result is None:
+                return  # halted or failed: the events said why
             self.state.history.append({"role": "assistant", "content": _replayable(result.content)})
             if result.stop_reason != "tool_use" or not result.tool_uses:
                 return
@@ -257,36 +260,131 @@ class Agent:
                 )
             self.state.history.append({"role": "user", "content": results})
 
+    async def _prepare(self, turn: int) -> Prepared | None:
+        """Route, plan the cache, and reserve the call's worst case within the cap.
+
+        When even a useful minimum of output does not fit, an auto tier steps down to a
+        cheaper one; a pinned tier (or the cheapest) halts before anything is sent.
+        """
+        tier, reason = self.route()
+        candidates = [tier]
+        if self.tier == "auto":
+            candidates += [t for t in reversed(TIERS[: TIERS.index(tier)])]
+        remaining = self.limits.max_cost_usd - self.ledger.spent
+        for candidate in candidates:
+            model = self.settings.model_for(candidate)
+            request = self._request(model, self.settings.max_tokens)
+            counted, source = await self._count_input(request)
+            reservation = self.budget.reserve(model, request, counted, source, remaining)
+            if reservation is None:
+                continue
+            request["max_tokens"] = reservation.max_tokens
+            why = reason
+            if candidate != tier:
+                why = f"{reason}; stepped down from {tier}: a useful answer did not fit the cap"
+            return Prepared(candidate, model, why, request, reservation)
+        return None
+
+    async def _count_input(self, request: dict[str, Any]) -> tuple[int, str]:
+        """The request's input tokens from the API's free count (the offline model's own
+        offline); if no count can be had, the local estimate with its safety margin."""
+        try:
+            return await count_tokens(self.client, request), "count_tokens"
+        except CallFailed as failure:
+            if failure.status in (401, 403, 404):
+                raise
+            return estimated_with_margin(estimate_request_tokens(request)), "estimate"
+
+    async def _call_with_retries(self, turn: int) -> AsyncIterator[Event | CallResult]:
+        """One turn: reserve, stream, and on a transient failure wait and try again, within
+        the run's retry budget. Yields events, then the CallResult if the turn completed."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                prepared = await self._prepare(turn)
+            except CallFailed as failure:  # count_tokens refused: a bad key, an unknown model
+                yield self._fail(turn, failure)
+                return
+            if prepared is None:
+                left = self.limits.max_cost_usd - self.ledger.spent
+                yield self._halt(
+                    "max_cost",
+                    f"spent ${self.ledger.spent:.4f} of the ${self.limits.max_cost_usd} cap; "
+                    f"${left:.4f} left is less than the next call could cost",
+                )
+                return
+            p = prepared
+            yield TurnStarted(turn, p.tier, p.model, p.request["max_tokens"], p.reason, attempt)
+            self.transcript.request(turn, "agent", p.request)
+            partial, streamed = TokenUsage(), []
+            try:
+                async for item in stream_message(self.client, p.request, clock=self.clock):
+                    if isinstance(item, TextDelta):
+                        streamed.append(item.text)
+                        yield AnswerDelta(turn, item.text)
+                    elif isinstance(item, UsageUpdate):
+                        partial = item.usage
+                    elif isinstance(item, ToolUseStarted):
+                        yield ToolCallStarted(turn, item.tool_use_id, item.name, {})
+                    else:
+                        self.state.turns = turn
+                        yield self._turn_record(turn, p, item)
+                        yield item
+                        return
+            except CallFailed as failure:
+                if not is_retryable(failure):
+                    yield self._attempt(turn, p, failure, None)
+                    yield self._fail(turn, failure)
+                    return
+                if self.retries_used >= self.settings.max_retries:
+                    yield self._attempt(turn, p, failure, None)
+                    yield self._halt(
+                        "max_retries",
+                        f"{failure}; the run's {self.settings.max_retries} retries are used up",
+                    )
+                    return
+                wait = self.backoff(self.retries_used, failure.retry_after_s)
+                self.retries_used += 1
+                yield self._attempt(turn, p, failure, wait)
+                yield Notice(f"{failure}; retry {self.retries_used} in {wait:.1f}s", "warning")
+                await self.sleep(wait)
+            except asyncio.CancelledError:
+                # Interrupted (Escape, Ctrl-C): what streamed stays, and its cost counts.
+                self._settle_interrupted(turn, p, partial, streamed)
+                raise
+
+    def backoff(self, retries_so_far: int, retry_after_s: float | None) -> float:
+        """Exponential backoff with jitter; the server's retry-after wins when it says."""
+        if retry_after_s is not None and retry_after_s >= 0:
+            return min(retry_after_s, self.settings.retry_max_wait_s)
+        base = min(RETRY_INITIAL_S * 2.0**retries_so_far, RETRY_MAX_S)
+        return float(base / 2 + self._random.uniform(0, base / 2))
+
+    def _fail(self, turn: int, failure: CallFailed) -> Notice:
+        self.state.halt_reason = "error"
+        return Notice(str(failure), "error")
+
     def _settle_interrupted(
-        self,
-        turn: int,
-        tier: str,
-        model: str,
-        reason: str,
-        max_tokens: int,
-        partial: TokenUsage,
-        streamed: list[str],
+        self, turn: int, p: Prepared, partial: TokenUsage, streamed: list[str]
     ) -> None:
         text = "".join(streamed)
         output = max(partial.output_tokens, estimate_tokens(text))
         usage = TokenUsage(**{**partial.as_record(), "output_tokens": output})
         content = [{"type": "text", "text": text}] if text else []
-        result = CallResult("", model, content, "interrupted", usage, None, None, 0.0)
+        result = CallResult("", p.model, content, "interrupted", usage, None, None, 0.0)
         self.state.turns = turn
-        self._turn_record(turn, tier, model, reason, max_tokens, result)
+        self._turn_record(turn, p, result)
         if text:
-            self.state.history.append(
-                {"role": "assistant", "content": [{"type": "text", "text": text}]}
-            )
+            self.state.history.append({"role": "assistant", "content": content})
         self.state.halt_reason = "interrupted"
 
     def _halt(self, reason: str, detail: str) -> Halted:
         self.state.halt_reason = reason
         return Halted(reason, detail)
 
-    def _turn_record(
-        self, turn: int, tier: str, model: str, reason: str, max_tokens: int, result: CallResult
-    ) -> TurnFinished:
+    def _turn_record(self, turn: int, p: Prepared, result: CallResult) -> TurnFinished:
+        tier, model, reason = p.tier, p.model, p.reason
         cost = self.pricer.price(model, result.usage)
         self.ledger.add(result.usage, cost)
         return TurnFinished(
@@ -302,7 +400,11 @@ class Agent:
                     "cost_usd": usd(cost.total),
                     "cost_breakdown_usd": cost.as_record(),
                     "cumulative_cost_usd": usd(self.ledger.spent),
-                    "max_tokens": max_tokens,
+                    "max_tokens": p.request["max_tokens"],
+                    "max_tokens_requested": p.reservation.requested_max_tokens,
+                    "input_tokens_counted": p.reservation.input_tokens,
+                    "input_count_source": p.reservation.token_source,
+                    "reserved_usd": usd(p.reservation.worst_case_usd),
                     "stop_reason": result.stop_reason,
                     "latency_s": round(result.latency_s, 4),
                     "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
@@ -314,7 +416,10 @@ class Agent:
             )
         )
 
-    def _attempt(self, turn: int, tier: str, model: str, failure: CallFailed) -> AttemptFailed:
+    def _attempt(
+        self, turn: int, p: Prepared, failure: CallFailed, retry_in_s: float | None
+    ) -> AttemptFailed:
+        tier, model = p.tier, p.model
         cost = self.pricer.price(model, failure.partial_usage)
         self.ledger.add(failure.partial_usage, cost, counts_as_turn=False)
         return AttemptFailed(
@@ -328,7 +433,8 @@ class Agent:
                     "error_type": failure.error_type,
                     "error": str(failure),
                     "request_id": failure.request_id,
-                    "retry_in_s": None,
+                    "retry_in_s": None if retry_in_s is None else round(retry_in_s, 3),
+                    "retries_used": self.retries_used,
                     **failure.partial_usage.as_record(),
                     "cost_usd": usd(cost.total),
                     "cumulative_cost_usd": usd(self.ledger.spent),

@@ -179,6 +179,53 @@ def describe_error(error: BaseException) -> str:
     return f"cannot reach the API: {type(error).__name__}: {error}"
 
 
+def _failure(
+    exc: Exception, usage: TokenUsage, response: httpx2.Response | None, latency_s: float
+) -> CallFailed:
+    """An SDK or transport exception as a CallFailed: one message, the status, what to do."""
+    if isinstance(exc, anthropic.APIStatusError):
+        return CallFailed(
+            message=describe_error(exc),
+            partial_usage=usage,
+            request_id=_header(exc.response, "request-id"),
+            status=exc.status_code,
+            error_type=_body_error_type(exc.body) or f"http_{exc.status_code}",
+            retry_after_s=retry_after_seconds(exc.response),
+            should_retry=_header(exc.response, "x-should-retry"),
+            latency_s=latency_s,
+        )
+    timeout = isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)
+    return CallFailed(
+        message=describe_error(exc),
+        partial_usage=usage,
+        request_id=_header(response, "request-id"),
+        status=None,
+        error_type="timeout" if timeout else "connection_error",
+        latency_s=latency_s,
+    )
+
+
+_COUNTED_FIELDS = (
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "cache_control",
+)
+
+
+async def count_tokens(client: anthropic.AsyncAnthropic, request: dict[str, Any]) -> int:
+    """The request's input tokens from the API's free count_tokens. Raises CallFailed."""
+    body = {k: v for k, v in request.items() if k in _COUNTED_FIELDS}
+    try:
+        counted = await client.messages.count_tokens(**body)
+    except (anthropic.APIError, httpx2.TransportError) as exc:
+        raise _failure(exc, TokenUsage(), None, 0.0) from exc
+    return int(counted.input_tokens)
+
+
 async def stream_message(
     client: anthropic.AsyncAnthropic,
     request: dict[str, Any],
@@ -256,28 +303,8 @@ async def stream_message(
                 diagnostics = raw.get("diagnostics") or diagnostics
             elif kind == "message_stop":
                 completed = True
-    except anthropic.APIStatusError as exc:
-        raise CallFailed(
-            message=describe_error(exc),
-            partial_usage=usage,
-            request_id=_header(exc.response, "request-id"),
-            status=exc.status_code,
-            error_type=_body_error_type(exc.body) or f"http_{exc.status_code}",
-            retry_after_s=retry_after_seconds(exc.response),
-            should_retry=_header(exc.response, "x-should-retry"),
-            latency_s=clock() - started,
-        ) from exc
     except (anthropic.APIError, httpx2.TransportError) as exc:
-        raise CallFailed(
-            message=describe_error(exc),
-            partial_usage=usage,
-            request_id=_header(response, "request-id"),
-            status=None,
-            error_type="timeout"
-            if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)
-            else "connection_error",
-            latency_s=clock() - started,
-        ) from exc
+        raise _failure(exc, usage, response, clock() - started) from exc
     if not completed:
         raise CallFailed(
             message="the stream ended before message_stop (connection dropped)",

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx2
 
-from tuiagent.llm.offline.brain import reply
+from tuiagent.llm.offline.brain import PlannedCall, Reply, reply
 from tuiagent.llm.offline.cache import CacheRuleError, PromptCache
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens, estimate_tokens
 
@@ -51,10 +51,16 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         *,
         clock: Callable[[], float] = time.time,
         tokens_per_second: float = 0.0,
+        fill_max_tokens: bool = False,
+        always_tool: bool = False,
     ) -> None:
+        """`fill_max_tokens` and `always_tool` are stress modes for tests and benchmarks of
+        the budget: every answer uses all of max_tokens, every turn asks for another tool."""
         self.clock = clock
         self.cache = PromptCache(clock)
         self.tokens_per_second = tokens_per_second
+        self.fill_max_tokens = fill_max_tokens
+        self.always_tool = always_tool
         self._counter = 0
 
     def _next_id(self, prefix: str, body: bytes) -> str:
@@ -130,6 +136,17 @@ class OfflineModel(httpx2.AsyncBaseTransport):
 
     def _content(self, body: dict[str, Any], max_tokens: int) -> tuple[list[dict[str, Any]], str]:
         turn = reply(body)
+        if self.always_tool and turn.tool_call is None:
+            turn = Reply("Let me look again.", PlannedCall("list_dir", {"path": "."}))
+        if self.fill_max_tokens:
+            # Pad the text so that text + tool call use every token of max_tokens.
+            call_tokens = 0
+            if turn.tool_call is not None:
+                call_tokens = block_tokens(
+                    {"type": "tool_use", "name": turn.tool_call.name, "input": turn.tool_call.input}
+                )
+            room = max_tokens - estimate_tokens(turn.text) - call_tokens
+            turn = Reply(turn.text + " word" * max(0, room), turn.tool_call)
         content: list[dict[str, Any]] = []
         budget = max_tokens
         text = turn.text

@@ -1,0 +1,86 @@
+"""The hard cap over 1,000 random offline sessions whose tasks need more than the cap.
+
+Every session uses the offline model's stress modes (every answer uses all of max_tokens
+and asks for another tool call), random caps, tiers, max_tokens and transient faults.
+Figures: the largest spend/cap (must be <= 1.00) and the median (target >= 0.90: a cap that
+stops far too early is a failure too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import tempfile
+from collections import deque
+from decimal import Decimal
+from pathlib import Path
+
+import httpx2
+
+from tuiagent.config import Settings
+from tuiagent.llm.offline import OfflineModel
+from tuiagent.session import open_session
+
+SESSIONS = 1000
+_OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+class _Flaky(OfflineModel):
+    """Some calls fail with a 529 before anything is billed."""
+
+    def __init__(self, failures: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.failures = deque(range(failures))
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self.failures and not request.url.path.endswith("count_tokens"):
+            self.failures.popleft()
+            return httpx2.Response(529, json=_OVERLOADED)
+        return await super().handle_async_request(request)
+
+
+async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
+    cap = Decimal(str(round(rng.uniform(0.01, 0.5), 4)))
+    settings = Settings(
+        log_dir=logs,
+        max_cost_usd=cap,
+        tier=rng.choice(["auto", "fast", "balanced", "deep"]),
+        max_tokens=rng.choice([1024, 2048, 4096, 8192]),
+        max_turns=1000,
+    )
+    model = _Flaky(rng.randint(0, 3), fill_max_tokens=True, always_tool=True)
+    session = open_session(settings, workspace=ws, offline=True, offline_model=model)
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    session.agent.sleep = no_sleep
+    session.agent.start()
+    async for _ in session.agent.send(
+        rng.choice(["List the files here", "Which file is largest?"])
+    ):
+        pass
+    session.agent.finish("halted", session.agent.state.halt_reason)
+    return float(session.agent.ledger.spent / cap)
+
+
+def run() -> list[tuple[str, str, str]]:
+    rng = random.Random(20261128)
+    ratios: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp) / "ws"
+        ws.mkdir()
+        for i in range(12):
+            (ws / f"file{i}.txt").write_text("data " * rng.randint(10, 3000))
+
+        async def all_sessions() -> None:
+            for _ in range(SESSIONS):
+                ratios.append(await _session(rng, ws, Path(tmp) / "logs"))
+
+        asyncio.run(all_sessions())
+    return [
+        (f"largest spend/cap over {SESSIONS} sessions", f"{max(ratios):.4f}", "<= 1.00"),
+        ("median spend/cap", f"{statistics.median(ratios):.4f}", ">= 0.90"),
+        ("lowest spend/cap", f"{min(ratios):.4f}", "-"),
+    ]
