@@ -31,6 +31,15 @@ from tuiagent.agent.events import (
     TurnStarted,
     UserMessage,
 )
+from tuiagent.agent.router import (
+    DEFAULT_EXPECTED_OUTPUT_TOKENS,
+    CacheView,
+    LastCallCacheView,
+    RouteDecision,
+    Router,
+    step_failure,
+    step_up,
+)
 from tuiagent.agent.tools import Toolbox
 from tuiagent.agent.transcript import Transcript, transcript_path
 from tuiagent.config import TIERS, Settings
@@ -46,7 +55,7 @@ from tuiagent.llm.client import (
     UsageUpdate,
     stream_message,
 )
-from tuiagent.llm.tokens import estimate_tokens
+from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 
 
@@ -97,6 +106,12 @@ class Agent:
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
         for tier in TIERS:
             self.pricer.ensure_priced(settings.model_for(tier))
+        self.router = Router(settings.tiers, self.pricer, budget_floor=settings.router_budget_floor)
+        # The cache state the router weighs: a minimal view from this run's own calls, noted
+        # in _turn_record. The cache tracker replaces both lines.
+        self._calls_cache = LastCallCacheView()
+        self.cache_view: CacheView = self._calls_cache
+        self._prompt = ""  # the user's request being worked on, which the router reads
 
     # --- records -----------------------------------------------------------
 
@@ -157,22 +172,37 @@ class Agent:
 
     # --- routing -----------------------------------------------------------
 
-    def route(self) -> tuple[str, str]:
-        """The tier for the next call and why."""
-        if self.tier != "auto":
-            return self.tier, f"pinned to {self.tier}"
-        return "balanced", "auto: balanced by default"
+    def route(self, floor: tuple[str, str] | None = None) -> RouteDecision:
+        """The tier for the next agent call and why (agent/router.py). `floor`: the lowest
+        tier allowed, and why (after an escalation)."""
+        turns = len(self.ledger.turn_costs)
+        expected_output = (
+            self.ledger.usage.output_tokens // turns if turns else DEFAULT_EXPECTED_OUTPUT_TOKENS
+        )
+        return self.router.choose(
+            prompt=self._prompt,
+            input_tokens=estimate_request_tokens(self._request_body()),
+            cache=self.cache_view,
+            now=self.clock(),
+            pin=self.tier,
+            spent=self.ledger.spent,
+            cap=self.limits.max_cost_usd,
+            floor=floor[0] if floor else None,
+            floor_reason=floor[1] if floor else "",
+            expected_output_tokens=expected_output,
+        )
 
     # --- the loop ----------------------------------------------------------
 
-    def _request(self, model: str, max_tokens: int) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "model": model,
-            "max_tokens": max_tokens,
+    def _request_body(self) -> dict[str, Any]:
+        return {
             "system": self.system_prompt,
             "tools": self.toolbox.definitions(),
             "messages": self.state.history,
         }
+
+    def _request(self, model: str, max_tokens: int) -> dict[str, Any]:
+        request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, **self._request_body()}
         return plan_breakpoints(request, model)
 
     async def send(self, prompt: str) -> AsyncIterator[Event]:
@@ -180,6 +210,11 @@ class Agent:
         if self.state.halt_reason in ("max_cost", "max_turns", "interrupted"):
             self.state.halt_reason = None  # a new message is a new attempt within the limits
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
+        self._prompt = prompt
+        # Escalation: a failed fast-tier step is redone one tier up, once per request.
+        floor: tuple[str, str] | None = None
+        redo_of: int | None = None
+        tool_errors: set[tuple[str, str, str]] = set()
         yield UserMessage(
             self._write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
         )
@@ -193,12 +228,12 @@ class Agent:
                     f"spent ${self.ledger.spent:.4f} of the ${self.limits.max_cost_usd} cap",
                 )
                 return
-            tier, reason = self.route()
-            model = self.settings.model_for(tier)
+            decision = self.route(floor)
+            tier, model, reason = decision.tier, decision.model, decision.reason
             max_tokens = self.settings.max_tokens
             request = self._request(model, max_tokens)
             turn = self.state.turns + 1
-            yield TurnStarted(turn, tier, model, max_tokens, reason)
+            yield TurnStarted(turn, tier, model, max_tokens, reason, decision.candidates_record())
             self.transcript.request(turn, "agent", request)
             result: CallResult | None = None
             partial, streamed = TokenUsage(), []
@@ -220,16 +255,24 @@ class Agent:
                 return
             except asyncio.CancelledError:
                 # Interrupted (Escape, Ctrl-C): what streamed stays, and its cost counts.
-                self._settle_interrupted(turn, tier, model, reason, max_tokens, partial, streamed)
+                self._settle_interrupted(turn, decision, max_tokens, partial, streamed, redo_of)
                 raise
             assert result is not None
             self.state.turns = turn
-            yield self._turn_record(turn, tier, model, reason, max_tokens, result)
+            yield self._turn_record(turn, decision, max_tokens, result, redo_of)
+            redo_of = None
+            step_start = len(self.state.history)
             self.state.history.append({"role": "assistant", "content": _replayable(result.content)})
-            if result.stop_reason != "tool_use" or not result.tool_uses:
+            may_escalate = self.tier == "auto" and tier == "fast" and floor is None
+            failed = (
+                step_failure(result.text, result.stop_reason, bool(result.tool_uses))
+                if may_escalate
+                else None
+            )
+            if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
                 return
             results: list[dict[str, Any]] = []
-            for use in result.tool_uses:
+            for use in result.tool_uses if failed is None else []:
                 yield ToolCallStarted(turn, use["id"], use["name"], use.get("input") or {})
                 output = await self.toolbox.call(use["name"], use.get("input") or {})
                 block: dict[str, Any] = {
@@ -239,6 +282,10 @@ class Agent:
                 }
                 if output.is_error:
                     block["is_error"] = True
+                    seen = (use["name"], json.dumps(use.get("input"), sort_keys=True), output.text)
+                    if seen in tool_errors and may_escalate:
+                        failed = "the same tool error twice"
+                    tool_errors.add(seen)
                 results.append(block)
                 yield ToolFinished(
                     self._write(
@@ -256,24 +303,32 @@ class Agent:
                     original=output.text,
                 )
             self.state.history.append({"role": "user", "content": results})
+            if failed is not None:
+                # Redo this step one tier up: the failed step leaves the conversation (its
+                # cost and records stay), and the rest of the request stays at that tier.
+                del self.state.history[step_start:]
+                up = step_up(tier)
+                floor, redo_of = (up, f"escalated: fast-tier turn {turn} gave {failed}"), turn
+                yield Notice(f"turn {turn} on the fast tier gave {failed}: redoing it on {up}")
+            elif redo_of is None and floor is not None:
+                floor = (floor[0], f"kept at {floor[0]} after the escalation")
 
     def _settle_interrupted(
         self,
         turn: int,
-        tier: str,
-        model: str,
-        reason: str,
+        decision: RouteDecision,
         max_tokens: int,
         partial: TokenUsage,
         streamed: list[str],
+        escalated_from: int | None,
     ) -> None:
         text = "".join(streamed)
         output = max(partial.output_tokens, estimate_tokens(text))
         usage = TokenUsage(**{**partial.as_record(), "output_tokens": output})
         content = [{"type": "text", "text": text}] if text else []
-        result = CallResult("", model, content, "interrupted", usage, None, None, 0.0)
+        result = CallResult("", decision.model, content, "interrupted", usage, None, None, 0.0)
         self.state.turns = turn
-        self._turn_record(turn, tier, model, reason, max_tokens, result)
+        self._turn_record(turn, decision, max_tokens, result, escalated_from)
         if text:
             self.state.history.append(
                 {"role": "assistant", "content": [{"type": "text", "text": text}]}
@@ -285,10 +340,17 @@ class Agent:
         return Halted(reason, detail)
 
     def _turn_record(
-        self, turn: int, tier: str, model: str, reason: str, max_tokens: int, result: CallResult
+        self,
+        turn: int,
+        decision: RouteDecision,
+        max_tokens: int,
+        result: CallResult,
+        escalated_from: int | None = None,
     ) -> TurnFinished:
+        model = decision.model
         cost = self.pricer.price(model, result.usage)
         self.ledger.add(result.usage, cost)
+        self._calls_cache.note(model, result.usage, self.clock())
         return TurnFinished(
             self._write(
                 {
@@ -296,7 +358,7 @@ class Agent:
                     "turn": turn,
                     "purpose": "agent",
                     "model": model,
-                    "tier": tier,
+                    "tier": decision.tier,
                     "simulated": self.simulated,
                     **result.usage.as_record(),
                     "cost_usd": usd(cost.total),
@@ -308,7 +370,9 @@ class Agent:
                     "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
                     "request_id": result.request_id,
                     "message_id": result.message_id,
-                    "route_reason": reason,
+                    "route_reason": decision.reason,
+                    "route_candidates": decision.candidates_record(),
+                    "escalated_from_turn": escalated_from,
                     "tool_calls": [u["name"] for u in result.tool_uses],
                 }
             )
