@@ -57,6 +57,8 @@ _CODE = re.compile(
     r"\w+\([^()\n]*\)\s*[{;:]|Traceback \(most recent call last\)",
     re.MULTILINE,
 )
+# A file name or path: its words ("docs/design.md") ask for nothing.
+_PATH = re.compile(r"[\w./~-]*\w\.[A-Za-z0-9]{1,8}\b|\b[\w.~-]*/[\w./-]+")
 # A model declining the request, in its first sentences (the API's own refusal is a stop reason).
 _REFUSAL = re.compile(
     r"\bI(?:\s+am|'m|’m)?\s+(?:can(?:no|'|’)t|could\s*(?:not|n't|n’t)|unable\s+to|won(?:'|’)t|"
@@ -151,12 +153,13 @@ def _distinct(pattern: re.Pattern[str], text: str) -> list[str]:
 
 def classify_request(text: str) -> RequestKind:
     """The tier a user's request asks for, by rules on its words, code and length."""
-    reasoning = _distinct(_REASONING, text)
-    lookups = _distinct(_LOOKUP, text)
+    words = _PATH.sub(" ", text)
+    reasoning = _distinct(_REASONING, words)
+    lookups = _distinct(_LOOKUP, words)
     code = bool(_CODE.search(text))
     tokens = estimate_tokens(text)
     long = tokens >= LONG_REQUEST_TOKENS
-    if len(reasoning) >= 3 or (reasoning and (code or long)):
+    if reasoning and (code or long):
         extra = " with code" if code else (f", {tokens:,} tokens" if long else "")
         return RequestKind("deep", f"reasoning ({_quoted(reasoning)}){extra}")
     if reasoning:
