@@ -281,4 +281,4 @@ class Router:
                 f"cached), ${stay.predicted_cost:.4f} vs ${wanted.predicted_cost:.4f} on {tier}"
             )
             tier = stay.tier
-        return decide(tier, f"{'; '.join(reasons)}: {tier}")
+        return decide(tier, f"{'; '.join(reasons)} -> {tier}")
