@@ -345,3 +345,47 @@ def test_router_budget_floor_config(tmp_path: Path, value: str) -> None:
         return
     with pytest.raises(ConfigError, match="router_budget_floor"):
         load_settings(cfg)
+
+
+async def test_classifier_is_off_by_default(workspace: Path, log_dir: Path) -> None:
+    session = offline_session(workspace, log_dir)
+    turns = turns_of(await collect(session, "List the files here."))
+    assert {t["purpose"] for t in turns} == {"agent"}
+
+
+async def test_classifier_call_is_priced_logged_and_decides(workspace: Path, log_dir: Path) -> None:
+    model = ScriptedModel([[{"type": "text", "text": "deep"}], [{"type": "text", "text": "Done."}]])
+    settings = Settings(log_dir=log_dir, router_classifier=True)
+    session = open_session(settings, workspace=workspace, offline=True, offline_model=model)
+    turns = turns_of(await collect(session, "List the files here."))
+    assert [t["purpose"] for t in turns] == ["classify", "agent"]
+    assert turns[0]["tier"] == "fast" and turns[0]["cost_usd"] > 0
+    assert turns[0]["route_reason"] == "helper call (classify) -> fast"
+    assert turns[1]["tier"] == "deep" and "classifier: deep" in turns[1]["route_reason"]
+    assert model.models == [DEFAULT_TIER_MODELS["fast"], DEFAULT_TIER_MODELS["deep"]]
+
+
+async def test_classifier_naming_no_tier_leaves_it_to_the_rules(
+    workspace: Path, log_dir: Path
+) -> None:
+    # The offline model cannot classify; it says so, and the rules decide.
+    session = offline_session(workspace, log_dir, router_classifier=True)
+    turns = turns_of(await collect(session, "List the files here."))
+    assert turns[0]["purpose"] == "classify"
+    assert turns[1]["tier"] == "fast"
+    assert turns[1]["route_reason"].startswith("classifier named no tier; lookup")
+
+
+async def test_pinned_tier_skips_the_classifier(workspace: Path, log_dir: Path) -> None:
+    session = offline_session(workspace, log_dir, router_classifier=True, tier="balanced")
+    turns = turns_of(await collect(session, "List the files here."))
+    assert {t["purpose"] for t in turns} == {"agent"}
+
+
+def test_router_classifier_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("router_classifier = true\n")
+    assert load_settings(cfg).router_classifier is True
+    cfg.write_text('router_classifier = "yes"\n')
+    with pytest.raises(ConfigError, match="router_classifier"):
+        load_settings(cfg)

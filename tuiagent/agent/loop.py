@@ -32,6 +32,7 @@ from tuiagent.agent.events import (
     UserMessage,
 )
 from tuiagent.agent.router import (
+    CLASSIFIER_PROMPT,
     DEFAULT_EXPECTED_OUTPUT_TOKENS,
     CacheView,
     LastCallCacheView,
@@ -39,6 +40,7 @@ from tuiagent.agent.router import (
     Router,
     step_failure,
     step_up,
+    tier_named,
 )
 from tuiagent.agent.tools import Toolbox
 from tuiagent.agent.transcript import Transcript, transcript_path
@@ -112,6 +114,7 @@ class Agent:
         self._calls_cache = LastCallCacheView()
         self.cache_view: CacheView = self._calls_cache
         self._prompt = ""  # the user's request being worked on, which the router reads
+        self._classified: str | None = None  # the classifier's tier for it ("" for none)
 
     # --- records -----------------------------------------------------------
 
@@ -190,7 +193,40 @@ class Agent:
             floor=floor[0] if floor else None,
             floor_reason=floor[1] if floor else "",
             expected_output_tokens=expected_output,
+            classified=self._classified,
         )
+
+    async def _classify_call(self, prompt: str) -> AsyncIterator[Event]:
+        """The optional classifier (config router_classifier): one helper call on the fast
+        tier naming the tier this request needs, priced and logged like every call. Sets
+        self._classified; when the call fails or names no tier, the rules decide."""
+        self._classified = ""
+        decision = self.router.choose(
+            prompt=prompt,
+            input_tokens=0,
+            cache=self.cache_view,
+            now=self.clock(),
+            pin=self.tier,
+            purpose="classify",
+        )
+        text = [{"type": "text", "text": prompt}]
+        request = {
+            "model": decision.model,
+            "max_tokens": 5,
+            "system": CLASSIFIER_PROMPT,
+            "messages": [{"role": "user", "content": text}],
+        }
+        turn = self.state.turns + 1
+        yield TurnStarted(turn, decision.tier, decision.model, 5, decision.reason)
+        self.transcript.request(turn, "classify", request)
+        try:
+            async for item in stream_message(self.client, request, clock=self.clock):
+                if isinstance(item, CallResult):
+                    self.state.turns = turn
+                    yield self._turn_record(turn, decision, 5, item, purpose="classify")
+                    self._classified = tier_named(item.text)
+        except CallFailed as failure:
+            yield self._attempt(turn, decision.tier, decision.model, failure)
 
     # --- the loop ----------------------------------------------------------
 
@@ -210,7 +246,7 @@ class Agent:
         if self.state.halt_reason in ("max_cost", "max_turns", "interrupted"):
             self.state.halt_reason = None  # a new message is a new attempt within the limits
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
-        self._prompt = prompt
+        self._prompt, self._classified = prompt, None
         # Escalation: a failed fast-tier step is redone one tier up, once per request.
         floor: tuple[str, str] | None = None
         redo_of: int | None = None
@@ -218,6 +254,13 @@ class Agent:
         yield UserMessage(
             self._write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
         )
+        within_limits = (
+            self.state.turns < self.limits.max_turns
+            and self.ledger.spent < self.limits.max_cost_usd
+        )
+        if self.settings.router_classifier and self.tier == "auto" and within_limits:
+            async for event in self._classify_call(prompt):
+                yield event
         while True:
             if self.state.turns >= self.limits.max_turns:
                 yield self._halt("max_turns", f"reached --max-turns {self.limits.max_turns}")
@@ -346,17 +389,19 @@ class Agent:
         max_tokens: int,
         result: CallResult,
         escalated_from: int | None = None,
+        purpose: str = "agent",
     ) -> TurnFinished:
         model = decision.model
         cost = self.pricer.price(model, result.usage)
         self.ledger.add(result.usage, cost)
-        self._calls_cache.note(model, result.usage, self.clock())
+        if purpose == "agent":  # a helper call's prefix is not the conversation's
+            self._calls_cache.note(model, result.usage, self.clock())
         return TurnFinished(
             self._write(
                 {
                     "type": "turn",
                     "turn": turn,
-                    "purpose": "agent",
+                    "purpose": purpose,
                     "model": model,
                     "tier": decision.tier,
                     "simulated": self.simulated,

@@ -5,7 +5,8 @@ Rules, in the order they apply (a pinned tier overrides all of them):
 1. purpose: helper calls (summaries, classification) go to the fast tier;
 2. the request: words that ask for reasoning (design, debug, prove, refactor, why, plan, ...),
    code and length point up; lookups (list, show, find, what is, ...) and short requests
-   point to fast;
+   point to fast; with the optional classifier on (config `router_classifier`), a helper call
+   on the fast tier names the tier instead, and the rules decide only when it names none;
 3. budget: with less than `budget_floor` of the cap left, step down one tier;
 4. cache: the prompt cache is per model, so before moving a conversation off a warm model
    the predicted cost of this call is compared on each candidate; when staying on a warm,
@@ -175,6 +176,20 @@ def classify_request(text: str) -> RequestKind:
     return RequestKind("balanced", "no clear signal")
 
 
+CLASSIFIER_PROMPT = (
+    "You route requests to a model tier. Answer with one word: fast (lookups, listing, "
+    "reading, short factual answers, summaries), balanced (reasoning, debugging, code "
+    "changes, plans), or deep (hard multi-step design or proofs over code or long material)."
+)
+_TIER_WORD = re.compile(r"\b(fast|balanced|deep)\b", re.IGNORECASE)
+
+
+def tier_named(answer: str) -> str:
+    """The tier a classifier's answer names, or "" when it names none."""
+    m = _TIER_WORD.search(answer)
+    return m.group(1).lower() if m else ""
+
+
 def step_failure(text: str, stop_reason: str | None, has_tool_calls: bool) -> str | None:
     """Why a step failed (an empty answer, a refusal), or None when it did its job."""
     if stop_reason == "refusal":
@@ -229,8 +244,10 @@ class Router:
         floor: str | None = None,
         floor_reason: str = "",
         expected_output_tokens: int = DEFAULT_EXPECTED_OUTPUT_TOKENS,
+        classified: str | None = None,
     ) -> RouteDecision:
-        """The tier for one call of `input_tokens` (estimated) about `prompt`, and why."""
+        """The tier for one call of `input_tokens` (estimated) about `prompt`, and why.
+        `classified`: the classifier's tier for the request ("" when it named none)."""
         candidates = tuple(
             Candidate(
                 tier,
@@ -250,9 +267,13 @@ class Router:
             return decide(pin, f"pinned to {pin}")
         if purpose != "agent":
             tier, reasons = "fast", [f"helper call ({purpose})"]
+        elif classified in TIERS:
+            tier, reasons = str(classified), [f"classifier: {classified}"]
         else:
             kind = classify_request(prompt)
             tier, reasons = kind.tier, [kind.why]
+            if classified is not None:
+                reasons.insert(0, "classifier named no tier")
         if cap is not None and cap > 0 and (cap - spent) / cap < self.budget_floor:
             left = max(Decimal(0), (cap - spent) / cap)
             lower = step_down(tier)
