@@ -69,6 +69,10 @@ class Settings:
     min_useful_tokens: int = 256
     # Offline model: tokens per second it streams at (0 = as fast as it can).
     offline_tokens_per_second: float = 0.0
+    # Router: with less than this fraction of the cap left, auto routing steps down a tier.
+    router_budget_floor: Decimal = Decimal("0.2")
+    # Router: ask a fast-tier classifier call for each request's tier (priced and logged).
+    router_classifier: bool = False
 
     def model_for(self, tier: str) -> str:
         return self.tiers[tier]
@@ -130,6 +134,13 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
             _expect(ok, key, "a number >= 0", value)
             settings.offline_tokens_per_second = float(value)
+        elif key == "router_budget_floor":
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+            _expect(ok, key, "a fraction of the cap from 0 to below 1 (0.2 = 20%)", value)
+            settings.router_budget_floor = Decimal(str(value))
+        elif key == "router_classifier":
+            _expect(isinstance(value, bool), key, "true or false", value)
+            settings.router_classifier = value
         elif key == "prices":
             _expect(isinstance(value, dict), key, "a table of models", value)
             for model, rates in value.items():

@@ -5,7 +5,7 @@ Events that are also run-log lines subclass `LogRecord` and carry the exact reco
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -71,6 +71,8 @@ class TurnStarted(Event):
     model: str
     max_tokens: int
     route_reason: str
+    # The tiers the router weighed: [{tier, model, predicted_cost_usd, cached_prefix_tokens}].
+    route_candidates: list[dict[str, Any]] = field(default_factory=list)
     attempt: int = 1  # > 1 when a transient failure is being retried: discard the last stream
 
 

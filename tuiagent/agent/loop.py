@@ -7,6 +7,7 @@ runner and the UI consume the same stream and neither holds agent logic.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -31,6 +32,17 @@ from tuiagent.agent.events import (
     TurnFinished,
     TurnStarted,
     UserMessage,
+)
+from tuiagent.agent.router import (
+    CLASSIFIER_PROMPT,
+    DEFAULT_EXPECTED_OUTPUT_TOKENS,
+    CacheView,
+    LastCallCacheView,
+    RouteDecision,
+    Router,
+    step_failure,
+    step_up,
+    tier_named,
 )
 from tuiagent.agent.tools import Toolbox
 from tuiagent.agent.transcript import Transcript, transcript_path
@@ -65,13 +77,21 @@ RETRY_MAX_S = 8.0
 
 @dataclass(frozen=True)
 class Prepared:
-    """A call ready to send: its tier and model, why, the exact request, its reservation."""
+    """A call ready to send: the route taken, the exact request, its reservation."""
 
-    tier: str
-    model: str
-    reason: str
+    decision: RouteDecision
     request: dict[str, Any]
     reservation: Reservation
+    purpose: str = "agent"
+    escalated_from: int | None = None
+
+    @property
+    def tier(self) -> str:
+        return self.decision.tier
+
+    @property
+    def model(self) -> str:
+        return self.decision.model
 
 
 def is_retryable(failure: CallFailed) -> bool:
@@ -116,6 +136,7 @@ class Agent:
         self.pricer = Pricer(settings.prices)
         self.ledger = Ledger()
         self.budget = BudgetGuard(self.pricer, self.ledger, settings.min_useful_tokens)
+        self._last_tier = settings.tier if settings.tier != "auto" else "balanced"
         self.retries_used = 0
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._random = random.Random()
@@ -129,6 +150,13 @@ class Agent:
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
         for tier in TIERS:
             self.pricer.ensure_priced(settings.model_for(tier))
+        self.router = Router(settings.tiers, self.pricer, budget_floor=settings.router_budget_floor)
+        # The cache state the router weighs: a minimal view from this run's own calls, noted
+        # in _turn_record. The cache tracker replaces both lines.
+        self._calls_cache = LastCallCacheView()
+        self.cache_view: CacheView = self._calls_cache
+        self._prompt = ""  # the user's request being worked on, which the router reads
+        self._classified: str | None = None  # the classifier's tier for it ("" for none)
 
     # --- records -----------------------------------------------------------
 
@@ -189,22 +217,70 @@ class Agent:
 
     # --- routing -----------------------------------------------------------
 
-    def route(self) -> tuple[str, str]:
-        """The tier for the next call and why."""
-        if self.tier != "auto":
-            return self.tier, f"pinned to {self.tier}"
-        return "balanced", "auto: balanced by default"
+    def route(self, floor: tuple[str, str] | None = None) -> RouteDecision:
+        """The tier for the next agent call and why (agent/router.py). `floor`: the lowest
+        tier allowed, and why (after an escalation)."""
+        turns = len(self.ledger.turn_costs)
+        expected_output = (
+            self.ledger.usage.output_tokens // turns if turns else DEFAULT_EXPECTED_OUTPUT_TOKENS
+        )
+        return self.router.choose(
+            prompt=self._prompt,
+            input_tokens=estimate_request_tokens(self._request_body()),
+            cache=self.cache_view,
+            now=self.clock(),
+            pin=self.tier,
+            spent=self.ledger.spent,
+            cap=self.limits.max_cost_usd,
+            floor=floor[0] if floor else None,
+            floor_reason=floor[1] if floor else "",
+            expected_output_tokens=expected_output,
+            classified=self._classified,
+        )
+
+    async def _classify_call(self, prompt: str) -> AsyncIterator[Event]:
+        """The optional classifier (config router_classifier): one helper call on the fast
+        tier naming the tier this request needs, priced and logged like every call. Sets
+        self._classified; when the call fails or names no tier, the rules decide."""
+        self._classified = ""
+        decision = self.router.choose(
+            prompt=prompt,
+            input_tokens=0,
+            cache=self.cache_view,
+            now=self.clock(),
+            pin=self.tier,
+            purpose="classify",
+        )
+        text = [{"type": "text", "text": prompt}]
+
+        def build(model: str) -> dict[str, Any]:
+            return {
+                "model": model,
+                "max_tokens": 5,
+                "system": CLASSIFIER_PROMPT,
+                "messages": [{"role": "user", "content": text}],
+            }
+
+        async for item in self._call(self.state.turns + 1, "classify", decision, build):
+            if isinstance(item, CallResult):
+                self._classified = tier_named(item.text)
+            else:
+                yield item
 
     # --- the loop ----------------------------------------------------------
 
-    def _request(self, model: str, max_tokens: int) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "model": model,
-            "max_tokens": max_tokens,
+    def _request_body(self) -> dict[str, Any]:
+        return {
             "system": self.system_prompt,
             "tools": self.toolbox.definitions(),
             "messages": self.state.history,
         }
+
+    def _agent_request(self, model: str) -> dict[str, Any]:
+        return self._request(model, self.settings.max_tokens)
+
+    def _request(self, model: str, max_tokens: int) -> dict[str, Any]:
+        request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, **self._request_body()}
         return plan_breakpoints(request, model)
 
     async def send(self, prompt: str) -> AsyncIterator[Event]:
@@ -212,27 +288,50 @@ class Agent:
         if self.state.halt_reason in ("max_cost", "max_turns", "interrupted"):
             self.state.halt_reason = None  # a new message is a new attempt within the limits
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
+        self._prompt, self._classified = prompt, None
+        # Escalation: a failed fast-tier step is redone one tier up, once per request.
+        floor: tuple[str, str] | None = None
+        redo_of: int | None = None
+        tool_errors: set[tuple[str, str, str]] = set()
         yield UserMessage(
             self._write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
         )
+        within_limits = (
+            self.state.turns < self.limits.max_turns
+            and self.ledger.spent < self.limits.max_cost_usd
+        )
+        if self.settings.router_classifier and self.tier == "auto" and within_limits:
+            async for event in self._classify_call(prompt):
+                yield event
         while True:
             if self.state.turns >= self.limits.max_turns:
                 yield self._halt("max_turns", f"reached --max-turns {self.limits.max_turns}")
                 return
+            decision = self.route(floor)
             turn = self.state.turns + 1
             result: CallResult | None = None
-            async for item in self._call_with_retries(turn):
+            build = self._agent_request
+            async for item in self._call(turn, "agent", decision, build, redo_of):
                 if isinstance(item, CallResult):
                     result = item
                 else:
                     yield item
             if result is None:
                 return  # halted or failed: the events said why
+            tier = self._last_tier
+            redo_of = None
+            step_start = len(self.state.history)
             self.state.history.append({"role": "assistant", "content": _replayable(result.content)})
-            if result.stop_reason != "tool_use" or not result.tool_uses:
+            may_escalate = self.tier == "auto" and tier == "fast" and floor is None
+            failed = (
+                step_failure(result.text, result.stop_reason, bool(result.tool_uses))
+                if may_escalate
+                else None
+            )
+            if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
                 return
             results: list[dict[str, Any]] = []
-            for use in result.tool_uses:
+            for use in result.tool_uses if failed is None else []:
                 yield ToolCallStarted(turn, use["id"], use["name"], use.get("input") or {})
                 output = await self.toolbox.call(use["name"], use.get("input") or {})
                 block: dict[str, Any] = {
@@ -242,6 +341,10 @@ class Agent:
                 }
                 if output.is_error:
                     block["is_error"] = True
+                    seen = (use["name"], json.dumps(use.get("input"), sort_keys=True), output.text)
+                    if seen in tool_errors and may_escalate:
+                        failed = "the same tool error twice"
+                    tool_errors.add(seen)
                 results.append(block)
                 yield ToolFinished(
                     self._write(
@@ -259,30 +362,44 @@ class Agent:
                     original=output.text,
                 )
             self.state.history.append({"role": "user", "content": results})
+            if failed is not None:
+                # Redo this step one tier up: the failed step leaves the conversation (its
+                # cost and records stay), and the rest of the request stays at that tier.
+                del self.state.history[step_start:]
+                up = step_up(tier)
+                floor, redo_of = (up, f"escalated: fast-tier turn {turn} gave {failed}"), turn
+                yield Notice(f"turn {turn} on the fast tier gave {failed}: redoing it on {up}")
+            elif redo_of is None and floor is not None:
+                floor = (floor[0], f"kept at {floor[0]} after the escalation")
 
-    async def _prepare(self, turn: int) -> Prepared | None:
-        """Route, plan the cache, and reserve the call's worst case within the cap.
+    async def _prepare(
+        self,
+        decision: RouteDecision,
+        build: Callable[[str], dict[str, Any]],
+        purpose: str,
+        escalated_from: int | None,
+    ) -> Prepared | None:
+        """Reserve the call's worst case within the cap (agent turns and helper calls alike).
 
         When even a useful minimum of output does not fit, an auto tier steps down to a
-        cheaper one; a pinned tier (or the cheapest) halts before anything is sent.
+        cheaper one; a pinned tier (or the cheapest) gets None: nothing is sent.
         """
-        tier, reason = self.route()
-        candidates = [tier]
+        tiers = [decision.tier]
         if self.tier == "auto":
-            candidates += [t for t in reversed(TIERS[: TIERS.index(tier)])]
+            tiers += list(reversed(TIERS[: TIERS.index(decision.tier)]))
         remaining = self.limits.max_cost_usd - self.ledger.spent
-        for candidate in candidates:
-            model = self.settings.model_for(candidate)
-            request = self._request(model, self.settings.max_tokens)
+        for tier in tiers:
+            model = self.settings.model_for(tier)
+            request = build(model)
             counted, source = await self._count_input(request)
             reservation = self.budget.reserve(model, request, counted, source, remaining)
             if reservation is None:
                 continue
             request["max_tokens"] = reservation.max_tokens
-            why = reason
-            if candidate != tier:
-                why = f"{reason}; stepped down from {tier}: a useful answer did not fit the cap"
-            return Prepared(candidate, model, why, request, reservation)
+            if tier != decision.tier:
+                why = f"{decision.reason}; stepped down from {decision.tier}: a useful answer did not fit the cap"
+                decision = dataclasses.replace(decision, tier=tier, model=model, reason=why)
+            return Prepared(decision, request, reservation, purpose, escalated_from)
         return None
 
     async def _count_input(self, request: dict[str, Any]) -> tuple[int, str]:
@@ -295,19 +412,32 @@ class Agent:
                 raise
             return estimated_with_margin(estimate_request_tokens(request)), "estimate"
 
-    async def _call_with_retries(self, turn: int) -> AsyncIterator[Event | CallResult]:
-        """One turn: reserve, stream, and on a transient failure wait and try again, within
-        the run's retry budget. Yields events, then the CallResult if the turn completed."""
+    async def _call(
+        self,
+        turn: int,
+        purpose: str,
+        decision: RouteDecision,
+        build: Callable[[str], dict[str, Any]],
+        escalated_from: int | None = None,
+    ) -> AsyncIterator[Event | CallResult]:
+        """Every model call goes through here: reserve within the cap, stream, and on a
+        transient failure wait and try again within the run's retry budget. Yields events,
+        then the CallResult if the call completed. A helper call (purpose other than
+        "agent") that does not fit or fails is skipped; an agent turn halts the run."""
+        helper = purpose != "agent"
         attempt = 0
         while True:
             attempt += 1
             try:
-                prepared = await self._prepare(turn)
+                prepared = await self._prepare(decision, build, purpose, escalated_from)
             except CallFailed as failure:  # count_tokens refused: a bad key, an unknown model
-                yield self._fail(turn, failure)
+                yield self._fail(failure, helper)
                 return
             if prepared is None:
                 left = self.limits.max_cost_usd - self.ledger.spent
+                if helper:
+                    yield Notice(f"skipped the {purpose} call: it did not fit the ${left:.4f} left")
+                    return
                 yield self._halt(
                     "max_cost",
                     f"spent ${self.ledger.spent:.4f} of the ${self.limits.max_cost_usd} cap; "
@@ -315,14 +445,24 @@ class Agent:
                 )
                 return
             p = prepared
-            yield TurnStarted(turn, p.tier, p.model, p.request["max_tokens"], p.reason, attempt)
-            self.transcript.request(turn, "agent", p.request)
+            self._last_tier = p.tier
+            yield TurnStarted(
+                turn,
+                p.tier,
+                p.model,
+                p.request["max_tokens"],
+                p.decision.reason,
+                p.decision.candidates_record(),
+                attempt,
+            )
+            self.transcript.request(turn, purpose, p.request)
             partial, streamed = TokenUsage(), []
             try:
                 async for item in stream_message(self.client, p.request, clock=self.clock):
                     if isinstance(item, TextDelta):
                         streamed.append(item.text)
-                        yield AnswerDelta(turn, item.text)
+                        if not helper:
+                            yield AnswerDelta(turn, item.text)
                     elif isinstance(item, UsageUpdate):
                         partial = item.usage
                     elif isinstance(item, ToolUseStarted):
@@ -335,10 +475,13 @@ class Agent:
             except CallFailed as failure:
                 if not is_retryable(failure):
                     yield self._attempt(turn, p, failure, None)
-                    yield self._fail(turn, failure)
+                    yield self._fail(failure, helper)
                     return
                 if self.retries_used >= self.settings.max_retries:
                     yield self._attempt(turn, p, failure, None)
+                    if helper:
+                        yield Notice(f"the {purpose} call failed: {failure}", "warning")
+                        return
                     yield self._halt(
                         "max_retries",
                         f"{failure}; the run's {self.settings.max_retries} retries are used up",
@@ -361,7 +504,10 @@ class Agent:
         base = min(RETRY_INITIAL_S * 2.0**retries_so_far, RETRY_MAX_S)
         return float(base / 2 + self._random.uniform(0, base / 2))
 
-    def _fail(self, turn: int, failure: CallFailed) -> Notice:
+    def _fail(self, failure: CallFailed, helper: bool = False) -> Notice:
+        """A failure that is not retried: it ends an agent turn; a helper call is skipped."""
+        if helper:
+            return Notice(f"a helper call failed and was skipped: {failure}", "warning")
         self.state.halt_reason = "error"
         return Notice(str(failure), "error")
 
@@ -375,7 +521,7 @@ class Agent:
         result = CallResult("", p.model, content, "interrupted", usage, None, None, 0.0)
         self.state.turns = turn
         self._turn_record(turn, p, result)
-        if text:
+        if text and p.purpose == "agent":
             self.state.history.append({"role": "assistant", "content": content})
         self.state.halt_reason = "interrupted"
 
@@ -384,17 +530,19 @@ class Agent:
         return Halted(reason, detail)
 
     def _turn_record(self, turn: int, p: Prepared, result: CallResult) -> TurnFinished:
-        tier, model, reason = p.tier, p.model, p.reason
+        model, purpose, decision = p.model, p.purpose, p.decision
         cost = self.pricer.price(model, result.usage)
         self.ledger.add(result.usage, cost)
+        if purpose == "agent":  # a helper call's prefix is not the conversation's
+            self._calls_cache.note(model, result.usage, self.clock())
         return TurnFinished(
             self._write(
                 {
                     "type": "turn",
                     "turn": turn,
-                    "purpose": "agent",
+                    "purpose": purpose,
                     "model": model,
-                    "tier": tier,
+                    "tier": decision.tier,
                     "simulated": self.simulated,
                     **result.usage.as_record(),
                     "cost_usd": usd(cost.total),
@@ -410,7 +558,9 @@ class Agent:
                     "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
                     "request_id": result.request_id,
                     "message_id": result.message_id,
-                    "route_reason": reason,
+                    "route_reason": decision.reason,
+                    "route_candidates": decision.candidates_record(),
+                    "escalated_from_turn": p.escalated_from,
                     "tool_calls": [u["name"] for u in result.tool_uses],
                 }
             )
