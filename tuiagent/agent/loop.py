@@ -105,7 +105,8 @@ class Agent:
         self.log.append(record)
         return record
 
-    def start(self) -> RunStarted:
+    def start(self, **extra: Any) -> RunStarted:
+        """Write run_start; `extra` adds fields (a replay notes `replay_of`)."""
         return RunStarted(
             self._write(
                 {
@@ -120,6 +121,7 @@ class Agent:
                         "max_turns": self.limits.max_turns,
                         "max_tokens": self.settings.max_tokens,
                     },
+                    **extra,
                 }
             )
         )
@@ -138,6 +140,7 @@ class Agent:
             }
         )
         self.log.close()
+        self.transcript.messages(self.state.history)  # the last answer, for replay
         self.transcript.close()
         return RunEnded(record)
 
@@ -306,6 +309,7 @@ class Agent:
                     "stop_reason": result.stop_reason,
                     "latency_s": round(result.latency_s, 4),
                     "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
+                    "ended_at": utc_now_iso(),
                     "request_id": result.request_id,
                     "message_id": result.message_id,
                     "route_reason": reason,
