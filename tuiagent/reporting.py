@@ -25,7 +25,9 @@ from tuiagent.paths import default_log_dir
 
 
 def money(amount: Decimal | None) -> str:
-    return "-" if amount is None else f"${amount:,.6f}"
+    if amount is None:
+        return "-"
+    return f"-${-amount:,.6f}" if amount < 0 else f"${amount:,.6f}"
 
 
 def _share(part: Decimal, total: Decimal) -> str:
@@ -94,11 +96,16 @@ def write_csv(report: Report, out: TextIO) -> None:
 # --- Rich tables (also used by the report screen) ------------------------------------
 
 
+# Columns that never wrap: numbers, and the names a user copies (run ids, models).
+_NO_WRAP = {"run", "started UTC", "model", "tier", "source"}
+
+
 def _table(title: str, columns: list[tuple[str, str]], **kwargs: Any) -> Table:
-    """Columns as (header, justify): numbers right and unwrapped, words left and wrapping."""
+    """Columns as (header, justify): numbers right; only free text ("ended", "cause") wraps."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, **kwargs)
     for header, justify in columns:
-        table.add_column(header, justify=justify, no_wrap=justify == "right")  # type: ignore[arg-type]
+        no_wrap = justify == "right" or header in _NO_WRAP
+        table.add_column(header, justify=justify, no_wrap=no_wrap)  # type: ignore[arg-type]
     return table
 
 
@@ -165,7 +172,7 @@ def top_turns_table(report: Report) -> Table:
         table.add_row(
             t.run_id,
             str(t.turn),
-            f"{t.model} ({t.tier})",
+            t.model,
             f"{t.usage.total_input_tokens:,}",
             f"{t.usage.output_tokens:,}",
             money(t.cost),
