@@ -67,9 +67,8 @@ def list_runs(log_dir: Path) -> list[RunFile]:
             records, bad = read_records(path)
         except OSError as exc:
             raise TuiagentError(f"cannot read run log {path}: {exc.strerror}") from None
-        start = next((r for r in records if r.get("type") == "run_start"), None)
-        run_id = str((start or {}).get("run_id") or path.stem)
-        runs.append(RunFile(run_id, path, records, bad))
+        # The file name is the run id (and names the transcript), even for a copied log.
+        runs.append(RunFile(path.stem, path, records, bad))
     if not runs:
         raise UsageError(f"no run logs in {log_dir} (run `tuiagent run` first, or pass --log-dir)")
     runs.sort(key=lambda r: (r.started_at, r.run_id))
