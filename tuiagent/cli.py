@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from tuiagent.config import TIER_CHOICES, Settings, load_settings, parse_money
+from tuiagent.config import TIER_CHOICES, TIERS, Settings, load_settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -86,7 +86,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the run log's records, one per line"
     )
     _add_common(run)
+    _add_report_commands(sub)
     return parser
+
+
+def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    report = sub.add_parser("report", help="what runs cost, the costliest turns and why")
+    report.add_argument("--log-dir", metavar="DIR", type=Path, help="where the run logs are")
+    report.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    report.add_argument("--last", metavar="N", type=_positive_int("--last"), help="last N runs")
+    report.add_argument("--run", metavar="ID", action="append", default=[], help="this run")
+    report.add_argument(
+        "--top", metavar="K", type=_positive_int("--top"), default=5, help="costliest turns"
+    )
+    fmt = report.add_mutually_exclusive_group()
+    for flag, what in (
+        ("--json", "one JSON document"),
+        ("--csv", "the turns as CSV"),
+        ("--otel", "the turns as OpenTelemetry spans (OTLP/JSON)"),
+    ):
+        fmt.add_argument(flag, dest="output", action="store_const", const=flag[2:], help=what)
+    replay = sub.add_parser("replay", help="resend one turn's exact request to another model")
+    replay.add_argument("run_id", metavar="RUN_ID", help="the run (a unique prefix will do)")
+    replay.add_argument("--turn", metavar="N", type=_positive_int("--turn"), required=True)
+    to = replay.add_mutually_exclusive_group(required=True)
+    to.add_argument("--tier", choices=TIERS, help="the model of this tier")
+    to.add_argument("--model", metavar="ID", help="this model")
+    replay.add_argument("--offline", action="store_true", help="use the built-in offline model")
+    replay.add_argument("--log-dir", metavar="DIR", type=Path, help="where the run logs are")
+    replay.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -122,6 +150,31 @@ def main(argv: list[str] | None = None) -> int:
                     workspace=args.workspace,
                     offline=args.offline,
                     as_json=args.json,
+                )
+            )
+        if args.command == "report":
+            from tuiagent.reporting import run_report
+
+            return run_report(
+                load_settings(args.config),
+                log_dir=args.log_dir,
+                last=args.last,
+                run_ids=args.run,
+                top=args.top,
+                output=args.output or "plain",
+            )
+        if args.command == "replay":
+            from tuiagent.reporting import run_replay
+
+            return asyncio.run(
+                run_replay(
+                    load_settings(args.config),
+                    run_id=args.run_id,
+                    turn=args.turn,
+                    tier=args.tier,
+                    model=args.model,
+                    offline=args.offline,
+                    log_dir=args.log_dir,
                 )
             )
         parser.print_help()

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
+
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.tools import Toolbox, Workspace
 from tuiagent.config import Settings
@@ -30,6 +32,33 @@ class Session:
     notice: str | None
 
 
+@dataclass
+class Connection:
+    """The client a run talks through: the real API, or the offline model (and why)."""
+
+    client: anthropic.AsyncAnthropic
+    provider: str  # anthropic | offline
+    offline_model: OfflineModel | None
+    notice: str | None
+
+
+def connect(
+    settings: Settings, *, offline: bool, offline_model: OfflineModel | None = None
+) -> Connection:
+    """The offline model when asked for or when there is no key (with a notice); else the API."""
+    notice = None
+    if not offline and api_key_from_env() is None:
+        offline, notice = True, NO_KEY_NOTICE
+    if offline:
+        offline_model = offline_model or OfflineModel(
+            tokens_per_second=settings.offline_tokens_per_second
+        )
+        return Connection(
+            make_client(offline_transport=offline_model), "offline", offline_model, notice
+        )
+    return Connection(make_client(), "anthropic", None, notice)
+
+
 def open_session(
     settings: Settings,
     *,
@@ -40,26 +69,16 @@ def open_session(
 ) -> Session:
     """Check the preconditions (workspace, prices) and build the agent. Nothing is spent here."""
     ws = Workspace(workspace)
-    notice = None
-    if not offline and api_key_from_env() is None:
-        offline, notice = True, NO_KEY_NOTICE
-    if offline:
-        offline_model = offline_model or OfflineModel(
-            tokens_per_second=settings.offline_tokens_per_second
-        )
-        client = make_client(offline_transport=offline_model)
-    else:
-        offline_model = None
-        client = make_client()
+    conn = connect(settings, offline=offline, offline_model=offline_model)
     toolbox = Toolbox()
     for tool in ws.tools():
         toolbox.add(tool)
     agent = Agent(
         settings,
-        client=client,
-        provider="offline" if offline else "anthropic",
+        client=conn.client,
+        provider=conn.provider,
         toolbox=toolbox,
         log_dir=settings.log_dir or default_log_dir(),
         clock=clock,
     )
-    return Session(agent, offline_model, notice)
+    return Session(agent, conn.offline_model, conn.notice)

@@ -165,7 +165,8 @@ class Agent:
         self.log.append(record)
         return record
 
-    def start(self) -> RunStarted:
+    def start(self, **extra: Any) -> RunStarted:
+        """Write run_start; `extra` adds fields (a replay notes `replay_of`)."""
         return RunStarted(
             self._write(
                 {
@@ -180,6 +181,7 @@ class Agent:
                         "max_turns": self.limits.max_turns,
                         "max_tokens": self.settings.max_tokens,
                     },
+                    **extra,
                 }
             )
         )
@@ -198,6 +200,7 @@ class Agent:
             }
         )
         self.log.close()
+        self.transcript.messages(self.state.history)  # the last answer, for replay
         self.transcript.close()
         return RunEnded(record)
 
@@ -385,11 +388,11 @@ class Agent:
         cheaper one; a pinned tier (or the cheapest) gets None: nothing is sent.
         """
         tiers = [decision.tier]
-        if self.tier == "auto":
+        if self.tier == "auto" and decision.tier in TIERS:
             tiers += list(reversed(TIERS[: TIERS.index(decision.tier)]))
         remaining = self.limits.max_cost_usd - self.ledger.spent
         for tier in tiers:
-            model = self.settings.model_for(tier)
+            model = decision.model if tier == decision.tier else self.settings.model_for(tier)
             request = build(model)
             counted, source = await self._count_input(request)
             reservation = self.budget.reserve(model, request, counted, source, remaining)
@@ -556,6 +559,7 @@ class Agent:
                     "stop_reason": result.stop_reason,
                     "latency_s": round(result.latency_s, 4),
                     "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
+                    "ended_at": utc_now_iso(),
                     "request_id": result.request_id,
                     "message_id": result.message_id,
                     "route_reason": decision.reason,

@@ -1,0 +1,149 @@
+"""Replay one logged turn on another model: the exact request, resent, priced and logged.
+
+The replay is a run of its own (run_start notes `replay_of`), so reports show what it cost
+beside the original.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tuiagent.agent.events import Halted, Notice, TurnFinished
+from tuiagent.agent.loop import Agent
+from tuiagent.agent.router import RouteDecision
+from tuiagent.agent.tools import Toolbox
+from tuiagent.config import TIERS, Settings
+from tuiagent.cost.pricing import ZERO, Pricer
+from tuiagent.cost.report import TurnRequest, money_of, turn_request, usage_of
+from tuiagent.errors import UsageError
+from tuiagent.llm.client import CallResult
+from tuiagent.llm.usage import TokenUsage
+from tuiagent.session import connect
+
+
+@dataclass
+class Side:
+    """One answer of the comparison: which model, what it said, what it cost."""
+
+    model: str
+    tier: str
+    content: list[dict[str, Any]] | None  # None: not known (not kept in the transcript)
+    usage: TokenUsage
+    cost: Decimal
+    stop_reason: str | None
+
+
+@dataclass
+class Replay:
+    original: Side
+    replay: Side
+    # The replay priced as if its cache had been as warm as the original's (a model's cache
+    # starts cold, so a one-off replay pays writes where the original read).
+    warm_cache_cost: Decimal | None
+    source: TurnRequest
+    run_id: str
+    log_path: Path
+    error: str | None
+    notice: str | None
+    simulated: bool
+
+
+def _tier_of(settings: Settings, model: str) -> str:
+    return next((t for t in TIERS if settings.model_for(t) == model), "custom")
+
+
+async def replay_turn(
+    settings: Settings,
+    log_dir: Path,
+    run_id: str,
+    turn: int,
+    *,
+    tier: str | None = None,
+    model: str | None = None,
+    offline: bool = False,
+) -> Replay:
+    if (tier is None) == (model is None):
+        raise UsageError("replay needs one of --tier or --model")
+    target = model or settings.model_for(str(tier))
+    target_tier = tier or _tier_of(settings, target)
+    pricer = Pricer(settings.prices)
+    pricer.ensure_priced(target)  # before anything is sent or logged
+    source = turn_request(log_dir, run_id, turn)
+    rec = source.record
+    original = Side(
+        model=str(rec.get("model", "?")),
+        tier=str(rec.get("tier", "?")),
+        content=source.answer,
+        usage=usage_of(rec),
+        cost=money_of(rec.get("cost_usd")) or ZERO,
+        stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None,
+    )
+    conn = connect(settings, offline=offline)
+    agent = Agent(
+        settings, client=conn.client, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir
+    )
+    # The replay is pinned to its target: the budget may clamp max_tokens, never the model.
+    agent.tier = target_tier
+    agent.start(replay_of={"run_id": source.run.run_id, "turn": turn, "model": original.model})
+    request = copy.deepcopy(source.request)
+    request["model"] = target
+    reason = f"replay of {source.run.run_id} turn {turn}"
+    decision = RouteDecision(target_tier, target, reason)
+
+    def build(_model: str) -> dict[str, Any]:
+        return copy.deepcopy(request)
+
+    result: CallResult | None = None
+    record: dict[str, Any] | None = None
+    error = None
+    async for item in agent._call(1, "agent", decision, build):
+        if isinstance(item, CallResult):
+            result = item
+        elif isinstance(item, TurnFinished):
+            record = item.record
+        elif isinstance(item, Halted):
+            error = item.detail
+        elif isinstance(item, Notice) and item.level == "error":
+            error = item.text
+    if result is None or record is None:
+        agent.finish(
+            "error" if agent.state.halt_reason == "error" else "halted", agent.state.halt_reason
+        )
+        cost, usage, content, stop = agent.ledger.spent, agent.ledger.usage, None, None
+    else:
+        agent.state.history = [
+            *request["messages"],
+            {"role": "assistant", "content": result.content},
+        ]
+        agent.finish("completed")
+        cost, usage = money_of(record["cost_usd"]) or ZERO, result.usage
+        content, stop = result.content, result.stop_reason
+    warm = None
+    if result is not None and original.usage.total_input_tokens:
+        o = original.usage
+        warm = pricer.price(
+            target,
+            TokenUsage(
+                input_tokens=o.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_input_tokens=o.cache_read_input_tokens,
+                cache_creation_input_tokens=o.cache_creation_input_tokens,
+                cache_creation_5m_input_tokens=o.cache_creation_5m_input_tokens,
+                cache_creation_1h_input_tokens=o.cache_creation_1h_input_tokens,
+            ),
+        ).total
+    return Replay(
+        original=original,
+        replay=Side(target, target_tier, content, usage, cost, stop),
+        warm_cache_cost=warm,
+        source=source,
+        run_id=agent.state.run_id,
+        log_path=agent.log.path,
+        error=error,
+        notice=conn.notice,
+        simulated=conn.provider == "offline",
+    )

@@ -1,0 +1,346 @@
+"""`tuiagent report` and `tuiagent replay`: the command bodies (the CLI only parses flags)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from tuiagent.agent.replay import Replay, Side, replay_turn
+from tuiagent.config import Settings
+from tuiagent.cost.otel import otel_traces
+from tuiagent.cost.pricing import Pricer
+from tuiagent.cost.report import SOURCE_LABELS, SOURCES, Report, build_report
+from tuiagent.llm.offline import OFFLINE_NOTICE
+from tuiagent.paths import default_log_dir
+
+
+def money(amount: Decimal | None) -> str:
+    if amount is None:
+        return "-"
+    return f"-${-amount:,.6f}" if amount < 0 else f"${amount:,.6f}"
+
+
+def _share(part: Decimal, total: Decimal) -> str:
+    return f"{part / total:.0%}" if total else "-"
+
+
+def _when(iso: str) -> str:
+    return iso[:16].replace("T", " ") if iso else "?"
+
+
+def _console(piped_width: int = 200) -> Console:
+    """The terminal's width on a terminal; piped, wide enough that tables do not wrap."""
+    return Console() if sys.stdout.isatty() else Console(width=piped_width)
+
+
+def _warn(report: Report) -> None:
+    for warning in report.warnings:
+        print(f"tuiagent: warning: {warning}", file=sys.stderr)
+
+
+def run_report(
+    settings: Settings,
+    *,
+    log_dir: Path | None,
+    last: int | None,
+    run_ids: list[str],
+    top: int,
+    output: str,
+) -> int:
+    directory = log_dir or settings.log_dir or default_log_dir()
+    report = build_report(
+        directory, last=last, run_ids=run_ids, top=top, pricer=Pricer(settings.prices)
+    )
+    _warn(report)
+    out = sys.stdout
+    if output == "json":
+        json.dump(report.to_json(), out, indent=2)
+        out.write("\n")
+    elif output == "otel":
+        json.dump(otel_traces(report), out, indent=2)
+        out.write("\n")
+    elif output == "csv":
+        write_csv(report, out)
+    else:
+        print_report(report, _console())
+    return 0
+
+
+def write_csv(report: Report, out: TextIO) -> None:
+    """Every turn of the chosen runs, one row each, with its input split by source."""
+    rows = [t.as_json() for t in report.turns]
+    base = [k for k in (rows[0] if rows else {}) if k not in ("input_sources", "tool_calls")]
+    extra = [f"{s}_{kind}" for s in SOURCES for kind in ("tokens", "cost_usd")]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*base, "tool_calls", *extra])
+    for row in rows:
+        sources = row["input_sources"] or {}
+        cells: list[Any] = [row[k] for k in base]
+        cells.append(" ".join(row["tool_calls"]))
+        for s in SOURCES:
+            part = sources.get(s) or {}
+            cells += [part.get("tokens", ""), part.get("cost_usd", "")]
+        writer.writerow(["" if c is None else c for c in cells])
+
+
+# --- Rich tables (also used by the report screen) ------------------------------------
+
+
+# Columns that never wrap: numbers, and the names a user copies (run ids, models).
+_NO_WRAP = {"run", "started UTC", "model", "tier", "source"}
+
+
+def _table(title: str, columns: list[tuple[str, str]], **kwargs: Any) -> Table:
+    """Columns as (header, justify): numbers right; only free text ("ended", "cause") wraps."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, **kwargs)
+    for header, justify in columns:
+        no_wrap = justify == "right" or header in _NO_WRAP
+        table.add_column(header, justify=justify, no_wrap=no_wrap)  # type: ignore[arg-type]
+    return table
+
+
+def runs_table(report: Report) -> Table:
+    compression = any(r.compression_saved_tokens is not None for r in report.runs)
+    columns = [
+        ("run", "left"),
+        ("started UTC", "left"),
+        ("turns", "right"),
+        ("in", "right"),
+        ("cached", "right"),
+        ("written", "right"),
+        ("out", "right"),
+        ("cost", "right"),
+        ("hit", "right"),
+        ("cache saved", "right"),
+    ]
+    if compression:
+        columns.append(("compression saved", "right"))
+    table = _table(escape(f"Runs in {report.log_dir}"), [*columns, ("ended", "left")])
+    for r in report.runs:
+        u = r.usage
+        rate = r.cache_hit_rate
+        ended = r.ended
+        if r.replay_of:
+            ended += f"; replay of {r.replay_of.get('run_id')} turn {r.replay_of.get('turn')}"
+        if r.unreadable_lines:
+            ended += f"; {r.unreadable_lines} unreadable line(s)"
+        cells = [
+            r.run_id,
+            _when(r.started_at),
+            str(r.turns),
+            f"{u.input_tokens:,}",
+            f"{u.cache_read_input_tokens:,}",
+            f"{u.cache_creation_input_tokens:,}",
+            f"{u.output_tokens:,}",
+            money(r.cost),
+            "-" if rate is None else f"{rate:.0%}",
+            money(r.saved_by_cache),
+        ]
+        if compression:
+            saved = r.compression_saved_tokens
+            cells.append("-" if saved is None else f"{saved:,} tokens")
+        table.add_row(*cells, Text(ended))
+    return table
+
+
+def top_turns_table(report: Report) -> Table:
+    total = report.total_cost
+    table = _table(
+        f"The {report.top} costliest turns",
+        [
+            ("run", "left"),
+            ("turn", "right"),
+            ("model", "left"),
+            ("in", "right"),
+            ("out", "right"),
+            ("cost", "right"),
+            ("of all", "right"),
+            ("cause", "left"),
+        ],
+    )
+    for t in report.top_turns():
+        table.add_row(
+            t.run_id,
+            str(t.turn),
+            t.model,
+            f"{t.usage.total_input_tokens:,}",
+            f"{t.usage.output_tokens:,}",
+            money(t.cost),
+            _share(t.cost, total),
+            Text(t.cause),
+        )
+    return table
+
+
+def group_table(report: Report, by: str) -> Table:
+    total = report.total_cost
+    groups = report.by_model if by == "model" else report.by_tier
+    table = _table(
+        f"Cost by {by}",
+        [
+            (by, "left"),
+            ("calls", "right"),
+            ("in", "right"),
+            ("out", "right"),
+            ("cost", "right"),
+            ("share", "right"),
+        ],
+    )
+    for g in groups:
+        table.add_row(
+            g.name,
+            str(g.calls),
+            f"{g.usage.total_input_tokens:,}",
+            f"{g.usage.output_tokens:,}",
+            money(g.cost),
+            _share(g.cost, total),
+        )
+    return table
+
+
+def sources_table(report: Report) -> Table:
+    rows = report.input_sources()
+    total = sum((r.cost for r in rows), Decimal(0))
+    turns = rows[0].turns if rows else 0
+    table = _table(
+        f"Where the input came from ({turns} turns with a transcript)",
+        [
+            ("source", "left"),
+            ("tokens per turn", "right"),
+            ("tokens", "right"),
+            ("cost", "right"),
+            ("share", "right"),
+        ],
+        caption="tokens estimated locally, scaled to the billed total; cached parts at the "
+        "read price",
+        caption_justify="left",
+    )
+    for r in rows:
+        table.add_row(
+            SOURCE_LABELS[r.source],
+            f"{round(r.tokens / r.turns) if r.turns else 0:,}",
+            f"{r.tokens:,}",
+            money(r.cost),
+            _share(r.cost, total),
+        )
+    return table
+
+
+def print_report(report: Report, console: Console) -> None:
+    console.print(
+        f"[bold]{len(report.runs)} run(s), {len(report.turns)} turns, "
+        f"{money(report.total_cost)} in all[/bold]"
+    )
+    console.print(runs_table(report))
+    console.print(top_turns_table(report))
+    console.print(group_table(report, "model"))
+    console.print(group_table(report, "tier"))
+    system = next((r for r in report.input_sources() if r.source == "system"), None)
+    if system is not None and system.turns:
+        console.print(sources_table(report))
+        per_100 = system.cost / system.tokens * 100 if system.tokens else Decimal(0)
+        console.print(
+            f"The system prompt was paid on every one of {system.turns} turns: "
+            f"{system.tokens:,} tokens, {money(system.cost)}. Every 100 tokens cut from it "
+            f"would have saved {money(per_100)} over these runs."
+        )
+    if report.turns_without_transcript:
+        console.print(
+            f"[dim]{report.turns_without_transcript} turn(s) have no transcript: "
+            "their input is not split by source.[/dim]"
+        )
+
+
+# --- replay --------------------------------------------------------------------------
+
+
+def answer_text(content: list[dict[str, Any]] | None) -> str:
+    if content is None:
+        return "(this answer was not kept in the run's transcript)"
+    parts = []
+    for block in content:
+        kind = block.get("type")
+        if kind == "text" and block.get("text"):
+            parts.append(str(block["text"]))
+        elif kind == "tool_use":
+            args = json.dumps(block.get("input") or {}, ensure_ascii=False)
+            parts.append(f"[calls tool] {block.get('name')} {args}")
+        elif kind in ("thinking", "redacted_thinking"):
+            parts.append("[thinking]")
+    return "\n".join(parts) or "(no answer)"
+
+
+def _side_header(label: str, side: Side) -> Text:
+    return Text.assemble((label, "bold"), f"\n{side.model} ({side.tier})")
+
+
+def _usage_line(side: Side) -> str:
+    u = side.usage
+    return (
+        f"in {u.input_tokens:,}  cache read {u.cache_read_input_tokens:,}  "
+        f"write {u.cache_creation_input_tokens:,}  out {u.output_tokens:,}"
+    )
+
+
+def print_replay(r: Replay, console: Console) -> None:
+    table = Table(
+        title=f"Turn {r.source.record.get('turn')} of run {r.source.run.run_id}, replayed",
+        title_justify="left",
+        show_lines=True,
+        expand=True,
+    )
+    table.add_column("", style="dim", no_wrap=True)
+    table.add_column(_side_header("original", r.original), ratio=1)
+    table.add_column(_side_header("replay", r.replay), ratio=1)
+    table.add_row(
+        "answer",
+        Text(answer_text(r.original.content)),
+        Text(r.error or answer_text(r.replay.content)),
+    )
+    table.add_row("tokens", _usage_line(r.original), _usage_line(r.replay))
+    table.add_row("stop", r.original.stop_reason or "-", r.replay.stop_reason or "-")
+    table.add_row("cost", money(r.original.cost), money(r.replay.cost))
+    console.print(table)
+    if r.error is None and r.original.cost:
+        change = (r.replay.cost - r.original.cost) / r.original.cost
+        console.print(
+            f"replay {money(r.replay.cost)} vs original {money(r.original.cost)} ({change:+.0%})"
+        )
+    if r.warm_cache_cost is not None:
+        console.print(
+            f"with the original's cache state (a model's cache starts cold): "
+            f"{money(r.warm_cache_cost)}"
+        )
+    console.print(f"logged as run {r.run_id}: {r.log_path}", markup=False)
+
+
+async def run_replay(
+    settings: Settings,
+    *,
+    run_id: str,
+    turn: int,
+    tier: str | None,
+    model: str | None,
+    offline: bool,
+    log_dir: Path | None,
+) -> int:
+    directory = log_dir or settings.log_dir or default_log_dir()
+    result = await replay_turn(
+        settings, directory, run_id, turn, tier=tier, model=model, offline=offline
+    )
+    if result.notice:
+        print(f"tuiagent: {result.notice}", file=sys.stderr)
+    if result.simulated:
+        print(f"[{OFFLINE_NOTICE}]", file=sys.stderr)
+    print_replay(result, _console(120))
+    return 0 if result.error is None else 1

@@ -1,0 +1,1 @@
+"""The Textual UI: the only code that imports Textual."""

@@ -1,0 +1,100 @@
+"""The report screen: the tables of `tuiagent report`, and a chart of what each turn cost.
+
+It takes a built `Report` (tuiagent.cost.report) and only shows it: the tables are the very
+ones the CLI prints, the chart is plotext's (through textual-plotext), not drawn by hand.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import ScrollableContainer
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual_plotext import PlotextPlot
+
+from tuiagent.cost.report import Report
+from tuiagent.reporting import (
+    group_table,
+    money,
+    runs_table,
+    sources_table,
+    top_turns_table,
+)
+
+
+class CostChart(PlotextPlot):
+    """Cost per turn (bars, left axis) and the running total (line, right axis), in USD."""
+
+    def __init__(self, costs: list[Decimal], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.costs = [float(c) for c in costs]
+        running, total = [], Decimal(0)
+        for cost in costs:
+            total += cost
+            running.append(float(total))
+        self.running = running
+
+    def on_mount(self) -> None:
+        plt = self.plt
+        plt.title("Cost per turn and running total (USD)")
+        plt.xlabel("turn (chosen runs, in order)")
+        if not self.costs:
+            return
+        turns = list(range(1, len(self.costs) + 1))
+        plt.bar(turns, self.costs, label="per turn")
+        plt.plot(turns, self.running, label="running total", yside="right", marker="braille")
+
+
+class ReportScreen(Screen[None]):
+    """What the chosen runs cost, the costliest turns and why, and where the input came from."""
+
+    CSS_PATH = "report.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "escape",
+            "app.pop_screen",
+            "Close",
+            id="report.close",
+            tooltip="Close the report and go back",
+        ),
+    ]
+
+    def __init__(self, report: Report) -> None:
+        super().__init__()
+        self.report = report
+
+    def compose(self) -> ComposeResult:
+        r = self.report
+        yield Static(
+            f"{len(r.runs)} run(s), {len(r.turns)} turns, {money(r.total_cost)} in all",
+            id="report-summary",
+            markup=False,
+        )
+        with TabbedContent(initial="report-chart"):
+            with TabPane("Chart", id="report-chart"):
+                yield CostChart([t.cost for t in r.turns], id="cost-chart")
+            with TabPane("Runs", id="report-runs"), ScrollableContainer(classes="report-scroll"):
+                yield Static(runs_table(r), classes="report-table")
+            with (
+                TabPane("Costliest turns", id="report-top"),
+                ScrollableContainer(classes="report-scroll"),
+            ):
+                yield Static(top_turns_table(r), classes="report-table")
+            with (
+                TabPane("By model and tier", id="report-groups"),
+                ScrollableContainer(classes="report-scroll"),
+            ):
+                yield Static(group_table(r, "model"), classes="report-table")
+                yield Static(group_table(r, "tier"), classes="report-table")
+            with (
+                TabPane("Input sources", id="report-sources"),
+                ScrollableContainer(classes="report-scroll"),
+            ):
+                yield Static(sources_table(r), classes="report-table")
+        if r.warnings:
+            yield Static("\n".join(r.warnings), id="report-warnings", markup=False)
+        yield Footer()
