@@ -138,6 +138,7 @@ class Agent:
             }
         )
         self.log.close()
+        self.transcript.messages(self.state.history)
         self.transcript.close()
         return RunEnded(record)
 

@@ -35,11 +35,7 @@ class Transcript:
     def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
         """The exact request of one call (after cache markers and budget clamps)."""
         messages = request.get("messages", [])
-        for index in range(self._messages_written, len(messages)):
-            self._append(
-                {"kind": "message", "index": index, "message": _without_marks(messages[index])}
-            )
-        self._messages_written = max(self._messages_written, len(messages))
+        self.messages(messages)
         marks = []
         for mi, message in enumerate(messages):
             content = message.get("content")
@@ -58,6 +54,14 @@ class Transcript:
                 "marks": marks,
             }
         )
+
+    def messages(self, messages: list[dict[str, Any]]) -> None:
+        """Write the messages not yet written (also at the end, so a resume sees the answer)."""
+        for index in range(self._messages_written, len(messages)):
+            self._append(
+                {"kind": "message", "index": index, "message": _without_marks(messages[index])}
+            )
+        self._messages_written = max(self._messages_written, len(messages))
 
     def close(self) -> None:
         if self._fd >= 0:
