@@ -45,6 +45,7 @@ from tuiagent.ui.widgets.tools import ToolResultsPanel
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
+    from tuiagent.llm.offline import OfflineModel
     from tuiagent.session import Session
 
 # The offline model's pace in the app when the config does not set one: a lifelike stream.
@@ -100,6 +101,7 @@ class TuiagentApp(App[int]):
         state_path: Path | None = None,
         themes_dir: Path | None = None,
         agent_clock: Callable[[], float] | None = None,
+        offline_model: OfflineModel | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -108,6 +110,7 @@ class TuiagentApp(App[int]):
         self.resume = resume
         self.clock = clock
         self.agent_clock = agent_clock or time.monotonic
+        self.offline_model = offline_model  # a given offline model (benchmarks), else built
         self.state_path = state_path or ui_state_file()
         self.themes_dir = themes_dir if themes_dir is not None else user_themes_dir()
         self.session: Session | None = None
@@ -138,7 +141,8 @@ class TuiagentApp(App[int]):
     def _screen_ready(self) -> None:
         self.main.set_tier(self.settings.tier)
         self.main.gauge.cap = self.settings.max_cost_usd
-        self.open_session()
+        # After the first frame is on the terminal: the SDK import would contend with it.
+        self.call_after_refresh(self.set_timer, 0.05, self.open_session)
 
     def _remember_theme(self, theme: Any) -> None:
         write_state(self.state_path, theme=theme.name)
@@ -155,6 +159,7 @@ class TuiagentApp(App[int]):
                 workspace=self.workspace,
                 offline=self.offline,
                 clock=self.agent_clock,
+                offline_model=self.offline_model,
             )
             history = load_messages(self.resume) if self.resume is not None else []
         except TuiagentError as exc:

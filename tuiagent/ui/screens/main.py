@@ -106,6 +106,10 @@ class MainScreen(Screen[None]):
         if isinstance(event, AnswerDelta):
             if self.answer is None:
                 self.answer = self.chat.add_answer()
+            elif self.answer.full():
+                await self.answer.close()
+                await self.chat.freeze(self.answer)
+                self.answer = self.chat.add_answer(continued=True)
             await self.answer.write(event.text)
         elif isinstance(event, TurnStarted):
             await self.close_answer()

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rich.markdown import Markdown as RichMarkdown
 from textual import events
 from textual.containers import VerticalScroll
 from textual.message import Message
@@ -29,22 +30,47 @@ class NoticeView(Static):
     pass
 
 
-class AnswerView(Markdown):
-    """One answer, appended to as it streams (only the last block is re-parsed)."""
+# A streaming answer continues in a new Markdown widget past this many characters (at a
+# paragraph break outside a code fence): appending to one huge Markdown document costs
+# more with every block it holds, so a 20,000-token answer would slow to a crawl.
+SPLIT_AT_CHARS = 3_000
 
-    def __init__(self, text: str = "") -> None:
-        super().__init__(text)
+
+class AnswerView(Markdown):
+    """One answer (or a part of a long one), appended to as it streams."""
+
+    def __init__(self, text: str = "", *, continued: bool = False) -> None:
+        super().__init__(text, classes="-continued" if continued else None)
         self._stream: MarkdownStream | None = None
+        self._written: list[str] = []
+        self._length = 0
 
     async def write(self, fragment: str) -> None:
         if self._stream is None:
             self._stream = Markdown.get_stream(self)
+        self._written.append(fragment)
+        self._length += len(fragment)
         await self._stream.write(fragment)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._written)
+
+    def full(self) -> bool:
+        """Long enough to go on in a new widget, and at a clean place to cut."""
+        if self._length < SPLIT_AT_CHARS or not self._written[-1].endswith("\n\n"):
+            return False
+        text = "".join(self._written)
+        return text.count("```") % 2 == 0 and text.count("~~~") % 2 == 0
 
     async def close(self) -> None:
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
+
+
+class FrozenAnswer(Static):
+    pass
 
 
 class ToolCallView(Collapsible):
@@ -117,13 +143,20 @@ class ChatLog(VerticalScroll):
             else ""
         )
 
+    async def freeze(self, part: AnswerView) -> None:
+        """A finished part of a long answer becomes one widget with no children: the
+        layout pass then costs one widget for it, not one per Markdown block."""
+        frozen = FrozenAnswer(RichMarkdown(part.text))
+        await self.mount(frozen, before=part)
+        await part.remove()
+
     def add_user(self, text: str) -> UserMessageView:
         view = UserMessageView(text, markup=False)
         self._add(view)
         return view
 
-    def add_answer(self, text: str = "") -> AnswerView:
-        view = AnswerView(text)
+    def add_answer(self, text: str = "", *, continued: bool = False) -> AnswerView:
+        view = AnswerView(text, continued=continued)
         self._add(view)
         return view
 
