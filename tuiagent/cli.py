@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="A chat agent that shows what every turn costs and never spends past its cap.",
     )
     _add_common(parser)
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="RUN_ID",
+        help="reopen a run in the app (default: the latest)",
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="run the agent headless on one prompt")
     run.add_argument("prompt", help="what to ask the agent")
@@ -177,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
                     log_dir=args.log_dir,
                 )
             )
-        parser.print_help()
-        return EXIT_OK
+        from tuiagent.ui.app import run_app
+
+        return run_app(
+            _settings_from(args), workspace=args.workspace, offline=args.offline, resume=args.resume
+        )
     except TuiagentError as exc:
         print(f"tuiagent: {exc}", file=sys.stderr)
         return exc.exit_code

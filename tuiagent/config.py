@@ -15,6 +15,16 @@ from tuiagent.paths import default_config_file
 TIERS = ("fast", "balanced", "deep")
 TIER_CHOICES = ("auto", *TIERS)
 
+# The app's remappable bindings, by id (config `[keymap]`): id -> what it does.
+KEYMAP_IDS = {
+    "cap_down": "lower the cap by one step",
+    "cap_up": "raise the cap by one step",
+    "cycle_tier": "cycle the tier auto -> fast -> balanced -> deep",
+    "interrupt": "stop the running turn",
+    "toggle_panels": "show or hide the side panels",
+    "quit": "quit",
+}
+
 # Current models that the SDK lists (anthropic.types.Model) and genai-prices prices.
 DEFAULT_TIER_MODELS = {
     "fast": "claude-haiku-5-5",
@@ -73,6 +83,9 @@ class Settings:
     router_budget_floor: Decimal = Decimal("0.2")
     # Router: ask a fast-tier classifier call for each request's tier (priced and logged).
     router_classifier: bool = False
+    # The app: how much F2/F3 move the cap, and keys remapped by binding id.
+    budget_step_usd: Decimal = Decimal("0.10")
+    keymap: dict[str, str] = field(default_factory=dict)
 
     def model_for(self, tier: str) -> str:
         return self.tiers[tier]
@@ -141,6 +154,19 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
         elif key == "router_classifier":
             _expect(isinstance(value, bool), key, "true or false", value)
             settings.router_classifier = value
+        elif key == "budget_step_usd":
+            settings.budget_step_usd = parse_money(value, "config key 'budget_step_usd'")
+        elif key == "keymap":
+            _expect(isinstance(value, dict), key, "a table of binding ids", value)
+            for binding_id, keys in value.items():
+                if binding_id not in KEYMAP_IDS:
+                    raise ConfigError(
+                        f"unknown config key 'keymap.{binding_id}' in {source} "
+                        f"(known: {', '.join(KEYMAP_IDS)})"
+                    )
+                ok = isinstance(keys, str) and bool(keys.strip())
+                _expect(ok, f"keymap.{binding_id}", "key names like 'f3' or 'ctrl+up,f3'", keys)
+                settings.keymap[binding_id] = keys.strip()
         elif key == "prices":
             _expect(isinstance(value, dict), key, "a table of models", value)
             for model, rates in value.items():

@@ -26,3 +26,12 @@ def default_config_file() -> Path:
 
 def default_log_dir() -> Path:
     return data_dir() / "runs"
+
+
+def user_themes_dir() -> Path:
+    return config_dir() / "themes"
+
+
+def ui_state_file() -> Path:
+    """What the app remembers between sessions (the theme)."""
+    return data_dir() / "ui-state.json"

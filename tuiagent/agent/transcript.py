@@ -56,7 +56,7 @@ class Transcript:
         )
 
     def messages(self, messages: list[dict[str, Any]]) -> None:
-        """Write the messages not yet written (at the end of a run: its last answer)."""
+        """Write the messages not yet written (also at the end, so a resume sees the answer)."""
         for index in range(self._messages_written, len(messages)):
             self._append(
                 {"kind": "message", "index": index, "message": _without_marks(messages[index])}

@@ -1,1 +1,1 @@
-"""The Textual UI: the only code that imports Textual."""
+"""The Textual app: the only Textual code in tuiagent. The core never imports it."""

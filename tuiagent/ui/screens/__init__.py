@@ -1,1 +1,1 @@
-"""Screens of the app."""
+"""The app's screens."""

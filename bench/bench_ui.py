@@ -1,0 +1,219 @@
+"""The app's speed: first frame, streaming cost, keystroke latency, long chats, CPU.
+
+Terminal figures are measured in a real terminal (tmux, 120x40) by polling the screen; a
+screen poll costs a few milliseconds, so those figures are upper bounds. Streaming figures
+run the app headless (`App.run_test`) against the same agent loop run without a screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.ui_driver import LongModel, bench_settings, prefill
+
+BARE_APP = """
+from textual.app import App
+from textual.widgets import Footer, Header, Input
+
+class Bare(App):
+    def compose(self):
+        yield Header()
+        yield Input()
+        yield Footer()
+
+Bare().run()
+"""
+
+Row = tuple[str, str, str]
+
+
+class Tmux:
+    def __init__(self, command: list[str], cwd: Path) -> None:
+        self.socket = f"tuiagent-bench-{os.getpid()}-{time.monotonic_ns()}"
+        env = ["env", "-u", "COLUMNS", "-u", "LINES", "TERM=xterm-256color"]
+        self.started = time.perf_counter()
+        self.run("new-session", "-d", "-s", "b", "-x", "120", "-y", "40", "-c", str(cwd),
+                 " ".join(shlex.quote(c) for c in [*env, *command]))  # fmt: skip
+
+    def run(self, *args: str) -> str:
+        out = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True)
+        return out.stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "b")
+
+    def wait_for(self, cond: Callable[[str], bool], timeout: float = 30.0) -> float:
+        """Seconds from now until the screen satisfies cond."""
+        t = time.perf_counter()
+        while time.perf_counter() - t < timeout:
+            if cond(self.screen()):
+                return time.perf_counter() - t
+            time.sleep(0.002)
+        raise TimeoutError("the screen never showed what was expected")
+
+    def close(self) -> None:
+        self.run("kill-server")
+
+
+def _first_frame(command: list[str], cwd: Path) -> float:
+    term = Tmux(command, cwd)
+    try:
+        term.wait_for(lambda s: "palette" in s)
+        return time.perf_counter() - term.started
+    finally:
+        term.close()
+
+
+def _startup(tmp: Path) -> list[Row]:
+    bare = tmp / "bare.py"
+    bare.write_text(BARE_APP)
+    ws = tmp / "ws"
+    env_dirs = [f"XDG_DATA_HOME={tmp / 'xdg'}", f"XDG_CONFIG_HOME={tmp / 'xdg'}"]
+    app_cmd = ["env", *env_dirs, sys.executable, "-m", "tuiagent", "--offline", "--log-dir",
+               str(tmp / "logs")]  # fmt: skip
+    bare_cmd = [sys.executable, str(bare)]
+    ours, theirs = [], []
+    for _ in range(2):  # warm the file cache
+        _first_frame(app_cmd, ws), _first_frame(bare_cmd, ws)
+    for _ in range(7):
+        ours.append(_first_frame(app_cmd, ws))
+        theirs.append(_first_frame(bare_cmd, ws))
+    a, b = statistics.median(ours), statistics.median(theirs)
+    return [
+        ("first frame: tuiagent (median, tmux)", f"{a * 1000:.0f} ms", "-"),
+        ("first frame: bare Textual app (median, tmux)", f"{b * 1000:.0f} ms", "-"),
+        ("first frame ratio tuiagent / bare", f"{a / b:.2f}", "<= 1.2 (never > 1.5)"),
+    ]
+
+
+async def _headless_stream(tmp: Path, tokens: int) -> float:
+    from tuiagent.agent.events import AnswerDelta
+    from tuiagent.session import open_session
+
+    session = open_session(
+        bench_settings(tmp / "logs", tokens),
+        workspace=tmp / "ws",
+        offline=True,
+        offline_model=LongModel(tokens),
+    )
+    session.agent.start()
+    sink: list[str] = []
+    t = time.perf_counter()
+    async for event in session.agent.send("Tell me everything."):
+        if isinstance(event, AnswerDelta):
+            sink.append(event.text)
+    elapsed = time.perf_counter() - t
+    session.agent.finish("completed")
+    return elapsed
+
+
+async def _ui_stream(tmp: Path, tokens: int, earlier: int = 0) -> float:
+    from tuiagent.ui.app import TuiagentApp
+
+    app = TuiagentApp(
+        bench_settings(tmp / "logs", tokens),
+        workspace=tmp / "ws",
+        offline=True,
+        offline_model=LongModel(tokens),
+        state_path=tmp / "state.json",
+        themes_dir=tmp / "none",
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        while app.agent is None:
+            await pilot.pause(0.01)
+        if earlier:
+            prefill(app, earlier)
+            await pilot.pause(0.5)
+        t = time.perf_counter()
+        app.main.input.load_text("Tell me everything.")
+        await pilot.press("enter")
+        await pilot.pause()
+        while app.busy or app.main.answer is not None:
+            await pilot.pause(0.01)
+        elapsed = time.perf_counter() - t
+        app.finish_run()
+    return elapsed
+
+
+def _streaming(tmp: Path) -> list[Row]:
+    tokens = 20_000
+    headless = min(asyncio.run(_headless_stream(tmp, tokens)) for _ in range(2))
+    ui = min(asyncio.run(_ui_stream(tmp, tokens)) for _ in range(2))
+    short = 5_000
+    empty = min(asyncio.run(_ui_stream(tmp, short)) for _ in range(2))
+    full = min(asyncio.run(_ui_stream(tmp, short, earlier=100)) for _ in range(2))
+    return [
+        (f"stream {tokens:,} tokens: headless", f"{headless:.2f} s", "-"),
+        (f"stream {tokens:,} tokens: app", f"{ui:.2f} s", "-"),
+        ("stream ratio app / headless", f"{ui / headless:.2f}", "<= 1.5"),
+        (f"stream {short:,} tokens: empty chat", f"{short / empty:,.0f} tok/s", "-"),
+        (f"stream {short:,} tokens: 100 earlier messages", f"{short / full:,.0f} tok/s", "-"),
+        ("throughput ratio 100 earlier / empty", f"{empty / full:.2f}", ">= 0.8"),
+    ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _live(tmp: Path) -> list[Row]:
+    pid_file = tmp / "pid"
+    cmd = [sys.executable, "-m", "bench.ui_driver", str(tmp / "ws"), str(tmp / "logs"),
+           "--tokens", "20000", "--tps", "80", "--pid-file", str(pid_file)]  # fmt: skip
+    term = Tmux(cmd, Path(__file__).parent.parent)
+    try:
+        term.wait_for(lambda s: "palette" in s and "run 2" in s)
+        term.run("send-keys", "-t", "b", "Tell me everything.", "Enter")
+        term.wait_for(lambda s: "Part 1" in s)
+        pid = int(pid_file.read_text())
+        c0, t0 = _cpu_seconds(pid), time.perf_counter()
+        time.sleep(8.0)
+        cpu = (_cpu_seconds(pid) - c0) / (time.perf_counter() - t0)
+        latencies = []
+        for i in range(1, 41):
+            term.run("send-keys", "-t", "b", "x")
+            latencies.append(
+                term.wait_for(lambda s, n=i: max(map(len, re.findall("x+", s)), default=0) >= n)
+            )
+            time.sleep(0.05)
+    finally:
+        term.close()
+    p95 = statistics.quantiles(latencies, n=20)[-1]
+    return [
+        ("CPU while streaming at 80 tokens/s", f"{cpu:.0%} of a core", "<= 50%"),
+        ("keystroke to screen while streaming (p50)", f"{statistics.median(latencies) * 1000:.0f} ms", "-"),
+        ("keystroke to screen while streaming (p95)", f"{p95 * 1000:.0f} ms", "<= 50 ms"),
+    ]  # fmt: skip
+
+
+def run() -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        (tmp / "ws").mkdir()
+        (tmp / "ws" / "notes.txt").write_text("alpha\n")
+        if shutil.which("tmux"):
+            rows += _startup(tmp)
+        else:
+            rows.append(("first frame (tmux)", "skipped: no tmux", "-"))
+        rows += _streaming(tmp)
+        if shutil.which("tmux"):
+            rows += _live(tmp)
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(*row, sep="  |  ")

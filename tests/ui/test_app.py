@@ -1,0 +1,374 @@
+"""Pilot tests: every key, every slash command, the halt at the cap, approval, themes, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tuiagent.config import load_settings
+from tuiagent.errors import ConfigError
+from tuiagent.ui.app import TuiagentApp
+from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
+from tuiagent.ui.widgets.chat import AnswerView, NoticeView, ToolCallView, UserMessageView
+from tuiagent.ui.widgets.tools import ToolResultsPanel
+from tuiagent.ui.widgets.turns import TurnsTable
+
+from .conftest import idle, ready, send, until
+
+MakeApp = Callable[..., TuiagentApp]
+
+
+def log_records(app: TuiagentApp) -> list[dict[str, Any]]:
+    assert app.agent is not None
+    return [json.loads(line) for line in app.agent.log.path.read_text().splitlines()]
+
+
+def answers(app: TuiagentApp) -> str:
+    return "\n".join(v.source for v in app.main.query(AnswerView))
+
+
+def notices(app: TuiagentApp) -> str:
+    return "\n".join(str(v.content) for v in app.main.query(NoticeView))
+
+
+def toasts(app: TuiagentApp) -> str:
+    return "\n".join(str(n.message) for n in app._notifications)
+
+
+async def test_a_message_streams_and_the_panels_show_its_cost(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert app.main.has_class("-offline")
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        agent = app.agent
+        assert agent is not None
+        assert "README.md" in answers(app) and "notes.txt" in answers(app)
+        assert [v.content for v in app.main.query(UserMessageView)] == ["List the files here."]
+        tool = app.main.query_one(ToolCallView)
+        assert "list_dir" in str(tool.title) and "ok" in str(tool.title)
+        table = app.main.query_one(TurnsTable)
+        assert table.row_count == agent.state.turns == 2
+        assert app.main.gauge.spent == agent.ledger.spent > 0
+        assert len(app.main.query_one(ToolResultsPanel).results) == 1
+        kinds = [r["type"] for r in log_records(app)]
+        assert kinds[:2] == ["run_start", "user"] and kinds.count("turn") == 2
+
+
+async def test_f3_raises_and_f2_lowers_the_cap_by_the_step(make_app: MakeApp) -> None:
+    app = make_app(budget_step_usd=Decimal("0.25"))
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await pilot.press("f3")
+        assert agent.limits.max_cost_usd == app.main.gauge.cap == Decimal("1.25")
+        await pilot.press("f2", "f2")
+        assert agent.limits.max_cost_usd == Decimal("0.75")
+        await pilot.press(*["f2"] * 6)
+        assert agent.limits.max_cost_usd == Decimal("0.25")  # never below one step
+
+
+async def test_f2_never_lowers_the_cap_below_what_is_spent(make_app: MakeApp) -> None:
+    app = make_app(budget_step_usd=Decimal("0.00005"), max_cost_usd=Decimal("0.0004"))
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        spent = agent.ledger.spent
+        assert spent > Decimal("0.00005")  # more than one step: the floor is what is spent
+        await pilot.press(*["f2"] * 12)
+        assert agent.limits.max_cost_usd == spent
+
+
+async def test_f4_cycles_the_tier(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        seen = []
+        for _ in range(4):
+            await pilot.press("f4")
+            seen.append(agent.tier)
+            assert str(app.main.query_one("#tier-label").content) == f"tier {agent.tier}"
+        assert seen == ["fast", "balanced", "deep", "auto"]
+        await pilot.press("f4")
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        assert {r["tier"] for r in log_records(app) if r["type"] == "turn"} == {"fast"}
+
+
+async def test_escape_stops_a_streaming_answer_and_its_cost_counts(make_app: MakeApp) -> None:
+    app = make_app(offline_tokens_per_second=40.0)
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "List the files here.")
+        await until(pilot, lambda: bool(answers(app).strip()), "some text streamed")
+        await pilot.press("escape")
+        await idle(pilot)
+        assert agent.state.halt_reason == "interrupted"
+        stopped = [r for r in log_records(app) if r.get("stop_reason") == "interrupted"]
+        assert len(stopped) == 1 and stopped[0]["output_tokens"] > 0
+        assert agent.ledger.spent > 0 and app.main.gauge.spent == agent.ledger.spent
+        assert answers(app).strip()  # what streamed stays
+        assert "interrupted" in notices(app)
+        table = app.main.query_one(TurnsTable)
+        assert table.get_row_at(table.row_count - 1)[-1] == "stopped"
+
+
+async def test_ctrl_q_quits_and_ends_the_run(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        path = app.agent.log.path if app.agent else None
+        await pilot.press("ctrl+q")
+    assert path is not None
+    end = json.loads(path.read_text().splitlines()[-1])
+    assert end["type"] == "run_end" and end["status"] == "completed"
+
+
+async def test_f5_hides_and_shows_the_side_panels(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        side = app.main.query_one("#side")
+        assert side.display
+        await pilot.press("f5")
+        assert not side.display and not app.main.query_one("#turns").display
+        await pilot.press("f5")
+        assert side.display
+
+
+async def test_the_side_panels_leave_a_narrow_terminal(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 30)) as pilot:
+        await ready(pilot)
+        assert not app.main.query_one("#side").display
+
+
+async def test_keys_are_remapped_by_the_keymap(make_app: MakeApp) -> None:
+    app = make_app(keymap={"cap_up": "f9", "cycle_tier": "f10"})
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await pilot.press("f3", "f4")
+        assert agent.limits.max_cost_usd == Decimal("1.00") and agent.tier == "auto"
+        await pilot.press("f9", "f10")
+        assert agent.limits.max_cost_usd == Decimal("1.10") and agent.tier == "fast"
+
+
+def test_a_bad_keymap_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[keymap]\nraise_cap = "f9"\n')
+    with pytest.raises(ConfigError, match=r"keymap\.raise_cap"):
+        load_settings(config)
+    config.write_text("[keymap]\ncap_up = 3\n")
+    with pytest.raises(ConfigError, match=r"keymap\.cap_up"):
+        load_settings(config)
+
+
+async def test_actions_are_in_the_command_palette(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Raise the cap", "Lower the cap", "Cycle the tier", "Stop the turn"} <= titles
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "CommandPalette"
+
+
+# --- slash commands ---------------------------------------------------------------
+
+
+async def test_slash_budget_sets_the_cap_and_rejects_nonsense(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "/budget 2.50")
+        assert agent.limits.max_cost_usd == Decimal("2.50") == app.main.gauge.cap
+        await send(pilot, "/budget lots")
+        assert agent.limits.max_cost_usd == Decimal("2.50")
+        assert "/budget must be a positive number" in toasts(app)
+        assert not list(app.main.query(UserMessageView))  # commands are not sent to the model
+
+
+async def test_slash_tier_pins_a_tier(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "/tier fast")
+        assert agent.tier == "fast"
+        await send(pilot, "/tier cheapest")
+        assert agent.tier == "fast" and "/tier must be one of" in toasts(app)
+
+
+async def test_slash_clear_empties_the_screen(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        await send(pilot, "/clear")
+        await pilot.pause()
+        assert not list(app.main.query(AnswerView)) and not list(app.main.query(UserMessageView))
+        assert "screen cleared" in notices(app)
+
+
+async def test_slash_system_shows_the_prompt_its_size_and_cost(make_app: MakeApp) -> None:
+    app = make_app(system_prompt="Answer in haiku. Count every syllable.")
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "/system")
+        await pilot.pause()
+        text = answers(app)
+        assert "Answer in haiku. Count every syllable." in text
+        assert "config `system_prompt`" in text and "tokens" in text
+        assert "per turn on claude-sonnet-5-5" in text and "when cached" in text
+
+
+async def test_slash_help_and_unknown_commands(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "/help")
+        await pilot.pause()
+        assert "/budget" in answers(app) and "f3" in answers(app)
+        await send(pilot, "/frobnicate")
+        assert "unknown command /frobnicate" in toasts(app)
+
+
+# --- the cap ------------------------------------------------------------------------
+
+
+async def test_the_session_halts_at_the_cap_until_it_is_raised(make_app: MakeApp) -> None:
+    app = make_app(max_cost_usd=Decimal("0.002"), budget_step_usd=Decimal("0.01"), tier="deep")
+    async with app.run_test(size=(120, 40)) as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        assert agent.state.halt_reason == "max_cost"
+        assert app.main.gauge.halted and app.main.gauge.has_class("-halted")
+        assert "halted" in notices(app)
+        users = sum(r["type"] == "user" for r in log_records(app))
+        await send(pilot, "Read notes.txt")
+        await idle(pilot)
+        assert app.main.input.text == "Read notes.txt"  # kept, not sent
+        assert sum(r["type"] == "user" for r in log_records(app)) == users
+        await pilot.press("f3")
+        assert app.main.gauge.halted is None
+        await pilot.press("enter")
+        await idle(pilot)
+        assert sum(r["type"] == "user" for r in log_records(app)) == users + 1
+        assert "alpha" in answers(app)
+
+
+# --- the input ----------------------------------------------------------------------
+
+
+async def test_input_newlines_and_history(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        box = app.main.input
+        await pilot.press("a", "ctrl+j", "b")
+        assert box.text == "a\nb"
+        await pilot.press("enter")
+        await idle(pilot)
+        assert box.text == ""
+        await send(pilot, "/tier fast")
+        await pilot.press("up")
+        assert box.text == "/tier fast"
+        await pilot.press("up")
+        assert box.text == "a\nb"
+        await pilot.press("down", "down")
+        assert box.text == ""
+
+
+# --- approval, the viewer -------------------------------------------------------------
+
+
+async def test_approval_waits_for_yes_or_no(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None and agent.approve is not None
+        for key, expected in (("y", True), ("n", False), ("escape", False)):
+            task = asyncio.ensure_future(agent.approve("run_command", {"command": "ls"}))
+            await until(pilot, lambda: isinstance(app.screen, ApproveScreen), "the dialog")
+            assert not task.done()
+            await pilot.press(key)
+            assert await task is expected
+
+
+async def test_a_tool_result_opens_in_the_viewer(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Read data.csv")
+        await idle(pilot)
+        panel = app.main.query_one(ToolResultsPanel)
+        panel.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ViewerScreen), "the viewer")
+        assert isinstance(app.screen, ViewerScreen)
+        assert "399,159201" in app.screen.result.original
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ViewerScreen)
+
+
+# --- themes, resume ----------------------------------------------------------------------
+
+
+async def test_themes_load_and_the_choice_is_remembered(make_app: MakeApp, tmp_path: Path) -> None:
+    user = tmp_path / "user-themes"
+    user.mkdir()
+    (user / "mine.toml").write_text('name = "mine"\nprimary = "#ff00aa"\n')
+    (user / "broken.toml").write_text('name = "broken"\nprimary = "not-a-colour"\n')
+    app = make_app()
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        assert {"ledger-dark", "ledger-light", "mine"} <= set(app.available_themes)
+        assert app.theme == "ledger-dark"
+        assert "broken.toml: key 'primary' must be a colour" in toasts(app)
+        app.theme = "mine"
+        await pilot.pause()
+    again = make_app()
+    async with again.run_test() as pilot:
+        await ready(pilot)
+        assert again.theme == "mine"
+
+
+async def test_resume_reopens_a_run(make_app: MakeApp, log_dir: Path) -> None:
+    first = make_app()
+    async with first.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        run_id = first.agent.state.run_id if first.agent else ""
+        history = list(first.agent.state.history) if first.agent else []
+        await pilot.press("ctrl+q")
+    from tuiagent.ui.app import find_resume
+
+    path = find_resume(log_dir, "")
+    assert path.stem == run_id
+    second = make_app(resume=path)
+    async with second.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None and agent.state.history == history
+        assert [v.content for v in second.main.query(UserMessageView)] == ["List the files here."]
+        assert f"resumed run {run_id}" in notices(second)
+        await send(pilot, "Read notes.txt")
+        await idle(pilot)
+        assert "alpha" in answers(second)

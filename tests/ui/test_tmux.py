@@ -1,0 +1,110 @@
+"""The installed `tuiagent --offline` in a real terminal (tmux): send a message, read the
+tokens, the cost and the cap off the screen, raise the cap, quit."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+TUIAGENT = Path(sys.executable).parent / "tuiagent"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("tmux") is None or not TUIAGENT.exists(),
+    reason="needs tmux and the installed tuiagent script",
+)
+
+
+class Terminal:
+    def __init__(self, socket: str, name: str) -> None:
+        self.socket, self.name = socket, name
+
+    def tmux(self, *args: str) -> str:
+        cmd = ["tmux", "-L", self.socket, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", self.name, *keys)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", self.name)
+
+    def wait_for(self, cond: Callable[[str], bool], what: str, tries: int = 300) -> str:
+        for _ in range(tries):
+            text = self.screen()
+            if cond(text):
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"never on screen: {what}\n{self.screen()}")
+
+
+@pytest.fixture
+def terminal(workspace: Path, tmp_path: Path) -> Iterator[Terminal]:
+    socket = f"tuiagent-test-{tmp_path.name}"
+    env = {
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "TUIAGENT_CONFIG": str(tmp_path / "none.toml"),
+        "TERM": "xterm-256color",
+    }
+    command = " ".join(
+        [
+            "env",
+            "-u",
+            "COLUMNS",  # pytest sets them; Textual would take them over the terminal's size
+            "-u",
+            "LINES",
+            *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+            shlex.quote(str(TUIAGENT)),
+            "--offline",
+            "--log-dir",
+            shlex.quote(str(tmp_path / "logs")),
+        ]
+    )
+    term = Terminal(socket, "app")
+    term.tmux(
+        "new-session", "-d", "-s", "app", "-x", "120", "-y", "40", "-c", str(workspace), command
+    )
+    try:
+        yield term
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def test_installed_app_in_tmux(terminal: Terminal, tmp_path: Path) -> None:
+    terminal.wait_for(lambda s: "OFFLINE - simulated model" in s, "the offline badge")
+    terminal.wait_for(lambda s: "run 2" in s, "the session opened")
+    terminal.keys("List the files here.", "Enter")
+    screen = terminal.wait_for(lambda s: "turns left" in s and "data.csv" in s, "the answer")
+    screen = terminal.wait_for(lambda s: re.search(r"^\s*2\s+\w+/", s, re.M) is not None, "turn 2")
+    rows = re.findall(
+        r"^\s*(\d)\s+\w+/\S+\s+([\d,]+)\s+([\d,]+)\s.*\$(0\.\d+)\s+\S+\s*$", screen, re.M
+    )
+    assert [r[0] for r in rows] == ["1", "2"]
+    assert all(int(r[1].replace(",", "")) > 0 and int(r[2]) > 0 for r in rows)
+    total = rows[-1][3]
+    terminal.wait_for(lambda s: f"spent ${total}" in s, "the spend on the gauge")
+    terminal.keys("F3")
+    screen = terminal.wait_for(lambda s: "cap $1.10" in s, "the raised cap")
+    spent = re.search(r"spent \$(\d+\.\d+) / cap \$1\.10", screen)
+    assert spent is not None and float(spent.group(1)) > 0
+    terminal.keys("F4")
+    terminal.wait_for(lambda s: "tier fast" in s, "the tier")
+    terminal.keys("C-q")
+    logs = tmp_path / "logs"
+    for _ in range(100):
+        runs = list(logs.glob("*.jsonl"))
+        if runs and '"run_end"' in runs[0].read_text():
+            break
+        time.sleep(0.05)
+    records = [json.loads(line) for line in runs[0].read_text().splitlines()]
+    assert records[-1]["type"] == "run_end"
+    assert records[-1]["total_cost_usd"] == pytest.approx(float(spent.group(1)), abs=1e-4)

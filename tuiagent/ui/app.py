@@ -1,0 +1,546 @@
+"""The app: chat with the agent and watch the money, live.
+
+The screen opens at once; the SDK (over a second to import) is imported by a worker after
+the first frame. The agent runs in an exclusive worker; Escape cancels it, and the agent
+keeps what streamed and counts its cost. The app holds no agent logic: it shows events and
+calls the agent's steering methods (set_cap, set_tier).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker
+
+from tuiagent.agent.events import AttemptFailed, Halted, TurnFinished
+from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
+from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
+from tuiagent.ui.format import cap as fmt_cap
+from tuiagent.ui.format import money
+from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
+from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
+from tuiagent.ui.screens.main import MainScreen
+from tuiagent.ui.themes import (
+    DEFAULT_THEME,
+    builtin_themes_dir,
+    load_themes,
+    read_state,
+    write_state,
+)
+from tuiagent.ui.widgets.chat import ChatInput
+from tuiagent.ui.widgets.tools import ToolResultsPanel
+
+if TYPE_CHECKING:
+    from tuiagent.agent.loop import Agent
+    from tuiagent.llm.offline import OfflineModel
+    from tuiagent.session import Session
+
+# The offline model's pace in the app when the config does not set one: a lifelike stream.
+APP_OFFLINE_TOKENS_PER_SECOND = 80.0
+
+SLASH_HELP = {
+    "/budget USD": "set the spending cap, e.g. `/budget 2.50` (never below what is spent)",
+    "/tier TIER": "auto, fast, balanced or deep",
+    "/clear": "clear the screen (the conversation and its costs stay in the run)",
+    "/system": "show the system prompt, its size and what it costs per turn",
+    "/help": "this help",
+}
+
+
+class TuiagentApp(App[int]):
+    CSS_PATH = ["app.tcss", "screens/main.tcss"]  # noqa: RUF012
+    TITLE = "tuiagent"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [  # noqa: RUF012
+        # Priority: the input never takes these keys (TextArea binds some function keys).
+        Binding(
+            "f2", "cap_down", "Cap -", id="cap_down", tooltip=KEYMAP_IDS["cap_down"], priority=True
+        ),
+        Binding("f3", "cap_up", "Cap +", id="cap_up", tooltip=KEYMAP_IDS["cap_up"], priority=True),
+        Binding(
+            "f4",
+            "cycle_tier",
+            "Tier",
+            id="cycle_tier",
+            tooltip=KEYMAP_IDS["cycle_tier"],
+            priority=True,
+        ),
+        Binding("escape", "interrupt", "Stop", id="interrupt", tooltip=KEYMAP_IDS["interrupt"]),
+        Binding(
+            "f5",
+            "toggle_panels",
+            "Panels",
+            id="toggle_panels",
+            tooltip=KEYMAP_IDS["toggle_panels"],
+            priority=True,
+        ),
+        Binding("ctrl+q", "quit", "Quit", id="quit", tooltip=KEYMAP_IDS["quit"], priority=True),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workspace: Path = Path("."),
+        offline: bool = False,
+        resume: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        state_path: Path | None = None,
+        themes_dir: Path | None = None,
+        agent_clock: Callable[[], float] | None = None,
+        offline_model: OfflineModel | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.workspace = workspace
+        self.offline = offline
+        self.resume = resume
+        self.clock = clock
+        self.agent_clock = agent_clock or time.monotonic
+        self.offline_model = offline_model  # a given offline model (benchmarks), else built
+        self.state_path = state_path or ui_state_file()
+        self.themes_dir = themes_dir if themes_dir is not None else user_themes_dir()
+        self.session: Session | None = None
+        self.queue: list[str] = []
+        self.turn_worker: Worker[None] | None = None
+        self.finished = False
+        self.main = MainScreen(clock=clock, saved_by=self._saved_by, on_ready=self._screen_ready)
+
+    # --- start -------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen[Any]:
+        return self.main
+
+    def on_mount(self) -> None:
+        themes, problems = load_themes([builtin_themes_dir(), self.themes_dir])
+        for theme in themes:
+            self.register_theme(theme)
+        wanted = read_state(self.state_path).get("theme")
+        if wanted in self.available_themes:
+            self.theme = wanted
+        elif DEFAULT_THEME in self.available_themes:
+            self.theme = DEFAULT_THEME
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        for problem in problems:
+            self.notify(problem, severity="warning")
+        self.set_keymap(self.settings.keymap)
+
+    def _screen_ready(self) -> None:
+        self.main.set_tier(self.settings.tier)
+        self.main.gauge.cap = self.settings.max_cost_usd
+        # After the first frame is on the terminal: the SDK import would contend with it.
+        self.call_after_refresh(self.set_timer, 0.05, self.open_session)
+
+    def _remember_theme(self, theme: Any) -> None:
+        write_state(self.state_path, theme=theme.name)
+
+    @work(thread=True, exclusive=True, group="session", exit_on_error=False)
+    def open_session(self) -> None:
+        """Import the SDK and build the agent off the UI thread: the first frame never waits."""
+        try:
+            from tuiagent.agent.transcript import load_messages
+            from tuiagent.session import open_session
+
+            session = open_session(
+                self.settings,
+                workspace=self.workspace,
+                offline=self.offline,
+                clock=self.agent_clock,
+                offline_model=self.offline_model,
+            )
+            history = load_messages(self.resume) if self.resume is not None else []
+        except TuiagentError as exc:
+            self.post_message(SessionFailed(str(exc)))
+            return
+        resumed = self.resume.stem if self.resume is not None else None
+        self.post_message(SessionOpened(session, history, resumed))
+
+    @on(SessionFailed)
+    def _session_failed(self, message: SessionFailed) -> None:
+        self.main.set_status("not started")
+        self.main.chat.add_notice(f"cannot start: {message.error}", "error")
+        self.notify(message.error, title="Cannot start", severity="error")
+
+    @on(SessionOpened)
+    def _session_opened(self, message: SessionOpened) -> None:
+        from tuiagent.llm.offline import OFFLINE_NOTICE
+
+        session = self.session = message.session
+        agent = session.agent
+        agent.approve = self.ask_approval
+        agent.start()
+        self.main.set_offline(OFFLINE_NOTICE if session.offline_model is not None else None)
+        if session.notice:
+            self.main.chat.add_notice(session.notice, "warning")
+        if message.history:
+            agent.state.history = list(message.history)
+            self._show_history(message.history)
+            self.main.chat.add_notice(
+                f"resumed run {message.resumed_from}: {len(message.history)} messages; "
+                f"this session's spending starts at $0 against its own cap",
+            )
+        self.main.set_status(f"run {agent.state.run_id}")
+        self._update_gauge()
+        self._send_next()
+
+    @property
+    def agent(self) -> Agent | None:
+        return self.session.agent if self.session is not None else None
+
+    @property
+    def busy(self) -> bool:
+        return self.turn_worker is not None and not self.turn_worker.is_finished
+
+    # --- sending -------------------------------------------------------------------
+
+    @on(ChatInput.Submitted)
+    def _submitted(self, message: ChatInput.Submitted) -> None:
+        text = message.text
+        chat_input = self.main.input
+        if text.startswith("/"):
+            chat_input.remember(text)
+            chat_input.clear()
+            self.run_slash(text)
+            return
+        if self.at_cap():
+            self.notify(
+                "The cap is reached: raise it (F3 or /budget) to send.",
+                title="Halted",
+                severity="error",
+            )
+            return  # the text stays in the input: nothing is lost
+        chat_input.remember(text)
+        chat_input.clear()
+        self.queue.append(text)
+        if self.agent is None or self.busy:
+            self.main.chat.add_notice("queued: it goes out when the agent is free")
+        self._send_next()
+
+    def at_cap(self) -> bool:
+        """Halted by the cap: the next call's worst case does not fit what is left.
+        Raising the cap (agent.set_cap) lifts it."""
+        agent = self.agent
+        if agent is None:
+            return False
+        return agent.state.halt_reason == "max_cost"
+
+    def _send_next(self) -> None:
+        if self.agent is None or self.busy or not self.queue or self.at_cap():
+            return
+        text = self.queue.pop(0)
+        self.main.chat.add_user(text)
+        self.turn_worker = self.run_turn(text)
+
+    @work(exclusive=True, group="agent", exit_on_error=False)
+    async def run_turn(self, text: str) -> None:
+        agent = self.agent
+        assert agent is not None
+        screen = self.main
+        try:
+            async for event in agent.send(text):
+                await screen.apply(event)
+                if isinstance(event, TurnFinished | AttemptFailed | Halted):
+                    self._update_gauge()
+        except asyncio.CancelledError:
+            self._interrupted(agent)
+            raise
+        except Exception as exc:  # a failed turn is a notice, never a crash
+            screen.chat.add_notice(f"error: {exc}", "error")
+            self.notify(str(exc), title="Error", severity="error")
+        finally:
+            self._update_gauge()
+            screen.set_status(f"run {agent.state.run_id}")
+            self.call_later(screen.close_answer)
+            self.call_later(self._send_next)
+
+    def _interrupted(self, agent: Agent) -> None:
+        record = _last_record(agent.log.path, "turn")
+        if record is not None and record.get("stop_reason") == "interrupted":
+            self.main.turn_finished(record)
+            cost = money(Decimal(str(record.get("cost_usd", 0))), 5)
+            self.main.chat.add_notice(f"interrupted: what streamed stays; its cost counts ({cost})")
+        else:
+            self.main.chat.add_notice("interrupted")
+
+    async def ask_approval(self, name: str, arguments: dict[str, Any]) -> bool:
+        """The agent's approval hook: a yes/no dialog; the tool waits for the answer."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def settle(result: bool | None) -> None:
+            if not answer.done():
+                answer.set_result(bool(result))
+
+        self.push_screen(ApproveScreen(name, arguments), callback=settle)
+        return await answer
+
+    # --- the money -----------------------------------------------------------------
+
+    def _update_gauge(self) -> None:
+        gauge = self.main.gauge
+        agent = self.agent
+        if agent is None:
+            gauge.cap = self.settings.max_cost_usd
+            return
+        gauge.cap = agent.limits.max_cost_usd
+        gauge.update_spend(agent.ledger.spent, agent.ledger.turn_costs)
+        if not self.at_cap():
+            gauge.halted = None
+
+    def _saved_by(self, record: dict[str, Any]) -> Decimal | None:
+        """Until the turn record says what the cache saved: its tokens at the input price
+        minus what they cost as cache reads and writes, priced by the run's own Pricer."""
+        agent = self.agent
+        if agent is None:
+            return None
+        from tuiagent.llm.usage import TokenUsage
+
+        read = int(record.get("cache_read_input_tokens") or 0)
+        write = int(record.get("cache_creation_input_tokens") or 0)
+        if not read and not write:
+            return Decimal(0)
+        model = str(record.get("model"))
+        uncached = agent.pricer.price(model, TokenUsage(input_tokens=read + write)).total
+        breakdown = record.get("cost_breakdown_usd") or {}
+        paid = Decimal(str(breakdown.get("cache_read", 0))) + Decimal(
+            str(breakdown.get("cache_write", 0))
+        )
+        return uncached - paid
+
+    def set_cap(self, amount: Decimal) -> None:
+        agent = self.agent
+        if agent is None:
+            self.settings.max_cost_usd = amount
+            in_force = amount
+        else:
+            in_force = agent.set_cap(amount)
+        self._update_gauge()
+        note = "" if in_force == amount else " (never below what is already spent)"
+        self.notify(f"cap {fmt_cap(in_force)}{note}", title="Budget")
+        self._send_next()
+
+    def set_tier(self, tier: str) -> None:
+        self.settings.tier = tier
+        if self.agent is not None:
+            self.agent.set_tier(tier)
+        self.main.set_tier(tier)
+
+    # --- keys ----------------------------------------------------------------------
+
+    def _cap_now(self) -> Decimal:
+        agent = self.agent
+        return agent.limits.max_cost_usd if agent is not None else self.settings.max_cost_usd
+
+    def action_cap_down(self) -> None:
+        step = self.settings.budget_step_usd
+        self.set_cap(max(self._cap_now() - step, step))
+
+    def action_cap_up(self) -> None:
+        self.set_cap(self._cap_now() + self.settings.budget_step_usd)
+
+    def action_cycle_tier(self) -> None:
+        current = self.agent.tier if self.agent is not None else self.settings.tier
+        order = list(TIER_CHOICES)
+        self.set_tier(order[(order.index(current) + 1) % len(order)])
+
+    def action_interrupt(self) -> None:
+        if self.busy and self.turn_worker is not None:
+            self.turn_worker.cancel()
+        elif self.queue:
+            self.queue.clear()
+            self.main.chat.add_notice("queued messages dropped")
+
+    def action_toggle_panels(self) -> None:
+        self.main.toggle_class("-panels-hidden")
+
+    async def action_quit(self) -> None:
+        if self.busy and self.turn_worker is not None:
+            self.turn_worker.cancel()
+            with contextlib.suppress(Exception):
+                await self.turn_worker.wait()
+        self.finish_run()
+        self.exit(0)
+
+    def finish_run(self) -> None:
+        """Write the run's end once: a UI session is one run."""
+        agent = self.agent
+        if agent is None or self.finished:
+            return
+        self.finished = True
+        reason = agent.state.halt_reason
+        status = "completed" if reason is None else "error" if reason == "error" else "halted"
+        agent.finish(status, reason)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        step = fmt_cap(self.settings.budget_step_usd)
+        yield SystemCommand("Raise the cap", f"cap + {step}", self.action_cap_up)
+        yield SystemCommand("Lower the cap", f"cap - {step}", self.action_cap_down)
+        yield SystemCommand("Cycle the tier", KEYMAP_IDS["cycle_tier"], self.action_cycle_tier)
+        yield SystemCommand("Stop the turn", KEYMAP_IDS["interrupt"], self.action_interrupt)
+        yield SystemCommand("Toggle panels", KEYMAP_IDS["toggle_panels"], self.action_toggle_panels)
+        yield SystemCommand("Show the system prompt", "/system", self.show_system)
+
+    # --- slash commands ------------------------------------------------------------
+
+    def run_slash(self, text: str) -> None:
+        command, _, arg = text.strip().partition(" ")
+        arg = arg.strip()
+        if command == "/budget":
+            try:
+                self.set_cap(parse_money(arg, "/budget"))
+            except ConfigError as exc:
+                self.notify(f"{exc} (e.g. /budget 2.50)", severity="error")
+        elif command == "/tier":
+            if arg not in TIER_CHOICES:
+                self.notify(f"/tier must be one of {', '.join(TIER_CHOICES)}", severity="error")
+            else:
+                self.set_tier(arg)
+        elif command == "/clear":
+            self.main.clear_view()
+            self.main.chat.add_notice(
+                "screen cleared; the conversation and its costs stay in the run"
+            )
+        elif command == "/system":
+            self.show_system()
+        elif command == "/help":
+            self.show_help()
+        else:
+            self.notify(f"unknown command {command}: try /help", severity="error")
+
+    def show_system(self) -> None:
+        from tuiagent.llm.tokens import estimate_tokens
+
+        s = self.settings
+        try:
+            prompt = self.agent.system_prompt if self.agent else s.resolved_system_prompt()
+        except ConfigError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        n = estimate_tokens(prompt)
+        source = (
+            f"from {s.system_prompt_file}"
+            if s.system_prompt_file
+            else "config `system_prompt`"
+            if s.system_prompt != Settings().system_prompt
+            else "built in"
+        )
+        lines = [f"**System prompt** ({source}): {n:,} tokens"]
+        agent = self.agent
+        if agent is not None:
+            from tuiagent.config import TIERS
+            from tuiagent.llm.usage import TokenUsage
+
+            # Paid on every turn: on whichever tier the turn runs, plain or read from the cache.
+            for tier in TIERS if agent.tier == "auto" else (agent.tier,):
+                model = s.model_for(tier)
+                plain = agent.pricer.price(model, TokenUsage(input_tokens=n)).total
+                cached = agent.pricer.price(model, TokenUsage(cache_read_input_tokens=n)).total
+                lines.append(
+                    f"- costs {money(plain, 6)} per turn on {model} ({tier}), "
+                    f"{money(cached, 6)} when cached"
+                )
+        fence = "~~~~"
+        self.main.chat.add_answer("\n\n".join(lines) + f"\n\n{fence}text\n{prompt}\n{fence}\n")
+
+    def show_help(self) -> None:
+        rows = [f"| `{cmd}` | {what} |" for cmd, what in SLASH_HELP.items()]
+        keys = []
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding) and binding.id is not None
+            key = self.settings.keymap.get(binding.id, binding.key)
+            keys.append(f"| {key} | {binding.tooltip} |")
+        text = (
+            "| command | what it does |\n| --- | --- |\n" + "\n".join(rows) + "\n\n"
+            "| key | what it does |\n| --- | --- |\n" + "\n".join(keys) + "\n\n"
+            "Enter sends, shift+enter or ctrl+j starts a new line, up/down recall earlier "
+            "messages. ctrl+p opens the command palette."
+        )
+        self.main.chat.add_answer(text)
+
+    # --- tool results ----------------------------------------------------------------
+
+    @on(OpenToolResult)
+    def _open_tool_result(self, message: OpenToolResult) -> None:
+        results = self.main.query_one(ToolResultsPanel).results
+        if 0 <= message.index < len(results):
+            self.push_screen(ViewerScreen(results[message.index]))
+
+    def _show_history(self, history: list[dict[str, Any]]) -> None:
+        """A resumed run's conversation, as it was."""
+        chat = self.main.chat
+        for entry in history:
+            content = entry.get("content")
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            for block in blocks or []:
+                kind = block.get("type")
+                if kind == "text" and entry.get("role") == "user":
+                    chat.add_user(block.get("text", ""))
+                elif kind == "text":
+                    chat.add_answer(block.get("text", ""))
+                elif kind == "tool_use":
+                    args = block.get("input")
+                    chat.add_tool(
+                        block.get("id", ""),
+                        block.get("name", "?"),
+                        args if isinstance(args, dict) else {},
+                    )
+
+
+def _last_record(path: Path, kind: str) -> dict[str, Any] | None:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("type") == kind:
+                return record
+    return None
+
+
+def find_resume(log_dir: Path, run_id: str) -> Path:
+    """The transcript of the run to reopen: the named one, or the latest with one."""
+    folder = log_dir / "transcripts"
+    if run_id:
+        path = folder / f"{run_id}.jsonl"
+        if not path.is_file():
+            raise UsageError(f"--resume: no run {run_id!r} in {log_dir}")
+        return path
+    runs = (
+        sorted(p for p in folder.glob("*.jsonl") if p.stat().st_size > 0) if folder.is_dir() else []
+    )
+    if not runs:
+        raise UsageError(f"--resume: no earlier run in {log_dir}")
+    return runs[-1]
+
+
+def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str | None) -> int:
+    """`tuiagent` with no subcommand. Bad input fails here, in one line, before the screen."""
+    if not workspace.is_dir():
+        raise UsageError(f"--workspace: {workspace} is not a directory")
+    settings.resolved_system_prompt()  # a missing system_prompt_file is named before the screen
+    if settings.offline_tokens_per_second == 0:
+        settings = dataclasses.replace(
+            settings, offline_tokens_per_second=APP_OFFLINE_TOKENS_PER_SECOND
+        )
+    path = (
+        find_resume(settings.log_dir or default_log_dir(), resume) if resume is not None else None
+    )
+    app = TuiagentApp(settings, workspace=workspace, offline=offline, resume=path)
+    app.run()
+    app.finish_run()
+    return 0

@@ -1,0 +1,34 @@
+"""App-wide messages: what flows between the session workers and the screen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from tuiagent.session import Session
+
+
+@dataclass
+class SessionOpened(Message):
+    """The agent is built (the SDK is imported); `history` is a resumed run's messages."""
+
+    session: Session
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: str | None = None
+
+
+@dataclass
+class SessionFailed(Message):
+    """The run could not start: one line that says why."""
+
+    error: str
+
+
+@dataclass
+class OpenToolResult(Message):
+    """The user asked to see a tool result in full."""
+
+    index: int

@@ -1,0 +1,173 @@
+"""The main screen: chat and input on the left, the money panels around it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from tuiagent.agent.events import (
+    AnswerDelta,
+    AttemptFailed,
+    CacheStateChanged,
+    Event,
+    Halted,
+    Notice,
+    ToolCallStarted,
+    ToolFinished,
+    TurnFinished,
+    TurnStarted,
+)
+from tuiagent.ui.widgets.cache import CachePanel
+from tuiagent.ui.widgets.chat import AnswerView, ChatInput, ChatLog
+from tuiagent.ui.widgets.gauge import BudgetGauge
+from tuiagent.ui.widgets.router import RouterPanel
+from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
+from tuiagent.ui.widgets.turns import TurnsTable
+
+
+class MainScreen(Screen[None]):
+    # Its styles (main.tcss, beside this file) load with the app: a default screen's own
+    # CSS_PATH is not read.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        saved_by: Callable[[dict[str, Any]], Decimal | None] | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.on_ready = on_ready
+        self.clock = clock
+        self.saved_by = saved_by
+        self.answer: AnswerView | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="topbar"):
+            yield Static("tuiagent", id="title")
+            yield Static("", id="offline-badge")
+            yield Static("tier auto", id="tier-label")
+            yield Static("starting…", id="status")
+        yield BudgetGauge(id="gauge")
+        with Horizontal(id="body"):
+            with Vertical(id="chat-column"):
+                yield ChatLog(id="chat")
+                yield ChatInput(id="input")
+            with Vertical(id="side"):
+                yield RouterPanel(id="router")
+                yield CachePanel(id="cache", clock=self.clock, saved_by=self.saved_by)
+                yield ToolResultsPanel(id="tools")
+        yield TurnsTable(id="turns")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ChatInput).focus()
+        if self.on_ready is not None:
+            self.on_ready()
+
+    # --- the panels, by name ----------------------------------------------------
+
+    @property
+    def chat(self) -> ChatLog:
+        return self.query_one(ChatLog)
+
+    @property
+    def gauge(self) -> BudgetGauge:
+        return self.query_one(BudgetGauge)
+
+    @property
+    def input(self) -> ChatInput:
+        return self.query_one(ChatInput)
+
+    def set_offline(self, badge: str | None) -> None:
+        """Show the badge (the offline model answers) or hide it."""
+        self.query_one("#offline-badge", Static).update(badge or "")
+        self.set_class(badge is not None, "-offline")
+
+    def set_tier(self, tier: str) -> None:
+        self.query_one("#tier-label", Static).update(f"tier {tier}")
+        self.query_one(RouterPanel).tier = tier
+
+    def set_status(self, text: str) -> None:
+        self.query_one("#status", Static).update(text)
+
+    # --- agent events ------------------------------------------------------------
+
+    async def apply(self, event: Event) -> None:
+        """Show one agent event. Called by the app's agent worker for each event."""
+        if isinstance(event, AnswerDelta):
+            if self.answer is None:
+                self.answer = self.chat.add_answer()
+            elif self.answer.full():
+                await self.answer.close()
+                await self.chat.freeze(self.answer)
+                self.answer = self.chat.add_answer(continued=True)
+            await self.answer.write(event.text)
+        elif isinstance(event, TurnStarted):
+            await self.close_answer()
+            self.query_one(RouterPanel).routed(
+                event.tier, event.model, event.route_reason, event.turn
+            )
+            self.set_status(f"turn {event.turn}: {event.model}…")
+        elif isinstance(event, ToolCallStarted):
+            await self.close_answer()
+            if event.arguments or event.tool_use_id not in self.chat.tool_views:
+                view = self.chat.tool_views.get(event.tool_use_id)
+                if view is None:
+                    self.chat.add_tool(event.tool_use_id, event.name, event.arguments)
+                else:
+                    view.arguments = event.arguments
+        elif isinstance(event, ToolFinished):
+            self.tool_finished(event.record, event.output, event.original)
+        elif isinstance(event, TurnFinished):
+            await self.close_answer()
+            self.turn_finished(event.record)
+        elif isinstance(event, CacheStateChanged):
+            self.query_one(CachePanel).set_state(event)
+        elif isinstance(event, AttemptFailed):
+            self.chat.add_notice(f"attempt failed: {event.record.get('error')}", "warning")
+            self.query_one(TurnsTable).add_turn({**event.record, "stop_reason": "error"})
+        elif isinstance(event, Halted):
+            await self.close_answer()
+            self.chat.add_notice(f"halted: {event.detail}", "error")
+            if event.reason == "max_cost":
+                self.gauge.halted = f"{event.detail}; raise the cap (F3 or /budget) to go on"
+            self.app.notify(event.detail, title="Halted", severity="error")
+        elif isinstance(event, Notice):
+            self.chat.add_notice(event.text, event.level)
+            if event.level != "info":
+                self.app.notify(
+                    event.text, severity="error" if event.level == "error" else "warning"
+                )
+
+    async def close_answer(self) -> None:
+        if self.answer is not None:
+            await self.answer.close()
+            self.answer = None
+
+    def turn_finished(self, record: dict[str, Any]) -> None:
+        self.query_one(TurnsTable).add_turn(record)
+        self.query_one(CachePanel).add_turn(record)
+        self.query_one(RouterPanel).add_turn(record)
+
+    def tool_finished(self, record: dict[str, Any], output: str, original: str) -> None:
+        result = ToolResult(record, output, original or output)
+        self.query_one(ToolResultsPanel).add_result(result)
+        view = self.chat.tool_views.get(str(record.get("tool_use_id")))
+        if view is None:
+            view = self.chat.add_tool(
+                str(record.get("tool_use_id")), str(record.get("name")), record.get("input") or {}
+            )
+        view.finished(record, output, result.original_tokens)
+
+    def clear_view(self) -> None:
+        self.answer = None
+        self.chat.clear_chat()

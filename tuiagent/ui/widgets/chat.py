@@ -1,0 +1,239 @@
+"""The conversation: user messages, answers streamed as Markdown, tool calls as collapsible
+blocks, notices; and the multi-line input with its history."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich.markdown import Markdown as RichMarkdown
+from textual import events
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Collapsible, Markdown, Static, TextArea
+from textual.widgets.markdown import MarkdownStream
+
+from tuiagent.ui.format import tokens
+
+# Widgets kept on screen. Textual's layout pass grows with what is mounted, so older
+# messages leave the screen (they stay in the run log and the transcript).
+MAX_MOUNTED = 60
+
+
+class UserMessageView(Static):
+    pass
+
+
+class NoticeView(Static):
+    pass
+
+
+# A streaming answer continues in a new Markdown widget past this many characters (at a
+# paragraph break outside a code fence): appending to one huge Markdown document costs
+# more with every block it holds, so a 20,000-token answer would slow to a crawl.
+SPLIT_AT_CHARS = 3_000
+
+
+class AnswerView(Markdown):
+    """One answer (or a part of a long one), appended to as it streams."""
+
+    def __init__(self, text: str = "", *, continued: bool = False) -> None:
+        super().__init__(text, classes="-continued" if continued else None)
+        self._stream: MarkdownStream | None = None
+        self._written: list[str] = []
+        self._length = 0
+
+    async def write(self, fragment: str) -> None:
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self)
+        self._written.append(fragment)
+        self._length += len(fragment)
+        await self._stream.write(fragment)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._written)
+
+    def full(self) -> bool:
+        """Long enough to go on in a new widget, and at a clean place to cut."""
+        if self._length < SPLIT_AT_CHARS or not self._written[-1].endswith("\n\n"):
+            return False
+        text = "".join(self._written)
+        return text.count("```") % 2 == 0 and text.count("~~~") % 2 == 0
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+
+
+class FrozenAnswer(Static):
+    pass
+
+
+class ToolCallView(Collapsible):
+    """A tool call: name and arguments; once it ran, original -> seen tokens and ok/error."""
+
+    def __init__(self, name: str, arguments: dict[str, Any]) -> None:
+        self.tool_name = name
+        self.arguments = arguments
+        self.body = Static(_args_text(arguments), classes="tool-body")
+        super().__init__(self.body, title=f"⚙ {name} {_args_preview(arguments)}", collapsed=True)
+
+    def finished(self, record: dict[str, Any], output: str, original_tokens: int) -> None:
+        ok = bool(record.get("ok", True))
+        self.set_class(not ok, "-error")
+        seen = tokens(record.get("result_tokens"))
+        mark = "ok" if ok else "error"
+        self.title = (
+            f"{'✓' if ok else '✗'} {self.tool_name} {_args_preview(self.arguments)}  "
+            f"{tokens(original_tokens)} -> {seen} tok  {mark}"
+        )
+        lines = output.splitlines()
+        shown = "\n".join(lines[:30]) + (
+            f"\n… {len(lines) - 30} more lines" if len(lines) > 30 else ""
+        )
+        self.body.update(f"{_args_text(self.arguments)}\n\n{shown}")
+
+
+def _args_preview(arguments: dict[str, Any], limit: int = 50) -> str:
+    text = json.dumps(arguments, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _args_text(arguments: dict[str, Any]) -> str:
+    return json.dumps(arguments, ensure_ascii=False, indent=1)
+
+
+class ChatLog(VerticalScroll):
+    """The conversation, anchored to its end while it grows."""
+
+    can_focus = False
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.hidden_count = 0
+        self.tool_views: dict[str, ToolCallView] = {}
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    def _add(self, widget: Widget) -> Widget:
+        self.mount(widget)
+        self._trim()
+        return widget
+
+    def _trim(self) -> None:
+        extra = len(self.children) - MAX_MOUNTED
+        if extra > 0:
+            old = list(self.children[:extra])
+            self.hidden_count += extra
+            for widget in old:
+                if isinstance(widget, ToolCallView):
+                    self.tool_views = {k: v for k, v in self.tool_views.items() if v is not widget}
+            self.remove_children(old)
+            self.notify_hidden()
+
+    def notify_hidden(self) -> None:
+        self.border_subtitle = (
+            f"{self.hidden_count} earlier messages off screen (in the run log)"
+            if self.hidden_count
+            else ""
+        )
+
+    async def freeze(self, part: AnswerView) -> None:
+        """A finished part of a long answer becomes one widget with no children: the
+        layout pass then costs one widget for it, not one per Markdown block."""
+        frozen = FrozenAnswer(RichMarkdown(part.text))
+        await self.mount(frozen, before=part)
+        await part.remove()
+
+    def add_user(self, text: str) -> UserMessageView:
+        view = UserMessageView(text, markup=False)
+        self._add(view)
+        return view
+
+    def add_answer(self, text: str = "", *, continued: bool = False) -> AnswerView:
+        view = AnswerView(text, continued=continued)
+        self._add(view)
+        return view
+
+    def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolCallView:
+        view = ToolCallView(name, arguments)
+        self.tool_views[tool_use_id] = view
+        self._add(view)
+        return view
+
+    def add_notice(self, text: str, level: str = "info") -> NoticeView:
+        view = NoticeView(text, markup=False, classes=f"-{level}")
+        self._add(view)
+        return view
+
+    def clear_chat(self) -> None:
+        self.remove_children()
+        self.tool_views.clear()
+        self.hidden_count = 0
+        self.notify_hidden()
+
+
+class ChatInput(TextArea):
+    """Enter sends; shift+enter or ctrl+j starts a new line; up/down recall earlier messages."""
+
+    @dataclass
+    class Submitted(Message):
+        text: str
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, soft_wrap=True, show_line_numbers=False, compact=True)
+        self.sent: list[str] = []
+        self._recall: int | None = None  # index into history while recalling
+        self._draft = ""
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            text = self.text.strip()
+            if text:
+                self.post_message(self.Submitted(text))
+            return
+        if event.key in ("shift+enter", "ctrl+j"):
+            event.stop()
+            event.prevent_default()
+            self.insert("\n")
+            return
+        await super()._on_key(event)
+
+    def remember(self, text: str) -> None:
+        if not self.sent or self.sent[-1] != text:
+            self.sent.append(text)
+        self._recall = None
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        if self.cursor_location[0] == 0 and self.sent and not select:
+            if self._recall is None:
+                self._draft = self.text
+                self._recall = len(self.sent)
+            if self._recall > 0:
+                self._recall -= 1
+                self._show(self.sent[self._recall])
+            return
+        super().action_cursor_up(select)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        last_row = self.document.line_count - 1
+        if self.cursor_location[0] == last_row and self._recall is not None and not select:
+            self._recall += 1
+            if self._recall >= len(self.sent):
+                self._recall = None
+                self._show(self._draft)
+            else:
+                self._show(self.sent[self._recall])
+            return
+        super().action_cursor_down(select)
+
+    def _show(self, text: str) -> None:
+        self.load_text(text)
+        self.move_cursor(self.document.end)

@@ -1,0 +1,101 @@
+"""The budget gauge: spent / cap, what is left, the burn per turn, and why it halted."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import ProgressBar, Sparkline, Static
+
+from tuiagent.ui.format import cap as fmt_cap
+from tuiagent.ui.format import money
+
+
+class BudgetGauge(Horizontal):
+    """Spent against the cap. Its class says the level: -ok, -warn, -danger, -halted."""
+
+    DEFAULT_CSS = """
+    BudgetGauge { height: 1; }
+    BudgetGauge #gauge-bar { width: 14; }
+    BudgetGauge #gauge-bar Bar { width: 12; }
+    BudgetGauge #gauge-text { width: 1fr; }
+    BudgetGauge #gauge-spark { width: 16; }
+    BudgetGauge.-ok #gauge-bar Bar > .bar--bar { color: $success; }
+    BudgetGauge.-warn #gauge-bar Bar > .bar--bar { color: $warning; }
+    BudgetGauge.-danger #gauge-bar Bar > .bar--bar,
+    BudgetGauge.-halted #gauge-bar Bar > .bar--bar,
+    BudgetGauge.-halted #gauge-bar Bar > .bar--complete { color: $error; }
+    BudgetGauge.-halted #gauge-text { color: $error; text-style: bold; }
+    BudgetGauge #gauge-spark > .sparkline--max-color { color: $warning; }
+    BudgetGauge #gauge-spark > .sparkline--min-color { color: $success; }
+    """
+
+    spent: reactive[Decimal] = reactive(Decimal(0), init=False)
+    """What the run has spent so far."""
+    cap: reactive[Decimal] = reactive(Decimal("1.00"), init=False)
+    """The spending cap in force."""
+    halted: reactive[str | None] = reactive(None, init=False)
+    """Why the session stopped at a limit, or None."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.turn_costs: list[Decimal] = []
+
+    def compose(self) -> ComposeResult:
+        yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="gauge-bar")
+        yield Static(id="gauge-text")
+        yield Sparkline([], id="gauge-spark")
+
+    def on_mount(self) -> None:
+        self._refresh()
+
+    def update_spend(self, spent: Decimal, turn_costs: list[Decimal]) -> None:
+        self.turn_costs = list(turn_costs)
+        self.spent = spent
+        self.query_one(Sparkline).data = [float(c) for c in self.turn_costs[-40:]]
+
+    def watch_spent(self) -> None:
+        self._refresh()
+
+    def watch_cap(self) -> None:
+        self._refresh()
+
+    def watch_halted(self) -> None:
+        self._refresh()
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.cap - self.spent, Decimal(0))
+
+    def _refresh(self) -> None:
+        if not self.is_mounted:
+            return
+        fraction = self.spent / self.cap if self.cap > 0 else Decimal(1)
+        self.query_one(ProgressBar).update(progress=float(min(fraction, Decimal(1))) * 100)
+        level = (
+            "-ok"
+            if fraction < Decimal("0.6")
+            else "-warn"
+            if fraction < Decimal("0.9")
+            else "-danger"
+        )
+        if self.halted:
+            level = "-halted"
+        for name in ("-ok", "-warn", "-danger", "-halted"):
+            self.set_class(name == level, name)
+        percent = (self.remaining / self.cap * 100) if self.cap > 0 else Decimal(0)
+        parts = [
+            f"spent {money(self.spent)} / cap {fmt_cap(self.cap)}",
+            f"left {money(self.remaining)} ({percent:.0f}%)",
+        ]
+        if self.turn_costs:
+            burn = sum(self.turn_costs, Decimal(0)) / len(self.turn_costs)
+            parts.append(f"{money(burn)}/turn")
+            if burn > 0:
+                parts.append(f"~{int(self.remaining / burn):,} turns left")
+        text = " · ".join(parts)
+        if self.halted:
+            text = f"HALTED: {self.halted}  ·  {text}"
+        self.query_one("#gauge-text", Static).update(text)

@@ -1,0 +1,58 @@
+"""The router panel: auto or pinned, the model of the last call and why it was chosen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.reactive import reactive
+from textual.widgets import Static
+
+
+class RouterPanel(Static):
+    tier: reactive[str] = reactive("auto", init=False)
+    """The tier setting: auto, or the pinned tier."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Router"
+        self.last: str = "-"
+        self.reason: str = "-"
+        self.candidates: str | None = None
+
+    def on_mount(self) -> None:
+        self._render_panel()
+
+    def watch_tier(self) -> None:
+        self._render_panel()
+
+    def routed(self, tier: str, model: str, reason: str, turn: int | None = None) -> None:
+        self.last = f"{'turn ' + str(turn) + ' ' if turn else ''}{tier} {model}"
+        self.reason = reason
+        self._render_panel()
+
+    def add_turn(self, record: dict[str, Any]) -> None:
+        candidates = record.get("route_candidates")
+        if candidates:
+            # "fast $0.00006 · balanced $0.0012 (warm 4,096)": what each tier would have cost.
+            self.candidates = " · ".join(
+                f"{c.get('tier')} ${float(c.get('predicted_cost_usd') or 0):.5f}"
+                + (
+                    f" (warm {c['cached_prefix_tokens']:,})"
+                    if c.get("cached_prefix_tokens")
+                    else ""
+                )
+                for c in candidates
+            )
+        self.routed(
+            str(record.get("tier", "")),
+            str(record.get("model", "")),
+            str(record.get("route_reason") or "-"),
+            record.get("turn"),
+        )
+
+    def _render_panel(self) -> None:
+        mode = "auto" if self.tier == "auto" else f"pinned: {self.tier}"
+        lines = [f"mode {mode}", f"last {self.last}", f"why  {self.reason}"]
+        if self.candidates:
+            lines.append(f"weighed {self.candidates}")
+        self.update("\n".join(lines))
