@@ -68,7 +68,10 @@ async def run_headless(
             elif isinstance(event, ToolFinished):
                 r = event.record
                 mark = "ok" if r["ok"] else "error"
-                out.write(f"  tool {r['name']} {mark}  {r['result_tokens']:,} tokens\n")
+                size = f"{r['result_tokens']:,} tokens"
+                if r.get("result_id"):
+                    size += f" (from {r['original_tokens']:,}, {r['method']}, {r['result_id']})"
+                out.write(f"  tool {r['name']} {mark}  {size}\n")
             elif isinstance(event, AttemptFailed):
                 out.write(f"  attempt failed: {event.record['error']}\n")
             elif isinstance(event, Notice):

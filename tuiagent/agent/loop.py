@@ -17,6 +17,7 @@ from typing import Any
 
 import anthropic
 
+from tuiagent.agent.compress import EXPAND_TOOL, Compressed, Compressor, summary_request
 from tuiagent.agent.events import (
     AnswerDelta,
     AttemptFailed,
@@ -31,7 +32,7 @@ from tuiagent.agent.events import (
     TurnStarted,
     UserMessage,
 )
-from tuiagent.agent.tools import Toolbox
+from tuiagent.agent.tools import Toolbox, ToolOutput
 from tuiagent.agent.transcript import Transcript, transcript_path
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.ledger import Ledger
@@ -95,6 +96,13 @@ class Agent:
         self.transcript = Transcript(transcript_path(self.log.path))
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
+        # Large tool results are compressed; the originals stay here for expand_result.
+        self.compressor: Compressor | None = None
+        if settings.compress:
+            self.compressor = Compressor(settings.compress_over_tokens)
+            toolbox.add(self.compressor.expand_tool())
+        # Events of helper calls made inside a step (a summary's turn), yielded by send().
+        self._pending: list[Event] = []
         for tier in TIERS:
             self.pricer.ensure_priced(settings.model_for(tier))
 
@@ -231,11 +239,14 @@ class Agent:
             results: list[dict[str, Any]] = []
             for use in result.tool_uses:
                 yield ToolCallStarted(turn, use["id"], use["name"], use.get("input") or {})
-                output = await self.toolbox.call(use["name"], use.get("input") or {})
+                output = await self._run_tool(use["name"], use.get("input") or {})
+                shown = await self._shrink(use["name"], output.text)
+                while self._pending:
+                    yield self._pending.pop(0)
                 block: dict[str, Any] = {
                     "type": "tool_result",
                     "tool_use_id": use["id"],
-                    "content": output.text,
+                    "content": shown.text,
                 }
                 if output.is_error:
                     block["is_error"] = True
@@ -249,13 +260,85 @@ class Agent:
                             "name": use["name"],
                             "input": use.get("input") or {},
                             "ok": not output.is_error,
-                            "result_tokens": estimate_tokens(output.text),
+                            "result_tokens": shown.compressed_tokens,
+                            "original_tokens": shown.original_tokens,
+                            "compressed_tokens": shown.compressed_tokens,
+                            "method": shown.method,
+                            "result_id": shown.result_id,
                         }
                     ),
-                    output=output.text,
+                    output=shown.text,
                     original=output.text,
                 )
             self.state.history.append({"role": "user", "content": results})
+
+    async def _run_tool(self, name: str, args: dict[str, Any]) -> ToolOutput:
+        tool = self.toolbox.tools.get(name)
+        asks = tool is not None and tool.needs_approval and self.approve is not None
+        if asks and self.approve is not None and not await self.approve(name, args):
+            return ToolOutput(f"error: the user declined to run {name}", is_error=True)
+        return await self.toolbox.call(name, args)
+
+    # --- tool results: compression and summaries ----------------------------
+
+    async def _shrink(self, tool: str, text: str) -> Compressed:
+        """What the model sees of a tool result; a compressed one's original is kept."""
+        if self.compressor is None:
+            tokens = estimate_tokens(text)
+            return Compressed(text, "none", tokens, tokens)
+        bound = self.compressor.over_tokens
+        if self.settings.summarize_results and tool != EXPAND_TOOL:
+            tokens = estimate_tokens(text)
+            if tokens > bound:
+                source = text
+                if tokens > 20 * bound:  # the summariser reads a compressed form, not all of it
+                    compressed = Compressor(20 * bound).compress(tool, text).text
+                    source = (
+                        f"[compressed form of a {tokens:,}-token result]\n"
+                        + (compressed.split("\n", 1)[-1])
+                    )
+                model = self.settings.model_for("fast")
+                try:
+                    reply = await self.helper_call(
+                        "summarize", summary_request(model, tool, source, bound - 150)
+                    )
+                except CallFailed as failure:
+                    self._pending.append(
+                        Notice(f"could not summarise the {tool} result ({failure})", "warning")
+                    )
+                else:
+                    if reply.text.strip():
+                        return self.compressor.summarized(tool, text, reply.text, model)
+        return self.compressor.compress(tool, text)
+
+    async def helper_call(self, purpose: str, request: dict[str, Any]) -> CallResult:
+        """A call the agent makes for itself, not for the conversation (a summary).
+
+        Every such call goes through here: logged as its own `turn` record with its
+        `purpose`, priced and added to the ledger like any call. Its events wait in
+        `_pending` for send() to yield. Raises CallFailed (already logged as an attempt).
+        """
+        turn = self.state.turns
+        model = request["model"]
+        tier = next((t for t in TIERS if self.settings.model_for(t) == model), "fast")
+        reason = f"{purpose}: helper call on the {tier} tier"
+        self._pending.append(TurnStarted(turn, tier, model, request["max_tokens"], reason))
+        self.transcript.request(turn, purpose, request)
+        result: CallResult | None = None
+        try:
+            async for item in stream_message(self.client, request, clock=self.clock):
+                if isinstance(item, CallResult):
+                    result = item
+        except CallFailed as failure:
+            self._pending.append(self._attempt(turn, tier, model, failure))
+            raise
+        assert result is not None
+        self._pending.append(
+            self._turn_record(
+                turn, tier, model, reason, request["max_tokens"], result, purpose=purpose
+            )
+        )
+        return result
 
     def _settle_interrupted(
         self,
@@ -285,7 +368,14 @@ class Agent:
         return Halted(reason, detail)
 
     def _turn_record(
-        self, turn: int, tier: str, model: str, reason: str, max_tokens: int, result: CallResult
+        self,
+        turn: int,
+        tier: str,
+        model: str,
+        reason: str,
+        max_tokens: int,
+        result: CallResult,
+        purpose: str = "agent",
     ) -> TurnFinished:
         cost = self.pricer.price(model, result.usage)
         self.ledger.add(result.usage, cost)
@@ -294,7 +384,7 @@ class Agent:
                 {
                     "type": "turn",
                     "turn": turn,
-                    "purpose": "agent",
+                    "purpose": purpose,
                     "model": model,
                     "tier": tier,
                     "simulated": self.simulated,
