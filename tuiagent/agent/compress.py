@@ -335,6 +335,7 @@ _JSON_LEVELS = [
     (1, 40, 3, 6),
     (1, 24, 2, 4),
     (0, 24, 2, 4),
+    (0, 16, 1, 2),
     (0, 16, 1, 0),
 ]
 
@@ -400,11 +401,11 @@ def _shrink_json(value: Any, level: tuple[int, int, int, int], depth: int, top: 
         return out
     if isinstance(value, list):
         if depth >= max_depth and not top:
-            return f"<array of {len(value)}{_array_schema(value, 4)}>"
+            return f"<array of {len(value)}{_array_schema(value, 4) if keys else ''}>"
         kept = [_shrink_json(v, level, depth + 1, False) for v in value[:items]]
         if len(value) > items:
             more = len(value) - items
-            schema = _array_schema(value, max(2, keys))
+            schema = _array_schema(value, keys) if keys else ""
             kept.append(f"… {more} more items ({len(value)} in all){schema}")
         return kept
     return value
@@ -493,7 +494,12 @@ def _search_method(lines: list[str], bound: int) -> Callable[[int], tuple[str, s
         per_file = detail[0]
         budget = room * 7 // (7 + max(0, start + n - len(_SEARCH_LEVELS) + 1))
         out = [head] if head else []
-        used = estimate_tokens(head)
+        if per_file == 0 and n < len(_SEARCH_LEVELS):  # too many files for examples in each
+            first = [(p, k, t) for p, ms in list(files.items())[:3] for k, t in ms[:1]]
+            out.append("[first matches:]")
+            out.extend(f"{p}:{k}: {_clip(t, 80)}" for p, k, t in first)
+            out.append("[matches per file:]")
+        used = estimate_tokens("\n".join(out))
         shown = 0
         for block, cost in blocks(detail):
             if used + cost > budget and shown:
