@@ -78,7 +78,8 @@ def test_compressed_json_parses_and_keeps_every_top_level_key(
     assert out.method == "json" and estimate_tokens(out.text) == out.compressed_tokens
     shown = json.loads(body(out.text))
     assert list(shown) == list(doc)  # every top-level key, in order
-    assert f"({len(bulk)} in all)" in shown["records"][-1]
+    # The array's length survives, shortened or replaced by a placeholder.
+    assert re.search(rf"\b{len(bulk)}\b", json.dumps(shown["records"]))
 
 
 @settings(max_examples=30, deadline=None)

@@ -557,17 +557,15 @@ def _log_method(lines: list[str]) -> Callable[[int], tuple[str, str] | None]:
     warnings = [i for i in severe if i not in set(errors)]
     nonblank = [i for i, ln in enumerate(lines) if ln.strip()]
     by_level = ", ".join(f"{k} {v:,}" for k, v in sorted(levels.items(), key=lambda kv: -kv[1]))
-    facts = (
-        f"Log of {len(lines):,} lines in {len(groups):,} shapes"
-        + (f"; levels: {by_level}" if by_level else "")
-        + "; lines alike but for numbers/ids are shown once as COUNTx Lfirst-last"
+    facts = f"Log of {len(lines):,} lines in {len(groups):,} shapes" + (
+        f"; levels: {by_level}" if by_level else ""
     )
 
     def level(n: int) -> tuple[str, str] | None:
         if n >= len(_LOG_LEVELS):
             return None
         max_shapes, width, n_severe, n_last = _LOG_LEVELS[n]
-        out = []
+        out = ["[each line shape once: COUNTx Lfirst-last, lines alike but for numbers and ids]"]
         for count, first, last in sorted(ranked[:max_shapes], key=lambda g: g[1]):
             example = _clip(lines[first], width)
             out.append(

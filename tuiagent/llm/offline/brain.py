@@ -128,11 +128,10 @@ def plan_calls(request: str, tool_names: set[str], known_files: set[str]) -> lis
         found.append((m.start(), PlannedCall("list_dir", {"path": "."})))
     if "read_file" in tool_names:
         urls = [m.span() for m in _URL.finditer(request)]
-        names = {
-            m.group(1): m.start()
-            for m in _FILE_NAME.finditer(request)
-            if not any(a <= m.start() < b for a, b in urls)
-        }
+        names: dict[str, int] = {}
+        for m in _FILE_NAME.finditer(request):
+            if not any(a <= m.start() < b for a, b in urls):
+                names.setdefault(m.group(1), m.start())  # where the request first names it
         for name in known_files:
             hit = re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", request)
             if hit and name not in names:
@@ -225,6 +224,11 @@ def _content_facts(result: str) -> str:
             value = _json_value(body) or _json_value(body.partition("\n\n")[2])
             if value is not None:
                 what = describe_json(value)
+        elif method == "log":
+            problems = [ln for ln in body.splitlines() if _LEVEL_WORD.search(ln)]
+            errors = [ln for ln in problems if "WARN" not in ln.upper()] or problems
+            if errors:
+                what += f"; the latest problem line: {errors[-1][:160]}"
         return (
             f"{what} (compressed from {tokens} tokens as {rid}; "
             f'say "expand {rid}" to see the original)'
