@@ -248,7 +248,10 @@ def _content_facts(result: str) -> str:
 
 def _describe(call: PlannedCall, result: str, is_error: bool, request: str) -> str:
     if is_error:
-        what = call.input.get("path") or call.input.get("pattern") or call.name
+        what = next(
+            (call.input[k] for k in ("path", "pattern", "command", "url") if call.input.get(k)),
+            call.name,
+        )
         return f"I could not use {call.name} on {what}: {result.strip().splitlines()[0] if result.strip() else 'error'}"
     if call.name == "list_dir":
         rows = parse_listing(result)
