@@ -9,6 +9,7 @@ stops far too early is a failure too).
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import tempfile
@@ -22,7 +23,7 @@ from tuiagent.config import Settings
 from tuiagent.llm.offline import OfflineModel
 from tuiagent.session import open_session
 
-SESSIONS = 1000
+SESSIONS = int(os.environ.get("BENCH_BUDGET_SESSIONS", "1000"))
 _OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
 

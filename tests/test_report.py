@@ -36,7 +36,10 @@ async def make_runs(workspace: Path, log_dir: Path) -> dict[str, Path]:
     """Several real runs: tool calls, a big file read (cache writes, then reads), a cap halt."""
     return {
         "list": await make_run(workspace, log_dir, "Which file here is largest?"),
-        "read": await make_run(workspace, log_dir, "What do data.csv and notes.txt say?"),
+        # on deep: its prefix is above that model's minimum cacheable length
+        "read": await make_run(
+            workspace, log_dir, "What do data.csv and notes.txt say?", tier="deep"
+        ),
         "capped": await make_run(
             workspace, log_dir, "Read data.csv", max_cost_usd=Decimal("0.000001")
         ),

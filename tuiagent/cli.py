@@ -71,6 +71,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
     p.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    p.add_argument(
+        "--no-compress", action="store_true", help="send tool results whole (to compare)"
+    )
+    p.add_argument(
+        "--allow-commands", action="store_true", help="offer the run_command tool (asks first)"
+    )
+    p.add_argument("--allow-fetch", action="store_true", help="offer the fetch_url tool")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,6 +146,12 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         settings.max_retries = args.max_retries
     if args.log_dir is not None:
         settings.log_dir = args.log_dir
+    if args.no_compress:
+        settings.compress = False
+    if args.allow_commands:
+        settings.allow_commands = True
+    if args.allow_fetch:
+        settings.allow_fetch = True
     return settings
 
 

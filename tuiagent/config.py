@@ -86,6 +86,13 @@ class Settings:
     # The app: how much F2/F3 move the cap, and keys remapped by binding id.
     budget_step_usd: Decimal = Decimal("0.10")
     keymap: dict[str, str] = field(default_factory=dict)
+    # Tool results: compressed over this many tokens, originals kept for expand_result.
+    compress: bool = True
+    compress_over_tokens: int = 1000
+    summarize_results: bool = False  # a fast-tier call summarises instead (its own turn)
+    allow_commands: bool = False  # the run_command tool
+    allow_fetch: bool = False  # the fetch_url tool
+    command_timeout_s: float = 30.0
 
     def model_for(self, tier: str) -> str:
         return self.tiers[tier]
@@ -167,6 +174,17 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
                 ok = isinstance(keys, str) and bool(keys.strip())
                 _expect(ok, f"keymap.{binding_id}", "key names like 'f3' or 'ctrl+up,f3'", keys)
                 settings.keymap[binding_id] = keys.strip()
+        elif key in ("compress", "summarize_results", "allow_commands", "allow_fetch"):
+            _expect(isinstance(value, bool), key, "true or false", value)
+            setattr(settings, key, value)
+        elif key == "compress_over_tokens":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 200
+            _expect(ok, key, "a whole number >= 200", value)
+            settings.compress_over_tokens = value
+        elif key == "command_timeout_s":
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            _expect(ok, key, "a number of seconds > 0", value)
+            settings.command_timeout_s = float(value)
         elif key == "prices":
             _expect(isinstance(value, dict), key, "a table of models", value)
             for model, rates in value.items():

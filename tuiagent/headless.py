@@ -24,7 +24,8 @@ from tuiagent.session import open_session
 
 def _turn_line(r: dict[str, object]) -> str:
     return (
-        f"turn {r['turn']:>2}  {r['model']}  in {r['input_tokens']:,}  out {r['output_tokens']:,}  "
+        f"turn {r['turn']:>2}  {'' if r.get('purpose', 'agent') == 'agent' else str(r['purpose']) + '  '}"
+        f"{r['model']}  in {r['input_tokens']:,}  out {r['output_tokens']:,}  "
         f"cache read {r['cache_read_input_tokens']:,} write {r['cache_creation_input_tokens']:,}  "
         f"${r['cost_usd']:.6f}  total ${r['cumulative_cost_usd']:.6f}\n"
         f"         route: {r['route_reason']}"
@@ -69,7 +70,10 @@ async def run_headless(
             elif isinstance(event, ToolFinished):
                 r = event.record
                 mark = "ok" if r["ok"] else "error"
-                out.write(f"  tool {r['name']} {mark}  {r['result_tokens']:,} tokens\n")
+                size = f"{r['result_tokens']:,} tokens"
+                if r.get("result_id"):
+                    size += f" (from {r['original_tokens']:,}, {r['method']}, {r['result_id']})"
+                out.write(f"  tool {r['name']} {mark}  {size}\n")
             elif isinstance(event, AttemptFailed):
                 out.write(f"  attempt failed: {event.record['error']}\n")
             elif isinstance(event, Notice):

@@ -14,6 +14,8 @@ import anthropic
 
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.tools import Toolbox, Workspace
+from tuiagent.agent.tools.command import CommandRunner
+from tuiagent.agent.tools.fetch import Fetcher
 from tuiagent.config import Settings
 from tuiagent.llm.client import api_key_from_env, make_client
 from tuiagent.llm.offline import OfflineModel
@@ -73,6 +75,10 @@ def open_session(
     toolbox = Toolbox()
     for tool in ws.tools():
         toolbox.add(tool)
+    if settings.allow_commands:
+        toolbox.add(CommandRunner(ws, settings.command_timeout_s).tool())
+    if settings.allow_fetch:
+        toolbox.add(Fetcher(settings.command_timeout_s).tool())
     agent = Agent(
         settings,
         client=conn.client,

@@ -19,6 +19,7 @@ from typing import Any
 
 import anthropic
 
+from tuiagent.agent.compress import EXPAND_TOOL, Compressed, Compressor, summary_request
 from tuiagent.agent.events import (
     AnswerDelta,
     AttemptFailed,
@@ -44,14 +45,14 @@ from tuiagent.agent.router import (
     step_up,
     tier_named,
 )
-from tuiagent.agent.tools import Toolbox
+from tuiagent.agent.tools import Toolbox, ToolOutput
 from tuiagent.agent.transcript import Transcript, transcript_path
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import BudgetGuard, Reservation, estimated_with_margin
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.cost.runlog import RunLog, new_run_id, utc_now_iso
-from tuiagent.llm.caching import plan_breakpoints
+from tuiagent.llm.caching import count_breakpoints, plan_breakpoints, without_breakpoints
 from tuiagent.llm.client import (
     CallFailed,
     CallResult,
@@ -148,6 +149,13 @@ class Agent:
         self.transcript = Transcript(transcript_path(self.log.path))
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
+        # Large tool results are compressed; the originals stay here for expand_result.
+        self.compressor: Compressor | None = None
+        if settings.compress:
+            self.compressor = Compressor(settings.compress_over_tokens)
+            toolbox.add(self.compressor.expand_tool())
+        # Events of helper calls made inside a step (a summary's turn), yielded by send().
+        self._pending: list[Event] = []
         for tier in TIERS:
             self.pricer.ensure_priced(settings.model_for(tier))
         self.router = Router(settings.tiers, self.pricer, budget_floor=settings.router_budget_floor)
@@ -336,11 +344,14 @@ class Agent:
             results: list[dict[str, Any]] = []
             for use in result.tool_uses if failed is None else []:
                 yield ToolCallStarted(turn, use["id"], use["name"], use.get("input") or {})
-                output = await self.toolbox.call(use["name"], use.get("input") or {})
+                output = await self._run_tool(use["name"], use.get("input") or {})
+                shown = await self._shrink(use["name"], output.text)
+                while self._pending:
+                    yield self._pending.pop(0)
                 block: dict[str, Any] = {
                     "type": "tool_result",
                     "tool_use_id": use["id"],
-                    "content": output.text,
+                    "content": shown.text,
                 }
                 if output.is_error:
                     block["is_error"] = True
@@ -358,10 +369,14 @@ class Agent:
                             "name": use["name"],
                             "input": use.get("input") or {},
                             "ok": not output.is_error,
-                            "result_tokens": estimate_tokens(output.text),
+                            "result_tokens": shown.compressed_tokens,
+                            "original_tokens": shown.original_tokens,
+                            "compressed_tokens": shown.compressed_tokens,
+                            "method": shown.method,
+                            "result_id": shown.result_id,
                         }
                     ),
-                    output=output.text,
+                    output=shown.text,
                     original=output.text,
                 )
             self.state.history.append({"role": "user", "content": results})
@@ -374,6 +389,70 @@ class Agent:
                 yield Notice(f"turn {turn} on the fast tier gave {failed}: redoing it on {up}")
             elif redo_of is None and floor is not None:
                 floor = (floor[0], f"kept at {floor[0]} after the escalation")
+
+    async def _run_tool(self, name: str, args: dict[str, Any]) -> ToolOutput:
+        tool = self.toolbox.tools.get(name)
+        asks = tool is not None and tool.needs_approval and self.approve is not None
+        if asks and self.approve is not None and not await self.approve(name, args):
+            return ToolOutput(f"error: the user declined to run {name}", is_error=True)
+        return await self.toolbox.call(name, args)
+
+    # --- tool results: compression and summaries ----------------------------
+
+    async def _shrink(self, tool: str, text: str) -> Compressed:
+        """What the model sees of a tool result; a compressed one's original is kept."""
+        if self.compressor is None:
+            tokens = estimate_tokens(text)
+            return Compressed(text, "none", tokens, tokens)
+        bound = self.compressor.over_tokens
+        if self.settings.summarize_results and tool != EXPAND_TOOL:
+            tokens = estimate_tokens(text)
+            if tokens > bound:
+                source = text
+                if tokens > 20 * bound:  # the summariser reads a compressed form, not all of it
+                    compressed = Compressor(20 * bound).compress(tool, text).text
+                    source = (
+                        f"[compressed form of a {tokens:,}-token result]\n"
+                        + (compressed.split("\n", 1)[-1])
+                    )
+                model = self.settings.model_for("fast")
+                try:
+                    reply = await self.helper_call(
+                        "summarize", summary_request(model, tool, source, bound - 150)
+                    )
+                except CallFailed as failure:
+                    self._pending.append(
+                        Notice(f"could not summarise the {tool} result ({failure})", "warning")
+                    )
+                else:
+                    if reply.text.strip():
+                        return self.compressor.summarized(tool, text, reply.text, model)
+        return self.compressor.compress(tool, text)
+
+    async def helper_call(self, purpose: str, request: dict[str, Any]) -> CallResult:
+        """A call the agent makes for itself, not for the conversation (a summary).
+
+        It goes through `_call` like every call: reserved within the cap, retried within
+        the run's retry budget, logged as its own `turn` record with its `purpose`. Its
+        events wait in `_pending` for send() to yield. Raises CallFailed when it was not
+        made or did not complete (the events say why).
+        """
+        model = request["model"]
+        tier = next((t for t in TIERS if self.settings.model_for(t) == model), "fast")
+        decision = RouteDecision(tier, model, f"{purpose}: helper call on the {tier} tier")
+
+        def build(chosen: str) -> dict[str, Any]:
+            return {**request, "model": chosen}
+
+        result: CallResult | None = None
+        async for item in self._call(self.state.turns, purpose, decision, build):
+            if isinstance(item, CallResult):
+                result = item
+            else:
+                self._pending.append(item)
+        if result is None:
+            raise CallFailed(message=f"the {purpose} call was not made or did not complete")
+        return result
 
     async def _prepare(
         self,
@@ -396,6 +475,11 @@ class Agent:
             request = build(model)
             counted, source = await self._count_input(request)
             reservation = self.budget.reserve(model, request, counted, source, remaining)
+            if reservation is None and count_breakpoints(request):
+                # Close to the cap: without cache markers nothing can be written, so no
+                # input is reserved at the write premium; this call may still fit.
+                request = without_breakpoints(request)
+                reservation = self.budget.reserve(model, request, counted, source, remaining)
             if reservation is None:
                 continue
             request["max_tokens"] = reservation.max_tokens
@@ -448,7 +532,8 @@ class Agent:
                 )
                 return
             p = prepared
-            self._last_tier = p.tier
+            if not helper:
+                self._last_tier = p.tier
             yield TurnStarted(
                 turn,
                 p.tier,

@@ -34,6 +34,10 @@ class Transcript:
 
     def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
         """The exact request of one call (after cache markers and budget clamps)."""
+        if purpose != "agent":
+            # A helper call (a summary) has messages of its own, not the history: kept whole.
+            self._append({"kind": "request", "turn": turn, "purpose": purpose, "request": request})
+            return
         messages = request.get("messages", [])
         self.messages(messages)
         marks = []
@@ -108,6 +112,9 @@ def load_requests(path: Path) -> list[dict[str, Any]]:
     out = []
     for rec in records:
         if rec.get("kind") != "request":
+            continue
+        if "messages" not in rec:  # a helper call, kept whole
+            out.append({"turn": rec["turn"], "purpose": rec["purpose"], "request": rec["request"]})
             continue
         request = copy.deepcopy(rec["request"])
         sent = copy.deepcopy(messages[: rec["messages"]])

@@ -91,6 +91,16 @@ def plan_breakpoints(request: dict[str, Any], model: str, ttl: CacheTTL = "5m") 
     return out
 
 
+def without_breakpoints(request: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `request` with every cache_control marker removed: it can write nothing to
+    the cache, so none of its input can be billed at the write premium."""
+    out = copy.deepcopy(request)
+    out.pop("cache_control", None)
+    for block, _ in request_blocks(out):
+        block.pop("cache_control", None)
+    return out
+
+
 def count_breakpoints(request: dict[str, Any]) -> int:
     return sum(1 for b, _ in request_blocks(request) if "cache_control" in b) + (
         1 if "cache_control" in request else 0

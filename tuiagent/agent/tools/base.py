@@ -23,6 +23,8 @@ class Tool:
     description: str
     input_schema: dict[str, Any]
     run: Callable[[dict[str, Any]], Awaitable[str]]
+    # Acts on the world (runs a command): the agent asks its `approve` hook first.
+    needs_approval: bool = False
 
     def definition(self) -> dict[str, Any]:
         return {

@@ -82,26 +82,57 @@ class Workspace:
         target = self.resolve(path)
         offset = int(args.get("offset") or 0)
         limit = args.get("limit")
+        if offset < 0 or (limit is not None and int(limit) < 1):
+            raise ToolError("offset must be >= 0 and limit >= 1")
         if not target.exists():
             raise ToolError(f"no such file: {path}")
         if target.is_dir():
             raise ToolError(f"{path} is a directory; use list_dir")
         try:
-            with target.open("rb") as fh:
-                data = fh.read(MAX_READ_BYTES + 1)
+            return await asyncio.to_thread(self._read, target, path, offset, limit)
         except PermissionError:
             raise ToolError(f"permission denied: {path}") from None
-        truncated = len(data) > MAX_READ_BYTES
-        data = data[:MAX_READ_BYTES]
-        if b"\x00" in data[:8192]:
-            size = target.stat().st_size
-            raise ToolError(f"{path} is a binary file ({size:,} bytes); not shown")
-        text = data.decode("utf-8", errors="replace")
-        lines = text.splitlines()
+        except OSError as exc:
+            raise ToolError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    def _read(self, target: Path, path: str, offset: int, limit: Any) -> str:
+        """Only what is asked is read: a page of a huge file does not load the whole file."""
+        with target.open("rb") as fh:
+            start = fh.read(8192)
+            if b"\x00" in start:
+                size = target.stat().st_size
+                raise ToolError(f"{path} is a binary file ({size:,} bytes); not shown")
+            fh.seek(0)
+            if offset or limit is not None:
+                end = None if limit is None else offset + int(limit)
+                chunks, size, truncated = [], 0, False
+                for n, raw in enumerate(fh):
+                    if end is not None and n >= end:
+                        break
+                    if n >= offset:
+                        chunks.append(raw)
+                        size += len(raw)
+                        if size > MAX_READ_BYTES:
+                            truncated = True
+                            break
+                data = b"".join(chunks)[:MAX_READ_BYTES]
+            else:
+                data = fh.read(MAX_READ_BYTES + 1)
+                truncated = len(data) > MAX_READ_BYTES
+                data = data[:MAX_READ_BYTES]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(data) - 3 and truncated:  # a character cut by the read limit
+                text = data[: exc.start].decode("utf-8", errors="replace")
+            else:
+                text = data.decode("utf-8", errors="replace")
+                text = (
+                    f"[{path} is not valid UTF-8 (first bad byte at offset {exc.start:,}); "
+                    "undecodable bytes are shown as \ufffd]\n" + text
+                )
         if offset or limit is not None:
-            end = None if limit is None else offset + int(limit)
-            lines = lines[offset:end]
-            text = "\n".join(lines)
+            text = "\n".join(text.splitlines())
         if truncated:
             text += f"\n[read stopped at {MAX_READ_BYTES:,} bytes; use offset/limit to page]"
         return text

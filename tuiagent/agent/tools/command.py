@@ -1,0 +1,122 @@
+"""run_command: a shell command in the workspace, asked for first, with a timeout and a cap.
+
+Off unless enabled (`allow_commands = true` or `--allow-commands`). The agent asks its
+`approve` hook before each command (the UI shows a dialog). A command that outlives its
+timeout is killed with its whole process group and reported as an error result. The child
+gets no stdin and no API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from typing import Any
+
+from tuiagent.agent.tools.base import Tool, ToolError
+from tuiagent.agent.tools.workspace import Workspace
+
+OUTPUT_CAP_BYTES = 200_000
+_SECRET_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+
+
+class _Capped:
+    """The head and tail of a stream, at most `cap` bytes in all; the middle is counted."""
+
+    def __init__(self, cap: int) -> None:
+        self.half = cap // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        self.tail += chunk
+        if len(self.tail) > self.half:
+            over = len(self.tail) - self.half
+            self.dropped += over
+            del self.tail[:over]
+
+    def text(self) -> str:
+        head = self.head.decode("utf-8", errors="replace")
+        tail = self.tail.decode("utf-8", errors="replace")
+        if self.dropped:
+            return f"{head}\n[… {self.dropped:,} bytes of output dropped …]\n{tail}"
+        return head + tail
+
+
+async def _drain(stream: asyncio.StreamReader | None, sink: _Capped) -> None:
+    if stream is None:
+        return
+    while chunk := await stream.read(65536):
+        sink.add(chunk)
+
+
+class CommandRunner:
+    def __init__(self, workspace: Workspace, timeout_s: float, cap: int = OUTPUT_CAP_BYTES):
+        self.workspace = workspace
+        self.timeout_s = timeout_s
+        self.cap = cap
+
+    async def run_command(self, args: dict[str, Any]) -> str:
+        command = args.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise ToolError("command must be a non-empty string")
+        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+        try:
+            proc = await asyncio.create_subprocess_shell(
+                command,
+                cwd=self.workspace.root,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # its own process group, so a kill reaches children
+            )
+        except OSError as exc:
+            raise ToolError(f"cannot start the command: {exc.strerror}") from None
+        out, err = _Capped(self.cap), _Capped(self.cap // 4)
+        work = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err), proc.wait())
+        try:
+            await asyncio.wait_for(work, self.timeout_s)
+        except TimeoutError:
+            _kill_group(proc.pid)
+            await proc.wait()
+            raise ToolError(
+                f"command timed out after {self.timeout_s:g}s and was killed: {command}\n"
+                + _sections(out, err)
+            ) from None
+        except asyncio.CancelledError:
+            _kill_group(proc.pid)
+            raise
+        return f"exit status {proc.returncode}\n" + _sections(out, err)
+
+    def tool(self) -> Tool:
+        return Tool(
+            "run_command",
+            "Run a shell command in the workspace (the user approves each one). Returns the "
+            f"exit status, stdout and stderr; killed after {self.timeout_s:g}s.",
+            {
+                "type": "object",
+                "properties": {"command": {"type": "string"}},
+                "required": ["command"],
+            },
+            self.run_command,
+            needs_approval=True,
+        )
+
+
+def _sections(out: _Capped, err: _Capped) -> str:
+    parts = [f"--- stdout ---\n{out.text()}"]
+    if err.head or err.tail:
+        parts.append(f"--- stderr ---\n{err.text()}")
+    return "\n".join(parts)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
