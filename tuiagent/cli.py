@@ -75,6 +75,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--no-compress", action="store_true", help="send tool results whole (to compare)"
     )
     p.add_argument(
+        "--no-cache", action="store_true", help="place no prompt-cache breakpoints (to compare)"
+    )
+    p.add_argument(
         "--allow-commands", action="store_true", help="offer the run_command tool (asks first)"
     )
     p.add_argument("--allow-fetch", action="store_true", help="offer the fetch_url tool")
@@ -144,6 +147,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         settings.max_turns = args.max_turns
     if args.max_retries is not None:
         settings.max_retries = args.max_retries
+    if getattr(args, "no_cache", False):
+        settings.cache = False
     if args.log_dir is not None:
         settings.log_dir = args.log_dir
     if args.no_compress:

@@ -74,6 +74,11 @@ class Settings:
     system_prompt_file: Path | None = None
     prices: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     log_dir: Path | None = None
+    # Prompt caching: breakpoints on the stable prefix and the end of the conversation.
+    cache: bool = True
+    cache_ttl: str = "5m"
+    # Refresh a warm cache when idle near its expiry, when that costs less than a miss.
+    keep_warm: bool = False
     max_retries: int = 3
     retry_max_wait_s: float = 60.0
     min_useful_tokens: int = 256
@@ -132,6 +137,12 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             settings.tier = value
         elif key == "max_cost_usd":
             settings.max_cost_usd = parse_money(value, "config key 'max_cost_usd'")
+        elif key in ("cache", "keep_warm"):
+            _expect(isinstance(value, bool), key, "true or false", value)
+            setattr(settings, key, value)
+        elif key == "cache_ttl":
+            _expect(value in ("5m", "1h"), key, '"5m" or "1h"', value)
+            settings.cache_ttl = value
         elif key == "max_retries":
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
             _expect(ok, key, "a whole number >= 0", value)

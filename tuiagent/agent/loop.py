@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +24,7 @@ from tuiagent.agent.compress import EXPAND_TOOL, Compressed, Compressor, summary
 from tuiagent.agent.events import (
     AnswerDelta,
     AttemptFailed,
+    CacheStateChanged,
     Event,
     Halted,
     Notice,
@@ -37,8 +39,6 @@ from tuiagent.agent.events import (
 from tuiagent.agent.router import (
     CLASSIFIER_PROMPT,
     DEFAULT_EXPECTED_OUTPUT_TOKENS,
-    CacheView,
-    LastCallCacheView,
     RouteDecision,
     Router,
     step_failure,
@@ -52,7 +52,13 @@ from tuiagent.cost.budget import BudgetGuard, Reservation, estimated_with_margin
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.cost.runlog import RunLog, new_run_id, utc_now_iso
-from tuiagent.llm.caching import count_breakpoints, plan_breakpoints, without_breakpoints
+from tuiagent.llm.caching import (
+    CacheTracker,
+    api_miss_reason,
+    count_breakpoints,
+    plan_breakpoints,
+    without_breakpoints,
+)
 from tuiagent.llm.client import (
     CallFailed,
     CallResult,
@@ -72,6 +78,9 @@ class Limits:
     max_turns: int
 
 
+# Keep-warm acts in the last minute of a cache entry's life, with a one-token question.
+KEEP_WARM_WINDOW_S = 60.0
+KEEP_WARM_PING = "(keep-alive: no answer needed)"
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 8.0
 
@@ -127,6 +136,7 @@ class Agent:
         log_dir: Path,
         run_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -159,10 +169,13 @@ class Agent:
         for tier in TIERS:
             self.pricer.ensure_priced(settings.model_for(tier))
         self.router = Router(settings.tiers, self.pricer, budget_floor=settings.router_budget_floor)
-        # The cache state the router weighs: a minimal view from this run's own calls, noted
-        # in _turn_record. The cache tracker replaces both lines.
-        self._calls_cache = LastCallCacheView()
-        self.cache_view: CacheView = self._calls_cache
+        # The prompt cache of each model, as this conversation left it: the router weighs it,
+        # the turn records say why a call missed it, the UI counts down to its expiry.
+        self.cache = CacheTracker()
+        self.wall_clock = wall_clock
+        # Diagnostics are asked of Anthropic's API and of the offline model; a gateway or
+        # other compatible endpoint may reject the field, so it is not sent there.
+        self.ask_diagnostics = self.simulated or not os.environ.get("ANTHROPIC_BASE_URL")
         self._prompt = ""  # the user's request being worked on, which the router reads
         self._classified: str | None = None  # the classifier's tier for it ("" for none)
 
@@ -205,6 +218,9 @@ class Agent:
                 "turns": self.state.turns,
                 "total_cost_usd": usd(self.ledger.spent),
                 **self.ledger.totals_record(),
+                "cost_without_cache_usd": usd(self.ledger.cost_without_cache),
+                "saved_by_cache_usd": usd(self.ledger.saved_by_cache),
+                "cache_hit_rate": round(self.ledger.cache_hit_rate, 4),
             }
         )
         self.log.close()
@@ -238,8 +254,8 @@ class Agent:
         return self.router.choose(
             prompt=self._prompt,
             input_tokens=estimate_request_tokens(self._request_body()),
-            cache=self.cache_view,
-            now=self.clock(),
+            cache=self.cache,
+            now=self.wall_clock(),
             pin=self.tier,
             spent=self.ledger.spent,
             cap=self.limits.max_cost_usd,
@@ -257,8 +273,8 @@ class Agent:
         decision = self.router.choose(
             prompt=prompt,
             input_tokens=0,
-            cache=self.cache_view,
-            now=self.clock(),
+            cache=self.cache,
+            now=self.wall_clock(),
             pin=self.tier,
             purpose="classify",
         )
@@ -292,7 +308,77 @@ class Agent:
 
     def _request(self, model: str, max_tokens: int) -> dict[str, Any]:
         request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, **self._request_body()}
-        return plan_breakpoints(request, model)
+        if not self.settings.cache:
+            return request
+        if self.ask_diagnostics:
+            # Ask the API why a call missed the cache: it compares with this previous call.
+            previous = self.cache.last_message_id
+            request["diagnostics"] = {"previous_message_id": previous}
+        return plan_breakpoints(request, model, self.settings.cache_ttl)
+
+    async def keep_warm(self) -> AsyncIterator[Event]:
+        """While the user is idle: refresh the conversation's cache just before it expires,
+        when a refresh costs less than the miss it prevents and fits the budget. The app
+        calls this now and then; each decision is logged (a `keep_warm` record) with its
+        reason. Off unless the config says `keep_warm = true`."""
+        model = self.cache.last_model
+        if not self.settings.keep_warm or not self.settings.cache or model is None:
+            return
+        state = self.cache.models[model]
+        now = self.wall_clock()
+        if state.expires_at is None or now >= state.expires_at:
+            return  # nothing warm to keep
+        left = state.expires_at - now
+        if left > KEEP_WARM_WINDOW_S:
+            return  # not close to expiry yet
+        prefix = state.cached_prefix_tokens
+        request = plan_breakpoints(
+            {"model": model, "max_tokens": 1, **self._request_body()},
+            model,
+            self.settings.cache_ttl,
+        )
+        request["messages"] = [*request["messages"], {"role": "user", "content": KEEP_WARM_PING}]
+        total = estimate_request_tokens(request)
+        rates = self.pricer.rates(model, total)
+        # A refresh reads the prefix and writes what was added since; a miss on the next
+        # turn writes the whole prefix again instead of reading it.
+        refresh = (
+            rates.cache_read * prefix + rates.cache_write_5m * max(0, total - prefix) + rates.output
+        )
+        miss = (rates.cache_write_5m - rates.cache_read) * prefix
+        remaining = self.limits.max_cost_usd - self.ledger.spent
+        if refresh >= miss:
+            action, reason = "skip", "a refresh would cost more than the miss it prevents"
+        elif refresh > remaining:
+            action, reason = "skip", "a refresh does not fit what is left of the cap"
+        else:
+            action, reason = "refresh", "a refresh costs less than a miss on the next turn"
+        self._write(
+            {
+                "type": "keep_warm",
+                "model": model,
+                "cached_prefix_tokens": prefix,
+                "expires_in_s": round(left, 1),
+                "refresh_cost_usd": usd(refresh),
+                "miss_cost_usd": usd(miss),
+                "action": action,
+                "reason": reason,
+            }
+        )
+        yield Notice(f"keep-warm on {model}: {action} ({reason})")
+        if action != "refresh":
+            return
+        tier = next((t for t in TIERS if self.settings.model_for(t) == model), self._last_tier)
+        decision = RouteDecision(tier, model, "keep-warm: refresh the cache before it expires")
+        turn = self.state.turns
+        async for item in self._call(turn, "keep_warm", decision, lambda _m: dict(request)):
+            if isinstance(item, CallResult):
+                state = self.cache.note(
+                    model, item.usage, self.settings.cache_ttl, self.wall_clock(), None
+                )
+                yield self._cache_state(model)
+            else:
+                yield item
 
     async def send(self, prompt: str) -> AsyncIterator[Event]:
         """Work on one user message until the answer or a limit."""
@@ -558,6 +644,8 @@ class Agent:
                     else:
                         self.state.turns = turn
                         yield self._turn_record(turn, p, item)
+                        if not helper:
+                            yield self._cache_state(p.model)
                         yield item
                         return
             except CallFailed as failure:
@@ -613,16 +701,39 @@ class Agent:
             self.state.history.append({"role": "assistant", "content": content})
         self.state.halt_reason = "interrupted"
 
+    def _cache_state(self, model: str) -> CacheStateChanged:
+        state = self.cache.models[model]
+        return CacheStateChanged(
+            model,
+            state.cached_prefix_tokens,
+            state.last_write_at,
+            state.last_read_at,
+            state.expires_at,
+        )
+
     def _halt(self, reason: str, detail: str) -> Halted:
         self.state.halt_reason = reason
         return Halted(reason, detail)
 
     def _turn_record(self, turn: int, p: Prepared, result: CallResult) -> TurnFinished:
         model, purpose, decision = p.model, p.purpose, p.decision
-        cost = self.pricer.price(model, result.usage)
-        self.ledger.add(result.usage, cost)
+        usage = result.usage
+        cost = self.pricer.price(model, usage)
+        plain = TokenUsage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens)
+        without_cache = self.pricer.price(model, plain).total
+        self.ledger.add(usage, cost, without_cache=without_cache)
+        miss_reason = None
         if purpose == "agent":  # a helper call's prefix is not the conversation's
-            self._calls_cache.note(model, result.usage, self.clock())
+            now = self.wall_clock()
+            miss_reason = self.cache.miss_reason(
+                model,
+                usage,
+                now,
+                p.request,
+                api_miss_reason(result.diagnostics),
+                self.settings.cache,
+            )
+            self.cache.note(model, usage, self.settings.cache_ttl, now, result.message_id or None)
         return TurnFinished(
             self._write(
                 {
@@ -650,6 +761,9 @@ class Agent:
                     "route_reason": decision.reason,
                     "route_candidates": decision.candidates_record(),
                     "escalated_from_turn": p.escalated_from,
+                    "cache_miss_reason": miss_reason,
+                    "cost_without_cache_usd": usd(without_cache),
+                    "saved_by_cache_usd": usd(without_cache - cost.total),
                     "tool_calls": [u["name"] for u in result.tool_uses],
                 }
             )

@@ -12,11 +12,12 @@ No figure was found for the 5.5 models: they take their family's 5.x figure, or 
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from tuiagent.llm.tokens import REQUEST_OVERHEAD, request_blocks
+from tuiagent.llm.usage import TokenUsage
 
-CacheTTL = Literal["5m", "1h"]
 MAX_BREAKPOINTS = 4
 LOOKBACK_BLOCKS = 20
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
@@ -53,11 +54,11 @@ def min_cacheable_tokens(model: str) -> int:
     return MIN_CACHEABLE_TOKENS[best] if best else DEFAULT_MIN_CACHEABLE_TOKENS
 
 
-def marker(ttl: CacheTTL) -> dict[str, str]:
+def marker(ttl: str) -> dict[str, str]:
     return {"type": "ephemeral", "ttl": ttl}
 
 
-def plan_breakpoints(request: dict[str, Any], model: str, ttl: CacheTTL = "5m") -> dict[str, Any]:
+def plan_breakpoints(request: dict[str, Any], model: str, ttl: str = "5m") -> dict[str, Any]:
     """A copy of `request` with cache_control breakpoints placed.
 
     One at the end of the stable prefix (tools and system) when that alone is above the
@@ -101,7 +102,96 @@ def without_breakpoints(request: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def api_miss_reason(diagnostics: dict[str, Any] | None) -> str | None:
+    """`diagnostics.cache_miss_reason` as the API sends it: an object with a `type`."""
+    reason = (diagnostics or {}).get("cache_miss_reason")
+    if isinstance(reason, dict):
+        kind = reason.get("type")
+        return str(kind) if kind else None
+    return str(reason) if isinstance(reason, str) else None
+
+
 def count_breakpoints(request: dict[str, Any]) -> int:
     return sum(1 for b, _ in request_blocks(request) if "cache_control" in b) + (
         1 if "cache_control" in request else 0
     )
+
+
+@dataclass
+class ModelCache:
+    """What one model's prompt cache holds for this conversation, as the client sees it."""
+
+    cached_prefix_tokens: int = 0
+    ttl: str = "5m"
+    last_write_at: float | None = None
+    last_read_at: float | None = None
+    expires_at: float | None = None
+
+
+class CacheTracker:
+    """Per model: cached prefix tokens, last write and read, expiry (wall-clock seconds).
+
+    Built from the usage the API reports after each call: reads refresh an entry's lifetime,
+    writes start one. The router asks it what is warm; the UI counts down to expiry.
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[str, ModelCache] = {}
+        self.last_model: str | None = None
+        # The previous call's message id: the API's diagnostics compare against it.
+        self.last_message_id: str | None = None
+
+    def cached_prefix_tokens(self, model: str, now: float) -> int:
+        state = self.models.get(model)
+        if state is None or state.expires_at is None or now >= state.expires_at:
+            return 0
+        return state.cached_prefix_tokens
+
+    def note(
+        self, model: str, usage: TokenUsage, ttl: str, now: float, message_id: str | None
+    ) -> ModelCache:
+        state = self.models.setdefault(model, ModelCache())
+        cached = usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+        if usage.cache_read_input_tokens:
+            state.last_read_at = now
+        if usage.cache_creation_input_tokens:
+            state.last_write_at = now
+        if cached:
+            state.cached_prefix_tokens = cached
+            state.ttl = "1h" if usage.cache_creation_1h_input_tokens else ttl
+            state.expires_at = now + TTL_SECONDS[state.ttl]
+        self.last_message_id = message_id or self.last_message_id
+        self.last_model = model
+        return state
+
+    def miss_reason(
+        self,
+        model: str,
+        usage: TokenUsage,
+        now: float,
+        request: dict[str, Any],
+        api_reason: str | None,
+        enabled: bool = True,
+    ) -> str | None:
+        """Why this call did not read what this conversation had cached (None on a full hit,
+        or when nothing was cached yet). The API's diagnosis where it gives one; what only
+        the client knows (an entry that outlived its lifetime, a prefix below the minimum)
+        first."""
+        if not enabled:
+            return None
+        before = self.models.get(model)
+        expected = before.cached_prefix_tokens if before else 0
+        if count_breakpoints(request) == 0:
+            below = _prefix_tokens(request) < min_cacheable_tokens(model)
+            return "below_minimum" if below else None
+        if self.last_model is not None and self.last_model != model and not expected:
+            return "model_changed"
+        if not expected or usage.cache_read_input_tokens >= expected:
+            return None
+        if before is not None and before.expires_at is not None and now >= before.expires_at:
+            return "expired"
+        return api_reason or "unavailable"
+
+
+def _prefix_tokens(request: dict[str, Any]) -> int:
+    return REQUEST_OVERHEAD + sum(n for _, n in request_blocks(request))

@@ -37,6 +37,7 @@ class CacheOutcome:
     total_input: int
     miss_reason: str | None
     cached_prefix_tokens: int
+    missed_tokens: int = 0
 
     @property
     def write(self) -> int:
@@ -161,6 +162,8 @@ class PromptCache:
             expired_seen,
             previous_message_id,
         )
+        prev = self._snapshots.get(previous_message_id or "")
+        missed = max(0, prev.cached_prefix_tokens - read) if prev and miss_reason else 0
         self._snapshots[message_id] = _Snapshot(
             model=model,
             tools=_canonical(request.get("tools") or []),
@@ -168,7 +171,7 @@ class PromptCache:
             block_hashes=tuple(hashes),
             cached_prefix_tokens=cached_prefix,
         )
-        return CacheOutcome(read, write_5m, write_1h, total, miss_reason, cached_prefix)
+        return CacheOutcome(read, write_5m, write_1h, total, miss_reason, cached_prefix, missed)
 
     def _miss_reason(
         self,
@@ -182,8 +185,9 @@ class PromptCache:
         expired_seen: bool,
         previous_message_id: str | None,
     ) -> str | None:
-        """Why this call did not read what the previous call cached, as the API's diagnostics
-        say it (plus `expired` and `below_minimum`, which the API folds into others)."""
+        """Why this call did not read what the previous call cached, with the reasons the
+        API's diagnostics use. (What only the client can tell, an entry that outlived its
+        lifetime or a prefix below the minimum, the client adds itself.)"""
         if previous_message_id is None:
             return None
         prev = self._snapshots.get(previous_message_id)
@@ -192,9 +196,9 @@ class PromptCache:
         if prev.cached_prefix_tokens and read >= prev.cached_prefix_tokens:
             return None
         if breakpoints and all(prefix[b] < minimum for b, _ in breakpoints):
-            return "below_minimum"
+            return None
         if not prev.cached_prefix_tokens:
-            return "below_minimum" if breakpoints else None
+            return None
         if prev.model != model:
             return "model_changed"
         if prev.tools != _canonical(request.get("tools") or []):
@@ -202,5 +206,5 @@ class PromptCache:
         if prev.system != _canonical(request.get("system") or ""):
             return "system_changed"
         if expired_seen:
-            return "expired"
+            return "unavailable"
         return "messages_changed"

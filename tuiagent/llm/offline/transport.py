@@ -115,7 +115,14 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             },
             "output_tokens": output_tokens,
         }
-        diagnostics = {"cache_miss_reason": cache.miss_reason} if previous is not None else None
+        diagnostics = None
+        if "diagnostics" in body:  # asked for, as the API does: the reason is an object
+            reason = cache.miss_reason
+            diagnostics = {
+                "cache_miss_reason": None
+                if reason is None
+                else {"type": reason, "cache_missed_input_tokens": cache.missed_tokens}
+            }
         headers = {"request-id": request_id, "x-tuiagent-simulated": "true"}
         if not body.get("stream"):
             message = {
