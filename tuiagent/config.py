@@ -29,7 +29,7 @@ KEYMAP_IDS = {
 DEFAULT_TIER_MODELS = {
     "fast": "claude-haiku-5-5",
     "balanced": "claude-sonnet-5-5",
-    "deep": "claude-opus-5-5",
+    "deep": "claude-fable-5-2",
 }
 
 # Keys a hand-set price may carry, per million tokens, as genai-prices names them.

@@ -252,7 +252,7 @@ async def test_slash_help_and_unknown_commands(make_app: MakeApp) -> None:
 
 
 async def test_the_session_halts_at_the_cap_until_it_is_raised(make_app: MakeApp) -> None:
-    app = make_app(max_cost_usd=Decimal("0.002"), budget_step_usd=Decimal("0.01"), tier="deep")
+    app = make_app(max_cost_usd=Decimal("0.002"), budget_step_usd=Decimal("0.05"), tier="deep")
     async with app.run_test(size=(120, 40)) as pilot:
         agent = (await ready(pilot)).agent
         assert agent is not None

@@ -242,7 +242,7 @@ def _content_facts(result: str) -> str:
     value = _json_value(result)
     if value is not None:
         return describe_json(value)
-    lines = result.count("\n") + 1
+    lines = len(result.splitlines())
     return f"{_first_line(result)} ({lines} lines seen)"
 
 
