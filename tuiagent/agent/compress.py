@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,14 +145,7 @@ class Compressor:
             raise ToolError(f"offset {offset} is past the end: {result_id} has {total} lines")
         wanted = kept.lines[offset : offset + limit]
         room = self.over_tokens - 40  # the header line
-        shown: list[str] = []
-        used = 0
-        for line in wanted:
-            cost = estimate_tokens(line) + 1
-            if used + cost > room:
-                break
-            shown.append(line)
-            used += cost
+        shown = lines_within(wanted, room)
         end = offset + len(shown)
         if not shown:  # a single line longer than the bound: its start, said so
             first = _cut_to(wanted[0], room)
@@ -251,6 +244,20 @@ def _clip(line: str, width: int) -> str:
 
 
 # --- shape detection -----------------------------------------------------------
+
+
+def lines_within(lines: Iterable[str], room: int) -> list[str]:
+    """The leading lines that fit in `room` tokens (each line and its newline)."""
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        cost = estimate_tokens(line) + 1
+        if used + cost > room:
+            break
+        kept.append(line)
+        used += cost
+    return kept
+
 
 _NOT_JSON = object()
 
@@ -615,22 +622,8 @@ def _text_level(
     # caller checks the real size with the note.
     room = int(_TEXT_SHARE[level] * bound)
     head_room, tail_room = room * 2 // 3, room // 3
-    head: list[str] = []
-    used = 0
-    for line in lines:
-        cost = estimate_tokens(line) + 1
-        if used + cost > head_room:
-            break
-        head.append(line)
-        used += cost
-    tail: list[str] = []
-    used = 0
-    for line in reversed(lines[len(head) :]):
-        cost = estimate_tokens(line) + 1
-        if used + cost > tail_room:
-            break
-        tail.append(line)
-        used += cost
+    head = lines_within(lines, head_room)
+    tail = lines_within(reversed(lines[len(head) :]), tail_room)
     tail.reverse()
     first_cut, last_cut = len(head), len(lines) - len(tail)  # 0-based, [first, last)
     if first_cut >= last_cut:
