@@ -102,6 +102,10 @@ class Settings:
     def model_for(self, tier: str) -> str:
         return self.tiers[tier]
 
+    def tier_of(self, model: str) -> str | None:
+        """The tier a model is configured for, if any."""
+        return next((t for t in TIERS if self.tiers[t] == model), None)
+
     def resolved_system_prompt(self) -> str:
         if self.system_prompt_file is None:
             return self.system_prompt

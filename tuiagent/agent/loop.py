@@ -368,14 +368,12 @@ class Agent:
         yield Notice(f"keep-warm on {model}: {action} ({reason})")
         if action != "refresh":
             return
-        tier = next((t for t in TIERS if self.settings.model_for(t) == model), self._last_tier)
+        tier = self.settings.tier_of(model) or self._last_tier
         decision = RouteDecision(tier, model, "keep-warm: refresh the cache before it expires")
         turn = self.state.turns
         async for item in self._call(turn, "keep_warm", decision, lambda _m: dict(request)):
             if isinstance(item, CallResult):
-                state = self.cache.note(
-                    model, item.usage, self.settings.cache_ttl, self.wall_clock(), None
-                )
+                self.cache.note(model, item.usage, self.settings.cache_ttl, self.wall_clock(), None)
                 yield self._cache_state(model)
             else:
                 yield item
@@ -524,7 +522,7 @@ class Agent:
         made or did not complete (the events say why).
         """
         model = request["model"]
-        tier = next((t for t in TIERS if self.settings.model_for(t) == model), "fast")
+        tier = self.settings.tier_of(model) or "fast"
         decision = RouteDecision(tier, model, f"{purpose}: helper call on the {tier} tier")
 
         def build(chosen: str) -> dict[str, Any]:

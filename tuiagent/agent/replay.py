@@ -16,7 +16,7 @@ from tuiagent.agent.events import Halted, Notice, TurnFinished
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision
 from tuiagent.agent.tools import Toolbox
-from tuiagent.config import TIERS, Settings
+from tuiagent.config import Settings
 from tuiagent.cost.pricing import ZERO, Pricer
 from tuiagent.cost.report import TurnRequest, money_of, turn_request, usage_of
 from tuiagent.errors import UsageError
@@ -52,10 +52,6 @@ class Replay:
     simulated: bool
 
 
-def _tier_of(settings: Settings, model: str) -> str:
-    return next((t for t in TIERS if settings.model_for(t) == model), "custom")
-
-
 async def replay_turn(
     settings: Settings,
     log_dir: Path,
@@ -69,7 +65,7 @@ async def replay_turn(
     if (tier is None) == (model is None):
         raise UsageError("replay needs one of --tier or --model")
     target = model or settings.model_for(str(tier))
-    target_tier = tier or _tier_of(settings, target)
+    target_tier = tier or settings.tier_of(target) or "custom"
     pricer = Pricer(settings.prices)
     pricer.ensure_priced(target)  # before anything is sent or logged
     source = turn_request(log_dir, run_id, turn)
