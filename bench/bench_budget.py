@@ -81,7 +81,7 @@ def run() -> list[tuple[str, str, str]]:
 
         asyncio.run(all_sessions())
     return [
-        (f"largest spend/cap over {SESSIONS} sessions", f"{max(ratios):.4f}", "<= 1.00"),
+        (f"largest spend/cap over {SESSIONS} sessions", f"{max(ratios):.6f}", "<= 1.00"),
         ("median spend/cap", f"{statistics.median(ratios):.4f}", ">= 0.90"),
         ("lowest spend/cap", f"{min(ratios):.4f}", "-"),
     ]
