@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -24,7 +25,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker
 
-from tuiagent.agent.events import AttemptFailed, Halted, TurnFinished
+from tuiagent.agent.events import AnswerDelta, AttemptFailed, Halted, TurnFinished
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
@@ -178,6 +179,9 @@ class TuiagentApp(App[int]):
     def _session_opened(self, message: SessionOpened) -> None:
         from tuiagent.llm.offline import OFFLINE_NOTICE
 
+        # The SDK and the app are loaded and live as long as the app: move them out of the
+        # collector's way, so a collection while an answer streams scans only what is new.
+        gc.freeze()
         session = self.session = message.session
         agent = session.agent
         agent.approve = self.ask_approval
@@ -251,6 +255,9 @@ class TuiagentApp(App[int]):
         screen = self.main
         try:
             async for event in agent.send(text):
+                if isinstance(event, AnswerDelta):
+                    screen.feed(event.text)  # shown within a frame; never awaited per token
+                    continue
                 await screen.apply(event)
                 if isinstance(event, TurnFinished | AttemptFailed | Halted):
                     self._update_gauge()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -31,6 +32,9 @@ from tuiagent.ui.widgets.router import RouterPanel
 from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
 
+# How long streamed text may wait to be shown: one frame at Textual's default 60 fps.
+FRAME_SECONDS = 1 / 60
+
 
 class MainScreen(Screen[None]):
     # Its styles (main.tcss, beside this file) load with the app: a default screen's own
@@ -49,6 +53,9 @@ class MainScreen(Screen[None]):
         self.clock = clock
         self.saved_by = saved_by
         self.answer: AnswerView | None = None
+        self._pending: list[str] = []  # answer text not yet on screen
+        self._flush_due = False
+        self._answer_lock = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topbar"):
@@ -104,13 +111,7 @@ class MainScreen(Screen[None]):
     async def apply(self, event: Event) -> None:
         """Show one agent event. Called by the app's agent worker for each event."""
         if isinstance(event, AnswerDelta):
-            if self.answer is None:
-                self.answer = self.chat.add_answer()
-            elif self.answer.full():
-                await self.answer.close()
-                await self.chat.freeze(self.answer)
-                self.answer = self.chat.add_answer(continued=True)
-            await self.answer.write(event.text)
+            self.feed(event.text)
         elif isinstance(event, TurnStarted):
             await self.close_answer()
             self.query_one(RouterPanel).routed(
@@ -148,10 +149,42 @@ class MainScreen(Screen[None]):
                     event.text, severity="error" if event.level == "error" else "warning"
                 )
 
+    def feed(self, text: str) -> None:
+        """Take streamed answer text without waiting for the screen. What arrives within a
+        frame goes to the Markdown stream as one append: the app never pays a parse and a
+        layout pass per token, and keys stay quick however fast the answer comes."""
+        self._pending.append(text)
+        if not self._flush_due:
+            self._flush_due = True
+            self.set_timer(FRAME_SECONDS, self.flush_answer)
+
+    async def flush_answer(self) -> None:
+        """Put the gathered answer text on screen. Past SPLIT_AT_CHARS the live part ends at
+        a paragraph break and becomes one plain widget; the rest goes on in a new part."""
+        async with self._answer_lock:
+            self._flush_due = False
+            text = "".join(self._pending)
+            self._pending.clear()
+            if not text:
+                return
+            if self.answer is None:
+                self.answer = self.chat.add_answer()
+            cut = self.answer.cut(text)
+            if cut is not None:
+                part = self.answer
+                await part.close()
+                await self.chat.freeze(part, part.text + text[:cut])
+                self.answer = self.chat.add_answer(continued=True)
+                text = text[cut:]
+            if text:
+                await self.answer.write(text)
+
     async def close_answer(self) -> None:
-        if self.answer is not None:
-            await self.answer.close()
-            self.answer = None
+        await self.flush_answer()
+        async with self._answer_lock:
+            if self.answer is not None:
+                await self.answer.close()
+                self.answer = None
 
     def turn_finished(self, record: dict[str, Any]) -> None:
         self.query_one(TurnsTable).add_turn(record)
@@ -170,4 +203,5 @@ class MainScreen(Screen[None]):
 
     def clear_view(self) -> None:
         self.answer = None
+        self._pending.clear()
         self.chat.clear_chat()

@@ -10,6 +10,7 @@ from typing import Any
 from rich.markdown import Markdown as RichMarkdown
 from textual import events
 from textual.containers import VerticalScroll
+from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Collapsible, Markdown, Static, TextArea
@@ -30,14 +31,36 @@ class NoticeView(Static):
     pass
 
 
-# A streaming answer continues in a new Markdown widget past this many characters (at a
-# paragraph break outside a code fence): appending to one huge Markdown document costs
-# more with every block it holds, so a 20,000-token answer would slow to a crawl.
+# A streaming answer continues in a new part past this many characters (at a paragraph
+# break outside a code fence): the finished part becomes one plain widget (FrozenAnswer), so
+# the live Markdown widget, whose blocks the layout pass walks, stays small however long the
+# answer grows.
 SPLIT_AT_CHARS = 3_000
 
 
+def _fences_closed(text: str) -> bool:
+    return text.count("```") % 2 == 0 and text.count("~~~") % 2 == 0
+
+
+def _pieces(text: str) -> list[str]:
+    """Text cut at paragraph breaks outside code fences into pieces of about SPLIT_AT_CHARS."""
+    pieces: list[str] = []
+    start = 0
+    while len(text) - start > SPLIT_AT_CHARS:
+        at = text.find("\n\n", start + SPLIT_AT_CHARS)
+        while at >= 0 and not _fences_closed(text[start : at + 2]):
+            at = text.find("\n\n", at + 2)
+        if at < 0:
+            break
+        pieces.append(text[start : at + 2])
+        start = at + 2
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
 class AnswerView(Markdown):
-    """One answer (or a part of a long one), appended to as it streams."""
+    """One answer (or the live part of a long one), appended to as it streams."""
 
     def __init__(self, text: str = "", *, continued: bool = False) -> None:
         super().__init__(text, classes="-continued" if continued else None)
@@ -46,6 +69,7 @@ class AnswerView(Markdown):
         self._length = 0
 
     async def write(self, fragment: str) -> None:
+        """Append a fragment (the screen hands over what gathered since the last frame)."""
         if self._stream is None:
             self._stream = Markdown.get_stream(self)
         self._written.append(fragment)
@@ -56,12 +80,19 @@ class AnswerView(Markdown):
     def text(self) -> str:
         return "".join(self._written)
 
-    def full(self) -> bool:
-        """Long enough to go on in a new widget, and at a clean place to cut."""
-        if self._length < SPLIT_AT_CHARS or not self._written[-1].endswith("\n\n"):
-            return False
-        text = "".join(self._written)
-        return text.count("```") % 2 == 0 and text.count("~~~") % 2 == 0
+    def cut(self, more: str) -> int | None:
+        """Where to end this part if `more` came next: the number of characters of `more`
+        that still belong to it (up to the last paragraph break outside a code fence), or
+        None while the part is short enough or `more` holds no clean place to cut."""
+        if self._length + len(more) < SPLIT_AT_CHARS:
+            return None
+        text = self.text
+        at = more.rfind("\n\n")
+        while at >= 0:
+            if _fences_closed(text + more[: at + 2]):
+                return at + 2
+            at = more.rfind("\n\n", 0, at)
+        return None
 
     async def close(self) -> None:
         if self._stream is not None:
@@ -70,7 +101,16 @@ class AnswerView(Markdown):
 
 
 class FrozenAnswer(Static):
-    pass
+    """A finished piece of a long answer. Its text never changes, so its height is measured
+    once per width: Textual drops its own measure on every layout refresh, and measuring
+    means rendering the whole piece."""
+
+    _height: tuple[int, int] = (-1, 0)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        if self._height[0] != width:
+            self._height = (width, super().get_content_height(container, viewport, width))
+        return self._height[1]
 
 
 class ToolCallView(Collapsible):
@@ -143,11 +183,12 @@ class ChatLog(VerticalScroll):
             else ""
         )
 
-    async def freeze(self, part: AnswerView) -> None:
-        """A finished part of a long answer becomes one widget with no children: the
-        layout pass then costs one widget for it, not one per Markdown block."""
-        frozen = FrozenAnswer(RichMarkdown(part.text))
-        await self.mount(frozen, before=part)
+    async def freeze(self, part: AnswerView, text: str) -> None:
+        """A finished part of a long answer becomes plain widgets with no children, each of
+        about SPLIT_AT_CHARS: the layout pass then costs one widget per piece, not one per
+        Markdown block, and a frame renders only the pieces in view."""
+        frozen = [FrozenAnswer(RichMarkdown(piece)) for piece in _pieces(text)]
+        await self.mount_all(frozen, before=part)
         await part.remove()
 
     def add_user(self, text: str) -> UserMessageView:
