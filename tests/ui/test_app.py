@@ -15,7 +15,8 @@ from tuiagent.config import load_settings
 from tuiagent.errors import ConfigError
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
-from tuiagent.ui.widgets.chat import AnswerView, NoticeView, ToolCallView, UserMessageView
+from tuiagent.ui.widgets.answer import AnswerView
+from tuiagent.ui.widgets.chat import NoticeView, ToolCallView, UserMessageView
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
 

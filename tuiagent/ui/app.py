@@ -32,7 +32,6 @@ from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
-from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
 from tuiagent.ui.screens.main import MainScreen
 from tuiagent.ui.themes import (
     DEFAULT_THEME,
@@ -119,25 +118,40 @@ class TuiagentApp(App[int]):
         self.turn_worker: Worker[None] | None = None
         self.finished = False
         self.main = MainScreen(clock=clock, saved_by=self._saved_by, on_ready=self._screen_ready)
+        self._theme_problems: list[str] = []
+        self._load_themes()
 
     # --- start -------------------------------------------------------------------
 
     def get_default_screen(self) -> Screen[Any]:
         return self.main
 
-    def on_mount(self) -> None:
-        themes, problems = load_themes([builtin_themes_dir(), self.themes_dir])
+    def _load_themes(self) -> None:
+        """Register the themes and pick one before the stylesheet is first built: a theme
+        set after mount would rebuild and reapply every style before the first frame."""
+        themes, self._theme_problems = load_themes([builtin_themes_dir(), self.themes_dir])
         for theme in themes:
             self.register_theme(theme)
         wanted = read_state(self.state_path).get("theme")
-        if wanted in self.available_themes:
-            self.theme = wanted
-        elif DEFAULT_THEME in self.available_themes:
-            self.theme = DEFAULT_THEME
+        name = wanted if wanted in self.available_themes else DEFAULT_THEME
+        if name in self.available_themes:
+            # What the theme watcher does, minus the stylesheet rebuild it schedules: the
+            # stylesheet is first built with this theme anyway.
+            self.set_reactive(TuiagentApp.theme, name)
+            dark = self.current_theme.dark
+            self.update_classes(
+                {f"-theme-{name}": True, "-dark-mode": dark, "-light-mode": not dark},
+                update=False,
+            )
+            self._refresh_truecolor_filter(self.ansi_theme)
+            self.stylesheet.set_variables(self.get_css_variables())
+
+    def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
-        for problem in problems:
+        for problem in self._theme_problems:
             self.notify(problem, severity="warning")
-        self.set_keymap(self.settings.keymap)
+        if self.settings.keymap:  # each bindings change recomposes the footer
+            self.set_keymap(self.settings.keymap)
 
     def _screen_ready(self) -> None:
         self.main.set_tier(self.settings.tier)
@@ -290,12 +304,16 @@ class TuiagentApp(App[int]):
             if not answer.done():
                 answer.set_result(bool(result))
 
+        from tuiagent.ui.screens.dialogs import ApproveScreen
+
         self.push_screen(ApproveScreen(name, arguments), callback=settle)
         return await answer
 
     # --- the money -----------------------------------------------------------------
 
     def _update_gauge(self) -> None:
+        if not self.main.ready:
+            return  # the gauge shows the settings when it mounts
         gauge = self.main.gauge
         agent = self.agent
         if agent is None:
@@ -483,6 +501,8 @@ class TuiagentApp(App[int]):
     def _open_tool_result(self, message: OpenToolResult) -> None:
         results = self.main.query_one(ToolResultsPanel).results
         if 0 <= message.index < len(results):
+            from tuiagent.ui.screens.dialogs import ViewerScreen
+
             self.push_screen(ViewerScreen(results[message.index]))
 
     def _show_history(self, history: list[dict[str, Any]]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -26,14 +26,37 @@ from tuiagent.agent.events import (
     TurnStarted,
 )
 from tuiagent.ui.widgets.cache import CachePanel
-from tuiagent.ui.widgets.chat import AnswerView, ChatInput, ChatLog
+from tuiagent.ui.widgets.chat import ChatInput, ChatLog
 from tuiagent.ui.widgets.gauge import BudgetGauge
 from tuiagent.ui.widgets.router import RouterPanel
 from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
 
+if TYPE_CHECKING:
+    from tuiagent.ui.widgets.answer import AnswerView
+
+
+class KeysFooter(Footer):
+    """Textual's footer, rebuilt once per refresh however many times the bindings change
+    before it (on start they change several times, and each rebuild restyles every key)."""
+
+    _rebuild_due = False
+
+    def bindings_changed(self, screen: Screen[Any]) -> None:
+        self._bindings_ready = True
+        if not screen.app.app_focus or self._rebuild_due:
+            return
+        if self.is_attached and screen is self.screen:
+            self._rebuild_due = True
+            self.call_after_refresh(self._rebuild)
+
+    async def _rebuild(self) -> None:
+        self._rebuild_due = False
+        await self.recompose()
+
+
 # How long streamed text may wait to be shown: one frame at Textual's default 60 fps.
-FRAME_SECONDS = 1 / 60
+FRAME_SECONDS = 1 / 20
 
 
 class MainScreen(Screen[None]):
@@ -53,30 +76,42 @@ class MainScreen(Screen[None]):
         self.clock = clock
         self.saved_by = saved_by
         self.answer: AnswerView | None = None
+        self.ready = False  # the panels are mounted
         self._pending: list[str] = []  # answer text not yet on screen
         self._flush_due = False
         self._answer_lock = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
+        # The first frame holds what a user reads and types into; the money panels mount
+        # right after it (mount_panels), so the frame never waits for them.
         with Horizontal(id="topbar"):
             yield Static("tuiagent", id="title")
             yield Static("", id="offline-badge")
             yield Static("tier auto", id="tier-label")
             yield Static("starting…", id="status")
-        yield BudgetGauge(id="gauge")
         with Horizontal(id="body"):
             with Vertical(id="chat-column"):
                 yield ChatLog(id="chat")
                 yield ChatInput(id="input")
-            with Vertical(id="side"):
-                yield RouterPanel(id="router")
-                yield CachePanel(id="cache", clock=self.clock, saved_by=self.saved_by)
-                yield ToolResultsPanel(id="tools")
-        yield TurnsTable(id="turns")
-        yield Footer()
+            yield Vertical(id="side")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(ChatInput).focus()
+        # After the frame that shows the footer's keys (the footer fills in after a refresh).
+        self.call_after_refresh(self.call_after_refresh, self.mount_panels)
+
+    async def mount_panels(self) -> None:
+        await self.mount(BudgetGauge(id="gauge"), after="#topbar")
+        await self.query_one("#side").mount_all(
+            [
+                RouterPanel(id="router"),
+                CachePanel(id="cache", clock=self.clock, saved_by=self.saved_by),
+                ToolResultsPanel(id="tools"),
+            ]
+        )
+        await self.mount(TurnsTable(id="turns"), before=self.query_one(Footer))
+        self.ready = True
         if self.on_ready is not None:
             self.on_ready()
 
@@ -101,7 +136,8 @@ class MainScreen(Screen[None]):
 
     def set_tier(self, tier: str) -> None:
         self.query_one("#tier-label", Static).update(f"tier {tier}")
-        self.query_one(RouterPanel).tier = tier
+        for panel in self.query(RouterPanel):  # none before the panels mount
+            panel.tier = tier
 
     def set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
