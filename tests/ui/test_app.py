@@ -373,3 +373,26 @@ async def test_resume_reopens_a_run(make_app: MakeApp, log_dir: Path) -> None:
         await send(pilot, "Read notes.txt")
         await idle(pilot)
         assert "alpha" in answers(second)
+
+
+async def test_a_long_streamed_answer_is_kept_whole_across_its_frozen_pieces(
+    make_app: MakeApp,
+) -> None:
+    from tuiagent.ui.widgets.answer import SPLIT_AT_CHARS, FrozenAnswer
+
+    paragraph = "Every token the model reads is paid for, so the panel shows it.\n\n"
+    fence = "```text\n" + "a line of code\n\n" * 40 + "```\n\n"
+    text = paragraph * 60 + fence + paragraph * 60
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        for word in text.split(" "):  # as the stream hands them over: word by word
+            app.main.feed(word + " ")
+        await app.main.close_answer()
+        await pilot.pause()
+        frozen = list(app.main.query(FrozenAnswer))
+        assert len(frozen) >= 2  # the answer went on in pieces, never one huge widget
+        shown = "".join(f.text for f in frozen) + answers(app)
+        assert shown.split() == text.split()  # every word, in order
+        assert all(f.text.count("```") % 2 == 0 for f in frozen)  # no fence cut in two
+        assert all(len(f.text) < 3 * SPLIT_AT_CHARS for f in frozen)

@@ -84,7 +84,10 @@ class FrozenAnswer(Static):
     once per width: Textual drops its own measure on every layout refresh, and measuring
     means rendering the whole piece."""
 
-    _height: tuple[int, int] = (-1, 0)
+    def __init__(self, text: str) -> None:
+        super().__init__(RichMarkdown(text))
+        self.text = text
+        self._height = (-1, 0)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if self._height[0] != width:
@@ -93,4 +96,4 @@ class FrozenAnswer(Static):
 
 
 def frozen_pieces(text: str) -> list[FrozenAnswer]:
-    return [FrozenAnswer(RichMarkdown(piece)) for piece in _pieces(text)]
+    return [FrozenAnswer(piece) for piece in _pieces(text)]
