@@ -382,12 +382,14 @@ async def test_a_long_streamed_answer_is_kept_whole_across_its_frozen_pieces(
 
     paragraph = "Every token the model reads is paid for, so the panel shows it.\n\n"
     fence = "```text\n" + "a line of code\n\n" * 40 + "```\n\n"
-    text = paragraph * 60 + fence + paragraph * 60
+    text = paragraph * 60 + fence + paragraph * 60 + "The end, mid-paragraph"
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        for word in text.split(" "):  # as the stream hands them over: word by word
+        for i, word in enumerate(text.split(" ")):  # as the stream hands them over
             app.main.feed(word + " ")
+            if i % 150 == 0:
+                await pilot.pause(0.06)  # a frame or more: a part of it goes on screen
         await app.main.close_answer()
         await pilot.pause()
         frozen = list(app.main.query(FrozenAnswer))

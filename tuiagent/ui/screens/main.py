@@ -204,13 +204,13 @@ class MainScreen(Screen[None]):
             if not text:
                 return
             if self.answer is None:
-                self.answer = self.chat.add_answer()
+                self.answer = await self.chat.open_answer()
             cut = self.answer.cut(text)
             if cut is not None:
                 part = self.answer
                 await part.close()
                 await self.chat.freeze(part, part.text + text[:cut])
-                self.answer = self.chat.add_answer(continued=True)
+                self.answer = await self.chat.open_answer(continued=True)
                 text = text[cut:]
             if text:
                 await self.answer.write(text)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from rich.markdown import Markdown as RichMarkdown
 from textual.geometry import Size
 from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
 
 # A streaming answer continues in a new part past this many characters (at a paragraph
 # break outside a code fence): the finished part becomes one plain widget (FrozenAnswer), so
@@ -43,17 +42,16 @@ class AnswerView(Markdown):
 
     def __init__(self, text: str = "", *, continued: bool = False) -> None:
         super().__init__(text, classes="-continued" if continued else None)
-        self._stream: MarkdownStream | None = None
         self._written: list[str] = []
         self._length = 0
 
     async def write(self, fragment: str) -> None:
-        """Append a fragment (the screen hands over what gathered since the last frame)."""
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self)
+        """Append a fragment: what gathered since the last frame (the screen coalesces the
+        deltas). Markdown.append parses only from the last block on; awaiting it keeps the
+        appends in order (MarkdownStream.stop would let a last append race one in flight)."""
         self._written.append(fragment)
         self._length += len(fragment)
-        await self._stream.write(fragment)
+        await self.append(fragment)
 
     @property
     def text(self) -> str:
@@ -74,9 +72,9 @@ class AnswerView(Markdown):
         return None
 
     async def close(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        """Wait for the last append to be on screen."""
+        async with self.lock:
+            pass
 
 
 class FrozenAnswer(Static):

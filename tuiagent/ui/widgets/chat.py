@@ -124,6 +124,16 @@ class ChatLog(VerticalScroll):
         self._add(view)
         return view
 
+    async def open_answer(self, *, continued: bool = False) -> AnswerView:
+        """A new answer to stream into, once mounted: Markdown resets its text on mount, so
+        text appended before that would be lost."""
+        from tuiagent.ui.widgets.answer import AnswerView
+
+        view = AnswerView(continued=continued)
+        await self.mount(view)
+        self._trim()
+        return view
+
     def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolCallView:
         view = ToolCallView(name, arguments)
         self.tool_views[tool_use_id] = view
