@@ -55,8 +55,9 @@ class KeysFooter(Footer):
         await self.recompose()
 
 
-# How long streamed text may wait to be shown: one frame at Textual's default 60 fps.
-FRAME_SECONDS = 1 / 20
+# How long streamed text may wait to be shown: text appears 15 times a second, and each
+# time costs a layout pass, which typed keys would otherwise queue behind.
+FRAME_SECONDS = 1 / 15
 
 
 class MainScreen(Screen[None]):
