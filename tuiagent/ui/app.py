@@ -25,7 +25,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker
 
-from tuiagent.agent.events import AnswerDelta, AttemptFailed, Halted, TurnFinished
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
@@ -41,7 +40,6 @@ from tuiagent.ui.themes import (
     write_state,
 )
 from tuiagent.ui.widgets.chat import ChatInput
-from tuiagent.ui.widgets.tools import ToolResultsPanel
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
@@ -264,6 +262,8 @@ class TuiagentApp(App[int]):
 
     @work(exclusive=True, group="agent", exit_on_error=False)
     async def run_turn(self, text: str) -> None:
+        from tuiagent.agent.events import AnswerDelta, AttemptFailed, Halted, TurnFinished
+
         agent = self.agent
         assert agent is not None
         screen = self.main
@@ -499,6 +499,8 @@ class TuiagentApp(App[int]):
 
     @on(OpenToolResult)
     def _open_tool_result(self, message: OpenToolResult) -> None:
+        from tuiagent.ui.widgets.tools import ToolResultsPanel
+
         results = self.main.query_one(ToolResultsPanel).results
         if 0 <= message.index < len(results):
             from tuiagent.ui.screens.dialogs import ViewerScreen

@@ -13,27 +13,14 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tuiagent.agent.events import (
-    AnswerDelta,
-    AttemptFailed,
-    CacheStateChanged,
-    Event,
-    Halted,
-    Notice,
-    ToolCallStarted,
-    ToolFinished,
-    TurnFinished,
-    TurnStarted,
-)
-from tuiagent.ui.widgets.cache import CachePanel
 from tuiagent.ui.widgets.chat import ChatInput, ChatLog
-from tuiagent.ui.widgets.gauge import BudgetGauge
-from tuiagent.ui.widgets.router import RouterPanel
-from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
-from tuiagent.ui.widgets.turns import TurnsTable
 
+# The money panels and the agent's events load after the first frame (mount_panels, apply):
+# the first frame waits for neither.
 if TYPE_CHECKING:
+    from tuiagent.agent.events import Event
     from tuiagent.ui.widgets.answer import AnswerView
+    from tuiagent.ui.widgets.gauge import BudgetGauge
 
 
 class KeysFooter(Footer):
@@ -103,6 +90,12 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self.call_after_refresh, self.mount_panels)
 
     async def mount_panels(self) -> None:
+        from tuiagent.ui.widgets.cache import CachePanel
+        from tuiagent.ui.widgets.gauge import BudgetGauge
+        from tuiagent.ui.widgets.router import RouterPanel
+        from tuiagent.ui.widgets.tools import ToolResultsPanel
+        from tuiagent.ui.widgets.turns import TurnsTable
+
         await self.mount(BudgetGauge(id="gauge"), after="#topbar")
         await self.query_one("#side").mount_all(
             [
@@ -124,6 +117,8 @@ class MainScreen(Screen[None]):
 
     @property
     def gauge(self) -> BudgetGauge:
+        from tuiagent.ui.widgets.gauge import BudgetGauge
+
         return self.query_one(BudgetGauge)
 
     @property
@@ -137,6 +132,8 @@ class MainScreen(Screen[None]):
 
     def set_tier(self, tier: str) -> None:
         self.query_one("#tier-label", Static).update(f"tier {tier}")
+        from tuiagent.ui.widgets.router import RouterPanel
+
         for panel in self.query(RouterPanel):  # none before the panels mount
             panel.tier = tier
 
@@ -147,6 +144,21 @@ class MainScreen(Screen[None]):
 
     async def apply(self, event: Event) -> None:
         """Show one agent event. Called by the app's agent worker for each event."""
+        from tuiagent.agent.events import (
+            AnswerDelta,
+            AttemptFailed,
+            CacheStateChanged,
+            Halted,
+            Notice,
+            ToolCallStarted,
+            ToolFinished,
+            TurnFinished,
+            TurnStarted,
+        )
+        from tuiagent.ui.widgets.cache import CachePanel
+        from tuiagent.ui.widgets.router import RouterPanel
+        from tuiagent.ui.widgets.turns import TurnsTable
+
         if isinstance(event, AnswerDelta):
             self.feed(event.text)
         elif isinstance(event, TurnStarted):
@@ -224,11 +236,17 @@ class MainScreen(Screen[None]):
                 self.answer = None
 
     def turn_finished(self, record: dict[str, Any]) -> None:
+        from tuiagent.ui.widgets.cache import CachePanel
+        from tuiagent.ui.widgets.router import RouterPanel
+        from tuiagent.ui.widgets.turns import TurnsTable
+
         self.query_one(TurnsTable).add_turn(record)
         self.query_one(CachePanel).add_turn(record)
         self.query_one(RouterPanel).add_turn(record)
 
     def tool_finished(self, record: dict[str, Any], output: str, original: str) -> None:
+        from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
+
         result = ToolResult(record, output, original or output)
         self.query_one(ToolResultsPanel).add_result(result)
         view = self.chat.tool_views.get(str(record.get("tool_use_id")))
