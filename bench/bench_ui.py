@@ -108,11 +108,13 @@ async def _headless_stream(tmp: Path, tokens: int) -> float:
         offline_model=LongModel(tokens),
     )
     session.agent.start()
-    sink: list[str] = []
     t = time.perf_counter()
-    async for event in session.agent.send("Tell me everything."):
-        if isinstance(event, AnswerDelta):
-            sink.append(event.text)
+    # What `tuiagent run` does with the answer (headless.py): write and flush each delta.
+    with open(os.devnull, "w") as out:
+        async for event in session.agent.send("Tell me everything."):
+            if isinstance(event, AnswerDelta):
+                out.write(event.text)
+                out.flush()
     elapsed = time.perf_counter() - t
     session.agent.finish("completed")
     return elapsed

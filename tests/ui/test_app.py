@@ -15,7 +15,8 @@ from tuiagent.config import load_settings
 from tuiagent.errors import ConfigError
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
-from tuiagent.ui.widgets.chat import AnswerView, NoticeView, ToolCallView, UserMessageView
+from tuiagent.ui.widgets.answer import AnswerView
+from tuiagent.ui.widgets.chat import NoticeView, ToolCallView, UserMessageView
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
 
@@ -372,3 +373,28 @@ async def test_resume_reopens_a_run(make_app: MakeApp, log_dir: Path) -> None:
         await send(pilot, "Read notes.txt")
         await idle(pilot)
         assert "alpha" in answers(second)
+
+
+async def test_a_long_streamed_answer_is_kept_whole_across_its_frozen_pieces(
+    make_app: MakeApp,
+) -> None:
+    from tuiagent.ui.widgets.answer import SPLIT_AT_CHARS, FrozenAnswer
+
+    paragraph = "Every token the model reads is paid for, so the panel shows it.\n\n"
+    fence = "```text\n" + "a line of code\n\n" * 40 + "```\n\n"
+    text = paragraph * 60 + fence + paragraph * 60 + "The end, mid-paragraph"
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        for i, word in enumerate(text.split(" ")):  # as the stream hands them over
+            app.main.feed(word + " ")
+            if i % 150 == 0:
+                await pilot.pause(0.06)  # a frame or more: a part of it goes on screen
+        await app.main.close_answer()
+        await pilot.pause()
+        frozen = list(app.main.query(FrozenAnswer))
+        assert len(frozen) >= 2  # the answer went on in pieces, never one huge widget
+        shown = "".join(f.text for f in frozen) + answers(app)
+        assert shown.split() == text.split()  # every word, in order
+        assert all(f.text.count("```") % 2 == 0 for f in frozen)  # no fence cut in two
+        assert all(len(f.text) < 3 * SPLIT_AT_CHARS for f in frozen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -24,14 +25,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker
 
-from tuiagent.agent.events import AttemptFailed, Halted, TurnFinished
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
-from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
 from tuiagent.ui.screens.main import MainScreen
 from tuiagent.ui.themes import (
     DEFAULT_THEME,
@@ -41,7 +40,6 @@ from tuiagent.ui.themes import (
     write_state,
 )
 from tuiagent.ui.widgets.chat import ChatInput
-from tuiagent.ui.widgets.tools import ToolResultsPanel
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
@@ -118,25 +116,40 @@ class TuiagentApp(App[int]):
         self.turn_worker: Worker[None] | None = None
         self.finished = False
         self.main = MainScreen(clock=clock, saved_by=self._saved_by, on_ready=self._screen_ready)
+        self._theme_problems: list[str] = []
+        self._load_themes()
 
     # --- start -------------------------------------------------------------------
 
     def get_default_screen(self) -> Screen[Any]:
         return self.main
 
-    def on_mount(self) -> None:
-        themes, problems = load_themes([builtin_themes_dir(), self.themes_dir])
+    def _load_themes(self) -> None:
+        """Register the themes and pick one before the stylesheet is first built: a theme
+        set after mount would rebuild and reapply every style before the first frame."""
+        themes, self._theme_problems = load_themes([builtin_themes_dir(), self.themes_dir])
         for theme in themes:
             self.register_theme(theme)
         wanted = read_state(self.state_path).get("theme")
-        if wanted in self.available_themes:
-            self.theme = wanted
-        elif DEFAULT_THEME in self.available_themes:
-            self.theme = DEFAULT_THEME
+        name = wanted if wanted in self.available_themes else DEFAULT_THEME
+        if name in self.available_themes:
+            # What the theme watcher does, minus the stylesheet rebuild it schedules: the
+            # stylesheet is first built with this theme anyway.
+            self.set_reactive(TuiagentApp.theme, name)
+            dark = self.current_theme.dark
+            self.update_classes(
+                {f"-theme-{name}": True, "-dark-mode": dark, "-light-mode": not dark},
+                update=False,
+            )
+            self._refresh_truecolor_filter(self.ansi_theme)
+            self.stylesheet.set_variables(self.get_css_variables())
+
+    def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
-        for problem in problems:
+        for problem in self._theme_problems:
             self.notify(problem, severity="warning")
-        self.set_keymap(self.settings.keymap)
+        if self.settings.keymap:  # each bindings change recomposes the footer
+            self.set_keymap(self.settings.keymap)
 
     def _screen_ready(self) -> None:
         self.main.set_tier(self.settings.tier)
@@ -178,6 +191,9 @@ class TuiagentApp(App[int]):
     def _session_opened(self, message: SessionOpened) -> None:
         from tuiagent.llm.offline import OFFLINE_NOTICE
 
+        # The SDK and the app are loaded and live as long as the app: move them out of the
+        # collector's way, so a collection while an answer streams scans only what is new.
+        gc.freeze()
         session = self.session = message.session
         agent = session.agent
         agent.approve = self.ask_approval
@@ -246,11 +262,16 @@ class TuiagentApp(App[int]):
 
     @work(exclusive=True, group="agent", exit_on_error=False)
     async def run_turn(self, text: str) -> None:
+        from tuiagent.agent.events import AnswerDelta, AttemptFailed, Halted, TurnFinished
+
         agent = self.agent
         assert agent is not None
         screen = self.main
         try:
             async for event in agent.send(text):
+                if isinstance(event, AnswerDelta):
+                    screen.feed(event.text)  # shown within a frame; never awaited per token
+                    continue
                 await screen.apply(event)
                 if isinstance(event, TurnFinished | AttemptFailed | Halted):
                     self._update_gauge()
@@ -283,12 +304,16 @@ class TuiagentApp(App[int]):
             if not answer.done():
                 answer.set_result(bool(result))
 
+        from tuiagent.ui.screens.dialogs import ApproveScreen
+
         self.push_screen(ApproveScreen(name, arguments), callback=settle)
         return await answer
 
     # --- the money -----------------------------------------------------------------
 
     def _update_gauge(self) -> None:
+        if not self.main.ready:
+            return  # the gauge shows the settings when it mounts
         gauge = self.main.gauge
         agent = self.agent
         if agent is None:
@@ -474,8 +499,12 @@ class TuiagentApp(App[int]):
 
     @on(OpenToolResult)
     def _open_tool_result(self, message: OpenToolResult) -> None:
+        from tuiagent.ui.widgets.tools import ToolResultsPanel
+
         results = self.main.query_one(ToolResultsPanel).results
         if 0 <= message.index < len(results):
+            from tuiagent.ui.screens.dialogs import ViewerScreen
+
             self.push_screen(ViewerScreen(results[message.index]))
 
     def _show_history(self, history: list[dict[str, Any]]) -> None:

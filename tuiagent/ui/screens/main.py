@@ -2,34 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tuiagent.agent.events import (
-    AnswerDelta,
-    AttemptFailed,
-    CacheStateChanged,
-    Event,
-    Halted,
-    Notice,
-    ToolCallStarted,
-    ToolFinished,
-    TurnFinished,
-    TurnStarted,
-)
-from tuiagent.ui.widgets.cache import CachePanel
-from tuiagent.ui.widgets.chat import AnswerView, ChatInput, ChatLog
-from tuiagent.ui.widgets.gauge import BudgetGauge
-from tuiagent.ui.widgets.router import RouterPanel
-from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
-from tuiagent.ui.widgets.turns import TurnsTable
+from tuiagent.ui.widgets.chat import ChatInput, ChatLog
+
+# The money panels and the agent's events load after the first frame (mount_panels, apply):
+# the first frame waits for neither.
+if TYPE_CHECKING:
+    from tuiagent.agent.events import Event
+    from tuiagent.ui.widgets.answer import AnswerView
+    from tuiagent.ui.widgets.gauge import BudgetGauge
+
+
+class KeysFooter(Footer):
+    """Textual's footer, rebuilt once per refresh however many times the bindings change
+    before it (on start they change several times, and each rebuild restyles every key)."""
+
+    _rebuild_due = False
+
+    def bindings_changed(self, screen: Screen[Any]) -> None:
+        self._bindings_ready = True
+        if not screen.app.app_focus or self._rebuild_due:
+            return
+        if self.is_attached and screen is self.screen:
+            self._rebuild_due = True
+            self.call_after_refresh(self._rebuild)
+
+    async def _rebuild(self) -> None:
+        self._rebuild_due = False
+        await self.recompose()
+
+
+# How long streamed text may wait to be shown: text appears 15 times a second, and each
+# time costs a layout pass, which typed keys would otherwise queue behind.
+FRAME_SECONDS = 1 / 15
 
 
 class MainScreen(Screen[None]):
@@ -49,27 +64,48 @@ class MainScreen(Screen[None]):
         self.clock = clock
         self.saved_by = saved_by
         self.answer: AnswerView | None = None
+        self.ready = False  # the panels are mounted
+        self._pending: list[str] = []  # answer text not yet on screen
+        self._flush_due = False
+        self._answer_lock = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
+        # The first frame holds what a user reads and types into; the money panels mount
+        # right after it (mount_panels), so the frame never waits for them.
         with Horizontal(id="topbar"):
             yield Static("tuiagent", id="title")
             yield Static("", id="offline-badge")
             yield Static("tier auto", id="tier-label")
             yield Static("starting…", id="status")
-        yield BudgetGauge(id="gauge")
         with Horizontal(id="body"):
             with Vertical(id="chat-column"):
                 yield ChatLog(id="chat")
                 yield ChatInput(id="input")
-            with Vertical(id="side"):
-                yield RouterPanel(id="router")
-                yield CachePanel(id="cache", clock=self.clock, saved_by=self.saved_by)
-                yield ToolResultsPanel(id="tools")
-        yield TurnsTable(id="turns")
-        yield Footer()
+            yield Vertical(id="side")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(ChatInput).focus()
+        # After the frame that shows the footer's keys (the footer fills in after a refresh).
+        self.call_after_refresh(self.call_after_refresh, self.mount_panels)
+
+    async def mount_panels(self) -> None:
+        from tuiagent.ui.widgets.cache import CachePanel
+        from tuiagent.ui.widgets.gauge import BudgetGauge
+        from tuiagent.ui.widgets.router import RouterPanel
+        from tuiagent.ui.widgets.tools import ToolResultsPanel
+        from tuiagent.ui.widgets.turns import TurnsTable
+
+        await self.mount(BudgetGauge(id="gauge"), after="#topbar")
+        await self.query_one("#side").mount_all(
+            [
+                RouterPanel(id="router"),
+                CachePanel(id="cache", clock=self.clock, saved_by=self.saved_by),
+                ToolResultsPanel(id="tools"),
+            ]
+        )
+        await self.mount(TurnsTable(id="turns"), before=self.query_one(Footer))
+        self.ready = True
         if self.on_ready is not None:
             self.on_ready()
 
@@ -81,6 +117,8 @@ class MainScreen(Screen[None]):
 
     @property
     def gauge(self) -> BudgetGauge:
+        from tuiagent.ui.widgets.gauge import BudgetGauge
+
         return self.query_one(BudgetGauge)
 
     @property
@@ -94,7 +132,10 @@ class MainScreen(Screen[None]):
 
     def set_tier(self, tier: str) -> None:
         self.query_one("#tier-label", Static).update(f"tier {tier}")
-        self.query_one(RouterPanel).tier = tier
+        from tuiagent.ui.widgets.router import RouterPanel
+
+        for panel in self.query(RouterPanel):  # none before the panels mount
+            panel.tier = tier
 
     def set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
@@ -103,14 +144,23 @@ class MainScreen(Screen[None]):
 
     async def apply(self, event: Event) -> None:
         """Show one agent event. Called by the app's agent worker for each event."""
+        from tuiagent.agent.events import (
+            AnswerDelta,
+            AttemptFailed,
+            CacheStateChanged,
+            Halted,
+            Notice,
+            ToolCallStarted,
+            ToolFinished,
+            TurnFinished,
+            TurnStarted,
+        )
+        from tuiagent.ui.widgets.cache import CachePanel
+        from tuiagent.ui.widgets.router import RouterPanel
+        from tuiagent.ui.widgets.turns import TurnsTable
+
         if isinstance(event, AnswerDelta):
-            if self.answer is None:
-                self.answer = self.chat.add_answer()
-            elif self.answer.full():
-                await self.answer.close()
-                await self.chat.freeze(self.answer)
-                self.answer = self.chat.add_answer(continued=True)
-            await self.answer.write(event.text)
+            self.feed(event.text)
         elif isinstance(event, TurnStarted):
             await self.close_answer()
             self.query_one(RouterPanel).routed(
@@ -148,17 +198,55 @@ class MainScreen(Screen[None]):
                     event.text, severity="error" if event.level == "error" else "warning"
                 )
 
+    def feed(self, text: str) -> None:
+        """Take streamed answer text without waiting for the screen. What arrives within a
+        frame goes to the Markdown stream as one append: the app never pays a parse and a
+        layout pass per token, and keys stay quick however fast the answer comes."""
+        self._pending.append(text)
+        if not self._flush_due:
+            self._flush_due = True
+            self.set_timer(FRAME_SECONDS, self.flush_answer)
+
+    async def flush_answer(self) -> None:
+        """Put the gathered answer text on screen. Past SPLIT_AT_CHARS the live part ends at
+        a paragraph break and becomes one plain widget; the rest goes on in a new part."""
+        async with self._answer_lock:
+            self._flush_due = False
+            text = "".join(self._pending)
+            self._pending.clear()
+            if not text:
+                return
+            if self.answer is None:
+                self.answer = await self.chat.open_answer()
+            cut = self.answer.cut(text)
+            if cut is not None:
+                part = self.answer
+                await part.close()
+                await self.chat.freeze(part, part.text + text[:cut])
+                self.answer = await self.chat.open_answer(continued=True)
+                text = text[cut:]
+            if text:
+                await self.answer.write(text)
+
     async def close_answer(self) -> None:
-        if self.answer is not None:
-            await self.answer.close()
-            self.answer = None
+        await self.flush_answer()
+        async with self._answer_lock:
+            if self.answer is not None:
+                await self.answer.close()
+                self.answer = None
 
     def turn_finished(self, record: dict[str, Any]) -> None:
+        from tuiagent.ui.widgets.cache import CachePanel
+        from tuiagent.ui.widgets.router import RouterPanel
+        from tuiagent.ui.widgets.turns import TurnsTable
+
         self.query_one(TurnsTable).add_turn(record)
         self.query_one(CachePanel).add_turn(record)
         self.query_one(RouterPanel).add_turn(record)
 
     def tool_finished(self, record: dict[str, Any], output: str, original: str) -> None:
+        from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
+
         result = ToolResult(record, output, original or output)
         self.query_one(ToolResultsPanel).add_result(result)
         view = self.chat.tool_views.get(str(record.get("tool_use_id")))
@@ -170,4 +258,5 @@ class MainScreen(Screen[None]):
 
     def clear_view(self) -> None:
         self.answer = None
+        self._pending.clear()
         self.chat.clear_chat()

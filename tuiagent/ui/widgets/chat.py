@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.markdown import Markdown as RichMarkdown
 from textual import events
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Collapsible, Markdown, Static, TextArea
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Collapsible, Static, TextArea
 
 from tuiagent.ui.format import tokens
+
+if TYPE_CHECKING:
+    from tuiagent.ui.widgets.answer import AnswerView
 
 # Widgets kept on screen. Textual's layout pass grows with what is mounted, so older
 # messages leave the screen (they stay in the run log and the transcript).
@@ -27,49 +28,6 @@ class UserMessageView(Static):
 
 
 class NoticeView(Static):
-    pass
-
-
-# A streaming answer continues in a new Markdown widget past this many characters (at a
-# paragraph break outside a code fence): appending to one huge Markdown document costs
-# more with every block it holds, so a 20,000-token answer would slow to a crawl.
-SPLIT_AT_CHARS = 3_000
-
-
-class AnswerView(Markdown):
-    """One answer (or a part of a long one), appended to as it streams."""
-
-    def __init__(self, text: str = "", *, continued: bool = False) -> None:
-        super().__init__(text, classes="-continued" if continued else None)
-        self._stream: MarkdownStream | None = None
-        self._written: list[str] = []
-        self._length = 0
-
-    async def write(self, fragment: str) -> None:
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self)
-        self._written.append(fragment)
-        self._length += len(fragment)
-        await self._stream.write(fragment)
-
-    @property
-    def text(self) -> str:
-        return "".join(self._written)
-
-    def full(self) -> bool:
-        """Long enough to go on in a new widget, and at a clean place to cut."""
-        if self._length < SPLIT_AT_CHARS or not self._written[-1].endswith("\n\n"):
-            return False
-        text = "".join(self._written)
-        return text.count("```") % 2 == 0 and text.count("~~~") % 2 == 0
-
-    async def close(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
-
-
-class FrozenAnswer(Static):
     pass
 
 
@@ -143,11 +101,14 @@ class ChatLog(VerticalScroll):
             else ""
         )
 
-    async def freeze(self, part: AnswerView) -> None:
-        """A finished part of a long answer becomes one widget with no children: the
-        layout pass then costs one widget for it, not one per Markdown block."""
-        frozen = FrozenAnswer(RichMarkdown(part.text))
-        await self.mount(frozen, before=part)
+    async def freeze(self, part: AnswerView, text: str) -> None:
+        """A finished part of a long answer becomes plain widgets with no children, each of
+        about SPLIT_AT_CHARS: the layout pass then costs one widget per piece, not one per
+        Markdown block, and a frame renders only the pieces in view."""
+        from tuiagent.ui.widgets.answer import frozen_pieces
+
+        frozen = frozen_pieces(text)
+        await self.mount_all(frozen, before=part)
         await part.remove()
 
     def add_user(self, text: str) -> UserMessageView:
@@ -156,8 +117,21 @@ class ChatLog(VerticalScroll):
         return view
 
     def add_answer(self, text: str = "", *, continued: bool = False) -> AnswerView:
+        # Markdown (and markdown-it) load with the first answer, not before the first frame.
+        from tuiagent.ui.widgets.answer import AnswerView
+
         view = AnswerView(text, continued=continued)
         self._add(view)
+        return view
+
+    async def open_answer(self, *, continued: bool = False) -> AnswerView:
+        """A new answer to stream into, once mounted: Markdown resets its text on mount, so
+        text appended before that would be lost."""
+        from tuiagent.ui.widgets.answer import AnswerView
+
+        view = AnswerView(continued=continued)
+        await self.mount(view)
+        self._trim()
         return view
 
     def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolCallView:

@@ -1,0 +1,97 @@
+"""Answers: streamed as Markdown, and the finished pieces of long ones as plain widgets.
+
+Imported with the first answer: Markdown and markdown-it are not needed for the first frame.
+"""
+
+from __future__ import annotations
+
+from rich.markdown import Markdown as RichMarkdown
+from textual.geometry import Size
+from textual.widgets import Markdown, Static
+
+# A streaming answer continues in a new part past this many characters (at a paragraph
+# break outside a code fence): the finished part becomes one plain widget (FrozenAnswer), so
+# the live Markdown widget, whose blocks the layout pass walks, stays small however long the
+# answer grows.
+SPLIT_AT_CHARS = 3_000
+
+
+def _fences_closed(text: str) -> bool:
+    return text.count("```") % 2 == 0 and text.count("~~~") % 2 == 0
+
+
+def _pieces(text: str) -> list[str]:
+    """Text cut at paragraph breaks outside code fences into pieces of about SPLIT_AT_CHARS."""
+    pieces: list[str] = []
+    start = 0
+    while len(text) - start > SPLIT_AT_CHARS:
+        at = text.find("\n\n", start + SPLIT_AT_CHARS)
+        while at >= 0 and not _fences_closed(text[start : at + 2]):
+            at = text.find("\n\n", at + 2)
+        if at < 0:
+            break
+        pieces.append(text[start : at + 2])
+        start = at + 2
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
+class AnswerView(Markdown):
+    """One answer (or the live part of a long one), appended to as it streams."""
+
+    def __init__(self, text: str = "", *, continued: bool = False) -> None:
+        super().__init__(text, classes="-continued" if continued else None)
+        self._written: list[str] = []
+        self._length = 0
+
+    async def write(self, fragment: str) -> None:
+        """Append a fragment: what gathered since the last frame (the screen coalesces the
+        deltas). Markdown.append parses only from the last block on; awaiting it keeps the
+        appends in order (MarkdownStream.stop would let a last append race one in flight)."""
+        self._written.append(fragment)
+        self._length += len(fragment)
+        await self.append(fragment)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._written)
+
+    def cut(self, more: str) -> int | None:
+        """Where to end this part if `more` came next: the number of characters of `more`
+        that still belong to it (up to the last paragraph break outside a code fence), or
+        None while the part is short enough or `more` holds no clean place to cut."""
+        if self._length + len(more) < SPLIT_AT_CHARS:
+            return None
+        text = self.text
+        at = more.rfind("\n\n")
+        while at >= 0:
+            if _fences_closed(text + more[: at + 2]):
+                return at + 2
+            at = more.rfind("\n\n", 0, at)
+        return None
+
+    async def close(self) -> None:
+        """Wait for the last append to be on screen."""
+        async with self.lock:
+            pass
+
+
+class FrozenAnswer(Static):
+    """A finished piece of a long answer. Its text never changes, so its height is measured
+    once per width: Textual drops its own measure on every layout refresh, and measuring
+    means rendering the whole piece."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(RichMarkdown(text))
+        self.text = text
+        self._height = (-1, 0)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        if self._height[0] != width:
+            self._height = (width, super().get_content_height(container, viewport, width))
+        return self._height[1]
+
+
+def frozen_pieces(text: str) -> list[FrozenAnswer]:
+    return [FrozenAnswer(piece) for piece in _pieces(text)]
