@@ -22,6 +22,7 @@ KEYMAP_IDS = {
     "cycle_tier": "cycle the tier auto -> fast -> balanced -> deep",
     "interrupt": "stop the running turn",
     "toggle_panels": "show or hide the side panels",
+    "report": "open the cost report of the recent runs",
     "quit": "quit",
 }
 

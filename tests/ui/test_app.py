@@ -398,3 +398,23 @@ async def test_a_long_streamed_answer_is_kept_whole_across_its_frozen_pieces(
         assert shown.split() == text.split()  # every word, in order
         assert all(f.text.count("```") % 2 == 0 for f in frozen)  # no fence cut in two
         assert all(len(f.text) < 3 * SPLIT_AT_CHARS for f in frozen)
+
+
+async def test_f8_opens_the_report_of_this_session(make_app: MakeApp) -> None:
+    from tuiagent.ui.screens.report import ReportScreen
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        await pilot.press("f8")
+        await pilot.pause()
+        assert isinstance(app.screen, ReportScreen)
+        runs = [r.run_id for r in app.screen.report.runs]
+        assert agent.state.run_id in runs
+        assert app.screen.report.total_cost == agent.ledger.spent
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ReportScreen)

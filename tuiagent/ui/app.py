@@ -58,6 +58,10 @@ SLASH_HELP = {
 }
 
 
+REPORT_RUNS = 20  # the report screen covers this many recent runs
+KEEP_WARM_TICK_S = 15.0  # how often an idle app lets the agent weigh a cache refresh
+
+
 class TuiagentApp(App[int]):
     CSS_PATH = ["app.tcss", "screens/main.tcss"]  # noqa: RUF012
     TITLE = "tuiagent"
@@ -85,6 +89,7 @@ class TuiagentApp(App[int]):
             tooltip=KEYMAP_IDS["toggle_panels"],
             priority=True,
         ),
+        Binding("f8", "report", "Report", id="report", tooltip=KEYMAP_IDS["report"], priority=True),
         Binding("ctrl+q", "quit", "Quit", id="quit", tooltip=KEYMAP_IDS["quit"], priority=True),
     ]
 
@@ -115,7 +120,7 @@ class TuiagentApp(App[int]):
         self.queue: list[str] = []
         self.turn_worker: Worker[None] | None = None
         self.finished = False
-        self.main = MainScreen(clock=clock, saved_by=self._saved_by, on_ready=self._screen_ready)
+        self.main = MainScreen(clock=clock, on_ready=self._screen_ready)
         self._theme_problems: list[str] = []
         self._load_themes()
 
@@ -152,6 +157,8 @@ class TuiagentApp(App[int]):
             self.set_keymap(self.settings.keymap)
 
     def _screen_ready(self) -> None:
+        if self.settings.keep_warm:
+            self.set_interval(KEEP_WARM_TICK_S, self._keep_warm_tick)
         self.main.set_tier(self.settings.tier)
         self.main.gauge.cap = self.settings.max_cost_usd
         # After the first frame is on the terminal: the SDK import would contend with it.
@@ -324,26 +331,6 @@ class TuiagentApp(App[int]):
         if not self.at_cap():
             gauge.halted = None
 
-    def _saved_by(self, record: dict[str, Any]) -> Decimal | None:
-        """Until the turn record says what the cache saved: its tokens at the input price
-        minus what they cost as cache reads and writes, priced by the run's own Pricer."""
-        agent = self.agent
-        if agent is None:
-            return None
-        from tuiagent.llm.usage import TokenUsage
-
-        read = int(record.get("cache_read_input_tokens") or 0)
-        write = int(record.get("cache_creation_input_tokens") or 0)
-        if not read and not write:
-            return Decimal(0)
-        model = str(record.get("model"))
-        uncached = agent.pricer.price(model, TokenUsage(input_tokens=read + write)).total
-        breakdown = record.get("cost_breakdown_usd") or {}
-        paid = Decimal(str(breakdown.get("cache_read", 0))) + Decimal(
-            str(breakdown.get("cache_write", 0))
-        )
-        return uncached - paid
-
     def set_cap(self, amount: Decimal) -> None:
         agent = self.agent
         if agent is None:
@@ -390,6 +377,32 @@ class TuiagentApp(App[int]):
     def action_toggle_panels(self) -> None:
         self.main.toggle_class("-panels-hidden")
 
+    def action_report(self) -> None:
+        """The report screen over the recent runs of this log dir (this session included)."""
+        from tuiagent.cost.report import build_report
+        from tuiagent.ui.screens.report import ReportScreen
+
+        log_dir = self.settings.log_dir or default_log_dir()
+        try:
+            report = build_report(log_dir, last=REPORT_RUNS, top=10)
+        except TuiagentError as exc:
+            self.notify(str(exc), title="Report", severity="warning")
+            return
+        self.push_screen(ReportScreen(report))
+
+    def _keep_warm_tick(self) -> None:
+        """Idle: the agent decides whether refreshing the cache before it expires pays."""
+        if self.agent is not None and not self.busy and self.settings.keep_warm:
+            self.run_keep_warm()
+
+    @work(exclusive=True, group="agent", exit_on_error=False)
+    async def run_keep_warm(self) -> None:
+        agent = self.agent
+        assert agent is not None
+        async for event in agent.keep_warm():
+            await self.main.apply(event)
+        self._update_gauge()
+
     async def action_quit(self) -> None:
         if self.busy and self.turn_worker is not None:
             self.turn_worker.cancel()
@@ -417,6 +430,7 @@ class TuiagentApp(App[int]):
         yield SystemCommand("Stop the turn", KEYMAP_IDS["interrupt"], self.action_interrupt)
         yield SystemCommand("Toggle panels", KEYMAP_IDS["toggle_panels"], self.action_toggle_panels)
         yield SystemCommand("Show the system prompt", "/system", self.show_system)
+        yield SystemCommand("Cost report", KEYMAP_IDS["report"], self.action_report)
 
     # --- slash commands ------------------------------------------------------------
 

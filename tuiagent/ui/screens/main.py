@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -56,13 +55,11 @@ class MainScreen(Screen[None]):
         self,
         *,
         clock: Callable[[], float] = time.time,
-        saved_by: Callable[[dict[str, Any]], Decimal | None] | None = None,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.on_ready = on_ready
         self.clock = clock
-        self.saved_by = saved_by
         self.answer: AnswerView | None = None
         self.ready = False  # the panels are mounted
         self._pending: list[str] = []  # answer text not yet on screen
@@ -100,7 +97,7 @@ class MainScreen(Screen[None]):
         await self.query_one("#side").mount_all(
             [
                 RouterPanel(id="router"),
-                CachePanel(id="cache", clock=self.clock, saved_by=self.saved_by),
+                CachePanel(id="cache", clock=self.clock),
                 ToolResultsPanel(id="tools"),
             ]
         )

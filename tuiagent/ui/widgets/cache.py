@@ -13,8 +13,6 @@ from textual.widgets import Static
 from tuiagent.agent.events import CacheStateChanged
 from tuiagent.ui.format import money, tokens
 
-FIVE_MINUTES, ONE_HOUR = 300.0, 3600.0
-
 
 @dataclass
 class ModelCache:
@@ -23,19 +21,18 @@ class ModelCache:
 
 
 class CachePanel(Static):
-    """Fed by turn records (always) and CacheStateChanged events (exact, when emitted)."""
+    """Hit rate, savings and the last miss from turn records; each model's cached prefix and
+    its countdown from the agent's CacheStateChanged events."""
 
     def __init__(
         self,
         *,
         clock: Callable[[], float] = time.time,
-        saved_by: Callable[[dict[str, Any]], Decimal | None] | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
         self.border_title = "Cache"
         self.clock = clock
-        self.saved_by = saved_by
         self.models: dict[str, ModelCache] = {}
         self.read_tokens = 0
         self.input_tokens = 0
@@ -47,33 +44,16 @@ class CachePanel(Static):
         self._render_panel()
 
     def add_turn(self, record: dict[str, Any]) -> None:
-        model = str(record.get("model", ""))
+        """Totals from the turn record; the agent says why a call missed the cache."""
         read = int(record.get("cache_read_input_tokens") or 0)
         write = int(record.get("cache_creation_input_tokens") or 0)
         self.read_tokens += read
         self.input_tokens += read + write + int(record.get("input_tokens") or 0)
-        saved = record.get("saved_by_cache_usd")
-        if saved is not None:
-            self.saved += Decimal(str(saved))
-        elif self.saved_by is not None:
-            self.saved += self.saved_by(record) or Decimal(0)
-        now = self.clock()
-        known = self.models.get(model)
-        if read == 0:
-            reason = record.get("cache_miss_reason")
-            if reason is None:
-                if known is None:
-                    reason = "cold: first call to this model"
-                elif known.expires_at is not None and known.expires_at < now:
-                    reason = "expired"
-                else:
-                    reason = "nothing cacheable matched"
-            self.last_miss = f"turn {record.get('turn')} {_short(model)}: {reason}"
-        state = self.models.setdefault(model, ModelCache())
-        if read or write:
-            state.prefix_tokens = read + write
-            ttl = ONE_HOUR if record.get("cache_creation_1h_input_tokens") else FIVE_MINUTES
-            state.expires_at = now + ttl
+        self.saved += Decimal(str(record.get("saved_by_cache_usd") or 0))
+        reason = record.get("cache_miss_reason")
+        if reason:
+            model = _short(str(record.get("model", "")))
+            self.last_miss = f"turn {record.get('turn')} {model}: {reason.replace('_', ' ')}"
         self._render_panel()
 
     def set_state(self, event: CacheStateChanged) -> None:
@@ -81,8 +61,6 @@ class CachePanel(Static):
         state = self.models.setdefault(event.model, ModelCache())
         state.prefix_tokens = event.cached_prefix_tokens
         state.expires_at = event.expires_at
-        if event.miss_reason:
-            self.last_miss = f"{_short(event.model)}: {event.miss_reason}"
         self._render_panel()
 
     def clear_cache_view(self) -> None:
