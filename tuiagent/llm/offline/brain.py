@@ -243,7 +243,7 @@ def _content_facts(result: str) -> str:
     if value is not None:
         return describe_json(value)
     lines = len(result.splitlines())
-    return f"{_first_line(result)} ({lines} lines seen)"
+    return f"{_first_line(result)} ({lines} line{'' if lines == 1 else 's'} seen)"
 
 
 def _describe(call: PlannedCall, result: str, is_error: bool, request: str) -> str:
