@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,34 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def log_dir(tmp_path: Path) -> Path:
     return tmp_path / "logs"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """This process's environment without ANTHROPIC_* (no key, no base URL), plus `extra`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    return {**base, **extra}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`tuiagent ARGS` in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "tuiagent", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(**(env or {})),
+        timeout=120,
+    )
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """`tuiagent ARGS` started in the background, to be signalled by the test."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tuiagent", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
 
 
 def offline_session(workspace: Path, log_dir: Path, **overrides: Any) -> Session:

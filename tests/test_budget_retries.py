@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import collect
+from tests.conftest import collect, run_cli, start_cli
 from tests.loopback import (
     API_ERROR,
     AUTH_ERROR,
@@ -164,17 +161,6 @@ async def test_slow_stream_completes_with_ttft(
     assert not [e for e in events if isinstance(e, AttemptFailed)]
 
 
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    return subprocess.run(
-        [sys.executable, "-m", "tuiagent", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **env},
-        timeout=120,
-    )
-
-
 def test_bad_key_is_one_line_exit_1_not_retried(workspace: Path, log_dir: Path) -> None:
     with LoopbackAPI() as api:
         api.count_faults.extend([status(401, AUTH_ERROR)] * 3)
@@ -228,26 +214,16 @@ def test_cap_holds_against_greedy_answers(workspace: Path, log_dir: Path) -> Non
 def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "slow.toml"
     cfg.write_text("offline_tokens_per_second = 200\nmax_tokens = 400\n")
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tuiagent",
-            "run",
-            "What do notes.txt and README.md and data.csv say?",
-            "--offline",
-            "--config",
-            str(cfg),
-            "--workspace",
-            str(workspace),
-            "--log-dir",
-            str(log_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=base,
+    proc = start_cli(
+        "run",
+        "What do notes.txt and README.md and data.csv say?",
+        "--offline",
+        "--config",
+        str(cfg),
+        "--workspace",
+        str(workspace),
+        "--log-dir",
+        str(log_dir),
     )
     deadline = time.monotonic() + 60
     log: Path | None = None
@@ -272,26 +248,16 @@ def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: 
 def test_ctrl_c_writes_run_end(workspace: Path, log_dir: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "slow.toml"
     cfg.write_text("offline_tokens_per_second = 50\n")
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tuiagent",
-            "run",
-            "What do notes.txt and README.md say?",
-            "--offline",
-            "--config",
-            str(cfg),
-            "--workspace",
-            str(workspace),
-            "--log-dir",
-            str(log_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=base,
+    proc = start_cli(
+        "run",
+        "What do notes.txt and README.md say?",
+        "--offline",
+        "--config",
+        str(cfg),
+        "--workspace",
+        str(workspace),
+        "--log-dir",
+        str(log_dir),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

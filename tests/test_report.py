@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import collect, offline_session
-from tests.test_cli import run_cli
+from tests.conftest import collect, offline_session, run_cli
 from tuiagent.agent.replay import replay_turn
 from tuiagent.agent.transcript import load_messages
 from tuiagent.config import Settings
