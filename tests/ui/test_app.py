@@ -400,6 +400,40 @@ async def test_a_long_streamed_answer_is_kept_whole_across_its_frozen_pieces(
         assert all(len(f.text) < 3 * SPLIT_AT_CHARS for f in frozen)
 
 
+async def test_frozen_pieces_out_of_view_are_drawn_as_markdown_when_scrolled_to(
+    make_app: MakeApp,
+) -> None:
+    from tuiagent.ui.widgets.answer import FrozenAnswer
+
+    paragraph = "Every token the model reads is **paid for**, so the panel shows it.\n\n"
+    text = "# The first heading\n\n" + paragraph * 300 + "The end."
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.main.feed(text)  # a long answer at once, as a fast stream hands it over
+        await app.main.close_answer()
+        await pilot.pause()
+        chat = app.main.chat
+        frozen = list(app.main.query(FrozenAnswer))
+        assert len(frozen) >= 4
+        assert not frozen[0].measured  # out of view: never parsed nor rendered
+        assert frozen[-1].measured  # in view at the end of the chat
+        assert "The end." in screen_text(app)
+        chat.scroll_home(animate=False)
+        await until(pilot, lambda: frozen[0].measured, "the first piece was drawn")
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "The first heading" in shown and "paid for, so" in shown  # Markdown: no ** or #
+        assert "**" not in shown and "# The" not in shown
+        chat.scroll_end(animate=False)
+        await pilot.pause()
+        assert "The end." in screen_text(app)
+
+
+def screen_text(app: TuiagentApp) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
 async def test_f8_opens_the_report_of_this_session(make_app: MakeApp) -> None:
     from tuiagent.ui.screens.report import ReportScreen
 

@@ -6,7 +6,9 @@ Imported with the first answer: Markdown and markdown-it are not needed for the 
 from __future__ import annotations
 
 from rich.markdown import Markdown as RichMarkdown
-from textual.geometry import Size
+from textual.app import RenderResult
+from textual.geometry import Region, Size
+from textual.strip import Strip
 from textual.widgets import Markdown, Static
 
 # A streaming answer continues in a new part past this many characters (at a paragraph
@@ -78,19 +80,77 @@ class AnswerView(Markdown):
 
 
 class FrozenAnswer(Static):
-    """A finished piece of a long answer. Its text never changes, so its height is measured
-    once per width: Textual drops its own measure on every layout refresh, and measuring
-    means rendering the whole piece."""
+    """A finished piece of a long answer, rendered as Markdown when it first comes into view.
 
-    def __init__(self, text: str) -> None:
-        super().__init__(RichMarkdown(text))
+    Until then its height is estimated from its text (no parse, no render), so freezing a
+    long answer costs the pieces in view, not all of them. The first time the compositor
+    draws it (it scrolled into view, or was `measured` on freezing), the Markdown is parsed
+    and the height measured exactly, once per width: Textual drops its own measure on every
+    layout refresh, and measuring means rendering the whole piece.
+    """
+
+    def __init__(self, text: str, *, measured: bool = False) -> None:
+        super().__init__()
         self.text = text
+        self.measured = measured  # exact height (the Markdown rendered) rather than estimated
+        self._markdown: RichMarkdown | None = None
         self._height = (-1, 0)
+
+    def render(self) -> RenderResult:
+        if self._markdown is None:
+            self._markdown = RichMarkdown(self.text)
+        return self._markdown
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        if not self.measured:  # in view for the first time: measure it from now on
+            self.measured = True
+            self._height = (-1, 0)
+            self.call_later(self.refresh, layout=True)
+        return super().render_lines(crop)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if self._height[0] != width:
-            self._height = (width, super().get_content_height(container, viewport, width))
+            height = (
+                super().get_content_height(container, viewport, width)
+                if self.measured
+                else estimate_height(self.text, width)
+            )
+            self._height = (width, height)
         return self._height[1]
+
+
+def estimate_height(text: str, width: int) -> int:
+    """Lines the Markdown `text` takes at `width`, without parsing or rendering it: each line
+    of source word-wrapped (list items indented by their bullet), blocks a blank line apart."""
+    width = max(width, 1)
+    lines = 0
+    fenced = False
+    for line in text.strip().splitlines():
+        if line.startswith(("```", "~~~")):
+            fenced = not fenced
+            lines += 1
+            continue
+        if fenced:
+            lines += 1
+            continue
+        if not line.strip():
+            lines += 1
+            continue
+        indent = 3 if line.lstrip().startswith(("- ", "* ", "+ ")) else 0
+        lines += _wrapped(line.lstrip("-*+# "), width - indent)
+    return lines
+
+
+def _wrapped(line: str, width: int) -> int:
+    width = max(width, 1)
+    rows, used = 1, 0
+    for word in line.split():
+        size = len(word)
+        if used and used + 1 + size > width:
+            rows, used = rows + 1, size
+        else:
+            used += size + (1 if used else 0)
+    return rows
 
 
 def frozen_pieces(text: str) -> list[FrozenAnswer]:

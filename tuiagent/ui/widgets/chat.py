@@ -104,10 +104,19 @@ class ChatLog(VerticalScroll):
     async def freeze(self, part: AnswerView, text: str) -> None:
         """A finished part of a long answer becomes plain widgets with no children, each of
         about SPLIT_AT_CHARS: the layout pass then costs one widget per piece, not one per
-        Markdown block, and a frame renders only the pieces in view."""
-        from tuiagent.ui.widgets.answer import frozen_pieces
+        Markdown block, and a frame renders only the pieces in view. The chat stays at its
+        end, so the last pieces are in view: they are measured now, the rest when they come
+        into view (till then their height is estimated)."""
+        from tuiagent.ui.widgets.answer import estimate_height, frozen_pieces
 
         frozen = frozen_pieces(text)
+        view = self.scrollable_content_region
+        rows = view.height
+        for piece in reversed(frozen):
+            if rows <= 0:
+                break
+            piece.measured = True
+            rows -= estimate_height(piece.text, view.width)
         await self.mount_all(frozen, before=part)
         await part.remove()
 
