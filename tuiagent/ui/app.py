@@ -157,6 +157,7 @@ class TuiagentApp(App[int]):
             self.set_keymap(self.settings.keymap)
 
     def _screen_ready(self) -> None:
+        gc.enable()  # run_app held it off till the first frame
         if self.settings.keep_warm:
             self.set_interval(KEEP_WARM_TICK_S, self._keep_warm_tick)
         self.main.set_tier(self.settings.tier)
@@ -583,7 +584,13 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     path = (
         find_resume(settings.log_dir or default_log_dir(), resume) if resume is not None else None
     )
-    app = TuiagentApp(settings, workspace=workspace, offline=offline, resume=path)
-    app.run()
+    # No collections till the first frame is up (_screen_ready): starting makes many objects
+    # and frees few, so a collection then scans them for nothing.
+    gc.disable()
+    try:
+        app = TuiagentApp(settings, workspace=workspace, offline=offline, resume=path)
+        app.run()
+    finally:
+        gc.enable()
     app.finish_run()
     return 0
