@@ -158,7 +158,12 @@ async def _ui_stream(tmp: Path, tokens: int, earlier: int = 0) -> float:
         app.post_message(events.Key("enter", "\r"))
         # The clock stops once the turn is over and the answer's last words are drawn in the
         # chat, as Markdown.
-        while app.busy or app.main.answer is not None or END_WORDS not in _chat_text(app):
+        while (
+            app.turn_worker is None  # the turn has not started yet
+            or app.busy
+            or app.main.answer is not None
+            or END_WORDS not in _chat_text(app)
+        ):
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - t
         app.finish_run()
