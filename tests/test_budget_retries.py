@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -211,12 +212,15 @@ def test_cap_holds_against_greedy_answers(workspace: Path, log_dir: Path) -> Non
     assert any(t["max_tokens"] < t["max_tokens_requested"] for t in turns)  # clamped to fit
 
 
-def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: Path) -> None:
+def start_slow_run(
+    prompt: str, tokens_per_second: int, workspace: Path, log_dir: Path, tmp_path: Path
+) -> subprocess.Popen[str]:
+    """`tuiagent run` on the offline model, streaming slowly enough to be stopped mid-run."""
     cfg = tmp_path / "slow.toml"
-    cfg.write_text("offline_tokens_per_second = 200\nmax_tokens = 400\n")
-    proc = start_cli(
+    cfg.write_text(f"offline_tokens_per_second = {tokens_per_second}\nmax_tokens = 400\n")
+    return start_cli(
         "run",
-        "What do notes.txt and README.md and data.csv say?",
+        prompt,
         "--offline",
         "--config",
         str(cfg),
@@ -225,17 +229,24 @@ def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: 
         "--log-dir",
         str(log_dir),
     )
+
+
+def wait_for_turns(log_dir: Path, turns: int) -> Path | None:
+    """The run log once it holds this many turn records (None after a minute)."""
     deadline = time.monotonic() + 60
-    log: Path | None = None
     while time.monotonic() < deadline:
-        logs = list(log_dir.glob("*.jsonl")) if log_dir.exists() else []
-        if (
-            logs
-            and sum(1 for line in logs[0].read_text().splitlines() if '"type":"turn"' in line) >= 2
-        ):
-            log = logs[0]
-            break
+        for log in log_dir.glob("*.jsonl") if log_dir.exists() else []:
+            if log.read_text().count('"type":"turn"') >= turns:
+                return log
         time.sleep(0.02)
+    return None
+
+
+def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: Path) -> None:
+    proc = start_slow_run(
+        "What do notes.txt and README.md and data.csv say?", 200, workspace, log_dir, tmp_path
+    )
+    log = wait_for_turns(log_dir, 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert log is not None
@@ -246,25 +257,8 @@ def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: 
 
 
 def test_ctrl_c_writes_run_end(workspace: Path, log_dir: Path, tmp_path: Path) -> None:
-    cfg = tmp_path / "slow.toml"
-    cfg.write_text("offline_tokens_per_second = 50\n")
-    proc = start_cli(
-        "run",
-        "What do notes.txt and README.md say?",
-        "--offline",
-        "--config",
-        str(cfg),
-        "--workspace",
-        str(workspace),
-        "--log-dir",
-        str(log_dir),
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        logs = list(log_dir.glob("*.jsonl")) if log_dir.exists() else []
-        if logs and '"type":"turn"' in logs[0].read_text():
-            break
-        time.sleep(0.02)
+    proc = start_slow_run("What do notes.txt and README.md say?", 50, workspace, log_dir, tmp_path)
+    assert wait_for_turns(log_dir, 1) is not None
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
