@@ -93,3 +93,26 @@ def test_bad_flag_is_one_line() -> None:
     proc = run_cli("run", "hi", "--max-turns", "zero")
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "--max-turns" in proc.stderr
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_flags_count_before_or_after_the_subcommand(
+    where: str, workspace: Path, log_dir: Path
+) -> None:
+    flags = [
+        "--max-cost",
+        "0.00001",
+        "--offline",
+        "--workspace",
+        str(workspace),
+        "--log-dir",
+        str(log_dir),
+    ]
+    args = (
+        [*flags, "run", "List the files"]
+        if where == "before"
+        else ["run", "List the files", *flags]
+    )
+    proc = run_cli(*args)
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # the tiny cap halts before any call
+    assert list(log_dir.glob("*.jsonl"))  # and the log went where --log-dir said

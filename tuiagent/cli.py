@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(run)
     _add_report_commands(sub)
+    # A flag may come before or after the subcommand (`tuiagent --max-cost 1 run ...`): the
+    # subcommand's own defaults must not overwrite what was given before it.
+    before = {action.dest for action in parser._actions}
+    for subparser in sub.choices.values():
+        for action in subparser._actions:
+            if action.dest in before and action.dest != "help":
+                action.default = argparse.SUPPRESS
     return parser
 
 
