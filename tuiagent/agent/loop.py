@@ -815,8 +815,3 @@ def _replayable(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [b for b in out if not (b.get("type") == "text" and not b.get("text"))] or [
         {"type": "text", "text": "(no answer)"}
     ]
-
-
-def tool_input_preview(arguments: dict[str, Any], limit: int = 60) -> str:
-    text = json.dumps(arguments, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -34,10 +34,6 @@ class Reservation:
     worst_case_usd: Decimal
     remaining_usd: Decimal
 
-    @property
-    def clamped(self) -> bool:
-        return self.max_tokens < self.requested_max_tokens
-
 
 def _writable_tokens(request: dict[str, Any], input_tokens: int) -> tuple[int, int]:
     """Tokens that may be billed as 1h and as 5m cache writes.
