@@ -717,8 +717,7 @@ class Agent:
         model, purpose, decision = p.model, p.purpose, p.decision
         usage = result.usage
         cost = self.pricer.price(model, usage)
-        plain = TokenUsage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens)
-        without_cache = self.pricer.price(model, plain).total
+        without_cache = self.pricer.without_cache(model, usage)
         self.ledger.add(usage, cost, without_cache=without_cache)
         miss_reason = None
         if purpose == "agent":  # a helper call's prefix is not the conversation's

@@ -137,6 +137,11 @@ class Pricer:
             )
         return cost
 
+    def without_cache(self, model: str, usage: TokenUsage) -> Decimal:
+        """What the same call would cost with every input token at the plain input price."""
+        plain = TokenUsage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens)
+        return self.price(model, plain).total
+
 
 def _genai_usage(usage: TokenUsage) -> Usage:
     values: dict[str, Any] = {

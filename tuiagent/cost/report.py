@@ -449,9 +449,8 @@ def _saved_by_cache(turns: list[TurnRow], pricer: Pricer) -> Decimal | None:
         u = t.usage
         if not (u.cache_read_input_tokens or u.cache_creation_input_tokens):
             continue
-        plain = TokenUsage(input_tokens=u.total_input_tokens, output_tokens=u.output_tokens)
         try:
-            saved += pricer.price(t.model, plain).total - pricer.price(t.model, u).total
+            saved += pricer.without_cache(t.model, u) - pricer.price(t.model, u).total
         except UsageError:
             return None  # a model this version cannot price: no figure rather than a wrong one
     return saved
