@@ -15,7 +15,7 @@ import gc
 import json
 import time
 from collections.abc import Callable, Iterable
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,29 @@ SLASH_HELP = {
 
 
 REPORT_RUNS = 20  # the report screen covers this many recent runs
+TOAST_S = 3.0  # how long a toast about a key's effect stays (the gauge shows it for good)
+LOWEST_STEPPED_CAP = Decimal("0.0001")  # F2 stops here; /budget sets any cap
+
+
+def stepped_cap(cap: Decimal, configured: Decimal, *, down: bool) -> Decimal | None:
+    """The cap one F2 (down) or F3 (up) press away, on a grid of the step: the configured
+    step while the cap stays above it, else the power of ten below the cap (from $0.10 down
+    goes $0.09, from $0.019 up goes $0.02). None: no step down is left above
+    LOWEST_STEPPED_CAP."""
+    if cap <= 0:
+        return None if down else configured
+    if (cap - configured if down else cap) >= configured:
+        step = configured
+    else:
+        below = cap - cap.scaleb(-6) if down else cap  # going down, the step is below the cap
+        step = Decimal(1).scaleb(below.adjusted())
+    grid = cap / step
+    if down:
+        new = (grid.to_integral_value(rounding=ROUND_CEILING) - 1) * step
+        return new.normalize() if new >= LOWEST_STEPPED_CAP else None
+    return ((grid.to_integral_value(rounding=ROUND_FLOOR) + 1) * step).normalize()
+
+
 KEEP_WARM_TICK_S = 15.0  # how often an idle app lets the agent weigh a cache refresh
 
 
@@ -249,9 +272,16 @@ class TuiagentApp(App[int]):
         chat_input.remember(text)
         chat_input.clear()
         self.queue.append(text)
-        if self.agent is None or self.busy:
-            self.main.chat.add_notice("queued: it goes out when the agent is free")
         self._send_next()
+        self._show_queue()
+
+    def _show_queue(self) -> None:
+        """Waiting messages are counted under the input (a chat line would land in the
+        middle of the answer streaming now)."""
+        n = len(self.queue)
+        self.main.input.border_subtitle = (
+            f"{n} queued: sent when the agent is free (Esc drops)" if n else ""
+        )
 
     def at_cap(self) -> bool:
         """Halted by the cap: the next call's worst case does not fit what is left.
@@ -265,6 +295,7 @@ class TuiagentApp(App[int]):
         if self.agent is None or self.busy or not self.queue or self.at_cap():
             return
         text = self.queue.pop(0)
+        self._show_queue()
         self.main.chat.add_user(text)
         self.turn_worker = self.run_turn(text)
 
@@ -275,12 +306,16 @@ class TuiagentApp(App[int]):
         agent = self.agent
         assert agent is not None
         screen = self.main
+        calls, cost = 0, Decimal(0)  # what this message cost: its calls and failed attempts
         try:
             async for event in agent.send(text):
                 if isinstance(event, AnswerDelta):
                     screen.feed(event.text)  # shown within a frame; never awaited per token
                     continue
                 await screen.apply(event)
+                if isinstance(event, TurnFinished | AttemptFailed):
+                    calls += isinstance(event, TurnFinished)
+                    cost += Decimal(str(event.record.get("cost_usd") or 0))
                 if isinstance(event, TurnFinished | AttemptFailed | Halted):
                     self._update_gauge()
         except asyncio.CancelledError:
@@ -293,6 +328,12 @@ class TuiagentApp(App[int]):
             self._update_gauge()
             screen.set_status(f"run {agent.state.run_id}")
             self.call_later(screen.close_answer)
+            if calls or cost:
+                self.call_later(
+                    screen.chat.add_subtotal,
+                    f"this message {money(cost)} in {calls} call{'s' * (calls != 1)}, "
+                    f"session {money(agent.ledger.spent)}",
+                )
             self.call_later(self._send_next)
 
     def _interrupted(self, agent: Agent) -> None:
@@ -334,14 +375,29 @@ class TuiagentApp(App[int]):
 
     def set_cap(self, amount: Decimal) -> None:
         agent = self.agent
+        before = self._cap_now()
         if agent is None:
             self.settings.max_cost_usd = amount
             in_force = amount
         else:
             in_force = agent.set_cap(amount)
         self._update_gauge()
-        note = "" if in_force == amount else " (never below what is already spent)"
-        self.notify(f"cap {fmt_cap(in_force)}{note}", title="Budget")
+        if in_force == amount:
+            self.notify(f"cap {fmt_cap(in_force)}", title="Budget", timeout=TOAST_S)
+        elif in_force == before:
+            self.notify(
+                f"the cap stays {fmt_cap(in_force)}: it cannot go below what is spent "
+                "and in flight",
+                title="Budget",
+                severity="warning",
+                timeout=TOAST_S,
+            )
+        else:
+            self.notify(
+                f"cap {fmt_cap(in_force)}: no lower than what is spent and in flight",
+                title="Budget",
+                timeout=TOAST_S,
+            )
         self._send_next()
 
     def set_tier(self, tier: str) -> None:
@@ -357,11 +413,28 @@ class TuiagentApp(App[int]):
         return agent.limits.max_cost_usd if agent is not None else self.settings.max_cost_usd
 
     def action_cap_down(self) -> None:
-        step = self.settings.budget_step_usd
-        self.set_cap(max(self._cap_now() - step, step))
+        lower = stepped_cap(self._cap_now(), self.settings.budget_step_usd, down=True)
+        if lower is None:
+            self.notify(
+                f"F2 goes no lower than {fmt_cap(LOWEST_STEPPED_CAP)}; /budget sets any cap",
+                title="Budget",
+                severity="warning",
+                timeout=TOAST_S,
+            )
+            return
+        self.set_cap(lower)
 
     def action_cap_up(self) -> None:
-        self.set_cap(self._cap_now() + self.settings.budget_step_usd)
+        """One step up; halted at the cap, up to the first step that lets the next call go."""
+        step = self.settings.budget_step_usd
+        higher = stepped_cap(self._cap_now(), step, down=False)
+        assert higher is not None  # up always has a next step
+        agent = self.agent
+        if self.at_cap() and agent is not None and self.main.needed_usd is not None:
+            enough = agent.ledger.spent + self.main.needed_usd
+            while higher < enough:
+                higher = stepped_cap(higher, step, down=False) or enough
+        self.set_cap(higher)
 
     def action_cycle_tier(self) -> None:
         current = self.agent.tier if self.agent is not None else self.settings.tier
@@ -373,6 +446,7 @@ class TuiagentApp(App[int]):
             self.turn_worker.cancel()
         elif self.queue:
             self.queue.clear()
+            self._show_queue()
             self.main.chat.add_notice("queued messages dropped")
 
     def action_toggle_panels(self) -> None:
@@ -508,7 +582,7 @@ class TuiagentApp(App[int]):
             "Enter sends, shift+enter or ctrl+j starts a new line, up/down recall earlier "
             "messages. ctrl+p opens the command palette."
         )
-        self.main.chat.add_answer(text)
+        self.main.chat.add_answer(text, follow=True)
 
     # --- tool results ----------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -12,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tuiagent.ui.widgets.chat import ChatInput, ChatLog
+from tuiagent.ui.widgets.chat import ChatInput, ChatLog, NoticeView
 
 # The money panels and the agent's events load after the first frame (mount_panels, apply):
 # the first frame waits for neither.
@@ -65,6 +66,8 @@ class MainScreen(Screen[None]):
         self._pending: list[str] = []  # answer text not yet on screen
         self._flush_due = False
         self._answer_lock = asyncio.Lock()
+        self._failure: NoticeView | None = None  # the notice of a call failing right now
+        self.needed_usd: Decimal | None = None  # halted at the cap: what the next call needs
 
     def compose(self) -> ComposeResult:
         # The first frame holds what a user reads and types into; the money panels mount
@@ -159,6 +162,8 @@ class MainScreen(Screen[None]):
         if isinstance(event, AnswerDelta):
             self.feed(event.text)
         elif isinstance(event, TurnStarted):
+            if event.attempt > 1:
+                await self.discard_answer()  # the failed attempt's partial text gives way
             await self.close_answer()
             self.query_one(RouterPanel).routed(
                 event.tier, event.model, event.route_reason, event.turn
@@ -176,24 +181,64 @@ class MainScreen(Screen[None]):
             self.tool_finished(event.record, event.output, event.original)
         elif isinstance(event, TurnFinished):
             await self.close_answer()
+            self._failure = None  # a retry went through: the next failure is a new one
             self.turn_finished(event.record)
         elif isinstance(event, CacheStateChanged):
             self.query_one(CachePanel).set_state(event)
         elif isinstance(event, AttemptFailed):
-            self.chat.add_notice(f"attempt failed: {event.record.get('error')}", "warning")
+            # A failed call is a row in the table and one notice line, updated in place
+            # while it is retried (not a line and a toast per attempt).
             self.query_one(TurnsTable).add_turn({**event.record, "stop_reason": "error"})
+            r = event.record
+            retry = r.get("retry_in_s")
+            self.failure_notice(
+                f"{r.get('error')}: retry {int(r.get('retries_used') or 0) + 1} in {retry:.1f}s"
+                if isinstance(retry, int | float)
+                else f"{r.get('error')}",
+                "warning",
+            )
         elif isinstance(event, Halted):
             await self.close_answer()
-            self.chat.add_notice(f"halted: {event.detail}", "error")
+            text = f"halted: {event.detail}"
+            if event.withdrawn:
+                text += "; nothing was sent, your message is back in the input"
+                if not self.input.text.strip():
+                    self.input.load_text(event.withdrawn)
+                    self.input.move_cursor(self.input.document.end)
             if event.reason == "max_cost":
-                self.gauge.halted = f"{event.detail}; raise the cap (F3 or /budget) to go on"
+                self.needed_usd = event.needed_usd
+                text += ". Raise the cap (F3 or /budget) to go on."
+                self.gauge.halted = "at the cap; F3 or /budget raises it"
+            self.failure_notice(text, "error")
+            self._failure = None
             self.app.notify(event.detail, title="Halted", severity="error")
         elif isinstance(event, Notice):
-            self.chat.add_notice(event.text, event.level)
-            if event.level != "info":
-                self.app.notify(
-                    event.text, severity="error" if event.level == "error" else "warning"
-                )
+            if self._failure is not None and event.level == "warning":
+                return  # the retry notice: the failure's line already says it
+            if event.level == "error":
+                self.failure_notice(event.text, "error")
+                self._failure = None
+                self.app.notify(event.text, title="Error", severity="error")
+            else:
+                self.chat.add_notice(event.text, event.level)
+
+    def failure_notice(self, text: str, level: str) -> None:
+        """The one notice line of a failing call: made once, then updated in place."""
+        if self._failure is None or not self._failure.is_attached:
+            self._failure = self.chat.add_notice(text, level)
+        else:
+            self._failure.update(text)
+            self._failure.set_classes(f"-{level}")
+
+    async def discard_answer(self) -> None:
+        """Drop the answer streaming now (a failed attempt's partial text: its retry
+        streams the whole answer again)."""
+        async with self._answer_lock:
+            self._pending.clear()
+            if self.answer is not None:
+                await self.answer.close()
+                await self.answer.remove()
+                self.answer = None
 
     def feed(self, text: str) -> None:
         """Take streamed answer text without waiting for the screen. What arrives within a

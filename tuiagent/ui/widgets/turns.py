@@ -50,7 +50,7 @@ class TurnsTable(DataTable[Any]):
         ]
         if key in self._costs:
             for column, value in zip(COLUMNS, cells, strict=True):
-                self.update_cell(key, column, value)
+                self.update_cell(key, column, value, update_width=True)
         else:
             self.add_row(*cells, key=key)
         self._costs[key] = cost
@@ -58,7 +58,14 @@ class TurnsTable(DataTable[Any]):
         self.move_cursor(row=self.row_count - 1)
 
     def _mark_costliest(self) -> None:
-        top = max(self._costs, key=lambda k: self._costs[k])
+        top: str | None = max(self._costs, key=lambda k: self._costs[k])
+        if top is not None and self._costs[top] <= 0:
+            top = None  # nothing cost anything (a failed call billed $0): nothing to mark
+        if top is None:
+            if self._costliest is not None:
+                self._restyle(self._costliest, False)
+            self._costliest = None
+            return
         if top == self._costliest:
             self._restyle(top, True)
             return
@@ -70,7 +77,10 @@ class TurnsTable(DataTable[Any]):
     def _restyle(self, key: str, costliest: bool) -> None:
         cost = money(self._costs[key], 5)
         self.update_cell(
-            key, "cost", Text(f"▲ {cost}", style="bold reverse") if costliest else cost
+            key,
+            "cost",
+            Text(f"▲ {cost}", style="bold reverse") if costliest else cost,
+            update_width=True,
         )
 
     def clear_turns(self) -> None:
