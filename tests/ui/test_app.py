@@ -255,7 +255,7 @@ async def test_slash_system_shows_the_prompt_its_size_and_cost(make_app: MakeApp
         await send(pilot, "/system")
         await pilot.pause()
         text = answers(app)
-        assert "Answer in haiku. Count every syllable." in text
+        assert "Answer in haiku. Count every syllable." in notices(app)  # exact, wrapped
         assert "config `system_prompt`" in text and "tokens" in text
         assert "per turn on claude-sonnet-5-5" in text and "when cached" in text
 

@@ -160,7 +160,8 @@ class Agent:
         self.log = RunLog(log_dir, self.state.run_id)
         self.transcript = Transcript(transcript_path(self.log.path))
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
-        self.approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
+        # True runs it; False, or the user's reason as a string, declines it.
+        self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
         self.compressor: Compressor | None = None
         if settings.compress:
@@ -487,8 +488,10 @@ class Agent:
     async def _run_tool(self, name: str, args: dict[str, Any]) -> ToolOutput:
         tool = self.toolbox.tools.get(name)
         asks = tool is not None and tool.needs_approval and self.approve is not None
-        if asks and self.approve is not None and not await self.approve(name, args):
-            return ToolOutput(f"error: the user declined to run {name}", is_error=True)
+        answer = await self.approve(name, args) if asks and self.approve is not None else True
+        if answer is not True:  # False, or the user's reason (the model reads it)
+            why = f": {answer}" if isinstance(answer, str) and answer.strip() else ""
+            return ToolOutput(f"error: the user declined to run {name}{why}", is_error=True)
         return await self.toolbox.call(name, args)
 
     # --- tool results: compression and summaries ----------------------------

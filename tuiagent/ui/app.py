@@ -143,6 +143,7 @@ class TuiagentApp(App[int]):
         self.queue: list[str] = []
         self.turn_worker: Worker[None] | None = None
         self.finished = False
+        self.always_allowed: set[str] = set()  # tool calls the user allowed "always"
         self.main = MainScreen(clock=clock, on_ready=self._screen_ready)
         self._theme_problems: list[str] = []
         self._load_themes()
@@ -229,9 +230,18 @@ class TuiagentApp(App[int]):
         agent = session.agent
         agent.approve = self.ask_approval
         agent.start()
-        self.main.set_offline(OFFLINE_NOTICE if session.offline_model is not None else None)
+        from tuiagent.cost.pricing import context_window
+
+        self.main.context_window = context_window
+        simulated = session.offline_model is not None
+        self.main.set_offline(OFFLINE_NOTICE if simulated else None)
         if session.notice:
             self.main.chat.add_notice(session.notice, "warning")
+        elif simulated:
+            self.main.chat.add_notice(
+                "The model is simulated (--offline): it answers from the files here, and each "
+                "call is priced as the tier's real Claude model would charge."
+            )
         if message.history:
             agent.state.history = list(message.history)
             self._show_history(message.history)
@@ -345,18 +355,26 @@ class TuiagentApp(App[int]):
         else:
             self.main.chat.add_notice("interrupted")
 
-    async def ask_approval(self, name: str, arguments: dict[str, Any]) -> bool:
-        """The agent's approval hook: a yes/no dialog; the tool waits for the answer."""
-        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def ask_approval(self, name: str, arguments: dict[str, Any]) -> bool | str:
+        """The agent's approval hook: a dialog; the tool waits for the answer. True runs
+        it; False or the user's reason declines. A command allowed "always" runs again
+        without asking in this session."""
+        from tuiagent.ui.screens.dialogs import Approval, ApproveScreen
 
-        def settle(result: bool | None) -> None:
+        asked = json.dumps([name, arguments], sort_keys=True)
+        if asked in self.always_allowed:
+            return True
+        answer: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
+
+        def settle(result: Approval | None) -> None:
             if not answer.done():
-                answer.set_result(bool(result))
-
-        from tuiagent.ui.screens.dialogs import ApproveScreen
+                answer.set_result(result or Approval(run=False))
 
         self.push_screen(ApproveScreen(name, arguments), callback=settle)
-        return await answer
+        approval = await answer
+        if approval.always:
+            self.always_allowed.add(asked)
+        return True if approval.run else (approval.reason or False)
 
     # --- the money -----------------------------------------------------------------
 
@@ -450,7 +468,7 @@ class TuiagentApp(App[int]):
             self.main.chat.add_notice("queued messages dropped")
 
     def action_toggle_panels(self) -> None:
-        self.main.toggle_class("-panels-hidden")
+        self.main.cycle_view()
 
     def action_report(self) -> None:
         """The report screen over the recent runs of this log dir (this session included)."""
@@ -566,8 +584,9 @@ class TuiagentApp(App[int]):
                     f"- costs {money(plain, 6)} per turn on {model} ({tier}), "
                     f"{money(cached, 6)} when cached"
                 )
-        fence = "~~~~"
-        self.main.chat.add_answer("\n\n".join(lines) + f"\n\n{fence}text\n{prompt}\n{fence}\n")
+        self.main.chat.add_answer("\n\n".join(lines), follow=True)
+        # The prompt as exact text that wraps (a code block would cut its long lines).
+        self.main.chat.add_notice(prompt, "quoted")
 
     def show_help(self) -> None:
         rows = [f"| `{cmd}` | {what} |" for cmd, what in SLASH_HELP.items()]
@@ -615,6 +634,13 @@ class TuiagentApp(App[int]):
                         block.get("name", "?"),
                         args if isinstance(args, dict) else {},
                     )
+                elif kind == "tool_result" and (
+                    view := chat.tool_views.get(block.get("tool_use_id", ""))
+                ):
+                    # It ran in the earlier run: done, with what the model saw.
+                    output = block.get("content")
+                    text = output if isinstance(output, str) else json.dumps(output)
+                    view.finished({"ok": not block.get("is_error")}, text, None)
 
 
 def _last_record(path: Path, kind: str) -> dict[str, Any] | None:
@@ -628,6 +654,56 @@ def _last_record(path: Path, kind: str) -> dict[str, Any] | None:
             if isinstance(record, dict) and record.get("type") == kind:
                 return record
     return None
+
+
+# Keys the app keeps for itself: the input's own editing keys and the command palette.
+RESERVED_KEYS = {
+    "enter": "sends the message",
+    "shift+enter": "starts a new line",
+    "ctrl+j": "starts a new line",
+    "tab": "moves the focus",
+    "shift+tab": "moves the focus",
+    "up": "recalls earlier messages",
+    "down": "recalls earlier messages",
+    "backspace": "edits the input",
+    "ctrl+p": "opens the command palette",
+}
+MODIFIERS = {"ctrl", "shift", "alt", "meta", "super", "hyper"}
+
+
+def _known_key(key: str) -> bool:
+    from textual.keys import Keys, key_to_character
+
+    *mods, base = key.split("+")
+    if not base or not set(mods) <= MODIFIERS:
+        return False
+    names = {k.value.rsplit("+", 1)[-1] for k in Keys}
+    return base in names or (len(base) == 1 and base.isprintable()) or bool(key_to_character(base))
+
+
+def check_keymap(keymap: dict[str, str]) -> None:
+    """Each remapped key is a key Textual knows, and no key does two things: one line that
+    names the config key otherwise (exit 2)."""
+    taken: dict[str, str] = {}
+    for binding in TuiagentApp.BINDINGS:
+        assert isinstance(binding, Binding) and binding.id is not None
+        for key in keymap.get(binding.id, binding.key).split(","):
+            key = key.strip()
+            name = f"keymap.{binding.id}"
+            if not _known_key(key):
+                raise ConfigError(f"{name}: {key!r} is not a key name (e.g. 'f9', 'ctrl+t')")
+            if len(key) == 1 and key.isprintable():
+                raise ConfigError(
+                    f"{name}: {key!r} would be typed into the input; pick 'f9' or 'ctrl+t'"
+                )
+            if key in RESERVED_KEYS:
+                raise ConfigError(f"{name}: {key!r} {RESERVED_KEYS[key]} and cannot be remapped")
+            if key in taken:
+                raise ConfigError(
+                    f"{name}: {key!r} is already the key of {taken[key]} "
+                    f"({KEYMAP_IDS[taken[key]]}); remap that one too"
+                )
+            taken[key] = binding.id
 
 
 def find_resume(log_dir: Path, run_id: str) -> Path:
@@ -650,6 +726,7 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     """`tuiagent` with no subcommand. Bad input fails here, in one line, before the screen."""
     if not workspace.is_dir():
         raise UsageError(f"--workspace: {workspace} is not a directory")
+    check_keymap(settings.keymap)
     settings.resolved_system_prompt()  # a missing system_prompt_file is named before the screen
     if settings.offline_tokens_per_second == 0:
         settings = dataclasses.replace(
@@ -667,4 +744,11 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     finally:
         gc.enable()
     app.finish_run()
+    agent = app.agent
+    if agent is not None:  # the session's total, on the terminal the app gave back
+        calls = len(agent.ledger.turn_costs)
+        print(
+            f"tuiagent: session {agent.state.run_id}: {money(agent.ledger.spent)} in "
+            f"{calls} call{'s' * (calls != 1)}; log {agent.log.path}"
+        )
     return 0

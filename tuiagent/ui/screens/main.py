@@ -47,10 +47,27 @@ class KeysFooter(Footer):
 FRAME_SECONDS = 1 / 15
 
 
+# Below this many columns the side panels give way to a one-line status, and F5 shows
+# one panel at a time in place of the turns table.
+NARROW_BELOW = 120
+# What F5 cycles through: wide, the panels or the chat alone; narrow, one panel at a time.
+WIDE_VIEWS = ("panels", "chat")
+NARROW_VIEWS = ("panels", "router", "cache", "tools", "chat")
+
+WELCOME = (
+    "tuiagent: a chat agent that shows what every call costs, with a spending cap it never "
+    'passes. Ask about the files in this folder ("list the files", "read README.md"). '
+    "Keys: Enter sends, F3/F2 raise/lower the cap, F4 the tier, F5 the panels, F8 the "
+    "report, Esc stops, ctrl+q quits; /help lists all. Tool calls show as ▶ blocks: click "
+    "one (or Tab to it, Enter) to see its exact output."
+)
+
+
 class MainScreen(Screen[None]):
     # Its styles (main.tcss, beside this file) load with the app: a default screen's own
     # CSS_PATH is not read.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (20, "-medium"), (36, "-tall")]  # noqa: RUF012
 
     def __init__(
         self,
@@ -68,6 +85,10 @@ class MainScreen(Screen[None]):
         self._answer_lock = asyncio.Lock()
         self._failure: NoticeView | None = None  # the notice of a call failing right now
         self.needed_usd: Decimal | None = None  # halted at the cap: what the next call needs
+        self.view = "panels"  # what F5 shows (WIDE_VIEWS, NARROW_VIEWS)
+        self.last_turn: dict[str, Any] | None = None  # for the one-line status
+        # The model's context window in tokens, when known (the app sets it from the pricer).
+        self.context_window: Callable[[str], int | None] = lambda model: None
 
     def compose(self) -> ComposeResult:
         # The first frame holds what a user reads and types into; the money panels mount
@@ -77,6 +98,7 @@ class MainScreen(Screen[None]):
             yield Static("", id="offline-badge")
             yield Static("tier auto", id="tier-label")
             yield Static("starting…", id="status")
+        yield Static("no calls yet: model, cache hit and cost show here", id="statusline")
         with Horizontal(id="body"):
             with Vertical(id="chat-column"):
                 yield ChatLog(id="chat")
@@ -85,6 +107,8 @@ class MainScreen(Screen[None]):
         yield KeysFooter()
 
     def on_mount(self) -> None:
+        self.chat.add_notice(WELCOME)
+        self.set_class(True, "-view-panels")
         self.query_one(ChatInput).focus()
         # After the frame that shows the footer's keys (the footer fills in after a refresh).
         self.call_after_refresh(self.call_after_refresh, self.mount_panels)
@@ -108,6 +132,55 @@ class MainScreen(Screen[None]):
         self.ready = True
         if self.on_ready is not None:
             self.on_ready()
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < NARROW_BELOW
+        footer = self.query_one(KeysFooter)
+        footer.compact = narrow  # the keys fit 80 columns
+        footer.show_command_palette = not narrow
+        views = NARROW_VIEWS if narrow else WIDE_VIEWS
+        if self.view not in views:
+            self.show_view("panels")
+
+    def cycle_view(self) -> str:
+        """F5: the next of what can be shown at this width."""
+        views = NARROW_VIEWS if self.size.width < NARROW_BELOW else WIDE_VIEWS
+        at = views.index(self.view) if self.view in views else -1
+        self.show_view(views[(at + 1) % len(views)])
+        return self.view
+
+    def show_view(self, view: str) -> None:
+        self.set_class(False, f"-view-{self.view}")
+        self.view = view
+        self.set_class(True, f"-view-{view}")
+
+    def update_statusline(self) -> None:
+        """The narrow layout's one line: model and tier, cache hit, last cost, context."""
+        from tuiagent.ui.format import money
+        from tuiagent.ui.widgets.cache import CachePanel
+
+        r = self.last_turn
+        if r is None:
+            return
+        model = str(r.get("model", "")).removeprefix("claude-")
+        parts = [f"{r.get('tier')} {model}"]
+        for panel in self.query(CachePanel):
+            parts.append(f"cache hit {panel.hit_rate}")
+        parts.append(f"last {money(Decimal(str(r.get('cost_usd') or 0)), 5)}")
+        window = self.context_window(str(r.get("model", "")))
+        used = sum(
+            int(r.get(k) or 0)
+            for k in (
+                "input_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+                "output_tokens",
+            )
+        )
+        if window:
+            parts.append(f"context {used / window:.0%}")
+        parts.append("F5 panels")
+        self.query_one("#statusline", Static).update(" · ".join(parts))
 
     # --- the panels, by name ----------------------------------------------------
 
@@ -285,6 +358,8 @@ class MainScreen(Screen[None]):
         self.query_one(TurnsTable).add_turn(record)
         self.query_one(CachePanel).add_turn(record)
         self.query_one(RouterPanel).add_turn(record)
+        self.last_turn = record
+        self.update_statusline()
 
     def tool_finished(self, record: dict[str, Any], output: str, original: str) -> None:
         from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel

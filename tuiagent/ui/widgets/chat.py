@@ -204,7 +204,13 @@ class ChatInput(TextArea):
         text: str
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, soft_wrap=True, show_line_numbers=False, compact=True)
+        super().__init__(
+            id=id,
+            soft_wrap=True,
+            show_line_numbers=False,
+            compact=True,
+            placeholder="Ask about the files here, or /help  (Enter sends, shift+Enter: new line)",
+        )
         self.sent: list[str] = []
         self._recall: int | None = None  # index into history while recalling
         self._draft = ""
