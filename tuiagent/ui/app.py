@@ -92,9 +92,9 @@ class TuiagentApp(App[int]):
     BINDINGS = [  # noqa: RUF012
         # Priority: the input never takes these keys (TextArea binds some function keys).
         Binding(
-            "f2", "cap_down", "Cap -", id="cap_down", tooltip=KEYMAP_IDS["cap_down"], priority=True
+            "f2", "cap_down", "Cap-", id="cap_down", tooltip=KEYMAP_IDS["cap_down"], priority=True
         ),
-        Binding("f3", "cap_up", "Cap +", id="cap_up", tooltip=KEYMAP_IDS["cap_up"], priority=True),
+        Binding("f3", "cap_up", "Cap+", id="cap_up", tooltip=KEYMAP_IDS["cap_up"], priority=True),
         Binding(
             "f4",
             "cycle_tier",

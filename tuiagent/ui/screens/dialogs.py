@@ -40,6 +40,7 @@ ApproveScreen #reason { display: none; margin-top: 1; }
 ApproveScreen.-asking-why #reason { display: block; }
 ApproveScreen.-asking-why #choices { display: none; }
 ViewerScreen #dialog { height: 90%; }
+ViewerScreen TabbedContent { height: 1fr; }
 #dialog Horizontal { height: auto; margin-top: 1; }
 #dialog Button { margin-right: 1; min-width: 8; }
 #dialog TextArea { height: 1fr; }

@@ -55,11 +55,11 @@ WIDE_VIEWS = ("panels", "chat")
 NARROW_VIEWS = ("panels", "router", "cache", "tools", "chat")
 
 WELCOME = (
-    "tuiagent: a chat agent that shows what every call costs, with a spending cap it never "
-    'passes. Ask about the files in this folder ("list the files", "read README.md"). '
-    "Keys: Enter sends, F3/F2 raise/lower the cap, F4 the tier, F5 the panels, F8 the "
-    "report, Esc stops, ctrl+q quits; /help lists all. Tool calls show as ▶ blocks: click "
-    "one (or Tab to it, Enter) to see its exact output."
+    "tuiagent: chat with an agent about the files here and see what every call costs; it "
+    'never spends past the cap. Try "list the files" or "read README.md".\n'
+    "Enter sends · F3/F2 cap up/down · F4 tier · F5 panels · F8 report · Esc stops · "
+    "ctrl+q quits · /help\n"
+    "Tool calls show as ▶ blocks: click one (or Tab to it, Enter) to see its exact output."
 )
 
 
@@ -281,7 +281,7 @@ class MainScreen(Screen[None]):
             if event.reason == "max_cost":
                 self.needed_usd = event.needed_usd
                 text += ". Raise the cap (F3 or /budget) to go on."
-                self.gauge.halted = "at the cap; F3 or /budget raises it"
+                self.gauge.halted = "F3 or /budget to go on"
             self.failure_notice(text, "error")
             self._failure = None
             self.app.notify(event.detail, title="Halted", severity="error")

@@ -84,7 +84,7 @@ class CachePanel(Static):
         saved = (
             f"saved {money(self.saved)}"
             if self.saved >= 0
-            else f"wrote cache ({money(self.saved)} till it is read)"
+            else f"writes cost {money(-self.saved)} more"  # till the entry is read back
         )
         lines = [f"hit rate {self.hit_rate}  {saved}"]
         now = self.clock()

@@ -10,7 +10,9 @@ from textual.widgets import DataTable
 
 from tuiagent.ui.format import money, tokens
 
-COLUMNS = ("#", "tier/model", "in", "out", "c.read", "c.write", "cost", "total", "latency")
+# The model names its tier (the Router panel and the status line say it too): the table fits
+# 80 columns.
+COLUMNS = ("#", "model", "in", "out", "c.read", "c.write", "cost", "total", "latency")
 
 
 class TurnsTable(DataTable[Any]):
@@ -39,7 +41,7 @@ class TurnsTable(DataTable[Any]):
         model = str(record.get("model", ""))
         cells = [
             str(record.get("turn", "")),
-            f"{record.get('tier', '')}/{model.removeprefix('claude-')}",
+            model.removeprefix("claude-"),
             tokens(record.get("input_tokens")),
             tokens(record.get("output_tokens")),
             tokens(record.get("cache_read_input_tokens")),
