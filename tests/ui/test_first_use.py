@@ -401,3 +401,15 @@ async def test_the_offline_model_counts_in_words(make_app: MakeApp, workspace: P
         await send(pilot, "List the files here.")
         await idle(pilot)
         assert "1 file and 0 folders" in "\n".join(v.source for v in app.main.query(AnswerView))
+
+
+async def test_max_turns_bounds_each_message_not_the_whole_session(make_app: MakeApp) -> None:
+    app = make_app(max_turns=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        for text in ("List the files here.", "Read notes.txt", "Read README.md"):
+            await send(pilot, text)
+            await idle(pilot)
+        assert agent.state.turns == 6 and agent.state.halt_reason is None
+        assert not any("max-turns" in n for n in notices(app))

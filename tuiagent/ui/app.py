@@ -307,6 +307,9 @@ class TuiagentApp(App[int]):
         text = self.queue.pop(0)
         self._show_queue()
         self.main.chat.add_user(text)
+        # In the app a session holds many messages: max_turns bounds each message's calls
+        # (headless, a run is one message). The cap still bounds the session's money.
+        self.agent.limits.max_turns = self.agent.state.turns + self.settings.max_turns
         self.turn_worker = self.run_turn(text)
 
     @work(exclusive=True, group="agent", exit_on_error=False)
