@@ -142,7 +142,13 @@ async def test_escape_stops_a_streaming_answer_and_its_cost_counts(make_app: Mak
         assert len(stopped) == 1 and stopped[0]["output_tokens"] > 0
         assert agent.ledger.spent > 0 and app.main.gauge.spent == agent.ledger.spent
         assert answers(app).strip()  # what streamed stays
-        assert "interrupted" in notices(app)
+        await pilot.pause(0.1)
+        chat = list(app.main.chat.children)  # the notice comes under what streamed
+        last_answer = max(i for i, w in enumerate(chat) if isinstance(w, AnswerView))
+        stop = next(
+            i for i, w in enumerate(chat) if "interrupted" in str(getattr(w, "content", ""))
+        )
+        assert stop > last_answer
         table = app.main.query_one(TurnsTable)
         assert table.get_row_at(table.row_count - 1)[-1] == "stopped"
 

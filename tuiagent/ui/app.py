@@ -320,6 +320,7 @@ class TuiagentApp(App[int]):
         assert agent is not None
         screen = self.main
         calls, cost = 0, Decimal(0)  # what this message cost: its calls and failed attempts
+        stopped: dict[str, Any] | None = None  # Esc: the stopped call's record ({} if none)
         try:
             async for event in agent.send(text):
                 if isinstance(event, AnswerDelta):
@@ -332,7 +333,9 @@ class TuiagentApp(App[int]):
                 if isinstance(event, TurnFinished | AttemptFailed | Halted):
                     self._update_gauge()
         except asyncio.CancelledError:
-            self._interrupted(agent)
+            stopped = self._interrupted(agent)
+            if stopped:
+                calls, cost = calls + 1, cost + Decimal(str(stopped.get("cost_usd") or 0))
             raise
         except Exception as exc:  # a failed turn is a notice, never a crash
             screen.chat.add_notice(f"error: {exc}", "error")
@@ -341,6 +344,14 @@ class TuiagentApp(App[int]):
             self._update_gauge()
             screen.set_status(f"run {agent.state.run_id}")
             self.call_later(screen.close_answer)
+            if stopped is not None:  # under what streamed before Esc
+                paid = money(Decimal(str(stopped.get("cost_usd") or 0)), 5)
+                self.call_later(
+                    screen.chat.add_notice,
+                    f"interrupted: what streamed stays; its cost counts ({paid})"
+                    if stopped
+                    else "interrupted",
+                )
             if calls or cost:
                 self.call_later(
                     screen.chat.add_subtotal,
@@ -349,14 +360,14 @@ class TuiagentApp(App[int]):
                 )
             self.call_later(self._send_next)
 
-    def _interrupted(self, agent: Agent) -> None:
+    def _interrupted(self, agent: Agent) -> dict[str, Any]:
+        """The call Esc stopped, once its record is written (a row in the panels); {} when
+        no call was streaming."""
         record = _last_record(agent.log.path, "turn")
         if record is not None and record.get("stop_reason") == "interrupted":
             self.main.turn_finished(record)
-            cost = money(Decimal(str(record.get("cost_usd", 0))), 5)
-            self.main.chat.add_notice(f"interrupted: what streamed stays; its cost counts ({cost})")
-        else:
-            self.main.chat.add_notice("interrupted")
+            return record
+        return {}
 
     async def ask_approval(self, name: str, arguments: dict[str, Any]) -> bool | str:
         """The agent's approval hook: a dialog; the tool waits for the answer. True runs
