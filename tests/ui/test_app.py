@@ -77,7 +77,7 @@ async def test_f3_raises_and_f2_lowers_the_cap_by_the_step(make_app: MakeApp) ->
             await pilot.press("f2")
             caps.append(agent.limits.max_cost_usd)
         assert caps == [Decimal(c) for c in ("0.5", "0.25", "0.2", "0.1", "0.09", "0.08")]
-        assert "cap $0.08" in toasts(app)
+        assert "cap $0.08" in app.main.gauge.text()
 
 
 async def test_f3_after_a_small_budget_steps_by_the_caps_size(make_app: MakeApp) -> None:

@@ -629,12 +629,16 @@ class Agent:
                         f"skipped the {purpose} call: it did not fit the {show_money(left)} left"
                     )
                     return
+                places = 4  # enough places that what is left and what is needed differ
+                while places < 9 and round(left, places) >= round(prepared, places):
+                    places += 1
                 yield dataclasses.replace(
                     self._halt(
                         "max_cost",
-                        f"spent {show_money(self.ledger.spent)} of the "
-                        f"{show_cap(self.limits.max_cost_usd)} cap: {show_money(left)} left, "
-                        f"the next call needs up to {show_money(prepared)}",
+                        f"spent {show_money(self.ledger.spent, places)} of the "
+                        f"{show_cap(self.limits.max_cost_usd)} cap: "
+                        f"{show_money(left, places)} left, the next call needs up to "
+                        f"{show_money(prepared, places)}",
                     ),
                     needed_usd=prepared,
                 )

@@ -414,20 +414,13 @@ class TuiagentApp(App[int]):
         else:
             in_force = agent.set_cap(amount)
         self._update_gauge()
-        if in_force == amount:
-            self.notify(f"cap {fmt_cap(in_force)}", title="Budget", timeout=TOAST_S)
-        elif in_force == before:
+        if in_force != amount:  # the gauge shows the cap; a toast says why it is not as asked
+            stays = "stays" if in_force == before else "is"
             self.notify(
-                f"the cap stays {fmt_cap(in_force)}: it cannot go below what is spent "
+                f"the cap {stays} {fmt_cap(in_force)}: it cannot go below what is spent "
                 "and in flight",
                 title="Budget",
                 severity="warning",
-                timeout=TOAST_S,
-            )
-        else:
-            self.notify(
-                f"cap {fmt_cap(in_force)}: no lower than what is spent and in flight",
-                title="Budget",
                 timeout=TOAST_S,
             )
         self._send_next()

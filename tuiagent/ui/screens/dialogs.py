@@ -18,7 +18,7 @@ from tuiagent.ui.widgets.tools import ToolResult
 _MODAL_CSS = """
 ViewerScreen { align: center middle; }
 /* The approval sits at the bottom over the input: the conversation stays in view. */
-ApproveScreen { align: center bottom; background: $background 20%; }
+ApproveScreen { align: center bottom; }
 #dialog {
     width: 80%;
     max-width: 100;

@@ -249,7 +249,7 @@ class MainScreen(Screen[None]):
                 if view is None:
                     self.chat.add_tool(event.tool_use_id, event.name, event.arguments)
                 else:
-                    view.arguments = event.arguments
+                    view.set_arguments(event.arguments)
         elif isinstance(event, ToolFinished):
             self.tool_finished(event.record, event.output, event.original)
         elif isinstance(event, TurnFinished):

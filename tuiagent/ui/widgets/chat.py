@@ -46,6 +46,12 @@ class ToolCallView(Collapsible):
             self.body, title=escape(f"⚙ {name} {_args_preview(arguments)}"), collapsed=True
         )
 
+    def set_arguments(self, arguments: dict[str, Any]) -> None:
+        """The call's arguments, once streamed in full (it starts with none)."""
+        self.arguments = arguments
+        self.title = escape(f"⚙ {self.tool_name} {_args_preview(arguments)}")
+        self.body.update(_args_text(arguments))
+
     def finished(self, record: dict[str, Any], output: str, original_tokens: int | None) -> None:
         ok = bool(record.get("ok", True))
         self.set_class(not ok, "-error")

@@ -113,7 +113,8 @@ class BudgetGauge(Horizontal):
             burn = sum(self.turn_costs, Decimal(0)) / len(self.turn_costs)
             parts.append(f"{money(burn)}/turn")
             if burn > 0:
-                parts.append(f"~{int(self.remaining / burn):,} turns left")
+                left = int(self.remaining / burn)
+                parts.append(f"~{left:,} turn{'' if left == 1 else 's'} left")
         shown = parts[0]
         for part in parts[1:]:
             if len(shown) + 3 + len(part) > width:
