@@ -314,15 +314,27 @@ class TuiagentApp(App[int]):
 
     @work(exclusive=True, group="agent", exit_on_error=False)
     async def run_turn(self, text: str) -> None:
-        from tuiagent.agent.events import AnswerDelta, AttemptFailed, Halted, TurnFinished
+        from tuiagent.agent.events import AnswerDelta, AttemptFailed, Event, Halted, TurnFinished
 
         agent = self.agent
         assert agent is not None
         screen = self.main
         calls, cost = 0, Decimal(0)  # what this message cost: its calls and failed attempts
         stopped: dict[str, Any] | None = None  # Esc: the stopped call's record ({} if none)
+        # The agent runs in a task of its own that only waits inside the agent: Esc cancels
+        # it there, where the call in flight is settled, never while the screen is drawing.
+        events: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        async def produce() -> None:
+            try:
+                async for event in agent.send(text):
+                    events.put_nowait(event)
+            finally:
+                events.put_nowait(None)
+
+        producer = asyncio.create_task(produce())
         try:
-            async for event in agent.send(text):
+            while (event := await events.get()) is not None:
                 if isinstance(event, AnswerDelta):
                     screen.feed(event.text)  # shown within a frame; never awaited per token
                     continue
@@ -332,7 +344,11 @@ class TuiagentApp(App[int]):
                     cost += Decimal(str(event.record.get("cost_usd") or 0))
                 if isinstance(event, TurnFinished | AttemptFailed | Halted):
                     self._update_gauge()
+            await producer  # the agent's own error, if it failed
         except asyncio.CancelledError:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
             stopped = self._interrupted(agent)
             if stopped:
                 calls, cost = calls + 1, cost + Decimal(str(stopped.get("cost_usd") or 0))
