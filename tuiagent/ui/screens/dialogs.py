@@ -101,9 +101,14 @@ class ApproveScreen(ModalScreen[Approval]):
             yield Static(thing, id="command", markup=False)
             with Horizontal(id="choices"):
                 yield Button("Yes (y)", variant="warning", id="yes")
-                yield Button("Always allow this command (a)", id="always")
+                yield Button("Always allow (a)", id="always")
                 yield Button("No (n)", variant="primary", id="no")
-                yield Button("No, and tell the agent why (w)", id="why")
+                yield Button("No, say why (w)", id="why")
+            yield Label(
+                "a: always allow this command in this session · w: no, and tell the agent why "
+                "(it reads your reason) · Esc: no",
+                classes="hint",
+            )
             yield Input(
                 placeholder="Why not? Enter sends it to the agent; Esc: no reason", id="reason"
             )
