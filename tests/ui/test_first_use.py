@@ -300,12 +300,14 @@ async def test_approval_keeps_the_chat_in_view_and_can_always_allow_or_say_why(
         await until(pilot, lambda: isinstance(app.screen, ApproveScreen), "the dialog")
         await pilot.pause()
         text = screen_text(pilot)
-        assert "$ pwd -P" in text and '{"command"' not in text  # readable, not JSON
-        # The dialog sits at the bottom: the conversation above it stays in view.
+        command = str(app.screen.query_one("#command").render())
+        assert command == "$ pwd -P"  # readable, not JSON
+        # The dialog sits at the top: the request and the call, above the input, stay in view.
         dialog = app.screen.query_one("#dialog").region
         (asked,) = app.main.query(UserMessageView)
         assert dialog.height < 15 and not asked.region.overlaps(dialog)
-        assert "Always allow this command" in text and "tell the agent why" in text
+        assert "Please run `pwd -P`" in text
+        assert "always allow this command" in text and "tell the agent why" in text
         await pilot.press("w")
         await pilot.pause()
         await pilot.press(*"not now")

@@ -17,8 +17,9 @@ from tuiagent.ui.widgets.tools import ToolResult
 
 _MODAL_CSS = """
 ViewerScreen { align: center middle; }
-/* The approval sits at the bottom over the input: the conversation stays in view. */
-ApproveScreen { align: center bottom; }
+/* The approval sits at the top, under the gauge: the latest of the conversation (the
+   request and the pending call, just above the input) stays in view. */
+ApproveScreen { align: center top; padding-top: 2; }
 #dialog {
     width: 80%;
     max-width: 100;
