@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,35 @@ async def collect(session: Session, prompt: str) -> list[Event]:
     async for event in session.agent.send(prompt):
         events.append(event)
     return events
+
+
+@pytest.fixture
+def hostile(workspace: Path) -> Iterator[Path]:
+    """The test workspace plus a FIFO, a socket, symlink loops and a link to /dev/zero."""
+    os.mkfifo(workspace / "pipe.fifo")
+    os.symlink("self.txt", workspace / "self.txt")
+    os.symlink("b.txt", workspace / "a.txt")
+    os.symlink("a.txt", workspace / "b.txt")
+    os.symlink(".", workspace / "loop")
+    os.symlink("/dev/zero", workspace / "zero.bin")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(workspace / "app.sock"))
+    yield workspace
+    sock.close()
+
+
+def processes_with(marker: str) -> list[int]:
+    """The `sleep` processes alive whose arguments hold `marker` (a made-up duration)."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            name.isdigit()
+            and Path(os.fsdecode(argv[0])).name == "sleep"
+            and marker.encode() in argv
+        ):
+            found.append(int(name))
+    return found

@@ -88,6 +88,8 @@ class CommandRunner:
             raise ToolError(f"cannot start the command: {exc.strerror}") from None
         out, err = _Capped(self.cap), _Capped(self.cap // 4)
         work = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err), proc.wait())
+        # At exit asyncio cancels the drains themselves: their error is ours to drop, not to log.
+        work.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
             await asyncio.wait_for(work, self.timeout_s)
         except TimeoutError:
@@ -99,6 +101,8 @@ class CommandRunner:
             ) from None
         except asyncio.CancelledError:
             _stop(proc)
+            with contextlib.suppress(TimeoutError):  # it kills in milliseconds; never hang here
+                await asyncio.wait_for(asyncio.shield(proc.wait()), 2)
             raise
         return f"exit status {proc.returncode}\n" + _sections(out, err)
 
