@@ -118,7 +118,7 @@ async def search(root: Path, target: str, pattern: str, deadline_s: float) -> st
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await asyncio.shield(proc.wait())
-        drain.cancel()
+        await drain  # at EOF now that rg has exited
     message = errors.decode("utf-8", errors="replace")
     if proc.returncode == 2 and "regex parse error" in message:
         why = next(
