@@ -5,6 +5,10 @@ Facts this follows (see shared/wire): `input_tokens` excludes cached tokens; usa
 `message_start` carries the 5m/1h split of cache writes; when the response carries
 `usage.iterations` (server-side compaction), the top level reports only the last
 iteration and the billed usage is the sum of all of them.
+
+Every number is checked: a count that is not a non-negative integer below `MAX_TOKENS`
+(a string, a bool, a float, a negative, 1e30) raises `BadUsage`, so no malformed usage is
+ever priced as $0 or as a negative.
 """
 
 from __future__ import annotations
@@ -19,6 +23,27 @@ _FIELDS = (
     "cache_read_input_tokens",
     "cache_creation_input_tokens",
 )
+
+MAX_TOKENS = 10**9  # more than any request can bill: a larger count is malformed
+
+
+class BadUsage(ValueError):
+    """A usage object from the server that cannot be what it billed."""
+
+
+def _tokens(value: object, name: str) -> int:
+    """A token count as the API sends it: a non-negative int; null or absent is 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        raise BadUsage(f"usage {name} is {value!r}, not a token count")
+    return value
+
+
+def _mapping(value: object, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise BadUsage(f"{name} is {type(value).__name__}, not an object")
+    return value
 
 
 @dataclass(frozen=True)
@@ -45,18 +70,22 @@ class TokenUsage:
     @classmethod
     def from_api(cls, usage: Mapping[str, Any] | None) -> TokenUsage:
         """Usage from one API usage object (a response's, or message_start's)."""
-        if not usage:
+        if usage is None:
             return cls()
+        usage = _mapping(usage, "usage")
         iterations = usage.get("iterations")
         if iterations:
+            if not isinstance(iterations, list):
+                raise BadUsage("usage.iterations is not a list")
             total = cls()
             for item in iterations:
+                item = _mapping(item, "a usage.iterations entry")
                 total = total + cls.from_api({k: v for k, v in item.items() if k != "iterations"})
             return total
-        values = {k: int(usage.get(k) or 0) for k in _FIELDS}
-        split = usage.get("cache_creation") or {}
-        five = int(split.get("ephemeral_5m_input_tokens") or 0)
-        hour = int(split.get("ephemeral_1h_input_tokens") or 0)
+        values = {k: _tokens(usage.get(k), k) for k in _FIELDS}
+        split = _mapping(usage.get("cache_creation") or {}, "usage.cache_creation")
+        five = _tokens(split.get("ephemeral_5m_input_tokens"), "ephemeral_5m_input_tokens")
+        hour = _tokens(split.get("ephemeral_1h_input_tokens"), "ephemeral_1h_input_tokens")
         if not split:
             # No split reported: the API's default lifetime is 5 minutes.
             five = values["cache_creation_input_tokens"]
@@ -66,6 +95,9 @@ class TokenUsage:
 
     def with_delta(self, delta: Mapping[str, Any] | None) -> TokenUsage:
         """Apply a cumulative message_delta usage: values present override, the split stays."""
+        if delta is None:
+            return self
+        delta = _mapping(delta, "usage")
         if not delta:
             return self
         if delta.get("iterations"):
@@ -75,7 +107,7 @@ class TokenUsage:
         values = {k: getattr(self, k) for k in _FIELDS}
         for k in _FIELDS:
             if delta.get(k) is not None:
-                values[k] = int(delta[k])
+                values[k] = _tokens(delta[k], k)
         five, hour = self.cache_creation_5m_input_tokens, self.cache_creation_1h_input_tokens
         writes = values["cache_creation_input_tokens"]
         if five + hour != writes:
