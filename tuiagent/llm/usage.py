@@ -40,6 +40,15 @@ def _tokens(value: object, name: str) -> int:
     return value
 
 
+def _split(value: object) -> tuple[int, int] | None:
+    """The 5m and 1h cache writes of a `cache_creation` object; None when there is none."""
+    if not value:
+        return None
+    split = _mapping(value, "usage.cache_creation")
+    five = _tokens(split.get("ephemeral_5m_input_tokens"), "ephemeral_5m_input_tokens")
+    return five, _tokens(split.get("ephemeral_1h_input_tokens"), "ephemeral_1h_input_tokens")
+
+
 def _mapping(value: object, name: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise BadUsage(f"{name} is {type(value).__name__}, not an object")
@@ -83,12 +92,11 @@ class TokenUsage:
                 total = total + cls.from_api({k: v for k, v in item.items() if k != "iterations"})
             return total
         values = {k: _tokens(usage.get(k), k) for k in _FIELDS}
-        split = _mapping(usage.get("cache_creation") or {}, "usage.cache_creation")
-        five = _tokens(split.get("ephemeral_5m_input_tokens"), "ephemeral_5m_input_tokens")
-        hour = _tokens(split.get("ephemeral_1h_input_tokens"), "ephemeral_1h_input_tokens")
-        if not split:
-            # No split reported: the API's default lifetime is 5 minutes.
-            five = values["cache_creation_input_tokens"]
+        # No split reported: the API's default lifetime is 5 minutes.
+        five, hour = _split(usage.get("cache_creation")) or (
+            values["cache_creation_input_tokens"],
+            0,
+        )
         return cls(
             **values, cache_creation_5m_input_tokens=five, cache_creation_1h_input_tokens=hour
         )
@@ -104,6 +112,7 @@ class TokenUsage:
             merged = TokenUsage.from_api(delta)
             # iterations carry their own split; keep it
             return merged
+        _split(delta.get("cache_creation"))  # checked; the split stays message_start's
         values = {k: getattr(self, k) for k in _FIELDS}
         for k in _FIELDS:
             if delta.get(k) is not None:
