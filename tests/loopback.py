@@ -78,7 +78,7 @@ class Fault:
     | cut_tool_json (`stop_block`: send content_block_stop for the cut block) | non_json_data
     | missing_message | delta_without_index | bad_usage (`value`, `at`: message_start or
     message_delta) | tool_input_list | output_above_max | input_above_count | swapped_model
-    (`model`) | stall_after_ping | trickle (`of`: ping or event; a byte every `delay_s`)
+    (`model`) | stall_after_ping | hold_after_stop (the connection stays open) | trickle (`of`: ping or event; a byte every `delay_s`)
     | drop_after_message_start | plain_json (`body` replaces the Message when given).
     For count_tokens: count_zero | count_negative | count_missing | count_string | count_404
     (or status). A fault that holds the connection open ends after `bound_s`, or when the
@@ -256,6 +256,8 @@ def messages_answer(
         return Wire(code, headers, _sse([*_head(events), error]), cut=True)
     if kind == "slow":
         return Wire(code, headers, _sse(events), delay_s=fault.delay_s)
+    if kind == "hold_after_stop":
+        return Wire(code, headers, _sse(events), hold_s=fault.bound_s, cut=True)
     if kind == "stall_after_ping":
         return Wire(code, headers, _sse(_head(events)), hold_s=fault.bound_s, cut=True)
     if kind == "trickle":
@@ -317,6 +319,7 @@ class LoopbackAPI:
         self.faults: deque[Fault] = deque(f for f in faults if not f.for_count)
         self.count_faults: deque[Fault] = deque(f for f in faults if f.for_count)
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.hangups = 0  # connections the client closed while the server held them open
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -393,9 +396,11 @@ class LoopbackAPI:
                     readable, _, _ = select.select([self.connection], [], [], 0.05)
                     if readable:
                         try:
-                            if not self.connection.recv(1, socket.MSG_PEEK):
-                                return
+                            closed = not self.connection.recv(1, socket.MSG_PEEK)
                         except OSError:
+                            closed = True
+                        if closed:
+                            api.hangups += 1
                             return
                         time.sleep(0.05)
 

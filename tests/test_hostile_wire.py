@@ -193,6 +193,24 @@ async def test_stall_after_ping_ends_at_the_idle_deadline(serve: Any) -> None:
     assert failure.usage_seen and failure.partial_usage == start_usage(items)
 
 
+async def test_the_response_is_closed_before_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that keeps the connection open after message_stop: the client hangs up as
+    soon as it has the message, not when its generator is collected."""
+    with LoopbackAPI(faults=[Fault("hold_after_stop")]) as api:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.base_url)
+        stream = stream_message(make_client(), dict(REQUEST))
+        async for item in stream:
+            if isinstance(item, CallResult):
+                break
+        for _ in range(100):  # the generator is still referenced and not closed
+            if api.hangups:
+                break
+            await asyncio.sleep(0.02)
+        assert api.hangups == 1
+        await stream.aclose()
+
+
 @pytest.mark.parametrize("of", ["ping", "event"])
 async def test_trickle_ends_at_the_idle_deadline(serve: Any, of: str) -> None:
     fault = Fault("trickle", of=of, delay_s=0.02)

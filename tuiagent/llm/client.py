@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -597,7 +597,7 @@ async def stream_message(
     clock: Callable[[], float] = time.monotonic,
     call_timeout_s: float = 600.0,
     idle_timeout_s: float = 90.0,
-) -> AsyncIterator[StreamItem]:
+) -> AsyncGenerator[StreamItem, None]:
     """Stream one Messages call. Yields text and tool starts as they come, the usage as it is
     reported (UsageUpdate), then the CallResult.
 
