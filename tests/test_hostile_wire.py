@@ -404,3 +404,103 @@ async def test_recorded_messages_as_a_json_200(name: str, index: int, body: str)
     _same_content(ours.content, message["content"])
     assert ours.usage == TokenUsage.from_api(message["usage"])
     assert ours.stop_reason == message["stop_reason"] and ours.response_model == message["model"]
+
+
+START = {
+    "type": "message_start",
+    "message": {"id": "msg_1", "model": MODEL, "usage": {"input_tokens": 40, "output_tokens": 1}},
+}
+TEXT_START = {
+    "type": "content_block_start",
+    "index": 0,
+    "content_block": {"type": "text", "text": ""},
+}
+TOOL = {"type": "tool_use", "id": "toolu_1", "name": "grep", "input": {}}
+END = [
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+    {"type": "message_stop"},
+]
+
+
+def _sse_body(events: list[object]) -> str:
+    return "".join(
+        f"event: {e.get('type', 'x') if isinstance(e, dict) else 'x'}\n"
+        f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n"
+        for e in events
+    )
+
+
+def _delta(index: object, delta: object) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [START, _delta(3, {"type": "text_delta", "text": "x"})],  # an unknown index
+        [START, _delta("0", {"type": "text_delta", "text": "x"})],
+        [TEXT_START, START],  # content before message_start
+        [START, START],
+        [START, TEXT_START, TEXT_START],
+        [
+            START,
+            TEXT_START,
+            {"type": "content_block_stop", "index": 0},
+            _delta(0, {"type": "text_delta", "text": "x"}),
+        ],
+        [START, TEXT_START, _delta(0, {"type": "text_delta", "text": 7})],
+        [START, TEXT_START, _delta(0, "not an object")],
+        [START, {"type": "content_block_start", "index": 0, "content_block": "text"}],
+        [
+            START,
+            {"type": "content_block_start", "index": 0, "content_block": {**TOOL, "input": [1]}},
+        ],
+        [
+            START,
+            {"type": "content_block_start", "index": 0, "content_block": {**TOOL, "name": None}},
+        ],
+        [START, {"type": "message_delta", "delta": {"stop_reason": 3}}],
+        [START, [1, 2]],
+        [START, '{"type": "message_delta", "delta": '],  # JSON cut mid-event
+    ],
+)
+async def test_streams_out_of_protocol_are_malformed(events: list[object]) -> None:
+    _, failure = await call(_replaying(_sse_body(events), "text/event-stream"))
+    assert failure is not None and failure.error_type == "malformed_stream", failure
+    assert failure.status == 200 and failure.usage_seen == (events[0] is START)
+    assert failure.partial_usage.input_tokens == (40 if events[0] is START else 0)
+
+
+async def test_stream_without_usage_is_not_free() -> None:
+    start = {"type": "message_start", "message": {"id": "m", "model": MODEL}}
+    body = _sse_body([start, {"type": "message_delta", "delta": {}}, {"type": "message_stop"}])
+    _, failure = await call(_replaying(body, "text/event-stream"))
+    assert failure is not None and failure.error_type == "malformed_stream"
+    assert not failure.usage_seen
+
+
+async def test_error_event_with_text_data() -> None:
+    body = _sse_body([START]) + "event: error\ndata: upstream went away\n\n"
+    _, failure = await call(_replaying(body, "text/event-stream"))
+    assert failure is not None and failure.error_type == "stream_error" and failure.usage_seen
+
+
+@pytest.mark.parametrize("stop_reason", ["tool_use", "end_turn", "max_tokens"])
+async def test_invalid_tool_json_is_cut_whatever_the_stop_reason(stop_reason: str) -> None:
+    tool_start = {"type": "content_block_start", "index": 1, "content_block": TOOL}
+    good = {"type": "content_block_start", "index": 2, "content_block": {**TOOL, "id": "toolu_2"}}
+    events = [
+        START,
+        tool_start,
+        _delta(1, {"type": "input_json_delta", "partial_json": '{"a": '}),
+        {"type": "content_block_stop", "index": 1},
+        good,
+        _delta(2, {"type": "input_json_delta", "partial_json": '{"pattern": "x"}'}),
+        {"type": "content_block_stop", "index": 2},
+        {**END[0], "delta": {"stop_reason": stop_reason}},
+        END[1],
+    ]
+    result = await _result(_replaying(_sse_body(events), "text/event-stream"))
+    assert result.cut_tool_calls == ["grep"] and result.stop_reason == stop_reason
+    assert result.tool_uses == [{**TOOL, "id": "toolu_2", "input": {"pattern": "x"}}]
+    assert result.usage == TokenUsage(input_tokens=40, output_tokens=9)
