@@ -172,7 +172,7 @@ async def test_mid_stream_error_event(serve: Any) -> None:
     assert failure.partial_usage == start_usage(items)
 
 
-async def test_http_error_was_sent_and_billed_nothing_seen(serve: Any) -> None:
+async def test_http_error_was_sent_and_billed_nothing(serve: Any) -> None:
     body = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
     items, failure = await call(serve([Fault("status", 429, body, {"retry-after": "3"})]))
     assert items == [] and failure is not None
@@ -181,7 +181,7 @@ async def test_http_error_was_sent_and_billed_nothing_seen(serve: Any) -> None:
         "rate_limit_error",
         3.0,
     )
-    assert failure.sent and not failure.usage_seen
+    assert failure.sent and failure.usage_seen and failure.partial_usage == TokenUsage()
 
 
 async def test_stall_after_ping_ends_at_the_idle_deadline(serve: Any) -> None:

@@ -84,8 +84,9 @@ class CallFailed(Exception):
     """A call that did not finish. Carries what the API billed before it failed, if known.
 
     `usage_seen`: valid usage was seen and none invalid after it, so `partial_usage` is what
-    the server billed so far; False: it may have billed anything up to the worst case
-    (`partial_usage` then holds the last valid usage, for information). `sent`: False only
+    the server billed so far (an HTTP error status counts: nothing billed); False: it may
+    have billed anything up to the worst case (`partial_usage` then holds the last valid
+    usage, for information). `sent`: False only
     when the request certainly never reached the server (connection refused, DNS, a bad URL).
     """
 
@@ -521,10 +522,11 @@ def _failure(
         )
 
     if isinstance(exc, anthropic.APIStatusError):
+        # An HTTP error status is the server's word that no message was made: nothing billed.
         return CallFailed(
             message=describe_error(exc),
             partial_usage=usage,
-            usage_seen=usage_seen,
+            usage_seen=True,
             request_id=_header(exc.response, "request-id"),
             status=exc.status_code,
             error_type=_body_error_type(exc.body) or f"http_{exc.status_code}",
