@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,3 +139,34 @@ def processes_with(marker: str) -> list[int]:
         ):
             found.append(int(name))
     return found
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Promises 1,000 bytes and sends one every 0.2 s."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def trickle() -> Iterator[str]:
+    """The URL of a 127.0.0.1 server that trickles its body (see _Trickle)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/slow"
+    httpd.shutdown()
+    httpd.server_close()

@@ -4,15 +4,12 @@ the prompt names, ends with exit 0, no traceback and a run_end record."""
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import os
 import random
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,34 +75,6 @@ def test_a_3_gb_line_and_a_base64_blob(hostile: Path, log_dir: Path) -> None:
     assert tool["original_tokens"] > 100_000 and tool["result_id"] == "r1"  # read, compressed
     (first, *_) = [r for r in records if r["type"] == "turn"]
     assert first["route_reason"].startswith("long request")
-
-
-class _Trickle(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/plain")
-        self.send_header("content-length", "1000")
-        self.end_headers()
-        try:
-            for _ in range(1000):
-                self.wfile.write(b"x")
-                self.wfile.flush()
-                time.sleep(0.2)
-        except OSError:
-            pass
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def trickle() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/slow"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def test_commands_and_fetches_end(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -151,27 +150,6 @@ async def test_one_line_of_3_gb_is_read_in_bounded_memory(box: Toolbox, hostile:
 
 
 # --- fetch_url -------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def trickle() -> AsyncIterator[str]:
-    """A 127.0.0.1 server that promises 1,000 bytes and sends one every 0.2 s."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n")
-        try:
-            for _ in range(1000):
-                writer.write(b"x")
-                await writer.drain()
-                await asyncio.sleep(0.2)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/slow"
-    server.close()
 
 
 async def test_a_trickled_body_ends_at_the_total_deadline(box: Toolbox, trickle: str) -> None:
