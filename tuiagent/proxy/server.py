@@ -172,12 +172,21 @@ class ProxyApp:
         state: dict[str, Any] = {"ttft": None, "error": None}
         clock = self.meter.clock
 
+        length = response.headers.get("content-length")
+        expected = int(length) if length and length.isdigit() else None
+
         async def body() -> AsyncIterator[bytes]:
+            received = 0
             try:
                 async for chunk in response.aiter_raw():
                     if state["ttft"] is None:
                         state["ttft"] = clock() - call.started
                     scanner.feed(chunk)
+                    received += len(chunk)
+                    if scanner.completed or (expected is not None and received >= expected):
+                        # Settled before the client has the last byte: its next request
+                        # finds this one's cost settled, not still in flight.
+                        done()
                     yield chunk
             except httpx2.TransportError as exc:  # cut by the upstream: the client sees it cut
                 state["error"] = _what(exc)

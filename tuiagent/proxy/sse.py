@@ -35,6 +35,8 @@ class UsageScanner:
     def feed(self, chunk: bytes) -> None:
         if not self.streamed:
             self._body.append(chunk)
+            if chunk.rstrip().endswith(b"}"):
+                self._read_body()  # whole already? (a body sent without content-length)
             return
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
@@ -48,7 +50,10 @@ class UsageScanner:
             if self._tail.strip():
                 self._event(self._tail)
             self._tail = b""
-            return
+        elif not self.completed:
+            self._read_body()
+
+    def _read_body(self) -> None:
         try:
             message = json.loads(b"".join(self._body))
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -1,0 +1,376 @@
+"""Proxy mode (issue 17): the real SDK through `tuiagent proxy` to a 127.0.0.1 upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx2
+import pytest
+
+from tests.loopback import MID_STREAM_ERROR, OVERLOADED, RATE_LIMITED, Fault, LoopbackAPI, status
+from tests.proxy_harness import KEY, MODEL, Proxied, proxied_loopback, proxy_to
+from tuiagent.cost.pricing import Pricer
+from tuiagent.llm.offline import OfflineModel
+from tuiagent.llm.usage import TokenUsage
+
+PROMPT = [{"role": "user", "content": "hello there, who are you?"}]
+TOOLS = [
+    {
+        "name": "list_dir",
+        "description": "List a directory",
+        "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
+    }
+]
+LONG_SYSTEM = "You are a careful assistant for a large codebase. " * 300  # > 1,024 tokens
+
+
+def sdk(base_url: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=KEY, base_url=base_url, max_retries=0)
+
+
+def price(usage: Any) -> Decimal:
+    return Pricer().price(MODEL, TokenUsage.from_api(usage.model_dump())).total
+
+
+OFFLINE_IDS = re.compile(r"(msg|toolu|req)_offline\w+")
+
+
+def without_ids(message: anthropic.types.Message) -> str:
+    """The offline model numbers its ids by the requests it has seen (count_tokens too)."""
+    return OFFLINE_IDS.sub("ID", message.model_dump_json())
+
+
+# --- pass-through, exact ------------------------------------------------------------------
+
+
+def test_the_sdk_gets_the_same_answers_through_the_proxy_and_each_call_is_priced(
+    tmp_path: Path,
+) -> None:
+    calls = [
+        {"messages": PROMPT},
+        {"messages": [{"role": "user", "content": "list the files please"}], "tools": TOOLS},
+    ]
+    with LoopbackAPI() as direct_api, proxied_loopback(tmp_path) as (_, proxy):
+        direct, through = sdk(direct_api.base_url), sdk(proxy.url)
+        answers = []
+        for client in (direct, through):
+            got = []
+            for kwargs in calls:
+                got.append(client.messages.create(model=MODEL, max_tokens=400, **kwargs))
+                with client.messages.stream(model=MODEL, max_tokens=400, **kwargs) as stream:
+                    got.append(stream.get_final_message())
+            got.append(client.messages.count_tokens(model=MODEL, messages=PROMPT))
+            answers.append(got)
+        assert [without_ids(m) for m in answers[1][:-1]] == [without_ids(m) for m in answers[0][:-1]]
+        assert answers[1][-1] == answers[0][-1]
+        assert answers[1][2].stop_reason == "tool_use"
+        turns = proxy.records("turn")
+    assert len(turns) == 4  # count_tokens is free and not recorded
+    for record, message in zip(turns, answers[1][:-1], strict=True):
+        assert record["source"] == "proxy" and record["client"].startswith("Anthropic/Python")
+        assert record["message_id"] == message.id
+        assert record["output_tokens"] == message.usage.output_tokens
+        assert Decimal(str(record["cost_usd"])) == price(message.usage) > 0
+    assert [r["stream"] for r in turns] == [False, True, False, True]
+    total = sum(price(m.usage) for m in answers[1][:-1])
+    assert Decimal(str(turns[-1]["cumulative_cost_usd"])) == total
+
+
+async def test_the_async_sdk_streamed_and_not(tmp_path: Path) -> None:
+    with proxied_loopback(tmp_path) as (_, proxy):
+        client = anthropic.AsyncAnthropic(api_key=KEY, base_url=proxy.url, max_retries=0)
+        whole = await client.messages.create(model=MODEL, max_tokens=300, messages=PROMPT)
+        async with client.messages.stream(model=MODEL, max_tokens=300, messages=PROMPT) as s:
+            streamed = await s.get_final_message()
+        counted = await client.messages.count_tokens(model=MODEL, messages=PROMPT)
+        await client.close()
+        turns = proxy.records("turn")
+    assert [b.text for b in whole.content] == [b.text for b in streamed.content]  # type: ignore[union-attr]
+    assert counted.input_tokens > 0
+    assert [r["message_id"] for r in turns] == [whole.id, streamed.id]
+    assert [Decimal(str(r["cost_usd"])) for r in turns] == [price(whole.usage), price(streamed.usage)]
+
+
+def _raw_stream(base_url: str) -> tuple[int, dict[str, str], bytes]:
+    body = {"model": MODEL, "max_tokens": 300, "stream": True, "messages": PROMPT}
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    with httpx2.Client() as client:
+        r = client.post(base_url + "/v1/messages", json=body, headers=headers)
+        return r.status_code, dict(r.headers), r.content
+
+
+def test_the_stream_comes_back_byte_for_byte_and_the_clients_headers_go_upstream(
+    tmp_path: Path,
+) -> None:
+    with LoopbackAPI() as direct_api, proxied_loopback(tmp_path) as (upstream, proxy):
+        code, headers, through = _raw_stream(proxy.url)
+        _, _, direct = _raw_stream(direct_api.base_url)
+        sdk(proxy.url).with_options(default_headers={"anthropic-beta": "beta-x"}).messages.create(
+            model=MODEL, max_tokens=50, messages=PROMPT
+        )
+    ids = re.compile(OFFLINE_IDS.pattern.encode())
+    assert code == 200 and headers["content-type"].startswith("text/event-stream")
+    assert headers["request-id"].startswith("req_offline")
+    assert ids.sub(b"ID", through) == ids.sub(b"ID", direct)
+    sent = [(path, h) for path, h, _ in upstream.requests if path == "/v1/messages"]
+    assert len(sent) == 2
+    (_, raw), (_, by_sdk) = sent  # the raw client sends x-api-key; this SDK a bearer token
+    assert raw["x-api-key"] == KEY and raw["anthropic-version"] == "2023-06-01"
+    assert by_sdk["authorization"] == f"Bearer {KEY}" and by_sdk["anthropic-beta"] == "beta-x"
+    assert raw["host"] == upstream.base_url.removeprefix("http://")
+    assert raw["accept-encoding"] == "identity"
+
+
+def test_other_paths_pass_through_unmetered(tmp_path: Path) -> None:
+    with proxied_loopback(tmp_path) as (upstream, proxy):
+        r = httpx2.post(proxy.url + "/v1/complete?x=1", json={}, headers={"x-api-key": KEY})
+        answer = httpx2.post(upstream.base_url + "/v1/complete?x=1", json={})
+        assert proxy.records("turn", "attempt") == []
+        assert upstream.requests[-2][0] == "/v1/complete?x=1"
+    assert r.status_code == answer.status_code == 404
+    assert r.json()["error"] == answer.json()["error"]
+
+
+def test_the_key_is_never_logged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with proxied_loopback(tmp_path) as (_, proxy):
+        sdk(proxy.url).messages.create(model=MODEL, max_tokens=50, messages=PROMPT)
+        text = proxy.log_path.read_text()
+    assert KEY not in text and "x-api-key" not in text
+    out = capsys.readouterr()
+    assert KEY not in out.out + out.err
+
+
+# --- the hard cap -------------------------------------------------------------------------
+
+
+def test_a_request_that_cannot_fit_is_refused_before_it_leaves(tmp_path: Path) -> None:
+    with proxied_loopback(tmp_path, cap="0.0001") as (upstream, proxy):
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            sdk(proxy.url).messages.create(model=MODEL, max_tokens=4000, messages=PROMPT)
+        assert upstream.messages_calls() == 0
+        refused = proxy.records("refused")
+    response = caught.value.response
+    assert response.status_code == 400 and response.headers["x-should-retry"] == "false"
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    message = body["error"]["message"]
+    assert message.startswith("tuiagent proxy: ") and "cap $0.00" in message
+    assert "spent $0.0000" in message and "raise it with F3 or --max-cost" in message
+    assert len(refused) == 1 and KEY not in json.dumps(refused)
+
+
+def test_a_request_that_fits_with_fewer_tokens_has_its_max_tokens_lowered(
+    tmp_path: Path,
+) -> None:
+    # $0.01 at $15/Mtok output leaves room for about 660 tokens, not 4,000.
+    with proxied_loopback(tmp_path, cap="0.01") as (upstream, proxy):
+        message = sdk(proxy.url).messages.create(model=MODEL, max_tokens=4000, messages=PROMPT)
+        (turn,) = proxy.records("turn")
+        sent = json.loads(upstream.requests[-1][2])
+    assert 256 <= sent["max_tokens"] == turn["max_tokens"] < 4000
+    assert turn["max_tokens_requested"] == 4000
+    assert Decimal(str(turn["reserved_usd"])) <= Decimal("0.01")
+    assert message.usage.output_tokens <= sent["max_tokens"]
+
+
+def test_concurrent_clients_never_pass_the_cap_together(tmp_path: Path) -> None:
+    cap = Decimal("0.05")
+    # Each asks for 1,000 output tokens ($0.015 at worst): 16 of them are about 5x the cap.
+    api = LoopbackAPI(
+        OfflineModel(fill_max_tokens=True), faults=[Fault("slow", delay_s=0.002)] * 16
+    )
+    barrier = threading.Barrier(16)
+
+    def one(_: int) -> tuple[str, Any]:
+        client = sdk(proxy.url)
+        barrier.wait()
+        try:
+            m = client.messages.create(model=MODEL, max_tokens=1000, messages=PROMPT)
+        except anthropic.BadRequestError as exc:
+            return "refused", exc.response
+        return "answered", m
+
+    with proxied_loopback(tmp_path, cap=str(cap), api=api) as (_, proxy):
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(one, range(16)))
+        records = proxy.records("turn", "attempt")
+        settled = proxy.budget.settled
+    answered = [m for kind, m in results if kind == "answered"]
+    refused = [r for kind, r in results if kind == "refused"]
+    billed = sum((price(m.usage) for m in answered), Decimal(0))
+    worst = sum(
+        (Decimal(str(r["reserved_usd"])) for r in records), Decimal(0)
+    )  # what was ever held
+    assert answered and refused
+    assert billed <= cap and worst <= cap
+    assert billed == settled == sum(Decimal(str(r["cost_usd"])) for r in records)
+    for response in refused:
+        assert response.status_code == 400 and response.headers["x-should-retry"] == "false"
+
+
+# --- faults from upstream -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "etype"),
+    [
+        (status(429, RATE_LIMITED, retry_after="7"), 429, "rate_limit_error"),
+        (status(529, OVERLOADED, x_should_retry="true"), 529, "overloaded_error"),
+    ],
+)
+def test_error_answers_reach_the_client_as_sent_and_bill_nothing(
+    tmp_path: Path, fault: Fault, code: int, etype: str
+) -> None:
+    with proxied_loopback(tmp_path, api=LoopbackAPI(faults=[fault])) as (_, proxy):
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            sdk(proxy.url).messages.create(model=MODEL, max_tokens=300, messages=PROMPT)
+        (attempt,) = proxy.records("attempt")
+        assert proxy.budget.in_flight == 0
+    response = caught.value.response
+    assert response.status_code == code and response.json() == fault.body
+    for header, value in fault.headers.items():
+        assert response.headers[header] == value
+    assert attempt["status"] == code and attempt["error_type"] == etype
+    assert attempt["cost_usd"] == 0 and attempt["usage_unknown"] is False
+
+
+def test_a_stream_cut_by_the_upstream_reaches_the_client_cut_and_bills_what_came(
+    tmp_path: Path,
+) -> None:
+    ids = re.compile(OFFLINE_IDS.pattern.encode())
+    direct_api = LoopbackAPI(faults=[Fault("drop")])
+    upstream = LoopbackAPI(faults=[Fault("drop")])
+    with direct_api, proxied_loopback(tmp_path, api=upstream) as (_, proxy):
+        _, _, direct = _raw_stream(direct_api.base_url)
+        _, _, through = _raw_stream(proxy.url)
+        (attempt,) = proxy.records("attempt")
+    assert ids.sub(b"ID", through) == ids.sub(b"ID", direct)
+    assert b"message_start" in through and b"message_stop" not in through
+    assert attempt["error_type"] == "connection_error" and attempt["usage_unknown"] is False
+    assert attempt["input_tokens"] > 0 and attempt["output_tokens"] >= 1
+    usage = TokenUsage(input_tokens=attempt["input_tokens"], output_tokens=attempt["output_tokens"])
+    assert Decimal(str(attempt["cost_usd"])) == Pricer().price(MODEL, usage).total > 0
+
+
+def test_an_error_event_mid_stream_reaches_the_client_and_bills_the_usage_seen(
+    tmp_path: Path,
+) -> None:
+    api = LoopbackAPI(faults=[Fault("stream_error", body=MID_STREAM_ERROR)])
+    with proxied_loopback(tmp_path, api=api) as (_, proxy):
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            with sdk(proxy.url).messages.stream(
+                model=MODEL, max_tokens=300, messages=PROMPT
+            ) as stream:
+                stream.get_final_message()
+        (attempt,) = proxy.records("attempt")
+    assert "overloaded" in str(caught.value).lower()
+    assert attempt["status"] == 200 and attempt["error_type"] == "overloaded_error"
+    assert attempt["input_tokens"] > 0 and Decimal(str(attempt["cost_usd"])) > 0
+
+
+def _black_hole() -> tuple[socket.socket, threading.Thread]:
+    """An upstream that reads each request and hangs up without a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_no_usage_seen_keeps_the_worst_case(tmp_path: Path) -> None:
+    hole, _ = _black_hole()
+    url = "http://127.0.0.1:%d" % hole.getsockname()[1]
+    try:
+        with proxy_to(url, tmp_path) as proxy:
+            with pytest.raises(anthropic.APIStatusError) as caught:
+                sdk(proxy.url).messages.create(model=MODEL, max_tokens=300, messages=PROMPT)
+            (attempt,) = proxy.records("attempt")
+            settled = proxy.budget.settled
+    finally:
+        hole.close()
+    assert caught.value.status_code == 502
+    assert attempt["usage_unknown"] is True and attempt["input_count_source"] == "estimate"
+    assert attempt["cost_usd"] == attempt["reserved_usd"] > 0
+    assert settled == Decimal(str(attempt["reserved_usd"]))
+
+
+# --- auto-cache, the report ---------------------------------------------------------------
+
+
+def test_auto_cache_adds_breakpoints_only_with_the_flag(tmp_path: Path) -> None:
+    def twice(proxy: Proxied) -> list[dict[str, Any]]:
+        for _ in range(2):
+            sdk(proxy.url).messages.create(
+                model=MODEL, max_tokens=100, system=LONG_SYSTEM, messages=PROMPT
+            )
+        return proxy.records("turn")
+
+    with proxied_loopback(tmp_path / "plain") as (upstream, proxy):
+        plain = twice(proxy)
+        assert "cache_control" not in upstream.requests[-1][2].decode()
+    with proxied_loopback(tmp_path / "auto", auto_cache=True) as (upstream, proxy):
+        cached = twice(proxy)
+        assert "cache_control" in upstream.requests[-1][2].decode()
+    assert all(r["cache_read_input_tokens"] == 0 for r in plain)
+    assert cached[0]["cache_creation_input_tokens"] > 0 and cached[0]["auto_cache"] is True
+    assert cached[1]["cache_read_input_tokens"] > 0
+    assert cached[1]["cost_usd"] < plain[1]["cost_usd"]
+
+
+def test_the_report_reads_the_proxys_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tuiagent.cli import main
+
+    with proxied_loopback(tmp_path / "logs", api=LoopbackAPI(faults=[status(529, OVERLOADED)])) as (
+        _,
+        proxy,
+    ):
+        client = sdk(proxy.url)
+        with pytest.raises(anthropic.APIStatusError):
+            client.messages.create(model=MODEL, max_tokens=300, messages=PROMPT)
+        for _ in range(2):
+            client.messages.create(model=MODEL, max_tokens=300, messages=PROMPT)
+    total = proxy.records("run_end")[0]["total_cost_usd"]
+    capsys.readouterr()
+    assert main(["report", "--log-dir", str(tmp_path / "logs"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (run,) = report["runs"]
+    assert run["turns"] == 2 and run["failed_attempts"] == 1
+    assert run["cost_usd"] == pytest.approx(total) and total > 0
+    assert main(["report", "--log-dir", str(tmp_path / "logs")]) == 0
+    assert "proxy" in capsys.readouterr().out
+
+
+def test_the_budget_releases_every_hold(tmp_path: Path) -> None:
+    async def many() -> None:
+        client = anthropic.AsyncAnthropic(api_key=KEY, base_url=proxy.url, max_retries=0)
+        await asyncio.gather(
+            *(client.messages.create(model=MODEL, max_tokens=200, messages=PROMPT) for _ in range(6))
+        )
+        await client.close()
+
+    with proxied_loopback(tmp_path) as (_, proxy):
+        asyncio.run(many())
+        snapshot = proxy.budget.snapshot()
+    assert snapshot.holds == 0 and snapshot.in_flight == 0 and snapshot.settled > 0
