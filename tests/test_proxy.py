@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import anthropic
 import httpx2
 import pytest
 
+from tests.conftest import cli_env, run_cli
 from tests.loopback import MID_STREAM_ERROR, OVERLOADED, RATE_LIMITED, Fault, LoopbackAPI, status
 from tests.proxy_harness import KEY, MODEL, Proxied, proxied_loopback, proxy_to
 from tuiagent.cost.pricing import Pricer
@@ -358,8 +363,9 @@ def test_the_report_reads_the_proxys_log(
     (run,) = report["runs"]
     assert run["turns"] == 2 and run["failed_attempts"] == 1
     assert run["cost_usd"] == pytest.approx(total) and total > 0
+    assert [(t["tier"], t["calls"]) for t in report["by_tier"]] == [("proxy", 3)]
     assert main(["report", "--log-dir", str(tmp_path / "logs")]) == 0
-    assert "proxy" in capsys.readouterr().out
+    assert "$%.6f in all" % total in capsys.readouterr().out
 
 
 def test_the_budget_releases_every_hold(tmp_path: Path) -> None:
@@ -374,3 +380,168 @@ def test_the_budget_releases_every_hold(tmp_path: Path) -> None:
         asyncio.run(many())
         snapshot = proxy.budget.snapshot()
     assert snapshot.holds == 0 and snapshot.in_flight == 0 and snapshot.settled > 0
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def test_headless_proxy_says_where_it_listens_then_one_line_per_call(tmp_path: Path) -> None:
+    with LoopbackAPI() as api:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tuiagent", "proxy", "--port", "0", "--no-ui"]
+            + ["--upstream", api.base_url, "--log-dir", str(tmp_path), "--max-cost", "0.50"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        listening = re.fullmatch(r"tuiagent proxy: listening on (http://127\.0\.0\.1:\d+)\n", first)
+        assert listening, first
+        assert "cap $0.50" in proc.stdout.readline()
+        message = sdk(listening.group(1)).messages.create(
+            model=MODEL, max_tokens=300, messages=PROMPT
+        )
+        line = proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err == ""  # stopped by Ctrl-C, as the CLI says
+    assert line.startswith(f"#1 Anthropic/Python sonnet-4-5 in {message.usage.input_tokens} ")
+    assert f"${price(message.usage):.6f}" in line and "[end_turn]" in line
+    (log,) = tmp_path.glob("*.jsonl")
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["type"] for r in records] == ["run_start", "turn", "run_end"]
+    assert records[0]["source"] == "proxy" and records[0]["limits"]["max_cost_usd"] == 0.5
+    assert KEY not in first + line + out + err + log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (["--port", "70000"], "--port"),
+        (["--upstream", "ftp://example"], "--upstream"),
+        (["--max-cost", "lots"], "--max-cost"),
+        (["--colour"], "--colour"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(tmp_path: Path, flags: list[str], names: str) -> None:
+    result = run_cli("proxy", "--no-ui", "--log-dir", str(tmp_path), *flags)
+    assert result.returncode == 2
+    assert names in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == "" and not list(tmp_path.glob("*.jsonl"))
+
+
+def test_a_port_in_use_is_one_line_and_no_log(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("proxy", "--no-ui", "--port", str(port), "--log-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"tuiagent: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert not list(tmp_path.glob("*.jsonl"))
+
+
+# --- OpenTelemetry --------------------------------------------------------------------------
+
+
+class _Collector:
+    """An OTLP/HTTP collector on 127.0.0.1: keeps what is POSTed, by path."""
+
+    def __init__(self) -> None:
+        received: list[tuple[str, bytes]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                received.append((self.path, body))
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_every_call_goes_live_to_the_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from tuiagent.proxy.otel import live_export
+
+    collector = _Collector()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+    try:
+        with proxied_loopback(tmp_path, api=LoopbackAPI(faults=[status(529, OVERLOADED)])) as (
+            _,
+            proxy,
+        ):
+            export = live_export(proxy.meter)
+            assert export is not None
+            client = sdk(proxy.url)
+            with pytest.raises(anthropic.APIStatusError):
+                client.messages.create(model=MODEL, max_tokens=300, messages=PROMPT)
+            message = client.messages.create(model=MODEL, max_tokens=300, messages=PROMPT)
+            export.shutdown()  # flushes
+    finally:
+        collector.close()
+    traces = [b for path, b in collector.received if path == "/v1/traces"]
+    metrics = [b for path, b in collector.received if path == "/v1/metrics"]
+    assert traces and metrics
+    spans = [
+        span
+        for body in traces
+        for rs in ExportTraceServiceRequest.FromString(body).resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    ]
+    assert [s.name for s in spans] == [f"chat {MODEL}"] * 2
+    failed, ok = ({a.key: a.value for a in s.attributes} for s in spans)
+    assert failed["error.type"].string_value == "overloaded_error"
+    assert ok["gen_ai.usage.output_tokens"].int_value == message.usage.output_tokens
+    assert ok["gen_ai.response.id"].string_value == message.id
+    assert ok["tuiagent.cost_usd"].double_value == float(price(message.usage))
+    assert ok["tuiagent.source"].string_value == "proxy"
+    names = {
+        m.name
+        for body in metrics
+        for rm in ExportMetricsServiceRequest.FromString(body).resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration", "tuiagent.cost"} <= names
+
+
+def test_without_the_otel_extra_one_line_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tuiagent.proxy.otel import live_export
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.metrics", None)
+    with proxied_loopback(tmp_path) as (_, proxy):
+        assert live_export(proxy.meter) is None
+        assert proxy.meter.listeners == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tuiagent proxy: OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not installed; nothing is exported (install it with: pip install 'tuiagent[otel]')"]
