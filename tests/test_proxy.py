@@ -75,7 +75,9 @@ def test_the_sdk_gets_the_same_answers_through_the_proxy_and_each_call_is_priced
                     got.append(stream.get_final_message())
             got.append(client.messages.count_tokens(model=MODEL, messages=PROMPT))
             answers.append(got)
-        assert [without_ids(m) for m in answers[1][:-1]] == [without_ids(m) for m in answers[0][:-1]]
+        assert [without_ids(m) for m in answers[1][:-1]] == [
+            without_ids(m) for m in answers[0][:-1]
+        ]
         assert answers[1][-1] == answers[0][-1]
         assert answers[1][2].stop_reason == "tool_use"
         turns = proxy.records("turn")
@@ -102,7 +104,10 @@ async def test_the_async_sdk_streamed_and_not(tmp_path: Path) -> None:
     assert [b.text for b in whole.content] == [b.text for b in streamed.content]  # type: ignore[union-attr]
     assert counted.input_tokens > 0
     assert [r["message_id"] for r in turns] == [whole.id, streamed.id]
-    assert [Decimal(str(r["cost_usd"])) for r in turns] == [price(whole.usage), price(streamed.usage)]
+    assert [Decimal(str(r["cost_usd"])) for r in turns] == [
+        price(whole.usage),
+        price(streamed.usage),
+    ]
 
 
 def _raw_stream(base_url: str) -> tuple[int, dict[str, str], bytes]:
@@ -271,11 +276,9 @@ def test_an_error_event_mid_stream_reaches_the_client_and_bills_the_usage_seen(
 ) -> None:
     api = LoopbackAPI(faults=[Fault("stream_error", body=MID_STREAM_ERROR)])
     with proxied_loopback(tmp_path, api=api) as (_, proxy):
-        with pytest.raises(anthropic.APIStatusError) as caught:
-            with sdk(proxy.url).messages.stream(
-                model=MODEL, max_tokens=300, messages=PROMPT
-            ) as stream:
-                stream.get_final_message()
+        stream = sdk(proxy.url).messages.stream(model=MODEL, max_tokens=300, messages=PROMPT)
+        with pytest.raises(anthropic.APIStatusError) as caught, stream as events:
+            events.get_final_message()
         (attempt,) = proxy.records("attempt")
     assert "overloaded" in str(caught.value).lower()
     assert attempt["status"] == 200 and attempt["error_type"] == "overloaded_error"
@@ -304,7 +307,7 @@ def _black_hole() -> tuple[socket.socket, threading.Thread]:
 
 def test_no_usage_seen_keeps_the_worst_case(tmp_path: Path) -> None:
     hole, _ = _black_hole()
-    url = "http://127.0.0.1:%d" % hole.getsockname()[1]
+    url = f"http://127.0.0.1:{hole.getsockname()[1]}"
     try:
         with proxy_to(url, tmp_path) as proxy:
             with pytest.raises(anthropic.APIStatusError) as caught:
@@ -365,14 +368,17 @@ def test_the_report_reads_the_proxys_log(
     assert run["cost_usd"] == pytest.approx(total) and total > 0
     assert [(t["tier"], t["calls"]) for t in report["by_tier"]] == [("proxy", 3)]
     assert main(["report", "--log-dir", str(tmp_path / "logs")]) == 0
-    assert "$%.6f in all" % total in capsys.readouterr().out
+    assert f"${total:.6f} in all" in capsys.readouterr().out
 
 
 def test_the_budget_releases_every_hold(tmp_path: Path) -> None:
     async def many() -> None:
         client = anthropic.AsyncAnthropic(api_key=KEY, base_url=proxy.url, max_retries=0)
         await asyncio.gather(
-            *(client.messages.create(model=MODEL, max_tokens=200, messages=PROMPT) for _ in range(6))
+            *(
+                client.messages.create(model=MODEL, max_tokens=200, messages=PROMPT)
+                for _ in range(6)
+            )
         )
         await client.close()
 
@@ -388,8 +394,10 @@ def test_the_budget_releases_every_hold(tmp_path: Path) -> None:
 def test_headless_proxy_says_where_it_listens_then_one_line_per_call(tmp_path: Path) -> None:
     with LoopbackAPI() as api:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tuiagent", "proxy", "--port", "0", "--no-ui"]
-            + ["--upstream", api.base_url, "--log-dir", str(tmp_path), "--max-cost", "0.50"],
+            [
+                *(sys.executable, "-m", "tuiagent", "proxy", "--port", "0", "--no-ui"),
+                *("--upstream", api.base_url, "--log-dir", str(tmp_path), "--max-cost", "0.50"),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -469,7 +477,7 @@ class _Collector:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -529,7 +537,11 @@ def test_every_call_goes_live_to_the_collector(
         for sm in rm.scope_metrics
         for m in sm.metrics
     }
-    assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration", "tuiagent.cost"} <= names
+    assert {
+        "gen_ai.client.token.usage",
+        "gen_ai.client.operation.duration",
+        "tuiagent.cost",
+    } <= names
 
 
 def test_without_the_otel_extra_one_line_says_how_to_install_it(
@@ -544,4 +556,6 @@ def test_without_the_otel_extra_one_line_says_how_to_install_it(
         assert live_export(proxy.meter) is None
         assert proxy.meter.listeners == []
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["tuiagent proxy: OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not installed; nothing is exported (install it with: pip install 'tuiagent[otel]')"]
+    assert err == [
+        "tuiagent proxy: OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not installed; nothing is exported (install it with: pip install 'tuiagent[otel]')"
+    ]

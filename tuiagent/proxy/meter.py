@@ -98,11 +98,14 @@ class Meter:
     ) -> Admitted | Refused:
         """Reserve the request's worst case, lowering its max_tokens to fit; or refuse it."""
         started = self.clock()
+        turn = next(self._turns)
         model = str(request.get("model", ""))
         try:
             self.pricer.ensure_priced(model)
         except UsageError as exc:
-            return self._refuse(client, model, f"tuiagent proxy: cannot cap this request: {exc}")
+            return self._refuse(
+                turn, client, model, f"tuiagent proxy: cannot cap this request: {exc}"
+            )
         changed = False
         auto_cached = False
         if self.auto_cache and not count_breakpoints(request):
@@ -113,14 +116,13 @@ class Meter:
             tokens, source = counted, "count_tokens"
         else:
             tokens, source = estimated_with_margin(estimate_request_tokens(request)), "estimate"
-        turn = next(self._turns)
         while True:
             # Another request may take what is left between fitting and holding: fit again.
             reservation = fit_request(
                 self.pricer, model, request, tokens, source, self.budget.remaining
             )
             if reservation is None:
-                return self._refuse(client, model, self._cap_message(model, tokens, request))
+                return self._refuse(turn, client, model, self._cap_message(model, tokens, request))
             hold = self.budget.reserve(reservation.worst_case_usd, f"proxy #{turn}")
             if hold is not None:
                 break
@@ -134,7 +136,9 @@ class Meter:
                 budget_tokens = reservation.max_tokens - 1
                 if budget_tokens < THINKING_MIN_BUDGET:
                     hold.release()
-                    return self._refuse(client, model, self._cap_message(model, tokens, request))
+                    return self._refuse(
+                        turn, client, model, self._cap_message(model, tokens, request)
+                    )
                 request["thinking"] = {**thinking, "budget_tokens": budget_tokens}
         body = json.dumps(request, separators=(",", ":")).encode() if changed else raw
         return Admitted(
@@ -159,8 +163,10 @@ class Meter:
             f"${b.remaining:.4f} left; raise it with F3 or --max-cost"
         )
 
-    def _refuse(self, client: str, model: str, message: str) -> Refused:
-        self._write({"type": "refused", "client": client, "model": model, "error": message})
+    def _refuse(self, turn: int, client: str, model: str, message: str) -> Refused:
+        self._write(
+            {"type": "refused", "turn": turn, "client": client, "model": model, "error": message}
+        )
         return Refused(message)
 
     # --- after the response ------------------------------------------------------
