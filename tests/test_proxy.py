@@ -369,6 +369,24 @@ def test_the_report_reads_the_proxys_log(
     assert [(t["tier"], t["calls"]) for t in report["by_tier"]] == [("proxy", 3)]
     assert main(["report", "--log-dir", str(tmp_path / "logs")]) == 0
     assert f"${total:.6f} in all" in capsys.readouterr().out
+    # The transcript keeps each proxied request: replay resends one to another model.
+    assert (
+        main(
+            [
+                "replay",
+                "proxy-run",
+                "--turn",
+                "2",
+                "--offline",
+                "--model",
+                "claude-haiku-4-5",
+                "--log-dir",
+                str(tmp_path / "logs"),
+            ]
+        )
+        == 0
+    )
+    assert "claude-haiku-4-5" in capsys.readouterr().out
 
 
 def test_the_budget_releases_every_hold(tmp_path: Path) -> None:

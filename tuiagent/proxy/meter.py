@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tuiagent.agent.transcript import Transcript, transcript_path
 from tuiagent.cost.budget import Budget, Hold, Reservation, estimated_with_margin
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.cost.runlog import RunLog, utc_now_iso
@@ -41,6 +42,7 @@ COUNTED_FIELDS = (
     "context_management",
 )
 THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
+PURPOSE = "proxy"  # a proxied call's purpose: the transcript keeps its request whole
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Admitted:
     model: str
     client: str
     streamed: bool
+    request: dict[str, Any]  # as sent
     body: bytes
     reservation: Reservation
     hold: Hold
@@ -89,6 +92,9 @@ class Meter:
         self.auto_cache = auto_cache
         self.clock = clock
         self.listeners: list[Listener] = []
+        # Each request whole (calls of many conversations interleave), so that `report`
+        # splits a call's input by source and `replay` resends it.
+        self.transcript = Transcript(transcript_path(log.path))
         self._turns = itertools.count(1)
 
     # --- before sending ----------------------------------------------------------
@@ -146,6 +152,7 @@ class Meter:
             model,
             client,
             bool(request.get("stream")),
+            request,
             body,
             reservation,
             hold,
@@ -210,9 +217,12 @@ class Meter:
                 call.hold.release()
         ok = sent and status is not None and status < 400 and scanner.completed
         ok = ok and scanner.error is None
+        if ok:
+            self.transcript.request(call.turn, PURPOSE, call.request)
         record: dict[str, Any] = {
             "type": "turn" if ok else "attempt",
             "turn": call.turn,
+            "purpose": PURPOSE,
             "source": "proxy",
             "client": call.client,
             "model": call.model,
@@ -282,6 +292,7 @@ class Meter:
             }
         )
         self.log.close()
+        self.transcript.close()
 
 
 def _error_type(
