@@ -173,7 +173,7 @@ def test_a_request_that_cannot_fit_is_refused_before_it_leaves(tmp_path: Path) -
     body = response.json()
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
     message = body["error"]["message"]
-    assert message.startswith("tuiagent proxy: ") and "cap $0.00" in message
+    assert message.startswith("tuiagent proxy: ") and "cap $0.0001, " in message
     assert "spent $0.0000" in message and "raise it with F3 or --max-cost" in message
     assert len(refused) == 1 and KEY not in json.dumps(refused)
 

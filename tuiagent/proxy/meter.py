@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from tuiagent.agent.transcript import Transcript, transcript_path
@@ -121,7 +122,12 @@ class Meter:
         if counted is not None:
             tokens, source = counted, "count_tokens"
         else:
-            tokens, source = estimated_with_margin(estimate_request_tokens(request)), "estimate"
+            try:
+                tokens = estimated_with_margin(estimate_request_tokens(request))
+            except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
+                message = "tuiagent proxy: cannot count this request's tokens to cap it"
+                return self._refuse(turn, client, model, message)
+            source = "estimate"
         while True:
             # Another request may take what is left between fitting and holding: fit again.
             reservation = fit_request(
@@ -166,7 +172,7 @@ class Meter:
         return (
             f"tuiagent proxy: refused before sending: {tokens:,} input tokens plus "
             f"{useful} output tokens of {model} at worst do not fit the cap "
-            f"${b.cap:.2f}, spent ${b.settled:.4f}, ${b.in_flight:.4f} in flight, "
+            f"{_cap(b.cap)}, spent ${b.settled:.4f}, ${b.in_flight:.4f} in flight, "
             f"${b.remaining:.4f} left; raise it with F3 or --max-cost"
         )
 
@@ -293,6 +299,12 @@ class Meter:
         )
         self.log.close()
         self.transcript.close()
+
+
+def _cap(amount: Decimal) -> str:
+    """A cap as it was set: `$5.00`, `$0.105`."""
+    whole, _, frac = f"{amount:.6f}".rstrip("0").partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"
 
 
 def _error_type(

@@ -130,7 +130,8 @@ class ProxyApp:
             payload = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             payload = None
-        if not isinstance(payload, dict) or "max_tokens" not in payload:
+        max_tokens = payload.get("max_tokens") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or not isinstance(max_tokens, int) or max_tokens < 1:
             return await self.passthrough(request)  # the upstream refuses it, billing nothing
 
         async def count(body: dict[str, Any]) -> int | None:
