@@ -30,7 +30,8 @@ from tuiagent.proxy.sse import UsageScanner
 Counter = Callable[[dict[str, Any]], Awaitable[int | None]]
 Listener = Callable[[dict[str, Any]], None]
 
-# What count_tokens accepts of a Messages request.
+# What count_tokens accepts of a Messages request: llm/client's list and the fields other
+# clients send (not imported from there: it imports the SDK, which the proxy never needs).
 COUNTED_FIELDS = (
     "model",
     "messages",
