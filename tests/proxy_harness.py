@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +36,14 @@ class Proxied:
         return self.meter.budget
 
     def records(self, *kinds: str) -> list[dict[str, Any]]:
-        records, bad = read_records(self.log_path)
+        """The log's records, once every call taken in has its record (a client may see the
+        end of an answer an instant before the proxy has written it)."""
+        for _ in range(250):
+            records, bad = read_records(self.log_path)
+            calls = [r for r in records if r["type"] in ("turn", "attempt", "refused")]
+            if len(calls) >= self.meter.calls:
+                break
+            time.sleep(0.02)
         assert bad == 0
         return [r for r in records if not kinds or r["type"] in kinds]
 

@@ -8,7 +8,6 @@ or with its worst case when no usage was seen (`usage_unknown`).
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -97,7 +96,7 @@ class Meter:
         # Each request whole (calls of many conversations interleave), so that `report`
         # splits a call's input by source and `replay` resends it.
         self.transcript = Transcript(transcript_path(log.path))
-        self._turns = itertools.count(1)
+        self.calls = 0  # Messages requests taken in: each gets one record, numbered by this
 
     # --- before sending ----------------------------------------------------------
 
@@ -106,7 +105,8 @@ class Meter:
     ) -> Admitted | Refused:
         """Reserve the request's worst case, lowering its max_tokens to fit; or refuse it."""
         started = self.clock()
-        turn = next(self._turns)
+        self.calls += 1
+        turn = self.calls
         model = str(request.get("model", ""))
         try:
             self.pricer.ensure_priced(model)

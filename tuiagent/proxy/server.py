@@ -184,7 +184,8 @@ class ProxyApp:
                         state["ttft"] = clock() - call.started
                     scanner.feed(chunk)
                     received += len(chunk)
-                    if scanner.completed or (expected is not None and received >= expected):
+                    last = scanner.completed or scanner.error is not None
+                    if last or (expected is not None and received >= expected):
                         # Settled before the client has the last byte: its next request
                         # finds this one's cost settled, not still in flight.
                         done()
@@ -192,6 +193,7 @@ class ProxyApp:
             except httpx2.TransportError as exc:  # cut by the upstream: the client sees it cut
                 state["error"] = _what(exc)
             finally:
+                done()  # a cut stream too is settled before the client sees its end
                 queue.put_nowait(None)
 
         async def body() -> AsyncIterator[bytes]:

@@ -40,8 +40,18 @@ class UsageScanner:
             return
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
-        *events, self._tail = (self._tail + chunk).split(b"\n\n")
-        for event in events:
+        data = self._tail + chunk if self._tail else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._tail = data
+            return
+        complete, self._tail = data[:end], data[end + 2 :]
+        if b"message_" not in complete and b"error" not in complete:
+            # Content only (every event that carries usage or an error names itself with one
+            # of those words): kept whole, read only if the stream is cut.
+            self._deltas.append(complete)
+            return
+        for event in complete.split(b"\n\n"):
             self._event(event)
 
     def finish(self) -> None:
@@ -74,7 +84,7 @@ class UsageScanner:
     def output_streamed(self) -> int:
         """Tokens of the content that streamed before a cut (the local estimate)."""
         pieces: list[str] = []
-        for blob in self._deltas:
+        for blob in (event for run in self._deltas for event in run.split(b"\n\n")):
             data = _data(blob)
             delta = data.get("delta") if isinstance(data, dict) else None
             if isinstance(delta, dict):
