@@ -55,7 +55,11 @@ class ProxyDashboard(App[int]):
     #proxy-turns { width: 1fr; height: 1fr; max-height: 100%; }
     #proxy-cache { width: 34; border: round $primary; padding: 0 1; height: auto; }
     #proxy-log { height: 8; border-top: solid $primary; }
+    .-narrow #proxy-body { layout: vertical; }
+    .-narrow #proxy-cache { width: 1fr; }
     """
+    # Narrow, the cache panel goes under the table: beside it, it hides the cost columns.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
     BINDINGS = [  # noqa: RUF012
         Binding("f2", "cap_down", "Cap -", id="cap_down", tooltip=KEYMAP_IDS["cap_down"]),
         Binding("f3", "cap_up", "Cap +", id="cap_up", tooltip=KEYMAP_IDS["cap_up"]),
