@@ -203,11 +203,11 @@ def test_concurrent_clients_never_pass_the_cap_together(tmp_path: Path) -> None:
     def one(_: int) -> tuple[str, Any]:
         client = sdk(proxy.url)
         barrier.wait()
-        try:
-            m = client.messages.create(model=MODEL, max_tokens=1000, messages=PROMPT)
+        try:  # streamed: the upstream's events come slowly, so the calls overlap
+            with client.messages.stream(model=MODEL, max_tokens=1000, messages=PROMPT) as s:
+                return "answered", s.get_final_message()
         except anthropic.BadRequestError as exc:
             return "refused", exc.response
-        return "answered", m
 
     with proxied_loopback(tmp_path, cap=str(cap), api=api) as (_, proxy):
         with ThreadPoolExecutor(16) as pool:
@@ -283,6 +283,17 @@ def test_an_error_event_mid_stream_reaches_the_client_and_bills_the_usage_seen(
     assert "overloaded" in str(caught.value).lower()
     assert attempt["status"] == 200 and attempt["error_type"] == "overloaded_error"
     assert attempt["input_tokens"] > 0 and Decimal(str(attempt["cost_usd"])) > 0
+
+
+@pytest.mark.parametrize("at", ["message_start", "message_delta"])
+def test_usage_that_cannot_be_billed_keeps_the_worst_case(tmp_path: Path, at: str) -> None:
+    api = LoopbackAPI(faults=[Fault("bad_usage", value="1e30", at=at)])
+    with proxied_loopback(tmp_path, api=api) as (_, proxy):
+        status, _, body = _raw_stream(proxy.url)
+        (attempt,) = proxy.records("attempt")
+    assert status == 200 and b"1e30" in body  # passed on as the upstream sent it
+    assert attempt["error_type"] == "bad_usage" and attempt["usage_unknown"] is True
+    assert attempt["cost_usd"] == attempt["reserved_usd"] > 0
 
 
 def _black_hole() -> tuple[socket.socket, threading.Thread]:

@@ -201,7 +201,7 @@ class Meter:
         `status` is the upstream's HTTP status, None when no response came; `sent` False
         when the request never reached the upstream (nothing billed)."""
         scanner.finish()
-        usage = scanner.usage
+        usage = scanner.known_usage
         unknown = False
         if not sent or (status is not None and status >= 400):
             usage = TokenUsage()  # an error answer bills nothing
@@ -223,7 +223,7 @@ class Meter:
             else:
                 call.hold.release()
         ok = sent and status is not None and status < 400 and scanner.completed
-        ok = ok and scanner.error is None
+        ok = ok and scanner.error is None and not unknown
         if ok:
             self.transcript.request(call.turn, PURPOSE, call.request)
         record: dict[str, Any] = {
@@ -313,6 +313,8 @@ def _error_type(
 ) -> str:
     if scanner.error is not None:
         return str(scanner.error.get("type") or "api_error")
+    if scanner.bad_usage is not None:
+        return "bad_usage"
     if not sent or transport_error is not None:
         return "connection_error"
     if status is not None and status >= 400:
@@ -328,4 +330,6 @@ def _error_text(status: int | None, scanner: UsageScanner, transport_error: str 
         return transport_error
     if status is not None and status >= 400:
         return f"API error {status}"
+    if scanner.bad_usage is not None:
+        return f"the response's {scanner.bad_usage}: its worst case is kept"
     return "the response ended before it was complete (connection dropped)"

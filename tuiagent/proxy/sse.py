@@ -8,11 +8,12 @@ estimate the output that was billed before the cut.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from tuiagent.llm.caching import api_miss_reason
 from tuiagent.llm.tokens import estimate_tokens
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.usage import BadUsage, TokenUsage
 
 _DECODED = (b"message_start", b"message_delta", b"message_stop", b"error")
 
@@ -23,6 +24,7 @@ class UsageScanner:
     def __init__(self, streamed: bool) -> None:
         self.streamed = streamed
         self.usage: TokenUsage | None = None  # None: no usage seen yet
+        self.bad_usage: str | None = None  # usage that cannot be what was billed: unknown
         self.completed = False  # message_stop seen, or a whole JSON message
         self.error: dict[str, Any] | None = None  # the error object of an `event: error`
         self.stop_reason: str | None = None
@@ -69,13 +71,24 @@ class UsageScanner:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return  # a cut body: usage unknown
         if isinstance(message, dict) and message.get("type") == "message":
-            self.usage = TokenUsage.from_api(message.get("usage"))
+            self._usage(lambda: TokenUsage.from_api(message.get("usage")))
             self.message_id = str(message.get("id", ""))
             self.stop_reason = message.get("stop_reason")
             self.diagnostics = message.get("diagnostics")
             self.completed = True
         elif isinstance(message, dict) and isinstance(message.get("error"), dict):
             self.error = message["error"]
+
+    def _usage(self, read: Callable[[], TokenUsage]) -> None:
+        try:
+            self.usage = read()
+        except BadUsage as exc:
+            self.bad_usage = str(exc)
+
+    @property
+    def known_usage(self) -> TokenUsage | None:
+        """What the response says it billed; None when it said nothing, or nonsense."""
+        return None if self.bad_usage else self.usage
 
     @property
     def miss_reason(self) -> str | None:
@@ -109,11 +122,11 @@ class UsageScanner:
         kind = data.get("type")
         if kind == "message_start" and isinstance(data.get("message"), dict):
             message = data["message"]
-            self.usage = TokenUsage.from_api(message.get("usage"))
+            self._usage(lambda: TokenUsage.from_api(message.get("usage")))
             self.message_id = str(message.get("id", ""))
             self.diagnostics = message.get("diagnostics") or self.diagnostics
         elif kind == "message_delta":
-            self.usage = (self.usage or TokenUsage()).with_delta(data.get("usage"))
+            self._usage(lambda: (self.usage or TokenUsage()).with_delta(data.get("usage")))
             delta = data.get("delta")
             if isinstance(delta, dict):
                 self.stop_reason = delta.get("stop_reason") or self.stop_reason
