@@ -41,7 +41,7 @@ class TurnsTable(DataTable[Any]):
         model = str(record.get("model", ""))
         cells = [
             str(record.get("turn", "")),
-            model.removeprefix("claude-"),
+            _who(record) + model.removeprefix("claude-"),
             tokens(record.get("input_tokens")),
             tokens(record.get("output_tokens")),
             tokens(record.get("cache_read_input_tokens")),
@@ -89,3 +89,12 @@ class TurnsTable(DataTable[Any]):
         self.clear()
         self._costs.clear()
         self._costliest = None
+
+
+def _who(record: dict[str, Any]) -> str:
+    """For a proxied call, the client that made it (`claude-cli/`); an agent call's model
+    names its tier."""
+    if record.get("tier"):
+        return ""
+    client = str(record.get("client", "")).split("/")[0]
+    return f"{client}/" if client else ""
