@@ -188,7 +188,9 @@ class Pricer:
         """What the same call would cost with every input token at the plain input price."""
         total = self._server_tools(model, usage)
         for part in usage.iterations or (usage,):
-            plain = TokenUsage(input_tokens=part.total_input_tokens, output_tokens=part.output_tokens)
+            plain = TokenUsage(
+                input_tokens=part.total_input_tokens, output_tokens=part.output_tokens
+            )
             total += self._price_tokens(model, plain).total
         return total
 
