@@ -101,9 +101,9 @@ class LoopbackAPI:
         )
 
     async def _forward(
-        self, path: str, headers: dict[str, str], body: bytes
+        self, path: str, headers: dict[str, str], body: bytes, method: str = "POST"
     ) -> tuple[int, dict[str, str], list[bytes]]:
-        request = httpx2.Request("POST", "http://offline" + path, headers=headers, content=body)
+        request = httpx2.Request(method, "http://offline" + path, headers=headers, content=body)
         response = await self.model.handle_async_request(request)
         chunks = [chunk async for chunk in response.stream]  # type: ignore[union-attr]
         return response.status_code, dict(response.headers), chunks
@@ -144,6 +144,14 @@ class LoopbackAPI:
                     self.wfile.flush()
                     if delay:
                         time.sleep(delay)
+
+            def do_GET(self) -> None:  # the models endpoints: no faults, straight through
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                api.requests.append((self.path, headers, b""))
+                future = asyncio.run_coroutine_threadsafe(
+                    api._forward(self.path.split("?")[0], headers, b"", "GET"), api._loop
+                )
+                self._send(*future.result(timeout=30))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

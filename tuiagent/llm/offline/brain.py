@@ -363,7 +363,7 @@ def _plain_answer(request: str) -> str:
     )
     if _GREETING.search(request):
         return f"Hello! I'm {what}"
-    return f"This is {what[0].upper()}{what[1:]}"
+    return f"This is {what}"
 
 
 def _agent_reply(request_body: dict[str, Any], tool_names: set[str]) -> Reply:

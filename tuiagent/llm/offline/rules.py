@@ -44,21 +44,26 @@ MESSAGE_FIELDS = frozenset(
 ) - {"betas"}  # betas travel as a header
 COUNT_FIELDS = MESSAGE_FIELDS - {"max_tokens", "stream", "stop_sequences", "service_tier"}
 
-# Output limits (max_tokens) by model line, from Anthropic's models overview; longest prefix
-# wins. A line the overview gave none for takes the nearest earlier model of its line.
+# Output limits (the most `max_tokens` may be) by model id prefix, longest prefix wins: what
+# Anthropic's Models API reports (`ModelInfo.max_tokens`, as pydantic-ai's Anthropic profiles
+# record it), and the models overview for the older lines (Opus 4 and 4.1: 32K, Sonnet 4: 64K).
 OUTPUT_LIMITS: dict[str, int] = {
-    "claude-fable": 128_000,
-    "claude-mythos": 128_000,
+    "claude-fable-5": 128_000,
+    "claude-mythos-5": 128_000,
     "claude-opus-5": 128_000,
     "claude-opus-4-8": 128_000,
     "claude-opus-4-7": 128_000,
     "claude-opus-4-6": 128_000,
+    "claude-sonnet-5": 128_000,
+    "claude-sonnet-4-6": 128_000,
+    "claude-haiku-5-5": 128_000,
     "claude-opus-4-5": 64_000,
+    "claude-sonnet-4-5": 64_000,
+    "claude-haiku-4-5": 64_000,
+    "claude-sonnet-4": 64_000,
     "claude-opus-4-1": 32_000,
     "claude-opus-4-0": 32_000,
     "claude-opus-4-2025": 32_000,
-    "claude-sonnet": 64_000,
-    "claude-haiku": 64_000,
 }
 DEFAULT_OUTPUT_LIMIT = 64_000
 MIN_THINKING_BUDGET = 1024
