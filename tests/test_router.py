@@ -225,7 +225,10 @@ async def test_pinned_deep_pins_every_turn(workspace: Path, log_dir: Path) -> No
 
 def refusing_model() -> ScriptedModel:
     return ScriptedModel(
-        [[{"type": "text", "text": "I can't help with that."}], [{"type": "text", "text": "A poem."}]]
+        [
+            [{"type": "text", "text": "I can't help with that."}],
+            [{"type": "text", "text": "A poem."}],
+        ]
     )
 
 

@@ -7,7 +7,8 @@ recorded traffic in shared/wire.
 
 What the API documents and is followed here:
 - `model`, `messages` and `max_tokens` are required; unknown top-level fields are refused;
-- `messages` is not empty, roles are `user` or `assistant`, the first is `user`; every message
+- `messages` is not empty, roles are `user`, `assistant` or `system` (instructions between
+  turns, as recorded in shared/wire), the first is `user`; every message
   has content except an optional final assistant message (prefill); consecutive turns of
   one role are merged (no error); every `tool_use` is answered by a `tool_result` in the
   next message and every `tool_result` answers a `tool_use` of the message before;
@@ -127,8 +128,8 @@ def _messages_error(messages: Any) -> str | None:
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
             return f"messages.{i}: Input should be a valid dictionary"
-        if m.get("role") not in ("user", "assistant"):
-            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        if m.get("role") not in ("user", "assistant", "system"):
+            return f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'"
         content = m.get("content")
         if not isinstance(content, str | list):
             return f"messages.{i}.content: Field required"
@@ -143,6 +144,8 @@ def _messages_error(messages: Any) -> str | None:
     # Consecutive turns of one role are one turn: pair tool_use and tool_result per turn.
     turns: list[tuple[str, int, list[dict[str, Any]]]] = []
     for i, m in enumerate(messages):
+        if m["role"] == "system":  # instructions between turns: no turn of their own
+            continue
         if turns and turns[-1][0] == m["role"]:
             turns[-1][2].extend(_blocks(m))
         else:

@@ -68,6 +68,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         self.fill_max_tokens = fill_max_tokens
         self.always_tool = always_tool
         self._counter = 0
+        # Server-held conversations (the `thread` parameter): the whole conversation so far,
+        # the answer included, by the id of the answer that ends it.
+        self._threads: dict[str, list[dict[str, Any]]] = {}
 
     def _next_id(self, prefix: str, body: bytes) -> str:
         self._counter += 1
@@ -87,6 +90,17 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         except json.JSONDecodeError:
             return _error(400, "invalid_request_error", "request body is not JSON", request_id)
         counting = path.endswith("count_tokens")
+        thread = body.get("thread") if isinstance(body, dict) else None
+        if isinstance(thread, dict) and thread.get("type") == "continue":
+            held = self._threads.get(str(thread.get("previous_message_id")))
+            if held is None:
+                return _error(
+                    404,
+                    "not_found_error",
+                    f"thread.previous_message_id: no thread holds {thread.get('previous_message_id')}",
+                    request_id,
+                )
+            body = {**body, "messages": [*held, *(body.get("messages") or [])]}
         if problem := request_error(body, count_tokens=counting):
             return _error(400, "invalid_request_error", problem, request_id)
         model = str(body.get("model", ""))
@@ -142,6 +156,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                     "cache_missed_input_tokens": cache.missed_tokens,
                 }
             }
+        if isinstance(body.get("thread"), dict):
+            answer = {"role": "assistant", "content": [_sent(b) for b in content]}
+            self._threads[message_id] = [*body["messages"], answer]
         headers = {"request-id": request_id, "x-tuiagent-simulated": "true"}
         if not body.get("stream"):
             message = {
@@ -202,9 +219,8 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             elif block["type"] == "tool_use" and room > 0:
                 encoded = json.dumps(block["input"])
                 cut = encoded[: len(encoded) * room // max(need, 1)]
-                partial = (
-                    jiter.from_json(cut.encode(), partial_mode="trailing-strings") if cut else {}
-                )
+                # what the SDK makes of the pieces: complete values only
+                partial = jiter.from_json(cut.encode(), partial_mode=True) if cut else {}
                 sent.append({**block, "input": partial or {}, "_partial_json": cut})
             return sent, "max_tokens", None, max_tokens
         return sent, stop_reason, stop_sequence, sum(block_tokens(b) for b in sent)
@@ -233,6 +249,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             "id": "toolu_" + self._next_id("", json.dumps(turn.tool_call.input).encode())[1:],
             "name": turn.tool_call.name,
             "input": turn.tool_call.input,
+            "caller": {"type": "direct"},  # as recorded: the model itself called it
         }
         return [*content, call], "tool_use"
 
@@ -300,7 +317,13 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                         {"type": "content_block_delta", "index": index, "delta": delta},
                     )
             else:
-                start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+                start = {
+                    "type": "tool_use",
+                    "id": block["id"],
+                    "name": block["name"],
+                    "input": {},
+                    "caller": block.get("caller", {"type": "direct"}),
+                }
                 yield _sse(
                     "content_block_start",
                     {"type": "content_block_start", "index": index, "content_block": start},
