@@ -99,7 +99,7 @@ def test_every_kind_of_token_at_the_published_rate(model: str) -> None:
     u = usage(10_000, 2_000, w5=3_000, w1=4_000, read=20_000)  # 37K input: below every tier
     cost = Pricer().price(model, u)
     assert cost.total == expected(PUBLISHED[model], u)
-    i, o, w5, w1, rd = PUBLISHED[model]
+    _, _, w5, w1, rd = PUBLISHED[model]
     assert cost.cache_write == (w5 * 3_000 + w1 * 4_000) / 1_000_000  # 1h at its own rate
     assert cost.cache_read == rd * 20_000 / 1_000_000
 
