@@ -221,3 +221,16 @@ def test_the_unpriced_error_names_every_key(model: str) -> None:
     with pytest.raises(UnpricedModelError, match="cache_write_1h_mtok") as info:
         Pricer().ensure_priced(model)
     assert f'[prices."{model}"]' in str(info.value)
+
+
+def test_streamed_server_tool_counts_come_from_message_delta() -> None:
+    start = TokenUsage.from_api({"input_tokens": 500, "output_tokens": 1})
+    final = start.with_delta(
+        {
+            "output_tokens": 80,
+            "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 1},
+        }
+    )
+    assert (final.web_search_requests, final.web_fetch_requests) == (2, 1)
+    assert final.with_delta({"output_tokens": 90}).web_search_requests == 2  # cumulative
+    assert Pricer().price("claude-haiku-5-5", final).server_tools == D("0.02")
