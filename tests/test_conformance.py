@@ -23,6 +23,8 @@ import jsonschema
 import pytest
 import yaml
 from anthropic.lib.tools import beta_tool
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from tests.loopback import LoopbackAPI
@@ -599,3 +601,118 @@ def test_pydantic_ai(api: LoopbackAPI) -> None:
     assert isinstance(by_tool, City)
     native = pai.Agent(model, output_type=pai.NativeOutput(City)).run_sync("Name a city").output
     assert isinstance(native, City)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "x"]), "content": _json}
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"model": st.sampled_from([MODEL, "gpt-4", 3]), "messages": st.lists(_message, max_size=3)},
+        optional={
+            "max_tokens": _json,
+            "tools": _json,
+            "tool_choice": _json,
+            "thinking": _json,
+            "stop_sequences": _json,
+            "output_config": _json,
+            "system": _json,
+            "stream": st.booleans(),
+        },
+    )
+)
+def test_any_request_gets_an_answer_or_the_apis_error(body: dict[str, Any]) -> None:
+    # whatever arrives, the offline model answers as the API would: never a crash
+    response = offline(body)
+    assert response.status_code in (200, 400, 404)
+    if response.status_code != 200:
+        assert response.json()["type"] == "error"
+
+
+_schema = st.recursive(
+    st.fixed_dictionaries({"type": st.sampled_from(["string", "integer", "number", "boolean"])})
+    | st.fixed_dictionaries({"enum": st.lists(st.integers(), min_size=1, max_size=2)}),
+    lambda inner: (
+        st.fixed_dictionaries(
+            {
+                "type": st.just("object"),
+                "properties": st.dictionaries(st.text("ab", min_size=1), inner),
+            }
+        )
+        | st.fixed_dictionaries({"type": st.just("array"), "items": inner})
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    text=st.sampled_from(["say hi", "List the files", "read notes.txt", "x"]),
+    max_tokens=st.integers(0, 3000),
+    choice=st.sampled_from([None, "auto", "any", "tool", "none"]),
+    thinking=st.sampled_from([None, 1024, "adaptive"]),
+    stops=st.lists(st.sampled_from(["Hello", "files", " ", "x", "}"]), max_size=2),
+    schema=st.none() | _schema,
+    stream=st.booleans(),
+)
+def test_valid_requests_are_answered_within_their_rules(
+    text: str,
+    max_tokens: int,
+    choice: str | None,
+    thinking: int | str | None,
+    stops: list[str],
+    schema: dict[str, Any] | None,
+    stream: bool,
+) -> None:
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": text}],
+        "tools": [LIST_DIR, WEATHER],
+        "stream": stream,
+    }
+    if choice:
+        body["tool_choice"] = {
+            "type": choice,
+            **({"name": "get_weather"} if choice == "tool" else {}),
+        }
+    if thinking:
+        body["thinking"] = (
+            {"type": "adaptive"}
+            if thinking == "adaptive"
+            else {"type": "enabled", "budget_tokens": 1024}
+        )
+    if stops:
+        body["stop_sequences"] = stops
+    if schema is not None:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    response = offline(body)
+    problem = request_error(body)
+    assert (response.status_code == 400) == (problem is not None)
+    if problem is not None:
+        return
+    if stream:
+        events = sse(response.text)
+        final = next(d for e, d in events if e == "message_delta")
+        stop, out = final["delta"]["stop_reason"], final["usage"]["output_tokens"]
+    else:
+        message = response.json()
+        stop, out = message["stop_reason"], message["usage"]["output_tokens"]
+        kinds = [b["type"] for b in message["content"]]
+        if choice in ("any", "tool") and stop != "max_tokens":
+            assert kinds == ["tool_use"]
+        if choice == "none":
+            assert "tool_use" not in kinds
+        if schema is not None and stop == "end_turn" and kinds[-1:] == ["text"]:
+            jsonschema.validate(json.loads(message["content"][-1]["text"]), schema)
+    assert out <= max_tokens and (stop != "max_tokens" or out == max_tokens)

@@ -202,6 +202,8 @@ def request_error(body: Any, *, count_tokens: bool = False) -> str | None:
         return error
     model = str(body["model"])
     tools = body.get("tools") or []
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        return "tools: Input should be a valid list of tool definitions"
     thinking = body.get("thinking")
     choice = body.get("tool_choice")
     if not count_tokens:
@@ -249,7 +251,10 @@ def request_error(body: Any, *, count_tokens: bool = False) -> str | None:
         thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
         if kind in ("any", "tool") and thinking_on:
             return "Thinking may not be enabled when tool_choice forces tool use."
-    fmt = (body.get("output_config") or {}).get("format")
+    config = body.get("output_config") or {}
+    if not isinstance(config, dict):
+        return "output_config: Input should be a valid dictionary"
+    fmt = config.get("format")
     if fmt is not None and not (
         isinstance(fmt, dict)
         and fmt.get("type") == "json_schema"
