@@ -8,6 +8,10 @@ iteration and the billed usage is the sum of all of them (each pass is kept in
 `iterations`: Anthropic bills each sampling pass as its own request, see cost/pricing.py).
 Server tools the API ran for the call are counted in `usage.server_tool_use`
 (`web_search_requests`, `web_fetch_requests`): they are billed per use, on top of tokens.
+
+Every number is checked: a count that is not a non-negative integer below `MAX_TOKENS`
+(a string, a bool, a float, a negative, 1e30) raises `BadUsage`, so no malformed usage is
+ever priced as $0 or as a negative.
 """
 
 from __future__ import annotations
@@ -24,6 +28,42 @@ _FIELDS = (
 )
 # Counts in usage.server_tool_use (ServerToolUsage in the SDK).
 SERVER_TOOL_FIELDS = ("web_search_requests", "web_fetch_requests")
+
+MAX_TOKENS = 10**9  # more than any request can bill: a larger count is malformed
+
+
+class BadUsage(ValueError):
+    """A usage object from the server that cannot be what it billed."""
+
+
+def _tokens(value: object, name: str) -> int:
+    """A token count as the API sends it: a non-negative int; null or absent is 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        raise BadUsage(f"usage {name} is {value!r}, not a token count")
+    return value
+
+
+def _split(value: object) -> tuple[int, int] | None:
+    """The 5m and 1h cache writes of a `cache_creation` object; None when there is none."""
+    if not value:
+        return None
+    split = _mapping(value, "usage.cache_creation")
+    five = _tokens(split.get("ephemeral_5m_input_tokens"), "ephemeral_5m_input_tokens")
+    return five, _tokens(split.get("ephemeral_1h_input_tokens"), "ephemeral_1h_input_tokens")
+
+
+def _server_tools(value: object) -> dict[str, int]:
+    """The counts of a `server_tool_use` object (absent: none used)."""
+    counts = _mapping(value, "usage.server_tool_use") if value else {}
+    return {k: _tokens(counts.get(k), k) for k in SERVER_TOOL_FIELDS}
+
+
+def _mapping(value: object, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise BadUsage(f"{name} is {type(value).__name__}, not an object")
+    return value
 
 
 @dataclass(frozen=True)
@@ -56,14 +96,22 @@ class TokenUsage:
     @classmethod
     def from_api(cls, usage: Mapping[str, Any] | None) -> TokenUsage:
         """Usage from one API usage object (a response's, or message_start's)."""
-        if not usage:
+        if usage is None:
             return cls()
-        server = usage.get("server_tool_use") or {}
-        tools = {k: int(server.get(k) or 0) for k in SERVER_TOOL_FIELDS}
+        usage = _mapping(usage, "usage")
+        tools = _server_tools(usage.get("server_tool_use"))
         iterations = usage.get("iterations")
         if iterations:
+            if not isinstance(iterations, list):
+                raise BadUsage("usage.iterations is not a list")
             passes = tuple(
-                cls.from_api({k: v for k, v in item.items() if k != "iterations"})
+                cls.from_api(
+                    {
+                        k: v
+                        for k, v in _mapping(item, "a usage.iterations entry").items()
+                        if k != "iterations"
+                    }
+                )
                 for item in iterations
             )
             total = replace(
@@ -73,13 +121,12 @@ class TokenUsage:
             )
             object.__setattr__(total, "iterations", passes)  # frozen: set once, here
             return total
-        values = {k: int(usage.get(k) or 0) for k in _FIELDS}
-        split = usage.get("cache_creation") or {}
-        five = int(split.get("ephemeral_5m_input_tokens") or 0)
-        hour = int(split.get("ephemeral_1h_input_tokens") or 0)
-        if not split:
-            # No split reported: the API's default lifetime is 5 minutes.
-            five = values["cache_creation_input_tokens"]
+        values = {k: _tokens(usage.get(k), k) for k in _FIELDS}
+        # No split reported: the API's default lifetime is 5 minutes.
+        five, hour = _split(usage.get("cache_creation")) or (
+            values["cache_creation_input_tokens"],
+            0,
+        )
         return cls(
             **values,
             **tools,
@@ -89,18 +136,23 @@ class TokenUsage:
 
     def with_delta(self, delta: Mapping[str, Any] | None) -> TokenUsage:
         """Apply a cumulative message_delta usage: values present override, the split stays."""
+        if delta is None:
+            return self
+        delta = _mapping(delta, "usage")
         if not delta:
             return self
         if delta.get("iterations"):
             merged = TokenUsage.from_api(delta)
             # iterations carry their own split; keep it
             return merged
+        _split(delta.get("cache_creation"))  # checked; the split stays message_start's
         values = {k: getattr(self, k) for k in _FIELDS}
         for k in _FIELDS:
             if delta.get(k) is not None:
-                values[k] = int(delta[k])
-        server = delta.get("server_tool_use") or {}
-        tools = {k: int(server.get(k) or getattr(self, k)) for k in SERVER_TOOL_FIELDS}
+                values[k] = _tokens(delta[k], k)
+        tools = {k: getattr(self, k) for k in SERVER_TOOL_FIELDS}
+        if delta.get("server_tool_use"):
+            tools = _server_tools(delta["server_tool_use"])
         five, hour = self.cache_creation_5m_input_tokens, self.cache_creation_1h_input_tokens
         writes = values["cache_creation_input_tokens"]
         if five + hour != writes:
