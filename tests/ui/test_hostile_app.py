@@ -54,7 +54,7 @@ async def test_hostile_server_through_the_app(
         # Lowered during the call: floored at settled + in flight, never below.
         assert lowered and lowered[0] > Decimal("0.0001")
         await pilot.press("f3", "f3")  # raise it again
-        model.answers.extend(["honest", "honest"])
+        model.answers.clear()  # the stopped call is an honest, slow one
         model.tokens_per_second = slow.tokens_per_second
         await send(pilot, "List the files here.")
         await until(pilot, lambda: app.busy, "a call under way")
