@@ -48,15 +48,18 @@ class _Flaky(OfflineModel):
         return await super().handle_async_request(request)
 
 
-async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
-    cap = Decimal(str(round(rng.uniform(0.01, 0.5), 4)))
-    settings = Settings(
+def _random_settings(rng: random.Random, logs: Path) -> Settings:
+    return Settings(
         log_dir=logs,
-        max_cost_usd=cap,
+        max_cost_usd=Decimal(str(round(rng.uniform(0.01, 0.5), 4))),
         tier=rng.choice(["auto", "fast", "balanced", "deep"]),
         max_tokens=rng.choice([1024, 2048, 4096, 8192]),
         max_turns=1000,
     )
+
+
+async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
+    settings = _random_settings(rng, logs)
     model = _Flaky(rng.randint(0, 3), fill_max_tokens=True, always_tool=True)
     session = open_session(settings, workspace=ws, offline=True, offline_model=model)
 
@@ -70,21 +73,16 @@ async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
     ):
         pass
     session.agent.finish("halted", session.agent.state.halt_reason)
-    return float(session.agent.ledger.spent / cap)  # float only for the figures: exact > 1 is
+    return float(
+        session.agent.ledger.spent / settings.max_cost_usd
+    )  # float only for the figures: exact > 1 is
     # what counts, and Decimal spent <= cap is asserted by tests/test_cap_property.py
 
 
 async def _hostile(rng: random.Random, ws: Path, logs: Path) -> float:
     from tests.hostile import ANSWERS, COUNTS, HostileModel
 
-    cap = Decimal(str(round(rng.uniform(0.01, 0.5), 4)))
-    settings = Settings(
-        log_dir=logs,
-        max_cost_usd=cap,
-        tier=rng.choice(["auto", "fast", "balanced", "deep"]),
-        max_tokens=rng.choice([1024, 2048, 4096, 8192]),
-        max_turns=1000,
-    )
+    settings = _random_settings(rng, logs)
     answers = [rng.choice(ANSWERS) for _ in range(rng.randint(0, 20))]
     counts = [rng.choice(COUNTS) for _ in range(rng.randint(0, 4))]
     moves = [Decimal(str(round(rng.uniform(0.005, 0.5), 4))) for _ in range(rng.randint(0, 3))]

@@ -23,14 +23,10 @@ SEQUENCES = [
 ]
 
 
-@pytest.mark.parametrize("answers", SEQUENCES)
-async def test_hostile_server_through_the_app(
-    answers: list[str], workspace: Path, log_dir: Path, tmp_path: Path
-) -> None:
-    slow = HostileModel(["honest"], tokens_per_second=30.0)  # the last call is stopped
-    model = HostileModel([*answers], counts=["zero", "404"])
-    settings = Settings(log_dir=log_dir, max_cost_usd=Decimal("0.05"), max_tokens=1024)
-    app = TuiagentApp(
+def hostile_app(
+    settings: Settings, model: HostileModel, workspace: Path, tmp_path: Path
+) -> TuiagentApp:
+    return TuiagentApp(
         settings,
         workspace=workspace,
         offline=True,
@@ -40,6 +36,16 @@ async def test_hostile_server_through_the_app(
         agent_clock=ticking_clock(),
         offline_model=model,
     )
+
+
+@pytest.mark.parametrize("answers", SEQUENCES)
+async def test_hostile_server_through_the_app(
+    answers: list[str], workspace: Path, log_dir: Path, tmp_path: Path
+) -> None:
+    slow = HostileModel(["honest"], tokens_per_second=30.0)  # the last call is stopped
+    model = HostileModel([*answers], counts=["zero", "404"])
+    settings = Settings(log_dir=log_dir, max_cost_usd=Decimal("0.05"), max_tokens=1024)
+    app = hostile_app(settings, model, workspace, tmp_path)
     lowered: list[Decimal] = []
 
     def lower_cap(_: int) -> None:  # the cap lowered while a call is in flight
@@ -78,16 +84,7 @@ async def test_sigterm_ends_the_app_with_the_call_recorded(
     workspace: Path, log_dir: Path, tmp_path: Path
 ) -> None:
     model = HostileModel([], tokens_per_second=30.0)
-    app = TuiagentApp(
-        Settings(log_dir=log_dir),
-        workspace=workspace,
-        offline=True,
-        clock=lambda: FIXED_NOW,
-        state_path=tmp_path / "state.json",
-        themes_dir=tmp_path / "themes",
-        agent_clock=ticking_clock(),
-        offline_model=model,
-    )
+    app = hostile_app(Settings(log_dir=log_dir), model, workspace, tmp_path)
     async with app.run_test() as pilot:
         await ready(pilot)
         await send(pilot, "List the files here.")
