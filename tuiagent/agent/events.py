@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+
 
 @dataclass(frozen=True)
 class Event:
@@ -102,6 +104,11 @@ class Halted(Event):
     withdrawn: str | None = None
     needed_usd: Decimal | None = None  # at the cap: what the next call may cost at most
 
+    @property
+    def by_cap(self) -> bool:
+        """Stopped by the spending cap: raising the cap lets the session go on."""
+        return self.reason == "max_cost"
+
 
 @dataclass(frozen=True)
 class CacheStateChanged(Event):
@@ -116,3 +123,10 @@ class CacheStateChanged(Event):
     last_read_at: float | None
     expires_at: float | None
     miss_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetChanged(Event):
+    """The budget after a reserve, settle, release or cap change: what a gauge shows."""
+
+    budget: BudgetSnapshot
