@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO, cast
 
+from tuiagent.apikey import hand_off_secrets
 from tuiagent.config import TIER_CHOICES, TIERS, Settings, load_settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.redact import redact
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -49,6 +53,12 @@ def _non_negative_int(flag: str):  # type: ignore[no-untyped-def]
         return int(value)
 
     return parse
+
+
+def _model_id(value: str) -> str:
+    if not value.strip() or not value.isprintable():
+        raise argparse.ArgumentTypeError(f"--model must be a model id, got {value!r}")
+    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -135,7 +145,7 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     replay.add_argument("--turn", metavar="N", type=_positive_int("--turn"), required=True)
     to = replay.add_mutually_exclusive_group(required=True)
     to.add_argument("--tier", choices=TIERS, help="the model of this tier")
-    to.add_argument("--model", metavar="ID", help="this model")
+    to.add_argument("--model", metavar="ID", type=_model_id, help="this model")
     replay.add_argument("--offline", action="store_true", help="use the built-in offline model")
     replay.add_argument("--log-dir", metavar="DIR", type=Path, help="where the run logs are")
     replay.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
@@ -167,9 +177,76 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return settings
 
 
+class _GuardedStream:
+    """The CLI's stdout or stderr: every write redacted, and a reader that went away (`| head`)
+    ends the output quietly instead of raising BrokenPipeError."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self._stream.write(redact(text))
+            except BrokenPipeError:
+                self._go_quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._go_quiet()
+
+    def _go_quiet(self) -> None:
+        self.broken = True
+        # What is still buffered, and Python's flush at exit, go to /dev/null: no
+        # "Exception ignored ... BrokenPipeError" after the run.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def output_closed() -> bool:
+    """Whether the reader of stdout or stderr went away (a `| head` that has read enough)."""
+    return any(isinstance(s, _GuardedStream) and s.broken for s in (sys.stdout, sys.stderr))
+
+
+@contextlib.contextmanager
+def _guarded_output() -> Any:
+    saved = sys.stdout, sys.stderr
+    if not isinstance(sys.stdout, _GuardedStream):
+        sys.stdout = cast(TextIO, _GuardedStream(sys.stdout))
+        sys.stderr = cast(TextIO, _GuardedStream(sys.stderr))
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        # First of all, in the real process: the key leaves the environment (a re-exec).
+        try:
+            hand_off_secrets()
+        except TuiagentError as exc:
+            print(f"tuiagent: {exc}", file=sys.stderr)
+            return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        return _dispatch(args)  # the app: Textual owns the terminal; its events are redacted
+    with _guarded_output():
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
             from tuiagent.headless import run_headless
@@ -215,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             _settings_from(args), workspace=args.workspace, offline=args.offline, resume=args.resume
         )
     except TuiagentError as exc:
-        print(f"tuiagent: {exc}", file=sys.stderr)
+        print(f"tuiagent: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

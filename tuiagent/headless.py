@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 from tuiagent.agent.events import (
     AnswerDelta,
     AttemptFailed,
+    Event,
     Halted,
     LogRecord,
     Notice,
@@ -16,7 +19,14 @@ from tuiagent.agent.events import (
     ToolFinished,
     TurnFinished,
 )
-from tuiagent.cli import EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED, EXIT_OK, print_json
+from tuiagent.cli import (
+    EXIT_ERROR,
+    EXIT_HALTED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    output_closed,
+    print_json,
+)
 from tuiagent.config import Settings
 from tuiagent.llm.offline import OFFLINE_NOTICE
 from tuiagent.session import open_session
@@ -51,8 +61,15 @@ async def run_headless(
     emit(agent.start())
     status, halt_reason, code = "completed", None, EXIT_OK
     at_line_start = True
+    events = agent.send(prompt)
     try:
-        async for event in agent.send(prompt):
+        async for event in events:
+            if output_closed():
+                # The reader went away (`| head`): stop as on Ctrl-C (what streamed counts),
+                # write run_end, and exit 0 as a filtered command does.
+                await _interrupt(events)
+                status, halt_reason, code = "halted", "interrupted", EXIT_OK
+                break
             if isinstance(event, LogRecord):
                 emit(event)
             if as_json:
@@ -97,3 +114,12 @@ async def run_headless(
             f"{r['turns']} turns, ${r['total_cost_usd']:.6f}  log {agent.log.path}\n"
         )
     return code
+
+
+async def _interrupt(events: AsyncIterator[Event]) -> None:
+    """Stop the agent where it stands, as a cancel would: an open call is settled."""
+    if not isinstance(events, AsyncGenerator):
+        return
+    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+        await events.athrow(asyncio.CancelledError())
+    await events.aclose()

@@ -52,7 +52,6 @@ def terminal(workspace: Path, tmp_path: Path) -> Iterator[Terminal]:
     env = {
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "TUIAGENT_CONFIG": str(tmp_path / "none.toml"),
         "TERM": "xterm-256color",
     }
     command = " ".join(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tuiagent.errors import UsageError
+from tuiagent.redact import redact
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -38,8 +39,8 @@ class RunLog:
             raise UsageError(f"cannot write run log {self.path}: {exc.strerror}") from None
 
     def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
-        os.write(self._fd, line)
+        line = redact(json.dumps(record, separators=(",", ":"), default=str)) + "\n"
+        os.write(self._fd, line.encode())
         os.fsync(self._fd)
 
     def close(self) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuiagent.redact import redact
+
 
 class ToolError(Exception):
     """A tool could not do what was asked. The message goes back to the model as is_error."""
@@ -15,6 +17,9 @@ class ToolError(Exception):
 class ToolOutput:
     text: str
     is_error: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", redact(self.text))  # before it reaches the model
 
 
 @dataclass(frozen=True)
