@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, cast
 
-from tuiagent.apikey import hand_off_secrets
+from tuiagent.apikey import api_key, hand_off_secrets
 from tuiagent.config import TIER_CHOICES, TIERS, Settings, load_settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.redact import redact
@@ -248,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
+        if args.command != "report":
+            api_key()  # a key that cannot be sent is refused first, before any import or file
         if args.command == "run":
             from tuiagent.headless import run_headless
 
