@@ -149,9 +149,7 @@ def test_a_server_echoing_the_key_never_gets_it_into_log_or_output(
 # --- out of reach of commands -------------------------------------------------
 
 
-def test_a_command_cannot_read_the_key_through_proc(
-    dirs: dict[str, Path], workspace: Path
-) -> None:
+def test_a_command_cannot_read_the_key_through_proc(dirs: dict[str, Path], workspace: Path) -> None:
     """`/proc/$PPID/environ` and `cmdline` of tuiagent, read by a run_command child."""
     command = (
         f"tr '\\0' '\\n' < /proc/$PPID/environ | grep -c {MARKER_CMD}; "

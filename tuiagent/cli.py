@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO, cast
 
 from tuiagent.apikey import api_key, hand_off_secrets
-from tuiagent.config import TIER_CHOICES, TIERS, Settings, load_settings, parse_money
+from tuiagent.config import (
+    MAX_RETRIES,
+    MAX_WHOLE,
+    TIER_CHOICES,
+    TIERS,
+    Settings,
+    load_settings,
+    parse_money,
+)
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.redact import redact
 
@@ -29,30 +37,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_int(flag: str):  # type: ignore[no-untyped-def]
+def _whole_number(flag: str, least: int, most: int):  # type: ignore[no-untyped-def]
+    """Plain ASCII digits from `least` to `most`."""
+
     def parse(value: str) -> int:
-        try:
-            n = int(value)
-        except ValueError:
+        if not (value.isascii() and value.isdigit()) or not least <= int(value) <= most:
             raise argparse.ArgumentTypeError(
-                f"{flag} must be a positive whole number, got {value!r}"
-            ) from None
-        if n < 1:
-            raise argparse.ArgumentTypeError(
-                f"{flag} must be a positive whole number, got {value!r}"
+                f"{flag} must be a whole number from {least} to {most:,}, got {value!r}"
             )
-        return n
-
-    return parse
-
-
-def _non_negative_int(flag: str):  # type: ignore[no-untyped-def]
-    def parse(value: str) -> int:
-        if not value.isdigit():
-            raise argparse.ArgumentTypeError(f"{flag} must be a whole number >= 0, got {value!r}")
         return int(value)
 
     return parse
+
+
+def _positive_int(flag: str):  # type: ignore[no-untyped-def]
+    return _whole_number(flag, 1, MAX_WHOLE)
+
+
+def _non_negative_int(flag: str):  # type: ignore[no-untyped-def]
+    return _whole_number(flag, 0, MAX_RETRIES)
 
 
 def _model_id(value: str) -> str:

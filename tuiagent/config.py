@@ -64,6 +64,9 @@ MAX_PRICE_MTOK = Decimal(100_000)
 MAX_TEXT_FILE_BYTES = 1 << 20
 # The longest wait before a retry that can be configured (retry-after is capped at it).
 MAX_RETRY_WAIT_S = 3600.0
+# Turns, tokens: beyond this a number is a typo, not a plan.
+MAX_WHOLE = 10_000_000
+MAX_RETRIES = 1000
 
 
 def _decimal(value: object, dollar_sign: bool) -> Decimal | None:
@@ -111,9 +114,10 @@ def read_text_file(path: Path, what: str) -> str:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{what}: {path} is not a regular file")
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{what}: {path} is not a regular file")
         data = fh.read(MAX_TEXT_FILE_BYTES + 1)
     if len(data) > MAX_TEXT_FILE_BYTES:
         raise ConfigError(f"{what}: {path} is larger than {MAX_TEXT_FILE_BYTES >> 20} MiB")
@@ -215,16 +219,18 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             _expect(value in ("5m", "1h"), key, '"5m" or "1h"', value)
             settings.cache_ttl = value
         elif key == "max_retries":
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            _expect(ok, key, "a whole number >= 0", value)
+            ok = (
+                isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_RETRIES
+            )
+            _expect(ok, key, f"a whole number from 0 to {MAX_RETRIES}", value)
             settings.max_retries = value
         elif key == "retry_max_wait_s":
             ok = _is_number(value, 0, MAX_RETRY_WAIT_S)
             _expect(ok, key, f"a number of seconds from 0 to {MAX_RETRY_WAIT_S:g}", value)
             settings.retry_max_wait_s = float(value)
         elif key in ("max_turns", "max_tokens", "min_useful_tokens"):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-            _expect(ok, key, "a positive whole number", value)
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_WHOLE
+            _expect(ok, key, f"a positive whole number up to {MAX_WHOLE:,}", value)
             setattr(settings, key, value)
         elif key == "system_prompt":
             _expect(isinstance(value, str), key, "a string", value)
@@ -259,8 +265,10 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             _expect(isinstance(value, bool), key, "true or false", value)
             setattr(settings, key, value)
         elif key == "compress_over_tokens":
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 200
-            _expect(ok, key, "a whole number >= 200", value)
+            ok = (
+                isinstance(value, int) and not isinstance(value, bool) and 200 <= value <= MAX_WHOLE
+            )
+            _expect(ok, key, f"a whole number from 200 to {MAX_WHOLE:,}", value)
             settings.compress_over_tokens = value
         elif key == "command_timeout_s":
             ok = _is_number(value, 0, 86400) and value > 0
