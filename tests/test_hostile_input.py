@@ -3,6 +3,7 @@ that names it, exit 2, no traceback, nothing written. And a closed pipe ends qui
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -245,3 +246,42 @@ def test_report_csv_to_a_closed_pipe_ends_quietly(workspace: Path, log_dir: Path
         proc = _to_a_closed_pipe("report", output, "--log-dir", str(log_dir))
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == ""
+
+
+# --- report survives any line ---------------------------------------------------
+
+HOSTILE_LINES = [
+    '{"type":"turn","x":' + "[" * 100_000 + "]" * 100_000 + "}",  # RecursionError in json
+    '{"type":"turn","turn":9,"cost_usd":1e308}',
+    '{"type":"turn","turn":9,"cost_usd":-1e308}',
+    '{"type":"turn","turn":9,"cost_usd":1e999}',  # json reads it as inf
+    '{"type":"turn","turn":9,"cost_usd":NaN}',
+    '{"type":"turn","turn":9,"cost_usd":"lots","input_tokens":"many"}',
+    '{"type":"turn","turn":9,"input_tokens":' + "9" * 400 + "}",
+    '{"type":"turn","turn":9,"input_tokens":' + "9" * 5000 + "}",  # past int's digit limit
+    '{"type":"turn","turn":-5,"model":7}',
+    '{"type":["turn"]}',
+    "[1, 2, 3]",
+]
+
+
+def test_report_survives_any_line(
+    workspace: Path, log_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deep nesting, huge numbers, wrong types: each such line skipped and counted, the rest
+    reported, in every output."""
+    assert main(["run", "hi", "--offline", "--workspace", str(workspace), "--log-dir", str(log_dir)]) in (0, 3)  # fmt: skip
+    (log,) = log_dir.glob("*.jsonl")
+    good = sum(1 for line in log.read_text().splitlines() if '"type":"turn"' in line)
+    with log.open("a") as fh:
+        fh.write("\n".join(HOSTILE_LINES) + "\n")
+    capsys.readouterr()
+    for output in ([], ["--json"], ["--csv"], ["--otel"]):
+        assert main(["report", "--log-dir", str(log_dir), *output]) == 0, output
+        out, err = capsys.readouterr()
+        assert f"{len(HOSTILE_LINES)} unreadable line(s) skipped" in err
+        assert "Traceback" not in err and "e+308" not in out and "Infinity" not in out
+        if output == ["--json"]:
+            assert sum(r["turns"] for r in json.loads(out)["runs"]) == good
+        if output == ["--csv"]:
+            assert len(out.strip().splitlines()) == good + 1  # the header and the good turns
