@@ -28,6 +28,7 @@ from textual.worker import Worker
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
+from tuiagent.redact import redact
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
@@ -287,8 +288,9 @@ class TuiagentApp(App[int]):
             self._interrupted(agent)
             raise
         except Exception as exc:  # a failed turn is a notice, never a crash
-            screen.chat.add_notice(f"error: {exc}", "error")
-            self.notify(str(exc), title="Error", severity="error")
+            text = redact(str(exc))
+            screen.chat.add_notice(f"error: {text}", "error")
+            self.notify(text, title="Error", severity="error")
         finally:
             self._update_gauge()
             screen.set_status(f"run {agent.state.run_id}")
