@@ -242,10 +242,9 @@ def test_run_json_to_a_closed_pipe_ends_quietly_with_run_end(
 def test_report_csv_to_a_closed_pipe_ends_quietly(workspace: Path, log_dir: Path) -> None:
     args = ["run", "hi", "--offline", "--workspace", str(workspace), "--log-dir", str(log_dir)]
     assert main(args) in (0, 3)
-    for output in ("--csv", "--json", "--otel"):
-        proc = _to_a_closed_pipe("report", output, "--log-dir", str(log_dir))
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stderr == ""
+    proc = _to_a_closed_pipe("report", "--csv", "--log-dir", str(log_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
 
 
 # --- report survives any line ---------------------------------------------------
