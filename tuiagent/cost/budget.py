@@ -13,6 +13,8 @@ offline); where no count can be had, from the local estimate times its safety ma
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -118,6 +120,193 @@ class BudgetGuard:
             worst_case_usd=input_cost + out_rate * max_tokens,
             remaining_usd=remaining,
         )
+
+
+class BudgetError(Exception):
+    """A hold used twice (settled after release, released after settle)."""
+
+
+@dataclass(frozen=True)
+class BudgetChanged:
+    """The budget as it stands after a change: what a gauge shows.
+
+    `settled` is what calls have billed; `in_flight` what calls sent and not yet settled may
+    still bill at most; `remaining` = cap - settled - in_flight (never negative).
+    """
+
+    name: str
+    cap: Decimal
+    settled: Decimal
+    in_flight: Decimal
+    holds: int
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.cap - self.settled - self.in_flight, Decimal(0))
+
+    @property
+    def committed(self) -> Decimal:
+        """Settled plus in flight: the floor under the cap."""
+        return self.settled + self.in_flight
+
+
+class Hold:
+    """One call's reservation, in flight until `settle(actual)` or `release()` (exactly once).
+
+    A hold made in a slice holds the same amount in every budget above it, so a child can
+    never spend what its parent has not got.
+    """
+
+    def __init__(self, budget: Budget, amount: Decimal, label: str, parent: Hold | None) -> None:
+        self.budget = budget
+        self.amount = amount
+        self.label = label
+        self._parent = parent
+        self.settled: Decimal | None = None
+        self.released = False
+
+    @property
+    def open(self) -> bool:
+        return self.settled is None and not self.released
+
+    def settle(self, actual: Decimal) -> Decimal:
+        """What the call billed. It may exceed the hold (a server that overbills): then the
+        excess is spent all the same, and `over` says by how much."""
+        if actual < 0:
+            raise BudgetError(f"a call cannot bill a negative amount ({actual})")
+        self.budget._close(self, actual)
+        if self._parent is not None:
+            self._parent.settle(actual)
+        return actual
+
+    def release(self) -> None:
+        """Nothing was billed (the request never left, or the server says it billed $0)."""
+        self.budget._close(self, None)
+        if self._parent is not None:
+            self._parent.release()
+
+    @property
+    def over(self) -> Decimal:
+        if self.settled is None:
+            return Decimal(0)
+        return max(self.settled - self.amount, Decimal(0))
+
+
+class Budget:
+    """Owns a spending cap: what is settled, what is in flight, what is left.
+
+    `reserve()` takes a call's worst case before it is sent and holds it in flight; the cap
+    can be changed at any time but never below settled + in flight; `slice()` makes a child
+    budget (a sub-agent's) whose holds are also held here, so the children together can
+    never pass this cap. Listeners hear a `BudgetChanged` after every change.
+
+    Safe to use from several threads and tasks: each change is made under one lock.
+    """
+
+    def __init__(
+        self, cap: Decimal, *, name: str = "session", parent: Budget | None = None
+    ) -> None:
+        if cap < 0:
+            raise ValueError(f"a cap cannot be negative ({cap})")
+        self.name = name
+        self._cap = Decimal(cap)
+        self._settled = Decimal(0)
+        self._in_flight = Decimal(0)
+        self._holds: set[Hold] = set()
+        self._parent = parent
+        # One lock for a whole tree of budgets: a hold in a slice changes its parents too.
+        self._lock: threading.RLock = threading.RLock() if parent is None else parent._lock
+        self._listeners: list[Callable[[BudgetChanged], None]] = []
+
+    # --- reading -----------------------------------------------------------
+
+    @property
+    def cap(self) -> Decimal:
+        return self._cap
+
+    @property
+    def settled(self) -> Decimal:
+        return self._settled
+
+    @property
+    def in_flight(self) -> Decimal:
+        return self._in_flight
+
+    @property
+    def remaining(self) -> Decimal:
+        """What a new hold may take here: this budget's room, and every parent's."""
+        with self._lock:
+            room = max(self._cap - self._settled - self._in_flight, Decimal(0))
+            if self._parent is not None:
+                room = min(room, self._parent.remaining)
+            return room
+
+    def snapshot(self) -> BudgetChanged:
+        with self._lock:
+            return BudgetChanged(
+                self.name, self._cap, self._settled, self._in_flight, len(self._holds)
+            )
+
+    def subscribe(self, listener: Callable[[BudgetChanged], None]) -> Callable[[], None]:
+        """Call `listener` after every change; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # --- changing ----------------------------------------------------------
+
+    def reserve(self, amount: Decimal, label: str = "") -> Hold | None:
+        """Hold `amount` in flight, or None if it does not fit what is left (here or above)."""
+        if amount < 0:
+            raise BudgetError(f"a reservation cannot be negative ({amount})")
+        with self._lock:
+            if amount > self.remaining:
+                return None
+            parent_hold = None
+            if self._parent is not None:
+                parent_hold = self._parent.reserve(amount, label)
+                if parent_hold is None:  # pragma: no cover - remaining checked the parents
+                    return None
+            hold = Hold(self, amount, label, parent_hold)
+            self._holds.add(hold)
+            self._in_flight += amount
+        self._changed()
+        return hold
+
+    def set_cap(self, cap: Decimal) -> Decimal:
+        """Set the cap; never below settled + in flight. Returns the cap in force."""
+        if cap < 0:
+            raise ValueError(f"a cap cannot be negative ({cap})")
+        with self._lock:
+            self._cap = max(Decimal(cap), self._settled + self._in_flight)
+            cap_in_force = self._cap
+        self._changed()
+        return cap_in_force
+
+    def slice(self, amount: Decimal, name: str) -> Budget:
+        """A child budget with at most `amount` (never more than is left here now). Its
+        holds are held here too, and its settlements count here as they happen."""
+        with self._lock:
+            return Budget(min(Decimal(amount), self.remaining), name=name, parent=self)
+
+    def _close(self, hold: Hold, actual: Decimal | None) -> None:
+        with self._lock:
+            if not hold.open:
+                raise BudgetError(f"hold {hold.label!r} was already settled or released")
+            self._holds.discard(hold)
+            self._in_flight -= hold.amount
+            if actual is None:
+                hold.released = True
+            else:
+                hold.settled = actual
+                self._settled += actual
+        self._changed()
+
+    def _changed(self) -> None:
+        if not self._listeners:
+            return
+        snapshot = self.snapshot()
+        for listener in list(self._listeners):
+            listener(snapshot)
 
 
 def estimated_with_margin(estimate: int) -> int:
