@@ -284,3 +284,17 @@ def test_report_survives_any_line(
             assert sum(r["turns"] for r in json.loads(out)["runs"]) == good
         if output == ["--csv"]:
             assert len(out.strip().splitlines()) == good + 1  # the header and the good turns
+
+
+def test_the_tolerant_reader_keeps_every_record_tuiagent_writes() -> None:
+    from tuiagent.cost.runlog import read_record
+
+    kept = [
+        '{"type":"attempt","status":429,"cost_usd":0.001,"input_tokens":5,"retry_in_s":1.5}',
+        '{"type":"run_end","status":"halted","saved_by_cache_usd":-0.002,"turns":3}',
+        '{"type":"turn","turn":1,"cost_breakdown_usd":{"input":0.1},"cost_without_cache_usd":null,'
+        '"route_candidates":[{"tier":"fast","predicted_cost_usd":0.01,"cached_prefix_tokens":0}]}',
+        '{"type":"tool","input":{"a":[1,{"b":"c"}]},"result_tokens":12,"future_field":[1e10]}',
+    ]
+    assert all(read_record(line) is not None for line in kept)
+    assert all(read_record(line) is None for line in HOSTILE_LINES)

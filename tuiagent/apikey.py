@@ -11,6 +11,7 @@ memory, never in its environ, its argv or an open descriptor a child could inher
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -38,10 +39,12 @@ def _read_handoff(fd_text: str) -> None:
     try:
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
-        os.close(fd)
         received = json.loads(b"".join(chunks))
     except (OSError, ValueError):
         return
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # no child may inherit it
     if isinstance(received, dict):
         for name, value in received.items():
             if name in SECRET_ENVS and isinstance(value, str):

@@ -297,7 +297,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             _settings_from(args), workspace=args.workspace, offline=args.offline, resume=args.resume
         )
     except TuiagentError as exc:
-        print(f"tuiagent: {redact(str(exc))}", file=sys.stderr)
+        print(f"tuiagent: {exc}", file=sys.stderr)  # TuiagentError redacts its own text
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

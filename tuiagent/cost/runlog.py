@@ -71,7 +71,7 @@ def _sane(value: Any, key: str = "", depth: int = 0) -> bool:
         return value is None or (type(value) is int and 0 <= value <= _MAX_TOKENS)
     if key.endswith("_usd"):
         return value is None or (type(value) in (int, float) and abs(value) <= _MAX_USD)
-    if key in ("type", "run_id", "model", "tier", "purpose", "status"):
+    if key in ("type", "run_id", "model", "tier", "purpose"):
         return value is None or isinstance(value, str)
     if isinstance(value, float):
         return abs(value) <= _MAX_USD * _MAX_TOKENS
