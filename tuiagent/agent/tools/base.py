@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tuiagent.redact import redact
+
 T = TypeVar("T")
 
 # How long any tool call may take, unless its tool says otherwise.
 DEFAULT_DEADLINE_S = 30.0
-
-from tuiagent.redact import redact
 
 
 class ToolError(Exception):
