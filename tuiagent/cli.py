@@ -1,4 +1,4 @@
-"""`tuiagent` (the app), `tuiagent run` (headless).
+"""`tuiagent` (the app), `tuiagent run` (headless), `tuiagent proxy` (meter any client).
 
 Exit status: 0 completed, 3 halted by a limit (cost, turns, retries), 2 bad usage or
 config, 1 any other error, 130 interrupted by Ctrl-C.
@@ -26,6 +26,7 @@ from tuiagent.config import (
     parse_money,
 )
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.proxy.command import add_proxy_command
 from tuiagent.redact import redact
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(run)
     _add_report_commands(sub)
+    add_proxy_command(sub)
     # A flag may come before or after the subcommand (`tuiagent --max-cost 1 run ...`): the
     # subcommand's own defaults must not overwrite what was given before it.
     before = {action.dest for action in parser._actions}
@@ -243,15 +245,15 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        return _dispatch(args)  # the app: Textual owns the terminal; its events are redacted
+    if args.command is None or (args.command == "proxy" and not args.no_ui):
+        return _dispatch(args)  # an app: Textual owns the terminal; its events are redacted
     with _guarded_output():
         return _dispatch(args)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
-        if args.command != "report":
+        if args.command in (None, "run", "replay"):
             api_key()  # a key that cannot be sent is refused first, before any import or file
         if args.command == "run":
             from tuiagent.headless import run_headless
@@ -277,6 +279,14 @@ def _dispatch(args: argparse.Namespace) -> int:
                 top=args.top,
                 output=args.output or "plain",
             )
+        if args.command == "proxy":
+            from tuiagent.proxy.command import run_proxy
+
+            if args.no_ui:
+                return run_proxy(args)
+            from tuiagent.ui.proxy import run_dashboard
+
+            return run_proxy(args, run_dashboard)
         if args.command == "replay":
             from tuiagent.reporting import run_replay
 
