@@ -179,6 +179,7 @@ def test_bad_key_is_one_line_exit_1_not_retried(workspace: Path, log_dir: Path) 
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "key" in lines[0] and "401" in lines[0]
+    assert proc.stdout.splitlines()[-1].startswith("error: 0 turns")  # not "error (error)"
     assert calls == 1  # count_tokens refused: nothing retried, nothing sent
     logs = "".join(p.read_text() for p in log_dir.rglob("*.jsonl"))
     assert SECRET_KEY not in proc.stdout + proc.stderr + logs

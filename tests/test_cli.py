@@ -116,3 +116,69 @@ def test_flags_count_before_or_after_the_subcommand(
     proc = run_cli(*args)
     assert proc.returncode == 3, proc.stdout + proc.stderr  # the tiny cap halts before any call
     assert list(log_dir.glob("*.jsonl"))  # and the log went where --log-dir said
+
+
+def test_a_network_failure_exits_1_not_3(
+    workspace: Path,
+    log_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tuiagent.cli import main
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    code = main(
+        [
+            "run",
+            "hi",
+            "--max-retries",
+            "0",
+            "--workspace",
+            str(workspace),
+            "--log-dir",
+            str(log_dir),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1  # an error, not a limit the user set
+    # The summary line names the limit once ("error (max_retries)", never "error (error)").
+    assert out.strip().splitlines()[-1].startswith("error (max_retries): 0 turns")
+
+
+def test_help_names_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from tuiagent.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in (
+        "pin a model tier (default: auto)",
+        "(default: 1.00)",
+        "most model calls (default: 20)",
+        "(default: 3)",
+        "(default: the current directory)",
+        "where run logs go (default:",
+    ):
+        assert default in text
+
+
+@pytest.mark.parametrize(
+    ("keymap", "named"),
+    [
+        ('cap_up = "f2"', "keymap.cap_up: 'f2' is already the key of cap_down"),
+        ('quit = "notakey!!"', "keymap.quit: 'notakey!!' is not a key name"),
+        ('cycle_tier = "t"', "keymap.cycle_tier: 't' would be typed into the input"),
+        ('report = "ctrl+p"', "keymap.report: 'ctrl+p' opens the command palette"),
+    ],
+)
+def test_a_bad_keymap_value_is_one_line_and_exit_2(
+    keymap: str, named: str, tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tuiagent.cli import main
+
+    config = tmp_path / "config.toml"
+    config.write_text(f"[keymap]\n{keymap}\n")
+    code = main(["--offline", "--config", str(config), "--workspace", str(workspace)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and named in err

@@ -60,8 +60,8 @@ def test_reads_and_searches_in_a_hostile_workspace(hostile: Path, log_dir: Path)
     assert "pipe.fifo is a FIFO (named pipe); only regular files are read" in out
     assert "app.sock is a socket" in out and "'self.txt' is a symlink loop" in out
     assert "'zero.bin' leads outside the workspace" in out
-    assert "Search for '(a+)+!$': 1 matching lines in 1 files." in out
-    assert "Search for 'alpha': 1 matching lines in 1 files." in out  # not the hidden one
+    assert "Search for '(a+)+!$': 1 matching line in 1 file." in out
+    assert "Search for 'alpha': 1 matching line in 1 file." in out  # not the hidden one
 
 
 def test_a_3_gb_line_and_a_base64_blob(hostile: Path, log_dir: Path) -> None:

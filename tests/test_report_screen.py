@@ -36,10 +36,13 @@ async def test_report_screen_shows_tables_and_chart(workspace: Path, log_dir: Pa
         screen = app.screen
         assert isinstance(screen, ReportScreen)
         chart = screen.query_one(CostChart)
-        assert chart.costs == [float(t.cost) for t in report.turns]
-        assert chart.running == sorted(chart.running)  # a running total never goes down
-        assert abs(chart.running[-1] - float(report.total_cost)) < 1e-9
-        assert "Cost per turn" in screen_text(app)
+        bars = sorted(bar for series in chart.series.values() for bar in series)
+        assert [cost for _, cost in bars] == [float(t.cost) for t in report.turns]
+        latest = report.turns[-1].run_id
+        assert set(chart.series) == {"earlier runs", f"run {latest}"}
+        text = screen_text(app)
+        assert "Cost per call" in text
+        assert "⅃" not in text and " L " not in text  # no side markers in the legend
 
         tabs = screen.query_one(TabbedContent)
         tabs.active = "report-top"

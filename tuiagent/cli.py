@@ -31,6 +31,20 @@ from tuiagent.redact import redact
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+_DEFAULTS = Settings()  # what --help names as each flag's default (config.toml may change it)
+
+
+def _log_dir() -> str:
+    from tuiagent.paths import default_log_dir
+
+    return str(default_log_dir())
+
+
+def _config() -> str:
+    from tuiagent.paths import config_dir
+
+    return f"$TUIAGENT_CONFIG, else {config_dir() / 'config.toml'}"
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -69,22 +83,39 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--offline", action="store_true", help="use the built-in offline (simulated) model"
     )
-    p.add_argument("--tier", choices=TIER_CHOICES, help="pin a model tier (default: auto)")
-    p.add_argument("--max-cost", metavar="USD", help="hard spending cap for the run, in US dollars")
     p.add_argument(
-        "--max-turns", metavar="N", type=_positive_int("--max-turns"), help="most model calls"
+        "--tier", choices=TIER_CHOICES, help=f"pin a model tier (default: {_DEFAULTS.tier})"
+    )
+    p.add_argument(
+        "--max-cost",
+        metavar="USD",
+        help=f"hard spending cap for the run, in US dollars (default: {_DEFAULTS.max_cost_usd})",
+    )
+    p.add_argument(
+        "--max-turns",
+        metavar="N",
+        type=_positive_int("--max-turns"),
+        help=f"most model calls (default: {_DEFAULTS.max_turns})",
     )
     p.add_argument(
         "--max-retries",
         metavar="N",
         type=_non_negative_int("--max-retries"),
-        help="retries of failed calls allowed per run (default 3)",
+        help=f"retries of failed calls allowed per run (default: {_DEFAULTS.max_retries})",
     )
     p.add_argument(
-        "--workspace", metavar="DIR", type=Path, default=Path("."), help="the agent's files"
+        "--workspace",
+        metavar="DIR",
+        type=Path,
+        default=Path("."),
+        help="the agent's files (default: the current directory)",
     )
-    p.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
-    p.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    p.add_argument(
+        "--log-dir", metavar="DIR", type=Path, help=f"where run logs go (default: {_log_dir()})"
+    )
+    p.add_argument(
+        "--config", metavar="FILE", type=Path, help=f"config.toml to read (default: {_config()})"
+    )
     p.add_argument(
         "--no-compress", action="store_true", help="send tool results whole (to compare)"
     )

@@ -25,7 +25,7 @@ KEYMAP_IDS = {
     "cap_up": "raise the cap by one step",
     "cycle_tier": "cycle the tier auto -> fast -> balanced -> deep",
     "interrupt": "stop the running turn",
-    "toggle_panels": "show or hide the side panels",
+    "toggle_panels": "cycle the panels: all or the chat alone; narrow, one at a time",
     "report": "open the cost report of the recent runs",
     "quit": "quit",
 }

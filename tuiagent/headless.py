@@ -42,6 +42,11 @@ def _turn_line(r: dict[str, object]) -> str:
     )
 
 
+def _unreachable(failure: dict[str, object] | None) -> bool:
+    """The last failed attempt never got an answer: a dropped connection or a timeout."""
+    return failure is not None and failure.get("error_type") in ("connection_error", "timeout")
+
+
 async def run_headless(
     settings: Settings, prompt: str, *, workspace: Path, offline: bool, as_json: bool
 ) -> int:
@@ -62,6 +67,7 @@ async def run_headless(
     status, halt_reason, code = "completed", None, EXIT_OK
     at_line_start = True
     events = agent.send(prompt)
+    last_failure: dict[str, object] | None = None
     try:
         async for event in events:
             if output_closed():
@@ -72,6 +78,8 @@ async def run_headless(
                 break
             if isinstance(event, LogRecord):
                 emit(event)
+            if isinstance(event, AttemptFailed):
+                last_failure = event.record
             if as_json:
                 if isinstance(event, Notice | Halted):
                     print(f"tuiagent: {getattr(event, 'text', None) or event.detail}", file=err)  # type: ignore[union-attr]
@@ -103,14 +111,19 @@ async def run_headless(
     else:
         if agent.state.halt_reason == "error":
             status, halt_reason, code = "error", "error", EXIT_ERROR
+        elif agent.state.halt_reason == "max_retries" and _unreachable(last_failure):
+            # The network or the server could not be reached, retries or not: an error (1),
+            # not a limit the user set (3).
+            status, halt_reason, code = "error", "max_retries", EXIT_ERROR
         elif agent.state.halt_reason:
             status, halt_reason, code = "halted", agent.state.halt_reason, EXIT_HALTED
     end: RunEnded = agent.finish(status, halt_reason)
     emit(end)
     if not as_json:
         r = end.record
+        why = r["halt_reason"] if r["halt_reason"] not in (None, r["status"]) else None
         out.write(
-            f"{r['status']}{' (' + str(r['halt_reason']) + ')' if r['halt_reason'] else ''}: "
+            f"{r['status']}{f' ({why})' if why else ''}: "
             f"{r['turns']} turns, ${r['total_cost_usd']:.6f}  log {agent.log.path}\n"
         )
     return code

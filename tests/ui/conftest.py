@@ -9,6 +9,7 @@ import pytest
 from textual.pilot import Pilot
 
 from tuiagent.config import Settings
+from tuiagent.llm.offline import OfflineModel
 from tuiagent.ui.app import TuiagentApp
 
 FIXED_NOW = 1_800_000_000.0  # the panels' wall clock in tests
@@ -22,7 +23,9 @@ def ticking_clock(step: float = 0.25) -> Callable[[], float]:
 
 @pytest.fixture
 def make_app(workspace: Path, log_dir: Path, tmp_path: Path) -> Callable[..., TuiagentApp]:
-    def make(resume: Path | None = None, **overrides: Any) -> TuiagentApp:
+    def make(
+        resume: Path | None = None, offline_model: OfflineModel | None = None, **overrides: Any
+    ) -> TuiagentApp:
         settings = Settings(log_dir=log_dir)
         for key, value in overrides.items():
             setattr(settings, key, value)
@@ -35,6 +38,7 @@ def make_app(workspace: Path, log_dir: Path, tmp_path: Path) -> Callable[..., Tu
             state_path=tmp_path / "state" / "ui-state.json",
             themes_dir=tmp_path / "user-themes",
             agent_clock=ticking_clock(),
+            offline_model=offline_model,
         )
 
     return make

@@ -72,8 +72,29 @@ async def test_f3_raises_and_f2_lowers_the_cap_by_the_step(make_app: MakeApp) ->
         assert agent.limits.max_cost_usd == app.main.gauge.cap == Decimal("1.25")
         await pilot.press("f2", "f2")
         assert agent.limits.max_cost_usd == Decimal("0.75")
-        await pilot.press(*["f2"] * 6)
-        assert agent.limits.max_cost_usd == Decimal("0.25")  # never below one step
+        caps = []
+        for _ in range(6):  # below the step, F2 goes on in steps of the cap's own size
+            await pilot.press("f2")
+            caps.append(agent.limits.max_cost_usd)
+        assert caps == [Decimal(c) for c in ("0.5", "0.25", "0.2", "0.1", "0.09", "0.08")]
+        assert "cap $0.08" in app.main.gauge.text()
+
+
+async def test_f3_after_a_small_budget_steps_by_the_caps_size(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "/budget 0.019")
+        await pilot.press("f3")
+        assert agent.limits.max_cost_usd == Decimal("0.02")
+        await pilot.press("f2", "f2")
+        assert agent.limits.max_cost_usd == Decimal("0.009")
+        await send(pilot, "/budget 0.0001")
+        app.clear_notifications()
+        await pilot.press("f2")
+        assert agent.limits.max_cost_usd == Decimal("0.0001")
+        assert "F2 goes no lower than $0.0001" in toasts(app)
 
 
 async def test_f2_never_lowers_the_cap_below_what_is_spent(make_app: MakeApp) -> None:
@@ -87,6 +108,7 @@ async def test_f2_never_lowers_the_cap_below_what_is_spent(make_app: MakeApp) ->
         assert spent > Decimal("0.00005")  # more than one step: the floor is what is spent
         await pilot.press(*["f2"] * 12)
         assert agent.limits.max_cost_usd == spent
+        assert "cannot go below what is spent" in toasts(app)  # it says why
 
 
 async def test_f4_cycles_the_tier(make_app: MakeApp) -> None:
@@ -120,7 +142,13 @@ async def test_escape_stops_a_streaming_answer_and_its_cost_counts(make_app: Mak
         assert len(stopped) == 1 and stopped[0]["output_tokens"] > 0
         assert agent.ledger.spent > 0 and app.main.gauge.spent == agent.ledger.spent
         assert answers(app).strip()  # what streamed stays
-        assert "interrupted" in notices(app)
+        await pilot.pause(0.1)
+        chat = list(app.main.chat.children)  # the notice comes under what streamed
+        last_answer = max(i for i, w in enumerate(chat) if isinstance(w, AnswerView))
+        stop = next(
+            i for i, w in enumerate(chat) if "interrupted" in str(getattr(w, "content", ""))
+        )
+        assert stop > last_answer
         table = app.main.query_one(TurnsTable)
         assert table.get_row_at(table.row_count - 1)[-1] == "stopped"
 
@@ -233,7 +261,7 @@ async def test_slash_system_shows_the_prompt_its_size_and_cost(make_app: MakeApp
         await send(pilot, "/system")
         await pilot.pause()
         text = answers(app)
-        assert "Answer in haiku. Count every syllable." in text
+        assert "Answer in haiku. Count every syllable." in notices(app)  # exact, wrapped
         assert "config `system_prompt`" in text and "tokens" in text
         assert "per turn on claude-sonnet-5-5" in text and "when cached" in text
 
@@ -267,12 +295,17 @@ async def test_the_session_halts_at_the_cap_until_it_is_raised(make_app: MakeApp
         await idle(pilot)
         assert app.main.input.text == "Read notes.txt"  # kept, not sent
         assert sum(r["type"] == "user" for r in log_records(app)) == users
-        await pilot.press("f3")
+        assert "the next call needs up to $0.0" in notices(app)  # what is left and needed
+        needed = app.main.needed_usd
+        assert needed is not None and needed > agent.limits.max_cost_usd - agent.ledger.spent
+        turns = agent.state.turns
+        await pilot.press("f3")  # halted: F3 goes up to what the next call needs
         assert app.main.gauge.halted is None
+        assert agent.limits.max_cost_usd >= agent.ledger.spent + needed
         await pilot.press("enter")
         await idle(pilot)
         assert sum(r["type"] == "user" for r in log_records(app)) == users + 1
-        assert "alpha" in answers(app)
+        assert agent.state.turns > turns and "Let me read notes.txt" in answers(app)
 
 
 # --- the input ----------------------------------------------------------------------

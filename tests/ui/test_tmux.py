@@ -48,6 +48,15 @@ class Terminal:
 
 @pytest.fixture
 def terminal(workspace: Path, tmp_path: Path) -> Iterator[Terminal]:
+    yield from _terminal(workspace, tmp_path, 120, 40)
+
+
+@pytest.fixture
+def small_terminal(workspace: Path, tmp_path: Path) -> Iterator[Terminal]:
+    yield from _terminal(workspace, tmp_path, 80, 24)
+
+
+def _terminal(workspace: Path, tmp_path: Path, width: int, height: int) -> Iterator[Terminal]:
     socket = f"tuiagent-test-{tmp_path.name}"
     env = {
         "XDG_DATA_HOME": str(tmp_path / "data"),
@@ -70,8 +79,19 @@ def terminal(workspace: Path, tmp_path: Path) -> Iterator[Terminal]:
     )
     term = Terminal(socket, "app")
     term.tmux(
-        "new-session", "-d", "-s", "app", "-x", "120", "-y", "40", "-c", str(workspace), command
+        "new-session",
+        "-d",
+        "-s",
+        "app",
+        "-x",
+        str(width),
+        "-y",
+        str(height),
+        "-c",
+        str(workspace),
+        command,
     )
+    term.tmux("set-option", "-t", "app", "remain-on-exit", "on")  # to read what it prints last
     try:
         yield term
     finally:
@@ -83,9 +103,11 @@ def test_installed_app_in_tmux(terminal: Terminal, tmp_path: Path) -> None:
     terminal.wait_for(lambda s: "run 2" in s, "the session opened")
     terminal.keys("List the files here.", "Enter")
     screen = terminal.wait_for(lambda s: "turns left" in s and "data.csv" in s, "the answer")
-    screen = terminal.wait_for(lambda s: re.search(r"^\s*2\s+\w+/", s, re.M) is not None, "turn 2")
+    screen = terminal.wait_for(
+        lambda s: re.search(r"^\s*2\s+[a-z]+-", s, re.M) is not None, "turn 2"
+    )
     rows = re.findall(
-        r"^\s*(\d)\s+\w+/\S+\s+([\d,]+)\s+([\d,]+)\s.*\$(0\.\d+)\s+\S+\s*$", screen, re.M
+        r"^\s*(\d)\s+[a-z]+-\S+\s+([\d,]+)\s+([\d,]+)\s.*\$(0\.\d+)\s+\S+\s*$", screen, re.M
     )
     assert [r[0] for r in rows] == ["1", "2"]
     assert all(int(r[1].replace(",", "")) > 0 and int(r[2]) > 0 for r in rows)
@@ -107,3 +129,23 @@ def test_installed_app_in_tmux(terminal: Terminal, tmp_path: Path) -> None:
     records = [json.loads(line) for line in runs[0].read_text().splitlines()]
     assert records[-1]["type"] == "run_end"
     assert records[-1]["total_cost_usd"] == pytest.approx(float(spent.group(1)), abs=1e-4)
+
+
+def test_at_80x24_the_chat_the_input_and_every_key_are_on_screen(small_terminal: Terminal) -> None:
+    term = small_terminal
+    term.wait_for(lambda s: "run 2" in s, "the session opened")
+    term.keys("Read notes.txt", "Enter")
+    screen = term.wait_for(lambda s: "this message $" in s, "the answer and its subtotal")
+    lines = screen.splitlines()
+    assert len(lines) == 24 and all(len(line) <= 80 for line in lines)
+    assert "Read notes.txt" in screen and "notes.txt" in screen  # the chat
+    assert "Ask about the files here" in screen  # the input, with its placeholder
+    assert "spent $0.0" in screen and "cache hit" in screen  # the gauge, the status line
+    footer = lines[-1]
+    for key in ("^q Quit", "f2 Cap-", "f3 Cap+", "f4 Tier", "esc Stop", "f5 Panels", "f8 Report"):
+        assert key in footer
+    term.keys("F5")  # narrow: F5 shows one panel at a time in the turns table's place
+    term.wait_for(lambda s: "Router" in s and "why" in s, "the router panel")
+    term.keys("C-q")
+    screen = term.wait_for(lambda s: "tuiagent: session " in s, "the session's total on quit")
+    assert re.search(r"tuiagent: session \S+: \$0\.\d+ in 2 calls; log ", screen)

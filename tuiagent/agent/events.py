@@ -6,6 +6,7 @@ Events that are also run-log lines subclass `LogRecord` and carry the exact reco
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any
 
 from tuiagent.redact import redact_data
@@ -107,6 +108,10 @@ class Halted(Event):
 
     reason: str
     detail: str
+    # Nothing of the user's message was sent and it left the conversation: the UI gives it
+    # back to the user (to send again once the limit is raised).
+    withdrawn: str | None = None
+    needed_usd: Decimal | None = None  # at the cap: what the next call may cost at most
 
 
 @dataclass(frozen=True)

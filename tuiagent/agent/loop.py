@@ -49,6 +49,8 @@ from tuiagent.agent.tools import Toolbox, ToolOutput
 from tuiagent.agent.transcript import Transcript, transcript_path
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import BudgetGuard, Reservation, estimated_with_margin
+from tuiagent.cost.display import cap as show_cap
+from tuiagent.cost.display import money as show_money
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.cost.runlog import RunLog, new_run_id, utc_now_iso
@@ -158,7 +160,8 @@ class Agent:
         self.log = RunLog(log_dir, self.state.run_id)
         self.transcript = Transcript(transcript_path(self.log.path))
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
-        self.approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
+        # True runs it; False, or the user's reason as a string, declines it.
+        self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
         self.compressor: Compressor | None = None
         if settings.compress:
@@ -382,8 +385,10 @@ class Agent:
         """Work on one user message until the answer or a limit."""
         if self.state.halt_reason in ("max_cost", "max_turns", "interrupted"):
             self.state.halt_reason = None  # a new message is a new attempt within the limits
+        message_at = len(self.state.history)
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
         self._prompt, self._classified = prompt, None
+        answered = False  # an agent call of this message completed
         # Escalation: a failed fast-tier step is redone one tier up, once per request.
         floor: tuple[str, str] | None = None
         redo_of: int | None = None
@@ -409,10 +414,16 @@ class Agent:
             async for item in self._call(turn, "agent", decision, build, redo_of):
                 if isinstance(item, CallResult):
                     result = item
+                elif isinstance(item, Halted) and item.reason == "max_cost" and not answered:
+                    # Nothing of this message reached the model: it leaves the conversation
+                    # and goes back to the user, to send once the cap is raised.
+                    del self.state.history[message_at:]
+                    yield dataclasses.replace(item, withdrawn=prompt)
                 else:
                     yield item
             if result is None:
                 return  # halted or failed: the events said why
+            answered = True
             tier = self._last_tier
             redo_of = None
             step_start = len(self.state.history)
@@ -477,8 +488,10 @@ class Agent:
     async def _run_tool(self, name: str, args: dict[str, Any]) -> ToolOutput:
         tool = self.toolbox.tools.get(name)
         asks = tool is not None and tool.needs_approval and self.approve is not None
-        if asks and self.approve is not None and not await self.approve(name, args):
-            return ToolOutput(f"error: the user declined to run {name}", is_error=True)
+        answer = await self.approve(name, args) if asks and self.approve is not None else True
+        if answer is not True:  # False, or the user's reason (the model reads it)
+            why = f": {answer}" if isinstance(answer, str) and answer.strip() else ""
+            return ToolOutput(f"error: the user declined to run {name}{why}", is_error=True)
         return await self.toolbox.call(name, args)
 
     # --- tool results: compression and summaries ----------------------------
@@ -544,12 +557,14 @@ class Agent:
         build: Callable[[str], dict[str, Any]],
         purpose: str,
         escalated_from: int | None,
-    ) -> Prepared | None:
+    ) -> Prepared | Decimal:
         """Reserve the call's worst case within the cap (agent turns and helper calls alike).
 
         When even a useful minimum of output does not fit, an auto tier steps down to a
-        cheaper one; a pinned tier (or the cheapest) gets None: nothing is sent.
+        cheaper one; a pinned tier (or the cheapest) gets what the cheapest useful call
+        would need: nothing is sent.
         """
+        needed: Decimal | None = None
         tiers = [decision.tier]
         if self.tier == "auto" and decision.tier in TIERS:
             tiers += list(reversed(TIERS[: TIERS.index(decision.tier)]))
@@ -565,13 +580,16 @@ class Agent:
                 request = without_breakpoints(request)
                 reservation = self.budget.reserve(model, request, counted, source, remaining)
             if reservation is None:
+                least = self.budget.least_useful(model, request, counted)
+                needed = least if needed is None else min(needed, least)
                 continue
             request["max_tokens"] = reservation.max_tokens
             if tier != decision.tier:
                 why = f"{decision.reason}; stepped down from {decision.tier}: a useful answer did not fit the cap"
                 decision = dataclasses.replace(decision, tier=tier, model=model, reason=why)
             return Prepared(decision, request, reservation, purpose, escalated_from)
-        return None
+        assert needed is not None  # at least one tier was tried
+        return needed
 
     async def _count_input(self, request: dict[str, Any]) -> tuple[int, str]:
         """The request's input tokens from the API's free count (the offline model's own
@@ -604,15 +622,25 @@ class Agent:
             except CallFailed as failure:  # count_tokens refused: a bad key, an unknown model
                 yield self._fail(failure, helper)
                 return
-            if prepared is None:
+            if isinstance(prepared, Decimal):
                 left = self.limits.max_cost_usd - self.ledger.spent
                 if helper:
-                    yield Notice(f"skipped the {purpose} call: it did not fit the ${left:.4f} left")
+                    yield Notice(
+                        f"skipped the {purpose} call: it did not fit the {show_money(left)} left"
+                    )
                     return
-                yield self._halt(
-                    "max_cost",
-                    f"spent ${self.ledger.spent:.4f} of the ${self.limits.max_cost_usd} cap; "
-                    f"${left:.4f} left is less than the next call could cost",
+                places = 4  # enough places that what is left and what is needed differ
+                while places < 9 and round(left, places) >= round(prepared, places):
+                    places += 1
+                yield dataclasses.replace(
+                    self._halt(
+                        "max_cost",
+                        f"spent {show_money(self.ledger.spent, places)} of the "
+                        f"{show_cap(self.limits.max_cost_usd)} cap: "
+                        f"{show_money(left, places)} left, the next call needs up to "
+                        f"{show_money(prepared, places)}",
+                    ),
+                    needed_usd=prepared,
                 )
                 return
             p = prepared

@@ -93,6 +93,15 @@ class BudgetGuard:
     def _output_rate(self, model: str, input_tokens: int) -> Decimal:
         return self.pricer.rates(model, input_tokens).output
 
+    def least_useful(self, model: str, request: dict[str, Any], input_tokens: int) -> Decimal:
+        """What the smallest useful call of this request may cost: its input at worst plus
+        the useful minimum of output (what the cap must leave for it to be sent)."""
+        out = min(self.min_useful_tokens, int(request["max_tokens"]))
+        return (
+            self._input_worst_case(model, request, input_tokens)
+            + self._output_rate(model, input_tokens) * out
+        )
+
     def reserve(
         self,
         model: str,

@@ -157,11 +157,24 @@ def _genai_usage(usage: TokenUsage) -> Usage:
 
 @lru_cache(maxsize=64)
 def _genai_model_price(model: str) -> ModelPrice:
+    price: ModelPrice = _genai_price(model).model_price
+    return price
+
+
+@lru_cache(maxsize=64)
+def _genai_price(model: str) -> Any:
     try:
-        result = calc_price(
+        return calc_price(
             Usage(input_tokens=0, output_tokens=0), model_ref=model, provider_id="anthropic"
         )
     except LookupError:
         raise UnpricedModelError(model) from None
-    price: ModelPrice = result.model_price
-    return price
+
+
+def context_window(model: str) -> int | None:
+    """The model's context window in tokens, as genai-prices lists it (None if unknown)."""
+    try:
+        window = _genai_price(model).model.context_window
+    except UnpricedModelError:
+        return None
+    return int(window) if window else None

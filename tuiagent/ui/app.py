@@ -15,7 +15,7 @@ import gc
 import json
 import time
 from collections.abc import Callable, Iterable
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,29 @@ SLASH_HELP = {
 
 
 REPORT_RUNS = 20  # the report screen covers this many recent runs
+TOAST_S = 3.0  # how long a toast about a key's effect stays (the gauge shows it for good)
+LOWEST_STEPPED_CAP = Decimal("0.0001")  # F2 stops here; /budget sets any cap
+
+
+def stepped_cap(cap: Decimal, configured: Decimal, *, down: bool) -> Decimal | None:
+    """The cap one F2 (down) or F3 (up) press away, on a grid of the step: the configured
+    step while the cap stays above it, else the power of ten below the cap (from $0.10 down
+    goes $0.09, from $0.019 up goes $0.02). None: no step down is left above
+    LOWEST_STEPPED_CAP."""
+    if cap <= 0:
+        return None if down else configured
+    if (cap - configured if down else cap) >= configured:
+        step = configured
+    else:
+        below = cap - cap.scaleb(-6) if down else cap  # going down, the step is below the cap
+        step = Decimal(1).scaleb(below.adjusted())
+    grid = cap / step
+    if down:
+        new = (grid.to_integral_value(rounding=ROUND_CEILING) - 1) * step
+        return new.normalize() if new >= LOWEST_STEPPED_CAP else None
+    return ((grid.to_integral_value(rounding=ROUND_FLOOR) + 1) * step).normalize()
+
+
 KEEP_WARM_TICK_S = 15.0  # how often an idle app lets the agent weigh a cache refresh
 
 
@@ -70,9 +93,9 @@ class TuiagentApp(App[int]):
     BINDINGS = [  # noqa: RUF012
         # Priority: the input never takes these keys (TextArea binds some function keys).
         Binding(
-            "f2", "cap_down", "Cap -", id="cap_down", tooltip=KEYMAP_IDS["cap_down"], priority=True
+            "f2", "cap_down", "Cap-", id="cap_down", tooltip=KEYMAP_IDS["cap_down"], priority=True
         ),
-        Binding("f3", "cap_up", "Cap +", id="cap_up", tooltip=KEYMAP_IDS["cap_up"], priority=True),
+        Binding("f3", "cap_up", "Cap+", id="cap_up", tooltip=KEYMAP_IDS["cap_up"], priority=True),
         Binding(
             "f4",
             "cycle_tier",
@@ -121,6 +144,7 @@ class TuiagentApp(App[int]):
         self.queue: list[str] = []
         self.turn_worker: Worker[None] | None = None
         self.finished = False
+        self.always_allowed: set[str] = set()  # tool calls the user allowed "always"
         self.main = MainScreen(clock=clock, on_ready=self._screen_ready)
         self._theme_problems: list[str] = []
         self._load_themes()
@@ -207,9 +231,18 @@ class TuiagentApp(App[int]):
         agent = session.agent
         agent.approve = self.ask_approval
         agent.start()
-        self.main.set_offline(OFFLINE_NOTICE if session.offline_model is not None else None)
+        from tuiagent.cost.pricing import context_window
+
+        self.main.context_window = context_window
+        simulated = session.offline_model is not None
+        self.main.set_offline(OFFLINE_NOTICE if simulated else None)
         if session.notice:
             self.main.chat.add_notice(session.notice, "warning")
+        elif simulated:
+            self.main.chat.add_notice(
+                "The model is simulated (--offline): it answers from the files here, and each "
+                "call is priced as the tier's real Claude model would charge."
+            )
         if message.history:
             agent.state.history = list(message.history)
             self._show_history(message.history)
@@ -250,9 +283,16 @@ class TuiagentApp(App[int]):
         chat_input.remember(text)
         chat_input.clear()
         self.queue.append(text)
-        if self.agent is None or self.busy:
-            self.main.chat.add_notice("queued: it goes out when the agent is free")
         self._send_next()
+        self._show_queue()
+
+    def _show_queue(self) -> None:
+        """Waiting messages are counted under the input (a chat line would land in the
+        middle of the answer streaming now)."""
+        n = len(self.queue)
+        self.main.input.border_subtitle = (
+            f"{n} queued: sent when the agent is free (Esc drops)" if n else ""
+        )
 
     def at_cap(self) -> bool:
         """Halted by the cap: the next call's worst case does not fit what is left.
@@ -266,26 +306,53 @@ class TuiagentApp(App[int]):
         if self.agent is None or self.busy or not self.queue or self.at_cap():
             return
         text = self.queue.pop(0)
+        self._show_queue()
         self.main.chat.add_user(text)
+        # In the app a session holds many messages: max_turns bounds each message's calls
+        # (headless, a run is one message). The cap still bounds the session's money.
+        self.agent.limits.max_turns = self.agent.state.turns + self.settings.max_turns
         self.turn_worker = self.run_turn(text)
 
     @work(exclusive=True, group="agent", exit_on_error=False)
     async def run_turn(self, text: str) -> None:
-        from tuiagent.agent.events import AnswerDelta, AttemptFailed, Halted, TurnFinished
+        from tuiagent.agent.events import AnswerDelta, AttemptFailed, Event, Halted, TurnFinished
 
         agent = self.agent
         assert agent is not None
         screen = self.main
+        calls, cost = 0, Decimal(0)  # what this message cost: its calls and failed attempts
+        stopped: dict[str, Any] | None = None  # Esc: the stopped call's record ({} if none)
+        # The agent runs in a task of its own that only waits inside the agent: Esc cancels
+        # it there, where the call in flight is settled, never while the screen is drawing.
+        events: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        async def produce() -> None:
+            try:
+                async for event in agent.send(text):
+                    events.put_nowait(event)
+            finally:
+                events.put_nowait(None)
+
+        producer = asyncio.create_task(produce())
         try:
-            async for event in agent.send(text):
+            while (event := await events.get()) is not None:
                 if isinstance(event, AnswerDelta):
                     screen.feed(event.text)  # shown within a frame; never awaited per token
                     continue
                 await screen.apply(event)
+                if isinstance(event, TurnFinished | AttemptFailed):
+                    calls += isinstance(event, TurnFinished)
+                    cost += Decimal(str(event.record.get("cost_usd") or 0))
                 if isinstance(event, TurnFinished | AttemptFailed | Halted):
                     self._update_gauge()
+            await producer  # the agent's own error, if it failed
         except asyncio.CancelledError:
-            self._interrupted(agent)
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+            stopped = self._interrupted(agent)
+            if stopped:
+                calls, cost = calls + 1, cost + Decimal(str(stopped.get("cost_usd") or 0))
             raise
         except Exception as exc:  # a failed turn is a notice, never a crash
             text = redact(str(exc))
@@ -295,29 +362,51 @@ class TuiagentApp(App[int]):
             self._update_gauge()
             screen.set_status(f"run {agent.state.run_id}")
             self.call_later(screen.close_answer)
+            if stopped is not None:  # under what streamed before Esc
+                paid = money(Decimal(str(stopped.get("cost_usd") or 0)), 5)
+                self.call_later(
+                    screen.chat.add_notice,
+                    f"interrupted: what streamed stays; its cost counts ({paid})"
+                    if stopped
+                    else "interrupted",
+                )
+            if calls or cost:
+                self.call_later(
+                    screen.chat.add_subtotal,
+                    f"this message {money(cost)} in {calls} call{'s' * (calls != 1)}, "
+                    f"session {money(agent.ledger.spent)}",
+                )
             self.call_later(self._send_next)
 
-    def _interrupted(self, agent: Agent) -> None:
+    def _interrupted(self, agent: Agent) -> dict[str, Any]:
+        """The call Esc stopped, once its record is written (a row in the panels); {} when
+        no call was streaming."""
         record = _last_record(agent.log.path, "turn")
         if record is not None and record.get("stop_reason") == "interrupted":
             self.main.turn_finished(record)
-            cost = money(Decimal(str(record.get("cost_usd", 0))), 5)
-            self.main.chat.add_notice(f"interrupted: what streamed stays; its cost counts ({cost})")
-        else:
-            self.main.chat.add_notice("interrupted")
+            return record
+        return {}
 
-    async def ask_approval(self, name: str, arguments: dict[str, Any]) -> bool:
-        """The agent's approval hook: a yes/no dialog; the tool waits for the answer."""
-        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def ask_approval(self, name: str, arguments: dict[str, Any]) -> bool | str:
+        """The agent's approval hook: a dialog; the tool waits for the answer. True runs
+        it; False or the user's reason declines. A command allowed "always" runs again
+        without asking in this session."""
+        from tuiagent.ui.screens.dialogs import Approval, ApproveScreen
 
-        def settle(result: bool | None) -> None:
+        asked = json.dumps([name, arguments], sort_keys=True)
+        if asked in self.always_allowed:
+            return True
+        answer: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
+
+        def settle(result: Approval | None) -> None:
             if not answer.done():
-                answer.set_result(bool(result))
-
-        from tuiagent.ui.screens.dialogs import ApproveScreen
+                answer.set_result(result or Approval(run=False))
 
         self.push_screen(ApproveScreen(name, arguments), callback=settle)
-        return await answer
+        approval = await answer
+        if approval.always:
+            self.always_allowed.add(asked)
+        return True if approval.run else (approval.reason or False)
 
     # --- the money -----------------------------------------------------------------
 
@@ -336,14 +425,22 @@ class TuiagentApp(App[int]):
 
     def set_cap(self, amount: Decimal) -> None:
         agent = self.agent
+        before = self._cap_now()
         if agent is None:
             self.settings.max_cost_usd = amount
             in_force = amount
         else:
             in_force = agent.set_cap(amount)
         self._update_gauge()
-        note = "" if in_force == amount else " (never below what is already spent)"
-        self.notify(f"cap {fmt_cap(in_force)}{note}", title="Budget")
+        if in_force != amount:  # the gauge shows the cap; a toast says why it is not as asked
+            stays = "stays" if in_force == before else "is"
+            self.notify(
+                f"the cap {stays} {fmt_cap(in_force)}: it cannot go below what is spent "
+                "and in flight",
+                title="Budget",
+                severity="warning",
+                timeout=TOAST_S,
+            )
         self._send_next()
 
     def set_tier(self, tier: str) -> None:
@@ -359,11 +456,28 @@ class TuiagentApp(App[int]):
         return agent.limits.max_cost_usd if agent is not None else self.settings.max_cost_usd
 
     def action_cap_down(self) -> None:
-        step = self.settings.budget_step_usd
-        self.set_cap(max(self._cap_now() - step, step))
+        lower = stepped_cap(self._cap_now(), self.settings.budget_step_usd, down=True)
+        if lower is None:
+            self.notify(
+                f"F2 goes no lower than {fmt_cap(LOWEST_STEPPED_CAP)}; /budget sets any cap",
+                title="Budget",
+                severity="warning",
+                timeout=TOAST_S,
+            )
+            return
+        self.set_cap(lower)
 
     def action_cap_up(self) -> None:
-        self.set_cap(self._cap_now() + self.settings.budget_step_usd)
+        """One step up; halted at the cap, up to the first step that lets the next call go."""
+        step = self.settings.budget_step_usd
+        higher = stepped_cap(self._cap_now(), step, down=False)
+        assert higher is not None  # up always has a next step
+        agent = self.agent
+        if self.at_cap() and agent is not None and self.main.needed_usd is not None:
+            enough = agent.ledger.spent + self.main.needed_usd
+            while higher < enough:
+                higher = stepped_cap(higher, step, down=False) or enough
+        self.set_cap(higher)
 
     def action_cycle_tier(self) -> None:
         current = self.agent.tier if self.agent is not None else self.settings.tier
@@ -375,10 +489,11 @@ class TuiagentApp(App[int]):
             self.turn_worker.cancel()
         elif self.queue:
             self.queue.clear()
+            self._show_queue()
             self.main.chat.add_notice("queued messages dropped")
 
     def action_toggle_panels(self) -> None:
-        self.main.toggle_class("-panels-hidden")
+        self.main.cycle_view()
 
     def action_report(self) -> None:
         """The report screen over the recent runs of this log dir (this session included)."""
@@ -494,8 +609,9 @@ class TuiagentApp(App[int]):
                     f"- costs {money(plain, 6)} per turn on {model} ({tier}), "
                     f"{money(cached, 6)} when cached"
                 )
-        fence = "~~~~"
-        self.main.chat.add_answer("\n\n".join(lines) + f"\n\n{fence}text\n{prompt}\n{fence}\n")
+        self.main.chat.add_answer("\n\n".join(lines), follow=True)
+        # The prompt as exact text that wraps (a code block would cut its long lines).
+        self.main.chat.add_notice(prompt, "quoted")
 
     def show_help(self) -> None:
         rows = [f"| `{cmd}` | {what} |" for cmd, what in SLASH_HELP.items()]
@@ -510,7 +626,7 @@ class TuiagentApp(App[int]):
             "Enter sends, shift+enter or ctrl+j starts a new line, up/down recall earlier "
             "messages. ctrl+p opens the command palette."
         )
-        self.main.chat.add_answer(text)
+        self.main.chat.add_answer(text, follow=True)
 
     # --- tool results ----------------------------------------------------------------
 
@@ -543,6 +659,13 @@ class TuiagentApp(App[int]):
                         block.get("name", "?"),
                         args if isinstance(args, dict) else {},
                     )
+                elif kind == "tool_result" and (
+                    view := chat.tool_views.get(block.get("tool_use_id", ""))
+                ):
+                    # It ran in the earlier run: done, with what the model saw.
+                    output = block.get("content")
+                    text = output if isinstance(output, str) else json.dumps(output)
+                    view.finished({"ok": not block.get("is_error")}, text, None)
 
 
 def _last_record(path: Path, kind: str) -> dict[str, Any] | None:
@@ -556,6 +679,56 @@ def _last_record(path: Path, kind: str) -> dict[str, Any] | None:
             if isinstance(record, dict) and record.get("type") == kind:
                 return record
     return None
+
+
+# Keys the app keeps for itself: the input's own editing keys and the command palette.
+RESERVED_KEYS = {
+    "enter": "sends the message",
+    "shift+enter": "starts a new line",
+    "ctrl+j": "starts a new line",
+    "tab": "moves the focus",
+    "shift+tab": "moves the focus",
+    "up": "recalls earlier messages",
+    "down": "recalls earlier messages",
+    "backspace": "edits the input",
+    "ctrl+p": "opens the command palette",
+}
+MODIFIERS = {"ctrl", "shift", "alt", "meta", "super", "hyper"}
+
+
+def _known_key(key: str) -> bool:
+    from textual.keys import Keys, key_to_character
+
+    *mods, base = key.split("+")
+    if not base or not set(mods) <= MODIFIERS:
+        return False
+    names = {k.value.rsplit("+", 1)[-1] for k in Keys}
+    return base in names or (len(base) == 1 and base.isprintable()) or bool(key_to_character(base))
+
+
+def check_keymap(keymap: dict[str, str]) -> None:
+    """Each remapped key is a key Textual knows, and no key does two things: one line that
+    names the config key otherwise (exit 2)."""
+    taken: dict[str, str] = {}
+    for binding in TuiagentApp.BINDINGS:
+        assert isinstance(binding, Binding) and binding.id is not None
+        for key in keymap.get(binding.id, binding.key).split(","):
+            key = key.strip()
+            name = f"keymap.{binding.id}"
+            if not _known_key(key):
+                raise ConfigError(f"{name}: {key!r} is not a key name (e.g. 'f9', 'ctrl+t')")
+            if len(key) == 1 and key.isprintable():
+                raise ConfigError(
+                    f"{name}: {key!r} would be typed into the input; pick 'f9' or 'ctrl+t'"
+                )
+            if key in RESERVED_KEYS:
+                raise ConfigError(f"{name}: {key!r} {RESERVED_KEYS[key]} and cannot be remapped")
+            if key in taken:
+                raise ConfigError(
+                    f"{name}: {key!r} is already the key of {taken[key]} "
+                    f"({KEYMAP_IDS[taken[key]]}); remap that one too"
+                )
+            taken[key] = binding.id
 
 
 def find_resume(log_dir: Path, run_id: str) -> Path:
@@ -578,6 +751,7 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     """`tuiagent` with no subcommand. Bad input fails here, in one line, before the screen."""
     if not workspace.is_dir():
         raise UsageError(f"--workspace: {workspace} is not a directory")
+    check_keymap(settings.keymap)
     settings.resolved_system_prompt()  # a missing system_prompt_file is named before the screen
     if settings.offline_tokens_per_second == 0:
         settings = dataclasses.replace(
@@ -595,4 +769,11 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     finally:
         gc.enable()
     app.finish_run()
+    agent = app.agent
+    if agent is not None:  # the session's total, on the terminal the app gave back
+        calls = len(agent.ledger.turn_costs)
+        print(
+            f"tuiagent: session {agent.state.run_id}: {money(agent.ledger.spent)} in "
+            f"{calls} call{'s' * (calls != 1)}; log {agent.log.path}"
+        )
     return 0

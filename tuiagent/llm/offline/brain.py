@@ -257,7 +257,9 @@ def _describe(call: PlannedCall, result: str, is_error: bool, request: str) -> s
         rows = parse_listing(result)
         files = [(n, s) for k, n, s in rows if k == "file" and s is not None]
         dirs = [n for k, n, _ in rows if k == "dir"]
-        parts = [f"The workspace has {len(files)} files and {len(dirs)} folders."]
+        parts = [
+            f"The workspace has {_plural(len(files), 'file')} and {_plural(len(dirs), 'folder')}."
+        ]
         if files and re.search(r"\b(largest|biggest)\b", request, re.IGNORECASE):
             name, size = max(files, key=lambda f: (f[1], f[0]))
             parts.append(f"The largest file is {name} ({size:,} bytes).")
@@ -289,7 +291,10 @@ def _describe(call: PlannedCall, result: str, is_error: bool, request: str) -> s
         head = result.strip().splitlines()[0] if result.strip() else ""
         if not matches and "match" in head.lower():
             return f"Search for {call.input.get('pattern')!r}: {head}"
-        return f"Search for {call.input.get('pattern')!r}: {len(matches)} matching lines in {len(hit_files)} files."
+        return (
+            f"Search for {call.input.get('pattern')!r}: {_plural(len(matches), 'matching line')} "
+            f"in {_plural(len(hit_files), 'file')}."
+        )
     if call.name == "expand_result":
         if m := _EXPANDED.match(result):
             rid, first, last, total = m.groups()
@@ -384,3 +389,8 @@ def _lead_in(call: PlannedCall) -> str:
     if call.name == "fetch_url":
         return f"Let me fetch {call.input.get('url')}."
     return f"Let me call {call.name}."
+
+
+def _plural(n: int, noun: str) -> str:
+    """`1 file`, `2 files`."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, TabbedContent, TabPane, TextArea
+from textual.widgets import Button, Input, Label, Static, TabbedContent, TabPane, TextArea
 
 from tuiagent.ui.widgets.tools import ToolResult
 
 _MODAL_CSS = """
-ApproveScreen, ViewerScreen { align: center middle; }
+ViewerScreen { align: center middle; }
+/* The approval sits at the top, under the gauge: the latest of the conversation (the
+   request and the pending call, just above the input) stays in view. */
+ApproveScreen { align: center top; padding-top: 2; }
 #dialog {
     width: 80%;
     max-width: 100;
@@ -24,20 +29,65 @@ ApproveScreen, ViewerScreen { align: center middle; }
     background: $surface;
     padding: 1 2;
 }
+ApproveScreen #dialog { width: 100%; max-width: 110; padding: 0 1; border: thick $warning; }
+ApproveScreen #command {
+    background: $background;
+    color: $text;
+    padding: 0 1;
+    margin: 1 0 0 0;
+    max-height: 8;
+}
+ApproveScreen #reason { display: none; margin-top: 1; }
+ApproveScreen.-asking-why #reason { display: block; }
+ApproveScreen.-asking-why #choices { display: none; }
 ViewerScreen #dialog { height: 90%; }
+ViewerScreen TabbedContent { height: 1fr; }
 #dialog Horizontal { height: auto; margin-top: 1; }
-#dialog Button { margin-right: 2; }
+#dialog Button { margin-right: 1; min-width: 8; }
 #dialog TextArea { height: 1fr; }
+#dialog .hint { color: $text-muted; margin-top: 1; }
 """
 
 
-class ApproveScreen(ModalScreen[bool]):
-    """Run this tool? y / n. Escape says no."""
+@dataclass(frozen=True)
+class Approval:
+    """The user's answer: run it (and maybe always, for this exact command), or not (and
+    maybe why: the reason goes back to the model as the tool's error)."""
+
+    run: bool
+    always: bool = False
+    reason: str = ""
+
+
+def describe(name: str, arguments: dict[str, Any]) -> tuple[str, str]:
+    """What the agent asks, in words, and the thing itself as the user would type it."""
+    if name == "run_command" and isinstance(arguments.get("command"), str):
+        return "The agent wants to run a command in the workspace:", f"$ {arguments['command']}"
+    lines = [f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in arguments.items()]
+    return f"The agent wants to use {name}:", "\n".join(lines) or "(no arguments)"
+
+
+class ApproveScreen(ModalScreen[Approval]):
+    """Run this tool? y yes, a always (this command), n no, w no and say why. Escape: no."""
 
     DEFAULT_CSS = _MODAL_CSS
     BINDINGS = [  # noqa: RUF012
-        Binding("y", "answer(True)", "Yes", id="approve_yes", tooltip="run it"),
-        Binding("n,escape", "answer(False)", "No", id="approve_no", tooltip="do not run it"),
+        Binding("y", "answer('yes')", "Yes", id="approve_yes", tooltip="run it"),
+        Binding(
+            "a",
+            "answer('always')",
+            "Always",
+            id="approve_always",
+            tooltip="run it, and this same command from now on without asking",
+        ),
+        Binding("n,escape", "answer('no')", "No", id="approve_no", tooltip="do not run it"),
+        Binding(
+            "w",
+            "answer('why')",
+            "No, say why",
+            id="approve_why",
+            tooltip="decline and tell the agent why",
+        ),
     ]
 
     def __init__(self, name: str, arguments: dict[str, Any]) -> None:
@@ -46,21 +96,48 @@ class ApproveScreen(ModalScreen[bool]):
         self.arguments = arguments
 
     def compose(self) -> ComposeResult:
+        asks, thing = describe(self.tool_name, self.arguments)
         with Vertical(id="dialog"):
-            yield Label(f"The agent wants to run [b]{self.tool_name}[/b]:")
-            yield Label(json.dumps(self.arguments, ensure_ascii=False, indent=1), markup=False)
-            with Horizontal():
+            yield Label(asks, markup=False)
+            yield Static(thing, id="command", markup=False)
+            with Horizontal(id="choices"):
                 yield Button("Yes (y)", variant="warning", id="yes")
+                yield Button("Always allow (a)", id="always")
                 yield Button("No (n)", variant="primary", id="no")
+                yield Button("No, say why (w)", id="why")
+            yield Label(
+                "a: always allow this command in this session · w: no, and tell the agent why "
+                "(it reads your reason) · Esc: no",
+                classes="hint",
+            )
+            yield Input(
+                placeholder="Why not? Enter sends it to the agent; Esc: no reason", id="reason"
+            )
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
+        event.stop()
+        self.action_answer(str(event.button.id))
 
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
+    def action_answer(self, answer: str) -> None:
+        if self.has_class("-asking-why"):
+            return  # typing the reason: the letters are text
+        if answer == "why":
+            self.add_class("-asking-why")
+            self.query_one("#reason", Input).focus()
+            return
+        self.dismiss(Approval(run=answer in ("yes", "always"), always=answer == "always"))
+
+    @on(Input.Submitted, "#reason")
+    def _reason(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(Approval(run=False, reason=event.value.strip()))
+
+    def key_escape(self) -> None:
+        if self.has_class("-asking-why"):
+            self.dismiss(Approval(run=False))
 
 
 class ViewerScreen(ModalScreen[None]):
@@ -81,6 +158,10 @@ class ViewerScreen(ModalScreen[None]):
                     yield TextArea(self.result.output, read_only=True)
                 with TabPane("Original", id="original"):
                     yield TextArea(self.result.original, read_only=True)
+            yield Label(
+                "Esc or q closes · the tabs switch between what the model saw and the original",
+                classes="hint",
+            )
 
     def action_close(self) -> None:
         self.dismiss(None)

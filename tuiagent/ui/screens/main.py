@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -12,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tuiagent.ui.widgets.chat import ChatInput, ChatLog
+from tuiagent.ui.widgets.chat import ChatInput, ChatLog, NoticeView
 
 # The money panels and the agent's events load after the first frame (mount_panels, apply):
 # the first frame waits for neither.
@@ -46,10 +47,27 @@ class KeysFooter(Footer):
 FRAME_SECONDS = 1 / 15
 
 
+# Below this many columns the side panels give way to a one-line status, and F5 shows
+# one panel at a time in place of the turns table.
+NARROW_BELOW = 120
+# What F5 cycles through: wide, the panels or the chat alone; narrow, one panel at a time.
+WIDE_VIEWS = ("panels", "chat")
+NARROW_VIEWS = ("panels", "router", "cache", "tools", "chat")
+
+WELCOME = (
+    "tuiagent: chat with an agent about the files here and see what every call costs; it "
+    'never spends past the cap. Try "list the files" or "read README.md".\n'
+    "Enter sends · F3/F2 cap up/down · F4 tier · F5 panels · F8 report · Esc stops · "
+    "ctrl+q quits · /help\n"
+    "Tool calls show as ▶ blocks: click one (or Tab to it, Enter) to see its exact output."
+)
+
+
 class MainScreen(Screen[None]):
     # Its styles (main.tcss, beside this file) load with the app: a default screen's own
     # CSS_PATH is not read.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (20, "-medium"), (36, "-tall")]  # noqa: RUF012
 
     def __init__(
         self,
@@ -65,6 +83,12 @@ class MainScreen(Screen[None]):
         self._pending: list[str] = []  # answer text not yet on screen
         self._flush_due = False
         self._answer_lock = asyncio.Lock()
+        self._failure: NoticeView | None = None  # the notice of a call failing right now
+        self.needed_usd: Decimal | None = None  # halted at the cap: what the next call needs
+        self.view = "panels"  # what F5 shows (WIDE_VIEWS, NARROW_VIEWS)
+        self.last_turn: dict[str, Any] | None = None  # for the one-line status
+        # The model's context window in tokens, when known (the app sets it from the pricer).
+        self.context_window: Callable[[str], int | None] = lambda model: None
 
     def compose(self) -> ComposeResult:
         # The first frame holds what a user reads and types into; the money panels mount
@@ -74,6 +98,7 @@ class MainScreen(Screen[None]):
             yield Static("", id="offline-badge")
             yield Static("tier auto", id="tier-label")
             yield Static("starting…", id="status")
+        yield Static("no calls yet: model, cache hit and cost show here", id="statusline")
         with Horizontal(id="body"):
             with Vertical(id="chat-column"):
                 yield ChatLog(id="chat")
@@ -82,6 +107,8 @@ class MainScreen(Screen[None]):
         yield KeysFooter()
 
     def on_mount(self) -> None:
+        self.chat.add_notice(WELCOME)
+        self.set_class(True, "-view-panels")
         self.query_one(ChatInput).focus()
         # After the frame that shows the footer's keys (the footer fills in after a refresh).
         self.call_after_refresh(self.call_after_refresh, self.mount_panels)
@@ -105,6 +132,55 @@ class MainScreen(Screen[None]):
         self.ready = True
         if self.on_ready is not None:
             self.on_ready()
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < NARROW_BELOW
+        footer = self.query_one(KeysFooter)
+        footer.compact = narrow  # the keys fit 80 columns
+        footer.show_command_palette = not narrow
+        views = NARROW_VIEWS if narrow else WIDE_VIEWS
+        if self.view not in views:
+            self.show_view("panels")
+
+    def cycle_view(self) -> str:
+        """F5: the next of what can be shown at this width."""
+        views = NARROW_VIEWS if self.size.width < NARROW_BELOW else WIDE_VIEWS
+        at = views.index(self.view) if self.view in views else -1
+        self.show_view(views[(at + 1) % len(views)])
+        return self.view
+
+    def show_view(self, view: str) -> None:
+        self.set_class(False, f"-view-{self.view}")
+        self.view = view
+        self.set_class(True, f"-view-{view}")
+
+    def update_statusline(self) -> None:
+        """The narrow layout's one line: model and tier, cache hit, last cost, context."""
+        from tuiagent.ui.format import money
+        from tuiagent.ui.widgets.cache import CachePanel
+
+        r = self.last_turn
+        if r is None:
+            return
+        model = str(r.get("model", "")).removeprefix("claude-")
+        parts = [f"{r.get('tier')} {model}"]
+        for panel in self.query(CachePanel):
+            parts.append(f"cache hit {panel.hit_rate}")
+        parts.append(f"last {money(Decimal(str(r.get('cost_usd') or 0)), 5)}")
+        window = self.context_window(str(r.get("model", "")))
+        used = sum(
+            int(r.get(k) or 0)
+            for k in (
+                "input_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+                "output_tokens",
+            )
+        )
+        if window:
+            parts.append(f"context {used / window:.0%}")
+        parts.append("F5 panels")
+        self.query_one("#statusline", Static).update(" · ".join(parts))
 
     # --- the panels, by name ----------------------------------------------------
 
@@ -159,6 +235,8 @@ class MainScreen(Screen[None]):
         if isinstance(event, AnswerDelta):
             self.feed(event.text)
         elif isinstance(event, TurnStarted):
+            if event.attempt > 1:
+                await self.discard_answer()  # the failed attempt's partial text gives way
             await self.close_answer()
             self.query_one(RouterPanel).routed(
                 event.tier, event.model, event.route_reason, event.turn
@@ -171,29 +249,69 @@ class MainScreen(Screen[None]):
                 if view is None:
                     self.chat.add_tool(event.tool_use_id, event.name, event.arguments)
                 else:
-                    view.arguments = event.arguments
+                    view.set_arguments(event.arguments)
         elif isinstance(event, ToolFinished):
             self.tool_finished(event.record, event.output, event.original)
         elif isinstance(event, TurnFinished):
             await self.close_answer()
+            self._failure = None  # a retry went through: the next failure is a new one
             self.turn_finished(event.record)
         elif isinstance(event, CacheStateChanged):
             self.query_one(CachePanel).set_state(event)
         elif isinstance(event, AttemptFailed):
-            self.chat.add_notice(f"attempt failed: {event.record.get('error')}", "warning")
+            # A failed call is a row in the table and one notice line, updated in place
+            # while it is retried (not a line and a toast per attempt).
             self.query_one(TurnsTable).add_turn({**event.record, "stop_reason": "error"})
+            r = event.record
+            retry = r.get("retry_in_s")
+            self.failure_notice(
+                f"{r.get('error')}: retry {int(r.get('retries_used') or 0) + 1} in {retry:.1f}s"
+                if isinstance(retry, int | float)
+                else f"{r.get('error')}",
+                "warning",
+            )
         elif isinstance(event, Halted):
             await self.close_answer()
-            self.chat.add_notice(f"halted: {event.detail}", "error")
+            text = f"halted: {event.detail}"
+            if event.withdrawn:
+                text += "; nothing was sent, your message is back in the input"
+                if not self.input.text.strip():
+                    self.input.load_text(event.withdrawn)
+                    self.input.move_cursor(self.input.document.end)
             if event.reason == "max_cost":
-                self.gauge.halted = f"{event.detail}; raise the cap (F3 or /budget) to go on"
+                self.needed_usd = event.needed_usd
+                text += ". Raise the cap (F3 or /budget) to go on."
+                self.gauge.halted = "F3 or /budget to go on"
+            self.failure_notice(text, "error")
+            self._failure = None
             self.app.notify(event.detail, title="Halted", severity="error")
         elif isinstance(event, Notice):
-            self.chat.add_notice(event.text, event.level)
-            if event.level != "info":
-                self.app.notify(
-                    event.text, severity="error" if event.level == "error" else "warning"
-                )
+            if self._failure is not None and event.level == "warning":
+                return  # the retry notice: the failure's line already says it
+            if event.level == "error":
+                self.failure_notice(event.text, "error")
+                self._failure = None
+                self.app.notify(event.text, title="Error", severity="error")
+            else:
+                self.chat.add_notice(event.text, event.level)
+
+    def failure_notice(self, text: str, level: str) -> None:
+        """The one notice line of a failing call: made once, then updated in place."""
+        if self._failure is None or not self._failure.is_attached:
+            self._failure = self.chat.add_notice(text, level)
+        else:
+            self._failure.update(text)
+            self._failure.set_classes(f"-{level}")
+
+    async def discard_answer(self) -> None:
+        """Drop the answer streaming now (a failed attempt's partial text: its retry
+        streams the whole answer again)."""
+        async with self._answer_lock:
+            self._pending.clear()
+            if self.answer is not None:
+                await self.answer.close()
+                await self.answer.remove()
+                self.answer = None
 
     def feed(self, text: str) -> None:
         """Take streamed answer text without waiting for the screen. What arrives within a
@@ -240,6 +358,8 @@ class MainScreen(Screen[None]):
         self.query_one(TurnsTable).add_turn(record)
         self.query_one(CachePanel).add_turn(record)
         self.query_one(RouterPanel).add_turn(record)
+        self.last_turn = record
+        self.update_statusline()
 
     def tool_finished(self, record: dict[str, Any], output: str, original: str) -> None:
         from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel

@@ -6,7 +6,6 @@ ones the CLI prints, the chart is plotext's (through textual-plotext), not drawn
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -16,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from tuiagent.cost.report import Report
+from tuiagent.cost.report import Report, TurnRow
 from tuiagent.reporting import (
     group_table,
     money,
@@ -27,26 +26,23 @@ from tuiagent.reporting import (
 
 
 class CostChart(PlotextPlot):
-    """Cost per turn (bars, left axis) and the running total (line, right axis), in USD."""
+    """Cost per call in USD, one bar each, in the order they ran: the latest run in a colour
+    of its own, the earlier ones in another (the legend names them)."""
 
-    def __init__(self, costs: list[Decimal], *, id: str | None = None) -> None:
+    def __init__(self, turns: list[TurnRow], *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.costs = [float(c) for c in costs]
-        running, total = [], Decimal(0)
-        for cost in costs:
-            total += cost
-            running.append(float(total))
-        self.running = running
+        latest = turns[-1].run_id if turns else ""
+        self.series: dict[str, list[tuple[int, float]]] = {}
+        for at, turn in enumerate(turns, start=1):
+            name = f"run {latest}" if turn.run_id == latest else "earlier runs"
+            self.series.setdefault(name, []).append((at, float(turn.cost)))
 
     def on_mount(self) -> None:
         plt = self.plt
-        plt.title("Cost per turn and running total (USD)")
-        plt.xlabel("turn (chosen runs, in order)")
-        if not self.costs:
-            return
-        turns = list(range(1, len(self.costs) + 1))
-        plt.bar(turns, self.costs, label="per turn")
-        plt.plot(turns, self.running, label="running total", yside="right", marker="braille")
+        plt.title("Cost per call (USD)")
+        plt.xlabel("calls of the chosen runs, in order")
+        for name, bars in sorted(self.series.items(), key=lambda kv: kv[0] != "earlier runs"):
+            plt.bar([x for x, _ in bars], [y for _, y in bars], label=name)
 
 
 class ReportScreen(Screen[None]):
@@ -76,7 +72,7 @@ class ReportScreen(Screen[None]):
         )
         with TabbedContent(initial="report-chart"):
             with TabPane("Chart", id="report-chart"):
-                yield CostChart([t.cost for t in r.turns], id="cost-chart")
+                yield CostChart(r.turns, id="cost-chart")
             with TabPane("Runs", id="report-runs"), ScrollableContainer(classes="report-scroll"):
                 yield Static(runs_table(r), classes="report-table")
             with (

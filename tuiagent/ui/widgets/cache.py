@@ -30,7 +30,7 @@ class CachePanel(Static):
         clock: Callable[[], float] = time.time,
         id: str | None = None,
     ) -> None:
-        super().__init__(id=id)
+        super().__init__(id=id, markup=False)
         self.border_title = "Cache"
         self.clock = clock
         self.models: dict[str, ModelCache] = {}
@@ -70,9 +70,23 @@ class CachePanel(Static):
         self.last_miss = None
         self._render_panel()
 
+    @property
+    def hit_rate(self) -> str:
+        return f"{self.read_tokens / self.input_tokens:.0%}" if self.input_tokens else "-"
+
     def _render_panel(self) -> None:
-        rate = f"{self.read_tokens / self.input_tokens:.0%}" if self.input_tokens else "-"
-        lines = [f"hit rate {rate}  saved {money(self.saved)}"]
+        if not self.input_tokens and not self.models:
+            self.update(
+                "After the first call: the share of input read from the prompt cache, what "
+                "it saved, and each model's cached prefix with its time to expiry."
+            )
+            return
+        saved = (
+            f"saved {money(self.saved)}"
+            if self.saved >= 0
+            else f"writes cost {money(-self.saved)} more"  # till the entry is read back
+        )
+        lines = [f"hit rate {self.hit_rate}  {saved}"]
         now = self.clock()
         for model, state in self.models.items():
             if state.expires_at is None:

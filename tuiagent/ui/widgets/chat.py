@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual import events
 from textual.containers import VerticalScroll
+from textual.markup import escape
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Collapsible, Static, TextArea
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 # Widgets kept on screen. Textual's layout pass grows with what is mounted, so older
 # messages leave the screen (they stay in the run log and the transcript).
 MAX_MOUNTED = 60
+# A user this close to the end of the chat is following it: new output scrolls into view.
+FOLLOW_WITHIN_LINES = 3
 
 
 class UserMessageView(Static):
@@ -32,26 +35,40 @@ class NoticeView(Static):
 
 
 class ToolCallView(Collapsible):
-    """A tool call: name and arguments; once it ran, original -> seen tokens and ok/error."""
+    """A tool call: name and arguments; once it ran, original -> seen tokens and ok/error.
+    Its body is exact text: file and command output is never read as markup."""
 
     def __init__(self, name: str, arguments: dict[str, Any]) -> None:
         self.tool_name = name
         self.arguments = arguments
-        self.body = Static(_args_text(arguments), classes="tool-body")
-        super().__init__(self.body, title=f"⚙ {name} {_args_preview(arguments)}", collapsed=True)
+        self.body = Static(_args_text(arguments), classes="tool-body", markup=False)
+        super().__init__(
+            self.body, title=escape(f"⚙ {name} {_args_preview(arguments)}"), collapsed=True
+        )
 
-    def finished(self, record: dict[str, Any], output: str, original_tokens: int) -> None:
+    def set_arguments(self, arguments: dict[str, Any]) -> None:
+        """The call's arguments, once streamed in full (it starts with none)."""
+        self.arguments = arguments
+        self.title = escape(f"⚙ {self.tool_name} {_args_preview(arguments)}")
+        self.body.update(_args_text(arguments))
+
+    def finished(self, record: dict[str, Any], output: str, original_tokens: int | None) -> None:
         ok = bool(record.get("ok", True))
         self.set_class(not ok, "-error")
-        seen = tokens(record.get("result_tokens"))
         mark = "ok" if ok else "error"
-        self.title = (
-            f"{'✓' if ok else '✗'} {self.tool_name} {_args_preview(self.arguments)}  "
-            f"{tokens(original_tokens)} -> {seen} tok  {mark}"
+        sizes = (
+            f"{tokens(original_tokens)} -> {tokens(record.get('result_tokens'))} tok  "
+            if original_tokens is not None
+            else ""
+        )
+        self.title = escape(  # a title is markup: a file name must not be read as such
+            f"{'✓' if ok else '✗'} {self.tool_name} {_args_preview(self.arguments)}  {sizes}{mark}"
         )
         lines = output.splitlines()
         shown = "\n".join(lines[:30]) + (
-            f"\n… {len(lines) - 30} more lines" if len(lines) > 30 else ""
+            f"\n… {len(lines) - 30} more lines (Enter on it in Tool results shows all)"
+            if len(lines) > 30
+            else ""
         )
         self.body.update(f"{_args_text(self.arguments)}\n\n{shown}")
 
@@ -78,9 +95,21 @@ class ChatLog(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
-    def _add(self, widget: Widget) -> Widget:
+    @property
+    def near_end(self) -> bool:
+        """The user reads the end (or close to it), so new output should stay in view."""
+        return self.scroll_y >= self.max_scroll_y - FOLLOW_WITHIN_LINES
+
+    def follow(self) -> None:
+        """Back to the end, and stay there as the conversation grows (re-anchors)."""
+        self.scroll_end(animate=False)
+
+    def _add(self, widget: Widget, *, follow: bool = False) -> Widget:
+        following = follow or self.near_end
         self.mount(widget)
         self._trim()
+        if following:
+            self.call_after_refresh(self.follow)
         return widget
 
     def _trim(self) -> None:
@@ -121,16 +150,19 @@ class ChatLog(VerticalScroll):
         await part.remove()
 
     def add_user(self, text: str) -> UserMessageView:
+        """A message the user sent: they look for its answer, so the chat follows."""
         view = UserMessageView(text, markup=False)
-        self._add(view)
+        self._add(view, follow=True)
         return view
 
-    def add_answer(self, text: str = "", *, continued: bool = False) -> AnswerView:
+    def add_answer(
+        self, text: str = "", *, continued: bool = False, follow: bool = False
+    ) -> AnswerView:
         # Markdown (and markdown-it) load with the first answer, not before the first frame.
         from tuiagent.ui.widgets.answer import AnswerView
 
         view = AnswerView(text, continued=continued)
-        self._add(view)
+        self._add(view, follow=follow)
         return view
 
     async def open_answer(self, *, continued: bool = False) -> AnswerView:
@@ -138,9 +170,12 @@ class ChatLog(VerticalScroll):
         text appended before that would be lost."""
         from tuiagent.ui.widgets.answer import AnswerView
 
+        following = self.near_end
         view = AnswerView(continued=continued)
         await self.mount(view)
         self._trim()
+        if following:
+            self.follow()
         return view
 
     def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolCallView:
@@ -151,6 +186,12 @@ class ChatLog(VerticalScroll):
 
     def add_notice(self, text: str, level: str = "info") -> NoticeView:
         view = NoticeView(text, markup=False, classes=f"-{level}")
+        self._add(view)
+        return view
+
+    def add_subtotal(self, text: str) -> NoticeView:
+        """What a message cost, under its answer."""
+        view = NoticeView(text, markup=False, classes="-subtotal")
         self._add(view)
         return view
 
@@ -169,7 +210,13 @@ class ChatInput(TextArea):
         text: str
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, soft_wrap=True, show_line_numbers=False, compact=True)
+        super().__init__(
+            id=id,
+            soft_wrap=True,
+            show_line_numbers=False,
+            compact=True,
+            placeholder="Ask about the files here, or /help  (Enter sends, shift+Enter: new line)",
+        )
         self.sent: list[str] = []
         self._recall: int | None = None  # index into history while recalling
         self._draft = ""

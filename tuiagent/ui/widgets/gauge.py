@@ -30,6 +30,9 @@ class BudgetGauge(Horizontal):
     BudgetGauge.-halted #gauge-text { color: $error; text-style: bold; }
     BudgetGauge #gauge-spark > .sparkline--max-color { color: $warning; }
     BudgetGauge #gauge-spark > .sparkline--min-color { color: $success; }
+    /* The empty track in a colour of its own (Bar draws it in the component's background). */
+    BudgetGauge #gauge-bar Bar > .bar--bar,
+    BudgetGauge #gauge-bar Bar > .bar--complete { background: $foreground 30%; }
     """
 
     spent: reactive[Decimal] = reactive(Decimal(0), init=False)
@@ -51,6 +54,9 @@ class BudgetGauge(Horizontal):
     def on_mount(self) -> None:
         self._refresh()
 
+    def on_resize(self) -> None:
+        self._refresh()
+
     def update_spend(self, spent: Decimal, turn_costs: list[Decimal]) -> None:
         self.turn_costs = list(turn_costs)
         self.spent = spent
@@ -70,7 +76,9 @@ class BudgetGauge(Horizontal):
         return max(self.cap - self.spent, Decimal(0))
 
     def _refresh(self) -> None:
-        if not self.is_mounted:
+        # Drawn from compose on (not only once mounted): the first screen shows the budget
+        # at whatever cap it starts with, the default one included.
+        if not self.children:
             return
         fraction = self.spent / self.cap if self.cap > 0 else Decimal(1)
         self.query_one(ProgressBar).update(progress=float(min(fraction, Decimal(1))) * 100)
@@ -85,8 +93,19 @@ class BudgetGauge(Horizontal):
             level = "-halted"
         for name in ("-ok", "-warn", "-danger", "-halted"):
             self.set_class(name == level, name)
+        self.query_one("#gauge-text", Static).update(self.text(self._text_width()))
+
+    def _text_width(self) -> int:
+        width = self.query_one("#gauge-text", Static).size.width
+        return width if width > 0 else 10_000
+
+    def text(self, width: int = 10_000) -> str:
+        """The gauge's line, as many of its parts as fit `width`, most important first."""
         percent = (self.remaining / self.cap * 100) if self.cap > 0 else Decimal(0)
-        parts = [
+        parts = []
+        if self.halted:
+            parts.append(f"HALTED: {self.halted}")
+        parts += [
             f"spent {money(self.spent)} / cap {fmt_cap(self.cap)}",
             f"left {money(self.remaining)} ({percent:.0f}%)",
         ]
@@ -94,8 +113,11 @@ class BudgetGauge(Horizontal):
             burn = sum(self.turn_costs, Decimal(0)) / len(self.turn_costs)
             parts.append(f"{money(burn)}/turn")
             if burn > 0:
-                parts.append(f"~{int(self.remaining / burn):,} turns left")
-        text = " · ".join(parts)
-        if self.halted:
-            text = f"HALTED: {self.halted}  ·  {text}"
-        self.query_one("#gauge-text", Static).update(text)
+                left = int(self.remaining / burn)
+                parts.append(f"~{left:,} turn{'' if left == 1 else 's'} left")
+        shown = parts[0]
+        for part in parts[1:]:
+            if len(shown) + 3 + len(part) > width:
+                break
+            shown += f" · {part}"
+        return shown

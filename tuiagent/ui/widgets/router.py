@@ -13,7 +13,7 @@ class RouterPanel(Static):
     """The tier setting: auto, or the pinned tier."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(id=id, markup=False)
         self.border_title = "Router"
         self.last: str = "-"
         self.reason: str = "-"
@@ -52,6 +52,9 @@ class RouterPanel(Static):
 
     def _render_panel(self) -> None:
         mode = "auto" if self.tier == "auto" else f"pinned: {self.tier}"
+        if self.last == "-":
+            self.update(f"mode {mode}\nAfter the first call: which tier answered it and why.")
+            return
         lines = [f"mode {mode}", f"last {self.last}", f"why  {self.reason}"]
         if self.candidates:
             lines.append(f"weighed {self.candidates}")

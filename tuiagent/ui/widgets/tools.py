@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -39,26 +40,35 @@ class ToolResult:
         return "as is" if self.output == self.original else "compressed"
 
     def summary(self) -> str:
+        """One line: the id the chat names (`r1`, for `expand r1`) or the turn, and sizes."""
         r = self.record
         mark = "ok" if r.get("ok", True) else "error"
+        label = r.get("result_id") or f"t{r.get('turn', '?')}"
         return (
-            f"{r.get('turn', '?')} {r.get('name', '?')} {mark}  "
+            f"{label} {r.get('name', '?')} {mark}  "
             f"{tokens(self.original_tokens)} -> {tokens(self.seen_tokens)} tok  {self.method}"
         )
 
 
+PLACEHOLDER = "Each tool result shows here: its size before and after compression; Enter opens it."
+
+
 class ToolResultsPanel(OptionList):
-    """Enter on a result opens it in the viewer."""
+    """Enter on a result opens it in the viewer. The newest is kept in view."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(Option(Text(PLACEHOLDER), disabled=True), id=id)
         self.border_title = "Tool results"
+        self.border_subtitle = "Enter opens"
         self.results: list[ToolResult] = []
 
     def add_result(self, result: ToolResult) -> None:
+        if not self.results:
+            self.clear_options()  # the placeholder goes
         self.results.append(result)
-        self.add_option(Option(result.summary(), id=str(len(self.results) - 1)))
+        self.add_option(Option(Text(result.summary()), id=str(len(self.results) - 1)))
         self.highlighted = len(self.results) - 1
+        self.scroll_to_highlight()
 
     def clear_results(self) -> None:
         self.results.clear()
@@ -67,4 +77,5 @@ class ToolResultsPanel(OptionList):
     @on(OptionList.OptionSelected)
     def _open(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        self.post_message(OpenToolResult(event.option_index))
+        if event.option.id is not None:
+            self.post_message(OpenToolResult(int(event.option.id)))

@@ -10,7 +10,9 @@ from textual.widgets import DataTable
 
 from tuiagent.ui.format import money, tokens
 
-COLUMNS = ("#", "tier/model", "in", "out", "c.read", "c.write", "cost", "total", "latency")
+# The model names its tier (the Router panel and the status line say it too): the table fits
+# 80 columns.
+COLUMNS = ("#", "model", "in", "out", "c.read", "c.write", "cost", "total", "latency")
 
 
 class TurnsTable(DataTable[Any]):
@@ -39,7 +41,7 @@ class TurnsTable(DataTable[Any]):
         model = str(record.get("model", ""))
         cells = [
             str(record.get("turn", "")),
-            f"{_who(record)}/{model.removeprefix('claude-')}",
+            _who(record) + model.removeprefix("claude-"),
             tokens(record.get("input_tokens")),
             tokens(record.get("output_tokens")),
             tokens(record.get("cache_read_input_tokens")),
@@ -50,7 +52,7 @@ class TurnsTable(DataTable[Any]):
         ]
         if key in self._costs:
             for column, value in zip(COLUMNS, cells, strict=True):
-                self.update_cell(key, column, value)
+                self.update_cell(key, column, value, update_width=True)
         else:
             self.add_row(*cells, key=key)
         self._costs[key] = cost
@@ -58,7 +60,14 @@ class TurnsTable(DataTable[Any]):
         self.move_cursor(row=self.row_count - 1)
 
     def _mark_costliest(self) -> None:
-        top = max(self._costs, key=lambda k: self._costs[k])
+        top: str | None = max(self._costs, key=lambda k: self._costs[k])
+        if top is not None and self._costs[top] <= 0:
+            top = None  # nothing cost anything (a failed call billed $0): nothing to mark
+        if top is None:
+            if self._costliest is not None:
+                self._restyle(self._costliest, False)
+            self._costliest = None
+            return
         if top == self._costliest:
             self._restyle(top, True)
             return
@@ -70,7 +79,10 @@ class TurnsTable(DataTable[Any]):
     def _restyle(self, key: str, costliest: bool) -> None:
         cost = money(self._costs[key], 5)
         self.update_cell(
-            key, "cost", Text(f"▲ {cost}", style="bold reverse") if costliest else cost
+            key,
+            "cost",
+            Text(f"▲ {cost}", style="bold reverse") if costliest else cost,
+            update_width=True,
         )
 
     def clear_turns(self) -> None:
@@ -80,7 +92,9 @@ class TurnsTable(DataTable[Any]):
 
 
 def _who(record: dict[str, Any]) -> str:
-    """The tier that chose the model; for a proxied call, the client that did."""
+    """For a proxied call, the client that made it (`claude-cli/`); an agent call's model
+    names its tier."""
     if record.get("tier"):
-        return str(record["tier"])
-    return str(record.get("client", "")).split("/")[0]
+        return ""
+    client = str(record.get("client", "")).split("/")[0]
+    return f"{client}/" if client else ""
