@@ -350,9 +350,9 @@ class LoopbackAPI:
         )
 
     async def _forward(
-        self, path: str, headers: dict[str, str], body: bytes
+        self, path: str, headers: dict[str, str], body: bytes, method: str = "POST"
     ) -> tuple[int, dict[str, str], bytes]:
-        request = httpx2.Request("POST", "http://offline" + path, headers=headers, content=body)
+        request = httpx2.Request(method, "http://offline" + path, headers=headers, content=body)
         response = await self.model.handle_async_request(request)
         chunks = [chunk async for chunk in response.stream]  # type: ignore[union-attr]
         return response.status_code, dict(response.headers), b"".join(chunks)
@@ -403,6 +403,15 @@ class LoopbackAPI:
                             api.hangups += 1
                             return
                         time.sleep(0.05)
+
+            def do_GET(self) -> None:  # the models endpoints: no faults, straight through
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                api.requests.append((self.path, headers, b""))
+                future = asyncio.run_coroutine_threadsafe(
+                    api._forward(self.path.split("?")[0], headers, b"", "GET"), api._loop
+                )
+                code, out_headers, raw = future.result(timeout=30)
+                self._write(Wire(code, out_headers, [raw]))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

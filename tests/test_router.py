@@ -264,9 +264,19 @@ async def test_pinned_deep_pins_every_turn(workspace: Path, log_dir: Path) -> No
     assert {t["route_reason"] for t in turns} == {"pinned to deep"}
 
 
+def refusing_model() -> ScriptedModel:
+    return ScriptedModel(
+        [
+            [{"type": "text", "text": "I can't help with that."}],
+            [{"type": "text", "text": "A poem."}],
+        ]
+    )
+
+
 async def test_refusal_on_fast_is_redone_one_tier_up_once(workspace: Path, log_dir: Path) -> None:
-    # The offline model says plainly that it cannot help with a poem, on every tier.
-    session = offline_session(workspace, log_dir)
+    session = open_session(
+        Settings(log_dir=log_dir), workspace=workspace, offline=True, offline_model=refusing_model()
+    )
     events = await collect(session, "Write me a poem about autumn")
     turns = turns_of(events)
     assert [t["tier"] for t in turns] == ["fast", "balanced"]
@@ -281,9 +291,26 @@ async def test_refusal_on_fast_is_redone_one_tier_up_once(workspace: Path, log_d
 
 
 async def test_pinned_fast_does_not_escalate(workspace: Path, log_dir: Path) -> None:
-    session = offline_session(workspace, log_dir, tier="fast")
+    settings = Settings(log_dir=log_dir, tier="fast")
+    session = open_session(
+        settings, workspace=workspace, offline=True, offline_model=refusing_model()
+    )
     turns = turns_of(await collect(session, "Write me a poem about autumn"))
     assert [t["tier"] for t in turns] == ["fast"]
+
+
+@pytest.mark.parametrize("request_text", ["say hi", "Write me a poem about autumn"])
+async def test_offline_model_answers_what_it_cannot_map_plainly(
+    workspace: Path, log_dir: Path, request_text: str
+) -> None:
+    # Its answer to a request it has no tool for is not a refusal: not redone, paid once.
+    session = offline_session(workspace, log_dir)
+    events = await collect(session, request_text)
+    turns = turns_of(events)
+    assert [t["tier"] for t in turns] == ["fast"]
+    answer = session.agent.state.history[-1]["content"][0]["text"]
+    assert step_failure(answer, "end_turn", False) is None
+    assert answer.startswith("Hello!") == (request_text == "say hi")
 
 
 class ScriptedModel(OfflineModel):

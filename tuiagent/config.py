@@ -46,6 +46,18 @@ PRICE_KEYS = (
     "cache_write_1h_mtok",
 )
 
+
+@dataclass(frozen=True)
+class TieredRate:
+    """A price that changes with the request's input tokens, as genai-prices' TieredPrices:
+    `base` up to the first tier, then each tier's price once input exceeds its `start`."""
+
+    base: Decimal
+    tiers: tuple[tuple[int, Decimal], ...]
+
+
+PriceValue = Decimal | TieredRate
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are tuiagent, a careful assistant working inside the user's workspace. "
     "Use the tools to look at files before answering questions about them. "
@@ -95,16 +107,6 @@ def parse_money(value: object, name: str) -> Decimal:
     return amount
 
 
-def _parse_price(value: object, key: str) -> Decimal:
-    price = _decimal(value, dollar_sign=False)
-    if price is None or not 0 <= price <= MAX_PRICE_MTOK:
-        raise ConfigError(
-            f"config key {key!r} must be a price in USD per million tokens from 0 to "
-            f"{MAX_PRICE_MTOK:,}, got {value!r}"
-        )
-    return price
-
-
 def read_text_file(path: Path, what: str) -> str:
     """A small UTF-8 text file (a leading BOM dropped), or a ConfigError naming `what`.
 
@@ -138,7 +140,7 @@ class Settings:
     max_tokens: int = 4096
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     system_prompt_file: Path | None = None
-    prices: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    prices: dict[str, dict[str, PriceValue]] = field(default_factory=dict)
     log_dir: Path | None = None
     # Prompt caching: breakpoints on the stable prefix and the end of the conversation.
     cache: bool = True
@@ -277,18 +279,59 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
         elif key == "prices":
             _expect(isinstance(value, dict), key, "a table of models", value)
             for model, rates in value.items():
-                _expect(isinstance(rates, dict), f"prices.{model}", "a table", rates)
-                parsed: dict[str, Decimal] = {}
-                for rate_key, rate in rates.items():
-                    if rate_key not in PRICE_KEYS:
-                        raise ConfigError(
-                            f"unknown config key 'prices.{model}.{rate_key}' in {source}"
-                        )
-                    parsed[rate_key] = _parse_price(rate, f"prices.{model}.{rate_key}")
-                for required in ("input_mtok", "output_mtok"):
-                    if required not in parsed:
-                        raise ConfigError(f"config key 'prices.{model}.{required}' is missing")
-                settings.prices[model] = parsed
+                settings.prices[model] = _parse_price(model, rates, source)
+
+
+def _rate(value: object, key: str) -> Decimal:
+    """A hand-set price: finite, from 0 to MAX_PRICE_MTOK USD per million tokens."""
+    price = _decimal(value, dollar_sign=False)
+    if price is None or not 0 <= price <= MAX_PRICE_MTOK:
+        raise ConfigError(
+            f"config key {key!r} must be a price in USD per million tokens from 0 to "
+            f"{MAX_PRICE_MTOK:,}, got {value!r}"
+        )
+    return price
+
+
+def _parse_price(model: str, rates: object, source: str) -> dict[str, PriceValue]:
+    """One `[prices."MODEL"]` table, in genai-prices' shape: each key a number, or
+    `{base = N, tiers = [{start = TOKENS, price = N}, ...]}` for prices by input size."""
+    _expect(isinstance(rates, dict), f"prices.{model}", "a table", rates)
+    assert isinstance(rates, dict)
+    parsed: dict[str, PriceValue] = {}
+    for rate_key, rate in rates.items():
+        name = f"prices.{model}.{rate_key}"
+        if rate_key not in PRICE_KEYS:
+            raise ConfigError(
+                f"unknown config key {name!r} in {source} (known: {', '.join(PRICE_KEYS)})"
+            )
+        if not isinstance(rate, dict):
+            parsed[rate_key] = _rate(rate, name)
+            continue
+        unknown = set(rate) - {"base", "tiers"}
+        if unknown or "base" not in rate:
+            raise ConfigError(
+                f"config key {name!r} must be a number or {{base = N, tiers = "
+                f"[{{start = TOKENS, price = N}}]}}, got keys {', '.join(sorted(rate))}"
+            )
+        tiers_value = rate.get("tiers", [])
+        _expect(isinstance(tiers_value, list), f"{name}.tiers", "a list of tiers", tiers_value)
+        tiers: list[tuple[int, Decimal]] = []
+        for i, tier in enumerate(tiers_value):
+            where = f"{name}.tiers[{i}]"
+            ok = isinstance(tier, dict) and set(tier) == {"start", "price"}
+            _expect(ok, where, "{start = TOKENS, price = N}", tier)
+            start = tier["start"]
+            ok = isinstance(start, int) and not isinstance(start, bool) and start > 0
+            _expect(ok, f"{where}.start", "a positive whole number of input tokens", start)
+            if tiers and start <= tiers[-1][0]:
+                raise ConfigError(f"config key {where + '.start'!r} must be above the tier before")
+            tiers.append((start, _rate(tier["price"], f"{where}.price")))
+        parsed[rate_key] = TieredRate(_rate(rate["base"], f"{name}.base"), tuple(tiers))
+    for required in ("input_mtok", "output_mtok"):
+        if required not in parsed:
+            raise ConfigError(f"config key 'prices.{model}.{required}' is missing")
+    return parsed
 
 
 def load_settings(path: Path | None = None) -> Settings:

@@ -92,4 +92,5 @@ def open_session(
         log_dir=settings.log_dir or default_log_dir(),
         clock=clock,
     )
-    return Session(agent, conn.offline_model, conn.notice)
+    notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
+    return Session(agent, conn.offline_model, "; ".join(notices) or None)

@@ -138,6 +138,7 @@ def usage_of(record: Mapping[str, Any]) -> TokenUsage:
         cache_creation_input_tokens=_int(record, "cache_creation_input_tokens"),
         cache_creation_5m_input_tokens=_int(record, "cache_creation_5m_input_tokens"),
         cache_creation_1h_input_tokens=_int(record, "cache_creation_1h_input_tokens"),
+        web_search_requests=_int(record, "web_search_requests"),
     )
 
 

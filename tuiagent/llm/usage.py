@@ -4,7 +4,10 @@ Facts this follows (see shared/wire): `input_tokens` excludes cached tokens; usa
 `message_delta` is cumulative and overrides `message_start` where present; only
 `message_start` carries the 5m/1h split of cache writes; when the response carries
 `usage.iterations` (server-side compaction), the top level reports only the last
-iteration and the billed usage is the sum of all of them.
+iteration and the billed usage is the sum of all of them (each pass is kept in
+`iterations`: Anthropic bills each sampling pass as its own request, see cost/pricing.py).
+Server tools the API ran for the call are counted in `usage.server_tool_use`
+(`web_search_requests`, `web_fetch_requests`): they are billed per use, on top of tokens.
 
 Every number is checked: a count that is not a non-negative integer below `MAX_TOKENS`
 (a string, a bool, a float, a negative, 1e30) raises `BadUsage`, so no malformed usage is
@@ -14,7 +17,7 @@ ever priced as $0 or as a negative.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 _FIELDS = (
@@ -23,6 +26,8 @@ _FIELDS = (
     "cache_read_input_tokens",
     "cache_creation_input_tokens",
 )
+# Counts in usage.server_tool_use (ServerToolUsage in the SDK).
+SERVER_TOOL_FIELDS = ("web_search_requests", "web_fetch_requests")
 
 MAX_TOKENS = 10**9  # more than any request can bill: a larger count is malformed
 
@@ -49,6 +54,12 @@ def _split(value: object) -> tuple[int, int] | None:
     return five, _tokens(split.get("ephemeral_1h_input_tokens"), "ephemeral_1h_input_tokens")
 
 
+def _server_tools(value: object) -> dict[str, int]:
+    """The counts of a `server_tool_use` object (absent: none used)."""
+    counts = _mapping(value, "usage.server_tool_use") if value else {}
+    return {k: _tokens(counts.get(k), k) for k in SERVER_TOOL_FIELDS}
+
+
 def _mapping(value: object, name: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise BadUsage(f"{name} is {type(value).__name__}, not an object")
@@ -63,6 +74,11 @@ class TokenUsage:
     cache_creation_input_tokens: int = 0
     cache_creation_5m_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    # The sampling passes of a compaction response (usage.iterations), each as billed;
+    # empty for an ordinary call. Not part of the record: the sums above are.
+    iterations: tuple[TokenUsage, ...] = field(default=(), init=False, compare=False, repr=False)
 
     @property
     def total_input_tokens(self) -> int:
@@ -70,11 +86,12 @@ class TokenUsage:
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
-        a, b = asdict(self), asdict(other)
+        """The sum of two usages (one usage: the passes of either are not kept)."""
+        a, b = self.as_record(), other.as_record()
         return TokenUsage(**{k: a[k] + b[k] for k in a})
 
     def as_record(self) -> dict[str, int]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "iterations"}
 
     @classmethod
     def from_api(cls, usage: Mapping[str, Any] | None) -> TokenUsage:
@@ -82,14 +99,27 @@ class TokenUsage:
         if usage is None:
             return cls()
         usage = _mapping(usage, "usage")
+        tools = _server_tools(usage.get("server_tool_use"))
         iterations = usage.get("iterations")
         if iterations:
             if not isinstance(iterations, list):
                 raise BadUsage("usage.iterations is not a list")
-            total = cls()
-            for item in iterations:
-                item = _mapping(item, "a usage.iterations entry")
-                total = total + cls.from_api({k: v for k, v in item.items() if k != "iterations"})
+            passes = tuple(
+                cls.from_api(
+                    {
+                        k: v
+                        for k, v in _mapping(item, "a usage.iterations entry").items()
+                        if k != "iterations"
+                    }
+                )
+                for item in iterations
+            )
+            total = replace(
+                sum(passes, cls()),
+                web_search_requests=tools["web_search_requests"],
+                web_fetch_requests=tools["web_fetch_requests"],
+            )
+            object.__setattr__(total, "iterations", passes)  # frozen: set once, here
             return total
         values = {k: _tokens(usage.get(k), k) for k in _FIELDS}
         # No split reported: the API's default lifetime is 5 minutes.
@@ -98,7 +128,10 @@ class TokenUsage:
             0,
         )
         return cls(
-            **values, cache_creation_5m_input_tokens=five, cache_creation_1h_input_tokens=hour
+            **values,
+            **tools,
+            cache_creation_5m_input_tokens=five,
+            cache_creation_1h_input_tokens=hour,
         )
 
     def with_delta(self, delta: Mapping[str, Any] | None) -> TokenUsage:
@@ -117,6 +150,9 @@ class TokenUsage:
         for k in _FIELDS:
             if delta.get(k) is not None:
                 values[k] = _tokens(delta[k], k)
+        tools = {k: getattr(self, k) for k in SERVER_TOOL_FIELDS}
+        if delta.get("server_tool_use"):
+            tools = _server_tools(delta["server_tool_use"])
         five, hour = self.cache_creation_5m_input_tokens, self.cache_creation_1h_input_tokens
         writes = values["cache_creation_input_tokens"]
         if five + hour != writes:
@@ -125,5 +161,8 @@ class TokenUsage:
             hour = min(hour, writes)
             five = writes - hour
         return TokenUsage(
-            **values, cache_creation_5m_input_tokens=five, cache_creation_1h_input_tokens=hour
+            **values,
+            **tools,
+            cache_creation_5m_input_tokens=five,
+            cache_creation_1h_input_tokens=hour,
         )

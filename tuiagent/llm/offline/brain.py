@@ -4,11 +4,19 @@ It picks tools from what the user asked, one call per turn, in the order the req
 them: "list / files / largest" lists the workspace, each workspace file named is read,
 "search / find / grep X" searches, "expand rN [lines A-B]" pages in a compressed result,
 "run `CMD`" runs a command and a URL is fetched (when those tools are offered). Then it answers
-from the tool results. When it cannot help it says so plainly.
+from the tool results. A request it cannot map to a tool gets a plain answer (a greeting
+for a greeting) that says what it can do: never a refusal, which the router would redo.
+
+It keeps the request's rules as the API does: `tool_choice` `none` forbids a tool call, `any`
+and `tool` force one (with no text before it, the tool's input built from its schema when
+the request did not ask for that tool), and `output_config.format` makes the answer JSON
+valid for the schema, built deterministically from it (`schema_value`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -347,13 +355,27 @@ def summarize(text: str) -> str:
     return " ".join(parts)
 
 
-def reply(request_body: dict[str, Any]) -> Reply:
-    """The next turn for this request: a tool call it still needs, or the answer."""
+_GREETING = re.compile(
+    r"\b(hi|hello|hey|howdy|greetings|good\s+(?:morning|afternoon|evening))\b", re.I
+)
+
+
+def _plain_answer(request: str) -> str:
+    what = (
+        "tuiagent's offline simulated model, not Claude. I answer from this workspace: ask me "
+        "to list its files, read a file by name, or search for a word. Set ANTHROPIC_API_KEY "
+        "to talk to Claude."
+    )
+    if _GREETING.search(request):
+        return f"Hello! I'm {what}"
+    return f"This is {what}"
+
+
+def _agent_reply(request_body: dict[str, Any], tool_names: set[str]) -> Reply:
     messages = request_body.get("messages") or []
     if SUMMARIZE_MARKER in _system_text(request_body):
         request, _ = current_task(messages)
         return Reply(text=summarize(request))
-    tool_names = {t.get("name", "") for t in request_body.get("tools") or []}
     request, done = current_task(messages)
     known_files: set[str] = set()
     for call, result, is_error in done:
@@ -365,14 +387,148 @@ def reply(request_body: dict[str, Any]) -> Reply:
         if call not in made:
             return Reply(text=_lead_in(call), tool_call=call)
     if not done:
-        return Reply(
-            text=(
-                "I am tuiagent's offline simulated model, not Claude. I can list, read and "
-                "search the files of this workspace, but I could not map this request to one "
-                "of those. Set ANTHROPIC_API_KEY to talk to Claude."
-            )
-        )
+        return Reply(text=_plain_answer(request))
     return Reply(text="\n".join(_describe(c, r, e, request) for c, r, e in done))
+
+
+def output_schema(request_body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema the answer must follow (`output_config.format`, or the older beta
+    `output_format`), if the request sets one."""
+    fmt = (request_body.get("output_config") or {}).get("format") or request_body.get(
+        "output_format"
+    )
+    if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
+        return dict(fmt["schema"])
+    return None
+
+
+def reply(request_body: dict[str, Any]) -> Reply:
+    """The next turn for this request: a tool call it still needs, or the answer."""
+    tools = [t for t in request_body.get("tools") or [] if isinstance(t, dict)]
+    choice = request_body.get("tool_choice") or {}
+    kind = choice.get("type", "auto")
+    names = set() if kind == "none" else {str(t.get("name", "")) for t in tools}
+    turn = _agent_reply(request_body, names)
+    if kind in ("any", "tool"):
+        # The API prefills a forced call: no text before it.
+        wanted = choice.get("name") if kind == "tool" else None
+        if turn.tool_call is not None and wanted in (None, turn.tool_call.name):
+            return Reply("", turn.tool_call)
+        tool = next((t for t in tools if t.get("name") == wanted), tools[0])
+        schema = tool.get("input_schema") or {"type": "object"}
+        value = schema_value(schema, text=turn.text)
+        return Reply(
+            "", PlannedCall(str(tool.get("name")), value if isinstance(value, dict) else {})
+        )
+    schema = output_schema(request_body)
+    if schema is not None and turn.tool_call is None:
+        return Reply(json.dumps(schema_value(schema, text=turn.text)))
+    return turn
+
+
+def thinking_block(request_body: dict[str, Any], turn: Reply) -> dict[str, Any] | None:
+    """The thinking block the request asks for (`thinking` enabled or adaptive), with a
+    signature as the API sends one (opaque, base64); `display: omitted` sends it empty."""
+    config = request_body.get("thinking")
+    if not isinstance(config, dict) or config.get("type") not in ("enabled", "adaptive"):
+        return None
+    request, done = current_task(request_body.get("messages") or [])
+    if turn.tool_call is not None:
+        plan = f"I need {turn.tool_call.name} first."
+    elif done:
+        plan = "I have what the tools returned, so I can answer from it."
+    else:
+        plan = "I can answer this directly."
+    text = f"The user asks: {request.strip()[:200]!r}. {plan}"
+    digest = hashlib.sha256(b"tuiagent-offline-thinking\0" + text.encode()).digest()
+    signature = base64.b64encode(b"\x12\x08offline" + digest * 8).decode()
+    shown = "" if config.get("display") == "omitted" else text
+    return {"type": "thinking", "thinking": shown, "signature": signature}
+
+
+_FORMAT_EXAMPLES = {
+    "date-time": "2026-01-01T00:00:00Z",
+    "date": "2026-01-01",
+    "time": "00:00:00",
+    "email": "user@example.com",
+    "uri": "https://example.com/",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+    "ipv4": "127.0.0.1",
+    "hostname": "example.com",
+}
+
+
+def schema_value(schema: Any, *, text: str = "", _root: Any = None, _name: str = "") -> Any:
+    """A value valid for a JSON schema, the same every time: every property (required or
+    not) with a value of its type, the first enum value or the const, nested objects and
+    arrays (minItems of them, at least one), `$ref`s into `$defs`, the first non-null
+    branch of `anyOf`/`oneOf`, numbers within their bounds. The first free string carries
+    `text` (the model's answer), others their property's name."""
+    root = schema if _root is None else _root
+    if not isinstance(schema, dict):
+        return None
+    if "$ref" in schema:
+        ref = str(schema["$ref"])
+        target: Any = root
+        for part in ref.removeprefix("#/").split("/") if ref != "#" else []:
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return schema_value(target, text=text, _root=root, _name=_name)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            options = [o for o in schema[key] if isinstance(o, dict) and o.get("type") != "null"]
+            if not options:
+                return None
+            return schema_value(options[0], text=text, _root=root, _name=_name)
+    if schema.get("allOf"):
+        merged: dict[str, Any] = {}
+        for part in schema["allOf"]:
+            if isinstance(part, dict):
+                merged = {**merged, **part}
+        return schema_value(merged, text=text, _root=root, _name=_name)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "string"
+    if kind == "object":
+        result: dict[str, Any] = {}
+        for name, sub in (schema.get("properties") or {}).items():
+            result[name] = schema_value(sub, text=text, _root=root, _name=name)
+            if text and _uses_text(sub, root):
+                text = ""
+        return result
+    if kind == "array":
+        count = max(1, int(schema.get("minItems", 1)))
+        if "maxItems" in schema:
+            count = min(count, int(schema["maxItems"]))
+        items = schema.get("items") or {}
+        return [schema_value(items, text=text, _root=root, _name=_name) for _ in range(count)]
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        value = 0 if low is None else low + (1 if "exclusiveMinimum" in schema else 0)
+        if high is not None and value > high:
+            value = high
+        return int(value) if kind == "integer" else value
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    if schema.get("format") in _FORMAT_EXAMPLES:
+        return _FORMAT_EXAMPLES[schema["format"]]
+    value = text or _name or "text"
+    low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
+    value = value.ljust(low, ".")
+    return value[: int(high)] if high is not None else value
+
+
+def _uses_text(schema: Any, root: Any) -> bool:
+    """Whether schema_value put the text in this (a free string)."""
+    return bool(schema_value(schema, text="\0", _root=root) == "\0")
 
 
 def _lead_in(call: PlannedCall) -> str:

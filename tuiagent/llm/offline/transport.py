@@ -2,8 +2,12 @@
 
 `OfflineModel` is an httpx2 transport handed to the real SDK client: requests go through
 the SDK's own code (serialisation, SSE decoding, error mapping) and come back as the API
-sends them: JSON, or SSE with message_start, content blocks, `input_json_delta` pieces,
-a cumulative `message_delta` and message_stop. `count_tokens` answers too.
+sends them: JSON, or SSE with message_start, content blocks, `thinking_delta` and
+`signature_delta`, `input_json_delta` pieces, a cumulative `message_delta` and message_stop.
+`count_tokens`, `GET /v1/models` and `GET /v1/models/{id}` answer too. A request the API
+would refuse gets its 400 (the rules are in `rules.py`); `stop_sequences` stop the text
+there; `max_tokens` cuts the answer where it runs out (a tool call's input JSON too) and
+bills exactly `max_tokens`.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx2
+import jiter
 
-from tuiagent.llm.offline.brain import PlannedCall, Reply, reply
+from tuiagent.llm.offline.brain import PlannedCall, Reply, reply, thinking_block
 from tuiagent.llm.offline.cache import CacheRuleError, PromptCache
+from tuiagent.llm.offline.rules import model_ids, model_info, request_error
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens, estimate_tokens
 
 _PIECES = re.compile(r"\S+\s*|\s+")
@@ -62,6 +68,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         self.fill_max_tokens = fill_max_tokens
         self.always_tool = always_tool
         self._counter = 0
+        # Server-held conversations (the `thread` parameter): the whole conversation so far,
+        # the answer included, by the id of the answer that ends it.
+        self._threads: dict[str, list[dict[str, Any]]] = {}
 
     def _next_id(self, prefix: str, body: bytes) -> str:
         self._counter += 1
@@ -71,17 +80,33 @@ class OfflineModel(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         raw = await request.aread()
         request_id = self._next_id("req", raw)
+        path = request.url.path
+        if request.method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
+            return self._models(path.removeprefix("/v1/models").strip("/"), request_id)
+        if request.method != "POST" or path not in ("/v1/messages", "/v1/messages/count_tokens"):
+            return _error(404, "not_found_error", f"Not found: {request.method} {path}", request_id)
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             return _error(400, "invalid_request_error", "request body is not JSON", request_id)
-        path = request.url.path
+        counting = path.endswith("count_tokens")
+        thread = body.get("thread") if isinstance(body, dict) else None
+        if isinstance(thread, dict) and thread.get("type") == "continue":
+            held = self._threads.get(str(thread.get("previous_message_id")))
+            if held is None:
+                return _error(
+                    404,
+                    "not_found_error",
+                    f"thread.previous_message_id: no thread holds {thread.get('previous_message_id')}",
+                    request_id,
+                )
+            body = {**body, "messages": [*held, *(body.get("messages") or [])]}
+        if problem := request_error(body, count_tokens=counting):
+            return _error(400, "invalid_request_error", problem, request_id)
         model = str(body.get("model", ""))
-        if request.method != "POST" or path not in ("/v1/messages", "/v1/messages/count_tokens"):
-            return _error(404, "not_found_error", f"Not found: {request.method} {path}", request_id)
         if not model.startswith("claude-"):
             return _error(404, "not_found_error", f"model: {model}", request_id)
-        if path.endswith("count_tokens"):
+        if counting:
             return httpx2.Response(
                 200,
                 json={"input_tokens": estimate_request_tokens(body)},
@@ -89,22 +114,28 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             )
         return self._messages(body, model, request_id, raw)
 
+    def _models(self, model: str, request_id: str) -> httpx2.Response:
+        headers = {"request-id": request_id}
+        ids = model_ids()
+        if not model:
+            data = [model_info(m) for m in ids]
+            page = {"data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]}
+            return httpx2.Response(200, json=page, headers=headers)
+        if model not in ids:
+            return _error(404, "not_found_error", f"model: {model}", request_id)
+        return httpx2.Response(200, json=model_info(model), headers=headers)
+
     def _messages(
         self, body: dict[str, Any], model: str, request_id: str, raw: bytes
     ) -> httpx2.Response:
-        max_tokens = int(body.get("max_tokens") or 0)
-        if max_tokens < 1:
-            return _error(
-                400, "invalid_request_error", "max_tokens: must be at least 1", request_id
-            )
+        max_tokens = int(body["max_tokens"])
         message_id = self._next_id("msg", raw)
         previous = (body.get("diagnostics") or {}).get("previous_message_id")
         try:
             cache = self.cache.process(model, body, message_id, previous)
         except CacheRuleError as exc:
             return _error(400, "invalid_request_error", str(exc), request_id)
-        content, stop_reason = self._content(body, max_tokens)
-        output_tokens = sum(block_tokens(b) for b in content)
+        content, stop_reason, stop_sequence, output_tokens = self._answer(body, max_tokens)
         usage = {
             "input_tokens": cache.uncached,
             "cache_creation_input_tokens": cache.write,
@@ -114,15 +145,20 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                 "ephemeral_1h_input_tokens": cache.write_1h,
             },
             "output_tokens": output_tokens,
+            "service_tier": "standard",
         }
         diagnostics = None
-        if "diagnostics" in body:  # asked for, as the API does: the reason is an object
-            reason = cache.miss_reason
+        if "diagnostics" in body and cache.miss_reason is not None:
+            # Asked for, as the API answers: null on a full hit, else the reason.
             diagnostics = {
-                "cache_miss_reason": None
-                if reason is None
-                else {"type": reason, "cache_missed_input_tokens": cache.missed_tokens}
+                "cache_miss_reason": {
+                    "type": cache.miss_reason,
+                    "cache_missed_input_tokens": cache.missed_tokens,
+                }
             }
+        if isinstance(body.get("thread"), dict):
+            answer = {"role": "assistant", "content": [_sent(b) for b in content]}
+            self._threads[message_id] = [*body["messages"], answer]
         headers = {"request-id": request_id, "x-tuiagent-simulated": "true"}
         if not body.get("stream"):
             message = {
@@ -130,18 +166,67 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": content,
+                "content": [_sent(b) for b in content],
                 "stop_reason": stop_reason,
-                "stop_sequence": None,
+                "stop_sequence": stop_sequence,
                 "usage": usage,
                 "diagnostics": diagnostics,
             }
             return httpx2.Response(200, json=message, headers=headers)
         headers["content-type"] = "text/event-stream; charset=utf-8"
-        stream = self._stream(message_id, model, content, stop_reason, usage, diagnostics)
+        stream = self._stream(
+            message_id, model, content, (stop_reason, stop_sequence), usage, diagnostics
+        )
         return httpx2.Response(200, headers=headers, stream=_SSEBody(stream))
 
+    def _answer(
+        self, body: dict[str, Any], max_tokens: int
+    ) -> tuple[list[dict[str, Any]], str, str | None, int]:
+        """The content as sent, its stop reason and sequence, and the output tokens billed:
+        thinking first, the answer stopped at the first stop sequence, all of it cut where
+        max_tokens runs out (then exactly max_tokens is billed)."""
+        if max_tokens == 0:  # fills the prompt cache, generates nothing
+            return [], "max_tokens", None, 0
+        content, stop_reason = self._content(body, max_tokens)
+        stop_sequence = None
+        stops = [s for s in body.get("stop_sequences") or [] if s]
+        for i, block in enumerate(content):
+            if block["type"] != "text" or not stops:
+                continue
+            hits = [(block["text"].find(s), s) for s in stops if s in block["text"]]
+            if hits:
+                at, stop_sequence = min(hits)
+                content = [*content[:i], {"type": "text", "text": block["text"][:at]}]
+                content = [b for b in content if b["type"] != "text" or b["text"]]
+                stop_reason = "stop_sequence"
+                break
+        thinking = thinking_block(body, _as_reply(content))
+        if thinking is not None:
+            budget = (body.get("thinking") or {}).get("budget_tokens") or max_tokens
+            thinking["thinking"] = _cut_text(thinking["thinking"], min(budget, max_tokens))
+            content = [thinking, *content]
+        sent: list[dict[str, Any]] = []
+        room = max_tokens
+        for block in content:
+            need = block_tokens(block)
+            if need <= room:
+                sent.append(block)
+                room -= need
+                continue
+            if block["type"] in ("text", "thinking") and room > 0:
+                key = block["type"]
+                sent.append({**block, key: _cut_text(block[key], room)})
+            elif block["type"] == "tool_use" and room > 0:
+                encoded = json.dumps(block["input"])
+                cut = encoded[: len(encoded) * room // max(need, 1)]
+                # what the SDK makes of the pieces: complete values only
+                partial = jiter.from_json(cut.encode(), partial_mode=True) if cut else {}
+                sent.append({**block, "input": partial or {}, "_partial_json": cut})
+            return sent, "max_tokens", None, max_tokens
+        return sent, stop_reason, stop_sequence, sum(block_tokens(b) for b in sent)
+
     def _content(self, body: dict[str, Any], max_tokens: int) -> tuple[list[dict[str, Any]], str]:
+        """What the model means to say, before max_tokens and stop sequences cut it."""
         turn = reply(body)
         if self.always_tool and turn.tool_call is None:
             turn = Reply("Let me look again.", PlannedCall("list_dir", {"path": "."}))
@@ -155,42 +240,25 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             room = max_tokens - estimate_tokens(turn.text) - call_tokens
             turn = Reply(turn.text + " word" * max(0, room), turn.tool_call)
         content: list[dict[str, Any]] = []
-        budget = max_tokens
-        text = turn.text
-        if estimate_tokens(text) > budget:
-            pieces, used = [], 0
-            for piece in _PIECES.findall(text):
-                cost = estimate_tokens(piece)
-                if used + cost > budget:
-                    break
-                pieces.append(piece)
-                used += cost
-            text = "".join(pieces)
-            if text:
-                content.append({"type": "text", "text": text})
-            return content, "max_tokens"
-        if text:
-            content.append({"type": "text", "text": text})
-        budget -= estimate_tokens(text)
-        if turn.tool_call is not None:
-            call = {
-                "type": "tool_use",
-                "id": "toolu_" + self._next_id("", json.dumps(turn.tool_call.input).encode())[1:],
-                "name": turn.tool_call.name,
-                "input": turn.tool_call.input,
-            }
-            if block_tokens(call) > budget:
-                return content, "max_tokens"
-            content.append(call)
-            return content, "tool_use"
-        return content, "end_turn"
+        if turn.text:
+            content.append({"type": "text", "text": turn.text})
+        if turn.tool_call is None:
+            return content, "end_turn"
+        call = {
+            "type": "tool_use",
+            "id": "toolu_" + self._next_id("", json.dumps(turn.tool_call.input).encode())[1:],
+            "name": turn.tool_call.name,
+            "input": turn.tool_call.input,
+            "caller": {"type": "direct"},  # as recorded: the model itself called it
+        }
+        return [*content, call], "tool_use"
 
     async def _stream(
         self,
         message_id: str,
         model: str,
         content: list[dict[str, Any]],
-        stop_reason: str,
+        stop: tuple[str, str | None],
         usage: dict[str, Any],
         diagnostics: dict[str, Any] | None,
     ) -> AsyncIterator[bytes]:
@@ -216,7 +284,25 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
         for index, block in enumerate(content):
             start: dict[str, Any]
-            if block["type"] == "text":
+            if block["type"] == "thinking":
+                start = {"type": "thinking", "thinking": "", "signature": ""}
+                yield _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": start},
+                )
+                pieces = [
+                    {"type": "thinking_delta", "thinking": p}
+                    for p in _PIECES.findall(block["thinking"])
+                ]
+                for delta in [
+                    *pieces,
+                    {"type": "signature_delta", "signature": block["signature"]},
+                ]:
+                    yield _sse(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    )
+            elif block["type"] == "text":
                 start = {"type": "text", "text": ""}
                 yield _sse(
                     "content_block_start",
@@ -231,12 +317,18 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                         {"type": "content_block_delta", "index": index, "delta": delta},
                     )
             else:
-                start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+                start = {
+                    "type": "tool_use",
+                    "id": block["id"],
+                    "name": block["name"],
+                    "input": {},
+                    "caller": block.get("caller", {"type": "direct"}),
+                }
                 yield _sse(
                     "content_block_start",
                     {"type": "content_block_start", "index": index, "content_block": start},
                 )
-                encoded = json.dumps(block["input"])
+                encoded = block.get("_partial_json", json.dumps(block["input"]))
                 for piece in ["", *(encoded[i : i + 16] for i in range(0, len(encoded), 16))]:
                     delta = {"type": "input_json_delta", "partial_json": piece}
                     yield _sse(
@@ -244,13 +336,38 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                         {"type": "content_block_delta", "index": index, "delta": delta},
                     )
             yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-        final = {k: v for k, v in usage.items() if k != "cache_creation"}
+        final = {k: v for k, v in usage.items() if k not in ("cache_creation", "service_tier")}
         yield _sse(
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "delta": {"stop_reason": stop[0], "stop_sequence": stop[1]},
                 "usage": final,
             },
         )
         yield _sse("message_stop", {"type": "message_stop"})
+
+
+def _sent(block: dict[str, Any]) -> dict[str, Any]:
+    """A block as the API sends it (without what the stream needs to know of a cut call)."""
+    return {k: v for k, v in block.items() if not k.startswith("_")}
+
+
+def _as_reply(content: list[dict[str, Any]]) -> Reply:
+    text = "".join(b["text"] for b in content if b["type"] == "text")
+    call = next((b for b in content if b["type"] == "tool_use"), None)
+    return Reply(text, None if call is None else PlannedCall(call["name"], call["input"]))
+
+
+def _cut_text(text: str, budget: int) -> str:
+    """The longest run of whole pieces of `text` within `budget` tokens."""
+    if estimate_tokens(text) <= budget:
+        return text
+    pieces, used = [], 0
+    for piece in _PIECES.findall(text):
+        cost = estimate_tokens(piece)
+        if used + cost > budget:
+            break
+        pieces.append(piece)
+        used += cost
+    return "".join(pieces)

@@ -1,0 +1,236 @@
+"""Prices against Anthropic's published rates, written from the published tables (not from
+genai-prices): every model the tiers can be set to that the pricing page lists, long-context
+and 1-hour cases, server tools, compaction, and hand-set prices.
+
+Sources (USD per million tokens; Anthropic's pricing page, platform.claude.com/docs/en/
+about-claude/pricing, as quoted by the tools that track it):
+- Haiku 5.5: prompt (input + cache reads + writes) up to 100K: $0.10 in, $0.50 out, 5m write
+  $0.125, 1h write $0.20, read $0.01; over 100K, every token of the request: $0.50, $2.50,
+  $0.625, $1.00, $0.05.
+- Sonnet 5.5: $2, $10, $2.50, $4, read $0.10 (cut from $0.20 on 2026-10-07).
+- Fable 5.2: $8, $40, $10, $16, read $0.20.
+- Fable 5 / Mythos 5: $10, $50, read 0.1x; Fable 5.1 / Mythos 5.1: read 0.025x; Opus 5.5:
+  $4, $20, read 0.05x; Opus 4.5 to 5: $5, $25; Sonnet 5: $2, $10; Sonnet 4.6: $3, $15 with
+  no long-context surcharge; Haiku 4.5: $1, $5; 5m write 1.25x, 1h write 2x, read 0.1x input
+  unless said.
+- Sonnet 4 and 4.5: $3, $15, $3.75, $6, $0.30; over 200K input tokens $6 in, $22.50 out
+  (cache prices keep their multipliers of the long-context input rate).
+- Web search: $10 per 1,000 searches.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tuiagent.config import load_settings
+from tuiagent.cost.pricing import Pricer, UnpricedModelError
+from tuiagent.errors import ConfigError
+from tuiagent.llm.usage import TokenUsage
+
+D = Decimal
+
+
+def rates(inp: str, out: str, read: str | None = None) -> tuple[Decimal, ...]:
+    """(input, output, 5m write, 1h write, read) from input and output by the multipliers."""
+    i = D(inp)
+    return (i, D(out), i * D("1.25"), i * 2, D(read) if read is not None else i * D("0.1"))
+
+
+PUBLISHED: dict[str, tuple[Decimal, ...]] = {
+    # the default tiers
+    "claude-haiku-5-5": (D("0.10"), D("0.50"), D("0.125"), D("0.20"), D("0.01")),
+    "claude-sonnet-5-5": (D(2), D(10), D("2.50"), D(4), D("0.10")),
+    "claude-fable-5-2": (D(8), D(40), D(10), D(16), D("0.20")),
+    # the other models the SDK lists that a tier can be set to (Mythos 5 and 5.1, for
+    # approved organisations only, are not in genai-prices: they stop a run before any call,
+    # naming the config key that prices them, see the last test)
+    "claude-fable-5-1": rates("10", "50", "0.25"),
+    "claude-fable-5": rates("10", "50"),
+    "claude-opus-5-5": rates("4", "20", "0.20"),
+    "claude-opus-5": rates("5", "25"),
+    "claude-opus-4-8": rates("5", "25"),
+    "claude-opus-4-7": rates("5", "25"),
+    "claude-opus-4-6": rates("5", "25"),
+    "claude-opus-4-5": rates("5", "25"),
+    "claude-sonnet-5": rates("2", "10"),
+    "claude-sonnet-4-6": rates("3", "15"),
+    "claude-haiku-4-5": rates("1", "5"),
+    "claude-haiku-4-5-20251001": rates("1", "5"),
+    "claude-sonnet-4-5": rates("3", "15"),
+    "claude-sonnet-4-20250514": rates("3", "15"),
+}
+
+# Long context: (threshold, rates above it) as published.
+LONG: dict[str, tuple[int, tuple[Decimal, ...]]] = {
+    "claude-haiku-5-5": (100_000, (D("0.50"), D("2.50"), D("0.625"), D(1), D("0.05"))),
+    "claude-sonnet-4-20250514": (200_000, (D(6), D("22.5"), D("7.5"), D(12), D("0.6"))),
+    "claude-sonnet-4-5": (200_000, (D(6), D("22.5"), D("7.5"), D(12), D("0.6"))),
+}
+
+
+def usage(uncached: int, out: int, w5: int = 0, w1: int = 0, read: int = 0) -> TokenUsage:
+    return TokenUsage(
+        input_tokens=uncached,
+        output_tokens=out,
+        cache_read_input_tokens=read,
+        cache_creation_input_tokens=w5 + w1,
+        cache_creation_5m_input_tokens=w5,
+        cache_creation_1h_input_tokens=w1,
+    )
+
+
+def expected(r: tuple[Decimal, ...], u: TokenUsage) -> Decimal:
+    i, o, w5, w1, rd = r
+    tokens = (
+        i * u.input_tokens
+        + o * u.output_tokens
+        + w5 * u.cache_creation_5m_input_tokens
+        + w1 * u.cache_creation_1h_input_tokens
+        + rd * u.cache_read_input_tokens
+    )
+    return tokens / 1_000_000
+
+
+@pytest.mark.parametrize("model", list(PUBLISHED))
+def test_every_kind_of_token_at_the_published_rate(model: str) -> None:
+    u = usage(10_000, 2_000, w5=3_000, w1=4_000, read=20_000)  # 37K input: below every tier
+    cost = Pricer().price(model, u)
+    assert cost.total == expected(PUBLISHED[model], u)
+    _, _, w5, w1, rd = PUBLISHED[model]
+    assert cost.cache_write == (w5 * 3_000 + w1 * 4_000) / 1_000_000  # 1h at its own rate
+    assert cost.cache_read == rd * 20_000 / 1_000_000
+
+
+@pytest.mark.parametrize("model", list(LONG))
+def test_long_context_rate_above_the_threshold(model: str) -> None:
+    threshold, long_rates = LONG[model]
+    at = usage(threshold - 10_000, 1_000, read=10_000)  # exactly at the threshold: base
+    above = usage(threshold - 10_000, 1_000, w1=5_000, read=10_001)  # over it: all tokens
+    pricer = Pricer()
+    assert pricer.price(model, at).total == expected(PUBLISHED[model], at)
+    assert pricer.price(model, above).total == expected(long_rates, above)
+
+
+def test_sonnet_4_long_context_costs_twice_the_base_input() -> None:
+    # the case of the issue: 250K input on claude-sonnet-4-20250514
+    cost = Pricer().price("claude-sonnet-4-20250514", usage(250_000, 2_000))
+    assert cost.input == D("1.5") and cost.output == D("0.045")
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-opus-4-6", "claude-sonnet-5-5"])
+def test_no_long_context_surcharge_where_anthropic_has_none(model: str) -> None:
+    u = usage(300_000, 1_000)
+    assert Pricer().price(model, u).total == expected(PUBLISHED[model], u)
+
+
+def test_web_searches_at_ten_dollars_per_thousand() -> None:
+    u = TokenUsage.from_api(
+        {"input_tokens": 1_000, "output_tokens": 100, "server_tool_use": {"web_search_requests": 3}}
+    )
+    assert u.web_search_requests == 3 and u.as_record()["web_search_requests"] == 3
+    cost = Pricer().price("claude-sonnet-5-5", u)
+    assert cost.server_tools == D("0.03")
+    assert cost.total == D("0.03") + expected(PUBLISHED["claude-sonnet-5-5"], u)
+    assert cost.as_record()["server_tools"] == 0.03
+
+
+def test_server_tool_worst_case_reserves_for_offered_searches() -> None:
+    pricer = Pricer()
+    plain = {"max_tokens": 1000, "tools": [{"name": "read_file", "input_schema": {}}]}
+    assert pricer.server_tool_worst_case("claude-sonnet-5-5", plain) == 0
+    capped = {"max_tokens": 1000, "tools": [{"type": "web_search_20250305", "max_uses": 5}]}
+    assert pricer.server_tool_worst_case("claude-sonnet-5-5", capped) == D("0.05")
+    # without max_uses: as many as max_tokens of output can ask for (5 tokens a call)
+    open_ended = {"max_tokens": 1000, "tools": [{"type": "web_search_20250305"}]}
+    assert pricer.server_tool_worst_case("claude-sonnet-5-5", open_ended) == D(2)
+
+
+def test_compaction_passes_are_priced_each_at_its_own_size() -> None:
+    # a 90K and a 60K pass on Haiku 5.5 are two requests below its 100K tier, not one of 150K
+    u = TokenUsage.from_api(
+        {
+            "input_tokens": 60_000,
+            "output_tokens": 500,
+            "iterations": [
+                {"type": "compaction", "input_tokens": 90_000, "output_tokens": 1_000},
+                {"type": "message", "input_tokens": 60_000, "output_tokens": 500},
+            ],
+        }
+    )
+    assert u.input_tokens == 150_000 and u.output_tokens == 1_500
+    base = PUBLISHED["claude-haiku-5-5"]
+    want = expected(base, usage(90_000, 1_000)) + expected(base, usage(60_000, 500))
+    pricer = Pricer()
+    assert pricer.price("claude-haiku-5-5", u).total == want
+    assert pricer.without_cache("claude-haiku-5-5", u) == want  # nothing cached here
+    assert pricer.price("claude-haiku-5-5", usage(150_000, 1_500)).total > want
+
+
+def test_hand_set_price_derives_cache_prices_by_anthropics_multipliers(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[prices."my-model"]\ninput_mtok = 4\noutput_mtok = 20\n')
+    pricer = Pricer(load_settings(cfg).prices)
+    u = usage(1_000, 1_000, w5=1_000, w1=1_000, read=1_000)
+    assert pricer.price("my-model", u).total == expected(rates("4", "20"), u)
+    assert pricer.notices and "cache_write_1h_mtok" in pricer.notices[0]
+
+
+def test_hand_set_tiers_in_genai_prices_shape(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        '[prices."gateway-sonnet"]\n'
+        "input_mtok = { base = 3, tiers = [{ start = 200000, price = 6 }] }\n"
+        "output_mtok = { base = 15, tiers = [{ start = 200000, price = 22.5 }] }\n"
+        "cache_read_mtok = 0.3\n"
+        "cache_write_mtok = 3.75\n"
+        "cache_write_1h_mtok = 6\n"
+    )
+    pricer = Pricer(load_settings(cfg).prices)
+    assert not pricer.notices
+    small, big = usage(100_000, 1_000, w1=1_000), usage(250_000, 1_000)
+    assert pricer.price("gateway-sonnet", small).total == expected(rates("3", "15"), small)
+    long_in_out = (D(6), D("22.5"), D("3.75"), D(6), D("0.3"))  # flat keys stay flat
+    assert pricer.price("gateway-sonnet", big).total == expected(long_in_out, big)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("input_mtok = 1\n", "prices.m.output_mtok' is missing"),
+        ("input_mtok = 1\noutput_mtok = 2\ncache_write_1m_mtok = 3\n", "cache_write_1h_mtok"),
+        ("input_mtok = -1\noutput_mtok = 2\n", "a number >= 0"),
+        ("input_mtok = { base = 1, tier = [] }\noutput_mtok = 2\n", "tiers"),
+        (
+            "input_mtok = { base = 1, tiers = [{ start = 0, price = 2 }] }\noutput_mtok = 2\n",
+            "positive whole number",
+        ),
+    ],
+)
+def test_bad_hand_set_prices_name_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[prices."m"]\n' + toml)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(cfg)
+
+
+@pytest.mark.parametrize("model", ["claude-nonexistent-9", "claude-mythos-5-1"])
+def test_the_unpriced_error_names_every_key(model: str) -> None:
+    with pytest.raises(UnpricedModelError, match="cache_write_1h_mtok") as info:
+        Pricer().ensure_priced(model)
+    assert f'[prices."{model}"]' in str(info.value)
+
+
+def test_streamed_server_tool_counts_come_from_message_delta() -> None:
+    start = TokenUsage.from_api({"input_tokens": 500, "output_tokens": 1})
+    final = start.with_delta(
+        {
+            "output_tokens": 80,
+            "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 1},
+        }
+    )
+    assert (final.web_search_requests, final.web_fetch_requests) == (2, 1)
+    assert final.with_delta({"output_tokens": 90}).web_search_requests == 2  # cumulative
+    assert Pricer().price("claude-haiku-5-5", final).server_tools == D("0.02")
