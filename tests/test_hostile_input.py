@@ -112,9 +112,9 @@ def test_a_config_with_a_bom_is_read(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, log_dir: Path, workspace: Path
 ) -> None:
     cfg = tmp_path / "config.toml"
-    cfg.write_bytes(b"\xef\xbb\xbfmax_turns = 1\n")
+    cfg.write_bytes(b"\xef\xbb\xbfmax_cost_usd = 0.000001\n")
     code, err = run_main(capsys, log_dir, workspace, "--config", str(cfg))
-    assert code == 3 and "max-turns 1" in err  # read and applied: the run stopped after 1
+    assert code == 3 and "$0.000001 cap" in err  # read and applied: halted at that cap
 
 
 def test_bad_config_files(
