@@ -287,8 +287,8 @@ def _rate(value: object, key: str) -> Decimal:
     price = _decimal(value, dollar_sign=False)
     if price is None or not 0 <= price <= MAX_PRICE_MTOK:
         raise ConfigError(
-            f"config key {key!r} must be a price in USD per million tokens from 0 to "
-            f"{MAX_PRICE_MTOK:,}, got {value!r}"
+            f"config key {key!r} must be a number >= 0 (USD per million tokens, up to "
+            f"{MAX_PRICE_MTOK:,}), got {value!r}"
         )
     return price
 
