@@ -20,7 +20,14 @@ from tuiagent.agent.events import (
     ToolFinished,
     TurnFinished,
 )
-from tuiagent.cli import EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED, EXIT_OK, print_json
+from tuiagent.cli import (
+    EXIT_ERROR,
+    EXIT_HALTED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    output_closed,
+    print_json,
+)
 from tuiagent.config import Settings
 from tuiagent.llm.offline import OFFLINE_NOTICE
 from tuiagent.session import open_session
@@ -122,11 +129,17 @@ async def run_headless(
     emit(agent.start())
     status, halt_reason, code = "completed", None, EXIT_OK
     at_line_start = [True]
+    closed = False  # the reader of our output went away (`| head`)
     last_failure: dict[str, object] | None = None
     stopped_by = stop_on_signals(asyncio.current_task())
     try:
         async with contextlib.aclosing(agent.send(prompt)) as events:
             async for event in events:
+                if output_closed():
+                    # The reader went away: stop as on Ctrl-C (closing the events settles
+                    # the open call), write run_end, and exit 0 as a filtered command does.
+                    closed = True
+                    break
                 if isinstance(event, LogRecord):
                     emit(event)
                 if isinstance(event, AttemptFailed):
@@ -136,7 +149,9 @@ async def run_headless(
         status, halt_reason = "halted", "interrupted"
         code = 128 + stopped_by[0] if stopped_by else EXIT_INTERRUPTED
     else:
-        if agent.state.halt_reason == "error":
+        if closed:
+            status, halt_reason, code = "halted", "interrupted", EXIT_OK
+        elif agent.state.halt_reason == "error":
             status, halt_reason, code = "error", "error", EXIT_ERROR
         elif agent.state.halt_reason == "max_retries" and _unreachable(last_failure):
             # The network or the server could not be reached, retries or not: an error (1),

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tuiagent.redact import redact
+
 
 def transcript_path(log_path: Path) -> Path:
     """Kept in a folder of its own so that `runs/*.jsonl` lists only run logs."""
@@ -30,7 +32,7 @@ class Transcript:
         self._messages_written = 0
 
     def _append(self, record: dict[str, Any]) -> None:
-        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+        os.write(self._fd, (redact(json.dumps(record, separators=(",", ":"))) + "\n").encode())
 
     def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
         """The exact request of one call (after cache markers and budget clamps)."""
@@ -92,8 +94,8 @@ def _read(path: Path) -> list[dict[str, Any]]:
         for line in fh:
             try:
                 out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a killed run
+            except (ValueError, RecursionError):
+                continue  # a line cut by a killed run, or nested beyond reading
     return out
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuiagent.errors import UsageError
+from tuiagent.redact import redact
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -71,8 +72,8 @@ class RunLog:
         self._lock = threading.Lock()  # the fd is never closed while it is being synced
 
     def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
-        os.write(self._fd, line)
+        line = redact(json.dumps(record, separators=(",", ":"), default=str)) + "\n"
+        os.write(self._fd, line.encode())
         _SYNCER.mark(self)
 
     def sync(self) -> None:
@@ -88,21 +89,58 @@ class RunLog:
                 self._fd = -1
 
 
+# What a record the report trusts may hold: no deeper than this, no number beyond these.
+_MAX_DEPTH = 32
+_MAX_TOKENS = 10**15
+_MAX_USD = 10**9
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")  # NaN, Infinity: never written by tuiagent
+
+
+def _sane(value: Any, key: str = "", depth: int = 0) -> bool:
+    """Nesting bounded, numbers finite and in range, the fields tuiagent writes of their type."""
+    if depth > _MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(_sane(v, str(k), depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_sane(v, "", depth + 1) for v in value)
+    if key.endswith("_tokens") or key in ("turn", "turns"):
+        return value is None or (type(value) is int and 0 <= value <= _MAX_TOKENS)
+    if key.endswith("_usd"):
+        return value is None or (type(value) in (int, float) and abs(value) <= _MAX_USD)
+    if key in ("type", "run_id", "model", "tier", "purpose"):
+        return value is None or isinstance(value, str)
+    if isinstance(value, float):
+        return abs(value) <= _MAX_USD * _MAX_TOKENS
+    return True
+
+
+def read_record(line: str) -> dict[str, Any] | None:
+    """One log line as a record, or None for a line the report cannot trust: cut, nested too
+    deeply, a number beyond reason (a $1e308 cost), a known field of the wrong type."""
+    try:
+        value = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, dict) and isinstance(value.get("type"), str) and _sane(value):
+        return value
+    return None
+
+
 def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Every record that parses, and how many lines did not (a cut last line, say)."""
+    """Every record that can be trusted, and how many lines were skipped (a cut last line)."""
     records: list[dict[str, Any]] = []
     bad = 0
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             if not line.strip():
                 continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
+            record = read_record(line)
+            if record is None:
                 bad += 1
-                continue
-            if isinstance(value, dict) and "type" in value:
-                records.append(value)
             else:
-                bad += 1
+                records.append(record)
     return records, bad

@@ -29,6 +29,7 @@ from textual.worker import Worker
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
+from tuiagent.redact import redact
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
@@ -364,8 +365,9 @@ class TuiagentApp(App[int]):
                 calls, cost = calls + 1, cost + Decimal(str(stopped.get("cost_usd") or 0))
             raise
         except Exception as exc:  # a failed turn is a notice, never a crash
-            screen.chat.add_notice(f"error: {exc}", "error")
-            self.notify(str(exc), title="Error", severity="error")
+            text = redact(str(exc))
+            screen.chat.add_notice(f"error: {text}", "error")
+            self.notify(text, title="Error", severity="error")
         finally:
             screen.gauge.show(agent.budget_state().budget)  # settled in the call's finally
             screen.set_status(f"run {agent.state.run_id}")
