@@ -58,13 +58,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tier", choices=TIER_CHOICES, help="pin a model tier (default: auto)")
     p.add_argument("--max-cost", metavar="USD", help="hard spending cap for the run, in US dollars")
     p.add_argument(
-        "--max-turns", metavar="N", type=_positive_int("--max-turns"), help="most model calls"
+        "--max-turns",
+        metavar="N",
+        type=_positive_int("--max-turns"),
+        help="most model calls per request (default 20)",
     )
     p.add_argument(
         "--max-retries",
         metavar="N",
         type=_non_negative_int("--max-retries"),
-        help="retries of failed calls allowed per run (default 3)",
+        help="retries of failed calls allowed per request (default 3)",
     )
     p.add_argument(
         "--workspace", metavar="DIR", type=Path, default=Path("."), help="the agent's files"
@@ -73,6 +76,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
     p.add_argument(
         "--no-compress", action="store_true", help="send tool results whole (to compare)"
+    )
+    p.add_argument(
+        "--no-context-management",
+        action="store_true",
+        help="never clear old tool results or compact the conversation (to compare)",
     )
     p.add_argument(
         "--no-cache", action="store_true", help="place no prompt-cache breakpoints (to compare)"
@@ -160,6 +168,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         settings.log_dir = args.log_dir
     if args.no_compress:
         settings.compress = False
+    if args.no_context_management:
+        settings.context_management = False
     if args.allow_commands:
         settings.allow_commands = True
     if args.allow_fetch:

@@ -94,6 +94,16 @@ class Compressor:
         out = _cut_to(note + "\n" + summary.strip(), self.over_tokens)
         return Compressed(out, "summary", tokens, estimate_tokens(out), result_id)
 
+    def keep(self, text: str) -> tuple[str, int]:
+        """Keep a result whole for expand_result (one cleared from the context): its id and
+        how many lines it has."""
+        result_id, kept = self._keep(text)
+        return result_id, len(kept.lines)
+
+    def line_count(self, result_id: str) -> int | None:
+        kept = self._kept.get(result_id)
+        return None if kept is None else len(kept.lines)
+
     def _keep(self, text: str) -> tuple[str, _Kept]:
         result_id = f"r{len(self._kept) + 1}"
         kept = _Kept(text.splitlines(), "")

@@ -21,10 +21,12 @@ from typing import Any
 import anthropic
 
 from tuiagent.agent.compress import EXPAND_TOOL, Compressed, Compressor, summary_request
+from tuiagent.agent.context import ContextManager
 from tuiagent.agent.events import (
     AnswerDelta,
     AttemptFailed,
     CacheStateChanged,
+    ContextEdited,
     Event,
     Halted,
     Notice,
@@ -160,10 +162,13 @@ class Agent:
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
-        self.compressor: Compressor | None = None
-        if settings.compress:
-            self.compressor = Compressor(settings.compress_over_tokens)
+        self.compressor = Compressor(settings.compress_over_tokens)
+        if settings.compress or settings.context_management:
             toolbox.add(self.compressor.expand_tool())
+        # Clearing old results and compaction (agent/context.py); limits are per request.
+        self.context = ContextManager(self, self.compressor)
+        self.working = False  # inside a request (send / go_on)
+        self._request_start = 0  # self.state.turns when the request began
         # Events of helper calls made inside a step (a summary's turn), yielded by send().
         self._pending: list[Event] = []
         for tier in TIERS:
@@ -378,29 +383,76 @@ class Agent:
             else:
                 yield item
 
+    def _begin_request(self) -> None:
+        """Each request gets its own max_turns and max_retries; the cap is the session's."""
+        if self.state.halt_reason != "error":
+            self.state.halt_reason = None  # a new attempt within the limits
+        self._request_start, self.retries_used, self.working = self.state.turns, 0, True
+
     async def send(self, prompt: str) -> AsyncIterator[Event]:
         """Work on one user message until the answer or a limit."""
-        if self.state.halt_reason in ("max_cost", "max_turns", "interrupted"):
-            self.state.halt_reason = None  # a new message is a new attempt within the limits
+        self._begin_request()
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
         self._prompt, self._classified = prompt, None
+        yield UserMessage(
+            self._write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
+        )
+        try:
+            classify = self.settings.router_classifier and self.tier == "auto"
+            if classify and self.ledger.spent < self.limits.max_cost_usd:
+                async for event in self._classify_call(prompt):
+                    yield event
+            async for event in self._work():
+                yield event
+        finally:
+            self.working = False
+
+    async def go_on(self) -> AsyncIterator[Event]:
+        """Go on with the request a limit halted (after /turns N), with fresh limits."""
+        self._begin_request()
+        try:
+            async for event in self._work():
+                yield event
+        finally:
+            self.working = False
+
+    def set_max_turns(self, turns: int) -> None:
+        if turns < 1:
+            raise ValueError("max_turns must be at least 1")
+        self.limits.max_turns = turns
+
+    def take_pending(self) -> list[Event]:
+        """The events of helper calls made since, for the caller to yield."""
+        events, self._pending = self._pending, []
+        return events
+
+    def clear_conversation(self) -> ContextEdited:
+        """/clear: the next request starts with no earlier messages; the budget goes on."""
+        return self.context.clear()
+
+    async def compact(self) -> AsyncIterator[Event]:
+        """/compact: summarise the conversation now."""
+        async for event in self.context.compact("asked for (/compact)"):
+            yield event
+
+    async def _work(self) -> AsyncIterator[Event]:
+        """Model calls and tools for the current request until the answer or a limit."""
         # Escalation: a failed fast-tier step is redone one tier up, once per request.
         floor: tuple[str, str] | None = None
         redo_of: int | None = None
         tool_errors: set[tuple[str, str, str]] = set()
-        yield UserMessage(
-            self._write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
-        )
-        within_limits = (
-            self.state.turns < self.limits.max_turns
-            and self.ledger.spent < self.limits.max_cost_usd
-        )
-        if self.settings.router_classifier and self.tier == "auto" and within_limits:
-            async for event in self._classify_call(prompt):
-                yield event
         while True:
-            if self.state.turns >= self.limits.max_turns:
-                yield self._halt("max_turns", f"reached --max-turns {self.limits.max_turns}")
+            if self.state.turns - self._request_start >= self.limits.max_turns:
+                yield self._halt(
+                    "max_turns",
+                    f"this request made its {self.limits.max_turns} model calls (max_turns); "
+                    "/turns N allows more and goes on, or send a new message",
+                )
+                return
+            async for event in self.context.before_call():
+                yield event
+            if (too_long := self.context.over_window()) is not None:
+                yield self._halt("context", too_long)
                 return
             decision = self.route(floor)
             turn = self.state.turns + 1
@@ -485,7 +537,7 @@ class Agent:
 
     async def _shrink(self, tool: str, text: str) -> Compressed:
         """What the model sees of a tool result; a compressed one's original is kept."""
-        if self.compressor is None:
+        if not self.settings.compress:
             tokens = estimate_tokens(text)
             return Compressed(text, "none", tokens, tokens)
         bound = self.compressor.over_tokens
@@ -658,7 +710,8 @@ class Agent:
                         return
                     yield self._halt(
                         "max_retries",
-                        f"{failure}; the run's {self.settings.max_retries} retries are used up",
+                        f"{failure}; this request's {self.settings.max_retries} retries are "
+                        "used up (each message gets its own: send it again to retry)",
                     )
                     return
                 wait = self.backoff(self.retries_used, failure.retry_after_s)
@@ -741,6 +794,8 @@ class Agent:
                     "tier": decision.tier,
                     "simulated": self.simulated,
                     **result.usage.as_record(),
+                    "context_tokens": usage.total_input_tokens,
+                    "context_window": self.context.window_of(model),
                     "cost_usd": usd(cost.total),
                     "cost_breakdown_usd": cost.as_record(),
                     "cumulative_cost_usd": usd(self.ledger.spent),

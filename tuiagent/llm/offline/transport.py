@@ -21,6 +21,7 @@ import httpx2
 from tuiagent.llm.offline.brain import PlannedCall, Reply, reply
 from tuiagent.llm.offline.cache import CacheRuleError, PromptCache
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens, estimate_tokens
+from tuiagent.llm.window import context_window, prompt_too_long
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 
@@ -53,14 +54,18 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         tokens_per_second: float = 0.0,
         fill_max_tokens: bool = False,
         always_tool: bool = False,
+        context_window: int | None = None,
     ) -> None:
         """`fill_max_tokens` and `always_tool` are stress modes for tests and benchmarks of
-        the budget: every answer uses all of max_tokens, every turn asks for another tool."""
+        the budget: every answer uses all of max_tokens, every turn asks for another tool.
+        `context_window` caps every model's window (config `context_window`: a smaller
+        endpoint); by default each model keeps its real one (llm/window.py)."""
         self.clock = clock
         self.cache = PromptCache(clock)
         self.tokens_per_second = tokens_per_second
         self.fill_max_tokens = fill_max_tokens
         self.always_tool = always_tool
+        self.context_window = context_window
         self._counter = 0
 
     def _next_id(self, prefix: str, body: bytes) -> str:
@@ -97,6 +102,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             return _error(
                 400, "invalid_request_error", "max_tokens: must be at least 1", request_id
             )
+        too_long = self._over_window(body, model, request_id)
+        if too_long is not None:
+            return too_long
         message_id = self._next_id("msg", raw)
         previous = (body.get("diagnostics") or {}).get("previous_message_id")
         try:
@@ -140,6 +148,18 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         headers["content-type"] = "text/event-stream; charset=utf-8"
         stream = self._stream(message_id, model, content, stop_reason, usage, diagnostics)
         return httpx2.Response(200, headers=headers, stream=_SSEBody(stream))
+
+    def _over_window(
+        self, body: dict[str, Any], model: str, request_id: str
+    ) -> httpx2.Response | None:
+        """The API's 400 for a request whose input is above the model's context window."""
+        window = context_window(model)
+        if self.context_window is not None:
+            window = min(window, self.context_window)
+        tokens = estimate_request_tokens(body)
+        if tokens <= window:
+            return None
+        return _error(400, "invalid_request_error", prompt_too_long(tokens, window), request_id)
 
     def _content(self, body: dict[str, Any], max_tokens: int) -> tuple[list[dict[str, Any]], str]:
         turn = reply(body)
