@@ -12,9 +12,12 @@ Two steps, both on by default (config `context_management`), each a `context` re
   the model that holds the cache (see the README). With no warm cache (cache off, expired,
   or never written) nothing is rewritten at a premium, so any clearing pays.
 - **Compaction.** When the request nears the window (`compact_at`, 0.8 of it by default),
-  the conversation before the current request is summarised by a helper call on the fast
-  tier (priced, within the cap, its own `turn` record with purpose `compact`), and the
-  session goes on from the summary. The current request's own messages stay as they are.
+  or earlier when it pays, the conversation before the current request is summarised by a
+  helper call on the fast tier (priced, within the cap, its own `turn` record with purpose
+  `compact`), and the session goes on from the summary. The current request's own
+  messages stay as they are. It pays when the tokens it removes, read on each of the next
+  `COMPACT_PAYBACK_CALLS` calls, cost more than the summary call (its input at the fast
+  tier's input rate, its output at the output rate) plus writing the rest again.
 
 The agent calls `before_call` before every agent call, so a request is never sent over
 the window: when even a compacted request would not fit, the run halts with
@@ -40,8 +43,11 @@ from tuiagent.llm.window import context_window
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
 
-# A clearing must pay for its cache rewrite within this many calls (see the module doc).
+# A clearing must pay for its cache rewrite within this many calls, a compaction for its
+# summary call and rewrite within COMPACT_PAYBACK_CALLS (see the module doc).
 PAYBACK_CALLS = 10
+COMPACT_PAYBACK_CALLS = 20
+COMPACT_MIN_TOKENS = 4096  # below this, a summary saves too little to be worth its loss
 # Opens the user message that holds a compaction's summary; the offline model keys on it.
 SUMMARY_MARKER = "[tuiagent:summary]"
 # Marks a compaction request for any model; the offline model keys on it.
@@ -110,8 +116,13 @@ class ContextManager:
                 why = self._pays(clearing)
                 if why is not None:
                     yield self._apply_clearing(clearing, why)
+            why = None
             if self.tokens() > self.settings.compact_at * self.window():
-                async for event in self.compact(f"the context neared the window ({self._fill()})"):
+                why = f"the context neared the window ({self._fill()})"
+            else:
+                why = self._compaction_pays(current)
+            if why is not None:
+                async for event in self.compact(why):
                     yield event
         if self.tokens() > self.window() and self.settings.context_management:
             # The current request alone is too large: clear all but its last results.
@@ -194,6 +205,39 @@ class ContextManager:
             f"(${rewrite:.5f})"
         )
 
+    def _compaction_pays(self, start: int) -> str | None:
+        """Why compacting the messages before `start` pays now, or None (see the doc)."""
+        agent = self.agent
+        head = agent.state.history[:start]
+        if not head or (len(head) == 1 and _is_summary(head[0])):
+            return None
+        head_tokens = estimate_request_tokens({"messages": head})
+        if head_tokens < COMPACT_MIN_TOKENS:
+            return None
+        summaries = sum(block_tokens(m["content"][0]) for m in head if _is_summary(m))
+        expected = summaries + (head_tokens - summaries) // 10  # the new summary, guessed
+        if expected >= head_tokens:
+            return None
+        tail = estimate_request_tokens({"messages": agent.state.history[start:]})
+        rendered = estimate_request_tokens(
+            {"messages": [{"role": "user", "content": self._render(head, keep=False)}]}
+        )
+        fast = agent.pricer.rates(self.settings.model_for("fast"))
+        rates = agent.pricer.rates(agent.cache.last_model or self.settings.model_for("fast"))
+        cost = (
+            fast.input * rendered
+            + fast.output * expected
+            + (rates.cache_write_5m - rates.cache_read) * (expected + tail)
+        )
+        saved = rates.cache_read * (head_tokens - expected) * COMPACT_PAYBACK_CALLS
+        if saved < cost:
+            return None
+        return (
+            f"it pays: reading {head_tokens - expected:,} fewer tokens for "
+            f"{COMPACT_PAYBACK_CALLS} calls saves ${saved:.5f}, more than the summary and "
+            f"the rewrite cost (${cost:.5f})"
+        )
+
     def _apply_clearing(self, clearing: _Clearing, reason: str) -> ContextEdited:
         agent = self.agent
         history = agent.state.history
@@ -270,7 +314,10 @@ class ContextManager:
             "max_tokens": min(COMPACT_MAX_TOKENS, self.settings.max_tokens),
             "system": COMPACT_SYSTEM,
             "messages": [
-                {"role": "user", "content": [{"type": "text", "text": self._render(head)}]}
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": self._render(head, keep=True)}],
+                }
             ],
         }
         yield Notice(f"compacting the conversation: {why}")
@@ -334,7 +381,7 @@ class ContextManager:
         )
         return ContextEdited(record)
 
-    def _render(self, messages: list[dict[str, Any]]) -> str:
+    def _render(self, messages: list[dict[str, Any]], *, keep: bool) -> str:
         """The conversation as plain text for the summariser; results as their headers."""
         uses = _tool_uses(messages)
         out = []
@@ -356,7 +403,8 @@ class ContextManager:
                 elif kind == "tool_result":
                     text = _text_of(block)
                     if CLEARED not in text.partition("\n")[0]:
-                        text = self._header(uses.get(block.get("tool_use_id", "")), text, keep=True)
+                        use = uses.get(block.get("tool_use_id", ""))
+                        text = self._header(use, text, keep=keep)
                     out.append(f"Result: {text.partition(chr(10))[0]}")
         return "\n".join(out)
 
