@@ -23,6 +23,7 @@ KEYMAP_IDS = {
     "interrupt": "stop the running turn",
     "toggle_panels": "show or hide the side panels",
     "report": "open the cost report of the recent runs",
+    "go_on": "go on with a request halted at max_turns, with as many calls again",
     "quit": "quit",
 }
 

@@ -185,8 +185,11 @@ class MainScreen(Screen[None]):
         elif isinstance(event, Halted):
             await self.close_answer()
             self.chat.add_notice(f"halted: {event.detail}", "error")
-            if event.reason == "max_cost":
-                self.gauge.halted = f"{event.detail}; raise the cap (F3 or /budget) to go on"
+            offer = {
+                "max_cost": "; raise the cap (F3 or /budget) to go on",
+                "max_turns": " (F6 goes on)",
+            }
+            self.gauge.halted = f"{event.detail}{offer.get(event.reason, '')}"
             self.app.notify(event.detail, title="Halted", severity="error")
         elif isinstance(event, Notice):
             self.chat.add_notice(event.text, event.level)
