@@ -216,3 +216,28 @@ async def test_compact_now_summarises_and_keeps_result_ids(workspace: Path, log_
     assert "r1: read_file notes/p1.txt" in summary["content"][0]["text"]
     events = await send(session, "What did notes/p2.txt say about launch city?")
     assert "CITY-2." in answer_of(events)
+
+
+def test_recent_sessions_are_newest_first_and_never_replays(tmp_path: Path) -> None:
+    from tuiagent.recent import recent_sessions
+
+    logs = tmp_path / "runs"
+    (logs / "transcripts").mkdir(parents=True)
+
+    def run(run_id: str, text: str, **start: Any) -> None:
+        lines = [
+            {"type": "run_start", "run_id": run_id, "started_at": "2026-12-01T10:00:00Z", **start},
+            {"type": "user", "text": text},
+            {"type": "turn", "cost_usd": 0.25},
+            {"type": "attempt", "cost_usd": 0.5},
+        ]
+        (logs / f"{run_id}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+        (logs / "transcripts" / f"{run_id}.jsonl").write_text("{}\n")
+
+    run("20261201T100000Z-aaaaaa", "first " * 30)
+    run("20261201T110000Z-bbbbbb", "a replay", replay_of={"run_id": "x", "turn": 1})
+    run("20261201T120000Z-cccccc", "What does notes.txt say?")
+    found = recent_sessions(logs)
+    assert [s.run_id for s in found] == ["20261201T120000Z-cccccc", "20261201T100000Z-aaaaaa"]
+    assert found[0].title == "What does notes.txt say?" and found[0].turns == 1
+    assert str(found[0].cost_usd) == "0.75" and len(found[1].title) == 60

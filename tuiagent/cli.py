@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         metavar="RUN_ID",
-        help="reopen a run in the app (default: the latest)",
+        help="reopen a run in the app (without an id: pick one of the recent sessions)",
     )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="run the agent headless on one prompt")
