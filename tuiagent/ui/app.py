@@ -350,6 +350,7 @@ class TuiagentApp(App[int]):
             screen.set_status(f"run {agent.state.run_id}")
             self.call_later(screen.close_answer)
             self.call_later(self._send_next)
+            self.call_later(self.refresh_bindings)  # F6 shows while halted at max_turns
 
     def _interrupted(self, agent: Agent) -> None:
         record = _last_record(agent.log.path, "turn")
@@ -580,6 +581,13 @@ class TuiagentApp(App[int]):
             self.agent.set_max_turns(turns)
         self.notify(f"up to {turns} model calls per request", title="Turns")
         self.action_go_on()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """F6 is in the footer only while a request is halted at max_turns."""
+        if action == "go_on":
+            agent = self.agent
+            return agent is not None and agent.state.halt_reason == "max_turns" and not self.busy
+        return True
 
     def action_go_on(self) -> None:
         """Go on with a request halted by max_turns (F6), with a fresh allowance."""

@@ -22,8 +22,8 @@ class ResumeScreen(ModalScreen[Path | None]):
     DEFAULT_CSS = """
     ResumeScreen { align: center middle; }
     ResumeScreen #picker {
-        width: 90%;
-        max-width: 120;
+        width: 100%;
+        max-width: 110;
         height: auto;
         max-height: 90%;
         border: thick $primary;
@@ -47,10 +47,17 @@ class ResumeScreen(ModalScreen[Path | None]):
         with Vertical(id="picker"):
             yield Label("[b]Resume a session[/b]")
             table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True)
-            table.add_columns("first message", "when (UTC)", "cost", "turns")
+            # The other columns take about 40 cells; the title gets what is left.
+            room = max(
+                16,
+                min(len(max((s.title for s in self.sessions), key=len)), self.app.size.width - 44),
+            )
+            table.add_column("first message", width=room)
+            table.add_columns("when (UTC)", "cost", "turns")
             for s in self.sessions:
                 when = s.started_at.replace("T", " ")[:16]
-                table.add_row(s.title, when, money(s.cost_usd, 4), str(s.turns), key=s.run_id)
+                title = s.title if len(s.title) <= room else s.title[: room - 1] + "…"
+                table.add_row(title, when, money(s.cost_usd, 4), str(s.turns), key=s.run_id)
             yield table
             yield Label(
                 "Enter reopens it · up/down or j/k move · n or Esc: a new session", classes="hint"
