@@ -445,8 +445,8 @@ class Agent:
             if self.state.turns - self._request_start >= self.limits.max_turns:
                 yield self._halt(
                     "max_turns",
-                    f"this request made its {self.limits.max_turns} model calls (max_turns); "
-                    "/turns N allows more and goes on, or send a new message",
+                    f"this request used its {self.limits.max_turns} model calls (max_turns); "
+                    "/turns N allows more and goes on",
                 )
                 return
             async for event in self.context.before_call():
