@@ -127,7 +127,7 @@ async def test_a_request_over_the_window_is_compacted_before_it_is_sent(
             {"role": "user", "content": [{"type": "text", "text": f"Question {i}?"}]},
             {"role": "assistant", "content": [{"type": "text", "text": long_answer}]},
         ]
-    assert estimate_request_tokens(agent._request_body()) > window
+    assert estimate_request_tokens(agent.request_body()) > window
     events = await send(session, "What does README.md say?")
     assert not [e for e in events if isinstance(e, Halted)]
     assert not [e for e in events if isinstance(e, Notice) and e.level == "error"]

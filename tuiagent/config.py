@@ -83,6 +83,9 @@ class Settings:
     keep_warm: bool = False
     max_retries: int = 3
     retry_max_wait_s: float = 60.0
+    # Deadlines of one attempt: the whole call, and a stream with no content or usage.
+    call_timeout_s: float = 600.0
+    stream_idle_timeout_s: float = 90.0
     min_useful_tokens: int = 256
     # Offline model: tokens per second it streams at (0 = as fast as it can).
     offline_tokens_per_second: float = 0.0
@@ -163,6 +166,10 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
             _expect(ok, key, "a number of seconds >= 0", value)
             settings.retry_max_wait_s = float(value)
+        elif key in ("call_timeout_s", "stream_idle_timeout_s"):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            _expect(ok, key, "a number of seconds > 0", value)
+            setattr(settings, key, float(value))
         elif key in ("max_turns", "max_tokens", "min_useful_tokens"):
             ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
             _expect(ok, key, "a positive whole number", value)

@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tuiagent.agent import helpers
+from tuiagent.agent.call import CallEnd
 from tuiagent.agent.compress import Compressor
 from tuiagent.agent.events import ContextEdited, Event, Notice
 from tuiagent.config import TIERS
 from tuiagent.cost.pricing import usd
-from tuiagent.llm.client import CallFailed
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.llm.window import context_window
 
@@ -87,24 +89,19 @@ class ContextManager:
 
     # --- sizes ---------------------------------------------------------------
 
-    def window_of(self, model: str) -> int:
-        """A model's window (llm/window.py), within config `context_window`."""
-        window = context_window(model)
-        if self.settings.context_window is not None:
-            window = min(window, self.settings.context_window)
-        return window
-
     def window(self) -> int:
-        """The smallest window among the tiers' models: a call may go to any of them."""
-        return min(self.window_of(self.settings.model_for(t)) for t in TIERS)
+        """The smallest window among the tiers' models (a call may go to any of them),
+        within config `context_window`."""
+        at_most = self.settings.context_window
+        return min(context_window(self.settings.model_for(t), at_most) for t in TIERS)
 
     def tokens(self) -> int:
         """The next request's input, as the local estimate counts it."""
-        return estimate_request_tokens(self.agent._request_body())
+        return estimate_request_tokens(self.agent.request_body())
 
     # --- the hook before each agent call --------------------------------------
 
-    async def before_call(self) -> AsyncIterator[Event]:
+    async def before_call(self) -> AsyncGenerator[Event, None]:
         """Clear what has served when that pays; compact near the window; never let a
         request over the window go out (the agent halts on `context` instead)."""
         if self.settings.context_management:
@@ -253,7 +250,7 @@ class ContextManager:
         agent.transcript.rewrite(history, clearing.first_message)
         model = agent.cache.last_model or self.settings.model_for("fast")
         rates = agent.pricer.rates(model)
-        record = agent._write(
+        record = agent.write(
             {
                 "type": "context",
                 "action": "clear_tool_results",
@@ -297,7 +294,7 @@ class ContextManager:
 
     # --- compaction and /clear -------------------------------------------------
 
-    async def compact(self, why: str) -> AsyncIterator[Event]:
+    async def compact(self, why: str) -> AsyncGenerator[Event, None]:
         """Summarise the conversation before the current request (all of it when idle) by a
         fast-tier helper call, and go on from the summary."""
         agent = self.agent
@@ -321,15 +318,16 @@ class ContextManager:
             ],
         }
         yield Notice(f"compacting the conversation: {why}")
-        try:
-            result = await agent.helper_call("compact", request)
-        except CallFailed as failure:
-            for event in agent.take_pending():
-                yield event
-            yield Notice(f"could not compact the conversation ({failure})", "warning")
+        result, failed = None, "the call was not made"
+        async with aclosing(helpers.helper_call(agent, "compact", request)) as items:
+            async for item in items:
+                if isinstance(item, CallEnd):
+                    result, failed = item.result, item.detail
+                else:
+                    yield item
+        if result is None:
+            yield Notice(f"could not compact the conversation ({failed})", "warning")
             return
-        for event in agent.take_pending():
-            yield event
         summary = result.text.strip() or "(the summary came back empty)"
         cost = agent.pricer.price(result.model or model, result.usage).total
         text = f"{SUMMARY_MARKER} Summary of the conversation so far:\n{summary}"
@@ -337,7 +335,7 @@ class ContextManager:
         agent.state.history += history[start:]
         agent.transcript.rewrite(agent.state.history, 0)
         after = self.tokens()
-        record = agent._write(
+        record = agent.write(
             {
                 "type": "context",
                 "action": "compact",
@@ -366,7 +364,7 @@ class ContextManager:
         messages = len(agent.state.history)
         agent.state.history = []
         agent.transcript.rewrite([], 0)
-        record = agent._write(
+        record = agent.write(
             {
                 "type": "context",
                 "action": "clear",

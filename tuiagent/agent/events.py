@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+
 
 @dataclass(frozen=True)
 class Event:
@@ -103,6 +105,11 @@ class Halted(Event):
     reason: str
     detail: str
 
+    @property
+    def by_cap(self) -> bool:
+        """Stopped by the spending cap: raising the cap lets the session go on."""
+        return self.reason == "max_cost"
+
 
 @dataclass(frozen=True)
 class CacheStateChanged(Event):
@@ -117,3 +124,10 @@ class CacheStateChanged(Event):
     last_read_at: float | None
     expires_at: float | None
     miss_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetChanged(Event):
+    """The budget after a reserve, settle, release or cap change: what a gauge shows."""
+
+    budget: BudgetSnapshot

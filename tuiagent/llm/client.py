@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
@@ -56,6 +56,9 @@ class CallResult:
     ttft_s: float | None
     latency_s: float
     diagnostics: dict[str, Any] | None = None
+    # Tool calls whose JSON was cut (at max_tokens), dropped from content.
+    cut_tool_calls: list[str] = field(default_factory=list)
+    response_model: str = ""  # the model the response names
 
     @property
     def text(self) -> str:
@@ -80,8 +83,17 @@ class CallFailed(Exception):
         retry_after_s: float | None = None,
         should_retry: str | None = None,
         latency_s: float = 0.0,
+        usage_seen: bool | None = None,
+        sent: bool = True,
     ) -> None:
         super().__init__(message)
+        # usage_seen False: the server may have billed anything up to the worst case.
+        if usage_seen is None:
+            usage_seen = partial_usage is not None and partial_usage != TokenUsage()
+            usage_seen = usage_seen or status not in (None, 200)
+        self.usage_seen = usage_seen
+        # sent False only when the request certainly never left.
+        self.sent = sent
         self.message = message
         self.partial_usage = partial_usage or TokenUsage()
         self.request_id = request_id
@@ -231,7 +243,9 @@ async def stream_message(
     request: dict[str, Any],
     *,
     clock: Callable[[], float] = time.monotonic,
-) -> AsyncIterator[StreamItem]:
+    call_timeout_s: float = 600.0,
+    idle_timeout_s: float = 90.0,
+) -> AsyncGenerator[StreamItem, None]:
     """Stream one Messages call. Yields text and tool starts as they come, then the CallResult.
 
     Raises CallFailed with the usage billed so far when the call fails at any point.

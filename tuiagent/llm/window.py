@@ -16,9 +16,15 @@ from genai_prices import data_snapshot
 DEFAULT_CONTEXT_WINDOW = 200_000
 
 
+def context_window(model: str, at_most: int | None = None) -> int:
+    """The model's window in tokens, from genai-prices, else DEFAULT_CONTEXT_WINDOW; no
+    more than `at_most` (config `context_window`) when given."""
+    window = _known_window(model)
+    return window if at_most is None else min(window, at_most)
+
+
 @lru_cache(maxsize=64)
-def context_window(model: str) -> int:
-    """The model's window in tokens, from genai-prices, else DEFAULT_CONTEXT_WINDOW."""
+def _known_window(model: str) -> int:
     try:
         _, info = data_snapshot.get_snapshot().find_provider_model(model, None, "anthropic", None)
     except LookupError:

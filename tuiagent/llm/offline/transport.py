@@ -153,9 +153,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         self, body: dict[str, Any], model: str, request_id: str
     ) -> httpx2.Response | None:
         """The API's 400 for a request whose input is above the model's context window."""
-        window = context_window(model)
-        if self.context_window is not None:
-            window = min(window, self.context_window)
+        window = context_window(model, self.context_window)
         tokens = estimate_request_tokens(body)
         if tokens <= window:
             return None
