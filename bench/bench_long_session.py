@@ -44,7 +44,7 @@ def run() -> list[tuple[str, str, str]]:
                 "-",
             )
         )
-    rows.append(("session cost with / without", f"{on.cost / off.cost:.2f}", "<= 0.5"))
+    rows.append(("session cost with / without", f"{on.cost / off.cost:.3f}", "<= 0.5"))
     rows.append(
         (
             "peak context tokens with / without",

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 # A clearing must pay for its cache rewrite within this many calls, a compaction for its
 # summary call and rewrite within COMPACT_PAYBACK_CALLS (see the module doc).
 PAYBACK_CALLS = 10
-COMPACT_PAYBACK_CALLS = 20
+COMPACT_PAYBACK_CALLS = 30
 COMPACT_MIN_TOKENS = 4096  # below this, a summary saves too little to be worth its loss
 # Opens the user message that holds a compaction's summary; the offline model keys on it.
 SUMMARY_MARKER = "[tuiagent:summary]"
