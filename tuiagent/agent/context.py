@@ -72,7 +72,7 @@ _CLIP = 600  # characters of one message a compaction's input keeps
 class _Clearing:
     """Which results a clearing would replace, and what it would save and rewrite."""
 
-    edits: list[tuple[int, int, str]]  # (message index, block index, new content)
+    edits: list[tuple[int, int, str]]  # (message index, block index, the result's text)
     cleared_tokens: int
     rewritten_tokens: int  # the prompt from the first edit on, after it: written again
     first_message: int
@@ -85,7 +85,6 @@ class ContextManager:
         self.agent = agent
         self.compressor = compressor
         self.settings = agent.settings
-        self.peak_tokens = 0
 
     # --- sizes ---------------------------------------------------------------
 
@@ -113,20 +112,19 @@ class ContextManager:
                 why = self._pays(clearing)
                 if why is not None:
                     yield self._apply_clearing(clearing, why)
-            why = None
             if self.tokens() > self.settings.compact_at * self.window():
                 why = f"the context neared the window ({self._fill()})"
             else:
                 why = self._compaction_pays(current)
             if why is not None:
-                async for event in self.compact(why):
-                    yield event
+                async with aclosing(self.compact(why)) as events:
+                    async for event in events:
+                        yield event
         if self.tokens() > self.window() and self.settings.context_management:
             # The current request alone is too large: clear all but its last results.
             clearing = self._plan_clearing(1, len(self.agent.state.history))
             if clearing is not None:
                 yield self._apply_clearing(clearing, "the request would be over the window")
-        self.peak_tokens = max(self.peak_tokens, self.tokens())
 
     def over_window(self) -> str | None:
         """Why the next request cannot be sent, or None when it fits the window."""
@@ -173,8 +171,7 @@ class ContextManager:
             return None
         first = edits[0][0]
         # What the prompt would hold from the first edit on: written to the cache again.
-        after = [dict(m) for m in history[first:]]
-        rewritten = estimate_request_tokens({"messages": after}) - cleared
+        rewritten = estimate_request_tokens({"messages": history[first:]}) - cleared
         return _Clearing(edits, cleared, max(0, rewritten), first)
 
     def _pays(self, clearing: _Clearing) -> str | None:
