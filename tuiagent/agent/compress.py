@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuiagent.agent.tools.base import Tool, ToolError
+from tuiagent.llm.markers import SUMMARIZE_MARKER
 from tuiagent.llm.tokens import estimate_tokens
 
 EXPAND_TOOL = "expand_result"
@@ -32,8 +33,6 @@ DEFAULT_EXPAND_LINES = 200
 # A line of a note or marker never shows more than this much of one original line.
 _MAX_LINE_CHARS = 240
 
-# Marks a summarize request for any model; the offline model keys on it.
-SUMMARIZE_MARKER = "[tuiagent:summarize]"
 SUMMARIZE_SYSTEM = (
     f"{SUMMARIZE_MARKER} You summarise one tool result for another model that cannot see it. "
     "Keep every fact a reader would need: names, counts, numbers, errors, structure. "

@@ -39,6 +39,7 @@ from tuiagent.agent.compress import Compressor
 from tuiagent.agent.events import ContextEdited, Event, Notice
 from tuiagent.config import TIERS
 from tuiagent.cost.pricing import usd
+from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.llm.window import context_window
 
@@ -50,10 +51,6 @@ if TYPE_CHECKING:
 PAYBACK_CALLS = 10
 COMPACT_PAYBACK_CALLS = 30
 COMPACT_MIN_TOKENS = 4096  # below this, a summary saves too little to be worth its loss
-# Opens the user message that holds a compaction's summary; the offline model keys on it.
-SUMMARY_MARKER = "[tuiagent:summary]"
-# Marks a compaction request for any model; the offline model keys on it.
-COMPACT_MARKER = "[tuiagent:compact]"
 COMPACT_SYSTEM = (
     f"{COMPACT_MARKER} You summarise a conversation between a user and an assistant that "
     "works in the user's files, so that the assistant can go on from your summary alone. "

@@ -28,6 +28,7 @@ from textual.worker import Worker
 
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
@@ -47,9 +48,6 @@ if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
     from tuiagent.llm.offline import OfflineModel
     from tuiagent.session import Session
-
-# Opens a compaction's summary (tuiagent.agent.context.SUMMARY_MARKER, which imports the SDK).
-SUMMARY_MARKER = "[tuiagent:summary]"
 
 # The offline model's pace in the app when the config does not set one: a lifelike stream.
 APP_OFFLINE_TOKENS_PER_SECOND = 80.0

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tuiagent.llm.markers import COMPACT_MARKER, SUMMARIZE_MARKER, SUMMARY_MARKER
+
 OFFLINE_NOTICE = "OFFLINE - simulated model"
 
 _LIST_WORDS = re.compile(
@@ -61,11 +63,6 @@ _EXPAND = re.compile(
 )
 _RUN = re.compile(r"\b(?:run|execute)\s+`([^`]+)`", re.IGNORECASE)
 _URL = re.compile(r"\bhttps?://[^\s\"'<>`]+[^\s\"'<>`.,;:!?)]")
-# A summarize request (tuiagent.agent.compress.SUMMARIZE_SYSTEM starts with it).
-SUMMARIZE_MARKER = "[tuiagent:summarize]"
-# A compaction request and the summary it leaves (tuiagent.agent.context).
-COMPACT_MARKER = "[tuiagent:compact]"
-SUMMARY_MARKER = "[tuiagent:summary]"
 _RECALL = re.compile(r"\bwhat did\s+(\S+?)\s+say about\s+(.+?)[\s?.!]*$", re.IGNORECASE)
 _KEPT = re.compile(r"(?:^|\[)(r\d+): read_file (\S+)", re.MULTILINE)
 _HEADER = re.compile(r"^\[(r\d+): (\S+)(?: (\S+))? result\b")
