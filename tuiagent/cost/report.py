@@ -380,7 +380,9 @@ def build_report(
                 continue
             cost = money_of(rec.get("cost_usd")) or ZERO
             usage = usage_of(rec)
-            for groups, key in ((models, _str(rec, "model", "?")), (tiers, _str(rec, "tier", "?"))):
+            # A proxied call has no tier (its client chose the model): it is grouped by source.
+            tier = _str(rec, "tier", _str(rec, "source", "?"))
+            for groups, key in ((models, _str(rec, "model", "?")), (tiers, tier)):
                 group = groups.setdefault(key, GroupRow(key))
                 group.calls += 1
                 group.usage = group.usage + usage
@@ -478,7 +480,7 @@ def _turn_rows(run: RunFile, pricer: Pricer, warnings: list[str]) -> list[TurnRo
             turn=turn,
             purpose=_str(rec, "purpose", "agent"),
             model=_str(rec, "model", "?"),
-            tier=_str(rec, "tier", "?"),
+            tier=_str(rec, "tier", _str(rec, "source", "?")),
             simulated=bool(rec.get("simulated", False)),
             usage=usage_of(rec),
             cost=cost,
