@@ -155,7 +155,7 @@ def test_help_names_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     for default in (
         "pin a model tier (default: auto)",
         "(default: 1.00)",
-        "most model calls (default: 20)",
+        "most model calls per request (default: 20)",
         "(default: 3)",
         "(default: the current directory)",
         "where run logs go (default:",

@@ -95,13 +95,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--max-turns",
         metavar="N",
         type=_positive_int("--max-turns"),
-        help=f"most model calls (default: {_DEFAULTS.max_turns})",
+        help=f"most model calls per request (default: {_DEFAULTS.max_turns})",
     )
     p.add_argument(
         "--max-retries",
         metavar="N",
         type=_non_negative_int("--max-retries"),
-        help=f"retries of failed calls allowed per run (default: {_DEFAULTS.max_retries})",
+        help=f"retries of failed calls allowed per request (default: {_DEFAULTS.max_retries})",
     )
     p.add_argument(
         "--workspace",
@@ -118,6 +118,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-compress", action="store_true", help="send tool results whole (to compare)"
+    )
+    p.add_argument(
+        "--no-context-management",
+        action="store_true",
+        help="never clear old tool results or compact the conversation (to compare)",
     )
     p.add_argument(
         "--no-cache", action="store_true", help="place no prompt-cache breakpoints (to compare)"
@@ -139,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         metavar="RUN_ID",
-        help="reopen a run in the app (default: the latest)",
+        help="reopen a run in the app (without an id: pick one of the recent sessions)",
     )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     run = sub.add_parser("run", help="run the agent headless on one prompt")
@@ -206,6 +211,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         settings.log_dir = args.log_dir
     if args.no_compress:
         settings.compress = False
+    if args.no_context_management:
+        settings.context_management = False
     if args.allow_commands:
         settings.allow_commands = True
     if args.allow_fetch:

@@ -27,6 +27,7 @@ KEYMAP_IDS = {
     "interrupt": "stop the running turn",
     "toggle_panels": "cycle the panels: all or the chat alone; narrow, one at a time",
     "report": "open the cost report of the recent runs",
+    "go_on": "go on with a request halted at max_turns, with as many calls again",
     "quit": "quit",
 }
 
@@ -169,6 +170,12 @@ class Settings:
     allow_commands: bool = False  # the run_command tool
     allow_fetch: bool = False  # the fetch_url tool
     command_timeout_s: float = 30.0
+    # Long sessions (agent/context.py): old tool results cleared when it pays, the
+    # conversation compacted into a summary at this fraction of the context window.
+    context_management: bool = True
+    compact_at: float = 0.8
+    context_keep_turns: int = 3  # tool results of the last N model calls stay whole
+    context_window: int | None = None  # a smaller window than the model's (a gateway)
 
     def model_for(self, tier: str) -> str:
         return self.tiers[tier]
@@ -270,7 +277,21 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
                 ok = isinstance(keys, str) and bool(keys.strip())
                 _expect(ok, f"keymap.{binding_id}", "key names like 'f3' or 'ctrl+up,f3'", keys)
                 settings.keymap[binding_id] = keys.strip()
-        elif key in ("compress", "summarize_results", "allow_commands", "allow_fetch"):
+        elif key == "compact_at":
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1
+            _expect(ok, key, "a fraction of the context window above 0 and at most 1", value)
+            settings.compact_at = float(value)
+        elif key in ("context_keep_turns", "context_window"):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            _expect(ok, key, "a positive whole number", value)
+            setattr(settings, key, value)
+        elif key in (
+            "compress",
+            "summarize_results",
+            "allow_commands",
+            "allow_fetch",
+            "context_management",
+        ):
             _expect(isinstance(value, bool), key, "true or false", value)
             setattr(settings, key, value)
         elif key == "compress_over_tokens":

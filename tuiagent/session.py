@@ -56,7 +56,8 @@ def connect(
         offline, notice = True, NO_KEY_NOTICE
     if offline:
         offline_model = offline_model or OfflineModel(
-            tokens_per_second=settings.offline_tokens_per_second
+            tokens_per_second=settings.offline_tokens_per_second,
+            context_window=settings.context_window,
         )
         return Connection(
             make_client(offline_transport=offline_model), "offline", offline_model, notice

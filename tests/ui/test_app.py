@@ -242,7 +242,9 @@ async def test_slash_tier_pins_a_tier(make_app: MakeApp) -> None:
         assert agent.tier == "fast" and "/tier must be one of" in toasts(app)
 
 
-async def test_slash_clear_empties_the_screen(make_app: MakeApp) -> None:
+async def test_slash_clear_starts_a_new_conversation(make_app: MakeApp) -> None:
+    from tuiagent.agent.transcript import load_requests
+
     app = make_app()
     async with app.run_test() as pilot:
         await ready(pilot)
@@ -251,7 +253,16 @@ async def test_slash_clear_empties_the_screen(make_app: MakeApp) -> None:
         await send(pilot, "/clear")
         await pilot.pause()
         assert not list(app.main.query(AnswerView)) and not list(app.main.query(UserMessageView))
-        assert "screen cleared" in notices(app)
+        assert "new conversation: the next request has no earlier messages" in notices(app)
+        spent = app.main.gauge.spent
+        await send(pilot, "What does README.md say?")
+        await idle(pilot)
+        assert app.agent is not None
+        requests = load_requests(app.agent.transcript.path)
+        sent = requests[-1]["request"]["messages"]
+        assert sent[0]["content"][0]["text"] == "What does README.md say?"
+        assert "List the files" not in json.dumps(sent)
+        assert app.main.gauge.spent > spent  # the same budget goes on
 
 
 async def test_slash_system_shows_the_prompt_its_size_and_cost(make_app: MakeApp) -> None:

@@ -72,6 +72,7 @@ from tuiagent.llm.client import (
 )
 from tuiagent.llm.tokens import PER_MESSAGE_OVERHEAD, estimate_request_tokens, estimate_tokens
 from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.window import context_window
 
 MAX_PLAUSIBLE_TOKENS = 10**9  # usage beyond this is a broken server, not a bill
 RETRY_INITIAL_S = 0.5
@@ -341,7 +342,10 @@ class Caller:
                 return
             wait = self._pending_wait  # set by the accounting: None when used up
             if wait is None:
-                detail = f"{failed}; the run's {self.settings.max_retries} retries are used up"
+                detail = (
+                    f"{failed}; this request's {self.settings.max_retries} retries are used up "
+                    "(each message gets its own: send it again to retry)"
+                )
                 yield Notice(detail, "warning")
                 yield CallEnd(None, "skipped" if helper else "max_retries", detail)
                 return
@@ -689,6 +693,8 @@ class Caller:
                 "tier": decision.tier,
                 "simulated": self.simulated,
                 **usage.as_record(),
+                "context_tokens": usage.total_input_tokens,
+                "context_window": context_window(p.model, self.settings.context_window),
                 "cost_usd": usd(cost.total),
                 "cost_breakdown_usd": cost.as_record(),
                 "cumulative_cost_usd": usd(self.ledger.spent),

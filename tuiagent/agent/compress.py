@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuiagent.agent.tools.base import Tool, ToolError
+from tuiagent.llm.markers import SUMMARIZE_MARKER
 from tuiagent.llm.tokens import estimate_tokens
 
 EXPAND_TOOL = "expand_result"
@@ -32,8 +33,6 @@ DEFAULT_EXPAND_LINES = 200
 # A line of a note or marker never shows more than this much of one original line.
 _MAX_LINE_CHARS = 240
 
-# Marks a summarize request for any model; the offline model keys on it.
-SUMMARIZE_MARKER = "[tuiagent:summarize]"
 SUMMARIZE_SYSTEM = (
     f"{SUMMARIZE_MARKER} You summarise one tool result for another model that cannot see it. "
     "Keep every fact a reader would need: names, counts, numbers, errors, structure. "
@@ -93,6 +92,16 @@ class Compressor:
         )
         out = _cut_to(note + "\n" + summary.strip(), self.over_tokens)
         return Compressed(out, "summary", tokens, estimate_tokens(out), result_id)
+
+    def keep(self, text: str) -> tuple[str, int]:
+        """Keep a result whole for expand_result (one cleared from the context): its id and
+        how many lines it has."""
+        result_id, kept = self._keep(text)
+        return result_id, len(kept.lines)
+
+    def line_count(self, result_id: str) -> int | None:
+        kept = self._kept.get(result_id)
+        return None if kept is None else len(kept.lines)
 
     def _keep(self, text: str) -> tuple[str, _Kept]:
         result_id = f"r{len(self._kept) + 1}"

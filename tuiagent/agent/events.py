@@ -65,6 +65,12 @@ class AttemptFailed(LogRecord):
 
 
 @dataclass(frozen=True)
+class ContextEdited(LogRecord):
+    """The conversation was edited to keep its context in bounds (agent/context.py):
+    old tool results cleared, a compaction, /clear. The record says what it saved."""
+
+
+@dataclass(frozen=True)
 class RunEnded(LogRecord):
     pass
 

@@ -23,9 +23,11 @@ import anthropic
 from tuiagent.agent import helpers
 from tuiagent.agent.call import CallEnd, Caller, CallSpec
 from tuiagent.agent.compress import Compressor
+from tuiagent.agent.context import ContextManager
 from tuiagent.agent.escalation import Escalation
 from tuiagent.agent.events import (
     BudgetChanged,
+    ContextEdited,
     Event,
     Halted,
     Notice,
@@ -99,10 +101,13 @@ class Agent:
         # True runs it; False, or the user's reason as a string, declines it.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
-        self.compressor: Compressor | None = None
-        if settings.compress:
-            self.compressor = Compressor(settings.compress_over_tokens)
+        self.compressor = Compressor(settings.compress_over_tokens)
+        if settings.compress or settings.context_management:
             toolbox.add(self.compressor.expand_tool())
+        # Clearing old results and compaction (agent/context.py); limits are per request.
+        self.context = ContextManager(self, self.compressor)
+        self.working = False  # inside a request (send / go_on)
+        self._request_start = 0  # self.state.turns when the request began
         self.router = Router(settings.tiers, self.pricer, budget_floor=settings.router_budget_floor)
         # Diagnostics are asked of Anthropic's API and of the offline model; a gateway or
         # other compatible endpoint may reject the field, so it is not sent there.
@@ -255,25 +260,78 @@ class Agent:
 
     # --- the loop ----------------------------------------------------------
 
+    def _begin_request(self) -> None:
+        """Each request gets its own max_turns and max_retries; the cap is the session's."""
+        if self.state.halt_reason != "error":
+            self.state.halt_reason = None  # a new attempt within the limits
+        self._request_start, self.caller.retries_used, self.working = self.state.turns, 0, True
+        self._message_at: int | None = None  # where send() put the request's message
+
     async def send(self, prompt: str) -> AsyncGenerator[Event, None]:
         """Work on one user message until the answer or a limit."""
-        if self.state.halt_reason in ("max_cost", "max_turns", "interrupted"):
-            self.state.halt_reason = None  # a new message is a new attempt within the limits
-        message_at = len(self.state.history)
+        self._begin_request()
+        self._message_at = len(self.state.history)
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
         self._prompt, self.classified = prompt, None
-        answered = False  # an agent call of this message completed
-        escalation = Escalation(enabled=self.tier == "auto")
         yield UserMessage(
             self.write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
         )
-        within = self.state.turns < self.max_turns and self.budget.remaining > 0
-        if self.settings.router_classifier and self.tier == "auto" and within:
-            async for event in helpers.classify(self, prompt):
+        try:
+            if (
+                self.settings.router_classifier
+                and self.tier == "auto"
+                and self.budget.remaining > 0
+            ):
+                async for event in helpers.classify(self, prompt):
+                    yield event
+            async with aclosing(self._work()) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self.working = False
+
+    async def go_on(self) -> AsyncGenerator[Event, None]:
+        """Go on with the request a limit halted (after /turns N), with fresh limits."""
+        self._begin_request()
+        try:
+            async with aclosing(self._work()) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self.working = False
+
+    def set_max_turns(self, turns: int) -> None:
+        if turns < 1:
+            raise ValueError("max_turns must be at least 1")
+        self.max_turns = turns
+
+    def clear_conversation(self) -> ContextEdited:
+        """/clear: the next request starts with no earlier messages; the budget goes on."""
+        return self.context.clear()
+
+    async def compact(self) -> AsyncGenerator[Event, None]:
+        """/compact: summarise the conversation now."""
+        async with aclosing(self.context.compact("asked for (/compact)")) as events:
+            async for event in events:
                 yield event
+
+    async def _work(self) -> AsyncGenerator[Event, None]:
+        """Model calls and tools for the current request until the answer or a limit."""
+        escalation = Escalation(enabled=self.tier == "auto")
+        answered = False  # an agent call of this request completed
         while True:
-            if self.state.turns >= self.max_turns:
-                yield self._halt("max_turns", f"reached --max-turns {self.max_turns}")
+            if self.state.turns - self._request_start >= self.max_turns:
+                yield self._halt(
+                    "max_turns",
+                    f"this request used its {self.max_turns} model calls (max_turns); "
+                    "/turns N allows more and goes on",
+                )
+                return
+            async with aclosing(self.context.before_call()) as steps:
+                async for event in steps:
+                    yield event
+            if (too_long := self.context.over_window()) is not None:
+                yield self._halt("context", too_long)
                 return
             turn = self.state.turns + 1
             spec = CallSpec(
@@ -305,10 +363,11 @@ class Agent:
                 raise
             assert end is not None
             if end.result is None:
-                if end.reason == "max_cost" and not answered:
+                if end.reason == "max_cost" and not answered and self._message_at is not None:
                     # Nothing of this message reached the model: it leaves the conversation
                     # and goes back to the user, to send once the cap is raised.
-                    del self.state.history[message_at:]
+                    prompt = self._prompt
+                    del self.state.history[self._message_at :]
                     halt = self._halt(end.reason, end.detail)
                     yield dataclasses.replace(halt, withdrawn=prompt, needed_usd=end.needed_usd)
                 elif end.reason in ("max_cost", "max_retries"):

@@ -80,7 +80,7 @@ async def _run_tool(agent: Agent, name: str, args: dict[str, Any]) -> ToolOutput
 async def _shrink(agent: Agent, tool: str, text: str) -> AsyncGenerator[Event | Compressed, None]:
     """What the model sees of a tool result (last item); a compressed one's original is
     kept. With summarize_results, a large result is summarised by a fast-tier call."""
-    if agent.compressor is None:
+    if not agent.settings.compress:
         tokens = estimate_tokens(text)
         yield Compressed(text, "none", tokens, tokens)
         return

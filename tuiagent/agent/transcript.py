@@ -69,6 +69,14 @@ class Transcript:
             )
         self._messages_written = max(self._messages_written, len(messages))
 
+    def rewrite(self, messages: list[dict[str, Any]], first_changed: int) -> None:
+        """The history was edited from `first_changed` on (results cleared, a compaction,
+        /clear): what follows supersedes the messages from there, so each request written
+        before still rebuilds as it was sent."""
+        self._append({"kind": "messages_from", "index": first_changed})
+        self._messages_written = first_changed
+        self.messages(messages)
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -99,31 +107,36 @@ def _read(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def load_messages(path: Path) -> list[dict[str, Any]]:
-    messages: dict[int, dict[str, Any]] = {}
+def _replay(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The conversation as the run left it, and every request rebuilt exactly as it was
+    sent (against the history as it stood then: clearing and compaction edit it)."""
+    history: list[dict[str, Any]] = []
+    out = []
     for rec in _read(path):
-        if rec.get("kind") == "message":
-            messages[int(rec["index"])] = rec["message"]
-    return [messages[i] for i in range(len(messages)) if i in messages]
+        kind = rec.get("kind")
+        if kind == "messages_from":
+            history = history[: int(rec["index"])]  # a new list: earlier requests keep theirs
+        elif kind == "message" and int(rec["index"]) == len(history):
+            history.append(rec["message"])
+        elif kind == "request" and "messages" not in rec:  # a helper call, kept whole
+            out.append({"turn": rec["turn"], "purpose": rec["purpose"], "request": rec["request"]})
+        elif kind == "request":
+            request = copy.deepcopy(rec["request"])
+            sent = copy.deepcopy(history[: rec["messages"]])
+            for mi, bi, marker in rec.get("marks", []):
+                sent[mi]["content"][bi]["cache_control"] = marker
+            request["messages"] = sent
+            out.append(
+                {"turn": rec["turn"], "purpose": rec.get("purpose", "agent"), "request": request}
+            )
+    return history, out
+
+
+def load_messages(path: Path) -> list[dict[str, Any]]:
+    """The conversation as the run left it (after any clearing, compaction or /clear)."""
+    return _replay(path)[0]
 
 
 def load_requests(path: Path) -> list[dict[str, Any]]:
     """Every request of the run, rebuilt exactly, with its `turn` and `purpose`."""
-    records = _read(path)
-    messages = load_messages(path)
-    out = []
-    for rec in records:
-        if rec.get("kind") != "request":
-            continue
-        if "messages" not in rec:  # a helper call, kept whole
-            out.append({"turn": rec["turn"], "purpose": rec["purpose"], "request": rec["request"]})
-            continue
-        request = copy.deepcopy(rec["request"])
-        sent = copy.deepcopy(messages[: rec["messages"]])
-        for mi, bi, marker in rec.get("marks", []):
-            sent[mi]["content"][bi]["cache_control"] = marker
-        request["messages"] = sent
-        out.append(
-            {"turn": rec["turn"], "purpose": rec.get("purpose", "agent"), "request": request}
-        )
-    return out
+    return _replay(path)[1]

@@ -15,7 +15,7 @@ import gc
 import json
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from textual.worker import Worker
 
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
 from tuiagent.ui.format import cap as fmt_cap
@@ -44,6 +45,7 @@ from tuiagent.ui.themes import (
 from tuiagent.ui.widgets.chat import ChatInput
 
 if TYPE_CHECKING:
+    from tuiagent.agent.events import Event
     from tuiagent.agent.loop import Agent
     from tuiagent.llm.offline import OfflineModel
     from tuiagent.session import Session
@@ -54,7 +56,9 @@ APP_OFFLINE_TOKENS_PER_SECOND = 80.0
 SLASH_HELP = {
     "/budget USD": "set the spending cap, e.g. `/budget 2.50` (never below what is spent)",
     "/tier TIER": "auto, fast, balanced or deep",
-    "/clear": "clear the screen (the conversation and its costs stay in the run)",
+    "/clear": "start a new conversation: the next request has no earlier messages (the budget goes on)",
+    "/compact": "summarise the conversation now (a priced call on the fast tier)",
+    "/turns N": "allow N model calls per request; goes on with a request halted at the limit",
     "/system": "show the system prompt, its size and what it costs per turn",
     "/help": "this help",
 }
@@ -115,6 +119,7 @@ class TuiagentApp(App[int]):
             priority=True,
         ),
         Binding("f8", "report", "Report", id="report", tooltip=KEYMAP_IDS["report"], priority=True),
+        Binding("f6", "go_on", "Go on", id="go_on", tooltip=KEYMAP_IDS["go_on"], priority=True),
         Binding("ctrl+q", "quit", "Quit", id="quit", tooltip=KEYMAP_IDS["quit"], priority=True),
     ]
 
@@ -125,6 +130,7 @@ class TuiagentApp(App[int]):
         workspace: Path = Path("."),
         offline: bool = False,
         resume: Path | None = None,
+        pick_resume: bool = False,
         clock: Callable[[], float] = time.time,
         state_path: Path | None = None,
         themes_dir: Path | None = None,
@@ -136,6 +142,7 @@ class TuiagentApp(App[int]):
         self.workspace = workspace
         self.offline = offline
         self.resume = resume
+        self.pick_resume = pick_resume  # open the resume picker first
         self.clock = clock
         self.agent_clock = agent_clock or time.monotonic
         self.offline_model = offline_model  # a given offline model (benchmarks), else built
@@ -146,8 +153,10 @@ class TuiagentApp(App[int]):
         self.turn_worker: Worker[None] | None = None
         self.finished = False
         self.always_allowed: set[str] = set()  # tool calls the user allowed "always"
+        self._context_record: dict[str, Any] | None = None  # the last agent turn's
         self.cap_halt = False  # halted by the cap until it is raised
         self.session_calls = 0  # model calls completed in this session (said on quit)
+        self._meter = ""  # the context meter, on the input's border when nothing is queued
         self.main = MainScreen(clock=clock, on_ready=self._screen_ready)
         self._theme_problems: list[str] = []
         self._load_themes()
@@ -197,8 +206,28 @@ class TuiagentApp(App[int]):
             self.set_interval(KEEP_WARM_TICK_S, self._keep_warm_tick)
         self.main.set_tier(self.settings.tier)
         self.main.gauge.cap = self.settings.max_cost_usd
+        if self.pick_resume:
+            self._pick_session()
+            return
         # After the first frame is on the terminal: the SDK import would contend with it.
         self.call_after_refresh(self.set_timer, 0.05, self.open_session)
+
+    def _pick_session(self) -> None:
+        """`--resume` without an id: the picker of recent sessions, then the session."""
+        from tuiagent.recent import recent_sessions
+        from tuiagent.ui.screens.resume import ResumeScreen
+
+        sessions = recent_sessions(self.settings.log_dir or default_log_dir())
+        if not sessions:
+            self.main.chat.add_notice("no earlier session to resume: a new one starts")
+            self.open_session()
+            return
+
+        def chosen(path: Path | None) -> None:
+            self.resume = path
+            self.open_session()
+
+        self.push_screen(ResumeScreen(sessions), callback=chosen)
 
     def _remember_theme(self, theme: Any) -> None:
         write_state(self.state_path, theme=theme.name)
@@ -301,7 +330,7 @@ class TuiagentApp(App[int]):
         middle of the answer streaming now)."""
         n = len(self.queue)
         self.main.input.border_subtitle = (
-            f"{n} queued: sent when the agent is free (Esc drops)" if n else ""
+            f"{n} queued: sent when the agent is free (Esc drops)" if n else self._meter
         )
 
     def at_cap(self) -> bool:
@@ -315,36 +344,57 @@ class TuiagentApp(App[int]):
         text = self.queue.pop(0)
         self._show_queue()
         self.main.chat.add_user(text)
-        # In the app a session holds many messages: max_turns bounds each message's calls
-        # (headless, a run is one message). The cap still bounds the session's money.
-        self.agent.max_turns = self.agent.state.turns + self.settings.max_turns
         self.turn_worker = self.run_turn(text)
 
     @work(exclusive=True, group="agent", exit_on_error=False)
     async def run_turn(self, text: str) -> None:
-        from tuiagent.agent.events import AnswerDelta, AttemptFailed, Event, Halted, TurnFinished
-
         agent = self.agent
         assert agent is not None
+        await self._drive(agent, agent.send(text))
+
+    @work(exclusive=True, group="agent", exit_on_error=False)
+    async def run_go_on(self) -> None:
+        agent = self.agent
+        assert agent is not None
+        await self._drive(agent, agent.go_on())
+
+    @work(exclusive=True, group="agent", exit_on_error=False)
+    async def run_compact(self) -> None:
+        agent = self.agent
+        assert agent is not None
+        await self._drive(agent, agent.compact())
+
+    async def _drive(self, agent: Agent, events: AsyncGenerator[Event, None]) -> None:
+        """Show the agent's events as they come; a failure is a notice, never a crash."""
+        from tuiagent.agent.events import (
+            AnswerDelta,
+            AttemptFailed,
+            ContextEdited,
+            Halted,
+            TurnFinished,
+        )
+
         screen = self.main
         calls, cost = 0, Decimal(0)  # what this message cost: its calls and failed attempts
         stopped: dict[str, Any] | None = None  # Esc: the stopped call's record ({} if none)
+        if not self.cap_halt:
+            screen.gauge.halted = None  # a new request (or going on): the last halt is over
         # The agent runs in a task of its own that only waits inside the agent: Esc cancels
         # it there, where the call in flight is settled, never while the screen is drawing.
-        events: asyncio.Queue[Event | None] = asyncio.Queue()
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         async def produce() -> None:
             try:
                 # Closed at once when stopped: the call in flight is accounted there and then.
-                async with contextlib.aclosing(agent.send(text)) as stream:
+                async with contextlib.aclosing(events) as stream:
                     async for event in stream:
-                        events.put_nowait(event)
+                        queue.put_nowait(event)
             finally:
-                events.put_nowait(None)
+                queue.put_nowait(None)
 
         producer = asyncio.create_task(produce())
         try:
-            while (event := await events.get()) is not None:
+            while (event := await queue.get()) is not None:
                 if isinstance(event, AnswerDelta):
                     screen.feed(event.text)  # shown within a frame; never awaited per token
                     continue
@@ -355,6 +405,10 @@ class TuiagentApp(App[int]):
                     cost += Decimal(str(event.record.get("cost_usd") or 0))
                 if isinstance(event, Halted) and event.by_cap:
                     self.cap_halt = True
+                if isinstance(event, TurnFinished) and event.record["purpose"] == "agent":
+                    self._show_context(event.record)
+                elif isinstance(event, ContextEdited):
+                    self._context_edited(event.record)
             await producer  # the agent's own error, if it failed
         except asyncio.CancelledError:
             producer.cancel()
@@ -387,6 +441,7 @@ class TuiagentApp(App[int]):
                     f"session {money(screen.gauge.spent)}",
                 )
             self.call_later(self._send_next)
+            self.call_later(self.refresh_bindings)  # F6 shows while halted at max_turns
 
     def _interrupted(self, agent: Agent) -> dict[str, Any]:
         """The call Esc stopped, once its record is written (a row in the panels); {} when
@@ -419,6 +474,34 @@ class TuiagentApp(App[int]):
         return True if approval.run else (approval.reason or False)
 
     # --- the money -----------------------------------------------------------------
+
+    # --- the context ---------------------------------------------------------------
+
+    def _show_context(self, record: dict[str, Any], tokens: int | None = None) -> None:
+        """The context meter (on the input's border): how full the window is, and what
+        reading the history cost on the last call."""
+        from tuiagent.ui.widgets.context import meter_text
+
+        parts = record.get("cost_breakdown_usd", {})
+        kinds = ("input", "cache_write", "cache_read")
+        input_cost = sum((Decimal(str(parts.get(k, 0))) for k in kinds), Decimal(0))
+        self._context_record = record
+        shown = record["context_tokens"] if tokens is None else tokens
+        self._meter = meter_text(
+            shown, record["context_window"], input_cost if tokens is None else None
+        )
+        self._show_queue()  # the meter shares the input's border with the queue count
+
+    def _context_edited(self, record: dict[str, Any]) -> None:
+        if record["action"] == "clear_tool_results":
+            ids = record["result_ids"]
+            self.main.chat.add_notice(
+                f"cleared {record['results']} old tool results from the context "
+                f"({record['tokens_before']:,} -> {record['tokens_after']:,} tokens); "
+                f"{ids[0]}..{ids[-1]} stay for expand_result"
+            )
+        if self._context_record is not None:
+            self._show_context(self._context_record, record["tokens_after"])
 
     def set_cap(self, amount: Decimal) -> None:
         agent = self.agent
@@ -554,6 +637,8 @@ class TuiagentApp(App[int]):
         yield SystemCommand("Toggle panels", KEYMAP_IDS["toggle_panels"], self.action_toggle_panels)
         yield SystemCommand("Show the system prompt", "/system", self.show_system)
         yield SystemCommand("Cost report", KEYMAP_IDS["report"], self.action_report)
+        yield SystemCommand("Go on", KEYMAP_IDS["go_on"], self.action_go_on)
+        yield SystemCommand("New conversation", "/clear", self.clear_conversation)
 
     # --- slash commands ------------------------------------------------------------
 
@@ -571,16 +656,67 @@ class TuiagentApp(App[int]):
             else:
                 self.set_tier(arg)
         elif command == "/clear":
-            self.main.clear_view()
-            self.main.chat.add_notice(
-                "screen cleared; the conversation and its costs stay in the run"
-            )
+            self.clear_conversation()
+        elif command == "/compact":
+            if self.agent is None or self.busy:
+                self.notify("/compact waits till the agent is free", severity="warning")
+            else:
+                self.turn_worker = self.run_compact()
+        elif command == "/turns":
+            self.set_max_turns(arg)
         elif command == "/system":
             self.show_system()
         elif command == "/help":
             self.show_help()
         else:
             self.notify(f"unknown command {command}: try /help", severity="error")
+
+    def clear_conversation(self) -> None:
+        """/clear: a new conversation in the same session; the budget goes on."""
+        agent = self.agent
+        if agent is not None and self.busy:
+            self.notify("/clear waits till the agent is free (Esc stops it)", severity="warning")
+            return
+        self.main.clear_view()
+        if agent is None:
+            return
+        record = agent.clear_conversation().record
+        self._context_edited(record)
+        self.main.chat.add_notice(
+            f"new conversation: the next request has no earlier messages "
+            f"({record['messages_before']} cleared); {money(agent.ledger.spent, 4)} spent so "
+            "far counts against the same cap"
+        )
+
+    def set_max_turns(self, arg: str) -> None:
+        """/turns N: model calls allowed per request; a request halted there goes on."""
+        try:
+            turns = int(arg)
+            if turns < 1:
+                raise ValueError
+        except ValueError:
+            self.notify("/turns takes a whole number >= 1, e.g. /turns 40", severity="error")
+            return
+        self.settings.max_turns = turns
+        if self.agent is not None:
+            self.agent.set_max_turns(turns)
+        self.notify(f"up to {turns} model calls per request", title="Turns")
+        self.action_go_on()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """F6 is in the footer only while a request is halted at max_turns."""
+        if action == "go_on":
+            agent = self.agent
+            return agent is not None and agent.state.halt_reason == "max_turns" and not self.busy
+        return True
+
+    def action_go_on(self) -> None:
+        """Go on with a request halted by max_turns (F6), with a fresh allowance."""
+        agent = self.agent
+        if agent is None or self.busy or agent.state.halt_reason != "max_turns":
+            return
+        self.main.gauge.halted = None
+        self.turn_worker = self.run_go_on()
 
     def show_system(self) -> None:
         from tuiagent.llm.tokens import estimate_tokens
@@ -653,7 +789,9 @@ class TuiagentApp(App[int]):
             blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
             for block in blocks or []:
                 kind = block.get("type")
-                if kind == "text" and entry.get("role") == "user":
+                if kind == "text" and block.get("text", "").startswith(SUMMARY_MARKER):
+                    chat.add_notice(f"(compacted) {block['text'].partition(chr(10))[2]}")
+                elif kind == "text" and entry.get("role") == "user":
                     chat.add_user(block.get("text", ""))
                 elif kind == "text":
                     chat.add_answer(block.get("text", ""))
@@ -762,14 +900,14 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
         settings = dataclasses.replace(
             settings, offline_tokens_per_second=APP_OFFLINE_TOKENS_PER_SECOND
         )
-    path = (
-        find_resume(settings.log_dir or default_log_dir(), resume) if resume is not None else None
-    )
+    path = find_resume(settings.log_dir or default_log_dir(), resume) if resume else None
     # No collections till the first frame is up (_screen_ready): starting makes many objects
     # and frees few, so a collection then scans them for nothing.
     gc.disable()
     try:
-        app = TuiagentApp(settings, workspace=workspace, offline=offline, resume=path)
+        app = TuiagentApp(
+            settings, workspace=workspace, offline=offline, resume=path, pick_resume=resume == ""
+        )
         app.run()
     finally:
         gc.enable()

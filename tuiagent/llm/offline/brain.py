@@ -11,6 +11,12 @@ It keeps the request's rules as the API does: `tool_choice` `none` forbids a too
 and `tool` force one (with no text before it, the tool's input built from its schema when
 the request did not ask for that tool), and `output_config.format` makes the answer JSON
 valid for the schema, built deterministically from it (`schema_value`).
+
+"What did FILE say about X?" is answered from what the conversation holds: the file's result
+if it is still in context, else through expand_result when only its `rN` id is left (a
+result cleared from context, or named in a compaction's summary), else by reading the file.
+A compaction request (tuiagent.agent.context) is answered with a summary that keeps every
+result line `[rN: ...]` and the latest requests.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from tuiagent.llm.markers import COMPACT_MARKER, SUMMARIZE_MARKER, SUMMARY_MARKER
 
 OFFLINE_NOTICE = "OFFLINE - simulated model"
 
@@ -63,8 +71,9 @@ _EXPAND = re.compile(
 )
 _RUN = re.compile(r"\b(?:run|execute)\s+`([^`]+)`", re.IGNORECASE)
 _URL = re.compile(r"\bhttps?://[^\s\"'<>`]+[^\s\"'<>`.,;:!?)]")
-# A summarize request (tuiagent.agent.compress.SUMMARIZE_SYSTEM starts with it).
-SUMMARIZE_MARKER = "[tuiagent:summarize]"
+_RECALL = re.compile(r"\bwhat did\s+(\S+?)\s+say about\s+(.+?)[\s?.!]*$", re.IGNORECASE)
+_KEPT = re.compile(r"(?:^|\[)(r\d+): read_file (\S+)", re.MULTILINE)
+_HEADER = re.compile(r"^\[(r\d+): (\S+)(?: (\S+))? result\b")
 # The note that opens a compressed tool result (tuiagent.agent.compress).
 _COMPRESSED = re.compile(
     r"^\[(r\d+): \S+ result compressed from ([\d,]+) tokens \((\w+)\)\. (.*?)\. expand_result"
@@ -104,11 +113,19 @@ def _result_text(block: dict[str, Any]) -> str:
     return str(content)
 
 
+def _is_request(message: dict[str, Any]) -> bool:
+    """A user message with text that is not a compaction's summary."""
+    return message.get("role") == "user" and any(
+        b.get("type") == "text" and not str(b.get("text", "")).startswith(SUMMARY_MARKER)
+        for b in _blocks(message)
+    )
+
+
 def current_task(messages: list[dict[str, Any]]) -> tuple[str, list[tuple[PlannedCall, str, bool]]]:
     """The latest user request and the tool calls made for it since, with their results."""
     start = 0
     for i, m in enumerate(messages):
-        if m.get("role") == "user" and any(b.get("type") == "text" for b in _blocks(m)):
+        if _is_request(m):
             start = i
     request = (
         " ".join(b.get("text", "") for b in _blocks(messages[start]) if b.get("type") == "text")
@@ -355,6 +372,82 @@ def summarize(text: str) -> str:
     return " ".join(parts)
 
 
+def compact_summary(transcript: str) -> str:
+    """A compaction's summary: every result line kept (the ids bring results back), then
+    the latest requests."""
+    kept: list[str] = []
+    requests: list[str] = []
+    for line in transcript.splitlines():
+        line = line.strip()
+        if line.startswith("Result: ["):
+            line = line.removeprefix("Result: ")
+        if m := _HEADER.match(line):
+            line = " ".join(filter(None, (f"{m.group(1)}:", m.group(2), m.group(3))))
+        if re.match(r"r\d+: ", line):
+            if line not in kept:
+                kept.append(line)
+        elif line.startswith("User: "):
+            requests.append(line.removeprefix("User: ")[:160])
+        elif line.startswith("- asked: "):
+            requests.append(line.removeprefix("- asked: "))
+    parts = [f"{len(requests)} requests so far; results kept for expand_result:"]
+    parts += kept or ["(none)"]
+    parts += [f"- asked: {r}" for r in requests[-10:]]
+    return "\n".join(parts)
+
+
+def _all_text(messages: list[dict[str, Any]]) -> str:
+    out = []
+    for m in messages:
+        for b in _blocks(m):
+            out.append(b.get("text", "") if b.get("type") == "text" else _result_text(b))
+    return "\n".join(out)
+
+
+def _lines_about(text: str, topic: str) -> list[str]:
+    words = [w for w in re.findall(r"\w+", topic.lower()) if len(w) > 2] or [topic.lower()]
+    return [ln.strip() for ln in text.splitlines() if all(w in ln.lower() for w in words)]
+
+
+def _file_results(messages: list[dict[str, Any]], path: str) -> list[str]:
+    """What read_file of `path` returned, as it is in context now, latest last."""
+    uses = {}
+    out = []
+    for m in messages:
+        for b in _blocks(m):
+            if b.get("type") == "tool_use" and b.get("name") == "read_file":
+                uses[b.get("id", "")] = (b.get("input") or {}).get("path")
+            elif b.get("type") == "tool_result" and uses.get(b.get("tool_use_id", "")) == path:
+                out.append(_result_text(b))
+    return out
+
+
+def _recall(
+    messages: list[dict[str, Any]], done: list[tuple[PlannedCall, str, bool]], path: str, topic: str
+) -> Reply | None:
+    """Answer "what did FILE say about X" from context or recall; None: read the file."""
+    for call, result, is_error in reversed(done):  # what this request fetched
+        if not is_error and call.name in ("read_file", "expand_result"):
+            found = _lines_about(
+                result.partition("\n")[2] if result.startswith("[") else result, topic
+            )
+            return Reply(text=_said(path, topic, found))
+    for result in reversed(_file_results(messages, path)):  # still in context
+        if not result.startswith("["):
+            return Reply(text=_said(path, topic, _lines_about(result, topic)))
+    for m in reversed(list(_KEPT.finditer(_all_text(messages)))):  # only its id is left
+        if m.group(2) == path:
+            call = PlannedCall("expand_result", {"result_id": m.group(1)})
+            return Reply(text=_lead_in(call), tool_call=call)
+    return None
+
+
+def _said(path: str, topic: str, found: list[str]) -> str:
+    if not found:
+        return f"{path} said nothing about {topic}."
+    return f"{path} said about {topic}: " + " / ".join(found[:3])
+
+
 _GREETING = re.compile(
     r"\b(hi|hello|hey|howdy|greetings|good\s+(?:morning|afternoon|evening))\b", re.I
 )
@@ -376,7 +469,13 @@ def _agent_reply(request_body: dict[str, Any], tool_names: set[str]) -> Reply:
     if SUMMARIZE_MARKER in _system_text(request_body):
         request, _ = current_task(messages)
         return Reply(text=summarize(request))
+    if COMPACT_MARKER in _system_text(request_body):
+        return Reply(text=compact_summary(_all_text(messages)))
     request, done = current_task(messages)
+    if (asked := _RECALL.search(request)) is not None:
+        recalled = _recall(messages, done, asked.group(1), asked.group(2))
+        if recalled is not None:
+            return recalled
     known_files: set[str] = set()
     for call, result, is_error in done:
         if call.name == "list_dir" and not is_error:

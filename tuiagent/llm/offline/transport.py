@@ -27,6 +27,7 @@ from tuiagent.llm.offline.brain import PlannedCall, Reply, reply, thinking_block
 from tuiagent.llm.offline.cache import CacheRuleError, PromptCache
 from tuiagent.llm.offline.rules import model_ids, model_info, request_error
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens, estimate_tokens
+from tuiagent.llm.window import context_window, prompt_too_long
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 
@@ -59,14 +60,18 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         tokens_per_second: float = 0.0,
         fill_max_tokens: bool = False,
         always_tool: bool = False,
+        context_window: int | None = None,
     ) -> None:
         """`fill_max_tokens` and `always_tool` are stress modes for tests and benchmarks of
-        the budget: every answer uses all of max_tokens, every turn asks for another tool."""
+        the budget: every answer uses all of max_tokens, every turn asks for another tool.
+        `context_window` caps every model's window (config `context_window`: a smaller
+        endpoint); by default each model keeps its real one (llm/window.py)."""
         self.clock = clock
         self.cache = PromptCache(clock)
         self.tokens_per_second = tokens_per_second
         self.fill_max_tokens = fill_max_tokens
         self.always_tool = always_tool
+        self.context_window = context_window
         self._counter = 0
         # Server-held conversations (the `thread` parameter): the whole conversation so far,
         # the answer included, by the id of the answer that ends it.
@@ -129,6 +134,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         self, body: dict[str, Any], model: str, request_id: str, raw: bytes
     ) -> httpx2.Response:
         max_tokens = int(body["max_tokens"])
+        too_long = self._over_window(body, model, request_id)
+        if too_long is not None:
+            return too_long
         message_id = self._next_id("msg", raw)
         previous = (body.get("diagnostics") or {}).get("previous_message_id")
         try:
@@ -224,6 +232,16 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                 sent.append({**block, "input": partial or {}, "_partial_json": cut})
             return sent, "max_tokens", None, max_tokens
         return sent, stop_reason, stop_sequence, sum(block_tokens(b) for b in sent)
+
+    def _over_window(
+        self, body: dict[str, Any], model: str, request_id: str
+    ) -> httpx2.Response | None:
+        """The API's 400 for a request whose input is above the model's context window."""
+        window = context_window(model, self.context_window)
+        tokens = estimate_request_tokens(body)
+        if tokens <= window:
+            return None
+        return _error(400, "invalid_request_error", prompt_too_long(tokens, window), request_id)
 
     def _content(self, body: dict[str, Any], max_tokens: int) -> tuple[list[dict[str, Any]], str]:
         """What the model means to say, before max_tokens and stop sequences cut it."""

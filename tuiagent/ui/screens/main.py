@@ -286,6 +286,10 @@ class MainScreen(Screen[None]):
                 self.needed_usd = event.needed_usd
                 text += ". Raise the cap (F3 or /budget) to go on."
                 self.gauge.halted = "F3 or /budget to go on"
+            elif event.reason == "max_turns":
+                self.gauge.halted = "max_turns: F6 or /turns N goes on"
+            else:
+                self.gauge.halted = event.reason
             self.failure_notice(text, "error")
             self._failure = None
             self.app.notify(event.detail, title="Halted", severity="error")

@@ -1,0 +1,452 @@
+"""Long sessions: the context kept within the window, and paid for only while it serves.
+
+Two steps, both on by default (config `context_management`), each a `context` record:
+
+- **Clearing old tool results.** A tool result older than the last `context_keep_turns`
+  model calls has served: the model read it and answered. It is replaced by a one-line
+  header naming the call, its size and its `rN` id; the original stays with the Compressor,
+  so `expand_result(result_id="rN")` brings it back. An edit changes the prompt from the
+  first cleared block on, so the next call writes that tail to the cache again instead of
+  reading it. Clearing is done in batches, only when it pays back within `PAYBACK_CALLS`
+  calls: `cleared * read * PAYBACK_CALLS >= rewritten * (write - read)`, with the rates of
+  the model that holds the cache (see the README). With no warm cache (cache off, expired,
+  or never written) nothing is rewritten at a premium, so any clearing pays.
+- **Compaction.** When the request nears the window (`compact_at`, 0.8 of it by default),
+  or earlier when it pays, the conversation before the current request is summarised by a
+  helper call on the fast tier (priced, within the cap, its own `turn` record with purpose
+  `compact`), and the session goes on from the summary. The current request's own
+  messages stay as they are. It pays when the tokens it removes, read on each of the next
+  `COMPACT_PAYBACK_CALLS` calls, cost more than the summary call (its input at the fast
+  tier's input rate, its output at the output rate) plus writing the rest again.
+
+The agent calls `before_call` before every agent call, so a request is never sent over
+the window: when even a compacted request would not fit, the run halts with
+`halt_reason: "context"` instead of getting the API's 400.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tuiagent.agent import helpers
+from tuiagent.agent.call import CallEnd
+from tuiagent.agent.compress import Compressor
+from tuiagent.agent.events import ContextEdited, Event, Notice
+from tuiagent.config import TIERS
+from tuiagent.cost.pricing import usd
+from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
+from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
+from tuiagent.llm.window import context_window
+
+if TYPE_CHECKING:
+    from tuiagent.agent.loop import Agent
+
+# A clearing must pay for its cache rewrite within this many calls, a compaction for its
+# summary call and rewrite within COMPACT_PAYBACK_CALLS (see the module doc).
+PAYBACK_CALLS = 10
+COMPACT_PAYBACK_CALLS = 30
+COMPACT_MIN_TOKENS = 4096  # below this, a summary saves too little to be worth its loss
+COMPACT_SYSTEM = (
+    f"{COMPACT_MARKER} You summarise a conversation between a user and an assistant that "
+    "works in the user's files, so that the assistant can go on from your summary alone. "
+    "Keep what the user asked and what was found, and every result line `[rN: ...]` as it "
+    "is: the assistant gets a result back with expand_result(result_id). Plain text, no "
+    "preamble, as short as the facts allow."
+)
+COMPACT_MAX_TOKENS = 4096
+CLEARED = "cleared from context"
+_RESULT_ID = re.compile(r"^\[(r\d+)[: ]")
+_ARG_KEYS = ("path", "pattern", "command", "url", "result_id")
+_CLIP = 600  # characters of one message a compaction's input keeps
+
+
+@dataclass(frozen=True)
+class _Clearing:
+    """Which results a clearing would replace, and what it would save and rewrite."""
+
+    edits: list[tuple[int, int, str]]  # (message index, block index, the result's text)
+    cleared_tokens: int
+    rewritten_tokens: int  # the prompt from the first edit on, after it: written again
+    first_message: int
+
+
+class ContextManager:
+    """Keeps one agent's conversation within its window and its cost (see the module doc)."""
+
+    def __init__(self, agent: Agent, compressor: Compressor) -> None:
+        self.agent = agent
+        self.compressor = compressor
+        self.settings = agent.settings
+
+    # --- sizes ---------------------------------------------------------------
+
+    def window(self) -> int:
+        """The smallest window among the tiers' models (a call may go to any of them),
+        within config `context_window`."""
+        at_most = self.settings.context_window
+        return min(context_window(self.settings.model_for(t), at_most) for t in TIERS)
+
+    def tokens(self) -> int:
+        """The next request's input, as the local estimate counts it."""
+        return estimate_request_tokens(self.agent.request_body())
+
+    # --- the hook before each agent call --------------------------------------
+
+    async def before_call(self) -> AsyncGenerator[Event, None]:
+        """Clear what has served when that pays; compact near the window; never let a
+        request over the window go out (the agent halts on `context` instead)."""
+        if self.settings.context_management:
+            # Results of the request being worked on stay: the answer is made from them.
+            history = self.agent.state.history
+            current = _current_request(history) if self.agent.working else len(history)
+            clearing = self._plan_clearing(self.settings.context_keep_turns, current)
+            if clearing is not None:
+                why = self._pays(clearing)
+                if why is not None:
+                    yield self._apply_clearing(clearing, why)
+            if self.tokens() > self.settings.compact_at * self.window():
+                why = f"the context neared the window ({self._fill()})"
+            else:
+                why = self._compaction_pays(current)
+            if why is not None:
+                async with aclosing(self.compact(why)) as events:
+                    async for event in events:
+                        yield event
+        if self.tokens() > self.window() and self.settings.context_management:
+            # The current request alone is too large: clear all but its last results.
+            clearing = self._plan_clearing(1, len(self.agent.state.history))
+            if clearing is not None:
+                yield self._apply_clearing(clearing, "the request would be over the window")
+
+    def over_window(self) -> str | None:
+        """Why the next request cannot be sent, or None when it fits the window."""
+        tokens, window = self.tokens(), self.window()
+        if tokens <= window:
+            return None
+        return (
+            f"the request would hold {tokens:,} tokens, over the {window:,}-token context "
+            "window; /clear starts a new conversation"
+        )
+
+    def _fill(self) -> str:
+        return f"{self.tokens():,} of {self.window():,} tokens"
+
+    # --- clearing ------------------------------------------------------------
+
+    def _plan_clearing(self, keep_turns: int, before: int) -> _Clearing | None:
+        """Every tool result older than the last `keep_turns` calls, in the messages before
+        index `before`, and not yet cleared."""
+        history = self.agent.state.history
+        result_messages = [
+            i
+            for i, m in enumerate(history[:before])
+            if m.get("role") == "user"
+            and isinstance(m.get("content"), list)
+            and any(b.get("type") == "tool_result" for b in m["content"])
+        ]
+        old = result_messages[: max(0, len(result_messages) - keep_turns)]
+        uses = _tool_uses(history)
+        edits, cleared = [], 0
+        for mi in old:
+            for bi, block in enumerate(history[mi]["content"]):
+                if block.get("type") != "tool_result":
+                    continue
+                text = _text_of(block)
+                if CLEARED in text.partition("\n")[0]:
+                    continue
+                header = self._header(uses.get(block.get("tool_use_id", "")), text, keep=False)
+                saved = block_tokens(block) - block_tokens({**block, "content": header})
+                if saved > 0:
+                    edits.append((mi, bi, text))
+                    cleared += saved
+        if not edits:
+            return None
+        first = edits[0][0]
+        # What the prompt would hold from the first edit on: written to the cache again.
+        rewritten = estimate_request_tokens({"messages": history[first:]}) - cleared
+        return _Clearing(edits, cleared, max(0, rewritten), first)
+
+    def _pays(self, clearing: _Clearing) -> str | None:
+        """Why this clearing pays now, or None when it does not (yet)."""
+        agent = self.agent
+        model = agent.cache.last_model
+        state = agent.cache.models.get(model) if model is not None else None
+        now = agent.wall_clock()
+        warm = (
+            self.settings.cache
+            and state is not None
+            and state.expires_at is not None
+            and now < state.expires_at
+        )
+        if not warm or model is None:
+            return "no warm cache: nothing is written again at a premium"
+        rates = agent.pricer.rates(model)
+        saved = rates.cache_read * clearing.cleared_tokens * PAYBACK_CALLS
+        rewrite = (rates.cache_write_5m - rates.cache_read) * clearing.rewritten_tokens
+        if saved < rewrite:
+            return None
+        return (
+            f"reading {clearing.cleared_tokens:,} fewer tokens for {PAYBACK_CALLS} calls "
+            f"saves ${saved:.5f}, more than writing {clearing.rewritten_tokens:,} again costs "
+            f"(${rewrite:.5f})"
+        )
+
+    def _compaction_pays(self, start: int) -> str | None:
+        """Why compacting the messages before `start` pays now, or None (see the doc)."""
+        agent = self.agent
+        head = agent.state.history[:start]
+        if not head or (len(head) == 1 and _is_summary(head[0])):
+            return None
+        head_tokens = estimate_request_tokens({"messages": head})
+        if head_tokens < COMPACT_MIN_TOKENS:
+            return None
+        summaries = sum(block_tokens(m["content"][0]) for m in head if _is_summary(m))
+        expected = summaries + (head_tokens - summaries) // 10  # the new summary, guessed
+        if expected >= head_tokens:
+            return None
+        tail = estimate_request_tokens({"messages": agent.state.history[start:]})
+        rendered = estimate_request_tokens(
+            {"messages": [{"role": "user", "content": self._render(head, keep=False)}]}
+        )
+        fast = agent.pricer.rates(self.settings.model_for("fast"))
+        rates = agent.pricer.rates(agent.cache.last_model or self.settings.model_for("fast"))
+        cost = (
+            fast.input * rendered
+            + fast.output * expected
+            + (rates.cache_write_5m - rates.cache_read) * (expected + tail)
+        )
+        saved = rates.cache_read * (head_tokens - expected) * COMPACT_PAYBACK_CALLS
+        if saved < cost:
+            return None
+        return (
+            f"it pays: reading {head_tokens - expected:,} fewer tokens for "
+            f"{COMPACT_PAYBACK_CALLS} calls saves ${saved:.5f}, more than the summary and "
+            f"the rewrite cost (${cost:.5f})"
+        )
+
+    def _apply_clearing(self, clearing: _Clearing, reason: str) -> ContextEdited:
+        agent = self.agent
+        history = agent.state.history
+        before = self.tokens()
+        uses = _tool_uses(history)
+        ids = []
+        for mi, bi, text in clearing.edits:
+            message = history[mi] = {**history[mi], "content": list(history[mi]["content"])}
+            block = message["content"][bi]
+            header = self._header(uses.get(block.get("tool_use_id", "")), text, keep=True)
+            ids.append(header[1 : header.index(":")])
+            message["content"][bi] = {**block, "content": header}
+        agent.transcript.rewrite(history, clearing.first_message)
+        model = agent.cache.last_model or self.settings.model_for("fast")
+        rates = agent.pricer.rates(model)
+        record = agent.write(
+            {
+                "type": "context",
+                "action": "clear_tool_results",
+                "turn": agent.state.turns,
+                "results": len(clearing.edits),
+                "result_ids": ids,
+                "tokens_before": before,
+                "tokens_after": self.tokens(),
+                "cleared_tokens": clearing.cleared_tokens,
+                "rewritten_tokens": clearing.rewritten_tokens,
+                "saved_per_call_usd": usd(rates.cache_read * clearing.cleared_tokens),
+                "rewrite_cost_usd": usd(
+                    (rates.cache_write_5m - rates.cache_read) * clearing.rewritten_tokens
+                ),
+                "cost_usd": 0.0,
+                "reason": reason,
+            }
+        )
+        return ContextEdited(record)
+
+    def _header(self, use: dict[str, Any] | None, text: str, *, keep: bool) -> str:
+        """A result's one-line stand-in: the call, its size, its id for expand_result. With
+        `keep`, a result not yet kept (one that was not compressed) is kept now."""
+        name = (use or {}).get("name", "tool")
+        args = (use or {}).get("input") or {}
+        arg = next((str(args[k]) for k in _ARG_KEYS if args.get(k)), "")
+        first = text.partition("\n")[0]
+        m = _RESULT_ID.match(first)
+        rid = m.group(1) if m else None
+        lines = self.compressor.line_count(rid) if rid else None
+        if rid is None or lines is None:
+            rid, lines = self.compressor.keep(text) if keep else ("r?", len(text.splitlines()))
+        tokens = block_tokens({"type": "text", "text": text})
+        what = " ".join(filter(None, (name, arg)))
+        gist = _gist(text)
+        return (
+            f"[{rid}: {what} result, {tokens:,} tokens, {lines:,} lines, {CLEARED}"
+            + (f"; it began: {gist}" if gist else "")
+            + f'; expand_result(result_id="{rid}") returns it]'
+        )
+
+    # --- compaction and /clear -------------------------------------------------
+
+    async def compact(self, why: str) -> AsyncGenerator[Event, None]:
+        """Summarise the conversation before the current request (all of it when idle) by a
+        fast-tier helper call, and go on from the summary."""
+        agent = self.agent
+        history = agent.state.history
+        start = _current_request(history) if agent.working else len(history)
+        head = history[:start]
+        if not head or (len(head) == 1 and _is_summary(head[0])):
+            yield Notice("nothing to compact: the conversation is only the current request")
+            return
+        before = self.tokens()
+        model = self.settings.model_for("fast")
+        request = {
+            "model": model,
+            "max_tokens": min(COMPACT_MAX_TOKENS, self.settings.max_tokens),
+            "system": COMPACT_SYSTEM,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": self._render(head, keep=True)}],
+                }
+            ],
+        }
+        yield Notice(f"compacting the conversation: {why}")
+        result, failed = None, "the call was not made"
+        async with aclosing(helpers.helper_call(agent, "compact", request)) as items:
+            async for item in items:
+                if isinstance(item, CallEnd):
+                    result, failed = item.result, item.detail
+                else:
+                    yield item
+        if result is None:
+            yield Notice(f"could not compact the conversation ({failed})", "warning")
+            return
+        summary = result.text.strip() or "(the summary came back empty)"
+        cost = agent.pricer.price(result.model or model, result.usage).total
+        text = f"{SUMMARY_MARKER} Summary of the conversation so far:\n{summary}"
+        agent.state.history = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+        agent.state.history += history[start:]
+        agent.transcript.rewrite(agent.state.history, 0)
+        after = self.tokens()
+        record = agent.write(
+            {
+                "type": "context",
+                "action": "compact",
+                "turn": agent.state.turns,
+                "model": result.model or model,
+                "messages_before": len(history),
+                "messages_after": len(agent.state.history),
+                "tokens_before": before,
+                "tokens_after": after,
+                "summary_tokens": result.usage.output_tokens,
+                "cost_usd": usd(cost),
+                "reason": why,
+            }
+        )
+        yield ContextEdited(record)
+        yield Notice(
+            f"compacted the conversation: {before:,} -> {after:,} tokens, summarised by "
+            f"{result.model or model} for ${cost:.4f}"
+        )
+
+    def clear(self) -> ContextEdited:
+        """/clear: a new conversation in the same session (the budget and the kept results
+        carry on; the next request has no earlier messages)."""
+        agent = self.agent
+        before = self.tokens()
+        messages = len(agent.state.history)
+        agent.state.history = []
+        agent.transcript.rewrite([], 0)
+        record = agent.write(
+            {
+                "type": "context",
+                "action": "clear",
+                "turn": agent.state.turns,
+                "messages_before": messages,
+                "messages_after": 0,
+                "tokens_before": before,
+                "tokens_after": self.tokens(),
+                "cost_usd": 0.0,
+                "reason": "/clear: a new conversation",
+            }
+        )
+        return ContextEdited(record)
+
+    def _render(self, messages: list[dict[str, Any]], *, keep: bool) -> str:
+        """The conversation as plain text for the summariser; results as their headers."""
+        uses = _tool_uses(messages)
+        out = []
+        for message in messages:
+            role = "User" if message.get("role") == "user" else "Assistant"
+            content = message.get("content")
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            for block in blocks or []:
+                kind = block.get("type")
+                if kind == "text" and block.get("text", "").startswith(SUMMARY_MARKER):
+                    summary = block["text"].partition("\n")[2]
+                    out.append(f"Earlier summary:\n{summary}")
+                elif kind == "text" and block.get("text"):
+                    out.append(f"{role}: {_clip(block['text'])}")
+                elif kind == "tool_use":
+                    out.append(
+                        f"Assistant called {block.get('name')} {json.dumps(block.get('input'))}"
+                    )
+                elif kind == "tool_result":
+                    text = _text_of(block)
+                    if CLEARED not in text.partition("\n")[0]:
+                        use = uses.get(block.get("tool_use_id", ""))
+                        text = self._header(use, text, keep=keep)
+                    out.append(f"Result: {text.partition(chr(10))[0]}")
+        return "\n".join(out)
+
+
+def _tool_uses(messages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for message in messages:
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if block.get("type") == "tool_use":
+                out[block.get("id", "")] = block
+    return out
+
+
+def _text_of(block: dict[str, Any]) -> str:
+    content = block.get("content", "")
+    if isinstance(content, list):
+        return "".join(c.get("text", "") for c in content if isinstance(c, dict))
+    return str(content)
+
+
+def _gist(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("["):
+            return _clip(line, 80)
+    return ""
+
+
+def _clip(text: str, width: int = _CLIP) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _is_summary(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return (
+        isinstance(content, list)
+        and len(content) == 1
+        and str(content[0].get("text", "")).startswith(SUMMARY_MARKER)
+    )
+
+
+def _current_request(history: list[dict[str, Any]]) -> int:
+    """Where the request being worked on starts: the last user message with text."""
+    for i in range(len(history) - 1, -1, -1):
+        m = history[i]
+        content = m.get("content")
+        if m.get("role") != "user" or _is_summary(m):
+            continue
+        if isinstance(content, str) or any(b.get("type") == "text" for b in content or []):
+            return i
+    return 0
