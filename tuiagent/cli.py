@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tuiagent",
         description="A chat agent that shows what every turn costs and never spends past its cap.",
+        # Abbreviations off: the top parser would read `report --all` as an ambiguous
+        # `--allow-commands`/`--allow-fetch`.
+        allow_abbrev=False,
     )
     _add_common(parser)
     parser.add_argument(
@@ -155,6 +158,9 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     report.add_argument("--run", metavar="ID", action="append", default=[], help="this run")
     report.add_argument(
         "--top", metavar="K", type=_positive_int("--top"), default=5, help="costliest turns"
+    )
+    report.add_argument(
+        "--all", dest="all_runs", action="store_true", help="also runs with no model call"
     )
     fmt = report.add_mutually_exclusive_group()
     for flag, what in (
@@ -227,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_ids=args.run,
                 top=args.top,
                 output=args.output or "plain",
+                all_runs=args.all_runs,
             )
         if args.command == "proxy":
             from tuiagent.proxy.command import run_proxy

@@ -9,11 +9,16 @@ conversation, not with its square.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+# Reading a transcript is the report's and resume's business, so it lives in cost (which must
+# not import the agent); re-exported here for the callers that read beside the writer.
+from tuiagent.cost.transcript_reader import load_messages, load_requests
+
+__all__ = ["Transcript", "load_messages", "load_requests", "transcript_path"]
 
 
 def transcript_path(log_path: Path) -> Path:
@@ -84,44 +89,3 @@ def _without_marks(message: dict[str, Any]) -> dict[str, Any]:
             for b in content
         ],
     }
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    out = []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a killed run
-    return out
-
-
-def load_messages(path: Path) -> list[dict[str, Any]]:
-    messages: dict[int, dict[str, Any]] = {}
-    for rec in _read(path):
-        if rec.get("kind") == "message":
-            messages[int(rec["index"])] = rec["message"]
-    return [messages[i] for i in range(len(messages)) if i in messages]
-
-
-def load_requests(path: Path) -> list[dict[str, Any]]:
-    """Every request of the run, rebuilt exactly, with its `turn` and `purpose`."""
-    records = _read(path)
-    messages = load_messages(path)
-    out = []
-    for rec in records:
-        if rec.get("kind") != "request":
-            continue
-        if "messages" not in rec:  # a helper call, kept whole
-            out.append({"turn": rec["turn"], "purpose": rec["purpose"], "request": rec["request"]})
-            continue
-        request = copy.deepcopy(rec["request"])
-        sent = copy.deepcopy(messages[: rec["messages"]])
-        for mi, bi, marker in rec.get("marks", []):
-            sent[mi]["content"][bi]["cache_control"] = marker
-        request["messages"] = sent
-        out.append(
-            {"turn": rec["turn"], "purpose": rec.get("purpose", "agent"), "request": request}
-        )
-    return out

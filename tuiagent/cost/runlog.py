@@ -2,10 +2,15 @@
 
 Each record is written with a single `write` on a file opened for appending, then flushed
 and synced, so a process killed at any moment leaves every completed record readable.
+
+While a run is being written its process holds an exclusive `flock` on the log; the lock goes
+when the log is closed or the process dies. So a log with no `run_end` whose lock is held is
+live (its run is still going); one whose lock is free was cut off.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -36,6 +41,7 @@ class RunLog:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise UsageError(f"cannot write run log {self.path}: {exc.strerror}") from None
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # "being written": see is_live()
 
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
@@ -46,6 +52,24 @@ class RunLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def is_live(path: Path) -> bool:
+    """The run of this log is still being written: its writer (this process or another) holds
+    the log's lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # readers do not block each other
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # a file system without locks: nothing says it is live
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
