@@ -146,3 +146,14 @@ async def test_resume_finds_the_last_chat_not_a_replay_or_a_proxy(
 
     assert find_resume(log_dir, "").stem == chat.stem
     assert find_resume(log_dir, replay.agent.log.path.stem).stem == replay.agent.log.path.stem
+
+
+def test_halt_reasons_map_to_one_status_and_exit_code() -> None:
+    from tuiagent.exit_codes import EXIT_SIGHUP, EXIT_SIGTERM, outcome
+
+    assert outcome(None) == ("completed", None, 0)
+    assert outcome("error") == ("error", "error", 1)
+    assert outcome("max_cost") == ("halted", "max_cost", 3)
+    assert outcome("max_retries") == ("halted", "max_retries", 3)  # a limit the user set
+    assert outcome("max_retries", unreachable=True) == ("error", "max_retries", 1)
+    assert (EXIT_SIGTERM, EXIT_SIGHUP) == (143, 129)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 from tuiagent.config import TIER_CHOICES, TIERS, Settings, load_settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
 from tuiagent.proxy.command import add_proxy_command
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 _DEFAULTS = Settings()  # what --help names as each flag's default (config.toml may change it)
 
@@ -267,8 +265,3 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
-
-def print_json(record: dict[str, object]) -> None:
-    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
-    sys.stdout.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from tuiagent.agent.events import (
     ToolFinished,
     TurnFinished,
 )
-from tuiagent.cli import EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED, EXIT_OK, print_json
 from tuiagent.config import Settings
+from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_OK, outcome
 from tuiagent.llm.offline import OFFLINE_NOTICE
 from tuiagent.session import open_session
 
@@ -30,6 +31,11 @@ def _turn_line(r: dict[str, object]) -> str:
         f"${r['cost_usd']:.6f}  total ${r['cumulative_cost_usd']:.6f}\n"
         f"         route: {r['route_reason']}"
     )
+
+
+def print_json(record: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
 
 
 def _unreachable(failure: dict[str, object] | None) -> bool:
@@ -92,14 +98,9 @@ async def run_headless(
     except (KeyboardInterrupt, asyncio.CancelledError):
         status, halt_reason, code = "halted", "interrupted", EXIT_INTERRUPTED
     else:
-        if agent.state.halt_reason == "error":
-            status, halt_reason, code = "error", "error", EXIT_ERROR
-        elif agent.state.halt_reason == "max_retries" and _unreachable(last_failure):
-            # The network or the server could not be reached, retries or not: an error (1),
-            # not a limit the user set (3).
-            status, halt_reason, code = "error", "max_retries", EXIT_ERROR
-        elif agent.state.halt_reason:
-            status, halt_reason, code = "halted", agent.state.halt_reason, EXIT_HALTED
+        status, halt_reason, code = outcome(
+            agent.state.halt_reason, unreachable=_unreachable(last_failure)
+        )
     end: RunEnded = agent.finish(status, halt_reason)
     emit(end)
     if not as_json:

@@ -273,9 +273,7 @@ def print_report(report: Report, console: Console) -> None:
         console.print(
             f"[dim]{report.hidden} run(s) with no model call not shown (--all shows them).[/dim]"
         )
-    console.print(
-        "[dim]in (all): every input token, uncached + cache write + cache read.[/dim]"
-    )
+    console.print("[dim]in (all): every input token, uncached + cache write + cache read.[/dim]")
     if report.turns_without_transcript:
         console.print(
             f"[dim]{report.turns_without_transcript} turn(s) have no transcript: "

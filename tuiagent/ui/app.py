@@ -27,6 +27,7 @@ from textual.worker import Worker
 
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.exit_codes import outcome
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
@@ -533,9 +534,8 @@ class TuiagentApp(App[int]):
         if agent is None or self.finished:
             return
         self.finished = True
-        reason = agent.state.halt_reason
-        status = "completed" if reason is None else "error" if reason == "error" else "halted"
-        agent.finish(status, reason)
+        end = outcome(agent.state.halt_reason)
+        agent.finish(end.status, end.halt_reason)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
