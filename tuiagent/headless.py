@@ -26,7 +26,7 @@ from tuiagent.session import open_session
 def _turn_line(r: dict[str, object]) -> str:
     return (
         f"turn {r['turn']:>2}  {'' if r.get('purpose', 'agent') == 'agent' else str(r['purpose']) + '  '}"
-        f"{r['model']}  in {r['input_tokens']:,}  out {r['output_tokens']:,}  "
+        f"{r['model']}  uncached {r['input_tokens']:,}  out {r['output_tokens']:,}  "
         f"cache read {r['cache_read_input_tokens']:,} write {r['cache_creation_input_tokens']:,}  "
         f"${r['cost_usd']:.6f}  total ${r['cumulative_cost_usd']:.6f}\n"
         f"         route: {r['route_reason']}"

@@ -307,7 +307,7 @@ def _side_header(label: str, side: Side) -> Text:
 def _usage_line(side: Side) -> str:
     u = side.usage
     return (
-        f"in {u.input_tokens:,}  cache read {u.cache_read_input_tokens:,}  "
+        f"uncached {u.input_tokens:,}  cache read {u.cache_read_input_tokens:,}  "
         f"write {u.cache_creation_input_tokens:,}  out {u.output_tokens:,}"
     )
 
