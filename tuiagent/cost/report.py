@@ -645,8 +645,8 @@ def _explain(row: TurnRow, pricer: Pricer, tier_models: Mapping[str, Any]) -> No
     result, a long history)."""
     u = row.usage
     if row.breakdown:
-        parts = {k: row.breakdown.get(k, ZERO) for k in ("output", "cache_write", "input")}
-        parts["cache_read"] = row.breakdown.get("cache_read", ZERO)
+        kinds = ("output", "cache_write", "input", "cache_read")
+        parts = {k: row.breakdown.get(k, ZERO) for k in kinds}
     else:  # an old log with no split: the input's share cannot be told from the output's
         parts = {"input": row.cost}
     balanced = tier_models.get("balanced")
