@@ -47,7 +47,8 @@ def _no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never need a key and never reach the network."""
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
-    monkeypatch.setenv("TUIAGENT_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.delenv("TUIAGENT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no config.toml there
 
 
 @pytest.fixture

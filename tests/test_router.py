@@ -14,7 +14,6 @@ import pytest
 from tests.conftest import collect, offline_session
 from tuiagent.agent.events import Notice, TurnFinished, TurnStarted
 from tuiagent.agent.router import (
-    LastCallCacheView,
     Router,
     classify_request,
     step_failure,
@@ -23,7 +22,6 @@ from tuiagent.config import DEFAULT_TIER_MODELS, Settings, load_settings
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import ConfigError
 from tuiagent.llm.offline import OfflineModel
-from tuiagent.llm.usage import TokenUsage
 from tuiagent.session import open_session
 
 MIGRATION = "Design a migration plan for our Postgres database and explain its trade-offs."
@@ -218,20 +216,6 @@ def test_floor_raises_the_tier_and_says_why() -> None:
 )
 def test_step_failure(text: str, stop: str, tools: bool, failure: str | None) -> None:
     assert step_failure(text, stop, tools) == failure
-
-
-def test_last_call_cache_view_expires_after_five_minutes() -> None:
-    view = LastCallCacheView()
-    view.note(
-        "m",
-        TokenUsage(input_tokens=5, cache_read_input_tokens=1_000, cache_creation_input_tokens=200),
-        100.0,
-    )
-    assert view.cached_prefix_tokens("m", 399.0) == 1_200
-    assert view.cached_prefix_tokens("m", 400.0) == 0
-    assert view.cached_prefix_tokens("other", 100.0) == 0
-    view.note("m", TokenUsage(input_tokens=300), 120.0)  # below the minimum: nothing cached
-    assert view.cached_prefix_tokens("m", 121.0) == 0
 
 
 # --- in the agent --------------------------------------------------------------------

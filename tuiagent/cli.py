@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO, cast
 
-from tuiagent.config import TIER_CHOICES, TIERS, Settings, load_settings, parse_money
+from tuiagent.apikey import api_key, hand_off_secrets
+from tuiagent.config import (
+    MAX_RETRIES,
+    MAX_WHOLE,
+    TIER_CHOICES,
+    TIERS,
+    Settings,
+    load_settings,
+    parse_money,
+)
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
 from tuiagent.proxy.command import add_proxy_command
+from tuiagent.redact import redact
 
 _DEFAULTS = Settings()  # what --help names as each flag's default (config.toml may change it)
 
@@ -38,30 +50,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_int(flag: str):  # type: ignore[no-untyped-def]
+def _whole_number(flag: str, least: int, most: int):  # type: ignore[no-untyped-def]
+    """Plain ASCII digits from `least` to `most`."""
+
     def parse(value: str) -> int:
-        try:
-            n = int(value)
-        except ValueError:
+        if not (value.isascii() and value.isdigit()) or not least <= int(value) <= most:
             raise argparse.ArgumentTypeError(
-                f"{flag} must be a positive whole number, got {value!r}"
-            ) from None
-        if n < 1:
-            raise argparse.ArgumentTypeError(
-                f"{flag} must be a positive whole number, got {value!r}"
+                f"{flag} must be a whole number from {least} to {most:,}, got {value!r}"
             )
-        return n
-
-    return parse
-
-
-def _non_negative_int(flag: str):  # type: ignore[no-untyped-def]
-    def parse(value: str) -> int:
-        if not value.isdigit():
-            raise argparse.ArgumentTypeError(f"{flag} must be a whole number >= 0, got {value!r}")
         return int(value)
 
     return parse
+
+
+def _positive_int(flag: str):  # type: ignore[no-untyped-def]
+    return _whole_number(flag, 1, MAX_WHOLE)
+
+
+def _non_negative_int(flag: str):  # type: ignore[no-untyped-def]
+    return _whole_number(flag, 0, MAX_RETRIES)
+
+
+def _model_id(value: str) -> str:
+    if not value.strip() or not value.isprintable():
+        raise argparse.ArgumentTypeError(f"--model must be a model id, got {value!r}")
+    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -172,7 +185,7 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     replay.add_argument("--turn", metavar="N", type=_positive_int("--turn"), required=True)
     to = replay.add_mutually_exclusive_group(required=True)
     to.add_argument("--tier", choices=TIERS, help="the model of this tier")
-    to.add_argument("--model", metavar="ID", help="this model")
+    to.add_argument("--model", metavar="ID", type=_model_id, help="this model")
     replay.add_argument("--offline", action="store_true", help="use the built-in offline model")
     replay.add_argument("--log-dir", metavar="DIR", type=Path, help="where the run logs are")
     replay.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
@@ -204,10 +217,79 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return settings
 
 
+class _GuardedStream:
+    """The CLI's stdout or stderr: every write redacted, and a reader that went away (`| head`)
+    ends the output quietly instead of raising BrokenPipeError."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self._stream.write(redact(text))
+            except BrokenPipeError:
+                self._go_quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._go_quiet()
+
+    def _go_quiet(self) -> None:
+        self.broken = True
+        # What is still buffered, and Python's flush at exit, go to /dev/null: no
+        # "Exception ignored ... BrokenPipeError" after the run.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def output_closed() -> bool:
+    """Whether the reader of stdout or stderr went away (a `| head` that has read enough)."""
+    return any(isinstance(s, _GuardedStream) and s.broken for s in (sys.stdout, sys.stderr))
+
+
+@contextlib.contextmanager
+def _guarded_output() -> Any:
+    saved = sys.stdout, sys.stderr
+    if not isinstance(sys.stdout, _GuardedStream):
+        sys.stdout = cast(TextIO, _GuardedStream(sys.stdout))
+        sys.stderr = cast(TextIO, _GuardedStream(sys.stderr))
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        # First of all, in the real process: the key leaves the environment (a re-exec).
+        try:
+            hand_off_secrets()
+        except TuiagentError as exc:
+            print(f"tuiagent: {exc}", file=sys.stderr)
+            return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None or (args.command == "proxy" and not args.no_ui):
+        return _dispatch(args)  # an app: Textual owns the terminal; its events are redacted
+    with _guarded_output():
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
+        if args.command in (None, "run", "replay"):
+            api_key()  # a key that cannot be sent is refused first, before any import or file
         if args.command == "run":
             from tuiagent.headless import run_headless
 
@@ -261,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             _settings_from(args), workspace=args.workspace, offline=args.offline, resume=args.resume
         )
     except TuiagentError as exc:
-        print(f"tuiagent: {exc}", file=sys.stderr)
+        print(f"tuiagent: {exc}", file=sys.stderr)  # TuiagentError redacts its own text
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from tuiagent.errors import ConfigError
-from tuiagent.paths import default_config_file
+from tuiagent.paths import CONFIG_ENV, default_config_file
 
 TIERS = ("fast", "balanced", "deep")
 TIER_CHOICES = ("auto", *TIERS)
@@ -61,17 +65,68 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+# Money and prices as text: plain ASCII digits with an optional decimal point (no `1_000`,
+# no `1e3`, no digits of other scripts); money may start with one `$`.
+_PLAIN_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+# No run needs more; above it a typo (a cap of 1e30) would make the cap meaningless.
+MAX_MONEY_USD = Decimal(1_000_000)
+# USD per million tokens: today's dearest models are near 100; this is a typo guard.
+MAX_PRICE_MTOK = Decimal(100_000)
+# Text files tuiagent reads (config, system prompt): more than this is not what was meant.
+MAX_TEXT_FILE_BYTES = 1 << 20
+# The longest wait before a retry that can be configured (retry-after is capped at it).
+MAX_RETRY_WAIT_S = 3600.0
+# Turns, tokens: beyond this a number is a typo, not a plan.
+MAX_WHOLE = 10_000_000
+MAX_RETRIES = 1000
+
+
+def _decimal(value: object, dollar_sign: bool) -> Decimal | None:
+    """A finite Decimal from a TOML number or plain text, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return Decimal(str(value)) if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        if dollar_sign and text.startswith("$"):
+            text = text[1:]
+        if _PLAIN_NUMBER.fullmatch(text):
+            return Decimal(text)
+    return None
+
+
 def parse_money(value: object, name: str) -> Decimal:
-    """A positive amount of US dollars, or a ConfigError/UsageError naming `name`."""
-    try:
-        amount = Decimal(str(value).strip().lstrip("$"))
-    except (InvalidOperation, ValueError):
+    """A positive amount of US dollars up to $1,000,000, or a ConfigError naming `name`."""
+    amount = _decimal(value, dollar_sign=True)
+    if amount is None or not 0 < amount <= MAX_MONEY_USD:
         raise ConfigError(
-            f"{name} must be a positive number of US dollars, got {value!r}"
-        ) from None
-    if not amount.is_finite() or amount <= 0:
-        raise ConfigError(f"{name} must be a positive number of US dollars, got {value!r}")
+            f"{name} must be a positive number of US dollars up to "
+            f"${MAX_MONEY_USD:,}, got {value!r}"
+        )
     return amount
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A small UTF-8 text file (a leading BOM dropped), or a ConfigError naming `what`.
+
+    Only regular files: a FIFO or a device would block the start or never end.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{what}: {path} is not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(MAX_TEXT_FILE_BYTES + 1)
+    if len(data) > MAX_TEXT_FILE_BYTES:
+        raise ConfigError(f"{what}: {path} is larger than {MAX_TEXT_FILE_BYTES >> 20} MiB")
+    try:
+        return data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {exc.start})") from None
 
 
 @dataclass
@@ -94,6 +149,9 @@ class Settings:
     keep_warm: bool = False
     max_retries: int = 3
     retry_max_wait_s: float = 60.0
+    # Deadlines of one attempt: the whole call, and a stream with no content or usage.
+    call_timeout_s: float = 600.0
+    stream_idle_timeout_s: float = 90.0
     min_useful_tokens: int = 256
     # Offline model: tokens per second it streams at (0 = as fast as it can).
     offline_tokens_per_second: float = 0.0
@@ -122,17 +180,22 @@ class Settings:
     def resolved_system_prompt(self) -> str:
         if self.system_prompt_file is None:
             return self.system_prompt
-        try:
-            return self.system_prompt_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"system_prompt_file: cannot read {self.system_prompt_file}: {exc.strerror}"
-            ) from None
+        return read_text_file(self.system_prompt_file, "system_prompt_file")
 
 
 def _expect(cond: bool, key: str, what: str, value: object) -> None:
     if not cond:
         raise ConfigError(f"config key {key!r} must be {what}, got {value!r}")
+
+
+def _is_number(value: object, low: float, high: float) -> bool:
+    """A TOML int or float, finite, from `low` to `high`."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
 
 
 def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
@@ -161,16 +224,22 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             _expect(value in ("5m", "1h"), key, '"5m" or "1h"', value)
             settings.cache_ttl = value
         elif key == "max_retries":
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            _expect(ok, key, "a whole number >= 0", value)
+            ok = (
+                isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_RETRIES
+            )
+            _expect(ok, key, f"a whole number from 0 to {MAX_RETRIES}", value)
             settings.max_retries = value
         elif key == "retry_max_wait_s":
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-            _expect(ok, key, "a number of seconds >= 0", value)
+            ok = _is_number(value, 0, MAX_RETRY_WAIT_S)
+            _expect(ok, key, f"a number of seconds from 0 to {MAX_RETRY_WAIT_S:g}", value)
             settings.retry_max_wait_s = float(value)
+        elif key in ("call_timeout_s", "stream_idle_timeout_s"):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            _expect(ok, key, "a number of seconds > 0", value)
+            setattr(settings, key, float(value))
         elif key in ("max_turns", "max_tokens", "min_useful_tokens"):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-            _expect(ok, key, "a positive whole number", value)
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_WHOLE
+            _expect(ok, key, f"a positive whole number up to {MAX_WHOLE:,}", value)
             setattr(settings, key, value)
         elif key == "system_prompt":
             _expect(isinstance(value, str), key, "a string", value)
@@ -179,11 +248,10 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             _expect(isinstance(value, str) and bool(value), key, "a path", value)
             setattr(settings, key, Path(value).expanduser())
         elif key == "offline_tokens_per_second":
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-            _expect(ok, key, "a number >= 0", value)
+            _expect(_is_number(value, 0, 1e9), key, "a number >= 0", value)
             settings.offline_tokens_per_second = float(value)
         elif key == "router_budget_floor":
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+            ok = _is_number(value, 0, 1) and value < 1
             _expect(ok, key, "a fraction of the cap from 0 to below 1 (0.2 = 20%)", value)
             settings.router_budget_floor = Decimal(str(value))
         elif key == "router_classifier":
@@ -206,12 +274,14 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             _expect(isinstance(value, bool), key, "true or false", value)
             setattr(settings, key, value)
         elif key == "compress_over_tokens":
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 200
-            _expect(ok, key, "a whole number >= 200", value)
+            ok = (
+                isinstance(value, int) and not isinstance(value, bool) and 200 <= value <= MAX_WHOLE
+            )
+            _expect(ok, key, f"a whole number from 200 to {MAX_WHOLE:,}", value)
             settings.compress_over_tokens = value
         elif key == "command_timeout_s":
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-            _expect(ok, key, "a number of seconds > 0", value)
+            ok = _is_number(value, 0, 86400) and value > 0
+            _expect(ok, key, "a number of seconds > 0, up to a day (86400)", value)
             settings.command_timeout_s = float(value)
         elif key == "prices":
             _expect(isinstance(value, dict), key, "a table of models", value)
@@ -220,14 +290,14 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
 
 
 def _rate(value: object, key: str) -> Decimal:
-    ok = isinstance(value, int | float | str) and not isinstance(value, bool)
-    _expect(ok, key, "a number (USD per million tokens)", value)
-    try:
-        rate = Decimal(str(value))
-    except InvalidOperation:
-        rate = Decimal("NaN")
-    _expect(rate.is_finite() and rate >= 0, key, "a number >= 0 (USD per million tokens)", value)
-    return rate
+    """A hand-set price: finite, from 0 to MAX_PRICE_MTOK USD per million tokens."""
+    price = _decimal(value, dollar_sign=False)
+    if price is None or not 0 <= price <= MAX_PRICE_MTOK:
+        raise ConfigError(
+            f"config key {key!r} must be a number >= 0 (USD per million tokens, up to "
+            f"{MAX_PRICE_MTOK:,}), got {value!r}"
+        )
+    return price
 
 
 def _parse_price(model: str, rates: object, source: str) -> dict[str, PriceValue]:
@@ -272,19 +342,25 @@ def _parse_price(model: str, rates: object, source: str) -> dict[str, PriceValue
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Read config.toml (if any). An explicit path that does not exist is an error."""
+    """Read config.toml (if any). A path given by `--config` or TUIAGENT_CONFIG must exist;
+    the default one may be missing."""
     settings = Settings()
-    explicit = path is not None
+    source = "--config" if path is not None else CONFIG_ENV if os.environ.get(CONFIG_ENV) else ""
     path = path or default_config_file()
-    if not path.exists():
-        if explicit:
-            raise ConfigError(f"config file not found: {path}")
-        return settings
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        if source:
+            raise ConfigError(f"config file not found: {path} (from {source})") from None
+        return settings
+    except OSError:
+        pass  # read_text_file says what is wrong
+    text = read_text_file(path, "config file")
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is not valid TOML: nested too deeply") from None
     _apply(settings, data, str(path))
     return settings

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from tuiagent.redact import redact
+
 
 class TuiagentError(Exception):
-    """An error with a message fit for the user and an exit status."""
+    """An error with a message fit for the user and an exit status (never holding a key)."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 class UsageError(TuiagentError):

@@ -8,6 +8,7 @@ from pathlib import Path
 from platformdirs import PlatformDirs
 
 _DIRS = PlatformDirs("tuiagent", appauthor=False)
+CONFIG_ENV = "TUIAGENT_CONFIG"
 
 
 def config_dir() -> Path:
@@ -20,7 +21,7 @@ def data_dir() -> Path:
 
 def default_config_file() -> Path:
     """`--config` wins, then `TUIAGENT_CONFIG`, then config.toml in the config dir."""
-    env = os.environ.get("TUIAGENT_CONFIG")
+    env = os.environ.get(CONFIG_ENV)
     return Path(env) if env else config_dir() / "config.toml"
 
 

@@ -16,10 +16,12 @@ from tuiagent.agent.loop import Agent
 from tuiagent.agent.tools import Toolbox, Workspace
 from tuiagent.agent.tools.command import CommandRunner
 from tuiagent.agent.tools.fetch import Fetcher
+from tuiagent.apikey import api_key
 from tuiagent.config import Settings
-from tuiagent.llm.client import api_key_from_env, make_client
+from tuiagent.llm.client import make_client
 from tuiagent.llm.offline import OfflineModel
 from tuiagent.paths import default_log_dir
+from tuiagent.preflight import check_base_url, check_workspace
 
 NO_KEY_NOTICE = (
     "ANTHROPIC_API_KEY is not set: using the built-in offline model (simulated answers, "
@@ -49,7 +51,8 @@ def connect(
 ) -> Connection:
     """The offline model when asked for or when there is no key (with a notice); else the API."""
     notice = None
-    if not offline and api_key_from_env() is None:
+    key = api_key()  # checked first: a bad key is refused before any client is built
+    if not offline and key is None:
         offline, notice = True, NO_KEY_NOTICE
     if offline:
         offline_model = offline_model or OfflineModel(
@@ -58,6 +61,7 @@ def connect(
         return Connection(
             make_client(offline_transport=offline_model), "offline", offline_model, notice
         )
+    check_base_url()
     return Connection(make_client(), "anthropic", None, notice)
 
 
@@ -70,6 +74,7 @@ def open_session(
     clock: Callable[[], float] = time.monotonic,
 ) -> Session:
     """Check the preconditions (workspace, prices) and build the agent. Nothing is spent here."""
+    check_workspace(workspace)
     ws = Workspace(workspace)
     conn = connect(settings, offline=offline, offline_model=offline_model)
     toolbox = Toolbox()

@@ -69,13 +69,13 @@ async def test_f3_raises_and_f2_lowers_the_cap_by_the_step(make_app: MakeApp) ->
         agent = (await ready(pilot)).agent
         assert agent is not None
         await pilot.press("f3")
-        assert agent.limits.max_cost_usd == app.main.gauge.cap == Decimal("1.25")
+        assert agent.budget.cap == app.main.gauge.cap == Decimal("1.25")
         await pilot.press("f2", "f2")
-        assert agent.limits.max_cost_usd == Decimal("0.75")
+        assert agent.budget.cap == Decimal("0.75")
         caps = []
         for _ in range(6):  # below the step, F2 goes on in steps of the cap's own size
             await pilot.press("f2")
-            caps.append(agent.limits.max_cost_usd)
+            caps.append(agent.budget.cap)
         assert caps == [Decimal(c) for c in ("0.5", "0.25", "0.2", "0.1", "0.09", "0.08")]
         assert "cap $0.08" in app.main.gauge.text()
 
@@ -87,13 +87,13 @@ async def test_f3_after_a_small_budget_steps_by_the_caps_size(make_app: MakeApp)
         assert agent is not None
         await send(pilot, "/budget 0.019")
         await pilot.press("f3")
-        assert agent.limits.max_cost_usd == Decimal("0.02")
+        assert agent.budget.cap == Decimal("0.02")
         await pilot.press("f2", "f2")
-        assert agent.limits.max_cost_usd == Decimal("0.009")
+        assert agent.budget.cap == Decimal("0.009")
         await send(pilot, "/budget 0.0001")
         app.clear_notifications()
         await pilot.press("f2")
-        assert agent.limits.max_cost_usd == Decimal("0.0001")
+        assert agent.budget.cap == Decimal("0.0001")
         assert "F2 goes no lower than $0.0001" in toasts(app)
 
 
@@ -107,7 +107,7 @@ async def test_f2_never_lowers_the_cap_below_what_is_spent(make_app: MakeApp) ->
         spent = agent.ledger.spent
         assert spent > Decimal("0.00005")  # more than one step: the floor is what is spent
         await pilot.press(*["f2"] * 12)
-        assert agent.limits.max_cost_usd == spent
+        assert agent.budget.cap == spent
         assert "cannot go below what is spent" in toasts(app)  # it says why
 
 
@@ -189,9 +189,9 @@ async def test_keys_are_remapped_by_the_keymap(make_app: MakeApp) -> None:
         agent = (await ready(pilot)).agent
         assert agent is not None
         await pilot.press("f3", "f4")
-        assert agent.limits.max_cost_usd == Decimal("1.00") and agent.tier == "auto"
+        assert agent.budget.cap == Decimal("1.00") and agent.tier == "auto"
         await pilot.press("f9", "f10")
-        assert agent.limits.max_cost_usd == Decimal("1.10") and agent.tier == "fast"
+        assert agent.budget.cap == Decimal("1.10") and agent.tier == "fast"
 
 
 def test_a_bad_keymap_names_the_key(tmp_path: Path) -> None:
@@ -224,9 +224,9 @@ async def test_slash_budget_sets_the_cap_and_rejects_nonsense(make_app: MakeApp)
         agent = (await ready(pilot)).agent
         assert agent is not None
         await send(pilot, "/budget 2.50")
-        assert agent.limits.max_cost_usd == Decimal("2.50") == app.main.gauge.cap
+        assert agent.budget.cap == Decimal("2.50") == app.main.gauge.cap
         await send(pilot, "/budget lots")
-        assert agent.limits.max_cost_usd == Decimal("2.50")
+        assert agent.budget.cap == Decimal("2.50")
         assert "/budget must be a positive number" in toasts(app)
         assert not list(app.main.query(UserMessageView))  # commands are not sent to the model
 
@@ -297,11 +297,11 @@ async def test_the_session_halts_at_the_cap_until_it_is_raised(make_app: MakeApp
         assert sum(r["type"] == "user" for r in log_records(app)) == users
         assert "the next call needs up to $0.0" in notices(app)  # what is left and needed
         needed = app.main.needed_usd
-        assert needed is not None and needed > agent.limits.max_cost_usd - agent.ledger.spent
+        assert needed is not None and needed > agent.budget.cap - agent.ledger.spent
         turns = agent.state.turns
         await pilot.press("f3")  # halted: F3 goes up to what the next call needs
         assert app.main.gauge.halted is None
-        assert agent.limits.max_cost_usd >= agent.ledger.spent + needed
+        assert agent.budget.cap >= agent.ledger.spent + needed
         await pilot.press("enter")
         await idle(pilot)
         assert sum(r["type"] == "user" for r in log_records(app)) == users + 1

@@ -61,7 +61,6 @@ def _terminal(workspace: Path, tmp_path: Path, width: int, height: int) -> Itera
     env = {
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "TUIAGENT_CONFIG": str(tmp_path / "none.toml"),
         "TERM": "xterm-256color",
     }
     command = " ".join(

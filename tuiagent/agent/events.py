@@ -5,14 +5,26 @@ Events that are also run-log lines subclass `LogRecord` and carry the exact reco
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
+
+from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+from tuiagent.redact import redact_data
 
 
 @dataclass(frozen=True)
 class Event:
-    """Base of every agent event."""
+    """Base of every agent event. What it carries is redacted as it is made (no key ever
+    reaches the screen, a notice or the headless output)."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str | dict | list):
+                clean = redact_data(value)
+                if clean != value:  # the record itself is kept when there is nothing to hide
+                    object.__setattr__(self, f.name, clean)
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,11 @@ class Halted(Event):
     withdrawn: str | None = None
     needed_usd: Decimal | None = None  # at the cap: what the next call may cost at most
 
+    @property
+    def by_cap(self) -> bool:
+        """Stopped by the spending cap: raising the cap lets the session go on."""
+        return self.reason == "max_cost"
+
 
 @dataclass(frozen=True)
 class CacheStateChanged(Event):
@@ -116,3 +133,10 @@ class CacheStateChanged(Event):
     last_read_at: float | None
     expires_at: float | None
     miss_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetChanged(Event):
+    """The budget after a reserve, settle, release or cap change: what a gauge shows."""
+
+    budget: BudgetSnapshot

@@ -30,9 +30,8 @@ from typing import Any, Protocol
 
 from tuiagent.config import TIERS
 from tuiagent.cost.pricing import Pricer, usd
-from tuiagent.llm.caching import TTL_SECONDS, min_cacheable_tokens
+from tuiagent.llm.caching import min_cacheable_tokens
 from tuiagent.llm.tokens import estimate_tokens
-from tuiagent.llm.usage import TokenUsage
 
 DEFAULT_BUDGET_FLOOR = Decimal("0.2")
 # Output tokens assumed for a call before the run has any of its own to average.
@@ -96,22 +95,6 @@ class CacheView(Protocol):
     def cached_prefix_tokens(self, model: str, now: float) -> int:
         """Tokens of this model's cached prefix for the conversation; 0 when cold or expired."""
         ...
-
-
-class LastCallCacheView:
-    """A minimal CacheView from the run's own calls: per model, what the last call on it read
-    or wrote to the cache, alive for 5 minutes after that call. (Stands in until the cache
-    tracker lands; it knows no more than the usage the API reported.)"""
-
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[int, float]] = {}
-
-    def note(self, model: str, usage: TokenUsage, now: float) -> None:
-        self._last[model] = (usage.cache_read_input_tokens + usage.cache_creation_input_tokens, now)
-
-    def cached_prefix_tokens(self, model: str, now: float) -> int:
-        tokens, at = self._last.get(model, (0, 0.0))
-        return tokens if now < at + TTL_SECONDS["5m"] else 0
 
 
 @dataclass(frozen=True)

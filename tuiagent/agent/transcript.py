@@ -17,6 +17,7 @@ from typing import Any
 # Reading a transcript is the report's and resume's business, so it lives in cost (which must
 # not import the agent); re-exported here for the callers that read beside the writer.
 from tuiagent.cost.transcript_reader import load_messages, load_requests
+from tuiagent.redact import redact
 
 __all__ = ["Transcript", "load_messages", "load_requests", "transcript_path"]
 
@@ -35,7 +36,7 @@ class Transcript:
         self._messages_written = 0
 
     def _append(self, record: dict[str, Any]) -> None:
-        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+        os.write(self._fd, (redact(json.dumps(record, separators=(",", ":"))) + "\n").encode())
 
     def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
         """The exact request of one call (after cache markers and budget clamps)."""

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.tokens import ESTIMATE_SAFETY_MARGIN, REQUEST_OVERHEAD, request_blocks
 
@@ -29,12 +28,12 @@ class Reservation:
     """What a call may cost at most, and the max_tokens that keeps it within the cap."""
 
     model: str
-    input_tokens: int
-    token_source: str  # count_tokens | estimate
+    input_tokens: int  # reserved input: the count (or estimate) times what the server showed
+    token_source: str  # count_tokens | estimate | prefix+estimate
     max_tokens: int
     requested_max_tokens: int
+    output_tokens: int  # reserved output: max_tokens, or more where the server overshot it
     worst_case_usd: Decimal
-    remaining_usd: Decimal
 
 
 def _writable_tokens(request: dict[str, Any], input_tokens: int) -> tuple[int, int]:
@@ -66,69 +65,81 @@ def _writable_tokens(request: dict[str, Any], input_tokens: int) -> tuple[int, i
     return w1h, max(0, scaled(last_any) - w1h)
 
 
-class BudgetGuard:
-    def __init__(self, pricer: Pricer, ledger: Ledger, min_useful_tokens: int = 256) -> None:
-        self.pricer = pricer
-        self.ledger = ledger
-        self.min_useful_tokens = min_useful_tokens
+def input_worst_case(
+    pricer: Pricer, model: str, request: dict[str, Any], input_tokens: int
+) -> Decimal:
+    """The most `input_tokens` of this request can be billed at, given its breakpoints."""
+    r = pricer.rates(model, input_tokens)
+    w1h, w5m = _writable_tokens(request, input_tokens)
+    rest = input_tokens - w1h - w5m
+    return (
+        max(r.cache_write_1h, r.input) * w1h + max(r.cache_write_5m, r.input) * w5m + r.input * rest
+    )
 
-    def worst_case(
-        self, model: str, request: dict[str, Any], input_tokens: int, max_tokens: int
-    ) -> Decimal:
-        return (
-            self._input_worst_case(model, request, input_tokens)
-            + self._output_rate(model, input_tokens) * max_tokens
-        )
 
-    def _input_worst_case(self, model: str, request: dict[str, Any], input_tokens: int) -> Decimal:
-        r = self.pricer.rates(model, input_tokens)
-        w1h, w5m = _writable_tokens(request, input_tokens)
-        rest = input_tokens - w1h - w5m
-        return (
-            max(r.cache_write_1h, r.input) * w1h
-            + max(r.cache_write_5m, r.input) * w5m
-            + r.input * rest
-        )
+def least_useful_cost(
+    pricer: Pricer, model: str, request: dict[str, Any], input_tokens: int, min_useful_tokens: int
+) -> Decimal:
+    """What the smallest useful call of this request may cost: its input at worst plus the
+    useful minimum of output (what the cap must leave for it to be sent)."""
+    out = min(min_useful_tokens, int(request["max_tokens"]))
+    return input_worst_case(pricer, model, request, input_tokens) + (
+        pricer.rates(model, input_tokens).output * out
+    )
 
-    def _output_rate(self, model: str, input_tokens: int) -> Decimal:
-        return self.pricer.rates(model, input_tokens).output
 
-    def least_useful(self, model: str, request: dict[str, Any], input_tokens: int) -> Decimal:
-        """What the smallest useful call of this request may cost: its input at worst plus
-        the useful minimum of output (what the cap must leave for it to be sent)."""
-        out = min(self.min_useful_tokens, int(request["max_tokens"]))
-        return (
-            self._input_worst_case(model, request, input_tokens)
-            + self._output_rate(model, input_tokens) * out
-        )
+def _ceil(n: Decimal) -> int:
+    return int(n.to_integral_value(rounding=ROUND_CEILING))
 
-    def reserve(
-        self,
-        model: str,
-        request: dict[str, Any],
-        input_tokens: int,
-        token_source: str,
-        remaining: Decimal,
-    ) -> Reservation | None:
-        """The reservation for this call within `remaining`, or None if no useful call fits."""
-        requested = int(request["max_tokens"])
-        input_cost = self._input_worst_case(model, request, input_tokens)
-        out_rate = self._output_rate(model, input_tokens)
-        if input_cost >= remaining:
+
+def plan_reservation(
+    pricer: Pricer,
+    model: str,
+    request: dict[str, Any],
+    input_tokens: int,
+    token_source: str,
+    remaining: Decimal,
+    min_useful_tokens: int,
+    *,
+    input_factor: Decimal = Decimal(1),
+    output_factor: Decimal = Decimal(1),
+) -> Reservation | None:
+    """The reservation for this call within `remaining`, or None if no useful call fits.
+
+    Pure: the one computation of a call's worst case and of the max_tokens that fits, used
+    by the agent's metered call and by the proxy. `input_factor` / `output_factor` (>= 1)
+    are what this model's server has shown beyond its counts and beyond max_tokens: a
+    server that once billed 1.5x its count is reserved at 1.5x from then on.
+    """
+    requested = int(request["max_tokens"])
+    reserved_input = max(input_tokens, _ceil(input_tokens * max(input_factor, Decimal(1))))
+    out_factor = max(output_factor, Decimal(1))
+    input_cost = input_worst_case(pricer, model, request, reserved_input)
+    out_rate = pricer.rates(model, reserved_input).output
+    if input_cost >= remaining:
+        return None
+    per_token = out_rate * out_factor
+    fits = int((remaining - input_cost) / per_token) if per_token > 0 else requested
+    max_tokens = min(requested, fits)
+    if max_tokens < min(min_useful_tokens, requested) or max_tokens < 1:
+        return None
+    output_tokens = max(max_tokens, _ceil(max_tokens * out_factor))
+    worst = input_cost + out_rate * output_tokens
+    if worst > remaining:  # rounding of the overshoot: one token less
+        max_tokens -= 1
+        output_tokens = max(max_tokens, _ceil(max_tokens * out_factor))
+        worst = input_cost + out_rate * output_tokens
+        if max_tokens < min(min_useful_tokens, requested) or max_tokens < 1 or worst > remaining:
             return None
-        fits = int((remaining - input_cost) / out_rate) if out_rate > 0 else requested
-        max_tokens = min(requested, fits)
-        if max_tokens < min(self.min_useful_tokens, requested):
-            return None
-        return Reservation(
-            model=model,
-            input_tokens=input_tokens,
-            token_source=token_source,
-            max_tokens=max_tokens,
-            requested_max_tokens=requested,
-            worst_case_usd=input_cost + out_rate * max_tokens,
-            remaining_usd=remaining,
-        )
+    return Reservation(
+        model=model,
+        input_tokens=reserved_input,
+        token_source=token_source,
+        max_tokens=max_tokens,
+        requested_max_tokens=requested,
+        output_tokens=output_tokens,
+        worst_case_usd=worst,
+    )
 
 
 class BudgetError(Exception):

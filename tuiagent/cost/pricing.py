@@ -126,11 +126,6 @@ class Rates:
     cache_write_5m: Decimal
     cache_write_1h: Decimal
 
-    @property
-    def highest_input(self) -> Decimal:
-        """The most one input token can be billed at."""
-        return max(self.input, self.cache_read, self.cache_write_5m, self.cache_write_1h)
-
 
 class Pricer:
     """Prices usage for a model. One instance per run; hand-set prices from config win."""

@@ -411,7 +411,7 @@ def build_report(
         if run.unreadable_lines:
             report.warnings.append(
                 f"{run.path.name}: {run.unreadable_lines} unreadable line(s) skipped "
-                "(a run killed mid-write leaves its last line cut)"
+                "(cut by a killed run, or not a record this version can trust)"
             )
     report.by_model = sorted(models.values(), key=lambda g: g.cost, reverse=True)
     report.by_tier = sorted(tiers.values(), key=lambda g: g.cost, reverse=True)
@@ -534,7 +534,7 @@ def _requests_by_turn(run: RunFile, warnings: list[str]) -> dict[tuple[int, str]
         return {}
     try:
         requests = load_requests(run.transcript)
-    except (OSError, LookupError, TypeError, ValueError):
+    except (OSError, LookupError, TypeError, ValueError, RecursionError):
         warnings.append(f"{run.transcript.name}: transcript unreadable; input sources not split")
         return {}
     # A retried call writes its request again: the last one is the one that was billed.

@@ -1,7 +1,9 @@
 """The run log: JSONL, one object per line, appended and flushed per record.
 
-Each record is written with a single `write` on a file opened for appending, then flushed
-and synced, so a process killed at any moment leaves every completed record readable.
+Each record is written with a single `write` on a file opened for appending, so a process
+killed at any moment leaves every completed record readable (the kernel has it). Syncing
+to the disk (against a power cut) is done by one background thread as records come, and
+once more on close: the agent never waits for the disk.
 
 While a run is being written its process holds an exclusive `flock` on the log; the lock goes
 when the log is closed or the process dies. So a log with no `run_end` whose lock is held is
@@ -14,11 +16,13 @@ import fcntl
 import json
 import os
 import secrets
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tuiagent.errors import UsageError
+from tuiagent.redact import redact
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -28,6 +32,35 @@ def new_run_id(now: datetime | None = None) -> str:
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Syncer:
+    """One daemon thread that fsyncs the logs written to since it last looked."""
+
+    def __init__(self) -> None:
+        self._dirty: set[RunLog] = set()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def mark(self, log: RunLog) -> None:
+        with self._wake:
+            self._dirty.add(log)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="runlog-sync", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._dirty:
+                    self._wake.wait()
+                logs, self._dirty = self._dirty, set()
+            for log in logs:
+                log.sync()
+
+
+_SYNCER = _Syncer()
 
 
 class RunLog:
@@ -42,16 +75,65 @@ class RunLog:
         except OSError as exc:
             raise UsageError(f"cannot write run log {self.path}: {exc.strerror}") from None
         fcntl.flock(self._fd, fcntl.LOCK_EX)  # "being written": see is_live()
+        self._lock = threading.Lock()  # the fd is never closed while it is being synced
 
     def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
-        os.write(self._fd, line)
-        os.fsync(self._fd)
+        line = redact(json.dumps(record, separators=(",", ":"), default=str)) + "\n"
+        os.write(self._fd, line.encode())
+        _SYNCER.mark(self)
+
+    def sync(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+
+
+# What a record the report trusts may hold: no deeper than this, no number beyond these.
+_MAX_DEPTH = 32
+_MAX_TOKENS = 10**15
+_MAX_USD = 10**9
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")  # NaN, Infinity: never written by tuiagent
+
+
+def _sane(value: Any, key: str = "", depth: int = 0) -> bool:
+    """Nesting bounded, numbers finite and in range, the fields tuiagent writes of their type."""
+    if depth > _MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(_sane(v, str(k), depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_sane(v, "", depth + 1) for v in value)
+    if key.endswith("_tokens") or key in ("turn", "turns"):
+        return value is None or (type(value) is int and 0 <= value <= _MAX_TOKENS)
+    if key.endswith("_usd"):
+        return value is None or (type(value) in (int, float) and abs(value) <= _MAX_USD)
+    if key in ("type", "run_id", "model", "tier", "purpose"):
+        return value is None or isinstance(value, str)
+    if isinstance(value, float):
+        return abs(value) <= _MAX_USD * _MAX_TOKENS
+    return True
+
+
+def read_record(line: str) -> dict[str, Any] | None:
+    """One log line as a record, or None for a line the report cannot trust: cut, nested too
+    deeply, a number beyond reason (a $1e308 cost), a known field of the wrong type."""
+    try:
+        value = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, dict) and isinstance(value.get("type"), str) and _sane(value):
+        return value
+    return None
 
 
 def is_live(path: Path) -> bool:
@@ -73,20 +155,16 @@ def is_live(path: Path) -> bool:
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Every record that parses, and how many lines did not (a cut last line, say)."""
+    """Every record that can be trusted, and how many lines were skipped (a cut last line)."""
     records: list[dict[str, Any]] = []
     bad = 0
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             if not line.strip():
                 continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
+            record = read_record(line)
+            if record is None:
                 bad += 1
-                continue
-            if isinstance(value, dict) and "type" in value:
-                records.append(value)
             else:
-                bad += 1
+                records.append(record)
     return records, bad

@@ -18,8 +18,8 @@ def _read(path: Path) -> list[dict[str, Any]]:
         for line in fh:
             try:
                 out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a killed run
+            except (ValueError, RecursionError):
+                continue  # a line cut by a killed run, or nested beyond reading
     return out
 
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
-import os
+import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anthropic
 import httpx2
 from anthropic import AsyncStream
 
+from tuiagent.apikey import api_key, auth_token
 from tuiagent.llm.usage import MAX_TOKENS, BadUsage, TokenUsage
+from tuiagent.redact import redact
 
 _T = TypeVar("_T")
 
@@ -105,6 +109,7 @@ class CallFailed(Exception):
         sent: bool = True,
         response_model: str | None = None,
     ) -> None:
+        message = redact(message)  # a server may echo the key in its error text
         super().__init__(message)
         self.message = message
         self.partial_usage = partial_usage or TokenUsage()
@@ -125,10 +130,6 @@ class CallFailed(Exception):
 StreamItem = TextDelta | ToolUseStarted | UsageUpdate | CallResult
 
 
-def api_key_from_env() -> str | None:
-    return os.environ.get("ANTHROPIC_API_KEY") or None
-
-
 def make_client(
     *, offline_transport: httpx2.AsyncBaseTransport | None = None, timeout_s: float = 600.0
 ) -> anthropic.AsyncAnthropic:
@@ -141,8 +142,11 @@ def make_client(
             max_retries=0,
             timeout=timeout_s,
         )
-    # api_key and base_url left to the SDK: it reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL.
-    return anthropic.AsyncAnthropic(max_retries=0, timeout=timeout_s)
+    # The key is handed over at start (tuiagent.apikey), no longer in the environment; the
+    # base URL is left to the SDK, which reads ANTHROPIC_BASE_URL.
+    return anthropic.AsyncAnthropic(
+        api_key=api_key(), auth_token=auth_token(), max_retries=0, timeout=timeout_s
+    )
 
 
 def _header(response: httpx2.Response | None, name: str) -> str | None:
@@ -153,20 +157,30 @@ def _header(response: httpx2.Response | None, name: str) -> str | None:
 
 
 def retry_after_seconds(response: httpx2.Response | None) -> float | None:
-    """`retry-after-ms` or `retry-after` (seconds), as the API sends them."""
+    """`retry-after-ms`, or `retry-after` in seconds or as an HTTP date (RFC 9110)."""
     ms = _header(response, "retry-after-ms")
     if ms:
         try:
-            return float(ms) / 1000
+            wait = float(ms) / 1000
         except ValueError:
             pass
+        else:
+            if math.isfinite(wait) and wait >= 0:
+                return wait
     sec = _header(response, "retry-after")
-    if sec:
+    if not sec:
+        return None
+    try:
+        wait = float(sec)
+    except ValueError:
         try:
-            return float(sec)
-        except ValueError:
+            when = email.utils.parsedate_to_datetime(sec)
+        except (TypeError, ValueError):
             return None
-    return None
+        if when.tzinfo is None:  # HTTP dates are GMT; an odd one without a zone is too
+            when = when.replace(tzinfo=UTC)
+        return max((when - datetime.now(UTC)).total_seconds(), 0.0)  # a past date: now
+    return wait if math.isfinite(wait) and wait >= 0 else None
 
 
 def _json_or_text(data: str) -> Any:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from tuiagent.cost.budget import BudgetGuard, Reservation
-from tuiagent.cost.ledger import Ledger
+from tuiagent.cost.budget import Reservation, plan_reservation
 from tuiagent.cost.pricing import Pricer
 
 MIN_USEFUL_TOKENS = 256
@@ -22,5 +21,6 @@ def fit_request(
 ) -> Reservation | None:
     """The request's worst case within `remaining`, its max_tokens lowered to fit; None
     when not even MIN_USEFUL_TOKENS of output fit."""
-    guard = BudgetGuard(pricer, Ledger(), min_useful_tokens=MIN_USEFUL_TOKENS)
-    return guard.reserve(model, request, input_tokens, token_source, remaining)
+    return plan_reservation(
+        pricer, model, request, input_tokens, token_source, remaining, MIN_USEFUL_TOKENS
+    )

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import gc
 import json
+import signal
 import time
 from collections.abc import Callable, Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -29,6 +30,7 @@ from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import outcome
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
+from tuiagent.redact import redact
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
@@ -145,6 +147,8 @@ class TuiagentApp(App[int]):
         self.turn_worker: Worker[None] | None = None
         self.finished = False
         self.always_allowed: set[str] = set()  # tool calls the user allowed "always"
+        self.cap_halt = False  # halted by the cap until it is raised
+        self.session_calls = 0  # model calls completed in this session (said on quit)
         self.main = MainScreen(clock=clock, on_ready=self._screen_ready)
         self._theme_problems: list[str] = []
         self._load_themes()
@@ -180,6 +184,13 @@ class TuiagentApp(App[int]):
             self.notify(problem, severity="warning")
         if self.settings.keymap:  # each bindings change recomposes the footer
             self.set_keymap(self.settings.keymap)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # end as a quit does: the same records
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._stop_by_signal, int(sig))
+
+    def _stop_by_signal(self, signum: int) -> None:
+        self.run_worker(self.quit(128 + signum), group="quit", exclusive=True)
 
     def _screen_ready(self) -> None:
         gc.enable()  # run_app held it off till the first frame
@@ -251,7 +262,7 @@ class TuiagentApp(App[int]):
                 f"this session's spending starts at $0 against its own cap",
             )
         self.main.set_status(f"run {agent.state.run_id}")
-        self._update_gauge()
+        self.main.gauge.show(agent.budget_state().budget)
         self._send_next()
 
     @property
@@ -297,10 +308,7 @@ class TuiagentApp(App[int]):
     def at_cap(self) -> bool:
         """Halted by the cap: the next call's worst case does not fit what is left.
         Raising the cap (agent.set_cap) lifts it."""
-        agent = self.agent
-        if agent is None:
-            return False
-        return agent.state.halt_reason == "max_cost"
+        return self.cap_halt
 
     def _send_next(self) -> None:
         if self.agent is None or self.busy or not self.queue or self.at_cap():
@@ -310,7 +318,7 @@ class TuiagentApp(App[int]):
         self.main.chat.add_user(text)
         # In the app a session holds many messages: max_turns bounds each message's calls
         # (headless, a run is one message). The cap still bounds the session's money.
-        self.agent.limits.max_turns = self.agent.state.turns + self.settings.max_turns
+        self.agent.max_turns = self.agent.state.turns + self.settings.max_turns
         self.turn_worker = self.run_turn(text)
 
     @work(exclusive=True, group="agent", exit_on_error=False)
@@ -328,8 +336,10 @@ class TuiagentApp(App[int]):
 
         async def produce() -> None:
             try:
-                async for event in agent.send(text):
-                    events.put_nowait(event)
+                # Closed at once when stopped: the call in flight is accounted there and then.
+                async with contextlib.aclosing(agent.send(text)) as stream:
+                    async for event in stream:
+                        events.put_nowait(event)
             finally:
                 events.put_nowait(None)
 
@@ -342,9 +352,10 @@ class TuiagentApp(App[int]):
                 await screen.apply(event)
                 if isinstance(event, TurnFinished | AttemptFailed):
                     calls += isinstance(event, TurnFinished)
+                    self.session_calls += isinstance(event, TurnFinished)
                     cost += Decimal(str(event.record.get("cost_usd") or 0))
-                if isinstance(event, TurnFinished | AttemptFailed | Halted):
-                    self._update_gauge()
+                if isinstance(event, Halted) and event.by_cap:
+                    self.cap_halt = True
             await producer  # the agent's own error, if it failed
         except asyncio.CancelledError:
             producer.cancel()
@@ -355,10 +366,11 @@ class TuiagentApp(App[int]):
                 calls, cost = calls + 1, cost + Decimal(str(stopped.get("cost_usd") or 0))
             raise
         except Exception as exc:  # a failed turn is a notice, never a crash
-            screen.chat.add_notice(f"error: {exc}", "error")
-            self.notify(str(exc), title="Error", severity="error")
+            text = redact(str(exc))
+            screen.chat.add_notice(f"error: {text}", "error")
+            self.notify(text, title="Error", severity="error")
         finally:
-            self._update_gauge()
+            screen.gauge.show(agent.budget_state().budget)  # settled in the call's finally
             screen.set_status(f"run {agent.state.run_id}")
             self.call_later(screen.close_answer)
             if stopped is not None:  # under what streamed before Esc
@@ -373,7 +385,7 @@ class TuiagentApp(App[int]):
                 self.call_later(
                     screen.chat.add_subtotal,
                     f"this message {money(cost)} in {calls} call{'s' * (calls != 1)}, "
-                    f"session {money(agent.ledger.spent)}",
+                    f"session {money(screen.gauge.spent)}",
                 )
             self.call_later(self._send_next)
 
@@ -409,28 +421,20 @@ class TuiagentApp(App[int]):
 
     # --- the money -----------------------------------------------------------------
 
-    def _update_gauge(self) -> None:
-        if not self.main.ready:
-            return  # the gauge shows the settings when it mounts
-        gauge = self.main.gauge
-        agent = self.agent
-        if agent is None:
-            gauge.cap = self.settings.max_cost_usd
-            return
-        gauge.cap = agent.limits.max_cost_usd
-        gauge.update_spend(agent.ledger.spent, agent.ledger.turn_costs)
-        if not self.at_cap():
-            gauge.halted = None
-
     def set_cap(self, amount: Decimal) -> None:
         agent = self.agent
         before = self._cap_now()
         if agent is None:
             self.settings.max_cost_usd = amount
             in_force = amount
+            self.main.gauge.cap = amount
         else:
-            in_force = agent.set_cap(amount)
-        self._update_gauge()
+            budget = agent.set_cap(amount).budget
+            in_force = budget.cap
+            if self.cap_halt and budget.cap > before:
+                self.cap_halt = False
+                self.main.gauge.halted = None
+            self.main.gauge.show(budget)
         if in_force != amount:  # the gauge shows the cap; a toast says why it is not as asked
             stays = "stays" if in_force == before else "is"
             self.notify(
@@ -451,8 +455,7 @@ class TuiagentApp(App[int]):
     # --- keys ----------------------------------------------------------------------
 
     def _cap_now(self) -> Decimal:
-        agent = self.agent
-        return agent.limits.max_cost_usd if agent is not None else self.settings.max_cost_usd
+        return self.main.gauge.cap
 
     def action_cap_down(self) -> None:
         lower = stepped_cap(self._cap_now(), self.settings.budget_step_usd, down=True)
@@ -473,7 +476,7 @@ class TuiagentApp(App[int]):
         assert higher is not None  # up always has a next step
         agent = self.agent
         if self.at_cap() and agent is not None and self.main.needed_usd is not None:
-            enough = agent.ledger.spent + self.main.needed_usd
+            enough = self.main.gauge.spent + self.main.needed_usd
             while higher < enough:
                 higher = stepped_cap(higher, step, down=False) or enough
         self.set_cap(higher)
@@ -516,17 +519,21 @@ class TuiagentApp(App[int]):
     async def run_keep_warm(self) -> None:
         agent = self.agent
         assert agent is not None
-        async for event in agent.keep_warm():
-            await self.main.apply(event)
-        self._update_gauge()
+        async with contextlib.aclosing(agent.keep_warm()) as events:
+            async for event in events:
+                await self.main.apply(event)
 
     async def action_quit(self) -> None:
+        await self.quit(0)
+
+    async def quit(self, code: int) -> None:
+        """Stop the call in flight (it is accounted), write run_end, leave with `code`."""
         if self.busy and self.turn_worker is not None:
             self.turn_worker.cancel()
             with contextlib.suppress(Exception):
                 await self.turn_worker.wait()
         self.finish_run()
-        self.exit(0)
+        self.exit(return_code=code)
 
     def finish_run(self) -> None:
         """Write the run's end once: a UI session is one run."""
@@ -783,9 +790,9 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     app.finish_run()
     agent = app.agent
     if agent is not None:  # the session's total, on the terminal the app gave back
-        calls = len(agent.ledger.turn_costs)
+        calls, spent = app.session_calls, agent.budget_state().budget.settled
         print(
-            f"tuiagent: session {agent.state.run_id}: {money(agent.ledger.spent)} in "
+            f"tuiagent: session {agent.state.run_id}: {money(spent)} in "
             f"{calls} call{'s' * (calls != 1)}; log {agent.log.path}"
         )
-    return 0
+    return app.return_code or 0

@@ -72,7 +72,6 @@ class ProxyDashboard(App[int]):
         self.meter = meter
         self.step = settings.budget_step_usd
         self.keymap = settings.keymap
-        self.turn_costs: list[Decimal] = []
 
     def compose(self) -> ComposeResult:
         yield Static(id="proxy-head")
@@ -108,7 +107,7 @@ class ProxyDashboard(App[int]):
         if record["type"] == "refused":
             self.notify(str(record.get("error", "")), title="Refused", severity="warning")
             return
-        self.turn_costs.append(Decimal(str(record.get("cost_usd", 0))))
+        self.query_one(BudgetGauge).add_turn_cost(Decimal(str(record.get("cost_usd", 0))))
         self.query_one(TurnsTable).add_turn(record)
         if record["type"] == "turn":
             self.query_one(CachePanel).add_turn(record)
@@ -118,9 +117,7 @@ class ProxyDashboard(App[int]):
         self._show_budget(message.budget)
 
     def _show_budget(self, b: BudgetChanged) -> None:
-        gauge = self.query_one(BudgetGauge)
-        gauge.cap = b.cap
-        gauge.update_spend(b.settled, self.turn_costs)
+        self.query_one(BudgetGauge).show(b)
         self.query_one("#proxy-head", Static).update(
             f"listening on {self.server.url} · log {self.meter.log.path.name}\n"
             f"{b.holds} call(s) in flight holding {money(b.in_flight)} · cap {fmt_cap(b.cap)}"

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tuiagent.redact import redact
+
 T = TypeVar("T")
 
 # How long any tool call may take, unless its tool says otherwise.
@@ -28,6 +30,9 @@ class ToolError(Exception):
 class ToolOutput:
     text: str
     is_error: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", redact(self.text))  # before it reaches the model
 
 
 @dataclass(frozen=True)

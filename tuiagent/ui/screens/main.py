@@ -220,6 +220,7 @@ class MainScreen(Screen[None]):
         from tuiagent.agent.events import (
             AnswerDelta,
             AttemptFailed,
+            BudgetChanged,
             CacheStateChanged,
             Halted,
             Notice,
@@ -256,6 +257,9 @@ class MainScreen(Screen[None]):
             await self.close_answer()
             self._failure = None  # a retry went through: the next failure is a new one
             self.turn_finished(event.record)
+            self.gauge.add_turn_cost(Decimal(str(event.record["cost_usd"])))
+        elif isinstance(event, BudgetChanged):
+            self.gauge.show(event.budget)
         elif isinstance(event, CacheStateChanged):
             self.query_one(CachePanel).set_state(event)
         elif isinstance(event, AttemptFailed):
