@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,10 +25,9 @@ from tuiagent.config import (
     parse_money,
 )
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
 from tuiagent.proxy.command import add_proxy_command
 from tuiagent.redact import redact
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 _DEFAULTS = Settings()  # what --help names as each flag's default (config.toml may change it)
 
@@ -137,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tuiagent",
         description="A chat agent that shows what every turn costs and never spends past its cap.",
+        # Abbreviations off: the top parser would read `report --all` as an ambiguous
+        # `--allow-commands`/`--allow-fetch`.
+        allow_abbrev=False,
     )
     _add_common(parser)
     parser.add_argument(
@@ -173,6 +174,9 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     report.add_argument("--run", metavar="ID", action="append", default=[], help="this run")
     report.add_argument(
         "--top", metavar="K", type=_positive_int("--top"), default=5, help="costliest turns"
+    )
+    report.add_argument(
+        "--all", dest="all_runs", action="store_true", help="also runs with no model call"
     )
     fmt = report.add_mutually_exclusive_group()
     for flag, what in (
@@ -316,6 +320,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 run_ids=args.run,
                 top=args.top,
                 output=args.output or "plain",
+                all_runs=args.all_runs,
             )
         if args.command == "proxy":
             from tuiagent.proxy.command import run_proxy
@@ -349,8 +354,3 @@ def _dispatch(args: argparse.Namespace) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
-
-def print_json(record: dict[str, object]) -> None:
-    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
-    sys.stdout.flush()

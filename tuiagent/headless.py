@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 from pathlib import Path
@@ -20,15 +21,9 @@ from tuiagent.agent.events import (
     ToolFinished,
     TurnFinished,
 )
-from tuiagent.cli import (
-    EXIT_ERROR,
-    EXIT_HALTED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    output_closed,
-    print_json,
-)
+from tuiagent.cli import output_closed  # cli guards stdout (a reader that went away)
 from tuiagent.config import Settings
+from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_OK, outcome
 from tuiagent.llm.offline import OFFLINE_NOTICE
 from tuiagent.session import open_session
 
@@ -36,7 +31,7 @@ from tuiagent.session import open_session
 def _turn_line(r: dict[str, object]) -> str:
     return (
         f"turn {r['turn']:>2}  {'' if r.get('purpose', 'agent') == 'agent' else str(r['purpose']) + '  '}"
-        f"{r['model']}  in {r['input_tokens']:,}  out {r['output_tokens']:,}  "
+        f"{r['model']}  uncached {r['input_tokens']:,}  out {r['output_tokens']:,}  "
         f"cache read {r['cache_read_input_tokens']:,} write {r['cache_creation_input_tokens']:,}  "
         f"${r['cost_usd']:.6f}  total ${r['cumulative_cost_usd']:.6f}\n"
         f"         route: {r['route_reason']}"
@@ -44,6 +39,11 @@ def _turn_line(r: dict[str, object]) -> str:
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def print_json(record: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
 
 
 def _unreachable(failure: dict[str, object] | None) -> bool:
@@ -151,14 +151,10 @@ async def run_headless(
     else:
         if closed:
             status, halt_reason, code = "halted", "interrupted", EXIT_OK
-        elif agent.state.halt_reason == "error":
-            status, halt_reason, code = "error", "error", EXIT_ERROR
-        elif agent.state.halt_reason == "max_retries" and _unreachable(last_failure):
-            # The network or the server could not be reached, retries or not: an error (1),
-            # not a limit the user set (3).
-            status, halt_reason, code = "error", "max_retries", EXIT_ERROR
-        elif agent.state.halt_reason:
-            status, halt_reason, code = "halted", agent.state.halt_reason, EXIT_HALTED
+        else:
+            status, halt_reason, code = outcome(
+                agent.state.halt_reason, unreachable=_unreachable(last_failure)
+            )
     finally:
         restore_signals()
     end: RunEnded = agent.finish(status, halt_reason)

@@ -1,5 +1,5 @@
 """Recent sessions to come back to (`tuiagent --resume` without an id): read from the run
-logs, newest first, replays left out (their run_start has `replay_of`)."""
+logs, newest first, replays and proxy logs left out (their run_start has `replay_of` or `source`)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
             continue
         start = next((r for r in records if r["type"] == "run_start"), None)
         first = next((r for r in records if r["type"] == "user"), None)
-        if start is None or first is None or start.get("replay_of"):
+        if start is None or first is None or start.get("replay_of") or start.get("source"):
             continue
         cost = sum(
             (

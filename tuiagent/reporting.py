@@ -56,10 +56,16 @@ def run_report(
     run_ids: list[str],
     top: int,
     output: str,
+    all_runs: bool = False,
 ) -> int:
     directory = log_dir or settings.log_dir or default_log_dir()
     report = build_report(
-        directory, last=last, run_ids=run_ids, top=top, pricer=Pricer(settings.prices)
+        directory,
+        last=last,
+        run_ids=run_ids,
+        top=top,
+        pricer=Pricer(settings.prices),
+        all_runs=all_runs,
     )
     _warn(report)
     out = sys.stdout
@@ -90,7 +96,16 @@ def write_csv(report: Report, out: TextIO) -> None:
         for s in SOURCES:
             part = sources.get(s) or {}
             cells += [part.get("tokens", ""), part.get("cost_usd", "")]
-        writer.writerow(["" if c is None else c for c in cells])
+        writer.writerow([_csv_cell(c) for c in cells])
+
+
+def _csv_cell(value: Any) -> Any:
+    """Money (a float in USD) in plain decimals, never `7.45e-05`; None as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    return value
 
 
 # --- Rich tables (also used by the report screen) ------------------------------------
@@ -115,9 +130,9 @@ def runs_table(report: Report) -> Table:
         ("run", "left"),
         ("started UTC", "left"),
         ("turns", "right"),
-        ("in", "right"),
-        ("cached", "right"),
-        ("written", "right"),
+        ("in (all)", "right"),
+        ("cache read", "right"),
+        ("cache write", "right"),
         ("out", "right"),
         ("cost", "right"),
         ("hit", "right"),
@@ -138,7 +153,7 @@ def runs_table(report: Report) -> Table:
             r.run_id,
             _when(r.started_at),
             str(r.turns),
-            f"{u.input_tokens:,}",
+            f"{u.total_input_tokens:,}",
             f"{u.cache_read_input_tokens:,}",
             f"{u.cache_creation_input_tokens:,}",
             f"{u.output_tokens:,}",
@@ -161,7 +176,7 @@ def top_turns_table(report: Report) -> Table:
             ("run", "left"),
             ("turn", "right"),
             ("model", "left"),
-            ("in", "right"),
+            ("in (all)", "right"),
             ("out", "right"),
             ("cost", "right"),
             ("of all", "right"),
@@ -190,7 +205,7 @@ def group_table(report: Report, by: str) -> Table:
         [
             (by, "left"),
             ("calls", "right"),
-            ("in", "right"),
+            ("in (all)", "right"),
             ("out", "right"),
             ("cost", "right"),
             ("share", "right"),
@@ -254,6 +269,11 @@ def print_report(report: Report, console: Console) -> None:
             f"{system.tokens:,} tokens, {money(system.cost)}. Every 100 tokens cut from it "
             f"would have saved {money(per_100)} over these runs."
         )
+    if report.hidden:
+        console.print(
+            f"[dim]{report.hidden} run(s) with no model call not shown (--all shows them).[/dim]"
+        )
+    console.print("[dim]in (all): every input token, uncached + cache write + cache read.[/dim]")
     if report.turns_without_transcript:
         console.print(
             f"[dim]{report.turns_without_transcript} turn(s) have no transcript: "
@@ -287,7 +307,7 @@ def _side_header(label: str, side: Side) -> Text:
 def _usage_line(side: Side) -> str:
     u = side.usage
     return (
-        f"in {u.input_tokens:,}  cache read {u.cache_read_input_tokens:,}  "
+        f"uncached {u.input_tokens:,}  cache read {u.cache_read_input_tokens:,}  "
         f"write {u.cache_creation_input_tokens:,}  out {u.output_tokens:,}"
     )
 

@@ -490,8 +490,8 @@ async def test_f8_opens_the_report_of_this_session(make_app: MakeApp) -> None:
         await pilot.press("f8")
         await pilot.pause()
         assert isinstance(app.screen, ReportScreen)
-        runs = [r.run_id for r in app.screen.report.runs]
-        assert agent.state.run_id in runs
+        runs = {r.run_id: r for r in app.screen.report.runs}
+        assert runs[agent.state.run_id].ended == "live"  # this session: still running
         assert app.screen.report.total_cost == agent.ledger.spent
         await pilot.press("escape")
         await pilot.pause()

@@ -21,6 +21,7 @@ from tuiagent.config import Settings
 from tuiagent.cost.pricing import ZERO, Pricer
 from tuiagent.cost.report import TurnRequest, money_of, turn_request, usage_of
 from tuiagent.errors import UsageError
+from tuiagent.exit_codes import outcome
 from tuiagent.llm.client import CallResult
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.session import connect
@@ -108,9 +109,9 @@ async def replay_turn(
         elif isinstance(item, Notice) and item.level == "error":
             error = item.text
     if result is None or record is None:
-        agent.finish(
-            "error" if agent.state.halt_reason == "error" else "halted", agent.state.halt_reason
-        )
+        halt = agent.state.halt_reason
+        # No answer: never "completed", even with no halt reason.
+        agent.finish(outcome(halt).status if halt else "halted", halt)
         cost, usage, content, stop = agent.ledger.spent, agent.ledger.usage, None, None
     else:
         agent.state.history = [

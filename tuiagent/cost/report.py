@@ -14,9 +14,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from tuiagent.agent.transcript import load_messages, load_requests
 from tuiagent.cost.pricing import ZERO, Pricer, usd
-from tuiagent.cost.runlog import read_records
+from tuiagent.cost.runlog import is_live, read_records
+from tuiagent.cost.transcript_reader import load_messages, load_requests
 from tuiagent.errors import TuiagentError, UsageError
 from tuiagent.llm.tokens import request_blocks
 from tuiagent.llm.usage import TokenUsage
@@ -44,6 +44,12 @@ class RunFile:
 
     def first(self, kind: str) -> dict[str, Any] | None:
         return next((r for r in self.records if r.get("type") == kind), None)
+
+    @property
+    def has_calls(self) -> bool:
+        """It called a model (a turn, or an attempt that failed): a session opened and quit
+        with no message did not."""
+        return any(r.get("type") in ("turn", "attempt") for r in self.records)
 
     @property
     def started_at(self) -> str:
@@ -170,6 +176,8 @@ class TurnRow:
     record: dict[str, Any]
     sources: dict[str, SourceShare] | None = None
     largest_tool_result: tuple[str, int] | None = None  # (what it was, billed tokens)
+    # price kind (cache_read, cache_write, input) -> source -> dollars, when the transcript says
+    band_sources: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     cause: str = ""
     cause_kind: str = ""
     cause_cost: Decimal = ZERO
@@ -223,7 +231,7 @@ class RunRow:
     cost: Decimal
     saved_by_cache: Decimal | None
     compression_saved_tokens: int | None
-    ended: str  # completed | halted (max_cost) | error | cut off (no run_end)
+    ended: str  # completed | halted (max_cost) | error | live | cut off (no run_end)
     unreadable_lines: int
     replay_of: dict[str, Any] | None
     call_records: list[dict[str, Any]] = field(default_factory=list)  # turns and attempts
@@ -307,6 +315,7 @@ class Report:
     by_tier: list[GroupRow]
     top: int
     warnings: list[str] = field(default_factory=list)
+    hidden: int = 0  # runs with no model call, left out (all_runs shows them)
 
     @property
     def unreadable_lines(self) -> int:
@@ -353,6 +362,7 @@ class Report:
             "unreadable_lines": self.unreadable_lines,
             "turns_without_transcript": self.turns_without_transcript,
             "warnings": self.warnings,
+            "hidden_runs_without_calls": self.hidden,
         }
 
 
@@ -366,10 +376,20 @@ def build_report(
     run_ids: Iterable[str] = (),
     top: int = 5,
     pricer: Pricer | None = None,
+    all_runs: bool = False,
 ) -> Report:
+    """Runs with no model call are left out (and counted) unless `all_runs` or named by id:
+    `last=1` is the last run that called a model."""
     pricer = pricer or Pricer()
-    runs = select_runs(list_runs(log_dir), last=last, run_ids=run_ids)
-    report = Report(log_dir, [], [], [], [], top)
+    every = list_runs(log_dir)
+    wanted = list(run_ids)
+    shown = every if all_runs or wanted else [r for r in every if r.has_calls]
+    if not shown:
+        raise UsageError(
+            f"no run in {log_dir} called a model ({len(every)} without a call; --all lists them)"
+        )
+    runs = select_runs(shown, last=last, run_ids=wanted)
+    report = Report(log_dir, [], [], [], [], top, hidden=len(every) - len(shown))
     models: dict[str, GroupRow] = {}
     tiers: dict[str, GroupRow] = {}
     for run in runs:
@@ -407,7 +427,8 @@ def _run_row(run: RunFile, turns: list[TurnRow], pricer: Pricer) -> RunRow:
     cost = sum((t.cost for t in turns), ZERO)
     cost += sum(((money_of(a.get("cost_usd")) or ZERO) for a in attempts), ZERO)
     if end is None:
-        ended = "cut off (no run_end)"
+        # No run_end: still being written (its writer holds the log's lock), or cut off.
+        ended = "live" if is_live(run.path) else "cut off (no run_end)"
     else:
         ended = _str(end, "status", "?")
         if end.get("halt_reason") and ended != "error":
@@ -567,11 +588,13 @@ def _split_input(row: TurnRow, request: dict[str, Any], tool_names: Mapping[str,
         position = end
         exact[label] += end - start
         block_cost = ZERO
-        for band_start, band_end, rate, cached in bands:
+        for band_start, band_end, rate, kind in bands:
             overlap = min(end, band_end) - max(start, band_start)
             if overlap > 0:
                 block_cost += overlap * rate
-                if cached:
+                by_kind = row.band_sources.setdefault(kind, {})
+                by_kind[label] = by_kind.get(label, ZERO) + overlap * rate
+                if kind == "cache_read":
                     shares[label].cost_cached += overlap * rate
         shares[label].cost += block_cost
         # The costliest tool result (a fresh one written to the cache outweighs a bigger
@@ -585,24 +608,22 @@ def _split_input(row: TurnRow, request: dict[str, Any], tool_names: Mapping[str,
         row.largest_tool_result = (biggest[0], int(biggest[1].to_integral_value()))
 
 
-def _bands(row: TurnRow) -> list[tuple[Decimal, Decimal, Decimal, bool]]:
-    """(start, end, dollars per token, read from cache) over the billed input, in API order."""
+def _bands(row: TurnRow) -> list[tuple[Decimal, Decimal, Decimal, str]]:
+    """(start, end, dollars per token, price kind) over the billed input, in API order: the
+    cached prefix read first, then the part written, then the uncached rest."""
     u = row.usage
-    read, write, plain = (
-        u.cache_read_input_tokens,
-        u.cache_creation_input_tokens,
-        u.input_tokens,
-    )
+    kinds = ("cache_read", "cache_write", "input")
+    counts = (u.cache_read_input_tokens, u.cache_creation_input_tokens, u.input_tokens)
     if row.breakdown:
-        costs = [row.breakdown.get(k, ZERO) for k in ("cache_read", "cache_write", "input")]
+        costs = [row.breakdown.get(k, ZERO) for k in kinds]
     else:  # no split logged: spread what was not output evenly over the input
         input_cost = max(row.cost - row.breakdown.get("output", ZERO), ZERO)
-        costs = [input_cost * n / u.total_input_tokens for n in (read, write, plain)]
+        costs = [input_cost * n / u.total_input_tokens for n in counts]
     out = []
     at = ZERO
-    for n, cost, cached in zip((read, write, plain), costs, (True, False, False), strict=True):
+    for n, cost, kind in zip(counts, costs, kinds, strict=True):
         if n:
-            out.append((at, at + n, cost / n, cached))
+            out.append((at, at + n, cost / n, kind))
             at += n
     return out
 
@@ -617,72 +638,59 @@ def _whole(parts: list[Decimal], total: int) -> list[int]:
     return floors
 
 
-def _mostly(row: TurnRow) -> str:
-    """Which source most of a turn's full-price input came from, when the transcript says."""
-    if row.sources is None:
-        return ""
-    key, share = max(
-        ((k, s) for k, s in row.sources.items() if k != "tool_results"),
-        key=lambda ks: ks[1].cost - ks[1].cost_cached,
-    )
-    return f", mostly {SOURCE_LABELS[key]} ({share.tokens:,} tokens)"
-
-
 def _explain(row: TurnRow, pricer: Pricer, tier_models: Mapping[str, Any]) -> None:
-    """Name the one thing that explains most of this turn's cost, with its dollars."""
+    """Name the one thing that explains most of this turn's cost, with its dollars: its largest
+    priced component (output, a cache write, uncached input, a cache read, or the premium of
+    the deep tier), then what that component was made of (a named cache miss, a large tool
+    result, a long history)."""
     u = row.usage
-    output_cost = row.breakdown.get("output", ZERO) if row.breakdown else ZERO
-    if row.sources is not None:
-        tool_cost = row.sources["tool_results"].cost
-        others = [s for k, s in row.sources.items() if k != "tool_results"]
-        cached_cost = sum((s.cost_cached for s in others), ZERO)
-        uncached_cost = sum((s.cost - s.cost_cached for s in others), ZERO)
-    else:
-        tool_cost = ZERO
-        cached_cost = row.breakdown.get("cache_read", ZERO)
-        uncached_cost = row.breakdown.get("input", ZERO) + row.breakdown.get("cache_write", ZERO)
-        if not row.breakdown:
-            uncached_cost = row.cost
-    paid_full = u.input_tokens + u.cache_creation_input_tokens
-    miss = row.cache_miss_reason
-    candidates: list[tuple[Decimal, str, str]] = [
-        (output_cost, "output", f"long output: {u.output_tokens:,} tokens"),
-        (
-            uncached_cost,
-            "cache_miss" if miss else "uncached_input",
-            (
-                f"cache miss ({miss}): {paid_full:,} input tokens at full or write price"
-                if miss
-                else f"large uncached input: {paid_full:,} tokens not read from cache"
-            )
-            + _mostly(row),
-        ),
-        (
-            cached_cost,
-            "cached_input",
-            f"large context: {u.cache_read_input_tokens:,} tokens read from cache",
-        ),
-    ]
-    if row.largest_tool_result is not None:
-        what, tokens = row.largest_tool_result
-        candidates.append(
-            (tool_cost, "tool_result", f"large tool result: {what} ({tokens:,} tokens)")
-        )
+    if row.breakdown:
+        kinds = ("output", "cache_write", "input", "cache_read")
+        parts = {k: row.breakdown.get(k, ZERO) for k in kinds}
+    else:  # an old log with no split: the input's share cannot be told from the output's
+        parts = {"input": row.cost}
     balanced = tier_models.get("balanced")
+    premium = ZERO
     if row.tier == "deep" and isinstance(balanced, str) and balanced != row.model:
         try:
             premium = row.cost - pricer.price(balanced, u).total
         except UsageError:
             premium = ZERO
-        candidates.append(
-            (
-                premium,
-                "deep_tier",
-                f"deep-tier model {row.model}: ${premium:.6f} more than {balanced}",
+    kind, cost = max(parts.items(), key=lambda kv: kv[1])
+    if premium > cost:
+        row.cause_cost, row.cause_kind = premium, "deep_tier"
+        row.cause = f"deep-tier model {row.model}: ${premium:.6f} more than {balanced}"
+        return
+    row.cause_cost = cost
+    miss = row.cache_miss_reason
+    written, uncached = u.cache_creation_input_tokens, u.input_tokens
+    if kind == "output":
+        row.cause_kind, row.cause = "output", f"long output: {u.output_tokens:,} tokens"
+    elif kind == "cache_write" and miss:
+        row.cause_kind, row.cause = "cache_miss", f"cache write after {miss} ({written:,} tokens)"
+    elif kind == "input" and miss:
+        row.cause_kind = "cache_miss"
+        row.cause = f"cache miss ({miss}): {uncached:,} input tokens not read from cache"
+    elif kind == "cache_read":
+        row.cause_kind = "cached_input"
+        row.cause = f"long history: {u.cache_read_input_tokens:,} tokens read from cache"
+    else:  # a write or uncached input with no miss named: the source most of it came from
+        what = "cache write" if kind == "cache_write" else "uncached input"
+        n = written if kind == "cache_write" else uncached
+        by_source = row.band_sources.get(kind, {})
+        source = max(by_source, key=lambda k: by_source[k]) if by_source else ""
+        if source == "tool_results" and row.largest_tool_result is not None:
+            name, tokens = row.largest_tool_result
+            row.cause_kind = "tool_result"
+            row.cause = f"large tool result: {name} ({tokens:,} tokens)"
+        elif source == "history":
+            row.cause_kind = "history"
+            row.cause = f"long history: {what} of {n:,} tokens, mostly conversation history"
+        else:
+            row.cause_kind = "uncached_input"
+            row.cause = f"large {what}: {n:,} tokens" + (
+                f", mostly {SOURCE_LABELS[source]}" if source else ""
             )
-        )
-    cost, kind, text = max(candidates, key=lambda c: c[0])
-    row.cause_cost, row.cause_kind, row.cause = cost, kind, text
 
 
 # --- replay support ----------------------------------------------------------------

@@ -4,10 +4,15 @@ Each record is written with a single `write` on a file opened for appending, so 
 killed at any moment leaves every completed record readable (the kernel has it). Syncing
 to the disk (against a power cut) is done by one background thread as records come, and
 once more on close: the agent never waits for the disk.
+
+While a run is being written its process holds an exclusive `flock` on the log; the lock goes
+when the log is closed or the process dies. So a log with no `run_end` whose lock is held is
+live (its run is still going); one whose lock is free was cut off.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -69,6 +74,7 @@ class RunLog:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise UsageError(f"cannot write run log {self.path}: {exc.strerror}") from None
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # "being written": see is_live()
         self._lock = threading.Lock()  # the fd is never closed while it is being synced
 
     def append(self, record: dict[str, Any]) -> None:
@@ -128,6 +134,24 @@ def read_record(line: str) -> dict[str, Any] | None:
     if isinstance(value, dict) and isinstance(value.get("type"), str) and _sane(value):
         return value
     return None
+
+
+def is_live(path: Path) -> bool:
+    """The run of this log is still being written: its writer (this process or another) holds
+    the log's lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # readers do not block each other
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # a file system without locks: nothing says it is live
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:

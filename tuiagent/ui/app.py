@@ -28,6 +28,7 @@ from textual.worker import Worker
 
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.exit_codes import outcome
 from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
@@ -623,9 +624,8 @@ class TuiagentApp(App[int]):
         if agent is None or self.finished:
             return
         self.finished = True
-        reason = agent.state.halt_reason
-        status = "completed" if reason is None else "error" if reason == "error" else "halted"
-        agent.finish(status, reason)
+        end = outcome(agent.state.halt_reason)
+        agent.finish(end.status, end.halt_reason)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -875,7 +875,8 @@ def check_keymap(keymap: dict[str, str]) -> None:
 
 
 def find_resume(log_dir: Path, run_id: str) -> Path:
-    """The transcript of the run to reopen: the named one, or the latest with one."""
+    """The transcript of the run to reopen: the named one, or the user's last chat with one
+    (never a replay nor a proxy's log: their transcripts are not a conversation to go on)."""
     folder = log_dir / "transcripts"
     if run_id:
         path = folder / f"{run_id}.jsonl"
@@ -885,9 +886,22 @@ def find_resume(log_dir: Path, run_id: str) -> Path:
     runs = (
         sorted(p for p in folder.glob("*.jsonl") if p.stat().st_size > 0) if folder.is_dir() else []
     )
-    if not runs:
-        raise UsageError(f"--resume: no earlier run in {log_dir}")
-    return runs[-1]
+    for path in reversed(runs):
+        if is_chat(log_dir / path.name):
+            return path
+    raise UsageError(f"--resume: no earlier chat in {log_dir}")
+
+
+def is_chat(log: Path) -> bool:
+    """A run the user chatted in: its run_start notes neither `replay_of` nor a `source`."""
+    from tuiagent.cost.runlog import read_records
+
+    try:
+        records, _ = read_records(log)
+    except OSError:
+        return False
+    start = next((r for r in records if r.get("type") == "run_start"), None)
+    return start is not None and not start.get("replay_of") and not start.get("source")
 
 
 def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str | None) -> int:

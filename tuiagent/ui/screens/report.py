@@ -66,7 +66,8 @@ class ReportScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         r = self.report
         yield Static(
-            f"{len(r.runs)} run(s), {len(r.turns)} turns, {money(r.total_cost)} in all",
+            f"{len(r.runs)} run(s), {len(r.turns)} turns, {money(r.total_cost)} in all"
+            + (f" ({r.hidden} with no model call not shown)" if r.hidden else ""),
             id="report-summary",
             markup=False,
         )

@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 from tuiagent.ui.format import money, tokens
 
 # The model names its tier (the Router panel and the status line say it too): the table fits
-# 80 columns.
+# 80 columns. "in" is every input token (uncached + cache read + cache write), as in the report.
 COLUMNS = ("#", "model", "in", "out", "c.read", "c.write", "cost", "total", "latency")
 
 
@@ -42,7 +42,7 @@ class TurnsTable(DataTable[Any]):
         cells = [
             str(record.get("turn", "")),
             _who(record) + model.removeprefix("claude-"),
-            tokens(record.get("input_tokens")),
+            tokens(_all_input(record)),
             tokens(record.get("output_tokens")),
             tokens(record.get("cache_read_input_tokens")),
             tokens(record.get("cache_creation_input_tokens")),
@@ -98,3 +98,10 @@ def _who(record: dict[str, Any]) -> str:
         return ""
     client = str(record.get("client", "")).split("/")[0]
     return f"{client}/" if client else ""
+
+
+def _all_input(record: dict[str, Any]) -> int:
+    return sum(
+        int(record.get(k) or 0)
+        for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    )
