@@ -102,6 +102,9 @@ class Settings:
     allow_commands: bool = False  # the run_command tool
     allow_fetch: bool = False  # the fetch_url tool
     command_timeout_s: float = 30.0
+    # Sub-agents: the delegate tool, and how many of them work at once.
+    subagents: bool = True
+    max_parallel_agents: int = 4
 
     def model_for(self, tier: str) -> str:
         return self.tiers[tier]
@@ -163,7 +166,7 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
             _expect(ok, key, "a number of seconds > 0", value)
             setattr(settings, key, float(value))
-        elif key in ("max_turns", "max_tokens", "min_useful_tokens"):
+        elif key in ("max_turns", "max_tokens", "min_useful_tokens", "max_parallel_agents"):
             ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
             _expect(ok, key, "a positive whole number", value)
             setattr(settings, key, value)
@@ -197,7 +200,7 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
                 ok = isinstance(keys, str) and bool(keys.strip())
                 _expect(ok, f"keymap.{binding_id}", "key names like 'f3' or 'ctrl+up,f3'", keys)
                 settings.keymap[binding_id] = keys.strip()
-        elif key in ("compress", "summarize_results", "allow_commands", "allow_fetch"):
+        elif key in ("compress", "summarize_results", "allow_commands", "allow_fetch", "subagents"):
             _expect(isinstance(value, bool), key, "true or false", value)
             setattr(settings, key, value)
         elif key == "compress_over_tokens":

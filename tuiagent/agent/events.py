@@ -6,6 +6,7 @@ Events that are also run-log lines subclass `LogRecord` and carry the exact reco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 
@@ -111,3 +112,23 @@ class CacheStateChanged(Event):
     last_read_at: float | None
     expires_at: float | None
     miss_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SubAgentChanged(Event):
+    """A sub-agent (agent/delegate.py) was queued, started, made a call, or ended.
+
+    state: queued | running | completed | stopped (its slice or a limit) | failed |
+    interrupted. `spent` is what its calls settled, `in_flight` what its open call may
+    still bill at most, `slice_usd` the most it may spend.
+    """
+
+    agent: str
+    task: str
+    tier: str
+    state: str
+    turns: int = 0
+    spent: Decimal = Decimal(0)
+    in_flight: Decimal = Decimal(0)
+    slice_usd: Decimal = Decimal(0)
+    detail: str = ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,9 @@ class Tool:
     run: Callable[[dict[str, Any]], Awaitable[str]]
     # Acts on the world (runs a command): the agent asks its `approve` hook first.
     needs_approval: bool = False
+    # A tool that reports as it works (delegate): yields the agent's events, then its
+    # ToolOutput. The loop uses it where it is set; `run` is the same without the events.
+    stream: Callable[[dict[str, Any]], AsyncIterator[Any]] | None = None
 
     def definition(self) -> dict[str, Any]:
         return {
