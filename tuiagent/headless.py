@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from tuiagent.agent.events import (
     AnswerDelta,
     AttemptFailed,
+    Event,
     Halted,
     LogRecord,
     Notice,
@@ -32,6 +36,68 @@ def _turn_line(r: dict[str, object]) -> str:
     )
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signals(task: asyncio.Task[Any] | None) -> list[int]:
+    """SIGTERM and SIGHUP stop the run as Ctrl-C does: the task is cancelled, so the call
+    in flight is accounted and run_end written; the list gets the signal's number."""
+    got: list[int] = []
+    if task is None:
+        return got
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        if not got:
+            got.append(signum)
+            task.cancel()
+
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop, int(sig))
+    return got
+
+
+def restore_signals() -> None:
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(sig)
+
+
+def _show(event: Event, as_json: bool, at_line_start: list[bool]) -> None:
+    """One event, as a line for a person (or, with --json, only notices on stderr)."""
+    out, err = sys.stdout, sys.stderr
+    if as_json:
+        if isinstance(event, Notice):
+            print(f"tuiagent: {event.text}", file=err)
+        elif isinstance(event, Halted):
+            print(f"tuiagent: {event.detail}", file=err)
+        return
+    if isinstance(event, AnswerDelta):
+        out.write(event.text)
+        at_line_start[0] = event.text.endswith("\n")
+    elif isinstance(event, TurnFinished):
+        if not at_line_start[0]:
+            out.write("\n")
+            at_line_start[0] = True
+        out.write(_turn_line(event.record) + "\n")
+    elif isinstance(event, ToolFinished):
+        r = event.record
+        mark = "ok" if r["ok"] else "error"
+        size = f"{r['result_tokens']:,} tokens"
+        if r.get("result_id"):
+            size += f" (from {r['original_tokens']:,}, {r['method']}, {r['result_id']})"
+        out.write(f"  tool {r['name']} {mark}  {size}\n")
+    elif isinstance(event, AttemptFailed):
+        out.write(f"  attempt failed: {event.record['error']}\n")
+    elif isinstance(event, Notice):
+        print(f"tuiagent: {event.text}", file=err)
+    elif isinstance(event, Halted):
+        print(f"tuiagent: halted: {event.detail}", file=err)
+    out.flush()
+
+
 async def run_headless(
     settings: Settings, prompt: str, *, workspace: Path, offline: bool, as_json: bool
 ) -> int:
@@ -50,44 +116,24 @@ async def run_headless(
 
     emit(agent.start())
     status, halt_reason, code = "completed", None, EXIT_OK
-    at_line_start = True
+    at_line_start = [True]
+    stopped_by = stop_on_signals(asyncio.current_task())
     try:
-        async for event in agent.send(prompt):
-            if isinstance(event, LogRecord):
-                emit(event)
-            if as_json:
-                if isinstance(event, Notice | Halted):
-                    print(f"tuiagent: {getattr(event, 'text', None) or event.detail}", file=err)  # type: ignore[union-attr]
-                continue
-            if isinstance(event, AnswerDelta):
-                out.write(event.text)
-                at_line_start = event.text.endswith("\n")
-            elif isinstance(event, TurnFinished):
-                if not at_line_start:
-                    out.write("\n")
-                    at_line_start = True
-                out.write(_turn_line(event.record) + "\n")
-            elif isinstance(event, ToolFinished):
-                r = event.record
-                mark = "ok" if r["ok"] else "error"
-                size = f"{r['result_tokens']:,} tokens"
-                if r.get("result_id"):
-                    size += f" (from {r['original_tokens']:,}, {r['method']}, {r['result_id']})"
-                out.write(f"  tool {r['name']} {mark}  {size}\n")
-            elif isinstance(event, AttemptFailed):
-                out.write(f"  attempt failed: {event.record['error']}\n")
-            elif isinstance(event, Notice):
-                print(f"tuiagent: {event.text}", file=err)
-            elif isinstance(event, Halted):
-                print(f"tuiagent: halted: {event.detail}", file=err)
-            out.flush()
+        async with contextlib.aclosing(agent.send(prompt)) as events:
+            async for event in events:
+                if isinstance(event, LogRecord):
+                    emit(event)
+                _show(event, as_json, at_line_start)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        status, halt_reason, code = "halted", "interrupted", EXIT_INTERRUPTED
+        status, halt_reason = "halted", "interrupted"
+        code = 128 + stopped_by[0] if stopped_by else EXIT_INTERRUPTED
     else:
         if agent.state.halt_reason == "error":
             status, halt_reason, code = "error", "error", EXIT_ERROR
         elif agent.state.halt_reason:
             status, halt_reason, code = "halted", agent.state.halt_reason, EXIT_HALTED
+    finally:
+        restore_signals()
     end: RunEnded = agent.finish(status, halt_reason)
     emit(end)
     if not as_json:

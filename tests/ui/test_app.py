@@ -69,11 +69,11 @@ async def test_f3_raises_and_f2_lowers_the_cap_by_the_step(make_app: MakeApp) ->
         agent = (await ready(pilot)).agent
         assert agent is not None
         await pilot.press("f3")
-        assert agent.limits.max_cost_usd == app.main.gauge.cap == Decimal("1.25")
+        assert agent.budget.cap == app.main.gauge.cap == Decimal("1.25")
         await pilot.press("f2", "f2")
-        assert agent.limits.max_cost_usd == Decimal("0.75")
+        assert agent.budget.cap == Decimal("0.75")
         await pilot.press(*["f2"] * 6)
-        assert agent.limits.max_cost_usd == Decimal("0.25")  # never below one step
+        assert agent.budget.cap == Decimal("0.25")  # never below one step
 
 
 async def test_f2_never_lowers_the_cap_below_what_is_spent(make_app: MakeApp) -> None:
@@ -86,7 +86,7 @@ async def test_f2_never_lowers_the_cap_below_what_is_spent(make_app: MakeApp) ->
         spent = agent.ledger.spent
         assert spent > Decimal("0.00005")  # more than one step: the floor is what is spent
         await pilot.press(*["f2"] * 12)
-        assert agent.limits.max_cost_usd == spent
+        assert agent.budget.cap == spent
 
 
 async def test_f4_cycles_the_tier(make_app: MakeApp) -> None:
@@ -161,9 +161,9 @@ async def test_keys_are_remapped_by_the_keymap(make_app: MakeApp) -> None:
         agent = (await ready(pilot)).agent
         assert agent is not None
         await pilot.press("f3", "f4")
-        assert agent.limits.max_cost_usd == Decimal("1.00") and agent.tier == "auto"
+        assert agent.budget.cap == Decimal("1.00") and agent.tier == "auto"
         await pilot.press("f9", "f10")
-        assert agent.limits.max_cost_usd == Decimal("1.10") and agent.tier == "fast"
+        assert agent.budget.cap == Decimal("1.10") and agent.tier == "fast"
 
 
 def test_a_bad_keymap_names_the_key(tmp_path: Path) -> None:
@@ -196,9 +196,9 @@ async def test_slash_budget_sets_the_cap_and_rejects_nonsense(make_app: MakeApp)
         agent = (await ready(pilot)).agent
         assert agent is not None
         await send(pilot, "/budget 2.50")
-        assert agent.limits.max_cost_usd == Decimal("2.50") == app.main.gauge.cap
+        assert agent.budget.cap == Decimal("2.50") == app.main.gauge.cap
         await send(pilot, "/budget lots")
-        assert agent.limits.max_cost_usd == Decimal("2.50")
+        assert agent.budget.cap == Decimal("2.50")
         assert "/budget must be a positive number" in toasts(app)
         assert not list(app.main.query(UserMessageView))  # commands are not sent to the model
 

@@ -21,7 +21,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -93,6 +93,7 @@ class CallEnd:
     result: CallResult | None
     reason: str | None = None
     detail: str = ""
+    tier: str = ""  # the tier the call was made on (after any step-down)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,11 @@ def _digest(message: dict[str, Any]) -> str:
 def _frame_digest(request: dict[str, Any]) -> str:
     """Everything but the messages: model, tools, system."""
     frame = without_breakpoints(
-        {"model": request.get("model"), "tools": request.get("tools"), "system": request.get("system")}
+        {
+            "model": request.get("model"),
+            "tools": request.get("tools"),
+            "system": request.get("system"),
+        }
     )
     data = json.dumps(frame, sort_keys=True, default=str)
     return hashlib.blake2b(data.encode(), digest_size=16).hexdigest()
@@ -222,7 +227,7 @@ class Caller:
 
     # --- the call ------------------------------------------------------------
 
-    async def call(self, spec: CallSpec) -> AsyncIterator[Event | CallEnd]:
+    async def call(self, spec: CallSpec) -> AsyncGenerator[Event | CallEnd, None]:
         """Yields the call's events, then one CallEnd. Transient failures are retried
         within the run's retry budget; a helper call that does not fit or fails is
         skipped (reason "skipped"), an agent call ends with why."""
@@ -239,7 +244,9 @@ class Caller:
             if prepared is None:
                 left = self.budget.remaining
                 if helper:
-                    yield Notice(f"skipped the {spec.purpose} call: it did not fit the ${left:.4f} left")
+                    yield Notice(
+                        f"skipped the {spec.purpose} call: it did not fit the ${left:.4f} left"
+                    )
                     yield CallEnd(None, "skipped")
                     return
                 yield CallEnd(
@@ -267,14 +274,15 @@ class Caller:
             self.transcript.request(spec.turn, spec.purpose, p.request)
             seen = _Seen()
             events: list[Event] = []
+            stream = stream_message(
+                self.client,
+                p.request,
+                clock=self.clock,
+                call_timeout_s=self.settings.call_timeout_s,
+                idle_timeout_s=self.settings.stream_idle_timeout_s,
+            )
             try:
-                async for item in stream_message(
-                    self.client,
-                    p.request,
-                    clock=self.clock,
-                    call_timeout_s=self.settings.call_timeout_s,
-                    idle_timeout_s=self.settings.stream_idle_timeout_s,
-                ):
+                async for item in stream:
                     if isinstance(item, TextDelta):
                         seen.text.append(item.text)
                         if spec.stream_text:
@@ -288,7 +296,7 @@ class Caller:
                         seen.result = item
             except CallFailed as failure:
                 seen.failure = failure
-            except Exception as exc:  # noqa: BLE001 - never a traceback: still accounted
+            except Exception as exc:
                 seen.failure = CallFailed(
                     message=f"the response could not be read ({type(exc).__name__}: {exc})",
                     partial_usage=seen.usage,
@@ -297,26 +305,28 @@ class Caller:
                 )
                 seen.failure.usage_seen = seen.usage_seen  # type: ignore[attr-defined]
             finally:
-                # The accounting of every way an attempt ends, exactly once.
+                # The accounting of every way an attempt ends, exactly once: a result, a
+                # failure, or neither (cancelled, a signal, the consumer closed this call).
                 events = self._account(spec, p, hold, seen)
+                await stream.aclose()
             for event in events:
                 yield event
             if seen.result is not None:
-                yield CallEnd(seen.result)
+                yield CallEnd(seen.result, tier=p.decision.tier)
                 return
-            failure = seen.failure
-            assert failure is not None
-            if not is_retryable(failure):
-                yield Notice(str(failure), "warning" if helper else "error")
-                yield CallEnd(None, "skipped" if helper else "error", str(failure))
+            failed = seen.failure
+            assert failed is not None
+            if not is_retryable(failed):
+                yield Notice(str(failed), "warning" if helper else "error")
+                yield CallEnd(None, "skipped" if helper else "error", str(failed))
                 return
             wait = self._pending_wait  # set by the accounting: None when used up
             if wait is None:
-                detail = f"{failure}; the run's {self.settings.max_retries} retries are used up"
+                detail = f"{failed}; the run's {self.settings.max_retries} retries are used up"
                 yield Notice(detail, "warning")
                 yield CallEnd(None, "skipped" if helper else "max_retries", detail)
                 return
-            yield Notice(f"{failure}; retry {self.retries_used} in {wait:.1f}s", "warning")
+            yield Notice(f"{failed}; retry {self.retries_used} in {wait:.1f}s", "warning")
             await self.sleep(wait)
 
     def backoff(self, retries_so_far: int, retry_after_s: float | None) -> float:
@@ -474,7 +484,9 @@ class Caller:
             cal.output_factor = max(cal.output_factor, ratio)
         return {"over_reservation": True}
 
-    def _settle_turn(self, spec: CallSpec, p: Prepared, hold: Hold, result: CallResult) -> list[Event]:
+    def _settle_turn(
+        self, spec: CallSpec, p: Prepared, hold: Hold, result: CallResult
+    ) -> list[Event]:
         usage = result.usage
         response_model = getattr(result, "response_model", "") or result.model
         cost, priced_as = self._price(p, usage, response_model)
@@ -487,7 +499,12 @@ class Caller:
         if spec.conversation:  # a helper call's prefix is not the conversation's
             now = self.wall_clock()
             miss_reason = self.cache.miss_reason(
-                model, usage, now, p.request, api_miss_reason(result.diagnostics), self.settings.cache
+                model,
+                usage,
+                now,
+                p.request,
+                api_miss_reason(result.diagnostics),
+                self.settings.cache,
             )
             self.cache.note(model, usage, self.settings.cache_ttl, now, result.message_id or None)
             self._prefix = _Prefix(
@@ -582,7 +599,9 @@ class Caller:
         )
         return [AttemptFailed(record), BudgetChanged(self.budget.snapshot())]
 
-    def _settle_interrupted(self, spec: CallSpec, p: Prepared, hold: Hold, seen: _Seen) -> list[Event]:
+    def _settle_interrupted(
+        self, spec: CallSpec, p: Prepared, hold: Hold, seen: _Seen
+    ) -> list[Event]:
         """Stopped (Escape, Ctrl-C, a signal): what streamed stays, and its cost counts; with
         no usage seen, the worst case."""
         text = "".join(seen.text)
@@ -662,4 +681,3 @@ class Caller:
             state.last_read_at,
             state.expires_at,
         )
-

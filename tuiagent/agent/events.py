@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+
 
 @dataclass(frozen=True)
 class Event:
@@ -98,6 +100,11 @@ class Halted(Event):
     reason: str
     detail: str
 
+    @property
+    def by_cap(self) -> bool:
+        """Stopped by the spending cap: raising the cap lets the session go on."""
+        return self.reason == "max_cost"
+
 
 @dataclass(frozen=True)
 class CacheStateChanged(Event):
@@ -115,6 +122,11 @@ class CacheStateChanged(Event):
 
 
 @dataclass(frozen=True)
+class BudgetChanged(Event):
+    """The budget after a reserve, settle, release or cap change: what a gauge shows."""
+
+    budget: BudgetSnapshot
+
 class SubAgentChanged(Event):
     """A sub-agent (agent/delegate.py) was queued, started, made a call, or ended.
 

@@ -12,7 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tuiagent.agent.events import Halted, Notice, TurnFinished
+from tuiagent.agent.call import CallEnd, CallSpec
+from tuiagent.agent.events import Notice, TurnFinished
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision
 from tuiagent.agent.tools import Toolbox
@@ -96,13 +97,14 @@ async def replay_turn(
     result: CallResult | None = None
     record: dict[str, Any] | None = None
     error = None
-    async for item in agent._call(1, "agent", decision, build):
-        if isinstance(item, CallResult):
-            result = item
+    async for item in agent.call(CallSpec(1, "agent", decision, build, conversation=True)):
+        if isinstance(item, CallEnd):
+            result = item.result
+            if result is None:
+                agent.state.halt_reason = "error" if item.reason == "error" else item.reason
+                error = error or item.detail
         elif isinstance(item, TurnFinished):
             record = item.record
-        elif isinstance(item, Halted):
-            error = item.detail
         elif isinstance(item, Notice) and item.level == "error":
             error = item.text
     if result is None or record is None:

@@ -30,9 +30,8 @@ from typing import Any, Protocol
 
 from tuiagent.config import TIERS
 from tuiagent.cost.pricing import Pricer, usd
-from tuiagent.llm.caching import TTL_SECONDS, min_cacheable_tokens
+from tuiagent.llm.caching import min_cacheable_tokens
 from tuiagent.llm.tokens import estimate_tokens
-from tuiagent.llm.usage import TokenUsage
 
 DEFAULT_BUDGET_FLOOR = Decimal("0.2")
 # Output tokens assumed for a call before the run has any of its own to average.

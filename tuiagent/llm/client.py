@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,7 +245,7 @@ async def stream_message(
     clock: Callable[[], float] = time.monotonic,
     call_timeout_s: float = 600.0,
     idle_timeout_s: float = 90.0,
-) -> AsyncIterator[StreamItem]:
+) -> AsyncGenerator[StreamItem, None]:
     """Stream one Messages call. Yields text and tool starts as they come, then the CallResult.
 
     Raises CallFailed with the usage billed so far when the call fails at any point.

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import gc
 import json
+import signal
 import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -120,6 +121,7 @@ class TuiagentApp(App[int]):
         self.queue: list[str] = []
         self.turn_worker: Worker[None] | None = None
         self.finished = False
+        self.cap_halt = False  # halted by the cap until it is raised
         self.main = MainScreen(clock=clock, on_ready=self._screen_ready)
         self._theme_problems: list[str] = []
         self._load_themes()
@@ -155,6 +157,13 @@ class TuiagentApp(App[int]):
             self.notify(problem, severity="warning")
         if self.settings.keymap:  # each bindings change recomposes the footer
             self.set_keymap(self.settings.keymap)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # end as a quit does: the same records
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._stop_by_signal, int(sig))
+
+    def _stop_by_signal(self, signum: int) -> None:
+        self.run_worker(self.quit(128 + signum), group="quit", exclusive=True)
 
     def _screen_ready(self) -> None:
         gc.enable()  # run_app held it off till the first frame
@@ -217,7 +226,7 @@ class TuiagentApp(App[int]):
                 f"this session's spending starts at $0 against its own cap",
             )
         self.main.set_status(f"run {agent.state.run_id}")
-        self._update_gauge()
+        self.main.gauge.show(agent.budget_state().budget)
         self._send_next()
 
     @property
@@ -256,10 +265,7 @@ class TuiagentApp(App[int]):
     def at_cap(self) -> bool:
         """Halted by the cap: the next call's worst case does not fit what is left.
         Raising the cap (agent.set_cap) lifts it."""
-        agent = self.agent
-        if agent is None:
-            return False
-        return agent.state.halt_reason == "max_cost"
+        return self.cap_halt
 
     def _send_next(self) -> None:
         if self.agent is None or self.busy or not self.queue or self.at_cap():
@@ -270,19 +276,21 @@ class TuiagentApp(App[int]):
 
     @work(exclusive=True, group="agent", exit_on_error=False)
     async def run_turn(self, text: str) -> None:
-        from tuiagent.agent.events import AnswerDelta, AttemptFailed, Halted, TurnFinished
+        from tuiagent.agent.events import AnswerDelta, Halted
 
         agent = self.agent
         assert agent is not None
         screen = self.main
         try:
-            async for event in agent.send(text):
-                if isinstance(event, AnswerDelta):
-                    screen.feed(event.text)  # shown within a frame; never awaited per token
-                    continue
-                await screen.apply(event)
-                if isinstance(event, TurnFinished | AttemptFailed | Halted):
-                    self._update_gauge()
+            # Closed at once when stopped: the call in flight is accounted there and then.
+            async with contextlib.aclosing(agent.send(text)) as events:
+                async for event in events:
+                    if isinstance(event, AnswerDelta):
+                        screen.feed(event.text)  # shown within a frame; never awaited per token
+                        continue
+                    await screen.apply(event)
+                    if isinstance(event, Halted) and event.by_cap:
+                        self.cap_halt = True
         except asyncio.CancelledError:
             self._interrupted(agent)
             raise
@@ -290,7 +298,7 @@ class TuiagentApp(App[int]):
             screen.chat.add_notice(f"error: {exc}", "error")
             self.notify(str(exc), title="Error", severity="error")
         finally:
-            self._update_gauge()
+            screen.gauge.show(agent.budget_state().budget)  # settled in the call's finally
             screen.set_status(f"run {agent.state.run_id}")
             self.call_later(screen.close_answer)
             self.call_later(self._send_next)
@@ -319,28 +327,20 @@ class TuiagentApp(App[int]):
 
     # --- the money -----------------------------------------------------------------
 
-    def _update_gauge(self) -> None:
-        if not self.main.ready:
-            return  # the gauge shows the settings when it mounts
-        gauge = self.main.gauge
-        agent = self.agent
-        if agent is None:
-            gauge.cap = self.settings.max_cost_usd
-            return
-        gauge.cap = agent.limits.max_cost_usd
-        gauge.update_spend(agent.ledger.spent, agent.ledger.turn_costs)
-        if not self.at_cap():
-            gauge.halted = None
-
     def set_cap(self, amount: Decimal) -> None:
         agent = self.agent
         if agent is None:
             self.settings.max_cost_usd = amount
             in_force = amount
+            self.main.gauge.cap = amount
         else:
-            in_force = agent.set_cap(amount)
-        self._update_gauge()
-        note = "" if in_force == amount else " (never below what is already spent)"
+            budget = agent.set_cap(amount).budget
+            in_force = budget.cap
+            if self.cap_halt and budget.cap > self.main.gauge.cap:
+                self.cap_halt = False
+                self.main.gauge.halted = None
+            self.main.gauge.show(budget)
+        note = "" if in_force == amount else " (never below what is spent and in flight)"
         self.notify(f"cap {fmt_cap(in_force)}{note}", title="Budget")
         self._send_next()
 
@@ -353,8 +353,7 @@ class TuiagentApp(App[int]):
     # --- keys ----------------------------------------------------------------------
 
     def _cap_now(self) -> Decimal:
-        agent = self.agent
-        return agent.limits.max_cost_usd if agent is not None else self.settings.max_cost_usd
+        return self.main.gauge.cap
 
     def action_cap_down(self) -> None:
         step = self.settings.budget_step_usd
@@ -400,17 +399,21 @@ class TuiagentApp(App[int]):
     async def run_keep_warm(self) -> None:
         agent = self.agent
         assert agent is not None
-        async for event in agent.keep_warm():
-            await self.main.apply(event)
-        self._update_gauge()
+        async with contextlib.aclosing(agent.keep_warm()) as events:
+            async for event in events:
+                await self.main.apply(event)
 
     async def action_quit(self) -> None:
+        await self.quit(0)
+
+    async def quit(self, code: int) -> None:
+        """Stop the call in flight (it is accounted), write run_end, leave with `code`."""
         if self.busy and self.turn_worker is not None:
             self.turn_worker.cancel()
             with contextlib.suppress(Exception):
                 await self.turn_worker.wait()
         self.finish_run()
-        self.exit(0)
+        self.exit(return_code=code)
 
     def finish_run(self) -> None:
         """Write the run's end once: a UI session is one run."""
@@ -593,4 +596,4 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     finally:
         gc.enable()
     app.finish_run()
-    return 0
+    return app.return_code or 0

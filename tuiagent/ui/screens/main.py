@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -144,6 +145,7 @@ class MainScreen(Screen[None]):
         from tuiagent.agent.events import (
             AnswerDelta,
             AttemptFailed,
+            BudgetChanged,
             CacheStateChanged,
             Halted,
             Notice,
@@ -177,6 +179,9 @@ class MainScreen(Screen[None]):
         elif isinstance(event, TurnFinished):
             await self.close_answer()
             self.turn_finished(event.record)
+            self.gauge.add_turn_cost(Decimal(str(event.record["cost_usd"])))
+        elif isinstance(event, BudgetChanged):
+            self.gauge.show(event.budget)
         elif isinstance(event, CacheStateChanged):
             self.query_one(CachePanel).set_state(event)
         elif isinstance(event, AttemptFailed):
@@ -185,7 +190,7 @@ class MainScreen(Screen[None]):
         elif isinstance(event, Halted):
             await self.close_answer()
             self.chat.add_notice(f"halted: {event.detail}", "error")
-            if event.reason == "max_cost":
+            if event.by_cap:
                 self.gauge.halted = f"{event.detail}; raise the cap (F3 or /budget) to go on"
             self.app.notify(event.detail, title="Halted", severity="error")
         elif isinstance(event, Notice):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -11,6 +12,9 @@ from textual.widgets import ProgressBar, Sparkline, Static
 
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
+
+if TYPE_CHECKING:
+    from tuiagent.cost.budget import BudgetChanged
 
 
 class BudgetGauge(Horizontal):
@@ -36,6 +40,8 @@ class BudgetGauge(Horizontal):
     """What the run has spent so far."""
     cap: reactive[Decimal] = reactive(Decimal("1.00"), init=False)
     """The spending cap in force."""
+    in_flight: reactive[Decimal] = reactive(Decimal(0), init=False)
+    """What calls under way may still bill at most (held against the cap)."""
     halted: reactive[str | None] = reactive(None, init=False)
     """Why the session stopped at a limit, or None."""
 
@@ -51,10 +57,14 @@ class BudgetGauge(Horizontal):
     def on_mount(self) -> None:
         self._refresh()
 
-    def update_spend(self, spent: Decimal, turn_costs: list[Decimal]) -> None:
-        self.turn_costs = list(turn_costs)
-        self.spent = spent
+    def show(self, budget: BudgetChanged) -> None:
+        """The budget as an agent event reports it."""
+        self.cap, self.spent, self.in_flight = budget.cap, budget.settled, budget.in_flight
+
+    def add_turn_cost(self, cost: Decimal) -> None:
+        self.turn_costs.append(cost)
         self.query_one(Sparkline).data = [float(c) for c in self.turn_costs[-40:]]
+        self._refresh()
 
     def watch_spent(self) -> None:
         self._refresh()
@@ -65,9 +75,12 @@ class BudgetGauge(Horizontal):
     def watch_halted(self) -> None:
         self._refresh()
 
+    def watch_in_flight(self) -> None:
+        self._refresh()
+
     @property
     def remaining(self) -> Decimal:
-        return max(self.cap - self.spent, Decimal(0))
+        return max(self.cap - self.spent - self.in_flight, Decimal(0))
 
     def _refresh(self) -> None:
         if not self.is_mounted:
@@ -90,6 +103,8 @@ class BudgetGauge(Horizontal):
             f"spent {money(self.spent)} / cap {fmt_cap(self.cap)}",
             f"left {money(self.remaining)} ({percent:.0f}%)",
         ]
+        if self.in_flight > 0:
+            parts.insert(1, f"in flight {money(self.in_flight)}")
         if self.turn_costs:
             burn = sum(self.turn_costs, Decimal(0)) / len(self.turn_costs)
             parts.append(f"{money(burn)}/turn")
