@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anthropic
 
+from tuiagent.agent.delegate import Delegator
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.tools import Toolbox, Workspace
 from tuiagent.agent.tools.command import CommandRunner
@@ -87,4 +88,6 @@ def open_session(
         log_dir=settings.log_dir or default_log_dir(),
         clock=clock,
     )
+    if settings.subagents:
+        agent.toolbox.add(Delegator(agent).tool())
     return Session(agent, conn.offline_model, conn.notice)

@@ -25,13 +25,13 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from tuiagent.agent.events import (
-    AttemptFailed,
     BudgetChanged,
     Event,
     Halted,
+    LogRecord,
     Notice,
     SubAgentChanged,
-    ToolFinished,
+    SubAgentEnded,
     TurnFinished,
     TurnStarted,
 )
@@ -117,7 +117,9 @@ class SubResult:
         if self.detail:
             parts.append(f"{self.state}: {self.detail}")
         if self.answer:
-            parts.append(self.answer if self.state == "completed" else f"what it had: {self.answer}")
+            parts.append(
+                self.answer if self.state == "completed" else f"what it had: {self.answer}"
+            )
         elif self.state != "completed":
             parts.append("(no answer)")
         return "\n".join(parts)
@@ -164,7 +166,9 @@ def last_answer(history: list[dict[str, Any]]) -> str:
         if isinstance(content, str):
             return content.strip()
         text = "".join(
-            b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"
+            b.get("text", "")
+            for b in content or []
+            if isinstance(b, dict) and b.get("type") == "text"
         ).strip()
         if text and text != "(no answer)":
             return text
@@ -314,7 +318,7 @@ class Delegator:
             r.slice_usd, r.state = worker.budget.cap, "running"
             queue.put_nowait(status(r, worker))
             async for event in worker.send(r.task.task):
-                if isinstance(event, TurnFinished | ToolFinished | AttemptFailed):
+                if isinstance(event, LogRecord):  # its records: user, turn, tool, attempt
                     queue.put_nowait(event)
                     if isinstance(event, TurnFinished):
                         queue.put_nowait(status(r, worker))
@@ -330,7 +334,7 @@ class Delegator:
                     queue.put_nowait(Notice(f"{r.agent}: {event.text}", event.level))
         except asyncio.CancelledError:
             r.state, r.detail = "interrupted", "stopped before it finished"
-        except Exception as exc:  # noqa: BLE001 - a failing sub-agent must not fail the parent
+        except Exception as exc:  # a failing sub-agent must not fail the parent
             r.state, r.detail = "failed", f"{type(exc).__name__}: {exc}"
         else:
             assert worker is not None
@@ -346,7 +350,7 @@ class Delegator:
             if worker is not None:
                 r.answer = last_answer(worker.state.history)
                 queue.put_nowait(status(r, worker))
-                worker.write(
+                ended = worker.write(
                     {
                         "type": "agent",
                         "status": r.state,
@@ -360,6 +364,7 @@ class Delegator:
                         "ended_at": utc_now_iso(),
                     }
                 )
+                queue.put_nowait(SubAgentEnded(ended))
                 worker.transcript.messages(worker.state.history)
                 worker.transcript.close()
             else:

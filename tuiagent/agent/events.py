@@ -50,6 +50,11 @@ class ToolFinished(LogRecord):
 
 
 @dataclass(frozen=True)
+class SubAgentEnded(LogRecord):
+    """The `agent` record that closes a sub-agent: how it ended and what it spent."""
+
+
+@dataclass(frozen=True)
 class AttemptFailed(LogRecord):
     pass
 
@@ -127,6 +132,8 @@ class BudgetChanged(Event):
 
     budget: BudgetSnapshot
 
+
+@dataclass(frozen=True)
 class SubAgentChanged(Event):
     """A sub-agent (agent/delegate.py) was queued, started, made a call, or ended.
 

@@ -58,6 +58,8 @@ class RunState:
 class Agent:
     """One run: a conversation with the model, its budget and its log."""
 
+    state: RunState
+
     def __init__(
         self,
         settings: Settings,
@@ -69,21 +71,40 @@ class Agent:
         run_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        budget: Budget | None = None,
+        parent: Agent | None = None,
+        agent_id: str = "main",
+        task: str | None = None,
     ) -> None:
+        """A sub-agent (agent/delegate.py) has a `parent`: it spends from `budget` (a slice
+        of the parent's), writes to the parent's run log and ledger with its own identity
+        on every record, and keeps its conversation in a transcript of its own."""
         self.settings = settings
+        self.agent_id = agent_id
+        self.identity: dict[str, Any] = {"agent": agent_id}
+        if parent is not None:
+            self.identity.update(
+                parent_agent=parent.agent_id, parent_turn=parent.state.turns, task=task
+            )
         self.provider = provider
         self.simulated = provider == "offline"
         self.toolbox = toolbox
         self.pricer = Pricer(settings.prices)
         for tier in TIERS:
             self.pricer.ensure_priced(settings.model_for(tier))
-        self.budget = Budget(settings.max_cost_usd)
+        self.budget = budget if budget is not None else Budget(settings.max_cost_usd)
         self.max_turns = settings.max_turns
         self.tier = settings.tier
         self.system_prompt = settings.resolved_system_prompt()
-        self.state = RunState(run_id or new_run_id())
-        self.log = RunLog(log_dir, self.state.run_id)
-        self.transcript = Transcript(transcript_path(self.log.path))
+        if parent is None:
+            self.state = RunState(run_id or new_run_id())
+            self.log = RunLog(log_dir, self.state.run_id)
+            self.transcript = Transcript(transcript_path(self.log.path))
+        else:
+            self.state = RunState(parent.state.run_id)
+            self.log = parent.log
+            path = transcript_path(self.log.path)
+            self.transcript = Transcript(path.with_name(f"{path.stem}.{agent_id}{path.suffix}"))
         self.caller = Caller(
             settings,
             client=client,
@@ -95,6 +116,8 @@ class Agent:
             clock=clock,
             wall_clock=wall_clock,
         )
+        if parent is not None:
+            self.caller.ledger = parent.ledger  # one run: run_end totals include every agent
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
@@ -141,7 +164,12 @@ class Agent:
     # --- records -----------------------------------------------------------
 
     def write(self, record: dict[str, Any]) -> dict[str, Any]:
-        record = {"type": record.pop("type"), "run_id": self.state.run_id, **record}
+        record = {
+            "type": record.pop("type"),
+            "run_id": self.state.run_id,
+            **self.identity,
+            **record,
+        }
         self.log.append(record)
         return record
 
@@ -351,7 +379,13 @@ class Agent:
         error that fails the step or None)."""
         name, args = use["name"], use.get("input") or {}
         yield ToolCallStarted(turn, use["id"], name, args)
-        output = await self._run_tool(name, args)
+        output = ToolOutput("")
+        async with aclosing(self._run_tool(name, args)) as ran:
+            async for done in ran:
+                if isinstance(done, ToolOutput):
+                    output = done
+                else:
+                    yield done
         shown = Compressed(output.text, "none", 0, 0)
         async with aclosing(self._shrink(name, output.text)) as items:
             async for item in items:
@@ -389,12 +423,20 @@ class Agent:
         )
         yield block, repeated
 
-    async def _run_tool(self, name: str, args: dict[str, Any]) -> ToolOutput:
+    async def _run_tool(
+        self, name: str, args: dict[str, Any]
+    ) -> AsyncGenerator[Event | ToolOutput, None]:
+        """The tool's events (a tool that reports as it works: delegate), then its output."""
         tool = self.toolbox.tools.get(name)
         asks = tool is not None and tool.needs_approval and self.approve is not None
         if asks and self.approve is not None and not await self.approve(name, args):
-            return ToolOutput(f"error: the user declined to run {name}", is_error=True)
-        return await self.toolbox.call(name, args)
+            yield ToolOutput(f"error: the user declined to run {name}", is_error=True)
+        elif tool is not None and tool.stream is not None:
+            async with aclosing(tool.stream(args)) as items:  # type: ignore[type-var]
+                async for item in items:
+                    yield item
+        else:
+            yield await self.toolbox.call(name, args)
 
     async def _shrink(self, tool: str, text: str) -> AsyncGenerator[Event | Compressed, None]:
         """What the model sees of a tool result (last item); a compressed one's original is
