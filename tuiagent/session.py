@@ -33,6 +33,7 @@ class Session:
     agent: Agent
     offline_model: OfflineModel | None
     notice: str | None
+    delegator: Delegator | None = None  # the delegate tool (config subagents)
 
 
 @dataclass
@@ -88,6 +89,8 @@ def open_session(
         log_dir=settings.log_dir or default_log_dir(),
         clock=clock,
     )
+    delegator = None
     if settings.subagents:
-        agent.toolbox.add(Delegator(agent).tool())
-    return Session(agent, conn.offline_model, conn.notice)
+        delegator = Delegator(agent)
+        agent.toolbox.add(delegator.tool())
+    return Session(agent, conn.offline_model, conn.notice, delegator)

@@ -52,28 +52,23 @@ WORKER_NOTE = (
     "briefly. Your answer goes back to the agent that delegated the task, not to the user."
 )
 
+# Offered on every call of the parent, so kept short (about 210 tokens by the local estimate).
 DELEGATE_DESCRIPTION = (
-    "Hand independent, mechanical tasks (read, search, summarise files) to sub-agents that "
-    "work in parallel on a cheaper model, each with a share of the budget. Each task is a "
-    "self-contained instruction: the sub-agent sees only it, not this conversation. Returns "
-    "each sub-agent's answer."
+    "Run independent tasks (read, search, summarise files) as parallel sub-agents on a "
+    "cheaper model, each on a share of the budget. A task must stand alone: its sub-agent "
+    "sees only it. Returns each answer."
 )
 DELEGATE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "tasks": {
             "type": "array",
-            "minItems": 1,
-            "maxItems": MAX_TASKS,
             "items": {
                 "type": "object",
                 "properties": {
-                    "task": {"type": "string", "description": "what the sub-agent is to do"},
-                    "tier": {"type": "string", "enum": list(TIERS), "description": "default fast"},
-                    "max_cost_usd": {
-                        "type": "number",
-                        "description": "the most this task may spend (never more than its share)",
-                    },
+                    "task": {"type": "string"},
+                    "tier": {"enum": list(TIERS)},
+                    "max_cost_usd": {"type": "number"},
                 },
                 "required": ["task"],
             },
