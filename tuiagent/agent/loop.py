@@ -21,7 +21,7 @@ import anthropic
 
 from tuiagent.agent import helpers
 from tuiagent.agent.call import CallEnd, Caller, CallSpec
-from tuiagent.agent.compress import EXPAND_TOOL, Compressed, Compressor, summary_request
+from tuiagent.agent.compress import Compressor
 from tuiagent.agent.escalation import Escalation
 from tuiagent.agent.events import (
     BudgetChanged,
@@ -30,12 +30,11 @@ from tuiagent.agent.events import (
     Notice,
     RunEnded,
     RunStarted,
-    ToolCallStarted,
-    ToolFinished,
     UserMessage,
 )
 from tuiagent.agent.router import DEFAULT_EXPECTED_OUTPUT_TOKENS, RouteDecision, Router
-from tuiagent.agent.tools import Toolbox, ToolOutput
+from tuiagent.agent.tool_step import run_tool_call
+from tuiagent.agent.tools import Toolbox
 from tuiagent.agent.transcript import Transcript, transcript_path
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
@@ -348,7 +347,7 @@ class Agent:
             results: list[dict[str, Any]] = []
             for use in result.tool_uses if failed is None else []:
                 block: dict[str, Any] | None = None
-                async with aclosing(self._tool(turn, use, escalation, tier)) as pieces:
+                async with aclosing(run_tool_call(self, turn, use, escalation, tier)) as pieces:
                     async for piece in pieces:
                         if isinstance(piece, tuple):
                             block, repeated = piece
@@ -369,107 +368,6 @@ class Agent:
     def _halt(self, reason: str, detail: str) -> Halted:
         self.state.halt_reason = reason
         return Halted(reason, detail)
-
-    # --- tools: run, compress, summarise -----------------------------------------
-
-    async def _tool(
-        self, turn: int, use: dict[str, Any], escalation: Escalation, tier: str
-    ) -> AsyncGenerator[Event | tuple[dict[str, Any], str | None], None]:
-        """Run one tool call; yields its events, then (its tool_result block, a repeated
-        error that fails the step or None)."""
-        name, args = use["name"], use.get("input") or {}
-        yield ToolCallStarted(turn, use["id"], name, args)
-        output = ToolOutput("")
-        async with aclosing(self._run_tool(name, args)) as ran:
-            async for done in ran:
-                if isinstance(done, ToolOutput):
-                    output = done
-                else:
-                    yield done
-        shown = Compressed(output.text, "none", 0, 0)
-        async with aclosing(self._shrink(name, output.text)) as items:
-            async for item in items:
-                if isinstance(item, Compressed):
-                    shown = item
-                else:
-                    yield item
-        block: dict[str, Any] = {
-            "type": "tool_result",
-            "tool_use_id": use["id"],
-            "content": shown.text,
-        }
-        repeated = None
-        if output.is_error:
-            block["is_error"] = True
-            repeated = escalation.tool_error(tier, name, args, output.text)
-        yield ToolFinished(
-            self.write(
-                {
-                    "type": "tool",
-                    "turn": turn,
-                    "tool_use_id": use["id"],
-                    "name": name,
-                    "input": args,
-                    "ok": not output.is_error,
-                    "result_tokens": shown.compressed_tokens,
-                    "original_tokens": shown.original_tokens,
-                    "compressed_tokens": shown.compressed_tokens,
-                    "method": shown.method,
-                    "result_id": shown.result_id,
-                }
-            ),
-            output=shown.text,
-            original=output.text,
-        )
-        yield block, repeated
-
-    async def _run_tool(
-        self, name: str, args: dict[str, Any]
-    ) -> AsyncGenerator[Event | ToolOutput, None]:
-        """The tool's events (a tool that reports as it works: delegate), then its output."""
-        tool = self.toolbox.tools.get(name)
-        asks = tool is not None and tool.needs_approval and self.approve is not None
-        if asks and self.approve is not None and not await self.approve(name, args):
-            yield ToolOutput(f"error: the user declined to run {name}", is_error=True)
-        elif tool is not None and tool.stream is not None:
-            async with aclosing(tool.stream(args)) as items:  # type: ignore[type-var]
-                async for item in items:
-                    yield item
-        else:
-            yield await self.toolbox.call(name, args)
-
-    async def _shrink(self, tool: str, text: str) -> AsyncGenerator[Event | Compressed, None]:
-        """What the model sees of a tool result (last item); a compressed one's original is
-        kept. With summarize_results, a large result is summarised by a fast-tier call."""
-        if self.compressor is None:
-            tokens = estimate_tokens(text)
-            yield Compressed(text, "none", tokens, tokens)
-            return
-        bound = self.compressor.over_tokens
-        tokens = estimate_tokens(text)
-        if self.settings.summarize_results and tool != EXPAND_TOOL and tokens > bound:
-            source = text
-            if tokens > 20 * bound:  # the summariser reads a compressed form, not all of it
-                compressed = Compressor(20 * bound).compress(tool, text).text
-                source = (
-                    f"[compressed form of a {tokens:,}-token result]\n"
-                    + (compressed.split("\n", 1)[-1])
-                )
-            model = self.settings.model_for("fast")
-            request = summary_request(model, tool, source, bound - 150)
-            summary = None
-            async with aclosing(helpers.helper_call(self, "summarize", request)) as items:
-                async for item in items:
-                    if not isinstance(item, CallEnd):
-                        yield item
-                    elif item.result is None:
-                        yield Notice(f"could not summarise the {tool} result", "warning")
-                    elif item.result.text.strip():
-                        summary = item.result.text
-            if summary is not None:
-                yield self.compressor.summarized(tool, text, summary, model)
-                return
-        yield self.compressor.compress(tool, text)
 
 
 def _replayable(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
