@@ -280,3 +280,49 @@ def test_at_most_max_parallel_agents_work_at_once(files: Path, log_dir: Path) ->
     assert most == 2
     assert sorted(states) == [f"a{i}" for i in range(1, 7)]
     assert set(states.values()) == {"completed"}
+
+
+def test_report_costs_by_agent_and_otel_nests_sub_agents_under_the_delegating_turn(
+    files: Path, log_dir: Path
+) -> None:
+    from tuiagent.cost.otel import otel_traces
+    from tuiagent.cost.report import build_report
+
+    (files / "c.txt").write_text("Charlie: the longest\n" + "more words here\n" * 300)
+    session = offline_session(files, log_dir)
+    asyncio.run(_run(session, PROMPT))
+    session.agent.finish("completed")
+    report = build_report(log_dir)
+    agents = {g.name: g for g in report.by_agent}
+    assert set(agents) == {"main", "a1", "a2", "a3"}
+    assert sum(g.cost for g in agents.values()) == report.total_cost
+    costliest = report.costliest_subagent()
+    assert costliest is not None and costliest.name == "a3"
+    assert costliest.task == "Summarize c.txt"
+    data = report.to_json()
+    assert data["costliest_subagent"]["agent"] == "a3"
+    # Every sub-agent turn is split by input source from its own transcript.
+    assert report.turns_without_transcript == 0
+
+    spans = otel_traces(report)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    by_id = {s["spanId"]: s for s in spans}
+
+    def attr(span: dict[str, Any], key: str) -> Any:
+        return next((a["value"] for a in span["attributes"] if a["key"] == key), None)
+
+    delegating = next(
+        s for s in spans
+        if s["name"].startswith("chat") and attr(s, "tuiagent.agent") == {"stringValue": "main"}
+        and attr(s, "tuiagent.turn") == {"intValue": "1"}
+    )  # fmt: skip
+    for agent in ("a1", "a2", "a3"):
+        invoke = next(s for s in spans if s["name"] == f"invoke_agent {agent}")
+        assert invoke["parentSpanId"] == delegating["spanId"]
+        calls = [s for s in spans if attr(s, "tuiagent.agent") == {"stringValue": agent}]
+        chats = [s for s in calls if s["name"].startswith("chat")]
+        assert len(chats) == 2 and all(by_id[s["parentSpanId"]] is invoke for s in chats)
+
+    plain = run_cli("report", "--log-dir", str(log_dir))
+    assert plain.returncode == 0, plain.stderr
+    assert "Cost by agent" in plain.stdout
+    assert "The costliest sub-agent: a3 of run" in plain.stdout
