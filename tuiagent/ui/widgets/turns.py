@@ -28,7 +28,9 @@ class TurnsTable(DataTable[Any]):
             self.add_column(name, key=name)
 
     def add_turn(self, record: dict[str, Any]) -> None:
-        key = f"{record.get('purpose', 'agent')}-{record.get('turn')}"
+        agent = str(record.get("agent", "main"))
+        sub = agent != "main"
+        key = f"{agent}-{record.get('purpose', 'agent')}-{record.get('turn')}"
         cost = Decimal(str(record.get("cost_usd", 0)))
         latency = record.get("latency_s")
         late = (
@@ -38,7 +40,7 @@ class TurnsTable(DataTable[Any]):
         )
         model = str(record.get("model", ""))
         cells = [
-            str(record.get("turn", "")),
+            f"  {agent}·{record.get('turn', '')}" if sub else str(record.get("turn", "")),
             f"{record.get('tier', '')}/{model.removeprefix('claude-')}",
             tokens(record.get("input_tokens")),
             tokens(record.get("output_tokens")),
