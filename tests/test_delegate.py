@@ -79,7 +79,7 @@ def test_done_when_three_fast_sub_agents_overlap_and_the_answer_names_every_file
     )  # fmt: skip
     assert plain.returncode == 0, plain.stderr
     assert "\n    a1 turn  1  claude-haiku-5-5" in plain.stdout
-    assert "\na3: c.txt: Charlie: the third list" in plain.stdout
+    assert "\n- a3: c.txt: Charlie: the third list" in plain.stdout
 
 
 async def _run(session: Session, prompt: str, on: Any = None) -> list[Event]:

@@ -196,10 +196,10 @@ def _describe_delegated(result: str) -> str:
         agent, state, reason, task = m.groups()
         said = _first_line(body) if body.strip() else "(no answer)"
         if state == "completed":
-            lines.append(f"{agent}: {said}")
+            lines.append(f"- {agent}: {said}")
         else:
             why = f" ({reason})" if reason else ""
-            lines.append(f"{agent} ({task}) {state}{why}: {said}")
+            lines.append(f"- {agent} ({task}) {state}{why}: {said}")
     head = result.split("\n", 1)[0]
     return f"From {head}:\n" + "\n".join(lines) if lines else f"delegate: {head}"
 

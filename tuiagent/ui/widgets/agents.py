@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from tuiagent.agent.events import SubAgentChanged
 
 ZERO = Decimal(0)
+# Running ones first, then those waiting, then those done.
+ORDER = {"running": 0, "queued": 1}
 # How each state reads: running ones stand out, the ones that did not finish are marked.
 STATE_STYLE = {
     "queued": "dim",
@@ -29,7 +31,7 @@ STATE_STYLE = {
 
 class AgentsPanel(Static):
     DEFAULT_CSS = """
-    AgentsPanel { height: auto; max-height: 12; border: round $secondary 50%; padding: 0 1; }
+    AgentsPanel { height: auto; max-height: 18; border: round $secondary 50%; padding: 0 1; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -49,12 +51,13 @@ class AgentsPanel(Static):
         running = sum(a.state == "running" for a in self.agents.values())
         self.border_subtitle = f"{running} running" if running else ""
         text = Text()
-        for a in self.agents.values():
-            spent = a.spent + a.in_flight
+        order = sorted(self.agents.values(), key=lambda a: ORDER.get(a.state, 9))
+        for a in order:
             if text:
                 text.append("\n")
-            text.append(f"{a.agent} {a.tier:<8} ", style="bold")
+            text.append(f"{a.agent:<3} ", style="bold")
             text.append(f"{a.state:<11}", style=STATE_STYLE.get(a.state, ""))
-            text.append(f" {a.turns}t {money(spent, 5)}/{money(a.slice_usd, 4)}\n")
-            text.append(f"   {a.task}", style="dim")
+            text.append(f" {money(a.spent + a.in_flight, 5)}/{money(a.slice_usd, 3)} {a.turns}t\n")
+            line = f"    {a.tier} · {a.task}"
+            text.append(line if len(line) <= 40 else line[:39] + "…", style="dim")
         self.update(text)
