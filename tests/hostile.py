@@ -20,6 +20,7 @@ import httpx2
 
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.offline import OfflineModel
+from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 
 # What one answer can be. "honest" is the offline model's answer as it is.
@@ -124,8 +125,13 @@ class HostileModel(OfflineModel):
         if kind == "overloaded":
             self.billed.append(Billed(model, max_tokens, TokenUsage(), 0))
             return httpx2.Response(529, json=_OVERLOADED, headers={"x-should-retry": "true"})
-        honest = await super().handle_async_request(request)
-        raw = b"".join([chunk async for chunk in honest.stream])  # type: ignore[union-attr]
+        try:
+            honest = await super().handle_async_request(request)
+            raw = b"".join([chunk async for chunk in honest.stream])  # type: ignore[union-attr]
+        except asyncio.CancelledError:  # the client went away: its input was read and billed
+            read = TokenUsage(input_tokens=estimate_request_tokens(body))
+            self.billed.append(Billed(model, max_tokens, read, read.input_tokens))
+            raise
         if honest.status_code != 200:
             self.billed.append(Billed(model, max_tokens, TokenUsage(), 0))
             return httpx2.Response(honest.status_code, content=raw, headers=honest.headers)
