@@ -48,7 +48,7 @@ DELEGATE_TOOL = "delegate"
 WORKER_TOOLS = ("list_dir", "read_file", "search_files")
 MAX_TASKS = 32
 WORKER_NOTE = (
-    "You are a worker sub-agent: do the one task below with the tools and answer it "
+    "[tuiagent:worker] You are a worker sub-agent: do the one task below with the tools and answer it "
     "briefly. Your answer goes back to the agent that delegated the task, not to the user."
 )
 

@@ -55,6 +55,12 @@ _EXPAND = re.compile(
 )
 # "in parallel", "use sub-agents to ...": hand each file to a sub-agent (the delegate tool).
 _DELEGATE_WORDS = re.compile(r"\b(in parallel|sub-?agents?|delegate|workers)\b", re.IGNORECASE)
+# A sub-agent's system prompt (tuiagent.agent.delegate.WORKER_NOTE starts with it).
+WORKER_MARKER = "[tuiagent:worker]"
+# A sub-agent's note on its own compressed result: its rN is not the parent's to expand.
+_SUB_RECALL = re.compile(
+    r"\s*\((?:compressed|summarised) [^()]*? as r\d+; say \"expand r\d+\" to see the original\)"
+)
 # A sub-agent's part of a delegate result (tuiagent.agent.delegate.SubResult.header).
 _DELEGATED = re.compile(r"^\[(a\d+) (\w+)(?: \(([^)]*)\))?, [^\]]*\] (.*)$")
 _RUN = re.compile(r"\b(?:run|execute)\s+`([^`]+)`", re.IGNORECASE)
@@ -194,7 +200,7 @@ def _describe_delegated(result: str) -> str:
         if not m:
             continue
         agent, state, reason, task = m.groups()
-        said = _first_line(body) if body.strip() else "(no answer)"
+        said = _SUB_RECALL.sub("", _first_line(body)) if body.strip() else "(no answer)"
         if state == "completed":
             lines.append(f"- {agent}: {said}")
         else:
@@ -409,7 +415,10 @@ def reply(request_body: dict[str, Any]) -> Reply:
                 "of those. Set ANTHROPIC_API_KEY to talk to Claude."
             )
         )
-    return Reply(text="\n".join(_describe(c, r, e, request) for c, r, e in done))
+    answer = "\n".join(_describe(c, r, e, request) for c, r, e in done)
+    if WORKER_MARKER in _system_text(request_body):
+        answer = _SUB_RECALL.sub("", answer)  # its result ids are no use to the parent
+    return Reply(text=answer)
 
 
 def _lead_in(call: PlannedCall) -> str:
