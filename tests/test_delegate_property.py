@@ -14,22 +14,13 @@ import httpx2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.loopback import API_ERROR, OVERLOADED, RATE_LIMITED, Fault, FaultyModel, status
+from tests.loopback import Fault, FaultyModel
+from tests.test_cap_property import FAULTS
 from tuiagent.agent.delegate import WORKER_NOTE
 from tuiagent.agent.events import SubAgentChanged
 from tuiagent.config import Settings
 from tuiagent.cost.runlog import read_records
 from tuiagent.session import open_session
-
-FAULTS = st.sampled_from(
-    [
-        status(429, RATE_LIMITED, **{"retry-after": "0"}),
-        status(529, OVERLOADED),
-        status(500, API_ERROR),
-        Fault("drop"),
-        Fault("stream_error"),
-    ]
-)
 
 
 class _GreedyWorkers(FaultyModel):
