@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -298,7 +299,7 @@ class Delegator:
         r: SubResult,
         unfinished: int,
         queue: asyncio.Queue[Event | None],
-        status: Any,
+        status: Callable[[SubResult, Agent | None], SubAgentChanged],
     ) -> None:
         parent = self.parent
         # The parent keeps one share to combine the results with.
@@ -312,21 +313,22 @@ class Delegator:
             worker = self._worker(r.agent, r.task, amount)
             r.slice_usd, r.state = worker.budget.cap, "running"
             queue.put_nowait(status(r, worker))
-            async for event in worker.send(r.task.task):
-                if isinstance(event, LogRecord):  # its records: user, turn, tool, attempt
-                    queue.put_nowait(event)
-                    if isinstance(event, TurnFinished):
+            async with aclosing(worker.send(r.task.task)) as events:
+                async for event in events:
+                    if isinstance(event, LogRecord):  # its records: user, turn, tool, attempt
+                        queue.put_nowait(event)
+                        if isinstance(event, TurnFinished):
+                            queue.put_nowait(status(r, worker))
+                    elif isinstance(event, TurnStarted):
                         queue.put_nowait(status(r, worker))
-                elif isinstance(event, TurnStarted):
-                    queue.put_nowait(status(r, worker))
-                elif isinstance(event, BudgetChanged):
-                    queue.put_nowait(BudgetChanged(parent.budget.snapshot()))
-                elif isinstance(event, Halted):
-                    halted = event
-                elif isinstance(event, Notice):
-                    if event.level == "error":
-                        errors.append(event.text)
-                    queue.put_nowait(Notice(f"{r.agent}: {event.text}", event.level))
+                    elif isinstance(event, BudgetChanged):
+                        queue.put_nowait(BudgetChanged(parent.budget.snapshot()))
+                    elif isinstance(event, Halted):
+                        halted = event
+                    elif isinstance(event, Notice):
+                        if event.level == "error":
+                            errors.append(event.text)
+                        queue.put_nowait(Notice(f"{r.agent}: {event.text}", event.level))
         except asyncio.CancelledError:
             r.state, r.detail = "interrupted", "stopped before it finished"
         except Exception as exc:  # a failing sub-agent must not fail the parent
@@ -363,7 +365,7 @@ class Delegator:
                 worker.transcript.messages(worker.state.history)
                 worker.transcript.close()
             else:
-                queue.put_nowait(status(r))
+                queue.put_nowait(status(r, None))
 
 
 def summary(results: list[SubResult]) -> str:
