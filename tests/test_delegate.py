@@ -13,7 +13,7 @@ import httpx2
 import pytest
 
 from tests.conftest import offline_session, run_cli
-from tuiagent.agent.events import Event, SubAgentChanged
+from tuiagent.agent.events import Event, SubAgentChanged, TurnFinished
 from tuiagent.agent.tools import ToolOutput
 from tuiagent.agent.transcript import load_messages
 from tuiagent.config import Settings
@@ -326,3 +326,23 @@ def test_report_costs_by_agent_and_otel_nests_sub_agents_under_the_delegating_tu
     assert plain.returncode == 0, plain.stderr
     assert "Cost by agent" in plain.stdout
     assert "The costliest sub-agent: a3 of run" in plain.stdout
+
+
+def test_lowering_the_session_cap_holds_the_sub_agents_to_it(files: Path, log_dir: Path) -> None:
+    """The cap keys act on the whole session: a cap lowered after the parent asked to
+    delegate leaves the sub-agents only what is left of it."""
+    session = offline_session(files, log_dir)
+    agent = session.agent
+    lowered: list[Decimal] = []
+
+    def on(event: Event) -> None:
+        if isinstance(event, TurnFinished) and event.record["agent"] == "main" and not lowered:
+            lowered.append(agent.set_cap(agent.budget.settled + Decimal("0.00008")).budget.cap)
+
+    asyncio.run(_run(session, PROMPT, on))
+    assert agent.budget.cap == lowered[0] and agent.budget.settled <= lowered[0]
+    records, _ = read_records(agent.log.path)
+    ended = {r["agent"]: r for r in records if r["type"] == "agent"}
+    assert {r["halt_reason"] for r in ended.values()} == {"max_cost"}
+    assert all(r["slice_usd"] <= 0.00008 / 2 for r in ended.values())
+    assert not [r for r in records if r["type"] == "turn" and r["agent"] != "main"]
