@@ -346,3 +346,26 @@ def test_lowering_the_session_cap_holds_the_sub_agents_to_it(files: Path, log_di
     assert {r["halt_reason"] for r in ended.values()} == {"max_cost"}
     assert all(r["slice_usd"] <= 0.00008 / 2 for r in ended.values())
     assert not [r for r in records if r["type"] == "turn" and r["agent"] != "main"]
+
+
+def test_config_and_flag_name_what_is_wrong(tmp_path: Path) -> None:
+    from tuiagent.cli import _settings_from, build_parser
+    from tuiagent.config import load_settings
+    from tuiagent.errors import ConfigError
+
+    config = tmp_path / "c.toml"
+    config.write_text("subagents = false\nmax_parallel_agents = 2\n")
+    loaded = load_settings(config)
+    assert (loaded.subagents, loaded.max_parallel_agents) == (False, 2)
+    for bad, key in (
+        ("max_parallel_agents = 0", "max_parallel_agents"),
+        ('subagents = "no"', "subagents"),
+    ):
+        config.write_text(bad + "\n")
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            load_settings(config)
+    config.write_text("")
+    args = build_parser().parse_args(
+        ["run", "x", "--max-parallel-agents", "3", "--config", str(config)]
+    )
+    assert _settings_from(args).max_parallel_agents == 3
