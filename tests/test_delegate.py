@@ -369,3 +369,17 @@ def test_config_and_flag_name_what_is_wrong(tmp_path: Path) -> None:
         ["run", "x", "--max-parallel-agents", "3", "--config", str(config)]
     )
     assert _settings_from(args).max_parallel_agents == 3
+
+
+def test_sub_agent_transcripts_stay_out_of_resume(files: Path, log_dir: Path) -> None:
+    from tuiagent.ui.app import find_resume
+
+    session = offline_session(files, log_dir)
+    asyncio.run(_run(session, PROMPT))
+    session.agent.finish("completed")
+    run_id = session.agent.state.run_id
+    assert find_resume(log_dir, "") == log_dir / "transcripts" / f"{run_id}.jsonl"
+    subs = sorted(p.name for p in (log_dir / "transcripts" / run_id).iterdir())
+    assert subs == ["a1.jsonl", "a2.jsonl", "a3.jsonl"]
+    first = load_messages(log_dir / "transcripts" / run_id / "a2.jsonl")[0]
+    assert first["content"][0]["text"] == "Summarize b.txt"

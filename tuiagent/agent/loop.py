@@ -35,7 +35,7 @@ from tuiagent.agent.events import (
 from tuiagent.agent.router import DEFAULT_EXPECTED_OUTPUT_TOKENS, RouteDecision, Router
 from tuiagent.agent.tool_step import run_tool_call
 from tuiagent.agent.tools import Toolbox
-from tuiagent.agent.transcript import Transcript, transcript_path
+from tuiagent.agent.transcript import Transcript, subagent_transcript_path, transcript_path
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.ledger import Ledger
@@ -102,8 +102,7 @@ class Agent:
         else:
             self.state = RunState(parent.state.run_id)
             self.log = parent.log
-            path = transcript_path(self.log.path)
-            self.transcript = Transcript(path.with_name(f"{path.stem}.{agent_id}{path.suffix}"))
+            self.transcript = Transcript(subagent_transcript_path(self.log.path, agent_id))
         self.caller = Caller(
             settings,
             client=client,

@@ -538,9 +538,9 @@ def _tool_label(record: Mapping[str, Any]) -> str:
 def _requests_by_turn(
     run: RunFile, warnings: list[str], agent: str = "main"
 ) -> dict[tuple[int, str], dict[str, Any]]:
-    path = run.transcript
-    if agent != "main":
-        path = path.with_name(f"{path.stem}.{agent}{path.suffix}")
+    path = (
+        run.transcript if agent == "main" else run.transcript.parent / run.run_id / f"{agent}.jsonl"
+    )
     if not path.is_file():
         return {}
     try:
