@@ -105,7 +105,12 @@ async def _hostile(rng: random.Random, ws: Path, logs: Path) -> float:
     async for _ in agent.send(rng.choice(["List the files here", "Which file is largest?"])):
         pass
     agent.finish("halted", agent.state.halt_reason)
-    return float(model.bill(agent.pricer) / agent.budget.cap)
+    billed = model.bill(agent.pricer)
+    over.append(billed > agent.budget.cap)  # exact, in Decimal
+    return float(billed / agent.budget.cap)
+
+
+over: list[bool] = []
 
 
 def run() -> list[tuple[str, str, str]]:
@@ -131,6 +136,7 @@ def run() -> list[tuple[str, str, str]]:
             f"{max(hostile):.6f}",
             "<= 1.00",
         ),
+        ("hostile mix: sessions billed above their cap (exact)", str(sum(over)), "0"),
         ("hostile mix: median billed/cap", f"{statistics.median(hostile):.4f}", "-"),
         (f"largest spend/cap over {SESSIONS} sessions", f"{max(ratios):.6f}", "<= 1.00"),
         ("sessions that spent more than their cap", str(sum(r > 1 for r in ratios)), "0"),

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +107,66 @@ async def collect(session: Session, prompt: str) -> list[Event]:
     async for event in session.agent.send(prompt):
         events.append(event)
     return events
+
+
+@pytest.fixture
+def hostile(workspace: Path) -> Iterator[Path]:
+    """The test workspace plus a FIFO, a socket, symlink loops and a link to /dev/zero."""
+    os.mkfifo(workspace / "pipe.fifo")
+    os.symlink("self.txt", workspace / "self.txt")
+    os.symlink("b.txt", workspace / "a.txt")
+    os.symlink("a.txt", workspace / "b.txt")
+    os.symlink(".", workspace / "loop")
+    os.symlink("/dev/zero", workspace / "zero.bin")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(workspace / "app.sock"))
+    yield workspace
+    sock.close()
+
+
+def processes_with(marker: str) -> list[int]:
+    """The `sleep` processes alive whose arguments hold `marker` (a made-up duration)."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            name.isdigit()
+            and Path(os.fsdecode(argv[0])).name == "sleep"
+            and marker.encode() in argv
+        ):
+            found.append(int(name))
+    return found
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Promises 1,000 bytes and sends one every 0.2 s."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def trickle() -> Iterator[str]:
+    """The URL of a 127.0.0.1 server that trickles its body (see _Trickle)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/slow"
+    httpd.shutdown()
+    httpd.server_close()

@@ -1,4 +1,4 @@
-"""The core (agent/, cost/, llm/) never imports Textual."""
+"""The core (agent/, cost/, llm/, proxy/) never imports Textual."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tuiagent
 
-CORE = ("agent", "cost", "llm")
+CORE = ("agent", "cost", "llm", "proxy")
 
 
 def test_core_modules_import_without_textual() -> None:

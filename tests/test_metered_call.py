@@ -170,8 +170,14 @@ async def test_no_usable_usage_keeps_the_worst_case_spent(
     session = hostile_session(workspace, log_dir, model)
     await collect(session, "What does notes.txt say?")
     first = calls(session)[0]
-    assert first["usage_unknown"] is True
-    assert first["cost_usd"] == pytest.approx(first["reserved_usd"])
+    assert first["type"] == "attempt"
+    if answer == "missing_message":  # nothing readable: the whole worst case
+        assert first["usage_unknown"] is True
+        assert first["cost_usd"] == pytest.approx(first["reserved_usd"])
+    else:  # message_start's input is known; the output is not
+        assert first["output_unknown"] is True and first["input_tokens"] > 0
+    server = session.agent.pricer.price(MODEL, model.billed[0].within_allowed()).total
+    assert Decimal(str(first["cost_usd"])) >= server > 0  # at least what the server billed
 
 
 async def test_a_drop_after_message_start_is_priced(workspace: Path, log_dir: Path) -> None:

@@ -3,6 +3,8 @@ escalation of a failed fast-tier step (once)."""
 
 from __future__ import annotations
 
+import base64
+import random
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,45 @@ def test_request_kinds(request_text: str, tier: str) -> None:
     kind = classify_request(request_text)
     assert kind.tier == tier, kind.why
     assert kind.why
+
+
+_PROSE = "The service records payments and retries them when the bank is slow. "
+_BLOB = base64.urlsafe_b64encode(random.Random(3).randbytes(45_000)).decode()  # one 60 KB run
+
+
+@pytest.mark.parametrize(
+    ("request_text", "tier", "why"),
+    [
+        # A 1 MB request: its head and tail are read, and its length counts in full.
+        pytest.param(
+            _PROSE * 14_000 + "\nWhy does the retry loop stall?",
+            "deep",
+            "reasoning ('why')",
+            id="1MB-why-at-end",
+        ),
+        pytest.param(
+            "Explain this: " + _PROSE * 14_000,
+            "deep",
+            "reasoning ('explain')",
+            id="1MB-explain-first",
+        ),
+        pytest.param(
+            _PROSE * 7_000 + " Why? Design a plan. " + _PROSE * 7_000,
+            "balanced",
+            "long request",
+            id="1MB-why-in-the-middle",
+        ),
+        # Runs of word characters once made the path and code rules quadratic.
+        pytest.param(f"Summarize {_BLOB}", "balanced", "long request", id="60KB-base64url"),
+        pytest.param("a" * 1_000_000, "balanced", "long request", id="1MB-one-letter"),
+        pytest.param("def main(" + "x" * 60_000, "balanced", "code in the request", id="60KB-call"),
+        pytest.param(" " * 200_000 + "\nWhy?", "balanced", "reasoning ('why')", id="200KB-spaces"),
+        pytest.param(f"read {'plan/' * 40}design.md", "fast", "lookup ('read')", id="a-deep-path"),
+    ],
+)
+def test_huge_requests_route_on_their_head_and_tail(request_text: str, tier: str, why: str) -> None:
+    kind = classify_request(request_text)
+    assert (kind.tier, kind.why.startswith(why)) == (tier, True), kind.why
 
 
 class FakeCache:

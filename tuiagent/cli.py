@@ -1,4 +1,4 @@
-"""`tuiagent` (the app), `tuiagent run` (headless).
+"""`tuiagent` (the app), `tuiagent run` (headless), `tuiagent proxy` (meter any client).
 
 Exit status: 0 completed, 3 halted by a limit (cost, turns, retries), 2 bad usage or
 config, 1 any other error, 130 interrupted by Ctrl-C.
@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from tuiagent.config import TIER_CHOICES, TIERS, Settings, load_settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
+from tuiagent.proxy.command import add_proxy_command
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(run)
     _add_report_commands(sub)
+    add_proxy_command(sub)
     # A flag may come before or after the subcommand (`tuiagent --max-cost 1 run ...`): the
     # subcommand's own defaults must not overwrite what was given before it.
     before = {action.dest for action in parser._actions}
@@ -203,6 +205,14 @@ def main(argv: list[str] | None = None) -> int:
                 top=args.top,
                 output=args.output or "plain",
             )
+        if args.command == "proxy":
+            from tuiagent.proxy.command import run_proxy
+
+            if args.no_ui:
+                return run_proxy(args)
+            from tuiagent.ui.proxy import run_dashboard
+
+            return run_proxy(args, run_dashboard)
         if args.command == "replay":
             from tuiagent.reporting import run_replay
 

@@ -73,7 +73,7 @@ async def replay_turn(
     rec = source.record
     original = Side(
         model=str(rec.get("model", "?")),
-        tier=str(rec.get("tier", "?")),
+        tier=str(rec.get("tier") or rec.get("source") or "?"),
         content=source.answer,
         usage=usage_of(rec),
         cost=money_of(rec.get("cost_usd")) or ZERO,

@@ -52,13 +52,22 @@ _LOOKUP = re.compile(
     r"how\s+many|open|print|display|summar\w*|tl;dr)\b",
     re.IGNORECASE,
 )
+# Each alternative starts at a word boundary or a fixed string, and no quantifier nests:
+# matching stays linear in the text (see READ_SLICE_CHARS for how much text that is).
 _CODE = re.compile(
-    r"```|^\s{4,}\S|\bdef\s+\w+\(|\bclass\s+\w+[:(]|\bfunction\s+\w+\(|=>|"
-    r"\w+\([^()\n]*\)\s*[{;:]|Traceback \(most recent call last\)",
+    r"```|^[ \t]{4,}\S|\bdef[ \t]+\w+\(|\bclass[ \t]+\w+[:(]|\bfunction[ \t]+\w+\(|=>|"
+    r"\b\w+\([^()\n]*\)[ \t]*[{;:]|Traceback \(most recent call last\)",
     re.MULTILINE,
 )
-# A file name or path: its words ("docs/design.md") ask for nothing.
-_PATH = re.compile(r"[\w./~-]*\w\.[A-Za-z0-9]{1,8}\b|\b[\w.~-]*/[\w./-]+")
+# A whole run of path characters holding a dot or a slash (tried only where a run starts);
+# it is a file name or path ("docs/design.md", whose words ask for nothing) when it holds a
+# slash or ends in an extension.
+_PATH_RUN = re.compile(r"(?<![\w./~-])[\w./~-]*[./][\w./~-]*")
+_EXTENSION = re.compile(r"\w\.[A-Za-z0-9]{1,8}\Z")
+# The rules read at most this much of a request: its head and its tail. A pasted log or a
+# base64 blob in the middle asks for nothing, and routing stays well under a millisecond
+# per request whatever its size (bench/bench_router_input.py).
+READ_SLICE_CHARS = 4_096
 # A model declining the request, in its first sentences (the API's own refusal is a stop reason).
 _REFUSAL = re.compile(
     r"\bI(?:\s+am|'m|’m)?\s+(?:can(?:no|'|’)t|could\s*(?:not|n't|n’t)|unable\s+to|won(?:'|’)t|"
@@ -135,13 +144,29 @@ def _distinct(pattern: re.Pattern[str], text: str) -> list[str]:
     return list(seen)
 
 
+def _bounded(text: str) -> str:
+    """The head and tail of `text`, at most 2 x READ_SLICE_CHARS characters."""
+    if len(text) <= 2 * READ_SLICE_CHARS:
+        return text
+    return f"{text[:READ_SLICE_CHARS]}\n{text[-READ_SLICE_CHARS:]}"
+
+
+def _unless_path(m: re.Match[str]) -> str:
+    run = m.group().rstrip(".-~")
+    return " " if "/" in run or _EXTENSION.search(run) else m.group()
+
+
 def classify_request(text: str) -> RequestKind:
-    """The tier a user's request asks for, by rules on its words, code and length."""
-    words = _PATH.sub(" ", text)
+    """The tier a user's request asks for, by rules on its words, code and length: on its
+    first and last READ_SLICE_CHARS characters, so the cost is bounded whatever its size."""
+    read = _bounded(text)
+    words = _PATH_RUN.sub(_unless_path, read)
     reasoning = _distinct(_REASONING, words)
     lookups = _distinct(_LOOKUP, words)
-    code = bool(_CODE.search(text))
-    tokens = estimate_tokens(text)
+    code = bool(_CODE.search(read))
+    tokens = estimate_tokens(read)
+    if len(read) < len(text):  # the middle, counted at the rate of the slice read
+        tokens = tokens * len(text) // len(read)
     long = tokens >= LONG_REQUEST_TOKENS
     if reasoning and (code or long):
         extra = " with code" if code else (f", {tokens:,} tokens" if long else "")

@@ -57,18 +57,19 @@ def _seconds(record: dict[str, Any], key: str) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
-def _call_span(
-    run: RunRow, record: dict[str, Any], end: int, row: TurnRow | None, index: int, parent: str
+def call_attributes(
+    record: dict[str, Any], conversation_id: str, simulated: bool
 ) -> dict[str, Any]:
+    """One call's span attributes (GenAI conventions, then tuiagent's own); None is unset."""
     usage = usage_of(record)
     model = str(record.get("model", ""))
     failed = record.get("type") == "attempt"
     stop = record.get("stop_reason")
-    attrs: dict[str, Any] = {
+    return {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "anthropic",
         "gen_ai.system": "anthropic",
-        "gen_ai.conversation.id": run.run_id,
+        "gen_ai.conversation.id": conversation_id,
         "gen_ai.request.model": model,
         "gen_ai.request.max_tokens": record.get("max_tokens"),
         "gen_ai.response.model": None if failed else model,
@@ -82,12 +83,23 @@ def _call_span(
         "tuiagent.agent": record.get("agent"),
         "tuiagent.turn": record.get("turn"),
         "tuiagent.tier": record.get("tier"),
-        "tuiagent.simulated": bool(record.get("simulated", run.simulated)),
+        "tuiagent.source": record.get("source"),
+        "tuiagent.client": record.get("client"),
+        "tuiagent.usage_unknown": record.get("usage_unknown"),
+        "tuiagent.simulated": bool(record.get("simulated", simulated)),
         "tuiagent.cost_usd": usd(money_of(record.get("cost_usd")) or ZERO),
         "tuiagent.request_id": record.get("request_id"),
         "tuiagent.route_reason": record.get("route_reason"),
-        "tuiagent.cause": row.cause if row else None,
     }
+
+
+def _call_span(
+    run: RunRow, record: dict[str, Any], end: int, row: TurnRow | None, index: int, parent: str
+) -> dict[str, Any]:
+    model = str(record.get("model", ""))
+    failed = record.get("type") == "attempt"
+    attrs = call_attributes(record, run.run_id, run.simulated)
+    attrs["tuiagent.cause"] = row.cause if row else None
     start = end - int(_seconds(record, "latency_s") * 1e9)
     span: dict[str, Any] = {
         "traceId": _id(run.run_id, length=32),

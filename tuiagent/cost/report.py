@@ -396,11 +396,13 @@ def build_report(
                 continue
             cost = money_of(rec.get("cost_usd")) or ZERO
             usage = usage_of(rec)
+            # A proxied call has no tier (its client chose the model): it is grouped by source.
+            tier = _str(rec, "tier", _str(rec, "source", "?"))
             agent = _str(rec, "agent", "main")
             sub = agent != "main"
             for group in (
                 models.setdefault(_str(rec, "model", "?"), GroupRow(_str(rec, "model", "?"))),
-                tiers.setdefault(_str(rec, "tier", "?"), GroupRow(_str(rec, "tier", "?"))),
+                tiers.setdefault(tier, GroupRow(tier)),
                 agents.setdefault(
                     (run.run_id if sub else "", agent),
                     GroupRow(
@@ -505,7 +507,7 @@ def _turn_rows(run: RunFile, pricer: Pricer, warnings: list[str]) -> list[TurnRo
             turn=turn,
             purpose=_str(rec, "purpose", "agent"),
             model=_str(rec, "model", "?"),
-            tier=_str(rec, "tier", "?"),
+            tier=_str(rec, "tier", _str(rec, "source", "?")),
             simulated=bool(rec.get("simulated", False)),
             usage=usage_of(rec),
             cost=cost,

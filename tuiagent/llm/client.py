@@ -7,18 +7,22 @@ plugged in as the HTTP transport so every byte goes through the SDK's own code p
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anthropic
 import httpx2
 from anthropic import AsyncStream
 
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.usage import MAX_TOKENS, BadUsage, TokenUsage
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,12 @@ class ToolUseStarted:
 
 @dataclass
 class CallResult:
-    """One finished call: what came back and what it cost in tokens."""
+    """One finished call: what came back and what it cost in tokens.
+
+    `model` is the model asked for, `response_model` the one the server named (the asked
+    one when it named none). `cut_tool_calls` names the tool calls whose input JSON came
+    back cut or invalid (at max_tokens, typically): they are billed but left out of
+    `content`."""
 
     message_id: str
     model: str
@@ -56,9 +65,11 @@ class CallResult:
     ttft_s: float | None
     latency_s: float
     diagnostics: dict[str, Any] | None = None
-    # Tool calls whose JSON was cut (at max_tokens), dropped from content.
+    response_model: str = ""
     cut_tool_calls: list[str] = field(default_factory=list)
-    response_model: str = ""  # the model the response names
+
+    def __post_init__(self) -> None:
+        self.response_model = self.response_model or self.model
 
     @property
     def text(self) -> str:
@@ -70,7 +81,14 @@ class CallResult:
 
 
 class CallFailed(Exception):
-    """A call that did not finish. Carries what the API billed before it failed, if anything."""
+    """A call that did not finish. Carries what the API billed before it failed, if known.
+
+    `usage_seen`: valid usage was seen and none invalid after it, so `partial_usage` is what
+    the server billed so far (an HTTP error status counts: nothing billed); False: it may
+    have billed anything up to the worst case (`partial_usage` then holds the last valid
+    usage, for information). `sent`: False only
+    when the request certainly never reached the server (connection refused, DNS, a bad URL).
+    """
 
     def __init__(
         self,
@@ -83,17 +101,11 @@ class CallFailed(Exception):
         retry_after_s: float | None = None,
         should_retry: str | None = None,
         latency_s: float = 0.0,
-        usage_seen: bool | None = None,
+        usage_seen: bool = False,
         sent: bool = True,
+        response_model: str | None = None,
     ) -> None:
         super().__init__(message)
-        # usage_seen False: the server may have billed anything up to the worst case.
-        if usage_seen is None:
-            usage_seen = partial_usage is not None and partial_usage != TokenUsage()
-            usage_seen = usage_seen or status not in (None, 200)
-        self.usage_seen = usage_seen
-        # sent False only when the request certainly never left.
-        self.sent = sent
         self.message = message
         self.partial_usage = partial_usage or TokenUsage()
         self.request_id = request_id
@@ -102,6 +114,9 @@ class CallFailed(Exception):
         self.retry_after_s = retry_after_s
         self.should_retry = should_retry
         self.latency_s = latency_s
+        self.usage_seen = usage_seen
+        self.sent = sent
+        self.response_model = response_model
 
     def __str__(self) -> str:
         return self.message
@@ -191,14 +206,327 @@ def describe_error(error: BaseException) -> str:
     return f"cannot reach the API: {type(error).__name__}: {error}"
 
 
+class _Malformed(Exception):
+    """The response broke the protocol: a field missing or of the wrong kind, events out of
+    order, data that is not JSON."""
+
+
+class _Dropped(Exception):
+    """The stream ended before message_stop."""
+
+
+class _TimedOut(Exception):
+    """One of the call's own deadlines passed."""
+
+
+class _ErrorEvent(Exception):
+    """An `event: error` (or an error body in a 200)."""
+
+    def __init__(self, body: object) -> None:
+        super().__init__(_status_message(200, body))
+        self.body = body
+
+
+# The request never left: no connection to the server was ever made.
+_NEVER_SENT = (
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+    httpx2.UnsupportedProtocol,
+    httpx2.ProxyError,
+    httpx2.InvalidURL,
+)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _NEVER_SENT):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+class _Deadlines:
+    """The whole attempt's deadline and the idle one (reset by content or usage events)."""
+
+    def __init__(self, call_s: float, idle_s: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.call_s, self.idle_s = call_s, idle_s
+        now = self.loop.time()
+        self.end, self.idle_end = now + call_s, now + idle_s
+
+    def progress(self) -> None:
+        self.idle_end = self.loop.time() + self.idle_s
+
+    async def run(self, awaitable: Awaitable[_T]) -> _T:
+        try:
+            async with asyncio.timeout_at(min(self.end, self.idle_end)):
+                return await awaitable
+        except TimeoutError:
+            if self.loop.time() >= self.end:
+                raise _TimedOut(f"the call took longer than {self.call_s:g}s") from None
+            raise _TimedOut(f"no content or usage from the API for {self.idle_s:g}s") from None
+
+
+def _index(raw: dict[str, Any]) -> int:
+    index = raw.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise _Malformed(f"{raw.get('type')} without a valid index ({index!r})")
+    return index
+
+
+def _string(delta: dict[str, Any], key: str) -> str:
+    value = delta.get(key)
+    if not isinstance(value, str):
+        raise _Malformed(f"a {delta.get('type')} whose {key} is {type(value).__name__}")
+    return value
+
+
+def _reports_tokens(usage: object) -> bool:
+    keys = ("input_tokens", "output_tokens", "iterations")
+    return isinstance(usage, dict) and any(usage.get(k) is not None for k in keys)
+
+
+_EVENTS = {
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+}
+
+
+class _Message:
+    """A response assembled from its events, each checked as it comes: what has been seen so
+    far is what a failure reports."""
+
+    def __init__(self, model: str, elapsed: Callable[[], float]) -> None:
+        self.model, self.message_id = model, ""
+        self.named_model: str | None = None
+        self.elapsed = elapsed
+        self.usage, self.usage_seen = TokenUsage(), False
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.open: dict[int, list[str]] = {}  # block index -> its input JSON so far
+        self.dropped: set[int] = set()
+        self.cut: list[str] = []
+        self.stop_reason: str | None = None
+        self.diagnostics: dict[str, Any] | None = None
+        self.ttft: float | None = None
+        self.started = self.stopped = False
+
+    def feed(self, event: str | None, data: str) -> tuple[list[StreamItem], bool]:
+        """One SSE event: what to yield, and whether it was content or usage (progress)."""
+        if event == "error":
+            raise _ErrorEvent(_json_or_text(data))
+        if event == "ping" or not data.strip():
+            return [], False
+        try:
+            raw = json.loads(data)
+        except (ValueError, RecursionError):
+            raise _Malformed(
+                f"{event or 'an'} event whose data is not JSON: {data[:60]!r}"
+            ) from None
+        if not isinstance(raw, dict):
+            raise _Malformed(f"{event or 'an'} event whose data is not a JSON object")
+        return self.event(raw)
+
+    def event(self, raw: dict[str, Any]) -> tuple[list[StreamItem], bool]:
+        kind = raw.get("type")
+        if kind == "error":
+            raise _ErrorEvent(raw)
+        if kind not in _EVENTS:  # ping, and event types this client does not know yet
+            return [], False
+        if kind == "message_start":
+            return self._start(raw), True
+        if not self.started:
+            raise _Malformed(f"{kind} before message_start")
+        if kind == "content_block_start":
+            return self._block_start(raw), True
+        if kind == "content_block_delta":
+            return self._block_delta(raw), True
+        if kind == "content_block_stop":
+            self._close(self._open_index(raw))
+        elif kind == "message_delta":
+            return self._message_delta(raw), True
+        else:  # message_stop
+            for index in list(self.open):
+                self._close(index)
+            self.stopped = True
+        return [], True
+
+    def _usage(self, usage: Any, start: bool) -> list[StreamItem]:
+        if usage is None:
+            return []
+        try:
+            new = TokenUsage.from_api(usage) if start else self.usage.with_delta(usage)
+        except BadUsage:
+            self.usage_seen = False  # a later usage is invalid: the bill is unknown
+            raise
+        if not _reports_tokens(usage):
+            return []
+        self.usage, self.usage_seen = new, True
+        return [UsageUpdate(new)]
+
+    def _start(self, raw: dict[str, Any]) -> list[StreamItem]:
+        if self.started:
+            raise _Malformed("a second message_start")
+        message = raw.get("message")
+        if not isinstance(message, dict):
+            raise _Malformed("message_start without a message")
+        self.started = True
+        if isinstance(message.get("id"), str):
+            self.message_id = message["id"]
+        if isinstance(message.get("model"), str) and message["model"]:
+            self.named_model = message["model"]
+        if isinstance(message.get("diagnostics"), dict):
+            self.diagnostics = message["diagnostics"]
+        return self._usage(message.get("usage"), start=True)
+
+    def _block_start(self, raw: dict[str, Any]) -> list[StreamItem]:
+        index = _index(raw)
+        block = raw.get("content_block")
+        if index in self.blocks:
+            raise _Malformed(f"content block {index} started twice")
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise _Malformed(f"content_block_start {index} without a content block")
+        block = dict(block)
+        if "input" in block and not isinstance(block["input"], dict):
+            raise _Malformed(f"a tool input that is a {type(block['input']).__name__}")
+        self.blocks[index], self.open[index] = block, []
+        if block["type"] != "tool_use":
+            return []
+        if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+            raise _Malformed("a tool_use block without an id or a name")
+        block.setdefault("input", {})
+        return [ToolUseStarted(block["id"], block["name"])]
+
+    def _open_index(self, raw: dict[str, Any]) -> int:
+        index = _index(raw)
+        if index not in self.open:
+            raise _Malformed(f"{raw.get('type')} for content block {index}, which is not open")
+        return index
+
+    def _block_delta(self, raw: dict[str, Any]) -> list[StreamItem]:
+        index = self._open_index(raw)
+        delta, block = raw.get("delta"), self.blocks[index]
+        if not isinstance(delta, dict):
+            raise _Malformed("content_block_delta without a delta")
+        if self.ttft is None:
+            self.ttft = self.elapsed()
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = _string(delta, "text")
+            block["text"] = block.get("text", "") + text
+            return [TextDelta(text)]
+        if kind == "input_json_delta":
+            self.open[index].append(_string(delta, "partial_json"))
+        elif kind == "thinking_delta":
+            block["thinking"] = block.get("thinking", "") + _string(delta, "thinking")
+        elif kind == "signature_delta":
+            block["signature"] = _string(delta, "signature")
+        return []
+
+    def _close(self, index: int) -> None:
+        text, block = "".join(self.open.pop(index)), self.blocks[index]
+        if not text.strip():
+            return
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            # Cut (at max_tokens) or invalid: billed, but not a call that can be run.
+            self.dropped.add(index)
+            self.cut.append(str(block.get("name") or block["type"]))
+            return
+        if not isinstance(value, dict):
+            raise _Malformed(f"a tool input that is a {type(value).__name__}, not an object")
+        block["input"] = value
+
+    def _message_delta(self, raw: dict[str, Any]) -> list[StreamItem]:
+        delta = raw.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise _Malformed("message_delta whose delta is not an object")
+        stop = delta.get("stop_reason")
+        if stop is not None and not isinstance(stop, str):
+            raise _Malformed(f"a stop_reason that is {type(stop).__name__}")
+        self.stop_reason = stop or self.stop_reason
+        if isinstance(raw.get("diagnostics"), dict):
+            self.diagnostics = raw["diagnostics"]
+        return self._usage(raw.get("usage"), start=False)
+
+    def whole(self, body: bytes) -> list[StreamItem]:
+        """A whole Message (a server that ignored stream=true), fed as the events it stands
+        for so that it is checked exactly as a stream is."""
+        try:
+            message = json.loads(body)
+        except (ValueError, RecursionError):
+            raise _Malformed("a JSON 200 whose body is not JSON") from None
+        if isinstance(message, dict) and message.get("type") == "error":
+            raise _ErrorEvent(message)
+        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+            raise _Malformed("a JSON 200 that is not a Message")
+        items, _ = self.event({"type": "message_start", "message": {**message, "content": []}})
+        for index, block in enumerate(message["content"]):
+            start: object = block
+            text = block.get("text") if isinstance(block, dict) else None
+            if isinstance(block, dict) and block.get("type") == "text" and isinstance(text, str):
+                start = {**block, "text": ""}
+            events = [{"type": "content_block_start", "index": index, "content_block": start}]
+            if start is not block:
+                delta = {"type": "text_delta", "text": text}
+                events.append({"type": "content_block_delta", "index": index, "delta": delta})
+            for event in [*events, {"type": "content_block_stop", "index": index}]:
+                items += self.event(event)[0]
+        stop = {"stop_reason": message.get("stop_reason")}
+        items += self.event({"type": "message_delta", "delta": stop})[0]
+        return items + self.event({"type": "message_stop"})[0]
+
+    def result(self, request_id: str | None, latency_s: float) -> CallResult:
+        if not self.stopped:
+            raise _Dropped("the stream ended before message_stop (connection dropped)")
+        if not self.usage_seen:
+            raise _Malformed("a response that reported no usage")
+        return CallResult(
+            message_id=self.message_id,
+            model=self.model,
+            content=[b for i, b in sorted(self.blocks.items()) if i not in self.dropped],
+            stop_reason=self.stop_reason,
+            usage=self.usage,
+            request_id=request_id,
+            ttft_s=self.ttft,
+            latency_s=latency_s,
+            diagnostics=self.diagnostics,
+            response_model=self.named_model or self.model,
+            cut_tool_calls=self.cut,
+        )
+
+
 def _failure(
-    exc: Exception, usage: TokenUsage, response: httpx2.Response | None, latency_s: float
+    exc: Exception, seen: _Message | None, response: httpx2.Response | None, latency_s: float
 ) -> CallFailed:
-    """An SDK or transport exception as a CallFailed: one message, the status, what to do."""
+    """Any exception of a call as a CallFailed: one message, the status, what was billed."""
+    usage, usage_seen = (seen.usage, seen.usage_seen) if seen else (TokenUsage(), False)
+    code = response.status_code if response is not None else None
+
+    def failed(message: str, error_type: str, status: int | None, sent: bool = True) -> CallFailed:
+        return CallFailed(
+            message=message,
+            partial_usage=usage,
+            usage_seen=usage_seen,
+            request_id=_header(response, "request-id"),
+            status=status,
+            error_type=error_type,
+            latency_s=latency_s,
+            sent=sent,
+            response_model=seen.named_model if seen else None,
+        )
+
     if isinstance(exc, anthropic.APIStatusError):
+        # An HTTP error status is the server's word that no message was made: nothing billed.
         return CallFailed(
             message=describe_error(exc),
             partial_usage=usage,
+            usage_seen=True,
             request_id=_header(exc.response, "request-id"),
             status=exc.status_code,
             error_type=_body_error_type(exc.body) or f"http_{exc.status_code}",
@@ -206,15 +534,28 @@ def _failure(
             should_retry=_header(exc.response, "x-should-retry"),
             latency_s=latency_s,
         )
-    timeout = isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)
-    return CallFailed(
-        message=describe_error(exc),
-        partial_usage=usage,
-        request_id=_header(response, "request-id"),
-        status=None,
-        error_type="timeout" if timeout else "connection_error",
-        latency_s=latency_s,
-    )
+    if isinstance(exc, _ErrorEvent):
+        return failed(str(exc), _body_error_type(exc.body) or "stream_error", 200)
+    if isinstance(exc, BadUsage):
+        return failed(f"the API sent usage that cannot be billed: {exc}", "bad_usage", code)
+    if isinstance(exc, _TimedOut):
+        return failed(str(exc), "timeout", None)
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        return failed(describe_error(exc), "timeout", None, sent=not _never_sent(exc))
+    if isinstance(exc, _Dropped):
+        return failed(str(exc), "connection_error", 200)
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+        return failed(describe_error(exc), "connection_error", None, sent=not _never_sent(exc))
+    if response is None:
+        return failed(f"the call failed: {type(exc).__name__}: {exc}", "client_error", None)
+    what = str(exc) if isinstance(exc, _Malformed) else f"{type(exc).__name__}: {exc}"
+    return failed(f"the API sent a malformed response: {what}", "malformed_stream", code)
+
+
+async def _close(response: httpx2.Response | None) -> None:
+    if response is not None:
+        with contextlib.suppress(Exception):
+            await response.aclose()
 
 
 _COUNTED_FIELDS = (
@@ -228,14 +569,27 @@ _COUNTED_FIELDS = (
 )
 
 
-async def count_tokens(client: anthropic.AsyncAnthropic, request: dict[str, Any]) -> int:
-    """The request's input tokens from the API's free count_tokens. Raises CallFailed."""
+async def count_tokens(
+    client: anthropic.AsyncAnthropic, request: dict[str, Any], *, timeout_s: float = 60.0
+) -> int:
+    """The request's input tokens from the API's free count_tokens: a checked non-negative
+    int. Raises CallFailed (`bad_count` for a count that is not one, or the HTTP status)."""
     body = {k: v for k, v in request.items() if k in _COUNTED_FIELDS}
     try:
-        counted = await client.messages.count_tokens(**body)
-    except (anthropic.APIError, httpx2.TransportError) as exc:
-        raise _failure(exc, TokenUsage(), None, 0.0) from exc
-    return int(counted.input_tokens)
+        deadlines = _Deadlines(timeout_s, timeout_s)
+        raw = await deadlines.run(client.messages.with_raw_response.count_tokens(**body))
+        data = _json_or_text((await deadlines.run(raw.read())).decode("utf-8", "replace"))
+    except Exception as exc:
+        raise _failure(exc, None, None, 0.0) from exc
+    count = data.get("input_tokens") if isinstance(data, dict) else None
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_TOKENS:
+        raise CallFailed(
+            message=f"count_tokens answered {count!r}, not a token count",
+            request_id=_header(raw.http_response, "request-id"),
+            status=raw.status_code,
+            error_type="bad_count",
+        )
+    return count
 
 
 async def stream_message(
@@ -246,97 +600,40 @@ async def stream_message(
     call_timeout_s: float = 600.0,
     idle_timeout_s: float = 90.0,
 ) -> AsyncGenerator[StreamItem, None]:
-    """Stream one Messages call. Yields text and tool starts as they come, then the CallResult.
+    """Stream one Messages call. Yields text and tool starts as they come, the usage as it is
+    reported (UsageUpdate), then the CallResult.
 
-    Raises CallFailed with the usage billed so far when the call fails at any point.
+    Any failure after the call began raises CallFailed with the usage seen so far: HTTP
+    errors, `event: error`, a dropped connection, a malformed stream or usage, the deadlines
+    (`call_timeout_s` for the whole attempt, `idle_timeout_s` without a content or usage
+    event). Cancellation propagates as it is. The HTTP response is always closed.
     """
     started = clock()
-    ttft: float | None = None
-    usage = TokenUsage()
-    blocks: dict[int, dict[str, Any]] = {}
-    partial_json: dict[int, list[str]] = {}
-    message_id, model, stop_reason = "", str(request.get("model", "")), None
-    diagnostics: dict[str, Any] | None = None
+    seen = _Message(str(request.get("model", "")), lambda: clock() - started)
     response: httpx2.Response | None = None
-    completed = False
     try:
-        stream = await client.messages.create(**request, stream=True)
+        deadlines = _Deadlines(call_timeout_s, idle_timeout_s)
+        stream = await deadlines.run(client.messages.create(**request, stream=True))
         response = stream.response
-        # The raw events, as the API sent them: the SDK's typed events drop fields it does
-        # not model yet (usage.iterations, diagnostics, new block types).
-        async for sse in AsyncStream.raw_events(response):
-            if sse.event == "error":
-                body = _json_or_text(sse.data)
-                raise CallFailed(
-                    message=_status_message(200, body),
-                    partial_usage=usage,
-                    request_id=_header(response, "request-id"),
-                    status=200,
-                    error_type=_body_error_type(body) or "stream_error",
-                    latency_s=clock() - started,
-                )
-            if not sse.data or sse.event == "ping":
-                continue
-            raw = sse.json()
-            kind = raw.get("type")
-            if kind == "message_start":
-                msg = raw["message"]
-                message_id, model = msg.get("id", ""), msg.get("model", model)
-                usage = TokenUsage.from_api(msg.get("usage"))
-                yield UsageUpdate(usage)
-                diagnostics = msg.get("diagnostics") or diagnostics
-            elif kind == "content_block_start":
-                block = dict(raw["content_block"])
-                blocks[raw["index"]] = block
-                if block.get("type") == "tool_use":
-                    partial_json[raw["index"]] = []
-                    yield ToolUseStarted(block.get("id", ""), block.get("name", ""))
-            elif kind == "content_block_delta":
-                delta, block = raw["delta"], blocks.setdefault(raw["index"], {"type": "text"})
-                dtype = delta.get("type")
-                if ttft is None:
-                    ttft = clock() - started
-                if dtype == "text_delta":
-                    block["text"] = block.get("text", "") + delta["text"]
-                    yield TextDelta(delta["text"])
-                elif dtype == "input_json_delta":
-                    partial_json.setdefault(raw["index"], []).append(delta.get("partial_json", ""))
-                elif dtype == "thinking_delta":
-                    block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
-                elif dtype == "signature_delta":
-                    block["signature"] = delta.get("signature", "")
-            elif kind == "content_block_stop":
-                idx = raw["index"]
-                if idx in partial_json:
-                    text = "".join(partial_json.pop(idx))
-                    blocks[idx]["input"] = json.loads(text) if text else {}
-            elif kind == "message_delta":
-                stop_reason = raw.get("delta", {}).get("stop_reason") or stop_reason
-                usage = usage.with_delta(raw.get("usage"))
-                yield UsageUpdate(usage)
-                diagnostics = raw.get("diagnostics") or diagnostics
-            elif kind == "message_stop":
-                completed = True
-    except (anthropic.APIError, httpx2.TransportError) as exc:
-        raise _failure(exc, usage, response, clock() - started) from exc
-    if not completed:
-        raise CallFailed(
-            message="the stream ended before message_stop (connection dropped)",
-            partial_usage=usage,
-            request_id=_header(response, "request-id"),
-            status=200,
-            error_type="connection_error",
-            latency_s=clock() - started,
-        )
-    content = [blocks[i] for i in sorted(blocks)]
-    yield CallResult(
-        message_id=message_id,
-        model=model,
-        content=content,
-        stop_reason=stop_reason,
-        usage=usage,
-        request_id=_header(response, "request-id"),
-        ttft_s=ttft,
-        latency_s=clock() - started,
-        diagnostics=diagnostics,
-    )
+        if response.headers.get("content-type", "").startswith("application/json"):
+            for item in seen.whole(await deadlines.run(response.aread())):
+                yield item
+        else:
+            # The raw events, as the API sent them: the SDK's typed events drop fields it
+            # does not model yet (usage.iterations, diagnostics, new block types).
+            events = AsyncStream.raw_events(response)
+            while not seen.stopped:
+                sse = await deadlines.run(anext(events, None))
+                if sse is None:
+                    break
+                items, progress = seen.feed(sse.event, sse.data)
+                if progress:
+                    deadlines.progress()
+                for item in items:
+                    yield item
+        result = seen.result(_header(response, "request-id"), clock() - started)
+    except Exception as exc:
+        raise _failure(exc, seen, response, clock() - started) from exc
+    finally:
+        await _close(response)
+    yield result

@@ -5,6 +5,10 @@ Facts this follows (see shared/wire): `input_tokens` excludes cached tokens; usa
 `message_start` carries the 5m/1h split of cache writes; when the response carries
 `usage.iterations` (server-side compaction), the top level reports only the last
 iteration and the billed usage is the sum of all of them.
+
+Every number is checked: a count that is not a non-negative integer below `MAX_TOKENS`
+(a string, a bool, a float, a negative, 1e30) raises `BadUsage`, so no malformed usage is
+ever priced as $0 or as a negative.
 """
 
 from __future__ import annotations
@@ -19,6 +23,36 @@ _FIELDS = (
     "cache_read_input_tokens",
     "cache_creation_input_tokens",
 )
+
+MAX_TOKENS = 10**9  # more than any request can bill: a larger count is malformed
+
+
+class BadUsage(ValueError):
+    """A usage object from the server that cannot be what it billed."""
+
+
+def _tokens(value: object, name: str) -> int:
+    """A token count as the API sends it: a non-negative int; null or absent is 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS:
+        raise BadUsage(f"usage {name} is {value!r}, not a token count")
+    return value
+
+
+def _split(value: object) -> tuple[int, int] | None:
+    """The 5m and 1h cache writes of a `cache_creation` object; None when there is none."""
+    if not value:
+        return None
+    split = _mapping(value, "usage.cache_creation")
+    five = _tokens(split.get("ephemeral_5m_input_tokens"), "ephemeral_5m_input_tokens")
+    return five, _tokens(split.get("ephemeral_1h_input_tokens"), "ephemeral_1h_input_tokens")
+
+
+def _mapping(value: object, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise BadUsage(f"{name} is {type(value).__name__}, not an object")
+    return value
 
 
 @dataclass(frozen=True)
@@ -45,37 +79,44 @@ class TokenUsage:
     @classmethod
     def from_api(cls, usage: Mapping[str, Any] | None) -> TokenUsage:
         """Usage from one API usage object (a response's, or message_start's)."""
-        if not usage:
+        if usage is None:
             return cls()
+        usage = _mapping(usage, "usage")
         iterations = usage.get("iterations")
         if iterations:
+            if not isinstance(iterations, list):
+                raise BadUsage("usage.iterations is not a list")
             total = cls()
             for item in iterations:
+                item = _mapping(item, "a usage.iterations entry")
                 total = total + cls.from_api({k: v for k, v in item.items() if k != "iterations"})
             return total
-        values = {k: int(usage.get(k) or 0) for k in _FIELDS}
-        split = usage.get("cache_creation") or {}
-        five = int(split.get("ephemeral_5m_input_tokens") or 0)
-        hour = int(split.get("ephemeral_1h_input_tokens") or 0)
-        if not split:
-            # No split reported: the API's default lifetime is 5 minutes.
-            five = values["cache_creation_input_tokens"]
+        values = {k: _tokens(usage.get(k), k) for k in _FIELDS}
+        # No split reported: the API's default lifetime is 5 minutes.
+        five, hour = _split(usage.get("cache_creation")) or (
+            values["cache_creation_input_tokens"],
+            0,
+        )
         return cls(
             **values, cache_creation_5m_input_tokens=five, cache_creation_1h_input_tokens=hour
         )
 
     def with_delta(self, delta: Mapping[str, Any] | None) -> TokenUsage:
         """Apply a cumulative message_delta usage: values present override, the split stays."""
+        if delta is None:
+            return self
+        delta = _mapping(delta, "usage")
         if not delta:
             return self
         if delta.get("iterations"):
             merged = TokenUsage.from_api(delta)
             # iterations carry their own split; keep it
             return merged
+        _split(delta.get("cache_creation"))  # checked; the split stays message_start's
         values = {k: getattr(self, k) for k in _FIELDS}
         for k in _FIELDS:
             if delta.get(k) is not None:
-                values[k] = int(delta[k])
+                values[k] = _tokens(delta[k], k)
         five, hour = self.cache_creation_5m_input_tokens, self.cache_creation_1h_input_tokens
         writes = values["cache_creation_input_tokens"]
         if five + hour != writes:

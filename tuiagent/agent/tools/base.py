@@ -1,10 +1,23 @@
-"""A tool: a name, a JSON schema for the model, and a function that returns text."""
+"""A tool: a name, a JSON schema for the model, and a function that returns text.
+
+Every call has a deadline (`Tool.deadline_s`); a tool that outlives it is stopped and its
+result is an error. Blocking work runs in `in_thread`: a daemon thread, so a cancelled call
+returns at once and a thread still busy never keeps the process alive at exit.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# How long any tool call may take, unless its tool says otherwise.
+DEFAULT_DEADLINE_S = 30.0
 
 
 class ToolError(Exception):
@@ -25,6 +38,8 @@ class Tool:
     run: Callable[[dict[str, Any]], Awaitable[str]]
     # Acts on the world (runs a command): the agent asks its `approve` hook first.
     needs_approval: bool = False
+    # The call is stopped after this long (a tool with its own timeout sets it a little over).
+    deadline_s: float = DEFAULT_DEADLINE_S
     # A tool that reports as it works (delegate): yields the agent's events, then its
     # ToolOutput. The loop uses it where it is set; `run` is the same without the events.
     stream: Callable[[dict[str, Any]], AsyncIterator[Any]] | None = None
@@ -52,8 +67,46 @@ class Toolbox:
         if tool is None:
             return ToolOutput(f"error: unknown tool {name!r}", is_error=True)
         try:
-            return ToolOutput(await tool.run(args))
+            async with asyncio.timeout(tool.deadline_s):
+                return ToolOutput(await tool.run(args))
         except ToolError as exc:
             return ToolOutput(f"error: {exc}", is_error=True)
+        except TimeoutError:
+            return ToolOutput(
+                f"error: {name} did not finish within {tool.deadline_s:g}s and was stopped",
+                is_error=True,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             return ToolOutput(f"error: bad arguments for {name}: {exc}", is_error=True)
+        except OSError as exc:
+            return ToolOutput(f"error: {name} failed: {exc.strerror or exc}", is_error=True)
+
+
+def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled or timed out meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """`fn()` in a daemon thread. Unlike `asyncio.to_thread` (whose executor threads are
+    joined at exit), a thread still blocked never keeps the process alive, and the awaiting
+    call ends as soon as it is cancelled."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def work() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = fn()
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed while we worked
+            loop.call_soon_threadsafe(_settle, future, result, error)
+
+    threading.Thread(target=work, name="tuiagent-tool", daemon=True).start()
+    return await future

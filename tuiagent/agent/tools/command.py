@@ -1,9 +1,11 @@
 """run_command: a shell command in the workspace, asked for first, with a timeout and a cap.
 
 Off unless enabled (`allow_commands = true` or `--allow-commands`). The agent asks its
-`approve` hook before each command (the UI shows a dialog). A command that outlives its
-timeout is killed with its whole process group and reported as an error result. The child
-gets no stdin and no API key.
+`approve` hook before each command (the UI shows a dialog). The command runs under a small
+supervisor (`reaper.py`, a child subreaper) that kills every process the command started,
+`setsid` and daemonised children too, when the command ends, at its timeout, or when the
+call is cancelled; a command that outlives its timeout is reported as an error result. The
+child gets no stdin and no API key.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 from tuiagent.agent.tools.base import Tool, ToolError
@@ -19,6 +23,7 @@ from tuiagent.agent.tools.workspace import Workspace
 
 OUTPUT_CAP_BYTES = 200_000
 _SECRET_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+_REAPER = Path(__file__).with_name("reaper.py")
 
 
 class _Capped:
@@ -68,30 +73,36 @@ class CommandRunner:
             raise ToolError("command must be a non-empty string")
         env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
         try:
-            proc = await asyncio.create_subprocess_shell(
-                command,
+            proc = await asyncio.create_subprocess_exec(
+                # isolated and without site: the supervisor imports only the stdlib
+                *(sys.executable, "-I", "-S", str(_REAPER), f"{self.timeout_s + 1:g}"),
+                *("/bin/sh", "-c", command),
                 cwd=self.workspace.root,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
-                start_new_session=True,  # its own process group, so a kill reaches children
+                start_new_session=True,  # not in the terminal's group: Ctrl-C is ours to relay
             )
         except OSError as exc:
             raise ToolError(f"cannot start the command: {exc.strerror}") from None
         out, err = _Capped(self.cap), _Capped(self.cap // 4)
         work = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err), proc.wait())
+        # At exit asyncio cancels the drains themselves: their error is ours to drop, not to log.
+        work.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
             await asyncio.wait_for(work, self.timeout_s)
         except TimeoutError:
-            _kill_group(proc.pid)
+            _stop(proc)
             await proc.wait()
             raise ToolError(
                 f"command timed out after {self.timeout_s:g}s and was killed: {command}\n"
                 + _sections(out, err)
             ) from None
         except asyncio.CancelledError:
-            _kill_group(proc.pid)
+            _stop(proc)
+            with contextlib.suppress(TimeoutError):  # it kills in milliseconds; never hang here
+                await asyncio.wait_for(asyncio.shield(proc.wait()), 2)
             raise
         return f"exit status {proc.returncode}\n" + _sections(out, err)
 
@@ -107,6 +118,7 @@ class CommandRunner:
             },
             self.run_command,
             needs_approval=True,
+            deadline_s=self.timeout_s + 5,
         )
 
 
@@ -117,6 +129,7 @@ def _sections(out: _Capped, err: _Capped) -> str:
     return "\n".join(parts)
 
 
-def _kill_group(pid: int) -> None:
+def _stop(proc: asyncio.subprocess.Process) -> None:
+    """Ask the supervisor to kill everything the command started (it does, then exits)."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+        proc.send_signal(signal.SIGTERM)

@@ -1,11 +1,14 @@
 """fetch_url: an HTTP GET, returning status, content type and body. Off unless enabled.
 
 Text bodies come back as text (a large one is then compressed like any result); a binary
-body is described by kind and size, never dumped. Reads at most MAX_BODY_BYTES.
+body is described by kind and size, never dumped. Reads at most MAX_BODY_BYTES, and the
+whole fetch (connect, headers, body) has one total deadline, `timeout_s`: a body trickled
+byte by byte ends there with an error result, not after each slow read.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx2
@@ -33,6 +36,7 @@ class Fetcher:
         truncated = False
         try:
             async with (
+                asyncio.timeout(self.timeout_s),
                 httpx2.AsyncClient(timeout=self.timeout_s, follow_redirects=True) as client,
                 client.stream("GET", url) as response,
             ):
@@ -45,8 +49,11 @@ class Fetcher:
                 status = f"{response.status_code} {response.reason_phrase}".strip()
                 content_type = response.headers.get("content-type", "")
                 encoding = response.encoding or "utf-8"
-        except httpx2.TimeoutException:
-            raise ToolError(f"fetching {url} timed out after {self.timeout_s:g}s") from None
+        except (TimeoutError, httpx2.TimeoutException):
+            raise ToolError(
+                f"fetching {url} timed out after {self.timeout_s:g}s (its total deadline), "
+                f"with {len(body):,} bytes of the body received"
+            ) from None
         except httpx2.InvalidURL as exc:
             raise ToolError(f"invalid url {url!r}: {exc}") from None
         except httpx2.HTTPError as exc:
@@ -70,4 +77,5 @@ class Fetcher:
             "described, not shown).",
             {"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]},
             self.fetch_url,
+            deadline_s=self.timeout_s + 5,
         )

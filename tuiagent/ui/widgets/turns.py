@@ -41,7 +41,7 @@ class TurnsTable(DataTable[Any]):
         model = str(record.get("model", ""))
         cells = [
             f"  {agent}·{record.get('turn', '')}" if sub else str(record.get("turn", "")),
-            f"{record.get('tier', '')}/{model.removeprefix('claude-')}",
+            f"{_who(record)}/{model.removeprefix('claude-')}",
             tokens(record.get("input_tokens")),
             tokens(record.get("output_tokens")),
             tokens(record.get("cache_read_input_tokens")),
@@ -79,3 +79,10 @@ class TurnsTable(DataTable[Any]):
         self.clear()
         self._costs.clear()
         self._costliest = None
+
+
+def _who(record: dict[str, Any]) -> str:
+    """The tier that chose the model; for a proxied call, the client that did."""
+    if record.get("tier"):
+        return str(record["tier"])
+    return str(record.get("client", "")).split("/")[0]

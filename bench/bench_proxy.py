@@ -1,0 +1,231 @@
+"""What the proxy adds: time to first byte and the throughput of a long stream, side by side
+with going direct to the same 127.0.0.1 upstream.
+
+The upstream answers at once (count_tokens, a short stream, a long one), so every
+millisecond measured is the proxy's: its count_tokens round trip, the reservation, one more
+HTTP hop each way, and reading the stream for usage. Goals: <= 5 ms added to the first
+byte; the long stream >= 0.95x of direct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+
+import httpx2
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tuiagent.proxy.server import bind
+
+MODEL = "claude-sonnet-4-5"
+CALLS = int(os.environ.get("BENCH_PROXY_CALLS", "200"))
+LONG_EVENTS = int(os.environ.get("BENCH_PROXY_EVENTS", "40000"))  # about 6 MB of SSE
+EVENTS_PER_CHUNK = 8  # what a network read tends to hold
+# The paced stream: a chunk of 8 events every 2 ms, 4,000 events/s (about 80,000 tokens/s,
+# some hundred times faster than a model streams): the pace is the upstream's, as online.
+PACE_S = 0.002
+PACED_EVENTS = 4000
+
+
+def _sse(kind: str, data: dict[str, object]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _stream(deltas: int) -> list[bytes]:
+    usage = {"input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 0}
+    start = {"type": "message", "id": "msg_bench", "model": MODEL, "usage": usage}
+    delta = _sse(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "lorem ipsum dolor sit amet, " * 4},
+        },
+    )
+    events = [
+        _sse("message_start", {"type": "message_start", "message": start}),
+        _sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        *[delta] * deltas,
+        _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": deltas * 20},
+            },
+        ),
+        _sse("message_stop", {"type": "message_stop"}),
+    ]
+    return [
+        b"".join(events[i : i + EVENTS_PER_CHUNK]) for i in range(0, len(events), EVENTS_PER_CHUNK)
+    ]
+
+
+SHORT, LONG, PACED = _stream(10), _stream(LONG_EVENTS), _stream(PACED_EVENTS)
+
+
+async def _messages(request: Request) -> Response:
+    body = json.loads(await request.body())
+    kind = body.get("metadata", {}).get("user_id")
+    chunks = {"short": SHORT, "paced": PACED}.get(kind, LONG)
+    pause = PACE_S if kind == "paced" else 0.0
+
+    async def gen() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+            if pause:
+                await asyncio.sleep(pause)
+
+    return StreamingResponse(gen(), media_type="text/event-stream")
+
+
+async def _count(request: Request) -> Response:
+    await request.body()
+    return JSONResponse({"input_tokens": 12})
+
+
+def serve_upstream() -> None:
+    """The fake upstream on uvicorn (run in its own process: the figures are the proxy's,
+    not three servers sharing one interpreter)."""
+    app = Starlette(
+        routes=[
+            Route("/v1/messages", _messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", _count, methods=["POST"]),
+        ]
+    )
+    sock = bind("127.0.0.1", 0)
+    print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")).run(
+        sockets=[sock]
+    )
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    return proc, line.rsplit(" ", 1)[-1]
+
+
+def _request(kind: str) -> bytes:
+    return json.dumps(
+        {
+            "model": MODEL,
+            "max_tokens": 1024,
+            "stream": True,
+            "metadata": {"user_id": kind},
+            "messages": [{"role": "user", "content": "hello"}],
+        }
+    ).encode()
+
+
+def _first_byte(client: httpx2.Client, url: str) -> float:
+    started = time.perf_counter()
+    with client.stream("POST", url + "/v1/messages", content=_request("short")) as r:
+        chunks = r.iter_raw()
+        next(chunks)
+        first = time.perf_counter() - started
+        for _ in chunks:
+            pass
+    return first
+
+
+def _long_stream(client: httpx2.Client, url: str, kind: str = "long") -> float:
+    """MB/s of a long stream, read to the end."""
+    started = time.perf_counter()
+    size = 0
+    with client.stream("POST", url + "/v1/messages", content=_request(kind)) as r:
+        for chunk in r.iter_raw():
+            size += len(chunk)
+    return size / 1e6 / (time.perf_counter() - started)
+
+
+def _wait_up(url: str) -> None:
+    for _ in range(200):
+        try:
+            httpx2.post(url + "/v1/messages/count_tokens", content=b"{}")
+            return
+        except httpx2.TransportError:
+            time.sleep(0.02)
+
+
+def run() -> list[tuple[str, str, str]]:
+    upstream, direct_url = _start("-m", "bench.bench_proxy", "upstream")
+    with tempfile.TemporaryDirectory() as tmp:
+        # The proxy as users run it: its own process, headless.
+        proxy, proxy_url = _start(
+            *("-m", "tuiagent", "proxy", "--no-ui", "--port", "0", "--max-cost", "1000000"),
+            *("--upstream", direct_url, "--log-dir", tmp),
+        )
+        try:
+            _wait_up(direct_url)
+            _wait_up(proxy_url)
+            headers = {"x-api-key": "bench", "anthropic-version": "2023-06-01"}
+            with httpx2.Client(headers=headers, timeout=60) as client:
+                for url in (direct_url, proxy_url):  # warm both paths' connections
+                    _first_byte(client, url)
+                direct, through = [], []
+                for _ in range(CALLS):  # interleaved, so both see the same machine load
+                    direct.append(_first_byte(client, direct_url))
+                    through.append(_first_byte(client, proxy_url))
+                rates_direct, rates_proxy, paced_direct, paced_proxy = [], [], [], []
+                for _ in range(3):
+                    rates_direct.append(_long_stream(client, direct_url))
+                    rates_proxy.append(_long_stream(client, proxy_url))
+                    paced_direct.append(_long_stream(client, direct_url, "paced"))
+                    paced_proxy.append(_long_stream(client, proxy_url, "paced"))
+        finally:
+            for proc in (proxy, upstream):
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=30)
+    d, p = statistics.median(direct) * 1e3, statistics.median(through) * 1e3
+    d90 = statistics.quantiles(direct, n=10)[-1] * 1e3
+    p90 = statistics.quantiles(through, n=10)[-1] * 1e3
+    rd, rp = statistics.median(rates_direct), statistics.median(rates_proxy)
+    return [
+        ("first byte, median: direct / proxy", f"{d:.2f} ms / {p:.2f} ms", ""),
+        ("first byte, median added", f"{p - d:.2f} ms", "<= 5 ms"),
+        ("first byte, p90: direct / proxy", f"{d90:.2f} ms / {p90:.2f} ms", ""),
+        # The least of 200 interleaved calls: the overhead itself, without the scheduler's
+        # delays on a loaded machine (the proxy path wakes three processes, not two).
+        ("first byte, least added", f"{(min(through) - min(direct)) * 1e3:.2f} ms", ""),
+        (
+            f"long stream ({len(b''.join(LONG)) / 1e6:.1f} MB): direct / proxy",
+            f"{rd:.0f} / {rp:.0f} MB/s",
+            "",
+        ),
+        ("long stream at full speed, through the proxy", f"{rp / rd:.2f}x direct", ""),
+        (
+            f"long stream paced by the upstream ({PACED_EVENTS:,} events at 4,000/s)",
+            f"{statistics.median(paced_proxy) / statistics.median(paced_direct):.2f}x direct",
+            ">= 0.95x",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["upstream"]:
+        serve_upstream()
+        raise SystemExit(0)
+    for name, value, target in run():
+        print(f"{name}: {value}  {target}")

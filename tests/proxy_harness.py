@@ -1,0 +1,69 @@
+"""A proxy in this process on 127.0.0.1 port 0, in front of a loopback upstream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tests.loopback import LoopbackAPI
+from tuiagent.cost.budget import Budget
+from tuiagent.cost.pricing import Pricer
+from tuiagent.cost.runlog import RunLog, read_records
+from tuiagent.proxy.meter import Meter
+from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
+
+MODEL = "claude-sonnet-4-5"
+KEY = "sk-ant-api03-PROXY-SECRET-DO-NOT-LEAK-0987654321"
+
+
+@dataclass
+class Proxied:
+    server: ProxyServer
+    meter: Meter
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def budget(self) -> Budget:
+        return self.meter.budget
+
+    def records(self, *kinds: str) -> list[dict[str, Any]]:
+        """The log's records, once every call taken in has its record (a client may see the
+        end of an answer an instant before the proxy has written it)."""
+        for _ in range(250):
+            records, bad = read_records(self.log_path)
+            calls = [r for r in records if r["type"] in ("turn", "attempt", "refused")]
+            if len(calls) >= self.meter.calls:
+                break
+            time.sleep(0.02)
+        assert bad == 0
+        return [r for r in records if not kinds or r["type"] in kinds]
+
+
+@contextmanager
+def proxy_to(upstream: str, log_dir: Path, cap: str = "1.00", **meter: Any) -> Iterator[Proxied]:
+    log = RunLog(log_dir, "proxy-run")
+    m = Meter(Budget(Decimal(cap), name="proxy"), Pricer(), log, "proxy-run", **meter)
+    server = ProxyServer(ProxyApp(m, upstream), bind("127.0.0.1", 0)).start()
+    m.start(upstream)
+    try:
+        yield Proxied(server, m, log.path)
+    finally:
+        server.stop()
+        m.finish()
+
+
+@contextmanager
+def proxied_loopback(
+    log_dir: Path, cap: str = "1.00", api: LoopbackAPI | None = None, **meter: Any
+) -> Iterator[tuple[LoopbackAPI, Proxied]]:
+    with api or LoopbackAPI() as upstream, proxy_to(upstream.base_url, log_dir, cap, **meter) as p:
+        yield upstream, p

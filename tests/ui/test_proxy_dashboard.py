@@ -1,0 +1,78 @@
+"""The proxy's dashboard (issue 17): rows, gauge and cache panel fed by proxied calls; F2/F3
+change the proxy's cap live."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import anthropic
+
+from tests.loopback import LoopbackAPI
+from tests.proxy_harness import KEY, MODEL
+from tuiagent.config import Settings
+from tuiagent.cost.budget import Budget
+from tuiagent.cost.pricing import Pricer
+from tuiagent.cost.runlog import RunLog
+from tuiagent.proxy.meter import Meter
+from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
+from tuiagent.ui.proxy import ProxyDashboard
+from tuiagent.ui.widgets.cache import CachePanel
+from tuiagent.ui.widgets.gauge import BudgetGauge
+from tuiagent.ui.widgets.turns import TurnsTable
+
+SYSTEM = [
+    {
+        "type": "text",
+        "text": "You are a careful assistant for a large codebase. " * 300,
+        "cache_control": {"type": "ephemeral"},
+    }
+]
+
+
+async def test_the_dashboard_shows_each_call_and_its_keys_move_the_proxys_cap(
+    tmp_path: Path,
+) -> None:
+    meter = Meter(Budget(Decimal("0.50"), name="proxy"), Pricer(), RunLog(tmp_path, "p"), "p")
+    with LoopbackAPI() as api:
+        server = ProxyServer(ProxyApp(meter, api.base_url), bind("127.0.0.1", 0))
+        app = ProxyDashboard(server, meter, Settings(budget_step_usd=Decimal("0.25")))
+        try:
+            async with app.run_test(size=(160, 48)) as pilot:
+                client = anthropic.AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0)
+                answers = [
+                    await client.messages.create(
+                        model=MODEL,
+                        max_tokens=200,
+                        system=SYSTEM,
+                        messages=[{"role": "user", "content": "hi"}],  # type: ignore[arg-type]
+                    )
+                    for _ in range(2)
+                ]
+                await client.close()
+                for _ in range(50):
+                    await pilot.pause(0.02)
+                    if app.query_one(TurnsTable).row_count == 2:
+                        break
+                table = app.query_one(TurnsTable)
+                gauge = app.query_one(BudgetGauge)
+                assert table.row_count == 2
+                assert (
+                    str(table.get_row_at(0)[1]) == "AsyncAnthropic/sonnet-4-5"
+                )  # the async SDK says so
+                assert gauge.spent == meter.budget.settled > 0
+                assert answers[1].usage.cache_read_input_tokens > 0
+                assert (
+                    app.query_one(CachePanel).read_tokens
+                    == answers[1].usage.cache_read_input_tokens
+                )
+                await pilot.press("f3")
+                await pilot.pause()
+                assert meter.budget.cap == Decimal("0.75") == gauge.cap
+                for _ in range(4):
+                    await pilot.press("f2")
+                await pilot.pause()
+                assert meter.budget.cap == Decimal("0.25")  # one step is the floor of F2
+        finally:
+            server.stop()
+            meter.finish()

@@ -1,0 +1,130 @@
+"""`tuiagent proxy`: its flags (cheap to build: the CLI builds every parser) and its run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from tuiagent.proxy import DEFAULT_UPSTREAM
+
+DEFAULT_PORT = 8787
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"--port must be a whole number 0-65535, got {value!r}")
+    return int(value)
+
+
+def _upstream(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"--upstream must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def add_proxy_command(sub: Any) -> None:
+    proxy = sub.add_parser(
+        "proxy", help="meter and hard-cap any client that speaks the Anthropic API"
+    )
+    proxy.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one"
+    )
+    proxy.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    proxy.add_argument(
+        "--upstream", type=_upstream, default=DEFAULT_UPSTREAM, help="default the real API"
+    )
+    proxy.add_argument("--max-cost", metavar="USD", help="hard spending cap, in US dollars")
+    proxy.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
+    proxy.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    proxy.add_argument("--no-ui", action="store_true", help="headless: one line per call")
+    proxy.add_argument(
+        "--auto-cache",
+        action="store_true",
+        help="add cache breakpoints to requests that carry none (changes requests)",
+    )
+
+
+def call_line(record: dict[str, Any]) -> str:
+    """One call, for the headless output: never a header, never the key."""
+    turn = f"#{record.get('turn', '?')}"
+    who = f"{record.get('client', '?')} {str(record.get('model', '?')).removeprefix('claude-')}"
+    if record["type"] == "refused":
+        return f"{turn} {who} refused: {record.get('error', '')}"
+    tokens = (
+        f"in {record.get('input_tokens', 0):,} out {record.get('output_tokens', 0):,} "
+        f"c.read {record.get('cache_read_input_tokens', 0):,} "
+        f"c.write {record.get('cache_creation_input_tokens', 0):,}"
+    )
+    money = f"${record.get('cost_usd', 0):.6f} total ${record.get('cumulative_cost_usd', 0):.6f}"
+    if record["type"] == "turn":
+        end = record.get("stop_reason") or "-"
+        cut = record.get("max_tokens_requested") != record.get("max_tokens")
+        if cut:
+            end += f", max_tokens {record['max_tokens_requested']}->{record['max_tokens']}"
+    else:
+        end = f"{record.get('error_type')}: {record.get('error')}"
+        if record.get("usage_unknown"):
+            end += "; usage unknown, worst case kept"
+    miss = f" cache miss: {record['cache_miss_reason']}" if record.get("cache_miss_reason") else ""
+    return f"{turn} {who} {tokens} {money} [{end}]{miss}"
+
+
+if TYPE_CHECKING:
+    from tuiagent.proxy.meter import Meter
+    from tuiagent.proxy.server import ProxyServer
+
+Dashboard = Callable[["ProxyServer", "Meter", Any], int]
+
+
+def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> int:
+    """Serve until Ctrl-C (headless, without `dashboard`) or until the dashboard quits.
+    The dashboard is the UI's (`tuiagent.ui.proxy.run_dashboard`): this package never
+    imports the UI."""
+    from tuiagent.config import load_settings, parse_money
+    from tuiagent.cost.budget import Budget
+    from tuiagent.cost.pricing import Pricer
+    from tuiagent.cost.runlog import RunLog, new_run_id
+    from tuiagent.errors import ConfigError, UsageError
+    from tuiagent.paths import default_log_dir
+    from tuiagent.proxy.meter import Meter
+    from tuiagent.proxy.otel import live_export
+    from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
+
+    settings = load_settings(args.config)
+    cap = settings.max_cost_usd
+    if args.max_cost is not None:
+        try:
+            cap = parse_money(args.max_cost, "--max-cost")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
+    run_id = new_run_id()
+    log = RunLog(args.log_dir or settings.log_dir or default_log_dir(), run_id)
+    budget = Budget(cap, name="proxy")
+    meter = Meter(budget, Pricer(settings.prices), log, run_id, auto_cache=args.auto_cache)
+    server = ProxyServer(ProxyApp(meter, args.upstream), sock, args.host)
+    exporter = live_export(meter)
+    meter.start(args.upstream)
+    try:
+        if dashboard is not None:
+            return dashboard(server, meter, settings)
+        _say(f"tuiagent proxy: listening on {server.url}")
+        _say(f"tuiagent proxy: cap ${cap}, upstream {args.upstream}, log {log.path}")
+        meter.listeners.append(lambda record: _say(call_line(record)))
+        server.run()
+        return 0
+    finally:
+        server.stop()
+        if exporter is not None:
+            exporter.shutdown()
+        meter.finish()
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

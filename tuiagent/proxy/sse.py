@@ -1,0 +1,150 @@
+"""Usage read off a Messages response as it passes through, without holding it up.
+
+Only the events that carry money are decoded (message_start, message_delta, message_stop,
+error); content deltas are kept as bytes and decoded only when the stream ends early, to
+estimate the output that was billed before the cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from tuiagent.llm.caching import api_miss_reason
+from tuiagent.llm.tokens import estimate_tokens
+from tuiagent.llm.usage import BadUsage, TokenUsage
+
+_DECODED = (b"message_start", b"message_delta", b"message_stop", b"error")
+
+
+class UsageScanner:
+    """Fed the raw bytes of a response as they arrive; says what the call billed."""
+
+    def __init__(self, streamed: bool) -> None:
+        self.streamed = streamed
+        self.usage: TokenUsage | None = None  # None: no usage seen yet
+        self.bad_usage: str | None = None  # usage that cannot be what was billed: unknown
+        self.completed = False  # message_stop seen, or a whole JSON message
+        self.error: dict[str, Any] | None = None  # the error object of an `event: error`
+        self.stop_reason: str | None = None
+        self.message_id = ""
+        self.diagnostics: dict[str, Any] | None = None
+        self._tail = b""
+        self._deltas: list[bytes] = []
+        self._body: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.streamed:
+            self._body.append(chunk)
+            if chunk.rstrip().endswith(b"}"):
+                self._read_body()  # whole already? (a body sent without content-length)
+            return
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        data = self._tail + chunk if self._tail else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._tail = data
+            return
+        complete, self._tail = data[:end], data[end + 2 :]
+        if b"message_" not in complete and b"error" not in complete:
+            # Content only (every event that carries usage or an error names itself with one
+            # of those words): kept whole, read only if the stream is cut.
+            self._deltas.append(complete)
+            return
+        for event in complete.split(b"\n\n"):
+            self._event(event)
+
+    def finish(self) -> None:
+        """The response ended (whole or cut): read what is left."""
+        if self.streamed:
+            if self._tail.strip():
+                self._event(self._tail)
+            self._tail = b""
+        elif not self.completed:
+            self._read_body()
+
+    def _read_body(self) -> None:
+        try:
+            message = json.loads(b"".join(self._body))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return  # a cut body: usage unknown
+        if isinstance(message, dict) and message.get("type") == "message":
+            self._usage(lambda: TokenUsage.from_api(message.get("usage")))
+            self.message_id = str(message.get("id", ""))
+            self.stop_reason = message.get("stop_reason")
+            self.diagnostics = message.get("diagnostics")
+            self.completed = True
+        elif isinstance(message, dict) and isinstance(message.get("error"), dict):
+            self.error = message["error"]
+
+    def _usage(self, read: Callable[[], TokenUsage]) -> None:
+        try:
+            self.usage = read()
+        except BadUsage as exc:
+            self.bad_usage = str(exc)
+
+    @property
+    def known_usage(self) -> TokenUsage | None:
+        """What the response says it billed; None when it said nothing, or nonsense."""
+        return None if self.bad_usage else self.usage
+
+    @property
+    def miss_reason(self) -> str | None:
+        return api_miss_reason(self.diagnostics)
+
+    def output_streamed(self) -> int:
+        """Tokens of the content that streamed before a cut (the local estimate)."""
+        pieces: list[str] = []
+        for blob in (event for run in self._deltas for event in run.split(b"\n\n")):
+            data = _data(blob)
+            delta = data.get("delta") if isinstance(data, dict) else None
+            if isinstance(delta, dict):
+                for key in ("text", "partial_json", "thinking"):
+                    value = delta.get(key)
+                    if isinstance(value, str):
+                        pieces.append(value)
+        return estimate_tokens("".join(pieces))
+
+    def _event(self, blob: bytes) -> None:
+        name = b""
+        if blob.startswith(b"event:"):
+            name = blob[6 : blob.find(b"\n") if b"\n" in blob else len(blob)].strip()
+        if name == b"content_block_delta":
+            self._deltas.append(blob)
+            return
+        if name and name not in _DECODED:
+            return
+        data = _data(blob)
+        if not isinstance(data, dict):
+            return
+        kind = data.get("type")
+        if kind == "message_start" and isinstance(data.get("message"), dict):
+            message = data["message"]
+            self._usage(lambda: TokenUsage.from_api(message.get("usage")))
+            self.message_id = str(message.get("id", ""))
+            self.diagnostics = message.get("diagnostics") or self.diagnostics
+        elif kind == "message_delta":
+            self._usage(lambda: (self.usage or TokenUsage()).with_delta(data.get("usage")))
+            delta = data.get("delta")
+            if isinstance(delta, dict):
+                self.stop_reason = delta.get("stop_reason") or self.stop_reason
+            self.diagnostics = data.get("diagnostics") or self.diagnostics
+        elif kind == "message_stop":
+            self.completed = True
+        elif kind == "content_block_delta":
+            self._deltas.append(blob)
+        elif kind == "error" or name == b"error":
+            error = data.get("error")
+            self.error = error if isinstance(error, dict) else {"type": "stream_error"}
+
+
+def _data(blob: bytes) -> Any:
+    lines = [line[5:].lstrip() for line in blob.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    try:
+        return json.loads(b"\n".join(lines))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
