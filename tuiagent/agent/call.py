@@ -128,9 +128,7 @@ def usage_unknown(failure: CallFailed) -> bool:
     """The request left and the server may have billed it, but no usage came back: an
     answer that dropped before message_start, a timeout, an unreadable stream. (An HTTP
     error status bills nothing.)"""
-    sent = getattr(failure, "sent", True)
-    seen = getattr(failure, "usage_seen", failure.partial_usage != TokenUsage())
-    return bool(sent and not seen and failure.status in (None, 200))
+    return failure.sent and not failure.usage_seen and failure.status in (None, 200)
 
 
 def _unmarked(blocks: Any) -> Any:
@@ -309,7 +307,7 @@ class Caller:
                     status=200,
                     error_type="bad_response",
                 )
-                seen.failure.usage_seen = seen.usage_seen  # type: ignore[attr-defined]
+                seen.failure.usage_seen = seen.usage_seen
             finally:
                 # The accounting of every way an attempt ends, exactly once: a result, a
                 # failure, or neither (cancelled, a signal, the consumer closed this call).
@@ -507,7 +505,7 @@ class Caller:
     def _settle_turn(
         self, spec: CallSpec, p: Prepared, hold: Hold, result: CallResult
     ) -> list[Event]:
-        response_model = getattr(result, "response_model", "") or result.model
+        response_model = result.response_model or result.model
         usage, cost, priced_as, flags = self._billed(p, result.usage, hold, response_model)
         result = dataclasses.replace(result, usage=usage)
         hold.settle(cost.total)
@@ -531,7 +529,7 @@ class Caller:
             )
         elif spec.purpose == "keep_warm":
             self.cache.note(model, usage, self.settings.cache_ttl, self.wall_clock(), None)
-        cut = list(getattr(result, "cut_tool_calls", []) or [])
+        cut = list(result.cut_tool_calls)
         if response_model != model:
             flags["model_mismatch"] = response_model
         record = self._write_turn(spec, p, result, cost, priced_as, flags, miss_reason, cut)
@@ -575,7 +573,7 @@ class Caller:
         self, spec: CallSpec, p: Prepared, hold: Hold, failure: CallFailed, updates: int
     ) -> list[Event]:
         flags: dict[str, Any] = {}
-        if not getattr(failure, "sent", True):
+        if not failure.sent:
             hold.release()
             usage, cost = TokenUsage(), Cost()
             flags["sent"] = False
