@@ -129,6 +129,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--allow-commands", action="store_true", help="offer the run_command tool (asks first)"
     )
     p.add_argument("--allow-fetch", action="store_true", help="offer the fetch_url tool")
+    p.add_argument(
+        "--max-parallel-agents",
+        metavar="N",
+        type=_positive_int("--max-parallel-agents"),
+        help="sub-agents working at once (default 4)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +227,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         settings.allow_commands = True
     if args.allow_fetch:
         settings.allow_fetch = True
+    if args.max_parallel_agents is not None:
+        settings.max_parallel_agents = args.max_parallel_agents
     return settings
 
 

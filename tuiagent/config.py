@@ -176,6 +176,9 @@ class Settings:
     compact_at: float = 0.8
     context_keep_turns: int = 3  # tool results of the last N model calls stay whole
     context_window: int | None = None  # a smaller window than the model's (a gateway)
+    # Sub-agents: the delegate tool, and how many of them work at once.
+    subagents: bool = True
+    max_parallel_agents: int = 4
 
     def model_for(self, tier: str) -> str:
         return self.tiers[tier]
@@ -244,7 +247,7 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
             _expect(ok, key, "a number of seconds > 0", value)
             setattr(settings, key, float(value))
-        elif key in ("max_turns", "max_tokens", "min_useful_tokens"):
+        elif key in ("max_turns", "max_tokens", "min_useful_tokens", "max_parallel_agents"):
             ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_WHOLE
             _expect(ok, key, f"a positive whole number up to {MAX_WHOLE:,}", value)
             setattr(settings, key, value)
@@ -291,6 +294,7 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
             "allow_commands",
             "allow_fetch",
             "context_management",
+            "subagents",
         ):
             _expect(isinstance(value, bool), key, "true or false", value)
             setattr(settings, key, value)

@@ -18,6 +18,7 @@ from tuiagent.agent.events import (
     LogRecord,
     Notice,
     RunEnded,
+    SubAgentChanged,
     ToolFinished,
     TurnFinished,
 )
@@ -28,14 +29,24 @@ from tuiagent.llm.offline import OFFLINE_NOTICE
 from tuiagent.session import open_session
 
 
+def _indent(r: dict[str, object]) -> str:
+    """A sub-agent's lines sit under its parent's, with its id."""
+    agent = r.get("agent", "main")
+    return "" if agent == "main" else f"    {agent} "
+
+
 def _turn_line(r: dict[str, object]) -> str:
+    at = _indent(r)
     return (
-        f"turn {r['turn']:>2}  {'' if r.get('purpose', 'agent') == 'agent' else str(r['purpose']) + '  '}"
+        f"{at}turn {r['turn']:>2}  {'' if r.get('purpose', 'agent') == 'agent' else str(r['purpose']) + '  '}"
         f"{r['model']}  uncached {r['input_tokens']:,}  out {r['output_tokens']:,}  "
         f"cache read {r['cache_read_input_tokens']:,} write {r['cache_creation_input_tokens']:,}  "
         f"${r['cost_usd']:.6f}  total ${r['cumulative_cost_usd']:.6f}\n"
-        f"         route: {r['route_reason']}"
+        f"{' ' * len(at)}         route: {r['route_reason']}"
     )
+
+
+ENDED = ("completed", "stopped", "failed", "interrupted")
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -100,9 +111,15 @@ def _show(event: Event, as_json: bool, at_line_start: list[bool]) -> None:
         size = f"{r['result_tokens']:,} tokens"
         if r.get("result_id"):
             size += f" (from {r['original_tokens']:,}, {r['method']}, {r['result_id']})"
-        out.write(f"  tool {r['name']} {mark}  {size}\n")
+        out.write(f"{_indent(r)}  tool {r['name']} {mark}  {size}\n")
     elif isinstance(event, AttemptFailed):
-        out.write(f"  attempt failed: {event.record['error']}\n")
+        out.write(f"{_indent(event.record)}  attempt failed: {event.record['error']}\n")
+    elif isinstance(event, SubAgentChanged) and event.state in ENDED:
+        why = f": {event.detail}" if event.detail else ""
+        out.write(
+            f"    {event.agent} {event.state}{why}  {event.turns} turns, "
+            f"${event.spent:.6f} of its ${event.slice_usd:.6f} slice  ({event.task})\n"
+        )
     elif isinstance(event, Notice):
         print(f"tuiagent: {event.text}", file=err)
     elif isinstance(event, Halted):

@@ -199,11 +199,12 @@ def top_turns_table(report: Report) -> Table:
 
 def group_table(report: Report, by: str) -> Table:
     total = report.total_cost
-    groups = report.by_model if by == "model" else report.by_tier
+    groups = {"model": report.by_model, "tier": report.by_tier, "agent": report.by_agent}[by]
     table = _table(
         f"Cost by {by}",
         [
             (by, "left"),
+            *([("task", "left")] if by == "agent" else []),
             ("calls", "right"),
             ("in (all)", "right"),
             ("out", "right"),
@@ -214,6 +215,11 @@ def group_table(report: Report, by: str) -> Table:
     for g in groups:
         table.add_row(
             g.name,
+            *(
+                [g.task or ("the orchestrator" if g.name == "main" else "")]
+                if by == "agent"
+                else []
+            ),
             str(g.calls),
             f"{g.usage.total_input_tokens:,}",
             f"{g.usage.output_tokens:,}",
@@ -260,6 +266,14 @@ def print_report(report: Report, console: Console) -> None:
     console.print(top_turns_table(report))
     console.print(group_table(report, "model"))
     console.print(group_table(report, "tier"))
+    costliest = report.costliest_subagent()
+    if costliest is not None:
+        console.print(group_table(report, "agent"))
+        console.print(
+            f"The costliest sub-agent: {costliest.name} of run {costliest.run_id} "
+            f"({costliest.task}), {money(costliest.cost)} in {costliest.calls} call(s), "
+            f"{_share(costliest.cost, report.total_cost)} of all."
+        )
     system = next((r for r in report.input_sources() if r.source == "system"), None)
     if system is not None and system.turns:
         console.print(sources_table(report))

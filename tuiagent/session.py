@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anthropic
 
+from tuiagent.agent.delegate import Delegator
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.tools import Toolbox, Workspace
 from tuiagent.agent.tools.command import CommandRunner
@@ -34,6 +35,7 @@ class Session:
     agent: Agent
     offline_model: OfflineModel | None
     notice: str | None
+    delegator: Delegator | None = None  # the delegate tool (config subagents)
 
 
 @dataclass
@@ -94,4 +96,8 @@ def open_session(
         clock=clock,
     )
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
-    return Session(agent, conn.offline_model, "; ".join(notices) or None)
+    delegator = None
+    if settings.subagents:
+        delegator = Delegator(agent)
+        agent.toolbox.add(delegator.tool())
+    return Session(agent, conn.offline_model, "; ".join(notices) or None, delegator)

@@ -235,6 +235,7 @@ class Caller:
         self._count_available = True
         self._pending_wait: float | None = None
         self._needed: Decimal | None = None  # see _plan
+        self.started_at = ""  # when the call in progress was sent (wall clock, ISO-8601)
         # What streamed of a call that was interrupted (the loop keeps it in the history).
         self.interrupted_content: list[dict[str, Any]] = []
 
@@ -292,6 +293,7 @@ class Caller:
             )
             self.transcript.request(spec.turn, spec.purpose, p.request)
             seen = _Seen()
+            self.started_at = utc_now_iso()  # a Caller makes one call at a time
             events: list[Event] = []
             stream = stream_message(
                 self.client,
@@ -706,6 +708,7 @@ class Caller:
                 "stop_reason": result.stop_reason,
                 "latency_s": round(result.latency_s, 4),
                 "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
+                "started_at": self.started_at,
                 "ended_at": utc_now_iso(),
                 "request_id": result.request_id,
                 "message_id": result.message_id,

@@ -60,6 +60,11 @@ class ToolFinished(LogRecord):
 
 
 @dataclass(frozen=True)
+class SubAgentEnded(LogRecord):
+    """The `agent` record that closes a sub-agent: how it ended and what it spent."""
+
+
+@dataclass(frozen=True)
 class AttemptFailed(LogRecord):
     pass
 
@@ -146,3 +151,23 @@ class BudgetChanged(Event):
     """The budget after a reserve, settle, release or cap change: what a gauge shows."""
 
     budget: BudgetSnapshot
+
+
+@dataclass(frozen=True)
+class SubAgentChanged(Event):
+    """A sub-agent (agent/delegate.py) was queued, started, made a call, or ended.
+
+    state: queued | running | completed | stopped (its slice or a limit) | failed |
+    interrupted. `spent` is what its calls settled, `in_flight` what its open call may
+    still bill at most, `slice_usd` the most it may spend.
+    """
+
+    agent: str
+    task: str
+    tier: str
+    state: str
+    turns: int = 0
+    spent: Decimal = Decimal(0)
+    in_flight: Decimal = Decimal(0)
+    slice_usd: Decimal = Decimal(0)
+    detail: str = ""

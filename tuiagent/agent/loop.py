@@ -38,7 +38,7 @@ from tuiagent.agent.events import (
 from tuiagent.agent.router import DEFAULT_EXPECTED_OUTPUT_TOKENS, RouteDecision, Router
 from tuiagent.agent.tool_step import run_tool_call
 from tuiagent.agent.tools import Toolbox
-from tuiagent.agent.transcript import Transcript, transcript_path
+from tuiagent.agent.transcript import Transcript, subagent_transcript_path, transcript_path
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.ledger import Ledger
@@ -60,6 +60,8 @@ class RunState:
 class Agent:
     """One run: a conversation with the model, its budget and its log."""
 
+    state: RunState
+
     def __init__(
         self,
         settings: Settings,
@@ -71,21 +73,39 @@ class Agent:
         run_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        budget: Budget | None = None,
+        parent: Agent | None = None,
+        agent_id: str = "main",
+        task: str | None = None,
     ) -> None:
+        """A sub-agent (agent/delegate.py) has a `parent`: it spends from `budget` (a slice
+        of the parent's), writes to the parent's run log and ledger with its own identity
+        on every record, and keeps its conversation in a transcript of its own."""
         self.settings = settings
+        self.agent_id = agent_id
+        self.identity: dict[str, Any] = {"agent": agent_id}
+        if parent is not None:
+            self.identity.update(
+                parent_agent=parent.agent_id, parent_turn=parent.state.turns, task=task
+            )
         self.provider = provider
         self.simulated = provider == "offline"
         self.toolbox = toolbox
         self.pricer = Pricer(settings.prices)
         for tier in TIERS:
             self.pricer.ensure_priced(settings.model_for(tier))
-        self.budget = Budget(settings.max_cost_usd)
+        self.budget = budget if budget is not None else Budget(settings.max_cost_usd)
         self.max_turns = settings.max_turns
         self.tier = settings.tier
         self.system_prompt = settings.resolved_system_prompt()
-        self.state = RunState(run_id or new_run_id())
-        self.log = RunLog(log_dir, self.state.run_id)
-        self.transcript = Transcript(transcript_path(self.log.path))
+        if parent is None:
+            self.state = RunState(run_id or new_run_id())
+            self.log = RunLog(log_dir, self.state.run_id)
+            self.transcript = Transcript(transcript_path(self.log.path))
+        else:
+            self.state = RunState(parent.state.run_id)
+            self.log = parent.log
+            self.transcript = Transcript(subagent_transcript_path(self.log.path, agent_id))
         self.caller = Caller(
             settings,
             client=client,
@@ -97,6 +117,8 @@ class Agent:
             clock=clock,
             wall_clock=wall_clock,
         )
+        if parent is not None:
+            self.caller.ledger = parent.ledger  # one run: run_end totals include every agent
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
         # True runs it; False, or the user's reason as a string, declines it.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
@@ -147,7 +169,12 @@ class Agent:
     # --- records -----------------------------------------------------------
 
     def write(self, record: dict[str, Any]) -> dict[str, Any]:
-        record = {"type": record.pop("type"), "run_id": self.state.run_id, **record}
+        record = {
+            "type": record.pop("type"),
+            "run_id": self.state.run_id,
+            **self.identity,
+            **record,
+        }
         self.log.append(record)
         return record
 

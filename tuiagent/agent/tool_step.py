@@ -28,7 +28,13 @@ async def run_tool_call(
     error that fails the step or None)."""
     name, args = use["name"], use.get("input") or {}
     yield ToolCallStarted(turn, use["id"], name, args)
-    output = await _run_tool(agent, name, args)
+    output = ToolOutput("")
+    async with aclosing(_run_tool(agent, name, args)) as ran:
+        async for done in ran:
+            if isinstance(done, ToolOutput):
+                output = done
+            else:
+                yield done
     shown = Compressed(output.text, "none", 0, 0)
     async with aclosing(_shrink(agent, name, output.text)) as items:
         async for item in items:
@@ -67,14 +73,22 @@ async def run_tool_call(
     yield block, repeated
 
 
-async def _run_tool(agent: Agent, name: str, args: dict[str, Any]) -> ToolOutput:
+async def _run_tool(
+    agent: Agent, name: str, args: dict[str, Any]
+) -> AsyncGenerator[Event | ToolOutput, None]:
+    """The tool's events (a tool that reports as it works: delegate), then its output."""
     tool = agent.toolbox.tools.get(name)
     asks = tool is not None and tool.needs_approval and agent.approve is not None
     answer = await agent.approve(name, args) if asks and agent.approve is not None else True
     if answer is not True:  # False, or the user's reason (the model reads it)
         why = f": {answer}" if isinstance(answer, str) and answer.strip() else ""
-        return ToolOutput(f"error: the user declined to run {name}{why}", is_error=True)
-    return await agent.toolbox.call(name, args)
+        yield ToolOutput(f"error: the user declined to run {name}{why}", is_error=True)
+    elif tool is not None and tool.stream is not None:
+        async with aclosing(tool.stream(args)) as items:  # type: ignore[type-var]
+            async for item in items:
+                yield item
+    else:
+        yield await agent.toolbox.call(name, args)
 
 
 async def _shrink(agent: Agent, tool: str, text: str) -> AsyncGenerator[Event | Compressed, None]:

@@ -29,6 +29,14 @@ def transcript_path(log_path: Path) -> Path:
     return folder / log_path.name
 
 
+def subagent_transcript_path(log_path: Path, agent: str) -> Path:
+    """A sub-agent's own conversation: `transcripts/<run_id>/<agent>.jsonl`, out of the way
+    of the run transcripts (which --resume and the report list)."""
+    folder = log_path.parent / "transcripts" / log_path.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{agent}.jsonl"
+
+
 class Transcript:
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -80,6 +80,7 @@ def call_attributes(
         "gen_ai.usage.cache_read.input_tokens": usage.cache_read_input_tokens,
         "gen_ai.usage.cache_creation.input_tokens": usage.cache_creation_input_tokens,
         "error.type": str(record.get("error_type") or "_OTHER") if failed else None,
+        "tuiagent.agent": record.get("agent"),
         "tuiagent.turn": record.get("turn"),
         "tuiagent.tier": record.get("tier"),
         "tuiagent.source": record.get("source"),
@@ -93,7 +94,7 @@ def call_attributes(
 
 
 def _call_span(
-    run: RunRow, record: dict[str, Any], end: int, row: TurnRow | None, index: int
+    run: RunRow, record: dict[str, Any], end: int, row: TurnRow | None, index: int, parent: str
 ) -> dict[str, Any]:
     model = str(record.get("model", ""))
     failed = record.get("type") == "attempt"
@@ -103,7 +104,7 @@ def _call_span(
     span: dict[str, Any] = {
         "traceId": _id(run.run_id, length=32),
         "spanId": _id(run.run_id, record.get("type"), index, length=16),
-        "parentSpanId": _id(run.run_id, "run", length=16),
+        "parentSpanId": parent,
         "name": f"chat {model}",
         "kind": SPAN_KIND_CLIENT,
         "startTimeUnixNano": str(start),
@@ -116,19 +117,64 @@ def _call_span(
     return span
 
 
+def _agent_span(
+    run: RunRow, agent: str, calls: list[tuple[dict[str, Any], dict[str, Any]]], parent: str
+) -> dict[str, Any]:
+    """A sub-agent: an `invoke_agent` span under the turn that delegated to it, holding its
+    calls ((span, record) pairs)."""
+    first, record = calls[0]
+    cost = sum((money_of(r.get("cost_usd")) or ZERO for _, r in calls), ZERO)
+    return {
+        "traceId": _id(run.run_id, length=32),
+        "spanId": _id(run.run_id, "agent", agent, length=16),
+        "parentSpanId": parent,
+        "name": f"invoke_agent {agent}",
+        "kind": SPAN_KIND_INTERNAL,
+        "startTimeUnixNano": first["startTimeUnixNano"],
+        "endTimeUnixNano": max(str(span["endTimeUnixNano"]) for span, _ in calls),
+        "attributes": _attributes(
+            {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": agent,
+                "gen_ai.conversation.id": run.run_id,
+                "tuiagent.agent": agent,
+                "tuiagent.parent_agent": record.get("parent_agent"),
+                "tuiagent.task": record.get("task"),
+                "tuiagent.cost_usd": usd(cost),
+            }
+        ),
+        "status": {"code": STATUS_UNSET},
+    }
+
+
 def _run_spans(run: RunRow, rows: list[TurnRow]) -> list[dict[str, Any]]:
     started = _nanos(run.started_at) or 0
-    by_turn = {(r.turn, r.purpose): r for r in rows}
+    by_turn = {(r.agent, r.turn, r.purpose): r for r in rows}
+    root_id = _id(run.run_id, "run", length=16)
     spans = []
+    turn_spans: dict[tuple[str, Any], str] = {}  # (agent, turn) -> the span of its agent call
+    sub_calls: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     clock = started  # for logs without per-call times: calls laid end to end from the start
     for index, record in enumerate(run.call_records):
         end = _nanos(record.get("ended_at") if isinstance(record.get("ended_at"), str) else None)
         if end is None:
             end = clock + int(_seconds(record, "latency_s") * 1e9)
         clock = end
-        key = (record.get("turn"), record.get("purpose", "agent"))
+        agent = str(record.get("agent") or "main")
+        key = (agent, record.get("turn"), record.get("purpose", "agent"))
         row = by_turn.get(key) if record.get("type") == "turn" else None  # type: ignore[arg-type]
-        spans.append(_call_span(run, record, end, row, index))
+        parent = root_id if agent == "main" else _id(run.run_id, "agent", agent, length=16)
+        span = _call_span(run, record, end, row, index, parent)
+        if record.get("type") == "turn" and record.get("purpose", "agent") == "agent":
+            turn_spans[(agent, record.get("turn"))] = span["spanId"]
+        if agent != "main":
+            sub_calls.setdefault(agent, []).append((span, record))
+        spans.append(span)
+    for agent, calls in sub_calls.items():
+        first = calls[0][1]
+        # Nested under the turn that delegated to it (the run itself when that is not known).
+        delegating = turn_spans.get((str(first.get("parent_agent")), first.get("parent_turn")))
+        spans.append(_agent_span(run, agent, calls, delegating or root_id))
     ended = _nanos(run.ended_at) or clock
     root = {
         "traceId": _id(run.run_id, length=32),

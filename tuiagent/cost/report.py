@@ -181,6 +181,7 @@ class TurnRow:
     cause: str = ""
     cause_kind: str = ""
     cause_cost: Decimal = ZERO
+    agent: str = "main"  # "a1", "a2", ... for a sub-agent's turn
 
     @property
     def cache_miss_reason(self) -> str | None:
@@ -191,6 +192,7 @@ class TurnRow:
         u = self.usage
         out: dict[str, Any] = {
             "run_id": self.run_id,
+            "agent": self.agent,
             "turn": self.turn,
             "purpose": self.purpose,
             "model": self.model,
@@ -269,16 +271,21 @@ class RunRow:
 
 @dataclass
 class GroupRow:
-    """Cost of one model or one tier, over every call (failed attempts included)."""
+    """Cost of one model, tier or agent, over every call (failed attempts included)."""
 
     name: str
     calls: int = 0
     usage: TokenUsage = field(default_factory=TokenUsage)
     cost: Decimal = ZERO
+    # A sub-agent's row (by agent) is one sub-agent of one run; "main" is every run's.
+    run_id: str | None = None
+    task: str | None = None
 
     def as_json(self, key: str, total: Decimal) -> dict[str, Any]:
+        extra = {} if key != "agent" else {"run_id": self.run_id, "task": self.task}
         return {
             key: self.name,
+            **extra,
             "calls": self.calls,
             "total_input_tokens": self.usage.total_input_tokens,
             "output_tokens": self.usage.output_tokens,
@@ -316,6 +323,11 @@ class Report:
     top: int
     warnings: list[str] = field(default_factory=list)
     hidden: int = 0  # runs with no model call, left out (all_runs shows them)
+    by_agent: list[GroupRow] = field(default_factory=list)
+
+    def costliest_subagent(self) -> GroupRow | None:
+        subs = [g for g in self.by_agent if g.name != "main"]
+        return max(subs, key=lambda g: g.cost) if subs else None
 
     @property
     def unreadable_lines(self) -> int:
@@ -351,12 +363,15 @@ class Report:
         total = self.total_cost
         sources = self.input_sources()
         source_total = sum((s.cost for s in sources), ZERO)
+        costliest = self.costliest_subagent()
         return {
             "log_dir": str(self.log_dir),
             "runs": [r.as_json() for r in self.runs],
             "top_turns": [t.as_json() for t in self.top_turns()],
             "by_model": [g.as_json("model", total) for g in self.by_model],
             "by_tier": [g.as_json("tier", total) for g in self.by_tier],
+            "by_agent": [g.as_json("agent", total) for g in self.by_agent],
+            "costliest_subagent": None if costliest is None else costliest.as_json("agent", total),
             "input_sources": [s.as_json(source_total) for s in sources],
             "total_cost_usd": usd(total),
             "unreadable_lines": self.unreadable_lines,
@@ -392,6 +407,7 @@ def build_report(
     report = Report(log_dir, [], [], [], [], top, hidden=len(every) - len(shown))
     models: dict[str, GroupRow] = {}
     tiers: dict[str, GroupRow] = {}
+    agents: dict[tuple[str, str], GroupRow] = {}
     for run in runs:
         turns = _turn_rows(run, pricer, report.warnings)
         report.turns.extend(turns)
@@ -403,8 +419,18 @@ def build_report(
             usage = usage_of(rec)
             # A proxied call has no tier (its client chose the model): it is grouped by source.
             tier = _str(rec, "tier", _str(rec, "source", "?"))
-            for groups, key in ((models, _str(rec, "model", "?")), (tiers, tier)):
-                group = groups.setdefault(key, GroupRow(key))
+            agent = _str(rec, "agent", "main")
+            sub = agent != "main"
+            for group in (
+                models.setdefault(_str(rec, "model", "?"), GroupRow(_str(rec, "model", "?"))),
+                tiers.setdefault(tier, GroupRow(tier)),
+                agents.setdefault(
+                    (run.run_id if sub else "", agent),
+                    GroupRow(
+                        agent, run_id=run.run_id if sub else None, task=rec.get("task") or None
+                    ),
+                ),
+            ):
                 group.calls += 1
                 group.usage = group.usage + usage
                 group.cost += cost
@@ -415,6 +441,7 @@ def build_report(
             )
     report.by_model = sorted(models.values(), key=lambda g: g.cost, reverse=True)
     report.by_tier = sorted(tiers.values(), key=lambda g: g.cost, reverse=True)
+    report.by_agent = sorted(agents.values(), key=lambda g: g.cost, reverse=True)
     return report
 
 
@@ -487,7 +514,7 @@ def _turn_rows(run: RunFile, pricer: Pricer, warnings: list[str]) -> list[TurnRo
     tool_names = {
         _str(r, "tool_use_id"): _tool_label(r) for r in run.records if r.get("type") == "tool"
     }
-    requests = _requests_by_turn(run, warnings)
+    requests: dict[str, dict[tuple[int, str], dict[str, Any]]] = {}
     rows = []
     for index, rec in enumerate(r for r in run.records if r.get("type") == "turn"):
         turn = _int(rec, "turn") or index + 1
@@ -510,8 +537,11 @@ def _turn_rows(run: RunFile, pricer: Pricer, warnings: list[str]) -> list[TurnRo
             stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None,
             tool_calls=[str(x) for x in tool_calls] if isinstance(tool_calls, list) else [],
             record=rec,
+            agent=_str(rec, "agent", "main"),
         )
-        request = requests.get((turn, row.purpose))
+        if row.agent not in requests:  # a sub-agent's conversation is in its own transcript
+            requests[row.agent] = _requests_by_turn(run, warnings, row.agent)
+        request = requests[row.agent].get((turn, row.purpose))
         if request is not None:
             _split_input(row, request, tool_names)
         _explain(row, pricer, tier_models)
@@ -529,13 +559,18 @@ def _tool_label(record: Mapping[str, Any]) -> str:
     return name
 
 
-def _requests_by_turn(run: RunFile, warnings: list[str]) -> dict[tuple[int, str], dict[str, Any]]:
-    if not run.transcript.is_file():
+def _requests_by_turn(
+    run: RunFile, warnings: list[str], agent: str = "main"
+) -> dict[tuple[int, str], dict[str, Any]]:
+    path = (
+        run.transcript if agent == "main" else run.transcript.parent / run.run_id / f"{agent}.jsonl"
+    )
+    if not path.is_file():
         return {}
     try:
-        requests = load_requests(run.transcript)
+        requests = load_requests(path)
     except (OSError, LookupError, TypeError, ValueError, RecursionError):
-        warnings.append(f"{run.transcript.name}: transcript unreadable; input sources not split")
+        warnings.append(f"{path.name}: transcript unreadable; input sources not split")
         return {}
     # A retried call writes its request again: the last one is the one that was billed.
     return {(int(r["turn"]), str(r["purpose"])): r["request"] for r in requests}

@@ -446,7 +446,11 @@ class TuiagentApp(App[int]):
 
     def _interrupted(self, agent: Agent) -> dict[str, Any]:
         """The call Esc stopped, once its record is written (a row in the panels); {} when
-        no call was streaming."""
+        no call was streaming. Every sub-agent is shown stopped."""
+        from tuiagent.ui.widgets.agents import AgentsPanel
+
+        for panel in self.main.query(AgentsPanel):
+            panel.stopped()
         record = _last_record(agent.log.path, "turn")
         if record is not None and record.get("stop_reason") == "interrupted":
             self.main.turn_finished(record)
@@ -819,8 +823,10 @@ def _last_record(path: Path, kind: str) -> dict[str, Any] | None:
     for line in reversed(lines):
         with contextlib.suppress(ValueError):
             record = json.loads(line)
-            if isinstance(record, dict) and record.get("type") == kind:
-                return record
+            # The orchestrator's record, not a sub-agent's.
+            mine = isinstance(record, dict) and record.get("agent", "main") == "main"
+            if mine and record.get("type") == kind:
+                return record  # type: ignore[no-any-return]
     return None
 
 

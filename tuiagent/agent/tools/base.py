@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -45,6 +45,9 @@ class Tool:
     needs_approval: bool = False
     # The call is stopped after this long (a tool with its own timeout sets it a little over).
     deadline_s: float = DEFAULT_DEADLINE_S
+    # A tool that reports as it works (delegate): yields the agent's events, then its
+    # ToolOutput. The loop uses it where it is set; `run` is the same without the events.
+    stream: Callable[[dict[str, Any]], AsyncIterator[Any]] | None = None
 
     def definition(self) -> dict[str, Any]:
         return {

@@ -69,6 +69,16 @@ _EXPAND = re.compile(
     r"\bexpand\b.*?\b(r\d+)\b(?:[^.;!?]*?\b(?:lines?|from|offset)\s*(\d+)(?:\s*(?:-|to)\s*(\d+))?)?",
     re.IGNORECASE,
 )
+# "in parallel", "use sub-agents to ...": hand each file to a sub-agent (the delegate tool).
+_DELEGATE_WORDS = re.compile(r"\b(in parallel|sub-?agents?|delegate|workers)\b", re.IGNORECASE)
+# A sub-agent's system prompt (tuiagent.agent.delegate.WORKER_NOTE starts with it).
+WORKER_MARKER = "[tuiagent:worker]"
+# A sub-agent's note on its own compressed result: its rN is not the parent's to expand.
+_SUB_RECALL = re.compile(
+    r"\s*\((?:compressed|summarised) [^()]*? as r\d+; say \"expand r\d+\" to see the original\)"
+)
+# A sub-agent's part of a delegate result (tuiagent.agent.delegate.SubResult.header).
+_DELEGATED = re.compile(r"^\[(a\d+) (\w+)(?: \(([^)]*)\))?, [^\]]*\] (.*)$")
 _RUN = re.compile(r"\b(?:run|execute)\s+`([^`]+)`", re.IGNORECASE)
 _URL = re.compile(r"\bhttps?://[^\s\"'<>`]+[^\s\"'<>`.,;:!?)]")
 _RECALL = re.compile(r"\bwhat did\s+(\S+?)\s+say about\s+(.+?)[\s?.!]*$", re.IGNORECASE)
@@ -191,6 +201,40 @@ def plan_calls(request: str, tool_names: set[str], known_files: set[str]) -> lis
     return plan
 
 
+def delegated(plan: list[PlannedCall], known_files: set[str], request: str) -> list[PlannedCall]:
+    """The plan with its file reads handed to sub-agents: one delegate call, a task per file
+    (every listed file when the request names none)."""
+    paths = [str(c.input.get("path")) for c in plan if c.name == "read_file"]
+    rest = [c for c in plan if c.name != "read_file"]
+    if not paths and any(c.name == "list_dir" for c in plan):
+        paths = sorted(known_files)
+    if not paths:
+        return plan
+    verb = "Summarize" if re.search(r"\bsummar", request, re.IGNORECASE) else "Read"
+    tasks = [{"task": f"{verb} {path}"} for path in paths]
+    first = next((i for i, c in enumerate(plan) if c.name == "read_file"), len(rest))
+    return [*rest[:first], PlannedCall("delegate", {"tasks": tasks}), *rest[first:]]
+
+
+def _describe_delegated(result: str) -> str:
+    """The sub-agents' answers, combined: one line each, and why any did not finish."""
+    lines = []
+    for part in result.split("\n\n")[1:]:
+        head, _, body = part.partition("\n")
+        m = _DELEGATED.match(head)
+        if not m:
+            continue
+        agent, state, reason, task = m.groups()
+        said = _SUB_RECALL.sub("", _first_line(body)) if body.strip() else "(no answer)"
+        if state == "completed":
+            lines.append(f"- {agent}: {said}")
+        else:
+            why = f" ({reason})" if reason else ""
+            lines.append(f"- {agent} ({task}) {state}{why}: {said}")
+    head = result.split("\n", 1)[0]
+    return f"From {head}:\n" + "\n".join(lines) if lines else f"delegate: {head}"
+
+
 def parse_listing(text: str) -> list[tuple[str, str, int | None]]:
     rows = []
     for line in text.splitlines():
@@ -300,6 +344,8 @@ def _describe(call: PlannedCall, result: str, is_error: bool, request: str) -> s
         return " ".join(parts)
     if call.name == "read_file":
         return f"{call.input.get('path')}: {_content_facts(result)}."
+    if call.name == "delegate":
+        return _describe_delegated(result)
     if call.name == "fetch_url":
         status = result.split("\n", 1)[0]
         _, _, body = result.partition("\n\n")
@@ -481,13 +527,18 @@ def _agent_reply(request_body: dict[str, Any], tool_names: set[str]) -> Reply:
         if call.name == "list_dir" and not is_error:
             known_files.update(n for k, n, _ in parse_listing(result) if k == "file")
     plan = plan_calls(request, tool_names, known_files)
+    if "delegate" in tool_names and _DELEGATE_WORDS.search(request):
+        plan = delegated(plan, known_files, request)
     made = [c for c, _, _ in done]
     for call in plan:
         if call not in made:
             return Reply(text=_lead_in(call), tool_call=call)
     if not done:
         return Reply(text=_plain_answer(request))
-    return Reply(text="\n".join(_describe(c, r, e, request) for c, r, e in done))
+    answer = "\n".join(_describe(c, r, e, request) for c, r, e in done)
+    if WORKER_MARKER in _system_text(request_body):
+        answer = _SUB_RECALL.sub("", answer)  # its result ids are no use to the parent
+    return Reply(text=answer)
 
 
 def output_schema(request_body: dict[str, Any]) -> dict[str, Any] | None:
@@ -643,6 +694,8 @@ def _lead_in(call: PlannedCall) -> str:
         return f"Let me run `{call.input.get('command')}`."
     if call.name == "fetch_url":
         return f"Let me fetch {call.input.get('url')}."
+    if call.name == "delegate":
+        return f"Let me hand these to {len(call.input.get('tasks') or [])} sub-agents."
     return f"Let me call {call.name}."
 
 

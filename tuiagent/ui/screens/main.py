@@ -19,6 +19,7 @@ from tuiagent.ui.widgets.chat import ChatInput, ChatLog, NoticeView
 # the first frame waits for neither.
 if TYPE_CHECKING:
     from tuiagent.agent.events import Event
+    from tuiagent.ui.widgets.agents import AgentsPanel
     from tuiagent.ui.widgets.answer import AnswerView
     from tuiagent.ui.widgets.gauge import BudgetGauge
 
@@ -223,7 +224,9 @@ class MainScreen(Screen[None]):
             BudgetChanged,
             CacheStateChanged,
             Halted,
+            LogRecord,
             Notice,
+            SubAgentChanged,
             ToolCallStarted,
             ToolFinished,
             TurnFinished,
@@ -233,6 +236,17 @@ class MainScreen(Screen[None]):
         from tuiagent.ui.widgets.router import RouterPanel
         from tuiagent.ui.widgets.turns import TurnsTable
 
+        if isinstance(event, SubAgentChanged):
+            (await self.agents_panel()).update_agent(event)
+            return
+        if isinstance(event, LogRecord) and event.record.get("agent", "main") != "main":
+            # A sub-agent's record: its calls join the turns table and the gauge's burn; the
+            # chat, router and cache panels are the orchestrator's.
+            if isinstance(event, TurnFinished | AttemptFailed):
+                self.query_one(TurnsTable).add_turn(event.record)
+            if isinstance(event, TurnFinished):
+                self.gauge.add_turn_cost(Decimal(str(event.record["cost_usd"])))
+            return
         if isinstance(event, AnswerDelta):
             self.feed(event.text)
         elif isinstance(event, TurnStarted):
@@ -320,6 +334,18 @@ class MainScreen(Screen[None]):
                 await self.answer.close()
                 await self.answer.remove()
                 self.answer = None
+
+    async def agents_panel(self) -> AgentsPanel:
+        """The agents panel, mounted at the top of the side panels when first needed."""
+        from tuiagent.ui.widgets.agents import AgentsPanel
+
+        found = self.query(AgentsPanel)
+        if found:
+            return found.first()
+        panel = AgentsPanel(id="agents")
+        side = self.query_one("#side")
+        await side.mount(panel, before=side.children[0] if side.children else None)
+        return panel
 
     def feed(self, text: str) -> None:
         """Take streamed answer text without waiting for the screen. What arrives within a

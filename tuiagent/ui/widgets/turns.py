@@ -30,7 +30,9 @@ class TurnsTable(DataTable[Any]):
             self.add_column(name, key=name)
 
     def add_turn(self, record: dict[str, Any]) -> None:
-        key = f"{record.get('purpose', 'agent')}-{record.get('turn')}"
+        agent = str(record.get("agent", "main"))
+        sub = agent != "main"
+        key = f"{agent}-{record.get('purpose', 'agent')}-{record.get('turn')}"
         cost = Decimal(str(record.get("cost_usd", 0)))
         latency = record.get("latency_s")
         late = (
@@ -40,7 +42,7 @@ class TurnsTable(DataTable[Any]):
         )
         model = str(record.get("model", ""))
         cells = [
-            str(record.get("turn", "")),
+            f"  {agent}·{record.get('turn', '')}" if sub else str(record.get("turn", "")),
             _who(record) + model.removeprefix("claude-"),
             tokens(_all_input(record)),
             tokens(record.get("output_tokens")),

@@ -1,0 +1,74 @@
+"""The app with sub-agents: the agents panel live, their turns in the table, the gauge the
+whole session's, Escape stops them all."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from tuiagent.ui.app import TuiagentApp
+from tuiagent.ui.widgets.agents import AgentsPanel
+from tuiagent.ui.widgets.turns import TurnsTable
+
+from .conftest import idle, ready, send, until
+
+MakeApp = Callable[..., TuiagentApp]
+PROMPT = "Summarize README.md, notes.txt and data.csv in parallel"
+
+
+def _records(app: TuiagentApp) -> list[dict[str, Any]]:
+    assert app.agent is not None
+    return [json.loads(line) for line in app.agent.log.path.read_text().splitlines()]
+
+
+def _states(app: TuiagentApp) -> dict[str, str]:
+    panels = app.main.query(AgentsPanel)
+    return {a: e.state for a, e in panels.first().agents.items()} if panels else {}
+
+
+async def test_sub_agents_show_live_and_their_turns_join_the_table(make_app: MakeApp) -> None:
+    app = make_app(offline_tokens_per_second=30.0)
+    async with app.run_test(size=(160, 48)) as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, PROMPT)
+        seen_running: set[str] = set()
+
+        def live() -> bool:
+            seen_running.update(a for a, s in _states(app).items() if s == "running")
+            return len(seen_running) == 3
+
+        await until(pilot, live, "each of the three sub-agents shown running")
+        await idle(pilot)
+        assert _states(app) == {"a1": "completed", "a2": "completed", "a3": "completed"}
+        panel = app.main.query_one(AgentsPanel)
+        shown = str(panel.render())
+        assert "Summarize notes.txt" in shown and "fast" in shown
+        table = app.main.query_one(TurnsTable)
+        turns = [r for r in _records(app) if r["type"] == "turn"]
+        assert table.row_count == len(turns) == agent.state.turns + 6
+        labels = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert "  a2·1" in labels and "  a3·2" in labels
+        # The gauge is the whole session's: the orchestrator and every sub-agent.
+        assert app.main.gauge.spent == agent.ledger.spent == agent.budget.settled
+
+
+async def test_escape_stops_every_sub_agent(make_app: MakeApp) -> None:
+    app = make_app(offline_tokens_per_second=30.0)
+    async with app.run_test(size=(160, 48)) as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, PROMPT)
+        await until(
+            pilot,
+            lambda: list(_states(app).values()).count("running") == 3,
+            "three sub-agents running",
+        )
+        await pilot.press("escape")
+        await idle(pilot)
+        ended = {r["agent"]: r["status"] for r in _records(app) if r["type"] == "agent"}
+        assert ended == {"a1": "interrupted", "a2": "interrupted", "a3": "interrupted"}
+        assert set(_states(app).values()) == {"interrupted"}
+        assert agent.budget.in_flight == 0
+        assert app.main.gauge.spent == agent.ledger.spent > 0
