@@ -32,7 +32,12 @@ from tuiagent.agent.events import (
     RunStarted,
     UserMessage,
 )
-from tuiagent.agent.router import DEFAULT_EXPECTED_OUTPUT_TOKENS, RouteDecision, Router
+from tuiagent.agent.router import (
+    DEFAULT_EXPECTED_OUTPUT_TOKENS,
+    RouteDecision,
+    Router,
+    tools_so_far,
+)
 from tuiagent.agent.tool_step import run_tool_call
 from tuiagent.agent.tools import Toolbox
 from tuiagent.agent.transcript import Transcript, transcript_path
@@ -101,7 +106,12 @@ class Agent:
         if settings.compress:
             self.compressor = Compressor(settings.compress_over_tokens)
             toolbox.add(self.compressor.expand_tool())
-        self.router = Router(settings.tiers, self.pricer, budget_floor=settings.router_budget_floor)
+        self.router = Router(
+            settings.tiers,
+            self.pricer,
+            budget_floor=settings.router_budget_floor,
+            rules=tuple(settings.router_rules),
+        )
         # Diagnostics are asked of Anthropic's API and of the offline model; a gateway or
         # other compatible endpoint may reject the field, so it is not sent there.
         self.ask_diagnostics = self.simulated or not os.environ.get("ANTHROPIC_BASE_URL")
@@ -226,6 +236,7 @@ class Agent:
             floor_reason=floor[1] if floor else "",
             expected_output_tokens=expected_output,
             classified=self.classified,
+            tools_used=tools_so_far(self.state.history),
         )
 
     def request_body(self) -> dict[str, Any]:

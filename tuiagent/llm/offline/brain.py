@@ -57,6 +57,10 @@ _RUN = re.compile(r"\b(?:run|execute)\s+`([^`]+)`", re.IGNORECASE)
 _URL = re.compile(r"\bhttps?://[^\s\"'<>`]+[^\s\"'<>`.,;:!?)]")
 # A summarize request (tuiagent.agent.compress.SUMMARIZE_SYSTEM starts with it).
 SUMMARIZE_MARKER = "[tuiagent:summarize]"
+# A judge request (tuiagent.agent.experiment.JUDGE_SYSTEM starts with it).
+JUDGE_MARKER = "[tuiagent:judge]"
+_JUDGED = re.compile(r"<original>\n?(.*?)\n?</original>\s*<replay>\n?(.*?)\n?</replay>", re.DOTALL)
+_WORD = re.compile(r"\w+")
 # The note that opens a compressed tool result (tuiagent.agent.compress).
 _COMPRESSED = re.compile(
     r"^\[(r\d+): \S+ result compressed from ([\d,]+) tokens \((\w+)\)\. (.*?)\. expand_result"
@@ -342,9 +346,24 @@ def summarize(text: str) -> str:
     return " ".join(parts)
 
 
+def judge(request: str) -> str:
+    """A verdict line from the word overlap (Jaccard) of the two answers: deterministic,
+    and it says it is simulated."""
+    m = _JUDGED.search(request)
+    if m is None:
+        return "worse: simulated judge found no <original> and <replay> answers to compare"
+    a, b = ({w.lower() for w in _WORD.findall(part)} for part in m.groups())
+    overlap = len(a & b) / len(a | b) if a | b else 1.0
+    verdict = "same" if overlap >= 0.9 else "acceptable" if overlap >= 0.6 else "worse"
+    return f"{verdict}: {overlap:.0%} word overlap between the answers (simulated judge)"
+
+
 def reply(request_body: dict[str, Any]) -> Reply:
     """The next turn for this request: a tool call it still needs, or the answer."""
     messages = request_body.get("messages") or []
+    if JUDGE_MARKER in _system_text(request_body):
+        request, _ = current_task(messages)
+        return Reply(text=judge(request))
     if SUMMARIZE_MARKER in _system_text(request_body):
         request, _ = current_task(messages)
         return Reply(text=summarize(request))
