@@ -64,6 +64,7 @@ from tuiagent.llm.client import (
 from tuiagent.llm.tokens import PER_MESSAGE_OVERHEAD, estimate_request_tokens, estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 
+MAX_PLAUSIBLE_TOKENS = 10**9  # usage beyond this is a broken server, not a bill
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 8.0
 
@@ -182,6 +183,7 @@ class _Seen:
 
     usage: TokenUsage = field(default_factory=TokenUsage)
     usage_seen: bool = False
+    updates: int = 0  # usage reports: message_start's, then message_delta's (the final one)
     text: list[str] = field(default_factory=list)
     result: CallResult | None = None
     failure: CallFailed | None = None
@@ -289,6 +291,7 @@ class Caller:
                             yield AnswerDelta(spec.turn, item.text)
                     elif isinstance(item, UsageUpdate):
                         seen.usage, seen.usage_seen = item.usage, True
+                        seen.updates += 1
                     elif isinstance(item, ToolUseStarted):
                         if spec.stream_text:
                             yield ToolCallStarted(spec.turn, item.tool_use_id, item.name, {})
@@ -433,8 +436,10 @@ class Caller:
                     raise
                 if failure.status == 404:
                     self._count_available = False  # this endpoint has none: stop asking
+            except Exception:  # noqa: BLE001 - an unreadable count is no count
+                pass
             else:
-                if counted >= 0:
+                if isinstance(counted, int) and counted >= 0:
                     return max(counted, estimate), "count_tokens"
         return estimated_with_margin(estimate), "estimate"
 
@@ -447,7 +452,7 @@ class Caller:
         if seen.result is not None:
             return self._settle_turn(spec, p, hold, seen.result)
         if seen.failure is not None:
-            return self._settle_failure(spec, p, hold, seen.failure)
+            return self._settle_failure(spec, p, hold, seen.failure, seen.updates)
         return self._settle_interrupted(spec, p, hold, seen)
 
     def _price(self, p: Prepared, usage: TokenUsage, response_model: str) -> tuple[Cost, str]:
@@ -462,6 +467,18 @@ class Caller:
             if other.total >= cost.total:
                 return other, response_model
         return cost, p.model
+
+    def _billed(
+        self, p: Prepared, usage: TokenUsage, hold: Hold, response_model: str
+    ) -> tuple[TokenUsage, Cost, str, dict[str, Any]]:
+        """What to settle for this usage: its price, checked against the reservation. Usage
+        no server can mean (negative, or beyond a billion tokens) is not believed: the
+        reservation's worst case stays spent."""
+        values = usage.as_record().values()
+        if any(v < 0 or v > MAX_PLAUSIBLE_TOKENS for v in values):
+            return TokenUsage(), self._worst_case_cost(p), p.model, {"usage_unknown": True}
+        cost, priced_as = self._price(p, usage, response_model)
+        return usage, cost, priced_as, self._checks(p, usage, cost, hold)
 
     def _worst_case_cost(self, p: Prepared) -> Cost:
         res = p.reservation
@@ -487,10 +504,9 @@ class Caller:
     def _settle_turn(
         self, spec: CallSpec, p: Prepared, hold: Hold, result: CallResult
     ) -> list[Event]:
-        usage = result.usage
         response_model = getattr(result, "response_model", "") or result.model
-        cost, priced_as = self._price(p, usage, response_model)
-        flags = self._checks(p, usage, cost, hold)
+        usage, cost, priced_as, flags = self._billed(p, result.usage, hold, response_model)
+        result = dataclasses.replace(result, usage=usage)
         hold.settle(cost.total)
         without_cache = self.pricer.without_cache(priced_as, usage)
         self.ledger.add(usage, cost, without_cache=without_cache)
@@ -555,21 +571,27 @@ class Caller:
         return out
 
     def _settle_failure(
-        self, spec: CallSpec, p: Prepared, hold: Hold, failure: CallFailed
+        self, spec: CallSpec, p: Prepared, hold: Hold, failure: CallFailed, updates: int
     ) -> list[Event]:
         flags: dict[str, Any] = {}
         if not getattr(failure, "sent", True):
             hold.release()
             usage, cost = TokenUsage(), Cost()
             flags["sent"] = False
-        elif usage_unknown(failure):
+        elif usage_unknown(failure) and updates == 0:
             usage, cost = TokenUsage(), self._worst_case_cost(p)
             hold.settle(cost.total)
             flags["usage_unknown"] = True
         else:
             usage = failure.partial_usage
-            cost, _ = self._price(p, usage, "")
-            flags.update(self._checks(p, usage, cost, hold))
+            if updates == 1:
+                # message_start billed the input; the output the server went on to make
+                # is unknown: it stays spent at the most the request allowed.
+                output = max(usage.output_tokens, p.reservation.output_tokens)
+                usage = dataclasses.replace(usage, output_tokens=output)
+                flags["output_unknown"] = True
+            usage, cost, _, more = self._billed(p, usage, hold, "")
+            flags.update(more)
             hold.settle(cost.total)
         self.ledger.add(usage, cost, counts_as_turn=False)
         wait = None
@@ -611,8 +633,8 @@ class Caller:
         if seen.usage_seen:
             output = max(seen.usage.output_tokens, estimate_tokens(text))
             usage = dataclasses.replace(seen.usage, output_tokens=output)
-            cost, _ = self._price(p, usage, "")
-            flags.update(self._checks(p, usage, cost, hold))
+            usage, cost, _, more = self._billed(p, usage, hold, "")
+            flags.update(more)
         else:
             usage, cost = TokenUsage(), self._worst_case_cost(p)
             flags["usage_unknown"] = True

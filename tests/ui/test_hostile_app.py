@@ -1,0 +1,73 @@
+"""The cap against a hostile server through the app: answers bent every way, the cap
+lowered while a call is in flight, a call stopped with Escape, then quit. The server's own
+books stay within the cap; every request it saw is one record; the run ends with run_end."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.hostile import HostileModel
+from tests.ui.conftest import FIXED_NOW, idle, ready, send, ticking_clock, until
+from tuiagent.config import Settings
+from tuiagent.ui.app import TuiagentApp
+
+SEQUENCES = [
+    ["cut_tool_json", "non_json_data", "honest", "over_max_tokens", "honest"],
+    ["missing_message", "swapped_model", "drop_after_start", "huge_usage", "honest"],
+    ["negative_usage", "plain_json", "overloaded", "string_usage", "missing_index"],
+]
+
+
+@pytest.mark.parametrize("answers", SEQUENCES)
+async def test_hostile_server_through_the_app(
+    answers: list[str], workspace: Path, log_dir: Path, tmp_path: Path
+) -> None:
+    slow = HostileModel(["honest"], tokens_per_second=30.0)  # the last call is stopped
+    model = HostileModel([*answers], counts=["zero", "404"])
+    settings = Settings(log_dir=log_dir, max_cost_usd=Decimal("0.05"), max_tokens=1024)
+    app = TuiagentApp(
+        settings,
+        workspace=workspace,
+        offline=True,
+        clock=lambda: FIXED_NOW,
+        state_path=tmp_path / "state.json",
+        themes_dir=tmp_path / "themes",
+        agent_clock=ticking_clock(),
+        offline_model=model,
+    )
+    lowered: list[Decimal] = []
+
+    def lower_cap(_: int) -> None:  # the cap lowered while a call is in flight
+        if app.agent is not None and not lowered:
+            lowered.append(app.agent.set_cap(Decimal("0.0001")).budget.cap)
+
+    model.on_request = lower_cap
+    async with app.run_test() as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "What do notes.txt and README.md say?")
+        await idle(pilot)
+        # Lowered during the call: floored at settled + in flight, never below.
+        assert lowered and lowered[0] > Decimal("0.0001")
+        await pilot.press("f3", "f3")  # raise it again
+        model.answers.extend(["honest", "honest"])
+        model.tokens_per_second = slow.tokens_per_second
+        await send(pilot, "List the files here.")
+        await until(pilot, lambda: app.busy, "a call under way")
+        await pilot.pause(0.1)
+        await pilot.press("escape")
+        await idle(pilot)
+        assert app.main.gauge.spent == agent.budget.settled > 0
+        await pilot.press("ctrl+q")
+    records = [json.loads(line) for line in next(log_dir.glob("*.jsonl")).read_text().splitlines()]
+    assert records[-1]["type"] == "run_end"
+    calls = [r for r in records if r["type"] in ("turn", "attempt")]
+    assert len(calls) == model.seen == len(model.billed)
+    stopped = [r for r in calls if r.get("stop_reason") == "interrupted"]
+    assert len(stopped) == 1 and stopped[0]["cost_usd"] > 0  # stopped, and it counts
+    assert agent.budget.in_flight == 0
+    assert model.bill(agent.pricer) <= agent.budget.cap
