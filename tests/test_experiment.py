@@ -298,3 +298,30 @@ def test_router_rules_in_config(tmp_path: Path) -> None:
         config.write_text(bad)
         with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
             load_settings(config)
+
+
+async def test_report_screen_shows_the_latest_experiment(
+    made: tuple[Path, Path, list[str]],
+) -> None:
+    from textual.widgets import TabbedContent
+
+    from tests.test_report_screen import Host, screen_text
+    from tuiagent.cost.report import build_report
+    from tuiagent.ui.screens.report import ReportScreen
+
+    _, log_dir, runs = made
+    settings = Settings(log_dir=log_dir, max_cost_usd=Decimal("0.05"))
+    fast = settings.model_for("fast")
+    turns, skipped = load_turns(settings, log_dir, runs[:1], fast)
+    exp = await run_experiment(
+        settings, log_dir, turns, skipped, tier="fast", model=fast, judge=True, offline=True
+    )
+    app = Host(build_report(log_dir, last=3))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, ReportScreen)
+        app.screen.query_one(TabbedContent).active = "report-experiment"
+        await pilot.pause()
+        shot = screen_text(app)
+        assert f"a saving of ${exp.saving:,.6f}" in shot
+        assert shot.count(runs[0]) >= len(turns) and "same" in shot and "simulated" in shot
