@@ -226,10 +226,11 @@ def main(argv: list[str] | None = None) -> int:
                         options,
                     )
                 )
-            if len(args.run_ids) > 1 or args.judge or args.suggest or args.json:
+            with_all = args.judge or args.suggest or args.json or args.yes or args.max_cost
+            if len(args.run_ids) > 1 or with_all:
                 raise UsageError(
-                    "--turn replays one turn of one run; --judge, --suggest, "
-                    "--json and several runs go with --all"
+                    "--turn replays one turn of one run; several runs, --judge, --suggest, "
+                    "--yes, --max-cost and --json go with --all"
                 )
             return asyncio.run(
                 run_replay(

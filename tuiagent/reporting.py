@@ -28,7 +28,7 @@ from tuiagent.agent.experiment import (
     target_of,
 )
 from tuiagent.agent.replay import Replay, Side, replay_turn
-from tuiagent.config import Settings
+from tuiagent.config import TIERS, Settings
 from tuiagent.cost.otel import otel_traces
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.cost.report import SOURCE_LABELS, SOURCES, Report, build_report
@@ -371,17 +371,18 @@ class ExperimentArgs:
 
 
 def experiment_table(data: dict[str, Any]) -> Table:
-    """The result of an experiment (Experiment.as_json, also as logged): a row per turn."""
+    """The result of an experiment (Experiment.as_json, also as logged): a row per turn,
+    the verdict early so that a narrow screen shows it."""
     table = _table(
         f"Run(s) {', '.join(data['replay_of'])} replayed on {data['model']} ({data['tier']})",
         [
             ("run", "left"),
             ("turn", "right"),
+            ("verdict", "left"),
             ("tier", "left"),
             ("cost", "right"),
             ("replay tier", "left"),
             ("replay cost", "right"),
-            ("verdict", "left"),
             ("reason", "left"),
         ],
     )
@@ -389,11 +390,11 @@ def experiment_table(data: dict[str, Any]) -> Table:
         table.add_row(
             t["run_id"],
             str(t["turn"]),
+            t["verdict"] or "-",
             t["original_tier"],
             money(Decimal(str(t["original_cost_usd"]))),
             t["replay_tier"],
             money(Decimal(str(t["replay_cost_usd"]))),
-            t["verdict"] or "-",
             Text(t["reason"]),
         )
     return table
@@ -492,6 +493,9 @@ async def run_experiment_command(
 
 
 def print_suggestion(s: Suggestion, exp: Experiment) -> None:
+    if exp.tier not in TIERS:
+        print(f"# no rule to suggest: rules send calls to a tier, and {exp.model} is none")
+        return
     if not s.rules:
         print(
             f"# no rule to suggest: no word of the router's vocabulary had every turn "

@@ -14,11 +14,12 @@ result says it is simulated.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,18 @@ from tuiagent.agent.events import TurnFinished
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision, request_words, rule_matches, tools_so_far
 from tuiagent.agent.tools import Toolbox
-from tuiagent.agent.transcript import load_messages, load_requests
 from tuiagent.config import TIERS, RouterRule, Settings
 from tuiagent.cost.budget import estimated_with_margin, plan_reservation
 from tuiagent.cost.pricing import ZERO, Pricer, usd
-from tuiagent.cost.report import RunFile, list_runs, money_of, select_runs, usage_of
+from tuiagent.cost.report import (
+    RunFile,
+    answer_after,
+    list_runs,
+    money_of,
+    select_runs,
+    sent_requests,
+    usage_of,
+)
 from tuiagent.errors import LimitError, TuiagentError, UsageError
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
@@ -130,7 +138,6 @@ class Experiment:
     halted: str | None = None
     simulated: bool = False
     notice: str | None = None
-    judged: bool = False
 
     @property
     def original_cost(self) -> Decimal:
@@ -201,12 +208,7 @@ def source_turns(run: RunFile) -> list[Turn]:
     ]
     if not records:
         raise UsageError(f"run {run.run_id} has no agent turns to replay")
-    if not run.transcript.is_file():
-        raise UsageError(
-            f"run {run.run_id} has no transcript at {run.transcript}: its requests were not kept"
-        )
-    requests = {(int(r["turn"]), r["purpose"]): r["request"] for r in load_requests(run.transcript)}
-    messages = load_messages(run.transcript)
+    requests, messages = sent_requests(run)
     turns = []
     for rec in records:
         number = int(rec.get("turn") or 0)
@@ -214,10 +216,6 @@ def source_turns(run: RunFile) -> list[Turn]:
         if request is None:
             raise UsageError(f"the transcript of run {run.run_id} has no request for turn {number}")
         sent = request.get("messages") or []
-        answer = None
-        if len(sent) < len(messages) and messages[len(sent)].get("role") == "assistant":
-            content = messages[len(sent)].get("content")
-            answer = content if isinstance(content, list) else [{"type": "text", "text": content}]
         turns.append(
             Turn(
                 run.run_id,
@@ -227,7 +225,7 @@ def source_turns(run: RunFile) -> list[Turn]:
                 money_of(rec.get("cost_usd")) or ZERO,
                 usage_of(rec),
                 request,
-                answer,
+                answer_after(messages, request),
                 _prompt_of(sent),
                 tools_so_far(sent),
             )
@@ -339,7 +337,7 @@ def estimate(
             is None
         ):
             raise LimitError(
-                f"the cap ${cap} is less than one replayed turn could cost "
+                f"the cap ${cap:f} is less than one replayed turn could cost "
                 f"({t.run_id} turn {t.turn} on {target}); raise --max-cost"
             )
         res = plan_reservation(
@@ -377,7 +375,6 @@ class _Calls:
 
     end: CallEnd | None = None
     record: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _exact(request: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
@@ -409,7 +406,6 @@ async def run_experiment(
     model: str,
     judge: bool,
     offline: bool = False,
-    progress: Callable[[TurnResult], None] | None = None,
 ) -> Experiment:
     """Replay `turns` on `model` (and judge them) within `settings.max_cost_usd` in all."""
     conn = connect(settings, offline=offline)
@@ -430,16 +426,33 @@ async def run_experiment(
         log_path=agent.log.path,
         simulated=conn.provider == "offline",
         notice=conn.notice,
-        judged=judge,
     )
-    deep = settings.model_for("deep")
-    call_number = 0
+    try:
+        await _replay_all(agent, exp, turns, judge)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        exp.halted = "interrupted"  # the call in flight is accounted by the metered call
+        raise
+    finally:
+        exp.spent = agent.ledger.spent
+        agent.write({"type": "experiment", **exp.as_json()})  # for the report screen
+        agent.finish("halted" if exp.halted else "completed", exp.halted)
+    return exp
+
+
+async def _replay_all(
+    agent: Agent,
+    exp: Experiment,
+    turns: list[Turn],
+    judge: bool,
+) -> None:
+    tier, model = exp.tier, exp.model
+    deep = agent.settings.model_for("deep")
     for t in turns:
-        call_number += 1
+        agent.state.turns += 1
         request = copy.deepcopy(t.request)
         request["model"] = model
         decision = RouteDecision(tier, model, f"replay of {t.run_id} turn {t.turn}")
-        spec = CallSpec(call_number, "replay", decision, _exact(request))
+        spec = CallSpec(agent.state.turns, "replay", decision, _exact(request))
         replayed = await _call(agent, spec)
         result = TurnResult(t, tier, model, cost=_cost(replayed))
         exp.results.append(result)
@@ -459,10 +472,10 @@ async def run_experiment(
             elif _calls(t.answer) or _calls(result.content):
                 result.verdict, result.reason = compare_calls(t.answer, result.content)
             elif judge:
-                call_number += 1
+                agent.state.turns += 1
                 jr = judge_request(deep, t.prompt, _text(t.answer), _text(result.content))
                 jdecision = RouteDecision("deep", deep, f"judge of {t.run_id} turn {t.turn}")
-                jspec = CallSpec(call_number, "judge", jdecision, _exact(jr))
+                jspec = CallSpec(agent.state.turns, "judge", jdecision, _exact(jr))
                 judged = await _call(agent, jspec)
                 result.judge_cost = _cost(judged)
                 end = judged.end
@@ -475,15 +488,8 @@ async def run_experiment(
                     result.verdict, result.reason = parse_verdict(end.result.text)
                     if exp.simulated and "simulated" not in result.reason:
                         result.reason = f"(simulated) {result.reason}"
-        if progress is not None:
-            progress(result)
         if exp.halted:
             break
-    agent.state.turns = call_number
-    exp.spent = agent.ledger.spent
-    agent.write({"type": "experiment", **exp.as_json()})  # for the report screen
-    agent.finish("halted" if exp.halted else "completed", exp.halted)
-    return exp
 
 
 def latest_experiment(log_dir: Path) -> dict[str, Any] | None:

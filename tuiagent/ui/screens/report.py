@@ -114,7 +114,7 @@ class ReportScreen(Screen[None]):
                     yield Static(experiment_table(self.experiment), classes="report-table")
                     yield Static(
                         "\n".join(experiment_totals(self.experiment)),
-                        classes="report-table",
+                        classes="report-note",
                         markup=False,
                     )
         if r.warnings:
