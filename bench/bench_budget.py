@@ -4,6 +4,12 @@ Every session uses the offline model's stress modes (every answer uses all of ma
 and asks for another tool call), random caps, tiers, max_tokens and transient faults.
 Figures: the largest spend/cap (must be <= 1.00) and the median (target >= 0.90: a cap that
 stops far too early is a failure too).
+
+The hostile mix: as many sessions again against tests/hostile.py's server (cut tool JSON,
+non-JSON data, missing fields, bad usage, output above max_tokens, a swapped model, drops,
+bad counts), with the cap moved while calls are in flight. Its figure is what the server
+billed within what each request allowed, over the cap in force at the end.
+BENCH_BUDGET_SESSIONS sets the count of each (default 1,000).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import tempfile
 from collections import deque
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -41,15 +48,18 @@ class _Flaky(OfflineModel):
         return await super().handle_async_request(request)
 
 
-async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
-    cap = Decimal(str(round(rng.uniform(0.01, 0.5), 4)))
-    settings = Settings(
+def _random_settings(rng: random.Random, logs: Path) -> Settings:
+    return Settings(
         log_dir=logs,
-        max_cost_usd=cap,
+        max_cost_usd=Decimal(str(round(rng.uniform(0.01, 0.5), 4))),
         tier=rng.choice(["auto", "fast", "balanced", "deep"]),
         max_tokens=rng.choice([1024, 2048, 4096, 8192]),
         max_turns=1000,
     )
+
+
+async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
+    settings = _random_settings(rng, logs)
     model = _Flaky(rng.randint(0, 3), fill_max_tokens=True, always_tool=True)
     session = open_session(settings, workspace=ws, offline=True, offline_model=model)
 
@@ -63,8 +73,39 @@ async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
     ):
         pass
     session.agent.finish("halted", session.agent.state.halt_reason)
-    return float(session.agent.ledger.spent / cap)  # float only for the figures: exact > 1 is
+    return float(
+        session.agent.ledger.spent / settings.max_cost_usd
+    )  # float only for the figures: exact > 1 is
     # what counts, and Decimal spent <= cap is asserted by tests/test_cap_property.py
+
+
+async def _hostile(rng: random.Random, ws: Path, logs: Path) -> float:
+    from tests.hostile import ANSWERS, COUNTS, HostileModel
+
+    settings = _random_settings(rng, logs)
+    answers = [rng.choice(ANSWERS) for _ in range(rng.randint(0, 20))]
+    counts = [rng.choice(COUNTS) for _ in range(rng.randint(0, 4))]
+    moves = [Decimal(str(round(rng.uniform(0.005, 0.5), 4))) for _ in range(rng.randint(0, 3))]
+    holder: list[Any] = []
+
+    def move(_: int) -> None:
+        if moves and holder and rng.random() < 0.3:
+            holder[0].set_cap(moves.pop())
+
+    model = HostileModel(answers, counts, fill_max_tokens=True, always_tool=True, on_request=move)
+    session = open_session(settings, workspace=ws, offline=True, offline_model=model)
+    agent = session.agent
+    holder.append(agent)
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    agent.sleep = no_sleep
+    agent.start()
+    async for _ in agent.send(rng.choice(["List the files here", "Which file is largest?"])):
+        pass
+    agent.finish("halted", agent.state.halt_reason)
+    return float(model.bill(agent.pricer) / agent.budget.cap)
 
 
 def run() -> list[tuple[str, str, str]]:
@@ -79,9 +120,18 @@ def run() -> list[tuple[str, str, str]]:
         async def all_sessions() -> None:
             for _ in range(SESSIONS):
                 ratios.append(await _session(rng, ws, Path(tmp) / "logs"))
+            for _ in range(SESSIONS):
+                hostile.append(await _hostile(rng, ws, Path(tmp) / "logs"))
 
+        hostile: list[float] = []
         asyncio.run(all_sessions())
     return [
+        (
+            f"hostile mix: largest billed/cap over {SESSIONS} sessions",
+            f"{max(hostile):.6f}",
+            "<= 1.00",
+        ),
+        ("hostile mix: median billed/cap", f"{statistics.median(hostile):.4f}", "-"),
         (f"largest spend/cap over {SESSIONS} sessions", f"{max(ratios):.6f}", "<= 1.00"),
         ("sessions that spent more than their cap", str(sum(r > 1 for r in ratios)), "0"),
         ("median spend/cap", f"{statistics.median(ratios):.4f}", ">= 0.90"),

@@ -153,7 +153,9 @@ class HostileModel(OfflineModel):
                     "content_block_start",
                     {"type": "content_block_start", "index": 0, "content_block": block},
                 ),
-                _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": cut}),
+                _sse(
+                    "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": cut}
+                ),
                 _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
                 _sse("message_delta", final),
                 _sse("message_stop", {"type": "message_stop"}),
@@ -161,7 +163,10 @@ class HostileModel(OfflineModel):
         elif kind == "non_json_data":
             out = [_sse(*events[0]), _sse("content_block_delta", "this is not json")]
         elif kind == "missing_message":
-            out = [_sse("message_start", {"type": "message_start"}), *(_sse(*e) for e in events[1:])]
+            out = [
+                _sse("message_start", {"type": "message_start"}),
+                *(_sse(*e) for e in events[1:]),
+            ]
         elif kind == "missing_index":
             out = [
                 _sse(n, {k: v for k, v in d.items() if k != "index"})

@@ -5,6 +5,7 @@ books stay within the cap; every request it saw is one record; the run ends with
 from __future__ import annotations
 
 import json
+import signal
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,14 +23,10 @@ SEQUENCES = [
 ]
 
 
-@pytest.mark.parametrize("answers", SEQUENCES)
-async def test_hostile_server_through_the_app(
-    answers: list[str], workspace: Path, log_dir: Path, tmp_path: Path
-) -> None:
-    slow = HostileModel(["honest"], tokens_per_second=30.0)  # the last call is stopped
-    model = HostileModel([*answers], counts=["zero", "404"])
-    settings = Settings(log_dir=log_dir, max_cost_usd=Decimal("0.05"), max_tokens=1024)
-    app = TuiagentApp(
+def hostile_app(
+    settings: Settings, model: HostileModel, workspace: Path, tmp_path: Path
+) -> TuiagentApp:
+    return TuiagentApp(
         settings,
         workspace=workspace,
         offline=True,
@@ -39,6 +36,16 @@ async def test_hostile_server_through_the_app(
         agent_clock=ticking_clock(),
         offline_model=model,
     )
+
+
+@pytest.mark.parametrize("answers", SEQUENCES)
+async def test_hostile_server_through_the_app(
+    answers: list[str], workspace: Path, log_dir: Path, tmp_path: Path
+) -> None:
+    slow = HostileModel(["honest"], tokens_per_second=30.0)  # the last call is stopped
+    model = HostileModel([*answers], counts=["zero", "404"])
+    settings = Settings(log_dir=log_dir, max_cost_usd=Decimal("0.05"), max_tokens=1024)
+    app = hostile_app(settings, model, workspace, tmp_path)
     lowered: list[Decimal] = []
 
     def lower_cap(_: int) -> None:  # the cap lowered while a call is in flight
@@ -54,7 +61,7 @@ async def test_hostile_server_through_the_app(
         # Lowered during the call: floored at settled + in flight, never below.
         assert lowered and lowered[0] > Decimal("0.0001")
         await pilot.press("f3", "f3")  # raise it again
-        model.answers.extend(["honest", "honest"])
+        model.answers.clear()  # the stopped call is an honest, slow one
         model.tokens_per_second = slow.tokens_per_second
         await send(pilot, "List the files here.")
         await until(pilot, lambda: app.busy, "a call under way")
@@ -71,3 +78,20 @@ async def test_hostile_server_through_the_app(
     assert len(stopped) == 1 and stopped[0]["cost_usd"] > 0  # stopped, and it counts
     assert agent.budget.in_flight == 0
     assert model.bill(agent.pricer) <= agent.budget.cap
+
+
+async def test_sigterm_ends_the_app_with_the_call_recorded(
+    workspace: Path, log_dir: Path, tmp_path: Path
+) -> None:
+    model = HostileModel([], tokens_per_second=30.0)
+    app = hostile_app(Settings(log_dir=log_dir), model, workspace, tmp_path)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "List the files here.")
+        await until(pilot, lambda: model.seen > 0, "a call under way")
+        app._stop_by_signal(signal.SIGTERM)
+        await until(pilot, lambda: app.finished, "the run ended")
+    assert app.return_code == 143
+    records = [json.loads(line) for line in next(log_dir.glob("*.jsonl")).read_text().splitlines()]
+    assert records[-1]["type"] == "run_end" and records[-1]["halt_reason"] == "interrupted"
+    assert len([r for r in records if r["type"] in ("turn", "attempt")]) == model.seen

@@ -133,31 +133,32 @@ def usage_unknown(failure: CallFailed) -> bool:
     return bool(sent and not seen and failure.status in (None, 200))
 
 
-def _digest(message: dict[str, Any]) -> str:
-    """A message as the API reads it, cache markers aside (they move every call)."""
-    content = message.get("content")
-    if isinstance(content, list):
-        content = [
-            {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
-            for b in content
-        ]
-    elif isinstance(content, str):
-        content = [{"type": "text", "text": content}]
-    data = json.dumps([message.get("role"), content], sort_keys=True, default=str)
+def _unmarked(blocks: Any) -> Any:
+    """Blocks as the API reads them, cache markers aside (they move every call)."""
+    if isinstance(blocks, str):
+        return [{"type": "text", "text": blocks}] if blocks else []
+    if not isinstance(blocks, list):
+        return blocks
+    return [
+        {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
+        for b in blocks
+    ]
+
+
+def _hash(value: Any) -> str:
+    data = json.dumps(value, sort_keys=True, default=str)
     return hashlib.blake2b(data.encode(), digest_size=16).hexdigest()
+
+
+def _digest(message: dict[str, Any]) -> str:
+    return _hash([message.get("role"), _unmarked(message.get("content"))])
 
 
 def _frame_digest(request: dict[str, Any]) -> str:
     """Everything but the messages: model, tools, system."""
-    frame = without_breakpoints(
-        {
-            "model": request.get("model"),
-            "tools": request.get("tools"),
-            "system": request.get("system"),
-        }
+    return _hash(
+        [request.get("model"), _unmarked(request.get("tools")), _unmarked(request.get("system"))]
     )
-    data = json.dumps(frame, sort_keys=True, default=str)
-    return hashlib.blake2b(data.encode(), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -436,7 +437,7 @@ class Caller:
                     raise
                 if failure.status == 404:
                     self._count_available = False  # this endpoint has none: stop asking
-            except Exception:  # noqa: BLE001 - an unreadable count is no count
+            except Exception:
                 pass
             else:
                 if isinstance(counted, int) and counted >= 0:
@@ -508,8 +509,6 @@ class Caller:
         usage, cost, priced_as, flags = self._billed(p, result.usage, hold, response_model)
         result = dataclasses.replace(result, usage=usage)
         hold.settle(cost.total)
-        without_cache = self.pricer.without_cache(priced_as, usage)
-        self.ledger.add(usage, cost, without_cache=without_cache)
         miss_reason = None
         model = p.model
         if spec.conversation:  # a helper call's prefix is not the conversation's
@@ -639,7 +638,6 @@ class Caller:
             usage, cost = TokenUsage(), self._worst_case_cost(p)
             flags["usage_unknown"] = True
         hold.settle(cost.total)
-        self.ledger.add(usage, cost, without_cache=self.pricer.without_cache(p.model, usage))
         result = CallResult("", p.model, content, "interrupted", usage, None, None, 0.0)
         self._write_turn(spec, p, result, cost, p.model, flags, None, [])
         return []
@@ -655,9 +653,11 @@ class Caller:
         miss_reason: str | None,
         cut: list[str],
     ) -> dict[str, Any]:
-        """The `turn` record: its one schema."""
+        """Book a finished (or stopped) call in the ledger and write its `turn` record: the
+        record's one schema."""
         usage, res, decision = result.usage, p.reservation, p.decision
         without_cache = self.pricer.without_cache(priced_as, usage)
+        self.ledger.add(usage, cost, without_cache=without_cache)
         return self.write(
             {
                 "type": "turn",

@@ -1,7 +1,9 @@
 """The run log: JSONL, one object per line, appended and flushed per record.
 
-Each record is written with a single `write` on a file opened for appending, then flushed
-and synced, so a process killed at any moment leaves every completed record readable.
+Each record is written with a single `write` on a file opened for appending, so a process
+killed at any moment leaves every completed record readable (the kernel has it). Syncing
+to the disk (against a power cut) is done by one background thread as records come, and
+once more on close: the agent never waits for the disk.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,35 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _Syncer:
+    """One daemon thread that fsyncs the logs written to since it last looked."""
+
+    def __init__(self) -> None:
+        self._dirty: set[RunLog] = set()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def mark(self, log: RunLog) -> None:
+        with self._wake:
+            self._dirty.add(log)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="runlog-sync", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._dirty:
+                    self._wake.wait()
+                logs, self._dirty = self._dirty, set()
+            for log in logs:
+                log.sync()
+
+
+_SYNCER = _Syncer()
+
+
 class RunLog:
     def __init__(self, log_dir: Path, run_id: str) -> None:
         try:
@@ -36,16 +68,24 @@ class RunLog:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise UsageError(f"cannot write run log {self.path}: {exc.strerror}") from None
+        self._lock = threading.Lock()  # the fd is never closed while it is being synced
 
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
         os.write(self._fd, line)
-        os.fsync(self._fd)
+        _SYNCER.mark(self)
+
+    def sync(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
