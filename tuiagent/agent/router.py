@@ -137,9 +137,14 @@ def _distinct(pattern: re.Pattern[str], text: str) -> list[str]:
     return list(seen)
 
 
+def _without_paths(text: str) -> str:
+    """The request's words, file names and paths taken out (their words ask for nothing)."""
+    return _PATH.sub(" ", text)
+
+
 def request_words(text: str) -> list[str]:
     """The router's own words (reasoning and lookups) in a request, file names aside."""
-    words = _PATH.sub(" ", text)
+    words = _without_paths(text)
     return _distinct(_REASONING, words) + _distinct(_LOOKUP, words)
 
 
@@ -157,7 +162,7 @@ def tools_so_far(messages: list[dict[str, Any]]) -> tuple[str, ...]:
 
 def rule_matches(rule: RouterRule, prompt: str, tools: tuple[str, ...], input_tokens: int) -> bool:
     if rule.when_words:
-        text = _PATH.sub(" ", prompt)
+        text = _without_paths(prompt)
         if not any(re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE) for w in rule.when_words):
             return False
     if rule.when_tools and not (tools and set(tools) <= set(rule.when_tools)):
