@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tuiagent",
         description="A chat agent that shows what every turn costs and never spends past its cap.",
-        # Abbreviations off: the top parser would read `report --all` as an ambiguous
+        # Abbreviations off: the top parser would read `report --all` / `replay --all` as an
+        # ambiguous
         # `--allow-commands`/`--allow-fetch`.
         allow_abbrev=False,
     )
@@ -191,12 +192,23 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
         ("--otel", "the turns as OpenTelemetry spans (OTLP/JSON)"),
     ):
         fmt.add_argument(flag, dest="output", action="store_const", const=flag[2:], help=what)
-    replay = sub.add_parser("replay", help="resend one turn's exact request to another model")
-    replay.add_argument("run_id", metavar="RUN_ID", help="the run (a unique prefix will do)")
-    replay.add_argument("--turn", metavar="N", type=_positive_int("--turn"), required=True)
+    replay = sub.add_parser(
+        "replay", help="resend a turn, or every agent turn, of a run to another model"
+    )
+    replay.add_argument(
+        "run_ids", metavar="RUN_ID", nargs="+", help="the run (a unique prefix will do)"
+    )
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--turn", metavar="N", type=_positive_int("--turn"))
+    which.add_argument("--all", action="store_true", help="every agent turn (an experiment)")
     to = replay.add_mutually_exclusive_group(required=True)
     to.add_argument("--tier", choices=TIERS, help="the model of this tier")
     to.add_argument("--model", metavar="ID", type=_model_id, help="this model")
+    replay.add_argument("--judge", action="store_true", help="--all: a verdict per turn")
+    replay.add_argument("--suggest", action="store_true", help="--all: print router rules")
+    replay.add_argument("--yes", action="store_true", help="--all: start without asking")
+    replay.add_argument("--max-cost", metavar="USD", help="--all: cap of the whole experiment")
+    replay.add_argument("--json", action="store_true", help="--all: one JSON document")
     replay.add_argument("--offline", action="store_true", help="use the built-in offline model")
     replay.add_argument("--log-dir", metavar="DIR", type=Path, help="where the run logs are")
     replay.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
@@ -339,12 +351,34 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return run_proxy(args, run_dashboard)
         if args.command == "replay":
-            from tuiagent.reporting import run_replay
+            from tuiagent.reporting import ExperimentArgs, run_experiment_command, run_replay
 
+            settings = load_settings(args.config)
+            if args.all:
+                if args.max_cost is not None:
+                    settings.max_cost_usd = parse_money(args.max_cost, "--max-cost")
+                options = ExperimentArgs(args.judge, args.suggest, args.yes, args.json)
+                return asyncio.run(
+                    run_experiment_command(
+                        settings,
+                        args.run_ids,
+                        args.tier,
+                        args.model,
+                        args.offline,
+                        args.log_dir,
+                        options,
+                    )
+                )
+            with_all = args.judge or args.suggest or args.json or args.yes or args.max_cost
+            if len(args.run_ids) > 1 or with_all:
+                raise UsageError(
+                    "--turn replays one turn of one run; several runs, --judge, --suggest, "
+                    "--yes, --max-cost and --json go with --all"
+                )
             return asyncio.run(
                 run_replay(
-                    load_settings(args.config),
-                    run_id=args.run_id,
+                    settings,
+                    run_id=args.run_ids[0],
                     turn=args.turn,
                     tier=args.tier,
                     model=args.model,

@@ -97,6 +97,22 @@ def _decimal(value: object, dollar_sign: bool) -> Decimal | None:
     return None
 
 
+@dataclass(frozen=True)
+class RouterRule:
+    """A router rule (config `[[router_rules]]`): an agent call that matches every condition
+    given goes to `tier`. Words: any of them in the user's request (whole words, any case);
+    tools: every tool called so far for the request is one of them (and one was called);
+    max_input_tokens: the request's estimated size is at most this."""
+
+    tier: str
+    when_words: tuple[str, ...] = ()
+    when_tools: tuple[str, ...] = ()
+    max_input_tokens: int | None = None
+
+
+RULE_KEYS = ("when_words", "when_tools", "max_input_tokens", "tier")
+
+
 def parse_money(value: object, name: str) -> Decimal:
     """A positive amount of US dollars up to $1,000,000, or a ConfigError naming `name`."""
     amount = _decimal(value, dollar_sign=True)
@@ -179,6 +195,8 @@ class Settings:
     # Sub-agents: the delegate tool, and how many of them work at once.
     subagents: bool = True
     max_parallel_agents: int = 4
+    # Router rules, first match wins (`tuiagent replay --suggest` writes some to copy).
+    router_rules: list[RouterRule] = field(default_factory=list)
 
     def model_for(self, tier: str) -> str:
         return self.tiers[tier]
@@ -267,6 +285,9 @@ def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
         elif key == "router_classifier":
             _expect(isinstance(value, bool), key, "true or false", value)
             settings.router_classifier = value
+        elif key == "router_rules":
+            _expect(isinstance(value, list), key, "an array of tables ([[router_rules]])", value)
+            settings.router_rules = [_rule(r, f"router_rules[{i}]") for i, r in enumerate(value)]
         elif key == "budget_step_usd":
             settings.budget_step_usd = parse_money(value, "config key 'budget_step_usd'")
         elif key == "keymap":
@@ -364,6 +385,30 @@ def _parse_price(model: str, rates: object, source: str) -> dict[str, PriceValue
         if required not in parsed:
             raise ConfigError(f"config key 'prices.{model}.{required}' is missing")
     return parsed
+
+
+def _rule(data: object, name: str) -> RouterRule:
+    _expect(isinstance(data, dict), name, "a table", data)
+    assert isinstance(data, dict)
+    for key in data:
+        if key not in RULE_KEYS:
+            raise ConfigError(f"unknown config key '{name}.{key}' (known: {', '.join(RULE_KEYS)})")
+    tier = data.get("tier")
+    _expect(tier in TIERS, f"{name}.tier", " | ".join(TIERS), tier)
+    lists = {}
+    for key in ("when_words", "when_tools"):
+        items = data.get(key, [])
+        ok = isinstance(items, list) and all(isinstance(w, str) and w.strip() for w in items)
+        _expect(ok, f"{name}.{key}", "a list of non-empty strings", items)
+        lists[key] = tuple(w.strip() for w in items)
+    most = data.get("max_input_tokens")
+    ok = most is None or (isinstance(most, int) and not isinstance(most, bool) and most > 0)
+    _expect(ok, f"{name}.max_input_tokens", "a positive whole number", most)
+    if not (lists["when_words"] or lists["when_tools"] or most is not None):
+        raise ConfigError(
+            f"config key {name!r} needs a condition: when_words, when_tools or max_input_tokens"
+        )
+    return RouterRule(str(tier), lists["when_words"], lists["when_tools"], most)
 
 
 def load_settings(path: Path | None = None) -> Settings:

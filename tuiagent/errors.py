@@ -22,3 +22,9 @@ class UsageError(TuiagentError):
 
 class ConfigError(UsageError):
     """A config file that cannot be used. The message names the key."""
+
+
+class LimitError(TuiagentError):
+    """A limit (the cost cap) that leaves no room for what was asked: exit 3."""
+
+    exit_code = 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,11 +16,23 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from tuiagent.agent.experiment import (
+    Estimate,
+    Experiment,
+    Suggestion,
+    estimate,
+    load_turns,
+    rules_toml,
+    run_experiment,
+    suggest_rules,
+    target_of,
+)
 from tuiagent.agent.replay import Replay, Side, replay_turn
-from tuiagent.config import Settings
+from tuiagent.config import TIERS, Settings
 from tuiagent.cost.otel import otel_traces
-from tuiagent.cost.pricing import Pricer
+from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.cost.report import SOURCE_LABELS, SOURCES, Report, build_report
+from tuiagent.errors import UsageError
 from tuiagent.llm.offline import OFFLINE_NOTICE
 from tuiagent.paths import default_log_dir
 
@@ -378,3 +391,154 @@ async def run_replay(
         print(f"[{OFFLINE_NOTICE}]", file=sys.stderr)
     print_replay(result, _console(120))
     return 0 if result.error is None else 1
+
+
+# --- tier experiments (replay --all) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExperimentArgs:
+    judge: bool
+    suggest: bool
+    yes: bool
+    as_json: bool
+
+
+def experiment_table(data: dict[str, Any]) -> Table:
+    """The result of an experiment (Experiment.as_json, also as logged): a row per turn,
+    the verdict early so that a narrow screen shows it."""
+    table = _table(
+        f"Run(s) {', '.join(data['replay_of'])} replayed on {data['model']} ({data['tier']})",
+        [
+            ("run", "left"),
+            ("turn", "right"),
+            ("verdict", "left"),
+            ("tier", "left"),
+            ("cost", "right"),
+            ("replay tier", "left"),
+            ("replay cost", "right"),
+            ("reason", "left"),
+        ],
+    )
+    for t in data["turns"]:
+        table.add_row(
+            t["run_id"],
+            str(t["turn"]),
+            t["verdict"] or "-",
+            t["original_tier"],
+            money(Decimal(str(t["original_cost_usd"]))),
+            t["replay_tier"],
+            money(Decimal(str(t["replay_cost_usd"]))),
+            Text(t["reason"]),
+        )
+    return table
+
+
+def experiment_totals(data: dict[str, Any]) -> list[str]:
+    t = {k: Decimal(str(v)) for k, v in data["totals"].items()}
+    v = data["verdicts"]
+    lines = [
+        f"verdicts: {v['same']} same, {v['acceptable']} acceptable, {v['worse']} worse "
+        f"of {len(data['turns'])} turns",
+        f"the replayed turns cost {money(t['original_cost_usd'])} as run; with every "
+        f"same/acceptable turn on {data['tier']}: {money(t['would_have_cost_usd'])}, "
+        f"a saving of {money(t['saving_usd'])}",
+        f"this experiment cost {money(t['experiment_cost_usd'])} of its "
+        f"{money(Decimal(str(data['cap_usd'])))} cap (replays {money(t['replay_cost_usd'])}, "
+        f"judge {money(t['judge_cost_usd'])})",
+    ]
+    if data["skipped_turns"]:
+        lines.append(f"{len(data['skipped_turns'])} turn(s) already ran on {data['model']}")
+    if data["halted"]:
+        lines.append(f"halted ({data['halted']}): the rest was not replayed")
+    if data["simulated"]:
+        lines.append("the offline model answered and judged: verdicts are simulated")
+    return lines
+
+
+def _confirm(estimate: Estimate, target: str, cap: Decimal, yes: bool) -> None:
+    judge = f" and {estimate.judge_calls} judge call(s)" if estimate.judge_calls else ""
+    print(
+        f"tuiagent: replaying {estimate.turns} turn(s) on {target}{judge}: at most "
+        f"{money(estimate.worst_case)}, expected {money(estimate.expected)} from the "
+        f"original tokens (judge aside); cap {money(cap)}",
+        file=sys.stderr,
+    )
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "replay --all asks before it spends: pass --yes to start without a terminal"
+        )
+    if input("start? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise UsageError("not started")
+
+
+async def run_experiment_command(
+    settings: Settings,
+    run_ids: list[str],
+    tier: str | None,
+    model: str | None,
+    offline: bool,
+    log_dir: Path | None,
+    options: ExperimentArgs,
+) -> int:
+    directory = log_dir or settings.log_dir or default_log_dir()
+    target_tier, target = target_of(settings, tier, model)
+    turns, skipped = load_turns(settings, directory, run_ids, target)
+    cap = settings.max_cost_usd
+    plan = estimate(settings, turns, target, judge=options.judge, cap=cap)
+    _confirm(plan, target, cap, options.yes)
+    exp = await run_experiment(
+        settings,
+        directory,
+        turns,
+        skipped,
+        tier=target_tier,
+        model=target,
+        judge=options.judge,
+        offline=offline,
+    )
+    if exp.notice:
+        print(f"tuiagent: {exp.notice}", file=sys.stderr)
+    if exp.simulated:
+        print(f"[{OFFLINE_NOTICE}]", file=sys.stderr)
+    data = exp.as_json()
+    suggestion = suggest_rules(exp) if options.suggest else None
+    if options.as_json:
+        if suggestion is not None:
+            data["suggestion"] = {
+                "rules_toml": rules_toml(suggestion.rules),
+                "saving_usd": usd(suggestion.saving),
+                "turns_moved": suggestion.moved,
+                "turns_moved_judged_worse": suggestion.moved_worse,
+            }
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        console = _console()
+        console.print(experiment_table(data))
+        for line in experiment_totals(data):
+            console.print(line, markup=False, highlight=False)
+        console.print(f"logged as run {exp.run_id}: {exp.log_path}", markup=False)
+        if suggestion is not None:
+            print_suggestion(suggestion, exp)
+    return 3 if exp.halted else 0
+
+
+def print_suggestion(s: Suggestion, exp: Experiment) -> None:
+    if exp.tier not in TIERS:
+        print(f"# no rule to suggest: rules send calls to a tier, and {exp.model} is none")
+        return
+    if not s.rules:
+        print(
+            f"# no rule to suggest: no word of the router's vocabulary had every turn "
+            f"judged same/acceptable on {exp.tier}"
+        )
+        return
+    print(
+        f"# router rules for config.toml (nothing was changed: copy them to use them).\n"
+        f"# Over the {len(exp.sources)} run(s) replayed they match {s.moved} turn(s) and "
+        f"would have saved {money(s.saving)}."
+    )
+    print(rules_toml(s.rules), end="")

@@ -35,7 +35,12 @@ from tuiagent.agent.events import (
     RunStarted,
     UserMessage,
 )
-from tuiagent.agent.router import DEFAULT_EXPECTED_OUTPUT_TOKENS, RouteDecision, Router
+from tuiagent.agent.router import (
+    DEFAULT_EXPECTED_OUTPUT_TOKENS,
+    RouteDecision,
+    Router,
+    tools_so_far,
+)
 from tuiagent.agent.tool_step import run_tool_call
 from tuiagent.agent.tools import Toolbox
 from tuiagent.agent.transcript import Transcript, subagent_transcript_path, transcript_path
@@ -130,7 +135,12 @@ class Agent:
         self.context = ContextManager(self, self.compressor)
         self.working = False  # inside a request (send / go_on)
         self._request_start = 0  # self.state.turns when the request began
-        self.router = Router(settings.tiers, self.pricer, budget_floor=settings.router_budget_floor)
+        self.router = Router(
+            settings.tiers,
+            self.pricer,
+            budget_floor=settings.router_budget_floor,
+            rules=tuple(settings.router_rules),
+        )
         # Diagnostics are asked of Anthropic's API and of the offline model; a gateway or
         # other compatible endpoint may reject the field, so it is not sent there.
         self.ask_diagnostics = self.simulated or not os.environ.get("ANTHROPIC_BASE_URL")
@@ -260,6 +270,7 @@ class Agent:
             floor_reason=floor[1] if floor else "",
             expected_output_tokens=expected_output,
             classified=self.classified,
+            tools_used=tools_so_far(self.state.history),
         )
 
     def request_body(self) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Rules, in the order they apply (a pinned tier overrides all of them):
 
-1. purpose: helper calls (summaries, classification) go to the fast tier;
+1. purpose: helper calls (summaries, classification) go to the fast tier; an agent call
+   that matches one of the config's own rules (`[[router_rules]]`, first match) goes to
+   that rule's tier, and rule 2 is skipped;
 2. the request: words that ask for reasoning (design, debug, prove, refactor, why, plan, ...),
    code and length point up; lookups (list, show, find, what is, ...) and short requests
    point to fast; with the optional classifier on (config `router_classifier`), a helper call
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from tuiagent.config import TIERS
+from tuiagent.config import TIERS, RouterRule
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.llm.caching import min_cacheable_tokens
 from tuiagent.llm.tokens import estimate_tokens
@@ -156,6 +158,39 @@ def _unless_path(m: re.Match[str]) -> str:
     return " " if "/" in run or _EXTENSION.search(run) else m.group()
 
 
+def _without_paths(text: str) -> str:
+    """The request's words, file names and paths taken out (their words ask for nothing)."""
+    return _PATH_RUN.sub(_unless_path, _bounded(text))
+
+
+def request_words(text: str) -> list[str]:
+    """The router's own words (reasoning and lookups) in a request, file names aside."""
+    words = _without_paths(text)
+    return _distinct(_REASONING, words) + _distinct(_LOOKUP, words)
+
+
+def tools_so_far(messages: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The tools called for the latest user request (since its message), in order."""
+    names: list[str] = []
+    for message in messages:
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        if message.get("role") == "user" and any(b.get("type") == "text" for b in blocks):
+            names = []
+        names += [str(b.get("name")) for b in blocks if b.get("type") == "tool_use"]
+    return tuple(names)
+
+
+def rule_matches(rule: RouterRule, prompt: str, tools: tuple[str, ...], input_tokens: int) -> bool:
+    if rule.when_words:
+        text = _without_paths(prompt)
+        if not any(re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE) for w in rule.when_words):
+            return False
+    if rule.when_tools and not (tools and set(tools) <= set(rule.when_tools)):
+        return False
+    return rule.max_input_tokens is None or input_tokens <= rule.max_input_tokens
+
+
 def classify_request(text: str) -> RequestKind:
     """The tier a user's request asks for, by rules on its words, code and length: on its
     first and last READ_SLICE_CHARS characters, so the cost is bounded whatever its size."""
@@ -220,10 +255,12 @@ class Router:
         pricer: Pricer,
         *,
         budget_floor: Decimal = DEFAULT_BUDGET_FLOOR,
+        rules: tuple[RouterRule, ...] = (),
     ) -> None:
         self.tiers = dict(tiers)
         self.pricer = pricer
         self.budget_floor = budget_floor
+        self.rules = rules
 
     def predict_cost(
         self, model: str, input_tokens: int, cached_prefix: int, output_tokens: int
@@ -253,9 +290,11 @@ class Router:
         floor_reason: str = "",
         expected_output_tokens: int = DEFAULT_EXPECTED_OUTPUT_TOKENS,
         classified: str | None = None,
+        tools_used: tuple[str, ...] = (),
     ) -> RouteDecision:
         """The tier for one call of `input_tokens` (estimated) about `prompt`, and why.
-        `classified`: the classifier's tier for the request ("" when it named none)."""
+        `classified`: the classifier's tier for the request ("" when it named none);
+        `tools_used`: the tools called for it so far (the config's rules read them)."""
         candidates = tuple(
             Candidate(
                 tier,
@@ -273,8 +312,18 @@ class Router:
 
         if pin != "auto":
             return decide(pin, f"pinned to {pin}")
+        rule = next(
+            (
+                (i, r)
+                for i, r in enumerate(self.rules, 1)
+                if purpose == "agent" and rule_matches(r, prompt, tools_used, input_tokens)
+            ),
+            None,
+        )
         if purpose != "agent":
             tier, reasons = "fast", [f"helper call ({purpose})"]
+        elif rule is not None:
+            tier, reasons = rule[1].tier, [f"config router rule {rule[0]}"]
         elif classified in TIERS:
             tier, reasons = str(classified), [f"classifier: {classified}"]
         else:

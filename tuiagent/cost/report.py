@@ -751,19 +751,34 @@ def turn_request(log_dir: Path, run_id: str, turn: int) -> TurnRequest:
         have = f"turns {min(numbers)}-{max(numbers)}" if numbers else "no turns"
         raise UsageError(f"run {run.run_id} has no turn {turn} ({have})")
     record = matches[0]
+    requests, messages = sent_requests(run)
+    request = requests.get((turn, _str(record, "purpose", "agent")))
+    if request is None:
+        raise UsageError(f"the transcript of run {run.run_id} has no request for turn {turn}")
+    return TurnRequest(run, record, request, answer_after(messages, request))
+
+
+def sent_requests(
+    run: RunFile,
+) -> tuple[dict[tuple[int, str], dict[str, Any]], list[dict[str, Any]]]:
+    """A run's requests by (turn, purpose), and its messages, from its transcript."""
     if not run.transcript.is_file():
         raise UsageError(
             f"run {run.run_id} has no transcript at {run.transcript}: its requests were not kept"
         )
-    purpose = _str(record, "purpose", "agent")
-    requests = _requests_by_turn(run, [])
-    request = requests.get((turn, purpose))
-    if request is None:
-        raise UsageError(f"the transcript of run {run.run_id} has no request for turn {turn}")
-    messages = load_messages(run.transcript)
+    warnings: list[str] = []
+    requests = _requests_by_turn(run, warnings)
+    if warnings:
+        raise UsageError(warnings[0].replace("; input sources not split", ""))
+    return requests, load_messages(run.transcript)
+
+
+def answer_after(
+    messages: list[dict[str, Any]], request: dict[str, Any]
+) -> list[dict[str, Any]] | None:
+    """The answer to a request, when the transcript has it: the message after the ones sent."""
     sent = len(request.get("messages", []))
-    answer = None
     if sent < len(messages) and messages[sent].get("role") == "assistant":
         content = messages[sent].get("content")
-        answer = content if isinstance(content, list) else [{"type": "text", "text": content}]
-    return TurnRequest(run, record, request, answer)
+        return content if isinstance(content, list) else [{"type": "text", "text": content}]
+    return None

@@ -113,7 +113,8 @@ def _sane(value: Any, key: str = "", depth: int = 0) -> bool:
         return all(_sane(v, str(k), depth + 1) for k, v in value.items())
     if isinstance(value, list):
         return all(_sane(v, "", depth + 1) for v in value)
-    if key.endswith("_tokens") or key in ("turn", "turns"):
+    if key.endswith("_tokens") or (key in ("turn", "turns") and depth == 1):
+        # (a record's own turn; a replay's `replay_of.turn` may be "all")
         return value is None or (type(value) is int and 0 <= value <= _MAX_TOKENS)
     if key.endswith("_usd"):
         return value is None or (type(value) in (int, float) and abs(value) <= _MAX_USD)

@@ -84,6 +84,10 @@ _URL = re.compile(r"\bhttps?://[^\s\"'<>`]+[^\s\"'<>`.,;:!?)]")
 _RECALL = re.compile(r"\bwhat did\s+(\S+?)\s+say about\s+(.+?)[\s?.!]*$", re.IGNORECASE)
 _KEPT = re.compile(r"(?:^|\[)(r\d+): read_file (\S+)", re.MULTILINE)
 _HEADER = re.compile(r"^\[(r\d+): (\S+)(?: (\S+))? result\b")
+# A judge request (tuiagent.agent.experiment.JUDGE_SYSTEM starts with it).
+JUDGE_MARKER = "[tuiagent:judge]"
+_JUDGED = re.compile(r"<original>\n?(.*?)\n?</original>\s*<replay>\n?(.*?)\n?</replay>", re.DOTALL)
+_WORD = re.compile(r"\w+")
 # The note that opens a compressed tool result (tuiagent.agent.compress).
 _COMPRESSED = re.compile(
     r"^\[(r\d+): \S+ result compressed from ([\d,]+) tokens \((\w+)\)\. (.*?)\. expand_result"
@@ -418,6 +422,18 @@ def summarize(text: str) -> str:
     return " ".join(parts)
 
 
+def judge(request: str) -> str:
+    """A verdict line from the word overlap (Jaccard) of the two answers: deterministic,
+    and it says it is simulated."""
+    m = _JUDGED.search(request)
+    if m is None:
+        return "worse: simulated judge found no <original> and <replay> answers to compare"
+    a, b = ({w.lower() for w in _WORD.findall(part)} for part in m.groups())
+    overlap = len(a & b) / len(a | b) if a | b else 1.0
+    verdict = "same" if overlap >= 0.9 else "acceptable" if overlap >= 0.6 else "worse"
+    return f"{verdict}: {overlap:.0%} word overlap between the answers (simulated judge)"
+
+
 def compact_summary(transcript: str) -> str:
     """A compaction's summary: every result line kept (the ids bring results back), then
     the latest requests."""
@@ -512,6 +528,9 @@ def _plain_answer(request: str) -> str:
 
 def _agent_reply(request_body: dict[str, Any], tool_names: set[str]) -> Reply:
     messages = request_body.get("messages") or []
+    if JUDGE_MARKER in _system_text(request_body):
+        request, _ = current_task(messages)
+        return Reply(text=judge(request))
     if SUMMARIZE_MARKER in _system_text(request_body):
         request, _ = current_task(messages)
         return Reply(text=summarize(request))

@@ -1,4 +1,5 @@
-"""The report screen: the tables of `tuiagent report`, and a chart of what each turn cost.
+"""The report screen: the tables of `tuiagent report`, a chart of what each turn cost, and
+the latest tier experiment (`tuiagent replay RUN --all`) logged in the same dir.
 
 It takes a built `Report` (tuiagent.cost.report) and only shows it: the tables are the very
 ones the CLI prints, the chart is plotext's (through textual-plotext), not drawn by hand.
@@ -15,8 +16,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
+from tuiagent.agent.experiment import latest_experiment
 from tuiagent.cost.report import Report, TurnRow
 from tuiagent.reporting import (
+    experiment_table,
+    experiment_totals,
     group_table,
     money,
     runs_table,
@@ -62,6 +66,7 @@ class ReportScreen(Screen[None]):
     def __init__(self, report: Report) -> None:
         super().__init__()
         self.report = report
+        self.experiment = latest_experiment(report.log_dir)
 
     def compose(self) -> ComposeResult:
         r = self.report
@@ -92,6 +97,23 @@ class ReportScreen(Screen[None]):
                 ScrollableContainer(classes="report-scroll"),
             ):
                 yield Static(sources_table(r), classes="report-table")
+            with (
+                TabPane("Experiment", id="report-experiment"),
+                ScrollableContainer(classes="report-scroll"),
+            ):
+                if self.experiment is None:
+                    yield Static(
+                        "No tier experiment in this log dir yet: "
+                        "`tuiagent replay RUN --all --tier fast --judge` runs one.",
+                        markup=False,
+                    )
+                else:
+                    yield Static(experiment_table(self.experiment), classes="report-table")
+                    yield Static(
+                        "\n".join(experiment_totals(self.experiment)),
+                        classes="report-note",
+                        markup=False,
+                    )
         if r.warnings:
             yield Static("\n".join(r.warnings), id="report-warnings", markup=False)
         yield Footer()
