@@ -133,7 +133,12 @@ StreamItem = TextDelta | ToolUseStarted | UsageUpdate | CallResult
 def make_client(
     *, offline_transport: httpx2.AsyncBaseTransport | None = None, timeout_s: float = 600.0
 ) -> anthropic.AsyncAnthropic:
-    """A client with the SDK's own retries off: every attempt is seen, counted and priced."""
+    """A client with the SDK's own retries off: every attempt is seen, counted and priced.
+
+    The SDK's own OpenTelemetry spans are off too: tuiagent records and exports every call
+    itself (the run log, `report --otel`, the proxy's live export), and the SDK's spans cost
+    about 7 ms per request when the OpenTelemetry SDK is installed (building their
+    attributes), more than the rest of a turn's engine work."""
     if offline_transport is not None:
         return anthropic.AsyncAnthropic(
             api_key="offline-simulated",
@@ -141,11 +146,16 @@ def make_client(
             http_client=httpx2.AsyncClient(transport=offline_transport),
             max_retries=0,
             timeout=timeout_s,
+            open_telemetry=False,
         )
     # The key is handed over at start (tuiagent.apikey), no longer in the environment; the
     # base URL is left to the SDK, which reads ANTHROPIC_BASE_URL.
     return anthropic.AsyncAnthropic(
-        api_key=api_key(), auth_token=auth_token(), max_retries=0, timeout=timeout_s
+        api_key=api_key(),
+        auth_token=auth_token(),
+        max_retries=0,
+        timeout=timeout_s,
+        open_telemetry=False,
     )
 
 
