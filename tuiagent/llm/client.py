@@ -23,6 +23,7 @@ import httpx2
 from anthropic import AsyncStream
 
 from tuiagent.apikey import api_key, auth_token
+from tuiagent.llm.tokens import COUNTED_FIELDS
 from tuiagent.llm.usage import MAX_TOKENS, BadUsage, TokenUsage
 from tuiagent.redact import redact
 
@@ -582,23 +583,12 @@ async def _close(response: httpx2.Response | None) -> None:
             await response.aclose()
 
 
-_COUNTED_FIELDS = (
-    "model",
-    "messages",
-    "system",
-    "tools",
-    "tool_choice",
-    "thinking",
-    "cache_control",
-)
-
-
 async def count_tokens(
     client: anthropic.AsyncAnthropic, request: dict[str, Any], *, timeout_s: float = 60.0
 ) -> int:
     """The request's input tokens from the API's free count_tokens: a checked non-negative
     int. Raises CallFailed (`bad_count` for a count that is not one, or the HTTP status)."""
-    body = {k: v for k, v in request.items() if k in _COUNTED_FIELDS}
+    body = {k: v for k, v in request.items() if k in COUNTED_FIELDS}
     try:
         deadlines = _Deadlines(timeout_s, timeout_s)
         raw = await deadlines.run(client.messages.with_raw_response.count_tokens(**body))

@@ -87,3 +87,19 @@ def request_blocks(request: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
 def estimate_request_tokens(request: dict[str, Any]) -> int:
     """All input tokens of a Messages request, as the offline model bills them."""
     return REQUEST_OVERHEAD + sum(n for _, n in request_blocks(request))
+
+
+# What count_tokens accepts of a Messages request (the rest, such as max_tokens, it refuses):
+# the agent's client and the proxy both send it only these. Here, not in llm/client, so the
+# proxy can use it without importing the SDK.
+COUNTED_FIELDS = (
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "cache_control",
+    "mcp_servers",
+    "context_management",
+)

@@ -21,7 +21,7 @@ from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.cost.runlog import RunLog, utc_now_iso
 from tuiagent.errors import UsageError
 from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
-from tuiagent.llm.tokens import estimate_request_tokens
+from tuiagent.llm.tokens import COUNTED_FIELDS, estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.proxy.cap import MIN_USEFUL_TOKENS, fit_request
 from tuiagent.proxy.sse import UsageScanner
@@ -29,19 +29,6 @@ from tuiagent.proxy.sse import UsageScanner
 Counter = Callable[[dict[str, Any]], Awaitable[int | None]]
 Listener = Callable[[dict[str, Any]], None]
 
-# What count_tokens accepts of a Messages request: llm/client's list and the fields other
-# clients send (not imported from there: it imports the SDK, which the proxy never needs).
-COUNTED_FIELDS = (
-    "model",
-    "messages",
-    "system",
-    "tools",
-    "tool_choice",
-    "thinking",
-    "cache_control",
-    "mcp_servers",
-    "context_management",
-)
 THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
 PURPOSE = "proxy"  # a proxied call's purpose: the transcript keeps its request whole
 
