@@ -31,6 +31,10 @@ from tuiagent.llm.offline import OfflineModel
 from tuiagent.session import open_session
 
 SESSIONS = int(os.environ.get("BENCH_BUDGET_SESSIONS", "1000"))
+# Every answer fills max_tokens and asks for a tool. Its text goes 64 words to an event: the
+# cap is settled from the usage events, never from how the text was cut, and one event per
+# word made 1,000 sessions take most of an hour.
+_STRESS: dict[str, Any] = {"fill_max_tokens": True, "always_tool": True, "words_per_delta": 64}
 _OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
 
@@ -60,7 +64,7 @@ def _random_settings(rng: random.Random, logs: Path) -> Settings:
 
 async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
     settings = _random_settings(rng, logs)
-    model = _Flaky(rng.randint(0, 3), fill_max_tokens=True, always_tool=True)
+    model = _Flaky(rng.randint(0, 3), **_STRESS)
     session = open_session(settings, workspace=ws, offline=True, offline_model=model)
 
     async def no_sleep(_: float) -> None:
@@ -92,7 +96,7 @@ async def _hostile(rng: random.Random, ws: Path, logs: Path) -> float:
         if moves and holder and rng.random() < 0.3:
             holder[0].set_cap(moves.pop())
 
-    model = HostileModel(answers, counts, fill_max_tokens=True, always_tool=True, on_request=move)
+    model = HostileModel(answers, counts, on_request=move, **_STRESS)
     session = open_session(settings, workspace=ws, offline=True, offline_model=model)
     agent = session.agent
     holder.append(agent)
