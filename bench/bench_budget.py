@@ -9,17 +9,21 @@ The hostile mix: as many sessions again against tests/hostile.py's server (cut t
 non-JSON data, missing fields, bad usage, output above max_tokens, a swapped model, drops,
 bad counts), with the cap moved while calls are in flight. Its figure is what the server
 billed within what each request allowed, over the cap in force at the end.
-BENCH_BUDGET_SESSIONS sets the count of each (default 1,000).
+BENCH_BUDGET_SESSIONS sets the count of each (default 1,000). Sessions run in-process (the
+offline and hostile models are the SDK's transport: the real client and SSE parser), each
+from its own seed, spread over BENCH_BUDGET_WORKERS processes (default: the CPU count).
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import random
 import statistics
 import tempfile
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -83,7 +87,7 @@ async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
     # what counts, and Decimal spent <= cap is asserted by tests/test_cap_property.py
 
 
-async def _hostile(rng: random.Random, ws: Path, logs: Path) -> float:
+async def _hostile(rng: random.Random, ws: Path, logs: Path) -> tuple[float, bool]:
     from tests.hostile import ANSWERS, COUNTS, HostileModel
 
     settings = _random_settings(rng, logs)
@@ -110,30 +114,52 @@ async def _hostile(rng: random.Random, ws: Path, logs: Path) -> float:
         pass
     agent.finish("halted", agent.state.halt_reason)
     billed = model.bill(agent.pricer)
-    over.append(billed > agent.budget.cap)  # exact, in Decimal
-    return float(billed / agent.budget.cap)
+    return float(billed / agent.budget.cap), billed > agent.budget.cap  # (exact, in Decimal)
 
 
-over: list[bool] = []
+SEED = 20261128
+
+
+def _sessions(kind: str, seeds: list[int], root: str) -> list[tuple[float, bool]]:
+    """One worker's share: each session from its own seed, one after another."""
+    ws, logs = Path(root) / "ws", Path(root) / f"logs-{os.getpid()}"
+
+    async def run_all() -> list[tuple[float, bool]]:
+        out = []
+        for seed in seeds:
+            rng = random.Random(seed)
+            if kind == "hostile":
+                out.append(await _hostile(rng, ws, logs))
+            else:
+                ratio = await _session(rng, ws, logs)
+                out.append((ratio, ratio > 1))
+        return out
+
+    return asyncio.run(run_all())
 
 
 def run() -> list[tuple[str, str, str]]:
-    rng = random.Random(20261128)
-    ratios: list[float] = []
+    rng = random.Random(SEED)
+    workers = int(os.environ.get("BENCH_BUDGET_WORKERS", str(os.cpu_count() or 1)))
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp) / "ws"
         ws.mkdir()
         for i in range(12):
             (ws / f"file{i}.txt").write_text("data " * rng.randint(10, 3000))
-
-        async def all_sessions() -> None:
-            for _ in range(SESSIONS):
-                ratios.append(await _session(rng, ws, Path(tmp) / "logs"))
-            for _ in range(SESSIONS):
-                hostile.append(await _hostile(rng, ws, Path(tmp) / "logs"))
-
-        hostile: list[float] = []
-        asyncio.run(all_sessions())
+        results: dict[str, list[tuple[float, bool]]] = {"honest": [], "hostile": []}
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            jobs = []
+            for n, kind in enumerate(results):
+                seeds = [SEED + 1_000_000 * (n + 1) + i for i in range(SESSIONS)]
+                for chunk in range(0, SESSIONS, 25):
+                    share = seeds[chunk : chunk + 25]
+                    jobs.append((kind, pool.submit(_sessions, kind, share, tmp)))
+            for kind, job in jobs:
+                results[kind].extend(job.result())
+    ratios = [r for r, _ in results["honest"]]
+    hostile = [r for r, _ in results["hostile"]]
+    over = [o for _, o in results["hostile"]]
     return [
         (
             f"hostile mix: largest billed/cap over {SESSIONS} sessions",
