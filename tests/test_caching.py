@@ -24,7 +24,7 @@ from tuiagent.llm.caching import (
     plan_breakpoints,
 )
 from tuiagent.llm.offline import OfflineModel
-from tuiagent.llm.tokens import estimate_request_tokens
+from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.session import Session, open_session
 
 MODEL = "claude-sonnet-5-5"
@@ -334,3 +334,15 @@ async def test_keep_warm_is_off_by_default(workspace: Path, log_dir: Path) -> No
     await collect(session, "What does notes.txt say?")
     clock.now += 270
     assert [e async for e in session.agent.keep_warm()] == []
+
+
+def test_a_tool_definition_is_counted_by_what_it_holds() -> None:
+    """Definitions are counted once and kept: a copy (as plan_breakpoints makes) or a marker
+    counts the same; another schema, or another description, counts anew."""
+    schema = {"type": "object", "properties": {"path": {"type": "string"}}}
+    tool = {"name": "read", "description": "Read a file", "input_schema": schema}
+    first = block_tokens(tool)
+    assert block_tokens({**tool, "cache_control": {"type": "ephemeral"}}) == first
+    wider = {"type": "object", "properties": {"path": {"type": "string"}, "n": {"type": "int"}}}
+    assert block_tokens({**tool, "input_schema": wider}) > first
+    assert block_tokens({**tool, "description": "Read a file " * 20}) > first
