@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuiagent.agent.transcript import Transcript, subagent_transcript_path, transcript_path
 from tuiagent.config import TIERS
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import usd
-from tuiagent.cost.runlog import RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.layout import transcript_path
+from tuiagent.runs.log import RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.transcript import Transcript
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
@@ -46,7 +47,7 @@ def place_of(
         log = RunLog(log_dir, run_id)
         return Place(identity, run_id, log, Transcript(transcript_path(log.path)))
     identity.update(parent_agent=parent.agent_id, parent_turn=parent.state.turns, task=task)
-    transcript = Transcript(subagent_transcript_path(parent.log.path, agent_id))
+    transcript = Transcript(transcript_path(parent.log.path, agent_id))
     return Place(identity, parent.state.run_id, parent.log, transcript, parent.ledger)
 
 
