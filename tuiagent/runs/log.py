@@ -2,8 +2,8 @@
 
 Each record is written with a single `write` on a file opened for appending, so a process
 killed at any moment leaves every completed record readable (the kernel has it). Syncing
-to the disk (against a power cut) is done by one background thread as records come, and
-once more on close: the agent never waits for the disk.
+to the disk (against a power cut) is done by one background thread as records come, at
+most every SYNC_INTERVAL_S, and once more on close: the agent never waits for the disk.
 
 While a run is being written its process holds an exclusive `flock` on the log; the lock goes
 when the log is closed or the process dies. So a log with no `run_end` whose lock is held is
