@@ -81,7 +81,7 @@ def test_done_when_three_fast_sub_agents_overlap_and_the_answer_names_every_file
     plain = run_cli("run", PROMPT, "--offline", cwd=files, env={"XDG_DATA_HOME": str(data)})
     assert plain.returncode == 0, plain.stderr
     assert "\n    a1 turn  1  claude-haiku-5-5" in plain.stdout
-    assert "\nc.txt: Charlie: the third list" in plain.stdout
+    assert "\n- c.txt: Charlie: the third list" in plain.stdout
     assert "turns (+6 by sub-agents)" in plain.stdout
 
 
@@ -104,9 +104,9 @@ def test_parent_combines_the_answers_naming_every_file(files: Path, log_dir: Pat
     asyncio.run(_run(session, "Use sub-agents to summarize a.txt, b.txt and c.txt"))
     answer = _answer(session)
     assert answer.splitlines() == [
-        "a.txt: Alpha: the first notes (2 lines seen).",
-        "b.txt: Bravo: the second report (1 line seen).",
-        "c.txt: Charlie: the third list (3 lines seen).",
+        "- a.txt: Alpha: the first notes (2 lines seen).",
+        "- b.txt: Bravo: the second report (1 line seen).",
+        "- c.txt: Charlie: the third list (3 lines seen).",
     ]
 
 

@@ -133,7 +133,9 @@ def parse_tasks(args: dict[str, Any]) -> list[SubTask]:
     """The tool's input as tasks; a ToolError names what is wrong."""
     raw = args.get("tasks")
     if not isinstance(raw, list) or not raw:
-        raise ToolError("tasks must be a non-empty list of task texts or {task, tier?, max_cost_usd?}")
+        raise ToolError(
+            "tasks must be a non-empty list of task texts or {task, tier?, max_cost_usd?}"
+        )
     if len(raw) > MAX_TASKS:
         raise ToolError(f"at most {MAX_TASKS} tasks per call, got {len(raw)}")
     tasks = []
@@ -260,7 +262,8 @@ class Delegator:
         def status(r: SubResult, worker: Agent | None = None) -> SubAgentChanged:
             in_flight = Decimal(0)
             if worker is not None:
-                r.turns, r.spent = worker.state.turns, worker.budget.settled
+                r.turns = max(r.turns, worker.state.turns)
+                r.spent = worker.budget.settled
                 in_flight = worker.budget.in_flight
             return SubAgentChanged(
                 r.agent, r.task.task, r.task.tier, r.state, r.turns, r.spent, in_flight,
@@ -326,6 +329,8 @@ class Delegator:
                     if isinstance(event, LogRecord):  # its records: user, turn, tool, attempt
                         queue.put_nowait(event)
                         if isinstance(event, TurnFinished):
+                            # Its state counts the turn once the call returns: count it now.
+                            r.turns = max(r.turns, int(event.record.get("turn") or 0))
                             queue.put_nowait(status(r, worker))
                     elif isinstance(event, TurnStarted):
                         queue.put_nowait(status(r, worker))

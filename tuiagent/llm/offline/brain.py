@@ -222,8 +222,9 @@ def delegated(plan: list[PlannedCall], known_files: set[str], request: str) -> l
 
 def _describe_delegated(result: str) -> str:
     """The sub-agents' answers, combined as the answer would say them had it read the files
-    itself: what each found, and which did not finish and why (by agent and task)."""
-    lines = []
+    itself: what each found, and which did not finish and why (by agent and task); a
+    Markdown list, so the app shows a line each."""
+    lines: list[str] = []
     for part in result.split("\n\n")[1:]:
         head, _, body = part.partition("\n")
         m = _DELEGATED.match(head)
@@ -232,11 +233,11 @@ def _describe_delegated(result: str) -> str:
         agent, state, reason, task = m.groups()
         if state == "completed":
             said = [_SUB_RECALL.sub("", ln.strip()) for ln in body.splitlines() if ln.strip()]
-            lines.extend(said or [f"{task}: (no answer)"])
+            lines.extend(f"- {ln}" for ln in said or [f"{task}: (no answer)"])
         else:
-            said = _SUB_RECALL.sub("", _first_line(body)) if body.strip() else "(no answer)"
+            had = _SUB_RECALL.sub("", _first_line(body)) if body.strip() else "(no answer)"
             why = f" ({reason})" if reason else ""
-            lines.append(f"{agent} ({task}) {state}{why}: {said}")
+            lines.append(f"- {agent} ({task}) {state}{why}: {had}")
     return "\n".join(lines) if lines else f"delegate: {result.split(chr(10), 1)[0]}"
 
 

@@ -354,10 +354,10 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                     {"type": "content_block_start", "index": index, "content_block": start},
                 )
                 encoded = block.get("_partial_json", json.dumps(block["input"]))
-                pieces = ["", *(encoded[i : i + 16] for i in range(0, len(encoded), 16))]
+                parts = ["", *(encoded[i : i + 16] for i in range(0, len(encoded), 16))]
                 # The call's tokens as billed (name and input), spread over its pieces.
-                share = block_tokens(_sent(block)) / len(pieces)
-                for piece in pieces:
+                share = block_tokens(_sent(block)) / len(parts)
+                for piece in parts:
                     await paced(share)
                     delta = {"type": "input_json_delta", "partial_json": piece}
                     yield _sse(
