@@ -388,3 +388,42 @@ def test_sub_agent_transcripts_stay_out_of_resume(files: Path, log_dir: Path) ->
     assert subs == ["a1.jsonl", "a2.jsonl", "a3.jsonl"]
     first = load_messages(log_dir / "transcripts" / run_id / "a2.jsonl")[0]
     assert first["content"][0]["text"] == "Summarize b.txt"
+
+
+def test_the_offline_model_paces_every_output_token_a_tool_calls_input_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulated speed the benchmark compares at: a tool call's input (the delegate
+    call's task list) takes its time like text, so neither arm gets tokens for free."""
+    import anthropic
+
+    from tuiagent.llm.offline import transport
+
+    waited: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(transport.asyncio, "sleep", sleep)
+    tps = 50.0
+    client = anthropic.AsyncAnthropic(
+        api_key="offline",
+        http_client=httpx2.AsyncClient(transport=OfflineModel(tokens_per_second=tps)),
+    )
+    tool = {"name": "read_file", "description": "Read a file.", "input_schema": {"type": "object"}}
+
+    async def go() -> anthropic.types.Message:
+        async with client.messages.stream(
+            model="claude-haiku-5-5",
+            max_tokens=300,
+            tools=[tool],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": "Read notes/a-long-file-name.txt"}],
+        ) as stream:
+            return await stream.get_final_message()
+
+    message = asyncio.run(go())
+    assert [b.type for b in message.content] == ["text", "tool_use"]
+    # Every billed output token waited 1/tps seconds: the tool call's ones too.
+    assert sum(waited) * tps == pytest.approx(message.usage.output_tokens, abs=1)
