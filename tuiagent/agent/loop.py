@@ -58,6 +58,7 @@ T = TypeVar("T")
 class RunState:
     run_id: str
     turns: int = 0
+    subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
     status: str | None = None
     halt_reason: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)

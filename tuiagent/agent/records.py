@@ -77,6 +77,7 @@ def run_end(agent: Agent) -> dict[str, Any]:
         "status": state.status,
         "halt_reason": state.halt_reason,
         "turns": state.turns,
+        "subagent_turns": state.subagent_turns,
         "total_cost_usd": usd(ledger.spent),
         **ledger.totals_record(),
         "cost_without_cache_usd": usd(ledger.cost_without_cache),
