@@ -372,7 +372,7 @@ def test_config_and_flag_name_what_is_wrong(tmp_path: Path) -> None:
 
 
 def test_sub_agent_transcripts_stay_out_of_resume(files: Path, log_dir: Path) -> None:
-    from tuiagent.ui.app import find_resume
+    from tuiagent.recent import find_resume
 
     session = offline_session(files, log_dir)
     asyncio.run(_run(session, PROMPT))

@@ -1,13 +1,16 @@
-"""Recent sessions to come back to (`tuiagent --resume` without an id): read from the run
-logs, newest first, replays and proxy logs left out (their run_start has `replay_of` or `source`)."""
+"""The chats to come back to (`tuiagent --resume`): the run to reopen, and the recent
+sessions the picker lists, newest first. Replays and proxy logs are never a chat to go on
+(their run_start has `replay_of` or `source`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, TypeGuard
 
 from tuiagent.cost.runlog import read_records
+from tuiagent.errors import UsageError
 
 TITLE_CHARS = 60
 
@@ -37,7 +40,7 @@ def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
             continue
         start = next((r for r in records if r["type"] == "run_start"), None)
         first = next((r for r in records if r["type"] == "user"), None)
-        if start is None or first is None or start.get("replay_of") or start.get("source"):
+        if not _chat_start(start) or first is None:
             continue
         cost = sum(
             (
@@ -58,3 +61,34 @@ def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
         if len(out) >= limit:
             break
     return out
+
+
+def find_resume(log_dir: Path, run_id: str) -> Path:
+    """The transcript of the run to reopen: the named one, or the user's last chat with one
+    (never a replay nor a proxy's log: their transcripts are not a conversation to go on)."""
+    folder = log_dir / "transcripts"
+    if run_id:
+        path = folder / f"{run_id}.jsonl"
+        if not path.is_file():
+            raise UsageError(f"--resume: no run {run_id!r} in {log_dir}")
+        return path
+    runs = (
+        sorted(p for p in folder.glob("*.jsonl") if p.stat().st_size > 0) if folder.is_dir() else []
+    )
+    for path in reversed(runs):
+        if is_chat(log_dir / path.name):
+            return path
+    raise UsageError(f"--resume: no earlier chat in {log_dir}")
+
+
+def is_chat(log: Path) -> bool:
+    """A run the user chatted in: its run_start notes neither `replay_of` nor a `source`."""
+    try:
+        records, _ = read_records(log)
+    except OSError:
+        return False
+    return _chat_start(next((r for r in records if r.get("type") == "run_start"), None))
+
+
+def _chat_start(start: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return start is not None and not start.get("replay_of") and not start.get("source")

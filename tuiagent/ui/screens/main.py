@@ -88,6 +88,9 @@ class MainScreen(Screen[None]):
         self.needed_usd: Decimal | None = None  # halted at the cap: what the next call needs
         self.view = "panels"  # what F5 shows (WIDE_VIEWS, NARROW_VIEWS)
         self.last_turn: dict[str, Any] | None = None  # for the one-line status
+        self.queued = 0  # messages waiting for the agent (counted on the input's border)
+        self._meter = ""  # the context meter, on the input's border when nothing is queued
+        self._context_record: dict[str, Any] | None = None  # the last agent turn's
         # The model's context window in tokens, when known (the app sets it from the pricer).
         self.context_window: Callable[[str], int | None] = lambda model: None
 
@@ -213,6 +216,53 @@ class MainScreen(Screen[None]):
 
     def set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
+
+    # --- the input's border: the messages queued, else the context meter -------------
+
+    def show_queue(self, n: int) -> None:
+        """Waiting messages are counted under the input (a chat line would land in the
+        middle of the answer streaming now)."""
+        self.queued = n
+        self.input.border_subtitle = (
+            f"{n} queued: sent when the agent is free (Esc drops)" if n else self._meter
+        )
+
+    def show_context(self, record: dict[str, Any], tokens: int | None = None) -> None:
+        """The context meter: how full the window is, and what reading the history cost on
+        the last call (`tokens`: the context after an edit, with no call to price it)."""
+        from tuiagent.ui.widgets.context import meter_text
+
+        parts = record.get("cost_breakdown_usd", {})
+        kinds = ("input", "cache_write", "cache_read")
+        input_cost = sum((Decimal(str(parts.get(k, 0))) for k in kinds), Decimal(0))
+        self._context_record = record
+        shown = record["context_tokens"] if tokens is None else tokens
+        self._meter = meter_text(
+            shown, record["context_window"], input_cost if tokens is None else None
+        )
+        self.show_queue(self.queued)
+
+    def context_edited(self, record: dict[str, Any]) -> None:
+        """Old tool results cleared, a compaction or /clear: said, and the meter follows."""
+        if record["action"] == "clear_tool_results":
+            ids = record["result_ids"]
+            self.chat.add_notice(
+                f"cleared {record['results']} old tool results from the context "
+                f"({record['tokens_before']:,} -> {record['tokens_after']:,} tokens); "
+                f"{ids[0]}..{ids[-1]} stay for expand_result"
+            )
+        if self._context_record is not None:
+            self.show_context(self._context_record, record["tokens_after"])
+
+    def interrupted(self, record: dict[str, Any] | None) -> None:
+        """Esc stopped the work: every sub-agent shows stopped, and the stopped call (if one
+        was streaming) is a row in the panels."""
+        from tuiagent.ui.widgets.agents import AgentsPanel
+
+        for panel in self.query(AgentsPanel):
+            panel.stopped()
+        if record is not None:
+            self.turn_finished(record)
 
     # --- agent events ------------------------------------------------------------
 
