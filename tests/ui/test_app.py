@@ -195,6 +195,20 @@ async def test_keys_are_remapped_by_the_keymap(make_app: MakeApp) -> None:
         assert agent.budget.cap == Decimal("1.10") and agent.tier == "fast"
 
 
+async def test_the_hints_on_screen_name_the_remapped_keys(make_app: MakeApp) -> None:
+    app = make_app(
+        keymap={"cap_up": "f9", "interrupt": "ctrl+x"}, max_cost_usd=Decimal("0.002"), tier="deep"
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert "Enter sends · F9/F2 cap up/down" in notices(app)
+        assert "ctrl+x stops" in notices(app)
+        await send(pilot, "List the files here.")
+        await idle(pilot)  # halted at the cap: the hint names F9, not F3
+        assert "Raise the cap (F9 or /budget)" in notices(app) and "F3" not in notices(app)
+        assert app.main.gauge.halted == "F9 or /budget to go on"
+
+
 def test_a_bad_keymap_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[keymap]\nraise_cap = "f9"\n')

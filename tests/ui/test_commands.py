@@ -13,6 +13,7 @@ from tuiagent.ui.commands import (
     KEYMAP_IDS,
     check_keymap,
     help_markdown,
+    key_hint,
     parse_slash,
 )
 
@@ -59,3 +60,8 @@ def test_the_readme_names_every_binding_id_and_slash_command() -> None:
     for command in COMMANDS:
         if command.slash:
             assert f"`{command.slash}" in text
+
+
+def test_a_hint_names_the_first_key_as_the_user_has_it() -> None:
+    assert key_hint("cap_up") == "F3" and key_hint("interrupt") == "Esc"
+    assert key_hint("cap_up", {"cap_up": "ctrl+up, f9"}) == "ctrl+up"

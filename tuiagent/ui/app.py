@@ -30,7 +30,14 @@ from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import outcome
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
-from tuiagent.ui.commands import CommandsProvider, bindings, check_keymap, parse_slash
+from tuiagent.ui.commands import (
+    CommandsProvider,
+    bindings,
+    check_keymap,
+    help_markdown,
+    key_hint,
+    parse_slash,
+)
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
@@ -117,7 +124,7 @@ class TuiagentApp(App[int]):
         self.approvals = Approvals(self)
         self.cap_halt = False  # halted by the cap until it is raised
         self.session_calls = 0  # model calls completed in this session (said on quit)
-        self.main = MainScreen(clock=clock, on_ready=self._screen_ready)
+        self.main = MainScreen(clock=clock, on_ready=self._screen_ready, key=self.key)
         self._theme_problems: list[str] = []
         self._load_themes()
 
@@ -269,7 +276,7 @@ class TuiagentApp(App[int]):
             return
         if self.cap_halt:
             self.notify(
-                "The cap is reached: raise it (F3 or /budget) to send.",
+                f"The cap is reached: raise it ({self.key('cap_up')} or /budget) to send.",
                 title="Halted",
                 severity="error",
             )
@@ -406,6 +413,10 @@ class TuiagentApp(App[int]):
 
     # --- the commands (ui/commands.py): keys, the palette and slash commands ----------
 
+    def key(self, command_id: str) -> str:
+        """The key of a command as the user has it, for the hints on screen."""
+        return key_hint(command_id, self.settings.keymap)
+
     async def run_slash(self, text: str) -> None:
         command, name, arg = parse_slash(text)
         if command is None:
@@ -457,7 +468,8 @@ class TuiagentApp(App[int]):
         lower = stepped_cap(self.main.gauge.cap, self.settings.budget_step_usd, down=True)
         if lower is None:
             self.notify(
-                f"F2 goes no lower than {fmt_cap(LOWEST_STEPPED_CAP)}; /budget sets any cap",
+                f"{self.key('cap_down')} goes no lower than {fmt_cap(LOWEST_STEPPED_CAP)}; "
+                "/budget sets any cap",
                 title="Budget",
                 severity="warning",
                 timeout=TOAST_S,
@@ -532,7 +544,10 @@ class TuiagentApp(App[int]):
         """/clear: a new conversation in the same session; the budget goes on."""
         agent = self.agent
         if agent is not None and self.busy:
-            self.notify("/clear waits till the agent is free (Esc stops it)", severity="warning")
+            self.notify(
+                f"/clear waits till the agent is free ({self.key('interrupt')} stops it)",
+                severity="warning",
+            )
             return
         self.main.clear_view()
         if agent is None:
@@ -597,8 +612,6 @@ class TuiagentApp(App[int]):
         self.main.chat.add_notice(prompt, "quoted")
 
     def action_help(self) -> None:
-        from tuiagent.ui.commands import help_markdown
-
         self.main.chat.add_answer(help_markdown(self.settings.keymap), follow=True)
 
     @on(OpenToolResult)

@@ -139,6 +139,15 @@ def keys_of(command: Command, keymap: Mapping[str, str]) -> str:
     return keymap.get(command.id, command.key)
 
 
+def key_hint(command_id: str, keymap: Mapping[str, str] | None = None) -> str:
+    """The key to name in a hint on screen ("F3", "Esc"): the command's first key as the
+    user has it."""
+    key = keys_of(BY_ID[command_id], keymap or {}).split(",")[0].strip()
+    if key == "escape":
+        return "Esc"
+    return key.upper() if key[:1] == "f" and key[1:].isdigit() else key
+
+
 def parse_slash(text: str) -> tuple[Command | None, str, str]:
     """`/name arg` -> (its command or None, the name, the argument)."""
     name, _, arg = text.strip().partition(" ")
