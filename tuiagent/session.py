@@ -137,7 +137,7 @@ def open_session(
     )
     history: list[dict[str, Any]] = []
     if resume is not None:
-        from tuiagent.agent.transcript import load_messages
+        from tuiagent.runs.transcript import load_messages
 
         history = load_messages(resume)
         agent.state.history = list(history)

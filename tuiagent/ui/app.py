@@ -30,6 +30,7 @@ from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import outcome
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
+from tuiagent.runs.recent import find_resume
 from tuiagent.ui.commands import (
     CommandsProvider,
     bindings,
@@ -181,7 +182,7 @@ class TuiagentApp(App[int]):
 
     def _pick_session(self) -> None:
         """`--resume` without an id: the picker of recent sessions, then the session."""
-        from tuiagent.recent import recent_sessions
+        from tuiagent.runs.recent import recent_sessions
         from tuiagent.ui.screens.resume import ResumeScreen
 
         sessions = recent_sessions(self.settings.log_dir or default_log_dir())
@@ -506,7 +507,7 @@ class TuiagentApp(App[int]):
 
     def action_report(self) -> None:
         """The report screen over the recent runs of this log dir (this session included)."""
-        from tuiagent.cost.report import build_report
+        from tuiagent.report.build import build_report
         from tuiagent.ui.screens.report import ReportScreen
 
         log_dir = self.settings.log_dir or default_log_dir()
@@ -627,8 +628,6 @@ class TuiagentApp(App[int]):
 
 def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str | None) -> int:
     """`tuiagent` with no subcommand. Bad input fails here, in one line, before the screen."""
-    from tuiagent.recent import find_resume
-
     check_keymap(settings.keymap)
     if not workspace.is_dir():
         raise UsageError(f"--workspace: {workspace} is not a directory")

@@ -19,7 +19,7 @@ from textual.widgets import Footer, RichLog, Static
 
 from tuiagent.config import Settings
 from tuiagent.cost.budget import BudgetChanged
-from tuiagent.proxy.command import call_line
+from tuiagent.proxy.lines import call_line
 from tuiagent.ui.commands import bindings
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money

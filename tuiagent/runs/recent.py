@@ -1,16 +1,15 @@
-"""The chats to come back to (`tuiagent --resume`): the run to reopen, and the recent
-sessions the picker lists, newest first. Replays and proxy logs are never a chat to go on
-(their run_start has `replay_of` or `source`)."""
+"""The sessions to come back to (`tuiagent --resume`): read from the run logs, newest first;
+replays and proxy logs left out (their run_start has `replay_of` or `source`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeGuard
 
-from tuiagent.cost.runlog import read_records
 from tuiagent.errors import UsageError
+from tuiagent.runs.layout import TRANSCRIPTS, transcript_file
+from tuiagent.runs.log import read_records
 
 TITLE_CHARS = 60
 
@@ -27,11 +26,10 @@ class RecentSession:
 
 def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
     """Runs with a transcript and at least one message, newest first."""
-    folder = log_dir / "transcripts"
     out: list[RecentSession] = []
     logs = sorted(log_dir.glob("*.jsonl"), reverse=True) if log_dir.is_dir() else []
     for log in logs:
-        transcript = folder / log.name
+        transcript = transcript_file(log)
         if not transcript.is_file():
             continue
         try:
@@ -40,7 +38,7 @@ def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
             continue
         start = next((r for r in records if r["type"] == "run_start"), None)
         first = next((r for r in records if r["type"] == "user"), None)
-        if not _chat_start(start) or first is None:
+        if start is None or first is None or start.get("replay_of") or start.get("source"):
             continue
         cost = sum(
             (
@@ -66,7 +64,7 @@ def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
 def find_resume(log_dir: Path, run_id: str) -> Path:
     """The transcript of the run to reopen: the named one, or the user's last chat with one
     (never a replay nor a proxy's log: their transcripts are not a conversation to go on)."""
-    folder = log_dir / "transcripts"
+    folder = log_dir / TRANSCRIPTS
     if run_id:
         path = folder / f"{run_id}.jsonl"
         if not path.is_file():
@@ -87,8 +85,5 @@ def is_chat(log: Path) -> bool:
         records, _ = read_records(log)
     except OSError:
         return False
-    return _chat_start(next((r for r in records if r.get("type") == "run_start"), None))
-
-
-def _chat_start(start: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    start = next((r for r in records if r.get("type") == "run_start"), None)
     return start is not None and not start.get("replay_of") and not start.get("source")
