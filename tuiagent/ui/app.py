@@ -16,7 +16,7 @@ import gc
 import signal
 import time
 from collections.abc import AsyncGenerator, Callable
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,6 +38,7 @@ from tuiagent.ui.commands import (
     help_markdown,
     key_hint,
     parse_slash,
+    system_markdown,
 )
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
@@ -52,6 +53,7 @@ from tuiagent.ui.themes import (
     write_state,
 )
 from tuiagent.ui.widgets.chat import ChatInput
+from tuiagent.ui.widgets.gauge import LOWEST_STEPPED_CAP, stepped_cap
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import Event
@@ -63,27 +65,7 @@ if TYPE_CHECKING:
 APP_OFFLINE_TOKENS_PER_SECOND = 80.0
 REPORT_RUNS = 20  # the report screen covers this many recent runs
 TOAST_S = 3.0  # how long a toast about a key's effect stays (the gauge shows it for good)
-LOWEST_STEPPED_CAP = Decimal("0.0001")  # F2 stops here; /budget sets any cap
 KEEP_WARM_TICK_S = 15.0  # how often an idle app lets the agent weigh a cache refresh
-
-
-def stepped_cap(cap: Decimal, configured: Decimal, *, down: bool) -> Decimal | None:
-    """The cap one F2 (down) or F3 (up) press away, on a grid of the step: the configured
-    step while the cap stays above it, else the power of ten below the cap (from $0.10 down
-    goes $0.09, from $0.019 up goes $0.02). None: no step down is left above
-    LOWEST_STEPPED_CAP."""
-    if cap <= 0:
-        return None if down else configured
-    if (cap - configured if down else cap) >= configured:
-        step = configured
-    else:
-        below = cap - cap.scaleb(-6) if down else cap  # going down, the step is below the cap
-        step = Decimal(1).scaleb(below.adjusted())
-    grid = cap / step
-    if down:
-        new = (grid.to_integral_value(rounding=ROUND_CEILING) - 1) * step
-        return new.normalize() if new >= LOWEST_STEPPED_CAP else None
-    return ((grid.to_integral_value(rounding=ROUND_FLOOR) + 1) * step).normalize()
 
 
 class TuiagentApp(App[int]):
@@ -594,21 +576,9 @@ class TuiagentApp(App[int]):
         except ConfigError as exc:
             self.notify(str(exc), severity="error")
             return
-        source = (
-            f"from {s.system_prompt_file}"
-            if s.system_prompt_file
-            else "config `system_prompt`"
-            if s.system_prompt != Settings().system_prompt
-            else "built in"
-        )
-        lines = [f"**System prompt** ({source}): {estimate_tokens(prompt):,} tokens"]
-        # Paid on every turn: on whichever tier the turn runs, plain or read from the cache.
-        for c in session.system_prompt_costs() if session else []:
-            lines.append(
-                f"- costs {money(c.plain, 6)} per turn on {c.model} ({c.tier}), "
-                f"{money(c.cached, 6)} when cached"
-            )
-        self.main.chat.add_answer("\n\n".join(lines), follow=True)
+        costs = session.system_prompt_costs() if session else []
+        text = system_markdown(s, estimate_tokens(prompt), costs)
+        self.main.chat.add_answer(text, follow=True)
         # The prompt as exact text that wraps (a code block would cut its long lines).
         self.main.chat.add_notice(prompt, "quoted")
 

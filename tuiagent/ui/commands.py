@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tuiagent.config import Settings
 from tuiagent.errors import ConfigError
+from tuiagent.ui.format import money
 
 if TYPE_CHECKING:
+    from tuiagent.session import PromptCost
     from tuiagent.ui.app import TuiagentApp
 
 
@@ -166,6 +169,25 @@ def help_markdown(keymap: Mapping[str, str]) -> str:
         "Enter sends, shift+enter or ctrl+j starts a new line, up/down recall earlier "
         "messages. ctrl+p opens the command palette."
     )
+
+
+def system_markdown(settings: Settings, tokens: int, costs: Iterable[PromptCost]) -> str:
+    """/system: where the system prompt comes from, its size, and what it costs per turn on
+    whichever tier the turn runs, plain or read from the cache."""
+    source = (
+        f"from {settings.system_prompt_file}"
+        if settings.system_prompt_file
+        else "config `system_prompt`"
+        if settings.system_prompt != Settings().system_prompt
+        else "built in"
+    )
+    lines = [f"**System prompt** ({source}): {tokens:,} tokens"]
+    lines += [
+        f"- costs {money(c.plain, 6)} per turn on {c.model} ({c.tier}), "
+        f"{money(c.cached, 6)} when cached"
+        for c in costs
+    ]
+    return "\n\n".join(lines)
 
 
 class CommandsProvider(Provider):
