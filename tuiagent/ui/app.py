@@ -32,12 +32,14 @@ from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
 from tuiagent.runs.recent import find_resume
 from tuiagent.ui.commands import (
+    LOWEST_STEPPED_CAP,
     CommandsProvider,
     bindings,
     check_keymap,
     help_markdown,
     key_hint,
     parse_slash,
+    stepped_cap,
     system_markdown,
 )
 from tuiagent.ui.format import cap as fmt_cap
@@ -53,7 +55,6 @@ from tuiagent.ui.themes import (
     write_state,
 )
 from tuiagent.ui.widgets.chat import ChatInput
-from tuiagent.ui.widgets.gauge import LOWEST_STEPPED_CAP, stepped_cap
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import Event

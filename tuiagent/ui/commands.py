@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -188,6 +189,30 @@ def system_markdown(settings: Settings, tokens: int, costs: Iterable[PromptCost]
         for c in costs
     ]
     return "\n\n".join(lines)
+
+
+# --- F2 / F3: the cap's steps ----------------------------------------------------
+
+LOWEST_STEPPED_CAP = Decimal("0.0001")  # F2 stops here; /budget sets any cap
+
+
+def stepped_cap(cap: Decimal, configured: Decimal, *, down: bool) -> Decimal | None:
+    """The cap one F2 (down) or F3 (up) press away, on a grid of the step: the configured
+    step while the cap stays above it, else the power of ten below the cap (from $0.10 down
+    goes $0.09, from $0.019 up goes $0.02). None: no step down is left above
+    LOWEST_STEPPED_CAP."""
+    if cap <= 0:
+        return None if down else configured
+    if (cap - configured if down else cap) >= configured:
+        step = configured
+    else:
+        below = cap - cap.scaleb(-6) if down else cap  # going down, the step is below the cap
+        step = Decimal(1).scaleb(below.adjusted())
+    grid = cap / step
+    if down:
+        new = (grid.to_integral_value(rounding=ROUND_CEILING) - 1) * step
+        return new.normalize() if new >= LOWEST_STEPPED_CAP else None
+    return ((grid.to_integral_value(rounding=ROUND_FLOOR) + 1) * step).normalize()
 
 
 class CommandsProvider(Provider):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -15,27 +15,6 @@ from tuiagent.ui.format import money
 
 if TYPE_CHECKING:
     from tuiagent.cost.budget import BudgetChanged
-
-LOWEST_STEPPED_CAP = Decimal("0.0001")  # F2 stops here; /budget sets any cap
-
-
-def stepped_cap(cap: Decimal, configured: Decimal, *, down: bool) -> Decimal | None:
-    """The cap one F2 (down) or F3 (up) press away, on a grid of the step: the configured
-    step while the cap stays above it, else the power of ten below the cap (from $0.10 down
-    goes $0.09, from $0.019 up goes $0.02). None: no step down is left above
-    LOWEST_STEPPED_CAP."""
-    if cap <= 0:
-        return None if down else configured
-    if (cap - configured if down else cap) >= configured:
-        step = configured
-    else:
-        below = cap - cap.scaleb(-6) if down else cap  # going down, the step is below the cap
-        step = Decimal(1).scaleb(below.adjusted())
-    grid = cap / step
-    if down:
-        new = (grid.to_integral_value(rounding=ROUND_CEILING) - 1) * step
-        return new.normalize() if new >= LOWEST_STEPPED_CAP else None
-    return ((grid.to_integral_value(rounding=ROUND_FLOOR) + 1) * step).normalize()
 
 
 class BudgetGauge(Horizontal):
