@@ -45,7 +45,6 @@ from tuiagent.ui.commands import (
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
-from tuiagent.ui.screens.dialogs import Approvals
 from tuiagent.ui.screens.main import MainScreen
 from tuiagent.ui.themes import (
     DEFAULT_THEME,
@@ -105,7 +104,6 @@ class TuiagentApp(App[int]):
         self.queue: list[str] = []
         self.turn_worker: Worker[None] | None = None
         self.finished = False
-        self.approvals = Approvals(self)
         self.cap_halt = False  # halted by the cap until it is raised
         self.session_calls = 0  # model calls completed in this session (said on quit)
         self.main = MainScreen(clock=clock, on_ready=self._screen_ready, key=self.key)
@@ -218,9 +216,11 @@ class TuiagentApp(App[int]):
         # collector's way, so a collection while an answer streams scans only what is new.
         gc.freeze()
         session = self.session = message.session
+        from tuiagent.ui.screens.dialogs import Approvals
+
         agent: AgentControl = session.agent
         self.agent = agent
-        agent.approve = self.approvals.ask
+        agent.approve = Approvals(self).ask  # its dialog, and what the user allows always
         agent.start()
         self.main.context_window = context_window
         simulated = session.offline_model is not None
