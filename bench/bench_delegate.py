@@ -71,7 +71,7 @@ async def _run(
 ) -> tuple[Decimal, float, float, str]:
     """Cost, wall time, the time until the files were done (the last answer's call
     started), and the answer."""
-    settings = Settings(
+    settings = Settings().with_changes(
         log_dir=logs,
         tier="balanced",  # the orchestrator's tier; its workers take fast
         subagents=delegate,

@@ -58,8 +58,8 @@ def connect(
         offline, notice = True, NO_KEY_NOTICE
     if offline:
         offline_model = offline_model or OfflineModel(
-            tokens_per_second=settings.offline_tokens_per_second,
-            context_window=settings.context_window,
+            tokens_per_second=settings.offline.tokens_per_second,
+            context_window=settings.run.context_window,
         )
         return Connection(
             make_client(offline_transport=offline_model), "offline", offline_model, notice
@@ -83,21 +83,21 @@ def open_session(
     toolbox = Toolbox()
     for tool in ws.tools():
         toolbox.add(tool)
-    if settings.allow_commands:
-        toolbox.add(CommandRunner(ws, settings.command_timeout_s).tool())
-    if settings.allow_fetch:
-        toolbox.add(Fetcher(settings.command_timeout_s).tool())
+    if settings.tools.allow_commands:
+        toolbox.add(CommandRunner(ws, settings.tools.command_timeout_s).tool())
+    if settings.tools.allow_fetch:
+        toolbox.add(Fetcher(settings.tools.command_timeout_s).tool())
     agent = Agent(
         settings,
         client=conn.client,
         provider=conn.provider,
         toolbox=toolbox,
-        log_dir=settings.log_dir or default_log_dir(),
+        log_dir=settings.run.log_dir or default_log_dir(),
         clock=clock,
     )
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
     delegator = None
-    if settings.subagents:
+    if settings.tools.subagents:
         delegator = Delegator(agent)
         agent.toolbox.add(delegator.tool())
     return Session(agent, conn.offline_model, "; ".join(notices) or None, delegator)

@@ -30,7 +30,7 @@ async def helper_call(
     (its own `turn` record with its `purpose`). Ends with its CallEnd ("skipped" when it
     did not fit or failed)."""
     model = request["model"]
-    tier = agent.settings.tier_of(model) or "fast"
+    tier = agent.settings.router.tier_of(model) or "fast"
     why = reason or f"{purpose}: helper call on the {tier} tier"
     spec = CallSpec(
         agent.state.turns + (1 if purpose == "classify" else 0),
@@ -77,7 +77,7 @@ async def keep_warm(agent: Agent) -> AsyncGenerator[Event, None]:
     is logged (a `keep_warm` record) with its reason. Off unless `keep_warm = true`."""
     settings, cache = agent.settings, agent.cache
     model = cache.last_model
-    if not settings.keep_warm or not settings.cache or model is None:
+    if not settings.cache.keep_warm or not settings.cache.enabled or model is None:
         return
     state = cache.models[model]
     now = agent.wall_clock()
@@ -88,7 +88,7 @@ async def keep_warm(agent: Agent) -> AsyncGenerator[Event, None]:
         return  # not close to expiry yet
     prefix = state.cached_prefix_tokens
     request = plan_breakpoints(
-        {"model": model, "max_tokens": 1, **agent.request_body()}, model, settings.cache_ttl
+        {"model": model, "max_tokens": 1, **agent.request_body()}, model, settings.cache.ttl
     )
     request["messages"] = [*request["messages"], {"role": "user", "content": KEEP_WARM_PING}]
     total = estimate_request_tokens(request)

@@ -96,13 +96,13 @@ class Agent:
         self.provider = provider
         self.simulated = provider == "offline"
         self.toolbox = toolbox
-        self.pricer = Pricer(settings.prices)
+        self.pricer = Pricer(settings.router.prices)
         for tier in TIERS:
-            self.pricer.ensure_priced(settings.model_for(tier))
-        self.budget = budget if budget is not None else Budget(settings.max_cost_usd)
-        self.max_turns = settings.max_turns
-        self.tier = settings.tier
-        self.system_prompt = settings.resolved_system_prompt()
+            self.pricer.ensure_priced(settings.router.model_for(tier))
+        self.budget = budget if budget is not None else Budget(settings.run.max_cost_usd)
+        self.max_turns = settings.run.max_turns
+        self.tier = settings.router.tier
+        self.system_prompt = settings.run.resolved_system_prompt()
         if parent is None:
             self.state = RunState(run_id or new_run_id())
             self.log = RunLog(log_dir, self.state.run_id)
@@ -128,18 +128,18 @@ class Agent:
         # True runs it; False, or the user's reason as a string, declines it.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
-        self.compressor = Compressor(settings.compress_over_tokens)
-        if settings.compress or settings.context_management:
+        self.compressor = Compressor(settings.tools.compress_over_tokens)
+        if settings.tools.compress or settings.run.context_management:
             toolbox.add(self.compressor.expand_tool())
         # Clearing old results and compaction (agent/context.py); limits are per request.
         self.context = ContextManager(self, self.compressor)
         self.working = False  # inside a request (send / go_on)
         self._request_start = 0  # self.state.turns when the request began
         self.router = Router(
-            settings.tiers,
+            settings.router.tiers,
             self.pricer,
-            budget_floor=settings.router_budget_floor,
-            rules=tuple(settings.router_rules),
+            budget_floor=settings.router.budget_floor,
+            rules=tuple(settings.router.rules),
         )
         # Diagnostics are asked of Anthropic's API and of the offline model; a gateway or
         # other compatible endpoint may reject the field, so it is not sent there.
@@ -193,7 +193,7 @@ class Agent:
         limits = {
             "max_cost_usd": usd(self.budget.cap),
             "max_turns": self.max_turns,
-            "max_tokens": self.settings.max_tokens,
+            "max_tokens": self.settings.run.max_tokens,
         }
         return RunStarted(
             self.write(
@@ -202,7 +202,7 @@ class Agent:
                     "started_at": utc_now_iso(),
                     "provider": self.provider,
                     "simulated": self.simulated,
-                    "models": {t: self.settings.model_for(t) for t in TIERS},
+                    "models": {t: self.settings.router.model_for(t) for t in TIERS},
                     "tier": self.tier,
                     "limits": limits,
                     **extra,
@@ -283,15 +283,15 @@ class Agent:
     def agent_request(self, model: str) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": model,
-            "max_tokens": self.settings.max_tokens,
+            "max_tokens": self.settings.run.max_tokens,
             **self.request_body(),
         }
-        if not self.settings.cache:
+        if not self.settings.cache.enabled:
             return request
         if self.ask_diagnostics:
             # Ask the API why a call missed the cache: it compares with this previous call.
             request["diagnostics"] = {"previous_message_id": self.cache.last_message_id}
-        return plan_breakpoints(request, model, self.settings.cache_ttl)
+        return plan_breakpoints(request, model, self.settings.cache.ttl)
 
     def keep_warm(self) -> AsyncGenerator[Event, None]:
         return helpers.keep_warm(self)
@@ -316,7 +316,7 @@ class Agent:
         )
         try:
             if (
-                self.settings.router_classifier
+                self.settings.router.classifier
                 and self.tier == "auto"
                 and self.budget.remaining > 0
             ):

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import json
 import signal
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,8 +190,8 @@ class TuiagentApp(App[int]):
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         for problem in self._theme_problems:
             self.notify(problem, severity="warning")
-        if self.settings.keymap:  # each bindings change recomposes the footer
-            self.set_keymap(self.settings.keymap)
+        if self.settings.ui.keymap:  # each bindings change recomposes the footer
+            self.set_keymap(self.settings.ui.keymap)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):  # end as a quit does: the same records
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -203,10 +202,10 @@ class TuiagentApp(App[int]):
 
     def _screen_ready(self) -> None:
         gc.enable()  # run_app held it off till the first frame
-        if self.settings.keep_warm:
+        if self.settings.cache.keep_warm:
             self.set_interval(KEEP_WARM_TICK_S, self._keep_warm_tick)
-        self.main.set_tier(self.settings.tier)
-        self.main.gauge.cap = self.settings.max_cost_usd
+        self.main.set_tier(self.settings.router.tier)
+        self.main.gauge.cap = self.settings.run.max_cost_usd
         if self.pick_resume:
             self._pick_session()
             return
@@ -218,7 +217,7 @@ class TuiagentApp(App[int]):
         from tuiagent.recent import recent_sessions
         from tuiagent.ui.screens.resume import ResumeScreen
 
-        sessions = recent_sessions(self.settings.log_dir or default_log_dir())
+        sessions = recent_sessions(self.settings.run.log_dir or default_log_dir())
         if not sessions:
             self.main.chat.add_notice("no earlier session to resume: a new one starts")
             self.open_session()
@@ -512,7 +511,7 @@ class TuiagentApp(App[int]):
         agent = self.agent
         before = self._cap_now()
         if agent is None:
-            self.settings.max_cost_usd = amount
+            self.settings = self.settings.with_changes(max_cost_usd=amount)
             in_force = amount
             self.main.gauge.cap = amount
         else:
@@ -534,7 +533,7 @@ class TuiagentApp(App[int]):
         self._send_next()
 
     def set_tier(self, tier: str) -> None:
-        self.settings.tier = tier
+        self.settings = self.settings.with_changes(tier=tier)
         if self.agent is not None:
             self.agent.set_tier(tier)
         self.main.set_tier(tier)
@@ -545,7 +544,7 @@ class TuiagentApp(App[int]):
         return self.main.gauge.cap
 
     def action_cap_down(self) -> None:
-        lower = stepped_cap(self._cap_now(), self.settings.budget_step_usd, down=True)
+        lower = stepped_cap(self._cap_now(), self.settings.ui.budget_step_usd, down=True)
         if lower is None:
             self.notify(
                 f"F2 goes no lower than {fmt_cap(LOWEST_STEPPED_CAP)}; /budget sets any cap",
@@ -558,7 +557,7 @@ class TuiagentApp(App[int]):
 
     def action_cap_up(self) -> None:
         """One step up; halted at the cap, up to the first step that lets the next call go."""
-        step = self.settings.budget_step_usd
+        step = self.settings.ui.budget_step_usd
         higher = stepped_cap(self._cap_now(), step, down=False)
         assert higher is not None  # up always has a next step
         agent = self.agent
@@ -569,7 +568,7 @@ class TuiagentApp(App[int]):
         self.set_cap(higher)
 
     def action_cycle_tier(self) -> None:
-        current = self.agent.tier if self.agent is not None else self.settings.tier
+        current = self.agent.tier if self.agent is not None else self.settings.router.tier
         order = list(TIER_CHOICES)
         self.set_tier(order[(order.index(current) + 1) % len(order)])
 
@@ -589,7 +588,7 @@ class TuiagentApp(App[int]):
         from tuiagent.cost.report import build_report
         from tuiagent.ui.screens.report import ReportScreen
 
-        log_dir = self.settings.log_dir or default_log_dir()
+        log_dir = self.settings.run.log_dir or default_log_dir()
         try:
             report = build_report(log_dir, last=REPORT_RUNS, top=10)
         except TuiagentError as exc:
@@ -599,7 +598,7 @@ class TuiagentApp(App[int]):
 
     def _keep_warm_tick(self) -> None:
         """Idle: the agent decides whether refreshing the cache before it expires pays."""
-        if self.agent is not None and not self.busy and self.settings.keep_warm:
+        if self.agent is not None and not self.busy and self.settings.cache.keep_warm:
             self.run_keep_warm()
 
     @work(exclusive=True, group="agent", exit_on_error=False)
@@ -633,7 +632,7 @@ class TuiagentApp(App[int]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        step = fmt_cap(self.settings.budget_step_usd)
+        step = fmt_cap(self.settings.ui.budget_step_usd)
         yield SystemCommand("Raise the cap", f"cap + {step}", self.action_cap_up)
         yield SystemCommand("Lower the cap", f"cap - {step}", self.action_cap_down)
         yield SystemCommand("Cycle the tier", KEYMAP_IDS["cycle_tier"], self.action_cycle_tier)
@@ -701,7 +700,7 @@ class TuiagentApp(App[int]):
         except ValueError:
             self.notify("/turns takes a whole number >= 1, e.g. /turns 40", severity="error")
             return
-        self.settings.max_turns = turns
+        self.settings = self.settings.with_changes(max_turns=turns)
         if self.agent is not None:
             self.agent.set_max_turns(turns)
         self.notify(f"up to {turns} model calls per request", title="Turns")
@@ -727,16 +726,16 @@ class TuiagentApp(App[int]):
 
         s = self.settings
         try:
-            prompt = self.agent.system_prompt if self.agent else s.resolved_system_prompt()
+            prompt = self.agent.system_prompt if self.agent else s.run.resolved_system_prompt()
         except ConfigError as exc:
             self.notify(str(exc), severity="error")
             return
         n = estimate_tokens(prompt)
         source = (
-            f"from {s.system_prompt_file}"
-            if s.system_prompt_file
+            f"from {s.run.system_prompt_file}"
+            if s.run.system_prompt_file
             else "config `system_prompt`"
-            if s.system_prompt != Settings().system_prompt
+            if s.run.system_prompt != Settings().run.system_prompt
             else "built in"
         )
         lines = [f"**System prompt** ({source}): {n:,} tokens"]
@@ -747,7 +746,7 @@ class TuiagentApp(App[int]):
 
             # Paid on every turn: on whichever tier the turn runs, plain or read from the cache.
             for tier in TIERS if agent.tier == "auto" else (agent.tier,):
-                model = s.model_for(tier)
+                model = s.router.model_for(tier)
                 plain = agent.pricer.price(model, TokenUsage(input_tokens=n)).total
                 cached = agent.pricer.price(model, TokenUsage(cache_read_input_tokens=n)).total
                 lines.append(
@@ -763,7 +762,7 @@ class TuiagentApp(App[int]):
         keys = []
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding) and binding.id is not None
-            key = self.settings.keymap.get(binding.id, binding.key)
+            key = self.settings.ui.keymap.get(binding.id, binding.key)
             keys.append(f"| {key} | {binding.tooltip} |")
         text = (
             "| command | what it does |\n| --- | --- |\n" + "\n".join(rows) + "\n\n"
@@ -855,7 +854,7 @@ def _known_key(key: str) -> bool:
     return base in names or (len(base) == 1 and base.isprintable()) or bool(key_to_character(base))
 
 
-def check_keymap(keymap: dict[str, str]) -> None:
+def check_keymap(keymap: Mapping[str, str]) -> None:
     """Each remapped key is a key Textual knows, and no key does two things: one line that
     names the config key otherwise (exit 2)."""
     taken: dict[str, str] = {}
@@ -914,13 +913,11 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     """`tuiagent` with no subcommand. Bad input fails here, in one line, before the screen."""
     if not workspace.is_dir():
         raise UsageError(f"--workspace: {workspace} is not a directory")
-    check_keymap(settings.keymap)
-    settings.resolved_system_prompt()  # a missing system_prompt_file is named before the screen
-    if settings.offline_tokens_per_second == 0:
-        settings = dataclasses.replace(
-            settings, offline_tokens_per_second=APP_OFFLINE_TOKENS_PER_SECOND
-        )
-    path = find_resume(settings.log_dir or default_log_dir(), resume) if resume else None
+    check_keymap(settings.ui.keymap)
+    settings.run.resolved_system_prompt()  # a missing system_prompt_file is named before the screen
+    if settings.offline.tokens_per_second == 0:
+        settings = settings.with_changes(offline_tokens_per_second=APP_OFFLINE_TOKENS_PER_SECOND)
+    path = find_resume(settings.run.log_dir or default_log_dir(), resume) if resume else None
     # No collections till the first frame is up (_screen_ready): starting makes many objects
     # and frees few, so a collection then scans them for nothing.
     gc.disable()
