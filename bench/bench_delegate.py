@@ -24,8 +24,8 @@ from typing import Any
 import httpx2
 
 from tuiagent.config import Settings
-from tuiagent.cost.runlog import read_records
 from tuiagent.llm.offline import OfflineModel
+from tuiagent.runs.log import read_records
 from tuiagent.session import open_session
 
 FILES = [f"part{i}.md" for i in range(1, 9)]

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from tuiagent.config import Settings
-from tuiagent.cost.otel import otel_traces
-from tuiagent.cost.report import build_report
+from tuiagent.report.build import build_report
+from tuiagent.report.otel import otel_traces
 from tuiagent.session import open_session
 
 PROMPTS = ("Which file here is largest?", "What do notes.txt and big.txt say?", "Read notes.txt")

@@ -13,9 +13,9 @@ from typing import Any
 from tests.loopback import LoopbackAPI
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.pricing import Pricer
-from tuiagent.cost.runlog import RunLog, read_records
 from tuiagent.proxy.meter import Meter
 from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
+from tuiagent.runs.log import RunLog, read_records
 
 MODEL = "claude-sonnet-4-5"
 KEY = "sk-ant-api03-PROXY-SECRET-DO-NOT-LEAK-0987654321"

@@ -25,8 +25,8 @@ from tests.loopback import (
 )
 from tuiagent.agent.events import AttemptFailed, Halted, Notice, TurnFinished
 from tuiagent.config import Settings
-from tuiagent.cost.runlog import read_records
 from tuiagent.llm.offline import OfflineModel
+from tuiagent.runs.log import read_records
 from tuiagent.session import Session, open_session
 
 SECRET_KEY = "sk-ant-api03-SECRET-DO-NOT-LEAK-1234567890"

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from tests.conftest import collect
 from tuiagent.agent.events import CacheStateChanged, Notice, TurnFinished
 from tuiagent.config import Settings
-from tuiagent.cost.runlog import read_records
 from tuiagent.llm.caching import (
     MAX_BREAKPOINTS,
     count_breakpoints,
@@ -25,6 +24,7 @@ from tuiagent.llm.caching import (
 )
 from tuiagent.llm.offline import OfflineModel
 from tuiagent.llm.tokens import estimate_request_tokens
+from tuiagent.runs.log import read_records
 from tuiagent.session import Session, open_session
 
 MODEL = "claude-sonnet-5-5"

@@ -15,10 +15,10 @@ import pytest
 from tests.conftest import offline_session, run_cli
 from tuiagent.agent.events import Event, SubAgentChanged, TurnFinished
 from tuiagent.agent.tools import ToolOutput
-from tuiagent.agent.transcript import load_messages
 from tuiagent.config import Settings
-from tuiagent.cost.runlog import read_records
 from tuiagent.llm.offline import OfflineModel
+from tuiagent.runs.log import read_records
+from tuiagent.runs.transcript import load_messages
 from tuiagent.session import Session, open_session
 
 PROMPT = "Summarize a.txt, b.txt and c.txt in parallel"
@@ -288,8 +288,8 @@ def test_at_most_max_parallel_agents_work_at_once(files: Path, log_dir: Path) ->
 def test_report_costs_by_agent_and_otel_nests_sub_agents_under_the_delegating_turn(
     files: Path, log_dir: Path
 ) -> None:
-    from tuiagent.cost.otel import otel_traces
-    from tuiagent.cost.report import build_report
+    from tuiagent.report.build import build_report
+    from tuiagent.report.otel import otel_traces
 
     (files / "c.txt").write_text("Charlie: the longest\n" + "more words here\n" * 300)
     session = offline_session(files, log_dir)
@@ -352,7 +352,7 @@ def test_lowering_the_session_cap_holds_the_sub_agents_to_it(files: Path, log_di
 
 
 def test_config_and_flag_name_what_is_wrong(tmp_path: Path) -> None:
-    from tuiagent.cli import _settings_from, build_parser
+    from tuiagent.cli.main import _settings_from, build_parser
     from tuiagent.config import load_settings
     from tuiagent.errors import ConfigError
 
@@ -375,7 +375,7 @@ def test_config_and_flag_name_what_is_wrong(tmp_path: Path) -> None:
 
 
 def test_sub_agent_transcripts_stay_out_of_resume(files: Path, log_dir: Path) -> None:
-    from tuiagent.ui.app import find_resume
+    from tuiagent.runs.recent import find_resume
 
     session = offline_session(files, log_dir)
     asyncio.run(_run(session, PROMPT))

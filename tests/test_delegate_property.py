@@ -19,7 +19,7 @@ from tests.test_cap_property import FAULTS
 from tuiagent.agent.delegate import WORKER_NOTE
 from tuiagent.agent.events import SubAgentChanged
 from tuiagent.config import Settings
-from tuiagent.cost.runlog import read_records
+from tuiagent.runs.log import read_records
 from tuiagent.session import open_session
 
 

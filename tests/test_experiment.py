@@ -29,9 +29,9 @@ from tuiagent.agent.router import Router, rule_matches
 from tuiagent.cli import main
 from tuiagent.config import RouterRule, Settings, load_settings
 from tuiagent.cost.pricing import Pricer
-from tuiagent.cost.runlog import read_records
 from tuiagent.errors import ConfigError
 from tuiagent.llm.offline.brain import judge
+from tuiagent.runs.log import read_records
 
 KINDS = {
     "listing": "List the files here.",
@@ -306,7 +306,7 @@ async def test_report_screen_shows_the_latest_experiment(
     from textual.widgets import TabbedContent
 
     from tests.test_report_screen import Host, screen_text
-    from tuiagent.cost.report import build_report
+    from tuiagent.report.build import build_report
     from tuiagent.ui.screens.report import ReportScreen
 
     _, log_dir, runs = made

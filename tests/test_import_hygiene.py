@@ -23,7 +23,7 @@ def test_core_modules_import_without_textual() -> None:
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
-        "import tuiagent.headless\n"
+        "import tuiagent.cli.run\n"
         "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"

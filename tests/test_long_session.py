@@ -12,12 +12,12 @@ import pytest
 
 from tests.loopback import API_ERROR, FaultyModel, status
 from tuiagent.agent.events import Event, Halted, Notice, TurnFinished
-from tuiagent.agent.transcript import load_requests
 from tuiagent.config import Settings
 from tuiagent.llm.client import make_client
 from tuiagent.llm.offline import OfflineModel
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.window import context_window
+from tuiagent.runs.transcript import load_requests
 from tuiagent.session import Session, open_session
 
 
@@ -218,7 +218,7 @@ async def test_compact_now_summarises_and_keeps_result_ids(workspace: Path, log_
 
 
 def test_recent_sessions_are_newest_first_and_never_replays(tmp_path: Path) -> None:
-    from tuiagent.recent import recent_sessions
+    from tuiagent.runs.recent import recent_sessions
 
     logs = tmp_path / "runs"
     (logs / "transcripts").mkdir(parents=True)

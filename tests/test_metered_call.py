@@ -16,8 +16,8 @@ from tuiagent.agent.events import BudgetChanged, Event, Notice
 from tuiagent.config import Settings
 from tuiagent.cost.budget import plan_reservation
 from tuiagent.cost.pricing import Pricer
-from tuiagent.cost.report import usage_of
-from tuiagent.cost.runlog import read_records
+from tuiagent.runs.log import read_records
+from tuiagent.runs.records import usage_of
 from tuiagent.session import Session, open_session
 
 MODEL = "claude-haiku-5-5"

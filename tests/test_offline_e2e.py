@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.conftest import collect, offline_session
 from tuiagent.agent.events import AnswerDelta, LogRecord, ToolFinished, TurnFinished
-from tuiagent.cost.runlog import read_records
+from tuiagent.runs.log import read_records
 
 
 async def test_largest_file_run_lists_then_answers(workspace: Path, log_dir: Path) -> None:

@@ -13,13 +13,16 @@ import pytest
 
 from tests.conftest import collect, offline_session, run_cli
 from tuiagent.agent.replay import replay_turn
-from tuiagent.agent.transcript import load_messages
 from tuiagent.config import Settings
-from tuiagent.cost.otel import otel_traces
 from tuiagent.cost.pricing import Pricer
-from tuiagent.cost.report import SOURCES, build_report, list_runs, usage_of
-from tuiagent.cost.runlog import read_records
 from tuiagent.errors import UsageError
+from tuiagent.report.build import build_report
+from tuiagent.report.otel import otel_traces
+from tuiagent.report.rows import SOURCES
+from tuiagent.runs.layout import list_runs
+from tuiagent.runs.log import read_records
+from tuiagent.runs.records import usage_of
+from tuiagent.runs.transcript import load_messages
 
 
 async def make_run(workspace: Path, log_dir: Path, prompt: str, **overrides: Any) -> Path:

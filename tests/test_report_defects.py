@@ -14,10 +14,10 @@ from rich.console import Console
 
 from tests.conftest import collect, offline_session, run_cli
 from tests.test_report import make_run
-from tuiagent.cost.report import build_report
-from tuiagent.cost.runlog import is_live, read_records
-from tuiagent.reporting import group_table, runs_table, top_turns_table
-from tuiagent.ui.app import find_resume
+from tuiagent.report.build import build_report
+from tuiagent.report.tables import group_table, runs_table, top_turns_table
+from tuiagent.runs.log import is_live, read_records
+from tuiagent.runs.recent import find_resume
 
 
 def rewrite(path: Path, records: list[dict[str, object]]) -> None:

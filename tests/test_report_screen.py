@@ -9,7 +9,8 @@ from textual.app import App
 from textual.widgets import TabbedContent
 
 from tests.test_report import make_runs
-from tuiagent.cost.report import Report, build_report
+from tuiagent.report.build import build_report
+from tuiagent.report.rows import Report
 from tuiagent.ui.screens.report import CostChart, ReportScreen
 
 

@@ -15,10 +15,10 @@ from tests.loopback import LoopbackAPI, status
 from tuiagent.agent.events import Halted, Notice, TurnFinished
 from tuiagent.agent.tools.base import ToolOutput
 from tuiagent.apikey import api_key
-from tuiagent.cost.runlog import RunLog
 from tuiagent.errors import UsageError
 from tuiagent.llm.client import CallFailed
 from tuiagent.redact import REDACTED, forget_all, redact, redact_data, remember
+from tuiagent.runs.log import RunLog
 
 FAKE_KEY = "sk-ant-api03-FAKEMARKzz9Qx7w-" + "x" * 40
 # Built by the shell at run time, so the command line itself never holds the marker.

@@ -9,9 +9,10 @@ import pytest
 from bench.large_results import JSON_ITEMS, json_api_response, service_log
 from tests.conftest import collect, offline_session
 from tuiagent.agent.events import AnswerDelta, ToolFinished, TurnFinished
-from tuiagent.agent.transcript import load_requests, transcript_path
-from tuiagent.cost.runlog import read_records
 from tuiagent.llm.tokens import estimate_tokens
+from tuiagent.runs.layout import transcript_path
+from tuiagent.runs.log import read_records
+from tuiagent.runs.transcript import load_requests
 
 
 def _big_workspace(workspace: Path) -> Path:

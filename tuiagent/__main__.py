@@ -1,3 +1,3 @@
-from tuiagent.cli import main
+from tuiagent.cli.main import main
 
 raise SystemExit(main())

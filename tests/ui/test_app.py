@@ -243,7 +243,7 @@ async def test_slash_tier_pins_a_tier(make_app: MakeApp) -> None:
 
 
 async def test_slash_clear_starts_a_new_conversation(make_app: MakeApp) -> None:
-    from tuiagent.agent.transcript import load_requests
+    from tuiagent.runs.transcript import load_requests
 
     app = make_app()
     async with app.run_test() as pilot:
@@ -404,7 +404,7 @@ async def test_resume_reopens_a_run(make_app: MakeApp, log_dir: Path) -> None:
         run_id = first.agent.state.run_id if first.agent else ""
         history = list(first.agent.state.history) if first.agent else []
         await pilot.press("ctrl+q")
-    from tuiagent.ui.app import find_resume
+    from tuiagent.runs.recent import find_resume
 
     path = find_resume(log_dir, "")
     assert path.stem == run_id

@@ -349,7 +349,7 @@ async def test_a_queued_message_is_not_announced_inside_the_streaming_answer(
 
 
 async def test_resumed_tool_blocks_are_done_not_pending(make_app: MakeApp, log_dir: Path) -> None:
-    from tuiagent.ui.app import find_resume
+    from tuiagent.runs.recent import find_resume
 
     first = make_app()
     async with first.run_test() as pilot:

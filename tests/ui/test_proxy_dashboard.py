@@ -13,9 +13,9 @@ from tests.proxy_harness import KEY, MODEL
 from tuiagent.config import Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.pricing import Pricer
-from tuiagent.cost.runlog import RunLog
 from tuiagent.proxy.meter import Meter
 from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
+from tuiagent.runs.log import RunLog
 from tuiagent.ui.proxy import ProxyDashboard
 from tuiagent.ui.widgets.cache import CachePanel
 from tuiagent.ui.widgets.gauge import BudgetGauge

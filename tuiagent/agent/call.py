@@ -40,7 +40,6 @@ from tuiagent.agent.events import (
     TurnStarted,
 )
 from tuiagent.agent.router import RouteDecision
-from tuiagent.agent.transcript import Transcript
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import (
     Budget,
@@ -54,7 +53,6 @@ from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money as show_money
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Cost, Pricer, UnpricedModelError, usd
-from tuiagent.cost.runlog import utc_now_iso
 from tuiagent.llm.caching import (
     CacheTracker,
     api_miss_reason,
@@ -73,6 +71,8 @@ from tuiagent.llm.client import (
 from tuiagent.llm.tokens import PER_MESSAGE_OVERHEAD, estimate_request_tokens, estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.llm.window import context_window
+from tuiagent.runs.log import utc_now_iso
+from tuiagent.runs.transcript import Transcript
 
 MAX_PLAUSIBLE_TOKENS = 10**9  # usage beyond this is a broken server, not a bill
 RETRY_INITIAL_S = 0.5

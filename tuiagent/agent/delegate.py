@@ -38,7 +38,7 @@ from tuiagent.agent.events import (
 from tuiagent.agent.tools.base import Tool, Toolbox, ToolError, ToolOutput
 from tuiagent.config import TIERS
 from tuiagent.cost.pricing import usd
-from tuiagent.cost.runlog import utc_now_iso
+from tuiagent.runs.log import utc_now_iso
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent

@@ -32,18 +32,12 @@ from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, RouterRule, Settings
 from tuiagent.cost.budget import estimated_with_margin, plan_reservation
 from tuiagent.cost.pricing import ZERO, Pricer, usd
-from tuiagent.cost.report import (
-    RunFile,
-    answer_after,
-    list_runs,
-    money_of,
-    select_runs,
-    sent_requests,
-    usage_of,
-)
 from tuiagent.errors import LimitError, TuiagentError, UsageError
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
+from tuiagent.runs.layout import RunFile, list_runs, select_runs
+from tuiagent.runs.records import money_of, usage_of
+from tuiagent.runs.transcript import answer_after, sent_requests
 from tuiagent.session import connect
 
 VERDICTS = ("same", "acceptable", "worse")

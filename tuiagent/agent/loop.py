@@ -43,14 +43,15 @@ from tuiagent.agent.router import (
 )
 from tuiagent.agent.tool_step import run_tool_call
 from tuiagent.agent.tools import Toolbox
-from tuiagent.agent.transcript import Transcript, subagent_transcript_path, transcript_path
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer, usd
-from tuiagent.cost.runlog import RunLog, new_run_id, utc_now_iso
 from tuiagent.llm.caching import CacheTracker, plan_breakpoints
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
+from tuiagent.runs.layout import transcript_path
+from tuiagent.runs.log import RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.transcript import Transcript
 
 
 @dataclass
@@ -110,7 +111,7 @@ class Agent:
         else:
             self.state = RunState(parent.state.run_id)
             self.log = parent.log
-            self.transcript = Transcript(subagent_transcript_path(self.log.path, agent_id))
+            self.transcript = Transcript(transcript_path(self.log.path, agent_id))
         self.caller = Caller(
             settings,
             client=client,

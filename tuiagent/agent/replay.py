@@ -19,11 +19,12 @@ from tuiagent.agent.router import RouteDecision
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import Settings
 from tuiagent.cost.pricing import ZERO, Pricer
-from tuiagent.cost.report import TurnRequest, money_of, turn_request, usage_of
 from tuiagent.errors import UsageError
 from tuiagent.exit_codes import outcome
 from tuiagent.llm.client import CallResult
 from tuiagent.llm.usage import TokenUsage
+from tuiagent.runs.records import money_of, usage_of
+from tuiagent.runs.transcript import TurnRequest, turn_request
 from tuiagent.session import connect
 
 

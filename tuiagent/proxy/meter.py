@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tuiagent.agent.transcript import Transcript, transcript_path
 from tuiagent.cost.budget import Budget, Hold, Reservation, estimated_with_margin
 from tuiagent.cost.pricing import Pricer, usd
-from tuiagent.cost.runlog import RunLog, utc_now_iso
 from tuiagent.errors import UsageError
 from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
 from tuiagent.llm.tokens import COUNTED_FIELDS, estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.proxy.cap import MIN_USEFUL_TOKENS, fit_request
 from tuiagent.proxy.sse import UsageScanner
+from tuiagent.runs.layout import transcript_path
+from tuiagent.runs.log import RunLog, utc_now_iso
+from tuiagent.runs.transcript import Transcript
 
 Counter = Callable[[dict[str, Any]], Awaitable[int | None]]
 Listener = Callable[[dict[str, Any]], None]

@@ -2,7 +2,7 @@
 the collector at OTEL_EXPORTER_OTLP_ENDPOINT through the official SDK's OTLP/HTTP exporter.
 
 Optional: the SDK is the `tuiagent[otel]` extra. Span attributes are the report export's
-(`tuiagent.cost.otel.call_attributes`); metrics are the GenAI client ones
+(`tuiagent.report.otel.call_attributes`); metrics are the GenAI client ones
 (`gen_ai.client.token.usage`, `gen_ai.client.operation.duration`) and `tuiagent.cost`.
 """
 
@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import tuiagent
-from tuiagent.cost.otel import call_attributes
+from tuiagent.report.otel import call_attributes
 
 if TYPE_CHECKING:
     from tuiagent.proxy.meter import Meter

@@ -31,6 +31,7 @@ from tuiagent.exit_codes import outcome
 from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
+from tuiagent.runs.recent import find_resume
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
@@ -214,7 +215,7 @@ class TuiagentApp(App[int]):
 
     def _pick_session(self) -> None:
         """`--resume` without an id: the picker of recent sessions, then the session."""
-        from tuiagent.recent import recent_sessions
+        from tuiagent.runs.recent import recent_sessions
         from tuiagent.ui.screens.resume import ResumeScreen
 
         sessions = recent_sessions(self.settings.run.log_dir or default_log_dir())
@@ -236,7 +237,7 @@ class TuiagentApp(App[int]):
     def open_session(self) -> None:
         """Import the SDK and build the agent off the UI thread: the first frame never waits."""
         try:
-            from tuiagent.agent.transcript import load_messages
+            from tuiagent.runs.transcript import load_messages
             from tuiagent.session import open_session
 
             session = open_session(
@@ -585,7 +586,7 @@ class TuiagentApp(App[int]):
 
     def action_report(self) -> None:
         """The report screen over the recent runs of this log dir (this session included)."""
-        from tuiagent.cost.report import build_report
+        from tuiagent.report.build import build_report
         from tuiagent.ui.screens.report import ReportScreen
 
         log_dir = self.settings.run.log_dir or default_log_dir()
@@ -877,36 +878,6 @@ def check_keymap(keymap: Mapping[str, str]) -> None:
                     f"({KEYMAP_IDS[taken[key]]}); remap that one too"
                 )
             taken[key] = binding.id
-
-
-def find_resume(log_dir: Path, run_id: str) -> Path:
-    """The transcript of the run to reopen: the named one, or the user's last chat with one
-    (never a replay nor a proxy's log: their transcripts are not a conversation to go on)."""
-    folder = log_dir / "transcripts"
-    if run_id:
-        path = folder / f"{run_id}.jsonl"
-        if not path.is_file():
-            raise UsageError(f"--resume: no run {run_id!r} in {log_dir}")
-        return path
-    runs = (
-        sorted(p for p in folder.glob("*.jsonl") if p.stat().st_size > 0) if folder.is_dir() else []
-    )
-    for path in reversed(runs):
-        if is_chat(log_dir / path.name):
-            return path
-    raise UsageError(f"--resume: no earlier chat in {log_dir}")
-
-
-def is_chat(log: Path) -> bool:
-    """A run the user chatted in: its run_start notes neither `replay_of` nor a `source`."""
-    from tuiagent.cost.runlog import read_records
-
-    try:
-        records, _ = read_records(log)
-    except OSError:
-        return False
-    start = next((r for r in records if r.get("type") == "run_start"), None)
-    return start is not None and not start.get("replay_of") and not start.get("source")
 
 
 def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str | None) -> int:

@@ -20,7 +20,7 @@ from textual.widgets import Footer, RichLog, Static
 
 from tuiagent.config import KEYMAP_IDS, Settings
 from tuiagent.cost.budget import BudgetChanged
-from tuiagent.proxy.command import call_line
+from tuiagent.proxy.lines import call_line
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.widgets.cache import CachePanel

@@ -1,7 +1,7 @@
 """The report screen: the tables of `tuiagent report`, a chart of what each turn cost, and
 the latest tier experiment (`tuiagent replay RUN --all`) logged in the same dir.
 
-It takes a built `Report` (tuiagent.cost.report) and only shows it: the tables are the very
+It takes a built `Report` (tuiagent.report.build) and only shows it: the tables are the very
 ones the CLI prints, the chart is plotext's (through textual-plotext), not drawn by hand.
 """
 
@@ -17,8 +17,8 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
 from tuiagent.agent.experiment import latest_experiment
-from tuiagent.cost.report import Report, TurnRow
-from tuiagent.reporting import (
+from tuiagent.report.rows import Report, TurnRow
+from tuiagent.report.tables import (
     experiment_table,
     experiment_totals,
     group_table,

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
-from tuiagent.recent import RecentSession
+from tuiagent.runs.recent import RecentSession
 from tuiagent.ui.format import money
 
 

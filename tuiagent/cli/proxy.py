@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tuiagent.proxy import DEFAULT_UPSTREAM
+from tuiagent.proxy.lines import call_line
 
 DEFAULT_PORT = 8787
 
@@ -49,31 +50,6 @@ def add_proxy_command(sub: Any) -> None:
     )
 
 
-def call_line(record: dict[str, Any]) -> str:
-    """One call, for the headless output: never a header, never the key."""
-    turn = f"#{record.get('turn', '?')}"
-    who = f"{record.get('client', '?')} {str(record.get('model', '?')).removeprefix('claude-')}"
-    if record["type"] == "refused":
-        return f"{turn} {who} refused: {record.get('error', '')}"
-    tokens = (
-        f"in {record.get('input_tokens', 0):,} out {record.get('output_tokens', 0):,} "
-        f"c.read {record.get('cache_read_input_tokens', 0):,} "
-        f"c.write {record.get('cache_creation_input_tokens', 0):,}"
-    )
-    money = f"${record.get('cost_usd', 0):.6f} total ${record.get('cumulative_cost_usd', 0):.6f}"
-    if record["type"] == "turn":
-        end = record.get("stop_reason") or "-"
-        cut = record.get("max_tokens_requested") != record.get("max_tokens")
-        if cut:
-            end += f", max_tokens {record['max_tokens_requested']}->{record['max_tokens']}"
-    else:
-        end = f"{record.get('error_type')}: {record.get('error')}"
-        if record.get("usage_unknown"):
-            end += "; usage unknown, worst case kept"
-    miss = f" cache miss: {record['cache_miss_reason']}" if record.get("cache_miss_reason") else ""
-    return f"{turn} {who} {tokens} {money} [{end}]{miss}"
-
-
 if TYPE_CHECKING:
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.server import ProxyServer
@@ -88,12 +64,12 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     from tuiagent.config import load_settings, parse_money
     from tuiagent.cost.budget import Budget
     from tuiagent.cost.pricing import Pricer
-    from tuiagent.cost.runlog import RunLog, new_run_id
     from tuiagent.errors import ConfigError, UsageError
     from tuiagent.paths import default_log_dir
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.otel import live_export
     from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
+    from tuiagent.runs.log import RunLog, new_run_id
 
     settings = load_settings(args.config)
     cap = settings.run.max_cost_usd

@@ -17,7 +17,8 @@ from typing import Any
 
 import tuiagent
 from tuiagent.cost.pricing import ZERO, usd
-from tuiagent.cost.report import Report, RunRow, TurnRow, money_of, usage_of
+from tuiagent.report.rows import Report, RunRow, TurnRow
+from tuiagent.runs.records import money_of, usage_of
 
 SPAN_KIND_INTERNAL, SPAN_KIND_CLIENT = 1, 3
 STATUS_UNSET, STATUS_ERROR = 0, 2

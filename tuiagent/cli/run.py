@@ -22,7 +22,7 @@ from tuiagent.agent.events import (
     ToolFinished,
     TurnFinished,
 )
-from tuiagent.cli import output_closed  # cli guards stdout (a reader that went away)
+from tuiagent.cli.output import output_closed
 from tuiagent.config import Settings
 from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_OK, outcome
 from tuiagent.llm.offline import OFFLINE_NOTICE

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, cast
+from typing import NoReturn
 
 from tuiagent.apikey import api_key, hand_off_secrets
+from tuiagent.cli.output import guarded_output
+from tuiagent.cli.proxy import add_proxy_command
 from tuiagent.config import (
     MAX_RETRIES,
     MAX_WHOLE,
@@ -26,8 +26,6 @@ from tuiagent.config import (
 )
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
-from tuiagent.proxy.command import add_proxy_command
-from tuiagent.redact import redact
 
 _DEFAULTS = Settings()  # what --help names as each flag's default (config.toml may change it)
 
@@ -241,59 +239,6 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return settings.with_changes(**changes)
 
 
-class _GuardedStream:
-    """The CLI's stdout or stderr: every write redacted, and a reader that went away (`| head`)
-    ends the output quietly instead of raising BrokenPipeError."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self.broken = False
-
-    def write(self, text: str) -> int:
-        if not self.broken:
-            try:
-                self._stream.write(redact(text))
-            except BrokenPipeError:
-                self._go_quiet()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.broken:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self._go_quiet()
-
-    def _go_quiet(self) -> None:
-        self.broken = True
-        # What is still buffered, and Python's flush at exit, go to /dev/null: no
-        # "Exception ignored ... BrokenPipeError" after the run.
-        with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-            os.close(devnull)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def output_closed() -> bool:
-    """Whether the reader of stdout or stderr went away (a `| head` that has read enough)."""
-    return any(isinstance(s, _GuardedStream) and s.broken for s in (sys.stdout, sys.stderr))
-
-
-@contextlib.contextmanager
-def _guarded_output() -> Any:
-    saved = sys.stdout, sys.stderr
-    if not isinstance(sys.stdout, _GuardedStream):
-        sys.stdout = cast(TextIO, _GuardedStream(sys.stdout))
-        sys.stderr = cast(TextIO, _GuardedStream(sys.stderr))
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         # First of all, in the real process: the key leaves the environment (a re-exec).
@@ -306,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None or (args.command == "proxy" and not args.no_ui):
         return _dispatch(args)  # an app: Textual owns the terminal; its events are redacted
-    with _guarded_output():
+    with guarded_output():
         return _dispatch(args)
 
 
@@ -315,7 +260,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command in (None, "run", "replay"):
             api_key()  # a key that cannot be sent is refused first, before any import or file
         if args.command == "run":
-            from tuiagent.headless import run_headless
+            from tuiagent.cli.run import run_headless
 
             settings = _settings_from(args)
             return asyncio.run(
@@ -328,7 +273,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 )
             )
         if args.command == "report":
-            from tuiagent.reporting import run_report
+            from tuiagent.cli.report import run_report
 
             return run_report(
                 load_settings(args.config),
@@ -340,7 +285,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 all_runs=args.all_runs,
             )
         if args.command == "proxy":
-            from tuiagent.proxy.command import run_proxy
+            from tuiagent.cli.proxy import run_proxy
 
             if args.no_ui:
                 return run_proxy(args)
@@ -348,7 +293,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return run_proxy(args, run_dashboard)
         if args.command == "replay":
-            from tuiagent.reporting import ExperimentArgs, run_experiment_command, run_replay
+            from tuiagent.cli.report import ExperimentArgs, run_experiment_command, run_replay
 
             settings = load_settings(args.config)
             if args.all:

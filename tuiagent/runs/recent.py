@@ -1,5 +1,5 @@
-"""Recent sessions to come back to (`tuiagent --resume` without an id): read from the run
-logs, newest first, replays and proxy logs left out (their run_start has `replay_of` or `source`)."""
+"""The sessions to come back to (`tuiagent --resume`): read from the run logs, newest first;
+replays and proxy logs left out (their run_start has `replay_of` or `source`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from tuiagent.cost.runlog import read_records
+from tuiagent.errors import UsageError
+from tuiagent.runs.layout import TRANSCRIPTS, transcript_file
+from tuiagent.runs.log import read_records
 
 TITLE_CHARS = 60
 
@@ -24,11 +26,10 @@ class RecentSession:
 
 def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
     """Runs with a transcript and at least one message, newest first."""
-    folder = log_dir / "transcripts"
     out: list[RecentSession] = []
     logs = sorted(log_dir.glob("*.jsonl"), reverse=True) if log_dir.is_dir() else []
     for log in logs:
-        transcript = folder / log.name
+        transcript = transcript_file(log)
         if not transcript.is_file():
             continue
         try:
@@ -58,3 +59,31 @@ def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
         if len(out) >= limit:
             break
     return out
+
+
+def find_resume(log_dir: Path, run_id: str) -> Path:
+    """The transcript of the run to reopen: the named one, or the user's last chat with one
+    (never a replay nor a proxy's log: their transcripts are not a conversation to go on)."""
+    folder = log_dir / TRANSCRIPTS
+    if run_id:
+        path = folder / f"{run_id}.jsonl"
+        if not path.is_file():
+            raise UsageError(f"--resume: no run {run_id!r} in {log_dir}")
+        return path
+    runs = (
+        sorted(p for p in folder.glob("*.jsonl") if p.stat().st_size > 0) if folder.is_dir() else []
+    )
+    for path in reversed(runs):
+        if is_chat(log_dir / path.name):
+            return path
+    raise UsageError(f"--resume: no earlier chat in {log_dir}")
+
+
+def is_chat(log: Path) -> bool:
+    """A run the user chatted in: its run_start notes neither `replay_of` nor a `source`."""
+    try:
+        records, _ = read_records(log)
+    except OSError:
+        return False
+    start = next((r for r in records if r.get("type") == "run_start"), None)
+    return start is not None and not start.get("replay_of") and not start.get("source")

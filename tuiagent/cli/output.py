@@ -1,0 +1,63 @@
+"""The CLI's output streams: redacted, and quiet when the reader goes away."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any, TextIO, cast
+
+from tuiagent.redact import redact
+
+
+class _GuardedStream:
+    """The CLI's stdout or stderr: every write redacted, and a reader that went away (`| head`)
+    ends the output quietly instead of raising BrokenPipeError."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self._stream.write(redact(text))
+            except BrokenPipeError:
+                self._go_quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._go_quiet()
+
+    def _go_quiet(self) -> None:
+        self.broken = True
+        # What is still buffered, and Python's flush at exit, go to /dev/null: no
+        # "Exception ignored ... BrokenPipeError" after the run.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def output_closed() -> bool:
+    """Whether the reader of stdout or stderr went away (a `| head` that has read enough)."""
+    return any(isinstance(s, _GuardedStream) and s.broken for s in (sys.stdout, sys.stderr))
+
+
+@contextlib.contextmanager
+def guarded_output() -> Any:
+    saved = sys.stdout, sys.stderr
+    if not isinstance(sys.stdout, _GuardedStream):
+        sys.stdout = cast(TextIO, _GuardedStream(sys.stdout))
+        sys.stderr = cast(TextIO, _GuardedStream(sys.stderr))
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved

@@ -1,0 +1,1 @@
+"""Reports over run logs: build, attribution, causes, the tables, the OTLP export."""

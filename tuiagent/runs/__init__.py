@@ -1,0 +1,1 @@
+"""A run on disk: its layout, the log, the transcript, its records."""

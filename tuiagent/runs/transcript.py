@@ -1,0 +1,215 @@
+"""The run's transcript, beside its log (runs/layout.py says where): written here, read here.
+
+The run log says what each call cost; the transcript keeps what each call sent, so a turn
+can be replayed exactly, split by where its input came from, or a session resumed. Each
+message is written once, as the history grows; each request is written as its own fields
+plus how many messages it sent and where its cache markers sat, so the file grows with the
+conversation, not with its square.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuiagent.errors import UsageError
+from tuiagent.redact import redact
+from tuiagent.runs.layout import RunFile, find_run
+from tuiagent.runs.records import int_of, str_of
+
+# --- writing -----------------------------------------------------------------------
+
+
+class Transcript:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._messages_written = 0
+
+    def _append(self, record: dict[str, Any]) -> None:
+        os.write(self._fd, (redact(json.dumps(record, separators=(",", ":"))) + "\n").encode())
+
+    def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
+        """The exact request of one call (after cache markers and budget clamps)."""
+        if purpose != "agent":
+            # A helper call (a summary) has messages of its own, not the history: kept whole.
+            self._append({"kind": "request", "turn": turn, "purpose": purpose, "request": request})
+            return
+        messages = request.get("messages", [])
+        self.messages(messages)
+        marks = []
+        for mi, message in enumerate(messages):
+            content = message.get("content")
+            if isinstance(content, list):
+                for bi, block in enumerate(content):
+                    if isinstance(block, dict) and "cache_control" in block:
+                        marks.append([mi, bi, block["cache_control"]])
+        fields = {k: v for k, v in request.items() if k != "messages"}
+        self._append(
+            {
+                "kind": "request",
+                "turn": turn,
+                "purpose": purpose,
+                "request": fields,
+                "messages": len(messages),
+                "marks": marks,
+            }
+        )
+
+    def messages(self, messages: list[dict[str, Any]]) -> None:
+        """Write the messages not yet written (also at the end, so a resume sees the answer)."""
+        for index in range(self._messages_written, len(messages)):
+            self._append(
+                {"kind": "message", "index": index, "message": _without_marks(messages[index])}
+            )
+        self._messages_written = max(self._messages_written, len(messages))
+
+    def rewrite(self, messages: list[dict[str, Any]], first_changed: int) -> None:
+        """The history was edited from `first_changed` on (results cleared, a compaction,
+        /clear): what follows supersedes the messages from there, so each request written
+        before still rebuilds as it was sent."""
+        self._append({"kind": "messages_from", "index": first_changed})
+        self._messages_written = first_changed
+        self.messages(messages)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _without_marks(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return message
+    return {
+        **message,
+        "content": [
+            {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
+            for b in content
+        ],
+    }
+
+
+# --- reading -----------------------------------------------------------------------
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    out = []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                out.append(json.loads(line))
+            except (ValueError, RecursionError):
+                continue  # a line cut by a killed run, or nested beyond reading
+    return out
+
+
+def _replay(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The conversation as the run left it, and every request rebuilt exactly as it was
+    sent (against the history as it stood then: clearing and compaction edit it)."""
+    history: list[dict[str, Any]] = []
+    out = []
+    for rec in _read(path):
+        kind = rec.get("kind")
+        if kind == "messages_from":
+            history = history[: int(rec["index"])]  # a new list: earlier requests keep theirs
+        elif kind == "message" and int(rec["index"]) == len(history):
+            history.append(rec["message"])
+        elif kind == "request" and "messages" not in rec:  # a helper call, kept whole
+            out.append({"turn": rec["turn"], "purpose": rec["purpose"], "request": rec["request"]})
+        elif kind == "request":
+            request = copy.deepcopy(rec["request"])
+            sent = copy.deepcopy(history[: rec["messages"]])
+            for mi, bi, marker in rec.get("marks", []):
+                sent[mi]["content"][bi]["cache_control"] = marker
+            request["messages"] = sent
+            out.append(
+                {"turn": rec["turn"], "purpose": rec.get("purpose", "agent"), "request": request}
+            )
+    return history, out
+
+
+def load_messages(path: Path) -> list[dict[str, Any]]:
+    """The conversation as the run left it (after any clearing, compaction or /clear)."""
+    return _replay(path)[0]
+
+
+def load_requests(path: Path) -> list[dict[str, Any]]:
+    """Every request of the run, rebuilt exactly, with its `turn` and `purpose`."""
+    return _replay(path)[1]
+
+
+def requests_by_turn(
+    run: RunFile, warnings: list[str], agent: str = "main"
+) -> dict[tuple[int, str], dict[str, Any]]:
+    path = run.subagent_transcript(agent)
+    if not path.is_file():
+        return {}
+    try:
+        requests = load_requests(path)
+    except (OSError, LookupError, TypeError, ValueError, RecursionError):
+        warnings.append(f"{path.name}: transcript unreadable; input sources not split")
+        return {}
+    # A retried call writes its request again: the last one is the one that was billed.
+    return {(int(r["turn"]), str(r["purpose"])): r["request"] for r in requests}
+
+
+# --- a logged turn, for replay --------------------------------------------------
+
+
+@dataclass
+class TurnRequest:
+    """One turn of a logged run, as it was sent and as it was answered."""
+
+    run: RunFile
+    record: dict[str, Any]
+    request: dict[str, Any]
+    answer: list[dict[str, Any]] | None  # None: the transcript does not have it
+
+
+def turn_request(log_dir: Path, run_id: str, turn: int) -> TurnRequest:
+    """The exact request of a logged turn (from its transcript) and its logged record."""
+    run = find_run(log_dir, run_id)
+    records = [r for r in run.records if r.get("type") == "turn"]
+    numbers = [int_of(r, "turn") for r in records]
+    matches = [r for r in records if int_of(r, "turn") == turn]
+    if not matches:
+        have = f"turns {min(numbers)}-{max(numbers)}" if numbers else "no turns"
+        raise UsageError(f"run {run.run_id} has no turn {turn} ({have})")
+    record = matches[0]
+    requests, messages = sent_requests(run)
+    request = requests.get((turn, str_of(record, "purpose", "agent")))
+    if request is None:
+        raise UsageError(f"the transcript of run {run.run_id} has no request for turn {turn}")
+    return TurnRequest(run, record, request, answer_after(messages, request))
+
+
+def sent_requests(
+    run: RunFile,
+) -> tuple[dict[tuple[int, str], dict[str, Any]], list[dict[str, Any]]]:
+    """A run's requests by (turn, purpose), and its messages, from its transcript."""
+    if not run.transcript.is_file():
+        raise UsageError(
+            f"run {run.run_id} has no transcript at {run.transcript}: its requests were not kept"
+        )
+    warnings: list[str] = []
+    requests = requests_by_turn(run, warnings)
+    if warnings:
+        raise UsageError(warnings[0].replace("; input sources not split", ""))
+    return requests, load_messages(run.transcript)
+
+
+def answer_after(
+    messages: list[dict[str, Any]], request: dict[str, Any]
+) -> list[dict[str, Any]] | None:
+    """The answer to a request, when the transcript has it: the message after the ones sent."""
+    sent = len(request.get("messages", []))
+    if sent < len(messages) and messages[sent].get("role") == "assistant":
+        content = messages[sent].get("content")
+        return content if isinstance(content, list) else [{"type": "text", "text": content}]
+    return None
