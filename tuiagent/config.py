@@ -188,38 +188,36 @@ def _is_whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def flag() -> Parse:
-    return _checked(lambda v: isinstance(v, bool), "true or false")
-
-
 def choice(options: tuple[str, ...], what: str | None = None) -> Parse:
     return _checked(lambda v: v in options, what or " | ".join(options))
 
 
 def whole(what: str, ok: Callable[[int], bool]) -> Parse:
-    """A whole number (not a bool, not 2.0) for which `ok` holds; NaN and inf fail a bound."""
+    """A whole number (not a bool, not 2.0) for which `ok` holds."""
     return _checked(lambda v: _is_whole(v) and ok(v), what)
 
 
 def number(what: str, ok: Callable[[float], bool], convert: Callable[[Any], Any] = float) -> Parse:
-    """A TOML int or float for which `ok` holds, as a float (or `convert` of it)."""
+    """A TOML int or float for which `ok` holds, as a float (or `convert` of it). NaN fails
+    every bound and inf an upper one, so a bounded number is finite."""
     return _checked(lambda v: _is_number(v) and ok(v), what, convert)
 
 
-def money() -> Parse:
-    return lambda value, key, source: parse_money(value, f"config key {key!r}")
-
-
-def text() -> Parse:
-    return _checked(lambda v: isinstance(v, str), "a string")
-
-
-def path() -> Parse:
-    return _checked(lambda v: isinstance(v, str) and bool(v), "a path", _expand)
+def _money(value: object, key: str, source: str) -> Decimal:
+    return parse_money(value, f"config key {key!r}")
 
 
 def _expand(value: str) -> Path:
     return Path(value).expanduser()
+
+
+_FLAG = _checked(lambda v: isinstance(v, bool), "true or false")
+_TEXT = _checked(lambda v: isinstance(v, str), "a string")
+_PATH = _checked(lambda v: isinstance(v, str) and bool(v), "a path", _expand)
+_POSITIVE = whole("a positive whole number", lambda v: v > 0)
+_POSITIVE_UP_TO = whole(
+    f"a positive whole number up to {MAX_WHOLE:,}", lambda v: 0 < v <= MAX_WHOLE
+)
 
 
 def _table(value: object, key: str, what: str) -> dict[str, Any]:
@@ -245,7 +243,7 @@ def _prices(value: object, key: str, source: str) -> Mapping[str, Mapping[str, P
 
 
 def _keymap(value: object, key: str, source: str) -> Mapping[str, str]:
-    """`[keymap]`: binding id -> keys. Textual checks the key names when the app starts."""
+    """`[keymap]`: binding id -> keys. The app checks the key names as it starts."""
     keymap: dict[str, str] = {}
     for binding_id, keys in _table(value, key, "a table of binding ids").items():
         if binding_id not in KEYMAP_IDS:
@@ -290,13 +288,6 @@ def option(
     return {"option": Option(key, parse, help, shown_default, shown_key)}
 
 
-_WHOLE_UP_TO = f"a positive whole number up to {MAX_WHOLE:,}"
-
-
-def _up_to_whole(v: int) -> bool:
-    return 0 < v <= MAX_WHOLE
-
-
 # --- the sections ----------------------------------------------------------------------
 
 
@@ -305,34 +296,34 @@ class RunSettings:
     """A run's limits, its prompt and log, the calls' retries and deadlines, long sessions."""
 
     max_cost_usd: Decimal = field(
-        default=Decimal("1.00"), metadata=option(parse=money(), help="the run's spending cap")
+        default=Decimal("1.00"), metadata=option(parse=_money, help="the run's spending cap")
     )
     max_turns: int = field(
         default=20,
         metadata=option(
-            parse=whole(_WHOLE_UP_TO, _up_to_whole),
+            parse=_POSITIVE_UP_TO,
             help="most model calls per request (resets with each message)",
         ),
     )
     max_tokens: int = field(
         default=4096,
-        metadata=option(parse=whole(_WHOLE_UP_TO, _up_to_whole), help="output limit per call"),
+        metadata=option(parse=_POSITIVE_UP_TO, help="output limit per call"),
     )
     system_prompt: str = field(
         default=DEFAULT_SYSTEM_PROMPT,
-        metadata=option(parse=text(), help="the system prompt", shown_default="built in"),
+        metadata=option(parse=_TEXT, help="the system prompt", shown_default="built in"),
     )
     system_prompt_file: Path | None = field(
         default=None,
         metadata=option(
-            parse=path(),
+            parse=_PATH,
             help="the system prompt from a file (instead of `system_prompt`)",
             shown_default="none",
         ),
     )
     log_dir: Path | None = field(
         default=None,
-        metadata=option(parse=path(), help="where run logs go", shown_default="data dir `runs/`"),
+        metadata=option(parse=_PATH, help="where run logs go", shown_default="data dir `runs/`"),
     )
     max_retries: int = field(
         default=3,
@@ -371,7 +362,7 @@ class RunSettings:
     min_useful_tokens: int = field(
         default=256,
         metadata=option(
-            parse=whole(_WHOLE_UP_TO, _up_to_whole),
+            parse=_POSITIVE_UP_TO,
             help="below this much room for output, a call is not sent",
         ),
     )
@@ -379,9 +370,7 @@ class RunSettings:
     # conversation compacted into a summary at this fraction of the context window.
     context_management: bool = field(
         default=True,
-        metadata=option(
-            parse=flag(), help="clear old tool results and compact (see Long sessions)"
-        ),
+        metadata=option(parse=_FLAG, help="clear old tool results and compact (see Long sessions)"),
     )
     compact_at: float = field(
         default=0.8,
@@ -395,14 +384,14 @@ class RunSettings:
     context_keep_turns: int = field(
         default=3,
         metadata=option(
-            parse=whole("a positive whole number", lambda v: v > 0),
+            parse=_POSITIVE,
             help="tool results of the last N calls are never cleared",
         ),
     )
     context_window: int | None = field(
         default=None,
         metadata=option(
-            parse=whole("a positive whole number", lambda v: v > 0),
+            parse=_POSITIVE,
             help="hold the window lower (tokens), e.g. for a gateway",
             shown_default="the model's",
         ),
@@ -454,7 +443,7 @@ class RouterSettings:
         default=False,
         metadata=option(
             key="router_classifier",
-            parse=flag(),
+            parse=_FLAG,
             help="ask a fast-tier classifier call for each request's tier (see Routing)",
         ),
     )
@@ -490,7 +479,7 @@ class CacheSettings:
         default=True,
         metadata=option(
             key="cache",
-            parse=flag(),
+            parse=_FLAG,
             help="place prompt-cache breakpoints (`--no-cache` turns it off)",
         ),
     )
@@ -505,7 +494,7 @@ class CacheSettings:
     # Refresh a warm cache when idle near its expiry, when that costs less than a miss.
     keep_warm: bool = field(
         default=False,
-        metadata=option(parse=flag(), help="refresh the cache when idle near expiry, when it pays"),
+        metadata=option(parse=_FLAG, help="refresh the cache when idle near expiry, when it pays"),
     )
 
 
@@ -517,7 +506,7 @@ class ToolSettings:
     compress: bool = field(
         default=True,
         metadata=option(
-            parse=flag(), help="compress large tool results (`--no-compress` turns it off)"
+            parse=_FLAG, help="compress large tool results (`--no-compress` turns it off)"
         ),
     )
     compress_over_tokens: int = field(
@@ -531,15 +520,13 @@ class ToolSettings:
     )
     summarize_results: bool = field(
         default=False,
-        metadata=option(parse=flag(), help="summarise large results with a fast-tier call instead"),
+        metadata=option(parse=_FLAG, help="summarise large results with a fast-tier call instead"),
     )
     allow_commands: bool = field(
         default=False,
-        metadata=option(parse=flag(), help="offer `run_command` (asks before each command)"),
+        metadata=option(parse=_FLAG, help="offer `run_command` (asks before each command)"),
     )
-    allow_fetch: bool = field(
-        default=False, metadata=option(parse=flag(), help="offer `fetch_url`")
-    )
+    allow_fetch: bool = field(default=False, metadata=option(parse=_FLAG, help="offer `fetch_url`"))
     command_timeout_s: float = field(
         default=30.0,
         metadata=option(
@@ -548,12 +535,12 @@ class ToolSettings:
         ),
     )
     subagents: bool = field(
-        default=True, metadata=option(parse=flag(), help="offer the `delegate` tool (sub-agents)")
+        default=True, metadata=option(parse=_FLAG, help="offer the `delegate` tool (sub-agents)")
     )
     max_parallel_agents: int = field(
         default=4,
         metadata=option(
-            parse=whole(_WHOLE_UP_TO, _up_to_whole),
+            parse=_POSITIVE_UP_TO,
             help="sub-agents working at once (`--max-parallel-agents`)",
         ),
     )
@@ -565,7 +552,7 @@ class UiSettings:
 
     budget_step_usd: Decimal = field(
         default=Decimal("0.10"),
-        metadata=option(parse=money(), help="how much F2/F3 move the cap in the app"),
+        metadata=option(parse=_money, help="how much F2/F3 move the cap in the app"),
     )
     keymap: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}),
