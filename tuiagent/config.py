@@ -214,6 +214,7 @@ def _expand(value: str) -> Path:
 _FLAG = _checked(lambda v: isinstance(v, bool), "true or false")
 _TEXT = _checked(lambda v: isinstance(v, str), "a string")
 _PATH = _checked(lambda v: isinstance(v, str) and bool(v), "a path", _expand)
+_SECONDS = number("a number of seconds > 0", lambda v: v > 0)
 _POSITIVE = whole("a positive whole number", lambda v: v > 0)
 _POSITIVE_UP_TO = whole(
     f"a positive whole number up to {MAX_WHOLE:,}", lambda v: 0 < v <= MAX_WHOLE
@@ -346,7 +347,7 @@ class RunSettings:
     call_timeout_s: float = field(
         default=600.0,
         metadata=option(
-            parse=number("a number of seconds > 0", lambda v: v > 0),
+            parse=_SECONDS,
             help="the longest one attempt may take; past it the call is a transient failure "
             "(retried, priced, logged)",
         ),
@@ -354,7 +355,7 @@ class RunSettings:
     stream_idle_timeout_s: float = field(
         default=90.0,
         metadata=option(
-            parse=number("a number of seconds > 0", lambda v: v > 0),
+            parse=_SECONDS,
             help="the longest a stream may go without content or usage (pings do not count); "
             "past it, the same",
         ),
