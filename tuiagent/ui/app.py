@@ -270,6 +270,10 @@ class TuiagentApp(App[int]):
         session = self.session = message.session
         agent = session.agent
         agent.approve = self.ask_approval
+        if agent.settings is not self.settings:  # a cap, tier or /turns set while it opened
+            agent.set_cap(self.settings.run.max_cost_usd)
+            agent.set_tier(self.settings.router.tier)
+            agent.set_max_turns(self.settings.run.max_turns)
         agent.start()
         from tuiagent.cost.pricing import context_window
 
