@@ -131,7 +131,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--max-parallel-agents",
         metavar="N",
         type=_positive_int("--max-parallel-agents"),
-        help="sub-agents working at once (default 4)",
+        help=f"sub-agents working at once (default: {_DEFAULTS.tools.max_parallel_agents})",
     )
 
 
