@@ -575,7 +575,8 @@ class OfflineSettings:
         metadata=option(
             key="offline_tokens_per_second",
             parse=number("a number >= 0", lambda v: 0 <= v <= 1e9),
-            help="pace of the offline model's stream (0: as fast as it can; in the app 80)",
+            help="pace of the offline model's stream, every output token (text, thinking, tool "
+            "input) alike (0: as fast as it can; in the app 80)",
         ),
     )
 

@@ -58,6 +58,7 @@ from tuiagent.runs.transcript import Transcript
 class RunState:
     run_id: str
     turns: int = 0
+    subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
     status: str | None = None
     halt_reason: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -221,6 +222,7 @@ class Agent:
                 "status": status,
                 "halt_reason": halt_reason,
                 "turns": self.state.turns,
+                "subagent_turns": self.state.subagent_turns,
                 "total_cost_usd": usd(ledger.spent),
                 **ledger.totals_record(),
                 "cost_without_cache_usd": usd(ledger.cost_without_cache),

@@ -158,6 +158,7 @@ class MainScreen(Screen[None]):
     def update_statusline(self) -> None:
         """The narrow layout's one line: model and tier, cache hit, last cost, context."""
         from tuiagent.ui.format import money
+        from tuiagent.ui.widgets.agents import AgentsPanel
         from tuiagent.ui.widgets.cache import CachePanel
 
         r = self.last_turn
@@ -165,6 +166,9 @@ class MainScreen(Screen[None]):
             return
         model = str(r.get("model", "")).removeprefix("claude-")
         parts = [f"{r.get('tier')} {model}"]
+        for agents in self.query(AgentsPanel):  # second: it must not be cut off at 80 columns
+            if n := agents.running:
+                parts.append(f"{n} sub-agent{'' if n == 1 else 's'} running")
         for panel in self.query(CachePanel):
             parts.append(f"cache hit {panel.hit_rate}")
         parts.append(f"last {money(Decimal(str(r.get('cost_usd') or 0)), 5)}")
@@ -238,6 +242,7 @@ class MainScreen(Screen[None]):
 
         if isinstance(event, SubAgentChanged):
             (await self.agents_panel()).update_agent(event)
+            self.update_statusline()  # the narrow layout says how many are running
             return
         if isinstance(event, LogRecord) and event.record.get("agent", "main") != "main":
             # A sub-agent's record: its calls join the turns table and the gauge's burn; the
