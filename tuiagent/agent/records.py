@@ -55,14 +55,14 @@ def run_start(agent: Agent, extra: dict[str, Any]) -> dict[str, Any]:
     limits = {
         "max_cost_usd": usd(agent.budget.cap),
         "max_turns": agent.max_turns,
-        "max_tokens": agent.settings.max_tokens,
+        "max_tokens": agent.settings.run.max_tokens,
     }
     return {
         "type": "run_start",
         "started_at": utc_now_iso(),
         "provider": agent.provider,
         "simulated": agent.simulated,
-        "models": {t: agent.settings.model_for(t) for t in TIERS},
+        "models": {t: agent.settings.router.model_for(t) for t in TIERS},
         "tier": agent.tier,
         "limits": limits,
         **extra,
