@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,12 @@ class Clock:
 
 def session_with_clock(workspace: Path, log_dir: Path, clock: Clock, **overrides: Any) -> Session:
     cfg = Settings().with_changes(
-        log_dir=log_dir, tier="balanced", system_prompt="You are careful. " * 400, **overrides
+        **{
+            "log_dir": log_dir,
+            "tier": "balanced",
+            "system_prompt": "You are careful. " * 400,
+            **overrides,
+        }
     )
     model = OfflineModel(clock=clock)
     session = open_session(cfg, workspace=workspace, offline=True, offline_model=model)
@@ -346,3 +352,25 @@ def test_a_tool_definition_is_counted_by_what_it_holds() -> None:
     wider = {"type": "object", "properties": {"path": {"type": "string"}, "n": {"type": "int"}}}
     assert block_tokens({**tool, "input_schema": wider}) > first
     assert block_tokens({**tool, "description": "Read a file " * 20}) > first
+
+
+async def test_markers_dropped_to_fit_the_cap_are_named_as_the_miss(
+    workspace: Path, log_dir: Path
+) -> None:
+    # Close to the cap, a call whose worst case fits only without the write premium goes
+    # without cache markers: it reads nothing back, and its record says why.
+    session = session_with_clock(
+        workspace, log_dir, Clock(), tier="deep", max_cost_usd=Decimal("0.10")
+    )
+    turns: list[dict[str, Any]] = []
+    for _ in range(40):
+        events = [e async for e in session.agent.send("What does notes.txt say?")]
+        turns += turns_of(events)
+        if session.agent.snapshot().halt_reason:
+            break
+    warm = [t for t in turns if t["cache_read_input_tokens"]]
+    dropped = [t for t in turns if t["cache_miss_reason"] == "dropped_to_fit_cap"]
+    assert warm and dropped, [(t["cache_read_input_tokens"], t["cache_miss_reason"]) for t in turns]
+    assert all(
+        t["cache_read_input_tokens"] == t["cache_creation_input_tokens"] == 0 for t in dropped
+    )

@@ -206,8 +206,12 @@ class CacheTracker:
         before = self.models.get(model)
         expected = before.cached_prefix_tokens if before else 0
         if count_breakpoints(request) == 0:
-            below = _prefix_tokens(request) < min_cacheable_tokens(model)
-            return "below_minimum" if below else None
+            if _prefix_tokens(request) < min_cacheable_tokens(model):
+                return "below_minimum"
+            # Caching is on and the prefix was warm, yet the call went without markers: close
+            # to the cap, they were dropped so that its worst case fit (no write premium).
+            warm = before is not None and before.expires_at is not None and now < before.expires_at
+            return "dropped_to_fit_cap" if warm and expected else None
         if self.last_model is not None and self.last_model != model and not expected:
             return "model_changed"
         if not expected or usage.cache_read_input_tokens >= expected:
