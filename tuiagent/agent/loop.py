@@ -179,54 +179,50 @@ class Agent:
 
     # --- records -----------------------------------------------------------
 
-    def write(self, record: dict[str, Any]) -> dict[str, Any]:
-        record = {
-            "type": record.pop("type"),
-            "run_id": self.state.run_id,
-            **self.identity,
-            **record,
-        }
+    def write(self, record: R) -> R:
+        """Write a record to the run log as this agent's (its run id and identity)."""
+        record = dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
         self.log.append(record)
         return record
 
-    def start(self, **extra: Any) -> RunStarted:
-        """Write run_start; `extra` adds fields (a replay notes `replay_of`)."""
-        limits = {
-            "max_cost_usd": usd(self.budget.cap),
-            "max_turns": self.max_turns,
-            "max_tokens": self.settings.max_tokens,
-        }
+    def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
+        """Write run_start (a replay notes `replay_of`)."""
+        limits = Limits(self.budget.cap, self.max_turns, self.settings.max_tokens)
         return RunStarted(
             self.write(
-                {
-                    "type": "run_start",
-                    "started_at": utc_now_iso(),
-                    "provider": self.provider,
-                    "simulated": self.simulated,
-                    "models": {t: self.settings.model_for(t) for t in TIERS},
-                    "tier": self.tier,
-                    "limits": limits,
-                    **extra,
-                }
+                RunStart(
+                    started_at=utc_now_iso(),
+                    provider=self.provider,
+                    simulated=self.simulated,
+                    models={t: self.settings.model_for(t) for t in TIERS},
+                    tier=self.tier,
+                    limits=limits,
+                    replay_of=replay_of,
+                )
             )
         )
 
-    def finish(self, status: str, halt_reason: str | None = None) -> RunEnded:
-        self.state.status, self.state.halt_reason = status, halt_reason
+    def finish(self, end: Outcome) -> RunEnded:
+        self.state.status, self.state.halt_reason = end.status, end.halt_reason
         ledger = self.ledger
+        u = ledger.usage
         record = self.write(
-            {
-                "type": "run_end",
-                "ended_at": utc_now_iso(),
-                "status": status,
-                "halt_reason": halt_reason,
-                "turns": self.state.turns,
-                "total_cost_usd": usd(ledger.spent),
-                **ledger.totals_record(),
-                "cost_without_cache_usd": usd(ledger.cost_without_cache),
-                "saved_by_cache_usd": usd(ledger.saved_by_cache),
-                "cache_hit_rate": round(ledger.cache_hit_rate, 4),
-            }
+            RunEnd(
+                ended_at=utc_now_iso(),
+                status=end.status,
+                halt_reason=end.halt_reason,
+                turns=self.state.turns,
+                total_cost_usd=ledger.spent,
+                total_input_tokens=u.input_tokens,
+                total_output_tokens=u.output_tokens,
+                total_cache_read_input_tokens=u.cache_read_input_tokens,
+                total_cache_creation_input_tokens=u.cache_creation_input_tokens,
+                total_cache_creation_5m_input_tokens=u.cache_creation_5m_input_tokens,
+                total_cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
+                cost_without_cache_usd=ledger.cost_without_cache,
+                saved_by_cache_usd=ledger.saved_by_cache,
+                cache_hit_rate=round(ledger.cache_hit_rate, 4),
+            )
         )
         self.log.close()
         self.transcript.messages(self.state.history)  # the last answer, for replay
@@ -312,9 +308,7 @@ class Agent:
         self._message_at = len(self.state.history)
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
         self._prompt, self.classified = prompt, None
-        yield UserMessage(
-            self.write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
-        )
+        yield UserMessage(self.write(records.UserMessage(text=prompt, tokens=estimate_tokens(prompt))))
         try:
             if (
                 self.settings.router_classifier

@@ -28,11 +28,13 @@ from textual.worker import Worker
 
 from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
-from tuiagent.exit_codes import outcome
+from tuiagent.exit_codes import exit_for_signal
 from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
+from tuiagent.runs.outcome import outcome
 from tuiagent.runs.recent import find_resume
+from tuiagent.runs.records import HaltReason
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
@@ -200,7 +202,7 @@ class TuiagentApp(App[int]):
                 loop.add_signal_handler(sig, self._stop_by_signal, int(sig))
 
     def _stop_by_signal(self, signum: int) -> None:
-        self.run_worker(self.quit(128 + signum), group="quit", exclusive=True)
+        self.run_worker(self.quit(exit_for_signal(signum)), group="quit", exclusive=True)
 
     def _screen_ready(self) -> None:
         gc.enable()  # run_app held it off till the first frame
@@ -629,8 +631,7 @@ class TuiagentApp(App[int]):
         if agent is None or self.finished:
             return
         self.finished = True
-        end = outcome(agent.state.halt_reason)
-        agent.finish(end.status, end.halt_reason)
+        agent.finish(outcome(agent.state.halt_reason))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -712,13 +713,13 @@ class TuiagentApp(App[int]):
         """F6 is in the footer only while a request is halted at max_turns."""
         if action == "go_on":
             agent = self.agent
-            return agent is not None and agent.state.halt_reason == "max_turns" and not self.busy
+            return agent is not None and agent.state.halt_reason == HaltReason.MAX_TURNS and not self.busy
         return True
 
     def action_go_on(self) -> None:
         """Go on with a request halted by max_turns (F6), with a fresh allowance."""
         agent = self.agent
-        if agent is None or self.busy or agent.state.halt_reason != "max_turns":
+        if agent is None or self.busy or agent.state.halt_reason != HaltReason.MAX_TURNS:
             return
         self.main.gauge.halted = None
         self.turn_worker = self.run_go_on()
