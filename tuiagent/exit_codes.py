@@ -12,7 +12,11 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130: Ctrl+C
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
 EXIT_SIGHUP = 128 + signal.SIGHUP  # 129
 
-_BY_SIGNAL = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
+_BY_SIGNAL: dict[int, int] = {
+    signal.SIGINT: EXIT_INTERRUPTED,
+    signal.SIGTERM: EXIT_SIGTERM,
+    signal.SIGHUP: EXIT_SIGHUP,
+}
 
 
 def exit_for_signal(signum: int) -> int:

@@ -127,7 +127,7 @@ class ToolCallStarted(Event):
 class Halted(Event):
     """A limit stopped the work. In the UI the session can go on once the limit is raised."""
 
-    reason: str
+    reason: records.HaltReason
     detail: str
     # Nothing of the user's message was sent and it left the conversation: the UI gives it
     # back to the user (to send again once the limit is raised).
@@ -137,7 +137,7 @@ class Halted(Event):
     @property
     def by_cap(self) -> bool:
         """Stopped by the spending cap: raising the cap lets the session go on."""
-        return self.reason == "max_cost"
+        return self.reason is records.HaltReason.MAX_COST
 
 
 @dataclass(frozen=True)

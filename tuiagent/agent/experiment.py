@@ -33,12 +33,14 @@ from tuiagent.config import TIERS, RouterRule, Settings
 from tuiagent.cost.budget import estimated_with_margin, plan_reservation
 from tuiagent.cost.pricing import ZERO, Pricer, usd
 from tuiagent.errors import LimitError, TuiagentError, UsageError
+from tuiagent.llm.client import ModelConnection
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
-from tuiagent.runs.records import money_of, usage_of
+from tuiagent.runs.outcome import outcome
+from tuiagent.runs.records import ExperimentResult, HaltReason, money_of, usage_of
+from tuiagent.runs.records import Turn as TurnRecord
 from tuiagent.runs.transcript import answer_after, sent_requests
-from tuiagent.session import connect
 
 VERDICTS = ("same", "acceptable", "worse")
 KEEPS = ("same", "acceptable")  # verdicts under which the cheaper model would have done
@@ -129,7 +131,7 @@ class Experiment:
     spent: Decimal = ZERO
     run_id: str = ""
     log_path: Path | None = None
-    halted: str | None = None
+    halted: HaltReason | None = None
     simulated: bool = False
     notice: str | None = None
 
@@ -154,20 +156,20 @@ class Experiment:
     def saving(self) -> Decimal:
         return self.original_cost - self.would_have_cost
 
-    def as_json(self) -> dict[str, Any]:
-        counts = {v: sum(r.verdict == v for r in self.results) for v in VERDICTS}
-        return {
-            "experiment_run_id": self.run_id,
-            "replay_of": self.sources,
-            "tier": self.tier,
-            "model": self.model,
-            "simulated": self.simulated,
-            "halted": self.halted,
-            "cap_usd": usd(self.cap),
-            "turns": [r.as_json() for r in self.results],
-            "skipped_turns": [{"run_id": t.run_id, "turn": t.turn} for t in self.skipped],
-            "verdicts": counts,
-            "totals": {
+    def record(self) -> ExperimentResult:
+        """The experiment's record in the run log (for the report screen)."""
+        return ExperimentResult(
+            experiment_run_id=self.run_id,
+            replay_of=self.sources,
+            tier=self.tier,
+            model=self.model,
+            simulated=self.simulated,
+            halted=self.halted,
+            cap_usd=self.cap,
+            turns=[r.as_json() for r in self.results],
+            skipped_turns=[{"run_id": t.run_id, "turn": t.turn} for t in self.skipped],
+            verdicts={v: sum(r.verdict == v for r in self.results) for v in VERDICTS},
+            totals={
                 "original_cost_usd": usd(self.original_cost),
                 "replay_cost_usd": usd(self.replay_cost),
                 "judge_cost_usd": usd(self.judge_cost),
@@ -175,7 +177,13 @@ class Experiment:
                 "would_have_cost_usd": usd(self.would_have_cost),
                 "saving_usd": usd(self.saving),
             },
-        }
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The experiment as `replay --all --json` prints it: its record's fields."""
+        data = self.record().to_json()
+        del data["type"], data["run_id"]
+        return data
 
 
 # --- the source turns --------------------------------------------------------
@@ -368,7 +376,7 @@ class _Calls:
     """The outcome of one metered call, gathered from its events."""
 
     end: CallEnd | None = None
-    record: dict[str, Any] | None = None
+    record: TurnRecord | None = None
 
 
 def _exact(request: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
@@ -387,7 +395,7 @@ async def _call(agent: Agent, spec: CallSpec) -> _Calls:
 
 
 def _cost(calls: _Calls) -> Decimal:
-    return money_of(calls.record["cost_usd"]) or ZERO if calls.record else ZERO
+    return calls.record.cost_usd if calls.record else ZERO
 
 
 async def run_experiment(
@@ -399,10 +407,11 @@ async def run_experiment(
     tier: str,
     model: str,
     judge: bool,
-    offline: bool = False,
+    connect: Callable[[], ModelConnection],
 ) -> Experiment:
-    """Replay `turns` on `model` (and judge them) within `settings.max_cost_usd` in all."""
-    conn = connect(settings, offline=offline)
+    """Replay `turns` on `model` (and judge them) within `settings.max_cost_usd` in all,
+    through the connection `connect` makes (the real API or the offline model)."""
+    conn = connect()
     agent = Agent(
         settings, client=conn.client, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir
     )
@@ -424,12 +433,12 @@ async def run_experiment(
     try:
         await _replay_all(agent, exp, turns, judge)
     except (asyncio.CancelledError, KeyboardInterrupt):
-        exp.halted = "interrupted"  # the call in flight is accounted by the metered call
+        exp.halted = HaltReason.INTERRUPTED  # the call in flight is accounted by the metered call
         raise
     finally:
         exp.spent = agent.ledger.spent
-        agent.write({"type": "experiment", **exp.as_json()})  # for the report screen
-        agent.finish("halted" if exp.halted else "completed", exp.halted)
+        agent.write(exp.record())  # for the report screen
+        agent.finish(outcome(exp.halted))
     return exp
 
 
@@ -453,7 +462,7 @@ async def _replay_all(
         end = replayed.end
         if end is None or end.result is None:
             if end is not None and not end.detail:  # did not fit what is left of the cap
-                exp.halted = "max_cost"
+                exp.halted = HaltReason.MAX_COST
                 result.error = "not replayed: it did not fit what is left of the cap"
                 exp.results.pop()
                 break
@@ -475,7 +484,7 @@ async def _replay_all(
                 end = judged.end
                 if end is not None and end.result is None and not end.detail:
                     result.reason = "not judged: the judge call did not fit what is left of the cap"
-                    exp.halted = "max_cost"
+                    exp.halted = HaltReason.MAX_COST
                 elif end is None or end.result is None:
                     result.verdict, result.reason = "worse", "not judged: the judge call failed"
                 else:

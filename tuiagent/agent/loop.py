@@ -46,11 +46,14 @@ from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.ledger import Ledger
-from tuiagent.cost.pricing import Pricer, usd
+from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.caching import CacheTracker, plan_breakpoints
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
+from tuiagent.runs import records
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.log import R, RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.outcome import Outcome
+from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart
 from tuiagent.runs.transcript import Transcript
 
 
@@ -59,7 +62,7 @@ class RunState:
     run_id: str
     turns: int = 0
     status: str | None = None
-    halt_reason: str | None = None
+    halt_reason: HaltReason | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -234,7 +237,7 @@ class Agent:
     def set_cap(self, cap: Decimal) -> BudgetChanged:
         """Set the spending cap; never below settled + in flight. Returns the budget then."""
         self.budget.set_cap(cap)
-        if self.state.halt_reason == "max_cost" and self.budget.remaining > 0:
+        if self.state.halt_reason == HaltReason.MAX_COST and self.budget.remaining > 0:
             self.state.halt_reason = None
         return self.budget_state()
 
@@ -297,7 +300,7 @@ class Agent:
 
     def _begin_request(self) -> None:
         """Each request gets its own max_turns and max_retries; the cap is the session's."""
-        if self.state.halt_reason != "error":
+        if self.state.halt_reason != HaltReason.ERROR:
             self.state.halt_reason = None  # a new attempt within the limits
         self._request_start, self.caller.retries_used, self.working = self.state.turns, 0, True
         self._message_at: int | None = None  # where send() put the request's message
@@ -308,7 +311,9 @@ class Agent:
         self._message_at = len(self.state.history)
         self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
         self._prompt, self.classified = prompt, None
-        yield UserMessage(self.write(records.UserMessage(text=prompt, tokens=estimate_tokens(prompt))))
+        yield UserMessage(
+            self.write(records.UserMessage(text=prompt, tokens=estimate_tokens(prompt)))
+        )
         try:
             if (
                 self.settings.router_classifier
@@ -355,7 +360,7 @@ class Agent:
         while True:
             if self.state.turns - self._request_start >= self.max_turns:
                 yield self._halt(
-                    "max_turns",
+                    HaltReason.MAX_TURNS,
                     f"this request used its {self.max_turns} model calls (max_turns); "
                     "/turns N allows more and goes on",
                 )
@@ -364,7 +369,7 @@ class Agent:
                 async for event in steps:
                     yield event
             if (too_long := self.context.over_window()) is not None:
-                yield self._halt("context", too_long)
+                yield self._halt(HaltReason.CONTEXT, too_long)
                 return
             turn = self.state.turns + 1
             spec = CallSpec(
@@ -392,22 +397,26 @@ class Agent:
                 if self.caller.interrupted_content:
                     content = self.caller.interrupted_content
                     self.state.history.append({"role": "assistant", "content": content})
-                self.state.halt_reason = "interrupted"
+                self.state.halt_reason = HaltReason.INTERRUPTED
                 raise
             assert end is not None
             if end.result is None:
-                if end.reason == "max_cost" and not answered and self._message_at is not None:
+                if (
+                    end.reason == HaltReason.MAX_COST
+                    and not answered
+                    and self._message_at is not None
+                ):
                     # Nothing of this message reached the model: it leaves the conversation
                     # and goes back to the user, to send once the cap is raised.
                     prompt = self._prompt
                     del self.state.history[self._message_at :]
-                    halt = self._halt(end.reason, end.detail)
+                    halt = self._halt(HaltReason(end.reason), end.detail)
                     yield dataclasses.replace(halt, withdrawn=prompt, needed_usd=end.needed_usd)
-                elif end.reason in ("max_cost", "max_retries"):
-                    halt = self._halt(end.reason, end.detail)
+                elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
+                    halt = self._halt(HaltReason(end.reason), end.detail)
                     yield dataclasses.replace(halt, needed_usd=end.needed_usd)
                 else:
-                    self.state.halt_reason = "error"
+                    self.state.halt_reason = HaltReason.ERROR
                 return
             answered = True
             self.state.turns = turn
@@ -441,7 +450,7 @@ class Agent:
             else:
                 escalation.step_done()
 
-    def _halt(self, reason: str, detail: str) -> Halted:
+    def _halt(self, reason: HaltReason, detail: str) -> Halted:
         self.state.halt_reason = reason
         return Halted(reason, detail)
 

@@ -39,6 +39,7 @@ from tuiagent.report.tables import (
     print_replay,
     print_report,
 )
+from tuiagent.session import connect
 
 
 def _console(piped_width: int = 200) -> Console:
@@ -123,7 +124,13 @@ async def run_replay(
 ) -> int:
     directory = log_dir or settings.log_dir or default_log_dir()
     result = await replay_turn(
-        settings, directory, run_id, turn, tier=tier, model=model, offline=offline
+        settings,
+        directory,
+        run_id,
+        turn,
+        tier=tier,
+        model=model,
+        connect=lambda: connect(settings, offline=offline),
     )
     if result.notice:
         print(f"tuiagent: {result.notice}", file=sys.stderr)
@@ -182,7 +189,7 @@ async def run_experiment_command(
         tier=target_tier,
         model=target,
         judge=options.judge,
-        offline=offline,
+        connect=lambda: connect(settings, offline=offline),
     )
     if exp.notice:
         print(f"tuiagent: {exp.notice}", file=sys.stderr)

@@ -19,11 +19,19 @@ import secrets
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from tuiagent.errors import UsageError
 from tuiagent.redact import redact
 from tuiagent.runs.records import Record, Unknown, parse_line, read
+
+R = TypeVar("R", bound=Record)
+
+
+class Writer(Protocol):
+    """Writes a record as its agent's (its run id and identity filled in) and returns it."""
+
+    def __call__(self, record: R, /) -> R: ...
 
 
 def new_run_id(now: datetime | None = None) -> str:

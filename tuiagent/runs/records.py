@@ -9,7 +9,7 @@ ignored; a record type it does not know reads as `Unknown` (its raw dict kept).
 
 To add a field to a record: add it to the class here, with a default (what older lines read
 as). It is written by `to_json()` and read by `read()` from its annotation; nothing else
-changes. A field declared with `opt()` is left out of the line while it is None (a flag that
+changes. A field declared with `metadata=OMIT` is left out of the line while it is None (a flag that
 is only written when it is set).
 
 Older lines are upgraded in one place, `_upgrade`: schema 0 (logs written before `schema` was)
@@ -71,7 +71,8 @@ def str_of(record: Mapping[str, Any], key: str, default: str = "") -> str:
 
 
 def usage_of(record: Mapping[str, Any]) -> TokenUsage:
-    return _decode_fields(TokenUsage, record)
+    usage: TokenUsage = _decode_fields(TokenUsage, record)
+    return usage
 
 
 def _int(value: Any) -> int | None:
@@ -87,14 +88,10 @@ def _int(value: Any) -> int | None:
 # --- the records ------------------------------------------------------------------------
 
 
-def opt() -> Any:
-    """A field left out of the line while it is None (a flag written only when set)."""
-    return field(default=None, metadata={"omit_none": True})
-
-
-def _flat() -> Any:
-    """A dataclass field whose fields are written at the record's top level (usage)."""
-    return field(default_factory=TokenUsage, metadata={"flatten": True})
+# A field with `metadata=OMIT` is left out of the line while it is None (a flag written only
+# when set); one with `metadata=FLAT` (a dataclass: usage) has its fields at the top level.
+OMIT = {"omit_none": True}
+FLAT = {"flatten": True}
 
 
 _REGISTRY: dict[tuple[str, str | None], type[Record]] = {}
@@ -109,10 +106,10 @@ class Record:
     SOURCE: ClassVar[str | None] = None  # the proxy's records: same types, their own shape
 
     run_id: str = ""
-    agent: str | None = opt()
-    parent_agent: str | None = opt()
-    parent_turn: int | None = opt()
-    task: str | None = opt()
+    agent: str | None = field(default=None, metadata=OMIT)
+    parent_agent: str | None = field(default=None, metadata=OMIT)
+    parent_turn: int | None = field(default=None, metadata=OMIT)
+    task: str | None = field(default=None, metadata=OMIT)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -142,8 +139,8 @@ class Record:
 @dataclass(frozen=True)
 class Limits:
     max_cost_usd: Decimal = Decimal(0)
-    max_turns: int | None = opt()
-    max_tokens: int | None = opt()
+    max_turns: int | None = field(default=None, metadata=OMIT)
+    max_tokens: int | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,7 +154,7 @@ class RunStart(Record):
     tier: str = ""
     limits: Limits = field(default_factory=Limits)
     # A replay's source: {run_id, turn, model} (turn is "all" for an experiment).
-    replay_of: dict[str, Any] | None = opt()
+    replay_of: dict[str, Any] | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,7 +176,7 @@ class Turn(Record):
     model: str = ""
     tier: str = ""
     simulated: bool = False
-    usage: TokenUsage = _flat()
+    usage: TokenUsage = field(default_factory=TokenUsage, metadata=FLAT)
     context_tokens: int = 0
     context_window: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -207,11 +204,21 @@ class Turn(Record):
     cut_tool_calls: list[str] = field(default_factory=list)
     priced_as: str = ""
     # Flags, written only when set.
-    sent: bool | None = opt()  # False: the request never left (nothing billed)
-    usage_unknown: bool | None = opt()  # no usage came: its worst case is kept
-    output_unknown: bool | None = opt()  # output billed at the most the request allowed
-    over_reservation: bool | None = opt()  # the server billed more than was reserved
-    model_mismatch: str | None = opt()  # the model the server answered as
+    sent: bool | None = field(
+        default=None, metadata=OMIT
+    )  # False: the request never left (nothing billed)
+    usage_unknown: bool | None = field(
+        default=None, metadata=OMIT
+    )  # no usage came: its worst case is kept
+    output_unknown: bool | None = field(
+        default=None, metadata=OMIT
+    )  # output billed at the most the request allowed
+    over_reservation: bool | None = field(
+        default=None, metadata=OMIT
+    )  # the server billed more than was reserved
+    model_mismatch: str | None = field(
+        default=None, metadata=OMIT
+    )  # the model the server answered as
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,14 +236,14 @@ class Attempt(Record):
     request_id: str | None = None
     retry_in_s: float | None = None
     retries_used: int = 0
-    usage: TokenUsage = _flat()
+    usage: TokenUsage = field(default_factory=TokenUsage, metadata=FLAT)
     cost_usd: Decimal = Decimal(0)
     reserved_usd: Decimal = Decimal(0)
     cumulative_cost_usd: Decimal = Decimal(0)
-    sent: bool | None = opt()
-    usage_unknown: bool | None = opt()
-    output_unknown: bool | None = opt()
-    over_reservation: bool | None = opt()
+    sent: bool | None = field(default=None, metadata=OMIT)
+    usage_unknown: bool | None = field(default=None, metadata=OMIT)
+    output_unknown: bool | None = field(default=None, metadata=OMIT)
+    over_reservation: bool | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,18 +283,18 @@ class ContextEdit(Record):
     TYPE = "context"
     action: str = ""  # clear_tool_results | compact | clear
     turn: int = 0
-    model: str | None = opt()
-    results: int | None = opt()
-    result_ids: list[str] | None = opt()
-    messages_before: int | None = opt()
-    messages_after: int | None = opt()
+    model: str | None = field(default=None, metadata=OMIT)
+    results: int | None = field(default=None, metadata=OMIT)
+    result_ids: list[str] | None = field(default=None, metadata=OMIT)
+    messages_before: int | None = field(default=None, metadata=OMIT)
+    messages_after: int | None = field(default=None, metadata=OMIT)
     tokens_before: int = 0
     tokens_after: int = 0
-    cleared_tokens: int | None = opt()
-    rewritten_tokens: int | None = opt()
-    summary_tokens: int | None = opt()
-    saved_per_call_usd: Decimal | None = opt()
-    rewrite_cost_usd: Decimal | None = opt()
+    cleared_tokens: int | None = field(default=None, metadata=OMIT)
+    rewritten_tokens: int | None = field(default=None, metadata=OMIT)
+    summary_tokens: int | None = field(default=None, metadata=OMIT)
+    saved_per_call_usd: Decimal | None = field(default=None, metadata=OMIT)
+    rewrite_cost_usd: Decimal | None = field(default=None, metadata=OMIT)
     cost_usd: Decimal = Decimal(0)
     reason: str = ""
 
@@ -375,7 +382,7 @@ class ProxyTurn(Record):
     client: str = ""
     model: str = ""
     stream: bool = False
-    usage: TokenUsage = _flat()
+    usage: TokenUsage = field(default_factory=TokenUsage, metadata=FLAT)
     cost_usd: Decimal = Decimal(0)
     cost_breakdown_usd: Cost | None = None  # None: the usage is unknown
     cumulative_cost_usd: Decimal = Decimal(0)
@@ -394,10 +401,10 @@ class ProxyTurn(Record):
     request_id: str | None = None
     message_id: str | None = None
     cache_miss_reason: str | None = None
-    cost_without_cache_usd: Decimal | None = opt()  # turns
-    saved_by_cache_usd: Decimal | None = opt()  # turns
-    error_type: str | None = opt()  # attempts
-    error: str | None = opt()  # attempts
+    cost_without_cache_usd: Decimal | None = field(default=None, metadata=OMIT)  # turns
+    saved_by_cache_usd: Decimal | None = field(default=None, metadata=OMIT)  # turns
+    error_type: str | None = field(default=None, metadata=OMIT)  # attempts
+    error: str | None = field(default=None, metadata=OMIT)  # attempts
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -34,7 +34,7 @@ from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.recent import find_resume
-from tuiagent.runs.records import HaltReason
+from tuiagent.runs.records import ContextEdit, HaltReason, Turn, read
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
@@ -157,7 +157,7 @@ class TuiagentApp(App[int]):
         self.turn_worker: Worker[None] | None = None
         self.finished = False
         self.always_allowed: set[str] = set()  # tool calls the user allowed "always"
-        self._context_record: dict[str, Any] | None = None  # the last agent turn's
+        self._context_record: Turn | None = None  # the last agent turn's
         self.cap_halt = False  # halted by the cap until it is raised
         self.session_calls = 0  # model calls completed in this session (said on quit)
         self._meter = ""  # the context meter, on the input's border when nothing is queued
@@ -380,7 +380,8 @@ class TuiagentApp(App[int]):
 
         screen = self.main
         calls, cost = 0, Decimal(0)  # what this message cost: its calls and failed attempts
-        stopped: dict[str, Any] | None = None  # Esc: the stopped call's record ({} if none)
+        # Esc: the stopped call's record (False when no call was streaming).
+        stopped: Turn | Literal[False] | None = None
         if not self.cap_halt:
             screen.gauge.halted = None  # a new request (or going on): the last halt is over
         # The agent runs in a task of its own that only waits inside the agent: Esc cancels
@@ -406,10 +407,10 @@ class TuiagentApp(App[int]):
                 if isinstance(event, TurnFinished | AttemptFailed):
                     calls += isinstance(event, TurnFinished)
                     self.session_calls += isinstance(event, TurnFinished)
-                    cost += Decimal(str(event.record.get("cost_usd") or 0))
+                    cost += event.record.cost_usd
                 if isinstance(event, Halted) and event.by_cap:
                     self.cap_halt = True
-                if isinstance(event, TurnFinished) and event.record["purpose"] == "agent":
+                if isinstance(event, TurnFinished) and event.record.purpose == "agent":
                     self._show_context(event.record)
                 elif isinstance(event, ContextEdited):
                     self._context_edited(event.record)
@@ -420,7 +421,7 @@ class TuiagentApp(App[int]):
                 await producer
             stopped = self._interrupted(agent)
             if stopped:
-                calls, cost = calls + 1, cost + Decimal(str(stopped.get("cost_usd") or 0))
+                calls, cost = calls + 1, cost + stopped.cost_usd
             raise
         except Exception as exc:  # a failed turn is a notice, never a crash
             text = redact(str(exc))
@@ -431,7 +432,7 @@ class TuiagentApp(App[int]):
             screen.set_status(f"run {agent.state.run_id}")
             self.call_later(screen.close_answer)
             if stopped is not None:  # under what streamed before Esc
-                paid = money(Decimal(str(stopped.get("cost_usd") or 0)), 5)
+                paid = money(stopped.cost_usd, 5) if stopped else ""
                 self.call_later(
                     screen.chat.add_notice,
                     f"interrupted: what streamed stays; its cost counts ({paid})"
@@ -447,18 +448,18 @@ class TuiagentApp(App[int]):
             self.call_later(self._send_next)
             self.call_later(self.refresh_bindings)  # F6 shows while halted at max_turns
 
-    def _interrupted(self, agent: Agent) -> dict[str, Any]:
-        """The call Esc stopped, once its record is written (a row in the panels); {} when
+    def _interrupted(self, agent: Agent) -> Turn | Literal[False]:
+        """The call Esc stopped, once its record is written (a row in the panels); False when
         no call was streaming. Every sub-agent is shown stopped."""
         from tuiagent.ui.widgets.agents import AgentsPanel
 
         for panel in self.main.query(AgentsPanel):
             panel.stopped()
-        record = _last_record(agent.log.path, "turn")
-        if record is not None and record.get("stop_reason") == "interrupted":
-            self.main.turn_finished(record)
+        record = _last_turn(agent.log.path)
+        if record is not None and record.stop_reason == "interrupted":
+            self.main.turn_finished(record.to_json())
             return record
-        return {}
+        return False
 
     async def ask_approval(self, name: str, arguments: dict[str, Any]) -> bool | str:
         """The agent's approval hook: a dialog; the tool waits for the answer. True runs
@@ -485,31 +486,30 @@ class TuiagentApp(App[int]):
 
     # --- the context ---------------------------------------------------------------
 
-    def _show_context(self, record: dict[str, Any], tokens: int | None = None) -> None:
+    def _show_context(self, record: Turn, tokens: int | None = None) -> None:
         """The context meter (on the input's border): how full the window is, and what
         reading the history cost on the last call."""
         from tuiagent.ui.widgets.context import meter_text
 
-        parts = record.get("cost_breakdown_usd", {})
-        kinds = ("input", "cache_write", "cache_read")
-        input_cost = sum((Decimal(str(parts.get(k, 0))) for k in kinds), Decimal(0))
+        parts = record.cost_breakdown_usd
+        input_cost = parts.input + parts.cache_write + parts.cache_read
         self._context_record = record
-        shown = record["context_tokens"] if tokens is None else tokens
+        shown = record.context_tokens if tokens is None else tokens
         self._meter = meter_text(
-            shown, record["context_window"], input_cost if tokens is None else None
+            shown, record.context_window, input_cost if tokens is None else None
         )
         self._show_queue()  # the meter shares the input's border with the queue count
 
-    def _context_edited(self, record: dict[str, Any]) -> None:
-        if record["action"] == "clear_tool_results":
-            ids = record["result_ids"]
+    def _context_edited(self, record: ContextEdit) -> None:
+        if record.action == "clear_tool_results" and record.result_ids:
+            ids = record.result_ids
             self.main.chat.add_notice(
-                f"cleared {record['results']} old tool results from the context "
-                f"({record['tokens_before']:,} -> {record['tokens_after']:,} tokens); "
+                f"cleared {record.results} old tool results from the context "
+                f"({record.tokens_before:,} -> {record.tokens_after:,} tokens); "
                 f"{ids[0]}..{ids[-1]} stay for expand_result"
             )
         if self._context_record is not None:
-            self._show_context(self._context_record, record["tokens_after"])
+            self._show_context(self._context_record, record.tokens_after)
 
     def set_cap(self, amount: Decimal) -> None:
         agent = self.agent
@@ -690,7 +690,7 @@ class TuiagentApp(App[int]):
         self._context_edited(record)
         self.main.chat.add_notice(
             f"new conversation: the next request has no earlier messages "
-            f"({record['messages_before']} cleared); {money(agent.ledger.spent, 4)} spent so "
+            f"({record.messages_before} cleared); {money(agent.ledger.spent, 4)} spent so "
             "far counts against the same cap"
         )
 
@@ -713,7 +713,11 @@ class TuiagentApp(App[int]):
         """F6 is in the footer only while a request is halted at max_turns."""
         if action == "go_on":
             agent = self.agent
-            return agent is not None and agent.state.halt_reason == HaltReason.MAX_TURNS and not self.busy
+            return (
+                agent is not None
+                and agent.state.halt_reason == HaltReason.MAX_TURNS
+                and not self.busy
+            )
         return True
 
     def action_go_on(self) -> None:
@@ -817,18 +821,16 @@ class TuiagentApp(App[int]):
                     view.finished({"ok": not block.get("is_error")}, text, None)
 
 
-def _last_record(path: Path, kind: str) -> dict[str, Any] | None:
+def _last_turn(path: Path) -> Turn | None:
+    """The orchestrator's last turn record (not a sub-agent's)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
     for line in reversed(lines):
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            # The orchestrator's record, not a sub-agent's.
-            mine = isinstance(record, dict) and record.get("agent", "main") == "main"
-            if mine and record.get("type") == kind:
-                return record  # type: ignore[no-any-return]
+        record = read(line)
+        if isinstance(record, Turn) and record.agent in (None, "main"):
+            return record
     return None
 
 

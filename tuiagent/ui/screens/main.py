@@ -239,13 +239,13 @@ class MainScreen(Screen[None]):
         if isinstance(event, SubAgentChanged):
             (await self.agents_panel()).update_agent(event)
             return
-        if isinstance(event, LogRecord) and event.record.get("agent", "main") != "main":
+        if isinstance(event, LogRecord) and event.record.agent not in (None, "main"):
             # A sub-agent's record: its calls join the turns table and the gauge's burn; the
             # chat, router and cache panels are the orchestrator's.
             if isinstance(event, TurnFinished | AttemptFailed):
-                self.query_one(TurnsTable).add_turn(event.record)
+                self.query_one(TurnsTable).add_turn(event.record.to_json())
             if isinstance(event, TurnFinished):
-                self.gauge.add_turn_cost(Decimal(str(event.record["cost_usd"])))
+                self.gauge.add_turn_cost(event.record.cost_usd)
             return
         if isinstance(event, AnswerDelta):
             self.feed(event.text)
@@ -266,12 +266,12 @@ class MainScreen(Screen[None]):
                 else:
                     view.set_arguments(event.arguments)
         elif isinstance(event, ToolFinished):
-            self.tool_finished(event.record, event.output, event.original)
+            self.tool_finished(event.record.to_json(), event.output, event.original)
         elif isinstance(event, TurnFinished):
             await self.close_answer()
             self._failure = None  # a retry went through: the next failure is a new one
-            self.turn_finished(event.record)
-            self.gauge.add_turn_cost(Decimal(str(event.record["cost_usd"])))
+            self.turn_finished(event.record.to_json())
+            self.gauge.add_turn_cost(event.record.cost_usd)
         elif isinstance(event, BudgetChanged):
             self.gauge.show(event.budget)
         elif isinstance(event, CacheStateChanged):
@@ -279,13 +279,12 @@ class MainScreen(Screen[None]):
         elif isinstance(event, AttemptFailed):
             # A failed call is a row in the table and one notice line, updated in place
             # while it is retried (not a line and a toast per attempt).
-            self.query_one(TurnsTable).add_turn({**event.record, "stop_reason": "error"})
+            self.query_one(TurnsTable).add_turn({**event.record.to_json(), "stop_reason": "error"})
             r = event.record
-            retry = r.get("retry_in_s")
             self.failure_notice(
-                f"{r.get('error')}: retry {int(r.get('retries_used') or 0) + 1} in {retry:.1f}s"
-                if isinstance(retry, int | float)
-                else f"{r.get('error')}",
+                f"{r.error}: retry {r.retries_used + 1} in {r.retry_in_s:.1f}s"
+                if r.retry_in_s is not None
+                else r.error,
                 "warning",
             )
         elif isinstance(event, Halted):
