@@ -252,3 +252,9 @@ def test_a_single_huge_line_is_cut_and_said_so(tmp_path: Path) -> None:
     assert out.compressed_tokens <= BOUND and out.method == "text"
     page = comp.expand("r1", 0, 1)
     assert "line 0 of 1 is 200,000 characters" in page and estimate_tokens(page) <= BOUND
+
+
+def test_a_log_of_one_shape_says_so_in_the_singular() -> None:
+    lines = "".join(f"2026-01-01T00:00:{i % 60:02d} INFO request {i} served\n" for i in range(3000))
+    note = Compressor(BOUND).compress("read_file", lines).text.splitlines()[0]
+    assert "in 1 shape" in note and "1 shapes" not in note

@@ -247,6 +247,11 @@ def _cut_to(text: str, tokens: int) -> str:
     return cut + "…"
 
 
+def _n(count: int, noun: str) -> str:
+    """`1 line`, `2 lines`: a count with its noun."""
+    return f"{count:,} {noun}{'s' * (count != 1)}"
+
+
 def _clip(line: str, width: int) -> str:
     line = line.rstrip()
     return line if len(line) <= width else line[: width - 1] + "…"
@@ -573,7 +578,7 @@ def _log_method(lines: list[str]) -> Callable[[int], tuple[str, str] | None]:
     warnings = [i for i in severe if i not in set(errors)]
     nonblank = [i for i, ln in enumerate(lines) if ln.strip()]
     by_level = ", ".join(f"{k} {v:,}" for k, v in sorted(levels.items(), key=lambda kv: -kv[1]))
-    facts = f"Log of {len(lines):,} lines in {len(groups):,} shapes" + (
+    facts = f"Log of {_n(len(lines), 'line')} in {_n(len(groups), 'shape')}" + (
         f"; levels: {by_level}" if by_level else ""
     )
 
@@ -592,7 +597,8 @@ def _log_method(lines: list[str]) -> Callable[[int], tuple[str, str] | None]:
         if len(ranked) > max_shapes:
             rest = ranked[max_shapes:]
             out.append(
-                f"… {len(rest):,} more line shapes ({sum(g[0] for g in rest):,} lines) not shown"
+                f"… {_n(len(rest), 'more line shape')} ({_n(sum(g[0] for g in rest), 'line')}) "
+                "not shown"
             )
         # Verbatim: errors before warnings, the first and the latest of each, then the end.
         picked = _first_and_last(errors, n_severe)
