@@ -33,7 +33,7 @@ async def _session(ws: Path, logs: Path, cache: bool) -> list[dict[str, Any]]:
         async for e in session.agent.send(prompt)
         if isinstance(e, TurnFinished) and e.record["purpose"] == "agent"
     ]
-    session.agent.finish("completed")
+    session.agent.finish()
     return turns
 
 

@@ -74,7 +74,7 @@ async def _session(root: Path, names: list[str], compress: bool) -> tuple[int, i
             )
         elif isinstance(event, AnswerDelta):
             answer.append(event.text)
-    agent.finish("completed")
+    agent.finish()
     return turns, input_tokens, agent.ledger.spent, "".join(answer)
 
 

@@ -58,7 +58,7 @@ async def _runs(tasks: list[str], ws: Path, logs: Path, rules: list[RouterRule])
         agent.start()
         async for _ in agent.send(task):
             pass
-        agent.finish("completed")
+        agent.finish()
         total += agent.ledger.spent
     return total
 

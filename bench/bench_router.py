@@ -107,7 +107,7 @@ async def _run_mode(
                     cache_stays += "cache: stays" in event.record["route_reason"]
                 elif isinstance(event, Notice) and event.level == "error":
                     raise RuntimeError(event.text)
-        agent.finish("completed")
+        agent.finish()
         total += agent.ledger.spent
     return total, tiers, escalations, cache_stays
 

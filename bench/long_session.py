@@ -117,7 +117,7 @@ async def run_session(
             elif isinstance(event, Notice) and event.level == "error":
                 figures.errors.append(event.text)
         figures.answers.append("".join(answer))
-    agent.finish("completed")
+    agent.finish()
     figures.cost = agent.ledger.spent
     for line in agent.log.path.read_text().splitlines():
         record = json.loads(line)

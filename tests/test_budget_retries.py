@@ -64,7 +64,7 @@ async def test_two_transient_errors_then_success(
     with LoopbackAPI(faults=faults) as api:
         session, waits = online_session(api, workspace, log_dir, monkeypatch)
         events = await collect(session, "Which file here is largest?")
-        end = session.agent.finish("completed")
+        end = session.agent.finish()
     attempts = [e.record for e in events if isinstance(e, AttemptFailed)]
     turns = [e.record for e in events if isinstance(e, TurnFinished)]
     assert [a["status"] for a in attempts] == [429, 529]
@@ -131,7 +131,7 @@ async def test_mid_stream_error_is_retried_and_its_tokens_priced(
     with LoopbackAPI(faults=[Fault("stream_error", body=MID_STREAM_ERROR)]) as api:
         session, _ = online_session(api, workspace, log_dir, monkeypatch)
         events = await collect(session, "Which file here is largest?")
-        session.agent.finish("completed")
+        session.agent.finish()
     (attempt,) = [e.record for e in events if isinstance(e, AttemptFailed)]
     assert attempt["status"] == 200 and attempt["error_type"] == "overloaded_error"
     assert attempt["input_tokens"] > 0 and attempt["cost_usd"] > 0  # message_start billed input

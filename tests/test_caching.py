@@ -237,7 +237,7 @@ async def test_multi_turn_run_writes_then_reads_and_reports_state(
     clock = Clock()
     session = session_with_clock(workspace, log_dir, clock)
     events = await collect(session, "What do notes.txt and README.md say? Then search for TODO")
-    end = session.agent.finish("completed")
+    end = session.agent.finish()
     turns = turns_of(events)
     assert len(turns) >= 4
     assert turns[0]["cache_creation_input_tokens"] > 0 and turns[0]["cache_read_input_tokens"] == 0

@@ -142,7 +142,7 @@ async def test_cli_json_and_suggested_rules_route_a_new_run(
     assert settings.router_rules and settings.router_rules[0].tier == "fast"
     session = offline_session(workspace, log_dir, router_rules=settings.router_rules)
     await collect(session, "List the files here.")
-    session.agent.finish("completed")
+    session.agent.finish()
     tiers = [r["tier"] for r in read_records(session.agent.log.path)[0] if r["type"] == "turn"]
     reasons = [
         r["route_reason"] for r in read_records(session.agent.log.path)[0] if r["type"] == "turn"

@@ -150,7 +150,7 @@ async def test_an_unreadable_stream_is_an_attempt_with_its_input_and_worst_outpu
     model = HostileModel([answer])
     session = hostile_session(workspace, log_dir, model)
     await collect(session, "What does notes.txt say?")
-    end = session.agent.finish("completed")
+    end = session.agent.finish()
     first = calls(session)[0]
     billed = model.billed[0]
     assert first["input_tokens"] == billed.usage.input_tokens > 0  # message_start billed it

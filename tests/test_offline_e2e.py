@@ -16,7 +16,7 @@ from tuiagent.runs.log import read_records
 async def test_largest_file_run_lists_then_answers(workspace: Path, log_dir: Path) -> None:
     session = offline_session(workspace, log_dir)
     events = await collect(session, "Which file here is largest?")
-    end = session.agent.finish("completed")
+    end = session.agent.finish()
     turns = [e.record for e in events if isinstance(e, TurnFinished)]
     tools = [e.record for e in events if isinstance(e, ToolFinished)]
     assert len(turns) >= 2

@@ -30,7 +30,7 @@ async def make_run(workspace: Path, log_dir: Path, prompt: str, **overrides: Any
     await collect(session, prompt)
     agent = session.agent
     reason = agent.state.halt_reason
-    agent.finish("halted" if reason else "completed", reason)
+    agent.finish()
     return agent.log.path
 
 

@@ -46,7 +46,7 @@ async def test_runs_with_no_model_call_are_hidden_unless_all(
     chat = await make_run(workspace, log_dir, "Which file here is largest?")
     empty = offline_session(workspace, log_dir)  # opened and quit with no message
     empty.agent.start()
-    empty.agent.finish("completed")
+    empty.agent.finish()
     empty_id = empty.agent.log.path.stem
 
     last = run_cli("report", "--json", "--last", "1", "--log-dir", str(log_dir))
@@ -138,7 +138,7 @@ async def test_resume_finds_the_last_chat_not_a_replay_or_a_proxy(
     replay.agent.start(replay_of={"run_id": chat.stem, "turn": 1, "model": "x"})
     async for _ in replay.agent.send("Which file here is largest?"):
         pass
-    replay.agent.finish("completed")
+    replay.agent.finish()
     proxy = log_dir / "29991231T000000Z-000000.jsonl"  # the newest of all
     rewrite(proxy, [{"type": "run_start", "started_at": "2999-12-31", "source": "proxy"}])
     (log_dir / "transcripts" / proxy.name).write_text('{"kind":"request"}\n')

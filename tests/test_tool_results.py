@@ -31,7 +31,7 @@ async def test_large_json_and_log_reach_the_model_small(workspace: Path, log_dir
     _big_workspace(workspace)
     session = offline_session(workspace, log_dir)
     events = await collect(session, "What is in api.json and service.log?")
-    session.agent.finish("completed")
+    session.agent.finish()
     tools = [e for e in events if isinstance(e, ToolFinished)]
     assert [t.record["input"]["path"] for t in tools] == ["api.json", "service.log"]
     for t, method, rid in zip(tools, ["json", "log"], ["r1", "r2"], strict=True):
@@ -93,7 +93,7 @@ async def test_summaries_are_their_own_priced_turn(workspace: Path, log_dir: Pat
     _big_workspace(workspace)
     session = offline_session(workspace, log_dir, summarize_results=True)
     events = await collect(session, "What is in api.json?")
-    session.agent.finish("completed")
+    session.agent.finish()
     turns = [e.record for e in events if isinstance(e, TurnFinished)]
     summary = [t for t in turns if t["purpose"] == "summarize"]
     assert len(summary) == 1

@@ -52,7 +52,7 @@ from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
 from tuiagent.runs import records
 from tuiagent.runs.layout import transcript_path
 from tuiagent.runs.log import R, RunLog, new_run_id, utc_now_iso
-from tuiagent.runs.outcome import Outcome
+from tuiagent.runs.outcome import Outcome, outcome
 from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart
 from tuiagent.runs.transcript import Transcript
 
@@ -205,7 +205,10 @@ class Agent:
             )
         )
 
-    def finish(self, end: Outcome) -> RunEnded:
+    def finish(self, end: Outcome | None = None) -> RunEnded:
+        """Write run_end: how the run ended (runs/outcome.py), by default from its halt
+        reason. Closes the log and the transcript."""
+        end = end or outcome(self.state.halt_reason)
         self.state.status, self.state.halt_reason = end.status, end.halt_reason
         ledger = self.ledger
         u = ledger.usage
