@@ -305,7 +305,7 @@ class SubAgentEnd(Record):
 
     TYPE = "agent"
     status: str = ""  # completed | stopped | failed | interrupted
-    halt_reason: str | None = None
+    halt_reason: HaltReason | str | None = None
     detail: str = ""
     tier: str = ""
     turns: int = 0
@@ -326,7 +326,7 @@ class ExperimentResult(Record):
     tier: str = ""
     model: str = ""
     simulated: bool = False
-    halted: str | None = None
+    halted: HaltReason | str | None = None
     cap_usd: Decimal = Decimal(0)
     turns: list[dict[str, Any]] = field(default_factory=list)
     skipped_turns: list[dict[str, Any]] = field(default_factory=list)
@@ -339,7 +339,8 @@ class RunEnd(Record):
     TYPE = "run_end"
     ended_at: str = ""
     status: str = ""  # completed | halted | error
-    halt_reason: str | None = None  # a HaltReason when halted
+    # A HaltReason when halted (a reason from a newer version reads as its string).
+    halt_reason: HaltReason | str | None = None
     turns: int = 0
     total_cost_usd: Decimal = Decimal(0)
     total_input_tokens: int = 0
