@@ -28,7 +28,7 @@ from tuiagent.agent.experiment import (
     suggest_rules,
 )
 from tuiagent.config import RouterRule, Settings
-from tuiagent.session import open_session
+from tuiagent.session import connect, open_session
 
 HELD_OUT = [
     "Show me notes.txt",
@@ -75,7 +75,7 @@ async def _experiment(logs: Path) -> Experiment:
         tier="fast",
         model=settings.model_for("fast"),
         judge=True,
-        offline=True,
+        connect=lambda: connect(settings, offline=True),
     )
 
 

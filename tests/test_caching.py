@@ -50,7 +50,9 @@ def session_with_clock(workspace: Path, log_dir: Path, clock: Clock, **overrides
 
 def turns_of(events: list[Any]) -> list[dict[str, Any]]:
     return [
-        e.record for e in events if isinstance(e, TurnFinished) and e.record["purpose"] == "agent"
+        e.record.to_json()
+        for e in events
+        if isinstance(e, TurnFinished) and e.record.to_json()["purpose"] == "agent"
     ]
 
 
@@ -257,7 +259,10 @@ async def test_multi_turn_run_writes_then_reads_and_reports_state(
     assert len(states) == len(turns)
     assert states[-1].expires_at == pytest.approx(clock.now + 300)
     assert states[-1].cached_prefix_tokens > states[0].cached_prefix_tokens
-    assert 0 < end.record["cache_hit_rate"] < 1 and end.record["saved_by_cache_usd"] > 0
+    assert (
+        0 < end.record.to_json()["cache_hit_rate"] < 1
+        and end.record.to_json()["saved_by_cache_usd"] > 0
+    )
 
 
 async def test_expiry_after_five_minutes_is_a_miss_with_its_reason(
@@ -311,7 +316,7 @@ async def test_keep_warm_refreshes_only_near_expiry_and_when_it_pays(
     clock.now += 270
     events = [e async for e in agent.keep_warm()]
     assert any(isinstance(e, Notice) and "refresh" in e.text for e in events)
-    refresh = [e.record for e in events if isinstance(e, TurnFinished)]
+    refresh = [e.record.to_json() for e in events if isinstance(e, TurnFinished)]
     assert (
         refresh
         and refresh[0]["purpose"] == "keep_warm"

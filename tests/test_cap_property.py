@@ -80,4 +80,4 @@ def test_spend_never_exceeds_cap(
     asyncio.run(run())
     end = session.agent.finish()
     assert session.agent.ledger.spent <= cap
-    assert Decimal(str(end.record["total_cost_usd"])) <= cap
+    assert Decimal(str(end.record.to_json()["total_cost_usd"])) <= cap

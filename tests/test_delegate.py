@@ -63,7 +63,7 @@ def test_done_when_three_fast_sub_agents_overlap_and_the_answer_names_every_file
     end = records[-1]
     assert end["type"] == "run_end" and end["status"] == "completed"
     total = sum(Decimal(str(r["cost_usd"])) for r in turns)
-    assert abs(end.total_cost_usd - total) < Decimal("1e-9")
+    assert abs(Decimal(str(end["total_cost_usd"])) - total) < Decimal("1e-9")
     assert end["total_output_tokens"] == sum(r["output_tokens"] for r in turns)
     on_disk, bad = read_records(logs / f"{end['run_id']}.jsonl")
     assert bad == 0 and len(on_disk) == len(records)
@@ -338,7 +338,11 @@ def test_lowering_the_session_cap_holds_the_sub_agents_to_it(files: Path, log_di
     lowered: list[Decimal] = []
 
     def on(event: Event) -> None:
-        if isinstance(event, TurnFinished) and event.record["agent"] == "main" and not lowered:
+        if (
+            isinstance(event, TurnFinished)
+            and event.record.to_json()["agent"] == "main"
+            and not lowered
+        ):
             lowered.append(agent.set_cap(agent.budget.settled + Decimal("0.00008")).budget.cap)
 
     asyncio.run(_run(session, PROMPT, on))

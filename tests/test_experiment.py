@@ -32,6 +32,7 @@ from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import ConfigError
 from tuiagent.llm.offline.brain import judge
 from tuiagent.runs.log import read_records
+from tuiagent.session import connect
 
 KINDS = {
     "listing": "List the files here.",
@@ -76,7 +77,14 @@ async def test_three_runs_replayed_on_fast_and_judged(made: tuple[Path, Path, li
     ]
     assert len(turns) == len(source_turns) >= 6 and not skipped
     exp = await run_experiment(
-        settings, log_dir, turns, skipped, tier="fast", model=fast, judge=True, offline=True
+        settings,
+        log_dir,
+        turns,
+        skipped,
+        tier="fast",
+        model=fast,
+        judge=True,
+        connect=lambda: connect(settings, offline=True),
     )
     assert exp.halted is None and exp.simulated
     # Every turn has a verdict and a reason; the answers were judged by a priced call.
@@ -314,7 +322,14 @@ async def test_report_screen_shows_the_latest_experiment(
     fast = settings.model_for("fast")
     turns, skipped = load_turns(settings, log_dir, runs[:1], fast)
     exp = await run_experiment(
-        settings, log_dir, turns, skipped, tier="fast", model=fast, judge=True, offline=True
+        settings,
+        log_dir,
+        turns,
+        skipped,
+        tier="fast",
+        model=fast,
+        judge=True,
+        connect=lambda: connect(settings, offline=True),
     )
     app = Host(build_report(log_dir, last=3))
     async with app.run_test(size=(160, 48)) as pilot:

@@ -100,7 +100,10 @@ async def test_clear_leaves_the_next_request_with_no_earlier_messages(
     await send(session, "What does README.md say?")
     spent = agent.ledger.spent
     edited = agent.clear_conversation()
-    assert edited.record["action"] == "clear" and edited.record["messages_before"] == 4
+    assert (
+        edited.record.to_json()["action"] == "clear"
+        and edited.record.to_json()["messages_before"] == 4
+    )
     await send(session, "What does notes.txt say?")
     agent.finish()
     requests = [r for r in load_requests(agent.transcript.path) if r["purpose"] == "agent"]
@@ -178,7 +181,9 @@ async def test_old_results_are_cleared_and_recalled_through_expand_result(
     events = await send(session, "What did notes/p1.txt say about launch city?")
     assert "CITY-1." in answer_of(events)
     tools = [
-        e.record["name"] for e in events if hasattr(e, "record") and e.record["type"] == "tool"
+        e.record.to_json()["name"]
+        for e in events
+        if hasattr(e, "record") and e.record.to_json()["type"] == "tool"
     ]
     assert tools == ["expand_result"]
     # Every turn's context_tokens is what its request, rebuilt from the transcript, holds.

@@ -159,7 +159,7 @@ async def test_an_unreadable_stream_is_an_attempt_with_its_input_and_worst_outpu
         assert first["output_tokens"] >= 1024  # the most it allowed stays spent
     else:  # a turn whose cut tool call is reported
         assert first["cut_tool_calls"]
-    assert Decimal(str(end.record["total_cost_usd"])) >= model.bill(session.agent.pricer)
+    assert Decimal(str(end.record.to_json()["total_cost_usd"])) >= model.bill(session.agent.pricer)
 
 
 @pytest.mark.parametrize("answer", ["missing_message", "negative_usage", "huge_usage"])

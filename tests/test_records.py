@@ -300,7 +300,11 @@ def test_a_newcomers_field_needs_only_its_class() -> None:
 
     try:
         record = Newer(run_id="n", weight_usd=Decimal("0.25"))
-        assert record.to_json() == {"type": "newer_for_this_test", "run_id": "n", "weight_usd": 0.25}
+        assert record.to_json() == {
+            "type": "newer_for_this_test",
+            "run_id": "n",
+            "weight_usd": 0.25,
+        }
         assert read(json.dumps(record.to_json())) == record
     finally:
         del records._REGISTRY[("newer_for_this_test", None)]

@@ -439,6 +439,12 @@ class ProxyRunEnd(Record):
     in_flight_usd: Decimal = Decimal(0)
 
 
+# A model call's record, the agent's or a proxied one's (a ProxyAttempt is a ProxyTurn).
+Call = Turn | Attempt | ProxyTurn
+Start = RunStart | ProxyRunStart
+End = RunEnd | ProxyRunEnd
+
+
 @dataclass(frozen=True)
 class Unknown:
     """A line of a type this version does not know (a newer version's): kept as it was."""
