@@ -24,7 +24,7 @@ from tuiagent.llm.usage import TokenUsage
 from tuiagent.proxy.cap import MIN_USEFUL_TOKENS, fit_request
 from tuiagent.proxy.sse import UsageScanner
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import RunLog, utc_now_iso
+from tuiagent.runs.log import R, RunLog, utc_now_iso
 from tuiagent.runs.records import (
     Limits,
     ProxyAttempt,
@@ -37,7 +37,7 @@ from tuiagent.runs.records import Refused as RefusedRecord
 from tuiagent.runs.transcript import Transcript
 
 Counter = Callable[[dict[str, Any]], Awaitable[int | None]]
-Listener = Callable[[dict[str, Any]], None]
+Listener = Callable[[Record], None]
 
 THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
 PURPOSE = "proxy"  # a proxied call's purpose: the transcript keeps its request whole
@@ -190,7 +190,7 @@ class Meter:
         ttft_s: float | None = None,
         transport_error: str | None = None,
         sent: bool = True,
-    ) -> dict[str, Any]:
+    ) -> ProxyTurn:
         """Settle the call's hold with what it billed and write its record.
 
         `status` is the upstream's HTTP status, None when no response came; `sent` False
@@ -263,14 +263,13 @@ class Meter:
             )
         return self._write(record)
 
-    def _write(self, record: Record) -> dict[str, Any]:
-        """Write a record as this run's; listeners get its line's object."""
+    def _write(self, record: R) -> R:
+        """Write a record as this run's, and tell the listeners."""
         record = replace(record, run_id=self.run_id)
         self.log.append(record)
-        line = record.to_json()
         for listener in list(self.listeners):
-            listener(line)
-        return line
+            listener(record)
+        return record
 
     # --- the run's first and last records ------------------------------------------
 
