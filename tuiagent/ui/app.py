@@ -457,7 +457,7 @@ class TuiagentApp(App[int]):
             panel.stopped()
         record = _last_turn(agent.log.path)
         if record is not None and record.stop_reason == "interrupted":
-            self.main.turn_finished(record.to_json())
+            self.main.turn_finished(record)
             return record
         return False
 
@@ -818,7 +818,7 @@ class TuiagentApp(App[int]):
                     # It ran in the earlier run: done, with what the model saw.
                     output = block.get("content")
                     text = output if isinstance(output, str) else json.dumps(output)
-                    view.finished({"ok": not block.get("is_error")}, text, None)
+                    view.finished(not block.get("is_error"), text, None)
 
 
 def _last_turn(path: Path) -> Turn | None:

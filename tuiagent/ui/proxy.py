@@ -110,9 +110,9 @@ class ProxyDashboard(App[int]):
             return
         self.query_one(RichLog).write(call_line(record))
         self.query_one(BudgetGauge).add_turn_cost(record.cost_usd)
-        self.query_one(TurnsTable).add_turn(record.to_json())
+        self.query_one(TurnsTable).add_turn(record)
         if record.type == "turn":
-            self.query_one(CachePanel).add_turn(record.to_json())
+            self.query_one(CachePanel).add_turn(record)
 
     @on(BudgetMoved)
     def _budget(self, message: BudgetMoved) -> None:

@@ -19,6 +19,7 @@ from tuiagent.ui.widgets.chat import ChatInput, ChatLog, NoticeView
 # the first frame waits for neither.
 if TYPE_CHECKING:
     from tuiagent.agent.events import Event
+    from tuiagent.runs.records import Tool, Turn
     from tuiagent.ui.widgets.agents import AgentsPanel
     from tuiagent.ui.widgets.answer import AnswerView
     from tuiagent.ui.widgets.gauge import BudgetGauge
@@ -87,7 +88,7 @@ class MainScreen(Screen[None]):
         self._failure: NoticeView | None = None  # the notice of a call failing right now
         self.needed_usd: Decimal | None = None  # halted at the cap: what the next call needs
         self.view = "panels"  # what F5 shows (WIDE_VIEWS, NARROW_VIEWS)
-        self.last_turn: dict[str, Any] | None = None  # for the one-line status
+        self.last_turn: Turn | None = None  # for the one-line status
         # The model's context window in tokens, when known (the app sets it from the pricer).
         self.context_window: Callable[[str], int | None] = lambda model: None
 
@@ -163,21 +164,12 @@ class MainScreen(Screen[None]):
         r = self.last_turn
         if r is None:
             return
-        model = str(r.get("model", "")).removeprefix("claude-")
-        parts = [f"{r.get('tier')} {model}"]
+        parts = [f"{r.tier} {r.model.removeprefix('claude-')}"]
         for panel in self.query(CachePanel):
             parts.append(f"cache hit {panel.hit_rate}")
-        parts.append(f"last {money(Decimal(str(r.get('cost_usd') or 0)), 5)}")
-        window = self.context_window(str(r.get("model", "")))
-        used = sum(
-            int(r.get(k) or 0)
-            for k in (
-                "input_tokens",
-                "cache_read_input_tokens",
-                "cache_creation_input_tokens",
-                "output_tokens",
-            )
-        )
+        parts.append(f"last {money(r.cost_usd, 5)}")
+        window = self.context_window(r.model)
+        used = r.usage.total_input_tokens + r.usage.output_tokens
         if window:
             parts.append(f"context {used / window:.0%}")
         parts.append("F5 panels")
@@ -243,7 +235,7 @@ class MainScreen(Screen[None]):
             # A sub-agent's record: its calls join the turns table and the gauge's burn; the
             # chat, router and cache panels are the orchestrator's.
             if isinstance(event, TurnFinished | AttemptFailed):
-                self.query_one(TurnsTable).add_turn(event.record.to_json())
+                self.query_one(TurnsTable).add_turn(event.record)
             if isinstance(event, TurnFinished):
                 self.gauge.add_turn_cost(event.record.cost_usd)
             return
@@ -266,11 +258,11 @@ class MainScreen(Screen[None]):
                 else:
                     view.set_arguments(event.arguments)
         elif isinstance(event, ToolFinished):
-            self.tool_finished(event.record.to_json(), event.output, event.original)
+            self.tool_finished(event.record, event.output, event.original)
         elif isinstance(event, TurnFinished):
             await self.close_answer()
             self._failure = None  # a retry went through: the next failure is a new one
-            self.turn_finished(event.record.to_json())
+            self.turn_finished(event.record)
             self.gauge.add_turn_cost(event.record.cost_usd)
         elif isinstance(event, BudgetChanged):
             self.gauge.show(event.budget)
@@ -279,7 +271,7 @@ class MainScreen(Screen[None]):
         elif isinstance(event, AttemptFailed):
             # A failed call is a row in the table and one notice line, updated in place
             # while it is retried (not a line and a toast per attempt).
-            self.query_one(TurnsTable).add_turn({**event.record.to_json(), "stop_reason": "error"})
+            self.query_one(TurnsTable).add_turn(event.record)
             r = event.record
             self.failure_notice(
                 f"{r.error}: retry {r.retries_used + 1} in {r.retry_in_s:.1f}s"
@@ -383,7 +375,7 @@ class MainScreen(Screen[None]):
                 await self.answer.close()
                 self.answer = None
 
-    def turn_finished(self, record: dict[str, Any]) -> None:
+    def turn_finished(self, record: Turn) -> None:
         from tuiagent.ui.widgets.cache import CachePanel
         from tuiagent.ui.widgets.router import RouterPanel
         from tuiagent.ui.widgets.turns import TurnsTable
@@ -394,17 +386,15 @@ class MainScreen(Screen[None]):
         self.last_turn = record
         self.update_statusline()
 
-    def tool_finished(self, record: dict[str, Any], output: str, original: str) -> None:
+    def tool_finished(self, record: Tool, output: str, original: str) -> None:
         from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
 
         result = ToolResult(record, output, original or output)
         self.query_one(ToolResultsPanel).add_result(result)
-        view = self.chat.tool_views.get(str(record.get("tool_use_id")))
+        view = self.chat.tool_views.get(record.tool_use_id)
         if view is None:
-            view = self.chat.add_tool(
-                str(record.get("tool_use_id")), str(record.get("name")), record.get("input") or {}
-            )
-        view.finished(record, output, result.original_tokens)
+            view = self.chat.add_tool(record.tool_use_id, record.name, record.input)
+        view.finished(record.ok, output, (result.original_tokens, result.seen_tokens))
 
     def clear_view(self) -> None:
         self.answer = None
