@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from tuiagent.cost.pricing import Cost
-from tuiagent.exit_codes import EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGTERM
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs import records
-from tuiagent.runs.outcome import outcome
 from tuiagent.runs.records import (
     Attempt,
     ContextEdit,
@@ -308,17 +306,6 @@ def test_a_newcomers_field_needs_only_its_class() -> None:
         assert read(json.dumps(record.to_json())) == record
     finally:
         del records._REGISTRY[("newer_for_this_test", None)]
-
-
-def test_outcome_is_decided_once() -> None:
-    assert outcome(None) == ("completed", None, EXIT_OK)
-    assert outcome(None, answered=False) == ("halted", None, EXIT_HALTED)
-    assert outcome("max_cost") == ("halted", HaltReason.MAX_COST, EXIT_HALTED)
-    assert outcome(HaltReason.MAX_RETRIES).exit_code == EXIT_HALTED
-    assert outcome(HaltReason.MAX_RETRIES, unreachable=True).status == "error"
-    assert outcome(HaltReason.ERROR) == ("error", HaltReason.ERROR, EXIT_ERROR)
-    assert outcome(HaltReason.INTERRUPTED, signum=2).exit_code == EXIT_INTERRUPTED
-    assert outcome(HaltReason.INTERRUPTED, signum=15).exit_code == EXIT_SIGTERM
 
 
 # --- logs written before typed records (by main at 690bc75): the same totals ----------------

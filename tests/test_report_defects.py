@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import signal
 from decimal import Decimal
 from pathlib import Path
 
@@ -149,11 +150,16 @@ async def test_resume_finds_the_last_chat_not_a_replay_or_a_proxy(
 
 
 def test_halt_reasons_map_to_one_status_and_exit_code() -> None:
-    from tuiagent.exit_codes import EXIT_SIGHUP, EXIT_SIGTERM, outcome
+    from tuiagent.exit_codes import EXIT_SIGHUP, EXIT_SIGTERM
+    from tuiagent.runs.outcome import outcome
 
     assert outcome(None) == ("completed", None, 0)
     assert outcome("error") == ("error", "error", 1)
     assert outcome("max_cost") == ("halted", "max_cost", 3)
     assert outcome("max_retries") == ("halted", "max_retries", 3)  # a limit the user set
     assert outcome("max_retries", unreachable=True) == ("error", "max_retries", 1)
+    assert outcome(None, answered=False) == ("halted", None, 3)  # a replay with no answer
+    assert outcome("interrupted", signum=signal.SIGINT) == ("halted", "interrupted", 130)
+    assert outcome("interrupted", signum=signal.SIGTERM).exit_code == EXIT_SIGTERM
+    assert outcome("interrupted", signum=signal.SIGHUP).exit_code == EXIT_SIGHUP
     assert (EXIT_SIGTERM, EXIT_SIGHUP) == (143, 129)

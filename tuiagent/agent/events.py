@@ -137,7 +137,7 @@ class Halted(Event):
     @property
     def by_cap(self) -> bool:
         """Stopped by the spending cap: raising the cap lets the session go on."""
-        return self.reason is records.HaltReason.MAX_COST
+        return self.reason == records.HaltReason.MAX_COST
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import Settings
-from tuiagent.cost.pricing import ZERO, Pricer
+from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
 from tuiagent.llm.client import CallResult, ModelConnection
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.outcome import outcome
-from tuiagent.runs.records import HaltReason, Turn, money_of, usage_of
+from tuiagent.runs.records import HaltReason, Turn
 from tuiagent.runs.transcript import TurnRequest, turn_request
 
 
@@ -76,12 +76,12 @@ async def replay_turn(
     source = turn_request(log_dir, run_id, turn)
     rec = source.record
     original = Side(
-        model=str(rec.get("model", "?")),
-        tier=str(rec.get("tier") or rec.get("source") or "?"),
+        model=rec.model or "?",
+        tier=(rec.tier if isinstance(rec, Turn) else rec.source) or "?",
         content=source.answer,
-        usage=usage_of(rec),
-        cost=money_of(rec.get("cost_usd")) or ZERO,
-        stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None,
+        usage=rec.usage,
+        cost=rec.cost_usd,
+        stop_reason=rec.stop_reason,
     )
     conn = connect()
     agent = Agent(

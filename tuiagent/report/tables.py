@@ -245,7 +245,7 @@ def _usage_line(side: Side) -> str:
 
 def print_replay(r: Replay, console: Console) -> None:
     table = Table(
-        title=f"Turn {r.source.record.get('turn')} of run {r.source.run.run_id}, replayed",
+        title=f"Turn {r.source.record.turn} of run {r.source.run.run_id}, replayed",
         title_justify="left",
         show_lines=True,
         expand=True,

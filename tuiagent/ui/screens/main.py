@@ -224,6 +224,7 @@ class MainScreen(Screen[None]):
             TurnFinished,
             TurnStarted,
         )
+        from tuiagent.runs.records import HaltReason
         from tuiagent.ui.widgets.cache import CachePanel
         from tuiagent.ui.widgets.router import RouterPanel
         from tuiagent.ui.widgets.turns import TurnsTable
@@ -287,11 +288,11 @@ class MainScreen(Screen[None]):
                 if not self.input.text.strip():
                     self.input.load_text(event.withdrawn)
                     self.input.move_cursor(self.input.document.end)
-            if event.reason == "max_cost":
+            if event.reason == HaltReason.MAX_COST:
                 self.needed_usd = event.needed_usd
                 text += ". Raise the cap (F3 or /budget) to go on."
                 self.gauge.halted = "F3 or /budget to go on"
-            elif event.reason == "max_turns":
+            elif event.reason == HaltReason.MAX_TURNS:
                 self.gauge.halted = "max_turns: F6 or /turns N goes on"
             else:
                 self.gauge.halted = event.reason
