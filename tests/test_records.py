@@ -265,7 +265,7 @@ def test_an_older_line_reads_with_defaults() -> None:
         '"cost_breakdown_usd":[1],"a_field_from_the_future":1}'
     )
     assert isinstance(turn, Turn)
-    assert turn.turn == 2 and turn.purpose == "" and turn.cost_usd == Decimal("0.5")
+    assert turn.turn == 2 and turn.purpose == "agent" and turn.cost_usd == Decimal("0.5")
     assert turn.usage == TokenUsage(output_tokens=7)
     assert turn.latency_s == 0.0 and turn.stop_reason is None
     assert turn.tool_calls == ["a"] and turn.cost_breakdown_usd == Cost()

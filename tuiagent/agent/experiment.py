@@ -38,7 +38,7 @@ from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.outcome import outcome
-from tuiagent.runs.records import ExperimentResult, HaltReason, money_of, usage_of
+from tuiagent.runs.records import ExperimentResult, HaltReason
 from tuiagent.runs.records import Turn as TurnRecord
 from tuiagent.runs.transcript import answer_after, sent_requests
 
@@ -205,15 +205,13 @@ def _prompt_of(messages: list[dict[str, Any]]) -> str:
 
 def source_turns(run: RunFile) -> list[Turn]:
     """Every agent turn of a run with its exact request and its answer."""
-    records = [
-        r for r in run.records if r.get("type") == "turn" and r.get("purpose", "agent") == "agent"
-    ]
+    records = [c for c in run.calls if isinstance(c, TurnRecord) and c.purpose == "agent"]
     if not records:
         raise UsageError(f"run {run.run_id} has no agent turns to replay")
     requests, messages = sent_requests(run)
     turns = []
     for rec in records:
-        number = int(rec.get("turn") or 0)
+        number = rec.turn
         request = requests.get((number, "agent"))
         if request is None:
             raise UsageError(f"the transcript of run {run.run_id} has no request for turn {number}")
@@ -222,10 +220,10 @@ def source_turns(run: RunFile) -> list[Turn]:
             Turn(
                 run.run_id,
                 number,
-                str(rec.get("tier", "?")),
-                str(rec.get("model", "?")),
-                money_of(rec.get("cost_usd")) or ZERO,
-                usage_of(rec),
+                rec.tier or "?",
+                rec.model or "?",
+                rec.cost_usd,
+                rec.usage,
                 request,
                 answer_after(messages, request),
                 _prompt_of(sent),

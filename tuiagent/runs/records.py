@@ -172,7 +172,7 @@ class Turn(Record):
 
     TYPE = "turn"
     turn: int = 0
-    purpose: str = ""
+    purpose: str = "agent"  # (before `purpose` was written, every call was the agent's)
     model: str = ""
     tier: str = ""
     simulated: bool = False
@@ -227,7 +227,7 @@ class Attempt(Record):
 
     TYPE = "attempt"
     turn: int = 0
-    purpose: str = ""
+    purpose: str = "agent"  # (before `purpose` was written, every call was the agent's)
     model: str = ""
     tier: str = ""
     status: int | None = None  # the HTTP status, None when no answer came
