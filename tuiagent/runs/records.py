@@ -8,9 +8,10 @@ of the wrong type, reads as the field's default; a field this version does not k
 ignored; a record type it does not know reads as `Unknown` (its raw dict kept).
 
 To add a field to a record: add it to the class here, with a default (what older lines read
-as). It is written by `to_json()` and read by `read()` from its annotation; nothing else
-changes. A field declared with `metadata=OMIT` is left out of the line while it is None (a flag that
-is only written when it is set).
+as), and set it where the record is built. It is written by `to_json()` and read back by
+`read()` from its annotation (int, str, bool, float, Decimal, an enum, a dataclass, lists and
+dicts of those); no writer or reader elsewhere changes. A field declared with
+`metadata=OMIT` is left out of the line while it is None (a flag written only when set).
 
 Older lines are upgraded in one place, `_upgrade`: schema 0 (logs written before `schema` was)
 has today's field names, so it only notes the version.
@@ -476,18 +477,28 @@ def _encode(value: Any) -> Any:
     return value
 
 
+@cache
+def _plan(cls: type) -> tuple[tuple[str, bool, bool], ...]:
+    """Per field written: its name, whether it is left out while None, whether it is flat."""
+    return tuple(
+        (f.name, bool(f.metadata.get("omit_none")), bool(f.metadata.get("flatten")))
+        for f in fields(cls)
+        if f.init
+    )
+
+
 def _encode_fields(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in fields(obj):
-        if not f.init:
+    for name, omit, flat in _plan(type(obj)):
+        value = getattr(obj, name)
+        if value is None and omit:
             continue
-        value = getattr(obj, f.name)
-        if f.metadata.get("omit_none") and value is None:
-            continue
-        if f.metadata.get("flatten"):
+        if flat:
             out.update(_encode_fields(value))
+        elif isinstance(value, str | int | float | bool) and not isinstance(value, Enum):
+            out[name] = value
         else:
-            out[f.name] = _encode(value)
+            out[name] = _encode(value)
     return out
 
 
