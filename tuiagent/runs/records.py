@@ -489,7 +489,8 @@ def _plan(cls: type) -> tuple[tuple[str, bool, bool], ...]:
 
 def _encode_fields(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, omit, flat in _plan(type(obj)):
+    kind: type = type(obj)
+    for name, omit, flat in _plan(kind):
         value = getattr(obj, name)
         if value is None and omit:
             continue
