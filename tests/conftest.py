@@ -74,14 +74,17 @@ def cli_env(**extra: str) -> dict[str, str]:
     return {**base, **extra}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`tuiagent ARGS` in a subprocess, as a user runs it."""
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`tuiagent ARGS` in a subprocess, as a user runs it (in `cwd`, if given)."""
     return subprocess.run(
         [sys.executable, "-m", "tuiagent", *args],
         capture_output=True,
         text=True,
         env=cli_env(**(env or {})),
         timeout=120,
+        cwd=cwd,
     )
 
 

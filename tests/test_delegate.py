@@ -43,12 +43,11 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def test_done_when_three_fast_sub_agents_overlap_and_the_answer_names_every_file(
     files: Path, tmp_path: Path
 ) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text("offline_tokens_per_second = 400\n")
-    logs = tmp_path / "logs"
+    """The issue's command exactly as a new user runs it: in the files' directory (the
+    default workspace), no config, the offline model at its default (full) speed."""
+    data = tmp_path / "data"
     proc = run_cli(
-        "run", PROMPT, "--offline", "--json", "--workspace", str(files),
-        "--log-dir", str(logs), "--config", str(config),
+        "run", PROMPT, "--offline", "--json", cwd=files, env={"XDG_DATA_HOME": str(data)}
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -57,14 +56,19 @@ def test_done_when_three_fast_sub_agents_overlap_and_the_answer_names_every_file
     assert {r["agent"] for r in sub} == {"a1", "a2", "a3"}
     assert all(r["tier"] == "fast" and r["parent_agent"] == "main" for r in sub)
     assert {r["task"] for r in sub} == {"Summarize a.txt", "Summarize b.txt", "Summarize c.txt"}
-    assert any(_overlap(x, y) for x in sub for y in sub if x["agent"] != y["agent"])
+    # Their calls overlap in time, by the records' own timestamps: each sub-agent's first
+    # call started before every other sub-agent's first call ended.
+    first = {a: min((r for r in sub if r["agent"] == a), key=lambda r: r["started_at"]) for a in ("a1", "a2", "a3")}  # fmt: skip
+    assert all(_overlap(x, y) for x in first.values() for y in first.values())
     main = [r for r in turns if r["agent"] == "main"]
-    assert main[0]["tool_calls"] == ["delegate"] and all(r["tier"] == "fast" for r in sub)
+    assert main[0]["tool_calls"] == ["delegate"]
     end = records[-1]
     assert end["type"] == "run_end" and end["status"] == "completed"
+    assert end["turns"] == len(main) and end["subagent_turns"] == len(sub)
     total = sum(Decimal(str(r["cost_usd"])) for r in turns)
     assert abs(Decimal(str(end["total_cost_usd"])) - total) < Decimal("1e-9")
     assert end["total_output_tokens"] == sum(r["output_tokens"] for r in turns)
+    logs = data / "tuiagent" / "runs"
     on_disk, bad = read_records(logs / f"{end['run_id']}.jsonl")
     assert bad == 0 and len(on_disk) == len(records)
     ended = [r for r in records if r["type"] == "agent"]
@@ -76,12 +80,11 @@ def test_done_when_three_fast_sub_agents_overlap_and_the_answer_names_every_file
     for name in ("a.txt", "b.txt", "c.txt"):
         assert name in answer
     # And plain mode prints it, with the sub-agents' turns indented under the parent's.
-    plain = run_cli(
-        "run", PROMPT, "--offline", "--workspace", str(files), "--log-dir", str(logs)
-    )  # fmt: skip
+    plain = run_cli("run", PROMPT, "--offline", cwd=files, env={"XDG_DATA_HOME": str(data)})
     assert plain.returncode == 0, plain.stderr
     assert "\n    a1 turn  1  claude-haiku-5-5" in plain.stdout
-    assert "\n- a3: c.txt: Charlie: the third list" in plain.stdout
+    assert "\n- c.txt: Charlie: the third list" in plain.stdout
+    assert "turns (+6 by sub-agents)" in plain.stdout
 
 
 async def _run(session: Session, prompt: str, on: Any = None) -> list[Event]:
@@ -102,9 +105,11 @@ def test_parent_combines_the_answers_naming_every_file(files: Path, log_dir: Pat
     session = offline_session(files, log_dir)
     asyncio.run(_run(session, "Use sub-agents to summarize a.txt, b.txt and c.txt"))
     answer = _answer(session)
-    for name in ("a.txt", "b.txt", "c.txt"):
-        assert name in answer
-    assert "3 completed" in answer
+    assert answer.splitlines() == [
+        "- a.txt: Alpha: the first notes (2 lines seen).",
+        "- b.txt: Bravo: the second report (1 line seen).",
+        "- c.txt: Charlie: the third list (3 lines seen).",
+    ]
 
 
 def test_without_the_tool_the_offline_model_reads_the_files_itself(
@@ -389,3 +394,42 @@ def test_sub_agent_transcripts_stay_out_of_resume(files: Path, log_dir: Path) ->
     assert subs == ["a1.jsonl", "a2.jsonl", "a3.jsonl"]
     first = load_messages(log_dir / "transcripts" / run_id / "a2.jsonl")[0]
     assert first["content"][0]["text"] == "Summarize b.txt"
+
+
+def test_the_offline_model_paces_every_output_token_a_tool_calls_input_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulated speed the benchmark compares at: a tool call's input (the delegate
+    call's task list) takes its time like text, so neither arm gets tokens for free."""
+    import anthropic
+
+    from tuiagent.llm.offline import transport
+
+    waited: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(transport.asyncio, "sleep", sleep)
+    tps = 50.0
+    client = anthropic.AsyncAnthropic(
+        api_key="offline",
+        http_client=httpx2.AsyncClient(transport=OfflineModel(tokens_per_second=tps)),
+    )
+    tool = {"name": "read_file", "description": "Read a file.", "input_schema": {"type": "object"}}
+
+    async def go() -> anthropic.types.Message:
+        async with client.messages.stream(
+            model="claude-haiku-5-5",
+            max_tokens=300,
+            tools=[tool],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": "Read notes/a-long-file-name.txt"}],
+        ) as stream:
+            return await stream.get_final_message()
+
+    message = asyncio.run(go())
+    assert [b.type for b in message.content] == ["text", "tool_use"]
+    # Every billed output token waited 1/tps seconds: the tool call's ones too.
+    assert sum(waited) * tps == pytest.approx(message.usage.output_tokens, abs=1)

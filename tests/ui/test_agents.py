@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from textual.widgets import Static
+
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.agents import AgentsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
@@ -45,6 +47,7 @@ async def test_sub_agents_show_live_and_their_turns_join_the_table(make_app: Mak
         panel = app.main.query_one(AgentsPanel)
         shown = str(panel.render())
         assert "Summarize notes.txt" in shown and "fast" in shown
+        assert shown.count(" 2 turns") == 3  # each read a file and answered
         table = app.main.query_one(TurnsTable)
         turns = [r for r in _records(app) if r["type"] == "turn"]
         assert table.row_count == len(turns) == agent.state.turns + 6
@@ -72,3 +75,18 @@ async def test_escape_stops_every_sub_agent(make_app: MakeApp) -> None:
         assert set(_states(app).values()) == {"interrupted"}
         assert agent.budget.in_flight == 0
         assert app.main.gauge.spent == agent.ledger.spent > 0
+
+
+async def test_the_narrow_layout_says_how_many_sub_agents_run(make_app: MakeApp) -> None:
+    """At 80x24 the panels are hidden: the status line counts the running sub-agents."""
+    app = make_app(offline_tokens_per_second=30.0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, PROMPT)
+
+        def line() -> str:
+            return str(app.main.query_one("#statusline", Static).render())
+
+        await until(pilot, lambda: "3 sub-agents running" in line(), "the count on the line")
+        await idle(pilot)
+        assert "running" not in line() and "fast haiku-5-5" in line()

@@ -60,19 +60,26 @@ DELEGATE_DESCRIPTION = (
     "cheaper model, each on a share of the budget. A task must stand alone: its sub-agent "
     "sees only it. Returns each answer."
 )
+# A task is its text, or an object when it asks for a tier or a cap: the model writes the
+# tool's input at output speed and price, so the common case is the short one.
 DELEGATE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "tasks": {
             "type": "array",
             "items": {
-                "type": "object",
-                "properties": {
-                    "task": {"type": "string"},
-                    "tier": {"enum": list(TIERS)},
-                    "max_cost_usd": {"type": "number"},
-                },
-                "required": ["task"],
+                "anyOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "task": {"type": "string"},
+                            "tier": {"enum": list(TIERS)},
+                            "max_cost_usd": {"type": "number"},
+                        },
+                        "required": ["task"],
+                    },
+                ]
             },
         }
     },
@@ -102,12 +109,13 @@ class SubResult:
     slice_usd: Decimal = Decimal(0)
 
     def header(self) -> str:
+        """What the parent needs to read on: the state, and for a sub-agent that did not
+        finish what it spent of its slice (the tier, turns and spend of each are in its
+        records and the Agents panel, not in every later call of the parent)."""
         how = self.state + (f" ({self.reason})" if self.reason else "")
-        return (
-            f"[{self.agent} {how}, {self.task.tier}, {self.turns} turn"
-            f"{'' if self.turns == 1 else 's'}, ${self.spent:.6f} of ${self.slice_usd:.6f}] "
-            f"{self.task.task}"
-        )
+        if self.state != "completed":
+            how += f", ${self.spent:.6f} of ${self.slice_usd:.6f}"
+        return f"[{self.agent} {how}] {self.task.task}"
 
     def text(self) -> str:
         parts = [self.header()]
@@ -126,7 +134,9 @@ def parse_tasks(args: dict[str, Any]) -> list[SubTask]:
     """The tool's input as tasks; a ToolError names what is wrong."""
     raw = args.get("tasks")
     if not isinstance(raw, list) or not raw:
-        raise ToolError("tasks must be a non-empty list of {task, tier?, max_cost_usd?}")
+        raise ToolError(
+            "tasks must be a non-empty list of task texts or {task, tier?, max_cost_usd?}"
+        )
     if len(raw) > MAX_TASKS:
         raise ToolError(f"at most {MAX_TASKS} tasks per call, got {len(raw)}")
     tasks = []
@@ -134,7 +144,7 @@ def parse_tasks(args: dict[str, Any]) -> list[SubTask]:
         if isinstance(item, str):
             item = {"task": item}
         if not isinstance(item, dict):
-            raise ToolError(f"task {i} must be an object with a task, got {item!r}")
+            raise ToolError(f"task {i} must be a text or an object with a task, got {item!r}")
         text = item.get("task")
         if not isinstance(text, str) or not text.strip():
             raise ToolError(f"task {i}: task must be a non-empty string")
@@ -253,7 +263,8 @@ class Delegator:
         def status(r: SubResult, worker: Agent | None = None) -> SubAgentChanged:
             in_flight = Decimal(0)
             if worker is not None:
-                r.turns, r.spent = worker.state.turns, worker.budget.settled
+                r.turns = max(r.turns, worker.state.turns)
+                r.spent = worker.budget.settled
                 in_flight = worker.budget.in_flight
             return SubAgentChanged(
                 r.agent, r.task.task, r.task.tier, r.state, r.turns, r.spent, in_flight,
@@ -319,6 +330,8 @@ class Delegator:
                     if isinstance(event, LogRecord):  # its records: user, turn, tool, attempt
                         queue.put_nowait(event)
                         if isinstance(event, TurnFinished):
+                            # Its state counts the turn once the call returns: count it now.
+                            r.turns = max(r.turns, event.record.turn)
                             queue.put_nowait(status(r, worker))
                     elif isinstance(event, TurnStarted):
                         queue.put_nowait(status(r, worker))
@@ -349,6 +362,7 @@ class Delegator:
             if worker is not None:
                 r.answer = last_answer(worker.state.history)
                 queue.put_nowait(status(r, worker))
+                parent.state.subagent_turns += r.turns
                 ended = worker.write(
                     SubAgentEnd(
                         status=r.state,

@@ -61,6 +61,7 @@ from tuiagent.runs.transcript import Transcript
 class RunState:
     run_id: str
     turns: int = 0
+    subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
     status: str | None = None
     halt_reason: HaltReason | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -218,6 +219,7 @@ class Agent:
                 status=end.status,
                 halt_reason=end.halt_reason,
                 turns=self.state.turns,
+                subagent_turns=self.state.subagent_turns,
                 total_cost_usd=ledger.spent,
                 total_input_tokens=u.input_tokens,
                 total_output_tokens=u.output_tokens,

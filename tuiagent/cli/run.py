@@ -178,8 +178,9 @@ async def run_headless(
     if not as_json:
         r = ended.record
         why = r.halt_reason if r.halt_reason not in (None, r.status) else None
+        sub = f" (+{r.subagent_turns} by sub-agents)" if r.subagent_turns else ""
         out.write(
             f"{r.status}{f' ({why})' if why else ''}: "
-            f"{r.turns} turns, ${r.total_cost_usd:.6f}  log {agent.log.path}\n"
+            f"{r.turns} turns{sub}, ${r.total_cost_usd:.6f}  log {agent.log.path}\n"
         )
     return end.exit_code

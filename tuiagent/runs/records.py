@@ -343,6 +343,7 @@ class RunEnd(Record):
     # A HaltReason when halted (a reason from a newer version reads as its string).
     halt_reason: HaltReason | str | None = None
     turns: int = 0
+    subagent_turns: int = 0  # the turns of its sub-agents, all told
     total_cost_usd: Decimal = Decimal(0)
     total_input_tokens: int = 0
     total_output_tokens: int = 0

@@ -78,7 +78,7 @@ _SUB_RECALL = re.compile(
     r"\s*\((?:compressed|summarised) [^()]*? as r\d+; say \"expand r\d+\" to see the original\)"
 )
 # A sub-agent's part of a delegate result (tuiagent.agent.delegate.SubResult.header).
-_DELEGATED = re.compile(r"^\[(a\d+) (\w+)(?: \(([^)]*)\))?, [^\]]*\] (.*)$")
+_DELEGATED = re.compile(r"^\[(a\d+) (\w+)(?: \(([^)]*)\))?(?:, [^\]]*)?\] (.*)$")
 _RUN = re.compile(r"\b(?:run|execute)\s+`([^`]+)`", re.IGNORECASE)
 _URL = re.compile(r"\bhttps?://[^\s\"'<>`]+[^\s\"'<>`.,;:!?)]")
 _RECALL = re.compile(r"\bwhat did\s+(\S+?)\s+say about\s+(.+?)[\s?.!]*$", re.IGNORECASE)
@@ -215,28 +215,30 @@ def delegated(plan: list[PlannedCall], known_files: set[str], request: str) -> l
     if not paths:
         return plan
     verb = "Summarize" if re.search(r"\bsummar", request, re.IGNORECASE) else "Read"
-    tasks = [{"task": f"{verb} {path}"} for path in paths]
+    tasks = [f"{verb} {path}" for path in paths]  # texts: no tier or cap asked for
     first = next((i for i, c in enumerate(plan) if c.name == "read_file"), len(rest))
     return [*rest[:first], PlannedCall("delegate", {"tasks": tasks}), *rest[first:]]
 
 
 def _describe_delegated(result: str) -> str:
-    """The sub-agents' answers, combined: one line each, and why any did not finish."""
-    lines = []
+    """The sub-agents' answers, combined as the answer would say them had it read the files
+    itself: what each found, and which did not finish and why (by agent and task); a
+    Markdown list, so the app shows a line each."""
+    lines: list[str] = []
     for part in result.split("\n\n")[1:]:
         head, _, body = part.partition("\n")
         m = _DELEGATED.match(head)
         if not m:
             continue
         agent, state, reason, task = m.groups()
-        said = _SUB_RECALL.sub("", _first_line(body)) if body.strip() else "(no answer)"
         if state == "completed":
-            lines.append(f"- {agent}: {said}")
+            said = [_SUB_RECALL.sub("", ln.strip()) for ln in body.splitlines() if ln.strip()]
+            lines.extend(f"- {ln}" for ln in said or [f"{task}: (no answer)"])
         else:
+            had = _SUB_RECALL.sub("", _first_line(body)) if body.strip() else "(no answer)"
             why = f" ({reason})" if reason else ""
-            lines.append(f"- {agent} ({task}) {state}{why}: {said}")
-    head = result.split("\n", 1)[0]
-    return f"From {head}:\n" + "\n".join(lines) if lines else f"delegate: {head}"
+            lines.append(f"- {agent} ({task}) {state}{why}: {had}")
+    return "\n".join(lines) if lines else f"delegate: {result.split(chr(10), 1)[0]}"
 
 
 def parse_listing(text: str) -> list[tuple[str, str, int | None]]:

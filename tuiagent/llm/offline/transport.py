@@ -300,6 +300,13 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         )
         yield _sse("ping", {"type": "ping"})
         delay = 1.0 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
+
+        async def paced(tokens: float) -> None:
+            """Every output token takes its time (text, thinking and a tool call's input
+            alike); at full speed the stream still yields, so concurrent calls overlap as
+            they do on a real endpoint."""
+            await asyncio.sleep(delay * tokens)
+
         for index, block in enumerate(content):
             start: dict[str, Any]
             if block["type"] == "thinking":
@@ -316,6 +323,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                     *pieces,
                     {"type": "signature_delta", "signature": block["signature"]},
                 ]:
+                    await paced(max(1, estimate_tokens(delta.get("thinking", ""))))
                     yield _sse(
                         "content_block_delta",
                         {"type": "content_block_delta", "index": index, "delta": delta},
@@ -327,8 +335,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                     {"type": "content_block_start", "index": index, "content_block": start},
                 )
                 for piece in _PIECES.findall(block["text"]):
-                    if delay:
-                        await asyncio.sleep(delay * max(1, estimate_tokens(piece)))
+                    await paced(max(1, estimate_tokens(piece)))
                     delta = {"type": "text_delta", "text": piece}
                     yield _sse(
                         "content_block_delta",
@@ -347,7 +354,11 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                     {"type": "content_block_start", "index": index, "content_block": start},
                 )
                 encoded = block.get("_partial_json", json.dumps(block["input"]))
-                for piece in ["", *(encoded[i : i + 16] for i in range(0, len(encoded), 16))]:
+                parts = ["", *(encoded[i : i + 16] for i in range(0, len(encoded), 16))]
+                # The call's tokens as billed (name and input), spread over its pieces.
+                share = block_tokens(_sent(block)) / len(parts)
+                for piece in parts:
+                    await paced(share)
                     delta = {"type": "input_json_delta", "partial_json": piece}
                     yield _sse(
                         "content_block_delta",

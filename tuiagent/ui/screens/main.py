@@ -159,12 +159,16 @@ class MainScreen(Screen[None]):
     def update_statusline(self) -> None:
         """The narrow layout's one line: model and tier, cache hit, last cost, context."""
         from tuiagent.ui.format import money
+        from tuiagent.ui.widgets.agents import AgentsPanel
         from tuiagent.ui.widgets.cache import CachePanel
 
         r = self.last_turn
         if r is None:
             return
         parts = [f"{r.tier} {r.model.removeprefix('claude-')}"]
+        for agents in self.query(AgentsPanel):  # second: it must not be cut off at 80 columns
+            if n := agents.running:
+                parts.append(f"{n} sub-agent{'' if n == 1 else 's'} running")
         for panel in self.query(CachePanel):
             parts.append(f"cache hit {panel.hit_rate}")
         parts.append(f"last {money(r.cost_usd, 5)}")
@@ -231,6 +235,7 @@ class MainScreen(Screen[None]):
 
         if isinstance(event, SubAgentChanged):
             (await self.agents_panel()).update_agent(event)
+            self.update_statusline()  # the narrow layout says how many are running
             return
         if isinstance(event, LogRecord) and event.record.agent not in (None, "main"):
             # A sub-agent's record: its calls join the turns table and the gauge's burn; the

@@ -46,9 +46,13 @@ class AgentsPanel(Static):
             if event.state in ("queued", "running"):
                 self.update_agent(dataclasses.replace(event, state="interrupted", in_flight=ZERO))
 
+    @property
+    def running(self) -> int:
+        return sum(a.state == "running" for a in self.agents.values())
+
     def update_agent(self, event: SubAgentChanged) -> None:
         self.agents[event.agent] = event
-        running = sum(a.state == "running" for a in self.agents.values())
+        running = self.running
         self.border_subtitle = f"{running} running" if running else ""
         text = Text()
         order = sorted(self.agents.values(), key=lambda a: ORDER.get(a.state, 9))
@@ -57,7 +61,10 @@ class AgentsPanel(Static):
                 text.append("\n")
             text.append(f"{a.agent:<3} ", style="bold")
             text.append(f"{a.state:<11}", style=STATE_STYLE.get(a.state, ""))
-            text.append(f" {money(a.spent + a.in_flight, 5)}/{money(a.slice_usd, 3)} {a.turns}t\n")
+            # What it has spent of its slice (a call in flight shows once it is billed: the
+            # worst case held for it is the gauge's, and would read as spend that shrinks).
+            turns = f"{a.turns} turn{'' if a.turns == 1 else 's'}"
+            text.append(f" {money(a.spent, 5)}/{money(a.slice_usd, 3)} {turns}\n")
             line = f"    {a.tier} · {a.task}"
             text.append(line if len(line) <= 40 else line[:39] + "…", style="dim")
         self.update(text)
