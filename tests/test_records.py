@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
 from tuiagent.cost.pricing import Cost
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs import records
@@ -317,12 +316,8 @@ def test_a_log_written_before_typed_records_reports_the_same_totals(tmp_path: Pa
     report --json` gives the totals main gave for them."""
     logs = tmp_path / "logs"
     shutil.copytree(FIXTURE, logs)
-    out = subprocess.run(
-        [sys.executable, "-m", "tuiagent", "report", "--log-dir", str(logs), "--json", "--all"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = run_cli("report", "--log-dir", str(logs), "--json", "--all")
+    assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     runs = {r["run_id"][-6:]: r for r in report["runs"]}
     assert {k: (r["turns"], r["cost_usd"], r["ended"]) for k, r in runs.items()} == {
@@ -353,6 +348,41 @@ def test_a_log_written_before_typed_records_reports_the_same_totals(tmp_path: Pa
     assert by_agent == {"main": (15, 0.061275725), "a1": (2, 0.0001638), "a2": (2, 0.0001627)}
     top = report["top_turns"][0]
     assert (top["run_id"][-6:], top["turn"], top["cost_usd"]) == ("8e4c8f", 4, 0.01285)
+
+
+def _fields_by_type(log: Path) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        out.setdefault(record["type"], set()).update(record)
+    return out
+
+
+# Fields written since the fixture was (by main at 690bc75), each a default for older logs.
+ADDED_SINCE = {"run_start": {"schema"}, "run_end": {"subagent_turns"}}
+
+
+def test_todays_lines_have_the_fields_the_old_ones_had(tmp_path: Path) -> None:
+    """The request of the fixture's first run (two sub-agents), run now: every line type has
+    the fields it had then, and `--json` prints exactly the lines of the log."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.txt").write_text("alpha line one\nbeta\n")
+    (ws / "b.txt").write_text("gamma\ndelta two\n")
+    logs = tmp_path / "logs"
+    prompt = "read a.txt and b.txt in parallel with sub-agents and summarize"
+    done = run_cli(
+        "run", "--offline", "--json", "--log-dir", str(logs), "--workspace", str(ws), prompt
+    )
+    assert done.returncode == 0, done.stderr
+    (log,) = logs.glob("*.jsonl")
+    then = _fields_by_type(FIXTURE / "20261202T010608Z-fd77f9.jsonl")
+    now = _fields_by_type(log)
+    assert set(now) == set(then) == {"run_start", "user", "turn", "tool", "agent", "run_end"}
+    for kind, fields in then.items():
+        assert now[kind] == fields | ADDED_SINCE.get(kind, set()), kind
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert printed == [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def test_every_line_of_the_old_logs_reads_typed() -> None:
