@@ -25,6 +25,7 @@ from tuiagent.runs.records import (
     ProxyRunStart,
     ProxyTurn,
     Refused,
+    ReplayedTurn,
     RunEnd,
     RunStart,
     SubAgentEnd,
@@ -180,10 +181,20 @@ EVERY_RECORD: list[records.Record] = [
         simulated=True,
         halted=HaltReason.INTERRUPTED,
         cap_usd=Decimal(1),
-        turns=[{"run_id": "r0", "turn": 1, "verdict": "same"}],
+        turns=[
+            ReplayedTurn(
+                run_id="r0",
+                turn=1,
+                original_tier="deep",
+                original_cost_usd=Decimal("0.01285"),
+                replay_cost_usd=Decimal("0.0002"),
+                verdict="same",
+                judge_cost_usd=Decimal("0.0008"),
+            )
+        ],
         skipped_turns=[{"run_id": "r0", "turn": 2}],
         verdicts={"same": 1},
-        totals={"saving_usd": 0.5},
+        totals={"saving_usd": Decimal("0.01265")},
     ),
     RunEnd(
         run_id="r1",

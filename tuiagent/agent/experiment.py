@@ -31,14 +31,14 @@ from tuiagent.agent.router import RouteDecision, request_words, rule_matches, to
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, RouterRule, Settings
 from tuiagent.cost.budget import estimated_with_margin, plan_reservation
-from tuiagent.cost.pricing import ZERO, Pricer, usd
+from tuiagent.cost.pricing import ZERO, Pricer
 from tuiagent.errors import LimitError, TuiagentError, UsageError
 from tuiagent.llm.client import ModelConnection
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.outcome import outcome
-from tuiagent.runs.records import ExperimentResult, HaltReason
+from tuiagent.runs.records import ExperimentResult, HaltReason, ReplayedTurn
 from tuiagent.runs.records import Turn as TurnRecord
 from tuiagent.runs.transcript import answer_after, sent_requests
 
@@ -94,22 +94,22 @@ class TurnResult:
         """The cheaper model did as well: same or acceptable."""
         return self.verdict in KEEPS and self.error is None
 
-    def as_json(self) -> dict[str, Any]:
+    def row(self) -> ReplayedTurn:
         s = self.source
-        return {
-            "run_id": s.run_id,
-            "turn": s.turn,
-            "original_tier": s.tier,
-            "original_model": s.model,
-            "original_cost_usd": usd(s.cost),
-            "replay_tier": self.tier,
-            "replay_model": self.model,
-            "replay_cost_usd": usd(self.cost),
-            "verdict": self.verdict,
-            "reason": self.reason,
-            "judge_cost_usd": usd(self.judge_cost),
-            "error": self.error,
-        }
+        return ReplayedTurn(
+            run_id=s.run_id,
+            turn=s.turn,
+            original_tier=s.tier,
+            original_model=s.model,
+            original_cost_usd=s.cost,
+            replay_tier=self.tier,
+            replay_model=self.model,
+            replay_cost_usd=self.cost,
+            verdict=self.verdict,
+            reason=self.reason,
+            judge_cost_usd=self.judge_cost,
+            error=self.error,
+        )
 
 
 @dataclass
@@ -166,16 +166,16 @@ class Experiment:
             simulated=self.simulated,
             halted=self.halted,
             cap_usd=self.cap,
-            turns=[r.as_json() for r in self.results],
+            turns=[r.row() for r in self.results],
             skipped_turns=[{"run_id": t.run_id, "turn": t.turn} for t in self.skipped],
             verdicts={v: sum(r.verdict == v for r in self.results) for v in VERDICTS},
             totals={
-                "original_cost_usd": usd(self.original_cost),
-                "replay_cost_usd": usd(self.replay_cost),
-                "judge_cost_usd": usd(self.judge_cost),
-                "experiment_cost_usd": usd(self.spent),
-                "would_have_cost_usd": usd(self.would_have_cost),
-                "saving_usd": usd(self.saving),
+                "original_cost_usd": self.original_cost,
+                "replay_cost_usd": self.replay_cost,
+                "judge_cost_usd": self.judge_cost,
+                "experiment_cost_usd": self.spent,
+                "would_have_cost_usd": self.would_have_cost,
+                "saving_usd": self.saving,
             },
         )
 
@@ -493,16 +493,16 @@ async def _replay_all(
             break
 
 
-def latest_experiment(log_dir: Path) -> dict[str, Any] | None:
-    """The result of the latest experiment logged in `log_dir` (Experiment.as_json)."""
+def latest_experiment(log_dir: Path) -> ExperimentResult | None:
+    """The result of the latest experiment logged in `log_dir`."""
     try:
         runs = list_runs(log_dir)
     except TuiagentError:
         return None
     for run in reversed(runs):
-        record = run.first("experiment")
-        if record is not None:
-            return record
+        found = [r for r in run.typed if isinstance(r, ExperimentResult)]
+        if found:
+            return found[0]
     return None
 
 

@@ -209,8 +209,8 @@ async def run_experiment_command(
         sys.stdout.write("\n")
     else:
         console = _console()
-        console.print(experiment_table(data))
-        for line in experiment_totals(data):
+        console.print(experiment_table(exp.record()))
+        for line in experiment_totals(exp.record()):
             console.print(line, markup=False, highlight=False)
         console.print(f"logged as run {exp.run_id}: {exp.log_path}", markup=False)
         if suggestion is not None:

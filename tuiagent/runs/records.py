@@ -316,10 +316,28 @@ class SubAgentEnd(Record):
     ended_at: str = ""
 
 
+@dataclass(frozen=True)
+class ReplayedTurn:
+    """One turn of an experiment: as it ran, as it was replayed, and the judge's verdict."""
+
+    run_id: str = ""
+    turn: int = 0
+    original_tier: str = ""
+    original_model: str = ""
+    original_cost_usd: Decimal = Decimal(0)
+    replay_tier: str = ""
+    replay_model: str = ""
+    replay_cost_usd: Decimal = Decimal(0)
+    verdict: str | None = None  # same | acceptable | worse; None: not judged
+    reason: str = ""
+    judge_cost_usd: Decimal = Decimal(0)
+    error: str | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExperimentResult(Record):
-    """A replay of every agent turn on another tier (type "experiment", agent/experiment.py);
-    its turns, verdicts and totals as written there."""
+    """A replay of every agent turn on another tier (type "experiment", agent/experiment.py),
+    as `replay --all --json` prints it."""
 
     TYPE = "experiment"
     experiment_run_id: str = ""
@@ -329,10 +347,12 @@ class ExperimentResult(Record):
     simulated: bool = False
     halted: HaltReason | str | None = None
     cap_usd: Decimal = Decimal(0)
-    turns: list[dict[str, Any]] = field(default_factory=list)
-    skipped_turns: list[dict[str, Any]] = field(default_factory=list)
+    turns: list[ReplayedTurn] = field(default_factory=list)
+    skipped_turns: list[dict[str, Any]] = field(default_factory=list)  # [{run_id, turn}]
     verdicts: dict[str, int] = field(default_factory=dict)
-    totals: dict[str, float] = field(default_factory=dict)
+    # original_cost_usd, replay_cost_usd, judge_cost_usd, experiment_cost_usd,
+    # would_have_cost_usd, saving_usd
+    totals: dict[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
