@@ -9,17 +9,21 @@ The hostile mix: as many sessions again against tests/hostile.py's server (cut t
 non-JSON data, missing fields, bad usage, output above max_tokens, a swapped model, drops,
 bad counts), with the cap moved while calls are in flight. Its figure is what the server
 billed within what each request allowed, over the cap in force at the end.
-BENCH_BUDGET_SESSIONS sets the count of each (default 1,000).
+BENCH_BUDGET_SESSIONS sets the count of each (default 1,000). Sessions run in-process (the
+offline and hostile models are the SDK's transport: the real client and SSE parser), each
+from its own seed, spread over BENCH_BUDGET_WORKERS processes (default: the CPU count).
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import random
 import statistics
 import tempfile
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,10 @@ from tuiagent.llm.offline import OfflineModel
 from tuiagent.session import open_session
 
 SESSIONS = int(os.environ.get("BENCH_BUDGET_SESSIONS", "1000"))
+# Every answer fills max_tokens and asks for a tool. Its text goes 64 words to an event: the
+# cap is settled from the usage events, never from how the text was cut, and one event per
+# word made 1,000 sessions take most of an hour.
+_STRESS: dict[str, Any] = {"fill_max_tokens": True, "always_tool": True, "words_per_delta": 64}
 _OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
 
@@ -60,7 +68,7 @@ def _random_settings(rng: random.Random, logs: Path) -> Settings:
 
 async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
     settings = _random_settings(rng, logs)
-    model = _Flaky(rng.randint(0, 3), fill_max_tokens=True, always_tool=True)
+    model = _Flaky(rng.randint(0, 3), **_STRESS)
     session = open_session(settings, workspace=ws, offline=True, offline_model=model)
 
     async def no_sleep(_: float) -> None:
@@ -79,7 +87,7 @@ async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
     # what counts, and Decimal spent <= cap is asserted by tests/test_cap_property.py
 
 
-async def _hostile(rng: random.Random, ws: Path, logs: Path) -> float:
+async def _hostile(rng: random.Random, ws: Path, logs: Path) -> tuple[float, bool]:
     from tests.hostile import ANSWERS, COUNTS, HostileModel
 
     settings = _random_settings(rng, logs)
@@ -92,7 +100,7 @@ async def _hostile(rng: random.Random, ws: Path, logs: Path) -> float:
         if moves and holder and rng.random() < 0.3:
             holder[0].set_cap(moves.pop())
 
-    model = HostileModel(answers, counts, fill_max_tokens=True, always_tool=True, on_request=move)
+    model = HostileModel(answers, counts, on_request=move, **_STRESS)
     session = open_session(settings, workspace=ws, offline=True, offline_model=model)
     agent = session.agent
     holder.append(agent)
@@ -106,30 +114,52 @@ async def _hostile(rng: random.Random, ws: Path, logs: Path) -> float:
         pass
     agent.finish()
     billed = model.bill(agent.pricer)
-    over.append(billed > agent.budget.cap)  # exact, in Decimal
-    return float(billed / agent.budget.cap)
+    return float(billed / agent.budget.cap), billed > agent.budget.cap  # (exact, in Decimal)
 
 
-over: list[bool] = []
+SEED = 20261128
+
+
+def _sessions(kind: str, seeds: list[int], root: str) -> list[tuple[float, bool]]:
+    """One worker's share: each session from its own seed, one after another."""
+    ws, logs = Path(root) / "ws", Path(root) / f"logs-{os.getpid()}"
+
+    async def run_all() -> list[tuple[float, bool]]:
+        out = []
+        for seed in seeds:
+            rng = random.Random(seed)
+            if kind == "hostile":
+                out.append(await _hostile(rng, ws, logs))
+            else:
+                ratio = await _session(rng, ws, logs)
+                out.append((ratio, ratio > 1))
+        return out
+
+    return asyncio.run(run_all())
 
 
 def run() -> list[tuple[str, str, str]]:
-    rng = random.Random(20261128)
-    ratios: list[float] = []
+    rng = random.Random(SEED)
+    workers = int(os.environ.get("BENCH_BUDGET_WORKERS", str(os.cpu_count() or 1)))
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp) / "ws"
         ws.mkdir()
         for i in range(12):
             (ws / f"file{i}.txt").write_text("data " * rng.randint(10, 3000))
-
-        async def all_sessions() -> None:
-            for _ in range(SESSIONS):
-                ratios.append(await _session(rng, ws, Path(tmp) / "logs"))
-            for _ in range(SESSIONS):
-                hostile.append(await _hostile(rng, ws, Path(tmp) / "logs"))
-
-        hostile: list[float] = []
-        asyncio.run(all_sessions())
+        results: dict[str, list[tuple[float, bool]]] = {"honest": [], "hostile": []}
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            jobs = []
+            for n, kind in enumerate(results):
+                seeds = [SEED + 1_000_000 * (n + 1) + i for i in range(SESSIONS)]
+                for chunk in range(0, SESSIONS, 25):
+                    share = seeds[chunk : chunk + 25]
+                    jobs.append((kind, pool.submit(_sessions, kind, share, tmp)))
+            for kind, job in jobs:
+                results[kind].extend(job.result())
+    ratios = [r for r, _ in results["honest"]]
+    hostile = [r for r, _ in results["hostile"]]
+    over = [o for _, o in results["hostile"]]
     return [
         (
             f"hostile mix: largest billed/cap over {SESSIONS} sessions",

@@ -2,13 +2,16 @@
 
 A turn's wall time minus the time spent inside the offline model's transport (which stands
 in for the network and the model) is what tuiagent itself costs: building the request,
-placing cache breakpoints, the SDK's serialisation and SSE parsing, pricing, the log write
-(the disk sync is off the loop, on its own thread), running the tool.
+placing cache breakpoints, the SDK's serialisation and SSE parsing, pricing, the log and
+transcript writes (the disk sync is off the loop, on its own thread), running the tools.
+The one external process a tool starts, search_files' ripgrep, is timed on its own (its
+start, its search, its exit) and shown both apart and included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -19,6 +22,7 @@ from typing import Any
 
 import httpx2
 
+import tuiagent.agent.tools.workspace as workspace_tools
 from tuiagent.config import Settings
 from tuiagent.llm.offline import OfflineModel
 from tuiagent.session import open_session
@@ -50,8 +54,29 @@ class _TimedModel(OfflineModel):
             yield chunk
 
 
+class _TimedSearch:
+    """search_files' ripgrep run (tools/search.py `search`), timed."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._search = workspace_tools.search
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> str:
+        t = time.perf_counter()
+        try:
+            return await self._search(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
+_SEARCH = _TimedSearch()
+workspace_tools.search = _SEARCH  # type: ignore[assignment]
+
+
 async def _session_once(workspace: Path, log_dir: Path) -> tuple[float, float, int]:
+    """(wall seconds, seconds in the model and in ripgrep, turns) of one session."""
     model = _TimedModel()
+    _SEARCH.seconds = 0.0
     session = open_session(
         Settings(log_dir=log_dir), workspace=workspace, offline=True, offline_model=model
     )
@@ -63,7 +88,7 @@ async def _session_once(workspace: Path, log_dir: Path) -> tuple[float, float, i
         pass
     wall = time.perf_counter() - t
     session.agent.finish()
-    return wall, model.model_seconds, session.agent.state.turns
+    return wall, model.model_seconds + _SEARCH.seconds, session.agent.state.turns
 
 
 PROMPTS = [
@@ -98,11 +123,15 @@ def run() -> list[tuple[str, str, str]]:
         for i in range(20):
             (ws / f"f{i}.py").write_text(f"# file {i}\nprint({i})\n")
         per_turn: list[float] = []
+        with_search: list[float] = []
+        search: list[float] = []
         for _ in range(3):  # warm-up
             asyncio.run(_session_once(ws, Path(tmp) / "logs"))
-        for _ in range(15):
-            wall, model_s, turns = asyncio.run(_session_once(ws, Path(tmp) / "logs"))
-            per_turn.append((wall - model_s) / turns * 1000)
+        for _ in range(30):
+            wall, outside, turns = asyncio.run(_session_once(ws, Path(tmp) / "logs"))
+            per_turn.append((wall - outside) / turns * 1000)
+            search.append(_SEARCH.seconds / turns * 1000)
+            with_search.append(per_turn[-1] + search[-1])
         counts, turns = asyncio.run(_count_calls(ws, Path(tmp) / "logs"))
     return [
         (f"count_tokens calls in a {turns}-turn session far from the cap", str(counts), "<= 3"),
@@ -112,4 +141,12 @@ def run() -> list[tuple[str, str, str]]:
             f"{statistics.quantiles(per_turn, n=10)[-1]:.2f} ms",
             "-",
         ),
+        ("ripgrep's process per turn (median)", f"{statistics.median(search):.2f} ms", "-"),
+        (
+            "engine overhead per turn with ripgrep (median, p90)",
+            f"{statistics.median(with_search):.2f} ms, "
+            f"{statistics.quantiles(with_search, n=10)[-1]:.2f} ms",
+            "-",
+        ),
+        ("load average (1 min) at the end", f"{os.getloadavg()[0]:.2f}", "-"),
     ]

@@ -23,7 +23,7 @@ from tuiagent.llm.caching import (
     plan_breakpoints,
 )
 from tuiagent.llm.offline import OfflineModel
-from tuiagent.llm.tokens import estimate_request_tokens
+from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.runs.log import read_records
 from tuiagent.session import Session, open_session
 
@@ -85,6 +85,7 @@ def test_every_request_has_one_to_four_breakpoints_above_the_minimum(
         ],
         "messages": messages,
     }
+    before = json.dumps(request)
     planned = plan_breakpoints(request, MODEL)
     n = count_breakpoints(planned)
     above = estimate_request_tokens(request) >= min_cacheable_tokens(MODEL)
@@ -92,7 +93,7 @@ def test_every_request_has_one_to_four_breakpoints_above_the_minimum(
     assert (n >= 1) == above
     last = planned["messages"][-1]["content"][-1]
     assert ("cache_control" in last) == above  # the rolling breakpoint at the end
-    assert request["messages"][-1]["content"][-1].get("cache_control") is None  # a copy
+    assert json.dumps(request) == before  # a copy: the conversation itself is never marked
 
 
 def test_stable_prefix_gets_its_own_breakpoint_when_it_alone_is_above_the_minimum() -> None:
@@ -338,3 +339,15 @@ async def test_keep_warm_is_off_by_default(workspace: Path, log_dir: Path) -> No
     await collect(session, "What does notes.txt say?")
     clock.now += 270
     assert [e async for e in session.agent.keep_warm()] == []
+
+
+def test_a_tool_definition_is_counted_by_what_it_holds() -> None:
+    """Definitions are counted once and kept: a copy (as plan_breakpoints makes) or a marker
+    counts the same; another schema, or another description, counts anew."""
+    schema = {"type": "object", "properties": {"path": {"type": "string"}}}
+    tool = {"name": "read", "description": "Read a file", "input_schema": schema}
+    first = block_tokens(tool)
+    assert block_tokens({**tool, "cache_control": {"type": "ephemeral"}}) == first
+    wider = {"type": "object", "properties": {"path": {"type": "string"}, "n": {"type": "int"}}}
+    assert block_tokens({**tool, "input_schema": wider}) > first
+    assert block_tokens({**tool, "description": "Read a file " * 20}) > first

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tuiagent.config import load_settings
+from tuiagent.cost.budget import plan_reservation
 from tuiagent.cost.pricing import Pricer, UnpricedModelError
 from tuiagent.errors import ConfigError
 from tuiagent.llm.usage import TokenUsage
@@ -234,3 +236,31 @@ def test_streamed_server_tool_counts_come_from_message_delta() -> None:
     assert (final.web_search_requests, final.web_fetch_requests) == (2, 1)
     assert final.with_delta({"output_tokens": 90}).web_search_requests == 2  # cumulative
     assert Pricer().price("claude-haiku-5-5", final).server_tools == D("0.02")
+
+
+def test_a_reservation_holds_the_searches_a_request_offers() -> None:
+    """plan_reservation (the agent's metered call and the proxy) reserves the server tools'
+    worst case on top of the tokens: a request whose searches do not fit is not sent, and an
+    open-ended search lowers max_tokens until output and searches fit together."""
+    pricer, model = Pricer(), "claude-sonnet-5-5"
+    base: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 1000,
+        "messages": [{"role": "user", "content": "find it"}],
+    }
+    tokens_only = plan_reservation(pricer, model, base, 100, "count_tokens", D(1), 256)
+    assert tokens_only is not None
+    capped = {**base, "tools": [{"type": "web_search_20250305", "max_uses": 5}]}
+    held = plan_reservation(pricer, model, capped, 100, "count_tokens", D(1), 256)
+    assert held is not None and held.worst_case_usd == tokens_only.worst_case_usd + D("0.05")
+    tight = tokens_only.worst_case_usd + D("0.02")  # the tokens fit, the 5 searches do not
+    assert plan_reservation(pricer, model, base, 100, "count_tokens", tight, 256) is not None
+    assert plan_reservation(pricer, model, capped, 100, "count_tokens", tight, 256) is None
+    open_ended = {**base, "tools": [{"type": "web_search_20250305"}]}
+    room = D(1)  # 1000 tokens could ask for 200 searches ($2): max_tokens comes down
+    res = plan_reservation(pricer, model, open_ended, 100, "count_tokens", room, 256)
+    assert res is not None and 256 <= res.max_tokens < 1000
+    sent = {**open_ended, "max_tokens": res.max_tokens}
+    searches = pricer.server_tool_worst_case(model, sent)
+    assert searches > 0 and res.worst_case_usd <= room
+    assert res.worst_case_usd >= searches + pricer.rates(model, 100).output * res.max_tokens

@@ -74,6 +74,23 @@ def test_redact_removes_the_configured_key_and_anything_shaped_like_one() -> Non
     forget_all()
 
 
+def test_redact_data_finds_a_secret_anywhere_and_copies_nothing_without_one() -> None:
+    """The precheck looks at one repr: a secret nested deep, in a key or a tuple, or with
+    characters a repr would escape, is still found; a value with none comes back itself."""
+    forget_all()
+    clean = {"record": [{"text": "nothing here", "n": 1}], "t": ("a", "b")}
+    assert redact_data(clean) is clean
+    nested = {"a": [{"b": ("x", "key sk-ant-api03-Zz9")}]}
+    assert redact_data(nested) == {"a": [{"b": ("x", f"key {REDACTED}")}]}
+    for own in ("plain-secret-0123", "quote's-secret\\-0123"):
+        forget_all()
+        remember(own)
+        assert redact_data(clean) == clean
+        assert (redact_data(clean) is clean) == (own == "plain-secret-0123")  # or walked
+        assert redact_data({"k": [{own: f"x{own}y"}]}) == {"k": [{REDACTED: f"x{REDACTED}y"}]}
+    forget_all()
+
+
 def test_every_event_message_and_tool_output_is_redacted(tmp_path: Path) -> None:
     """The points where text is made: events (notices, halts, records), failed calls, tools."""
     remember(FAKE_KEY)

@@ -21,17 +21,21 @@ _MIN_SECRET_LEN = 8
 
 _known: set[str] = set()
 _pattern: re.Pattern[str] = _KEY_SHAPE
+# Every remembered secret appears as it is inside a repr (no quote or escape in it), so the
+# precheck in redact_data may look at one repr instead of walking the value.
+_repr_safe = True
 
 
 def remember(secret: str | None) -> None:
     """Redact this value (and its stripped form) from now on."""
-    global _pattern
+    global _pattern, _repr_safe
     if not secret:
         return
     added = {v for v in (secret, secret.strip()) if len(v) >= _MIN_SECRET_LEN} - _known
     if not added:
         return
     _known.update(added)
+    _repr_safe = all(repr(v)[1:-1] == v for v in _known)
     # Longest first, so a value that contains another is removed whole.
     alternatives = [re.escape(v) for v in sorted(_known, key=len, reverse=True)]
     _pattern = re.compile("|".join([*alternatives, _KEY_SHAPE.pattern]))
@@ -39,9 +43,10 @@ def remember(secret: str | None) -> None:
 
 def forget_all() -> None:
     """Tests only: start again with no remembered secrets."""
-    global _pattern
+    global _pattern, _repr_safe
     _known.clear()
     _pattern = _KEY_SHAPE
+    _repr_safe = True
 
 
 def redact(text: str) -> str:
@@ -52,13 +57,23 @@ def redact(text: str) -> str:
 
 
 def redact_data(value: Any) -> Any:
-    """A JSON-like value (dicts, lists, strings) with every string redacted."""
+    """A JSON-like value (dicts, lists, strings) with every string redacted; the value itself
+    when it holds nothing to redact (the common case: one repr searched, nothing copied)."""
+    if isinstance(value, dict | list | tuple) and _repr_safe:
+        # A string holding a secret shows it verbatim in the container's repr.
+        text = repr(value)
+        if "sk-ant-" not in text and not (_known and _pattern.search(text)):
+            return value
+    return _redacted(value)
+
+
+def _redacted(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {redact_data(k): redact_data(v) for k, v in value.items()}
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact_data(v) for v in value]
+        return [_redacted(v) for v in value]
     if isinstance(value, tuple):
-        return tuple(redact_data(v) for v in value)
+        return tuple(_redacted(v) for v in value)
     return value

@@ -215,12 +215,13 @@ class Caller:
         simulated: bool,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.pricer = pricer
         self.budget = budget
-        self.ledger = Ledger()
+        self.ledger = ledger if ledger is not None else Ledger()
         self.write = write
         self.transcript = transcript
         self.simulated = simulated

@@ -21,14 +21,25 @@ class Event:
     reaches the screen, a notice or the headless output)."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
             if isinstance(value, records.Record):
-                object.__setattr__(self, f.name, value.redacted())
+                object.__setattr__(self, name, value.redacted())
             elif isinstance(value, str | dict | list):
                 clean = redact_data(value)
-                if clean != value:  # the record itself is kept when there is nothing to hide
-                    object.__setattr__(self, f.name, clean)
+                # The record itself is kept when there is nothing to hide.
+                if clean is not value and clean != value:
+                    object.__setattr__(self, name, clean)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 @dataclass(frozen=True)

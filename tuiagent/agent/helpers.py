@@ -46,7 +46,9 @@ async def helper_call(
 async def classify(agent: Agent, prompt: str) -> AsyncGenerator[Event, None]:
     """The optional classifier (config router_classifier): one fast-tier call naming the
     tier this request needs. Sets agent.classified; when it fails or names no tier, the
-    rules decide."""
+    rules decide. Asked only when routing is automatic and the cap leaves room."""
+    if not agent.settings.router_classifier or agent.tier != "auto" or agent.budget.remaining <= 0:
+        return
     agent.classified = ""
     decision = agent.router.choose(
         prompt=prompt,

@@ -2,25 +2,26 @@
 
 It yields typed events (agent/events.py) and writes the run log, so the headless runner and
 the UI consume the same stream and neither holds agent logic. Every model call, and all of
-its money, is the metered call's (agent/call.py).
+its money, is the metered call's (agent/call.py); the request it sends is built from the
+conversation (agent/conversation.py); where its records go, a sub-agent's too, and the
+run's first and last records are agent/records.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import anthropic
 
-from tuiagent.agent import helpers
+from tuiagent.agent import conversation, helpers, records
 from tuiagent.agent.call import CallEnd, Caller, CallSpec
 from tuiagent.agent.compress import Compressor
 from tuiagent.agent.context import ContextManager
@@ -41,20 +42,20 @@ from tuiagent.agent.router import (
     Router,
     tools_so_far,
 )
-from tuiagent.agent.tool_step import run_tool_call
+from tuiagent.agent.tool_step import run_tool_calls
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.caching import CacheTracker, plan_breakpoints
+from tuiagent.llm.caching import CacheTracker
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
-from tuiagent.runs import records
-from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import R, RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.log import R
 from tuiagent.runs.outcome import Outcome, outcome
-from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart
-from tuiagent.runs.transcript import Transcript
+from tuiagent.runs.records import HaltReason
+from tuiagent.runs.records import UserMessage as UserRecord
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,6 +66,19 @@ class RunState:
     status: str | None = None
     halt_reason: HaltReason | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _OnCaller(Generic[T]):
+    """An attribute the metered call (agent.caller) keeps, read and set on the agent."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, agent: Agent, owner: type | None = None) -> T:
+        return cast(T, getattr(agent.caller, self.name))
+
+    def __set__(self, agent: Agent, value: T) -> None:
+        setattr(agent.caller, self.name, value)
 
 
 class Agent:
@@ -93,11 +107,6 @@ class Agent:
         on every record, and keeps its conversation in a transcript of its own."""
         self.settings = settings
         self.agent_id = agent_id
-        self.identity: dict[str, Any] = {"agent": agent_id}
-        if parent is not None:
-            self.identity.update(
-                parent_agent=parent.agent_id, parent_turn=parent.state.turns, task=task
-            )
         self.provider = provider
         self.simulated = provider == "offline"
         self.toolbox = toolbox
@@ -108,14 +117,10 @@ class Agent:
         self.max_turns = settings.max_turns
         self.tier = settings.tier
         self.system_prompt = settings.resolved_system_prompt()
-        if parent is None:
-            self.state = RunState(run_id or new_run_id())
-            self.log = RunLog(log_dir, self.state.run_id)
-            self.transcript = Transcript(transcript_path(self.log.path))
-        else:
-            self.state = RunState(parent.state.run_id)
-            self.log = parent.log
-            self.transcript = Transcript(transcript_path(self.log.path, agent_id))
+        # Opened once the settings are known to be good: a bad one leaves no log behind.
+        place = records.place_of(agent_id, log_dir=log_dir, run_id=run_id, parent=parent, task=task)
+        self.identity, self.log, self.transcript = place.identity, place.log, place.transcript
+        self.state = RunState(place.run_id)
         self.caller = Caller(
             settings,
             client=client,
@@ -126,9 +131,8 @@ class Agent:
             simulated=self.simulated,
             clock=clock,
             wall_clock=wall_clock,
+            ledger=place.ledger,
         )
-        if parent is not None:
-            self.caller.ledger = parent.ledger  # one run: run_end totals include every agent
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
         # True runs it; False, or the user's reason as a string, declines it.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
@@ -138,44 +142,25 @@ class Agent:
             toolbox.add(self.compressor.expand_tool())
         # Clearing old results and compaction (agent/context.py); limits are per request.
         self.context = ContextManager(self, self.compressor)
+        # The request being worked on (agent/conversation.py begins it).
         self.working = False  # inside a request (send / go_on)
-        self._request_start = 0  # self.state.turns when the request began
+        self.request_start = 0  # self.state.turns when the request began
+        self.message_at: int | None = None  # where send() put the request's message
+        self.prompt = ""  # the user's request being worked on, which the router reads
+        self.classified: str | None = None  # the classifier's tier for it ("" for none)
         self.router = Router(
             settings.tiers,
             self.pricer,
             budget_floor=settings.router_budget_floor,
             rules=tuple(settings.router_rules),
         )
-        # Diagnostics are asked of Anthropic's API and of the offline model; a gateway or
-        # other compatible endpoint may reject the field, so it is not sent there.
-        self.ask_diagnostics = self.simulated or not os.environ.get("ANTHROPIC_BASE_URL")
-        self._prompt = ""  # the user's request being worked on, which the router reads
-        self.classified: str | None = None  # the classifier's tier for it ("" for none)
+        self.ask_diagnostics = conversation.asks_diagnostics(self.simulated)
 
-    # What the metered call keeps: spend, the prompt cache per model, retries.
-    @property
-    def ledger(self) -> Ledger:
-        return self.caller.ledger
-
-    @property
-    def cache(self) -> CacheTracker:
-        return self.caller.cache
-
-    @property
-    def wall_clock(self) -> Callable[[], float]:
-        return self.caller.wall_clock
-
-    @wall_clock.setter
-    def wall_clock(self, value: Callable[[], float]) -> None:
-        self.caller.wall_clock = value
-
-    @property
-    def sleep(self) -> Callable[[float], Awaitable[None]]:
-        return self.caller.sleep
-
-    @sleep.setter
-    def sleep(self, value: Callable[[float], Awaitable[None]]) -> None:
-        self.caller.sleep = value
+    # What the metered call keeps: spend, the prompt cache per model, its clocks.
+    ledger: _OnCaller[Ledger] = _OnCaller()
+    cache: _OnCaller[CacheTracker] = _OnCaller()
+    wall_clock: _OnCaller[Callable[[], float]] = _OnCaller()
+    sleep: _OnCaller[Callable[[float], Awaitable[None]]] = _OnCaller()
 
     def call(self, spec: CallSpec) -> AsyncGenerator[Event | CallEnd, None]:
         """The one metered call (agent/call.py): events, then one CallEnd."""
@@ -191,47 +176,14 @@ class Agent:
 
     def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
         """Write run_start (a replay notes `replay_of`)."""
-        limits = Limits(self.budget.cap, self.max_turns, self.settings.max_tokens)
-        return RunStarted(
-            self.write(
-                RunStart(
-                    started_at=utc_now_iso(),
-                    provider=self.provider,
-                    simulated=self.simulated,
-                    models={t: self.settings.model_for(t) for t in TIERS},
-                    tier=self.tier,
-                    limits=limits,
-                    replay_of=replay_of,
-                )
-            )
-        )
+        return RunStarted(self.write(records.run_start(self, replay_of)))
 
     def finish(self, end: Outcome | None = None) -> RunEnded:
         """Write run_end: how the run ended (runs/outcome.py), by default from its halt
         reason. Closes the log and the transcript."""
         end = end or outcome(self.state.halt_reason)
         self.state.status, self.state.halt_reason = end.status, end.halt_reason
-        ledger = self.ledger
-        u = ledger.usage
-        record = self.write(
-            RunEnd(
-                ended_at=utc_now_iso(),
-                status=end.status,
-                halt_reason=end.halt_reason,
-                turns=self.state.turns,
-                subagent_turns=self.state.subagent_turns,
-                total_cost_usd=ledger.spent,
-                total_input_tokens=u.input_tokens,
-                total_output_tokens=u.output_tokens,
-                total_cache_read_input_tokens=u.cache_read_input_tokens,
-                total_cache_creation_input_tokens=u.cache_creation_input_tokens,
-                total_cache_creation_5m_input_tokens=u.cache_creation_5m_input_tokens,
-                total_cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
-                cost_without_cache_usd=ledger.cost_without_cache,
-                saved_by_cache_usd=ledger.saved_by_cache,
-                cache_hit_rate=round(ledger.cache_hit_rate, 4),
-            )
-        )
+        record = self.write(records.run_end(self))
         self.log.close()
         self.transcript.messages(self.state.history)  # the last answer, for replay
         self.transcript.close()
@@ -264,7 +216,7 @@ class Agent:
             self.ledger.usage.output_tokens // turns if turns else DEFAULT_EXPECTED_OUTPUT_TOKENS
         )
         return self.router.choose(
-            prompt=self._prompt,
+            prompt=self.prompt,
             input_tokens=estimate_request_tokens(self.request_body()),
             cache=self.cache,
             now=self.wall_clock(),
@@ -279,54 +231,23 @@ class Agent:
         )
 
     def request_body(self) -> dict[str, Any]:
-        return {
-            "system": self.system_prompt,
-            "tools": self.toolbox.definitions(),
-            "messages": self.state.history,
-        }
+        return conversation.request_body(self)
 
     def agent_request(self, model: str) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "model": model,
-            "max_tokens": self.settings.max_tokens,
-            **self.request_body(),
-        }
-        if not self.settings.cache:
-            return request
-        if self.ask_diagnostics:
-            # Ask the API why a call missed the cache: it compares with this previous call.
-            request["diagnostics"] = {"previous_message_id": self.cache.last_message_id}
-        return plan_breakpoints(request, model, self.settings.cache_ttl)
+        return conversation.agent_request(self, model)
 
     def keep_warm(self) -> AsyncGenerator[Event, None]:
         return helpers.keep_warm(self)
 
     # --- the loop ----------------------------------------------------------
 
-    def _begin_request(self) -> None:
-        """Each request gets its own max_turns and max_retries; the cap is the session's."""
-        if self.state.halt_reason != HaltReason.ERROR:
-            self.state.halt_reason = None  # a new attempt within the limits
-        self._request_start, self.caller.retries_used, self.working = self.state.turns, 0, True
-        self._message_at: int | None = None  # where send() put the request's message
-
     async def send(self, prompt: str) -> AsyncGenerator[Event, None]:
         """Work on one user message until the answer or a limit."""
-        self._begin_request()
-        self._message_at = len(self.state.history)
-        self.state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
-        self._prompt, self.classified = prompt, None
-        yield UserMessage(
-            self.write(records.UserMessage(text=prompt, tokens=estimate_tokens(prompt)))
-        )
+        conversation.begin_request(self, prompt)
+        yield UserMessage(self.write(UserRecord(text=prompt, tokens=estimate_tokens(prompt))))
         try:
-            if (
-                self.settings.router_classifier
-                and self.tier == "auto"
-                and self.budget.remaining > 0
-            ):
-                async for event in helpers.classify(self, prompt):
-                    yield event
+            async for event in helpers.classify(self, prompt):
+                yield event
             async with aclosing(self._work()) as events:
                 async for event in events:
                     yield event
@@ -335,7 +256,7 @@ class Agent:
 
     async def go_on(self) -> AsyncGenerator[Event, None]:
         """Go on with the request a limit halted (after /turns N), with fresh limits."""
-        self._begin_request()
+        conversation.begin_request(self)
         try:
             async with aclosing(self._work()) as events:
                 async for event in events:
@@ -352,18 +273,16 @@ class Agent:
         """/clear: the next request starts with no earlier messages; the budget goes on."""
         return self.context.clear()
 
-    async def compact(self) -> AsyncGenerator[Event, None]:
+    def compact(self) -> AsyncGenerator[Event, None]:
         """/compact: summarise the conversation now."""
-        async with aclosing(self.context.compact("asked for (/compact)")) as events:
-            async for event in events:
-                yield event
+        return self.context.compact("asked for (/compact)")
 
     async def _work(self) -> AsyncGenerator[Event, None]:
         """Model calls and tools for the current request until the answer or a limit."""
         escalation = Escalation(enabled=self.tier == "auto")
         answered = False  # an agent call of this request completed
         while True:
-            if self.state.turns - self._request_start >= self.max_turns:
+            if self.state.turns - self.request_start >= self.max_turns:
                 yield self._halt(
                     HaltReason.MAX_TURNS,
                     f"this request used its {self.max_turns} model calls (max_turns); "
@@ -396,26 +315,17 @@ class Agent:
                         else:
                             yield item
             except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
-                # Interrupted (Escape, Ctrl-C, a signal): the call is accounted; what
-                # streamed stays in the conversation.
-                self.state.turns = turn
-                if self.caller.interrupted_content:
-                    content = self.caller.interrupted_content
-                    self.state.history.append({"role": "assistant", "content": content})
-                self.state.halt_reason = HaltReason.INTERRUPTED
+                conversation.interrupted(self, turn)  # the call is accounted already
                 raise
             assert end is not None
             if end.result is None:
                 if (
                     end.reason == HaltReason.MAX_COST
                     and not answered
-                    and self._message_at is not None
+                    and self.message_at is not None
                 ):
-                    # Nothing of this message reached the model: it leaves the conversation
-                    # and goes back to the user, to send once the cap is raised.
-                    prompt = self._prompt
-                    del self.state.history[self._message_at :]
-                    halt = self._halt(HaltReason(end.reason), end.detail)
+                    prompt = conversation.withdraw_message(self)
+                    halt = self._halt(HaltReason.MAX_COST, end.detail)
                     yield dataclasses.replace(halt, withdrawn=prompt, needed_usd=end.needed_usd)
                 elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
                     halt = self._halt(HaltReason(end.reason), end.detail)
@@ -427,7 +337,7 @@ class Agent:
             self.state.turns = turn
             result = end.result
             step_start = len(self.state.history)
-            self.state.history.append({"role": "assistant", "content": _replayable(result.content)})
+            conversation.add_answer(self, result.content)
             tier = end.tier
             failed = escalation.failed_step(
                 tier, result.text, result.stop_reason, bool(result.tool_uses)
@@ -435,17 +345,14 @@ class Agent:
             if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
                 return
             results: list[dict[str, Any]] = []
-            for use in result.tool_uses if failed is None else []:
-                block: dict[str, Any] | None = None
-                async with aclosing(run_tool_call(self, turn, use, escalation, tier)) as pieces:
-                    async for piece in pieces:
-                        if isinstance(piece, tuple):
-                            block, repeated = piece
-                            failed = failed or repeated
+            if failed is None:
+                uses = result.tool_uses
+                async with aclosing(run_tool_calls(self, turn, uses, escalation, tier)) as steps:
+                    async for step in steps:
+                        if isinstance(step, tuple):
+                            results, failed = step
                         else:
-                            yield piece
-                assert block is not None
-                results.append(block)
+                            yield step
             self.state.history.append({"role": "user", "content": results})
             if failed is not None:
                 # Redo this step one tier up: the failed step leaves the conversation (its
@@ -458,26 +365,3 @@ class Agent:
     def _halt(self, reason: HaltReason, detail: str) -> Halted:
         self.state.halt_reason = reason
         return Halted(reason, detail)
-
-
-def _replayable(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Assistant content as it can be sent back: the API's own block fields only."""
-    out = []
-    for block in content:
-        kind = block.get("type")
-        if kind == "text":
-            out.append({"type": "text", "text": block.get("text", "")})
-        elif kind == "tool_use":
-            out.append(
-                {
-                    "type": "tool_use",
-                    "id": block["id"],
-                    "name": block["name"],
-                    "input": block.get("input") or {},
-                }
-            )
-        else:
-            out.append({k: v for k, v in block.items() if k not in ("citations",)})
-    return [b for b in out if not (b.get("type") == "text" and not b.get("text"))] or [
-        {"type": "text", "text": "(no answer)"}
-    ]

@@ -1,6 +1,6 @@
-"""One tool call of a step: approve, run, compress (or summarise), log.
+"""The tool calls of a step, each: approve, run, compress (or summarise), log.
 
-Yields the tool's events, then its tool_result block for the next request.
+Each yields the tool's events, then its tool_result block for the next request.
 """
 
 from __future__ import annotations
@@ -20,6 +20,27 @@ from tuiagent.runs.records import Tool
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
+
+
+async def run_tool_calls(
+    agent: Agent, turn: int, uses: list[dict[str, Any]], escalation: Escalation, tier: str
+) -> AsyncGenerator[Event | tuple[list[dict[str, Any]], str | None], None]:
+    """Run a step's tool calls in order; yields their events, then (the tool_result blocks,
+    the first repeated error that fails the step, or None)."""
+    results: list[dict[str, Any]] = []
+    failed = None
+    for use in uses:
+        block: dict[str, Any] | None = None
+        async with aclosing(run_tool_call(agent, turn, use, escalation, tier)) as pieces:
+            async for piece in pieces:
+                if isinstance(piece, tuple):
+                    block, repeated = piece
+                    failed = failed or repeated
+                else:
+                    yield piece
+        assert block is not None
+        results.append(block)
+    yield results, failed
 
 
 async def run_tool_call(

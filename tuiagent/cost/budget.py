@@ -3,8 +3,9 @@
 Worst case of a call = its input tokens priced at the highest rate they can be billed at
 given its cache breakpoints (tokens up to the last breakpoint may be written to the cache,
 at the write rate of that breakpoint's lifetime; the rest at the input rate), plus
-`max_tokens` at the output rate. Cache reads only ever lower the bill, so they are not
-counted on. If the worst case does not fit what is left of the cap, `max_tokens` is
+`max_tokens` at the output rate, plus what the server tools it offers can bill (web search
+per use: `max_uses` of each, or as many uses as its output can ask for). Cache reads only
+ever lower the bill, so they are not counted on. If the worst case does not fit what is left of the cap, `max_tokens` is
 lowered to what fits; below a useful minimum the call is not sent.
 
 Input tokens come from the API's free `count_tokens` (the offline model's own count
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from tuiagent.cost.pricing import Pricer
+from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, Pricer
 from tuiagent.llm.tokens import ESTIMATE_SAFETY_MARGIN, REQUEST_OVERHEAD, request_blocks
 
 
@@ -83,9 +84,16 @@ def least_useful_cost(
     """What the smallest useful call of this request may cost: its input at worst plus the
     useful minimum of output (what the cap must leave for it to be sent)."""
     out = min(min_useful_tokens, int(request["max_tokens"]))
-    return input_worst_case(pricer, model, request, input_tokens) + (
-        pricer.rates(model, input_tokens).output * out
+    return (
+        input_worst_case(pricer, model, request, input_tokens)
+        + pricer.rates(model, input_tokens).output * out
+        + _server_tools(pricer, model, request, out)
     )
+
+
+def _server_tools(pricer: Pricer, model: str, request: dict[str, Any], max_tokens: int) -> Decimal:
+    """The most the request's server tools can bill when it is sent with `max_tokens`."""
+    return pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
 
 
 def _ceil(n: Decimal) -> int:
@@ -114,21 +122,31 @@ def plan_reservation(
     requested = int(request["max_tokens"])
     reserved_input = max(input_tokens, _ceil(input_tokens * max(input_factor, Decimal(1))))
     out_factor = max(output_factor, Decimal(1))
-    input_cost = input_worst_case(pricer, model, request, reserved_input)
+    # Server tools: the uses their max_uses allow are a fixed part; a web search without
+    # max_uses may be asked for every MIN_SERVER_TOOL_CALL_TOKENS of output, which bounds
+    # it by a rate per output token.
+    fixed = _server_tools(pricer, model, request, 0)
+    step = MIN_SERVER_TOOL_CALL_TOKENS
+    search_rate = (_server_tools(pricer, model, request, step) - fixed) / step
+    input_cost = input_worst_case(pricer, model, request, reserved_input) + fixed
     out_rate = pricer.rates(model, reserved_input).output
     if input_cost >= remaining:
         return None
-    per_token = out_rate * out_factor
+    per_token = out_rate * out_factor + search_rate
     fits = int((remaining - input_cost) / per_token) if per_token > 0 else requested
     max_tokens = min(requested, fits)
     if max_tokens < min(min_useful_tokens, requested) or max_tokens < 1:
         return None
-    output_tokens = max(max_tokens, _ceil(max_tokens * out_factor))
-    worst = input_cost + out_rate * output_tokens
+
+    def worst_at(max_tokens: int) -> tuple[int, Decimal]:
+        output_tokens = max(max_tokens, _ceil(max_tokens * out_factor))
+        searches = _server_tools(pricer, model, request, max_tokens) - fixed
+        return output_tokens, input_cost + out_rate * output_tokens + searches
+
+    output_tokens, worst = worst_at(max_tokens)
     if worst > remaining:  # rounding of the overshoot: one token less
         max_tokens -= 1
-        output_tokens = max(max_tokens, _ceil(max_tokens * out_factor))
-        worst = input_cost + out_rate * output_tokens
+        output_tokens, worst = worst_at(max_tokens)
         if max_tokens < min(min_useful_tokens, requested) or max_tokens < 1 or worst > remaining:
             return None
     return Reservation(

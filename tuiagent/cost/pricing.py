@@ -132,6 +132,7 @@ class Pricer:
 
     def __init__(self, overrides: Mapping[str, Mapping[str, PriceValue]] | None = None) -> None:
         self._overrides: dict[str, ModelPrice] = {}
+        self._rates: dict[tuple[str, int], Rates] = {}  # each call prices its tokens twice
         self.notices: list[str] = []
         for model, spec in (overrides or {}).items():
             price, derived = _hand_set_price(spec)
@@ -152,6 +153,11 @@ class Pricer:
 
     def rates(self, model: str, total_input_tokens: int = 0) -> Rates:
         """Per-token rates for a request of this many input tokens."""
+        key = (model, total_input_tokens)
+        if (known := self._rates.get(key)) is not None:
+            return known
+        if len(self._rates) >= 1024:
+            self._rates.clear()
         mp = self.model_price(model)
 
         def per_token(key: str, fallback: Decimal | None = None) -> Decimal:
@@ -163,13 +169,14 @@ class Pricer:
 
         inp = per_token("input_mtok")
         write_5m = per_token("cache_write_mtok", inp)
-        return Rates(
+        rates = self._rates[key] = Rates(
             input=inp,
             output=per_token("output_mtok"),
             cache_read=per_token("cache_read_mtok", inp),
             cache_write_5m=write_5m,
             cache_write_1h=per_token("cache_write_1h_mtok", write_5m),
         )
+        return rates
 
     def price(self, model: str, usage: TokenUsage) -> Cost:
         """The exact cost of one call's usage, split by kind. A compaction response is priced

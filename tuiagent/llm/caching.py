@@ -66,7 +66,7 @@ def plan_breakpoints(request: dict[str, Any], model: str, ttl: str = "5m") -> di
     everything the previous call wrote. Never more than MAX_BREAKPOINTS; none below the
     minimum (it would cache nothing, and on the API a marker there is silently ignored).
     """
-    out = copy.deepcopy(request)
+    out = _with_own_blocks(request)
     # Markers go on blocks, so plain-string system and content become block lists.
     if isinstance(out.get("system"), str):
         out["system"] = [{"type": "text", "text": out["system"]}] if out["system"] else []
@@ -89,6 +89,30 @@ def plan_breakpoints(request: dict[str, Any], model: str, ttl: str = "5m") -> di
         chosen.append(last)
     for idx in chosen[:MAX_BREAKPOINTS]:
         blocks[idx][0]["cache_control"] = marker(ttl)
+    return out
+
+
+def _with_own_blocks(request: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `request` whose lists, messages and blocks are its own, for markers to be
+    set on; what the blocks hold (texts, tool inputs, schemas) is shared and never changed.
+    A deep copy of the whole conversation on every call cost more than all the rest."""
+
+    def own(blocks: Any) -> Any:
+        return (
+            [dict(b) if isinstance(b, dict) else b for b in blocks]
+            if isinstance(blocks, list)
+            else blocks
+        )
+
+    out = dict(request)
+    for key in ("tools", "system"):
+        if key in out:
+            out[key] = own(out[key])
+    if isinstance(out.get("messages"), list):
+        out["messages"] = [
+            {**m, "content": own(m.get("content"))} if isinstance(m, dict) and "content" in m else m
+            for m in out["messages"]
+        ]
     return out
 
 

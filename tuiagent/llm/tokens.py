@@ -60,9 +60,30 @@ def block_tokens(block: Any) -> int:
     if kind in ("thinking", "redacted_thinking"):
         return estimate_tokens(block.get("thinking", "") or block.get("data", ""))
     if "input_schema" in block:  # a tool definition
-        clean = {k: v for k, v in block.items() if k != "cache_control"}
-        return PER_TOOL_OVERHEAD + estimate_tokens(json.dumps(clean))
+        return _definition_tokens(block)
     return estimate_tokens(json.dumps({k: v for k, v in block.items() if k != "cache_control"}))
+
+
+# Every estimate (several a call) counts the tool definitions again, and their JSON was the
+# dearest part of it. A definition is made of values that are never changed in place (the
+# tools' constant schemas), so its count is kept by what it holds: its strings, and the
+# identity of its schema and other values, which the entry holds so that no id is reused.
+_DEFINITIONS: dict[tuple[Any, ...], tuple[list[Any], int]] = {}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _definition_tokens(block: dict[str, Any]) -> int:
+    clean = {k: v for k, v in block.items() if k != "cache_control"}
+    held = [v for v in clean.values() if not isinstance(v, _SCALARS)]
+    key = tuple((k, v if isinstance(v, _SCALARS) else id(v)) for k, v in clean.items())
+    known = _DEFINITIONS.get(key)
+    if known is not None:
+        return known[1]
+    if len(_DEFINITIONS) >= 512:
+        _DEFINITIONS.clear()
+    tokens = PER_TOOL_OVERHEAD + estimate_tokens(json.dumps(clean))
+    _DEFINITIONS[key] = (held, tokens)
+    return tokens
 
 
 def request_blocks(request: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:

@@ -2,8 +2,8 @@
 
 Each record is written with a single `write` on a file opened for appending, so a process
 killed at any moment leaves every completed record readable (the kernel has it). Syncing
-to the disk (against a power cut) is done by one background thread as records come, and
-once more on close: the agent never waits for the disk.
+to the disk (against a power cut) is done by one background thread as records come, at
+most every SYNC_INTERVAL_S, and once more on close: the agent never waits for the disk.
 
 While a run is being written its process holds an exclusive `flock` on the log; the lock goes
 when the log is closed or the process dies. So a log with no `run_end` whose lock is held is
@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -43,8 +44,13 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+SYNC_INTERVAL_S = 0.2
+
+
 class _Syncer:
-    """One daemon thread that fsyncs the logs written to since it last looked."""
+    """One daemon thread that fsyncs the logs written to since it last looked, at most every
+    SYNC_INTERVAL_S: a sync per record would make the next record's write wait for the disk
+    (the write is what a killed process needs; the sync is against a power cut)."""
 
     def __init__(self) -> None:
         self._dirty: set[RunLog] = set()
@@ -53,6 +59,8 @@ class _Syncer:
 
     def mark(self, log: RunLog) -> None:
         with self._wake:
+            if log in self._dirty:
+                return  # already waiting for its sync
             self._dirty.add(log)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="runlog-sync", daemon=True)
@@ -67,6 +75,7 @@ class _Syncer:
                 logs, self._dirty = self._dirty, set()
             for log in logs:
                 log.sync()
+            time.sleep(SYNC_INTERVAL_S)
 
 
 _SYNCER = _Syncer()

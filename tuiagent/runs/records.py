@@ -126,14 +126,16 @@ class Record:
         return {"type": self.TYPE, **_encode_fields(self)}
 
     def redacted(self) -> Record:
-        """This record with any secret in its text replaced (itself when there is none)."""
-        changes = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, str | dict | list):
-                clean = redact_data(value)
-                if clean != value:
-                    changes[f.name] = clean
+        """This record with any secret in its text replaced (itself when there is none: one
+        repr of its texts searched, nothing copied)."""
+        names = [
+            f.name for f in fields(self) if isinstance(getattr(self, f.name), str | dict | list)
+        ]
+        values = [getattr(self, name) for name in names]
+        clean = redact_data(values)
+        if clean is values:
+            return self
+        changes = {n: c for n, v, c in zip(names, values, clean, strict=True) if c != v}
         return dataclasses.replace(self, **changes) if changes else self
 
 

@@ -30,8 +30,11 @@ class Transcript:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._messages_written = 0
 
-    def _append(self, record: dict[str, Any]) -> None:
-        os.write(self._fd, (redact(json.dumps(record, separators=(",", ":"))) + "\n").encode())
+    def _append(self, *records: dict[str, Any]) -> None:
+        """The records in one write (a call's new messages and its request go together)."""
+        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        if lines:
+            os.write(self._fd, redact(lines).encode())
 
     def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
         """The exact request of one call (after cache markers and budget clamps)."""
@@ -40,7 +43,7 @@ class Transcript:
             self._append({"kind": "request", "turn": turn, "purpose": purpose, "request": request})
             return
         messages = request.get("messages", [])
-        self.messages(messages)
+        new = self._new_messages(messages)
         marks = []
         for mi, message in enumerate(messages):
             content = message.get("content")
@@ -50,6 +53,7 @@ class Transcript:
                         marks.append([mi, bi, block["cache_control"]])
         fields = {k: v for k, v in request.items() if k != "messages"}
         self._append(
+            *new,
             {
                 "kind": "request",
                 "turn": turn,
@@ -57,24 +61,28 @@ class Transcript:
                 "request": fields,
                 "messages": len(messages),
                 "marks": marks,
-            }
+            },
         )
 
     def messages(self, messages: list[dict[str, Any]]) -> None:
         """Write the messages not yet written (also at the end, so a resume sees the answer)."""
-        for index in range(self._messages_written, len(messages)):
-            self._append(
-                {"kind": "message", "index": index, "message": _without_marks(messages[index])}
-            )
+        self._append(*self._new_messages(messages))
+
+    def _new_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        new = [
+            {"kind": "message", "index": i, "message": _without_marks(messages[i])}
+            for i in range(self._messages_written, len(messages))
+        ]
         self._messages_written = max(self._messages_written, len(messages))
+        return new
 
     def rewrite(self, messages: list[dict[str, Any]], first_changed: int) -> None:
         """The history was edited from `first_changed` on (results cleared, a compaction,
         /clear): what follows supersedes the messages from there, so each request written
         before still rebuilds as it was sent."""
-        self._append({"kind": "messages_from", "index": first_changed})
         self._messages_written = first_changed
-        self.messages(messages)
+        edit = {"kind": "messages_from", "index": first_changed}
+        self._append(edit, *self._new_messages(messages))
 
     def close(self) -> None:
         if self._fd >= 0:

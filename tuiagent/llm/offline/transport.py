@@ -61,9 +61,12 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         fill_max_tokens: bool = False,
         always_tool: bool = False,
         context_window: int | None = None,
+        words_per_delta: int = 1,
     ) -> None:
         """`fill_max_tokens` and `always_tool` are stress modes for tests and benchmarks of
-        the budget: every answer uses all of max_tokens, every turn asks for another tool.
+        the budget: every answer uses all of max_tokens, every turn asks for another tool;
+        `words_per_delta` sends text that many words to an event (a benchmark of thousands
+        of such answers need not parse one event per word).
         `context_window` caps every model's window (config `context_window`: a smaller
         endpoint); by default each model keeps its real one (llm/window.py)."""
         self.clock = clock
@@ -72,6 +75,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         self.fill_max_tokens = fill_max_tokens
         self.always_tool = always_tool
         self.context_window = context_window
+        self.words_per_delta = max(1, words_per_delta)
         self._counter = 0
         # Server-held conversations (the `thread` parameter): the whole conversation so far,
         # the answer included, by the id of the answer that ends it.
@@ -334,7 +338,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                     "content_block_start",
                     {"type": "content_block_start", "index": index, "content_block": start},
                 )
-                for piece in _PIECES.findall(block["text"]):
+                words = _PIECES.findall(block["text"])
+                step = self.words_per_delta
+                for piece in ["".join(words[i : i + step]) for i in range(0, len(words), step)]:
                     await paced(max(1, estimate_tokens(piece)))
                     delta = {"type": "text_delta", "text": piece}
                     yield _sse(
