@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -96,6 +97,54 @@ def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | 
         future.set_result(result)  # type: ignore[arg-type]
 
 
+class _DaemonPool:
+    """Daemon threads kept for the next blocking call: starting a thread per tool call cost
+    more than many tools take. A worker idle for `idle_s` ends; a worker still blocked never
+    keeps the process alive (they are daemons), and each call that finds no idle worker
+    starts one, so a hung call never holds up the next."""
+
+    def __init__(self, idle_s: float = 60.0) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Callable[..., None]]]
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._idle_s = idle_s
+
+    def submit(
+        self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None]
+    ) -> None:
+        """Run `fn()` on a worker, then `done(result, error)` there."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # that worker takes this job
+            else:
+                threading.Thread(target=self._work, name="tuiagent-tool", daemon=True).start()
+            self._jobs.put((fn, done))
+
+    def _work(self) -> None:
+        while True:
+            try:
+                fn, done = self._jobs.get(timeout=self._idle_s)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle and self._jobs.empty():
+                        self._idle -= 1
+                        return
+                continue
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = fn()
+            except BaseException as exc:
+                error = exc
+            with self._lock:
+                self._idle += 1  # before the caller hears of it: its next call finds us
+            done(result, error)
+
+
+_POOL = _DaemonPool()
+
+
 async def in_thread(fn: Callable[[], T]) -> T:
     """`fn()` in a daemon thread. Unlike `asyncio.to_thread` (whose executor threads are
     joined at exit), a thread still blocked never keeps the process alive, and the awaiting
@@ -103,15 +152,9 @@ async def in_thread(fn: Callable[[], T]) -> T:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
-    def work() -> None:
-        result: T | None = None
-        error: BaseException | None = None
-        try:
-            result = fn()
-        except BaseException as exc:
-            error = exc
+    def done(result: T | None, error: BaseException | None) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed while we worked
             loop.call_soon_threadsafe(_settle, future, result, error)
 
-    threading.Thread(target=work, name="tuiagent-tool", daemon=True).start()
+    _POOL.submit(fn, done)
     return await future
