@@ -170,6 +170,7 @@ def test_help_names_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
         ('quit = "notakey!!"', "keymap.quit: 'notakey!!' is not a key name"),
         ('cycle_tier = "t"', "keymap.cycle_tier: 't' would be typed into the input"),
         ('report = "ctrl+p"', "keymap.report: 'ctrl+p' opens the command palette"),
+        ('raise_cap = "f9"', "unknown config key 'keymap.raise_cap' (known: cap_down,"),
     ],
 )
 def test_a_bad_keymap_value_is_one_line_and_exit_2(

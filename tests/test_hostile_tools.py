@@ -195,9 +195,15 @@ async def test_a_cancelled_command_leaves_nothing_behind(workspace: Path) -> Non
 
 async def test_a_blocked_thread_does_not_hold_a_cancelled_call() -> None:
     release = threading.Event()
-    task = asyncio.create_task(in_thread(lambda: release.wait(60)))
+    ran_on: list[threading.Thread] = []
+
+    def block() -> bool:
+        ran_on.append(threading.current_thread())
+        return release.wait(60)
+
+    task = asyncio.create_task(in_thread(block))
     await asyncio.sleep(0.05)
-    (worker,) = [t for t in threading.enumerate() if t.name == "tuiagent-tool"]
+    (worker,) = ran_on
     task.cancel()
     async with asyncio.timeout(GUARD_S):
         with pytest.raises(asyncio.CancelledError):

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anthropic
 
@@ -18,7 +20,7 @@ from tuiagent.agent.tools import Toolbox, Workspace
 from tuiagent.agent.tools.command import CommandRunner
 from tuiagent.agent.tools.fetch import Fetcher
 from tuiagent.apikey import api_key
-from tuiagent.config import Settings
+from tuiagent.config import TIERS, Settings
 from tuiagent.llm.client import make_client
 from tuiagent.llm.offline import OfflineModel
 from tuiagent.paths import default_log_dir
@@ -30,12 +32,48 @@ NO_KEY_NOTICE = (
 )
 
 
+@dataclass(frozen=True)
+class PromptCost:
+    """What a prompt costs on every turn on one tier: read plainly, or from the cache."""
+
+    tier: str
+    model: str
+    plain: Decimal
+    cached: Decimal
+
+
 @dataclass
 class Session:
+    """A run built and ready. A face steers `agent` through agent/protocol.py and asks the
+    session for the rest (the log's path, what the system prompt costs)."""
+
     agent: Agent
     offline_model: OfflineModel | None
     notice: str | None
     delegator: Delegator | None = None  # the delegate tool (config subagents)
+    history: list[dict[str, Any]] = field(default_factory=list)  # a resumed run's messages
+
+    @property
+    def log_path(self) -> Path:
+        return self.agent.log.path
+
+    @property
+    def system_prompt(self) -> str:
+        return self.agent.system_prompt
+
+    def system_prompt_costs(self) -> list[PromptCost]:
+        """What the system prompt costs per turn on each tier the agent may run on."""
+        from tuiagent.llm.tokens import estimate_tokens
+        from tuiagent.llm.usage import TokenUsage
+
+        agent, n = self.agent, estimate_tokens(self.agent.system_prompt)
+        out = []
+        for tier in TIERS if agent.tier == "auto" else (agent.tier,):
+            model = agent.settings.model_for(tier)
+            plain = agent.pricer.price(model, TokenUsage(input_tokens=n)).total
+            cached = agent.pricer.price(model, TokenUsage(cache_read_input_tokens=n)).total
+            out.append(PromptCost(tier, model, plain, cached))
+        return out
 
 
 @dataclass
@@ -75,8 +113,10 @@ def open_session(
     offline: bool,
     offline_model: OfflineModel | None = None,
     clock: Callable[[], float] = time.monotonic,
+    resume: Path | None = None,
 ) -> Session:
-    """Check the preconditions (workspace, prices) and build the agent. Nothing is spent here."""
+    """Check the preconditions (workspace, prices) and build the agent; `resume`, a run's
+    transcript, gives it that conversation to go on with. Nothing is spent here."""
     check_workspace(workspace)
     ws = Workspace(workspace)
     conn = connect(settings, offline=offline, offline_model=offline_model)
@@ -95,9 +135,15 @@ def open_session(
         log_dir=settings.log_dir or default_log_dir(),
         clock=clock,
     )
+    history: list[dict[str, Any]] = []
+    if resume is not None:
+        from tuiagent.runs.transcript import load_messages
+
+        history = load_messages(resume)
+        agent.state.history = list(history)
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
     delegator = None
     if settings.subagents:
         delegator = Delegator(agent)
         agent.toolbox.add(delegator.tool())
-    return Session(agent, conn.offline_model, "; ".join(notices) or None, delegator)
+    return Session(agent, conn.offline_model, "; ".join(notices) or None, delegator, history)

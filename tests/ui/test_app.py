@@ -14,6 +14,7 @@ import pytest
 from tuiagent.config import load_settings
 from tuiagent.errors import ConfigError
 from tuiagent.ui.app import TuiagentApp
+from tuiagent.ui.commands import check_keymap
 from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
 from tuiagent.ui.widgets.answer import AnswerView
 from tuiagent.ui.widgets.chat import NoticeView, ToolCallView, UserMessageView
@@ -194,25 +195,62 @@ async def test_keys_are_remapped_by_the_keymap(make_app: MakeApp) -> None:
         assert agent.budget.cap == Decimal("1.10") and agent.tier == "fast"
 
 
+async def test_the_hints_on_screen_name_the_remapped_keys(make_app: MakeApp) -> None:
+    app = make_app(
+        keymap={"cap_up": "f9", "interrupt": "ctrl+x"}, max_cost_usd=Decimal("0.002"), tier="deep"
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert "Enter sends · F9/F2 cap up/down" in notices(app)
+        assert "ctrl+x stops" in notices(app)
+        await send(pilot, "List the files here.")
+        await idle(pilot)  # halted at the cap: the hint names F9, not F3
+        assert "Raise the cap (F9 or /budget)" in notices(app) and "F3" not in notices(app)
+        assert app.main.gauge.halted == "F9 or /budget to go on"
+
+
 def test_a_bad_keymap_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[keymap]\nraise_cap = "f9"\n')
-    with pytest.raises(ConfigError, match=r"keymap\.raise_cap"):
-        load_settings(config)
+    keymap = load_settings(config).keymap  # the ids are the app's commands: it checks them
+    with pytest.raises(ConfigError, match=r"'keymap\.raise_cap' \(known: cap_down, cap_up,"):
+        check_keymap(keymap)
     config.write_text("[keymap]\ncap_up = 3\n")
     with pytest.raises(ConfigError, match=r"keymap\.cap_up"):
         load_settings(config)
 
 
 async def test_actions_are_in_the_command_palette(make_app: MakeApp) -> None:
+    from textual.command import CommandPalette
+    from textual.widgets import OptionList
+
     app = make_app()
     async with app.run_test() as pilot:
-        await ready(pilot)
-        titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Raise the cap", "Lower the cap", "Cycle the tier", "Stop the turn"} <= titles
+        agent = (await ready(pilot)).agent
+        assert agent is not None
         await pilot.press("ctrl+p")
-        await pilot.pause()
-        assert type(app.screen).__name__ == "CommandPalette"
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+        palette = app.screen
+        options = palette.query_one(OptionList)
+
+        def shown() -> str:
+            return " ".join(
+                str(options.get_option_at_index(i).prompt) for i in range(options.option_count)
+            )
+
+        await until(pilot, lambda: "Raise the cap" in shown(), "the table's commands listed")
+        for title in (
+            "Lower the cap",
+            "Cycle the tier",
+            "Stop the turn",
+            "Help: commands and keys",
+        ):
+            assert title in shown()
+        assert "Go on" not in shown()  # only while a request is halted at max_turns
+        await pilot.press(*"raise the cap")
+        await until(pilot, lambda: options.option_count > 0 and "Raise" in shown(), "a hit")
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: agent.snapshot().budget.cap == Decimal("1.10"), "cap raised")
 
 
 # --- slash commands ---------------------------------------------------------------

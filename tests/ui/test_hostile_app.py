@@ -63,9 +63,10 @@ async def test_hostile_server_through_the_app(
         await pilot.press("f3", "f3")  # raise it again
         model.answers.clear()  # the stopped call is an honest, slow one
         model.tokens_per_second = slow.tokens_per_second
+        seen = model.seen
         await send(pilot, "List the files here.")
-        await until(pilot, lambda: app.busy, "a call under way")
-        await pilot.pause(0.1)
+        # Esc while the model streams the call (a fixed pause raced the call's end).
+        await until(pilot, lambda: app.busy and model.seen > seen, "a call under way")
         await pilot.press("escape")
         await idle(pilot)
         assert app.main.gauge.spent == agent.budget.settled > 0

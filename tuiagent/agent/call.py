@@ -240,6 +240,7 @@ class Caller:
         self.started_at = ""  # when the call in progress was sent (wall clock, ISO-8601)
         # What streamed of a call that was interrupted (the loop keeps it in the history).
         self.interrupted_content: list[dict[str, Any]] = []
+        self.last_call: Turn | None = None  # the last `turn` record written
 
     # --- the call ------------------------------------------------------------
 
@@ -686,7 +687,7 @@ class Caller:
         usage, res, decision = result.usage, p.reservation, p.decision
         without_cache = self.pricer.without_cache(priced_as, usage)
         self.ledger.add(usage, cost, without_cache=without_cache)
-        return self.write(
+        record = self.last_call = self.write(
             Turn(
                 turn=spec.turn,
                 purpose=spec.purpose,
@@ -723,6 +724,7 @@ class Caller:
                 **flags,
             )
         )
+        return record
 
     def cache_state(self, model: str) -> CacheStateChanged:
         state = self.cache.models[model]

@@ -36,6 +36,7 @@ from tuiagent.agent.events import (
     RunStarted,
     UserMessage,
 )
+from tuiagent.agent.protocol import AgentSnapshot
 from tuiagent.agent.router import (
     DEFAULT_EXPECTED_OUTPUT_TOKENS,
     RouteDecision,
@@ -200,6 +201,21 @@ class Agent:
 
     def budget_state(self) -> BudgetChanged:
         return BudgetChanged(self.budget.snapshot())
+
+    def snapshot(self) -> AgentSnapshot:
+        """What a face shows of the agent now (agent/protocol.py)."""
+        s = self.state
+        budget = self.budget.snapshot()
+        return AgentSnapshot(
+            s.run_id,
+            s.turns,
+            self.tier,
+            self.max_turns,
+            budget,
+            s.status,
+            s.halt_reason,
+            self.caller.last_call,
+        )
 
     def set_tier(self, tier: str) -> None:
         if tier not in ("auto", *TIERS):

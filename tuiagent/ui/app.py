@@ -1,9 +1,10 @@
 """The app: chat with the agent and watch the money, live.
 
 The screen opens at once; the SDK (over a second to import) is imported by a worker after
-the first frame. The agent runs in an exclusive worker; Escape cancels it, and the agent
-keeps what streamed and counts its cost. The app holds no agent logic: it shows events and
-calls the agent's steering methods (set_cap, set_tier).
+the first frame. The app holds the agent's interface (agent/protocol.py), never the
+`Agent`: it runs the agent's event streams in an exclusive worker, shows their events, and
+steers with the interface's methods. Escape cancels the worker; the agent keeps what
+streamed and counts its cost. Its commands are one table (ui/commands.py).
 """
 
 from __future__ import annotations
@@ -12,29 +13,37 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
-import json
 import signal
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from collections.abc import AsyncGenerator, Callable
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from textual import on, work
-from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.app import App
 from textual.screen import Screen
 from textual.worker import Worker
 
-from tuiagent.config import KEYMAP_IDS, TIER_CHOICES, Settings, parse_money
+from tuiagent.config import TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import exit_for_signal
-from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.recent import find_resume
-from tuiagent.runs.records import ContextEdit, HaltReason, Turn, read
+from tuiagent.runs.records import HaltReason, Turn
+from tuiagent.ui.commands import (
+    LOWEST_STEPPED_CAP,
+    CommandsProvider,
+    bindings,
+    check_keymap,
+    help_markdown,
+    key_hint,
+    parse_slash,
+    stepped_cap,
+    system_markdown,
+)
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
@@ -50,82 +59,22 @@ from tuiagent.ui.widgets.chat import ChatInput
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import Event
-    from tuiagent.agent.loop import Agent
+    from tuiagent.agent.protocol import AgentControl
     from tuiagent.llm.offline import OfflineModel
     from tuiagent.session import Session
 
 # The offline model's pace in the app when the config does not set one: a lifelike stream.
 APP_OFFLINE_TOKENS_PER_SECOND = 80.0
-
-SLASH_HELP = {
-    "/budget USD": "set the spending cap, e.g. `/budget 2.50` (never below what is spent)",
-    "/tier TIER": "auto, fast, balanced or deep",
-    "/clear": "start a new conversation: the next request has no earlier messages (the budget goes on)",
-    "/compact": "summarise the conversation now (a priced call on the fast tier)",
-    "/turns N": "allow N model calls per request; goes on with a request halted at the limit",
-    "/system": "show the system prompt, its size and what it costs per turn",
-    "/help": "this help",
-}
-
-
 REPORT_RUNS = 20  # the report screen covers this many recent runs
 TOAST_S = 3.0  # how long a toast about a key's effect stays (the gauge shows it for good)
-LOWEST_STEPPED_CAP = Decimal("0.0001")  # F2 stops here; /budget sets any cap
-
-
-def stepped_cap(cap: Decimal, configured: Decimal, *, down: bool) -> Decimal | None:
-    """The cap one F2 (down) or F3 (up) press away, on a grid of the step: the configured
-    step while the cap stays above it, else the power of ten below the cap (from $0.10 down
-    goes $0.09, from $0.019 up goes $0.02). None: no step down is left above
-    LOWEST_STEPPED_CAP."""
-    if cap <= 0:
-        return None if down else configured
-    if (cap - configured if down else cap) >= configured:
-        step = configured
-    else:
-        below = cap - cap.scaleb(-6) if down else cap  # going down, the step is below the cap
-        step = Decimal(1).scaleb(below.adjusted())
-    grid = cap / step
-    if down:
-        new = (grid.to_integral_value(rounding=ROUND_CEILING) - 1) * step
-        return new.normalize() if new >= LOWEST_STEPPED_CAP else None
-    return ((grid.to_integral_value(rounding=ROUND_FLOOR) + 1) * step).normalize()
-
-
 KEEP_WARM_TICK_S = 15.0  # how often an idle app lets the agent weigh a cache refresh
 
 
 class TuiagentApp(App[int]):
     CSS_PATH = ["app.tcss", "screens/main.tcss"]  # noqa: RUF012
     TITLE = "tuiagent"
-    ENABLE_COMMAND_PALETTE = True
-    BINDINGS = [  # noqa: RUF012
-        # Priority: the input never takes these keys (TextArea binds some function keys).
-        Binding(
-            "f2", "cap_down", "Cap-", id="cap_down", tooltip=KEYMAP_IDS["cap_down"], priority=True
-        ),
-        Binding("f3", "cap_up", "Cap+", id="cap_up", tooltip=KEYMAP_IDS["cap_up"], priority=True),
-        Binding(
-            "f4",
-            "cycle_tier",
-            "Tier",
-            id="cycle_tier",
-            tooltip=KEYMAP_IDS["cycle_tier"],
-            priority=True,
-        ),
-        Binding("escape", "interrupt", "Stop", id="interrupt", tooltip=KEYMAP_IDS["interrupt"]),
-        Binding(
-            "f5",
-            "toggle_panels",
-            "Panels",
-            id="toggle_panels",
-            tooltip=KEYMAP_IDS["toggle_panels"],
-            priority=True,
-        ),
-        Binding("f8", "report", "Report", id="report", tooltip=KEYMAP_IDS["report"], priority=True),
-        Binding("f6", "go_on", "Go on", id="go_on", tooltip=KEYMAP_IDS["go_on"], priority=True),
-        Binding("ctrl+q", "quit", "Quit", id="quit", tooltip=KEYMAP_IDS["quit"], priority=True),
-    ]
+    COMMANDS: ClassVar = App.COMMANDS | {CommandsProvider}
+    BINDINGS = bindings()
 
     def __init__(
         self,
@@ -142,7 +91,7 @@ class TuiagentApp(App[int]):
         offline_model: OfflineModel | None = None,
     ) -> None:
         super().__init__()
-        self.settings = settings
+        self.settings = settings  # never changed in place: a change is a copy
         self.workspace = workspace
         self.offline = offline
         self.resume = resume
@@ -153,15 +102,13 @@ class TuiagentApp(App[int]):
         self.state_path = state_path or ui_state_file()
         self.themes_dir = themes_dir if themes_dir is not None else user_themes_dir()
         self.session: Session | None = None
+        self.agent: AgentControl | None = None  # the session's agent, through its interface
         self.queue: list[str] = []
         self.turn_worker: Worker[None] | None = None
         self.finished = False
-        self.always_allowed: set[str] = set()  # tool calls the user allowed "always"
-        self._context_record: Turn | None = None  # the last agent turn's
         self.cap_halt = False  # halted by the cap until it is raised
         self.session_calls = 0  # model calls completed in this session (said on quit)
-        self._meter = ""  # the context meter, on the input's border when nothing is queued
-        self.main = MainScreen(clock=clock, on_ready=self._screen_ready)
+        self.main = MainScreen(clock=clock, on_ready=self._screen_ready, key=self.key)
         self._theme_problems: list[str] = []
         self._load_themes()
 
@@ -240,7 +187,6 @@ class TuiagentApp(App[int]):
     def open_session(self) -> None:
         """Import the SDK and build the agent off the UI thread: the first frame never waits."""
         try:
-            from tuiagent.runs.transcript import load_messages
             from tuiagent.session import open_session
 
             session = open_session(
@@ -249,13 +195,13 @@ class TuiagentApp(App[int]):
                 offline=self.offline,
                 clock=self.agent_clock,
                 offline_model=self.offline_model,
+                resume=self.resume,
             )
-            history = load_messages(self.resume) if self.resume is not None else []
         except TuiagentError as exc:
             self.post_message(SessionFailed(str(exc)))
             return
         resumed = self.resume.stem if self.resume is not None else None
-        self.post_message(SessionOpened(session, history, resumed))
+        self.post_message(SessionOpened(session, resumed))
 
     @on(SessionFailed)
     def _session_failed(self, message: SessionFailed) -> None:
@@ -265,17 +211,19 @@ class TuiagentApp(App[int]):
 
     @on(SessionOpened)
     def _session_opened(self, message: SessionOpened) -> None:
+        from tuiagent.cost.pricing import context_window
         from tuiagent.llm.offline import OFFLINE_NOTICE
 
         # The SDK and the app are loaded and live as long as the app: move them out of the
         # collector's way, so a collection while an answer streams scans only what is new.
         gc.freeze()
         session = self.session = message.session
-        agent = session.agent
-        agent.approve = self.ask_approval
-        agent.start()
-        from tuiagent.cost.pricing import context_window
+        from tuiagent.ui.screens.dialogs import Approvals
 
+        agent: AgentControl = session.agent
+        self.agent = agent
+        agent.approve = Approvals(self).ask  # its dialog, and what the user allows always
+        agent.start()
         self.main.context_window = context_window
         simulated = session.offline_model is not None
         self.main.set_offline(OFFLINE_NOTICE if simulated else None)
@@ -286,20 +234,16 @@ class TuiagentApp(App[int]):
                 "The model is simulated (--offline): it answers from the files here, and each "
                 "call is priced as the tier's real Claude model would charge."
             )
-        if message.history:
-            agent.state.history = list(message.history)
-            self._show_history(message.history)
+        if session.history:
+            self.main.chat.show_history(session.history)
             self.main.chat.add_notice(
-                f"resumed run {message.resumed_from}: {len(message.history)} messages; "
+                f"resumed run {message.resumed_from}: {len(session.history)} messages; "
                 f"this session's spending starts at $0 against its own cap",
             )
-        self.main.set_status(f"run {agent.state.run_id}")
-        self.main.gauge.show(agent.budget_state().budget)
+        now = agent.snapshot()
+        self.main.set_status(f"run {now.run_id}")
+        self.main.gauge.show(now.budget)
         self._send_next()
-
-    @property
-    def agent(self) -> Agent | None:
-        return self.session.agent if self.session is not None else None
 
     @property
     def busy(self) -> bool:
@@ -308,17 +252,17 @@ class TuiagentApp(App[int]):
     # --- sending -------------------------------------------------------------------
 
     @on(ChatInput.Submitted)
-    def _submitted(self, message: ChatInput.Submitted) -> None:
+    async def _submitted(self, message: ChatInput.Submitted) -> None:
         text = message.text
         chat_input = self.main.input
         if text.startswith("/"):
             chat_input.remember(text)
             chat_input.clear()
-            self.run_slash(text)
+            await self.run_slash(text)
             return
-        if self.at_cap():
+        if self.cap_halt:
             self.notify(
-                "The cap is reached: raise it (F3 or /budget) to send.",
+                f"The cap is reached: raise it ({self.key('cap_up')} or /budget) to send.",
                 title="Halted",
                 severity="error",
             )
@@ -327,48 +271,20 @@ class TuiagentApp(App[int]):
         chat_input.clear()
         self.queue.append(text)
         self._send_next()
-        self._show_queue()
-
-    def _show_queue(self) -> None:
-        """Waiting messages are counted under the input (a chat line would land in the
-        middle of the answer streaming now)."""
-        n = len(self.queue)
-        self.main.input.border_subtitle = (
-            f"{n} queued: sent when the agent is free (Esc drops)" if n else self._meter
-        )
-
-    def at_cap(self) -> bool:
-        """Halted by the cap: the next call's worst case does not fit what is left.
-        Raising the cap (agent.set_cap) lifts it."""
-        return self.cap_halt
+        self.main.show_queue(len(self.queue))
 
     def _send_next(self) -> None:
-        if self.agent is None or self.busy or not self.queue or self.at_cap():
+        """The next queued message, once the agent is free and not halted at the cap (the
+        next call's worst case does not fit what is left until the cap is raised)."""
+        if self.agent is None or self.busy or not self.queue or self.cap_halt:
             return
         text = self.queue.pop(0)
-        self._show_queue()
+        self.main.show_queue(len(self.queue))
         self.main.chat.add_user(text)
-        self.turn_worker = self.run_turn(text)
+        self.turn_worker = self.drive(self.agent, self.agent.send(text))
 
     @work(exclusive=True, group="agent", exit_on_error=False)
-    async def run_turn(self, text: str) -> None:
-        agent = self.agent
-        assert agent is not None
-        await self._drive(agent, agent.send(text))
-
-    @work(exclusive=True, group="agent", exit_on_error=False)
-    async def run_go_on(self) -> None:
-        agent = self.agent
-        assert agent is not None
-        await self._drive(agent, agent.go_on())
-
-    @work(exclusive=True, group="agent", exit_on_error=False)
-    async def run_compact(self) -> None:
-        agent = self.agent
-        assert agent is not None
-        await self._drive(agent, agent.compact())
-
-    async def _drive(self, agent: Agent, events: AsyncGenerator[Event, None]) -> None:
+    async def drive(self, agent: AgentControl, events: AsyncGenerator[Event, None]) -> None:
         """Show the agent's events as they come; a failure is a notice, never a crash."""
         from tuiagent.agent.events import (
             AnswerDelta,
@@ -411,15 +327,17 @@ class TuiagentApp(App[int]):
                 if isinstance(event, Halted) and event.by_cap:
                     self.cap_halt = True
                 if isinstance(event, TurnFinished) and event.record.purpose == "agent":
-                    self._show_context(event.record)
+                    screen.show_context(event.record)
                 elif isinstance(event, ContextEdited):
-                    self._context_edited(event.record)
+                    screen.context_edited(event.record)
             await producer  # the agent's own error, if it failed
         except asyncio.CancelledError:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
-            stopped = self._interrupted(agent)
+            last = agent.snapshot().last_call
+            stopped = last if last and last.stop_reason == "interrupted" else False
+            screen.interrupted(stopped or None)
             if stopped:
                 calls, cost = calls + 1, cost + stopped.cost_usd
             raise
@@ -428,8 +346,9 @@ class TuiagentApp(App[int]):
             screen.chat.add_notice(f"error: {text}", "error")
             self.notify(text, title="Error", severity="error")
         finally:
-            screen.gauge.show(agent.budget_state().budget)  # settled in the call's finally
-            screen.set_status(f"run {agent.state.run_id}")
+            now = agent.snapshot()
+            screen.gauge.show(now.budget)  # settled in the call's finally
+            screen.set_status(f"run {now.run_id}")
             self.call_later(screen.close_answer)
             if stopped is not None:  # under what streamed before Esc
                 paid = money(stopped.cost_usd, 5) if stopped else ""
@@ -448,74 +367,62 @@ class TuiagentApp(App[int]):
             self.call_later(self._send_next)
             self.call_later(self.refresh_bindings)  # F6 shows while halted at max_turns
 
-    def _interrupted(self, agent: Agent) -> Turn | Literal[False]:
-        """The call Esc stopped, once its record is written (a row in the panels); False when
-        no call was streaming. Every sub-agent is shown stopped."""
-        from tuiagent.ui.widgets.agents import AgentsPanel
+    def _keep_warm_tick(self) -> None:
+        """Idle: the agent decides whether refreshing the cache before it expires pays."""
+        if self.agent is not None and not self.busy and self.settings.keep_warm:
+            self.keep_warm(self.agent)
 
-        for panel in self.main.query(AgentsPanel):
-            panel.stopped()
-        record = _last_turn(agent.log.path)
-        if record is not None and record.stop_reason == "interrupted":
-            self.main.turn_finished(record)
-            return record
-        return False
+    @work(exclusive=True, group="agent", exit_on_error=False)
+    async def keep_warm(self, agent: AgentControl) -> None:
+        async with contextlib.aclosing(agent.keep_warm()) as events:
+            async for event in events:
+                await self.main.apply(event)
 
-    async def ask_approval(self, name: str, arguments: dict[str, Any]) -> bool | str:
-        """The agent's approval hook: a dialog; the tool waits for the answer. True runs
-        it; False or the user's reason declines. A command allowed "always" runs again
-        without asking in this session."""
-        from tuiagent.ui.screens.dialogs import Approval, ApproveScreen
+    # --- ending ---------------------------------------------------------------------
 
-        asked = json.dumps([name, arguments], sort_keys=True)
-        if asked in self.always_allowed:
-            return True
-        answer: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
+    async def quit(self, code: int) -> None:
+        """Stop the call in flight (it is accounted), write run_end, leave with `code`."""
+        if self.busy and self.turn_worker is not None:
+            self.turn_worker.cancel()
+            with contextlib.suppress(Exception):
+                await self.turn_worker.wait()
+        self.finish_run()
+        self.exit(return_code=code)
 
-        def settle(result: Approval | None) -> None:
-            if not answer.done():
-                answer.set_result(result or Approval(run=False))
+    def finish_run(self) -> None:
+        """Write the run's end once: a UI session is one run."""
+        agent = self.agent
+        if agent is None or self.finished:
+            return
+        self.finished = True
+        agent.finish(outcome(agent.snapshot().halt_reason))
 
-        self.push_screen(ApproveScreen(name, arguments), callback=settle)
-        approval = await answer
-        if approval.always:
-            self.always_allowed.add(asked)
-        return True if approval.run else (approval.reason or False)
+    # --- the commands (ui/commands.py): keys, the palette and slash commands ----------
 
-    # --- the money -----------------------------------------------------------------
+    def key(self, command_id: str) -> str:
+        """The key of a command as the user has it, for the hints on screen."""
+        return key_hint(command_id, self.settings.keymap)
 
-    # --- the context ---------------------------------------------------------------
+    async def run_slash(self, text: str) -> None:
+        command, name, arg = parse_slash(text)
+        if command is None:
+            self.notify(f"unknown command {name}: try /help", severity="error")
+        else:
+            await self.run_action(command.action(arg))
 
-    def _show_context(self, record: Turn, tokens: int | None = None) -> None:
-        """The context meter (on the input's border): how full the window is, and what
-        reading the history cost on the last call."""
-        from tuiagent.ui.widgets.context import meter_text
-
-        parts = record.cost_breakdown_usd
-        input_cost = parts.input + parts.cache_write + parts.cache_read
-        self._context_record = record
-        shown = record.context_tokens if tokens is None else tokens
-        self._meter = meter_text(
-            shown, record.context_window, input_cost if tokens is None else None
-        )
-        self._show_queue()  # the meter shares the input's border with the queue count
-
-    def _context_edited(self, record: ContextEdit) -> None:
-        if record.action == "clear_tool_results" and record.result_ids:
-            ids = record.result_ids
-            self.main.chat.add_notice(
-                f"cleared {record.results} old tool results from the context "
-                f"({record.tokens_before:,} -> {record.tokens_after:,} tokens); "
-                f"{ids[0]}..{ids[-1]} stay for expand_result"
-            )
-        if self._context_record is not None:
-            self._show_context(self._context_record, record.tokens_after)
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """F6 is in the footer (and the palette) only while a request is halted at max_turns."""
+        if action == "go_on":
+            agent = self.agent
+            halted = agent is not None and agent.snapshot().halt_reason == HaltReason.MAX_TURNS
+            return halted and not self.busy
+        return True
 
     def set_cap(self, amount: Decimal) -> None:
         agent = self.agent
-        before = self._cap_now()
+        before = self.main.gauge.cap
         if agent is None:
-            self.settings.max_cost_usd = amount
+            self.settings = dataclasses.replace(self.settings, max_cost_usd=amount)
             in_force = amount
             self.main.gauge.cap = amount
         else:
@@ -537,21 +444,18 @@ class TuiagentApp(App[int]):
         self._send_next()
 
     def set_tier(self, tier: str) -> None:
-        self.settings.tier = tier
-        if self.agent is not None:
+        if self.agent is None:
+            self.settings = dataclasses.replace(self.settings, tier=tier)
+        else:
             self.agent.set_tier(tier)
         self.main.set_tier(tier)
 
-    # --- keys ----------------------------------------------------------------------
-
-    def _cap_now(self) -> Decimal:
-        return self.main.gauge.cap
-
     def action_cap_down(self) -> None:
-        lower = stepped_cap(self._cap_now(), self.settings.budget_step_usd, down=True)
+        lower = stepped_cap(self.main.gauge.cap, self.settings.budget_step_usd, down=True)
         if lower is None:
             self.notify(
-                f"F2 goes no lower than {fmt_cap(LOWEST_STEPPED_CAP)}; /budget sets any cap",
+                f"{self.key('cap_down')} goes no lower than {fmt_cap(LOWEST_STEPPED_CAP)}; "
+                "/budget sets any cap",
                 title="Budget",
                 severity="warning",
                 timeout=TOAST_S,
@@ -562,17 +466,16 @@ class TuiagentApp(App[int]):
     def action_cap_up(self) -> None:
         """One step up; halted at the cap, up to the first step that lets the next call go."""
         step = self.settings.budget_step_usd
-        higher = stepped_cap(self._cap_now(), step, down=False)
+        higher = stepped_cap(self.main.gauge.cap, step, down=False)
         assert higher is not None  # up always has a next step
-        agent = self.agent
-        if self.at_cap() and agent is not None and self.main.needed_usd is not None:
+        if self.cap_halt and self.agent is not None and self.main.needed_usd is not None:
             enough = self.main.gauge.spent + self.main.needed_usd
             while higher < enough:
                 higher = stepped_cap(higher, step, down=False) or enough
         self.set_cap(higher)
 
     def action_cycle_tier(self) -> None:
-        current = self.agent.tier if self.agent is not None else self.settings.tier
+        current = self.agent.snapshot().tier if self.agent is not None else self.settings.tier
         order = list(TIER_CHOICES)
         self.set_tier(order[(order.index(current) + 1) % len(order)])
 
@@ -581,7 +484,7 @@ class TuiagentApp(App[int]):
             self.turn_worker.cancel()
         elif self.queue:
             self.queue.clear()
-            self._show_queue()
+            self.main.show_queue(0)
             self.main.chat.add_notice("queued messages dropped")
 
     def action_toggle_panels(self) -> None:
@@ -600,101 +503,57 @@ class TuiagentApp(App[int]):
             return
         self.push_screen(ReportScreen(report))
 
-    def _keep_warm_tick(self) -> None:
-        """Idle: the agent decides whether refreshing the cache before it expires pays."""
-        if self.agent is not None and not self.busy and self.settings.keep_warm:
-            self.run_keep_warm()
-
-    @work(exclusive=True, group="agent", exit_on_error=False)
-    async def run_keep_warm(self) -> None:
+    def action_go_on(self) -> None:
+        """Go on with a request halted by max_turns (F6), with a fresh allowance."""
         agent = self.agent
-        assert agent is not None
-        async with contextlib.aclosing(agent.keep_warm()) as events:
-            async for event in events:
-                await self.main.apply(event)
+        if agent is None or self.busy or agent.snapshot().halt_reason != HaltReason.MAX_TURNS:
+            return
+        self.main.gauge.halted = None
+        self.turn_worker = self.drive(agent, agent.go_on())
 
     async def action_quit(self) -> None:
         await self.quit(0)
 
-    async def quit(self, code: int) -> None:
-        """Stop the call in flight (it is accounted), write run_end, leave with `code`."""
-        if self.busy and self.turn_worker is not None:
-            self.turn_worker.cancel()
-            with contextlib.suppress(Exception):
-                await self.turn_worker.wait()
-        self.finish_run()
-        self.exit(return_code=code)
+    def action_budget(self, arg: str = "") -> None:
+        try:
+            self.set_cap(parse_money(arg, "/budget"))
+        except ConfigError as exc:
+            self.notify(f"{exc} (e.g. /budget 2.50)", severity="error")
 
-    def finish_run(self) -> None:
-        """Write the run's end once: a UI session is one run."""
-        agent = self.agent
-        if agent is None or self.finished:
-            return
-        self.finished = True
-        agent.finish(outcome(agent.state.halt_reason))
-
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        step = fmt_cap(self.settings.budget_step_usd)
-        yield SystemCommand("Raise the cap", f"cap + {step}", self.action_cap_up)
-        yield SystemCommand("Lower the cap", f"cap - {step}", self.action_cap_down)
-        yield SystemCommand("Cycle the tier", KEYMAP_IDS["cycle_tier"], self.action_cycle_tier)
-        yield SystemCommand("Stop the turn", KEYMAP_IDS["interrupt"], self.action_interrupt)
-        yield SystemCommand("Toggle panels", KEYMAP_IDS["toggle_panels"], self.action_toggle_panels)
-        yield SystemCommand("Show the system prompt", "/system", self.show_system)
-        yield SystemCommand("Cost report", KEYMAP_IDS["report"], self.action_report)
-        yield SystemCommand("Go on", KEYMAP_IDS["go_on"], self.action_go_on)
-        yield SystemCommand("New conversation", "/clear", self.clear_conversation)
-
-    # --- slash commands ------------------------------------------------------------
-
-    def run_slash(self, text: str) -> None:
-        command, _, arg = text.strip().partition(" ")
-        arg = arg.strip()
-        if command == "/budget":
-            try:
-                self.set_cap(parse_money(arg, "/budget"))
-            except ConfigError as exc:
-                self.notify(f"{exc} (e.g. /budget 2.50)", severity="error")
-        elif command == "/tier":
-            if arg not in TIER_CHOICES:
-                self.notify(f"/tier must be one of {', '.join(TIER_CHOICES)}", severity="error")
-            else:
-                self.set_tier(arg)
-        elif command == "/clear":
-            self.clear_conversation()
-        elif command == "/compact":
-            if self.agent is None or self.busy:
-                self.notify("/compact waits till the agent is free", severity="warning")
-            else:
-                self.turn_worker = self.run_compact()
-        elif command == "/turns":
-            self.set_max_turns(arg)
-        elif command == "/system":
-            self.show_system()
-        elif command == "/help":
-            self.show_help()
+    def action_tier(self, arg: str = "") -> None:
+        if arg not in TIER_CHOICES:
+            self.notify(f"/tier must be one of {', '.join(TIER_CHOICES)}", severity="error")
         else:
-            self.notify(f"unknown command {command}: try /help", severity="error")
+            self.set_tier(arg)
 
-    def clear_conversation(self) -> None:
+    def action_clear(self) -> None:
         """/clear: a new conversation in the same session; the budget goes on."""
         agent = self.agent
         if agent is not None and self.busy:
-            self.notify("/clear waits till the agent is free (Esc stops it)", severity="warning")
+            self.notify(
+                f"/clear waits till the agent is free ({self.key('interrupt')} stops it)",
+                severity="warning",
+            )
             return
         self.main.clear_view()
         if agent is None:
             return
         record = agent.clear_conversation().record
-        self._context_edited(record)
+        self.main.context_edited(record)
         self.main.chat.add_notice(
             f"new conversation: the next request has no earlier messages "
-            f"({record.messages_before} cleared); {money(agent.ledger.spent, 4)} spent so "
-            "far counts against the same cap"
+            f"({record.messages_before} cleared); "
+            f"{money(agent.snapshot().budget.settled, 4)} spent so far counts against the "
+            "same cap"
         )
 
-    def set_max_turns(self, arg: str) -> None:
+    def action_compact(self) -> None:
+        if self.agent is None or self.busy:
+            self.notify("/compact waits till the agent is free", severity="warning")
+        else:
+            self.turn_worker = self.drive(self.agent, self.agent.compact())
+
+    def action_turns(self, arg: str = "") -> None:
         """/turns N: model calls allowed per request; a request halted there goes on."""
         try:
             turns = int(arg)
@@ -703,83 +562,31 @@ class TuiagentApp(App[int]):
         except ValueError:
             self.notify("/turns takes a whole number >= 1, e.g. /turns 40", severity="error")
             return
-        self.settings.max_turns = turns
-        if self.agent is not None:
+        if self.agent is None:
+            self.settings = dataclasses.replace(self.settings, max_turns=turns)
+        else:
             self.agent.set_max_turns(turns)
         self.notify(f"up to {turns} model calls per request", title="Turns")
         self.action_go_on()
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """F6 is in the footer only while a request is halted at max_turns."""
-        if action == "go_on":
-            agent = self.agent
-            return (
-                agent is not None
-                and agent.state.halt_reason == HaltReason.MAX_TURNS
-                and not self.busy
-            )
-        return True
-
-    def action_go_on(self) -> None:
-        """Go on with a request halted by max_turns (F6), with a fresh allowance."""
-        agent = self.agent
-        if agent is None or self.busy or agent.state.halt_reason != HaltReason.MAX_TURNS:
-            return
-        self.main.gauge.halted = None
-        self.turn_worker = self.run_go_on()
-
-    def show_system(self) -> None:
+    def action_system(self) -> None:
+        """/system: the system prompt, its size and what it costs on every turn."""
         from tuiagent.llm.tokens import estimate_tokens
 
-        s = self.settings
+        s, session = self.settings, self.session
         try:
-            prompt = self.agent.system_prompt if self.agent else s.resolved_system_prompt()
+            prompt = session.system_prompt if session else s.resolved_system_prompt()
         except ConfigError as exc:
             self.notify(str(exc), severity="error")
             return
-        n = estimate_tokens(prompt)
-        source = (
-            f"from {s.system_prompt_file}"
-            if s.system_prompt_file
-            else "config `system_prompt`"
-            if s.system_prompt != Settings().system_prompt
-            else "built in"
-        )
-        lines = [f"**System prompt** ({source}): {n:,} tokens"]
-        agent = self.agent
-        if agent is not None:
-            from tuiagent.config import TIERS
-            from tuiagent.llm.usage import TokenUsage
-
-            # Paid on every turn: on whichever tier the turn runs, plain or read from the cache.
-            for tier in TIERS if agent.tier == "auto" else (agent.tier,):
-                model = s.model_for(tier)
-                plain = agent.pricer.price(model, TokenUsage(input_tokens=n)).total
-                cached = agent.pricer.price(model, TokenUsage(cache_read_input_tokens=n)).total
-                lines.append(
-                    f"- costs {money(plain, 6)} per turn on {model} ({tier}), "
-                    f"{money(cached, 6)} when cached"
-                )
-        self.main.chat.add_answer("\n\n".join(lines), follow=True)
+        costs = session.system_prompt_costs() if session else []
+        text = system_markdown(s, estimate_tokens(prompt), costs)
+        self.main.chat.add_answer(text, follow=True)
         # The prompt as exact text that wraps (a code block would cut its long lines).
         self.main.chat.add_notice(prompt, "quoted")
 
-    def show_help(self) -> None:
-        rows = [f"| `{cmd}` | {what} |" for cmd, what in SLASH_HELP.items()]
-        keys = []
-        for binding in self.BINDINGS:
-            assert isinstance(binding, Binding) and binding.id is not None
-            key = self.settings.keymap.get(binding.id, binding.key)
-            keys.append(f"| {key} | {binding.tooltip} |")
-        text = (
-            "| command | what it does |\n| --- | --- |\n" + "\n".join(rows) + "\n\n"
-            "| key | what it does |\n| --- | --- |\n" + "\n".join(keys) + "\n\n"
-            "Enter sends, shift+enter or ctrl+j starts a new line, up/down recall earlier "
-            "messages. ctrl+p opens the command palette."
-        )
-        self.main.chat.add_answer(text, follow=True)
-
-    # --- tool results ----------------------------------------------------------------
+    def action_help(self) -> None:
+        self.main.chat.add_answer(help_markdown(self.settings.keymap), follow=True)
 
     @on(OpenToolResult)
     def _open_tool_result(self, message: OpenToolResult) -> None:
@@ -791,104 +598,12 @@ class TuiagentApp(App[int]):
 
             self.push_screen(ViewerScreen(results[message.index]))
 
-    def _show_history(self, history: list[dict[str, Any]]) -> None:
-        """A resumed run's conversation, as it was."""
-        chat = self.main.chat
-        for entry in history:
-            content = entry.get("content")
-            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
-            for block in blocks or []:
-                kind = block.get("type")
-                if kind == "text" and block.get("text", "").startswith(SUMMARY_MARKER):
-                    chat.add_notice(f"(compacted) {block['text'].partition(chr(10))[2]}")
-                elif kind == "text" and entry.get("role") == "user":
-                    chat.add_user(block.get("text", ""))
-                elif kind == "text":
-                    chat.add_answer(block.get("text", ""))
-                elif kind == "tool_use":
-                    args = block.get("input")
-                    chat.add_tool(
-                        block.get("id", ""),
-                        block.get("name", "?"),
-                        args if isinstance(args, dict) else {},
-                    )
-                elif kind == "tool_result" and (
-                    view := chat.tool_views.get(block.get("tool_use_id", ""))
-                ):
-                    # It ran in the earlier run: done, with what the model saw.
-                    output = block.get("content")
-                    text = output if isinstance(output, str) else json.dumps(output)
-                    view.finished(not block.get("is_error"), text, None)
-
-
-def _last_turn(path: Path) -> Turn | None:
-    """The orchestrator's last turn record (not a sub-agent's)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        record = read(line)
-        if isinstance(record, Turn) and record.agent in (None, "main"):
-            return record
-    return None
-
-
-# Keys the app keeps for itself: the input's own editing keys and the command palette.
-RESERVED_KEYS = {
-    "enter": "sends the message",
-    "shift+enter": "starts a new line",
-    "ctrl+j": "starts a new line",
-    "tab": "moves the focus",
-    "shift+tab": "moves the focus",
-    "up": "recalls earlier messages",
-    "down": "recalls earlier messages",
-    "backspace": "edits the input",
-    "ctrl+p": "opens the command palette",
-}
-MODIFIERS = {"ctrl", "shift", "alt", "meta", "super", "hyper"}
-
-
-def _known_key(key: str) -> bool:
-    from textual.keys import Keys, key_to_character
-
-    *mods, base = key.split("+")
-    if not base or not set(mods) <= MODIFIERS:
-        return False
-    names = {k.value.rsplit("+", 1)[-1] for k in Keys}
-    return base in names or (len(base) == 1 and base.isprintable()) or bool(key_to_character(base))
-
-
-def check_keymap(keymap: dict[str, str]) -> None:
-    """Each remapped key is a key Textual knows, and no key does two things: one line that
-    names the config key otherwise (exit 2)."""
-    taken: dict[str, str] = {}
-    for binding in TuiagentApp.BINDINGS:
-        assert isinstance(binding, Binding) and binding.id is not None
-        for key in keymap.get(binding.id, binding.key).split(","):
-            key = key.strip()
-            name = f"keymap.{binding.id}"
-            if not _known_key(key):
-                raise ConfigError(f"{name}: {key!r} is not a key name (e.g. 'f9', 'ctrl+t')")
-            if len(key) == 1 and key.isprintable():
-                raise ConfigError(
-                    f"{name}: {key!r} would be typed into the input; pick 'f9' or 'ctrl+t'"
-                )
-            if key in RESERVED_KEYS:
-                raise ConfigError(f"{name}: {key!r} {RESERVED_KEYS[key]} and cannot be remapped")
-            if key in taken:
-                raise ConfigError(
-                    f"{name}: {key!r} is already the key of {taken[key]} "
-                    f"({KEYMAP_IDS[taken[key]]}); remap that one too"
-                )
-            taken[key] = binding.id
-
 
 def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str | None) -> int:
     """`tuiagent` with no subcommand. Bad input fails here, in one line, before the screen."""
+    check_keymap(settings.keymap)
     if not workspace.is_dir():
         raise UsageError(f"--workspace: {workspace} is not a directory")
-    check_keymap(settings.keymap)
     settings.resolved_system_prompt()  # a missing system_prompt_file is named before the screen
     if settings.offline_tokens_per_second == 0:
         settings = dataclasses.replace(
@@ -906,11 +621,11 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     finally:
         gc.enable()
     app.finish_run()
-    agent = app.agent
-    if agent is not None:  # the session's total, on the terminal the app gave back
-        calls, spent = app.session_calls, agent.budget_state().budget.settled
+    if app.agent is not None and app.session is not None:
+        now = app.agent.snapshot()  # the session's total, on the terminal the app gave back
+        calls = app.session_calls
         print(
-            f"tuiagent: session {agent.state.run_id}: {money(spent)} in "
-            f"{calls} call{'s' * (calls != 1)}; log {agent.log.path}"
+            f"tuiagent: session {now.run_id}: {money(now.budget.settled)} in "
+            f"{calls} call{'s' * (calls != 1)}; log {app.session.log_path}"
         )
     return app.return_code or 0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
@@ -13,10 +13,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class SessionOpened(Message):
-    """The agent is built (the SDK is imported); `history` is a resumed run's messages."""
+    """The agent is built (the SDK is imported); `resumed_from`: the run it goes on with."""
 
     session: Session
-    history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: str | None = None
 
 

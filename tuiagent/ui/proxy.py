@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, RichLog, Static
 
-from tuiagent.config import KEYMAP_IDS, Settings
+from tuiagent.config import Settings
 from tuiagent.cost.budget import BudgetChanged
 from tuiagent.proxy.lines import call_line
 from tuiagent.runs.records import ProxyTurn, Record, Refused
+from tuiagent.ui.commands import bindings
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.widgets.cache import CachePanel
@@ -61,11 +61,7 @@ class ProxyDashboard(App[int]):
     """
     # Narrow, the cache panel goes under the table: beside it, it hides the cost columns.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
-    BINDINGS = [  # noqa: RUF012
-        Binding("f2", "cap_down", "Cap -", id="cap_down", tooltip=KEYMAP_IDS["cap_down"]),
-        Binding("f3", "cap_up", "Cap +", id="cap_up", tooltip=KEYMAP_IDS["cap_up"]),
-        Binding("ctrl+q", "quit", "Quit", id="quit", tooltip=KEYMAP_IDS["quit"], priority=True),
-    ]
+    BINDINGS = bindings("cap_down", "cap_up", "quit")  # the app's keys
 
     def __init__(self, server: ProxyServer, meter: Meter, settings: Settings) -> None:
         super().__init__()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -138,6 +139,32 @@ class ApproveScreen(ModalScreen[Approval]):
     def key_escape(self) -> None:
         if self.has_class("-asking-why"):
             self.dismiss(Approval(run=False))
+
+
+@dataclass
+class Approvals:
+    """The agent's approval hook (agent/protocol.py `Approver`): a dialog, and the tool
+    waits for the answer. True runs it; False or the user's reason declines. A command
+    allowed "always" runs again without asking in this session."""
+
+    app: App[Any]
+    always_allowed: set[str] = field(default_factory=set)
+
+    async def ask(self, name: str, arguments: dict[str, Any]) -> bool | str:
+        asked = json.dumps([name, arguments], sort_keys=True)
+        if asked in self.always_allowed:
+            return True
+        answer: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
+
+        def settle(result: Approval | None) -> None:
+            if not answer.done():
+                answer.set_result(result or Approval(run=False))
+
+        self.app.push_screen(ApproveScreen(name, arguments), callback=settle)
+        approval = await answer
+        if approval.always:
+            self.always_allowed.add(asked)
+        return True if approval.run else (approval.reason or False)
 
 
 class ViewerScreen(ModalScreen[None]):

@@ -13,13 +13,14 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from tuiagent.ui.commands import key_hint
 from tuiagent.ui.widgets.chat import ChatInput, ChatLog, NoticeView
 
 # The money panels and the agent's events load after the first frame (mount_panels, apply):
 # the first frame waits for neither.
 if TYPE_CHECKING:
     from tuiagent.agent.events import Event
-    from tuiagent.runs.records import Tool, Turn
+    from tuiagent.runs.records import ContextEdit, Tool, Turn
     from tuiagent.ui.widgets.agents import AgentsPanel
     from tuiagent.ui.widgets.answer import AnswerView
     from tuiagent.ui.widgets.gauge import BudgetGauge
@@ -56,13 +57,17 @@ NARROW_BELOW = 120
 WIDE_VIEWS = ("panels", "chat")
 NARROW_VIEWS = ("panels", "router", "cache", "tools", "chat")
 
-WELCOME = (
-    "tuiagent: chat with an agent about the files here and see what every call costs; it "
-    'never spends past the cap. Try "list the files" or "read README.md".\n'
-    "Enter sends · F3/F2 cap up/down · F4 tier · F5 panels · F8 report · Esc stops · "
-    "ctrl+q quits · /help\n"
-    "Tool calls show as ▶ blocks: click one (or Tab to it, Enter) to see its exact output."
-)
+
+def welcome(key: Callable[[str], str]) -> str:
+    """The first notice, naming the keys as the user has them (`key`: a command's key)."""
+    return (
+        "tuiagent: chat with an agent about the files here and see what every call costs; it "
+        'never spends past the cap. Try "list the files" or "read README.md".\n'
+        f"Enter sends · {key('cap_up')}/{key('cap_down')} cap up/down · {key('cycle_tier')} "
+        f"tier · {key('toggle_panels')} panels · {key('report')} report · "
+        f"{key('interrupt')} stops · {key('quit')} quits · /help\n"
+        "Tool calls show as ▶ blocks: click one (or Tab to it, Enter) to see its exact output."
+    )
 
 
 class MainScreen(Screen[None]):
@@ -76,8 +81,10 @@ class MainScreen(Screen[None]):
         *,
         clock: Callable[[], float] = time.time,
         on_ready: Callable[[], None] | None = None,
+        key: Callable[[str], str] = key_hint,
     ) -> None:
         super().__init__()
+        self.key = key  # the key of a command (ui/commands.py), for the hints on screen
         self.on_ready = on_ready
         self.clock = clock
         self.answer: AnswerView | None = None
@@ -89,6 +96,9 @@ class MainScreen(Screen[None]):
         self.needed_usd: Decimal | None = None  # halted at the cap: what the next call needs
         self.view = "panels"  # what F5 shows (WIDE_VIEWS, NARROW_VIEWS)
         self.last_turn: Turn | None = None  # for the one-line status
+        self.queued = 0  # messages waiting for the agent (counted on the input's border)
+        self._meter = ""  # the context meter, on the input's border when nothing is queued
+        self._context_record: Turn | None = None  # the last agent turn's
         # The model's context window in tokens, when known (the app sets it from the pricer).
         self.context_window: Callable[[str], int | None] = lambda model: None
 
@@ -109,7 +119,7 @@ class MainScreen(Screen[None]):
         yield KeysFooter()
 
     def on_mount(self) -> None:
-        self.chat.add_notice(WELCOME)
+        self.chat.add_notice(welcome(self.key))
         self.set_class(True, "-view-panels")
         self.query_one(ChatInput).focus()
         # After the frame that shows the footer's keys (the footer fills in after a refresh).
@@ -176,7 +186,7 @@ class MainScreen(Screen[None]):
         used = r.usage.total_input_tokens + r.usage.output_tokens
         if window:
             parts.append(f"context {used / window:.0%}")
-        parts.append("F5 panels")
+        parts.append(f"{self.key('toggle_panels')} panels")
         self.query_one("#statusline", Static).update(" · ".join(parts))
 
     # --- the panels, by name ----------------------------------------------------
@@ -209,6 +219,54 @@ class MainScreen(Screen[None]):
 
     def set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
+
+    # --- the input's border: the messages queued, else the context meter -------------
+
+    def show_queue(self, n: int) -> None:
+        """Waiting messages are counted under the input (a chat line would land in the
+        middle of the answer streaming now)."""
+        self.queued = n
+        self.input.border_subtitle = (
+            f"{n} queued: sent when the agent is free ({self.key('interrupt')} drops)"
+            if n
+            else self._meter
+        )
+
+    def show_context(self, record: Turn, tokens: int | None = None) -> None:
+        """The context meter: how full the window is, and what reading the history cost on
+        the last call (`tokens`: the context after an edit, with no call to price it)."""
+        from tuiagent.ui.widgets.context import meter_text
+
+        parts = record.cost_breakdown_usd
+        input_cost = parts.input + parts.cache_write + parts.cache_read
+        self._context_record = record
+        shown = record.context_tokens if tokens is None else tokens
+        self._meter = meter_text(
+            shown, record.context_window, input_cost if tokens is None else None
+        )
+        self.show_queue(self.queued)
+
+    def context_edited(self, record: ContextEdit) -> None:
+        """Old tool results cleared, a compaction or /clear: said, and the meter follows."""
+        if record.action == "clear_tool_results" and record.result_ids:
+            ids = record.result_ids
+            self.chat.add_notice(
+                f"cleared {record.results} old tool results from the context "
+                f"({record.tokens_before:,} -> {record.tokens_after:,} tokens); "
+                f"{ids[0]}..{ids[-1]} stay for expand_result"
+            )
+        if self._context_record is not None:
+            self.show_context(self._context_record, record.tokens_after)
+
+    def interrupted(self, record: Turn | None) -> None:
+        """Esc stopped the work: every sub-agent shows stopped, and the stopped call (if one
+        was streaming) is a row in the panels."""
+        from tuiagent.ui.widgets.agents import AgentsPanel
+
+        for panel in self.query(AgentsPanel):
+            panel.stopped()
+        if record is not None:
+            self.turn_finished(record)
 
     # --- agent events ------------------------------------------------------------
 
@@ -295,10 +353,10 @@ class MainScreen(Screen[None]):
                     self.input.move_cursor(self.input.document.end)
             if event.reason == HaltReason.MAX_COST:
                 self.needed_usd = event.needed_usd
-                text += ". Raise the cap (F3 or /budget) to go on."
-                self.gauge.halted = "F3 or /budget to go on"
+                text += f". Raise the cap ({self.key('cap_up')} or /budget) to go on."
+                self.gauge.halted = f"{self.key('cap_up')} or /budget to go on"
             elif event.reason == HaltReason.MAX_TURNS:
-                self.gauge.halted = "max_turns: F6 or /turns N goes on"
+                self.gauge.halted = f"max_turns: {self.key('go_on')} or /turns N goes on"
             else:
                 self.gauge.halted = event.reason
             self.failure_notice(text, "error")

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Collapsible, Static, TextArea
 
+from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.ui.format import tokens
 
 if TYPE_CHECKING:
@@ -191,6 +192,34 @@ class ChatLog(VerticalScroll):
         view = NoticeView(text, markup=False, classes="-subtotal")
         self._add(view)
         return view
+
+    def show_history(self, history: list[dict[str, Any]]) -> None:
+        """A resumed run's conversation, as it was."""
+        for entry in history:
+            content = entry.get("content")
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            for block in blocks or []:
+                kind = block.get("type")
+                if kind == "text" and block.get("text", "").startswith(SUMMARY_MARKER):
+                    self.add_notice(f"(compacted) {block['text'].partition(chr(10))[2]}")
+                elif kind == "text" and entry.get("role") == "user":
+                    self.add_user(block.get("text", ""))
+                elif kind == "text":
+                    self.add_answer(block.get("text", ""))
+                elif kind == "tool_use":
+                    args = block.get("input")
+                    self.add_tool(
+                        block.get("id", ""),
+                        block.get("name", "?"),
+                        args if isinstance(args, dict) else {},
+                    )
+                elif kind == "tool_result" and (
+                    view := self.tool_views.get(block.get("tool_use_id", ""))
+                ):
+                    # It ran in the earlier run: done, with what the model saw.
+                    output = block.get("content")
+                    text = output if isinstance(output, str) else json.dumps(output)
+                    view.finished(not block.get("is_error"), text, None)
 
     def clear_chat(self) -> None:
         self.remove_children()

@@ -1,0 +1,69 @@
+"""What a face may ask of an agent: the UI holds this interface, never the concrete `Agent`.
+
+Everything else the UI shows comes from the events the methods yield (agent/events.py).
+To interrupt, close the stream a method returned (`aclose()`, or cancel the task that
+iterates it): the call in flight is settled and recorded there and then, and what streamed
+stays in the conversation. `Agent` (agent/loop.py) satisfies it; mypy checks that where the
+session hands an `Agent` to the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from tuiagent.agent.events import BudgetChanged, ContextEdited, Event, RunEnded, RunStarted
+from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+from tuiagent.runs.outcome import Outcome
+from tuiagent.runs.records import HaltReason, Turn
+
+# Asked before a tool that acts on the world runs: True runs it; False, or the user's reason
+# as a string, declines it.
+Approver = Callable[[str, dict[str, Any]], Awaitable[bool | str]]
+
+
+@dataclass(frozen=True)
+class AgentSnapshot:
+    """The agent's state as a face shows it, at one moment."""
+
+    run_id: str
+    turns: int  # model calls made in the run
+    tier: str  # auto | fast | balanced | deep
+    max_turns: int  # model calls allowed per request
+    budget: BudgetSnapshot  # cap, spent (settled) and in flight
+    status: str | None  # set when the run has ended
+    halt_reason: HaltReason | None  # what stopped the last request (max_cost, max_turns, ...)
+    # The last `turn` record of this agent's own calls (not a sub-agent's): after an
+    # interrupt, the stopped call's record when its stop_reason is "interrupted".
+    last_call: Turn | None
+
+
+class AgentControl(Protocol):
+    """The steering a face has: send, go on, compact, keep warm (each an event stream),
+    clear, set the cap, tier and turns, finish, and a snapshot."""
+
+    approve: Approver | None
+
+    def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted: ...
+
+    def send(self, prompt: str) -> AsyncGenerator[Event, None]: ...
+
+    def go_on(self) -> AsyncGenerator[Event, None]: ...
+
+    def compact(self) -> AsyncGenerator[Event, None]: ...
+
+    def keep_warm(self) -> AsyncGenerator[Event, None]: ...
+
+    def clear_conversation(self) -> ContextEdited: ...
+
+    def set_cap(self, cap: Decimal) -> BudgetChanged: ...
+
+    def set_tier(self, tier: str) -> None: ...
+
+    def set_max_turns(self, turns: int) -> None: ...
+
+    def finish(self, end: Outcome | None = None) -> RunEnded: ...
+
+    def snapshot(self) -> AgentSnapshot: ...
