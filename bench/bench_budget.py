@@ -57,7 +57,7 @@ class _Flaky(OfflineModel):
 
 
 def _random_settings(rng: random.Random, logs: Path) -> Settings:
-    return Settings(
+    return Settings().with_changes(
         log_dir=logs,
         max_cost_usd=Decimal(str(round(rng.uniform(0.01, 0.5), 4))),
         tier=rng.choice(["auto", "fast", "balanced", "deep"]),
@@ -82,7 +82,7 @@ async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
         pass
     session.agent.finish()
     return float(
-        session.agent.ledger.spent / settings.max_cost_usd
+        session.agent.ledger.spent / settings.run.max_cost_usd
     )  # float only for the figures: exact > 1 is
     # what counts, and Decimal spent <= cap is asserted by tests/test_cap_property.py
 

@@ -22,7 +22,7 @@ FILES = 19  # 19 reads + the answer = 20 turns
 
 
 async def _session(ws: Path, logs: Path, cache: bool) -> list[dict[str, Any]]:
-    settings = Settings(
+    settings = Settings().with_changes(
         log_dir=logs, tier="balanced", system_prompt=SYSTEM, cache=cache, max_turns=40
     )
     session = open_session(settings, workspace=ws, offline=True)

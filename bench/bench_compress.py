@@ -51,7 +51,7 @@ def _session_workspace(root: Path) -> list[str]:
 
 
 async def _session(root: Path, names: list[str], compress: bool) -> tuple[int, int, Decimal, str]:
-    settings = Settings(
+    settings = Settings().with_changes(
         log_dir=root.parent / "logs",
         compress=compress,
         compress_over_tokens=BOUND,

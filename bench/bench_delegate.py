@@ -91,7 +91,7 @@ class Arm:
 
 
 async def _run(ws: Path, logs: Path, *, delegate: bool, ttft: float = 0.0) -> Arm:
-    settings = Settings(
+    settings = Settings().with_changes(
         log_dir=logs,
         tier="balanced",  # pinned: the orchestrator's tier; its workers take fast
         subagents=delegate,

@@ -78,7 +78,10 @@ async def _session_once(workspace: Path, log_dir: Path) -> tuple[float, float, i
     model = _TimedModel()
     _SEARCH.seconds = 0.0
     session = open_session(
-        Settings(log_dir=log_dir), workspace=workspace, offline=True, offline_model=model
+        Settings().with_changes(log_dir=log_dir),
+        workspace=workspace,
+        offline=True,
+        offline_model=model,
     )
     session.agent.start()
     t = time.perf_counter()
@@ -101,7 +104,9 @@ PROMPTS = [
 
 async def _count_calls(workspace: Path, log_dir: Path, turns: int = 20) -> tuple[int, int]:
     """count_tokens round trips in a session of `turns` turns far from its cap."""
-    settings = Settings(log_dir=log_dir, max_turns=10 * turns, max_cost_usd=Decimal(100))
+    settings = Settings().with_changes(
+        log_dir=log_dir, max_turns=10 * turns, max_cost_usd=Decimal(100)
+    )
     session = open_session(settings, workspace=workspace, offline=True)
     agent = session.agent
     agent.start()

@@ -52,8 +52,9 @@ HELD_OUT = [
 async def _runs(tasks: list[str], ws: Path, logs: Path, rules: list[RouterRule]) -> Decimal:
     total = Decimal(0)
     for task in tasks:
-        settings = Settings(log_dir=logs, max_turns=50, max_cost_usd=Decimal(100))
-        settings.router_rules = rules
+        settings = Settings().with_changes(
+            log_dir=logs, max_turns=50, max_cost_usd=Decimal(100), router_rules=tuple(rules)
+        )
         agent = open_session(settings, workspace=ws, offline=True).agent
         agent.start()
         async for _ in agent.send(task):
@@ -64,16 +65,16 @@ async def _runs(tasks: list[str], ws: Path, logs: Path, rules: list[RouterRule])
 
 
 async def _experiment(logs: Path) -> Experiment:
-    settings = Settings(log_dir=logs, max_cost_usd=Decimal(100))
+    settings = Settings().with_changes(log_dir=logs, max_cost_usd=Decimal(100))
     runs = sorted(p.stem for p in logs.glob("*.jsonl"))
-    turns, skipped = load_turns(settings, logs, runs, settings.model_for("fast"))
+    turns, skipped = load_turns(settings, logs, runs, settings.router.model_for("fast"))
     return await run_experiment(
         settings,
         logs,
         turns,
         skipped,
         tier="fast",
-        model=settings.model_for("fast"),
+        model=settings.router.model_for("fast"),
         judge=True,
         connect=lambda: connect(settings, offline=True),
     )

@@ -18,7 +18,9 @@ PROMPTS = ("Which file here is largest?", "What do notes.txt and big.txt say?", 
 
 async def _runs(workspace: Path, log_dir: Path, n: int) -> None:
     for i in range(n):
-        session = open_session(Settings(log_dir=log_dir), workspace=workspace, offline=True)
+        session = open_session(
+            Settings().with_changes(log_dir=log_dir), workspace=workspace, offline=True
+        )
         session.agent.start()
         async for _ in session.agent.send(PROMPTS[i % len(PROMPTS)]):
             pass

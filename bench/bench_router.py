@@ -96,7 +96,9 @@ async def _run_mode(
     total, tiers, escalations, cache_stays = Decimal(0), Counter[str](), 0, 0
     tasks = [t for conversation in _tasks() for t in conversation]
     for start in range(0, len(tasks), per_conversation):
-        settings = Settings(log_dir=logs, tier=tier, max_turns=200, max_cost_usd=Decimal(100))
+        settings = Settings().with_changes(
+            log_dir=logs, tier=tier, max_turns=200, max_cost_usd=Decimal(100)
+        )
         agent = open_session(settings, workspace=ws, offline=True).agent
         agent.start()
         for task in tasks[start : start + per_conversation]:

@@ -88,14 +88,13 @@ async def run_session(
     large: int = 12,
     **overrides: object,
 ) -> SessionFigures:
-    settings = Settings(
+    settings = Settings().with_changes(
         log_dir=log_dir,
         max_cost_usd=Decimal("50"),
         tier="fast",
         context_management=context_management,
     )
-    for key, value in overrides.items():
-        setattr(settings, key, value)
+    settings = settings.with_changes(**overrides)
     session = open_session(settings, workspace=root, offline=True)
     agent = session.agent
     agent.start()

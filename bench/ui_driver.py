@@ -52,7 +52,9 @@ class LongModel(OfflineModel):
 
 
 def bench_settings(log_dir: Path, tokens: int) -> Settings:
-    return Settings(log_dir=log_dir, max_tokens=tokens * 2, max_cost_usd=Decimal(100))
+    return Settings().with_changes(
+        log_dir=log_dir, max_tokens=tokens * 2, max_cost_usd=Decimal(100)
+    )
 
 
 def prefill(app: Any, messages: int) -> None:

@@ -100,9 +100,8 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
 
 
 def offline_session(workspace: Path, log_dir: Path, **overrides: Any) -> Session:
-    settings = Settings(log_dir=log_dir)
-    for key, value in overrides.items():
-        setattr(settings, key, value)
+    settings = Settings().with_changes(log_dir=log_dir)
+    settings = settings.with_changes(**overrides)
     return open_session(settings, workspace=workspace, offline=True)
 
 

@@ -41,9 +41,8 @@ def online_session(
 ) -> tuple[Session, list[float]]:
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET_KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", api.base_url)
-    settings = Settings(log_dir=log_dir)
-    for key, value in overrides.items():
-        setattr(settings, key, value)
+    settings = Settings().with_changes(log_dir=log_dir)
+    settings = settings.with_changes(**overrides)
     session = open_session(settings, workspace=workspace, offline=False)
     waits: list[float] = []
 

@@ -39,9 +39,9 @@ class Clock:
 
 
 def session_with_clock(workspace: Path, log_dir: Path, clock: Clock, **overrides: Any) -> Session:
-    cfg = Settings(log_dir=log_dir, tier="balanced", system_prompt="You are careful. " * 400)
-    for k, v in overrides.items():
-        setattr(cfg, k, v)
+    cfg = Settings().with_changes(
+        log_dir=log_dir, tier="balanced", system_prompt="You are careful. " * 400, **overrides
+    )
     model = OfflineModel(clock=clock)
     session = open_session(cfg, workspace=workspace, offline=True, offline_model=model)
     session.agent.wall_clock = clock
@@ -286,7 +286,7 @@ async def test_a_model_switch_starts_cold(workspace: Path, log_dir: Path) -> Non
     session.agent.set_tier("deep")
     events = [e async for e in session.agent.send("What does README.md say?")]
     first = turns_of(events)[0]
-    assert first["model"] == session.agent.settings.model_for("deep")
+    assert first["model"] == session.agent.settings.router.model_for("deep")
     assert first["cache_read_input_tokens"] == 0 and first["cache_miss_reason"] == "model_changed"
 
 

@@ -57,7 +57,7 @@ def test_spend_never_exceeds_cap(
     (ws / "notes.txt").write_text("TODO: check\n" * 20)
     (ws / "big.txt").write_text(("lorem ipsum dolor sit amet 12345\n" * 32) * file_kb)
     model = FaultyModel(faults, fill_max_tokens=greedy, always_tool=greedy)
-    cfg = Settings(
+    cfg = Settings().with_changes(
         log_dir=tmp_path / "logs",
         max_cost_usd=cap,
         tier=tier,

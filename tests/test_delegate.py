@@ -146,7 +146,10 @@ def test_a_failing_sub_agent_returns_its_error_and_the_parent_goes_on(
     files: Path, log_dir: Path
 ) -> None:
     session = open_session(
-        Settings(log_dir=log_dir), workspace=files, offline=True, offline_model=_FailsTask("b.txt")
+        Settings().with_changes(log_dir=log_dir),
+        workspace=files,
+        offline=True,
+        offline_model=_FailsTask("b.txt"),
     )
     asyncio.run(_run(session, PROMPT))
     answer = _answer(session)
@@ -182,11 +185,11 @@ def test_a_sub_agent_that_hits_its_slice_stops_and_returns_what_it_has(
 ) -> None:
     session = offline_session(files, log_dir)
     agent = session.agent
-    model = agent.settings.model_for("fast")
+    model = agent.settings.router.model_for("fast")
     rates = agent.pricer.rates(model, 1000)
     # Room for one useful call (about 750 tokens in, 256 out) with a little over: the
     # first call fits, the second cannot.
-    one_call = rates.input * 750 + rates.output * agent.settings.min_useful_tokens
+    one_call = rates.input * 750 + rates.output * agent.settings.run.min_useful_tokens
     limit = one_call * Decimal("1.3")
     output, events = _delegate(
         session,
@@ -204,7 +207,7 @@ def test_a_sub_agent_that_hits_its_slice_stops_and_returns_what_it_has(
 def test_one_sub_agent_stopped_the_others_and_the_parent_go_on(files: Path, log_dir: Path) -> None:
     model = OfflineModel(tokens_per_second=200)
     session = open_session(
-        Settings(log_dir=log_dir), workspace=files, offline=True, offline_model=model
+        Settings().with_changes(log_dir=log_dir), workspace=files, offline=True, offline_model=model
     )
     delegator = session.delegator
     assert delegator is not None
@@ -227,7 +230,7 @@ def test_stopping_the_run_stops_every_sub_agent_and_accounts_every_call(
     flight is settled and recorded, nothing stays held, and run_end has it all."""
     model = OfflineModel(tokens_per_second=100)
     session = open_session(
-        Settings(log_dir=log_dir), workspace=files, offline=True, offline_model=model
+        Settings().with_changes(log_dir=log_dir), workspace=files, offline=True, offline_model=model
     )
     agent = session.agent
     running: set[str] = set()
@@ -268,7 +271,7 @@ def test_at_most_max_parallel_agents_work_at_once(files: Path, log_dir: Path) ->
     for i in range(6):
         (files / f"f{i}.txt").write_text(f"file {i}\n")
     session = open_session(
-        Settings(log_dir=log_dir, max_parallel_agents=2),
+        Settings().with_changes(log_dir=log_dir, max_parallel_agents=2),
         workspace=files,
         offline=True,
         offline_model=OfflineModel(tokens_per_second=400),
@@ -367,7 +370,7 @@ def test_config_and_flag_name_what_is_wrong(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text("subagents = false\nmax_parallel_agents = 2\n")
     loaded = load_settings(config)
-    assert (loaded.subagents, loaded.max_parallel_agents) == (False, 2)
+    assert (loaded.tools.subagents, loaded.tools.max_parallel_agents) == (False, 2)
     for bad, key in (
         ("max_parallel_agents = 0", "max_parallel_agents"),
         ('subagents = "no"', "subagents"),
@@ -379,7 +382,7 @@ def test_config_and_flag_name_what_is_wrong(tmp_path: Path) -> None:
     args = build_parser().parse_args(
         ["run", "x", "--max-parallel-agents", "3", "--config", str(config)]
     )
-    assert _settings_from(args).max_parallel_agents == 3
+    assert _settings_from(args).tools.max_parallel_agents == 3
 
 
 def test_sub_agent_transcripts_stay_out_of_resume(files: Path, log_dir: Path) -> None:

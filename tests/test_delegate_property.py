@@ -66,7 +66,7 @@ def test_greedy_sub_agents_stay_within_the_cap_and_their_slices(
     for i, name in enumerate(names):
         (ws / name).write_text(f"file {i}\n" + "lorem ipsum dolor 123\n" * (40 * i))
     model = _GreedyWorkers(faults)
-    cfg = Settings(
+    cfg = Settings().with_changes(
         log_dir=tmp_path / "logs",
         max_cost_usd=cap,
         tier="balanced",

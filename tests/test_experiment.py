@@ -69,8 +69,8 @@ def logs_in(log_dir: Path) -> set[str]:
 
 async def test_three_runs_replayed_on_fast_and_judged(made: tuple[Path, Path, list[str]]) -> None:
     _, log_dir, runs = made
-    settings = Settings(log_dir=log_dir, max_cost_usd=Decimal("0.05"))
-    fast = settings.model_for("fast")
+    settings = Settings().with_changes(log_dir=log_dir, max_cost_usd=Decimal("0.05"))
+    fast = settings.router.model_for("fast")
     turns, skipped = load_turns(settings, log_dir, runs, fast)
     source_turns = [
         r for run in runs for r in read_records(log_dir / f"{run}.jsonl")[0] if r["type"] == "turn"
@@ -100,7 +100,7 @@ async def test_three_runs_replayed_on_fast_and_judged(made: tuple[Path, Path, li
     kept = sum(r.cost if r.kept else r.source.cost for r in exp.results)
     assert exp.would_have_cost == kept and exp.saving == exp.original_cost - kept > 0
     assert exp.spent == exp.replay_cost + exp.judge_cost and exp.judge_cost > 0
-    assert exp.spent <= settings.max_cost_usd
+    assert exp.spent <= settings.run.max_cost_usd
     records = read_records(exp.log_path)[0]  # type: ignore[arg-type]
     calls = [r for r in records if r["type"] == "turn"]
     judges = [r for r in calls if r["purpose"] == "judge"]
@@ -147,8 +147,8 @@ async def test_cli_json_and_suggested_rules_route_a_new_run(
     config = tmp_path / "config.toml"
     config.write_text(suggestion["rules_toml"])
     settings = load_settings(config)
-    assert settings.router_rules and settings.router_rules[0].tier == "fast"
-    session = offline_session(workspace, log_dir, router_rules=settings.router_rules)
+    assert settings.router.rules and settings.router.rules[0].tier == "fast"
+    session = offline_session(workspace, log_dir, router_rules=settings.router.rules)
     await collect(session, "List the files here.")
     session.agent.finish()
     tiers = [r["tier"] for r in read_records(session.agent.log.path)[0] if r["type"] == "turn"]
@@ -168,8 +168,8 @@ def test_plain_table_and_a_cap_that_halts_midway(
     assert "verdict" in out and "a saving of $" in out
     assert "judge $" in out and "simulated" in out
     # A cap that fits the first replay but not all of them: halted, within the cap.
-    settings = Settings(log_dir=log_dir)
-    turns, _ = load_turns(settings, log_dir, runs, settings.model_for("fast"))
+    settings = Settings().with_changes(log_dir=log_dir)
+    turns, _ = load_turns(settings, log_dir, runs, settings.router.model_for("fast"))
     cap = "0.0015"
     code, out, err = cli(
         capsys, *base, "--judge", "--json", "--max-cost", cap, "--log-dir", str(log_dir)
@@ -272,18 +272,18 @@ def test_router_rules_in_config(tmp_path: Path) -> None:
         '[[router_rules]]\nwhen_words = ["list"]\nmax_input_tokens = 900\ntier = "fast"\n'
         '[[router_rules]]\nwhen_tools = ["read_file"]\ntier = "balanced"\n'
     )
-    rules = load_settings(config).router_rules
-    assert rules == [
+    rules = load_settings(config).router.rules
+    assert rules == (
         RouterRule("fast", ("list",), (), 900),
         RouterRule("balanced", (), ("read_file",), None),
-    ]
+    )
     assert rule_matches(rules[0], "LIST the files", (), 900)
     assert not rule_matches(rules[0], "List the files", (), 901)
     assert not rule_matches(rules[0], "read docs/list.md", (), 10)  # a file name is no word
     assert rule_matches(rules[1], "x", ("read_file", "read_file"), 10)
     assert not rule_matches(rules[1], "x", ("read_file", "list_dir"), 10)
     assert not rule_matches(rules[1], "x", (), 10)
-    router = Router(Settings().tiers, Pricer(), rules=tuple(rules))
+    router = Router(Settings().router.tiers, Pricer(), rules=tuple(rules))
 
     class Cold:
         def cached_prefix_tokens(self, model: str, now: float) -> int:
@@ -318,8 +318,8 @@ async def test_report_screen_shows_the_latest_experiment(
     from tuiagent.ui.screens.report import ReportScreen
 
     _, log_dir, runs = made
-    settings = Settings(log_dir=log_dir, max_cost_usd=Decimal("0.05"))
-    fast = settings.model_for("fast")
+    settings = Settings().with_changes(log_dir=log_dir, max_cost_usd=Decimal("0.05"))
+    fast = settings.router.model_for("fast")
     turns, skipped = load_turns(settings, log_dir, runs[:1], fast)
     exp = await run_experiment(
         settings,

@@ -93,7 +93,7 @@ def test_hostile_servers_never_pass_the_cap_headless(
     model = HostileModel(
         answers, counts, fill_max_tokens=greedy, always_tool=greedy, on_request=move_cap
     )
-    cfg = Settings(
+    cfg = Settings().with_changes(
         log_dir=tmp_path / "logs", max_cost_usd=cap, tier=tier, max_turns=12, max_tokens=max_tokens
     )
     session = open_session(cfg, workspace=ws, offline=True, offline_model=model)

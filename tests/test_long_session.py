@@ -22,9 +22,8 @@ from tuiagent.session import Session, open_session
 
 
 def session_with(workspace: Path, log_dir: Path, model: OfflineModel, **overrides: Any) -> Session:
-    settings = Settings(log_dir=log_dir, tier="fast")
-    for key, value in overrides.items():
-        setattr(settings, key, value)
+    settings = Settings().with_changes(log_dir=log_dir, tier="fast")
+    settings = settings.with_changes(**overrides)
     return open_session(settings, workspace=workspace, offline=True, offline_model=model)
 
 
@@ -140,7 +139,7 @@ async def test_a_request_over_the_window_is_compacted_before_it_is_sent(
     assert compact["tokens_before"] > window >= compact["tokens_after"]
     assert compact["cost_usd"] > 0
     (summary_turn,) = [t for t in records(session, "turn") if t["purpose"] == "compact"]
-    assert summary_turn["model"] == agent.settings.model_for("fast")
+    assert summary_turn["model"] == agent.settings.router.model_for("fast")
     assert summary_turn["cost_usd"] == compact["cost_usd"]
     agent.finish()
     sent = [r["request"] for r in load_requests(agent.transcript.path) if r["purpose"] == "agent"]

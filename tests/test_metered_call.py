@@ -26,9 +26,8 @@ MODEL = "claude-haiku-5-5"
 def hostile_session(
     workspace: Path, log_dir: Path, model: HostileModel, **overrides: Any
 ) -> Session:
-    settings = Settings(log_dir=log_dir, tier="fast", max_tokens=1024)
-    for key, value in overrides.items():
-        setattr(settings, key, value)
+    settings = Settings().with_changes(log_dir=log_dir, tier="fast", max_tokens=1024)
+    settings = settings.with_changes(**overrides)
     session = open_session(settings, workspace=workspace, offline=True, offline_model=model)
 
     async def no_sleep(_: float) -> None:

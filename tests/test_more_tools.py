@@ -17,7 +17,7 @@ from tuiagent.agent.events import ToolFinished
 from tuiagent.agent.tools import Toolbox, Workspace
 from tuiagent.agent.tools.command import CommandRunner
 from tuiagent.agent.tools.fetch import Fetcher
-from tuiagent.config import Settings, _apply
+from tuiagent.config import settings_from_toml
 from tuiagent.errors import ConfigError
 
 
@@ -214,13 +214,11 @@ async def test_permission_denied_is_a_result(box: Toolbox, workspace: Path) -> N
 )
 def test_bad_config_names_the_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        _apply(Settings(), data, "config.toml")
+        settings_from_toml(data, "config.toml")
 
 
 def test_config_keys_apply() -> None:
-    settings = Settings()
-    _apply(
-        settings,
+    settings = settings_from_toml(
         {
             "compress": False,
             "compress_over_tokens": 2500,
@@ -229,5 +227,5 @@ def test_config_keys_apply() -> None:
         },
         "config.toml",
     )
-    assert (settings.compress, settings.compress_over_tokens) == (False, 2500)
-    assert settings.allow_commands and settings.command_timeout_s == 5.0
+    assert (settings.tools.compress, settings.tools.compress_over_tokens) == (False, 2500)
+    assert settings.tools.allow_commands and settings.tools.command_timeout_s == 5.0

@@ -174,7 +174,7 @@ def test_compaction_passes_are_priced_each_at_its_own_size() -> None:
 def test_hand_set_price_derives_cache_prices_by_anthropics_multipliers(tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text('[prices."my-model"]\ninput_mtok = 4\noutput_mtok = 20\n')
-    pricer = Pricer(load_settings(cfg).prices)
+    pricer = Pricer(load_settings(cfg).router.prices)
     u = usage(1_000, 1_000, w5=1_000, w1=1_000, read=1_000)
     assert pricer.price("my-model", u).total == expected(rates("4", "20"), u)
     assert pricer.notices and "cache_write_1h_mtok" in pricer.notices[0]
@@ -190,7 +190,7 @@ def test_hand_set_tiers_in_genai_prices_shape(tmp_path: Path) -> None:
         "cache_write_mtok = 3.75\n"
         "cache_write_1h_mtok = 6\n"
     )
-    pricer = Pricer(load_settings(cfg).prices)
+    pricer = Pricer(load_settings(cfg).router.prices)
     assert not pricer.notices
     small, big = usage(100_000, 1_000, w1=1_000), usage(250_000, 1_000)
     assert pricer.price("gateway-sonnet", small).total == expected(rates("3", "15"), small)

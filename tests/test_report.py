@@ -290,7 +290,7 @@ async def test_replay_resends_the_exact_request(workspace: Path, log_dir: Path) 
     # The offline model answers from the request alone: the same request, the same answer.
     assert result.original.content is not None
     assert result.replay.content == result.original.content
-    assert result.replay.model == Settings().model_for("deep") != result.original.model
+    assert result.replay.model == Settings().router.model_for("deep") != result.original.model
     priced = Pricer().price(result.replay.model, result.replay.usage).total
     assert result.replay.cost == Decimal(str(float(round(priced, 12))))
     assert result.original.cost == Decimal(str(turns[-1]["cost_usd"]))
@@ -325,7 +325,7 @@ async def test_cli_replay_prints_both_answers_and_costs(workspace: Path, log_dir
     assert f"${replay.cost:,.6f}" in proc.stdout
     turn2 = next(t for t in report.turns if t.run_id == original.run_id and t.turn == 2)
     assert f"${turn2.cost:,.6f}" in proc.stdout
-    assert Settings().model_for("deep") in proc.stdout
+    assert Settings().router.model_for("deep") in proc.stdout
 
     bad = run_cli(
         "replay", path.stem, "--turn", "9", "--tier", "fast", "--offline", "--log-dir", str(log_dir)

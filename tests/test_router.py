@@ -259,7 +259,10 @@ def refusing_model() -> ScriptedModel:
 
 async def test_refusal_on_fast_is_redone_one_tier_up_once(workspace: Path, log_dir: Path) -> None:
     session = open_session(
-        Settings(log_dir=log_dir), workspace=workspace, offline=True, offline_model=refusing_model()
+        Settings().with_changes(log_dir=log_dir),
+        workspace=workspace,
+        offline=True,
+        offline_model=refusing_model(),
     )
     events = await collect(session, "Write me a poem about autumn")
     turns = turns_of(events)
@@ -275,7 +278,7 @@ async def test_refusal_on_fast_is_redone_one_tier_up_once(workspace: Path, log_d
 
 
 async def test_pinned_fast_does_not_escalate(workspace: Path, log_dir: Path) -> None:
-    settings = Settings(log_dir=log_dir, tier="fast")
+    settings = Settings().with_changes(log_dir=log_dir, tier="fast")
     session = open_session(
         settings, workspace=workspace, offline=True, offline_model=refusing_model()
     )
@@ -330,7 +333,10 @@ async def test_same_tool_error_twice_escalates(workspace: Path, log_dir: Path) -
         [read_missing(1), read_missing(2), [{"type": "text", "text": "There is no missing.txt."}]]
     )
     session = open_session(
-        Settings(log_dir=log_dir), workspace=workspace, offline=True, offline_model=model
+        Settings().with_changes(log_dir=log_dir),
+        workspace=workspace,
+        offline=True,
+        offline_model=model,
     )
     turns = turns_of(await collect(session, "Read missing.txt"))
     assert [t["tier"] for t in turns] == ["fast", "fast", "balanced"]
@@ -350,7 +356,10 @@ async def test_same_tool_error_twice_escalates(workspace: Path, log_dir: Path) -
 async def test_escalation_happens_once(workspace: Path, log_dir: Path) -> None:
     model = ScriptedModel([[{"type": "text", "text": ""}]] * 3)
     session = open_session(
-        Settings(log_dir=log_dir), workspace=workspace, offline=True, offline_model=model
+        Settings().with_changes(log_dir=log_dir),
+        workspace=workspace,
+        offline=True,
+        offline_model=model,
     )
     events = await collect(session, "hello")
     turns = turns_of(events)
@@ -368,7 +377,10 @@ async def test_rest_of_an_escalated_request_stays_up(workspace: Path, log_dir: P
         ]
     )
     session = open_session(
-        Settings(log_dir=log_dir), workspace=workspace, offline=True, offline_model=model
+        Settings().with_changes(log_dir=log_dir),
+        workspace=workspace,
+        offline=True,
+        offline_model=model,
     )
     turns = turns_of(await collect(session, "Read missing.txt"))
     assert [t["tier"] for t in turns] == ["fast", "balanced", "balanced"]
@@ -398,7 +410,7 @@ def test_router_budget_floor_config(tmp_path: Path, value: str) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text(f"router_budget_floor = {value}\n")
     if value == "0.2":
-        assert load_settings(cfg).router_budget_floor == Decimal("0.2")
+        assert load_settings(cfg).router.budget_floor == Decimal("0.2")
         return
     with pytest.raises(ConfigError, match="router_budget_floor"):
         load_settings(cfg)
@@ -412,7 +424,7 @@ async def test_classifier_is_off_by_default(workspace: Path, log_dir: Path) -> N
 
 async def test_classifier_call_is_priced_logged_and_decides(workspace: Path, log_dir: Path) -> None:
     model = ScriptedModel([[{"type": "text", "text": "deep"}], [{"type": "text", "text": "Done."}]])
-    settings = Settings(log_dir=log_dir, router_classifier=True)
+    settings = Settings().with_changes(log_dir=log_dir, router_classifier=True)
     session = open_session(settings, workspace=workspace, offline=True, offline_model=model)
     turns = turns_of(await collect(session, "List the files here."))
     assert [t["purpose"] for t in turns] == ["classify", "agent"]
@@ -442,7 +454,7 @@ async def test_pinned_tier_skips_the_classifier(workspace: Path, log_dir: Path) 
 def test_router_classifier_config(tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text("router_classifier = true\n")
-    assert load_settings(cfg).router_classifier is True
+    assert load_settings(cfg).router.classifier is True
     cfg.write_text('router_classifier = "yes"\n')
     with pytest.raises(ConfigError, match="router_classifier"):
         load_settings(cfg)

@@ -104,7 +104,7 @@ async def test_summaries_are_their_own_priced_turn(workspace: Path, log_dir: Pat
     summary = [t for t in turns if t["purpose"] == "summarize"]
     assert len(summary) == 1
     s = summary[0]
-    assert s["tier"] == "fast" and s["model"] == session.agent.settings.model_for("fast")
+    assert s["tier"] == "fast" and s["model"] == session.agent.settings.router.model_for("fast")
     assert s["cost_usd"] > 0 and s["input_tokens"] + s["cache_read_input_tokens"] > 5000
     assert sum(t["cost_usd"] for t in turns) == pytest.approx(
         turns[-1]["cumulative_cost_usd"], abs=1e-12

@@ -1,4 +1,8 @@
-"""One settings model, read from config.toml. Unknown keys and bad values name the key."""
+"""One settings model in sections (run, router, cache, tools, ui, offline), frozen, read
+from config.toml. Each field's metadata names its config key, how a value is read and what
+it means: one loop validates a file with it, and the README's config table is made of it.
+The file's keys stay flat (`max_cost_usd = 0.5`, `[tiers]`): sections organise the code.
+Unknown keys and bad values are one line that names the key."""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from tuiagent.errors import ConfigError
@@ -134,57 +140,313 @@ def read_text_file(path: Path, what: str) -> str:
         raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {exc.start})") from None
 
 
-@dataclass
-class Settings:
-    """Everything a run can be told. Defaults first, then config.toml, then flags."""
+# --- how a config value is read --------------------------------------------------------
+# A parser takes the TOML value, its config key and the file it came from, and returns the
+# setting or raises a ConfigError of one line that names the key.
+Parse = Callable[[object, str, str], Any]
 
-    tiers: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TIER_MODELS))
-    tier: str = "auto"
-    max_cost_usd: Decimal = Decimal("1.00")
-    max_turns: int = 20
-    max_tokens: int = 4096
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    system_prompt_file: Path | None = None
-    prices: dict[str, dict[str, PriceValue]] = field(default_factory=dict)
-    log_dir: Path | None = None
-    # Prompt caching: breakpoints on the stable prefix and the end of the conversation.
-    cache: bool = True
-    cache_ttl: str = "5m"
-    # Refresh a warm cache when idle near its expiry, when that costs less than a miss.
-    keep_warm: bool = False
-    max_retries: int = 3
-    retry_max_wait_s: float = 60.0
+
+def _bad(key: str, what: str, value: object) -> ConfigError:
+    return ConfigError(f"config key {key!r} must be {what}, got {value!r}")
+
+
+def _expect(cond: bool, key: str, what: str, value: object) -> None:
+    if not cond:
+        raise _bad(key, what, value)
+
+
+def _checked(
+    ok: Callable[[Any], bool], what: str, convert: Callable[[Any], Any] | None = None
+) -> Parse:
+    """A parser that accepts a value when `ok(value)`, as `convert(value)` if given."""
+
+    def parse(value: object, key: str, source: str) -> Any:
+        if not ok(value):
+            raise _bad(key, what, value)
+        return value if convert is None else convert(value)
+
+    return parse
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def choice(options: tuple[str, ...], what: str | None = None) -> Parse:
+    return _checked(lambda v: v in options, what or " | ".join(options))
+
+
+def whole(what: str, ok: Callable[[int], bool]) -> Parse:
+    """A whole number (not a bool, not 2.0) for which `ok` holds."""
+    return _checked(lambda v: _is_whole(v) and ok(v), what)
+
+
+def number(what: str, ok: Callable[[float], bool], convert: Callable[[Any], Any] = float) -> Parse:
+    """A TOML int or float for which `ok` holds, as a float (or `convert` of it). NaN fails
+    every bound and inf an upper one, so a bounded number is finite."""
+    return _checked(lambda v: _is_number(v) and ok(v), what, convert)
+
+
+def _money(value: object, key: str, source: str) -> Decimal:
+    return parse_money(value, f"config key {key!r}")
+
+
+def _expand(value: str) -> Path:
+    return Path(value).expanduser()
+
+
+_FLAG = _checked(lambda v: isinstance(v, bool), "true or false")
+_TEXT = _checked(lambda v: isinstance(v, str), "a string")
+_PATH = _checked(lambda v: isinstance(v, str) and bool(v), "a path", _expand)
+_SECONDS = number("a number of seconds > 0", lambda v: v > 0)
+_POSITIVE = whole("a positive whole number", lambda v: v > 0)
+_POSITIVE_UP_TO = whole(
+    f"a positive whole number up to {MAX_WHOLE:,}", lambda v: 0 < v <= MAX_WHOLE
+)
+
+
+def _table(value: object, key: str, what: str) -> dict[str, Any]:
+    _expect(isinstance(value, dict), key, what, value)
+    assert isinstance(value, dict)
+    return value
+
+
+def _tiers(value: object, key: str, source: str) -> Mapping[str, str]:
+    """`[tiers]`: a model per tier; a tier not given keeps its default model."""
+    tiers = dict(DEFAULT_TIER_MODELS)
+    for tier, model in _table(value, key, "a table").items():
+        if tier not in TIERS:
+            raise ConfigError(f"unknown config key '{key}.{tier}' in {source}")
+        _expect(isinstance(model, str) and bool(model), f"{key}.{tier}", "a model id", model)
+        tiers[tier] = model
+    return MappingProxyType(tiers)
+
+
+def _prices(value: object, key: str, source: str) -> Mapping[str, Mapping[str, PriceValue]]:
+    rates = _table(value, key, "a table of models")
+    return MappingProxyType({model: _parse_price(model, r, source) for model, r in rates.items()})
+
+
+def _keymap(value: object, key: str, source: str) -> Mapping[str, str]:
+    """`[keymap]`: binding id -> keys. The ids are the app's commands (ui/commands.py): the
+    app checks them, and the key names, as it starts."""
+    keymap: dict[str, str] = {}
+    for binding_id, keys in _table(value, key, "a table of binding ids").items():
+        ok = isinstance(keys, str) and bool(keys.strip())
+        _expect(ok, f"{key}.{binding_id}", "key names like 'f3' or 'ctrl+up,f3'", keys)
+        keymap[binding_id] = keys.strip()
+    return MappingProxyType(keymap)
+
+
+def _rules(value: object, key: str, source: str) -> tuple[RouterRule, ...]:
+    _expect(isinstance(value, list), key, "an array of tables ([[router_rules]])", value)
+    assert isinstance(value, list)
+    return tuple(_rule(rule, f"{key}[{i}]") for i, rule in enumerate(value))
+
+
+@dataclass(frozen=True)
+class Option:
+    """What a settings field is to a user: its config key, how a value is read, what it means
+    (the README's config table is made of these), and how its default is shown there when
+    the value itself would not say it."""
+
+    key: str | None  # None: the field's own name
+    parse: Parse
+    help: str
+    shown_default: str | None = None
+    shown_key: str | None = None  # a table's key as written in the file, e.g. `[tiers]`
+
+
+def option(
+    *,
+    parse: Parse,
+    help: str,
+    key: str | None = None,
+    shown_default: str | None = None,
+    shown_key: str | None = None,
+) -> dict[str, Option]:
+    """A settings field's metadata: `field(default=..., metadata=option(...))`."""
+    return {"option": Option(key, parse, help, shown_default, shown_key)}
+
+
+# --- the sections ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A run's limits, its prompt and log, the calls' retries and deadlines, long sessions."""
+
+    max_cost_usd: Decimal = field(
+        default=Decimal("1.00"), metadata=option(parse=_money, help="the run's spending cap")
+    )
+    max_turns: int = field(
+        default=20,
+        metadata=option(
+            parse=_POSITIVE_UP_TO,
+            help="most model calls per request (resets with each message)",
+        ),
+    )
+    max_tokens: int = field(
+        default=4096,
+        metadata=option(parse=_POSITIVE_UP_TO, help="output limit per call"),
+    )
+    system_prompt: str = field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        metadata=option(parse=_TEXT, help="the system prompt", shown_default="built in"),
+    )
+    system_prompt_file: Path | None = field(
+        default=None,
+        metadata=option(
+            parse=_PATH,
+            help="the system prompt from a file (instead of `system_prompt`)",
+            shown_default="none",
+        ),
+    )
+    log_dir: Path | None = field(
+        default=None,
+        metadata=option(parse=_PATH, help="where run logs go", shown_default="data dir `runs/`"),
+    )
+    max_retries: int = field(
+        default=3,
+        metadata=option(
+            parse=whole(f"a whole number from 0 to {MAX_RETRIES}", lambda v: 0 <= v <= MAX_RETRIES),
+            help="retries of failed calls per request (`--max-retries`)",
+        ),
+    )
+    retry_max_wait_s: float = field(
+        default=60.0,
+        metadata=option(
+            parse=number(
+                f"a number of seconds from 0 to {MAX_RETRY_WAIT_S:g}",
+                lambda v: 0 <= v <= MAX_RETRY_WAIT_S,
+            ),
+            help="the longest wait before a retry, even if `retry-after` asks more",
+        ),
+    )
     # Deadlines of one attempt: the whole call, and a stream with no content or usage.
-    call_timeout_s: float = 600.0
-    stream_idle_timeout_s: float = 90.0
-    min_useful_tokens: int = 256
-    # Offline model: tokens per second it streams at (0 = as fast as it can).
-    offline_tokens_per_second: float = 0.0
-    # Router: with less than this fraction of the cap left, auto routing steps down a tier.
-    router_budget_floor: Decimal = Decimal("0.2")
-    # Router: ask a fast-tier classifier call for each request's tier (priced and logged).
-    router_classifier: bool = False
-    # The app: how much F2/F3 move the cap, and keys remapped by binding id.
-    budget_step_usd: Decimal = Decimal("0.10")
-    keymap: dict[str, str] = field(default_factory=dict)
-    # Tool results: compressed over this many tokens, originals kept for expand_result.
-    compress: bool = True
-    compress_over_tokens: int = 1000
-    summarize_results: bool = False  # a fast-tier call summarises instead (its own turn)
-    allow_commands: bool = False  # the run_command tool
-    allow_fetch: bool = False  # the fetch_url tool
-    command_timeout_s: float = 30.0
+    call_timeout_s: float = field(
+        default=600.0,
+        metadata=option(
+            parse=_SECONDS,
+            help="the longest one attempt may take; past it the call is a transient failure "
+            "(retried, priced, logged)",
+        ),
+    )
+    stream_idle_timeout_s: float = field(
+        default=90.0,
+        metadata=option(
+            parse=_SECONDS,
+            help="the longest a stream may go without content or usage (pings do not count); "
+            "past it, the same",
+        ),
+    )
+    min_useful_tokens: int = field(
+        default=256,
+        metadata=option(
+            parse=_POSITIVE_UP_TO,
+            help="below this much room for output, a call is not sent",
+        ),
+    )
     # Long sessions (agent/context.py): old tool results cleared when it pays, the
     # conversation compacted into a summary at this fraction of the context window.
-    context_management: bool = True
-    compact_at: float = 0.8
-    context_keep_turns: int = 3  # tool results of the last N model calls stay whole
-    context_window: int | None = None  # a smaller window than the model's (a gateway)
-    # Sub-agents: the delegate tool, and how many of them work at once.
-    subagents: bool = True
-    max_parallel_agents: int = 4
-    # Router rules, first match wins (`tuiagent replay --suggest` writes some to copy).
-    router_rules: list[RouterRule] = field(default_factory=list)
+    context_management: bool = field(
+        default=True,
+        metadata=option(parse=_FLAG, help="clear old tool results and compact (see Long sessions)"),
+    )
+    compact_at: float = field(
+        default=0.8,
+        metadata=option(
+            parse=number(
+                "a fraction of the context window above 0 and at most 1", lambda v: 0 < v <= 1
+            ),
+            help="compact when a request reaches this share of the window",
+        ),
+    )
+    context_keep_turns: int = field(
+        default=3,
+        metadata=option(
+            parse=_POSITIVE,
+            help="tool results of the last N calls are never cleared",
+        ),
+    )
+    context_window: int | None = field(
+        default=None,
+        metadata=option(
+            parse=_POSITIVE,
+            help="hold the window lower (tokens), e.g. for a gateway",
+            shown_default="the model's",
+        ),
+    )
+
+    def resolved_system_prompt(self) -> str:
+        if self.system_prompt_file is None:
+            return self.system_prompt
+        return read_text_file(self.system_prompt_file, "system_prompt_file")
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """Which model answers: the tiers and their prices, the pinned tier, the router's rules."""
+
+    tier: str = field(
+        default="auto",
+        metadata=option(parse=choice(TIER_CHOICES), help="`auto`, `fast`, `balanced` or `deep`"),
+    )
+    tiers: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType(dict(DEFAULT_TIER_MODELS)),
+        metadata=option(
+            parse=_tiers, help="model per tier", shown_key="`[tiers]`", shown_default="see above"
+        ),
+    )
+    prices: Mapping[str, Mapping[str, PriceValue]] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata=option(
+            parse=_prices,
+            help="a hand-set price for a model genai-prices does not know",
+            shown_key='`[prices."MODEL"]`',
+            shown_default="-",
+        ),
+    )
+    # With less than this fraction of the cap left, auto routing steps down a tier.
+    budget_floor: Decimal = field(
+        default=Decimal("0.2"),
+        metadata=option(
+            key="router_budget_floor",
+            parse=number(
+                "a fraction of the cap from 0 to below 1 (0.2 = 20%)",
+                lambda v: 0 <= v < 1,
+                lambda v: Decimal(str(v)),
+            ),
+            help="auto routing steps down a tier with less than this fraction of the cap left",
+        ),
+    )
+    classifier: bool = field(
+        default=False,
+        metadata=option(
+            key="router_classifier",
+            parse=_FLAG,
+            help="ask a fast-tier classifier call for each request's tier (see Routing)",
+        ),
+    )
+    # First match wins (`tuiagent replay --suggest` writes some to copy).
+    rules: tuple[RouterRule, ...] = field(
+        default=(),
+        metadata=option(
+            key="router_rules",
+            parse=_rules,
+            help="router rules, first match wins: `tier` (required) and one or more conditions, "
+            "all of which must hold: `when_words` (any of these words in the user's request, "
+            "whole words, any case, file names aside), `when_tools` (every tool called so far "
+            "for the request is one of these, and one was), `max_input_tokens` (the request's "
+            "estimated size is at most this)",
+            shown_key="`[[router_rules]]`",
+            shown_default="none",
+        ),
+    )
 
     def model_for(self, tier: str) -> str:
         return self.tiers[tier]
@@ -193,130 +455,201 @@ class Settings:
         """The tier a model is configured for, if any."""
         return next((t for t in TIERS if self.tiers[t] == model), None)
 
-    def resolved_system_prompt(self) -> str:
-        if self.system_prompt_file is None:
-            return self.system_prompt
-        return read_text_file(self.system_prompt_file, "system_prompt_file")
 
+@dataclass(frozen=True)
+class CacheSettings:
+    """Prompt caching: breakpoints on the stable prefix and the end of the conversation."""
 
-def _expect(cond: bool, key: str, what: str, value: object) -> None:
-    if not cond:
-        raise ConfigError(f"config key {key!r} must be {what}, got {value!r}")
-
-
-def _is_number(value: object, low: float, high: float) -> bool:
-    """A TOML int or float, finite, from `low` to `high`."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and low <= value <= high
+    enabled: bool = field(
+        default=True,
+        metadata=option(
+            key="cache",
+            parse=_FLAG,
+            help="place prompt-cache breakpoints (`--no-cache` turns it off)",
+        ),
+    )
+    ttl: str = field(
+        default="5m",
+        metadata=option(
+            key="cache_ttl",
+            parse=choice(("5m", "1h"), '"5m" or "1h"'),
+            help='`"5m"` or `"1h"` cache entries',
+        ),
+    )
+    # Refresh a warm cache when idle near its expiry, when that costs less than a miss.
+    keep_warm: bool = field(
+        default=False,
+        metadata=option(parse=_FLAG, help="refresh the cache when idle near expiry, when it pays"),
     )
 
 
-def _apply(settings: Settings, data: dict[str, Any], source: str) -> None:
-    known = {f.name for f in dataclasses.fields(Settings)}
+@dataclass(frozen=True)
+class ToolSettings:
+    """The agent's tools: which are offered, and how large results are compressed."""
+
+    # Tool results: compressed over this many tokens, originals kept for expand_result.
+    compress: bool = field(
+        default=True,
+        metadata=option(
+            parse=_FLAG, help="compress large tool results (`--no-compress` turns it off)"
+        ),
+    )
+    compress_over_tokens: int = field(
+        default=1000,
+        metadata=option(
+            parse=whole(
+                f"a whole number from 200 to {MAX_WHOLE:,}", lambda v: 200 <= v <= MAX_WHOLE
+            ),
+            help="results over this size are compressed to it (at least 200)",
+        ),
+    )
+    summarize_results: bool = field(
+        default=False,
+        metadata=option(parse=_FLAG, help="summarise large results with a fast-tier call instead"),
+    )
+    allow_commands: bool = field(
+        default=False,
+        metadata=option(parse=_FLAG, help="offer `run_command` (asks before each command)"),
+    )
+    allow_fetch: bool = field(default=False, metadata=option(parse=_FLAG, help="offer `fetch_url`"))
+    command_timeout_s: float = field(
+        default=30.0,
+        metadata=option(
+            parse=number("a number of seconds > 0, up to a day (86400)", lambda v: 0 < v <= 86400),
+            help="time limit of a command or a fetch",
+        ),
+    )
+    subagents: bool = field(
+        default=True, metadata=option(parse=_FLAG, help="offer the `delegate` tool (sub-agents)")
+    )
+    max_parallel_agents: int = field(
+        default=4,
+        metadata=option(
+            parse=_POSITIVE_UP_TO,
+            help="sub-agents working at once (`--max-parallel-agents`)",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class UiSettings:
+    """The app: how much F2/F3 move the cap, and keys remapped by binding id."""
+
+    budget_step_usd: Decimal = field(
+        default=Decimal("0.10"),
+        metadata=option(parse=_money, help="how much F2/F3 move the cap in the app"),
+    )
+    keymap: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata=option(
+            parse=_keymap,
+            help="the app's keys by binding id",
+            shown_key="`[keymap]`",
+            shown_default="-",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class OfflineSettings:
+    """The built-in offline model."""
+
+    tokens_per_second: float = field(
+        default=0.0,
+        metadata=option(
+            key="offline_tokens_per_second",
+            parse=number("a number >= 0", lambda v: 0 <= v <= 1e9),
+            help="pace of the offline model's stream, every output token (text, thinking, tool "
+            "input) alike (0: as fast as it can; in the app 80)",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run can be told, in sections. Defaults first, then config.toml (flat keys,
+    as the README lists them), then flags; a change is a copy (`with_changes`)."""
+
+    run: RunSettings = field(default_factory=RunSettings)
+    router: RouterSettings = field(default_factory=RouterSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    tools: ToolSettings = field(default_factory=ToolSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
+    offline: OfflineSettings = field(default_factory=OfflineSettings)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with settings changed, named by their config keys (`max_cost_usd=...`,
+        `cache=False`), as config.toml names them."""
+        by_section: dict[str, dict[str, Any]] = {}
+        for key, value in changes.items():
+            setting = SETTINGS_BY_KEY.get(key)
+            if setting is None:
+                raise TypeError(f"no setting has the config key {key!r}")
+            by_section.setdefault(setting.section, {})[setting.name] = value
+        sections = {
+            name: dataclasses.replace(getattr(self, name), **fields)
+            for name, fields in by_section.items()
+        }
+        return dataclasses.replace(self, **sections)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One settings field as config.toml knows it."""
+
+    key: str
+    section: str  # the Settings field that holds it
+    name: str  # its field in that section
+    option: Option
+    default: Any
+
+
+def _settings_by_key() -> dict[str, Setting]:
+    found: dict[str, Setting] = {}
+    defaults = Settings()
+    for section in dataclasses.fields(Settings):
+        values = getattr(defaults, section.name)
+        for f in dataclasses.fields(values):
+            opt = f.metadata["option"]
+            key = opt.key or f.name
+            assert key not in found, f"two settings have the config key {key!r}"
+            found[key] = Setting(key, section.name, f.name, opt, getattr(values, f.name))
+    return found
+
+
+SETTINGS_BY_KEY = _settings_by_key()
+
+
+def _shown(value: object) -> str:
+    """A default as config.toml would write it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def config_table() -> str:
+    """The README's table of config keys, made from the settings' metadata."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS_BY_KEY.values():
+        shown_key = s.option.shown_key or f"`{s.key}`"
+        default = s.option.shown_default or f"`{_shown(s.default)}`"
+        rows.append(f"| {shown_key} | {default} | {s.option.help} |")
+    return "\n".join(rows)
+
+
+def settings_from_toml(data: dict[str, Any], source: str) -> Settings:
+    """Settings from a parsed config.toml: each key read by its setting's parser."""
+    changes = {}
     for key, value in data.items():
-        if key not in known:
+        setting = SETTINGS_BY_KEY.get(key)
+        if setting is None:
             raise ConfigError(f"unknown config key {key!r} in {source}")
-        if key == "tiers":
-            _expect(isinstance(value, dict), key, "a table", value)
-            for tier, model in value.items():
-                if tier not in TIERS:
-                    raise ConfigError(f"unknown config key 'tiers.{tier}' in {source}")
-                _expect(
-                    isinstance(model, str) and bool(model), f"tiers.{tier}", "a model id", model
-                )
-                settings.tiers[tier] = model
-        elif key == "tier":
-            _expect(value in TIER_CHOICES, key, " | ".join(TIER_CHOICES), value)
-            settings.tier = value
-        elif key == "max_cost_usd":
-            settings.max_cost_usd = parse_money(value, "config key 'max_cost_usd'")
-        elif key in ("cache", "keep_warm"):
-            _expect(isinstance(value, bool), key, "true or false", value)
-            setattr(settings, key, value)
-        elif key == "cache_ttl":
-            _expect(value in ("5m", "1h"), key, '"5m" or "1h"', value)
-            settings.cache_ttl = value
-        elif key == "max_retries":
-            ok = (
-                isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_RETRIES
-            )
-            _expect(ok, key, f"a whole number from 0 to {MAX_RETRIES}", value)
-            settings.max_retries = value
-        elif key == "retry_max_wait_s":
-            ok = _is_number(value, 0, MAX_RETRY_WAIT_S)
-            _expect(ok, key, f"a number of seconds from 0 to {MAX_RETRY_WAIT_S:g}", value)
-            settings.retry_max_wait_s = float(value)
-        elif key in ("call_timeout_s", "stream_idle_timeout_s"):
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-            _expect(ok, key, "a number of seconds > 0", value)
-            setattr(settings, key, float(value))
-        elif key in ("max_turns", "max_tokens", "min_useful_tokens", "max_parallel_agents"):
-            ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_WHOLE
-            _expect(ok, key, f"a positive whole number up to {MAX_WHOLE:,}", value)
-            setattr(settings, key, value)
-        elif key == "system_prompt":
-            _expect(isinstance(value, str), key, "a string", value)
-            settings.system_prompt = value
-        elif key in ("system_prompt_file", "log_dir"):
-            _expect(isinstance(value, str) and bool(value), key, "a path", value)
-            setattr(settings, key, Path(value).expanduser())
-        elif key == "offline_tokens_per_second":
-            _expect(_is_number(value, 0, 1e9), key, "a number >= 0", value)
-            settings.offline_tokens_per_second = float(value)
-        elif key == "router_budget_floor":
-            ok = _is_number(value, 0, 1) and value < 1
-            _expect(ok, key, "a fraction of the cap from 0 to below 1 (0.2 = 20%)", value)
-            settings.router_budget_floor = Decimal(str(value))
-        elif key == "router_classifier":
-            _expect(isinstance(value, bool), key, "true or false", value)
-            settings.router_classifier = value
-        elif key == "router_rules":
-            _expect(isinstance(value, list), key, "an array of tables ([[router_rules]])", value)
-            settings.router_rules = [_rule(r, f"router_rules[{i}]") for i, r in enumerate(value)]
-        elif key == "budget_step_usd":
-            settings.budget_step_usd = parse_money(value, "config key 'budget_step_usd'")
-        elif key == "keymap":
-            # The ids are the app's commands (ui/commands.py): the app checks them.
-            _expect(isinstance(value, dict), key, "a table of binding ids", value)
-            for binding_id, keys in value.items():
-                ok = isinstance(keys, str) and bool(keys.strip())
-                _expect(ok, f"keymap.{binding_id}", "key names like 'f3' or 'ctrl+up,f3'", keys)
-                settings.keymap[binding_id] = keys.strip()
-        elif key == "compact_at":
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1
-            _expect(ok, key, "a fraction of the context window above 0 and at most 1", value)
-            settings.compact_at = float(value)
-        elif key in ("context_keep_turns", "context_window"):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-            _expect(ok, key, "a positive whole number", value)
-            setattr(settings, key, value)
-        elif key in (
-            "compress",
-            "summarize_results",
-            "allow_commands",
-            "allow_fetch",
-            "context_management",
-            "subagents",
-        ):
-            _expect(isinstance(value, bool), key, "true or false", value)
-            setattr(settings, key, value)
-        elif key == "compress_over_tokens":
-            ok = (
-                isinstance(value, int) and not isinstance(value, bool) and 200 <= value <= MAX_WHOLE
-            )
-            _expect(ok, key, f"a whole number from 200 to {MAX_WHOLE:,}", value)
-            settings.compress_over_tokens = value
-        elif key == "command_timeout_s":
-            ok = _is_number(value, 0, 86400) and value > 0
-            _expect(ok, key, "a number of seconds > 0, up to a day (86400)", value)
-            settings.command_timeout_s = float(value)
-        elif key == "prices":
-            _expect(isinstance(value, dict), key, "a table of models", value)
-            for model, rates in value.items():
-                settings.prices[model] = _parse_price(model, rates, source)
+        changes[key] = setting.option.parse(value, key, source)
+    return Settings().with_changes(**changes)
 
 
 def _rate(value: object, key: str) -> Decimal:
@@ -398,7 +731,6 @@ def _rule(data: object, name: str) -> RouterRule:
 def load_settings(path: Path | None = None) -> Settings:
     """Read config.toml (if any). A path given by `--config` or TUIAGENT_CONFIG must exist;
     the default one may be missing."""
-    settings = Settings()
     source = "--config" if path is not None else CONFIG_ENV if os.environ.get(CONFIG_ENV) else ""
     path = path or default_config_file()
     try:
@@ -406,7 +738,7 @@ def load_settings(path: Path | None = None) -> Settings:
     except (FileNotFoundError, NotADirectoryError):
         if source:
             raise ConfigError(f"config file not found: {path} (from {source})") from None
-        return settings
+        return Settings()
     except OSError:
         pass  # read_text_file says what is wrong
     text = read_text_file(path, "config file")
@@ -416,5 +748,4 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"config file {path} is not valid TOML: nested too deeply") from None
-    _apply(settings, data, str(path))
-    return settings
+    return settings_from_toml(data, str(path))

@@ -69,7 +69,7 @@ class Session:
         agent, n = self.agent, estimate_tokens(self.agent.system_prompt)
         out = []
         for tier in TIERS if agent.tier == "auto" else (agent.tier,):
-            model = agent.settings.model_for(tier)
+            model = agent.settings.router.model_for(tier)
             plain = agent.pricer.price(model, TokenUsage(input_tokens=n)).total
             cached = agent.pricer.price(model, TokenUsage(cache_read_input_tokens=n)).total
             out.append(PromptCost(tier, model, plain, cached))
@@ -96,8 +96,8 @@ def connect(
         offline, notice = True, NO_KEY_NOTICE
     if offline:
         offline_model = offline_model or OfflineModel(
-            tokens_per_second=settings.offline_tokens_per_second,
-            context_window=settings.context_window,
+            tokens_per_second=settings.offline.tokens_per_second,
+            context_window=settings.run.context_window,
         )
         return Connection(
             make_client(offline_transport=offline_model), "offline", offline_model, notice
@@ -123,16 +123,16 @@ def open_session(
     toolbox = Toolbox()
     for tool in ws.tools():
         toolbox.add(tool)
-    if settings.allow_commands:
-        toolbox.add(CommandRunner(ws, settings.command_timeout_s).tool())
-    if settings.allow_fetch:
-        toolbox.add(Fetcher(settings.command_timeout_s).tool())
+    if settings.tools.allow_commands:
+        toolbox.add(CommandRunner(ws, settings.tools.command_timeout_s).tool())
+    if settings.tools.allow_fetch:
+        toolbox.add(Fetcher(settings.tools.command_timeout_s).tool())
     agent = Agent(
         settings,
         client=conn.client,
         provider=conn.provider,
         toolbox=toolbox,
-        log_dir=settings.log_dir or default_log_dir(),
+        log_dir=settings.run.log_dir or default_log_dir(),
         clock=clock,
     )
     history: list[dict[str, Any]] = []
@@ -143,7 +143,7 @@ def open_session(
         agent.state.history = list(history)
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
     delegator = None
-    if settings.subagents:
+    if settings.tools.subagents:
         delegator = Delegator(agent)
         agent.toolbox.add(delegator.tool())
     return Session(agent, conn.offline_model, "; ".join(notices) or None, delegator, history)

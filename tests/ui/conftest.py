@@ -26,9 +26,8 @@ def make_app(workspace: Path, log_dir: Path, tmp_path: Path) -> Callable[..., Tu
     def make(
         resume: Path | None = None, offline_model: OfflineModel | None = None, **overrides: Any
     ) -> TuiagentApp:
-        settings = Settings(log_dir=log_dir)
-        for key, value in overrides.items():
-            setattr(settings, key, value)
+        settings = Settings().with_changes(log_dir=log_dir)
+        settings = settings.with_changes(**overrides)
         return TuiagentApp(
             settings,
             workspace=workspace,

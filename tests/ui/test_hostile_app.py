@@ -44,7 +44,9 @@ async def test_hostile_server_through_the_app(
 ) -> None:
     slow = HostileModel(["honest"], tokens_per_second=30.0)  # the last call is stopped
     model = HostileModel([*answers], counts=["zero", "404"])
-    settings = Settings(log_dir=log_dir, max_cost_usd=Decimal("0.05"), max_tokens=1024)
+    settings = Settings().with_changes(
+        log_dir=log_dir, max_cost_usd=Decimal("0.05"), max_tokens=1024
+    )
     app = hostile_app(settings, model, workspace, tmp_path)
     lowered: list[Decimal] = []
 
@@ -85,7 +87,7 @@ async def test_sigterm_ends_the_app_with_the_call_recorded(
     workspace: Path, log_dir: Path, tmp_path: Path
 ) -> None:
     model = HostileModel([], tokens_per_second=30.0)
-    app = hostile_app(Settings(log_dir=log_dir), model, workspace, tmp_path)
+    app = hostile_app(Settings().with_changes(log_dir=log_dir), model, workspace, tmp_path)
     async with app.run_test() as pilot:
         await ready(pilot)
         await send(pilot, "List the files here.")

@@ -36,7 +36,9 @@ async def test_the_dashboard_shows_each_call_and_its_keys_move_the_proxys_cap(
     meter = Meter(Budget(Decimal("0.50"), name="proxy"), Pricer(), RunLog(tmp_path, "p"), "p")
     with LoopbackAPI() as api:
         server = ProxyServer(ProxyApp(meter, api.base_url), bind("127.0.0.1", 0))
-        app = ProxyDashboard(server, meter, Settings(budget_step_usd=Decimal("0.25")))
+        app = ProxyDashboard(
+            server, meter, Settings().with_changes(budget_step_usd=Decimal("0.25"))
+        )
         try:
             async with app.run_test(size=(160, 48)) as pilot:
                 client = anthropic.AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0)

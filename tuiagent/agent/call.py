@@ -302,8 +302,8 @@ class Caller:
                 self.client,
                 p.request,
                 clock=self.clock,
-                call_timeout_s=self.settings.call_timeout_s,
-                idle_timeout_s=self.settings.stream_idle_timeout_s,
+                call_timeout_s=self.settings.run.call_timeout_s,
+                idle_timeout_s=self.settings.run.stream_idle_timeout_s,
             )
             try:
                 async for item in stream:
@@ -348,7 +348,7 @@ class Caller:
             wait = self._pending_wait  # set by the accounting: None when used up
             if wait is None:
                 detail = (
-                    f"{failed}; this request's {self.settings.max_retries} retries are used up "
+                    f"{failed}; this request's {self.settings.run.max_retries} retries are used up "
                     "(each message gets its own: send it again to retry)"
                 )
                 yield Notice(detail, "warning")
@@ -360,7 +360,7 @@ class Caller:
     def backoff(self, retries_so_far: int, retry_after_s: float | None) -> float:
         """Exponential backoff with jitter; the server's retry-after wins when it says."""
         if retry_after_s is not None and retry_after_s >= 0:
-            return min(retry_after_s, self.settings.retry_max_wait_s)
+            return min(retry_after_s, self.settings.run.retry_max_wait_s)
         base = min(RETRY_INITIAL_S * 2.0**retries_so_far, RETRY_MAX_S)
         return float(base / 2 + self.random.uniform(0, base / 2))
 
@@ -381,7 +381,9 @@ class Caller:
         decision = spec.decision
         self._needed = None
         for tier in self._tiers(spec):
-            model = decision.model if tier == decision.tier else self.settings.model_for(tier)
+            model = (
+                decision.model if tier == decision.tier else self.settings.router.model_for(tier)
+            )
             request = spec.build(model)
             reservation = await self._reserve_for(model, request, spec.conversation)
             if reservation is None and count_breakpoints(request):
@@ -409,13 +411,13 @@ class Caller:
             tokens,
             source,
             self.budget.remaining,
-            self.settings.min_useful_tokens,
+            self.settings.run.min_useful_tokens,
             input_factor=cal.input_factor,
             output_factor=cal.output_factor,
         )
         if planned is None:  # what it would take: the least of the tiers tried
             least = least_useful_cost(
-                self.pricer, model, request, tokens, self.settings.min_useful_tokens
+                self.pricer, model, request, tokens, self.settings.run.min_useful_tokens
             )
             self._needed = least if self._needed is None else min(self._needed, least)
         return planned
@@ -550,16 +552,16 @@ class Caller:
                 now,
                 p.request,
                 api_miss_reason(result.diagnostics),
-                self.settings.cache,
+                self.settings.cache.enabled,
             )
-            self.cache.note(model, usage, self.settings.cache_ttl, now, result.message_id or None)
+            self.cache.note(model, usage, self.settings.cache.ttl, now, result.message_id or None)
             self._prefix = _Prefix(
                 _frame_digest(p.request),
                 [_digest(m) for m in p.request.get("messages") or []],
                 usage.total_input_tokens + usage.output_tokens,
             )
         elif spec.purpose == "keep_warm":
-            self.cache.note(model, usage, self.settings.cache_ttl, self.wall_clock(), None)
+            self.cache.note(model, usage, self.settings.cache.ttl, self.wall_clock(), None)
         cut = list(result.cut_tool_calls)
         if response_model != model:
             flags["model_mismatch"] = response_model
@@ -625,7 +627,7 @@ class Caller:
             hold.settle(cost.total)
         self.ledger.add(usage, cost, counts_as_turn=False)
         wait = None
-        if is_retryable(failure) and self.retries_used < self.settings.max_retries:
+        if is_retryable(failure) and self.retries_used < self.settings.run.max_retries:
             wait = self.backoff(self.retries_used, failure.retry_after_s)
             self.retries_used += 1
         self._pending_wait = wait
@@ -696,7 +698,7 @@ class Caller:
                 simulated=self.simulated,
                 usage=usage,
                 context_tokens=usage.total_input_tokens,
-                context_window=context_window(p.model, self.settings.context_window),
+                context_window=context_window(p.model, self.settings.run.context_window),
                 cost_usd=cost.total,
                 cost_breakdown_usd=cost,
                 cumulative_cost_usd=self.ledger.spent,

@@ -88,8 +88,8 @@ class ContextManager:
     def window(self) -> int:
         """The smallest window among the tiers' models (a call may go to any of them),
         within config `context_window`."""
-        at_most = self.settings.context_window
-        return min(context_window(self.settings.model_for(t), at_most) for t in TIERS)
+        at_most = self.settings.run.context_window
+        return min(context_window(self.settings.router.model_for(t), at_most) for t in TIERS)
 
     def tokens(self) -> int:
         """The next request's input, as the local estimate counts it."""
@@ -100,16 +100,16 @@ class ContextManager:
     async def before_call(self) -> AsyncGenerator[Event, None]:
         """Clear what has served when that pays; compact near the window; never let a
         request over the window go out (the agent halts on `context` instead)."""
-        if self.settings.context_management:
+        if self.settings.run.context_management:
             # Results of the request being worked on stay: the answer is made from them.
             history = self.agent.state.history
             current = _current_request(history) if self.agent.working else len(history)
-            clearing = self._plan_clearing(self.settings.context_keep_turns, current)
+            clearing = self._plan_clearing(self.settings.run.context_keep_turns, current)
             if clearing is not None:
                 why = self._pays(clearing)
                 if why is not None:
                     yield self._apply_clearing(clearing, why)
-            if self.tokens() > self.settings.compact_at * self.window():
+            if self.tokens() > self.settings.run.compact_at * self.window():
                 why = f"the context neared the window ({self._fill()})"
             else:
                 why = self._compaction_pays(current)
@@ -117,7 +117,7 @@ class ContextManager:
                 async with aclosing(self.compact(why)) as events:
                     async for event in events:
                         yield event
-        if self.tokens() > self.window() and self.settings.context_management:
+        if self.tokens() > self.window() and self.settings.run.context_management:
             # The current request alone is too large: clear all but its last results.
             clearing = self._plan_clearing(1, len(self.agent.state.history))
             if clearing is not None:
@@ -178,7 +178,7 @@ class ContextManager:
         state = agent.cache.models.get(model) if model is not None else None
         now = agent.wall_clock()
         warm = (
-            self.settings.cache
+            self.settings.cache.enabled
             and state is not None
             and state.expires_at is not None
             and now < state.expires_at
@@ -213,8 +213,8 @@ class ContextManager:
         rendered = estimate_request_tokens(
             {"messages": [{"role": "user", "content": self._render(head, keep=False)}]}
         )
-        fast = agent.pricer.rates(self.settings.model_for("fast"))
-        rates = agent.pricer.rates(agent.cache.last_model or self.settings.model_for("fast"))
+        fast = agent.pricer.rates(self.settings.router.model_for("fast"))
+        rates = agent.pricer.rates(agent.cache.last_model or self.settings.router.model_for("fast"))
         cost = (
             fast.input * rendered
             + fast.output * expected
@@ -242,7 +242,7 @@ class ContextManager:
             ids.append(header[1 : header.index(":")])
             message["content"][bi] = {**block, "content": header}
         agent.transcript.rewrite(history, clearing.first_message)
-        model = agent.cache.last_model or self.settings.model_for("fast")
+        model = agent.cache.last_model or self.settings.router.model_for("fast")
         rates = agent.pricer.rates(model)
         record = agent.write(
             ContextEdit(
@@ -296,10 +296,10 @@ class ContextManager:
             yield Notice("nothing to compact: the conversation is only the current request")
             return
         before = self.tokens()
-        model = self.settings.model_for("fast")
+        model = self.settings.router.model_for("fast")
         request = {
             "model": model,
-            "max_tokens": min(COMPACT_MAX_TOKENS, self.settings.max_tokens),
+            "max_tokens": min(COMPACT_MAX_TOKENS, self.settings.run.max_tokens),
             "system": COMPACT_SYSTEM,
             "messages": [
                 {

@@ -56,15 +56,15 @@ def agent_request(agent: Agent, model: str) -> dict[str, Any]:
     """The next agent call's request to `model`, with its cache breakpoints."""
     request: dict[str, Any] = {
         "model": model,
-        "max_tokens": agent.settings.max_tokens,
+        "max_tokens": agent.settings.run.max_tokens,
         **request_body(agent),
     }
-    if not agent.settings.cache:
+    if not agent.settings.cache.enabled:
         return request
     if agent.ask_diagnostics:
         # Ask the API why a call missed the cache: it compares with this previous call.
         request["diagnostics"] = {"previous_message_id": agent.cache.last_message_id}
-    return plan_breakpoints(request, model, agent.settings.cache_ttl)
+    return plan_breakpoints(request, model, agent.settings.cache.ttl)
 
 
 def add_answer(agent: Agent, content: list[dict[str, Any]]) -> None:

@@ -18,7 +18,6 @@ parent's loop compresses like any large result.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -221,8 +220,7 @@ class Delegator:
         from tuiagent.agent.loop import Agent
 
         parent = self.parent
-        settings = dataclasses.replace(
-            parent.settings,
+        settings = parent.settings.with_changes(
             tier=sub.tier,
             max_cost_usd=amount,
             subagents=False,
@@ -257,7 +255,7 @@ class Delegator:
             self.started += 1
             results.append(SubResult(f"a{self.started}", sub))
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        gate = asyncio.Semaphore(parent.settings.max_parallel_agents)
+        gate = asyncio.Semaphore(parent.settings.tools.max_parallel_agents)
         unfinished = len(results)
 
         def status(r: SubResult, worker: Agent | None = None) -> SubAgentChanged:

@@ -322,8 +322,8 @@ def estimate(
 ) -> Estimate:
     """What the experiment may cost at worst and is expected to cost; a LimitError when the
     cap does not fit even the first call (nothing is sent then)."""
-    pricer = Pricer(settings.prices)
-    deep = settings.model_for("deep")
+    pricer = Pricer(settings.router.prices)
+    deep = settings.router.model_for("deep")
     unlimited = Decimal(10) ** 9
     worst = expected = ZERO
     judge_calls = 0
@@ -332,7 +332,7 @@ def estimate(
         tokens = estimated_with_margin(estimate_request_tokens(request))
         if i == 0 and (
             plan_reservation(
-                pricer, target, request, tokens, "estimate", cap, settings.min_useful_tokens
+                pricer, target, request, tokens, "estimate", cap, settings.run.min_useful_tokens
             )
             is None
         ):
@@ -341,7 +341,7 @@ def estimate(
                 f"({t.run_id} turn {t.turn} on {target}); raise --max-cost"
             )
         res = plan_reservation(
-            pricer, target, request, tokens, "estimate", unlimited, settings.min_useful_tokens
+            pricer, target, request, tokens, "estimate", unlimited, settings.run.min_useful_tokens
         )
         assert res is not None
         worst += res.worst_case_usd
@@ -364,9 +364,9 @@ def target_of(settings: Settings, tier: str | None, model: str | None) -> tuple[
     """(tier, model) of the replay's target."""
     if (tier is None) == (model is None):
         raise UsageError("replay needs one of --tier or --model")
-    target = model or settings.model_for(str(tier))
-    Pricer(settings.prices).ensure_priced(target)  # before anything is sent or logged
-    return tier or settings.tier_of(target) or "custom", target
+    target = model or settings.router.model_for(str(tier))
+    Pricer(settings.router.prices).ensure_priced(target)  # before anything is sent or logged
+    return tier or settings.router.tier_of(target) or "custom", target
 
 
 @dataclass
@@ -447,7 +447,7 @@ async def _replay_all(
     judge: bool,
 ) -> None:
     tier, model = exp.tier, exp.model
-    deep = agent.settings.model_for("deep")
+    deep = agent.settings.router.model_for("deep")
     for t in turns:
         agent.state.turns += 1
         request = copy.deepcopy(t.request)

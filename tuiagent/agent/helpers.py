@@ -30,7 +30,7 @@ async def helper_call(
     (its own `turn` record with its `purpose`). Ends with its CallEnd ("skipped" when it
     did not fit or failed)."""
     model = request["model"]
-    tier = agent.settings.tier_of(model) or "fast"
+    tier = agent.settings.router.tier_of(model) or "fast"
     why = reason or f"{purpose}: helper call on the {tier} tier"
     spec = CallSpec(
         agent.state.turns + (1 if purpose == "classify" else 0),
@@ -47,7 +47,7 @@ async def classify(agent: Agent, prompt: str) -> AsyncGenerator[Event, None]:
     """The optional classifier (config router_classifier): one fast-tier call naming the
     tier this request needs. Sets agent.classified; when it fails or names no tier, the
     rules decide. Asked only when routing is automatic and the cap leaves room."""
-    if not agent.settings.router_classifier or agent.tier != "auto" or agent.budget.remaining <= 0:
+    if not agent.settings.router.classifier or agent.tier != "auto" or agent.budget.remaining <= 0:
         return
     agent.classified = ""
     decision = agent.router.choose(
@@ -79,7 +79,7 @@ async def keep_warm(agent: Agent) -> AsyncGenerator[Event, None]:
     is logged (a `keep_warm` record) with its reason. Off unless `keep_warm = true`."""
     settings, cache = agent.settings, agent.cache
     model = cache.last_model
-    if not settings.keep_warm or not settings.cache or model is None:
+    if not settings.cache.keep_warm or not settings.cache.enabled or model is None:
         return
     state = cache.models[model]
     now = agent.wall_clock()
@@ -90,7 +90,7 @@ async def keep_warm(agent: Agent) -> AsyncGenerator[Event, None]:
         return  # not close to expiry yet
     prefix = state.cached_prefix_tokens
     request = plan_breakpoints(
-        {"model": model, "max_tokens": 1, **agent.request_body()}, model, settings.cache_ttl
+        {"model": model, "max_tokens": 1, **agent.request_body()}, model, settings.cache.ttl
     )
     request["messages"] = [*request["messages"], {"role": "user", "content": KEEP_WARM_PING}]
     total = estimate_request_tokens(request)

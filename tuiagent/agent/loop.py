@@ -111,13 +111,13 @@ class Agent:
         self.provider = provider
         self.simulated = provider == "offline"
         self.toolbox = toolbox
-        self.pricer = Pricer(settings.prices)
+        self.pricer = Pricer(settings.router.prices)
         for tier in TIERS:
-            self.pricer.ensure_priced(settings.model_for(tier))
-        self.budget = budget if budget is not None else Budget(settings.max_cost_usd)
-        self.max_turns = settings.max_turns
-        self.tier = settings.tier
-        self.system_prompt = settings.resolved_system_prompt()
+            self.pricer.ensure_priced(settings.router.model_for(tier))
+        self.budget = budget if budget is not None else Budget(settings.run.max_cost_usd)
+        self.max_turns = settings.run.max_turns
+        self.tier = settings.router.tier
+        self.system_prompt = settings.run.resolved_system_prompt()
         # Opened once the settings are known to be good: a bad one leaves no log behind.
         place = records.place_of(agent_id, log_dir=log_dir, run_id=run_id, parent=parent, task=task)
         self.identity, self.log, self.transcript = place.identity, place.log, place.transcript
@@ -138,8 +138,8 @@ class Agent:
         # True runs it; False, or the user's reason as a string, declines it.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
-        self.compressor = Compressor(settings.compress_over_tokens)
-        if settings.compress or settings.context_management:
+        self.compressor = Compressor(settings.tools.compress_over_tokens)
+        if settings.tools.compress or settings.run.context_management:
             toolbox.add(self.compressor.expand_tool())
         # Clearing old results and compaction (agent/context.py); limits are per request.
         self.context = ContextManager(self, self.compressor)
@@ -150,10 +150,10 @@ class Agent:
         self.prompt = ""  # the user's request being worked on, which the router reads
         self.classified: str | None = None  # the classifier's tier for it ("" for none)
         self.router = Router(
-            settings.tiers,
+            settings.router.tiers,
             self.pricer,
-            budget_floor=settings.router_budget_floor,
-            rules=tuple(settings.router_rules),
+            budget_floor=settings.router.budget_floor,
+            rules=tuple(settings.router.rules),
         )
         self.ask_diagnostics = conversation.asks_diagnostics(self.simulated)
 

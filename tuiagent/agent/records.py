@@ -56,9 +56,9 @@ def run_start(agent: Agent, replay_of: dict[str, Any] | None) -> RunStart:
         started_at=utc_now_iso(),
         provider=agent.provider,
         simulated=agent.simulated,
-        models={t: agent.settings.model_for(t) for t in TIERS},
+        models={t: agent.settings.router.model_for(t) for t in TIERS},
         tier=agent.tier,
-        limits=Limits(agent.budget.cap, agent.max_turns, agent.settings.max_tokens),
+        limits=Limits(agent.budget.cap, agent.max_turns, agent.settings.run.max_tokens),
         replay_of=replay_of,
     )
 

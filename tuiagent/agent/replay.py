@@ -69,9 +69,9 @@ async def replay_turn(
     makes (the real API or the offline model: the caller decides)."""
     if (tier is None) == (model is None):
         raise UsageError("replay needs one of --tier or --model")
-    target = model or settings.model_for(str(tier))
-    target_tier = tier or settings.tier_of(target) or "custom"
-    pricer = Pricer(settings.prices)
+    target = model or settings.router.model_for(str(tier))
+    target_tier = tier or settings.router.tier_of(target) or "custom"
+    pricer = Pricer(settings.router.prices)
     pricer.ensure_priced(target)  # before anything is sent or logged
     source = turn_request(log_dir, run_id, turn)
     rec = source.record

@@ -115,13 +115,13 @@ async def _run_tool(
 async def _shrink(agent: Agent, tool: str, text: str) -> AsyncGenerator[Event | Compressed, None]:
     """What the model sees of a tool result (last item); a compressed one's original is
     kept. With summarize_results, a large result is summarised by a fast-tier call."""
-    if not agent.settings.compress:
+    if not agent.settings.tools.compress:
         tokens = estimate_tokens(text)
         yield Compressed(text, "none", tokens, tokens)
         return
     bound = agent.compressor.over_tokens
     tokens = estimate_tokens(text)
-    if agent.settings.summarize_results and tool != EXPAND_TOOL and tokens > bound:
+    if agent.settings.tools.summarize_results and tool != EXPAND_TOOL and tokens > bound:
         source = text
         if tokens > 20 * bound:  # the summariser reads a compressed form, not all of it
             compressed = Compressor(20 * bound).compress(tool, text).text
@@ -129,7 +129,7 @@ async def _shrink(agent: Agent, tool: str, text: str) -> AsyncGenerator[Event | 
                 f"[compressed form of a {tokens:,}-token result]\n"
                 + (compressed.split("\n", 1)[-1])
             )
-        model = agent.settings.model_for("fast")
+        model = agent.settings.router.model_for("fast")
         request = summary_request(model, tool, source, bound - 150)
         summary = None
         async with aclosing(helper_call(agent, "summarize", request)) as items:

@@ -80,24 +80,24 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--offline", action="store_true", help="use the built-in offline (simulated) model"
     )
     p.add_argument(
-        "--tier", choices=TIER_CHOICES, help=f"pin a model tier (default: {_DEFAULTS.tier})"
+        "--tier", choices=TIER_CHOICES, help=f"pin a model tier (default: {_DEFAULTS.router.tier})"
     )
     p.add_argument(
         "--max-cost",
         metavar="USD",
-        help=f"hard spending cap for the run, in US dollars (default: {_DEFAULTS.max_cost_usd})",
+        help=f"hard spending cap for the run, in US dollars (default: {_DEFAULTS.run.max_cost_usd})",
     )
     p.add_argument(
         "--max-turns",
         metavar="N",
         type=_positive_int("--max-turns"),
-        help=f"most model calls per request (default: {_DEFAULTS.max_turns})",
+        help=f"most model calls per request (default: {_DEFAULTS.run.max_turns})",
     )
     p.add_argument(
         "--max-retries",
         metavar="N",
         type=_non_negative_int("--max-retries"),
-        help=f"retries of failed calls allowed per request (default: {_DEFAULTS.max_retries})",
+        help=f"retries of failed calls allowed per request (default: {_DEFAULTS.run.max_retries})",
     )
     p.add_argument(
         "--workspace",
@@ -131,7 +131,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--max-parallel-agents",
         metavar="N",
         type=_positive_int("--max-parallel-agents"),
-        help="sub-agents working at once (default 4)",
+        help=f"sub-agents working at once (default: {_DEFAULTS.tools.max_parallel_agents})",
     )
 
 
@@ -213,33 +213,30 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
+    """config.toml, then the flags given."""
     settings = load_settings(args.config)
+    changes: dict[str, object] = {}
     if args.tier:
-        settings.tier = args.tier
+        changes["tier"] = args.tier
     if args.max_cost is not None:
         try:
-            settings.max_cost_usd = parse_money(args.max_cost, "--max-cost")
+            changes["max_cost_usd"] = parse_money(args.max_cost, "--max-cost")
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-    if args.max_turns is not None:
-        settings.max_turns = args.max_turns
-    if args.max_retries is not None:
-        settings.max_retries = args.max_retries
+    for key in ("max_turns", "max_retries", "log_dir", "max_parallel_agents"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
     if getattr(args, "no_cache", False):
-        settings.cache = False
-    if args.log_dir is not None:
-        settings.log_dir = args.log_dir
+        changes["cache"] = False
     if args.no_compress:
-        settings.compress = False
+        changes["compress"] = False
     if args.no_context_management:
-        settings.context_management = False
+        changes["context_management"] = False
     if args.allow_commands:
-        settings.allow_commands = True
+        changes["allow_commands"] = True
     if args.allow_fetch:
-        settings.allow_fetch = True
-    if args.max_parallel_agents is not None:
-        settings.max_parallel_agents = args.max_parallel_agents
-    return settings
+        changes["allow_fetch"] = True
+    return settings.with_changes(**changes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,7 +298,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             settings = load_settings(args.config)
             if args.all:
                 if args.max_cost is not None:
-                    settings.max_cost_usd = parse_money(args.max_cost, "--max-cost")
+                    cap = parse_money(args.max_cost, "--max-cost")
+                    settings = settings.with_changes(max_cost_usd=cap)
                 options = ExperimentArgs(args.judge, args.suggest, args.yes, args.json)
                 return asyncio.run(
                     run_experiment_command(

@@ -73,7 +73,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     from tuiagent.runs.log import RunLog, new_run_id
 
     settings = load_settings(args.config)
-    cap = settings.max_cost_usd
+    cap = settings.run.max_cost_usd
     if args.max_cost is not None:
         try:
             cap = parse_money(args.max_cost, "--max-cost")
@@ -81,9 +81,9 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             raise UsageError(str(exc)) from None
     sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
     run_id = new_run_id()
-    log = RunLog(args.log_dir or settings.log_dir or default_log_dir(), run_id)
+    log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
     budget = Budget(cap, name="proxy")
-    meter = Meter(budget, Pricer(settings.prices), log, run_id, auto_cache=args.auto_cache)
+    meter = Meter(budget, Pricer(settings.router.prices), log, run_id, auto_cache=args.auto_cache)
     server = ProxyServer(ProxyApp(meter, args.upstream), sock, args.host)
     exporter = live_export(meter)
     meter.start(args.upstream)

@@ -62,13 +62,13 @@ def run_report(
     output: str,
     all_runs: bool = False,
 ) -> int:
-    directory = log_dir or settings.log_dir or default_log_dir()
+    directory = log_dir or settings.run.log_dir or default_log_dir()
     report = build_report(
         directory,
         last=last,
         run_ids=run_ids,
         top=top,
-        pricer=Pricer(settings.prices),
+        pricer=Pricer(settings.router.prices),
         all_runs=all_runs,
     )
     _warn(report)
@@ -122,7 +122,7 @@ async def run_replay(
     offline: bool,
     log_dir: Path | None,
 ) -> int:
-    directory = log_dir or settings.log_dir or default_log_dir()
+    directory = log_dir or settings.run.log_dir or default_log_dir()
     result = await replay_turn(
         settings,
         directory,
@@ -175,10 +175,10 @@ async def run_experiment_command(
     log_dir: Path | None,
     options: ExperimentArgs,
 ) -> int:
-    directory = log_dir or settings.log_dir or default_log_dir()
+    directory = log_dir or settings.run.log_dir or default_log_dir()
     target_tier, target = target_of(settings, tier, model)
     turns, skipped = load_turns(settings, directory, run_ids, target)
-    cap = settings.max_cost_usd
+    cap = settings.run.max_cost_usd
     plan = estimate(settings, turns, target, judge=options.judge, cap=cap)
     _confirm(plan, target, cap, options.yes)
     exp = await run_experiment(

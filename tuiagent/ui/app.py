@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import signal
 import time
@@ -141,8 +140,8 @@ class TuiagentApp(App[int]):
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         for problem in self._theme_problems:
             self.notify(problem, severity="warning")
-        if self.settings.keymap:  # each bindings change recomposes the footer
-            self.set_keymap(self.settings.keymap)
+        if self.settings.ui.keymap:  # each bindings change recomposes the footer
+            self.set_keymap(self.settings.ui.keymap)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):  # end as a quit does: the same records
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -153,10 +152,10 @@ class TuiagentApp(App[int]):
 
     def _screen_ready(self) -> None:
         gc.enable()  # run_app held it off till the first frame
-        if self.settings.keep_warm:
+        if self.settings.cache.keep_warm:
             self.set_interval(KEEP_WARM_TICK_S, self._keep_warm_tick)
-        self.main.set_tier(self.settings.tier)
-        self.main.gauge.cap = self.settings.max_cost_usd
+        self.main.set_tier(self.settings.router.tier)
+        self.main.gauge.cap = self.settings.run.max_cost_usd
         if self.pick_resume:
             self._pick_session()
             return
@@ -168,7 +167,7 @@ class TuiagentApp(App[int]):
         from tuiagent.runs.recent import recent_sessions
         from tuiagent.ui.screens.resume import ResumeScreen
 
-        sessions = recent_sessions(self.settings.log_dir or default_log_dir())
+        sessions = recent_sessions(self.settings.run.log_dir or default_log_dir())
         if not sessions:
             self.main.chat.add_notice("no earlier session to resume: a new one starts")
             self.open_session()
@@ -189,8 +188,9 @@ class TuiagentApp(App[int]):
         try:
             from tuiagent.session import open_session
 
+            opened_with = self.settings
             session = open_session(
-                self.settings,
+                opened_with,
                 workspace=self.workspace,
                 offline=self.offline,
                 clock=self.agent_clock,
@@ -201,7 +201,7 @@ class TuiagentApp(App[int]):
             self.post_message(SessionFailed(str(exc)))
             return
         resumed = self.resume.stem if self.resume is not None else None
-        self.post_message(SessionOpened(session, resumed))
+        self.post_message(SessionOpened(session, resumed, opened_with))
 
     @on(SessionFailed)
     def _session_failed(self, message: SessionFailed) -> None:
@@ -223,6 +223,10 @@ class TuiagentApp(App[int]):
         agent: AgentControl = session.agent
         self.agent = agent
         agent.approve = Approvals(self).ask  # its dialog, and what the user allows always
+        if message.settings is not self.settings:  # a cap, tier or /turns set while it opened
+            agent.set_cap(self.settings.run.max_cost_usd)
+            agent.set_tier(self.settings.router.tier)
+            agent.set_max_turns(self.settings.run.max_turns)
         agent.start()
         self.main.context_window = context_window
         simulated = session.offline_model is not None
@@ -369,7 +373,7 @@ class TuiagentApp(App[int]):
 
     def _keep_warm_tick(self) -> None:
         """Idle: the agent decides whether refreshing the cache before it expires pays."""
-        if self.agent is not None and not self.busy and self.settings.keep_warm:
+        if self.agent is not None and not self.busy and self.settings.cache.keep_warm:
             self.keep_warm(self.agent)
 
     @work(exclusive=True, group="agent", exit_on_error=False)
@@ -401,7 +405,7 @@ class TuiagentApp(App[int]):
 
     def key(self, command_id: str) -> str:
         """The key of a command as the user has it, for the hints on screen."""
-        return key_hint(command_id, self.settings.keymap)
+        return key_hint(command_id, self.settings.ui.keymap)
 
     async def run_slash(self, text: str) -> None:
         command, name, arg = parse_slash(text)
@@ -422,7 +426,7 @@ class TuiagentApp(App[int]):
         agent = self.agent
         before = self.main.gauge.cap
         if agent is None:
-            self.settings = dataclasses.replace(self.settings, max_cost_usd=amount)
+            self.settings = self.settings.with_changes(max_cost_usd=amount)
             in_force = amount
             self.main.gauge.cap = amount
         else:
@@ -445,13 +449,13 @@ class TuiagentApp(App[int]):
 
     def set_tier(self, tier: str) -> None:
         if self.agent is None:
-            self.settings = dataclasses.replace(self.settings, tier=tier)
+            self.settings = self.settings.with_changes(tier=tier)
         else:
             self.agent.set_tier(tier)
         self.main.set_tier(tier)
 
     def action_cap_down(self) -> None:
-        lower = stepped_cap(self.main.gauge.cap, self.settings.budget_step_usd, down=True)
+        lower = stepped_cap(self.main.gauge.cap, self.settings.ui.budget_step_usd, down=True)
         if lower is None:
             self.notify(
                 f"{self.key('cap_down')} goes no lower than {fmt_cap(LOWEST_STEPPED_CAP)}; "
@@ -465,7 +469,7 @@ class TuiagentApp(App[int]):
 
     def action_cap_up(self) -> None:
         """One step up; halted at the cap, up to the first step that lets the next call go."""
-        step = self.settings.budget_step_usd
+        step = self.settings.ui.budget_step_usd
         higher = stepped_cap(self.main.gauge.cap, step, down=False)
         assert higher is not None  # up always has a next step
         if self.cap_halt and self.agent is not None and self.main.needed_usd is not None:
@@ -475,7 +479,9 @@ class TuiagentApp(App[int]):
         self.set_cap(higher)
 
     def action_cycle_tier(self) -> None:
-        current = self.agent.snapshot().tier if self.agent is not None else self.settings.tier
+        current = (
+            self.agent.snapshot().tier if self.agent is not None else self.settings.router.tier
+        )
         order = list(TIER_CHOICES)
         self.set_tier(order[(order.index(current) + 1) % len(order)])
 
@@ -495,7 +501,7 @@ class TuiagentApp(App[int]):
         from tuiagent.report.build import build_report
         from tuiagent.ui.screens.report import ReportScreen
 
-        log_dir = self.settings.log_dir or default_log_dir()
+        log_dir = self.settings.run.log_dir or default_log_dir()
         try:
             report = build_report(log_dir, last=REPORT_RUNS, top=10)
         except TuiagentError as exc:
@@ -563,7 +569,7 @@ class TuiagentApp(App[int]):
             self.notify("/turns takes a whole number >= 1, e.g. /turns 40", severity="error")
             return
         if self.agent is None:
-            self.settings = dataclasses.replace(self.settings, max_turns=turns)
+            self.settings = self.settings.with_changes(max_turns=turns)
         else:
             self.agent.set_max_turns(turns)
         self.notify(f"up to {turns} model calls per request", title="Turns")
@@ -575,7 +581,7 @@ class TuiagentApp(App[int]):
 
         s, session = self.settings, self.session
         try:
-            prompt = session.system_prompt if session else s.resolved_system_prompt()
+            prompt = session.system_prompt if session else s.run.resolved_system_prompt()
         except ConfigError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -586,7 +592,7 @@ class TuiagentApp(App[int]):
         self.main.chat.add_notice(prompt, "quoted")
 
     def action_help(self) -> None:
-        self.main.chat.add_answer(help_markdown(self.settings.keymap), follow=True)
+        self.main.chat.add_answer(help_markdown(self.settings.ui.keymap), follow=True)
 
     @on(OpenToolResult)
     def _open_tool_result(self, message: OpenToolResult) -> None:
@@ -601,15 +607,13 @@ class TuiagentApp(App[int]):
 
 def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str | None) -> int:
     """`tuiagent` with no subcommand. Bad input fails here, in one line, before the screen."""
-    check_keymap(settings.keymap)
+    check_keymap(settings.ui.keymap)
     if not workspace.is_dir():
         raise UsageError(f"--workspace: {workspace} is not a directory")
-    settings.resolved_system_prompt()  # a missing system_prompt_file is named before the screen
-    if settings.offline_tokens_per_second == 0:
-        settings = dataclasses.replace(
-            settings, offline_tokens_per_second=APP_OFFLINE_TOKENS_PER_SECOND
-        )
-    path = find_resume(settings.log_dir or default_log_dir(), resume) if resume else None
+    settings.run.resolved_system_prompt()  # a missing system_prompt_file is named before the screen
+    if settings.offline.tokens_per_second == 0:
+        settings = settings.with_changes(offline_tokens_per_second=APP_OFFLINE_TOKENS_PER_SECOND)
+    path = find_resume(settings.run.log_dir or default_log_dir(), resume) if resume else None
     # No collections till the first frame is up (_screen_ready): starting makes many objects
     # and frees few, so a collection then scans them for nothing.
     gc.disable()

@@ -176,10 +176,10 @@ def system_markdown(settings: Settings, tokens: int, costs: Iterable[PromptCost]
     """/system: where the system prompt comes from, its size, and what it costs per turn on
     whichever tier the turn runs, plain or read from the cache."""
     source = (
-        f"from {settings.system_prompt_file}"
-        if settings.system_prompt_file
+        f"from {settings.run.system_prompt_file}"
+        if settings.run.system_prompt_file
         else "config `system_prompt`"
-        if settings.system_prompt != Settings().system_prompt
+        if settings.run.system_prompt != Settings().run.system_prompt
         else "built in"
     )
     lines = [f"**System prompt** ({source}): {tokens:,} tokens"]
@@ -231,7 +231,7 @@ class CommandsProvider(Provider):
         app = self.tuiagent
         for c in COMMANDS:
             if c.title and app.check_action(c.id, ()) is not False:
-                keys = keys_of(c, app.settings.keymap)
+                keys = keys_of(c, app.settings.ui.keymap)
                 yield c.title, f"{c.help} ({keys or c.slash})", c
 
     async def discover(self) -> Hits:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from tuiagent.config import Settings
     from tuiagent.session import Session
 
 
@@ -17,6 +18,7 @@ class SessionOpened(Message):
 
     session: Session
     resumed_from: str | None = None
+    settings: Settings | None = None  # what it was built from (the app's may have changed since)
 
 
 @dataclass

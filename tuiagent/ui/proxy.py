@@ -67,8 +67,8 @@ class ProxyDashboard(App[int]):
         super().__init__()
         self.server = server
         self.meter = meter
-        self.step = settings.budget_step_usd
-        self.keymap = settings.keymap
+        self.step = settings.ui.budget_step_usd
+        self.keymap = settings.ui.keymap
 
     def compose(self) -> ComposeResult:
         yield Static(id="proxy-head")

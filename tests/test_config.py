@@ -1,0 +1,182 @@
+"""Settings in sections: flat config files load into them, every key is read by one loop from
+the fields' metadata, the README's table is made from the same metadata, and a change is a
+copy."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tuiagent.config import (
+    DEFAULT_SYSTEM_PROMPT,
+    DEFAULT_TIER_MODELS,
+    SETTINGS_BY_KEY,
+    RouterRule,
+    Settings,
+    config_table,
+    load_settings,
+)
+from tuiagent.errors import ConfigError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+# A config.toml written for the flat keys, before there were sections.
+FLAT_CONFIG = """
+tier = "fast"
+max_cost_usd = 0.5
+max_turns = 7
+max_tokens = 2048
+system_prompt = "be brief"
+system_prompt_file = "~/prompt.txt"
+log_dir = "~/logs"
+max_retries = 0
+retry_max_wait_s = 5
+call_timeout_s = 30
+stream_idle_timeout_s = 9.5
+min_useful_tokens = 300
+context_management = false
+compact_at = 0.5
+context_keep_turns = 2
+context_window = 50000
+router_budget_floor = 0.3
+router_classifier = true
+cache = false
+cache_ttl = "1h"
+keep_warm = true
+compress = false
+compress_over_tokens = 400
+summarize_results = true
+allow_commands = true
+allow_fetch = true
+command_timeout_s = 12
+subagents = false
+max_parallel_agents = 2
+budget_step_usd = "$0.25"
+offline_tokens_per_second = 80
+
+[tiers]
+deep = "claude-opus-4-1"
+
+[prices."my-model"]
+input_mtok = 1
+output_mtok = 2
+
+[keymap]
+cap_up = "f9"
+
+[[router_rules]]
+when_words = ["list"]
+tier = "fast"
+"""
+
+
+def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(FLAT_CONFIG)
+    s = load_settings(config)
+    home = Path("~").expanduser()
+    assert dataclasses.asdict(s.run) == {
+        "max_cost_usd": Decimal("0.5"),
+        "max_turns": 7,
+        "max_tokens": 2048,
+        "system_prompt": "be brief",
+        "system_prompt_file": home / "prompt.txt",
+        "log_dir": home / "logs",
+        "max_retries": 0,
+        "retry_max_wait_s": 5.0,
+        "call_timeout_s": 30.0,
+        "stream_idle_timeout_s": 9.5,
+        "min_useful_tokens": 300,
+        "context_management": False,
+        "compact_at": 0.5,
+        "context_keep_turns": 2,
+        "context_window": 50000,
+    }
+    assert s.router.tier == "fast"
+    assert dict(s.router.tiers) == {**DEFAULT_TIER_MODELS, "deep": "claude-opus-4-1"}
+    assert s.router.prices["my-model"] == {"input_mtok": Decimal(1), "output_mtok": Decimal(2)}
+    assert (s.router.budget_floor, s.router.classifier) == (Decimal("0.3"), True)
+    assert s.router.rules == (RouterRule("fast", ("list",)),)
+    assert (s.cache.enabled, s.cache.ttl, s.cache.keep_warm) == (False, "1h", True)
+    assert dataclasses.asdict(s.tools) == {
+        "compress": False,
+        "compress_over_tokens": 400,
+        "summarize_results": True,
+        "allow_commands": True,
+        "allow_fetch": True,
+        "command_timeout_s": 12.0,
+        "subagents": False,
+        "max_parallel_agents": 2,
+    }
+    assert (s.ui.budget_step_usd, dict(s.ui.keymap)) == (Decimal("0.25"), {"cap_up": "f9"})
+    assert s.offline.tokens_per_second == 80.0
+    # The file sets every key, each to a value other than its default.
+    for key, setting in SETTINGS_BY_KEY.items():
+        assert getattr(getattr(s, setting.section), setting.name) != setting.default, key
+
+
+def test_no_file_is_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUIAGENT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    s = load_settings()
+    assert s == Settings()
+    assert s.run.system_prompt == DEFAULT_SYSTEM_PROMPT and s.router.tier == "auto"
+    assert s.run.max_cost_usd == Decimal("1.00") and s.cache.enabled
+
+
+@pytest.mark.parametrize("key", sorted(SETTINGS_BY_KEY))
+def test_every_key_refuses_a_bad_value_in_one_line_naming_it(tmp_path: Path, key: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f"{key} = [1]\n")  # no setting takes a list of numbers
+    with pytest.raises(ConfigError, match=key) as caught:
+        load_settings(config)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unknown_key_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("max_cost = 1\n")  # not a key: max_cost_usd is
+    with pytest.raises(ConfigError, match=r"unknown config key 'max_cost' in .*config\.toml"):
+        load_settings(config)
+    config.write_text("[run]\nmax_cost_usd = 1\n")  # sections are the code's, not the file's
+    with pytest.raises(ConfigError, match="unknown config key 'run'"):
+        load_settings(config)
+
+
+def test_settings_are_frozen_and_a_change_is_a_copy() -> None:
+    before = Settings()
+    after = before.with_changes(max_cost_usd=Decimal(2), cache=False, tier="deep")
+    assert (after.run.max_cost_usd, after.cache.enabled, after.router.tier) == (
+        Decimal(2),
+        False,
+        "deep",
+    )
+    assert before == Settings() and after.tools is before.tools  # untouched sections shared
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        after.run.max_turns = 3  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        after.run = before.run  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        before.router.tiers["fast"] = "other"  # type: ignore[index]
+    with pytest.raises(TypeError, match="no setting has the config key 'max_cost'"):
+        before.with_changes(max_cost=Decimal(2))
+
+
+def test_the_readme_config_table_is_the_settings_metadata() -> None:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| key | default | meaning |")
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    assert "\n".join(lines[start:end]) == config_table(), (
+        "README's config table drifted: paste tuiagent.config.config_table() over it"
+    )
+
+
+def test_the_table_has_a_row_per_key_with_its_default() -> None:
+    rows = config_table().splitlines()[2:]
+    assert len(rows) == len(SETTINGS_BY_KEY)
+    assert "| `max_cost_usd` | `1.00` | the run's spending cap |" in rows
+    assert any(r.startswith('| `cache_ttl` | `"5m"` |') for r in rows)
+    assert any(r.startswith("| `[[router_rules]]` | none |") for r in rows)
