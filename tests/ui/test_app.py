@@ -212,7 +212,7 @@ async def test_the_hints_on_screen_name_the_remapped_keys(make_app: MakeApp) -> 
 def test_a_bad_keymap_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[keymap]\nraise_cap = "f9"\n')
-    keymap = load_settings(config).keymap  # the ids are the app's commands: it checks them
+    keymap = load_settings(config).ui.keymap  # the ids are the app's commands: it checks them
     with pytest.raises(ConfigError, match=r"'keymap\.raise_cap' \(known: cap_down, cap_up,"):
         check_keymap(keymap)
     config.write_text("[keymap]\ncap_up = 3\n")
