@@ -80,7 +80,7 @@ async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
         rng.choice(["List the files here", "Which file is largest?"])
     ):
         pass
-    session.agent.finish("halted", session.agent.state.halt_reason)
+    session.agent.finish()
     return float(
         session.agent.ledger.spent / settings.run.max_cost_usd
     )  # float only for the figures: exact > 1 is
@@ -112,7 +112,7 @@ async def _hostile(rng: random.Random, ws: Path, logs: Path) -> tuple[float, boo
     agent.start()
     async for _ in agent.send(rng.choice(["List the files here", "Which file is largest?"])):
         pass
-    agent.finish("halted", agent.state.halt_reason)
+    agent.finish()
     billed = model.bill(agent.pricer)
     return float(billed / agent.budget.cap), billed > agent.budget.cap  # (exact, in Decimal)
 

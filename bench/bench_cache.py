@@ -29,11 +29,11 @@ async def _session(ws: Path, logs: Path, cache: bool) -> list[dict[str, Any]]:
     session.agent.start()
     prompt = "What do " + ", ".join(f"doc{i}.txt" for i in range(FILES)) + " say?"
     turns = [
-        e.record
+        e.record.to_json()
         async for e in session.agent.send(prompt)
-        if isinstance(e, TurnFinished) and e.record["purpose"] == "agent"
+        if isinstance(e, TurnFinished) and e.record.purpose == "agent"
     ]
-    session.agent.finish("completed")
+    session.agent.finish()
     return turns
 
 

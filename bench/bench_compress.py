@@ -68,13 +68,10 @@ async def _session(root: Path, names: list[str], compress: bool) -> tuple[int, i
     async for event in agent.send("Read " + ", ".join(names) + " and tell me what they hold."):
         if isinstance(event, TurnFinished):
             turns += 1
-            r = event.record
-            input_tokens += (
-                r["input_tokens"] + r["cache_read_input_tokens"] + r["cache_creation_input_tokens"]
-            )
+            input_tokens += event.record.usage.total_input_tokens
         elif isinstance(event, AnswerDelta):
             answer.append(event.text)
-    agent.finish("completed")
+    agent.finish()
     return turns, input_tokens, agent.ledger.spent, "".join(answer)
 
 

@@ -107,7 +107,7 @@ async def _run(ws: Path, logs: Path, *, delegate: bool, ttft: float = 0.0) -> Ar
     async for _ in agent.send(prompt):
         pass
     wall = time.perf_counter() - began
-    agent.finish("completed", agent.state.halt_reason)
+    agent.finish()
     last = agent.state.history[-1]
     answer = "".join(b.get("text", "") for b in last["content"] if b.get("type") == "text")
     records, _ = read_records(agent.log.path)

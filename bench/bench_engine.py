@@ -90,7 +90,7 @@ async def _session_once(workspace: Path, log_dir: Path) -> tuple[float, float, i
     ):
         pass
     wall = time.perf_counter() - t
-    session.agent.finish("completed")
+    session.agent.finish()
     return wall, model.model_seconds + _SEARCH.seconds, session.agent.state.turns
 
 
@@ -115,7 +115,7 @@ async def _count_calls(workspace: Path, log_dir: Path, turns: int = 20) -> tuple
         async for _ in agent.send(PROMPTS[i % len(PROMPTS)]):
             pass
         i += 1
-    agent.finish("completed")
+    agent.finish()
     return agent.caller.count_calls, agent.state.turns
 
 

@@ -28,7 +28,7 @@ from tuiagent.agent.experiment import (
     suggest_rules,
 )
 from tuiagent.config import RouterRule, Settings
-from tuiagent.session import open_session
+from tuiagent.session import connect, open_session
 
 HELD_OUT = [
     "Show me notes.txt",
@@ -59,7 +59,7 @@ async def _runs(tasks: list[str], ws: Path, logs: Path, rules: list[RouterRule])
         agent.start()
         async for _ in agent.send(task):
             pass
-        agent.finish("completed")
+        agent.finish()
         total += agent.ledger.spent
     return total
 
@@ -76,7 +76,7 @@ async def _experiment(logs: Path) -> Experiment:
         tier="fast",
         model=settings.router.model_for("fast"),
         judge=True,
-        offline=True,
+        connect=lambda: connect(settings, offline=True),
     )
 
 

@@ -24,7 +24,7 @@ async def _runs(workspace: Path, log_dir: Path, n: int) -> None:
         session.agent.start()
         async for _ in session.agent.send(PROMPTS[i % len(PROMPTS)]):
             pass
-        session.agent.finish("completed")
+        session.agent.finish()
 
 
 def run() -> list[tuple[str, str, str]]:

@@ -104,12 +104,12 @@ async def _run_mode(
         for task in tasks[start : start + per_conversation]:
             async for event in agent.send(task):
                 if isinstance(event, TurnFinished):
-                    tiers[event.record["tier"]] += 1
-                    escalations += event.record["escalated_from_turn"] is not None
-                    cache_stays += "cache: stays" in event.record["route_reason"]
+                    tiers[event.record.tier] += 1
+                    escalations += event.record.escalated_from_turn is not None
+                    cache_stays += "cache: stays" in event.record.route_reason
                 elif isinstance(event, Notice) and event.level == "error":
                     raise RuntimeError(event.text)
-        agent.finish("completed")
+        agent.finish()
         total += agent.ledger.spent
     return total, tiers, escalations, cache_stays
 

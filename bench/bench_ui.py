@@ -127,7 +127,7 @@ async def _headless_stream(tmp: Path, tokens: int) -> float:
                 out.write(event.text)
                 out.flush()
     elapsed = time.perf_counter() - t
-    session.agent.finish("completed")
+    session.agent.finish()
     return elapsed
 
 

@@ -107,16 +107,14 @@ async def run_session(
             elif isinstance(event, TurnFinished):
                 r = event.record
                 figures.turns += 1
-                if r["purpose"] == "agent":
-                    figures.peak_context_tokens = max(
-                        figures.peak_context_tokens, int(r["context_tokens"])
-                    )
+                if r.purpose == "agent":
+                    figures.peak_context_tokens = max(figures.peak_context_tokens, r.context_tokens)
             elif isinstance(event, Halted):
                 figures.halts.append(event.reason)
             elif isinstance(event, Notice) and event.level == "error":
                 figures.errors.append(event.text)
         figures.answers.append("".join(answer))
-    agent.finish("completed")
+    agent.finish()
     figures.cost = agent.ledger.spent
     for line in agent.log.path.read_text().splitlines():
         record = json.loads(line)

@@ -63,20 +63,20 @@ async def test_two_transient_errors_then_success(
     with LoopbackAPI(faults=faults) as api:
         session, waits = online_session(api, workspace, log_dir, monkeypatch)
         events = await collect(session, "Which file here is largest?")
-        end = session.agent.finish("completed")
-    attempts = [e.record for e in events if isinstance(e, AttemptFailed)]
-    turns = [e.record for e in events if isinstance(e, TurnFinished)]
+        end = session.agent.finish()
+    attempts = [e.record.to_json() for e in events if isinstance(e, AttemptFailed)]
+    turns = [e.record.to_json() for e in events if isinstance(e, TurnFinished)]
     assert [a["status"] for a in attempts] == [429, 529]
     assert [a["error_type"] for a in attempts] == ["rate_limit_error", "overloaded_error"]
     assert waits[0] == 7.0  # retry-after honoured
     assert 0.5 <= waits[1] <= 1.0  # no retry-after: second backoff, 1s with jitter
     assert [t["turn"] for t in turns] == list(range(1, len(turns) + 1))  # each turn priced once
-    assert end.record["status"] == "completed"
+    assert end.record.to_json()["status"] == "completed"
     assert api.messages_calls() == len(turns) + 2
     total = sum(Decimal(str(t["cost_usd"])) for t in turns) + sum(
         Decimal(str(a["cost_usd"])) for a in attempts
     )
-    assert abs(total - Decimal(str(end.record["total_cost_usd"]))) < Decimal("1e-9")
+    assert abs(total - Decimal(str(end.record.to_json()["total_cost_usd"]))) < Decimal("1e-9")
 
 
 async def test_exhausting_retries_halts(
@@ -85,7 +85,7 @@ async def test_exhausting_retries_halts(
     with LoopbackAPI(faults=[status(500, API_ERROR)] * 5) as api:
         session, waits = online_session(api, workspace, log_dir, monkeypatch, max_retries=2)
         events = await collect(session, "Which file here is largest?")
-    attempts = [e.record for e in events if isinstance(e, AttemptFailed)]
+    attempts = [e.record.to_json() for e in events if isinstance(e, AttemptFailed)]
     assert len(attempts) == 3  # two retried, then the one that used the budget up
     assert [a["retry_in_s"] is None for a in attempts] == [False, False, True]
     (halt,) = [e for e in events if isinstance(e, Halted)]
@@ -130,8 +130,8 @@ async def test_mid_stream_error_is_retried_and_its_tokens_priced(
     with LoopbackAPI(faults=[Fault("stream_error", body=MID_STREAM_ERROR)]) as api:
         session, _ = online_session(api, workspace, log_dir, monkeypatch)
         events = await collect(session, "Which file here is largest?")
-        session.agent.finish("completed")
-    (attempt,) = [e.record for e in events if isinstance(e, AttemptFailed)]
+        session.agent.finish()
+    (attempt,) = [e.record.to_json() for e in events if isinstance(e, AttemptFailed)]
     assert attempt["status"] == 200 and attempt["error_type"] == "overloaded_error"
     assert attempt["input_tokens"] > 0 and attempt["cost_usd"] > 0  # message_start billed input
     assert session.agent.state.halt_reason is None
@@ -143,10 +143,11 @@ async def test_dropped_connection_is_retried(
     with LoopbackAPI(faults=[Fault("drop")]) as api:
         session, _ = online_session(api, workspace, log_dir, monkeypatch)
         events = await collect(session, "Which file here is largest?")
-    (attempt,) = [e.record for e in events if isinstance(e, AttemptFailed)]
+    (attempt,) = [e.record.to_json() for e in events if isinstance(e, AttemptFailed)]
     assert attempt["error_type"] == "connection_error"
     assert any(
-        isinstance(e, TurnFinished) and e.record["stop_reason"] == "end_turn" for e in events
+        isinstance(e, TurnFinished) and e.record.to_json()["stop_reason"] == "end_turn"
+        for e in events
     )
 
 
@@ -156,7 +157,7 @@ async def test_slow_stream_completes_with_ttft(
     with LoopbackAPI(faults=[Fault("slow", delay_s=0.02)]) as api:
         session, _ = online_session(api, workspace, log_dir, monkeypatch)
         events = await collect(session, "Which file here is largest?")
-    first = next(e.record for e in events if isinstance(e, TurnFinished))
+    first = next(e.record.to_json() for e in events if isinstance(e, TurnFinished))
     assert first["ttft_s"] is not None and first["latency_s"] >= first["ttft_s"]
     assert not [e for e in events if isinstance(e, AttemptFailed)]
 

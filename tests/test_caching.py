@@ -56,7 +56,9 @@ def session_with_clock(workspace: Path, log_dir: Path, clock: Clock, **overrides
 
 def turns_of(events: list[Any]) -> list[dict[str, Any]]:
     return [
-        e.record for e in events if isinstance(e, TurnFinished) and e.record["purpose"] == "agent"
+        e.record.to_json()
+        for e in events
+        if isinstance(e, TurnFinished) and e.record.to_json()["purpose"] == "agent"
     ]
 
 
@@ -244,7 +246,7 @@ async def test_multi_turn_run_writes_then_reads_and_reports_state(
     clock = Clock()
     session = session_with_clock(workspace, log_dir, clock)
     events = await collect(session, "What do notes.txt and README.md say? Then search for TODO")
-    end = session.agent.finish("completed")
+    end = session.agent.finish()
     turns = turns_of(events)
     assert len(turns) >= 4
     assert turns[0]["cache_creation_input_tokens"] > 0 and turns[0]["cache_read_input_tokens"] == 0
@@ -264,7 +266,10 @@ async def test_multi_turn_run_writes_then_reads_and_reports_state(
     assert len(states) == len(turns)
     assert states[-1].expires_at == pytest.approx(clock.now + 300)
     assert states[-1].cached_prefix_tokens > states[0].cached_prefix_tokens
-    assert 0 < end.record["cache_hit_rate"] < 1 and end.record["saved_by_cache_usd"] > 0
+    assert (
+        0 < end.record.to_json()["cache_hit_rate"] < 1
+        and end.record.to_json()["saved_by_cache_usd"] > 0
+    )
 
 
 async def test_expiry_after_five_minutes_is_a_miss_with_its_reason(
@@ -318,7 +323,7 @@ async def test_keep_warm_refreshes_only_near_expiry_and_when_it_pays(
     clock.now += 270
     events = [e async for e in agent.keep_warm()]
     assert any(isinstance(e, Notice) and "refresh" in e.text for e in events)
-    refresh = [e.record for e in events if isinstance(e, TurnFinished)]
+    refresh = [e.record.to_json() for e in events if isinstance(e, TurnFinished)]
     assert (
         refresh
         and refresh[0]["purpose"] == "keep_warm"

@@ -78,6 +78,6 @@ def test_spend_never_exceeds_cap(
             pass
 
     asyncio.run(run())
-    end = session.agent.finish("completed")
+    end = session.agent.finish()
     assert session.agent.ledger.spent <= cap
-    assert Decimal(str(end.record["total_cost_usd"])) <= cap
+    assert Decimal(str(end.record.to_json()["total_cost_usd"])) <= cap

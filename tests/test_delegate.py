@@ -18,6 +18,8 @@ from tuiagent.agent.tools import ToolOutput
 from tuiagent.config import Settings
 from tuiagent.llm.offline import OfflineModel
 from tuiagent.runs.log import read_records
+from tuiagent.runs.outcome import outcome
+from tuiagent.runs.records import HaltReason
 from tuiagent.runs.transcript import load_messages
 from tuiagent.session import Session, open_session
 
@@ -247,7 +249,7 @@ def test_stopping_the_run_stops_every_sub_agent_and_accounts_every_call(
             await _run(session, PROMPT, on)
 
     asyncio.run(go())
-    end = agent.finish("halted", "interrupted").record
+    end = agent.finish(outcome(HaltReason.INTERRUPTED)).record
     assert agent.budget.in_flight == 0 and agent.budget.settled == agent.ledger.spent
     records, _ = read_records(agent.log.path)
     ended = [r for r in records if r["type"] == "agent"]
@@ -255,7 +257,7 @@ def test_stopping_the_run_stops_every_sub_agent_and_accounts_every_call(
     turns = [r for r in records if r["type"] == "turn"]
     assert {r["agent"] for r in turns} >= {"a1", "a2", "a3"}
     total = sum(Decimal(str(r["cost_usd"])) for r in records if r["type"] in ("turn", "attempt"))
-    assert abs(Decimal(str(end["total_cost_usd"])) - total) < Decimal("1e-9")
+    assert abs(end.total_cost_usd - total) < Decimal("1e-9")
 
 
 def test_bad_tasks_are_one_clear_error_to_the_model(files: Path, log_dir: Path) -> None:
@@ -299,7 +301,7 @@ def test_report_costs_by_agent_and_otel_nests_sub_agents_under_the_delegating_tu
     (files / "c.txt").write_text("Charlie: the longest\n" + "more words here\n" * 300)
     session = offline_session(files, log_dir)
     asyncio.run(_run(session, PROMPT))
-    session.agent.finish("completed")
+    session.agent.finish()
     report = build_report(log_dir)
     agents = {g.name: g for g in report.by_agent}
     assert set(agents) == {"main", "a1", "a2", "a3"}
@@ -344,7 +346,11 @@ def test_lowering_the_session_cap_holds_the_sub_agents_to_it(files: Path, log_di
     lowered: list[Decimal] = []
 
     def on(event: Event) -> None:
-        if isinstance(event, TurnFinished) and event.record["agent"] == "main" and not lowered:
+        if (
+            isinstance(event, TurnFinished)
+            and event.record.to_json()["agent"] == "main"
+            and not lowered
+        ):
             lowered.append(agent.set_cap(agent.budget.settled + Decimal("0.00008")).budget.cap)
 
     asyncio.run(_run(session, PROMPT, on))
@@ -384,7 +390,7 @@ def test_sub_agent_transcripts_stay_out_of_resume(files: Path, log_dir: Path) ->
 
     session = offline_session(files, log_dir)
     asyncio.run(_run(session, PROMPT))
-    session.agent.finish("completed")
+    session.agent.finish()
     run_id = session.agent.state.run_id
     assert find_resume(log_dir, "") == log_dir / "transcripts" / f"{run_id}.jsonl"
     subs = sorted(p.name for p in (log_dir / "transcripts" / run_id).iterdir())

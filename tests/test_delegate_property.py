@@ -90,7 +90,7 @@ def test_greedy_sub_agents_stay_within_the_cap_and_their_slices(
                 ends[event.agent] = event
 
     asyncio.run(run())
-    end = agent.finish("completed").record
+    end = agent.finish().record.to_json()
     assert agent.budget.settled <= cap
     assert agent.ledger.spent <= cap
     assert Decimal(str(end["total_cost_usd"])) <= cap

@@ -32,6 +32,7 @@ from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import ConfigError
 from tuiagent.llm.offline.brain import judge
 from tuiagent.runs.log import read_records
+from tuiagent.session import connect
 
 KINDS = {
     "listing": "List the files here.",
@@ -76,7 +77,14 @@ async def test_three_runs_replayed_on_fast_and_judged(made: tuple[Path, Path, li
     ]
     assert len(turns) == len(source_turns) >= 6 and not skipped
     exp = await run_experiment(
-        settings, log_dir, turns, skipped, tier="fast", model=fast, judge=True, offline=True
+        settings,
+        log_dir,
+        turns,
+        skipped,
+        tier="fast",
+        model=fast,
+        judge=True,
+        connect=lambda: connect(settings, offline=True),
     )
     assert exp.halted is None and exp.simulated
     # Every turn has a verdict and a reason; the answers were judged by a priced call.
@@ -142,7 +150,7 @@ async def test_cli_json_and_suggested_rules_route_a_new_run(
     assert settings.router.rules and settings.router.rules[0].tier == "fast"
     session = offline_session(workspace, log_dir, router_rules=settings.router.rules)
     await collect(session, "List the files here.")
-    session.agent.finish("completed")
+    session.agent.finish()
     tiers = [r["tier"] for r in read_records(session.agent.log.path)[0] if r["type"] == "turn"]
     reasons = [
         r["route_reason"] for r in read_records(session.agent.log.path)[0] if r["type"] == "turn"
@@ -314,7 +322,14 @@ async def test_report_screen_shows_the_latest_experiment(
     fast = settings.router.model_for("fast")
     turns, skipped = load_turns(settings, log_dir, runs[:1], fast)
     exp = await run_experiment(
-        settings, log_dir, turns, skipped, tier="fast", model=fast, judge=True, offline=True
+        settings,
+        log_dir,
+        turns,
+        skipped,
+        tier="fast",
+        model=fast,
+        judge=True,
+        connect=lambda: connect(settings, offline=True),
     )
     app = Host(build_report(log_dir, last=3))
     async with app.run_test(size=(160, 48)) as pilot:

@@ -287,7 +287,7 @@ def test_report_survives_any_line(
 
 
 def test_the_tolerant_reader_keeps_every_record_tuiagent_writes() -> None:
-    from tuiagent.runs.log import read_record
+    from tuiagent.runs.records import parse_line as read_record
 
     kept = [
         '{"type":"attempt","status":429,"cost_usd":0.001,"input_tokens":5,"retry_in_s":1.5}',

@@ -114,5 +114,5 @@ def test_hostile_servers_never_pass_the_cap_headless(
                 agent.set_cap(pending.pop(0))
 
     asyncio.run(run())
-    agent.finish("completed")
+    agent.finish()
     check(agent, model, [cap, *moves])

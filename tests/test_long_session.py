@@ -99,9 +99,12 @@ async def test_clear_leaves_the_next_request_with_no_earlier_messages(
     await send(session, "What does README.md say?")
     spent = agent.ledger.spent
     edited = agent.clear_conversation()
-    assert edited.record["action"] == "clear" and edited.record["messages_before"] == 4
+    assert (
+        edited.record.to_json()["action"] == "clear"
+        and edited.record.to_json()["messages_before"] == 4
+    )
     await send(session, "What does notes.txt say?")
-    agent.finish("completed")
+    agent.finish()
     requests = [r for r in load_requests(agent.transcript.path) if r["purpose"] == "agent"]
     last = requests[-1]["request"]["messages"]
     assert last[0]["content"][0]["text"] == "What does notes.txt say?"
@@ -138,7 +141,7 @@ async def test_a_request_over_the_window_is_compacted_before_it_is_sent(
     (summary_turn,) = [t for t in records(session, "turn") if t["purpose"] == "compact"]
     assert summary_turn["model"] == agent.settings.router.model_for("fast")
     assert summary_turn["cost_usd"] == compact["cost_usd"]
-    agent.finish("completed")
+    agent.finish()
     sent = [r["request"] for r in load_requests(agent.transcript.path) if r["purpose"] == "agent"]
     assert sent and all(estimate_request_tokens(r) <= window for r in sent)
 
@@ -177,11 +180,13 @@ async def test_old_results_are_cleared_and_recalled_through_expand_result(
     events = await send(session, "What did notes/p1.txt say about launch city?")
     assert "CITY-1." in answer_of(events)
     tools = [
-        e.record["name"] for e in events if hasattr(e, "record") and e.record["type"] == "tool"
+        e.record.to_json()["name"]
+        for e in events
+        if hasattr(e, "record") and e.record.to_json()["type"] == "tool"
     ]
     assert tools == ["expand_result"]
     # Every turn's context_tokens is what its request, rebuilt from the transcript, holds.
-    agent.finish("completed")
+    agent.finish()
     turns = [t for t in records(session, "turn") if t["purpose"] == "agent"]
     sent = [r["request"] for r in load_requests(agent.transcript.path) if r["purpose"] == "agent"]
     assert [estimate_request_tokens(r) for r in sent] == [t["context_tokens"] for t in turns]

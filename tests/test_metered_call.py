@@ -149,7 +149,7 @@ async def test_an_unreadable_stream_is_an_attempt_with_its_input_and_worst_outpu
     model = HostileModel([answer])
     session = hostile_session(workspace, log_dir, model)
     await collect(session, "What does notes.txt say?")
-    end = session.agent.finish("completed")
+    end = session.agent.finish()
     first = calls(session)[0]
     billed = model.billed[0]
     assert first["input_tokens"] == billed.usage.input_tokens > 0  # message_start billed it
@@ -158,7 +158,7 @@ async def test_an_unreadable_stream_is_an_attempt_with_its_input_and_worst_outpu
         assert first["output_tokens"] >= 1024  # the most it allowed stays spent
     else:  # a turn whose cut tool call is reported
         assert first["cut_tool_calls"]
-    assert Decimal(str(end.record["total_cost_usd"])) >= model.bill(session.agent.pricer)
+    assert Decimal(str(end.record.to_json()["total_cost_usd"])) >= model.bill(session.agent.pricer)
 
 
 @pytest.mark.parametrize("answer", ["missing_message", "negative_usage", "huge_usage"])

@@ -84,7 +84,7 @@ async def test_commands_are_off_by_default_and_asked_for_when_on(
     events = await collect(session, "Please run `touch made-by-agent`")
     (tool,) = [e for e in events if isinstance(e, ToolFinished)]
     assert asked == [("run_command", {"command": "touch made-by-agent"})]
-    assert not tool.record["ok"] and "declined" in tool.output
+    assert not tool.record.to_json()["ok"] and "declined" in tool.output
     assert not (workspace / "made-by-agent").exists()
 
     async def accept(name: str, args: dict[str, Any]) -> bool:
@@ -159,7 +159,7 @@ async def test_fetch_end_to_end_offline(workspace: Path, log_dir: Path, server: 
     session = offline_session(workspace, log_dir, allow_fetch=True)
     events = await collect(session, f"What does {server}/items.json return?")
     (tool,) = [e for e in events if isinstance(e, ToolFinished)]
-    assert tool.record["name"] == "fetch_url" and tool.record["ok"]
+    assert tool.record.to_json()["name"] == "fetch_url" and tool.record.to_json()["ok"]
     assert "items" in tool.output
 
 

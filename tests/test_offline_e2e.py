@@ -16,9 +16,9 @@ from tuiagent.runs.log import read_records
 async def test_largest_file_run_lists_then_answers(workspace: Path, log_dir: Path) -> None:
     session = offline_session(workspace, log_dir)
     events = await collect(session, "Which file here is largest?")
-    end = session.agent.finish("completed")
-    turns = [e.record for e in events if isinstance(e, TurnFinished)]
-    tools = [e.record for e in events if isinstance(e, ToolFinished)]
+    end = session.agent.finish()
+    turns = [e.record.to_json() for e in events if isinstance(e, TurnFinished)]
+    tools = [e.record.to_json() for e in events if isinstance(e, ToolFinished)]
     assert len(turns) >= 2
     assert [t["name"] for t in tools] == ["list_dir"]
     assert turns[0]["stop_reason"] == "tool_use" and turns[-1]["stop_reason"] == "end_turn"
@@ -30,10 +30,12 @@ async def test_largest_file_run_lists_then_answers(workspace: Path, log_dir: Pat
         assert t["request_id"]
         breakdown = t["cost_breakdown_usd"]
         assert abs(sum(breakdown.values()) - t["cost_usd"]) < 1e-9
-    assert turns[-1]["cumulative_cost_usd"] == end.record["total_cost_usd"]
+    assert turns[-1]["cumulative_cost_usd"] == end.record.to_json()["total_cost_usd"]
     records, bad = read_records(session.agent.log.path)
     assert bad == 0
-    emitted = [e.record for e in events if isinstance(e, LogRecord)] + [end.record]
+    emitted = [e.record.to_json() for e in events if isinstance(e, LogRecord)] + [
+        end.record.to_json()
+    ]
     assert records == emitted
     assert records[0]["type"] == "run_start" and records[-1]["type"] == "run_end"
 
@@ -41,7 +43,7 @@ async def test_largest_file_run_lists_then_answers(workspace: Path, log_dir: Pat
 async def test_each_named_file_is_read_in_order(workspace: Path, log_dir: Path) -> None:
     session = offline_session(workspace, log_dir)
     events = await collect(session, "What do notes.txt and README.md say?")
-    names = [e.record["input"]["path"] for e in events if isinstance(e, ToolFinished)]
+    names = [e.record.to_json()["input"]["path"] for e in events if isinstance(e, ToolFinished)]
     assert names == ["notes.txt", "README.md"]
     final = [e for e in events if isinstance(e, AnswerDelta)]
     text = "".join(e.text for e in final)

@@ -23,14 +23,14 @@ from tuiagent.runs.layout import list_runs
 from tuiagent.runs.log import read_records
 from tuiagent.runs.records import usage_of
 from tuiagent.runs.transcript import load_messages
+from tuiagent.session import connect
 
 
 async def make_run(workspace: Path, log_dir: Path, prompt: str, **overrides: Any) -> Path:
     session = offline_session(workspace, log_dir, **overrides)
     await collect(session, prompt)
     agent = session.agent
-    reason = agent.state.halt_reason
-    agent.finish("halted" if reason else "completed", reason)
+    agent.finish()
     return agent.log.path
 
 
@@ -279,7 +279,14 @@ async def test_replay_resends_the_exact_request(workspace: Path, log_dir: Path) 
     turns = [r for r in read_records(path)[0] if r["type"] == "turn"]
     last = turns[-1]["turn"]
     assert turns[-1]["tier"] != "deep"
-    result = await replay_turn(Settings(), log_dir, path.stem, last, tier="deep", offline=True)
+    result = await replay_turn(
+        Settings(),
+        log_dir,
+        path.stem,
+        last,
+        tier="deep",
+        connect=lambda: connect(Settings(), offline=True),
+    )
     # The offline model answers from the request alone: the same request, the same answer.
     assert result.original.content is not None
     assert result.replay.content == result.original.content

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import signal
 from decimal import Decimal
 from pathlib import Path
 
@@ -46,7 +47,7 @@ async def test_runs_with_no_model_call_are_hidden_unless_all(
     chat = await make_run(workspace, log_dir, "Which file here is largest?")
     empty = offline_session(workspace, log_dir)  # opened and quit with no message
     empty.agent.start()
-    empty.agent.finish("completed")
+    empty.agent.finish()
     empty_id = empty.agent.log.path.stem
 
     last = run_cli("report", "--json", "--last", "1", "--log-dir", str(log_dir))
@@ -138,7 +139,7 @@ async def test_resume_finds_the_last_chat_not_a_replay_or_a_proxy(
     replay.agent.start(replay_of={"run_id": chat.stem, "turn": 1, "model": "x"})
     async for _ in replay.agent.send("Which file here is largest?"):
         pass
-    replay.agent.finish("completed")
+    replay.agent.finish()
     proxy = log_dir / "29991231T000000Z-000000.jsonl"  # the newest of all
     rewrite(proxy, [{"type": "run_start", "started_at": "2999-12-31", "source": "proxy"}])
     (log_dir / "transcripts" / proxy.name).write_text('{"kind":"request"}\n')
@@ -149,11 +150,16 @@ async def test_resume_finds_the_last_chat_not_a_replay_or_a_proxy(
 
 
 def test_halt_reasons_map_to_one_status_and_exit_code() -> None:
-    from tuiagent.exit_codes import EXIT_SIGHUP, EXIT_SIGTERM, outcome
+    from tuiagent.exit_codes import EXIT_SIGHUP, EXIT_SIGTERM
+    from tuiagent.runs.outcome import outcome
 
     assert outcome(None) == ("completed", None, 0)
     assert outcome("error") == ("error", "error", 1)
     assert outcome("max_cost") == ("halted", "max_cost", 3)
     assert outcome("max_retries") == ("halted", "max_retries", 3)  # a limit the user set
     assert outcome("max_retries", unreachable=True) == ("error", "max_retries", 1)
+    assert outcome(None, answered=False) == ("halted", None, 3)  # a replay with no answer
+    assert outcome("interrupted", signum=signal.SIGINT) == ("halted", "interrupted", 130)
+    assert outcome("interrupted", signum=signal.SIGTERM).exit_code == EXIT_SIGTERM
+    assert outcome("interrupted", signum=signal.SIGHUP).exit_code == EXIT_SIGHUP
     assert (EXIT_SIGTERM, EXIT_SIGHUP) == (143, 129)

@@ -222,7 +222,7 @@ def test_step_failure(text: str, stop: str, tools: bool, failure: str | None) ->
 
 
 def turns_of(events: list[Any]) -> list[dict[str, Any]]:
-    return [e.record for e in events if isinstance(e, TurnFinished)]
+    return [e.record.to_json() for e in events if isinstance(e, TurnFinished)]
 
 
 async def test_auto_routes_lookups_fast_and_plans_up(workspace: Path, log_dir: Path) -> None:

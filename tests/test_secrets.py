@@ -12,13 +12,14 @@ import pytest
 
 from tests.conftest import cli_env, run_cli
 from tests.loopback import LoopbackAPI, status
-from tuiagent.agent.events import Halted, Notice, TurnFinished
+from tuiagent.agent.events import AttemptFailed, Halted, Notice, ToolFinished
 from tuiagent.agent.tools.base import ToolOutput
 from tuiagent.apikey import api_key
 from tuiagent.errors import UsageError
 from tuiagent.llm.client import CallFailed
 from tuiagent.redact import REDACTED, forget_all, redact, redact_data, remember
 from tuiagent.runs.log import RunLog
+from tuiagent.runs.records import Attempt, HaltReason, Tool, UserMessage
 
 FAKE_KEY = "sk-ant-api03-FAKEMARKzz9Qx7w-" + "x" * 40
 # Built by the shell at run time, so the command line itself never holds the marker.
@@ -94,13 +95,15 @@ def test_every_event_message_and_tool_output_is_redacted(tmp_path: Path) -> None
     """The points where text is made: events (notices, halts, records), failed calls, tools."""
     remember(FAKE_KEY)
     assert FAKE_KEY not in Notice(f"echo {FAKE_KEY}").text
-    assert FAKE_KEY not in Halted("error", f"x {FAKE_KEY}").detail
-    record = {"type": "turn", "error": FAKE_KEY, "nested": {"k": [FAKE_KEY]}}
-    assert FAKE_KEY not in json.dumps(TurnFinished(record).record)
+    assert FAKE_KEY not in Halted(HaltReason.ERROR, f"x {FAKE_KEY}").detail
+    failed = AttemptFailed(Attempt(error=FAKE_KEY, request_id=f"req {FAKE_KEY}"))
+    assert FAKE_KEY not in json.dumps(failed.record.to_json())
+    tool = ToolFinished(Tool(input={"k": [FAKE_KEY]}), output=FAKE_KEY)
+    assert FAKE_KEY not in json.dumps(tool.record.to_json()) and FAKE_KEY not in tool.output
     assert FAKE_KEY not in str(CallFailed(message=f"401: bad {FAKE_KEY}"))
     assert FAKE_KEY not in ToolOutput(f"env: KEY={FAKE_KEY}").text
     log = RunLog(tmp_path, "r")
-    log.append({"type": "x", "text": f"{FAKE_KEY}!"})
+    log.append(UserMessage(text=f"{FAKE_KEY}!"))
     log.close()
     assert FAKE_KEY not in log.path.read_text() and json.loads(log.path.read_text())["text"]
 

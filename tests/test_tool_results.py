@@ -23,7 +23,7 @@ def _big_workspace(workspace: Path) -> Path:
 
 def _answer(events: list[object]) -> str:
     turns = [e for e in events if isinstance(e, TurnFinished)]
-    last = turns[-1].record["turn"]
+    last = turns[-1].record.to_json()["turn"]
     return "".join(e.text for e in events if isinstance(e, AnswerDelta) and e.turn == last)
 
 
@@ -31,11 +31,11 @@ async def test_large_json_and_log_reach_the_model_small(workspace: Path, log_dir
     _big_workspace(workspace)
     session = offline_session(workspace, log_dir)
     events = await collect(session, "What is in api.json and service.log?")
-    session.agent.finish("completed")
+    session.agent.finish()
     tools = [e for e in events if isinstance(e, ToolFinished)]
-    assert [t.record["input"]["path"] for t in tools] == ["api.json", "service.log"]
+    assert [t.record.to_json()["input"]["path"] for t in tools] == ["api.json", "service.log"]
     for t, method, rid in zip(tools, ["json", "log"], ["r1", "r2"], strict=True):
-        r = t.record
+        r = t.record.to_json()
         assert (r["method"], r["result_id"]) == (method, rid)
         assert r["compressed_tokens"] == estimate_tokens(t.output) <= 1000
         assert r["original_tokens"] == estimate_tokens(t.original) >= 5 * r["compressed_tokens"]
@@ -65,12 +65,14 @@ async def test_expand_returns_the_original_lines_end_to_end(workspace: Path, log
     session = offline_session(workspace, log_dir)
     events = await collect(session, "Read service.log, then expand r1 lines 100-104")
     tools = [e for e in events if isinstance(e, ToolFinished)]
-    assert [t.record["name"] for t in tools] == ["read_file", "expand_result"]
+    assert [t.record.to_json()["name"] for t in tools] == ["read_file", "expand_result"]
     expand = tools[1]
-    assert expand.record["input"] == {"result_id": "r1", "offset": 100, "limit": 5}
+    assert expand.record.to_json()["input"] == {"result_id": "r1", "offset": 100, "limit": 5}
     lines = (workspace / "service.log").read_text().splitlines()
     assert expand.output.partition("\n")[2] == "\n".join(lines[100:105])
-    assert expand.record["method"] == "none" and expand.record["result_id"] is None
+    assert (
+        expand.record.to_json()["method"] == "none" and expand.record.to_json()["result_id"] is None
+    )
     assert f"Expanded r1, lines 100-104 of 4000: {lines[100]}" in _answer(events)
 
 
@@ -82,8 +84,12 @@ async def test_no_compress_sends_results_whole(workspace: Path, log_dir: Path) -
     events = await collect(session, "What is in api.json?")
     (tool,) = [e for e in events if isinstance(e, ToolFinished)]
     assert tool.output == tool.original == json_api_response()
-    assert tool.record["method"] == "none" and tool.record["result_id"] is None
-    assert tool.record["original_tokens"] == tool.record["compressed_tokens"] > 5000
+    assert tool.record.to_json()["method"] == "none" and tool.record.to_json()["result_id"] is None
+    assert (
+        tool.record.to_json()["original_tokens"]
+        == tool.record.to_json()["compressed_tokens"]
+        > 5000
+    )
     names = [t["name"] for t in session.agent.toolbox.definitions()]
     assert "expand_result" not in names  # with context management on, cleared results need it
     assert f"data has {JSON_ITEMS} items" in _answer(events)
@@ -93,8 +99,8 @@ async def test_summaries_are_their_own_priced_turn(workspace: Path, log_dir: Pat
     _big_workspace(workspace)
     session = offline_session(workspace, log_dir, summarize_results=True)
     events = await collect(session, "What is in api.json?")
-    session.agent.finish("completed")
-    turns = [e.record for e in events if isinstance(e, TurnFinished)]
+    session.agent.finish()
+    turns = [e.record.to_json() for e in events if isinstance(e, TurnFinished)]
     summary = [t for t in turns if t["purpose"] == "summarize"]
     assert len(summary) == 1
     s = summary[0]
@@ -104,7 +110,10 @@ async def test_summaries_are_their_own_priced_turn(workspace: Path, log_dir: Pat
         turns[-1]["cumulative_cost_usd"], abs=1e-12
     )
     (tool,) = [e for e in events if isinstance(e, ToolFinished)]
-    assert tool.record["method"] == "summary" and tool.record["compressed_tokens"] <= 1000
+    assert (
+        tool.record.to_json()["method"] == "summary"
+        and tool.record.to_json()["compressed_tokens"] <= 1000
+    )
     assert f"a JSON object with keys data, meta, links; data has {JSON_ITEMS} items" in tool.output
     requests = load_requests(transcript_path(session.agent.log.path))
     assert [r["purpose"] for r in requests] == ["agent", "summarize", "agent"]

@@ -3,6 +3,7 @@ first frame, aligned columns, halts that say what is needed, one notice per fail
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,8 @@ from textual.pilot import Pilot
 
 from tests.loopback import FaultyModel
 from tuiagent.llm.offline import OfflineModel
+from tuiagent.llm.usage import TokenUsage
+from tuiagent.runs.records import Tool, Turn
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.answer import AnswerView
 from tuiagent.ui.widgets.chat import ChatLog, NoticeView, ToolCallView, UserMessageView
@@ -93,10 +96,11 @@ async def test_turns_columns_widen_when_a_row_is_rewritten(make_app: MakeApp) ->
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.main.ready, "the panels")
         table = app.main.query_one(TurnsTable)
-        row = {"turn": 1, "tier": "fast", "model": "m", "input_tokens": 1, "cost_usd": 0}
+        row = Turn(turn=1, tier="fast", model="m", usage=TokenUsage(input_tokens=1))
         table.add_turn(row)
         await pilot.pause()
-        table.add_turn({**row, "input_tokens": 123_456_789, "model": "claude-a-much-longer-model"})
+        longer = TokenUsage(input_tokens=123_456_789)
+        table.add_turn(dataclasses.replace(row, usage=longer, model="claude-a-much-longer-model"))
         await pilot.pause()
         line = next(s for s in screen_text(pilot).splitlines() if "123,456,789" in s)
         header = next(
@@ -234,7 +238,7 @@ async def test_the_tool_results_panel_keeps_its_newest_entry_in_view(make_app: M
         await until(pilot, lambda: app.main.ready, "the panels")
         panel = app.main.query_one(ToolResultsPanel)
         for n in range(1, 41):
-            record = {"turn": n, "name": "read_file", "result_id": f"r{n}", "result_tokens": 5}
+            record = Tool(turn=n, name="read_file", result_id=f"r{n}", result_tokens=5)
             panel.add_result(ToolResult(record, "x", "x"))
         await pilot.pause()
         assert "r40 read_file" in screen_text(pilot)

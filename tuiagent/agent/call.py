@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 
@@ -52,7 +52,7 @@ from tuiagent.cost.budget import (
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money as show_money
 from tuiagent.cost.ledger import Ledger
-from tuiagent.cost.pricing import Cost, Pricer, UnpricedModelError, usd
+from tuiagent.cost.pricing import Cost, Pricer, UnpricedModelError
 from tuiagent.llm.caching import (
     CacheTracker,
     api_miss_reason,
@@ -71,7 +71,8 @@ from tuiagent.llm.client import (
 from tuiagent.llm.tokens import PER_MESSAGE_OVERHEAD, estimate_request_tokens, estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.llm.window import context_window
-from tuiagent.runs.log import utc_now_iso
+from tuiagent.runs.log import Writer, utc_now_iso
+from tuiagent.runs.records import Attempt, HaltReason, Turn
 from tuiagent.runs.transcript import Transcript
 
 MAX_PLAUSIBLE_TOKENS = 10**9  # usage beyond this is a broken server, not a bill
@@ -97,12 +98,12 @@ class CallSpec:
 class CallEnd:
     """The last item of every call: its result, or why there is none.
 
-    reason: None (completed), "max_cost" (no useful call fits), "max_retries", "error"
-    (a failure not retried), "skipped" (a helper call that did not fit or failed).
+    reason: None (completed), max_cost (no useful call fits), max_retries, error (a failure
+    not retried), or "skipped" (a helper call that did not fit or failed).
     """
 
     result: CallResult | None
-    reason: str | None = None
+    reason: HaltReason | Literal["skipped"] | None = None
     detail: str = ""
     tier: str = ""  # the tier the call was made on (after any step-down)
     needed_usd: Decimal | None = None  # "max_cost": what the cheapest useful call needs
@@ -209,7 +210,7 @@ class Caller:
         client: anthropic.AsyncAnthropic,
         pricer: Pricer,
         budget: Budget,
-        write: Callable[[dict[str, Any]], dict[str, Any]],
+        write: Writer,
         transcript: Transcript,
         simulated: bool,
         clock: Callable[[], float] = time.monotonic,
@@ -239,7 +240,7 @@ class Caller:
         self.started_at = ""  # when the call in progress was sent (wall clock, ISO-8601)
         # What streamed of a call that was interrupted (the loop keeps it in the history).
         self.interrupted_content: list[dict[str, Any]] = []
-        self.last_call: dict[str, Any] | None = None  # the last `turn` record written
+        self.last_call: Turn | None = None  # the last `turn` record written
 
     # --- the call ------------------------------------------------------------
 
@@ -255,7 +256,7 @@ class Caller:
                 prepared = await self._prepare(spec)
             except CallFailed as failure:  # count_tokens refused: a bad key, an unknown model
                 yield Notice(str(failure), "warning" if helper else "error")
-                yield CallEnd(None, "skipped" if helper else "error", str(failure))
+                yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
                 return
             if prepared is None:
                 left = self.budget.remaining
@@ -271,7 +272,7 @@ class Caller:
                     places += 1
                 yield CallEnd(
                     None,
-                    "max_cost",
+                    HaltReason.MAX_COST,
                     f"spent {show_money(self.budget.settled, places)} of the "
                     f"{show_cap(self.budget.cap)} cap: {show_money(left, places)} left, "
                     f"the next call needs up to {show_money(needed, places)}",
@@ -281,7 +282,7 @@ class Caller:
             p, res = prepared, prepared.reservation
             hold = self.budget.reserve(res.worst_case_usd, f"turn {spec.turn} {spec.purpose}")
             if hold is None:  # pragma: no cover - planned within budget.remaining just now
-                yield CallEnd(None, "skipped" if helper else "max_cost", "the cap moved")
+                yield CallEnd(None, "skipped" if helper else HaltReason.MAX_COST, "the cap moved")
                 return
             yield BudgetChanged(self.budget.snapshot())
             yield TurnStarted(
@@ -342,7 +343,7 @@ class Caller:
             assert failed is not None
             if not is_retryable(failed):
                 yield Notice(str(failed), "warning" if helper else "error")
-                yield CallEnd(None, "skipped" if helper else "error", str(failed))
+                yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failed))
                 return
             wait = self._pending_wait  # set by the accounting: None when used up
             if wait is None:
@@ -351,7 +352,7 @@ class Caller:
                     "(each message gets its own: send it again to retry)"
                 )
                 yield Notice(detail, "warning")
-                yield CallEnd(None, "skipped" if helper else "max_retries", detail)
+                yield CallEnd(None, "skipped" if helper else HaltReason.MAX_RETRIES, detail)
                 return
             yield Notice(f"{failed}; retry {self.retries_used} in {wait:.1f}s", "warning")
             await self.sleep(wait)
@@ -573,29 +574,29 @@ class Caller:
             events.append(
                 Notice(
                     f"turn {spec.turn}: the answer was cut at max_tokens "
-                    f"({record['max_tokens']:,}) in the middle of a call to {', '.join(cut)}; "
+                    f"({record.max_tokens:,}) in the middle of a call to {', '.join(cut)}; "
                     "that call was dropped (raise max_tokens or the cap to let it finish)",
                     "warning",
                 )
             )
         return events
 
-    def _flag_notices(self, turn: int, record: dict[str, Any]) -> list[Event]:
+    def _flag_notices(self, turn: int, record: Turn) -> list[Event]:
         out: list[Event] = []
-        if record.get("over_reservation"):
+        if record.over_reservation:
             out.append(
                 Notice(
                     f"turn {turn}: the server billed more than the call was reserved for "
-                    f"(${record['cost_usd']:.6f} against ${record['reserved_usd']:.6f}); "
+                    f"(${record.cost_usd:.6f} against ${record.reserved_usd:.6f}); "
                     "later calls reserve for it",
                     "warning",
                 )
             )
-        if record.get("model_mismatch"):
+        if record.model_mismatch:
             out.append(
                 Notice(
-                    f"turn {turn}: asked for {record['model']}, the server answered as "
-                    f"{record['model_mismatch']} (priced as {record['priced_as']})",
+                    f"turn {turn}: asked for {record.model}, the server answered as "
+                    f"{record.model_mismatch} (priced as {record.priced_as})",
                     "warning",
                 )
             )
@@ -631,24 +632,23 @@ class Caller:
             self.retries_used += 1
         self._pending_wait = wait
         record = self.write(
-            {
-                "type": "attempt",
-                "turn": spec.turn,
-                "purpose": spec.purpose,
-                "model": p.model,
-                "tier": p.decision.tier,
-                "status": failure.status,
-                "error_type": failure.error_type,
-                "error": str(failure),
-                "request_id": failure.request_id,
-                "retry_in_s": None if wait is None else round(wait, 3),
-                "retries_used": self.retries_used,
-                **usage.as_record(),
-                "cost_usd": usd(cost.total),
-                "reserved_usd": usd(p.reservation.worst_case_usd),
-                "cumulative_cost_usd": usd(self.ledger.spent),
+            Attempt(
+                turn=spec.turn,
+                purpose=spec.purpose,
+                model=p.model,
+                tier=p.decision.tier,
+                status=failure.status,
+                error_type=failure.error_type,
+                error=str(failure),
+                request_id=failure.request_id,
+                retry_in_s=None if wait is None else round(wait, 3),
+                retries_used=self.retries_used,
+                usage=usage,
+                cost_usd=cost.total,
+                reserved_usd=p.reservation.worst_case_usd,
+                cumulative_cost_usd=self.ledger.spent,
                 **flags,
-            }
+            )
         )
         return [AttemptFailed(record), BudgetChanged(self.budget.snapshot())]
 
@@ -684,49 +684,47 @@ class Caller:
         flags: dict[str, Any],
         miss_reason: str | None,
         cut: list[str],
-    ) -> dict[str, Any]:
-        """Book a finished (or stopped) call in the ledger and write its `turn` record: the
-        record's one schema."""
+    ) -> Turn:
+        """Book a finished (or stopped) call in the ledger and write its `turn` record."""
         usage, res, decision = result.usage, p.reservation, p.decision
         without_cache = self.pricer.without_cache(priced_as, usage)
         self.ledger.add(usage, cost, without_cache=without_cache)
         record = self.last_call = self.write(
-            {
-                "type": "turn",
-                "turn": spec.turn,
-                "purpose": spec.purpose,
-                "model": p.model,
-                "tier": decision.tier,
-                "simulated": self.simulated,
-                **usage.as_record(),
-                "context_tokens": usage.total_input_tokens,
-                "context_window": context_window(p.model, self.settings.run.context_window),
-                "cost_usd": usd(cost.total),
-                "cost_breakdown_usd": cost.as_record(),
-                "cumulative_cost_usd": usd(self.ledger.spent),
-                "max_tokens": p.request["max_tokens"],
-                "max_tokens_requested": res.requested_max_tokens,
-                "input_tokens_counted": res.input_tokens,
-                "input_count_source": res.token_source,
-                "reserved_usd": usd(res.worst_case_usd),
-                "stop_reason": result.stop_reason,
-                "latency_s": round(result.latency_s, 4),
-                "ttft_s": None if result.ttft_s is None else round(result.ttft_s, 4),
-                "started_at": self.started_at,
-                "ended_at": utc_now_iso(),
-                "request_id": result.request_id,
-                "message_id": result.message_id,
-                "route_reason": decision.reason,
-                "route_candidates": decision.candidates_record(),
-                "escalated_from_turn": spec.escalated_from,
-                "cache_miss_reason": miss_reason,
-                "cost_without_cache_usd": usd(without_cache),
-                "saved_by_cache_usd": usd(without_cache - cost.total),
-                "tool_calls": [u["name"] for u in result.tool_uses],
-                "cut_tool_calls": cut,
-                "priced_as": priced_as,
+            Turn(
+                turn=spec.turn,
+                purpose=spec.purpose,
+                model=p.model,
+                tier=decision.tier,
+                simulated=self.simulated,
+                usage=usage,
+                context_tokens=usage.total_input_tokens,
+                context_window=context_window(p.model, self.settings.run.context_window),
+                cost_usd=cost.total,
+                cost_breakdown_usd=cost,
+                cumulative_cost_usd=self.ledger.spent,
+                max_tokens=p.request["max_tokens"],
+                max_tokens_requested=res.requested_max_tokens,
+                input_tokens_counted=res.input_tokens,
+                input_count_source=res.token_source,
+                reserved_usd=res.worst_case_usd,
+                stop_reason=result.stop_reason,
+                latency_s=round(result.latency_s, 4),
+                ttft_s=None if result.ttft_s is None else round(result.ttft_s, 4),
+                started_at=self.started_at,
+                ended_at=utc_now_iso(),
+                request_id=result.request_id,
+                message_id=result.message_id,
+                route_reason=decision.reason,
+                route_candidates=decision.candidates_record(),
+                escalated_from_turn=spec.escalated_from,
+                cache_miss_reason=miss_reason,
+                cost_without_cache_usd=without_cache,
+                saved_by_cache_usd=without_cache - cost.total,
+                tool_calls=[u["name"] for u in result.tool_uses],
+                cut_tool_calls=cut,
+                priced_as=priced_as,
                 **flags,
-            }
+            )
         )
         return record
 

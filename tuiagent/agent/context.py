@@ -38,10 +38,10 @@ from tuiagent.agent.call import CallEnd
 from tuiagent.agent.compress import Compressor
 from tuiagent.agent.events import ContextEdited, Event, Notice
 from tuiagent.config import TIERS
-from tuiagent.cost.pricing import usd
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.llm.window import context_window
+from tuiagent.runs.records import ContextEdit
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
@@ -245,23 +245,20 @@ class ContextManager:
         model = agent.cache.last_model or self.settings.router.model_for("fast")
         rates = agent.pricer.rates(model)
         record = agent.write(
-            {
-                "type": "context",
-                "action": "clear_tool_results",
-                "turn": agent.state.turns,
-                "results": len(clearing.edits),
-                "result_ids": ids,
-                "tokens_before": before,
-                "tokens_after": self.tokens(),
-                "cleared_tokens": clearing.cleared_tokens,
-                "rewritten_tokens": clearing.rewritten_tokens,
-                "saved_per_call_usd": usd(rates.cache_read * clearing.cleared_tokens),
-                "rewrite_cost_usd": usd(
-                    (rates.cache_write_5m - rates.cache_read) * clearing.rewritten_tokens
-                ),
-                "cost_usd": 0.0,
-                "reason": reason,
-            }
+            ContextEdit(
+                action="clear_tool_results",
+                turn=agent.state.turns,
+                results=len(clearing.edits),
+                result_ids=ids,
+                tokens_before=before,
+                tokens_after=self.tokens(),
+                cleared_tokens=clearing.cleared_tokens,
+                rewritten_tokens=clearing.rewritten_tokens,
+                saved_per_call_usd=rates.cache_read * clearing.cleared_tokens,
+                rewrite_cost_usd=(rates.cache_write_5m - rates.cache_read)
+                * clearing.rewritten_tokens,
+                reason=reason,
+            )
         )
         return ContextEdited(record)
 
@@ -330,19 +327,18 @@ class ContextManager:
         agent.transcript.rewrite(agent.state.history, 0)
         after = self.tokens()
         record = agent.write(
-            {
-                "type": "context",
-                "action": "compact",
-                "turn": agent.state.turns,
-                "model": result.model or model,
-                "messages_before": len(history),
-                "messages_after": len(agent.state.history),
-                "tokens_before": before,
-                "tokens_after": after,
-                "summary_tokens": result.usage.output_tokens,
-                "cost_usd": usd(cost),
-                "reason": why,
-            }
+            ContextEdit(
+                action="compact",
+                turn=agent.state.turns,
+                model=result.model or model,
+                messages_before=len(history),
+                messages_after=len(agent.state.history),
+                tokens_before=before,
+                tokens_after=after,
+                summary_tokens=result.usage.output_tokens,
+                cost_usd=cost,
+                reason=why,
+            )
         )
         yield ContextEdited(record)
         yield Notice(
@@ -359,17 +355,15 @@ class ContextManager:
         agent.state.history = []
         agent.transcript.rewrite([], 0)
         record = agent.write(
-            {
-                "type": "context",
-                "action": "clear",
-                "turn": agent.state.turns,
-                "messages_before": messages,
-                "messages_after": 0,
-                "tokens_before": before,
-                "tokens_after": self.tokens(),
-                "cost_usd": 0.0,
-                "reason": "/clear: a new conversation",
-            }
+            ContextEdit(
+                action="clear",
+                turn=agent.state.turns,
+                messages_before=messages,
+                messages_after=0,
+                tokens_before=before,
+                tokens_after=self.tokens(),
+                reason="/clear: a new conversation",
+            )
         )
         return ContextEdited(record)
 

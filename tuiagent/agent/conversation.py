@@ -9,6 +9,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from tuiagent.llm.caching import plan_breakpoints
+from tuiagent.runs.records import HaltReason
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
@@ -19,7 +20,7 @@ def begin_request(agent: Agent, prompt: str | None = None) -> None:
     `prompt` (send), the user's message joins the history; without (go_on), the request a
     limit halted goes on."""
     state = agent.state
-    if state.halt_reason != "error":
+    if state.halt_reason != HaltReason.ERROR:
         state.halt_reason = None  # a new attempt within the limits
     agent.request_start, agent.caller.retries_used, agent.working = state.turns, 0, True
     agent.message_at = None  # where the request's message is in the history
@@ -74,7 +75,7 @@ def interrupted(agent: Agent, turn: int) -> None:
     """The agent call of `turn` was interrupted (Escape, Ctrl-C, a signal): it counts as a
     turn, and what streamed stays in the conversation."""
     agent.state.turns = turn
-    agent.state.halt_reason = "interrupted"
+    agent.state.halt_reason = HaltReason.INTERRUPTED
     if agent.caller.interrupted_content:
         content = agent.caller.interrupted_content
         agent.state.history.append({"role": "assistant", "content": content})

@@ -37,8 +37,9 @@ from tuiagent.agent.events import (
 )
 from tuiagent.agent.tools.base import Tool, Toolbox, ToolError, ToolOutput
 from tuiagent.config import TIERS
-from tuiagent.cost.pricing import usd
 from tuiagent.runs.log import utc_now_iso
+from tuiagent.runs.outcome import COMPLETED, ERROR, outcome
+from tuiagent.runs.records import SubAgentEnd
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
@@ -328,7 +329,7 @@ class Delegator:
                         queue.put_nowait(event)
                         if isinstance(event, TurnFinished):
                             # Its state counts the turn once the call returns: count it now.
-                            r.turns = max(r.turns, int(event.record.get("turn") or 0))
+                            r.turns = max(r.turns, event.record.turn)
                             queue.put_nowait(status(r, worker))
                     elif isinstance(event, TurnStarted):
                         queue.put_nowait(status(r, worker))
@@ -347,31 +348,31 @@ class Delegator:
         else:
             assert worker is not None
             reason = worker.state.halt_reason
-            if reason is None:
+            end = outcome(reason).status
+            if end == COMPLETED:
                 r.state = "completed"
-            elif reason == "error":
+            elif end == ERROR:
                 r.state, r.detail = "failed", "; ".join(errors) or "the call failed"
             else:
                 r.state, r.reason = "stopped", reason
-                r.detail = halted.detail if halted is not None else reason
+                r.detail = halted.detail if halted is not None else str(reason)
         finally:
             if worker is not None:
                 r.answer = last_answer(worker.state.history)
                 queue.put_nowait(status(r, worker))
                 parent.state.subagent_turns += r.turns
                 ended = worker.write(
-                    {
-                        "type": "agent",
-                        "status": r.state,
-                        "halt_reason": r.reason,
-                        "detail": r.detail,
-                        "tier": r.task.tier,
-                        "turns": r.turns,
-                        "cost_usd": usd(r.spent),
-                        "slice_usd": usd(r.slice_usd),
-                        "started_at": started_at,
-                        "ended_at": utc_now_iso(),
-                    }
+                    SubAgentEnd(
+                        status=r.state,
+                        halt_reason=r.reason,
+                        detail=r.detail,
+                        tier=r.task.tier,
+                        turns=r.turns,
+                        cost_usd=r.spent,
+                        slice_usd=r.slice_usd,
+                        started_at=started_at,
+                        ended_at=utc_now_iso(),
+                    )
                 )
                 queue.put_nowait(SubAgentEnded(ended))
                 worker.transcript.messages(worker.state.history)

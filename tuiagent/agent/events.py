@@ -1,6 +1,7 @@
 """What the agent says as it works: typed events for the headless runner and the UI alike.
 
-Events that are also run-log lines subclass `LogRecord` and carry the exact record.
+Events that are also run-log lines subclass `LogRecord` and carry the typed record as it was
+written (tuiagent/runs/records.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
 from tuiagent.redact import redact_data
+from tuiagent.runs import records
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,9 @@ class Event:
     def __post_init__(self) -> None:
         for name in _field_names(type(self)):
             value = getattr(self, name)
-            if isinstance(value, str | dict | list):
+            if isinstance(value, records.Record):
+                object.__setattr__(self, name, value.redacted())
+            elif isinstance(value, str | dict | list):
                 clean = redact_data(value)
                 # The record itself is kept when there is nothing to hide.
                 if clean is not value and clean != value:
@@ -40,32 +44,33 @@ def _field_names(cls: type[Event]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class LogRecord(Event):
-    record: dict[str, Any]
+    record: records.Record
 
     @property
     def type(self) -> str:
-        return str(self.record["type"])
+        return self.record.TYPE
 
 
 @dataclass(frozen=True)
 class RunStarted(LogRecord):
-    pass
+    record: records.RunStart
 
 
 @dataclass(frozen=True)
 class UserMessage(LogRecord):
-    pass
+    record: records.UserMessage
 
 
 @dataclass(frozen=True)
 class TurnFinished(LogRecord):
-    pass
+    record: records.Turn
 
 
 @dataclass(frozen=True)
 class ToolFinished(LogRecord):
     """A tool ran. `output` is what the model saw."""
 
+    record: records.Tool
     output: str = ""
     original: str = ""
 
@@ -74,10 +79,12 @@ class ToolFinished(LogRecord):
 class SubAgentEnded(LogRecord):
     """The `agent` record that closes a sub-agent: how it ended and what it spent."""
 
+    record: records.SubAgentEnd
+
 
 @dataclass(frozen=True)
 class AttemptFailed(LogRecord):
-    pass
+    record: records.Attempt
 
 
 @dataclass(frozen=True)
@@ -85,10 +92,12 @@ class ContextEdited(LogRecord):
     """The conversation was edited to keep its context in bounds (agent/context.py):
     old tool results cleared, a compaction, /clear. The record says what it saved."""
 
+    record: records.ContextEdit
+
 
 @dataclass(frozen=True)
 class RunEnded(LogRecord):
-    pass
+    record: records.RunEnd
 
 
 @dataclass(frozen=True)
@@ -129,7 +138,7 @@ class ToolCallStarted(Event):
 class Halted(Event):
     """A limit stopped the work. In the UI the session can go on once the limit is raised."""
 
-    reason: str
+    reason: records.HaltReason
     detail: str
     # Nothing of the user's message was sent and it left the conversation: the UI gives it
     # back to the user (to send again once the limit is raised).
@@ -139,7 +148,7 @@ class Halted(Event):
     @property
     def by_cap(self) -> bool:
         """Stopped by the spending cap: raising the cap lets the session go on."""
-        return self.reason == "max_cost"
+        return self.reason == records.HaltReason.MAX_COST
 
 
 @dataclass(frozen=True)

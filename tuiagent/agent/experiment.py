@@ -31,14 +31,16 @@ from tuiagent.agent.router import RouteDecision, request_words, rule_matches, to
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, RouterRule, Settings
 from tuiagent.cost.budget import estimated_with_margin, plan_reservation
-from tuiagent.cost.pricing import ZERO, Pricer, usd
+from tuiagent.cost.pricing import ZERO, Pricer
 from tuiagent.errors import LimitError, TuiagentError, UsageError
+from tuiagent.llm.client import ModelConnection
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
-from tuiagent.runs.records import money_of, usage_of
+from tuiagent.runs.outcome import outcome
+from tuiagent.runs.records import ExperimentResult, HaltReason, ReplayedTurn
+from tuiagent.runs.records import Turn as TurnRecord
 from tuiagent.runs.transcript import answer_after, sent_requests
-from tuiagent.session import connect
 
 VERDICTS = ("same", "acceptable", "worse")
 KEEPS = ("same", "acceptable")  # verdicts under which the cheaper model would have done
@@ -92,22 +94,22 @@ class TurnResult:
         """The cheaper model did as well: same or acceptable."""
         return self.verdict in KEEPS and self.error is None
 
-    def as_json(self) -> dict[str, Any]:
+    def row(self) -> ReplayedTurn:
         s = self.source
-        return {
-            "run_id": s.run_id,
-            "turn": s.turn,
-            "original_tier": s.tier,
-            "original_model": s.model,
-            "original_cost_usd": usd(s.cost),
-            "replay_tier": self.tier,
-            "replay_model": self.model,
-            "replay_cost_usd": usd(self.cost),
-            "verdict": self.verdict,
-            "reason": self.reason,
-            "judge_cost_usd": usd(self.judge_cost),
-            "error": self.error,
-        }
+        return ReplayedTurn(
+            run_id=s.run_id,
+            turn=s.turn,
+            original_tier=s.tier,
+            original_model=s.model,
+            original_cost_usd=s.cost,
+            replay_tier=self.tier,
+            replay_model=self.model,
+            replay_cost_usd=self.cost,
+            verdict=self.verdict,
+            reason=self.reason,
+            judge_cost_usd=self.judge_cost,
+            error=self.error,
+        )
 
 
 @dataclass
@@ -129,7 +131,7 @@ class Experiment:
     spent: Decimal = ZERO
     run_id: str = ""
     log_path: Path | None = None
-    halted: str | None = None
+    halted: HaltReason | None = None
     simulated: bool = False
     notice: str | None = None
 
@@ -154,28 +156,34 @@ class Experiment:
     def saving(self) -> Decimal:
         return self.original_cost - self.would_have_cost
 
-    def as_json(self) -> dict[str, Any]:
-        counts = {v: sum(r.verdict == v for r in self.results) for v in VERDICTS}
-        return {
-            "experiment_run_id": self.run_id,
-            "replay_of": self.sources,
-            "tier": self.tier,
-            "model": self.model,
-            "simulated": self.simulated,
-            "halted": self.halted,
-            "cap_usd": usd(self.cap),
-            "turns": [r.as_json() for r in self.results],
-            "skipped_turns": [{"run_id": t.run_id, "turn": t.turn} for t in self.skipped],
-            "verdicts": counts,
-            "totals": {
-                "original_cost_usd": usd(self.original_cost),
-                "replay_cost_usd": usd(self.replay_cost),
-                "judge_cost_usd": usd(self.judge_cost),
-                "experiment_cost_usd": usd(self.spent),
-                "would_have_cost_usd": usd(self.would_have_cost),
-                "saving_usd": usd(self.saving),
+    def record(self) -> ExperimentResult:
+        """The experiment's record in the run log (for the report screen)."""
+        return ExperimentResult(
+            experiment_run_id=self.run_id,
+            replay_of=self.sources,
+            tier=self.tier,
+            model=self.model,
+            simulated=self.simulated,
+            halted=self.halted,
+            cap_usd=self.cap,
+            turns=[r.row() for r in self.results],
+            skipped_turns=[{"run_id": t.run_id, "turn": t.turn} for t in self.skipped],
+            verdicts={v: sum(r.verdict == v for r in self.results) for v in VERDICTS},
+            totals={
+                "original_cost_usd": self.original_cost,
+                "replay_cost_usd": self.replay_cost,
+                "judge_cost_usd": self.judge_cost,
+                "experiment_cost_usd": self.spent,
+                "would_have_cost_usd": self.would_have_cost,
+                "saving_usd": self.saving,
             },
-        }
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The experiment as `replay --all --json` prints it: its record's fields."""
+        data = self.record().to_json()
+        del data["type"], data["run_id"]
+        return data
 
 
 # --- the source turns --------------------------------------------------------
@@ -197,15 +205,13 @@ def _prompt_of(messages: list[dict[str, Any]]) -> str:
 
 def source_turns(run: RunFile) -> list[Turn]:
     """Every agent turn of a run with its exact request and its answer."""
-    records = [
-        r for r in run.records if r.get("type") == "turn" and r.get("purpose", "agent") == "agent"
-    ]
+    records = [c for c in run.calls if isinstance(c, TurnRecord) and c.purpose == "agent"]
     if not records:
         raise UsageError(f"run {run.run_id} has no agent turns to replay")
     requests, messages = sent_requests(run)
     turns = []
     for rec in records:
-        number = int(rec.get("turn") or 0)
+        number = rec.turn
         request = requests.get((number, "agent"))
         if request is None:
             raise UsageError(f"the transcript of run {run.run_id} has no request for turn {number}")
@@ -214,10 +220,10 @@ def source_turns(run: RunFile) -> list[Turn]:
             Turn(
                 run.run_id,
                 number,
-                str(rec.get("tier", "?")),
-                str(rec.get("model", "?")),
-                money_of(rec.get("cost_usd")) or ZERO,
-                usage_of(rec),
+                rec.tier or "?",
+                rec.model or "?",
+                rec.cost_usd,
+                rec.usage,
                 request,
                 answer_after(messages, request),
                 _prompt_of(sent),
@@ -368,7 +374,7 @@ class _Calls:
     """The outcome of one metered call, gathered from its events."""
 
     end: CallEnd | None = None
-    record: dict[str, Any] | None = None
+    record: TurnRecord | None = None
 
 
 def _exact(request: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
@@ -387,7 +393,7 @@ async def _call(agent: Agent, spec: CallSpec) -> _Calls:
 
 
 def _cost(calls: _Calls) -> Decimal:
-    return money_of(calls.record["cost_usd"]) or ZERO if calls.record else ZERO
+    return calls.record.cost_usd if calls.record else ZERO
 
 
 async def run_experiment(
@@ -399,10 +405,11 @@ async def run_experiment(
     tier: str,
     model: str,
     judge: bool,
-    offline: bool = False,
+    connect: Callable[[], ModelConnection],
 ) -> Experiment:
-    """Replay `turns` on `model` (and judge them) within `settings.max_cost_usd` in all."""
-    conn = connect(settings, offline=offline)
+    """Replay `turns` on `model` (and judge them) within `settings.max_cost_usd` in all,
+    through the connection `connect` makes (the real API or the offline model)."""
+    conn = connect()
     agent = Agent(
         settings, client=conn.client, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir
     )
@@ -424,12 +431,12 @@ async def run_experiment(
     try:
         await _replay_all(agent, exp, turns, judge)
     except (asyncio.CancelledError, KeyboardInterrupt):
-        exp.halted = "interrupted"  # the call in flight is accounted by the metered call
+        exp.halted = HaltReason.INTERRUPTED  # the call in flight is accounted by the metered call
         raise
     finally:
         exp.spent = agent.ledger.spent
-        agent.write({"type": "experiment", **exp.as_json()})  # for the report screen
-        agent.finish("halted" if exp.halted else "completed", exp.halted)
+        agent.write(exp.record())  # for the report screen
+        agent.finish(outcome(exp.halted))
     return exp
 
 
@@ -453,7 +460,7 @@ async def _replay_all(
         end = replayed.end
         if end is None or end.result is None:
             if end is not None and not end.detail:  # did not fit what is left of the cap
-                exp.halted = "max_cost"
+                exp.halted = HaltReason.MAX_COST
                 result.error = "not replayed: it did not fit what is left of the cap"
                 exp.results.pop()
                 break
@@ -475,7 +482,7 @@ async def _replay_all(
                 end = judged.end
                 if end is not None and end.result is None and not end.detail:
                     result.reason = "not judged: the judge call did not fit what is left of the cap"
-                    exp.halted = "max_cost"
+                    exp.halted = HaltReason.MAX_COST
                 elif end is None or end.result is None:
                     result.verdict, result.reason = "worse", "not judged: the judge call failed"
                 else:
@@ -486,16 +493,16 @@ async def _replay_all(
             break
 
 
-def latest_experiment(log_dir: Path) -> dict[str, Any] | None:
-    """The result of the latest experiment logged in `log_dir` (Experiment.as_json)."""
+def latest_experiment(log_dir: Path) -> ExperimentResult | None:
+    """The result of the latest experiment logged in `log_dir`."""
     try:
         runs = list_runs(log_dir)
     except TuiagentError:
         return None
     for run in reversed(runs):
-        record = run.first("experiment")
-        if record is not None:
-            return record
+        found = [r for r in run.typed if isinstance(r, ExperimentResult)]
+        if found:
+            return found[0]
     return None
 
 

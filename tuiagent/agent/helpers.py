@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from tuiagent.agent.call import CallEnd, CallSpec
 from tuiagent.agent.events import Event, Notice
 from tuiagent.agent.router import CLASSIFIER_PROMPT, RouteDecision, tier_named
-from tuiagent.cost.pricing import usd
 from tuiagent.llm.caching import plan_breakpoints
 from tuiagent.llm.tokens import estimate_request_tokens
+from tuiagent.runs.records import KeepWarm
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
@@ -108,16 +108,15 @@ async def keep_warm(agent: Agent) -> AsyncGenerator[Event, None]:
     else:
         action, reason = "refresh", "a refresh costs less than a miss on the next turn"
     agent.write(
-        {
-            "type": "keep_warm",
-            "model": model,
-            "cached_prefix_tokens": prefix,
-            "expires_in_s": round(left, 1),
-            "refresh_cost_usd": usd(refresh),
-            "miss_cost_usd": usd(miss),
-            "action": action,
-            "reason": reason,
-        }
+        KeepWarm(
+            model=model,
+            cached_prefix_tokens=prefix,
+            expires_in_s=round(left, 1),
+            refresh_cost_usd=refresh,
+            miss_cost_usd=miss,
+            action=action,
+            reason=reason,
+        )
     )
     yield Notice(f"keep-warm on {model}: {action} ({reason})")
     if action != "refresh":

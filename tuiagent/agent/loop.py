@@ -51,6 +51,10 @@ from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.caching import CacheTracker
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
+from tuiagent.runs.log import R
+from tuiagent.runs.outcome import Outcome, outcome
+from tuiagent.runs.records import HaltReason
+from tuiagent.runs.records import UserMessage as UserRecord
 
 T = TypeVar("T")
 
@@ -61,7 +65,7 @@ class RunState:
     turns: int = 0
     subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
     status: str | None = None
-    halt_reason: str | None = None
+    halt_reason: HaltReason | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -165,22 +169,21 @@ class Agent:
 
     # --- records -----------------------------------------------------------
 
-    def write(self, record: dict[str, Any]) -> dict[str, Any]:
-        record = {
-            "type": record.pop("type"),
-            "run_id": self.state.run_id,
-            **self.identity,
-            **record,
-        }
+    def write(self, record: R) -> R:
+        """Write a record to the run log as this agent's (its run id and identity)."""
+        record = dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
         self.log.append(record)
         return record
 
-    def start(self, **extra: Any) -> RunStarted:
-        """Write run_start; `extra` adds fields (a replay notes `replay_of`)."""
-        return RunStarted(self.write(records.run_start(self, extra)))
+    def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
+        """Write run_start (a replay notes `replay_of`)."""
+        return RunStarted(self.write(records.run_start(self, replay_of)))
 
-    def finish(self, status: str, halt_reason: str | None = None) -> RunEnded:
-        self.state.status, self.state.halt_reason = status, halt_reason
+    def finish(self, end: Outcome | None = None) -> RunEnded:
+        """Write run_end: how the run ended (runs/outcome.py), by default from its halt
+        reason. Closes the log and the transcript."""
+        end = end or outcome(self.state.halt_reason)
+        self.state.status, self.state.halt_reason = end.status, end.halt_reason
         record = self.write(records.run_end(self))
         self.log.close()
         self.transcript.messages(self.state.history)  # the last answer, for replay
@@ -192,7 +195,7 @@ class Agent:
     def set_cap(self, cap: Decimal) -> BudgetChanged:
         """Set the spending cap; never below settled + in flight. Returns the budget then."""
         self.budget.set_cap(cap)
-        if self.state.halt_reason == "max_cost" and self.budget.remaining > 0:
+        if self.state.halt_reason == HaltReason.MAX_COST and self.budget.remaining > 0:
             self.state.halt_reason = None
         return self.budget_state()
 
@@ -257,9 +260,7 @@ class Agent:
     async def send(self, prompt: str) -> AsyncGenerator[Event, None]:
         """Work on one user message until the answer or a limit."""
         conversation.begin_request(self, prompt)
-        yield UserMessage(
-            self.write({"type": "user", "text": prompt, "tokens": estimate_tokens(prompt)})
-        )
+        yield UserMessage(self.write(UserRecord(text=prompt, tokens=estimate_tokens(prompt))))
         try:
             async for event in helpers.classify(self, prompt):
                 yield event
@@ -299,7 +300,7 @@ class Agent:
         while True:
             if self.state.turns - self.request_start >= self.max_turns:
                 yield self._halt(
-                    "max_turns",
+                    HaltReason.MAX_TURNS,
                     f"this request used its {self.max_turns} model calls (max_turns); "
                     "/turns N allows more and goes on",
                 )
@@ -308,7 +309,7 @@ class Agent:
                 async for event in steps:
                     yield event
             if (too_long := self.context.over_window()) is not None:
-                yield self._halt("context", too_long)
+                yield self._halt(HaltReason.CONTEXT, too_long)
                 return
             turn = self.state.turns + 1
             spec = CallSpec(
@@ -334,15 +335,19 @@ class Agent:
                 raise
             assert end is not None
             if end.result is None:
-                if end.reason == "max_cost" and not answered and self.message_at is not None:
+                if (
+                    end.reason == HaltReason.MAX_COST
+                    and not answered
+                    and self.message_at is not None
+                ):
                     prompt = conversation.withdraw_message(self)
-                    halt = self._halt(end.reason, end.detail)
+                    halt = self._halt(HaltReason.MAX_COST, end.detail)
                     yield dataclasses.replace(halt, withdrawn=prompt, needed_usd=end.needed_usd)
-                elif end.reason in ("max_cost", "max_retries"):
-                    halt = self._halt(end.reason, end.detail)
+                elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
+                    halt = self._halt(HaltReason(end.reason), end.detail)
                     yield dataclasses.replace(halt, needed_usd=end.needed_usd)
                 else:
-                    self.state.halt_reason = "error"
+                    self.state.halt_reason = HaltReason.ERROR
                 return
             answered = True
             self.state.turns = turn
@@ -373,6 +378,6 @@ class Agent:
             else:
                 escalation.step_done()
 
-    def _halt(self, reason: str, detail: str) -> Halted:
+    def _halt(self, reason: HaltReason, detail: str) -> Halted:
         self.state.halt_reason = reason
         return Halted(reason, detail)

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from tuiagent.agent.events import BudgetChanged, ContextEdited, Event, RunEnded, RunStarted
 from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+from tuiagent.runs.outcome import Outcome
+from tuiagent.runs.records import HaltReason, Turn
 
 # Asked before a tool that acts on the world runs: True runs it; False, or the user's reason
 # as a string, declines it.
@@ -32,10 +34,10 @@ class AgentSnapshot:
     max_turns: int  # model calls allowed per request
     budget: BudgetSnapshot  # cap, spent (settled) and in flight
     status: str | None  # set when the run has ended
-    halt_reason: str | None  # what stopped the last request (max_cost, max_turns, ...)
+    halt_reason: HaltReason | None  # what stopped the last request (max_cost, max_turns, ...)
     # The last `turn` record of this agent's own calls (not a sub-agent's): after an
     # interrupt, the stopped call's record when its stop_reason is "interrupted".
-    last_call: dict[str, Any] | None
+    last_call: Turn | None
 
 
 class AgentControl(Protocol):
@@ -44,7 +46,7 @@ class AgentControl(Protocol):
 
     approve: Approver | None
 
-    def start(self, **extra: Any) -> RunStarted: ...
+    def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted: ...
 
     def send(self, prompt: str) -> AsyncGenerator[Event, None]: ...
 
@@ -62,6 +64,6 @@ class AgentControl(Protocol):
 
     def set_max_turns(self, turns: int) -> None: ...
 
-    def finish(self, status: str, halt_reason: str | None = None) -> RunEnded: ...
+    def finish(self, end: Outcome | None = None) -> RunEnded: ...
 
     def snapshot(self) -> AgentSnapshot: ...

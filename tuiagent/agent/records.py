@@ -1,5 +1,5 @@
 """An agent's records in its run: where they go, who it is on each, and the run's first and
-last records (`run_start`, `run_end`).
+last records (`run_start`, `run_end`; their types are tuiagent/runs/records.py's).
 
 The main agent opens the run: a new run id, the run log and the run's transcript. A
 sub-agent (agent/delegate.py) has a parent: it writes to the parent's run log with its own
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from tuiagent.config import TIERS
 from tuiagent.cost.ledger import Ledger
-from tuiagent.cost.pricing import usd
 from tuiagent.runs.layout import transcript_path
 from tuiagent.runs.log import RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.records import Limits, RunEnd, RunStart
 from tuiagent.runs.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -51,36 +51,34 @@ def place_of(
     return Place(identity, parent.state.run_id, parent.log, transcript, parent.ledger)
 
 
-def run_start(agent: Agent, extra: dict[str, Any]) -> dict[str, Any]:
-    limits = {
-        "max_cost_usd": usd(agent.budget.cap),
-        "max_turns": agent.max_turns,
-        "max_tokens": agent.settings.run.max_tokens,
-    }
-    return {
-        "type": "run_start",
-        "started_at": utc_now_iso(),
-        "provider": agent.provider,
-        "simulated": agent.simulated,
-        "models": {t: agent.settings.router.model_for(t) for t in TIERS},
-        "tier": agent.tier,
-        "limits": limits,
-        **extra,
-    }
+def run_start(agent: Agent, replay_of: dict[str, Any] | None) -> RunStart:
+    return RunStart(
+        started_at=utc_now_iso(),
+        provider=agent.provider,
+        simulated=agent.simulated,
+        models={t: agent.settings.router.model_for(t) for t in TIERS},
+        tier=agent.tier,
+        limits=Limits(agent.budget.cap, agent.max_turns, agent.settings.run.max_tokens),
+        replay_of=replay_of,
+    )
 
 
-def run_end(agent: Agent) -> dict[str, Any]:
-    ledger, state = agent.ledger, agent.state
-    return {
-        "type": "run_end",
-        "ended_at": utc_now_iso(),
-        "status": state.status,
-        "halt_reason": state.halt_reason,
-        "turns": state.turns,
-        "subagent_turns": state.subagent_turns,
-        "total_cost_usd": usd(ledger.spent),
-        **ledger.totals_record(),
-        "cost_without_cache_usd": usd(ledger.cost_without_cache),
-        "saved_by_cache_usd": usd(ledger.saved_by_cache),
-        "cache_hit_rate": round(ledger.cache_hit_rate, 4),
-    }
+def run_end(agent: Agent) -> RunEnd:
+    ledger, state, u = agent.ledger, agent.state, agent.ledger.usage
+    return RunEnd(
+        ended_at=utc_now_iso(),
+        status=state.status or "",
+        halt_reason=state.halt_reason,
+        turns=state.turns,
+        subagent_turns=state.subagent_turns,
+        total_cost_usd=ledger.spent,
+        total_input_tokens=u.input_tokens,
+        total_output_tokens=u.output_tokens,
+        total_cache_read_input_tokens=u.cache_read_input_tokens,
+        total_cache_creation_input_tokens=u.cache_creation_input_tokens,
+        total_cache_creation_5m_input_tokens=u.cache_creation_5m_input_tokens,
+        total_cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
+        cost_without_cache_usd=ledger.cost_without_cache,
+        saved_by_cache_usd=ledger.saved_by_cache,
+        cache_hit_rate=round(ledger.cache_hit_rate, 4),
+    )

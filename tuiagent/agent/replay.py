@@ -7,6 +7,7 @@ beside the original.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -18,14 +19,13 @@ from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import Settings
-from tuiagent.cost.pricing import ZERO, Pricer
+from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
-from tuiagent.exit_codes import outcome
-from tuiagent.llm.client import CallResult
+from tuiagent.llm.client import CallResult, ModelConnection
 from tuiagent.llm.usage import TokenUsage
-from tuiagent.runs.records import money_of, usage_of
+from tuiagent.runs.outcome import outcome
+from tuiagent.runs.records import HaltReason, Turn
 from tuiagent.runs.transcript import TurnRequest, turn_request
-from tuiagent.session import connect
 
 
 @dataclass
@@ -63,8 +63,10 @@ async def replay_turn(
     *,
     tier: str | None = None,
     model: str | None = None,
-    offline: bool = False,
+    connect: Callable[[], ModelConnection],
 ) -> Replay:
+    """Resend turn `turn` of run `run_id` to the target, through the connection `connect`
+    makes (the real API or the offline model: the caller decides)."""
     if (tier is None) == (model is None):
         raise UsageError("replay needs one of --tier or --model")
     target = model or settings.router.model_for(str(tier))
@@ -74,14 +76,14 @@ async def replay_turn(
     source = turn_request(log_dir, run_id, turn)
     rec = source.record
     original = Side(
-        model=str(rec.get("model", "?")),
-        tier=str(rec.get("tier") or rec.get("source") or "?"),
+        model=rec.model or "?",
+        tier=(rec.tier if isinstance(rec, Turn) else rec.source) or "?",
         content=source.answer,
-        usage=usage_of(rec),
-        cost=money_of(rec.get("cost_usd")) or ZERO,
-        stop_reason=rec.get("stop_reason") if isinstance(rec.get("stop_reason"), str) else None,
+        usage=rec.usage,
+        cost=rec.cost_usd,
+        stop_reason=rec.stop_reason,
     )
-    conn = connect(settings, offline=offline)
+    conn = connect()
     agent = Agent(
         settings, client=conn.client, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir
     )
@@ -97,30 +99,29 @@ async def replay_turn(
         return copy.deepcopy(request)
 
     result: CallResult | None = None
-    record: dict[str, Any] | None = None
+    record: Turn | None = None
     error = None
     async for item in agent.call(CallSpec(1, "agent", decision, build, conversation=True)):
         if isinstance(item, CallEnd):
             result = item.result
             if result is None:
-                agent.state.halt_reason = "error" if item.reason == "error" else item.reason
+                if item.reason not in (None, "skipped"):  # an agent call is never skipped
+                    agent.state.halt_reason = HaltReason(item.reason)
                 error = error or item.detail
         elif isinstance(item, TurnFinished):
             record = item.record
         elif isinstance(item, Notice) and item.level == "error":
             error = item.text
     if result is None or record is None:
-        halt = agent.state.halt_reason
-        # No answer: never "completed", even with no halt reason.
-        agent.finish(outcome(halt).status if halt else "halted", halt)
+        agent.finish(outcome(agent.state.halt_reason, answered=False))
         cost, usage, content, stop = agent.ledger.spent, agent.ledger.usage, None, None
     else:
         agent.state.history = [
             *request["messages"],
             {"role": "assistant", "content": result.content},
         ]
-        agent.finish("completed")
-        cost, usage = money_of(record["cost_usd"]) or ZERO, result.usage
+        agent.finish(outcome(None))
+        cost, usage = record.cost_usd, result.usage
         content, stop = result.content, result.stop_reason
     warm = None
     if result is not None and original.usage.total_input_tokens:

@@ -16,6 +16,7 @@ from tuiagent.agent.events import Event, Notice, ToolCallStarted, ToolFinished
 from tuiagent.agent.helpers import helper_call
 from tuiagent.agent.tools import ToolOutput
 from tuiagent.llm.tokens import estimate_tokens
+from tuiagent.runs.records import Tool
 
 if TYPE_CHECKING:
     from tuiagent.agent.loop import Agent
@@ -74,19 +75,18 @@ async def run_tool_call(
         repeated = escalation.tool_error(tier, name, args, output.text)
     yield ToolFinished(
         agent.write(
-            {
-                "type": "tool",
-                "turn": turn,
-                "tool_use_id": use["id"],
-                "name": name,
-                "input": args,
-                "ok": not output.is_error,
-                "result_tokens": shown.compressed_tokens,
-                "original_tokens": shown.original_tokens,
-                "compressed_tokens": shown.compressed_tokens,
-                "method": shown.method,
-                "result_id": shown.result_id,
-            }
+            Tool(
+                turn=turn,
+                tool_use_id=use["id"],
+                name=name,
+                input=args,
+                ok=not output.is_error,
+                result_tokens=shown.compressed_tokens,
+                original_tokens=shown.original_tokens,
+                compressed_tokens=shown.compressed_tokens,
+                method=shown.method,
+                result_id=shown.result_id,
+            )
         ),
         output=shown.text,
         original=output.text,

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.lines import call_line
+from tuiagent.runs.records import ProxyTurn, Record, Refused
 
 DEFAULT_PORT = 8787
 
@@ -91,7 +92,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             return dashboard(server, meter, settings)
         _say(f"tuiagent proxy: listening on {server.url}")
         _say(f"tuiagent proxy: cap ${cap}, upstream {args.upstream}, log {log.path}")
-        meter.listeners.append(lambda record: _say(call_line(record)))
+        meter.listeners.append(_say_call)
         server.run()
         return 0
     finally:
@@ -99,6 +100,11 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         if exporter is not None:
             exporter.shutdown()
         meter.finish()
+
+
+def _say_call(record: Record) -> None:
+    if isinstance(record, ProxyTurn | Refused):  # a call (the run's start and end: not)
+        _say(call_line(record))
 
 
 def _say(line: str) -> None:

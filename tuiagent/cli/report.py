@@ -39,6 +39,7 @@ from tuiagent.report.tables import (
     print_replay,
     print_report,
 )
+from tuiagent.session import connect
 
 
 def _console(piped_width: int = 200) -> Console:
@@ -123,7 +124,13 @@ async def run_replay(
 ) -> int:
     directory = log_dir or settings.run.log_dir or default_log_dir()
     result = await replay_turn(
-        settings, directory, run_id, turn, tier=tier, model=model, offline=offline
+        settings,
+        directory,
+        run_id,
+        turn,
+        tier=tier,
+        model=model,
+        connect=lambda: connect(settings, offline=offline),
     )
     if result.notice:
         print(f"tuiagent: {result.notice}", file=sys.stderr)
@@ -182,7 +189,7 @@ async def run_experiment_command(
         tier=target_tier,
         model=target,
         judge=options.judge,
-        offline=offline,
+        connect=lambda: connect(settings, offline=offline),
     )
     if exp.notice:
         print(f"tuiagent: {exp.notice}", file=sys.stderr)
@@ -202,8 +209,8 @@ async def run_experiment_command(
         sys.stdout.write("\n")
     else:
         console = _console()
-        console.print(experiment_table(data))
-        for line in experiment_totals(data):
+        console.print(experiment_table(exp.record()))
+        for line in experiment_totals(exp.record()):
             console.print(line, markup=False, highlight=False)
         console.print(f"logged as run {exp.run_id}: {exp.log_path}", markup=False)
         if suggestion is not None:

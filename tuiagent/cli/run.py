@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from signal import SIGINT
 from typing import Any
 
 from tuiagent.agent.events import (
@@ -24,25 +25,26 @@ from tuiagent.agent.events import (
 )
 from tuiagent.cli.output import output_closed
 from tuiagent.config import Settings
-from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_OK, outcome
+from tuiagent.exit_codes import EXIT_OK
 from tuiagent.llm.offline import OFFLINE_NOTICE
+from tuiagent.runs.outcome import outcome
+from tuiagent.runs.records import Attempt, HaltReason, Record, Turn
 from tuiagent.session import open_session
 
 
-def _indent(r: dict[str, object]) -> str:
+def _indent(r: Record) -> str:
     """A sub-agent's lines sit under its parent's, with its id."""
-    agent = r.get("agent", "main")
-    return "" if agent == "main" else f"    {agent} "
+    return "" if r.agent in (None, "main") else f"    {r.agent} "
 
 
-def _turn_line(r: dict[str, object]) -> str:
-    at = _indent(r)
+def _turn_line(r: Turn) -> str:
+    at, u = _indent(r), r.usage
     return (
-        f"{at}turn {r['turn']:>2}  {'' if r.get('purpose', 'agent') == 'agent' else str(r['purpose']) + '  '}"
-        f"{r['model']}  uncached {r['input_tokens']:,}  out {r['output_tokens']:,}  "
-        f"cache read {r['cache_read_input_tokens']:,} write {r['cache_creation_input_tokens']:,}  "
-        f"${r['cost_usd']:.6f}  total ${r['cumulative_cost_usd']:.6f}\n"
-        f"{' ' * len(at)}         route: {r['route_reason']}"
+        f"{at}turn {r.turn:>2}  {'' if r.purpose == 'agent' else r.purpose + '  '}"
+        f"{r.model}  uncached {u.input_tokens:,}  out {u.output_tokens:,}  "
+        f"cache read {u.cache_read_input_tokens:,} write {u.cache_creation_input_tokens:,}  "
+        f"${r.cost_usd:.6f}  total ${r.cumulative_cost_usd:.6f}\n"
+        f"{' ' * len(at)}         route: {r.route_reason}"
     )
 
 
@@ -52,14 +54,14 @@ ENDED = ("completed", "stopped", "failed", "interrupted")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
-def print_json(record: dict[str, object]) -> None:
-    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+def print_json(record: Record) -> None:
+    sys.stdout.write(json.dumps(record.to_json(), separators=(",", ":")) + "\n")
     sys.stdout.flush()
 
 
-def _unreachable(failure: dict[str, object] | None) -> bool:
+def _unreachable(failure: Attempt | None) -> bool:
     """The last failed attempt never got an answer: a dropped connection or a timeout."""
-    return failure is not None and failure.get("error_type") in ("connection_error", "timeout")
+    return failure is not None and failure.error_type in ("connection_error", "timeout")
 
 
 def stop_on_signals(task: asyncio.Task[Any] | None) -> list[int]:
@@ -107,13 +109,13 @@ def _show(event: Event, as_json: bool, at_line_start: list[bool]) -> None:
         out.write(_turn_line(event.record) + "\n")
     elif isinstance(event, ToolFinished):
         r = event.record
-        mark = "ok" if r["ok"] else "error"
-        size = f"{r['result_tokens']:,} tokens"
-        if r.get("result_id"):
-            size += f" (from {r['original_tokens']:,}, {r['method']}, {r['result_id']})"
-        out.write(f"{_indent(r)}  tool {r['name']} {mark}  {size}\n")
+        mark = "ok" if r.ok else "error"
+        size = f"{r.result_tokens:,} tokens"
+        if r.result_id:
+            size += f" (from {r.original_tokens:,}, {r.method}, {r.result_id})"
+        out.write(f"{_indent(r)}  tool {r.name} {mark}  {size}\n")
     elif isinstance(event, AttemptFailed):
-        out.write(f"{_indent(event.record)}  attempt failed: {event.record['error']}\n")
+        out.write(f"{_indent(event.record)}  attempt failed: {event.record.error}\n")
     elif isinstance(event, SubAgentChanged) and event.state in ENDED:
         why = f": {event.detail}" if event.detail else ""
         out.write(
@@ -144,10 +146,10 @@ async def run_headless(
             print_json(event.record)
 
     emit(agent.start())
-    status, halt_reason, code = "completed", None, EXIT_OK
+    end = outcome(None)
     at_line_start = [True]
     closed = False  # the reader of our output went away (`| head`)
-    last_failure: dict[str, object] | None = None
+    last_failure: Attempt | None = None
     stopped_by = stop_on_signals(asyncio.current_task())
     try:
         async with contextlib.aclosing(agent.send(prompt)) as events:
@@ -163,25 +165,22 @@ async def run_headless(
                     last_failure = event.record
                 _show(event, as_json, at_line_start)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        status, halt_reason = "halted", "interrupted"
-        code = 128 + stopped_by[0] if stopped_by else EXIT_INTERRUPTED
+        end = outcome(HaltReason.INTERRUPTED, signum=stopped_by[0] if stopped_by else SIGINT)
     else:
         if closed:
-            status, halt_reason, code = "halted", "interrupted", EXIT_OK
+            end = outcome(HaltReason.INTERRUPTED)._replace(exit_code=EXIT_OK)
         else:
-            status, halt_reason, code = outcome(
-                agent.state.halt_reason, unreachable=_unreachable(last_failure)
-            )
+            end = outcome(agent.state.halt_reason, unreachable=_unreachable(last_failure))
     finally:
         restore_signals()
-    end: RunEnded = agent.finish(status, halt_reason)
-    emit(end)
+    ended: RunEnded = agent.finish(end)
+    emit(ended)
     if not as_json:
-        r = end.record
-        why = r["halt_reason"] if r["halt_reason"] not in (None, r["status"]) else None
-        sub = f" (+{r['subagent_turns']} by sub-agents)" if r["subagent_turns"] else ""
+        r = ended.record
+        why = r.halt_reason if r.halt_reason not in (None, r.status) else None
+        sub = f" (+{r.subagent_turns} by sub-agents)" if r.subagent_turns else ""
         out.write(
-            f"{r['status']}{f' ({why})' if why else ''}: "
-            f"{r['turns']} turns{sub}, ${r['total_cost_usd']:.6f}  log {agent.log.path}\n"
+            f"{r.status}{f' ({why})' if why else ''}: "
+            f"{r.turns} turns{sub}, ${r.total_cost_usd:.6f}  log {agent.log.path}\n"
         )
-    return code
+    return end.exit_code

@@ -49,14 +49,3 @@ class Ledger:
         """Cache reads as a share of all input tokens."""
         total = self.usage.total_input_tokens
         return self.usage.cache_read_input_tokens / total if total else 0.0
-
-    def totals_record(self) -> dict[str, int]:
-        u = self.usage
-        return {
-            "total_input_tokens": u.input_tokens,
-            "total_output_tokens": u.output_tokens,
-            "total_cache_read_input_tokens": u.cache_read_input_tokens,
-            "total_cache_creation_input_tokens": u.cache_creation_input_tokens,
-            "total_cache_creation_5m_input_tokens": u.cache_creation_5m_input_tokens,
-            "total_cache_creation_1h_input_tokens": u.cache_creation_1h_input_tokens,
-        }

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anthropic
 import httpx2
@@ -28,6 +28,20 @@ from tuiagent.llm.usage import MAX_TOKENS, BadUsage, TokenUsage
 from tuiagent.redact import redact
 
 _T = TypeVar("_T")
+
+
+class ModelConnection(Protocol):
+    """What a run talks through (tuiagent/session.py's Connection): the client and the
+    provider behind it, and why that one (a notice, or None)."""
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic: ...
+
+    @property
+    def provider(self) -> str: ...  # anthropic | offline
+
+    @property
+    def notice(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from tuiagent.runs.records import ProxyTurn, Refused
 
 
-def call_line(record: dict[str, Any]) -> str:
+def call_line(record: ProxyTurn | Refused) -> str:
     """One call, for the headless output: never a header, never the key."""
-    turn = f"#{record.get('turn', '?')}"
-    who = f"{record.get('client', '?')} {str(record.get('model', '?')).removeprefix('claude-')}"
-    if record["type"] == "refused":
-        return f"{turn} {who} refused: {record.get('error', '')}"
+    turn = f"#{record.turn}"
+    who = f"{record.client or '?'} {(record.model or '?').removeprefix('claude-')}"
+    if isinstance(record, Refused):
+        return f"{turn} {who} refused: {record.error}"
+    u = record.usage
     tokens = (
-        f"in {record.get('input_tokens', 0):,} out {record.get('output_tokens', 0):,} "
-        f"c.read {record.get('cache_read_input_tokens', 0):,} "
-        f"c.write {record.get('cache_creation_input_tokens', 0):,}"
+        f"in {u.input_tokens:,} out {u.output_tokens:,} "
+        f"c.read {u.cache_read_input_tokens:,} c.write {u.cache_creation_input_tokens:,}"
     )
-    money = f"${record.get('cost_usd', 0):.6f} total ${record.get('cumulative_cost_usd', 0):.6f}"
-    if record["type"] == "turn":
-        end = record.get("stop_reason") or "-"
-        cut = record.get("max_tokens_requested") != record.get("max_tokens")
-        if cut:
-            end += f", max_tokens {record['max_tokens_requested']}->{record['max_tokens']}"
+    money = f"${record.cost_usd:.6f} total ${record.cumulative_cost_usd:.6f}"
+    if record.type == "turn":
+        end = record.stop_reason or "-"
+        if record.max_tokens_requested != record.max_tokens:
+            end += f", max_tokens {record.max_tokens_requested}->{record.max_tokens}"
     else:
-        end = f"{record.get('error_type')}: {record.get('error')}"
-        if record.get("usage_unknown"):
+        end = f"{record.error_type}: {record.error}"
+        if record.usage_unknown:
             end += "; usage unknown, worst case kept"
-    miss = f" cache miss: {record['cache_miss_reason']}" if record.get("cache_miss_reason") else ""
+    miss = f" cache miss: {record.cache_miss_reason}" if record.cache_miss_reason else ""
     return f"{turn} {who} {tokens} {money} [{end}]{miss}"

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from tuiagent.cost.budget import Budget, Hold, Reservation, estimated_with_margin
-from tuiagent.cost.pricing import Pricer, usd
+from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
 from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
 from tuiagent.llm.tokens import COUNTED_FIELDS, estimate_request_tokens
@@ -24,11 +24,20 @@ from tuiagent.llm.usage import TokenUsage
 from tuiagent.proxy.cap import MIN_USEFUL_TOKENS, fit_request
 from tuiagent.proxy.sse import UsageScanner
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import RunLog, utc_now_iso
+from tuiagent.runs.log import R, RunLog, utc_now_iso
+from tuiagent.runs.records import (
+    Limits,
+    ProxyAttempt,
+    ProxyRunEnd,
+    ProxyRunStart,
+    ProxyTurn,
+    Record,
+)
+from tuiagent.runs.records import Refused as RefusedRecord
 from tuiagent.runs.transcript import Transcript
 
 Counter = Callable[[dict[str, Any]], Awaitable[int | None]]
-Listener = Callable[[dict[str, Any]], None]
+Listener = Callable[[Record], None]
 
 THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
 PURPOSE = "proxy"  # a proxied call's purpose: the transcript keeps its request whole
@@ -166,9 +175,7 @@ class Meter:
         )
 
     def _refuse(self, turn: int, client: str, model: str, message: str) -> Refused:
-        self._write(
-            {"type": "refused", "turn": turn, "client": client, "model": model, "error": message}
-        )
+        self._write(RefusedRecord(turn=turn, client=client, model=model, error=message))
         return Refused(message)
 
     # --- after the response ------------------------------------------------------
@@ -183,7 +190,7 @@ class Meter:
         ttft_s: float | None = None,
         transport_error: str | None = None,
         sent: bool = True,
-    ) -> dict[str, Any]:
+    ) -> ProxyTurn:
         """Settle the call's hold with what it billed and write its record.
 
         `status` is the upstream's HTTP status, None when no response came; `sent` False
@@ -205,7 +212,7 @@ class Meter:
             usage = TokenUsage()
         else:
             priced = self.pricer.price(call.model, usage)
-            cost, breakdown = priced.total, priced.as_record()
+            cost, breakdown = priced.total, priced
             if cost or usage != TokenUsage():
                 call.hold.settle(cost)
             else:
@@ -214,45 +221,51 @@ class Meter:
         ok = ok and scanner.error is None and not unknown
         if ok:
             self.transcript.request(call.turn, PURPOSE, call.request)
-        record: dict[str, Any] = {
-            "type": "turn" if ok else "attempt",
-            "turn": call.turn,
-            "purpose": PURPOSE,
-            "source": "proxy",
-            "client": call.client,
-            "model": call.model,
-            "stream": call.streamed,
-            **usage.as_record(),
-            "cost_usd": usd(cost),
-            "cost_breakdown_usd": breakdown,
-            "cumulative_cost_usd": usd(self.budget.settled),
-            "usage_unknown": unknown,
-            "max_tokens": call.reservation.max_tokens,
-            "max_tokens_requested": call.reservation.requested_max_tokens,
-            "input_tokens_counted": call.reservation.input_tokens,
-            "input_count_source": call.reservation.token_source,
-            "reserved_usd": usd(call.reservation.worst_case_usd),
-            "auto_cache": call.auto_cached,
-            "status": status,
-            "stop_reason": scanner.stop_reason,
-            "latency_s": round(self.clock() - call.started, 4),
-            "ttft_s": None if ttft_s is None else round(ttft_s, 4),
-            "ended_at": utc_now_iso(),
-            "request_id": request_id,
-            "message_id": scanner.message_id or None,
-            "cache_miss_reason": scanner.miss_reason,
-        }
+        kind = ProxyTurn if ok else ProxyAttempt
+        record = kind(
+            turn=call.turn,
+            purpose=PURPOSE,
+            client=call.client,
+            model=call.model,
+            stream=call.streamed,
+            usage=usage,
+            cost_usd=cost,
+            cost_breakdown_usd=breakdown,
+            cumulative_cost_usd=self.budget.settled,
+            usage_unknown=unknown,
+            max_tokens=call.reservation.max_tokens,
+            max_tokens_requested=call.reservation.requested_max_tokens,
+            input_tokens_counted=call.reservation.input_tokens,
+            input_count_source=call.reservation.token_source,
+            reserved_usd=call.reservation.worst_case_usd,
+            auto_cache=call.auto_cached,
+            status=status,
+            stop_reason=scanner.stop_reason,
+            latency_s=round(self.clock() - call.started, 4),
+            ttft_s=None if ttft_s is None else round(ttft_s, 4),
+            ended_at=utc_now_iso(),
+            request_id=request_id,
+            message_id=scanner.message_id or None,
+            cache_miss_reason=scanner.miss_reason,
+        )
         if ok:
             without_cache = self.pricer.without_cache(call.model, usage)
-            record["cost_without_cache_usd"] = usd(without_cache)
-            record["saved_by_cache_usd"] = usd(without_cache - cost)
+            record = replace(
+                record,
+                cost_without_cache_usd=without_cache,
+                saved_by_cache_usd=without_cache - cost,
+            )
         else:
-            record["error_type"] = _error_type(status, scanner, transport_error, sent)
-            record["error"] = _error_text(status, scanner, transport_error)
+            record = replace(
+                record,
+                error_type=_error_type(status, scanner, transport_error, sent),
+                error=_error_text(status, scanner, transport_error),
+            )
         return self._write(record)
 
-    def _write(self, record: dict[str, Any]) -> dict[str, Any]:
-        record = {"type": record.pop("type"), "run_id": self.run_id, **record}
+    def _write(self, record: R) -> R:
+        """Write a record as this run's, and tell the listeners."""
+        record = replace(record, run_id=self.run_id)
         self.log.append(record)
         for listener in list(self.listeners):
             listener(record)
@@ -262,29 +275,19 @@ class Meter:
 
     def start(self, upstream: str) -> None:
         self._write(
-            {
-                "type": "run_start",
-                "started_at": utc_now_iso(),
-                "provider": "anthropic",
-                "source": "proxy",
-                "upstream": upstream,
-                "simulated": False,
-                "auto_cache": self.auto_cache,
-                "limits": {"max_cost_usd": usd(self.budget.cap)},
-            }
+            ProxyRunStart(
+                started_at=utc_now_iso(),
+                provider="anthropic",
+                upstream=upstream,
+                auto_cache=self.auto_cache,
+                limits=Limits(self.budget.cap),
+            )
         )
 
     def finish(self) -> None:
         b = self.budget.snapshot()
         self._write(
-            {
-                "type": "run_end",
-                "ended_at": utc_now_iso(),
-                "status": "stopped",
-                "source": "proxy",
-                "total_cost_usd": usd(b.settled),
-                "in_flight_usd": usd(b.in_flight),
-            }
+            ProxyRunEnd(ended_at=utc_now_iso(), total_cost_usd=b.settled, in_flight_usd=b.in_flight)
         )
         self.log.close()
         self.transcript.close()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tuiagent
 from tuiagent.report.otel import call_attributes
+from tuiagent.runs.records import ProxyTurn, Record
 
 if TYPE_CHECKING:
     from tuiagent.proxy.meter import Meter
@@ -61,20 +62,21 @@ class LiveExport:
         self.run_id = meter.run_id
         meter.listeners.append(self.on_record)
 
-    def on_record(self, record: dict[str, Any]) -> None:
-        if record.get("type") not in ("turn", "attempt"):
+    def on_record(self, record: Record) -> None:
+        if not isinstance(record, ProxyTurn):
             return
+        # The report's span attributes, from the record's line (report/otel.py reads lines).
+        line = record.to_json()
         attrs = {
-            k: v for k, v in call_attributes(record, self.run_id, False).items() if v is not None
+            k: v for k, v in call_attributes(line, self.run_id, False).items() if v is not None
         }
         end = time.time_ns()
-        latency = record.get("latency_s")
-        start = end - int(float(latency) * 1e9) if isinstance(latency, int | float) else end
+        start = end - int(record.latency_s * 1e9)
         span = self.tracer.start_span(
-            f"chat {record.get('model', '')}", kind=self._kind, start_time=start, attributes=attrs
+            f"chat {record.model}", kind=self._kind, start_time=start, attributes=attrs
         )
-        if record["type"] == "attempt":
-            span.set_status(self._status(self._error, str(record.get("error", ""))))
+        if record.type == "attempt":
+            span.set_status(self._status(self._error, record.error or ""))
         span.end(end_time=end)
         point = {
             k: attrs[k]

@@ -21,7 +21,16 @@ from tuiagent.report.causes import explain
 from tuiagent.report.rows import GroupRow, Report, RunRow, TurnRow
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.log import is_live
-from tuiagent.runs.records import int_of, money_of, str_of, usage_of
+from tuiagent.runs.records import (
+    Call,
+    ProxyTurn,
+    RunEnd,
+    RunStart,
+    int_of,
+    money_of,
+    str_of,
+    usage_of,
+)
 from tuiagent.runs.transcript import requests_by_turn
 
 
@@ -53,28 +62,21 @@ def build_report(
         turns = _turn_rows(run, pricer, report.warnings)
         report.turns.extend(turns)
         report.runs.append(_run_row(run, turns, pricer))
-        for rec in run.records:
-            if rec.get("type") not in ("turn", "attempt"):
-                continue
-            cost = money_of(rec.get("cost_usd")) or ZERO
-            usage = usage_of(rec)
-            # A proxied call has no tier (its client chose the model): it is grouped by source.
-            tier = str_of(rec, "tier", str_of(rec, "source", "?"))
-            agent = str_of(rec, "agent", "main")
+        for call in run.calls:
+            agent = call.agent or "main"
             sub = agent != "main"
+            model = call.model or "?"
             for group in (
-                models.setdefault(str_of(rec, "model", "?"), GroupRow(str_of(rec, "model", "?"))),
-                tiers.setdefault(tier, GroupRow(tier)),
+                models.setdefault(model, GroupRow(model)),
+                tiers.setdefault(_tier(call), GroupRow(_tier(call))),
                 agents.setdefault(
                     (run.run_id if sub else "", agent),
-                    GroupRow(
-                        agent, run_id=run.run_id if sub else None, task=rec.get("task") or None
-                    ),
+                    GroupRow(agent, run_id=run.run_id if sub else None, task=call.task or None),
                 ),
             ):
                 group.calls += 1
-                group.usage = group.usage + usage
-                group.cost += cost
+                group.usage = group.usage + call.usage
+                group.cost += call.cost_usd
         if run.unreadable_lines:
             report.warnings.append(
                 f"{run.path.name}: {run.unreadable_lines} unreadable line(s) skipped "
@@ -86,44 +88,48 @@ def build_report(
     return report
 
 
+def _tier(call: Call) -> str:
+    """A proxied call has no tier (its client chose the model): it is grouped by source."""
+    return call.source if isinstance(call, ProxyTurn) else call.tier or "?"
+
+
 def _run_row(run: RunFile, turns: list[TurnRow], pricer: Pricer) -> RunRow:
-    start = run.first("run_start") or {}
-    end = run.first("run_end")
-    attempts = [r for r in run.records if r.get("type") == "attempt"]
+    start, end = run.start, run.end
+    attempts = [c for c in run.calls if c.type == "attempt"]
     usage = sum((t.usage for t in turns), TokenUsage())
-    usage = sum((usage_of(a) for a in attempts), usage)
-    cost = sum((t.cost for t in turns), ZERO)
-    cost += sum(((money_of(a.get("cost_usd")) or ZERO) for a in attempts), ZERO)
+    usage = sum((a.usage for a in attempts), usage)
+    cost = sum((t.cost for t in turns), ZERO) + sum((a.cost_usd for a in attempts), ZERO)
     if end is None:
         # No run_end: still being written (its writer holds the log's lock), or cut off.
         ended = "live" if is_live(run.path) else "cut off (no run_end)"
     else:
-        ended = str_of(end, "status", "?")
-        if end.get("halt_reason") and ended != "error":
-            ended += f" ({end['halt_reason']})"
+        ended = end.status or "?"
+        halt = end.halt_reason if isinstance(end, RunEnd) else None
+        if halt and ended != "error":
+            ended += f" ({halt})"
     tools = [r for r in run.records if r.get("type") == "tool"]
     compressed = [t for t in tools if "original_tokens" in t and "compressed_tokens" in t]
-    replay_of = start.get("replay_of")
     return RunRow(
         run_id=run.run_id,
         path=run.path,
         started_at=run.started_at,
-        ended_at=str_of(end, "ended_at") or None if end else None,
-        provider=str_of(start, "provider", "?"),
-        simulated=bool(start.get("simulated", False)),
+        ended_at=end.ended_at or None if end else None,
+        provider=start.provider or "?" if start else "?",
+        simulated=start.simulated if start else False,
         turns=len(turns),
         failed_attempts=len(attempts),
         usage=usage,
         cost=cost,
         saved_by_cache=_saved_by_cache(turns, pricer),
         compression_saved_tokens=(
+            # (a tool record of an older version may lack the two counts: dicts here)
             sum(int_of(t, "original_tokens") - int_of(t, "compressed_tokens") for t in compressed)
             if compressed
             else None
         ),
         ended=ended,
         unreadable_lines=run.unreadable_lines,
-        replay_of=replay_of if isinstance(replay_of, dict) else None,
+        replay_of=start.replay_of if isinstance(start, RunStart) else None,
         call_records=[r for r in run.records if r.get("type") in ("turn", "attempt")],
     )
 

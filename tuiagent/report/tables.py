@@ -14,7 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tuiagent.agent.replay import Replay, Side
+from tuiagent.cost.pricing import ZERO
 from tuiagent.report.rows import SOURCE_LABELS, Report
+from tuiagent.runs.records import ExperimentResult
 
 
 def money(amount: Decimal | None) -> str:
@@ -245,7 +247,7 @@ def _usage_line(side: Side) -> str:
 
 def print_replay(r: Replay, console: Console) -> None:
     table = Table(
-        title=f"Turn {r.source.record.get('turn')} of run {r.source.run.run_id}, replayed",
+        title=f"Turn {r.source.record.turn} of run {r.source.run.run_id}, replayed",
         title_justify="left",
         show_lines=True,
         expand=True,
@@ -275,11 +277,21 @@ def print_replay(r: Replay, console: Console) -> None:
     console.print(f"logged as run {r.run_id}: {r.log_path}", markup=False)
 
 
-def experiment_table(data: dict[str, Any]) -> Table:
-    """The result of an experiment (Experiment.as_json, also as logged): a row per turn,
-    the verdict early so that a narrow screen shows it."""
+_TOTALS = (
+    "original_cost_usd",
+    "replay_cost_usd",
+    "judge_cost_usd",
+    "experiment_cost_usd",
+    "would_have_cost_usd",
+    "saving_usd",
+)
+
+
+def experiment_table(data: ExperimentResult) -> Table:
+    """The result of an experiment (as logged): a row per turn, the verdict early so that a
+    narrow screen shows it."""
     table = _table(
-        f"Run(s) {', '.join(data['replay_of'])} replayed on {data['model']} ({data['tier']})",
+        f"Run(s) {', '.join(data.replay_of)} replayed on {data.model} ({data.tier})",
         [
             ("run", "left"),
             ("turn", "right"),
@@ -291,37 +303,37 @@ def experiment_table(data: dict[str, Any]) -> Table:
             ("reason", "left"),
         ],
     )
-    for t in data["turns"]:
+    for t in data.turns:
         table.add_row(
-            t["run_id"],
-            str(t["turn"]),
-            t["verdict"] or "-",
-            t["original_tier"],
-            money(Decimal(str(t["original_cost_usd"]))),
-            t["replay_tier"],
-            money(Decimal(str(t["replay_cost_usd"]))),
-            Text(t["reason"]),
+            t.run_id,
+            str(t.turn),
+            t.verdict or "-",
+            t.original_tier,
+            money(t.original_cost_usd),
+            t.replay_tier,
+            money(t.replay_cost_usd),
+            Text(t.reason),
         )
     return table
 
 
-def experiment_totals(data: dict[str, Any]) -> list[str]:
-    t = {k: Decimal(str(v)) for k, v in data["totals"].items()}
-    v = data["verdicts"]
+def experiment_totals(data: ExperimentResult) -> list[str]:
+    t = {k: data.totals.get(k, ZERO) for k in _TOTALS}
+    v = data.verdicts
     lines = [
-        f"verdicts: {v['same']} same, {v['acceptable']} acceptable, {v['worse']} worse "
-        f"of {len(data['turns'])} turns",
+        f"verdicts: {v.get('same', 0)} same, {v.get('acceptable', 0)} acceptable, "
+        f"{v.get('worse', 0)} worse of {len(data.turns)} turns",
         f"the replayed turns cost {money(t['original_cost_usd'])} as run; with every "
-        f"same/acceptable turn on {data['tier']}: {money(t['would_have_cost_usd'])}, "
+        f"same/acceptable turn on {data.tier}: {money(t['would_have_cost_usd'])}, "
         f"a saving of {money(t['saving_usd'])}",
         f"this experiment cost {money(t['experiment_cost_usd'])} of its "
-        f"{money(Decimal(str(data['cap_usd'])))} cap (replays {money(t['replay_cost_usd'])}, "
+        f"{money(data.cap_usd)} cap (replays {money(t['replay_cost_usd'])}, "
         f"judge {money(t['judge_cost_usd'])})",
     ]
-    if data["skipped_turns"]:
-        lines.append(f"{len(data['skipped_turns'])} turn(s) already ran on {data['model']}")
-    if data["halted"]:
-        lines.append(f"halted ({data['halted']}): the rest was not replayed")
-    if data["simulated"]:
+    if data.skipped_turns:
+        lines.append(f"{len(data.skipped_turns)} turn(s) already ran on {data.model}")
+    if data.halted:
+        lines.append(f"halted ({data.halted}): the rest was not replayed")
+    if data.simulated:
         lines.append("the offline model answered and judged: verdicts are simulated")
     return lines

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from tuiagent.errors import TuiagentError, UsageError
 from tuiagent.runs.log import read_records
+from tuiagent.runs.records import Call, End, Record, Start, Unknown, read
 
 TRANSCRIPTS = "transcripts"
 
@@ -42,6 +44,24 @@ class RunFile:
 
     def first(self, kind: str) -> dict[str, Any] | None:
         return next((r for r in self.records if r.get("type") == kind), None)
+
+    @cached_property
+    def typed(self) -> list[Record | Unknown]:
+        """The records, typed (runs/records.py): read once, when first asked for."""
+        return [r for r in map(read, self.records) if r is not None]
+
+    @property
+    def start(self) -> Start | None:
+        return next((r for r in self.typed if isinstance(r, Start)), None)
+
+    @property
+    def end(self) -> End | None:
+        return next((r for r in self.typed if isinstance(r, End)), None)
+
+    @property
+    def calls(self) -> list[Call]:
+        """Its model calls, answered or failed, in order."""
+        return [r for r in self.typed if isinstance(r, Call)]
 
     @property
     def has_calls(self) -> bool:

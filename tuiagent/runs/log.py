@@ -20,10 +20,19 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from tuiagent.errors import UsageError
 from tuiagent.redact import redact
+from tuiagent.runs.records import Record, Unknown, parse_line, read
+
+R = TypeVar("R", bound=Record)
+
+
+class Writer(Protocol):
+    """Writes a record as its agent's (its run id and identity filled in) and returns it."""
+
+    def __call__(self, record: R, /) -> R: ...
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -86,8 +95,8 @@ class RunLog:
         fcntl.flock(self._fd, fcntl.LOCK_EX)  # "being written": see is_live()
         self._lock = threading.Lock()  # the fd is never closed while it is being synced
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = redact(json.dumps(record, separators=(",", ":"), default=str)) + "\n"
+    def append(self, record: Record) -> None:
+        line = redact(json.dumps(record.to_json(), separators=(",", ":"), default=str)) + "\n"
         os.write(self._fd, line.encode())
         _SYNCER.mark(self)
 
@@ -102,48 +111,6 @@ class RunLog:
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
-
-
-# What a record the report trusts may hold: no deeper than this, no number beyond these.
-_MAX_DEPTH = 32
-_MAX_TOKENS = 10**15
-_MAX_USD = 10**9
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")  # NaN, Infinity: never written by tuiagent
-
-
-def _sane(value: Any, key: str = "", depth: int = 0) -> bool:
-    """Nesting bounded, numbers finite and in range, the fields tuiagent writes of their type."""
-    if depth > _MAX_DEPTH:
-        return False
-    if isinstance(value, dict):
-        return all(_sane(v, str(k), depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_sane(v, "", depth + 1) for v in value)
-    if key.endswith("_tokens") or (key in ("turn", "turns") and depth == 1):
-        # (a record's own turn; a replay's `replay_of.turn` may be "all")
-        return value is None or (type(value) is int and 0 <= value <= _MAX_TOKENS)
-    if key.endswith("_usd"):
-        return value is None or (type(value) in (int, float) and abs(value) <= _MAX_USD)
-    if key in ("type", "run_id", "model", "tier", "purpose"):
-        return value is None or isinstance(value, str)
-    if isinstance(value, float):
-        return abs(value) <= _MAX_USD * _MAX_TOKENS
-    return True
-
-
-def read_record(line: str) -> dict[str, Any] | None:
-    """One log line as a record, or None for a line the report cannot trust: cut, nested too
-    deeply, a number beyond reason (a $1e308 cost), a known field of the wrong type."""
-    try:
-        value = json.loads(line, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        return None
-    if isinstance(value, dict) and isinstance(value.get("type"), str) and _sane(value):
-        return value
-    return None
 
 
 def is_live(path: Path) -> bool:
@@ -172,9 +139,16 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
         for line in fh:
             if not line.strip():
                 continue
-            record = read_record(line)
+            record = parse_line(line)
             if record is None:
                 bad += 1
             else:
                 records.append(record)
+    return records, bad
+
+
+def read_run(path: Path) -> tuple[list[Record | Unknown], int]:
+    """Every record of a log, typed (records.read), and how many lines were skipped."""
+    raw, bad = read_records(path)
+    records = [r for r in map(read, raw) if r is not None]
     return records, bad

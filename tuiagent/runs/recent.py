@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tuiagent.errors import UsageError
 from tuiagent.runs.layout import TRANSCRIPTS, transcript_file
-from tuiagent.runs.log import read_records
+from tuiagent.runs.log import read_run
+from tuiagent.runs.records import Attempt, ProxyRunStart, RunStart, Turn, UserMessage
 
 TITLE_CHARS = 60
 
@@ -33,29 +34,19 @@ def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
         if not transcript.is_file():
             continue
         try:
-            records, _ = read_records(log)
+            records, _ = read_run(log)
         except OSError:
             continue
-        start = next((r for r in records if r["type"] == "run_start"), None)
-        first = next((r for r in records if r["type"] == "user"), None)
-        if start is None or first is None or start.get("replay_of") or start.get("source"):
+        start = next((r for r in records if isinstance(r, RunStart | ProxyRunStart)), None)
+        first = next((r for r in records if isinstance(r, UserMessage)), None)
+        if not isinstance(start, RunStart) or start.replay_of or first is None:
             continue
-        cost = sum(
-            (
-                Decimal(str(r.get("cost_usd", 0)))
-                for r in records
-                if r["type"] in ("turn", "attempt")
-            ),
-            Decimal(0),
-        )
-        text = " ".join(str(first.get("text", "")).split())
+        calls = [r for r in records if isinstance(r, Turn | Attempt)]
+        cost = sum((r.cost_usd for r in calls), Decimal(0))
+        text = " ".join(first.text.split())
         title = text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1] + "…"
-        turns = sum(1 for r in records if r["type"] == "turn")
-        out.append(
-            RecentSession(
-                log.stem, title, str(start.get("started_at", "")), cost, turns, transcript
-            )
-        )
+        turns = sum(1 for r in calls if isinstance(r, Turn))
+        out.append(RecentSession(log.stem, title, start.started_at, cost, turns, transcript))
         if len(out) >= limit:
             break
     return out
@@ -82,8 +73,8 @@ def find_resume(log_dir: Path, run_id: str) -> Path:
 def is_chat(log: Path) -> bool:
     """A run the user chatted in: its run_start notes neither `replay_of` nor a `source`."""
     try:
-        records, _ = read_records(log)
+        records, _ = read_run(log)
     except OSError:
         return False
-    start = next((r for r in records if r.get("type") == "run_start"), None)
-    return start is not None and not start.get("replay_of") and not start.get("source")
+    start = next((r for r in records if isinstance(r, RunStart | ProxyRunStart)), None)
+    return isinstance(start, RunStart) and not start.replay_of

@@ -19,7 +19,7 @@ from typing import Any
 from tuiagent.errors import UsageError
 from tuiagent.redact import redact
 from tuiagent.runs.layout import RunFile, find_run
-from tuiagent.runs.records import int_of, str_of
+from tuiagent.runs.records import ProxyTurn, Turn
 
 # --- writing -----------------------------------------------------------------------
 
@@ -175,7 +175,7 @@ class TurnRequest:
     """One turn of a logged run, as it was sent and as it was answered."""
 
     run: RunFile
-    record: dict[str, Any]
+    record: Turn | ProxyTurn
     request: dict[str, Any]
     answer: list[dict[str, Any]] | None  # None: the transcript does not have it
 
@@ -183,15 +183,15 @@ class TurnRequest:
 def turn_request(log_dir: Path, run_id: str, turn: int) -> TurnRequest:
     """The exact request of a logged turn (from its transcript) and its logged record."""
     run = find_run(log_dir, run_id)
-    records = [r for r in run.records if r.get("type") == "turn"]
-    numbers = [int_of(r, "turn") for r in records]
-    matches = [r for r in records if int_of(r, "turn") == turn]
+    records = [c for c in run.calls if isinstance(c, Turn | ProxyTurn) and c.type == "turn"]
+    numbers = [r.turn for r in records]
+    matches = [r for r in records if r.turn == turn]
     if not matches:
         have = f"turns {min(numbers)}-{max(numbers)}" if numbers else "no turns"
         raise UsageError(f"run {run.run_id} has no turn {turn} ({have})")
     record = matches[0]
     requests, messages = sent_requests(run)
-    request = requests.get((turn, str_of(record, "purpose", "agent")))
+    request = requests.get((turn, record.purpose or "agent"))
     if request is None:
         raise UsageError(f"the transcript of run {run.run_id} has no request for turn {turn}")
     return TurnRequest(run, record, request, answer_after(messages, request))

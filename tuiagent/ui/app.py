@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from textual import on, work
 from textual.app import App
@@ -26,10 +26,12 @@ from textual.worker import Worker
 
 from tuiagent.config import TIER_CHOICES, Settings, parse_money
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
-from tuiagent.exit_codes import outcome
+from tuiagent.exit_codes import exit_for_signal
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
+from tuiagent.runs.outcome import outcome
 from tuiagent.runs.recent import find_resume
+from tuiagent.runs.records import HaltReason, Turn
 from tuiagent.ui.commands import (
     LOWEST_STEPPED_CAP,
     CommandsProvider,
@@ -146,7 +148,7 @@ class TuiagentApp(App[int]):
                 loop.add_signal_handler(sig, self._stop_by_signal, int(sig))
 
     def _stop_by_signal(self, signum: int) -> None:
-        self.run_worker(self.quit(128 + signum), group="quit", exclusive=True)
+        self.run_worker(self.quit(exit_for_signal(signum)), group="quit", exclusive=True)
 
     def _screen_ready(self) -> None:
         gc.enable()  # run_app held it off till the first frame
@@ -298,7 +300,8 @@ class TuiagentApp(App[int]):
 
         screen = self.main
         calls, cost = 0, Decimal(0)  # what this message cost: its calls and failed attempts
-        stopped: dict[str, Any] | None = None  # Esc: the stopped call's record ({} if none)
+        # Esc: the stopped call's record (False when no call was streaming).
+        stopped: Turn | Literal[False] | None = None
         if not self.cap_halt:
             screen.gauge.halted = None  # a new request (or going on): the last halt is over
         # The agent runs in a task of its own that only waits inside the agent: Esc cancels
@@ -324,10 +327,10 @@ class TuiagentApp(App[int]):
                 if isinstance(event, TurnFinished | AttemptFailed):
                     calls += isinstance(event, TurnFinished)
                     self.session_calls += isinstance(event, TurnFinished)
-                    cost += Decimal(str(event.record.get("cost_usd") or 0))
+                    cost += event.record.cost_usd
                 if isinstance(event, Halted) and event.by_cap:
                     self.cap_halt = True
-                if isinstance(event, TurnFinished) and event.record["purpose"] == "agent":
+                if isinstance(event, TurnFinished) and event.record.purpose == "agent":
                     screen.show_context(event.record)
                 elif isinstance(event, ContextEdited):
                     screen.context_edited(event.record)
@@ -337,10 +340,10 @@ class TuiagentApp(App[int]):
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
             last = agent.snapshot().last_call
-            stopped = last if last and last.get("stop_reason") == "interrupted" else {}
+            stopped = last if last and last.stop_reason == "interrupted" else False
             screen.interrupted(stopped or None)
             if stopped:
-                calls, cost = calls + 1, cost + Decimal(str(stopped.get("cost_usd") or 0))
+                calls, cost = calls + 1, cost + stopped.cost_usd
             raise
         except Exception as exc:  # a failed turn is a notice, never a crash
             text = redact(str(exc))
@@ -352,7 +355,7 @@ class TuiagentApp(App[int]):
             screen.set_status(f"run {now.run_id}")
             self.call_later(screen.close_answer)
             if stopped is not None:  # under what streamed before Esc
-                paid = money(Decimal(str(stopped.get("cost_usd") or 0)), 5)
+                paid = money(stopped.cost_usd, 5) if stopped else ""
                 self.call_later(
                     screen.chat.add_notice,
                     f"interrupted: what streamed stays; its cost counts ({paid})"
@@ -396,8 +399,7 @@ class TuiagentApp(App[int]):
         if agent is None or self.finished:
             return
         self.finished = True
-        end = outcome(agent.snapshot().halt_reason)
-        agent.finish(end.status, end.halt_reason)
+        agent.finish(outcome(agent.snapshot().halt_reason))
 
     # --- the commands (ui/commands.py): keys, the palette and slash commands ----------
 
@@ -416,7 +418,7 @@ class TuiagentApp(App[int]):
         """F6 is in the footer (and the palette) only while a request is halted at max_turns."""
         if action == "go_on":
             agent = self.agent
-            halted = agent is not None and agent.snapshot().halt_reason == "max_turns"
+            halted = agent is not None and agent.snapshot().halt_reason == HaltReason.MAX_TURNS
             return halted and not self.busy
         return True
 
@@ -510,7 +512,7 @@ class TuiagentApp(App[int]):
     def action_go_on(self) -> None:
         """Go on with a request halted by max_turns (F6), with a fresh allowance."""
         agent = self.agent
-        if agent is None or self.busy or agent.snapshot().halt_reason != "max_turns":
+        if agent is None or self.busy or agent.snapshot().halt_reason != HaltReason.MAX_TURNS:
             return
         self.main.gauge.halted = None
         self.turn_worker = self.drive(agent, agent.go_on())
@@ -546,7 +548,7 @@ class TuiagentApp(App[int]):
         self.main.context_edited(record)
         self.main.chat.add_notice(
             f"new conversation: the next request has no earlier messages "
-            f"({record['messages_before']} cleared); "
+            f"({record.messages_before} cleared); "
             f"{money(agent.snapshot().budget.settled, 4)} spent so far counts against the "
             "same cap"
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import App, ComposeResult
@@ -20,6 +20,7 @@ from textual.widgets import Footer, RichLog, Static
 from tuiagent.config import Settings
 from tuiagent.cost.budget import BudgetChanged
 from tuiagent.proxy.lines import call_line
+from tuiagent.runs.records import ProxyTurn, Record, Refused
 from tuiagent.ui.commands import bindings
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 class CallRecorded(Message):
     """The proxy wrote one record (a call, an attempt, a refusal)."""
 
-    record: dict[str, Any]
+    record: Record
 
 
 @dataclass
@@ -88,7 +89,7 @@ class ProxyDashboard(App[int]):
         self.query_one(RichLog).write(f"point a client here: ANTHROPIC_BASE_URL={self.server.url}")
 
     # Called in the proxy's thread: posting a message is the thread-safe way in.
-    def _from_proxy(self, record: dict[str, Any]) -> None:
+    def _from_proxy(self, record: Record) -> None:
         self.post_message(CallRecorded(record))
 
     def _from_budget(self, snapshot: BudgetChanged) -> None:
@@ -97,15 +98,16 @@ class ProxyDashboard(App[int]):
     @on(CallRecorded)
     def _call(self, message: CallRecorded) -> None:
         record = message.record
-        if record["type"] not in ("turn", "attempt", "refused"):
+        if isinstance(record, Refused):
+            self.query_one(RichLog).write(call_line(record))
+            self.notify(record.error, title="Refused", severity="warning")
+            return
+        if not isinstance(record, ProxyTurn):
             return
         self.query_one(RichLog).write(call_line(record))
-        if record["type"] == "refused":
-            self.notify(str(record.get("error", "")), title="Refused", severity="warning")
-            return
-        self.query_one(BudgetGauge).add_turn_cost(Decimal(str(record.get("cost_usd", 0))))
+        self.query_one(BudgetGauge).add_turn_cost(record.cost_usd)
         self.query_one(TurnsTable).add_turn(record)
-        if record["type"] == "turn":
+        if record.type == "turn":
             self.query_one(CachePanel).add_turn(record)
 
     @on(BudgetMoved)

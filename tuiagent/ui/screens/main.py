@@ -20,6 +20,7 @@ from tuiagent.ui.widgets.chat import ChatInput, ChatLog, NoticeView
 # the first frame waits for neither.
 if TYPE_CHECKING:
     from tuiagent.agent.events import Event
+    from tuiagent.runs.records import ContextEdit, Tool, Turn
     from tuiagent.ui.widgets.agents import AgentsPanel
     from tuiagent.ui.widgets.answer import AnswerView
     from tuiagent.ui.widgets.gauge import BudgetGauge
@@ -94,10 +95,10 @@ class MainScreen(Screen[None]):
         self._failure: NoticeView | None = None  # the notice of a call failing right now
         self.needed_usd: Decimal | None = None  # halted at the cap: what the next call needs
         self.view = "panels"  # what F5 shows (WIDE_VIEWS, NARROW_VIEWS)
-        self.last_turn: dict[str, Any] | None = None  # for the one-line status
+        self.last_turn: Turn | None = None  # for the one-line status
         self.queued = 0  # messages waiting for the agent (counted on the input's border)
         self._meter = ""  # the context meter, on the input's border when nothing is queued
-        self._context_record: dict[str, Any] | None = None  # the last agent turn's
+        self._context_record: Turn | None = None  # the last agent turn's
         # The model's context window in tokens, when known (the app sets it from the pricer).
         self.context_window: Callable[[str], int | None] = lambda model: None
 
@@ -174,24 +175,15 @@ class MainScreen(Screen[None]):
         r = self.last_turn
         if r is None:
             return
-        model = str(r.get("model", "")).removeprefix("claude-")
-        parts = [f"{r.get('tier')} {model}"]
+        parts = [f"{r.tier} {r.model.removeprefix('claude-')}"]
         for agents in self.query(AgentsPanel):  # second: it must not be cut off at 80 columns
             if n := agents.running:
                 parts.append(f"{n} sub-agent{'' if n == 1 else 's'} running")
         for panel in self.query(CachePanel):
             parts.append(f"cache hit {panel.hit_rate}")
-        parts.append(f"last {money(Decimal(str(r.get('cost_usd') or 0)), 5)}")
-        window = self.context_window(str(r.get("model", "")))
-        used = sum(
-            int(r.get(k) or 0)
-            for k in (
-                "input_tokens",
-                "cache_read_input_tokens",
-                "cache_creation_input_tokens",
-                "output_tokens",
-            )
-        )
+        parts.append(f"last {money(r.cost_usd, 5)}")
+        window = self.context_window(r.model)
+        used = r.usage.total_input_tokens + r.usage.output_tokens
         if window:
             parts.append(f"context {used / window:.0%}")
         parts.append(f"{self.key('toggle_panels')} panels")
@@ -240,34 +232,33 @@ class MainScreen(Screen[None]):
             else self._meter
         )
 
-    def show_context(self, record: dict[str, Any], tokens: int | None = None) -> None:
+    def show_context(self, record: Turn, tokens: int | None = None) -> None:
         """The context meter: how full the window is, and what reading the history cost on
         the last call (`tokens`: the context after an edit, with no call to price it)."""
         from tuiagent.ui.widgets.context import meter_text
 
-        parts = record.get("cost_breakdown_usd", {})
-        kinds = ("input", "cache_write", "cache_read")
-        input_cost = sum((Decimal(str(parts.get(k, 0))) for k in kinds), Decimal(0))
+        parts = record.cost_breakdown_usd
+        input_cost = parts.input + parts.cache_write + parts.cache_read
         self._context_record = record
-        shown = record["context_tokens"] if tokens is None else tokens
+        shown = record.context_tokens if tokens is None else tokens
         self._meter = meter_text(
-            shown, record["context_window"], input_cost if tokens is None else None
+            shown, record.context_window, input_cost if tokens is None else None
         )
         self.show_queue(self.queued)
 
-    def context_edited(self, record: dict[str, Any]) -> None:
+    def context_edited(self, record: ContextEdit) -> None:
         """Old tool results cleared, a compaction or /clear: said, and the meter follows."""
-        if record["action"] == "clear_tool_results":
-            ids = record["result_ids"]
+        if record.action == "clear_tool_results" and record.result_ids:
+            ids = record.result_ids
             self.chat.add_notice(
-                f"cleared {record['results']} old tool results from the context "
-                f"({record['tokens_before']:,} -> {record['tokens_after']:,} tokens); "
+                f"cleared {record.results} old tool results from the context "
+                f"({record.tokens_before:,} -> {record.tokens_after:,} tokens); "
                 f"{ids[0]}..{ids[-1]} stay for expand_result"
             )
         if self._context_record is not None:
-            self.show_context(self._context_record, record["tokens_after"])
+            self.show_context(self._context_record, record.tokens_after)
 
-    def interrupted(self, record: dict[str, Any] | None) -> None:
+    def interrupted(self, record: Turn | None) -> None:
         """Esc stopped the work: every sub-agent shows stopped, and the stopped call (if one
         was streaming) is a row in the panels."""
         from tuiagent.ui.widgets.agents import AgentsPanel
@@ -295,6 +286,7 @@ class MainScreen(Screen[None]):
             TurnFinished,
             TurnStarted,
         )
+        from tuiagent.runs.records import HaltReason
         from tuiagent.ui.widgets.cache import CachePanel
         from tuiagent.ui.widgets.router import RouterPanel
         from tuiagent.ui.widgets.turns import TurnsTable
@@ -303,13 +295,13 @@ class MainScreen(Screen[None]):
             (await self.agents_panel()).update_agent(event)
             self.update_statusline()  # the narrow layout says how many are running
             return
-        if isinstance(event, LogRecord) and event.record.get("agent", "main") != "main":
+        if isinstance(event, LogRecord) and event.record.agent not in (None, "main"):
             # A sub-agent's record: its calls join the turns table and the gauge's burn; the
             # chat, router and cache panels are the orchestrator's.
             if isinstance(event, TurnFinished | AttemptFailed):
                 self.query_one(TurnsTable).add_turn(event.record)
             if isinstance(event, TurnFinished):
-                self.gauge.add_turn_cost(Decimal(str(event.record["cost_usd"])))
+                self.gauge.add_turn_cost(event.record.cost_usd)
             return
         if isinstance(event, AnswerDelta):
             self.feed(event.text)
@@ -335,7 +327,7 @@ class MainScreen(Screen[None]):
             await self.close_answer()
             self._failure = None  # a retry went through: the next failure is a new one
             self.turn_finished(event.record)
-            self.gauge.add_turn_cost(Decimal(str(event.record["cost_usd"])))
+            self.gauge.add_turn_cost(event.record.cost_usd)
         elif isinstance(event, BudgetChanged):
             self.gauge.show(event.budget)
         elif isinstance(event, CacheStateChanged):
@@ -343,13 +335,12 @@ class MainScreen(Screen[None]):
         elif isinstance(event, AttemptFailed):
             # A failed call is a row in the table and one notice line, updated in place
             # while it is retried (not a line and a toast per attempt).
-            self.query_one(TurnsTable).add_turn({**event.record, "stop_reason": "error"})
+            self.query_one(TurnsTable).add_turn(event.record)
             r = event.record
-            retry = r.get("retry_in_s")
             self.failure_notice(
-                f"{r.get('error')}: retry {int(r.get('retries_used') or 0) + 1} in {retry:.1f}s"
-                if isinstance(retry, int | float)
-                else f"{r.get('error')}",
+                f"{r.error}: retry {r.retries_used + 1} in {r.retry_in_s:.1f}s"
+                if r.retry_in_s is not None
+                else r.error,
                 "warning",
             )
         elif isinstance(event, Halted):
@@ -360,11 +351,11 @@ class MainScreen(Screen[None]):
                 if not self.input.text.strip():
                     self.input.load_text(event.withdrawn)
                     self.input.move_cursor(self.input.document.end)
-            if event.reason == "max_cost":
+            if event.reason == HaltReason.MAX_COST:
                 self.needed_usd = event.needed_usd
                 text += f". Raise the cap ({self.key('cap_up')} or /budget) to go on."
                 self.gauge.halted = f"{self.key('cap_up')} or /budget to go on"
-            elif event.reason == "max_turns":
+            elif event.reason == HaltReason.MAX_TURNS:
                 self.gauge.halted = f"max_turns: {self.key('go_on')} or /turns N goes on"
             else:
                 self.gauge.halted = event.reason
@@ -448,7 +439,7 @@ class MainScreen(Screen[None]):
                 await self.answer.close()
                 self.answer = None
 
-    def turn_finished(self, record: dict[str, Any]) -> None:
+    def turn_finished(self, record: Turn) -> None:
         from tuiagent.ui.widgets.cache import CachePanel
         from tuiagent.ui.widgets.router import RouterPanel
         from tuiagent.ui.widgets.turns import TurnsTable
@@ -459,17 +450,15 @@ class MainScreen(Screen[None]):
         self.last_turn = record
         self.update_statusline()
 
-    def tool_finished(self, record: dict[str, Any], output: str, original: str) -> None:
+    def tool_finished(self, record: Tool, output: str, original: str) -> None:
         from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
 
         result = ToolResult(record, output, original or output)
         self.query_one(ToolResultsPanel).add_result(result)
-        view = self.chat.tool_views.get(str(record.get("tool_use_id")))
+        view = self.chat.tool_views.get(record.tool_use_id)
         if view is None:
-            view = self.chat.add_tool(
-                str(record.get("tool_use_id")), str(record.get("name")), record.get("input") or {}
-            )
-        view.finished(record, output, result.original_tokens)
+            view = self.chat.add_tool(record.tool_use_id, record.name, record.input)
+        view.finished(record.ok, output, (result.original_tokens, result.seen_tokens))
 
     def clear_view(self) -> None:
         self.answer = None

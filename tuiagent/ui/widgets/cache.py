@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from textual.widgets import Static
 
 from tuiagent.agent.events import CacheStateChanged
+from tuiagent.runs.records import ProxyTurn, Turn
 from tuiagent.ui.format import money, tokens
 
 
@@ -43,17 +43,16 @@ class CachePanel(Static):
         self.set_interval(1.0, self._render_panel)
         self._render_panel()
 
-    def add_turn(self, record: dict[str, Any]) -> None:
+    def add_turn(self, record: Turn | ProxyTurn) -> None:
         """Totals from the turn record; the agent says why a call missed the cache."""
-        read = int(record.get("cache_read_input_tokens") or 0)
-        write = int(record.get("cache_creation_input_tokens") or 0)
-        self.read_tokens += read
-        self.input_tokens += read + write + int(record.get("input_tokens") or 0)
-        self.saved += Decimal(str(record.get("saved_by_cache_usd") or 0))
-        reason = record.get("cache_miss_reason")
+        u = record.usage
+        self.read_tokens += u.cache_read_input_tokens
+        self.input_tokens += u.total_input_tokens
+        self.saved += record.saved_by_cache_usd or 0
+        reason = record.cache_miss_reason
         if reason:
-            model = _short(str(record.get("model", "")))
-            self.last_miss = f"turn {record.get('turn')} {model}: {reason.replace('_', ' ')}"
+            model = _short(record.model)
+            self.last_miss = f"turn {record.turn} {model}: {reason.replace('_', ' ')}"
         self._render_panel()
 
     def set_state(self, event: CacheStateChanged) -> None:

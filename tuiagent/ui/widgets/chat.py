@@ -53,17 +53,14 @@ class ToolCallView(Collapsible):
         self.title = escape(f"⚙ {self.tool_name} {_args_preview(arguments)}")
         self.body.update(_args_text(arguments))
 
-    def finished(self, record: dict[str, Any], output: str, original_tokens: int | None) -> None:
-        ok = bool(record.get("ok", True))
+    def finished(self, ok: bool, output: str, sizes: tuple[int, int] | None) -> None:
+        """The call ended: `ok`, what the model saw, and (original, seen) token counts when
+        known."""
         self.set_class(not ok, "-error")
         mark = "ok" if ok else "error"
-        sizes = (
-            f"{tokens(original_tokens)} -> {tokens(record.get('result_tokens'))} tok  "
-            if original_tokens is not None
-            else ""
-        )
+        size = f"{tokens(sizes[0])} -> {tokens(sizes[1])} tok  " if sizes is not None else ""
         self.title = escape(  # a title is markup: a file name must not be read as such
-            f"{'✓' if ok else '✗'} {self.tool_name} {_args_preview(self.arguments)}  {sizes}{mark}"
+            f"{'✓' if ok else '✗'} {self.tool_name} {_args_preview(self.arguments)}  {size}{mark}"
         )
         lines = output.splitlines()
         shown = "\n".join(lines[:30]) + (
@@ -222,7 +219,7 @@ class ChatLog(VerticalScroll):
                     # It ran in the earlier run: done, with what the model saw.
                     output = block.get("content")
                     text = output if isinstance(output, str) else json.dumps(output)
-                    view.finished({"ok": not block.get("is_error")}, text, None)
+                    view.finished(not block.get("is_error"), text, None)
 
     def clear_chat(self) -> None:
         self.remove_children()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.reactive import reactive
 from textual.widgets import Static
+
+from tuiagent.runs.records import Turn
 
 
 class RouterPanel(Static):
@@ -30,8 +30,8 @@ class RouterPanel(Static):
         self.reason = reason
         self._render_panel()
 
-    def add_turn(self, record: dict[str, Any]) -> None:
-        candidates = record.get("route_candidates")
+    def add_turn(self, record: Turn) -> None:
+        candidates = record.route_candidates
         if candidates:
             # "fast $0.00006 · balanced $0.0012 (warm 4,096)": what each tier would have cost.
             self.candidates = " · ".join(
@@ -43,12 +43,7 @@ class RouterPanel(Static):
                 )
                 for c in candidates
             )
-        self.routed(
-            str(record.get("tier", "")),
-            str(record.get("model", "")),
-            str(record.get("route_reason") or "-"),
-            record.get("turn"),
-        )
+        self.routed(record.tier, record.model, record.route_reason or "-", record.turn)
 
     def _render_panel(self) -> None:
         mode = "auto" if self.tier == "auto" else f"pinned: {self.tier}"

@@ -4,48 +4,44 @@ way to open what the model saw and the original in a viewer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from rich.text import Text
 from textual import on
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from tuiagent.llm.tokens import estimate_tokens
+from tuiagent.runs.records import Tool
 from tuiagent.ui.format import tokens
 from tuiagent.ui.messages import OpenToolResult
 
 
 @dataclass(frozen=True)
 class ToolResult:
-    record: dict[str, Any]
+    record: Tool
     output: str
     original: str
 
     @property
     def original_tokens(self) -> int:
-        value = self.record.get("original_tokens")
-        return int(value) if value is not None else estimate_tokens(self.original)
+        return self.record.original_tokens
 
     @property
     def seen_tokens(self) -> int:
-        value = self.record.get("result_tokens")
-        return int(value) if value is not None else estimate_tokens(self.output)
+        return self.record.result_tokens
 
     @property
     def method(self) -> str:
-        method = self.record.get("compression") or self.record.get("method")
-        if method:
-            return str(method)
+        if self.record.method:
+            return self.record.method
         return "as is" if self.output == self.original else "compressed"
 
     def summary(self) -> str:
         """One line: the id the chat names (`r1`, for `expand r1`) or the turn, and sizes."""
         r = self.record
-        mark = "ok" if r.get("ok", True) else "error"
-        label = r.get("result_id") or f"t{r.get('turn', '?')}"
+        mark = "ok" if r.ok else "error"
+        label = r.result_id or f"t{r.turn}"
         return (
-            f"{label} {r.get('name', '?')} {mark}  "
+            f"{label} {r.name or '?'} {mark}  "
             f"{tokens(self.original_tokens)} -> {tokens(self.seen_tokens)} tok  {self.method}"
         )
 

@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from tuiagent.runs.records import Attempt, Call, ProxyTurn, Turn
 from tuiagent.ui.format import money, tokens
 
 # The model names its tier (the Router panel and the status line say it too): the table fits
@@ -29,27 +30,27 @@ class TurnsTable(DataTable[Any]):
         for name in COLUMNS:
             self.add_column(name, key=name)
 
-    def add_turn(self, record: dict[str, Any]) -> None:
-        agent = str(record.get("agent", "main"))
+    def add_turn(self, record: Call) -> None:
+        """A row per call (a retried call's row is updated in place)."""
+        agent = record.agent or "main"
         sub = agent != "main"
-        key = f"{agent}-{record.get('purpose', 'agent')}-{record.get('turn')}"
-        cost = Decimal(str(record.get("cost_usd", 0)))
-        latency = record.get("latency_s")
-        late = (
-            "stopped"
-            if record.get("stop_reason") == "interrupted"
-            else (f"{latency:.2f}s" if isinstance(latency, int | float) else "-")
-        )
-        model = str(record.get("model", ""))
+        key = f"{agent}-{record.purpose or 'agent'}-{record.turn}"
+        cost, u = record.cost_usd, record.usage
+        if isinstance(record, Attempt):
+            late = "-"
+        elif isinstance(record, Turn) and record.stop_reason == "interrupted":
+            late = "stopped"
+        else:
+            late = f"{record.latency_s:.2f}s"
         cells = [
-            f"  {agent}·{record.get('turn', '')}" if sub else str(record.get("turn", "")),
-            _who(record) + model.removeprefix("claude-"),
-            tokens(_all_input(record)),
-            tokens(record.get("output_tokens")),
-            tokens(record.get("cache_read_input_tokens")),
-            tokens(record.get("cache_creation_input_tokens")),
+            f"  {agent}·{record.turn}" if sub else str(record.turn),
+            _who(record) + record.model.removeprefix("claude-"),
+            tokens(u.total_input_tokens),
+            tokens(u.output_tokens),
+            tokens(u.cache_read_input_tokens),
+            tokens(u.cache_creation_input_tokens),
             money(cost, 5),
-            money(Decimal(str(record.get("cumulative_cost_usd", 0))), 4),
+            money(record.cumulative_cost_usd, 4),
             late,
         ]
         if key in self._costs:
@@ -93,17 +94,10 @@ class TurnsTable(DataTable[Any]):
         self._costliest = None
 
 
-def _who(record: dict[str, Any]) -> str:
+def _who(record: Call) -> str:
     """For a proxied call, the client that made it (`claude-cli/`); an agent call's model
     names its tier."""
-    if record.get("tier"):
+    if not isinstance(record, ProxyTurn):
         return ""
-    client = str(record.get("client", "")).split("/")[0]
+    client = record.client.split("/")[0]
     return f"{client}/" if client else ""
-
-
-def _all_input(record: dict[str, Any]) -> int:
-    return sum(
-        int(record.get(k) or 0)
-        for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    )
