@@ -249,12 +249,7 @@ class MainScreen(Screen[None]):
     def context_edited(self, record: ContextEdit) -> None:
         """Old tool results cleared, a compaction or /clear: said, and the meter follows."""
         if record.action == "clear_tool_results" and record.result_ids:
-            ids = record.result_ids
-            self.chat.add_notice(
-                f"cleared {record.results} old tool results from the context "
-                f"({record.tokens_before:,} -> {record.tokens_after:,} tokens); "
-                f"{ids[0]}..{ids[-1]} stay for expand_result"
-            )
+            self.chat.add_notice(cleared_notice(record))
         if self._context_record is not None:
             self.show_context(self._context_record, record.tokens_after)
 
@@ -464,3 +459,14 @@ class MainScreen(Screen[None]):
         self.answer = None
         self._pending.clear()
         self.chat.clear_chat()
+
+
+def cleared_notice(record: ContextEdit) -> str:
+    """What the chat says when old tool results were cleared from the context."""
+    ids, n = record.result_ids, record.results
+    kept = ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
+    return (
+        f"cleared {n} old tool result{'s' * (n != 1)} from the context "
+        f"({record.tokens_before:,} -> {record.tokens_after:,} tokens); "
+        f"{kept} {'stays' if len(ids) == 1 else 'stay'} for expand_result"
+    )
