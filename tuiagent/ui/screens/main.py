@@ -463,7 +463,7 @@ class MainScreen(Screen[None]):
 
 def cleared_notice(record: ContextEdit) -> str:
     """What the chat says when old tool results were cleared from the context."""
-    ids, n = record.result_ids, record.results
+    ids, n = record.result_ids or [], record.results
     kept = ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
     return (
         f"cleared {n} old tool result{'s' * (n != 1)} from the context "
