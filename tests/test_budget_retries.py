@@ -243,6 +243,22 @@ def wait_for_turns(log_dir: Path, turns: int) -> Path | None:
     return None
 
 
+def wait_for_a_call_in_flight(log_dir: Path) -> bool:
+    """Wait until a model call after the first turn is in flight: its request is in the
+    transcript (written once it is reserved, before it is sent) and its turn not yet in the
+    log (between the two, no tool runs). False after a minute."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for log in log_dir.glob("*.jsonl") if log_dir.exists() else []:
+            transcript = log_dir / "transcripts" / log.name
+            turns = log.read_text().count('"type":"turn"')
+            sent = transcript.read_text().count('"kind":"request"') if transcript.exists() else 0
+            if turns >= 1 and sent == turns + 1:
+                return True
+        time.sleep(0.005)
+    return False
+
+
 def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: Path) -> None:
     proc = start_slow_run(
         "What do notes.txt and README.md and data.csv say?", 200, workspace, log_dir, tmp_path

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import collect
 from tests.hostile import HostileModel
-from tests.test_budget_retries import start_slow_run, wait_for_turns
+from tests.test_budget_retries import start_slow_run, wait_for_a_call_in_flight
 from tuiagent.agent.events import BudgetChanged, Event, Notice
 from tuiagent.config import Settings
 from tuiagent.cost.budget import plan_reservation
@@ -245,7 +245,7 @@ def test_sigterm_and_sighup_end_a_run_like_ctrl_c(
     sig: signal.Signals, code: int, workspace: Path, log_dir: Path, tmp_path: Path
 ) -> None:
     proc = start_slow_run("What do notes.txt and README.md say?", 50, workspace, log_dir, tmp_path)
-    assert wait_for_turns(log_dir, 1) is not None
+    assert wait_for_a_call_in_flight(log_dir)  # not while a tool runs: no call to record then
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
