@@ -72,22 +72,7 @@ _DEFINITIONS: dict[tuple[Any, ...], tuple[list[Any], int]] = {}
 _SCALARS = (str, int, float, bool, type(None))
 
 
-# The same definition dicts come back every call (the toolbox's own): by identity first.
-_BY_ID: dict[int, tuple[dict[str, Any], int]] = {}
-
-
 def _definition_tokens(block: dict[str, Any]) -> int:
-    same = _BY_ID.get(id(block))
-    if same is not None and same[0] is block:
-        return same[1]
-    tokens = _counted_definition(block)
-    if len(_BY_ID) >= 512:
-        _BY_ID.clear()
-    _BY_ID[id(block)] = (block, tokens)
-    return tokens
-
-
-def _counted_definition(block: dict[str, Any]) -> int:
     clean = {k: v for k, v in block.items() if k != "cache_control"}
     held = [v for v in clean.values() if not isinstance(v, _SCALARS)]
     key = tuple((k, v if isinstance(v, _SCALARS) else id(v)) for k, v in clean.items())
