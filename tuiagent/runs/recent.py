@@ -3,6 +3,7 @@ replays and proxy logs left out (their run_start has `replay_of` or `source`).""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +11,15 @@ from pathlib import Path
 from tuiagent.errors import UsageError
 from tuiagent.runs.layout import TRANSCRIPTS, transcript_file
 from tuiagent.runs.log import read_run
-from tuiagent.runs.records import Attempt, ProxyRunStart, RunStart, Turn, UserMessage
+from tuiagent.runs.records import (
+    Attempt,
+    ProxyRunStart,
+    Record,
+    RunStart,
+    Turn,
+    Unknown,
+    UserMessage,
+)
 
 TITLE_CHARS = 60
 
@@ -37,9 +46,9 @@ def recent_sessions(log_dir: Path, limit: int = 30) -> list[RecentSession]:
             records, _ = read_run(log)
         except OSError:
             continue
-        start = next((r for r in records if isinstance(r, RunStart | ProxyRunStart)), None)
+        start = _chat_start(records)
         first = next((r for r in records if isinstance(r, UserMessage)), None)
-        if not isinstance(start, RunStart) or start.replay_of or first is None:
+        if start is None or first is None:
             continue
         calls = [r for r in records if isinstance(r, Turn | Attempt)]
         cost = sum((r.cost_usd for r in calls), Decimal(0))
@@ -57,7 +66,7 @@ def find_resume(log_dir: Path, run_id: str) -> Path:
     (never a replay nor a proxy's log: their transcripts are not a conversation to go on)."""
     folder = log_dir / TRANSCRIPTS
     if run_id:
-        path = folder / f"{run_id}.jsonl"
+        path = transcript_file(log_dir / f"{run_id}.jsonl")
         if not path.is_file():
             raise UsageError(f"--resume: no run {run_id!r} in {log_dir}")
         return path
@@ -76,5 +85,10 @@ def is_chat(log: Path) -> bool:
         records, _ = read_run(log)
     except OSError:
         return False
+    return _chat_start(records) is not None
+
+
+def _chat_start(records: Iterable[Record | Unknown]) -> RunStart | None:
+    """The run_start of a run the user chatted in: not a replay, not a proxy's log."""
     start = next((r for r in records if isinstance(r, RunStart | ProxyRunStart)), None)
-    return isinstance(start, RunStart) and not start.replay_of
+    return start if isinstance(start, RunStart) and not start.replay_of else None
