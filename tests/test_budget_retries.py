@@ -26,6 +26,7 @@ from tests.loopback import (
 from tuiagent.agent.events import AttemptFailed, Halted, Notice, TurnFinished
 from tuiagent.config import Settings
 from tuiagent.llm.offline import OfflineModel
+from tuiagent.runs.layout import transcript_file
 from tuiagent.runs.log import read_records
 from tuiagent.session import Session, open_session
 
@@ -250,7 +251,7 @@ def wait_for_a_call_in_flight(log_dir: Path) -> bool:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for log in log_dir.glob("*.jsonl") if log_dir.exists() else []:
-            transcript = log_dir / "transcripts" / log.name
+            transcript = transcript_file(log)
             turns = log.read_text().count('"type":"turn"')
             sent = transcript.read_text().count('"kind":"request"') if transcript.exists() else 0
             if turns >= 1 and sent == turns + 1:
