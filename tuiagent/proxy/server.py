@@ -134,15 +134,17 @@ class ProxyApp:
         if not isinstance(payload, dict) or not isinstance(max_tokens, int) or max_tokens < 1:
             return await self.passthrough(request)  # the upstream refuses it, billing nothing
 
-        async def count(body: dict[str, Any]) -> int | None:
+        async def count(body: dict[str, Any]) -> object:
+            """The answer's input_tokens as sent (the meter checks it), or None."""
             url = self._url(request).replace("/v1/messages", "/v1/messages/count_tokens", 1)
             try:
                 answer = await self.client.post(
                     url, headers=headers, content=json.dumps(body), timeout=COUNT_TIMEOUT_S
                 )
-                return int(answer.json()["input_tokens"]) if answer.status_code == 200 else None
-            except (httpx2.HTTPError, ValueError, KeyError, TypeError):
+                data = answer.json() if answer.status_code == 200 else None
+            except (httpx2.HTTPError, ValueError):
                 return None
+            return data.get("input_tokens") if isinstance(data, dict) else None
 
         call = await self.meter.admit(raw, payload, _client_name(request), count)
         if isinstance(call, Refused):
