@@ -192,7 +192,11 @@ def _session_count_calls(client: httpx2.Client, proxy_url: str, upstream_url: st
     round, max_tokens 128,000 on Opus 5.5."""
     before = client.get(upstream_url + "/bench/count_calls").json()["count_calls"]
     tools = [
-        {"name": f"Tool{i}", "description": "does a thing " * 40, "input_schema": {"type": "object"}}
+        {
+            "name": f"Tool{i}",
+            "description": "does a thing " * 40,
+            "input_schema": {"type": "object"},
+        }
         for i in range(12)
     ]
     system = [{"type": "text", "text": "You are a coding agent. " * 400}]

@@ -14,6 +14,7 @@ closing the connection, so it can cut a stream anywhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -230,7 +231,10 @@ class BillingUpstream:
                 },
             ),
             *[
-                _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+                _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": delta},
+                )
                 for _ in range(4)
             ],
             _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
@@ -280,7 +284,5 @@ async def _write(
 
 async def _hang(reader: asyncio.StreamReader, bound_s: float) -> None:
     """Hold the connection open until the peer leaves, at most `bound_s`."""
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(reader.read(1), bound_s)
-    except TimeoutError:
-        pass

@@ -74,7 +74,9 @@ def test_batches_where_genai_prices_has_no_variant_at_the_published_half() -> No
     pricer = Pricer()
     sonnet_4 = "claude-sonnet-4-20250514"
     assert pricer.price(sonnet_4, below, batch).total == (D(3) * 100_000 + D(15) * 10_000) / M / 2
-    assert pricer.price(sonnet_4, above, batch).total == (D(6) * 300_000 + D("22.5") * 10_000) / M / 2
+    assert (
+        pricer.price(sonnet_4, above, batch).total == (D(6) * 300_000 + D("22.5") * 10_000) / M / 2
+    )
 
 
 def test_the_long_context_tier_and_us_only_stack() -> None:
@@ -253,7 +255,9 @@ async def test_a_request_that_fits_once_holds_in_flight_settle_waits_for_them() 
     second = asyncio.create_task(meter.reserve(OPUS, request(max_tokens=2000), None, label="2"))
     await asyncio.sleep(0.2)
     assert not second.done()  # waiting, not refused
-    meter.settle(first, Seen(usage=TokenUsage(input_tokens=10, output_tokens=5), updates=2, completed=True))  # type: ignore[arg-type]
+    meter.settle(
+        first, Seen(usage=TokenUsage(input_tokens=10, output_tokens=5), updates=2, completed=True)
+    )  # type: ignore[arg-type]
     outcome = await second
     assert not hasattr(outcome, "needed") and outcome.waited_s > 0  # type: ignore[union-attr]
 

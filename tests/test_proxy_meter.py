@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -114,9 +114,12 @@ def test_a_dearer_model_in_message_start_is_priced_as_billed(tmp_path: Path) -> 
 
 def test_a_client_that_leaves_mid_stream_is_billed_the_whole_output(tmp_path: Path) -> None:
     with proxied(tmp_path, ["slow"]) as (upstream, proxy):
-        with httpx2.Client(timeout=30) as client, client.stream(
-            "POST", proxy.url + "/v1/messages", content=body(max_tokens=3000), headers=HEADERS
-        ) as response:
+        with (
+            httpx2.Client(timeout=30) as client,
+            client.stream(
+                "POST", proxy.url + "/v1/messages", content=body(max_tokens=3000), headers=HEADERS
+            ) as response,
+        ):
             for chunk in response.iter_raw():
                 if b"message_start" in chunk:
                     break  # and hang up
@@ -140,7 +143,9 @@ def test_fast_mode_is_held_and_priced_at_its_rates(tmp_path: Path) -> None:
     assert cost(fast_record) == fast.billed(pricer) == fast_price
     # It ran at standard speed (the response says so): priced so.
     assert "modifiers" not in fallback_record
-    assert cost(fallback_record) == fallback.billed(pricer) == pricer.price(OPUS, fallback.usage).total
+    assert (
+        cost(fallback_record) == fallback.billed(pricer) == pricer.price(OPUS, fallback.usage).total
+    )
 
 
 def test_fast_mode_without_a_published_price_is_refused_before_it_leaves(tmp_path: Path) -> None:
@@ -281,8 +286,10 @@ def test_a_killed_proxy_leaves_its_calls_in_flight_and_report_counts_them(tmp_pa
     logs = tmp_path / "logs"
     with BillingUpstream(["stall"], stall_s=30) as upstream:
         proxy = subprocess.Popen(
-            [sys.executable, "-m", "tuiagent", "proxy", "--no-ui", "--port", "0"]
-            + ["--upstream", upstream.base_url, "--log-dir", str(logs), "--max-cost", "1"],
+            [
+                *(sys.executable, "-m", "tuiagent", "proxy", "--no-ui", "--port", "0"),
+                *("--upstream", upstream.base_url, "--log-dir", str(logs), "--max-cost", "1"),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "HOME": str(tmp_path)},
@@ -311,10 +318,8 @@ def test_a_killed_proxy_leaves_its_calls_in_flight_and_report_counts_them(tmp_pa
 
 
 def _ignore_errors(*call: Any) -> None:
-    try:
+    with suppress(httpx2.HTTPError):
         call[0](*call[1:])
-    except httpx2.HTTPError:
-        pass
 
 
 def test_usage_reports_where_and_how_it_ran() -> None:

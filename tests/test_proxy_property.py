@@ -88,9 +88,7 @@ async def _client(url: str, asks: list[dict[str, Any]], statuses: list[int]) -> 
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    clients=st.lists(
-        st.lists(client_requests(), min_size=1, max_size=3), min_size=16, max_size=32
-    ),
+    clients=st.lists(st.lists(client_requests(), min_size=1, max_size=3), min_size=16, max_size=32),
     behaviours=st.lists(st.sampled_from(BEHAVIOURS), max_size=60),
     counts=st.lists(st.sampled_from(COUNTS), max_size=30),
     cap=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("2"), places=3),

@@ -91,7 +91,8 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         auto_cache=args.auto_cache,
         settings=settings,
     )
-    server = ProxyServer(ProxyApp(meter, args.upstream), sock, args.host)
+    app = ProxyApp(meter, args.upstream, unbilled_paths=settings.proxy.unbilled_paths)
+    server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
     meter.start(args.upstream)
     try:

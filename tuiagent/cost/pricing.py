@@ -504,9 +504,7 @@ def _genai_model_price(model: str, modifiers: Modifiers = STANDARD) -> ModelPric
         elif published.batch is not None:
             batch_factor = published.batch
         else:
-            raise UnpricedModifierError(
-                f"Message Batches have no published price for {model!r}"
-            )
+            raise UnpricedModifierError(f"Message Batches have no published price for {model!r}")
     elif modifiers.processing != "standard":
         raise UnpricedModifierError(f"processing {modifiers.processing!r} has no price")
     price: ModelPrice = (
@@ -518,7 +516,7 @@ def _genai_model_price(model: str, modifiers: Modifiers = STANDARD) -> ModelPric
     if modifiers.inference_geo == "us":
         if published.us_only is None:
             raise UnpricedModifierError(
-                f"inference_geo \"us\" is priced for Claude Opus 4.6 and later models only, "
+                f'inference_geo "us" is priced for Claude Opus 4.6 and later models only, '
                 f"not {model!r} (the API refuses it there)"
             )
         price = _scaled_tokens(price, published.us_only)

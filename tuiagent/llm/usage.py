@@ -201,7 +201,5 @@ class TokenUsage:
 
 
 _COUNTS = frozenset(
-    f.name
-    for f in fields(TokenUsage)
-    if f.name != "iterations" and f.name not in RAN_AS_FIELDS
+    f.name for f in fields(TokenUsage) if f.name != "iterations" and f.name not in RAN_AS_FIELDS
 )

@@ -119,6 +119,8 @@ class Prefixes:
             answer = estimate_request_tokens({"messages": [first]})
             if answer <= billed.output:
                 new = new[1:]
-                return billed.tokens, estimate_request_tokens({"messages": new}) + PER_MESSAGE_OVERHEAD
+                return billed.tokens, estimate_request_tokens(
+                    {"messages": new}
+                ) + PER_MESSAGE_OVERHEAD
         exact = billed.tokens - billed.output
         return exact, estimate_request_tokens({"messages": new}) + PER_MESSAGE_OVERHEAD

@@ -192,6 +192,12 @@ class Meter:
             )
         )
 
+    def refuse(self, client: str, model: str, message: str) -> Refused:
+        """A request refused before it could be admitted (a path or body the proxy cannot
+        meter): one `refused` record, numbered as a call."""
+        self.calls += 1
+        return self._refuse(self.calls, client, model, message)
+
     def _cap_message(self, model: str, unfit: Unfit, request: dict[str, Any]) -> str:
         b = self.budget.snapshot()
         useful = min(self.core.min_useful_tokens, int(request.get("max_tokens") or 1))
@@ -275,9 +281,7 @@ class Meter:
             **record_fields(call.held, settled),
         )
         if ok:
-            without_cache = self.pricer.without_cache(
-                settled.priced_as, usage, settled.modifiers
-            )
+            without_cache = self.pricer.without_cache(settled.priced_as, usage, settled.modifiers)
             record = replace(
                 record,
                 cost_without_cache_usd=without_cache,
