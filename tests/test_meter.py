@@ -17,16 +17,23 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tuiagent.agent.call import CallSpec
+from tuiagent.agent.events import TurnFinished
+from tuiagent.agent.router import RouteDecision
+from tuiagent.config import Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.pricing import STANDARD, Modifiers, Pricer, UnpricedModifierError
 from tuiagent.errors import UsageError
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.meter import CallMeter, Seen, Size
+from tuiagent.runs.log import read_records
+from tuiagent.session import open_session
 
 D = Decimal
 M = 1_000_000
@@ -334,3 +341,32 @@ async def test_no_count_is_asked_when_not_even_the_estimate_could_fit() -> None:
 
     outcome = await meter.reserve(OPUS, request(), count, label="t")
     assert hasattr(outcome, "needed") and meter.count_calls == 0
+
+
+# --- the agent's face: the same meter ----------------------------------------------------
+
+
+async def test_the_agent_holds_and_prices_a_request_s_modifiers(tmp_path: Path) -> None:
+    """A replayed proxied request that asked for fast mode and US-only inference: the
+    agent holds and prices it with both, and writes its `hold` record before sending."""
+    settings = Settings().with_changes(log_dir=tmp_path / "logs", tier="deep")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    agent = open_session(settings, workspace=ws, offline=True).agent
+    model = "claude-fable-5-2"
+    sent = request(model, max_tokens=500, speed="fast", inference_geo="us")
+    spec = CallSpec(1, "agent", RouteDecision("deep", model, "test"), lambda _: dict(sent))
+    agent.start()
+    events = [e async for e in agent.call(spec)]
+    agent.finish()
+    (turn,) = [e.record for e in events if isinstance(e, TurnFinished)]
+    records, _ = read_records(agent.log.path)
+    kinds = [r["type"] for r in records]
+    assert kinds == ["run_start", "hold", "turn", "run_end"]
+    assert records[1]["hold_id"] == turn.hold_id and records[1]["reserved_usd"] > 0
+    both = Modifiers(speed="fast", inference_geo="us")
+    assert turn.modifiers == {"speed": "fast", "inference_geo": "us"}
+    assert turn.cost_usd == Pricer().price(model, turn.usage, both).total
+    assert turn.cost_usd == Pricer().price(model, turn.usage).total * 2 * D("1.1")
+    rates = Pricer().rates(model, turn.input_tokens_counted, both)
+    assert turn.reserved_usd == rates.input * turn.input_tokens_counted + rates.output * 500

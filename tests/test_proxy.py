@@ -452,7 +452,8 @@ def test_headless_proxy_says_where_it_listens_then_one_line_per_call(tmp_path: P
     assert f"${price(message.usage):.6f}" in line and "[end_turn]" in line
     (log,) = tmp_path.glob("*.jsonl")
     records = [json.loads(x) for x in log.read_text().splitlines()]
-    assert [r["type"] for r in records] == ["run_start", "turn", "run_end"]
+    assert [r["type"] for r in records] == ["run_start", "hold", "turn", "run_end"]
+    assert records[1]["hold_id"] == records[2]["hold_id"]  # held before it was sent
     assert records[0]["source"] == "proxy" and records[0]["limits"]["max_cost_usd"] == 0.5
     assert KEY not in first + line + out + err + log.read_text()
 

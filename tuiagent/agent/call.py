@@ -30,6 +30,7 @@ from tuiagent.agent.events import (
     AttemptFailed,
     BudgetChanged,
     CacheStateChanged,
+    CallHeld,
     Event,
     Notice,
     ToolCallStarted,
@@ -147,6 +148,7 @@ class _Held:
 
     prepared: Prepared
     held: Held
+    record: HoldRecord  # its `hold` record, written before it was sent
 
 
 @dataclass
@@ -260,6 +262,7 @@ class Caller:
                 )
                 return
             p, request = held.prepared, held.held.request
+            yield CallHeld(held.record)
             yield BudgetChanged(self.budget.snapshot())
             yield TurnStarted(
                 spec.turn,
@@ -370,18 +373,22 @@ class Caller:
         self, spec: CallSpec, prepared: Prepared, waited: float | None
     ) -> _Held | None:
         label = f"turn {spec.turn} {spec.purpose}"
+        written: list[HoldRecord] = []
         held = self.meter.hold(
-            prepared.plan, label, waited, lambda h: self._write_hold(spec, prepared, h)
+            prepared.plan,
+            label,
+            waited,
+            lambda h: written.append(self._write_hold(spec, prepared, h)),
         )
         if held is None:
             return None
         self.transcript.request(spec.turn, spec.purpose, held.request)
         self.started_at = utc_now_iso()  # a Caller makes one call at a time
-        return _Held(prepared, held)
+        return _Held(prepared, held, written[0])
 
-    def _write_hold(self, spec: CallSpec, p: Prepared, held: Held) -> None:
+    def _write_hold(self, spec: CallSpec, p: Prepared, held: Held) -> HoldRecord:
         res = held.reservation
-        self.write(
+        return self.write(
             HoldRecord(
                 hold_id=held.hold_id,
                 turn=spec.turn,
