@@ -132,7 +132,12 @@ class BillingUpstream:
             headers = {
                 k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if x)
             }
-            body = json.loads(await reader.readexactly(int(headers.get("content-length", 0))))
+            raw = await reader.readexactly(int(headers.get("content-length", 0)))
+            if not lines[0].startswith("POST "):  # the models list and the like: not here
+                error = {"type": "error", "error": {"type": "not_found_error", "message": path}}
+                await _write(writer, 404, "application/json", [json.dumps(error).encode()])
+                return
+            body = json.loads(raw)
             if path.endswith("/count_tokens"):
                 await self._count(body, writer)
             else:
