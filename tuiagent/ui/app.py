@@ -59,7 +59,7 @@ from tuiagent.ui.widgets.chat import ChatInput
 if TYPE_CHECKING:
     from tuiagent.agent.events import Event
     from tuiagent.agent.protocol import AgentControl
-    from tuiagent.llm.offline import OfflineModel
+    from tuiagent.offline import OfflineModel
     from tuiagent.session import Session
 
 # The offline model's pace in the app when the config does not set one: a lifelike stream.
@@ -212,7 +212,7 @@ class TuiagentApp(App[int]):
     @on(SessionOpened)
     def _session_opened(self, message: SessionOpened) -> None:
         from tuiagent.cost.pricing import context_window
-        from tuiagent.llm.offline import OFFLINE_NOTICE
+        from tuiagent.offline import OFFLINE_NOTICE
 
         # The SDK and the app are loaded and live as long as the app: move them out of the
         # collector's way, so a collection while an answer streams scans only what is new.
