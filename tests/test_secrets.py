@@ -16,7 +16,7 @@ from tuiagent.agent.events import AttemptFailed, Halted, Notice, ToolFinished
 from tuiagent.agent.tools.base import ToolOutput
 from tuiagent.apikey import api_key
 from tuiagent.errors import UsageError
-from tuiagent.llm.client import CallFailed
+from tuiagent.llm.provider import CallFailed
 from tuiagent.redact import REDACTED, forget_all, redact, redact_data, remember
 from tuiagent.runs.log import RunLog
 from tuiagent.runs.records import Attempt, HaltReason, Tool, UserMessage

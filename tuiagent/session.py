@@ -12,8 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import anthropic
-
 from tuiagent.agent.delegate import Delegator
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.tools import Toolbox, Workspace
@@ -21,7 +19,8 @@ from tuiagent.agent.tools.command import CommandRunner
 from tuiagent.agent.tools.fetch import Fetcher
 from tuiagent.apikey import api_key
 from tuiagent.config import TIERS, Settings
-from tuiagent.llm.client import make_client
+from tuiagent.llm.client import AnthropicProvider, make_client
+from tuiagent.llm.provider import Provider
 from tuiagent.offline import OfflineModel
 from tuiagent.paths import default_log_dir
 from tuiagent.preflight import check_base_url, check_workspace
@@ -78,10 +77,10 @@ class Session:
 
 @dataclass
 class Connection:
-    """The client a run talks through: the real API, or the offline model (and why)."""
+    """The provider a run talks through (llm/provider.py): the real API, or the offline
+    model (and why)."""
 
-    client: anthropic.AsyncAnthropic
-    provider: str  # anthropic | offline
+    provider: Provider
     offline_model: OfflineModel | None
     notice: str | None
 
@@ -99,11 +98,10 @@ def connect(
             tokens_per_second=settings.offline.tokens_per_second,
             context_window=settings.run.context_window,
         )
-        return Connection(
-            make_client(offline_transport=offline_model), "offline", offline_model, notice
-        )
+        client = make_client(offline_transport=offline_model)
+        return Connection(AnthropicProvider(client, "offline"), offline_model, notice)
     check_base_url()
-    return Connection(make_client(), "anthropic", None, notice)
+    return Connection(AnthropicProvider(make_client()), None, notice)
 
 
 def open_session(
@@ -129,7 +127,6 @@ def open_session(
         toolbox.add(Fetcher(settings.tools.command_timeout_s).tool())
     agent = Agent(
         settings,
-        client=conn.client,
         provider=conn.provider,
         toolbox=toolbox,
         log_dir=settings.run.log_dir or default_log_dir(),

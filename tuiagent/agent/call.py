@@ -1,7 +1,8 @@
 """The agent's face of the one meter (tuiagent/meter): plan -> hold -> send -> stream ->
 settle -> record, with retries.
 
-Every model call of the agent goes through `Caller.call`: agent turns, summaries, the
+Every model call of the agent goes through `Caller.call` (a `Call`: its events, then its
+`CallEnd`; the provider behind it is llm/provider.py's seam): agent turns, summaries, the
 classifier, keep-warm, replay, sub-agents. The money invariant: a call is held at its worst
 case before it is sent (`CallMeter.reserve`; a `hold` record is written first), held in
 flight while it streams, and in a `finally` settled by the meter's distrust rules and
@@ -18,12 +19,10 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
-
-import anthropic
 
 from tuiagent.agent.events import (
     AnswerDelta,
@@ -32,7 +31,9 @@ from tuiagent.agent.events import (
     CacheStateChanged,
     CallHeld,
     Event,
+    EventStream,
     Notice,
+    Steps,
     ToolCallStarted,
     TurnFinished,
     TurnStarted,
@@ -51,14 +52,13 @@ from tuiagent.llm.caching import (
     count_breakpoints,
     without_breakpoints,
 )
-from tuiagent.llm.client import (
+from tuiagent.llm.provider import (
     CallFailed,
     CallResult,
+    Provider,
     TextDelta,
     ToolUseStarted,
     UsageUpdate,
-    count_tokens,
-    stream_message,
 )
 from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
@@ -88,7 +88,7 @@ class CallSpec:
 
 @dataclass(frozen=True)
 class CallEnd:
-    """The last item of every call: its result, or why there is none.
+    """How a call ended (the result of its stream): its result, or why there is none.
 
     reason: None (completed), max_cost (no useful call fits), max_retries, error (a failure
     not retried), or "skipped" (a helper call that did not fit or failed).
@@ -99,6 +99,7 @@ class CallEnd:
     detail: str = ""
     tier: str = ""  # the tier the call was made on (after any step-down)
     needed_usd: Decimal | None = None  # "max_cost": what the cheapest useful call needs
+    record: Turn | None = None  # the completed call's `turn` record
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,11 @@ class _Seen:
     result: CallResult | None = None
     failure: CallFailed | None = None
 
+    def content(self) -> list[dict[str, Any]]:
+        """What streamed, as assistant content (a call stopped before it finished)."""
+        text = "".join(self.text)
+        return [{"type": "text", "text": text}] if text else []
+
 
 class Caller:
     """The metered calls of one run (or one sub-agent): its meter (budget, calibration,
@@ -174,18 +180,17 @@ class Caller:
         self,
         settings: Settings,
         *,
-        client: anthropic.AsyncAnthropic,
+        provider: Provider,
         pricer: Pricer,
         budget: Budget,
         write: Writer,
         transcript: Transcript,
-        simulated: bool,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
-        self.client = client
+        self.provider = provider
         self.pricer = pricer
         self.budget = budget
         # One call at a time under this budget (sub-agents have slices of their own): a
@@ -200,17 +205,14 @@ class Caller:
         self.ledger = ledger if ledger is not None else Ledger()
         self.write = write
         self.transcript = transcript
-        self.simulated = simulated
+        self.simulated = provider.simulated
         self.clock = clock
         self.wall_clock = wall_clock
         self.random = random.Random()
         self.retries_used = 0
         self.cache = CacheTracker()
-        self._count_available = True
         self._pending_wait: float | None = None
         self.started_at = ""  # when the call in progress was sent (wall clock, ISO-8601)
-        # What streamed of a call that was interrupted (the loop keeps it in the history).
-        self.interrupted_content: list[dict[str, Any]] = []
         self.last_call: Turn | None = None  # the last `turn` record written
 
     @property
@@ -228,114 +230,9 @@ class Caller:
 
     # --- the call ------------------------------------------------------------
 
-    async def call(self, spec: CallSpec) -> AsyncGenerator[Event | CallEnd, None]:
-        """Yields the call's events, then one CallEnd. Transient failures are retried
-        within the run's retry budget; a helper call that does not fit or fails is
-        skipped (reason "skipped"), an agent call ends with why."""
-        helper = spec.purpose != "agent"
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                held = await self._hold(spec)
-            except (CallFailed, UsageError) as failure:
-                # count_tokens refused (a bad key), a model or a modifier without a price
-                yield Notice(str(failure), "warning" if helper else "error")
-                yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
-                return
-            if held is None:
-                left = self.budget.remaining
-                if helper:
-                    yield Notice(
-                        f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
-                    )
-                    yield CallEnd(None, "skipped")
-                    return
-                needed = self.meter.needed if self.meter.needed is not None else left
-                places = 4  # enough places that what is left and what is needed differ
-                while places < 9 and round(left, places) >= round(needed, places):
-                    places += 1
-                yield CallEnd(
-                    None,
-                    HaltReason.MAX_COST,
-                    f"spent {show_money(self.budget.settled, places)} of the "
-                    f"{show_cap(self.budget.cap)} cap: {show_money(left, places)} left, "
-                    f"the next call needs up to {show_money(needed, places)}",
-                    needed_usd=needed,
-                )
-                return
-            p, request = held.prepared, held.held.request
-            yield CallHeld(held.record)
-            yield BudgetChanged(self.budget.snapshot())
-            yield TurnStarted(
-                spec.turn,
-                p.decision.tier,
-                p.model,
-                request["max_tokens"],
-                p.decision.reason,
-                p.decision.candidates_record(),
-                attempt,
-            )
-            seen = _Seen()
-            events: list[Event] = []
-            stream = stream_message(
-                self.client,
-                request,
-                clock=self.clock,
-                call_timeout_s=self.settings.run.call_timeout_s,
-                idle_timeout_s=self.settings.run.stream_idle_timeout_s,
-            )
-            try:
-                async for item in stream:
-                    if isinstance(item, TextDelta):
-                        seen.text.append(item.text)
-                        if spec.stream_text:
-                            yield AnswerDelta(spec.turn, item.text)
-                    elif isinstance(item, UsageUpdate):
-                        seen.usage, seen.usage_seen = item.usage, True
-                        seen.updates += 1
-                    elif isinstance(item, ToolUseStarted):
-                        if spec.stream_text:
-                            yield ToolCallStarted(spec.turn, item.tool_use_id, item.name, {})
-                    else:
-                        seen.result = item
-            except CallFailed as failure:
-                seen.failure = failure
-            except Exception as exc:
-                seen.failure = CallFailed(
-                    message=f"the response could not be read ({type(exc).__name__}: {exc})",
-                    partial_usage=seen.usage,
-                    status=200,
-                    error_type="bad_response",
-                )
-                seen.failure.usage_seen = seen.usage_seen
-            finally:
-                # The accounting of every way an attempt ends, exactly once: a result, a
-                # failure, or neither (cancelled, a signal, the consumer closed this call).
-                events = self._account(spec, held, seen)
-                await stream.aclose()
-            for event in events:
-                yield event
-            if seen.result is not None:
-                yield CallEnd(seen.result, tier=p.decision.tier)
-                return
-            failed = seen.failure
-            assert failed is not None
-            if not is_retryable(failed):
-                yield Notice(str(failed), "warning" if helper else "error")
-                yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failed))
-                return
-            wait = self._pending_wait  # set by the accounting: None when used up
-            if wait is None:
-                detail = (
-                    f"{failed}; this request's {self.settings.run.max_retries} retries are used up "
-                    "(each message gets its own: send it again to retry)"
-                )
-                yield Notice(detail, "warning")
-                yield CallEnd(None, "skipped" if helper else HaltReason.MAX_RETRIES, detail)
-                return
-            yield Notice(f"{failed}; retry {self.retries_used} in {wait:.1f}s", "warning")
-            await self.sleep(wait)
+    def call(self, spec: CallSpec) -> Call:
+        """The call's events, then its CallEnd (agent/events.py EventStream)."""
+        return Call(self, spec)
 
     def backoff(self, retries_so_far: int, retry_after_s: float | None) -> float:
         """Exponential backoff with jitter; the server's retry-after wins when it says."""
@@ -431,23 +328,9 @@ class Caller:
 
     async def _plan(self, model: str, request: dict[str, Any], conversation: bool) -> Plan | None:
         modifiers = self.meter.modifiers(model, request)
-        count = self._count if self._count_available else None
+        count = self.provider.count_tokens if self.provider.counts_tokens else None
         size = await self.meter.size(model, request, modifiers, count, conversation=conversation)
         return self.meter.plan(model, request, size, modifiers)
-
-    async def _count(self, request: dict[str, Any]) -> object:
-        """The API's free count (the offline model's own offline); None where there is none:
-        a gateway without count_tokens (asked no more), an error, a count that is not one."""
-        try:
-            return await count_tokens(self.client, request)
-        except CallFailed as failure:
-            if failure.status in (401, 403):
-                raise
-            if failure.status == 404:
-                self._count_available = False  # this endpoint has none: stop asking
-        except Exception:
-            pass
-        return None
 
     # --- after: settle and record, exactly once -----------------------------
 
@@ -577,15 +460,13 @@ class Caller:
         """Stopped (Escape, Ctrl-C, a signal): what streamed stays; the call is priced by
         what its usage said (output unknown after the cut: the most it allowed), or with
         no usage seen at its worst case."""
-        text = "".join(seen.text)
-        content = [{"type": "text", "text": text}] if text else []
-        self.interrupted_content = content
+        content = seen.content()
         settled = self.meter.settle(
             held.held,
             Seen(
                 usage=seen.usage if seen.usage_seen else None,
                 updates=seen.updates,
-                output_streamed=estimate_tokens(text),
+                output_streamed=estimate_tokens("".join(seen.text)),
             ),
         )
         usage = settled.usage
@@ -654,3 +535,134 @@ class Caller:
             state.last_read_at,
             state.expires_at,
         )
+
+
+class Call(EventStream[CallEnd]):
+    """One metered call: its events (held, started, the answer as it streams, finished or
+    failed, retries), then its CallEnd."""
+
+    def __init__(self, caller: Caller, spec: CallSpec) -> None:
+        super().__init__()
+        self.caller, self.spec = caller, spec
+        # What streamed of the call when it was stopped (Escape, Ctrl-C, a signal): the
+        # loop keeps it in the conversation.
+        self.streamed: list[dict[str, Any]] = []
+
+    async def steps(self) -> Steps:
+        """Transient failures are retried within the request's retry budget; a helper call
+        that does not fit or fails is skipped (reason "skipped"), an agent call ends with
+        why."""
+        caller, spec = self.caller, self.spec
+        helper = spec.purpose != "agent"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                held = await caller._hold(spec)
+            except (CallFailed, UsageError) as failure:
+                # count_tokens refused (a bad key), a model or a modifier without a price
+                yield Notice(str(failure), "warning" if helper else "error")
+                self.set_result(
+                    CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
+                )
+                return
+            if held is None:
+                left = caller.budget.remaining
+                if helper:
+                    yield Notice(
+                        f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
+                    )
+                    self.set_result(CallEnd(None, "skipped"))
+                    return
+                needed = caller.meter.needed if caller.meter.needed is not None else left
+                places = 4  # enough places that what is left and what is needed differ
+                while places < 9 and round(left, places) >= round(needed, places):
+                    places += 1
+                self.set_result(
+                    CallEnd(
+                        None,
+                        HaltReason.MAX_COST,
+                        f"spent {show_money(caller.budget.settled, places)} of the "
+                        f"{show_cap(caller.budget.cap)} cap: {show_money(left, places)} left, "
+                        f"the next call needs up to {show_money(needed, places)}",
+                        needed_usd=needed,
+                    )
+                )
+                return
+            p, request = held.prepared, held.held.request
+            yield CallHeld(held.record)
+            yield BudgetChanged(caller.budget.snapshot())
+            yield TurnStarted(
+                spec.turn,
+                p.decision.tier,
+                p.model,
+                request["max_tokens"],
+                p.decision.reason,
+                p.decision.candidates_record(),
+                attempt,
+            )
+            seen = _Seen()
+            events: list[Event] = []
+            stream = caller.provider.stream(
+                request,
+                clock=caller.clock,
+                call_timeout_s=caller.settings.run.call_timeout_s,
+                idle_timeout_s=caller.settings.run.stream_idle_timeout_s,
+            )
+            try:
+                async for item in stream:
+                    if isinstance(item, TextDelta):
+                        seen.text.append(item.text)
+                        if spec.stream_text:
+                            yield AnswerDelta(spec.turn, item.text)
+                    elif isinstance(item, UsageUpdate):
+                        seen.usage, seen.usage_seen = item.usage, True
+                        seen.updates += 1
+                    elif isinstance(item, ToolUseStarted):
+                        if spec.stream_text:
+                            yield ToolCallStarted(spec.turn, item.tool_use_id, item.name, {})
+                    else:
+                        seen.result = item
+            except CallFailed as failure:
+                seen.failure = failure
+            except Exception as exc:
+                seen.failure = CallFailed(
+                    message=f"the response could not be read ({type(exc).__name__}: {exc})",
+                    partial_usage=seen.usage,
+                    status=200,
+                    error_type="bad_response",
+                )
+                seen.failure.usage_seen = seen.usage_seen
+            finally:
+                # The accounting of every way an attempt ends, exactly once: a result, a
+                # failure, or neither (cancelled, a signal, the consumer closed this call).
+                events = caller._account(spec, held, seen)
+                if seen.result is None and seen.failure is None:
+                    self.streamed = seen.content()
+                await stream.aclose()
+            for event in events:
+                yield event
+            if seen.result is not None:
+                self.set_result(CallEnd(seen.result, tier=p.decision.tier, record=caller.last_call))
+                return
+            failed = seen.failure
+            assert failed is not None
+            if not is_retryable(failed):
+                yield Notice(str(failed), "warning" if helper else "error")
+                self.set_result(
+                    CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failed))
+                )
+                return
+            wait = caller._pending_wait  # set by the accounting: None when used up
+            if wait is None:
+                detail = (
+                    f"{failed}; this request's {caller.settings.run.max_retries} retries are used up "
+                    "(each message gets its own: send it again to retry)"
+                )
+                yield Notice(detail, "warning")
+                self.set_result(
+                    CallEnd(None, "skipped" if helper else HaltReason.MAX_RETRIES, detail)
+                )
+                return
+            yield Notice(f"{failed}; retry {caller.retries_used} in {wait:.1f}s", "warning")
+            await caller.sleep(wait)

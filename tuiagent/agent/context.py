@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuiagent.agent import helpers
-from tuiagent.agent.call import CallEnd
 from tuiagent.agent.compress import Compressor
-from tuiagent.agent.events import ContextEdited, Event, Notice
+from tuiagent.agent.events import ContextEdited, EventStream, Notice, Steps
 from tuiagent.config import TIERS
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
@@ -97,9 +94,12 @@ class ContextManager:
 
     # --- the hook before each agent call --------------------------------------
 
-    async def before_call(self) -> AsyncGenerator[Event, None]:
+    def before_call(self) -> EventStream[None]:
         """Clear what has served when that pays; compact near the window; never let a
         request over the window go out (the agent halts on `context` instead)."""
+        return EventStream(self._before_call())
+
+    async def _before_call(self) -> Steps:
         if self.settings.run.context_management:
             # Results of the request being worked on stay: the answer is made from them.
             history = self.agent.state.history
@@ -114,9 +114,7 @@ class ContextManager:
             else:
                 why = self._compaction_pays(current)
             if why is not None:
-                async with aclosing(self.compact(why)) as events:
-                    async for event in events:
-                        yield event
+                yield self.compact(why)
         if self.tokens() > self.window() and self.settings.run.context_management:
             # The current request alone is too large: clear all but its last results.
             clearing = self._plan_clearing(1, len(self.agent.state.history))
@@ -285,9 +283,12 @@ class ContextManager:
 
     # --- compaction and /clear -------------------------------------------------
 
-    async def compact(self, why: str) -> AsyncGenerator[Event, None]:
+    def compact(self, why: str) -> EventStream[None]:
         """Summarise the conversation before the current request (all of it when idle) by a
         fast-tier helper call, and go on from the summary."""
+        return EventStream(self._compact(why))
+
+    async def _compact(self, why: str) -> Steps:
         agent = self.agent
         history = agent.state.history
         start = _current_request(history) if agent.working else len(history)
@@ -309,15 +310,12 @@ class ContextManager:
             ],
         }
         yield Notice(f"compacting the conversation: {why}")
-        result, failed = None, "the call was not made"
-        async with aclosing(helpers.helper_call(agent, "compact", request)) as items:
-            async for item in items:
-                if isinstance(item, CallEnd):
-                    result, failed = item.result, item.detail
-                else:
-                    yield item
+        call = helpers.helper_call(agent, "compact", request)
+        yield call
+        end = call.result()
+        result = end.result
         if result is None:
-            yield Notice(f"could not compact the conversation ({failed})", "warning")
+            yield Notice(f"could not compact the conversation ({end.detail})", "warning")
             return
         summary = result.text.strip() or "(the summary came back empty)"
         cost = agent.pricer.price(result.model or model, result.usage).total

@@ -71,14 +71,13 @@ def add_answer(agent: Agent, content: list[dict[str, Any]]) -> None:
     agent.state.history.append({"role": "assistant", "content": replayable(content)})
 
 
-def interrupted(agent: Agent, turn: int) -> None:
+def interrupted(agent: Agent, turn: int, streamed: list[dict[str, Any]]) -> None:
     """The agent call of `turn` was interrupted (Escape, Ctrl-C, a signal): it counts as a
     turn, and what streamed stays in the conversation."""
     agent.state.turns = turn
     agent.state.halt_reason = HaltReason.INTERRUPTED
-    if agent.caller.interrupted_content:
-        content = agent.caller.interrupted_content
-        agent.state.history.append({"role": "assistant", "content": content})
+    if streamed:
+        agent.state.history.append({"role": "assistant", "content": streamed})
 
 
 def replayable(content: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ parent's loop compresses like any large result.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 from tuiagent.agent.events import (
     BudgetChanged,
     Event,
+    EventStream,
     Halted,
     LogRecord,
     Notice,
+    Steps,
     SubAgentChanged,
     SubAgentEnded,
     TurnFinished,
@@ -200,10 +202,10 @@ class Delegator:
 
     async def _run_quietly(self, args: dict[str, Any]) -> str:
         """The tool run without its events (Toolbox.call)."""
-        output = ToolOutput("")
-        async for item in self.run(args):
-            if isinstance(item, ToolOutput):
-                output = item
+        run = self.run(args)
+        async for _ in run:
+            pass
+        output = run.result()
         if output.is_error:
             raise ToolError(output.text.removeprefix("error: "))
         return output.text
@@ -232,7 +234,6 @@ class Delegator:
         tools = Toolbox({n: t for n, t in parent.toolbox.tools.items() if n in WORKER_TOOLS})
         return Agent(
             settings,
-            client=parent.caller.client,
             provider=parent.provider,
             toolbox=tools,
             log_dir=parent.log.path.parent,
@@ -242,12 +243,15 @@ class Delegator:
             task=sub.task,
         )
 
-    async def run(self, args: dict[str, Any]) -> AsyncGenerator[Event | ToolOutput, None]:
-        """Yields the sub-agents' events as they work, then the tool's output."""
+    def run(self, args: dict[str, Any]) -> EventStream[ToolOutput]:
+        """The sub-agents' events as they work, then the tool's output."""
+        return EventStream(lambda out: self._run(out, args))
+
+    async def _run(self, out: EventStream[ToolOutput], args: dict[str, Any]) -> Steps:
         try:
             subs = parse_tasks(args)
         except ToolError as exc:
-            yield ToolOutput(f"error: {exc}", is_error=True)
+            out.set_result(ToolOutput(f"error: {exc}", is_error=True))
             return
         parent = self.parent
         results = []
@@ -302,7 +306,9 @@ class Delegator:
             for r in results:
                 self._tasks.pop(r.agent, None)
         yield BudgetChanged(parent.budget.snapshot())
-        yield ToolOutput(summary(results), is_error=all(r.state == "failed" for r in results))
+        out.set_result(
+            ToolOutput(summary(results), is_error=all(r.state == "failed" for r in results))
+        )
 
     async def _work(
         self,

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from tuiagent.agent.call import CallEnd, CallSpec
-from tuiagent.agent.events import TurnFinished
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision, request_words, rule_matches, tools_so_far
 from tuiagent.agent.tools import Toolbox
@@ -33,7 +32,7 @@ from tuiagent.config import TIERS, RouterRule, Settings
 from tuiagent.cost.budget import estimated_with_margin, plan_reservation
 from tuiagent.cost.pricing import ZERO, Pricer
 from tuiagent.errors import LimitError, TuiagentError, UsageError
-from tuiagent.llm.client import ModelConnection
+from tuiagent.llm.provider import ModelConnection
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
@@ -369,31 +368,21 @@ def target_of(settings: Settings, tier: str | None, model: str | None) -> tuple[
     return tier or settings.router.tier_of(target) or "custom", target
 
 
-@dataclass
-class _Calls:
-    """The outcome of one metered call, gathered from its events."""
-
-    end: CallEnd | None = None
-    record: TurnRecord | None = None
-
-
 def _exact(request: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
     """The request as it is, whatever the metered call asks for (a replay is pinned)."""
     return lambda _model: copy.deepcopy(request)
 
 
-async def _call(agent: Agent, spec: CallSpec) -> _Calls:
-    out = _Calls()
-    async for item in agent.call(spec):
-        if isinstance(item, CallEnd):
-            out.end = item
-        elif isinstance(item, TurnFinished):
-            out.record = item.record
-    return out
+async def _call(agent: Agent, spec: CallSpec) -> CallEnd:
+    """One metered call, its events unused: what it ended with."""
+    call = agent.call(spec)
+    async for _ in call:
+        pass
+    return call.result()
 
 
-def _cost(calls: _Calls) -> Decimal:
-    return calls.record.cost_usd if calls.record else ZERO
+def _cost(end: CallEnd) -> Decimal:
+    return end.record.cost_usd if end.record else ZERO
 
 
 async def run_experiment(
@@ -410,9 +399,7 @@ async def run_experiment(
     """Replay `turns` on `model` (and judge them) within `settings.max_cost_usd` in all,
     through the connection `connect` makes (the real API or the offline model)."""
     conn = connect()
-    agent = Agent(
-        settings, client=conn.client, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir
-    )
+    agent = Agent(settings, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir)
     agent.tier = tier
     sources = list(dict.fromkeys(t.run_id for t in turns))
     agent.start(replay_of={"run_id": ",".join(sources), "turn": "all", "model": model})
@@ -425,7 +412,7 @@ async def run_experiment(
         agent.budget.cap,
         run_id=agent.state.run_id,
         log_path=agent.log.path,
-        simulated=conn.provider == "offline",
+        simulated=conn.provider.simulated,
         notice=conn.notice,
     )
     try:
@@ -454,17 +441,16 @@ async def _replay_all(
         request["model"] = model
         decision = RouteDecision(tier, model, f"replay of {t.run_id} turn {t.turn}")
         spec = CallSpec(agent.state.turns, "replay", decision, _exact(request))
-        replayed = await _call(agent, spec)
-        result = TurnResult(t, tier, model, cost=_cost(replayed))
+        end = await _call(agent, spec)
+        result = TurnResult(t, tier, model, cost=_cost(end))
         exp.results.append(result)
-        end = replayed.end
-        if end is None or end.result is None:
-            if end is not None and not end.detail:  # did not fit what is left of the cap
+        if end.result is None:
+            if not end.detail:  # did not fit what is left of the cap
                 exp.halted = HaltReason.MAX_COST
                 result.error = "not replayed: it did not fit what is left of the cap"
                 exp.results.pop()
                 break
-            result.error = (end.detail if end else "") or "the call failed"
+            result.error = end.detail or "the call failed"
             result.verdict, result.reason = "worse", f"the replay failed: {result.error}"
         else:
             result.content = end.result.content
@@ -477,13 +463,12 @@ async def _replay_all(
                 jr = judge_request(deep, t.prompt, _text(t.answer), _text(result.content))
                 jdecision = RouteDecision("deep", deep, f"judge of {t.run_id} turn {t.turn}")
                 jspec = CallSpec(agent.state.turns, "judge", jdecision, _exact(jr))
-                judged = await _call(agent, jspec)
-                result.judge_cost = _cost(judged)
-                end = judged.end
-                if end is not None and end.result is None and not end.detail:
+                end = await _call(agent, jspec)
+                result.judge_cost = _cost(end)
+                if end.result is None and not end.detail:
                     result.reason = "not judged: the judge call did not fit what is left of the cap"
                     exp.halted = HaltReason.MAX_COST
-                elif end is None or end.result is None:
+                elif end.result is None:
                     result.verdict, result.reason = "worse", "not judged: the judge call failed"
                 else:
                     result.verdict, result.reason = parse_verdict(end.result.text)

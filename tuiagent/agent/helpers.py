@@ -1,15 +1,13 @@
 """Calls the agent makes for itself, not for the conversation: the classifier, summaries of
-large tool results, keep-warm. Each goes through the one metered call (agent/call.py) and
-yields its own events; the last item is its outcome."""
+large tool results, keep-warm. Each goes through the one metered call (agent/call.py): its
+events, then its CallEnd."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
-from tuiagent.agent.call import CallEnd, CallSpec
-from tuiagent.agent.events import Event, Notice
+from tuiagent.agent.call import Call, CallSpec
+from tuiagent.agent.events import Notice, Steps
 from tuiagent.agent.router import CLASSIFIER_PROMPT, RouteDecision, tier_named
 from tuiagent.llm.caching import plan_breakpoints
 from tuiagent.llm.tokens import estimate_request_tokens
@@ -23,12 +21,10 @@ KEEP_WARM_WINDOW_S = 60.0
 KEEP_WARM_PING = "(keep-alive: no answer needed)"
 
 
-async def helper_call(
-    agent: Agent, purpose: str, request: dict[str, Any], reason: str = ""
-) -> AsyncGenerator[Event | CallEnd, None]:
+def helper_call(agent: Agent, purpose: str, request: dict[str, Any], reason: str = "") -> Call:
     """One helper call on its model's tier, reserved, retried and logged like every call
-    (its own `turn` record with its `purpose`). Ends with its CallEnd ("skipped" when it
-    did not fit or failed)."""
+    (its own `turn` record with its `purpose`). Its CallEnd says "skipped" when it did not
+    fit or failed."""
     model = request["model"]
     tier = agent.settings.router.tier_of(model) or "fast"
     why = reason or f"{purpose}: helper call on the {tier} tier"
@@ -38,12 +34,10 @@ async def helper_call(
         RouteDecision(tier, model, why),
         lambda chosen: {**request, "model": chosen},
     )
-    async with aclosing(agent.call(spec)) as items:
-        async for item in items:
-            yield item
+    return agent.call(spec)
 
 
-async def classify(agent: Agent, prompt: str) -> AsyncGenerator[Event, None]:
+async def classify(agent: Agent, prompt: str) -> Steps:
     """The optional classifier (config router_classifier): one fast-tier call naming the
     tier this request needs. Sets agent.classified; when it fails or names no tier, the
     rules decide. Asked only when routing is automatic and the cap leaves room."""
@@ -64,16 +58,13 @@ async def classify(agent: Agent, prompt: str) -> AsyncGenerator[Event, None]:
         "system": CLASSIFIER_PROMPT,
         "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
     }
-    async with aclosing(helper_call(agent, "classify", request, decision.reason)) as items:
-        async for item in items:
-            if isinstance(item, CallEnd):
-                if item.result is not None:
-                    agent.classified = tier_named(item.result.text)
-            else:
-                yield item
+    call = helper_call(agent, "classify", request, decision.reason)
+    yield call
+    if (result := call.result().result) is not None:
+        agent.classified = tier_named(result.text)
 
 
-async def keep_warm(agent: Agent) -> AsyncGenerator[Event, None]:
+async def keep_warm(agent: Agent) -> Steps:
     """While the user is idle: refresh the conversation's cache just before it expires,
     when a refresh costs less than the miss it prevents and fits the budget. Each decision
     is logged (a `keep_warm` record) with its reason. Off unless `keep_warm = true`."""
@@ -121,8 +112,4 @@ async def keep_warm(agent: Agent) -> AsyncGenerator[Event, None]:
     yield Notice(f"keep-warm on {model}: {action} ({reason})")
     if action != "refresh":
         return
-    why = "keep-warm: refresh the cache before it expires"
-    async with aclosing(helper_call(agent, "keep_warm", request, why)) as items:
-        async for item in items:
-            if not isinstance(item, CallEnd):
-                yield item
+    yield helper_call(agent, "keep_warm", request, "keep-warm: refresh the cache before it expires")

@@ -12,31 +12,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
-import anthropic
-
 from tuiagent.agent import conversation, helpers, records
-from tuiagent.agent.call import CallEnd, Caller, CallSpec
+from tuiagent.agent.call import Call, Caller, CallSpec
 from tuiagent.agent.compress import Compressor
 from tuiagent.agent.context import ContextManager
 from tuiagent.agent.escalation import Escalation
 from tuiagent.agent.events import (
     BudgetChanged,
     ContextEdited,
-    Event,
+    EventStream,
     Halted,
     Notice,
     RunEnded,
     RunStarted,
+    Steps,
     UserMessage,
 )
-from tuiagent.agent.protocol import AgentSnapshot
+from tuiagent.agent.protocol import AgentSnapshot, RequestEnd
 from tuiagent.agent.router import (
     DEFAULT_EXPECTED_OUTPUT_TOKENS,
     RouteDecision,
@@ -50,6 +48,7 @@ from tuiagent.cost.budget import Budget
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.caching import CacheTracker
+from tuiagent.llm.provider import Provider
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
 from tuiagent.runs.log import R
 from tuiagent.runs.outcome import Outcome, outcome
@@ -91,8 +90,7 @@ class Agent:
         self,
         settings: Settings,
         *,
-        client: anthropic.AsyncAnthropic,
-        provider: str,
+        provider: Provider,
         toolbox: Toolbox,
         log_dir: Path,
         run_id: str | None = None,
@@ -109,7 +107,7 @@ class Agent:
         self.settings = settings
         self.agent_id = agent_id
         self.provider = provider
-        self.simulated = provider == "offline"
+        self.simulated = provider.simulated
         self.toolbox = toolbox
         self.pricer = Pricer(settings.router.prices)
         for tier in TIERS:
@@ -124,12 +122,11 @@ class Agent:
         self.state = RunState(place.run_id)
         self.caller = Caller(
             settings,
-            client=client,
+            provider=provider,
             pricer=self.pricer,
             budget=self.budget,
             write=self.write,
             transcript=self.transcript,
-            simulated=self.simulated,
             clock=clock,
             wall_clock=wall_clock,
             ledger=place.ledger,
@@ -163,8 +160,8 @@ class Agent:
     wall_clock: _OnCaller[Callable[[], float]] = _OnCaller()
     sleep: _OnCaller[Callable[[float], Awaitable[None]]] = _OnCaller()
 
-    def call(self, spec: CallSpec) -> AsyncGenerator[Event | CallEnd, None]:
-        """The one metered call (agent/call.py): events, then one CallEnd."""
+    def call(self, spec: CallSpec) -> Call:
+        """The one metered call (agent/call.py): its events, then its CallEnd."""
         return self.caller.call(spec)
 
     # --- records -----------------------------------------------------------
@@ -252,31 +249,33 @@ class Agent:
     def agent_request(self, model: str) -> dict[str, Any]:
         return conversation.agent_request(self, model)
 
-    def keep_warm(self) -> AsyncGenerator[Event, None]:
-        return helpers.keep_warm(self)
+    def keep_warm(self) -> EventStream[None]:
+        return EventStream(helpers.keep_warm(self))
 
     # --- the loop ----------------------------------------------------------
 
-    async def send(self, prompt: str) -> AsyncGenerator[Event, None]:
-        """Work on one user message until the answer or a limit."""
+    def send(self, prompt: str) -> EventStream[RequestEnd]:
+        """Work on one user message until the answer or a limit: its events, then how it
+        ended."""
+        return EventStream(lambda out: self._send(out, prompt))
+
+    async def _send(self, out: EventStream[RequestEnd], prompt: str) -> Steps:
         conversation.begin_request(self, prompt)
         yield UserMessage(self.write(UserRecord(text=prompt, tokens=estimate_tokens(prompt))))
         try:
-            async for event in helpers.classify(self, prompt):
-                yield event
-            async with aclosing(self._work()) as events:
-                async for event in events:
-                    yield event
+            yield EventStream(helpers.classify(self, prompt))
+            yield EventStream(self._work(out))
         finally:
             self.working = False
 
-    async def go_on(self) -> AsyncGenerator[Event, None]:
+    def go_on(self) -> EventStream[RequestEnd]:
         """Go on with the request a limit halted (after /turns N), with fresh limits."""
+        return EventStream(lambda out: self._go_on(out))
+
+    async def _go_on(self, out: EventStream[RequestEnd]) -> Steps:
         conversation.begin_request(self)
         try:
-            async with aclosing(self._work()) as events:
-                async for event in events:
-                    yield event
+            yield EventStream(self._work(out))
         finally:
             self.working = False
 
@@ -289,27 +288,39 @@ class Agent:
         """/clear: the next request starts with no earlier messages; the budget goes on."""
         return self.context.clear()
 
-    def compact(self) -> AsyncGenerator[Event, None]:
+    def compact(self) -> EventStream[None]:
         """/compact: summarise the conversation now."""
         return self.context.compact("asked for (/compact)")
 
-    async def _work(self) -> AsyncGenerator[Event, None]:
+    def _end(self, spent_before: Decimal, answer: str | None, halted: Halted | None) -> RequestEnd:
+        return RequestEnd(
+            answer,
+            self.state.halt_reason,
+            halted,
+            self.state.turns - self.request_start,
+            self.ledger.spent - spent_before,
+        )
+
+    async def _work(self, out: EventStream[RequestEnd]) -> Steps:
         """Model calls and tools for the current request until the answer or a limit."""
         escalation = Escalation(enabled=self.tier == "auto")
         answered = False  # an agent call of this request completed
+        spent_before = self.ledger.spent
         while True:
             if self.state.turns - self.request_start >= self.max_turns:
-                yield self._halt(
+                halt = self._halt(
                     HaltReason.MAX_TURNS,
                     f"this request used its {self.max_turns} model calls (max_turns); "
                     "/turns N allows more and goes on",
                 )
+                yield halt
+                out.set_result(self._end(spent_before, None, halt))
                 return
-            async with aclosing(self.context.before_call()) as steps:
-                async for event in steps:
-                    yield event
+            yield self.context.before_call()
             if (too_long := self.context.over_window()) is not None:
-                yield self._halt(HaltReason.CONTEXT, too_long)
+                halt = self._halt(HaltReason.CONTEXT, too_long)
+                yield halt
+                out.set_result(self._end(spent_before, None, halt))
                 return
             turn = self.state.turns + 1
             spec = CallSpec(
@@ -322,19 +333,16 @@ class Agent:
                 stream_text=True,
                 conversation=True,
             )
-            end: CallEnd | None = None
+            call = self.call(spec)
             try:
-                async with aclosing(self.call(spec)) as calls:
-                    async for item in calls:
-                        if isinstance(item, CallEnd):
-                            end = item
-                        else:
-                            yield item
+                yield call
             except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
-                conversation.interrupted(self, turn)  # the call is accounted already
+                # The call is accounted already; what streamed stays.
+                conversation.interrupted(self, turn, call.streamed)
                 raise
-            assert end is not None
+            end = call.result()
             if end.result is None:
+                halted: Halted | None = None
                 if (
                     end.reason == HaltReason.MAX_COST
                     and not answered
@@ -342,12 +350,15 @@ class Agent:
                 ):
                     prompt = conversation.withdraw_message(self)
                     halt = self._halt(HaltReason.MAX_COST, end.detail)
-                    yield dataclasses.replace(halt, withdrawn=prompt, needed_usd=end.needed_usd)
+                    halted = dataclasses.replace(halt, withdrawn=prompt, needed_usd=end.needed_usd)
                 elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
                     halt = self._halt(HaltReason(end.reason), end.detail)
-                    yield dataclasses.replace(halt, needed_usd=end.needed_usd)
+                    halted = dataclasses.replace(halt, needed_usd=end.needed_usd)
                 else:
                     self.state.halt_reason = HaltReason.ERROR
+                if halted is not None:
+                    yield halted
+                out.set_result(self._end(spent_before, None, halted))
                 return
             answered = True
             self.state.turns = turn
@@ -359,16 +370,13 @@ class Agent:
                 tier, result.text, result.stop_reason, bool(result.tool_uses)
             )
             if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
+                out.set_result(self._end(spent_before, result.text, None))
                 return
             results: list[dict[str, Any]] = []
             if failed is None:
-                uses = result.tool_uses
-                async with aclosing(run_tool_calls(self, turn, uses, escalation, tier)) as steps:
-                    async for step in steps:
-                        if isinstance(step, tuple):
-                            results, failed = step
-                        else:
-                            yield step
+                tools = run_tool_calls(self, turn, result.tool_uses, escalation, tier)
+                yield tools
+                results, failed = tools.result().blocks, tools.result().failed
             self.state.history.append({"role": "user", "content": results})
             if failed is not None:
                 # Redo this step one tier up: the failed step leaves the conversation (its

@@ -54,7 +54,7 @@ def place_of(
 def run_start(agent: Agent, replay_of: dict[str, Any] | None) -> RunStart:
     return RunStart(
         started_at=utc_now_iso(),
-        provider=agent.provider,
+        provider=agent.provider.name,
         simulated=agent.simulated,
         models={t: agent.settings.router.model_for(t) for t in TIERS},
         tier=agent.tier,
