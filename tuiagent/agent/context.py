@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from tuiagent.agent import helpers
 from tuiagent.agent.compress import Compressor
-from tuiagent.agent.events import ContextEdited, EventStream, Notice, Steps
+from tuiagent.agent.events import ContextEdited, Notice
+from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.config import TIERS
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens

@@ -27,16 +27,15 @@ from typing import TYPE_CHECKING, Any
 from tuiagent.agent.events import (
     BudgetChanged,
     Event,
-    EventStream,
     Halted,
     LogRecord,
     Notice,
-    Steps,
     SubAgentChanged,
     SubAgentEnded,
     TurnFinished,
     TurnStarted,
 )
+from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tools.base import Tool, Toolbox, ToolError, ToolOutput
 from tuiagent.config import TIERS
 from tuiagent.runs.log import utc_now_iso

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tuiagent.agent.call import Call, CallSpec
-from tuiagent.agent.events import Notice, Steps
+from tuiagent.agent.events import Notice
 from tuiagent.agent.router import CLASSIFIER_PROMPT, RouteDecision, tier_named
+from tuiagent.agent.stream import Steps
 from tuiagent.llm.caching import plan_breakpoints
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.runs.records import KeepWarm

@@ -26,12 +26,10 @@ from tuiagent.agent.escalation import Escalation
 from tuiagent.agent.events import (
     BudgetChanged,
     ContextEdited,
-    EventStream,
     Halted,
     Notice,
     RunEnded,
     RunStarted,
-    Steps,
     UserMessage,
 )
 from tuiagent.agent.protocol import AgentSnapshot, RequestEnd
@@ -41,6 +39,7 @@ from tuiagent.agent.router import (
     Router,
     tools_so_far,
 )
+from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tool_step import run_tool_calls
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, Settings

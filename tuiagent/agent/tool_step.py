@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from tuiagent.agent.call import Call
 from tuiagent.agent.compress import EXPAND_TOOL, Compressed, Compressor, summary_request
 from tuiagent.agent.escalation import Escalation
-from tuiagent.agent.events import EventStream, Notice, Steps, ToolCallStarted, ToolFinished
+from tuiagent.agent.events import Notice, ToolCallStarted, ToolFinished
 from tuiagent.agent.helpers import helper_call
+from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tools import ToolOutput
 from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.runs.records import Tool
