@@ -67,7 +67,7 @@ class Session:
 
         agent, n = self.agent, estimate_tokens(self.agent.system_prompt)
         out = []
-        for tier in TIERS if agent.tier == "auto" else (agent.tier,):
+        for tier in TIERS if agent.steering.tier == "auto" else (agent.steering.tier,):
             model = agent.settings.router.model_for(tier)
             plain = agent.pricer.price(model, TokenUsage(input_tokens=n)).total
             cached = agent.pricer.price(model, TokenUsage(cache_read_input_tokens=n)).total

@@ -145,7 +145,7 @@ async def test_a_network_failure_is_one_notice_and_no_costliest_mark(make_app: M
     async with app.run_test(size=(120, 40)) as pilot:
         agent = (await ready(pilot)).agent
         assert agent is not None
-        agent.sleep = no_sleep
+        agent.caller.meter.sleep = no_sleep
         await send(pilot, "List the files here.")
         await idle(pilot)
         assert len(app.main.query_one(TurnsTable).rows) == 1
@@ -178,7 +178,7 @@ async def test_a_retried_stream_replaces_the_partial_text(make_app: MakeApp) -> 
     async with app.run_test(size=(120, 40)) as pilot:
         agent = (await ready(pilot)).agent
         assert agent is not None
-        agent.sleep = no_sleep
+        agent.caller.meter.sleep = no_sleep
         await send(pilot, "List the files here.")
         await idle(pilot)
         texts = [v.source for v in app.main.query(AnswerView)]

@@ -16,7 +16,9 @@ shows, the ledger, the cache tracker.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +39,7 @@ from tuiagent.agent.events import (
     TurnStarted,
 )
 from tuiagent.agent.router import RouteDecision
+from tuiagent.agent.run_records import Place
 from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget, Reservation
@@ -63,9 +66,8 @@ from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.llm.window import context_window
 from tuiagent.meter import WAIT_POLL_S, CallMeter, Held, Plan, Seen, Settled, record_fields
-from tuiagent.runs.log import Writer, utc_now_iso
+from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.records import Attempt, HaltReason, HoldRecord, Turn
-from tuiagent.runs.transcript import Transcript
 
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 8.0
@@ -83,6 +85,19 @@ class CallSpec:
     escalated_from: int | None = None
     stream_text: bool = False  # yield AnswerDelta events as the text streams
     conversation: bool = False  # its messages are the conversation's (cache, prefix reuse)
+
+
+@dataclass
+class Retries:
+    """The retries of transient failures a request may make (each request gets its own
+    `max_retries`), and how many it made."""
+
+    limit: int
+    used: int = 0
+
+
+def _with_model(request: dict[str, Any], model: str) -> dict[str, Any]:
+    return {**request, "model": model}
 
 
 @dataclass(frozen=True)
@@ -152,6 +167,7 @@ class _Held:
     prepared: Prepared
     held: Held
     record: HoldRecord  # its `hold` record, written before it was sent
+    started_at: str  # when it was sent (wall clock, ISO-8601)
 
 
 @dataclass
@@ -173,7 +189,7 @@ class _Seen:
 
 class Caller:
     """The metered calls of one run (or one sub-agent): its meter (budget, calibration,
-    prefix), ledger, retries and cache tracker."""
+    prefix), ledger and cache tracker, the provider it calls and the place its records go."""
 
     def __init__(
         self,
@@ -182,11 +198,11 @@ class Caller:
         provider: Provider,
         pricer: Pricer,
         budget: Budget,
-        write: Writer,
-        transcript: Transcript,
+        place: Place,
+        ledger: Ledger,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        ledger: Ledger | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.provider = provider
@@ -201,37 +217,33 @@ class Caller:
             wait_s=settings.run.hold_wait_s,
             clock=clock,
         )
-        self.ledger = ledger if ledger is not None else Ledger()
-        self.write = write
-        self.transcript = transcript
-        self.simulated = provider.simulated
+        self.meter.sleep = sleep  # retries and waits for holds: one clock to replace
+        self.ledger = ledger
+        self.place = place
         self.clock = clock
         self.wall_clock = wall_clock
         self.random = random.Random()
-        self.retries_used = 0
         self.cache = CacheTracker()
-        self._pending_wait: float | None = None
-        self.started_at = ""  # when the call in progress was sent (wall clock, ISO-8601)
         self.last_call: Turn | None = None  # the last `turn` record written
-
-    @property
-    def sleep(self) -> Callable[[float], Awaitable[None]]:
-        return self.meter.sleep
-
-    @sleep.setter
-    def sleep(self, sleep: Callable[[float], Awaitable[None]]) -> None:
-        self.meter.sleep = sleep  # retries and waits for holds: one clock to replace
-
-    @property
-    def count_calls(self) -> int:
-        """count_tokens round trips made (the bench reads it)."""
-        return self.meter.count_calls
 
     # --- the call ------------------------------------------------------------
 
-    def call(self, spec: CallSpec) -> Call:
-        """The call's events, then its CallEnd (agent/stream.py)."""
-        return Call(self, spec)
+    def call(self, spec: CallSpec, retries: Retries) -> Call:
+        """The call's events, then its CallEnd (agent/stream.py). Its retries count against
+        `retries`: the request's (each request gets `max_retries` of its own)."""
+        return Call(self, spec, retries)
+
+    def helper(
+        self, purpose: str, request: dict[str, Any], turn: int, retries: Retries, reason: str = ""
+    ) -> Call:
+        """One helper call (summarize, classify, compact, keep_warm) on its model's tier,
+        reserved, retried and logged like every call (its own `turn` record with its
+        `purpose`). Its CallEnd says "skipped" when it did not fit or failed."""
+        model = request["model"]
+        tier = self.settings.router.tier_of(model) or "fast"
+        why = reason or f"{purpose}: helper call on the {tier} tier"
+        build = functools.partial(_with_model, request)
+        return self.call(CallSpec(turn, purpose, RouteDecision(tier, model, why), build), retries)
 
     def backoff(self, retries_so_far: int, retry_after_s: float | None) -> float:
         """Exponential backoff with jitter; the server's retry-after wins when it says."""
@@ -265,7 +277,7 @@ class Caller:
                 return None
             if self.clock() - started >= self.settings.run.hold_wait_s:
                 return None
-            await self.sleep(WAIT_POLL_S)
+            await self.meter.sleep(WAIT_POLL_S)
             waited = round(self.clock() - started, 3)
 
     def _hold_prepared(
@@ -273,32 +285,14 @@ class Caller:
     ) -> _Held | None:
         label = f"turn {spec.turn} {spec.purpose}"
         written: list[HoldRecord] = []
-        held = self.meter.hold(
-            prepared.plan,
-            label,
-            waited,
-            lambda h: written.append(self._write_hold(spec, prepared, h)),
+        write = functools.partial(
+            self.place.write_hold, spec.turn, spec.purpose, prepared.model, into=written
         )
+        held = self.meter.hold(prepared.plan, label, waited, write)
         if held is None:
             return None
-        self.transcript.request(spec.turn, spec.purpose, held.request)
-        self.started_at = utc_now_iso()  # a Caller makes one call at a time
-        return _Held(prepared, held, written[0])
-
-    def _write_hold(self, spec: CallSpec, p: Prepared, held: Held) -> HoldRecord:
-        res = held.reservation
-        return self.write(
-            HoldRecord(
-                hold_id=held.hold_id,
-                turn=spec.turn,
-                purpose=spec.purpose,
-                model=p.model,
-                reserved_usd=res.worst_case_usd,
-                max_tokens=int(held.request["max_tokens"]),
-                input_tokens_counted=res.input_tokens,
-                started_at=utc_now_iso(),
-            )
-        )
+        self.place.transcript.request(spec.turn, spec.purpose, held.request)
+        return _Held(prepared, held, written[0], utc_now_iso())
 
     async def _prepare(self, spec: CallSpec) -> Prepared | None:
         """The plan for this call within what is left of the cap.
@@ -333,15 +327,18 @@ class Caller:
 
     # --- after: settle and record, exactly once -----------------------------
 
-    def _account(self, spec: CallSpec, held: _Held, seen: _Seen) -> list[Event]:
+    def _account(
+        self, spec: CallSpec, held: _Held, seen: _Seen, retries: Retries
+    ) -> tuple[list[Event], float | None]:
         """Settle the hold and write the attempt's one record. Runs in a `finally`: with a
-        result, with a failure, or with neither (cancelled, a signal, the consumer gone)."""
-        self._pending_wait = None
+        result, with a failure, or with neither (cancelled, a signal, the consumer gone).
+        Returns the events to show, and after a failure the wait before its retry (None:
+        no retry)."""
         if seen.result is not None:
-            return self._settle_turn(spec, held, seen.result, seen.updates)
+            return self._settle_turn(spec, held, seen.result, seen.updates), None
         if seen.failure is not None:
-            return self._settle_failure(spec, held, seen.failure, seen.updates)
-        return self._settle_interrupted(spec, held, seen)
+            return self._settle_failure(spec, held, seen.failure, seen.updates, retries)
+        return self._settle_interrupted(spec, held, seen), None
 
     def _settle_turn(
         self, spec: CallSpec, held: _Held, result: CallResult, updates: int
@@ -414,8 +411,8 @@ class Caller:
         return out
 
     def _settle_failure(
-        self, spec: CallSpec, held: _Held, failure: CallFailed, updates: int
-    ) -> list[Event]:
+        self, spec: CallSpec, held: _Held, failure: CallFailed, updates: int, retries: Retries
+    ) -> tuple[list[Event], float | None]:
         seen_usage = failure.usage_seen or updates > 0
         settled = self.meter.settle(
             held.held,
@@ -429,12 +426,11 @@ class Caller:
         )
         self.ledger.add(settled.usage, settled.cost, counts_as_turn=False)
         wait = None
-        if is_retryable(failure) and self.retries_used < self.settings.run.max_retries:
-            wait = self.backoff(self.retries_used, failure.retry_after_s)
-            self.retries_used += 1
-        self._pending_wait = wait
+        if is_retryable(failure) and retries.used < retries.limit:
+            wait = self.backoff(retries.used, failure.retry_after_s)
+            retries.used += 1
         p = held.prepared
-        record = self.write(
+        record = self.place.write(
             Attempt(
                 turn=spec.turn,
                 purpose=spec.purpose,
@@ -445,7 +441,7 @@ class Caller:
                 error=str(failure),
                 request_id=failure.request_id,
                 retry_in_s=None if wait is None else round(wait, 3),
-                retries_used=self.retries_used,
+                retries_used=retries.used,
                 usage=settled.usage,
                 cost_usd=settled.cost.total,
                 reserved_usd=p.reservation.worst_case_usd,
@@ -453,7 +449,7 @@ class Caller:
                 **record_fields(held.held, settled),
             )
         )
-        return [AttemptFailed(record), BudgetChanged(self.budget.snapshot())]
+        return [AttemptFailed(record), BudgetChanged(self.budget.snapshot())], wait
 
     def _settle_interrupted(self, spec: CallSpec, held: _Held, seen: _Seen) -> list[Event]:
         """Stopped (Escape, Ctrl-C, a signal): what streamed stays; the call is priced by
@@ -487,13 +483,13 @@ class Caller:
         usage, res, decision = result.usage, p.reservation, p.decision
         without_cache = self.pricer.without_cache(settled.priced_as, usage, settled.modifiers)
         self.ledger.add(usage, cost, without_cache=without_cache)
-        record = self.last_call = self.write(
+        record = self.last_call = self.place.write(
             Turn(
                 turn=spec.turn,
                 purpose=spec.purpose,
                 model=p.model,
                 tier=decision.tier,
-                simulated=self.simulated,
+                simulated=self.provider.simulated,
                 usage=usage,
                 context_tokens=usage.total_input_tokens,
                 context_window=context_window(p.model, self.settings.run.context_window),
@@ -508,7 +504,7 @@ class Caller:
                 stop_reason=result.stop_reason,
                 latency_s=round(result.latency_s, 4),
                 ttft_s=None if result.ttft_s is None else round(result.ttft_s, 4),
-                started_at=self.started_at,
+                started_at=held.started_at,
                 ended_at=utc_now_iso(),
                 request_id=result.request_id,
                 message_id=result.message_id,
@@ -540,9 +536,9 @@ class Call(EventStream[CallEnd]):
     """One metered call: its events (held, started, the answer as it streams, finished or
     failed, retries), then its CallEnd."""
 
-    def __init__(self, caller: Caller, spec: CallSpec) -> None:
+    def __init__(self, caller: Caller, spec: CallSpec, retries: Retries) -> None:
         super().__init__()
-        self.caller, self.spec = caller, spec
+        self.caller, self.spec, self.retries = caller, spec, retries
         # What streamed of the call when it was stopped (Escape, Ctrl-C, a signal): the
         # loop keeps it in the conversation.
         self.streamed: list[dict[str, Any]] = []
@@ -551,7 +547,7 @@ class Call(EventStream[CallEnd]):
         """Transient failures are retried within the request's retry budget; a helper call
         that does not fit or fails is skipped (reason "skipped"), an agent call ends with
         why."""
-        caller, spec = self.caller, self.spec
+        caller, spec, retries = self.caller, self.spec, self.retries
         helper = spec.purpose != "agent"
         attempt = 0
         while True:
@@ -602,6 +598,7 @@ class Call(EventStream[CallEnd]):
             )
             seen = _Seen()
             events: list[Event] = []
+            wait: float | None = None
             stream = caller.provider.stream(
                 request,
                 clock=caller.clock,
@@ -635,7 +632,7 @@ class Call(EventStream[CallEnd]):
             finally:
                 # The accounting of every way an attempt ends, exactly once: a result, a
                 # failure, or neither (cancelled, a signal, the consumer closed this call).
-                events = caller._account(spec, held, seen)
+                events, wait = caller._account(spec, held, seen, retries)
                 if seen.result is None and seen.failure is None:
                     self.streamed = seen.content()
                 await stream.aclose()
@@ -652,10 +649,9 @@ class Call(EventStream[CallEnd]):
                     CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failed))
                 )
                 return
-            wait = caller._pending_wait  # set by the accounting: None when used up
-            if wait is None:
+            if wait is None:  # the accounting's: the retries are used up
                 detail = (
-                    f"{failed}; this request's {caller.settings.run.max_retries} retries are used up "
+                    f"{failed}; this request's {retries.limit} retries are used up "
                     "(each message gets its own: send it again to retry)"
                 )
                 yield Notice(detail, "warning")
@@ -663,5 +659,5 @@ class Call(EventStream[CallEnd]):
                     CallEnd(None, "skipped" if helper else HaltReason.MAX_RETRIES, detail)
                 )
                 return
-            yield Notice(f"{failed}; retry {caller.retries_used} in {wait:.1f}s", "warning")
-            await caller.sleep(wait)
+            yield Notice(f"{failed}; retry {retries.used} in {wait:.1f}s", "warning")
+            await caller.meter.sleep(wait)

@@ -22,6 +22,9 @@ Two steps, both on by default (config `context_management`), each a `context` re
 The agent calls `before_call` before every agent call, so a request is never sent over
 the window: when even a compacted request would not fit, the run halts with
 `halt_reason: "context"` instead of getting the API's 400.
+
+And while the user is idle, **keep-warm** refreshes the cache just before it expires when
+that costs less than the miss it prevents (`keep_warm`).
 """
 
 from __future__ import annotations
@@ -29,20 +32,21 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tuiagent.agent import helpers
+from tuiagent.agent.call import Caller, Retries
 from tuiagent.agent.compress import Compressor
+from tuiagent.agent.conversation import Conversation, RunState
 from tuiagent.agent.events import ContextEdited, Notice
+from tuiagent.agent.run_records import Place
 from tuiagent.agent.stream import EventStream, Steps
-from tuiagent.config import TIERS
+from tuiagent.config import TIERS, Settings
+from tuiagent.cost.pricing import Pricer
+from tuiagent.llm.caching import plan_breakpoints
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.llm.window import context_window
-from tuiagent.runs.records import ContextEdit
-
-if TYPE_CHECKING:
-    from tuiagent.agent.loop import Agent
+from tuiagent.runs.records import ContextEdit, KeepWarm
 
 # A clearing must pay for its cache rewrite within this many calls, a compaction for its
 # summary call and rewrite within COMPACT_PAYBACK_CALLS (see the module doc).
@@ -58,6 +62,9 @@ COMPACT_SYSTEM = (
 )
 COMPACT_MAX_TOKENS = 4096
 CLEARED = "cleared from context"
+# Keep-warm acts in the last minute of a cache entry's life, with a one-token question.
+KEEP_WARM_WINDOW_S = 60.0
+KEEP_WARM_PING = "(keep-alive: no answer needed)"
 _RESULT_ID = re.compile(r"^\[(r\d+)[: ]")
 _ARG_KEYS = ("path", "pattern", "command", "url", "result_id")
 _CLIP = 600  # characters of one message a compaction's input keeps
@@ -76,10 +83,23 @@ class _Clearing:
 class ContextManager:
     """Keeps one agent's conversation within its window and its cost (see the module doc)."""
 
-    def __init__(self, agent: Agent, compressor: Compressor) -> None:
-        self.agent = agent
+    def __init__(
+        self,
+        settings: Settings,
+        state: RunState,
+        conversation: Conversation,
+        caller: Caller,
+        pricer: Pricer,
+        compressor: Compressor,
+        place: Place,
+    ) -> None:
+        self.settings = settings
+        self.state = state  # its history is what is cleared and compacted
+        self.conversation = conversation
+        self.caller = caller  # the summary call; the prompt cache and the clock
+        self.pricer = pricer
         self.compressor = compressor
-        self.settings = agent.settings
+        self.place = place
 
     # --- sizes ---------------------------------------------------------------
 
@@ -91,20 +111,21 @@ class ContextManager:
 
     def tokens(self) -> int:
         """The next request's input, as the local estimate counts it."""
-        return estimate_request_tokens(self.agent.request_body())
+        return estimate_request_tokens(self.conversation.body())
 
     # --- the hook before each agent call --------------------------------------
 
-    def before_call(self) -> EventStream[None]:
-        """Clear what has served when that pays; compact near the window; never let a
-        request over the window go out (the agent halts on `context` instead)."""
-        return EventStream(self._before_call())
+    def before_call(self, retries: Retries) -> EventStream[None]:
+        """Before each agent call of a request (its `retries` for a compaction): clear what
+        has served when that pays; compact near the window; never let a request over the
+        window go out (the agent halts on `context` instead)."""
+        return EventStream(self._before_call(retries))
 
-    async def _before_call(self) -> Steps:
+    async def _before_call(self, retries: Retries) -> Steps:
         if self.settings.run.context_management:
             # Results of the request being worked on stay: the answer is made from them.
-            history = self.agent.state.history
-            current = _current_request(history) if self.agent.working else len(history)
+            history = self.state.history
+            current = _current_request(history)
             clearing = self._plan_clearing(self.settings.run.context_keep_turns, current)
             if clearing is not None:
                 why = self._pays(clearing)
@@ -115,10 +136,10 @@ class ContextManager:
             else:
                 why = self._compaction_pays(current)
             if why is not None:
-                yield self.compact(why)
+                yield self.compact(why, retries, working=True)
         if self.tokens() > self.window() and self.settings.run.context_management:
             # The current request alone is too large: clear all but its last results.
-            clearing = self._plan_clearing(1, len(self.agent.state.history))
+            clearing = self._plan_clearing(1, len(self.state.history))
             if clearing is not None:
                 yield self._apply_clearing(clearing, "the request would be over the window")
 
@@ -140,7 +161,7 @@ class ContextManager:
     def _plan_clearing(self, keep_turns: int, before: int) -> _Clearing | None:
         """Every tool result older than the last `keep_turns` calls, in the messages before
         index `before`, and not yet cleared."""
-        history = self.agent.state.history
+        history = self.state.history
         result_messages = [
             i
             for i, m in enumerate(history[:before])
@@ -172,10 +193,10 @@ class ContextManager:
 
     def _pays(self, clearing: _Clearing) -> str | None:
         """Why this clearing pays now, or None when it does not (yet)."""
-        agent = self.agent
-        model = agent.cache.last_model
-        state = agent.cache.models.get(model) if model is not None else None
-        now = agent.wall_clock()
+        cache = self.caller.cache
+        model = cache.last_model
+        state = cache.models.get(model) if model is not None else None
+        now = self.caller.wall_clock()
         warm = (
             self.settings.cache.enabled
             and state is not None
@@ -184,7 +205,7 @@ class ContextManager:
         )
         if not warm or model is None:
             return "no warm cache: nothing is written again at a premium"
-        rates = agent.pricer.rates(model)
+        rates = self.pricer.rates(model)
         saved = rates.cache_read * clearing.cleared_tokens * PAYBACK_CALLS
         rewrite = (rates.cache_write_5m - rates.cache_read) * clearing.rewritten_tokens
         if saved < rewrite:
@@ -197,8 +218,7 @@ class ContextManager:
 
     def _compaction_pays(self, start: int) -> str | None:
         """Why compacting the messages before `start` pays now, or None (see the doc)."""
-        agent = self.agent
-        head = agent.state.history[:start]
+        head = self.state.history[:start]
         if not head or (len(head) == 1 and _is_summary(head[0])):
             return None
         head_tokens = estimate_request_tokens({"messages": head})
@@ -208,12 +228,13 @@ class ContextManager:
         expected = summaries + (head_tokens - summaries) // 10  # the new summary, guessed
         if expected >= head_tokens:
             return None
-        tail = estimate_request_tokens({"messages": agent.state.history[start:]})
+        tail = estimate_request_tokens({"messages": self.state.history[start:]})
         rendered = estimate_request_tokens(
             {"messages": [{"role": "user", "content": self._render(head, keep=False)}]}
         )
-        fast = agent.pricer.rates(self.settings.router.model_for("fast"))
-        rates = agent.pricer.rates(agent.cache.last_model or self.settings.router.model_for("fast"))
+        fast = self.pricer.rates(self.settings.router.model_for("fast"))
+        last = self.caller.cache.last_model
+        rates = self.pricer.rates(last or self.settings.router.model_for("fast"))
         cost = (
             fast.input * rendered
             + fast.output * expected
@@ -229,8 +250,7 @@ class ContextManager:
         )
 
     def _apply_clearing(self, clearing: _Clearing, reason: str) -> ContextEdited:
-        agent = self.agent
-        history = agent.state.history
+        history = self.state.history
         before = self.tokens()
         uses = _tool_uses(history)
         ids = []
@@ -240,13 +260,13 @@ class ContextManager:
             header = self._header(uses.get(block.get("tool_use_id", "")), text, keep=True)
             ids.append(header[1 : header.index(":")])
             message["content"][bi] = {**block, "content": header}
-        agent.transcript.rewrite(history, clearing.first_message)
-        model = agent.cache.last_model or self.settings.router.model_for("fast")
-        rates = agent.pricer.rates(model)
-        record = agent.write(
+        self.place.transcript.rewrite(history, clearing.first_message)
+        model = self.caller.cache.last_model or self.settings.router.model_for("fast")
+        rates = self.pricer.rates(model)
+        record = self.place.write(
             ContextEdit(
                 action="clear_tool_results",
-                turn=agent.state.turns,
+                turn=self.state.turns,
                 results=len(clearing.edits),
                 result_ids=ids,
                 tokens_before=before,
@@ -284,15 +304,15 @@ class ContextManager:
 
     # --- compaction and /clear -------------------------------------------------
 
-    def compact(self, why: str) -> EventStream[None]:
-        """Summarise the conversation before the current request (all of it when idle) by a
-        fast-tier helper call, and go on from the summary."""
-        return EventStream(self._compact(why))
+    def compact(self, why: str, retries: Retries, *, working: bool) -> EventStream[None]:
+        """Summarise the conversation before the current request (all of it when idle, not
+        `working` on one) by a fast-tier helper call, and go on from the summary."""
+        return EventStream(self._compact(why, retries, working))
 
-    async def _compact(self, why: str) -> Steps:
-        agent = self.agent
-        history = agent.state.history
-        start = _current_request(history) if agent.working else len(history)
+    async def _compact(self, why: str, retries: Retries, working: bool) -> Steps:
+        state = self.state
+        history = state.history
+        start = _current_request(history) if working else len(history)
         head = history[:start]
         if not head or (len(head) == 1 and _is_summary(head[0])):
             yield Notice("nothing to compact: the conversation is only the current request")
@@ -311,7 +331,7 @@ class ContextManager:
             ],
         }
         yield Notice(f"compacting the conversation: {why}")
-        call = helpers.helper_call(agent, "compact", request)
+        call = self.caller.helper("compact", request, state.turns, retries)
         yield call
         end = call.result()
         result = end.result
@@ -319,19 +339,19 @@ class ContextManager:
             yield Notice(f"could not compact the conversation ({end.detail})", "warning")
             return
         summary = result.text.strip() or "(the summary came back empty)"
-        cost = agent.pricer.price(result.model or model, result.usage).total
+        cost = self.pricer.price(result.model or model, result.usage).total
         text = f"{SUMMARY_MARKER} Summary of the conversation so far:\n{summary}"
-        agent.state.history = [{"role": "user", "content": [{"type": "text", "text": text}]}]
-        agent.state.history += history[start:]
-        agent.transcript.rewrite(agent.state.history, 0)
+        state.history = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+        state.history += history[start:]
+        self.place.transcript.rewrite(state.history, 0)
         after = self.tokens()
-        record = agent.write(
+        record = self.place.write(
             ContextEdit(
                 action="compact",
-                turn=agent.state.turns,
+                turn=state.turns,
                 model=result.model or model,
                 messages_before=len(history),
-                messages_after=len(agent.state.history),
+                messages_after=len(state.history),
                 tokens_before=before,
                 tokens_after=after,
                 summary_tokens=result.usage.output_tokens,
@@ -348,15 +368,14 @@ class ContextManager:
     def clear(self) -> ContextEdited:
         """/clear: a new conversation in the same session (the budget and the kept results
         carry on; the next request has no earlier messages)."""
-        agent = self.agent
         before = self.tokens()
-        messages = len(agent.state.history)
-        agent.state.history = []
-        agent.transcript.rewrite([], 0)
-        record = agent.write(
+        messages = len(self.state.history)
+        self.state.history = []
+        self.place.transcript.rewrite([], 0)
+        record = self.place.write(
             ContextEdit(
                 action="clear",
-                turn=agent.state.turns,
+                turn=self.state.turns,
                 messages_before=messages,
                 messages_after=0,
                 tokens_before=before,
@@ -365,6 +384,66 @@ class ContextManager:
             )
         )
         return ContextEdited(record)
+
+    # --- keep-warm ---------------------------------------------------------------
+
+    def keep_warm(self) -> EventStream[None]:
+        """While the user is idle: refresh the conversation's cache just before it expires,
+        when a refresh costs less than the miss it prevents and fits the budget. Each
+        decision is logged (a `keep_warm` record) with its reason. Off unless
+        `keep_warm = true`. A refresh is a request of its own (its own retries)."""
+        return EventStream(self._keep_warm())
+
+    async def _keep_warm(self) -> Steps:
+        settings, cache, caller = self.settings, self.caller.cache, self.caller
+        model = cache.last_model
+        if not settings.cache.keep_warm or not settings.cache.enabled or model is None:
+            return
+        state = cache.models[model]
+        now = caller.wall_clock()
+        if state.expires_at is None or now >= state.expires_at:
+            return  # nothing warm to keep
+        left = state.expires_at - now
+        if left > KEEP_WARM_WINDOW_S:
+            return  # not close to expiry yet
+        prefix = state.cached_prefix_tokens
+        request = plan_breakpoints(
+            {"model": model, "max_tokens": 1, **self.conversation.body()},
+            model,
+            settings.cache.ttl,
+        )
+        request["messages"] = [*request["messages"], {"role": "user", "content": KEEP_WARM_PING}]
+        total = estimate_request_tokens(request)
+        rates = self.pricer.rates(model, total)
+        # A refresh reads the prefix and writes what was added since; a miss on the next
+        # turn writes the whole prefix again instead of reading it.
+        refresh = (
+            rates.cache_read * prefix + rates.cache_write_5m * max(0, total - prefix) + rates.output
+        )
+        miss = (rates.cache_write_5m - rates.cache_read) * prefix
+        if refresh >= miss:
+            action, reason = "skip", "a refresh would cost more than the miss it prevents"
+        elif refresh > caller.budget.remaining:
+            action, reason = "skip", "a refresh does not fit what is left of the cap"
+        else:
+            action, reason = "refresh", "a refresh costs less than a miss on the next turn"
+        self.place.write(
+            KeepWarm(
+                model=model,
+                cached_prefix_tokens=prefix,
+                expires_in_s=round(left, 1),
+                refresh_cost_usd=refresh,
+                miss_cost_usd=miss,
+                action=action,
+                reason=reason,
+            )
+        )
+        yield Notice(f"keep-warm on {model}: {action} ({reason})")
+        if action != "refresh":
+            return
+        why = "keep-warm: refresh the cache before it expires"
+        retries = Retries(settings.run.max_retries)
+        yield caller.helper("keep_warm", request, self.state.turns, retries, why)
 
     def _render(self, messages: list[dict[str, Any]], *, keep: bool) -> str:
         """The conversation as plain text for the summariser; results as their headers."""

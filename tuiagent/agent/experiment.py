@@ -400,7 +400,7 @@ async def run_experiment(
     through the connection `connect` makes (the real API or the offline model)."""
     conn = connect()
     agent = Agent(settings, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir)
-    agent.tier = tier
+    agent.steering.tier = tier
     sources = list(dict.fromkeys(t.run_id for t in turns))
     agent.start(replay_of={"run_id": ",".join(sources), "turn": "all", "model": model})
     exp = Experiment(

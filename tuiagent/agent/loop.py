@@ -1,89 +1,50 @@
-"""The agent loop: route -> call -> tools -> compress, until the answer or a limit.
+"""The Agent: one run. It builds its parts once and hands each what it needs; each request
+(agent/request.py) works with them until the answer or a limit.
 
-It yields typed events (agent/events.py) and writes the run log, so the headless runner and
-the UI consume the same stream and neither holds agent logic. Every model call, and all of
-its money, is the metered call's (agent/call.py); the request it sends is built from the
-conversation (agent/conversation.py); where its records go, a sub-agent's too, and the
-run's first and last records are agent/records.py's.
+A face steers it through agent/protocol.py: every request, compaction and keep-warm is an
+event stream (agent/stream.py) the headless runner and the UI consume alike, so neither
+holds agent logic. Every model call, and all of its money, is the metered call's
+(agent/call.py); the request it sends is built from the conversation
+(agent/conversation.py); where its records go, a sub-agent's too, is agent/run_records.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any
 
-from tuiagent.agent import conversation, helpers, records
-from tuiagent.agent.call import Call, Caller, CallSpec
+from tuiagent.agent.call import Call, Caller, CallSpec, Retries
 from tuiagent.agent.compress import Compressor
 from tuiagent.agent.context import ContextManager
-from tuiagent.agent.escalation import Escalation
-from tuiagent.agent.events import (
-    BudgetChanged,
-    ContextEdited,
-    Halted,
-    Notice,
-    RunEnded,
-    RunStarted,
-    UserMessage,
-)
-from tuiagent.agent.protocol import AgentSnapshot, RequestEnd
-from tuiagent.agent.router import (
-    DEFAULT_EXPECTED_OUTPUT_TOKENS,
-    RouteDecision,
-    Router,
-    tools_so_far,
-)
-from tuiagent.agent.stream import EventStream, Steps
-from tuiagent.agent.tool_step import run_tool_calls
+from tuiagent.agent.conversation import Conversation, RunState
+from tuiagent.agent.events import BudgetChanged, ContextEdited, RunEnded, RunStarted
+from tuiagent.agent.protocol import AgentSnapshot, Approver
+from tuiagent.agent.request import Parts, Request, Steering
+from tuiagent.agent.router import Router
+from tuiagent.agent.run_records import Place, place_of
+from tuiagent.agent.stream import EventStream
+from tuiagent.agent.tool_step import ToolRunner
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.caching import CacheTracker
 from tuiagent.llm.provider import Provider
-from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
-from tuiagent.runs.log import R
+from tuiagent.runs.log import R, utc_now_iso
 from tuiagent.runs.outcome import Outcome, outcome
-from tuiagent.runs.records import HaltReason
-from tuiagent.runs.records import UserMessage as UserRecord
-
-T = TypeVar("T")
-
-
-@dataclass
-class RunState:
-    run_id: str
-    turns: int = 0
-    subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
-    status: str | None = None
-    halt_reason: HaltReason | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _OnCaller(Generic[T]):
-    """An attribute the metered call (agent.caller) keeps, read and set on the agent."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, agent: Agent, owner: type | None = None) -> T:
-        return cast(T, getattr(agent.caller, self.name))
-
-    def __set__(self, agent: Agent, value: T) -> None:
-        setattr(agent.caller, self.name, value)
+from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart
 
 
 class Agent:
     """One run: a conversation with the model, its budget and its log."""
 
+    place: Place
     state: RunState
+    ledger: Ledger
 
     def __init__(
         self,
@@ -95,6 +56,7 @@ class Agent:
         run_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         budget: Budget | None = None,
         parent: Agent | None = None,
         agent_id: str = "main",
@@ -112,77 +74,116 @@ class Agent:
         for tier in TIERS:
             self.pricer.ensure_priced(settings.router.model_for(tier))
         self.budget = budget if budget is not None else Budget(settings.run.max_cost_usd)
-        self.max_turns = settings.run.max_turns
-        self.tier = settings.router.tier
+        self.steering = Steering(settings.router.tier, settings.run.max_turns)
         self.system_prompt = settings.run.resolved_system_prompt()
         # Opened once the settings are known to be good: a bad one leaves no log behind.
-        place = records.place_of(agent_id, log_dir=log_dir, run_id=run_id, parent=parent, task=task)
-        self.identity, self.log, self.transcript = place.identity, place.log, place.transcript
-        self.state = RunState(place.run_id)
+        self.place = place_of(
+            agent_id,
+            log_dir=log_dir,
+            run_id=run_id,
+            parent=parent.place if parent is not None else None,
+            parent_turn=parent.state.turns if parent is not None else 0,
+            task=task,
+        )
+        self.log, self.transcript = self.place.log, self.place.transcript
+        self.state = RunState(self.place.run_id)
+        # A sub-agent books into its parent's ledger: run_end totals every agent.
+        self.ledger = parent.ledger if parent is not None else Ledger()
         self.caller = Caller(
             settings,
             provider=provider,
             pricer=self.pricer,
             budget=self.budget,
-            write=self.write,
-            transcript=self.transcript,
+            place=self.place,
+            ledger=self.ledger,
             clock=clock,
             wall_clock=wall_clock,
-            ledger=place.ledger,
+            sleep=sleep,
         )
+        self.cache = self.caller.cache  # the prompt cache per model, as the calls left it
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
         # True runs it; False, or the user's reason as a string, declines it.
-        self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
+        self.approve: Approver | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
         self.compressor = Compressor(settings.tools.compress_over_tokens)
         if settings.tools.compress or settings.run.context_management:
             toolbox.add(self.compressor.expand_tool())
+        self.conversation = Conversation(
+            self.state, settings, self.system_prompt, toolbox, self.cache, simulated=self.simulated
+        )
         # Clearing old results and compaction (agent/context.py); limits are per request.
-        self.context = ContextManager(self, self.compressor)
-        # The request being worked on (agent/conversation.py begins it).
-        self.working = False  # inside a request (send / go_on)
-        self.request_start = 0  # self.state.turns when the request began
-        self.message_at: int | None = None  # where send() put the request's message
-        self.prompt = ""  # the user's request being worked on, which the router reads
-        self.classified: str | None = None  # the classifier's tier for it ("" for none)
+        self.context = ContextManager(
+            settings,
+            self.state,
+            self.conversation,
+            self.caller,
+            self.pricer,
+            self.compressor,
+            self.place,
+        )
+        self.tools = ToolRunner(settings, toolbox, self.compressor, self.caller, self.place)
         self.router = Router(
             settings.router.tiers,
             self.pricer,
             budget_floor=settings.router.budget_floor,
             rules=tuple(settings.router.rules),
         )
-        self.ask_diagnostics = conversation.asks_diagnostics(self.simulated)
+        self.request: Request | None = None  # the last request (go_on goes on with it)
 
-    # What the metered call keeps: spend, the prompt cache per model, its clocks.
-    ledger: _OnCaller[Ledger] = _OnCaller()
-    cache: _OnCaller[CacheTracker] = _OnCaller()
-    wall_clock: _OnCaller[Callable[[], float]] = _OnCaller()
-    sleep: _OnCaller[Callable[[float], Awaitable[None]]] = _OnCaller()
-
-    def call(self, spec: CallSpec) -> Call:
-        """The one metered call (agent/call.py): its events, then its CallEnd."""
-        return self.caller.call(spec)
+    def call(self, spec: CallSpec, retries: Retries | None = None) -> Call:
+        """One metered call (agent/call.py): its events, then its CallEnd. Its retries count
+        against `retries` (by default: `max_retries` of its own)."""
+        retries = retries if retries is not None else Retries(self.settings.run.max_retries)
+        return self.caller.call(spec, retries)
 
     # --- records -----------------------------------------------------------
 
     def write(self, record: R) -> R:
         """Write a record to the run log as this agent's (its run id and identity)."""
-        record = dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
-        self.log.append(record)
-        return record
+        return self.place.write(record)
 
     def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
         """Write run_start (a replay notes `replay_of`)."""
-        return RunStarted(self.write(records.run_start(self, replay_of)))
+        settings = self.settings
+        start = RunStart(
+            started_at=utc_now_iso(),
+            provider=self.provider.name,
+            simulated=self.simulated,
+            models={t: settings.router.model_for(t) for t in TIERS},
+            tier=self.steering.tier,
+            limits=Limits(self.budget.cap, self.steering.max_turns, settings.run.max_tokens),
+            replay_of=replay_of,
+        )
+        return RunStarted(self.write(start))
 
     def finish(self, end: Outcome | None = None) -> RunEnded:
         """Write run_end: how the run ended (runs/outcome.py), by default from its halt
         reason. Closes the log and the transcript."""
         end = end or outcome(self.state.halt_reason)
-        self.state.status, self.state.halt_reason = end.status, end.halt_reason
-        record = self.write(records.run_end(self))
+        state, ledger = self.state, self.ledger
+        state.status, state.halt_reason = end.status, end.halt_reason
+        u = ledger.usage
+        record = self.write(
+            RunEnd(
+                ended_at=utc_now_iso(),
+                status=state.status or "",
+                halt_reason=state.halt_reason,
+                turns=state.turns,
+                subagent_turns=state.subagent_turns,
+                total_cost_usd=ledger.spent,
+                total_input_tokens=u.input_tokens,
+                total_output_tokens=u.output_tokens,
+                total_cache_read_input_tokens=u.cache_read_input_tokens,
+                total_cache_creation_input_tokens=u.cache_creation_input_tokens,
+                total_cache_creation_5m_input_tokens=u.cache_creation_5m_input_tokens,
+                total_cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
+                cost_without_cache_usd=ledger.cost_without_cache,
+                saved_by_cache_usd=ledger.saved_by_cache,
+                cache_hit_rate=round(ledger.cache_hit_rate, 4),
+            )
+        )
         self.log.close()
-        self.transcript.messages(self.state.history)  # the last answer, for replay
+        self.transcript.messages(state.history)  # the last answer, for replay
         self.transcript.close()
         return RunEnded(record)
 
@@ -205,8 +206,8 @@ class Agent:
         return AgentSnapshot(
             s.run_id,
             s.turns,
-            self.tier,
-            self.max_turns,
+            self.steering.tier,
+            self.steering.max_turns,
             budget,
             s.status,
             s.halt_reason,
@@ -216,72 +217,39 @@ class Agent:
     def set_tier(self, tier: str) -> None:
         if tier not in ("auto", *TIERS):
             raise ValueError(f"unknown tier {tier!r}")
-        self.tier = tier
-
-    # --- routing and requests ------------------------------------------------
-
-    def route(self, floor: tuple[str, str] | None = None) -> RouteDecision:
-        """The tier for the next agent call and why (agent/router.py). `floor`: the lowest
-        tier allowed, and why (after an escalation)."""
-        turns = len(self.ledger.turn_costs)
-        expected_output = (
-            self.ledger.usage.output_tokens // turns if turns else DEFAULT_EXPECTED_OUTPUT_TOKENS
-        )
-        return self.router.choose(
-            prompt=self.prompt,
-            input_tokens=estimate_request_tokens(self.request_body()),
-            cache=self.cache,
-            now=self.wall_clock(),
-            pin=self.tier,
-            spent=self.budget.settled + self.budget.in_flight,
-            cap=self.budget.cap,
-            floor=floor[0] if floor else None,
-            floor_reason=floor[1] if floor else "",
-            expected_output_tokens=expected_output,
-            classified=self.classified,
-            tools_used=tools_so_far(self.state.history),
-        )
-
-    def request_body(self) -> dict[str, Any]:
-        return conversation.request_body(self)
-
-    def agent_request(self, model: str) -> dict[str, Any]:
-        return conversation.agent_request(self, model)
-
-    def keep_warm(self) -> EventStream[None]:
-        return EventStream(helpers.keep_warm(self))
-
-    # --- the loop ----------------------------------------------------------
-
-    def send(self, prompt: str) -> EventStream[RequestEnd]:
-        """Work on one user message until the answer or a limit: its events, then how it
-        ended."""
-        return EventStream(lambda out: self._send(out, prompt))
-
-    async def _send(self, out: EventStream[RequestEnd], prompt: str) -> Steps:
-        conversation.begin_request(self, prompt)
-        yield UserMessage(self.write(UserRecord(text=prompt, tokens=estimate_tokens(prompt))))
-        try:
-            yield EventStream(helpers.classify(self, prompt))
-            yield EventStream(self._work(out))
-        finally:
-            self.working = False
-
-    def go_on(self) -> EventStream[RequestEnd]:
-        """Go on with the request a limit halted (after /turns N), with fresh limits."""
-        return EventStream(lambda out: self._go_on(out))
-
-    async def _go_on(self, out: EventStream[RequestEnd]) -> Steps:
-        conversation.begin_request(self)
-        try:
-            yield EventStream(self._work(out))
-        finally:
-            self.working = False
+        self.steering.tier = tier
 
     def set_max_turns(self, turns: int) -> None:
         if turns < 1:
             raise ValueError("max_turns must be at least 1")
-        self.max_turns = turns
+        self.steering.max_turns = turns
+
+    # --- requests ------------------------------------------------------------
+
+    def send(self, prompt: str) -> Request:
+        """Work on one user message until the answer or a limit: its events, then how it
+        ended (a RequestEnd)."""
+        self.request = self._request(prompt)
+        return self.request
+
+    def go_on(self) -> Request:
+        """Go on with the request a limit halted (after /turns N), with fresh limits."""
+        self.request = self._request(None)
+        return self.request
+
+    def _request(self, prompt: str | None) -> Request:
+        parts = Parts(
+            self.settings,
+            self.state,
+            self.conversation,
+            self.caller,
+            self.context,
+            self.tools,
+            self.router,
+            self.place,
+            self.steering,
+        )
+        return Request(parts, prompt, approve=self.approve, going_on=self.request)
 
     def clear_conversation(self) -> ContextEdited:
         """/clear: the next request starts with no earlier messages; the budget goes on."""
@@ -289,102 +257,9 @@ class Agent:
 
     def compact(self) -> EventStream[None]:
         """/compact: summarise the conversation now."""
-        return self.context.compact("asked for (/compact)")
+        retries = Retries(self.settings.run.max_retries)
+        return self.context.compact("asked for (/compact)", retries, working=False)
 
-    def _end(self, spent_before: Decimal, answer: str | None, halted: Halted | None) -> RequestEnd:
-        return RequestEnd(
-            answer,
-            self.state.halt_reason,
-            halted,
-            self.state.turns - self.request_start,
-            self.ledger.spent - spent_before,
-        )
-
-    async def _work(self, out: EventStream[RequestEnd]) -> Steps:
-        """Model calls and tools for the current request until the answer or a limit."""
-        escalation = Escalation(enabled=self.tier == "auto")
-        answered = False  # an agent call of this request completed
-        spent_before = self.ledger.spent
-        while True:
-            if self.state.turns - self.request_start >= self.max_turns:
-                halt = self._halt(
-                    HaltReason.MAX_TURNS,
-                    f"this request used its {self.max_turns} model calls (max_turns); "
-                    "/turns N allows more and goes on",
-                )
-                yield halt
-                out.set_result(self._end(spent_before, None, halt))
-                return
-            yield self.context.before_call()
-            if (too_long := self.context.over_window()) is not None:
-                halt = self._halt(HaltReason.CONTEXT, too_long)
-                yield halt
-                out.set_result(self._end(spent_before, None, halt))
-                return
-            turn = self.state.turns + 1
-            spec = CallSpec(
-                turn,
-                "agent",
-                self.route(escalation.floor),
-                self.agent_request,
-                step_down=self.tier == "auto",
-                escalated_from=escalation.started(),
-                stream_text=True,
-                conversation=True,
-            )
-            call = self.call(spec)
-            try:
-                yield call
-            except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
-                # The call is accounted already; what streamed stays.
-                conversation.interrupted(self, turn, call.streamed)
-                raise
-            end = call.result()
-            if end.result is None:
-                halted: Halted | None = None
-                if (
-                    end.reason == HaltReason.MAX_COST
-                    and not answered
-                    and self.message_at is not None
-                ):
-                    prompt = conversation.withdraw_message(self)
-                    halt = self._halt(HaltReason.MAX_COST, end.detail)
-                    halted = dataclasses.replace(halt, withdrawn=prompt, needed_usd=end.needed_usd)
-                elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
-                    halt = self._halt(HaltReason(end.reason), end.detail)
-                    halted = dataclasses.replace(halt, needed_usd=end.needed_usd)
-                else:
-                    self.state.halt_reason = HaltReason.ERROR
-                if halted is not None:
-                    yield halted
-                out.set_result(self._end(spent_before, None, halted))
-                return
-            answered = True
-            self.state.turns = turn
-            result = end.result
-            step_start = len(self.state.history)
-            conversation.add_answer(self, result.content)
-            tier = end.tier
-            failed = escalation.failed_step(
-                tier, result.text, result.stop_reason, bool(result.tool_uses)
-            )
-            if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
-                out.set_result(self._end(spent_before, result.text, None))
-                return
-            results: list[dict[str, Any]] = []
-            if failed is None:
-                tools = run_tool_calls(self, turn, result.tool_uses, escalation, tier)
-                yield tools
-                results, failed = tools.result().blocks, tools.result().failed
-            self.state.history.append({"role": "user", "content": results})
-            if failed is not None:
-                # Redo this step one tier up: the failed step leaves the conversation (its
-                # cost and records stay), and the rest of the request stays at that tier.
-                del self.state.history[step_start:]
-                yield Notice(escalation.escalate(turn, tier, failed))
-            else:
-                escalation.step_done()
-
-    def _halt(self, reason: HaltReason, detail: str) -> Halted:
-        self.state.halt_reason = reason
-        return Halted(reason, detail)
+    def keep_warm(self) -> EventStream[None]:
+        """Idle: refresh the prompt cache before it expires, when that pays."""
+        return self.context.keep_warm()

@@ -85,7 +85,7 @@ async def replay_turn(
     conn = connect()
     agent = Agent(settings, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir)
     # The replay is pinned to its target: the budget may clamp max_tokens, never the model.
-    agent.tier = target_tier
+    agent.steering.tier = target_tier
     agent.start(replay_of={"run_id": source.run.run_id, "turn": turn, "model": original.model})
     request = copy.deepcopy(source.request)
     request["model"] = target
