@@ -161,7 +161,7 @@ async def _ui_stream(tmp: Path, tokens: int, earlier: int = 0) -> float:
         while (
             app.turn_worker is None  # the turn has not started yet
             or app.busy
-            or app.main.answer is not None
+            or app.main.chat.answer is not None
             or END_WORDS not in _chat_text(app)
         ):
             await asyncio.sleep(0.005)
