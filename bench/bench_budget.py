@@ -31,7 +31,7 @@ from typing import Any
 import httpx2
 
 from tuiagent.config import Settings
-from tuiagent.llm.offline import OfflineModel
+from tuiagent.offline import OfflineModel
 from tuiagent.session import open_session
 
 SESSIONS = int(os.environ.get("BENCH_BUDGET_SESSIONS", "1000"))

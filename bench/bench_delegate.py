@@ -28,7 +28,7 @@ from typing import Any
 import httpx2
 
 from tuiagent.config import Settings
-from tuiagent.llm.offline import OfflineModel
+from tuiagent.offline import OfflineModel
 from tuiagent.runs.log import read_records
 from tuiagent.session import open_session
 

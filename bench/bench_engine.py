@@ -24,7 +24,7 @@ import httpx2
 
 import tuiagent.agent.tools.workspace as workspace_tools
 from tuiagent.config import Settings
-from tuiagent.llm.offline import OfflineModel
+from tuiagent.offline import OfflineModel
 from tuiagent.session import open_session
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tuiagent.config import Settings
-from tuiagent.llm.offline import OfflineModel
 from tuiagent.llm.tokens import estimate_tokens
+from tuiagent.offline import OfflineModel
 
 _SENTENCES = (
     "Every token the model reads is paid for, so the panel shows it as it arrives.",

@@ -24,8 +24,8 @@ import httpx2
 import yaml
 
 from tuiagent.config import DEFAULT_TIER_MODELS
-from tuiagent.llm.offline import OfflineModel
 from tuiagent.llm.tokens import estimate_request_tokens
+from tuiagent.offline import OfflineModel
 
 ERRORS = json.loads(
     (Path(__file__).parent / "fixtures/wire/errors_from_issue_threads.json").read_text()

@@ -25,7 +25,7 @@ from tests.loopback import (
 )
 from tuiagent.agent.events import AttemptFailed, Halted, Notice, TurnFinished
 from tuiagent.config import Settings
-from tuiagent.llm.offline import OfflineModel
+from tuiagent.offline import OfflineModel
 from tuiagent.runs.layout import transcript_file
 from tuiagent.runs.log import read_records
 from tuiagent.session import Session, open_session

@@ -23,8 +23,8 @@ from tuiagent.llm.caching import (
     min_cacheable_tokens,
     plan_breakpoints,
 )
-from tuiagent.llm.offline import OfflineModel
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
+from tuiagent.offline import OfflineModel
 from tuiagent.runs.log import read_records
 from tuiagent.session import Session, open_session
 

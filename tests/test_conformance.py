@@ -29,10 +29,10 @@ from pydantic import BaseModel
 
 from tests.loopback import LoopbackAPI
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.offline import OfflineModel
-from tuiagent.llm.offline.rules import request_error
 from tuiagent.llm.tokens import block_tokens
 from tuiagent.llm.usage import TokenUsage
+from tuiagent.offline import OfflineModel
+from tuiagent.offline.rules import request_error
 
 # litellm reads its price map and beta headers from the network unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -16,7 +16,7 @@ from tests.conftest import offline_session, run_cli
 from tuiagent.agent.events import Event, SubAgentChanged, TurnFinished
 from tuiagent.agent.tools import ToolOutput
 from tuiagent.config import Settings
-from tuiagent.llm.offline import OfflineModel
+from tuiagent.offline import OfflineModel
 from tuiagent.runs.log import read_records
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.records import HaltReason
@@ -406,7 +406,7 @@ def test_the_offline_model_paces_every_output_token_a_tool_calls_input_too(
     call's task list) takes its time like text, so neither arm gets tokens for free."""
     import anthropic
 
-    from tuiagent.llm.offline import transport
+    from tuiagent.offline import transport
 
     waited: list[float] = []
     real_sleep = asyncio.sleep

@@ -30,7 +30,7 @@ from tuiagent.cli import main
 from tuiagent.config import RouterRule, Settings, load_settings
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import ConfigError
-from tuiagent.llm.offline.brain import judge
+from tuiagent.offline.brain import judge
 from tuiagent.runs.log import read_records
 from tuiagent.session import connect
 

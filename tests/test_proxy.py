@@ -24,8 +24,8 @@ from tests.conftest import cli_env, run_cli
 from tests.loopback import MID_STREAM_ERROR, OVERLOADED, RATE_LIMITED, Fault, LoopbackAPI, status
 from tests.proxy_harness import KEY, MODEL, Proxied, proxied_loopback, proxy_to
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.offline import OfflineModel
 from tuiagent.llm.usage import TokenUsage
+from tuiagent.offline import OfflineModel
 
 PROMPT = [{"role": "user", "content": "hello there, who are you?"}]
 TOOLS = [

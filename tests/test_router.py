@@ -21,7 +21,7 @@ from tuiagent.agent.router import (
 from tuiagent.config import DEFAULT_TIER_MODELS, Settings, load_settings
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import ConfigError
-from tuiagent.llm.offline import OfflineModel
+from tuiagent.offline import OfflineModel
 from tuiagent.session import open_session
 
 MIGRATION = "Design a migration plan for our Postgres database and explain its trade-offs."

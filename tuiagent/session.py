@@ -22,7 +22,7 @@ from tuiagent.agent.tools.fetch import Fetcher
 from tuiagent.apikey import api_key
 from tuiagent.config import TIERS, Settings
 from tuiagent.llm.client import make_client
-from tuiagent.llm.offline import OfflineModel
+from tuiagent.offline import OfflineModel
 from tuiagent.paths import default_log_dir
 from tuiagent.preflight import check_base_url, check_workspace
 

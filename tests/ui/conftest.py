@@ -9,7 +9,7 @@ import pytest
 from textual.pilot import Pilot
 
 from tuiagent.config import Settings
-from tuiagent.llm.offline import OfflineModel
+from tuiagent.offline import OfflineModel
 from tuiagent.ui.app import TuiagentApp
 
 FIXED_NOW = 1_800_000_000.0  # the panels' wall clock in tests

@@ -13,8 +13,8 @@ import httpx2
 from textual.pilot import Pilot
 
 from tests.loopback import FaultyModel
-from tuiagent.llm.offline import OfflineModel
 from tuiagent.llm.usage import TokenUsage
+from tuiagent.offline import OfflineModel
 from tuiagent.runs.records import Tool, Turn
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.answer import AnswerView

@@ -27,7 +27,7 @@ from tuiagent.agent.replay import replay_turn
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.errors import UsageError
-from tuiagent.llm.offline import OFFLINE_NOTICE
+from tuiagent.offline import OFFLINE_NOTICE
 from tuiagent.paths import default_log_dir
 from tuiagent.report.build import build_report
 from tuiagent.report.otel import otel_traces

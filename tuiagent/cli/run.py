@@ -26,7 +26,7 @@ from tuiagent.agent.events import (
 from tuiagent.cli.output import output_closed
 from tuiagent.config import Settings
 from tuiagent.exit_codes import EXIT_OK
-from tuiagent.llm.offline import OFFLINE_NOTICE
+from tuiagent.offline import OFFLINE_NOTICE
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.records import Attempt, HaltReason, Record, Turn
 from tuiagent.session import open_session

@@ -57,7 +57,7 @@ from tuiagent.ui.widgets.chat import ChatInput
 if TYPE_CHECKING:
     from tuiagent.agent.events import AttemptFailed, Event, Halted, Notice, TurnFinished
     from tuiagent.agent.protocol import AgentControl
-    from tuiagent.llm.offline import OfflineModel
+    from tuiagent.offline import OfflineModel
     from tuiagent.runs.records import Turn
     from tuiagent.session import Session
 
@@ -222,7 +222,7 @@ class TuiagentApp(MeteredApp):
     @on(SessionOpened)
     def _session_opened(self, message: SessionOpened) -> None:
         from tuiagent.cost.pricing import context_window
-        from tuiagent.llm.offline import OFFLINE_NOTICE
+        from tuiagent.offline import OFFLINE_NOTICE
 
         # The SDK and the app are loaded and live as long as the app: move them out of the
         # collector's way, so a collection while an answer streams scans only what is new.
