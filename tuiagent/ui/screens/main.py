@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from textual.widgets._footer import FooterKey
 
 from tuiagent.ui.agent_events import EventRoutes
 from tuiagent.ui.commands import key_hint
@@ -30,13 +31,33 @@ if TYPE_CHECKING:
 
 
 class KeysFooter(Footer):
-    """Textual's footer, rebuilt once per refresh however many times the bindings change
-    before it (on start they change several times, and each rebuild restyles every key)."""
+    """Textual's footer, with its keys from the first frame on, and rebuilt only when what
+    it shows changes (on start the bindings change several times, and each rebuild makes
+    and styles every key again)."""
 
     _rebuild_due = False
+    _shown: tuple[object, ...] = ()
+
+    def _showing(self) -> tuple[object, ...]:
+        """What the footer shows: the keys, and how."""
+        keys = tuple(
+            (b.key, b.action, b.description, enabled, tooltip)
+            for _, b, enabled, tooltip in self.screen.active_bindings.values()
+            if b.show
+        )
+        return (*keys, self.compact, self.show_command_palette)
+
+    def compose(self) -> ComposeResult:
+        self.set_reactive(Footer._bindings_ready, True)
+        self._shown = self._showing()
+        for widget in super().compose():
+            # Each key bound to the footer's style starts in it (the palette's key is not).
+            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):
+                widget.set_reactive(FooterKey.compact, self.compact)
+                widget.set_class(self.compact, "-compact", update=False)
+            yield widget
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
-        self._bindings_ready = True
         if not screen.app.app_focus or self._rebuild_due:
             return
         if self.is_attached and screen is self.screen:
@@ -45,7 +66,13 @@ class KeysFooter(Footer):
 
     async def _rebuild(self) -> None:
         self._rebuild_due = False
-        await self.recompose()
+        if self._showing() != self._shown:
+            await self.recompose()
+
+    def watch_show_command_palette(self) -> None:
+        """Narrowed or widened: the palette's key goes or comes back."""
+        if self.is_mounted:
+            self.bindings_changed(self.screen)
 
 
 # Below this many columns the side panels give way to a one-line status, and F5 shows
@@ -82,7 +109,7 @@ class MainScreen(Screen[None]):
         on_ready: Callable[[], None] | None = None,
         key: Callable[[str], str] = key_hint,
     ) -> None:
-        super().__init__()
+        super().__init__(classes="-view-panels")
         self.events = events  # who shows which of the agent's events
         self.key = key  # the key of a command (ui/commands.py), for the hints on screen
         self.on_ready = on_ready
@@ -111,7 +138,6 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.chat.add_notice(welcome(self.key))
-        self.set_class(True, "-view-panels")
         self.query_one(ChatInput).focus()
         # After the frame that shows the footer's keys (the footer fills in after a refresh).
         self.call_after_refresh(self.call_after_refresh, self.mount_panels)
