@@ -10,6 +10,7 @@ run's first and last records are agent/records.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
@@ -44,12 +45,13 @@ from tuiagent.agent.tool_step import run_tool_calls
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
+from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.caching import CacheTracker
 from tuiagent.llm.provider import Provider
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
-from tuiagent.runs.log import R
+from tuiagent.runs.log import LogWriteError, R
 from tuiagent.runs.outcome import Outcome, outcome
 from tuiagent.runs.records import HaltReason
 from tuiagent.runs.records import UserMessage as UserRecord
@@ -64,6 +66,8 @@ class RunState:
     subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
     status: str | None = None
     halt_reason: HaltReason | None = None
+    # Halted at the cap: the most the next call may cost (what raising the cap must leave).
+    needed_usd: Decimal | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -167,9 +171,12 @@ class Agent:
 
     def write(self, record: R) -> R:
         """Write a record to the run log as this agent's (its run id and identity)."""
-        record = dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
+        record = self._own(record)
         self.log.append(record)
         return record
+
+    def _own(self, record: R) -> R:
+        return dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
 
     def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
         """Write run_start (a replay notes `replay_of`)."""
@@ -180,20 +187,30 @@ class Agent:
         reason. Closes the log and the transcript."""
         end = end or outcome(self.state.halt_reason)
         self.state.status, self.state.halt_reason = end.status, end.halt_reason
-        record = self.write(records.run_end(self))
+        record = self._own(records.run_end(self))
+        # A disk that refuses it: the record waits in log.unwritten (the CLI says so).
+        with contextlib.suppress(LogWriteError):
+            self.log.append(record)
         self.log.close()
-        self.transcript.messages(self.state.history)  # the last answer, for replay
+        with contextlib.suppress(LogWriteError):
+            self.transcript.messages(self.state.history)  # the last answer, for replay
         self.transcript.close()
         return RunEnded(record)
 
     # --- steering (the UI's keys and slash commands) -------------------------
 
     def set_cap(self, cap: Decimal) -> BudgetChanged:
-        """Set the spending cap; never below settled + in flight. Returns the budget then."""
-        self.budget.set_cap(cap)
-        if self.state.halt_reason == HaltReason.MAX_COST and self.budget.remaining > 0:
+        """Set the spending cap; never below settled + in flight. Returns the budget then.
+        A request halted at the cap may go on once the cap is raised."""
+        before = self.budget.cap
+        if self.budget.set_cap(cap) > before and self.state.halt_reason == HaltReason.MAX_COST:
             self.state.halt_reason = None
         return self.budget_state()
+
+    def watch_budget(self, listener: Callable[[BudgetSnapshot], None]) -> Callable[[], None]:
+        """Hear every change of the run's budget (its sub-agents' holds included), in the
+        thread that made it; returns a function that stops it."""
+        return self.budget.subscribe(listener)
 
     def budget_state(self) -> BudgetChanged:
         return BudgetChanged(self.budget.snapshot())
@@ -210,6 +227,7 @@ class Agent:
             budget,
             s.status,
             s.halt_reason,
+            s.needed_usd if s.halt_reason == HaltReason.MAX_COST else None,
             self.caller.last_call,
         )
 
@@ -348,11 +366,10 @@ class Agent:
                     and self.message_at is not None
                 ):
                     prompt = conversation.withdraw_message(self)
-                    halt = self._halt(HaltReason.MAX_COST, end.detail)
-                    halted = dataclasses.replace(halt, withdrawn=prompt, needed_usd=end.needed_usd)
+                    halt = self._halt(HaltReason.MAX_COST, end.detail, end.needed_usd)
+                    halted = dataclasses.replace(halt, withdrawn=prompt)
                 elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
-                    halt = self._halt(HaltReason(end.reason), end.detail)
-                    halted = dataclasses.replace(halt, needed_usd=end.needed_usd)
+                    halted = self._halt(HaltReason(end.reason), end.detail, end.needed_usd)
                 else:
                     self.state.halt_reason = HaltReason.ERROR
                 if halted is not None:
@@ -385,6 +402,6 @@ class Agent:
             else:
                 escalation.step_done()
 
-    def _halt(self, reason: HaltReason, detail: str) -> Halted:
-        self.state.halt_reason = reason
-        return Halted(reason, detail)
+    def _halt(self, reason: HaltReason, detail: str, needed_usd: Decimal | None = None) -> Halted:
+        self.state.halt_reason, self.state.needed_usd = reason, needed_usd
+        return Halted(reason, detail, needed_usd=needed_usd)
