@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from tuiagent.agent.tools import Toolbox
@@ -25,6 +26,8 @@ class RunState:
     subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
     status: str | None = None
     halt_reason: HaltReason | None = None
+    # Halted at the cap: the most the next call may cost (what raising the cap must leave).
+    needed_usd: Decimal | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
 

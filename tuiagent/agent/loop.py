@@ -11,6 +11,7 @@ holds agent logic. Every model call, and all of its money, is the metered call's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -31,10 +32,11 @@ from tuiagent.agent.tool_step import ToolRunner
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
+from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.provider import Provider
-from tuiagent.runs.log import R, utc_now_iso
+from tuiagent.runs.log import LogWriteError, R, utc_now_iso
 from tuiagent.runs.outcome import Outcome, outcome
 from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart
 
@@ -163,7 +165,7 @@ class Agent:
         state, ledger = self.state, self.ledger
         state.status, state.halt_reason = end.status, end.halt_reason
         u = ledger.usage
-        record = self.write(
+        record = self.place.own(
             RunEnd(
                 ended_at=utc_now_iso(),
                 status=state.status or "",
@@ -182,19 +184,29 @@ class Agent:
                 cache_hit_rate=round(ledger.cache_hit_rate, 4),
             )
         )
+        # A disk that refuses it: the record waits in log.unwritten (the CLI says so).
+        with contextlib.suppress(LogWriteError):
+            self.log.append(record)
         self.log.close()
-        self.transcript.messages(state.history)  # the last answer, for replay
+        with contextlib.suppress(LogWriteError):
+            self.transcript.messages(state.history)  # the last answer, for replay
         self.transcript.close()
         return RunEnded(record)
 
     # --- steering (the UI's keys and slash commands) -------------------------
 
     def set_cap(self, cap: Decimal) -> BudgetChanged:
-        """Set the spending cap; never below settled + in flight. Returns the budget then."""
-        self.budget.set_cap(cap)
-        if self.state.halt_reason == HaltReason.MAX_COST and self.budget.remaining > 0:
+        """Set the spending cap; never below settled + in flight. Returns the budget then.
+        A request halted at the cap may go on once the cap is raised."""
+        before = self.budget.cap
+        if self.budget.set_cap(cap) > before and self.state.halt_reason == HaltReason.MAX_COST:
             self.state.halt_reason = None
         return self.budget_state()
+
+    def watch_budget(self, listener: Callable[[BudgetSnapshot], None]) -> Callable[[], None]:
+        """Hear every change of the run's budget (its sub-agents' holds included), in the
+        thread that made it; returns a function that stops it."""
+        return self.budget.subscribe(listener)
 
     def budget_state(self) -> BudgetChanged:
         return BudgetChanged(self.budget.snapshot())
@@ -211,6 +223,7 @@ class Agent:
             budget,
             s.status,
             s.halt_reason,
+            s.needed_usd if s.halt_reason == HaltReason.MAX_COST else None,
             self.caller.last_call,
         )
 

@@ -170,9 +170,10 @@ class Request(EventStream[RequestEnd]):
             self.parts.caller.ledger.spent - self.spent_before,
         )
 
-    def _halt(self, reason: HaltReason, detail: str) -> Halted:
-        self.parts.state.halt_reason = reason
-        return Halted(reason, detail)
+    def _halt(self, reason: HaltReason, detail: str, needed_usd: Decimal | None = None) -> Halted:
+        state = self.parts.state
+        state.halt_reason, state.needed_usd = reason, needed_usd
+        return Halted(reason, detail, needed_usd=needed_usd)
 
     async def _step(self) -> Steps:
         """One step: the context kept in bounds, one agent call, its tool calls."""
@@ -224,13 +225,10 @@ class Request(EventStream[RequestEnd]):
                 and not self.answered
                 and self.message_at is not None
             ):
-                halt = self._halt(HaltReason.MAX_COST, end.detail)
-                halted = dataclasses.replace(
-                    halt, withdrawn=self._withdraw(), needed_usd=end.needed_usd
-                )
+                halt = self._halt(HaltReason.MAX_COST, end.detail, end.needed_usd)
+                halted = dataclasses.replace(halt, withdrawn=self._withdraw())
             elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
-                halt = self._halt(HaltReason(end.reason), end.detail)
-                halted = dataclasses.replace(halt, needed_usd=end.needed_usd)
+                halted = self._halt(HaltReason(end.reason), end.detail, end.needed_usd)
             else:
                 state.halt_reason = HaltReason.ERROR
             if halted is not None:

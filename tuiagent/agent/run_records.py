@@ -29,9 +29,13 @@ class Place:
     log: RunLog
     transcript: Transcript
 
+    def own(self, record: R) -> R:
+        """The record as this agent's: its run id and identity on it."""
+        return dataclasses.replace(record, run_id=self.run_id, **self.identity)
+
     def write(self, record: R) -> R:
-        """Write a record to the run log as this agent's (its run id and identity)."""
-        record = dataclasses.replace(record, run_id=self.run_id, **self.identity)
+        """Write a record to the run log as this agent's."""
+        record = self.own(record)
         self.log.append(record)
         return record
 
