@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tuiagent.agent.events import (
     BudgetChanged,
@@ -35,15 +35,13 @@ from tuiagent.agent.events import (
     TurnFinished,
     TurnStarted,
 )
+from tuiagent.agent.loop import Agent
 from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tools.base import Tool, Toolbox, ToolError, ToolOutput
 from tuiagent.config import TIERS
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.outcome import COMPLETED, ERROR, outcome
 from tuiagent.runs.records import SubAgentEnd
-
-if TYPE_CHECKING:
-    from tuiagent.agent.loop import Agent
 
 DELEGATE_TOOL = "delegate"
 # What a worker may use: reading the workspace, never acting on the world or delegating.
@@ -218,8 +216,6 @@ class Delegator:
         return True
 
     def _worker(self, agent_id: str, sub: SubTask, amount: Decimal) -> Agent:
-        from tuiagent.agent.loop import Agent
-
         parent = self.parent
         settings = parent.settings.with_changes(
             tier=sub.tier,
