@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tuiagent.agent.call import CallEnd, CallSpec
+from tuiagent.agent.call import CallEnd, CallSpec, Retries
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision, request_words, rule_matches, tools_so_far
 from tuiagent.agent.tools import Toolbox
@@ -373,9 +373,9 @@ def _exact(request: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
     return lambda _model: copy.deepcopy(request)
 
 
-async def _call(agent: Agent, spec: CallSpec) -> CallEnd:
+async def _call(agent: Agent, spec: CallSpec, retries: Retries) -> CallEnd:
     """One metered call, its events unused: what it ended with."""
-    call = agent.call(spec)
+    call = agent.call(spec, retries)
     async for _ in call:
         pass
     return call.result()
@@ -435,13 +435,14 @@ async def _replay_all(
 ) -> None:
     tier, model = exp.tier, exp.model
     deep = agent.settings.router.model_for("deep")
+    retries = Retries(agent.settings.run.max_retries)  # the experiment's, for all its calls
     for t in turns:
         agent.state.turns += 1
         request = copy.deepcopy(t.request)
         request["model"] = model
         decision = RouteDecision(tier, model, f"replay of {t.run_id} turn {t.turn}")
         spec = CallSpec(agent.state.turns, "replay", decision, _exact(request))
-        end = await _call(agent, spec)
+        end = await _call(agent, spec, retries)
         result = TurnResult(t, tier, model, cost=_cost(end))
         exp.results.append(result)
         if end.result is None:
@@ -463,7 +464,7 @@ async def _replay_all(
                 jr = judge_request(deep, t.prompt, _text(t.answer), _text(result.content))
                 jdecision = RouteDecision("deep", deep, f"judge of {t.run_id} turn {t.turn}")
                 jspec = CallSpec(agent.state.turns, "judge", jdecision, _exact(jr))
-                end = await _call(agent, jspec)
+                end = await _call(agent, jspec, retries)
                 result.judge_cost = _cost(end)
                 if end.result is None and not end.detail:
                     result.reason = "not judged: the judge call did not fit what is left of the cap"

@@ -130,6 +130,17 @@ class Agent:
             budget_floor=settings.router.budget_floor,
             rules=tuple(settings.router.rules),
         )
+        self.parts = Parts(
+            settings,
+            self.state,
+            self.conversation,
+            self.caller,
+            self.context,
+            self.tools,
+            self.router,
+            self.place,
+            self.steering,
+        )
         self.request: Request | None = None  # the last request (go_on goes on with it)
 
     def call(self, spec: CallSpec, retries: Retries | None = None) -> Call:
@@ -251,18 +262,7 @@ class Agent:
         return self.request
 
     def _request(self, prompt: str | None) -> Request:
-        parts = Parts(
-            self.settings,
-            self.state,
-            self.conversation,
-            self.caller,
-            self.context,
-            self.tools,
-            self.router,
-            self.place,
-            self.steering,
-        )
-        return Request(parts, prompt, approve=self.approve, going_on=self.request)
+        return Request(self.parts, prompt, approve=self.approve, going_on=self.request)
 
     def clear_conversation(self) -> ContextEdited:
         """/clear: the next request starts with no earlier messages; the budget goes on."""

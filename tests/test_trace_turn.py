@@ -1,0 +1,20 @@
+"""One offline turn, traced (bench/trace_turn.py): no module of the engine calls back into one
+that called it, and the files a turn runs stay few. Before issue 27 the turn went
+call.py -> loop.py -> conversation.py -> loop.py -> call.py, and loop <-> context,
+loop <-> tool_step, call <-> meter, in 31 files."""
+
+from __future__ import annotations
+
+from bench.trace_turn import engine, trace_once
+
+# A tool (a plugin the toolbox runs) calls the toolbox's own helpers (in_thread, as_utf8):
+# tools/base.py -> tools/workspace.py -> tools/base.py. The one chain left; see the note.
+PLUGIN = ("agent/tools/base.py", "agent/tools/workspace.py", "agent/tools/base.py")
+
+
+def test_one_turn_has_no_back_and_forth_and_few_files() -> None:
+    trace = trace_once()
+    assert trace.back_and_forth <= {PLUGIN}, sorted(trace.back_and_forth)
+    files = engine(trace.files)
+    assert "agent/request.py" in files and "agent/call.py" in files  # the trace sees the turn
+    assert len(files) <= 29, files
