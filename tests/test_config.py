@@ -39,6 +39,8 @@ stream_idle_timeout_s = 9.5
 min_useful_tokens = 300
 context_management = false
 compact_at = 0.5
+compact_early_at = 0.3
+compact_min_saving_usd = 0.02
 context_keep_turns = 2
 context_window = 50000
 router_budget_floor = 0.3
@@ -92,6 +94,8 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
         "min_useful_tokens": 300,
         "context_management": False,
         "compact_at": 0.5,
+        "compact_early_at": 0.3,
+        "compact_min_saving_usd": Decimal("0.02"),
         "context_keep_turns": 2,
         "context_window": 50000,
     }

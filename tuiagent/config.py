@@ -366,6 +366,24 @@ class RunSettings:
             help="compact when a request reaches this share of the window",
         ),
     )
+    compact_early_at: float = field(
+        default=0.25,
+        metadata=option(
+            parse=number(
+                "a fraction of the context window above 0 and at most 1", lambda v: 0 < v <= 1
+            ),
+            help="before `compact_at`, compact only a history of at least this share of the "
+            "window, and only when it pays",
+        ),
+    )
+    compact_min_saving_usd: Decimal = field(
+        default=Decimal("0.001"),
+        metadata=option(
+            parse=_money,
+            help="before `compact_at`, compact only when the summary saves at least this "
+            "much (USD) on each later call",
+        ),
+    )
     context_keep_turns: int = field(
         default=3,
         metadata=option(

@@ -137,10 +137,11 @@ def open_session(
     )
     history: list[dict[str, Any]] = []
     if resume is not None:
-        from tuiagent.runs.transcript import load_messages
+        from tuiagent.runs.transcript import load_resumable
 
-        history = load_messages(resume)
-        agent.state.history = list(history)
+        earlier = load_resumable(resume)
+        agent.resume(earlier)
+        history = earlier.messages
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
     delegator = None
     if settings.tools.subagents:

@@ -62,6 +62,13 @@ class UserMessage(LogRecord):
 
 
 @dataclass(frozen=True)
+class Answered(LogRecord):
+    """The request's answer, as the run log keeps it (after its last call's TurnFinished)."""
+
+    record: records.Answer
+
+
+@dataclass(frozen=True)
 class TurnFinished(LogRecord):
     record: records.Turn
 

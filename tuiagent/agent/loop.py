@@ -23,10 +23,11 @@ import anthropic
 
 from tuiagent.agent import conversation, helpers, records
 from tuiagent.agent.call import CallEnd, Caller, CallSpec
-from tuiagent.agent.compress import Compressor
+from tuiagent.agent.compress import Compressor, result_ids_in
 from tuiagent.agent.context import ContextManager
 from tuiagent.agent.escalation import Escalation
 from tuiagent.agent.events import (
+    Answered,
     BudgetChanged,
     ContextEdited,
     Event,
@@ -53,8 +54,10 @@ from tuiagent.llm.caching import CacheTracker
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
 from tuiagent.runs.log import R
 from tuiagent.runs.outcome import Outcome, outcome
+from tuiagent.runs.records import Answer as AnswerRecord
 from tuiagent.runs.records import HaltReason
 from tuiagent.runs.records import UserMessage as UserRecord
+from tuiagent.runs.transcript import Resumable
 
 T = TypeVar("T")
 
@@ -138,7 +141,10 @@ class Agent:
         # True runs it; False, or the user's reason as a string, declines it.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
-        self.compressor = Compressor(settings.tools.compress_over_tokens)
+        self.compressor = Compressor(
+            settings.tools.compress_over_tokens, on_keep=self.transcript.result
+        )
+        self.resumed_from: str | None = None  # the run whose conversation this one goes on
         if settings.tools.compress or settings.run.context_management:
             toolbox.add(self.compressor.expand_tool())
         # Clearing old results and compaction (agent/context.py); limits are per request.
@@ -166,6 +172,13 @@ class Agent:
     def call(self, spec: CallSpec) -> AsyncGenerator[Event | CallEnd, None]:
         """The one metered call (agent/call.py): events, then one CallEnd."""
         return self.caller.call(spec)
+
+    def resume(self, earlier: Resumable) -> None:
+        """Go on with an earlier run's conversation: its messages, and its kept originals
+        under their ids (written to this run's transcript too); new ids never reuse one."""
+        self.state.history = list(earlier.messages)
+        self.compressor.restore(earlier.results, seen=result_ids_in(earlier.messages))
+        self.resumed_from = earlier.run_id
 
     # --- records -----------------------------------------------------------
 
@@ -359,6 +372,8 @@ class Agent:
                 tier, result.text, result.stop_reason, bool(result.tool_uses)
             )
             if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
+                answer = AnswerRecord(turn=turn, text=result.text, stop_reason=result.stop_reason)
+                yield Answered(self.write(answer))
                 return
             results: list[dict[str, Any]] = []
             if failed is None:

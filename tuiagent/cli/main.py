@@ -262,6 +262,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "run":
             from tuiagent.cli.run import run_headless
 
+            if not args.prompt.strip():
+                # The API refuses an empty text block (and one of whitespace only).
+                raise UsageError("the prompt is empty: say what to ask the agent")
+
             settings = _settings_from(args)
             return asyncio.run(
                 run_headless(

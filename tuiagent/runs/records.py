@@ -158,6 +158,8 @@ class RunStart(Record):
     limits: Limits = field(default_factory=Limits)
     # A replay's source: {run_id, turn, model} (turn is "all" for an experiment).
     replay_of: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # A resumed session: the run whose conversation (and kept results) it goes on with.
+    resumed_from: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +169,17 @@ class UserMessage(Record):
     TYPE = "user"
     text: str = ""
     tokens: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answer(Record):
+    """The agent's answer to the user's message: the text of the call that ended the
+    request (`turn`), and why it stopped (`end_turn`, `max_tokens`, ...)."""
+
+    TYPE = "answer"
+    turn: int = 0
+    text: str = ""
+    stop_reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,6 +313,9 @@ class ContextEdit(Record):
     rewrite_cost_usd: Decimal | None = field(default=None, metadata=OMIT)
     cost_usd: Decimal = Decimal(0)
     reason: str = ""
+    # A compaction: what set it off (window: the context neared the window; saving: a large
+    # history whose summary saves enough on each call; asked: /compact).
+    trigger: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
