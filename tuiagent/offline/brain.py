@@ -294,11 +294,14 @@ def _content_facts(result: str) -> str:
     first, _, body = result.partition("\n")
     if m := _COMPRESSED.match(first):
         rid, tokens, method, facts = m.groups()
+        part, cut, facts = facts.rpartition("; of that part: ")  # a read stopped short
         what = facts
         if method == "json":
             value = _json_value(body) or _json_value(body.partition("\n\n")[2])
             if value is not None:
                 what = describe_json(value)
+        if cut:
+            what = f"{part}; of that part: {what}"
         elif method == "log":
             problems = [ln for ln in body.splitlines() if _LEVEL_WORD.search(ln)]
             errors = [ln for ln in problems if "WARN" not in ln.upper()] or problems
