@@ -18,7 +18,6 @@ from tests.conftest import run_cli
 from tuiagent.agent.events import AnswerDelta, ContextEdited, Event, Notice
 from tuiagent.cli import main
 from tuiagent.config import Settings
-from tuiagent.cost.display import cap, counted
 from tuiagent.errors import UsageError
 from tuiagent.offline import OfflineModel
 from tuiagent.runs.recent import find_resume
@@ -158,15 +157,6 @@ def test_run_json_carries_the_answer(ws: Path, tmp_path: Path) -> None:
     assert lines[-1]["type"] == "run_end"
 
 
-@pytest.mark.parametrize("prompt", ["", "   \n\t"])
-def test_an_empty_prompt_is_one_line_and_exit_2(prompt: str, tmp_path: Path) -> None:
-    done = run_cli("run", "--offline", "--log-dir", str(tmp_path / "l"), prompt)
-    assert done.returncode == 2 and done.stderr == (
-        "tuiagent: the prompt is empty: say what to ask the agent\n"
-    )
-    assert not (tmp_path / "l").exists()  # nothing written, nothing sent
-
-
 def test_replay_judges_against_the_answer_as_it_was_before_a_compaction(
     ws: Path, log_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -286,19 +276,3 @@ async def test_after_a_clearing_the_settled_part_stays_cached(ws: Path, log_dir:
     # about what the rule said it would (not the whole prompt).
     assert after["cache_read_input_tokens"] > 0
     assert after["cache_creation_input_tokens"] <= second["rewritten_tokens"] * 1.3
-
-
-def test_counts_and_caps_read_as_a_person_writes_them() -> None:
-    assert counted(1, "turn") == "1 turn" and counted(2, "turn") == "2 turns"
-    assert counted(1200, "call") == "1,200 calls"
-    assert cap(Decimal("0.072362875")) == "$0.0724"
-    assert cap(Decimal("1")) == "$1.00" and cap(Decimal("0.105")) == "$0.105"
-    assert cap(Decimal("0.000001")) == "$0.000001"
-
-
-def test_a_one_turn_run_says_1_turn(ws: Path, tmp_path: Path) -> None:
-    done = run_cli(
-        "run", "--offline", "--workspace", str(ws), "--log-dir", str(tmp_path / "l"), "hello"
-    )
-    assert done.returncode == 0, done.stderr
-    assert "completed: 1 turn, $" in done.stdout

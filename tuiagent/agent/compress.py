@@ -80,8 +80,11 @@ class Compressor:
         if tokens <= self.over_tokens or tool == EXPAND_TOOL:
             return Compressed(text, "none", tokens, tokens)
         result_id, kept = self._keep(text)
-        for method, shrink in _methods(text, self.over_tokens):
-            out = self._fit(tool, result_id, kept, tokens, method, shrink)
+        # A read stopped at its size limit is a part of the file: its shape and its counts
+        # are the part's, and the note says so.
+        body, part = split_partial(text)
+        for method, shrink in _methods(body, self.over_tokens):
+            out = self._fit(tool, result_id, kept, tokens, method, shrink, part)
             if out is not None:
                 return out
         # A bound too small for any method's note: the note alone, cut to fit.
@@ -150,12 +153,15 @@ class Compressor:
         tokens: int,
         method: str,
         shrink: Callable[[int], tuple[str, str] | None],
+        part: str = "",
     ) -> Compressed | None:
         for level in range(40):
             made = shrink(level)
             if made is None:
                 return None
             facts, body = made
+            if part:
+                facts = f"{part}; of that part: {facts}"
             note = (
                 f"[{result_id}: {tool} result compressed from {tokens:,} tokens ({method}). "
                 f"{facts}. {_how_to_expand(result_id, kept)}]"
@@ -313,6 +319,23 @@ def lines_within(lines: Iterable[str], room: int) -> list[str]:
 
 _NOT_JSON = object()
 
+# The line read_file ends a read with when it stopped at its size limit (tools/workspace.py).
+_STOPPED = re.compile(r"\n\[read stopped at ([\d,]+) bytes of ([\d,]+);[^\n]*\]\Z")
+
+
+def split_partial(text: str) -> tuple[str, str]:
+    """A read that stopped at its size limit: (the part read, what part it is); else
+    (text, "")."""
+    m = _STOPPED.search(text)
+    if m is None:
+        return text, ""
+    body = text[: m.start()]
+    lines = body.count("\n") + (not body.endswith("\n"))
+    return body, (
+        f"Only part of the file was read: its first {m.group(1)} bytes of {m.group(2)} "
+        f"({_n(lines, 'line')})"
+    )
+
 
 def _parse_json(text: str) -> Any:
     stripped = text.strip()
@@ -321,7 +344,45 @@ def _parse_json(text: str) -> Any:
     try:
         return json.loads(stripped)
     except (json.JSONDecodeError, RecursionError):
-        return _NOT_JSON
+        return _cut_json(stripped)
+
+
+_CUT_TRIES = 64
+
+
+def _cut_json(text: str) -> Any:
+    """A JSON document cut short (a read stopped at its size limit) as the complete values
+    it begins with: cut before the last comma outside a string, its open brackets closed.
+    _NOT_JSON when that does not parse (it was not JSON)."""
+    closers = {"{": "}", "[": "]"}
+    stack: list[str] = []
+    cuts: list[tuple[int, str]] = []  # (where a comma is, the brackets open there)
+    in_string = escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in closers:
+            stack.append(closers[ch])
+        elif ch in "}]":
+            if not stack or stack.pop() != ch:
+                return _NOT_JSON
+            if not stack:
+                return _NOT_JSON  # complete, so not cut: json.loads refused it for a reason
+        elif ch == "," and stack:
+            cuts.append((i, "".join(reversed(stack))))
+    for at, closing in reversed(cuts[-_CUT_TRIES:]):
+        try:
+            return json.loads(text[:at] + closing)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+    return _NOT_JSON
 
 
 # path:line:text as search_files (and grep -n) print it; a timestamp is not a path.
