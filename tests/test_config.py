@@ -53,6 +53,7 @@ compress_over_tokens = 400
 summarize_results = true
 allow_commands = true
 allow_fetch = true
+allow_mcp = true
 command_timeout_s = 12
 subagents = false
 max_parallel_agents = 2
@@ -69,6 +70,12 @@ output_mtok = 2
 
 [keymap]
 cap_up = "f9"
+
+[mcp_servers.notes]
+command = "python"
+args = ["notes.py"]
+env = { NOTES = "~/n" }
+allow = true
 
 [[router_rules]]
 when_words = ["list"]
@@ -112,6 +119,17 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
         "summarize_results": True,
         "allow_commands": True,
         "allow_fetch": True,
+        "mcp_servers": (
+            {
+                "name": "notes",
+                "command": "python",
+                "args": ("notes.py",),
+                "env": (("NOTES", "~/n"),),
+                "url": None,
+                "allow": True,
+            },
+        ),
+        "allow_mcp": True,
         "command_timeout_s": 12.0,
         "subagents": False,
         "max_parallel_agents": 2,

@@ -21,6 +21,8 @@ from tuiagent.runs.records import (
     HaltReason,
     KeepWarm,
     Limits,
+    McpCost,
+    McpServerState,
     ProxyAttempt,
     ProxyRunEnd,
     ProxyRunStart,
@@ -234,6 +236,16 @@ EVERY_RECORD: list[records.Record] = [
     Refused(run_id="p", turn=3, client="c", model="m", error="does not fit the cap"),
     ProxyRunEnd(run_id="p", ended_at="d", total_cost_usd=Decimal("0.001")),
     Answer(run_id="r1", agent="main", turn=2, text="a.txt says hello", stop_reason="end_turn"),
+    McpServerState(
+        run_id="r1", server="notes", transport="stdio", status="failed", tools=0, error="gone"
+    ),
+    McpCost(
+        run_id="r1",
+        turn=2,
+        tokens={"notes": 120},
+        cost_usd={"notes": Decimal("0.000012")},
+        session_cost_usd={"notes": Decimal("0.00003")},
+    ),
 ]
 
 

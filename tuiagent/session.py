@@ -142,6 +142,10 @@ def open_session(
         earlier = load_resumable(resume)
         agent.resume(earlier)
         history = earlier.messages
+    if settings.tools.mcp_servers:
+        from tuiagent.agent.mcp import McpTools
+
+        agent.mcp = McpTools(agent, toolbox)
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
     delegator = None
     if settings.tools.subagents:

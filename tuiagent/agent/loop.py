@@ -35,8 +35,10 @@ from tuiagent.agent.events import (
     Notice,
     RunEnded,
     RunStarted,
+    TurnFinished,
     UserMessage,
 )
+from tuiagent.agent.mcp import McpTools
 from tuiagent.agent.protocol import AgentSnapshot
 from tuiagent.agent.router import (
     DEFAULT_EXPECTED_OUTPUT_TOKENS,
@@ -145,6 +147,7 @@ class Agent:
             settings.tools.compress_over_tokens, on_keep=self.transcript.result
         )
         self.resumed_from: str | None = None  # the run whose conversation this one goes on
+        self.mcp: McpTools | None = None  # the session's MCP servers (session.py adds them)
         if settings.tools.compress or settings.run.context_management:
             toolbox.add(self.compressor.expand_tool())
         # Clearing old results and compaction (agent/context.py); limits are per request.
@@ -197,6 +200,8 @@ class Agent:
         reason. Closes the log and the transcript."""
         end = end or outcome(self.state.halt_reason)
         self.state.status, self.state.halt_reason = end.status, end.halt_reason
+        if self.mcp is not None:
+            self.mcp.close()
         record = self.write(records.run_end(self))
         self.log.close()
         self.transcript.messages(self.state.history)  # the last answer, for replay
@@ -275,6 +280,10 @@ class Agent:
         conversation.begin_request(self, prompt)
         yield UserMessage(self.write(UserRecord(text=prompt, tokens=estimate_tokens(prompt))))
         try:
+            if self.mcp is not None:
+                async with aclosing(self.mcp.start()) as started:
+                    async for event in started:
+                        yield event
             async for event in helpers.classify(self, prompt):
                 yield event
             async with aclosing(self._work()) as events:
@@ -318,6 +327,9 @@ class Agent:
                     "/turns N allows more and goes on",
                 )
                 return
+            if self.mcp is not None:
+                for event in self.mcp.check():
+                    yield event
             async with aclosing(self.context.before_call()) as steps:
                 async for event in steps:
                     yield event
@@ -341,8 +353,12 @@ class Agent:
                     async for item in calls:
                         if isinstance(item, CallEnd):
                             end = item
-                        else:
-                            yield item
+                            continue
+                        yield item
+                        if self.mcp is not None and isinstance(item, TurnFinished):
+                            costs = self.mcp.costs(item.record, self.toolbox.definitions())
+                            if costs is not None:
+                                yield costs
             except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
                 conversation.interrupted(self, turn)  # the call is accounted already
                 raise

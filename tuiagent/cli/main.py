@@ -128,6 +128,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--allow-fetch", action="store_true", help="offer the fetch_url tool")
     p.add_argument(
+        "--allow-mcp",
+        action="store_true",
+        help="run the MCP servers' tools without asking (headless: offer them)",
+    )
+    p.add_argument(
         "--max-parallel-agents",
         metavar="N",
         type=_positive_int("--max-parallel-agents"),
@@ -236,6 +241,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         changes["allow_commands"] = True
     if args.allow_fetch:
         changes["allow_fetch"] = True
+    if args.allow_mcp:
+        changes["allow_mcp"] = True
     return settings.with_changes(**changes)
 
 

@@ -181,6 +181,35 @@ def sources_table(report: Report) -> Table:
     return table
 
 
+def mcp_table(report: Report) -> Table:
+    """What each MCP server's tool definitions cost: per call and in all."""
+    table = _table(
+        "MCP servers: what their tool definitions cost",
+        [
+            ("run", "left"),
+            ("server", "left"),
+            ("tools", "right"),
+            ("calls", "right"),
+            ("tokens per call", "right"),
+            ("per call", "right"),
+            ("in all", "right"),
+            ("state", "left"),
+        ],
+    )
+    for m in report.mcp:
+        table.add_row(
+            m.run_id,
+            f"{m.server} ({m.transport})",
+            f"{m.tools:,}",
+            f"{m.calls:,}",
+            f"{m.tokens // m.calls if m.calls else 0:,}",
+            money(m.cost / m.calls if m.calls else ZERO),
+            money(m.cost),
+            m.status,
+        )
+    return table
+
+
 def print_report(report: Report, console: Console) -> None:
     console.print(
         f"[bold]{counted(len(report.runs), 'run')}, {counted(len(report.turns), 'turn')}, "
@@ -198,6 +227,8 @@ def print_report(report: Report, console: Console) -> None:
             f"({costliest.task}), {money(costliest.cost)} in {costliest.calls} call(s), "
             f"{_share(costliest.cost, report.total_cost)} of all."
         )
+    if report.mcp:
+        console.print(mcp_table(report))
     system = next((r for r in report.input_sources() if r.source == "system"), None)
     if system is not None and system.turns:
         console.print(sources_table(report))

@@ -172,6 +172,32 @@ class UserMessage(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class McpServerState(Record):
+    """An MCP server started, failed to start, or stopped (type "mcp"): its tools and what
+    their definitions weigh in tokens."""
+
+    TYPE = "mcp"
+    server: str = ""
+    transport: str = ""  # stdio | http
+    status: str = ""  # started | failed | stopped
+    tools: int = 0
+    definition_tokens: int = 0
+    error: str | None = field(default=None, metadata=OMIT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpCost(Record):
+    """What each MCP server's tool definitions took in one agent call (type "mcp_cost"):
+    tokens and dollars at the call's own rates, and the session's total so far."""
+
+    TYPE = "mcp_cost"
+    turn: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost_usd: dict[str, Decimal] = field(default_factory=dict)
+    session_cost_usd: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Answer(Record):
     """The agent's answer to the user's message: the text of the call that ended the
     request (`turn`), and why it stopped (`end_turn`, `max_tokens`, ...)."""
