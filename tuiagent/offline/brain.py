@@ -96,6 +96,8 @@ _SUMMARISED = re.compile(r"^\[(r\d+): \S+ result of ([\d,]+) tokens, summarised 
 _EXPANDED = re.compile(r"^\[(r\d+) lines (\d+)-(\d+) of (\d+)")
 _IN_ALL = re.compile(r"\((\d[\d,]*) in all\)")
 _LEVEL_WORD = re.compile(r"\b(FATAL|CRITICAL|ERROR|WARN(?:ING)?)\b")
+# "use TOOL {json}" / "call TOOL with {json}": a tool named with its input, whatever it is.
+_USE_TOOL = re.compile(r"\b(?:use|call)\s+([A-Za-z0-9_-]+)(?:\s+with)?\s+(\{[^{}]*\})")
 LISTING_LINE = re.compile(r"^(file|dir|link)\s+([\d,]+|-)\s+(?:bytes\s+)?(.+)$")
 
 
@@ -197,6 +199,10 @@ def plan_calls(request: str, tool_names: set[str], known_files: set[str]) -> lis
     if "fetch_url" in tool_names:
         for m in _URL.finditer(request):
             found.append((m.start(), PlannedCall("fetch_url", {"url": m.group(0)})))
+    for m in _USE_TOOL.finditer(request):  # any offered tool named with its input (MCP's)
+        arguments = _json_value(m.group(2))
+        if m.group(1) in tool_names and isinstance(arguments, dict):
+            found.append((m.start(), PlannedCall(m.group(1), arguments)))
     found.sort(key=lambda pair: pair[0])
     plan: list[PlannedCall] = []
     for _, call in found:
