@@ -588,6 +588,13 @@ class ToolSettings:
             shown_default="none",
         ),
     )
+    allow_edits: bool = field(
+        default=False,
+        metadata=option(
+            parse=_FLAG,
+            help="headless: offer `write_file` and `edit_file` (`--allow-edits`; the app asks)",
+        ),
+    )
     allow_mcp: bool = field(
         default=False,
         metadata=option(parse=_FLAG, help="headless: run MCP tools without asking (`--allow-mcp`)"),

@@ -142,6 +142,9 @@ def open_session(
         earlier = load_resumable(resume)
         agent.resume(earlier)
         history = earlier.messages
+    from tuiagent.agent.edits import Editor, checkpoints_file
+
+    agent.editor = Editor(ws.files, checkpoints_file(agent.transcript.path))
     if settings.tools.mcp_servers:
         from tuiagent.agent.mcp import McpTools
 

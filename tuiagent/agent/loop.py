@@ -25,6 +25,7 @@ from tuiagent.agent import conversation, helpers, records
 from tuiagent.agent.call import CallEnd, Caller, CallSpec
 from tuiagent.agent.compress import Compressor, result_ids_in
 from tuiagent.agent.context import ContextManager
+from tuiagent.agent.edits import Editor
 from tuiagent.agent.escalation import Escalation
 from tuiagent.agent.events import (
     Answered,
@@ -47,7 +48,7 @@ from tuiagent.agent.router import (
     tools_so_far,
 )
 from tuiagent.agent.tool_step import run_tool_calls
-from tuiagent.agent.tools import Toolbox
+from tuiagent.agent.tools import Toolbox, ToolError
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.ledger import Ledger
@@ -148,6 +149,7 @@ class Agent:
         )
         self.resumed_from: str | None = None  # the run whose conversation this one goes on
         self.mcp: McpTools | None = None  # the session's MCP servers (session.py adds them)
+        self.editor: Editor | None = None  # write_file, edit_file and undo (session.py)
         if settings.tools.compress or settings.run.context_management:
             toolbox.add(self.compressor.expand_tool())
         # Clearing old results and compaction (agent/context.py); limits are per request.
@@ -280,6 +282,7 @@ class Agent:
         conversation.begin_request(self, prompt)
         yield UserMessage(self.write(UserRecord(text=prompt, tokens=estimate_tokens(prompt))))
         try:
+            self._offer_edits()
             if self.mcp is not None:
                 async with aclosing(self.mcp.start()) as started:
                     async for event in started:
@@ -301,6 +304,22 @@ class Agent:
                     yield event
         finally:
             self.working = False
+
+    def _offer_edits(self) -> None:
+        """The edit tools, once: in the app (which asks before each change) or headless
+        with --allow-edits (the flag is the approval)."""
+        editor = self.editor
+        if editor is None or "write_file" in self.toolbox.tools:
+            return
+        if self.approve is not None or self.settings.tools.allow_edits:
+            for tool in editor.tools():
+                self.toolbox.add(tool)
+
+    def undo(self, every: bool = False) -> list[str]:
+        """/undo: put back the last change this run made to a file (or every change)."""
+        if self.editor is None:
+            raise ToolError("this run makes no edits")
+        return self.editor.undo(every)
 
     def set_max_turns(self, turns: int) -> None:
         if turns < 1:

@@ -301,6 +301,8 @@ class Tool(Record):
     compressed_tokens: int = 0
     method: str = ""
     result_id: str | None = None
+    # write_file / edit_file: lines added plus lines removed by the change.
+    diff_lines: int | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
