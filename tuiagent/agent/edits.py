@@ -125,6 +125,16 @@ def undo_run(transcript: Path, every: bool) -> list[str]:
         files.close()
 
 
+@dataclass(frozen=True)
+class EditPreview:
+    """What an edit would do, for the approval dialog: the file before (None: it does not
+    exist yet) and after."""
+
+    path: str
+    before: str | None
+    after: str
+
+
 class Editor:
     """The edit tools of one run, and its checkpoints."""
 
@@ -258,12 +268,11 @@ class Editor:
             ),
         ]
 
-    def planned(self, name: str, args: dict[str, Any]) -> tuple[str, str]:
-        """What a call would do, for the approval dialog: (the path, the diff)."""
+    def preview(self, name: str, args: dict[str, Any]) -> EditPreview:
+        """What a call would do (ToolError when it cannot: the call will fail the same)."""
         path = str(args.get("path") or "")
         before = self._current(path)
-        after = self._after(name, path, before, args)
-        return path, diff_of(path, before, after)
+        return EditPreview(path, before, self._after(name, path, before, args))
 
     def _after(self, name: str, path: str, before: str | None, args: dict[str, Any]) -> str:
         if name == "write_file":

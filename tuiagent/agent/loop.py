@@ -25,7 +25,7 @@ from tuiagent.agent import conversation, helpers, records
 from tuiagent.agent.call import CallEnd, Caller, CallSpec
 from tuiagent.agent.compress import Compressor, result_ids_in
 from tuiagent.agent.context import ContextManager
-from tuiagent.agent.edits import Editor
+from tuiagent.agent.edits import Editor, EditPreview
 from tuiagent.agent.escalation import Escalation
 from tuiagent.agent.events import (
     Answered,
@@ -53,6 +53,7 @@ from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
+from tuiagent.errors import UsageError
 from tuiagent.llm.caching import CacheTracker
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
 from tuiagent.runs.log import R
@@ -316,10 +317,24 @@ class Agent:
                 self.toolbox.add(tool)
 
     def undo(self, every: bool = False) -> list[str]:
-        """/undo: put back the last change this run made to a file (or every change)."""
+        """/undo: put back the last change this run made to a file (or every change); a
+        UsageError of one line when there is none, or the file changed since."""
         if self.editor is None:
-            raise ToolError("this run makes no edits")
-        return self.editor.undo(every)
+            raise UsageError("this session makes no edits")
+        try:
+            return self.editor.undo(every)
+        except (ToolError, OSError) as exc:
+            raise UsageError(str(exc)) from None
+
+    def preview_edit(self, name: str, arguments: dict[str, Any]) -> EditPreview | None:
+        """What an edit call would change (the app shows it as a diff), or None for another
+        tool or a call that cannot be made (it will fail with the reason)."""
+        if self.editor is None or name not in ("write_file", "edit_file"):
+            return None
+        try:
+            return self.editor.preview(name, arguments)
+        except (ToolError, OSError):
+            return None
 
     def set_max_turns(self, turns: int) -> None:
         if turns < 1:
