@@ -53,6 +53,7 @@ compress_over_tokens = 400
 summarize_results = true
 allow_commands = true
 allow_fetch = true
+allow_edits = true
 allow_mcp = true
 command_timeout_s = 12
 subagents = false
@@ -129,6 +130,7 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
                 "allow": True,
             },
         ),
+        "allow_edits": True,
         "allow_mcp": True,
         "command_timeout_s": 12.0,
         "subagents": False,
