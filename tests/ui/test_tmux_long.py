@@ -4,8 +4,11 @@ run id), and `expand r1` after it giving the same exact lines as before."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -45,6 +48,19 @@ def start(workspace: Path, tmp_path: Path, *args: str) -> Terminal:
     term.tmux("set-option", "-t", "app", "remain-on-exit", "on")
     term.tmux("respawn-pane", "-k", "-t", "app", command)
     return term
+
+
+def stop(term: Terminal) -> None:
+    """End the terminal and the app in it (the app goes with its terminal; if it were slow
+    to, it is killed: no test leaves a process behind)."""
+    try:
+        pid = int(term.tmux("display-message", "-p", "-t", "app", "#{pane_pid}").strip())
+    except (subprocess.CalledProcessError, ValueError):
+        pid = 0
+    subprocess.run(["tmux", "-L", term.socket, "kill-server"], capture_output=True)
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def records(tmp_path: Path, kind: str, run: str = "") -> list[dict[str, Any]]:
@@ -107,7 +123,7 @@ def test_a_long_session_with_an_edit_undo_and_resume_in_tmux(
         wait(lambda: len(records(tmp_path, "run_end")) == 1, "run_end")
         run_id = records(tmp_path, "run_start")[0]["run_id"]
     finally:
-        subprocess.run(["tmux", "-L", term.socket, "kill-server"], capture_output=True)
+        stop(term)
 
     again = start(workspace, tmp_path, "--resume", run_id[:19])
     try:
@@ -120,4 +136,4 @@ def test_a_long_session_with_an_edit_undo_and_resume_in_tmux(
         screen = again.wait_for(lambda s: "Expanded r1, lines 10-12" in s, "the lines on screen")
         assert len(screen.splitlines()) == 24 and all(len(ln) <= 80 for ln in screen.splitlines())
     finally:
-        subprocess.run(["tmux", "-L", again.socket, "kill-server"], capture_output=True)
+        stop(again)
