@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tuiagent.ui.widgets.agents import AgentsPanel
     from tuiagent.ui.widgets.answer import AnswerView
     from tuiagent.ui.widgets.gauge import BudgetGauge
+    from tuiagent.ui.widgets.mcp import McpPanel
 
 
 class KeysFooter(Footer):
@@ -281,11 +282,15 @@ class MainScreen(Screen[None]):
             TurnFinished,
             TurnStarted,
         )
-        from tuiagent.runs.records import HaltReason
+        from tuiagent.runs.records import HaltReason, McpCost, McpServerState
         from tuiagent.ui.widgets.cache import CachePanel
+        from tuiagent.ui.widgets.mcp import McpPanel
         from tuiagent.ui.widgets.router import RouterPanel
         from tuiagent.ui.widgets.turns import TurnsTable
 
+        if isinstance(event, LogRecord) and isinstance(event.record, McpServerState | McpCost):
+            (await self.mcp_panel()).post_message(McpPanel.Seen(event.record))
+            return
         if isinstance(event, SubAgentChanged):
             (await self.agents_panel()).update_agent(event)
             self.update_statusline()  # the narrow layout says how many are running
@@ -395,6 +400,17 @@ class MainScreen(Screen[None]):
         panel = AgentsPanel(id="agents")
         side = self.query_one("#side")
         await side.mount(panel, before=side.children[0] if side.children else None)
+        return panel
+
+    async def mcp_panel(self) -> McpPanel:
+        """The MCP panel, mounted at the foot of the side panels when a server first shows."""
+        from tuiagent.ui.widgets.mcp import McpPanel
+
+        found = self.query(McpPanel)
+        if found:
+            return found.first()
+        panel = McpPanel(id="mcp")
+        await self.query_one("#side").mount(panel)
         return panel
 
     def feed(self, text: str) -> None:
