@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tuiagent.agent.tools import Tool, ToolError, ToolOutput
+from tuiagent.agent.tools.base import in_thread
 from tuiagent.agent.tools.beneath import Beneath
 
 MAX_EDIT_BYTES = 2_000_000  # a file larger than this is not edited (nor written)
@@ -225,46 +226,32 @@ class Editor:
     def tools(self) -> list[Tool]:
         path = {"type": "string", "description": "A path relative to the workspace root."}
 
-        async def write_stream(args: dict[str, Any]) -> AsyncIterator[Any]:
-            yield self._done("wrote", args.get("path"), args.get("content"), None)
+        def tool(name: str, description: str, properties: dict[str, Any]) -> Tool:
+            async def stream(args: dict[str, Any]) -> AsyncIterator[Any]:
+                yield await in_thread(lambda: self.apply(name, args))
 
-        async def edit_stream(args: dict[str, Any]) -> AsyncIterator[Any]:
-            yield self._done("edited", args.get("path"), args.get("old_string"), args)
+            async def run(args: dict[str, Any]) -> str:
+                return (await in_thread(lambda: self.apply(name, args))).text
 
-        async def unused(args: dict[str, Any]) -> str:
-            raise ToolError("streamed")
+            schema = {"type": "object", "properties": properties, "required": list(properties)}
+            return Tool(name, description, schema, run, needs_approval=True, stream=stream)
 
+        kept = "The user approves each change; a checkpoint is kept so it can be undone."
         return [
-            Tool(
+            tool(
                 "write_file",
-                "Write a text file of the workspace (created, or replaced whole). The user "
-                "approves each change; a checkpoint is kept so it can be undone.",
-                {
-                    "type": "object",
-                    "properties": {"path": path, "content": {"type": "string"}},
-                    "required": ["path", "content"],
-                },
-                unused,
-                needs_approval=True,
-                stream=write_stream,
+                f"Write a text file of the workspace (created, or replaced whole). {kept}",
+                {"path": path, "content": {"type": "string"}},
             ),
-            Tool(
+            tool(
                 "edit_file",
                 "Replace one exact string in a text file of the workspace: old_string must "
-                "occur exactly once (include enough context to make it unique). The user "
-                "approves each change; a checkpoint is kept so it can be undone.",
+                f"occur exactly once (include enough context to make it unique). {kept}",
                 {
-                    "type": "object",
-                    "properties": {
-                        "path": path,
-                        "old_string": {"type": "string"},
-                        "new_string": {"type": "string"},
-                    },
-                    "required": ["path", "old_string", "new_string"],
+                    "path": path,
+                    "old_string": {"type": "string"},
+                    "new_string": {"type": "string"},
                 },
-                unused,
-                needs_approval=True,
-                stream=edit_stream,
             ),
         ]
 
@@ -291,20 +278,20 @@ class Editor:
             raise ToolError(f"old_string {where} in {path}; it must occur exactly once")
         return before.replace(old, new, 1)
 
-    def _done(self, verb: str, path: Any, _: Any, args: dict[str, Any] | None) -> ToolOutput:
+    def apply(self, name: str, args: dict[str, Any]) -> ToolOutput:
+        """Make the change a write_file or edit_file call asks for: its result."""
+        path = args.get("path")
         try:
             if not isinstance(path, str) or not path:
                 raise ToolError("path must be a non-empty string")
-            name = "write_file" if args is None else "edit_file"
-            before = self._current(path)
-            after = self._after(name, path, before, args or {"content": _})
-            diff, size = self.change(path, after)
+            diff, size = self.change(path, self._after(name, path, self._current(path), args))
         except ToolError as exc:
             return ToolOutput(f"error: {exc}", is_error=True)
         except OSError as exc:
             return ToolOutput(f"error: cannot write {path}: {exc.strerror or exc}", is_error=True)
         if not size:
             return ToolOutput(f"{path} unchanged (the text was already so)")
+        verb = "wrote" if name == "write_file" else "edited"
         text = f"{verb} {path} ({size} lines changed; undo puts it back)\n{diff}"
         return DiffOutput(text, diff_lines=size)
 
