@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tuiagent.agent.events import Event, LogRecord, Notice
+from tuiagent.agent.events import Event, McpCostNoted, McpStateChanged, Notice
 from tuiagent.agent.tools import Tool, Toolbox, ToolOutput
 from tuiagent.config import McpServer
 from tuiagent.llm.tokens import REQUEST_OVERHEAD, block_tokens
@@ -273,9 +273,9 @@ class McpTools:
                 self.toolbox.add(self._tool(link, definition))
             yield self._record(link, "started")
 
-    def _record(self, link: Link, status: str, error: str = "") -> LogRecord:
+    def _record(self, link: Link, status: str, error: str = "") -> McpStateChanged:
         defs = [self._definition(link, d) for d in link.tools]
-        return LogRecord(
+        return McpStateChanged(
             self.agent.write(
                 McpServerState(
                     server=link.spec.name,
@@ -355,7 +355,7 @@ class McpTools:
             self._gone(link, link.stopped) for link in list(self.links.values()) if link.stopped
         ]
 
-    def costs(self, turn: Turn, request_tools: list[dict[str, Any]]) -> LogRecord | None:
+    def costs(self, turn: Turn, request_tools: list[dict[str, Any]]) -> McpCostNoted | None:
         """What each server's definitions took in a call's request and cost at its rates:
         the tools lead the prompt, so they were read from the cache, written to it or sent
         uncached by where they sit in it."""
@@ -384,7 +384,7 @@ class McpTools:
             at += n
         for server, usd in cost.items():
             self.session_usd[server] = self.session_usd.get(server, Decimal(0)) + usd
-        return LogRecord(
+        return McpCostNoted(
             self.agent.write(
                 McpCost(
                     turn=turn.turn,

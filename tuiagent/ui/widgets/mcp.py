@@ -1,13 +1,12 @@
 """The MCP panel: each server's tools and what their definitions cost, per call and in the
-session. Self-contained: it is mounted in the side column by the first `mcp` record and
-reads the records it is posted (`McpPanel.Seen`), nothing else."""
+session. Self-contained: the screen mounts it in the side column at a server's first
+record and hands it the `mcp` and `mcp_cost` records (`seen`); it reads nothing else."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from textual.message import Message
 from textual.widgets import Static
 
 from tuiagent.runs.records import McpCost, McpServerState
@@ -29,19 +28,12 @@ class McpPanel(Static):
     McpPanel { height: auto; max-height: 8; border: round $secondary 50%; padding: 0 1; }
     """
 
-    @dataclass
-    class Seen(Message):
-        """An `mcp` or `mcp_cost` record of the main agent."""
-
-        record: McpServerState | McpCost
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, markup=False)
         self.border_title = "MCP servers"
         self.servers: dict[str, _Server] = {}
 
-    def on_mcp_panel_seen(self, message: McpPanel.Seen) -> None:
-        r = message.record
+    def seen(self, r: McpServerState | McpCost) -> None:
         if isinstance(r, McpServerState):
             known = self.servers.get(r.server)
             tokens = r.definition_tokens if r.status == "started" else 0
