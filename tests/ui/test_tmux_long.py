@@ -129,9 +129,13 @@ def test_a_long_session_with_an_edit_undo_and_resume_in_tmux(
             term.keys("Enter")
             wait_count(lambda: len(records(tmp_path, "answer")), i + 1, f"answer {i + 1}")
         assert len(records(tmp_path, "user")) == MESSAGES
-        term.keys("-l", "/undo")
-        term.keys("Enter")
-        wait(lambda: notes.read_text() == "alpha\nbeta\ngamma\n", "the undo")
+        for _ in range(30):  # /undo waits till the agent is free: said again till it is
+            term.keys("-l", "/undo")
+            term.keys("Enter")
+            with contextlib.suppress(AssertionError):
+                wait(lambda: notes.read_text() == "alpha\nbeta\ngamma\n", "the undo", 5)
+                break
+        assert notes.read_text() == "alpha\nbeta\ngamma\n"
         term.keys("C-q")
         wait(lambda: len(records(tmp_path, "run_end")) == 1, "run_end")
         run_id = records(tmp_path, "run_start")[0]["run_id"]
