@@ -556,6 +556,8 @@ class Call(EventStream[CallEnd]):
         # What streamed of the call when it was stopped (Escape, Ctrl-C, a signal): the
         # loop keeps it in the conversation.
         self.streamed: list[dict[str, Any]] = []
+        # An attempt finished or failed and has its record (its turn number is taken).
+        self.recorded = False
 
     async def steps(self) -> Steps:
         """Transient failures are retried within the request's retry budget; a helper call
@@ -649,6 +651,8 @@ class Call(EventStream[CallEnd]):
                 events, wait = caller._account(spec, held, seen, retries)
                 if seen.result is None and seen.failure is None:
                     self.streamed = seen.content()
+                else:
+                    self.recorded = True
                 await stream.aclose()
             for event in events:
                 yield event

@@ -36,13 +36,14 @@ from typing import Any
 
 from tuiagent.agent.call import Caller, Retries
 from tuiagent.agent.compress import Compressor
-from tuiagent.agent.conversation import Conversation, RunState
+from tuiagent.agent.conversation import Conversation, RunState, SettledEnd
 from tuiagent.agent.events import ContextEdited, Notice
 from tuiagent.agent.run_records import Place
 from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.config import TIERS, Settings
+from tuiagent.cost.display import cap, money
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.caching import plan_breakpoints
+from tuiagent.llm.caching import TTL_SECONDS, plan_breakpoints
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.llm.window import context_window
@@ -52,7 +53,12 @@ from tuiagent.runs.records import ContextEdit, KeepWarm
 # summary call and rewrite within COMPACT_PAYBACK_CALLS (see the module doc).
 PAYBACK_CALLS = 10
 COMPACT_PAYBACK_CALLS = 30
-COMPACT_MIN_TOKENS = 4096  # below this, a summary saves too little to be worth its loss
+# What a compaction's notice says of why it happened (the record has the whole reason).
+_TRIGGERS = {
+    "window": "the context neared the window",
+    "saving": "a large history: the summary saves more than it costs",
+    "asked": "asked for",
+}
 COMPACT_SYSTEM = (
     f"{COMPACT_MARKER} You summarise a conversation between a user and an assistant that "
     "works in the user's files, so that the assistant can go on from your summary alone. "
@@ -95,11 +101,35 @@ class ContextManager:
     ) -> None:
         self.settings = settings
         self.state = state  # its history is what is cleared and compacted
-        self.conversation = conversation
+        self.conversation = conversation  # its settled ends hold cache breakpoints
         self.caller = caller  # the summary call; the prompt cache and the clock
         self.pricer = pricer
         self.compressor = compressor
         self.place = place
+
+    def _note_calls(self) -> None:
+        """A call made since a clearing has cached its settled end: the one before is let go."""
+        cache, turns, settled = self.caller.cache, self.state.turns, self.conversation.settled
+        for s in settled:
+            if s.cached_at is None and turns > s.after_turn and cache.last_model is not None:
+                s.model = cache.last_model
+                s.cached_at = cache.models[cache.last_model].last_write_at
+        cached = [s for s in settled if s.cached_at is not None]
+        if cached:
+            settled[:] = [s for s in settled if s.cached_at is None or s is cached[-1]]
+
+    def _rewrite_from(self) -> int:
+        """Where a clearing's rewrite of the cache starts: after the settled end a live cache
+        entry holds (same model, within its lifetime), else the first message."""
+        cache, now = self.caller.cache, self.caller.wall_clock()
+        for s in reversed(self.conversation.settled):
+            if s.cached_at is None or s.model != cache.last_model or s.model is None:
+                continue
+            state = cache.models.get(s.model)
+            ttl = TTL_SECONDS[state.ttl if state is not None else self.settings.cache.ttl]
+            if now < s.cached_at + ttl:
+                return s.message + 1
+        return 0
 
     # --- sizes ---------------------------------------------------------------
 
@@ -115,13 +145,16 @@ class ContextManager:
 
     # --- the hook before each agent call --------------------------------------
 
-    def before_call(self, retries: Retries) -> EventStream[None]:
+    def before_call(self, retries: Retries) -> EventStream[int]:
         """Before each agent call of a request (its `retries` for a compaction): clear what
         has served when that pays; compact near the window; never let a request over the
-        window go out (the agent halts on `context` instead)."""
-        return EventStream(self._before_call(retries))
+        window go out (the agent halts on `context` instead). Its result: the turn numbers
+        its compaction took (they do not count against the request's max_turns)."""
+        return EventStream(lambda out: self._before_call(out, retries))
 
-    async def _before_call(self, retries: Retries) -> Steps:
+    async def _before_call(self, out: EventStream[int], retries: Retries) -> Steps:
+        self._note_calls()
+        out.set_result(0)
         if self.settings.run.context_management:
             # Results of the request being worked on stay: the answer is made from them.
             history = self.state.history
@@ -131,12 +164,18 @@ class ContextManager:
                 why = self._pays(clearing)
                 if why is not None:
                     yield self._apply_clearing(clearing, why)
+            trigger = "window"
             if self.tokens() > self.settings.run.compact_at * self.window():
-                why = f"the context neared the window ({self._fill()})"
+                why = (
+                    f"the context neared the window ({self._fill()}, past "
+                    f"{self.settings.run.compact_at:.0%} of it)"
+                )
             else:
-                why = self._compaction_pays(current)
+                trigger, why = "saving", self._compaction_pays(current)
             if why is not None:
-                yield self.compact(why, retries, working=True)
+                compaction = self.compact(why, retries, working=True, trigger=trigger)
+                yield compaction
+                out.set_result(compaction.result())
         if self.tokens() > self.window() and self.settings.run.context_management:
             # The current request alone is too large: clear all but its last results.
             clearing = self._plan_clearing(1, len(self.state.history))
@@ -187,8 +226,10 @@ class ContextManager:
         if not edits:
             return None
         first = edits[0][0]
-        # What the prompt would hold from the first edit on: written to the cache again.
-        rewritten = estimate_request_tokens({"messages": history[first:]}) - cleared
+        # What the next call writes to the cache again: the prompt from the last cached
+        # breakpoint before the first edit (the settled end, if one is held) on.
+        start = min(first, self._rewrite_from())
+        rewritten = estimate_request_tokens({"messages": history[start:]}) - cleared
         return _Clearing(edits, cleared, max(0, rewritten), first)
 
     def _pays(self, clearing: _Clearing) -> str | None:
@@ -217,40 +258,49 @@ class ContextManager:
         )
 
     def _compaction_pays(self, start: int) -> str | None:
-        """Why compacting the messages before `start` pays now, or None (see the doc)."""
-        head = self.state.history[:start]
+        """Why compacting the messages before `start` pays now, or None (see the doc): the
+        history is large (`compact_early_at` of the window), the saving on each later call
+        is material (`compact_min_saving_usd`), and it pays back within
+        COMPACT_PAYBACK_CALLS calls."""
+        run, history = self.settings.run, self.state.history
+        head = history[:start]
         if not head or (len(head) == 1 and _is_summary(head[0])):
             return None
         head_tokens = estimate_request_tokens({"messages": head})
-        if head_tokens < COMPACT_MIN_TOKENS:
+        window = self.window()
+        if head_tokens < run.compact_early_at * window:
             return None
         summaries = sum(block_tokens(m["content"][0]) for m in head if _is_summary(m))
         expected = summaries + (head_tokens - summaries) // 10  # the new summary, guessed
         if expected >= head_tokens:
             return None
-        tail = estimate_request_tokens({"messages": self.state.history[start:]})
+        last = self.caller.cache.last_model
+        rates = self.pricer.rates(last or self.settings.router.model_for("fast"))
+        per_call = rates.cache_read * (head_tokens - expected)
+        if per_call < run.compact_min_saving_usd:
+            return None
+        tail = estimate_request_tokens({"messages": history[start:]})
         rendered = estimate_request_tokens(
             {"messages": [{"role": "user", "content": self._render(head, keep=False)}]}
         )
         fast = self.pricer.rates(self.settings.router.model_for("fast"))
-        last = self.caller.cache.last_model
-        rates = self.pricer.rates(last or self.settings.router.model_for("fast"))
         cost = (
             fast.input * rendered
             + fast.output * expected
             + (rates.cache_write_5m - rates.cache_read) * (expected + tail)
         )
-        saved = rates.cache_read * (head_tokens - expected) * COMPACT_PAYBACK_CALLS
-        if saved < cost:
+        if per_call * COMPACT_PAYBACK_CALLS < cost:
             return None
         return (
-            f"it pays: reading {head_tokens - expected:,} fewer tokens for "
-            f"{COMPACT_PAYBACK_CALLS} calls saves ${saved:.5f}, more than the summary and "
-            f"the rewrite cost (${cost:.5f})"
+            f"the history holds {head_tokens:,} tokens (at least {run.compact_early_at:.0%} of "
+            f"the {window:,}-token window) and a summary saves {money(per_call)} on each later "
+            f"call (at least {cap(run.compact_min_saving_usd)}), paying for itself "
+            f"({money(cost)}) within {COMPACT_PAYBACK_CALLS} calls"
         )
 
     def _apply_clearing(self, clearing: _Clearing, reason: str) -> ContextEdited:
-        history = self.state.history
+        history, transcript = self.state.history, self.place.transcript
+        transcript.messages(history)  # as they were, before the edit
         before = self.tokens()
         uses = _tool_uses(history)
         ids = []
@@ -260,7 +310,9 @@ class ContextManager:
             header = self._header(uses.get(block.get("tool_use_id", "")), text, keep=True)
             ids.append(header[1 : header.index(":")])
             message["content"][bi] = {**block, "content": header}
-        self.place.transcript.rewrite(history, clearing.first_message)
+        transcript.rewrite(history, clearing.first_message)
+        settled = SettledEnd(clearing.edits[-1][0], self.state.turns)
+        self.conversation.settled.append(settled)
         model = self.caller.cache.last_model or self.settings.router.model_for("fast")
         rates = self.pricer.rates(model)
         record = self.place.write(
@@ -304,12 +356,20 @@ class ContextManager:
 
     # --- compaction and /clear -------------------------------------------------
 
-    def compact(self, why: str, retries: Retries, *, working: bool) -> EventStream[None]:
+    def compact(
+        self, why: str, retries: Retries, *, working: bool, trigger: str = "asked"
+    ) -> EventStream[int]:
         """Summarise the conversation before the current request (all of it when idle, not
-        `working` on one) by a fast-tier helper call, and go on from the summary."""
-        return EventStream(self._compact(why, retries, working))
+        `working` on one) by a fast-tier helper call, and go on from the summary. `trigger`
+        (window, saving, asked) and `why` go into the record and onto the screen. The call
+        has a turn number of its own (the result: the turn numbers it took, 0 or 1); it does
+        not count against the request's max_turns."""
+        return EventStream(lambda out: self._compact(out, why, retries, working, trigger))
 
-    async def _compact(self, why: str, retries: Retries, working: bool) -> Steps:
+    async def _compact(
+        self, out: EventStream[int], why: str, retries: Retries, working: bool, trigger: str
+    ) -> Steps:
+        out.set_result(0)
         state = self.state
         history = state.history
         start = _current_request(history) if working else len(history)
@@ -331,8 +391,14 @@ class ContextManager:
             ],
         }
         yield Notice(f"compacting the conversation: {why}")
-        call = self.caller.helper("compact", request, state.turns, retries)
-        yield call
+        turn = state.turns + 1
+        call = self.caller.helper("compact", request, turn, retries)
+        try:
+            yield call
+        finally:
+            if call.recorded:  # the number is taken: the next agent call has the one after
+                state.turns = turn
+                out.set_result(1)
         end = call.result()
         result = end.result
         if result is None:
@@ -341,9 +407,12 @@ class ContextManager:
         summary = result.text.strip() or "(the summary came back empty)"
         cost = self.pricer.price(result.model or model, result.usage).total
         text = f"{SUMMARY_MARKER} Summary of the conversation so far:\n{summary}"
+        transcript = self.place.transcript
+        transcript.messages(history)  # as they were, before the edit
         state.history = [{"role": "user", "content": [{"type": "text", "text": text}]}]
         state.history += history[start:]
-        self.place.transcript.rewrite(state.history, 0)
+        transcript.rewrite(state.history, 0)
+        self.conversation.settled.clear()
         after = self.tokens()
         record = self.place.write(
             ContextEdit(
@@ -357,25 +426,29 @@ class ContextManager:
                 summary_tokens=result.usage.output_tokens,
                 cost_usd=cost,
                 reason=why,
+                trigger=trigger,
             )
         )
         yield ContextEdited(record)
         yield Notice(
             f"compacted the conversation: {before:,} -> {after:,} tokens, summarised by "
-            f"{result.model or model} for ${cost:.4f}"
+            f"{result.model or model} for {money(cost)} ({_TRIGGERS.get(trigger, trigger)})"
         )
 
     def clear(self) -> ContextEdited:
         """/clear: a new conversation in the same session (the budget and the kept results
         carry on; the next request has no earlier messages)."""
+        state, transcript = self.state, self.place.transcript
         before = self.tokens()
-        messages = len(self.state.history)
-        self.state.history = []
-        self.place.transcript.rewrite([], 0)
+        messages = len(state.history)
+        transcript.messages(state.history)  # as they were, before the edit
+        state.history = []
+        transcript.rewrite([], 0)
+        self.conversation.settled.clear()
         record = self.place.write(
             ContextEdit(
                 action="clear",
-                turn=self.state.turns,
+                turn=state.turns,
                 messages_before=messages,
                 messages_after=0,
                 tokens_before=before,

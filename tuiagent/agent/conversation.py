@@ -31,6 +31,20 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class SettledEnd:
+    """The end of the history's settled part: the last message a clearing edited
+    (agent/context.py). Calls hold a cache breakpoint there, so the next clearing (which
+    edits only what follows) rewrites the cache from there on, not from the start.
+    `cached_at`: when a call first wrote that prefix to the cache (None: not yet), and on
+    which model."""
+
+    message: int
+    after_turn: int  # the calls after this turn place the breakpoint
+    cached_at: float | None = None
+    model: str | None = None
+
+
 def asks_diagnostics(simulated: bool) -> bool:
     """Diagnostics are asked of Anthropic's API and of the offline model; a gateway or other
     compatible endpoint may reject the field, so it is not sent there."""
@@ -57,6 +71,13 @@ class Conversation:
         self.toolbox = toolbox
         self.cache = cache  # the calls' prompt cache: its last message id
         self.ask_diagnostics = asks_diagnostics(simulated)
+        # The settled ends whose breakpoints the next call holds: the one cached, and a new
+        # one after a clearing until a call has cached it too (context.py keeps them).
+        self.settled: list[SettledEnd] = []
+
+    def held(self) -> list[int]:
+        """The message indices whose last blocks hold a cache breakpoint."""
+        return [s.message for s in self.settled]
 
     def body(self) -> dict[str, Any]:
         """What every request of the conversation sends: system, tools, messages."""
@@ -79,7 +100,7 @@ class Conversation:
         if self.ask_diagnostics:
             # Ask the API why a call missed the cache: it compares with this previous call.
             request["diagnostics"] = {"previous_message_id": self.cache.last_message_id}
-        return plan_breakpoints(request, model, settings.cache.ttl)
+        return plan_breakpoints(request, model, settings.cache.ttl, self.held())
 
 
 def replayable(content: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,26 +19,30 @@ from pathlib import Path
 from typing import Any
 
 from tuiagent.agent.call import Call, Caller, CallSpec, Retries
-from tuiagent.agent.compress import Compressor
+from tuiagent.agent.compress import Compressor, result_ids_in
 from tuiagent.agent.context import ContextManager
 from tuiagent.agent.conversation import Conversation, RunState
+from tuiagent.agent.edits import Editor, EditPreview
 from tuiagent.agent.events import BudgetChanged, ContextEdited, RunEnded, RunStarted
+from tuiagent.agent.mcp import McpTools
 from tuiagent.agent.protocol import AgentSnapshot, Approver
 from tuiagent.agent.request import Parts, Request, Steering
 from tuiagent.agent.router import Router
 from tuiagent.agent.run_records import Place, place_of
 from tuiagent.agent.stream import EventStream
 from tuiagent.agent.tool_step import ToolRunner
-from tuiagent.agent.tools import Toolbox
+from tuiagent.agent.tools import Toolbox, ToolError
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
+from tuiagent.errors import UsageError
 from tuiagent.llm.provider import Provider
 from tuiagent.runs.log import LogWriteError, R, utc_now_iso
 from tuiagent.runs.outcome import Outcome, outcome
 from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart
+from tuiagent.runs.transcript import Resumable
 
 
 class Agent:
@@ -107,7 +111,12 @@ class Agent:
         # True runs it; False, or the user's reason as a string, declines it.
         self.approve: Approver | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
-        self.compressor = Compressor(settings.tools.compress_over_tokens)
+        self.compressor = Compressor(
+            settings.tools.compress_over_tokens, on_keep=self.transcript.result
+        )
+        self.resumed_from: str | None = None  # the run whose conversation this one goes on
+        self.mcp: McpTools | None = None  # the session's MCP servers (session.py adds them)
+        self.editor: Editor | None = None  # write_file, edit_file and undo (session.py)
         if settings.tools.compress or settings.run.context_management:
             toolbox.add(self.compressor.expand_tool())
         self.conversation = Conversation(
@@ -143,6 +152,13 @@ class Agent:
         )
         self.request: Request | None = None  # the last request (go_on goes on with it)
 
+    def resume(self, earlier: Resumable) -> None:
+        """Go on with an earlier run's conversation: its messages, and its kept originals
+        under their ids (written to this run's transcript too); new ids never reuse one."""
+        self.state.history = list(earlier.messages)
+        self.compressor.restore(earlier.results, seen=result_ids_in(earlier.messages))
+        self.resumed_from = earlier.run_id
+
     def call(self, spec: CallSpec, retries: Retries | None = None) -> Call:
         """One metered call (agent/call.py): its events, then its CallEnd. Its retries count
         against `retries` (by default: `max_retries` of its own)."""
@@ -166,6 +182,7 @@ class Agent:
             tier=self.steering.tier,
             limits=Limits(self.budget.cap, self.steering.max_turns, settings.run.max_tokens),
             replay_of=replay_of,
+            resumed_from=self.resumed_from,
         )
         return RunStarted(self.write(start))
 
@@ -175,6 +192,8 @@ class Agent:
         end = end or outcome(self.state.halt_reason)
         state, ledger = self.state, self.ledger
         state.status, state.halt_reason = end.status, end.halt_reason
+        if self.mcp is not None:
+            self.mcp.close()
         u = ledger.usage
         record = self.place.own(
             RunEnd(
@@ -248,11 +267,44 @@ class Agent:
             raise ValueError("max_turns must be at least 1")
         self.steering.max_turns = turns
 
+    # --- edits (write_file, edit_file: agent/edits.py) ---------------------------
+
+    def _offer_edits(self) -> None:
+        """The edit tools, once: in the app (which asks before each change) or headless
+        with --allow-edits (the flag is the approval)."""
+        editor = self.editor
+        if editor is None or "write_file" in self.toolbox.tools:
+            return
+        if self.approve is not None or self.settings.tools.allow_edits:
+            for tool in editor.tools():
+                self.toolbox.add(tool)
+
+    def undo(self, every: bool = False) -> list[str]:
+        """/undo: put back the last change this run made to a file (or every change); a
+        UsageError of one line when there is none, or the file changed since."""
+        if self.editor is None:
+            raise UsageError("this session makes no edits")
+        try:
+            return self.editor.undo(every)
+        except (ToolError, OSError) as exc:
+            raise UsageError(str(exc)) from None
+
+    def preview_edit(self, name: str, arguments: dict[str, Any]) -> EditPreview | None:
+        """What an edit call would change (the app shows it as a diff), or None for another
+        tool or a call that cannot be made (it will fail with the reason)."""
+        if self.editor is None or name not in ("write_file", "edit_file"):
+            return None
+        try:
+            return self.editor.preview(name, arguments)
+        except (ToolError, OSError):
+            return None
+
     # --- requests ------------------------------------------------------------
 
     def send(self, prompt: str) -> Request:
         """Work on one user message until the answer or a limit: its events, then how it
         ended (a RequestEnd)."""
+        self._offer_edits()
         self.request = self._request(prompt)
         return self.request
 
@@ -262,14 +314,17 @@ class Agent:
         return self.request
 
     def _request(self, prompt: str | None) -> Request:
-        return Request(self.parts, prompt, approve=self.approve, going_on=self.request)
+        return Request(
+            self.parts, prompt, approve=self.approve, mcp=self.mcp, going_on=self.request
+        )
 
     def clear_conversation(self) -> ContextEdited:
         """/clear: the next request starts with no earlier messages; the budget goes on."""
         return self.context.clear()
 
-    def compact(self) -> EventStream[None]:
-        """/compact: summarise the conversation now."""
+    def compact(self) -> EventStream[int]:
+        """/compact: summarise the conversation now (the result: the turn numbers its call
+        took, 0 or 1)."""
         retries = Retries(self.settings.run.max_retries)
         return self.context.compact("asked for (/compact)", retries, working=False)
 

@@ -21,7 +21,8 @@ from typing import Any
 from tuiagent.agent.call import Caller, CallSpec, Retries
 from tuiagent.agent.context import ContextManager
 from tuiagent.agent.conversation import Conversation, RunState, replayable
-from tuiagent.agent.events import Halted, Notice, UserMessage
+from tuiagent.agent.events import Answered, Halted, Notice, UserMessage
+from tuiagent.agent.mcp import McpTools
 from tuiagent.agent.protocol import Approver, RequestEnd
 from tuiagent.agent.router import (
     CLASSIFIER_PROMPT,
@@ -38,6 +39,7 @@ from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tool_step import ToolRunner
 from tuiagent.config import Settings
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
+from tuiagent.runs.records import Answer as AnswerRecord
 from tuiagent.runs.records import HaltReason
 from tuiagent.runs.records import UserMessage as UserRecord
 
@@ -120,6 +122,7 @@ class Request(EventStream[RequestEnd]):
         prompt: str | None,
         *,
         approve: Approver | None,
+        mcp: McpTools | None = None,
         going_on: Request | None = None,
     ) -> None:
         """With a `prompt` (send), the user's message joins the history; without (go_on),
@@ -127,7 +130,7 @@ class Request(EventStream[RequestEnd]):
         super().__init__()
         self.parts = parts
         self.message = prompt  # None: going on
-        self.steering, self.approve = parts.steering, approve
+        self.steering, self.approve, self.mcp = parts.steering, approve, mcp
         # The user's request being worked on, which the router reads, and the classifier's
         # tier for it ("" when it named none); going on keeps the halted request's.
         self.prompt = prompt if prompt is not None else going_on.prompt if going_on else ""
@@ -155,6 +158,8 @@ class Request(EventStream[RequestEnd]):
             state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
             record = UserRecord(text=prompt, tokens=estimate_tokens(prompt))
             yield UserMessage(parts.place.write(record))
+            if self.mcp is not None:
+                yield EventStream(self.mcp.start(asks=self.approve is not None))
             yield EventStream(self._classify())
         while self.ended is None:
             yield EventStream(self._step())
@@ -188,7 +193,12 @@ class Request(EventStream[RequestEnd]):
             yield halt
             self._finish(None, halt)
             return
-        yield parts.context.before_call(self.retries)
+        if self.mcp is not None:
+            for event in self.mcp.check():
+                yield event
+        context = parts.context.before_call(self.retries)
+        yield context
+        self.start_turn += context.result()  # a compaction's call is not one of the request's
         if (too_long := parts.context.over_window()) is not None:
             halt = self._halt(HaltReason.CONTEXT, too_long)
             yield halt
@@ -218,6 +228,10 @@ class Request(EventStream[RequestEnd]):
                 state.history.append({"role": "assistant", "content": call.streamed})
             raise
         end = call.result()
+        if self.mcp is not None and end.record is not None:
+            costs = self.mcp.costs(end.record, parts.conversation.toolbox.definitions())
+            if costs is not None:
+                yield costs
         if end.result is None:
             halted: Halted | None = None
             if (
@@ -240,11 +254,16 @@ class Request(EventStream[RequestEnd]):
         result = end.result
         step_start = len(state.history)
         state.history.append({"role": "assistant", "content": replayable(result.content)})
+        # In the transcript at once: replay compares with the answer as it was, even when a
+        # compaction replaces it later.
+        parts.place.transcript.messages(state.history)
         tier = end.tier
         failed = escalation.failed_step(
             tier, result.text, result.stop_reason, bool(result.tool_uses)
         )
         if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
+            answer = AnswerRecord(turn=turn, text=result.text, stop_reason=result.stop_reason)
+            yield Answered(parts.place.write(answer))
             self._finish(result.text, None)
             return
         blocks: list[dict[str, Any]] = []

@@ -8,7 +8,7 @@ yields; it knows nothing of what the steps do.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -157,3 +157,14 @@ class EventStream(AsyncGenerator[Event, None], Generic[R]):
 
 async def _nothing() -> None:
     return None
+
+
+def awaited(result: Awaitable[R]) -> EventStream[R]:
+    """A step with a result and no events of its own (a tool that returns one output)."""
+
+    async def body(out: EventStream[R]) -> Steps:
+        out.set_result(await result)
+        return
+        yield  # (an async generator: a step, with no events)
+
+    return EventStream(body)

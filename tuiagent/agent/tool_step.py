@@ -115,6 +115,7 @@ class ToolRunner:
                         compressed_tokens=shown.compressed_tokens,
                         method=shown.method,
                         result_id=shown.result_id,
+                        diff_lines=getattr(output, "diff_lines", None),
                     )
                 ),
                 output=shown.text,
