@@ -49,10 +49,12 @@ from tuiagent.cost.budget import (
     least_useful_cost,
     plan_reservation,
 )
+from tuiagent.cost.display import budget_line
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money as show_money
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Cost, Pricer, UnpricedModelError
+from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.caching import (
     CacheTracker,
     api_miss_reason,
@@ -75,6 +77,7 @@ from tuiagent.runs.log import Writer, utc_now_iso
 from tuiagent.runs.records import Attempt, HaltReason, Turn
 from tuiagent.runs.transcript import Transcript
 
+MAX_REPLANS = 20  # a hold planned within the budget that another process took first
 MAX_PLAUSIBLE_TOKENS = 10**9  # usage beyond this is a broken server, not a bill
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 8.0
@@ -250,40 +253,45 @@ class Caller:
         skipped (reason "skipped"), an agent call ends with why."""
         helper = spec.purpose != "agent"
         attempt = 0
+        moved = 0  # holds the budget did not take though planned within it (another process)
         while True:
             attempt += 1
             try:
                 prepared = await self._prepare(spec)
+                hold = None
+                if prepared is not None:
+                    hold = self.budget.reserve(
+                        prepared.reservation.worst_case_usd,
+                        f"turn {spec.turn} {spec.purpose}",
+                        Scopes(model=prepared.model),
+                    )
             except CallFailed as failure:  # count_tokens refused: a bad key, an unknown model
                 yield Notice(str(failure), "warning" if helper else "error")
                 yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
                 return
+            except LedgerError as exc:  # fail closed: nothing is sent
+                detail = f"not sent: {exc}"
+                yield Notice(detail, "warning" if helper else "error")
+                yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, detail)
+                return
             if prepared is None:
-                left = self.budget.remaining
-                if helper:
-                    yield Notice(
-                        f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
-                    )
-                    yield CallEnd(None, "skipped")
-                    return
-                needed = self._needed if self._needed is not None else left
-                places = 4  # enough places that what is left and what is needed differ
-                while places < 9 and round(left, places) >= round(needed, places):
-                    places += 1
+                end = self._did_not_fit(spec, helper)
+                if end.detail.startswith("not sent"):  # the ledger cannot be read
+                    yield Notice(end.detail, "warning" if helper else "error")
+                elif helper:
+                    yield Notice(end.detail)
+                yield end
+                return
+            if hold is None:  # another process took what was left between plan and hold
+                moved += 1
+                if moved < MAX_REPLANS:
+                    attempt -= 1
+                    continue
                 yield CallEnd(
-                    None,
-                    HaltReason.MAX_COST,
-                    f"spent {show_money(self.budget.settled, places)} of the "
-                    f"{show_cap(self.budget.cap)} cap: {show_money(left, places)} left, "
-                    f"the next call needs up to {show_money(needed, places)}",
-                    needed_usd=needed,
+                    None, "skipped" if helper else HaltReason.MAX_COST, "the budget moved"
                 )
                 return
-            p, res = prepared, prepared.reservation
-            hold = self.budget.reserve(res.worst_case_usd, f"turn {spec.turn} {spec.purpose}")
-            if hold is None:  # pragma: no cover - planned within budget.remaining just now
-                yield CallEnd(None, "skipped" if helper else HaltReason.MAX_COST, "the cap moved")
-                return
+            p = prepared
             yield BudgetChanged(self.budget.snapshot())
             yield TurnStarted(
                 spec.turn,
@@ -357,6 +365,36 @@ class Caller:
             yield Notice(f"{failed}; retry {self.retries_used} in {wait:.1f}s", "warning")
             await self.sleep(wait)
 
+    def _did_not_fit(self, spec: CallSpec, helper: bool) -> CallEnd:
+        """Why no useful call fits: the run's cap, or the `[[budgets]]` budget that stops it
+        (named, with when it resets)."""
+        scopes = Scopes(model=spec.decision.model)
+        try:
+            left = self.budget.remaining_for(scopes)
+            line = self.budget.binding(scopes)
+        except LedgerError as exc:
+            return CallEnd(None, "skipped" if helper else HaltReason.ERROR, f"not sent: {exc}")
+        if helper:
+            why = f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
+            return CallEnd(None, "skipped", why)
+        needed = self._needed if self._needed is not None else left
+        places = 4  # enough places that what is left and what is needed differ
+        while places < 9 and round(left, places) >= round(needed, places):
+            places += 1
+        if line is not None:
+            stack = self.budget.stack
+            now = stack.ledger.clock() if stack is not None else self.wall_clock()
+            detail = (
+                f"{budget_line(line, now)}: the next call needs up to {show_money(needed, places)}"
+            )
+        else:
+            detail = (
+                f"spent {show_money(self.budget.settled, places)} of the "
+                f"{show_cap(self.budget.cap)} cap: {show_money(left, places)} left, "
+                f"the next call needs up to {show_money(needed, places)}"
+            )
+        return CallEnd(None, HaltReason.MAX_COST, detail, needed_usd=needed)
+
     def backoff(self, retries_so_far: int, retry_after_s: float | None) -> float:
         """Exponential backoff with jitter; the server's retry-after wins when it says."""
         if retry_after_s is not None and retry_after_s >= 0:
@@ -410,7 +448,7 @@ class Caller:
             request,
             tokens,
             source,
-            self.budget.remaining,
+            self.budget.remaining_for(Scopes(model=model)),
             self.settings.run.min_useful_tokens,
             input_factor=cal.input_factor,
             output_factor=cal.output_factor,

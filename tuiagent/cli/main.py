@@ -183,6 +183,12 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     report.add_argument(
         "--all", dest="all_runs", action="store_true", help="also runs with no model call"
     )
+    report.add_argument(
+        "--by",
+        choices=("session", "agent", "key", "day", "month"),
+        help="spending from the ledger (every process's calls) by session, sub-agent, key, "
+        "day or month",
+    )
     fmt = report.add_mutually_exclusive_group()
     for flag, what in (
         ("--json", "one JSON document"),
@@ -190,6 +196,14 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
         ("--otel", "the turns as OpenTelemetry spans (OTLP/JSON)"),
     ):
         fmt.add_argument(flag, dest="output", action="store_const", const=flag[2:], help=what)
+    budgets = sub.add_parser(
+        "budgets", help="each budget of the config: spent, held, left and its next reset"
+    )
+    budgets.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    budgets.add_argument("--json", action="store_true", help="one JSON document")
+    budgets.add_argument(
+        "--all", dest="all_values", action="store_true", help="every session, key... in use"
+    )
     replay = sub.add_parser(
         "replay", help="resend a turn, or every agent turn, of a run to another model"
     )
@@ -272,6 +286,21 @@ def _dispatch(args: argparse.Namespace) -> int:
                     as_json=args.json,
                 )
             )
+        if args.command == "budgets":
+            from tuiagent.cli.budgets import run_budgets
+
+            return run_budgets(
+                load_settings(args.config), as_json=args.json, show_all=args.all_values
+            )
+        if args.command == "report" and args.by is not None:
+            from tuiagent.cli.budgets import run_report_by
+
+            if args.output not in (None, "json") or args.last or args.run or args.all_runs:
+                raise UsageError(
+                    "report --by reads the ledger: it takes --json, not --csv, "
+                    "--otel, --last, --run or --all"
+                )
+            return run_report_by(load_settings(args.config), args.by, output=args.output or "plain")
         if args.command == "report":
             from tuiagent.cli.report import run_report
 

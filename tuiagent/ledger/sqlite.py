@@ -7,6 +7,7 @@ cut, which also takes the calls in flight."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -46,7 +47,10 @@ class SqliteDialect(Dialect):
         self.path = path
 
     def connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except FileExistsError:  # something that is not a directory is in the way
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
         # Created with a mode of its own (the ledger names sessions and users). Only while
         # it does not exist: closing any descriptor of a file drops every POSIX lock the
         # process holds on it, the locks SQLite's other connections here rely on.

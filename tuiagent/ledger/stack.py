@@ -54,20 +54,8 @@ class Stack:
         found = []
         for spec in self.specs:
             value = spec.applies(scopes)
-            if value is None:
-                continue
-            start, end = spec.window.bounds(now)
-            found.append(
-                Check(
-                    spec,
-                    value,
-                    spec.counter_key(value, scopes.simulated),
-                    spec.window.bucket(now),
-                    start,
-                    end,
-                    scopes.simulated,
-                )
-            )
+            if value is not None:
+                found.append(check(spec, value, scopes.simulated, now))
         return found
 
     def tightest(self, call: Scopes | None = None) -> BudgetLine | None:
@@ -114,3 +102,29 @@ class Stack:
         """The budgets this process has seen, as they last stood."""
         with self._lock:
             return tuple(self._lines.values())
+
+
+def check(spec: BudgetSpec, value: str, simulated: bool, now: float) -> Check:
+    """The budget `spec` for the scope value `value`, in the window `now` falls in."""
+    start, end = spec.window.bounds(now)
+    key = spec.counter_key(value, simulated)
+    return Check(spec, value, key, spec.window.bucket(now), start, end, simulated)
+
+
+def in_use(
+    ledger: Ledger, specs: Sequence[BudgetSpec], *, limit: int | None = None
+) -> tuple[list[BudgetLine], int]:
+    """Each budget of `specs` as it stands, one line per scope value with calls in its
+    window now (a global budget always), the most recently used first, at most `limit` per
+    budget; and how many more there are."""
+    now = ledger.clock()
+    checks, more = [], 0
+    for spec in specs:
+        start, _ = spec.window.bounds(now)
+        values = ledger.values(spec, start)
+        if spec.scope == "global" and ("", False) not in values:
+            values.append(("", False))
+        shown = values if limit is None else values[:limit]
+        more += len(values) - len(shown)
+        checks += [check(spec, value, sim, now) for value, sim in shown]
+    return ledger.read(checks), more

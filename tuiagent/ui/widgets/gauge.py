@@ -10,6 +10,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import ProgressBar, Sparkline, Static
 
+from tuiagent.cost.display import budget_short
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 
@@ -51,6 +52,7 @@ class BudgetGauge(Horizontal):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.turn_costs: list[Decimal] = []
+        self.stacked: str | None = None  # the tightest [[budgets]] budget, in a few words
 
     def compose(self) -> ComposeResult:
         yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="gauge-bar")
@@ -65,6 +67,8 @@ class BudgetGauge(Horizontal):
 
     def show(self, budget: BudgetChanged) -> None:
         """The budget as an agent event reports it."""
+        tightest = budget.tightest
+        self.stacked = budget_short(tightest) if tightest is not None else None
         self.cap, self.spent, self.in_flight = budget.cap, budget.settled, budget.in_flight
 
     def add_turn_cost(self, cost: Decimal) -> None:
@@ -124,6 +128,8 @@ class BudgetGauge(Horizontal):
         ]
         if self.in_flight > 0:
             parts.insert(1, f"in flight {money(self.in_flight)}")
+        if self.stacked is not None:
+            parts.insert(1, self.stacked)
         if self.turn_costs:
             burn = sum(self.turn_costs, Decimal(0)) / len(self.turn_costs)
             parts.append(f"{money(burn)}/turn")
