@@ -218,3 +218,25 @@ def test_a_ledger_that_cannot_be_written_sends_nothing(tmp_path: Path, workspace
         f"tuiagent: the ledger cannot be written ({blocked}/ledger.sqlite3: Not a directory)"
     ]
     assert not log_dir.exists() or not list(log_dir.glob("*.jsonl"))  # no run was started
+
+
+async def test_a_resumed_session_goes_on_with_its_budgets(tmp_path: Path, workspace: Path) -> None:
+    from tests.conftest import collect
+    from tuiagent.runs.layout import transcript_file
+    from tuiagent.session import open_session
+
+    settings = Settings().with_changes(log_dir=tmp_path / "logs")
+    runs = []
+    resume = None
+    for _ in range(3):
+        session = open_session(settings, workspace=workspace, offline=True, resume=resume)
+        await collect(session, "List the files here.")
+        session.agent.finish()
+        runs.append(session.agent)
+        resume = transcript_file(session.log_path)
+    first = runs[0].state.run_id
+    assert [a.session for a in runs] == [first, first, first]
+    ledger = open_ledger("", tmp_path / "data" / "tuiagent")
+    by_run = {e.scopes.run: e.scopes.session for e in ledger.entries()}
+    assert by_run == {a.state.run_id: first for a in runs}
+    ledger.close()

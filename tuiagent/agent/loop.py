@@ -123,8 +123,9 @@ class Agent:
         # slice of its parent's): opened before the log, so a ledger that cannot be reached
         # leaves no run behind.
         self.owns_budget = budget is None
+        self.session = session or run_id  # a resumed run goes on with its session
         if budget is None:
-            scopes = records.run_scopes(run_id, session or run_id, self.simulated)
+            scopes = records.run_scopes(run_id, self.session, self.simulated)
             budget = open_run_budget(settings, scopes, what=f"tuiagent run {run_id}")
         self.budget = budget
         # Opened once the settings are known to be good: a bad one leaves no log behind.

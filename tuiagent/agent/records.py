@@ -82,6 +82,7 @@ def run_start(agent: Agent, replay_of: dict[str, Any] | None) -> RunStart:
         tier=agent.tier,
         limits=Limits(agent.budget.cap, agent.max_turns, agent.settings.run.max_tokens),
         replay_of=replay_of,
+        session=agent.session if agent.session != agent.state.run_id else None,
     )
 
 

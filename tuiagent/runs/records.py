@@ -158,6 +158,8 @@ class RunStart(Record):
     limits: Limits = field(default_factory=Limits)
     # A replay's source: {run_id, turn, model} (turn is "all" for an experiment).
     replay_of: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # The session a resumed run goes on with (its budgets' session), when not its own id.
+    session: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
