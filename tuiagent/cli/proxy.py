@@ -63,9 +63,10 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     The dashboard is the UI's (`tuiagent.ui.proxy.run_dashboard`): this package never
     imports the UI."""
     from tuiagent.config import load_settings, parse_money
-    from tuiagent.cost.budget import Budget
+    from tuiagent.cost.budget import open_run_budget
     from tuiagent.cost.pricing import Pricer
     from tuiagent.errors import ConfigError, UsageError
+    from tuiagent.ledger import Scopes
     from tuiagent.paths import default_log_dir
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.otel import live_export
@@ -81,8 +82,14 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             raise UsageError(str(exc)) from None
     sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
     run_id = new_run_id()
+    # The proxy's cap over the ledger: each request brings its own scopes (session, key...).
+    budget = open_run_budget(
+        settings.with_changes(max_cost_usd=cap),
+        Scopes(run=run_id),
+        what=f"tuiagent proxy {args.host}:{sock.getsockname()[1]}",
+        name="proxy",
+    )
     log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
-    budget = Budget(cap, name="proxy")
     meter = Meter(budget, Pricer(settings.router.prices), log, run_id, auto_cache=args.auto_cache)
     app = ProxyApp(meter, args.upstream, unbilled_paths=settings.proxy.unbilled_paths)
     server = ProxyServer(app, sock, args.host)
@@ -101,6 +108,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         if exporter is not None:
             exporter.shutdown()
         meter.finish()
+        budget.close()
 
 
 def _say_call(record: Record) -> None:

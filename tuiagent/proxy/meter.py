@@ -16,8 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 from tuiagent.cost.budget import Budget, Hold, Reservation, estimated_with_margin
+from tuiagent.cost.display import budget_line
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
+from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
 from tuiagent.llm.tokens import COUNTED_FIELDS, estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
@@ -98,9 +100,15 @@ class Meter:
     # --- before sending ----------------------------------------------------------
 
     async def admit(
-        self, raw: bytes, request: dict[str, Any], client: str, count: Counter
+        self,
+        raw: bytes,
+        request: dict[str, Any],
+        client: str,
+        count: Counter,
+        scopes: Scopes | None = None,
     ) -> Admitted | Refused:
-        """Reserve the request's worst case, lowering its max_tokens to fit; or refuse it."""
+        """Reserve the request's worst case, lowering its max_tokens to fit; or refuse it.
+        `scopes` (its session, agent, key, model) choose the `[[budgets]]` it falls under."""
         started = self.clock()
         self.calls += 1
         turn = self.calls
@@ -126,16 +134,24 @@ class Meter:
                 message = "tuiagent proxy: cannot count this request's tokens to cap it"
                 return self._refuse(turn, client, model, message)
             source = "estimate"
-        while True:
-            # Another request may take what is left between fitting and holding: fit again.
-            reservation = fit_request(
-                self.pricer, model, request, tokens, source, self.budget.remaining
+        scopes = scopes or Scopes(client=client, model=model)
+        try:
+            while True:
+                # Another request (here or in another process) may take what is left
+                # between fitting and holding: fit again.
+                reservation = fit_request(
+                    self.pricer, model, request, tokens, source, self.budget.remaining_for(scopes)
+                )
+                if reservation is None:
+                    message = self._cap_message(model, tokens, request, scopes)
+                    return self._refuse(turn, client, model, message)
+                hold = self.budget.reserve(reservation.worst_case_usd, f"proxy #{turn}", scopes)
+                if hold is not None:
+                    break
+        except LedgerError as exc:  # fail closed: nothing is sent
+            return self._refuse(
+                turn, client, model, f"tuiagent proxy: refused before sending: {exc}"
             )
-            if reservation is None:
-                return self._refuse(turn, client, model, self._cap_message(model, tokens, request))
-            hold = self.budget.reserve(reservation.worst_case_usd, f"proxy #{turn}")
-            if hold is not None:
-                break
         if reservation.max_tokens != reservation.requested_max_tokens:
             request = {**request, "max_tokens": reservation.max_tokens}
             changed = True
@@ -146,9 +162,8 @@ class Meter:
                 budget_tokens = reservation.max_tokens - 1
                 if budget_tokens < THINKING_MIN_BUDGET:
                     hold.release()
-                    return self._refuse(
-                        turn, client, model, self._cap_message(model, tokens, request)
-                    )
+                    message = self._cap_message(model, tokens, request, scopes)
+                    return self._refuse(turn, client, model, message)
                 request["thinking"] = {**thinking, "budget_tokens": budget_tokens}
         body = json.dumps(request, separators=(",", ":")).encode() if changed else raw
         return Admitted(
@@ -170,9 +185,16 @@ class Meter:
         self.calls += 1
         return self._refuse(self.calls, client, model, message)
 
-    def _cap_message(self, model: str, tokens: int, request: dict[str, Any]) -> str:
+    def _cap_message(self, model: str, tokens: int, request: dict[str, Any], scopes: Scopes) -> str:
         b = self.budget.snapshot()
         useful = min(MIN_USEFUL_TOKENS, int(request.get("max_tokens") or MIN_USEFUL_TOKENS))
+        line = self.budget.binding(scopes)
+        if line is not None and self.budget.stack is not None:
+            return (
+                f"tuiagent proxy: refused before sending: {tokens:,} input tokens plus "
+                f"{useful} output tokens of {model} at worst do not fit "
+                f"{budget_line(line, self.budget.stack.ledger.clock())}"
+            )
         return (
             f"tuiagent proxy: refused before sending: {tokens:,} input tokens plus "
             f"{useful} output tokens of {model} at worst do not fit the cap "
