@@ -913,21 +913,25 @@ class Ledger:
     def values(self, spec: BudgetSpec, since: float | None) -> list[tuple[str, bool]]:
         """The values of a budget's scope with entries since `since` (and whether they are
         simulated), the most recent first: the budgets in use."""
-        column = "''" if spec.scope == "global" else COLUMNS[spec.scope]
-        where = "1 = 1" if spec.scope == "global" else f"{column} IS NOT NULL"
+        glob = spec.scope == "global"
+        column = None if glob else COLUMNS[spec.scope]
+        where = "1 = 1" if column is None else f"{column} IS NOT NULL"
         params: list[Any] = []
-        if spec.match is not None and spec.scope != "global":
+        if spec.match is not None and column is not None:
             where, params = f"{column} = ?", [spec.match]
         if since is not None:
             where, params = where + " AND at >= ?", [*params, since]
+        group = "simulated" if column is None else f"{column}, simulated"
 
         def work(cur: Any) -> list[tuple[str, bool]]:
             rows = self._x(
                 cur,
-                f"SELECT {column}, simulated, MAX(at) FROM entries WHERE {where} "
-                f"GROUP BY {column}, simulated ORDER BY MAX(at) DESC",
+                f"SELECT {group}, MAX(at) FROM entries WHERE {where} "
+                f"GROUP BY {group} ORDER BY MAX(at) DESC",
                 params,
             ).fetchall()
+            if column is None:
+                return [("", bool(r[0])) for r in rows]
             return [(str(r[0]), bool(r[1])) for r in rows]
 
         result: list[tuple[str, bool]] = self._read(work)

@@ -125,15 +125,15 @@ class Meter:
             request = plan_breakpoints(request, model)
             auto_cached = changed = count_breakpoints(request) > 0
         counted = await count({k: v for k, v in request.items() if k in COUNTED_FIELDS})
-        if counted is not None:
+        try:
+            estimate = estimate_request_tokens(request)
+        except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
+            message = "tuiagent proxy: cannot count this request's tokens to cap it"
+            return self._refuse(turn, client, model, message)
+        if counted is not None and counted >= estimate:
             tokens, source = counted, "count_tokens"
-        else:
-            try:
-                tokens = estimated_with_margin(estimate_request_tokens(request))
-            except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
-                message = "tuiagent proxy: cannot count this request's tokens to cap it"
-                return self._refuse(turn, client, model, message)
-            source = "estimate"
+        else:  # no count, or one below the estimate: not believed (as the agent does)
+            tokens, source = estimated_with_margin(estimate), "estimate"
         scopes = scopes or Scopes(client=client, model=model)
         try:
             while True:
@@ -229,8 +229,12 @@ class Meter:
         if not sent or (status is not None and status >= 400):
             usage = TokenUsage()  # an error answer bills nothing
         elif usage is not None and not scanner.completed:
-            # Cut or failed mid-stream: what message_start said, and the output that came.
-            output = max(usage.output_tokens, scanner.output_streamed())
+            # Cut or failed mid-stream: message_start's input was billed; the output the
+            # server went on to make is unknown: the most the request allowed, as the agent
+            # keeps it (a dropped connection does not stop the server billing).
+            output = max(
+                usage.output_tokens, scanner.output_streamed(), call.reservation.output_tokens
+            )
             usage = TokenUsage(**{**usage.as_record(), "output_tokens": output})
         if usage is None:
             unknown = True
