@@ -90,7 +90,14 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         name="proxy",
     )
     log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
-    meter = Meter(budget, Pricer(settings.router.prices), log, run_id, auto_cache=args.auto_cache)
+    meter = Meter(
+        budget,
+        Pricer(settings.router.prices),
+        log,
+        run_id,
+        auto_cache=args.auto_cache,
+        settings=settings,
+    )
     app = ProxyApp(meter, args.upstream, unbilled_paths=settings.proxy.unbilled_paths)
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
