@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tuiagent.errors import ConfigError
+from tuiagent.errors import ConfigError, UsageError
 from tuiagent.ledger import DEFAULT_LEASE_S, SCOPES, BudgetSpec, Window, check_url
 from tuiagent.paths import CONFIG_ENV, default_config_file
 from tuiagent.proxy.routes import unbilled_entry_error
@@ -661,6 +661,46 @@ def _budgets(value: object, key: str, source: str) -> tuple[BudgetSpec, ...]:
                 f"config key '{key}[{i}]': two budgets are named {title!r} (give one a `name`)"
             )
     return specs
+
+
+def budget_flag(text: str) -> BudgetSpec:
+    """A budget from the command line: `SCOPE[=MATCH]:WINDOW:USD[:TIMEZONE]`, e.g.
+    `global:day:20`, `session:run:0.20`, `model=claude-opus-4-1:5h:5`,
+    `global:day:20:Europe/Paris`. UsageError (one line) if it is not one."""
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not all(parts):
+        raise UsageError(
+            f"--budget must be SCOPE[=MATCH]:WINDOW:USD[:TIMEZONE] (like global:day:20 or "
+            f"session:run:0.20), got {text!r}"
+        )
+    scope, _, match = parts[0].partition("=")
+    table: dict[str, Any] = {"scope": scope, "window": parts[1], "max_cost_usd": parts[2]}
+    if match:
+        table["match"] = match
+    if len(parts) == 4:
+        table["timezone"] = parts[3]
+    try:
+        return _budget(table, "budget")
+    except ConfigError as exc:  # "config key 'budget.scope' must be ..." -> "--budget X: scope ..."
+        why = re.sub(r"^config key 'budget\.(\w+)'(:?) ", r"\1\2 ", str(exc))
+        raise UsageError(f"--budget {text}: {why}") from None
+
+
+def with_ledger_flags(settings: Settings, ledger: str | None, budgets: list[str]) -> Settings:
+    """`--ledger URL` and `--budget ...` over the config's (a flag's budget replaces the
+    config's of the same title)."""
+    changes: dict[str, Any] = {}
+    if ledger is not None:
+        try:
+            changes["ledger_url"] = _ledger_url(ledger, "--ledger", "")
+        except ConfigError as exc:
+            raise UsageError(str(exc).replace("config key '--ledger'", "--ledger")) from None
+    if budgets:
+        flags = [budget_flag(b) for b in budgets]
+        titles = {f.title for f in flags}
+        kept = [b for b in settings.ledger.budgets if b.title not in titles]
+        changes["budgets"] = (*kept, *{f.title: f for f in flags}.values())
+    return settings.with_changes(**changes) if changes else settings
 
 
 def _ledger_url(value: object, key: str, source: str) -> str:

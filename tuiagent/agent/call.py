@@ -249,8 +249,9 @@ class Caller:
                 return
             if held is None:
                 assert end is not None
-                if helper:
+                if helper:  # said as a notice; a skipped call's end carries no detail
                     yield Notice(end.detail)
+                    end = CallEnd(None, "skipped")
                 yield end
                 return
             p, request = held.prepared, held.held.request

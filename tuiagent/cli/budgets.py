@@ -69,8 +69,11 @@ def line_json(line: BudgetLine) -> dict[str, Any]:
 
 
 def run_budgets(settings: Settings, *, as_json: bool, show_all: bool) -> int:
-    specs = settings.ledger.budgets
     with _ledger(settings) as ledger:
+        # The config's budgets, and those other processes on this ledger hold against.
+        specs = list(settings.ledger.budgets)
+        titles = {s.title for s in specs}
+        specs += [s for s in ledger.registered() if s.title not in titles]
         lines, more = in_use(ledger, specs, limit=None if show_all else SHOWN_PER_BUDGET)
         now = ledger.clock()
         where = ledger.shown
@@ -79,7 +82,7 @@ def run_budgets(settings: Settings, *, as_json: bool, show_all: bool) -> int:
         sys.stdout.write("\n")
         return 0
     if not specs:
-        print(f"no budgets: add [[budgets]] to the config (the ledger is {where})")
+        print(f"no budgets: add [[budgets]] to the config, or --budget (the ledger is {where})")
         return 0
     table = Table(title=f"budgets (ledger {where})", title_justify="left")
     for col, justify in (

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from tuiagent.apikey import api_key, hand_off_secrets
 from tuiagent.cli.output import guarded_output
-from tuiagent.cli.proxy import add_proxy_command
+from tuiagent.cli.proxy import add_ledger_flags, add_proxy_command
 from tuiagent.config import (
     MAX_RETRIES,
     MAX_WHOLE,
@@ -23,6 +23,7 @@ from tuiagent.config import (
     Settings,
     load_settings,
     parse_money,
+    with_ledger_flags,
 )
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
@@ -183,6 +184,7 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     report.add_argument(
         "--all", dest="all_runs", action="store_true", help="also runs with no model call"
     )
+    add_ledger_flags(report)
     report.add_argument(
         "--by",
         choices=("session", "agent", "key", "day", "month"),
@@ -200,6 +202,7 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
         "budgets", help="each budget of the config: spent, held, left and its next reset"
     )
     budgets.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    add_ledger_flags(budgets)
     budgets.add_argument("--json", action="store_true", help="one JSON document")
     budgets.add_argument(
         "--all", dest="all_values", action="store_true", help="every session, key... in use"
@@ -288,9 +291,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "budgets":
             from tuiagent.cli.budgets import run_budgets
 
-            return run_budgets(
-                load_settings(args.config), as_json=args.json, show_all=args.all_values
-            )
+            settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
+            return run_budgets(settings, as_json=args.json, show_all=args.all_values)
         if args.command == "report" and args.by is not None:
             from tuiagent.cli.budgets import run_report_by
 
@@ -299,7 +301,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                     "report --by reads the ledger: it takes --json, not --csv, "
                     "--otel, --last, --run or --all"
                 )
-            return run_report_by(load_settings(args.config), args.by, output=args.output or "plain")
+            settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
+            return run_report_by(settings, args.by, output=args.output or "plain")
         if args.command == "report":
             from tuiagent.cli.report import run_report
 

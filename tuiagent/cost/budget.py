@@ -475,6 +475,11 @@ def open_run_budget(
     ledger = open_ledger(
         settings.ledger.url, data_dir(), lease_s=settings.ledger.lease_s, what=what
     )
+    try:
+        ledger.register(settings.ledger.budgets)
+    except BaseException:
+        ledger.close()
+        raise
     stack = Stack(ledger, settings.ledger.budgets, scopes, tier_of=settings.router.tier_of)
     return Budget(settings.run.max_cost_usd, name=name, stack=stack)
 

@@ -30,6 +30,7 @@ wait on each other in a circle, and calls that share no budget never wait at all
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import queue
 import socket
@@ -878,6 +879,43 @@ class Ledger:
             )
         )
         return len(ids)
+
+    # --- the budgets in use ------------------------------------------------------------
+
+    def register(self, specs: Sequence[BudgetSpec]) -> None:
+        """Note the budgets this process holds against (by title; the last word wins)."""
+        if not specs:
+            return
+        now = self.clock()
+        rows = [(s.title, json.dumps(s.to_json()), now) for s in specs]
+
+        def write(cur: Any) -> None:
+            for row in rows:
+                self._x(
+                    cur,
+                    "INSERT INTO budgets (title, spec, seen_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (title) DO UPDATE SET spec = excluded.spec, "
+                    "seen_at = excluded.seen_at",
+                    row,
+                )
+
+        self._write(write)
+
+    def registered(self) -> list[BudgetSpec]:
+        """The budgets the processes on this ledger hold against, most recently seen first
+        (one that cannot be read, written by another version, is left out)."""
+
+        def work(cur: Any) -> list[tuple[str, str]]:
+            found = self._x(cur, "SELECT title, spec FROM budgets ORDER BY seen_at DESC").fetchall()
+            return [(str(t), str(s)) for t, s in found]
+
+        specs = []
+        for _, text in self._read(work):
+            try:
+                specs.append(BudgetSpec.from_json(json.loads(text)))
+            except (ValueError, KeyError, TypeError, ArithmeticError):
+                continue
+        return specs
 
     # --- reports --------------------------------------------------------------------
 
