@@ -9,21 +9,28 @@ budget ever passes its cap when four processes spend from it at once.
   before its request is sent.
 - holds per second, 64 clients on one PostgreSQL: four processes (as four proxies) of 16
   clients each, every client holding and settling as fast as it can (goal >= 2,000/s).
-- overshoot: four processes fire 1,000 holds at once (250 each) at a budget that fits a tenth
-  of them, and every hold taken is billed at its worst case (goal $0 over the cap).
+- overshoot: 1,000 requests at once through four real `tuiagent proxy` processes on one
+  PostgreSQL ledger, against a $0.05 day budget that fits a few of them; what the upstream
+  billed (by its own books) beyond the cap (goal $0).
 
 BENCH_LEDGER_CALLS sets the calls timed per backend (default 1,000); BENCH_LEDGER_SECONDS
-how long the clients run (default 5).
+how long the clients run (default 5); BENCH_LEDGER_BURST the requests at once (1,000).
 """
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,6 +41,8 @@ from tuiagent.ledger import BudgetSpec, Scopes, Stack, Window, open_ledger
 D = Decimal
 CALLS = int(os.environ.get("BENCH_LEDGER_CALLS", "1000"))
 SECONDS = float(os.environ.get("BENCH_LEDGER_SECONDS", "5"))
+BURST = int(os.environ.get("BENCH_LEDGER_BURST", "1000"))
+MODEL = "claude-sonnet-4-5"
 TEAM = (
     BudgetSpec("global", Window.parse("day"), D("1000000")),
     BudgetSpec("session", Window.parse("run"), D("100000")),
@@ -118,50 +127,101 @@ def holds_per_second(url: str, data: Path, processes: int = 4, clients: int = 16
     return total / SECONDS
 
 
-def _burst(url: str, data: str, worker: int, n: int, go: object, out: object) -> None:
-    """`n` holds fired at once at a tight budget; every one taken billed at worst case."""
-    tight = (BudgetSpec("global", Window.parse("day"), D("1.00")),)
-    budget = _budget(url, Path(data), tight, f"bench burst {worker}")
-    taken: list[object] = []
-    lock = threading.Lock()
-
-    def one(i: int) -> None:
-        hold = budget.reserve(D("0.01"), "burst", Scopes(session=f"b{worker}-{i}"))
-        if hold is not None:
-            with lock:
-                taken.append(hold)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    go.wait()  # type: ignore[attr-defined]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for hold in taken:
-        hold.settle(D("0.01"))  # type: ignore[attr-defined]
-    budget.close()
-    out.put(len(taken))  # type: ignore[attr-defined]
-
-
-def overshoot(url: str, data: Path, processes: int = 4, total: int = 1000) -> tuple[Decimal, int]:
-    """What was billed beyond the cap, and how many holds were taken."""
-    ctx = multiprocessing.get_context("spawn")
-    out, go = ctx.Queue(), ctx.Event()
+@contextmanager
+def _proxies(n: int, upstream: str, config: Path, logs: Path) -> Iterator[list[str]]:
+    """`n` real `tuiagent proxy` processes on free ports; their URLs."""
     procs = [
-        ctx.Process(target=_burst, args=(url, str(data), w, total // processes, go, out))
-        for w in range(processes)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tuiagent",
+                "proxy",
+                "--no-ui",
+                "--port",
+                "0",
+                "--upstream",
+                upstream,
+                "--config",
+                str(config),
+                "--log-dir",
+                str(logs),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(n)
     ]
-    for p in procs:
-        p.start()
-    time.sleep(3)  # every process has its threads ready
-    go.set()
-    taken = sum(out.get(timeout=300) for _ in procs)
-    for p in procs:
-        p.join()
-    ledger = open_ledger(url, data, heartbeat=False)
-    billed = sum((e.cost for e in ledger.entries() if e.label == "burst"), D(0))
-    ledger.close()
-    return max(billed - D("1.00"), D(0)), taken
+    try:
+        urls = []
+        for proc in procs:
+            assert proc.stdout is not None
+            urls.append(proc.stdout.readline().rsplit(" ", 1)[1].strip())
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+        yield urls
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _fire(urls: list[str], total: int) -> int:
+    """`total` requests at once, spread over the proxies; how many were answered 200."""
+    import httpx
+
+    body = {
+        "model": MODEL,
+        "max_tokens": 1024,
+        "stream": True,
+        "messages": [{"role": "user", "content": "List the files here and say what each is."}],
+    }
+    limits = httpx.Limits(max_connections=total, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        go = asyncio.Event()
+
+        async def one(i: int) -> int:
+            await go.wait()
+            async with client.stream(
+                "POST",
+                f"{urls[i % len(urls)]}/v1/messages",
+                json=body,
+                headers={"x-api-key": "sk-ant-api03-bench", "x-claude-code-session-id": f"b{i}"},
+            ) as answer:
+                async for _ in answer.aiter_bytes():
+                    pass
+                return answer.status_code
+
+        tasks = [asyncio.create_task(one(i)) for i in range(total)]
+        await asyncio.sleep(0.5)
+        go.set()
+        codes = await asyncio.gather(*tasks, return_exceptions=True)
+    return sum(1 for c in codes if c == 200)
+
+
+def overshoot(url: str, data: Path, processes: int = 4, total: int = BURST) -> tuple[Decimal, int]:
+    """`total` requests at once through `processes` real proxies on one ledger, against a
+    budget that fits a few of them: what the upstream billed beyond the cap (by its own
+    books), and how many requests were answered."""
+    from tests.hostile import HostileModel
+    from tests.loopback import LoopbackAPI
+    from tuiagent.cost.pricing import Pricer
+
+    cap = D("0.05")
+    config = data / "burst.toml"
+    config.write_text(
+        f'ledger_url = "{url}"\nmax_cost_usd = 100\n'
+        f'[[budgets]]\nscope = "global"\nwindow = "day"\nmax_cost_usd = {cap}\n'
+    )
+    upstream = HostileModel([])  # honest answers, with the upstream's own books
+    with LoopbackAPI(upstream) as api, _proxies(processes, api.base_url, config, data) as urls:
+        answered = asyncio.run(_fire(urls, total))
+    billed = upstream.bill(Pricer())
+    return max(billed - cap, D(0)), answered
 
 
 def run() -> list[tuple[str, str, str]]:
@@ -182,11 +242,11 @@ def run() -> list[tuple[str, str, str]]:
             rows.append(
                 ("PostgreSQL: holds/s, 64 clients in 4 processes", f"{rate:,.0f}/s", ">= 2,000/s")
             )
-            over, taken = overshoot(fresh_database(pg, "burst"), data)
+            over, answered = overshoot(fresh_database(pg, "burst"), data)
             rows.append(
                 (
-                    "overshoot: 4 processes x 250 holds at once, $1.00 cap",
-                    f"${over} ({taken} of 1,000 held)",
+                    f"overshoot: 4 proxies, {BURST:,} requests at once, $0.05 day",
+                    f"${over} ({answered} answered)",
                     "$0",
                 )
             )
