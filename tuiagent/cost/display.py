@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from tuiagent.ledger import BudgetLine
-from tuiagent.ledger.windows import time_zone
+if TYPE_CHECKING:  # (the app's first frame imports this module: the ledger comes later)
+    from tuiagent.ledger import BudgetLine
 
 
 def money(amount: Decimal | float | int, places: int = 4) -> str:
@@ -56,6 +57,8 @@ def resets(line: BudgetLine, now: float) -> str:
         return "never resets"
     if line.resets_at is None:
         return f"counts the last {window.label} (a call leaves it {window.label} after it is made)"
+    from tuiagent.ledger.windows import time_zone
+
     at = datetime.fromtimestamp(line.resets_at, time_zone(window.tz))
     return f"resets {at:%Y-%m-%d %H:%M} {window.tz}, in {duration(line.resets_at - now)}"
 
