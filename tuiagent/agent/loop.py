@@ -52,7 +52,7 @@ from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.caching import CacheTracker
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
-from tuiagent.runs.log import R, new_run_id
+from tuiagent.runs.log import R
 from tuiagent.runs.outcome import Outcome, outcome
 from tuiagent.runs.records import HaltReason
 from tuiagent.runs.records import UserMessage as UserRecord
@@ -121,7 +121,7 @@ class Agent:
         self.max_turns = settings.run.max_turns
         self.tier = settings.router.tier
         self.system_prompt = settings.run.resolved_system_prompt()
-        run_id = run_id or (parent.state.run_id if parent is not None else new_run_id())
+        run_id = run_id or (parent.state.run_id if parent is not None else records.new_run_id())
         # The run's cap over the ledger every tuiagent process shares (a sub-agent's is a
         # slice of its parent's): opened before the log, so a ledger that cannot be reached
         # leaves no run behind.
