@@ -20,7 +20,8 @@ from tuiagent.cost.ledger import Ledger
 from tuiagent.ledger import Scopes, key_id
 from tuiagent.ledger.scopes import clean_value
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.log import RunLog, utc_now_iso
+from tuiagent.runs.log import new_run_id as new_run_id  # the run's id (a test's seam)
 from tuiagent.runs.records import Limits, RunEnd, RunStart
 from tuiagent.runs.transcript import Transcript
 
