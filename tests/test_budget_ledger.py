@@ -240,3 +240,37 @@ async def test_a_resumed_session_goes_on_with_its_budgets(tmp_path: Path, worksp
     by_run = {e.scopes.run: e.scopes.session for e in ledger.entries()}
     assert by_run == {a.state.run_id: first for a in runs}
     ledger.close()
+
+
+async def test_the_proxys_reserves_do_not_stop_its_event_loop(url: str, tmp_path: Path) -> None:
+    """The proxy reserves with `reserve_async`: while the ledger commits a hold, the other
+    streams go on; many at once go in one batch, and never past a budget."""
+    import asyncio
+
+    settings = settings_with(tmp_path, BUDGETS, url)
+    budget = open_run_budget(settings, Scopes(), what="proxy")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    beat = asyncio.create_task(ticker())
+    try:
+        first = await budget.reserve_async(D("0.01"), "one", Scopes(session="a"))
+        assert first is not None and ticks > 0  # the loop ran while the hold was written
+        holds = await asyncio.gather(
+            *(budget.reserve_async(D("0.05"), f"#{i}", Scopes(session=f"s{i}")) for i in range(40))
+        )
+        taken = [h for h in holds if h is not None]
+        assert len(taken) == 19  # $1.00 a day: $0.01 and 19 of $0.05
+        for h in [first, *taken]:
+            h.settle(h.amount)
+        budget.stack.ledger.flush()  # type: ignore[union-attr]
+        line = budget.binding()
+        assert line is not None and line.spent == D("0.96") and line.held == 0
+    finally:
+        beat.cancel()
+        budget.close()

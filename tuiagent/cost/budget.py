@@ -374,22 +374,47 @@ class Budget:
         in a `[[budgets]]` budget the call falls under (then `binding(scopes)` names it).
         With a ledger, the hold is written to it before this returns; LedgerError if it
         cannot be."""
+        hold = self._take_here(amount, label)
+        if hold is None or self.stack is None:
+            return self._done(hold)
+        try:
+            entry = self.stack.hold(amount, scopes, label)
+        except BaseException:
+            self._untake(hold)
+            raise
+        return self._done(hold, entry)
+
+    async def reserve_async(
+        self, amount: Decimal, label: str = "", scopes: Scopes | None = None
+    ) -> Hold | None:
+        """`reserve`, awaiting the ledger's commit without blocking the event loop (the
+        proxy's other streams go on meanwhile, and its holds are written in batches)."""
+        hold = self._take_here(amount, label)
+        if hold is None or self.stack is None:
+            return self._done(hold)
+        try:
+            entry = await self.stack.hold_async(amount, scopes, label)
+        except BaseException:
+            self._untake(hold)
+            raise
+        return self._done(hold, entry)
+
+    def _take_here(self, amount: Decimal, label: str) -> Hold | None:
         if amount < 0:
             raise BudgetError(f"a reservation cannot be negative ({amount})")
         with self._lock:
             if amount > self._room():
                 return None
-            hold = self._take(amount, label)
-        if self.stack is not None:
-            try:
-                entry = self.stack.hold(amount, scopes, label)
-            except BaseException:
-                self._untake(hold)
-                raise
-            if isinstance(entry, Refused):
-                self._untake(hold)
-                return None
-            hold.entry = entry
+            return self._take(amount, label)
+
+    def _done(self, hold: Hold | None, entry: Held | Refused | None = None) -> Hold | None:
+        """The hold, once the ledger took it (or None: the hold here is undone)."""
+        if hold is None:
+            return None
+        if isinstance(entry, Refused):
+            self._untake(hold)
+            return None
+        hold.entry = entry
         self._changed_up()
         return hold
 

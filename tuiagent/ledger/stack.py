@@ -7,13 +7,22 @@ budget here, in the one ledger every process shares.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 
 from tuiagent.ledger.scopes import BudgetSpec, Scopes
-from tuiagent.ledger.store import BudgetLine, Check, Held, Ledger, Refused
+from tuiagent.ledger.store import (
+    ANSWER_TIMEOUT_S,
+    BudgetLine,
+    Check,
+    Held,
+    Ledger,
+    LedgerError,
+    Refused,
+)
 
 MAX_LINES = 64  # budgets a snapshot remembers (a proxy sees many sessions)
 
@@ -70,6 +79,20 @@ class Stack:
         when it cannot be written: then nothing may be sent)."""
         scopes = self.scopes_for(call)
         result = self.ledger.reserve(amount, self.checks(scopes), scopes, label)
+        self._note(result.lines if isinstance(result, Held) else (result.line,))
+        return result
+
+    async def hold_async(self, amount: Decimal, call: Scopes | None, label: str) -> Held | Refused:
+        """`hold`, awaited without blocking the event loop."""
+        scopes = self.scopes_for(call)
+        future = self.ledger.submit(amount, self.checks(scopes), scopes, label)
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            raise LedgerError(
+                f"the ledger cannot be reached ({self.ledger.shown}: no answer in "
+                f"{ANSWER_TIMEOUT_S:g}s)"
+            ) from None
         self._note(result.lines if isinstance(result, Held) else (result.line,))
         return result
 

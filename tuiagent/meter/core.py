@@ -296,6 +296,26 @@ class CallMeter:
         planned. `before_sending` (the face's `hold` record) runs once it is held; if it
         fails, the hold is released and the error raised: nothing is sent unrecorded."""
         hold = self.budget.reserve(plan.reservation.worst_case_usd, label, plan.scopes)
+        return self._held(plan, hold, waited_s, before_sending)
+
+    async def hold_async(
+        self,
+        plan: Plan,
+        label: str,
+        waited_s: float | None = None,
+        before_sending: Callable[[Held], object] | None = None,
+    ) -> Held | None:
+        """`hold`, awaiting the ledger without blocking the event loop."""
+        hold = await self.budget.reserve_async(plan.reservation.worst_case_usd, label, plan.scopes)
+        return self._held(plan, hold, waited_s, before_sending)
+
+    def _held(
+        self,
+        plan: Plan,
+        hold: Hold | None,
+        waited_s: float | None,
+        before_sending: Callable[[Held], object] | None,
+    ) -> Held | None:
         if hold is None:
             return None
         held = Held(plan, hold, uuid.uuid4().hex[:12], waited_s)
@@ -332,7 +352,7 @@ class CallMeter:
         while True:
             plan = self.plan(model, request, size, modifiers, scopes)
             if plan is not None:
-                held = self.hold(plan, label, waited, before_sending)
+                held = await self.hold_async(plan, label, waited, before_sending)
                 if held is not None:
                     return held
                 continue  # another request took what was left between planning and holding
