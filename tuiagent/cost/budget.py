@@ -500,12 +500,13 @@ def open_run_budget(
     ledger = open_ledger(
         settings.ledger.url, data_dir(), lease_s=settings.ledger.lease_s, what=what
     )
+    stack = Stack(ledger, settings.ledger.budgets, scopes, tier_of=settings.router.tier_of)
     try:
         ledger.register(settings.ledger.budgets)
+        stack.tightest()  # what they stand at, for the gauge before the first call
     except BaseException:
         ledger.close()
         raise
-    stack = Stack(ledger, settings.ledger.budgets, scopes, tier_of=settings.router.tier_of)
     return Budget(settings.run.max_cost_usd, name=name, stack=stack)
 
 
