@@ -147,7 +147,7 @@ def _client(url: str, session: str, key: str, rng: random.Random, out: list[str]
             out.append("refused" if "refused before sending" in exc.message else "400")
             if "refused before sending" in exc.message:
                 return
-        except (anthropic.APIError, ValueError, KeyError, TypeError) as exc:
+        except (anthropic.APIError, ValueError, KeyError, TypeError, AttributeError) as exc:
             out.append(type(exc).__name__)  # the hostile mix, a drop, the killed proxy
 
 
