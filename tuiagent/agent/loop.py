@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tuiagent.agent import run_records
 from tuiagent.agent.call import Call, Caller, CallSpec, Retries
 from tuiagent.agent.compress import Compressor, result_ids_in
 from tuiagent.agent.context import ContextManager
@@ -28,12 +29,12 @@ from tuiagent.agent.mcp import McpTools
 from tuiagent.agent.protocol import AgentSnapshot, Approver
 from tuiagent.agent.request import Parts, Request, Steering
 from tuiagent.agent.router import Router
-from tuiagent.agent.run_records import Place, place_of
+from tuiagent.agent.run_records import Place, place_of, run_scopes
 from tuiagent.agent.stream import EventStream
 from tuiagent.agent.tool_step import ToolRunner
 from tuiagent.agent.tools import Toolbox, ToolError
 from tuiagent.config import TIERS, Settings
-from tuiagent.cost.budget import Budget
+from tuiagent.cost.budget import Budget, open_run_budget
 from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
@@ -67,6 +68,7 @@ class Agent:
         parent: Agent | None = None,
         agent_id: str = "main",
         task: str | None = None,
+        session: str | None = None,
     ) -> None:
         """A sub-agent (agent/delegate.py) has a `parent`: it spends from `budget` (a slice
         of the parent's), writes to the parent's run log and ledger with its own identity
@@ -79,9 +81,18 @@ class Agent:
         self.pricer = Pricer(settings.router.prices)
         for tier in TIERS:
             self.pricer.ensure_priced(settings.router.model_for(tier))
-        self.budget = budget if budget is not None else Budget(settings.run.max_cost_usd)
         self.steering = Steering(settings.router.tier, settings.run.max_turns)
         self.system_prompt = settings.run.resolved_system_prompt()
+        run_id = run_id or (parent.state.run_id if parent is not None else run_records.new_run_id())
+        # The run's cap over the ledger every tuiagent process shares (a sub-agent's is a
+        # slice of its parent's): opened before the log, so a ledger that cannot be reached
+        # leaves no run behind.
+        self.owns_budget = budget is None
+        self.session = session or run_id  # a resumed run goes on with its session
+        if budget is None:
+            scopes = run_scopes(run_id, self.session, self.simulated)
+            budget = open_run_budget(settings, scopes, what=f"tuiagent run {run_id}")
+        self.budget = budget
         # Opened once the settings are known to be good: a bad one leaves no log behind.
         self.place = place_of(
             agent_id,
@@ -183,6 +194,7 @@ class Agent:
             limits=Limits(self.budget.cap, self.steering.max_turns, settings.run.max_tokens),
             replay_of=replay_of,
             resumed_from=self.resumed_from,
+            session=self.session if self.session != self.state.run_id else None,
         )
         return RunStarted(self.write(start))
 
@@ -221,6 +233,8 @@ class Agent:
         with contextlib.suppress(LogWriteError):
             self.transcript.messages(state.history)  # the last answer, for replay
         self.transcript.close()
+        if self.owns_budget:
+            self.budget.close()  # settles are written; the lease is given up
         return RunEnded(record)
 
     # --- steering (the UI's keys and slash commands) -------------------------

@@ -9,13 +9,18 @@ conversation in a transcript of its own. (The records' types are tuiagent/runs/r
 from __future__ import annotations
 
 import dataclasses
+import getpass
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuiagent.apikey import api_key
+from tuiagent.ledger import Scopes, key_id
+from tuiagent.ledger.scopes import clean_value
 from tuiagent.meter import Held
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import R, RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.log import R, RunLog, utc_now_iso
+from tuiagent.runs.log import new_run_id as new_run_id  # the run's id (a test's seam)
 from tuiagent.runs.records import HoldRecord
 from tuiagent.runs.transcript import Transcript
 
@@ -61,20 +66,37 @@ class Place:
         into.append(record)
 
 
+def run_scopes(run_id: str, session: str, simulated: bool) -> Scopes:
+    """What a run's calls are for the budgets: its session, the user at this machine,
+    `tuiagent` as the client, a hash of the API key (none offline); simulated offline."""
+    try:
+        user: str | None = getpass.getuser()
+    except (OSError, KeyError):
+        user = None
+    key = None if simulated else key_id(api_key())
+    return Scopes(
+        session=session,
+        user=clean_value(user),
+        client="tuiagent",
+        key=key,
+        simulated=simulated,
+        run=run_id,
+    )
+
+
 def place_of(
     agent_id: str,
     *,
     log_dir: Path,
-    run_id: str | None = None,
+    run_id: str,
     parent: Place | None = None,
     parent_turn: int = 0,
     task: str | None = None,
 ) -> Place:
-    """The main agent's place (a new run), or a sub-agent's in its parent's run (`parent`,
-    at the parent's turn `parent_turn`)."""
+    """The main agent's place (a new run, `run_id`), or a sub-agent's in its parent's run
+    (`parent`, at the parent's turn `parent_turn`)."""
     identity: dict[str, Any] = {"agent": agent_id}
     if parent is None:
-        run_id = run_id or new_run_id()
         log = RunLog(log_dir, run_id)
         return Place(identity, run_id, log, Transcript(transcript_path(log.path)))
     identity.update(parent_agent=parent.identity["agent"], parent_turn=parent_turn, task=task)

@@ -25,6 +25,7 @@ import uvicorn
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 
 from tuiagent.errors import UsageError
+from tuiagent.ledger import proxy_scopes
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.body import BadBody, messages_request
 from tuiagent.proxy.meter import Admitted, Meter, Refused
@@ -83,6 +84,10 @@ class Exchange:
             if key == name:
                 return value
         return None
+
+    def text_headers(self) -> dict[str, str]:
+        """The headers as text (the budgets' scopes are read from them)."""
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers}
 
     @property
     def client(self) -> str:
@@ -299,7 +304,8 @@ class ProxyApp:
             return counted if ok else None
 
         try:
-            call = await self.meter.admit(bytes(raw), payload, exchange.client, count)
+            scopes = proxy_scopes(exchange.text_headers(), payload, exchange.client)
+            call = await self.meter.admit(bytes(raw), payload, exchange.client, count, scopes)
         except Exception as exc:  # fail closed: what cannot be metered is not sent
             await self.refuse(
                 exchange, 400, f"cannot meter this request ({_what(exc)})", model=_model(payload)
