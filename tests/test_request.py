@@ -1,5 +1,6 @@
-"""A request's home (agent/request.py): its events stream, then its result says how it ended,
-in how many calls and for what; going on after a limit keeps the request it goes on with."""
+"""A request's home (agent/loop.py, Request): its events stream, then its result says how it
+ended, in how many calls and for what; going on after a limit keeps the request it goes on
+with."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The conversation as the agent sends it: the run's state (its history and counters), and
 the request built from the history, the system prompt and the tools. What a request adds to
-the history is the request's (agent/request.py); clearing and compaction are
+the history is the request's (agent/loop.py, Request); clearing and compaction are
 agent/context.py's.
 """
 
