@@ -268,6 +268,112 @@ class Caller:
         build = functools.partial(_with_model, request)
         return self.call(CallSpec(turn, purpose, RouteDecision(tier, model, why), build), retries)
 
+    async def _attempts(self, call: Call, spec: CallSpec, retries: Retries) -> Steps:
+        """A call's steps: its events, its CallEnd set on `call`. Transient failures are
+        retried within the request's `retries`; a helper call that does not fit or fails is
+        skipped (reason "skipped"), an agent call ends with why."""
+        helper = spec.purpose != "agent"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                held = await self._hold(spec)
+                end = self._did_not_fit(spec, helper) if held is None else None
+            except (CallFailed, UsageError, LedgerError) as failure:
+                # count_tokens refused (a bad key), a model or a modifier without a price, a
+                # ledger that cannot be reached (then nothing is sent)
+                yield Notice(str(failure), "warning" if helper else "error")
+                call.set_result(
+                    CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
+                )
+                return
+            if held is None:
+                assert end is not None
+                if helper:  # said as a notice; a skipped call's end carries no detail
+                    yield Notice(end.detail)
+                    end = CallEnd(None, "skipped")
+                call.set_result(end)
+                return
+            p, request = held.prepared, held.held.request
+            yield CallHeld(held.record)
+            yield BudgetChanged(self.budget.snapshot())
+            yield TurnStarted(
+                spec.turn,
+                p.decision.tier,
+                p.model,
+                request["max_tokens"],
+                p.decision.reason,
+                p.decision.candidates_record(),
+                attempt,
+            )
+            seen = _Seen()
+            events: list[Event] = []
+            wait: float | None = None
+            stream = self.provider.stream(
+                request,
+                clock=self.clock,
+                call_timeout_s=self.settings.run.call_timeout_s,
+                idle_timeout_s=self.settings.run.stream_idle_timeout_s,
+            )
+            try:
+                async for item in stream:
+                    if isinstance(item, TextDelta):
+                        seen.text.append(item.text)
+                        if spec.stream_text:
+                            yield AnswerDelta(spec.turn, item.text)
+                    elif isinstance(item, UsageUpdate):
+                        seen.usage, seen.usage_seen = item.usage, True
+                        seen.updates += 1
+                    elif isinstance(item, ToolUseStarted):
+                        if spec.stream_text:
+                            yield ToolCallStarted(spec.turn, item.tool_use_id, item.name, {})
+                    else:
+                        seen.result = item
+            except CallFailed as failure:
+                seen.failure = failure
+            except Exception as exc:
+                seen.failure = CallFailed(
+                    message=f"the response could not be read ({type(exc).__name__}: {exc})",
+                    partial_usage=seen.usage,
+                    status=200,
+                    error_type="bad_response",
+                )
+                seen.failure.usage_seen = seen.usage_seen
+            finally:
+                # The accounting of every way an attempt ends, exactly once: a result, a
+                # failure, or neither (cancelled, a signal, the consumer closed this call).
+                events, wait = self._account(spec, held, seen, retries)
+                if seen.result is None and seen.failure is None:
+                    call.streamed = seen.content()
+                else:
+                    call.recorded = True
+                await stream.aclose()
+            for event in events:
+                yield event
+            if seen.result is not None:
+                call.set_result(CallEnd(seen.result, tier=p.decision.tier, record=self.last_call))
+                return
+            failed = seen.failure
+            assert failed is not None
+            if not is_retryable(failed):
+                yield Notice(str(failed), "warning" if helper else "error")
+                call.set_result(
+                    CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failed))
+                )
+                return
+            if wait is None:  # the accounting's: the retries are used up
+                detail = (
+                    f"{failed}; this request's {retries.limit} retries are used up "
+                    "(each message gets its own: send it again to retry)"
+                )
+                yield Notice(detail, "warning")
+                call.set_result(
+                    CallEnd(None, "skipped" if helper else HaltReason.MAX_RETRIES, detail)
+                )
+                return
+            yield Notice(f"{failed}; retry {retries.used} in {wait:.1f}s", "warning")
+            await self.meter.sleep(wait)
+
     def _did_not_fit(self, spec: CallSpec, helper: bool) -> CallEnd:
         """Why no useful call fits: the run's cap, or the `[[budgets]]` budget that stops it
         (named, with when it resets). LedgerError when the ledger cannot be read."""
@@ -591,109 +697,5 @@ class Call(EventStream[CallEnd]):
         # An attempt finished or failed and has its record (its turn number is taken).
         self.recorded = False
 
-    async def steps(self) -> Steps:
-        """Transient failures are retried within the request's retry budget; a helper call
-        that does not fit or fails is skipped (reason "skipped"), an agent call ends with
-        why."""
-        caller, spec, retries = self.caller, self.spec, self.retries
-        helper = spec.purpose != "agent"
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                held = await caller._hold(spec)
-                end = caller._did_not_fit(spec, helper) if held is None else None
-            except (CallFailed, UsageError, LedgerError) as failure:
-                # count_tokens refused (a bad key), a model or a modifier without a price, a
-                # ledger that cannot be reached (then nothing is sent)
-                yield Notice(str(failure), "warning" if helper else "error")
-                self.set_result(
-                    CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
-                )
-                return
-            if held is None:
-                assert end is not None
-                if helper:  # said as a notice; a skipped call's end carries no detail
-                    yield Notice(end.detail)
-                    end = CallEnd(None, "skipped")
-                self.set_result(end)
-                return
-            p, request = held.prepared, held.held.request
-            yield CallHeld(held.record)
-            yield BudgetChanged(caller.budget.snapshot())
-            yield TurnStarted(
-                spec.turn,
-                p.decision.tier,
-                p.model,
-                request["max_tokens"],
-                p.decision.reason,
-                p.decision.candidates_record(),
-                attempt,
-            )
-            seen = _Seen()
-            events: list[Event] = []
-            wait: float | None = None
-            stream = caller.provider.stream(
-                request,
-                clock=caller.clock,
-                call_timeout_s=caller.settings.run.call_timeout_s,
-                idle_timeout_s=caller.settings.run.stream_idle_timeout_s,
-            )
-            try:
-                async for item in stream:
-                    if isinstance(item, TextDelta):
-                        seen.text.append(item.text)
-                        if spec.stream_text:
-                            yield AnswerDelta(spec.turn, item.text)
-                    elif isinstance(item, UsageUpdate):
-                        seen.usage, seen.usage_seen = item.usage, True
-                        seen.updates += 1
-                    elif isinstance(item, ToolUseStarted):
-                        if spec.stream_text:
-                            yield ToolCallStarted(spec.turn, item.tool_use_id, item.name, {})
-                    else:
-                        seen.result = item
-            except CallFailed as failure:
-                seen.failure = failure
-            except Exception as exc:
-                seen.failure = CallFailed(
-                    message=f"the response could not be read ({type(exc).__name__}: {exc})",
-                    partial_usage=seen.usage,
-                    status=200,
-                    error_type="bad_response",
-                )
-                seen.failure.usage_seen = seen.usage_seen
-            finally:
-                # The accounting of every way an attempt ends, exactly once: a result, a
-                # failure, or neither (cancelled, a signal, the consumer closed this call).
-                events, wait = caller._account(spec, held, seen, retries)
-                if seen.result is None and seen.failure is None:
-                    self.streamed = seen.content()
-                else:
-                    self.recorded = True
-                await stream.aclose()
-            for event in events:
-                yield event
-            if seen.result is not None:
-                self.set_result(CallEnd(seen.result, tier=p.decision.tier, record=caller.last_call))
-                return
-            failed = seen.failure
-            assert failed is not None
-            if not is_retryable(failed):
-                yield Notice(str(failed), "warning" if helper else "error")
-                self.set_result(
-                    CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failed))
-                )
-                return
-            if wait is None:  # the accounting's: the retries are used up
-                detail = (
-                    f"{failed}; this request's {retries.limit} retries are used up "
-                    "(each message gets its own: send it again to retry)"
-                )
-                yield Notice(detail, "warning")
-                self.set_result(
-                    CallEnd(None, "skipped" if helper else HaltReason.MAX_RETRIES, detail)
-                )
-                return
-            yield Notice(f"{failed}; retry {retries.used} in {wait:.1f}s", "warning")
-            await caller.meter.sleep(wait)
+    def steps(self) -> Steps:
+        return self.caller._attempts(self, self.spec, self.retries)

@@ -228,7 +228,7 @@ class Editor:
 
         def tool(name: str, description: str, properties: dict[str, Any]) -> Tool:
             def stream(args: dict[str, Any]) -> EventStream[ToolOutput]:
-                return awaited(in_thread(lambda: self.apply(name, args)))
+                return awaited(lambda: in_thread(lambda: self.apply(name, args)))
 
             async def run(args: dict[str, Any]) -> str:
                 return (await in_thread(lambda: self.apply(name, args))).text

@@ -159,11 +159,12 @@ async def _nothing() -> None:
     return None
 
 
-def awaited(result: Awaitable[R]) -> EventStream[R]:
-    """A step with a result and no events of its own (a tool that returns one output)."""
+def awaited(make: Callable[[], Awaitable[R]]) -> EventStream[R]:
+    """A step with a result and no events of its own (a tool that returns one output):
+    `make()` is awaited when the step runs."""
 
     async def body(out: EventStream[R]) -> Steps:
-        out.set_result(await result)
+        out.set_result(await make())
         return
         yield  # (an async generator: a step, with no events)
 
