@@ -38,8 +38,7 @@ from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.outcome import outcome
-from tuiagent.runs.records import ExperimentResult, HaltReason, ReplayedTurn
-from tuiagent.runs.records import Turn as TurnRecord
+from tuiagent.runs.records import ExperimentResult, HaltReason, ReplayedTurn, Turn
 from tuiagent.runs.transcript import sent_requests
 
 VERDICTS = ("same", "acceptable", "worse")
@@ -57,7 +56,7 @@ _VERDICT_LINE = re.compile(r"^\W*(same|acceptable|worse)\b\W*(.*)$", re.IGNORECA
 
 
 @dataclass
-class Turn:
+class SourceTurn:
     """One agent turn of a source run, ready to replay."""
 
     run_id: str
@@ -79,7 +78,7 @@ class Turn:
 
 @dataclass
 class TurnResult:
-    source: Turn
+    source: SourceTurn
     tier: str
     model: str
     cost: Decimal = ZERO
@@ -126,7 +125,7 @@ class Experiment:
     tier: str
     model: str
     results: list[TurnResult]
-    skipped: list[Turn]  # already on the target: nothing to learn
+    skipped: list[SourceTurn]  # already on the target: nothing to learn
     cap: Decimal
     spent: Decimal = ZERO
     run_id: str = ""
@@ -203,9 +202,9 @@ def _prompt_of(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-def source_turns(run: RunFile) -> list[Turn]:
+def source_turns(run: RunFile) -> list[SourceTurn]:
     """Every agent turn of a run with its exact request and its answer."""
-    records = [c for c in run.calls if isinstance(c, TurnRecord) and c.purpose == "agent"]
+    records = [c for c in run.calls if isinstance(c, Turn) and c.purpose == "agent"]
     if not records:
         raise UsageError(f"run {run.run_id} has no agent turns to replay")
     requests = sent_requests(run)
@@ -218,7 +217,7 @@ def source_turns(run: RunFile) -> list[Turn]:
         request = found.request
         sent = request.get("messages") or []
         turns.append(
-            Turn(
+            SourceTurn(
                 run.run_id,
                 number,
                 rec.tier or "?",
@@ -305,7 +304,7 @@ def judge_request(model: str, prompt: str, original: str, replay: str) -> dict[s
 
 def load_turns(
     settings: Settings, log_dir: Path, run_ids: list[str], target: str
-) -> tuple[list[Turn], list[Turn]]:
+) -> tuple[list[SourceTurn], list[SourceTurn]]:
     """(turns to replay, turns already on the target) of the runs asked for."""
     runs = select_runs(list_runs(log_dir), run_ids=run_ids)
     turns = [t for run in runs for t in source_turns(run)]
@@ -319,7 +318,7 @@ def load_turns(
 
 
 def estimate(
-    settings: Settings, turns: list[Turn], target: str, *, judge: bool, cap: Decimal
+    settings: Settings, turns: list[SourceTurn], target: str, *, judge: bool, cap: Decimal
 ) -> Estimate:
     """What the experiment may cost at worst and is expected to cost; a LimitError when the
     cap does not fit even the first call (nothing is sent then)."""
@@ -390,8 +389,8 @@ def _cost(end: CallEnd) -> Decimal:
 async def run_experiment(
     settings: Settings,
     log_dir: Path,
-    turns: list[Turn],
-    skipped: list[Turn],
+    turns: list[SourceTurn],
+    skipped: list[SourceTurn],
     *,
     tier: str,
     model: str,
@@ -432,7 +431,7 @@ async def run_experiment(
 async def _replay_all(
     agent: Agent,
     exp: Experiment,
-    turns: list[Turn],
+    turns: list[SourceTurn],
     judge: bool,
 ) -> None:
     tier, model = exp.tier, exp.model
@@ -505,7 +504,7 @@ class Suggestion:
     moved_worse: int  # of them, judged worse (0 by construction on the replayed turns)
 
 
-def _fits(rule: RouterRule, t: Turn) -> bool:
+def _fits(rule: RouterRule, t: SourceTurn) -> bool:
     return rule_matches(rule, t.prompt, t.tools_before, t.input_estimate)
 
 

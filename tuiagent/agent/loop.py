@@ -40,9 +40,9 @@ from tuiagent.agent.events import (
     ContextEdited,
     Halted,
     Notice,
+    Prompted,
     RunEnded,
     RunStarted,
-    UserMessage,
 )
 from tuiagent.agent.mcp import McpTools
 from tuiagent.agent.protocol import AgentSnapshot, Approver, RequestEnd
@@ -61,8 +61,7 @@ from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tool_step import ToolRunner
 from tuiagent.agent.tools import Toolbox, ToolError
 from tuiagent.config import TIERS, Settings
-from tuiagent.cost.budget import Budget, open_run_budget
-from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+from tuiagent.cost.budget import Budget, BudgetSnapshot, open_run_budget
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
@@ -71,8 +70,7 @@ from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
 from tuiagent.runs.log import LogWriteError, R, utc_now_iso
 from tuiagent.runs.outcome import Outcome, outcome
 from tuiagent.runs.records import Answer as AnswerRecord
-from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart
-from tuiagent.runs.records import UserMessage as UserRecord
+from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart, UserMessage
 from tuiagent.runs.transcript import Resumable
 
 
@@ -188,8 +186,8 @@ class Request(EventStream[RequestEnd]):
             prompt = self.message
             self.message_at = len(state.history)
             state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
-            record = UserRecord(text=prompt, tokens=estimate_tokens(prompt))
-            yield UserMessage(parts.place.write(record))
+            record = UserMessage(text=prompt, tokens=estimate_tokens(prompt))
+            yield Prompted(parts.place.write(record))
             if self.mcp is not None:
                 yield EventStream(self.mcp.start(asks=self.approve is not None))
             yield EventStream(self._classify())

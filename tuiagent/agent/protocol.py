@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from tuiagent.agent.edits import EditPreview
 from tuiagent.agent.events import BudgetChanged, ContextEdited, Halted, RunEnded, RunStarted
 from tuiagent.agent.stream import EventStream
-from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+from tuiagent.cost.budget import BudgetSnapshot
 from tuiagent.runs.outcome import Outcome
 from tuiagent.runs.records import HaltReason, Turn
 

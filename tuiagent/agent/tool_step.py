@@ -18,7 +18,7 @@ from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tools import Toolbox, ToolOutput
 from tuiagent.config import Settings
 from tuiagent.llm.tokens import estimate_tokens
-from tuiagent.runs.records import Tool
+from tuiagent.runs.records import ToolCall
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class ToolRunner:
                 errors.append((name, args, output.text))
             yield ToolFinished(
                 self.place.write(
-                    Tool(
+                    ToolCall(
                         turn=turn,
                         tool_use_id=use["id"],
                         name=name,
