@@ -25,9 +25,10 @@ import jiter
 
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens, estimate_tokens
 from tuiagent.llm.window import context_window, prompt_too_long
-from tuiagent.offline.brain import PlannedCall, Reply, reply, thinking_block
+from tuiagent.offline.brain import Reply, reply, thinking_block
 from tuiagent.offline.cache import CacheRuleError, PromptCache
 from tuiagent.offline.rules import model_ids, model_info, request_error
+from tuiagent.offline.tools import PlannedCall
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 
