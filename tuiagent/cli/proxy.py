@@ -37,8 +37,11 @@ def add_proxy_command(sub: Any) -> None:
         "--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one"
     )
     proxy.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    proxy.add_argument("--upstream", type=_upstream, help="default the real API")
     proxy.add_argument(
-        "--upstream", type=_upstream, default=DEFAULT_UPSTREAM, help="default the real API"
+        "--offline",
+        action="store_true",
+        help="upstream the offline (simulated) model, in this process: no key, no network",
     )
     proxy.add_argument("--max-cost", metavar="USD", help="hard spending cap, in US dollars")
     proxy.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
@@ -79,19 +82,28 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             cap = parse_money(args.max_cost, "--max-cost")
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    if args.offline and args.upstream is not None:
+        raise UsageError("--offline and --upstream: the upstream is one or the other")
     sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
+    offline = None
+    if args.offline:
+        from tuiagent.offline.server import OfflineServer
+
+        offline = OfflineServer(bind("127.0.0.1", 0)).start()
+    upstream = offline.url if offline is not None else args.upstream or DEFAULT_UPSTREAM
     run_id = new_run_id()
     log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
     budget = Budget(cap, name="proxy")
     meter = Meter(budget, Pricer(settings.router.prices), log, run_id, auto_cache=args.auto_cache)
-    server = ProxyServer(ProxyApp(meter, args.upstream), sock, args.host)
+    server = ProxyServer(ProxyApp(meter, upstream), sock, args.host)
     exporter = live_export(meter)
-    meter.start(args.upstream)
+    meter.start(upstream, simulated=offline is not None)
     try:
         if dashboard is not None:
             return dashboard(server, meter, settings)
         _say(f"tuiagent proxy: listening on {server.url}")
-        _say(f"tuiagent proxy: cap ${cap}, upstream {args.upstream}, log {log.path}")
+        where = f"the offline model at {upstream} (simulated)" if offline else upstream
+        _say(f"tuiagent proxy: cap ${cap}, upstream {where}, log {log.path}")
         meter.listeners.append(_say_call)
         server.run()
         return 0
@@ -100,6 +112,8 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         if exporter is not None:
             exporter.shutdown()
         meter.finish()
+        if offline is not None:
+            offline.stop()
 
 
 def _say_call(record: Record) -> None:

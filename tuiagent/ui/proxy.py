@@ -119,6 +119,7 @@ class ProxyDashboard(App[int]):
         self.query_one("#proxy-head", Static).update(
             f"listening on {self.server.url} · log {self.meter.log.path.name}\n"
             f"{b.holds} call(s) in flight holding {money(b.in_flight)} · cap {fmt_cap(b.cap)}"
+            f"{' · offline model (simulated)' if self.meter.simulated else ''}"
         )
 
     def action_cap_up(self) -> None:
