@@ -1,4 +1,4 @@
-"""The CLI's output streams: redacted, and quiet when the reader goes away."""
+"""The CLI's output streams: redacted, made printable, and quiet when the reader goes away."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import sys
 from typing import Any, TextIO, cast
 
 from tuiagent.redact import redact
+from tuiagent.terminal import printable
 
 
 class _GuardedStream:
-    """The CLI's stdout or stderr: every write redacted, and a reader that went away (`| head`)
-    ends the output quietly instead of raising BrokenPipeError."""
+    """The CLI's stdout or stderr: every write redacted and made printable (no control byte
+    from a file, a model or a server reaches the terminal; `--json` is escaped already), and
+    a reader that went away (`| head`) ends the output quietly instead of raising
+    BrokenPipeError."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -21,7 +24,7 @@ class _GuardedStream:
     def write(self, text: str) -> int:
         if not self.broken:
             try:
-                self._stream.write(redact(text))
+                self._stream.write(printable(redact(text)))
             except BrokenPipeError:
                 self._go_quiet()
         return len(text)

@@ -1,7 +1,10 @@
 """The run log: JSONL, one object per line, appended and flushed per record.
 
-Each record is written with a single `write` on a file opened for appending, so a process
-killed at any moment leaves every completed record readable (the kernel has it). Syncing
+Each record is written whole or not at all: one `write` on a file opened for appending (a
+process killed at any moment leaves every completed record readable: the kernel has it), a
+short write is carried on, and a write that fails (ENOSPC, EIO) is cut back to where the
+record began and raised as `LogWriteError`. A tail torn anyway (the process killed mid-write,
+a cut that failed too) is cut at the next open of the log (`append_whole`, `cut_torn_tail`). Syncing
 to the disk (against a power cut) is done by one background thread as records come, at
 most every SYNC_INTERVAL_S, and once more on close: the agent never waits for the disk.
 
@@ -12,6 +15,8 @@ live (its run is still going); one whose lock is free was cut off.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -27,6 +32,55 @@ from tuiagent.redact import redact
 from tuiagent.runs.records import Record, Unknown, parse_line, read
 
 R = TypeVar("R", bound=Record)
+
+
+class LogWriteError(OSError):
+    """A record of the run's files could not be written whole (ENOSPC, EIO, a short write
+    that could not be finished). Nothing of it was left in the file (unless cutting it back
+    failed too: then the next open cuts it). Its text is one line naming the directory."""
+
+    def __init__(self, code: int | None, why: str, path: Path) -> None:
+        super().__init__(code, why, str(path))
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path.name} in {self.path.parent}: {self.strerror}"
+
+
+def append_whole(fd: int, data: bytes, path: Path) -> None:
+    """`data` at the end of the file open for appending at `fd`, whole or not at all: a short
+    write goes on with the rest; a write that fails is cut back and raises LogWriteError."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    done = 0
+    try:
+        while done < len(data):
+            wrote = os.write(fd, data[done:])
+            if wrote <= 0:
+                raise OSError(errno.EIO, "the write made no progress")
+            done += wrote
+    except OSError as exc:
+        if done:
+            with contextlib.suppress(OSError):  # else the next open cuts it (cut_torn_tail)
+                os.ftruncate(fd, start)
+        raise LogWriteError(exc.errno, exc.strerror or str(exc), path) from None
+
+
+def cut_torn_tail(fd: int) -> int:
+    """Cut a last line with no newline (a record torn by a kill or a failed disk) from the
+    file at `fd`; how many bytes were cut."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    keep = size
+    while keep > 0:
+        chunk = os.pread(fd, min(keep, 65_536), max(0, keep - 65_536))
+        at = chunk.rfind(b"\n")
+        if at >= 0:
+            keep = keep - len(chunk) + at + 1
+            break
+        keep -= len(chunk)
+    os.ftruncate(fd, keep)
+    return size - keep
 
 
 class Writer(Protocol):
@@ -89,26 +143,38 @@ class RunLog:
             raise UsageError(f"cannot create log dir {log_dir}: {exc.strerror}") from None
         self.path = log_dir / f"{run_id}.jsonl"
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise UsageError(f"cannot write run log {self.path}: {exc.strerror}") from None
         fcntl.flock(self._fd, fcntl.LOCK_EX)  # "being written": see is_live()
         self._lock = threading.Lock()  # the fd is never closed while it is being synced
+        self._writing = threading.Lock()  # one record at a time: each is cut back alone
+        try:
+            # A resumed run's log may end in a record torn by a kill or a full disk.
+            self.cut_bytes = cut_torn_tail(self._fd)
+        except OSError as exc:
+            os.close(self._fd)
+            raise UsageError(f"cannot write run log {self.path}: {exc.strerror}") from None
 
     def append(self, record: Record) -> None:
+        """Write the record whole, or raise LogWriteError having written nothing."""
         line = redact(json.dumps(record.to_json(), separators=(",", ":"), default=str)) + "\n"
-        os.write(self._fd, line.encode())
+        with self._writing:
+            append_whole(self._fd, line.encode(), self.path)
         _SYNCER.mark(self)
 
     def sync(self) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):
+            # A failing disk shows on the next append (LogWriteError); the sync is only
+            # against a power cut, and its thread has no one to tell.
             if self._fd >= 0:
                 os.fsync(self._fd)
 
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
-                os.fsync(self._fd)
+                with contextlib.suppress(OSError):
+                    os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
 

@@ -19,6 +19,7 @@ from typing import Any
 from tuiagent.errors import UsageError
 from tuiagent.redact import redact
 from tuiagent.runs.layout import RunFile, find_run
+from tuiagent.runs.log import append_whole, cut_torn_tail
 from tuiagent.runs.records import ProxyTurn, Turn
 
 # --- writing -----------------------------------------------------------------------
@@ -27,14 +28,16 @@ from tuiagent.runs.records import ProxyTurn, Turn
 class Transcript:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        cut_torn_tail(self._fd)  # a resumed run's transcript may end in a torn record
         self._messages_written = 0
 
     def _append(self, *records: dict[str, Any]) -> None:
-        """The records in one write (a call's new messages and its request go together)."""
+        """The records in one write (a call's new messages and its request go together),
+        whole or not at all (LogWriteError)."""
         lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
         if lines:
-            os.write(self._fd, redact(lines).encode())
+            append_whole(self._fd, redact(lines).encode(), self.path)
 
     def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
         """The exact request of one call (after cache markers and budget clamps)."""
