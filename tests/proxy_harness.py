@@ -49,10 +49,17 @@ class Proxied:
 
 
 @contextmanager
-def proxy_to(upstream: str, log_dir: Path, cap: str = "1.00", **meter: Any) -> Iterator[Proxied]:
+def proxy_to(
+    upstream: str,
+    log_dir: Path,
+    cap: str = "1.00",
+    app: dict[str, Any] | None = None,
+    **meter: Any,
+) -> Iterator[Proxied]:
+    """`app`: ProxyApp's keyword arguments (`unbilled_paths`, ...); the rest the Meter's."""
     log = RunLog(log_dir, "proxy-run")
     m = Meter(Budget(Decimal(cap), name="proxy"), Pricer(), log, "proxy-run", **meter)
-    server = ProxyServer(ProxyApp(m, upstream), bind("127.0.0.1", 0)).start()
+    server = ProxyServer(ProxyApp(m, upstream, **(app or {})), bind("127.0.0.1", 0)).start()
     m.start(upstream)
     try:
         yield Proxied(server, m, log.path)
@@ -63,7 +70,14 @@ def proxy_to(upstream: str, log_dir: Path, cap: str = "1.00", **meter: Any) -> I
 
 @contextmanager
 def proxied_loopback(
-    log_dir: Path, cap: str = "1.00", api: LoopbackAPI | None = None, **meter: Any
+    log_dir: Path,
+    cap: str = "1.00",
+    api: LoopbackAPI | None = None,
+    app: dict[str, Any] | None = None,
+    **meter: Any,
 ) -> Iterator[tuple[LoopbackAPI, Proxied]]:
-    with api or LoopbackAPI() as upstream, proxy_to(upstream.base_url, log_dir, cap, **meter) as p:
+    with (
+        api or LoopbackAPI() as upstream,
+        proxy_to(upstream.base_url, log_dir, cap, app, **meter) as p,
+    ):
         yield upstream, p

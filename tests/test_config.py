@@ -56,6 +56,7 @@ subagents = false
 max_parallel_agents = 2
 budget_step_usd = "$0.25"
 offline_tokens_per_second = 80
+proxy_unbilled_paths = ["/v1/files/*", "/v1/skills"]
 
 [tiers]
 deep = "claude-opus-4-1"
@@ -113,6 +114,7 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
     }
     assert (s.ui.budget_step_usd, dict(s.ui.keymap)) == (Decimal("0.25"), {"cap_up": "f9"})
     assert s.offline.tokens_per_second == 80.0
+    assert s.proxy.unbilled_paths == ("/v1/files/*", "/v1/skills")
     # The file sets every key, each to a value other than its default.
     for key, setting in SETTINGS_BY_KEY.items():
         assert getattr(getattr(s, setting.section), setting.name) != setting.default, key

@@ -21,6 +21,7 @@ from typing import Any
 
 from tuiagent.errors import ConfigError
 from tuiagent.paths import CONFIG_ENV, default_config_file
+from tuiagent.proxy.routes import unbilled_entry_error
 
 TIERS = ("fast", "balanced", "deep")
 TIER_CHOICES = ("auto", *TIERS)
@@ -565,6 +566,39 @@ class OfflineSettings:
     )
 
 
+def _strings(check: Callable[[str], str | None], what: str) -> Parse:
+    """An array of strings, each of which `check` finds nothing wrong with."""
+
+    def parse(value: object, key: str, source: str) -> tuple[str, ...]:
+        _expect(isinstance(value, list), key, what, value)
+        assert isinstance(value, list)
+        for item in value:
+            _expect(isinstance(item, str) and bool(item), key, what, item)
+            problem = check(item)
+            if problem:
+                raise ConfigError(f"config key {key!r}: {item!r} {problem}")
+        return tuple(value)
+
+    return parse
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """`tuiagent proxy`: what it lets through besides what it meters."""
+
+    unbilled_paths: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            key="proxy_unbilled_paths",
+            parse=_strings(unbilled_entry_error, 'an array of paths like "/v1/files"'),
+            help="paths that bill nothing, which the proxy passes through unmetered for any "
+            "method (`/v1/files/*` covers the paths under it); a POST to any other path it "
+            "does not meter is refused",
+            shown_default="none",
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run can be told, in sections. Defaults first, then config.toml (flat keys,
@@ -576,6 +610,7 @@ class Settings:
     tools: ToolSettings = field(default_factory=ToolSettings)
     ui: UiSettings = field(default_factory=UiSettings)
     offline: OfflineSettings = field(default_factory=OfflineSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with settings changed, named by their config keys (`max_cost_usd=...`,

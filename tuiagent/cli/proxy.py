@@ -95,7 +95,8 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
     budget = Budget(cap, name="proxy")
     meter = Meter(budget, Pricer(settings.router.prices), log, run_id, auto_cache=args.auto_cache)
-    server = ProxyServer(ProxyApp(meter, upstream), sock, args.host)
+    app = ProxyApp(meter, upstream, unbilled_paths=settings.proxy.unbilled_paths)
+    server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
     meter.start(upstream, simulated=offline is not None)
     try:

@@ -165,6 +165,12 @@ class Meter:
             started,
         )
 
+    def refuse(self, client: str, model: str, message: str) -> Refused:
+        """A request refused before it could be admitted (a path or body the proxy cannot
+        meter): one `refused` record, numbered as a call."""
+        self.calls += 1
+        return self._refuse(self.calls, client, model, message)
+
     def _cap_message(self, model: str, tokens: int, request: dict[str, Any]) -> str:
         b = self.budget.snapshot()
         useful = min(MIN_USEFUL_TOKENS, int(request.get("max_tokens") or MIN_USEFUL_TOKENS))
