@@ -27,7 +27,7 @@ from tuiagent.llm.tokens import block_tokens, estimate_request_tokens, estimate_
 from tuiagent.llm.window import context_window, prompt_too_long
 from tuiagent.offline.brain import Reply, reply, thinking_block
 from tuiagent.offline.cache import CacheRuleError, PromptCache
-from tuiagent.offline.rules import model_ids, model_info, request_error
+from tuiagent.offline.rules import model_ids, model_info, refusal
 from tuiagent.offline.tools import PlannedCall
 
 _PIECES = re.compile(r"\S+\s*|\s+")
@@ -111,11 +111,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                     request_id,
                 )
             body = {**body, "messages": [*held, *(body.get("messages") or [])]}
-        if problem := request_error(body, count_tokens=counting):
-            return _error(400, "invalid_request_error", problem, request_id)
-        model = str(body.get("model", ""))
-        if not model.startswith("claude-"):
-            return _error(404, "not_found_error", f"model: {model}", request_id)
+        if refused := refusal(body, count_tokens=counting):
+            return _error(refused.status, refused.type, refused.message, request_id)
+        model = str(body["model"])
         if counting:
             return httpx2.Response(
                 200,
