@@ -68,6 +68,15 @@ def log_dir(tmp_path: Path) -> Path:
     return tmp_path / "logs"
 
 
+def billed_input(record: dict[str, Any]) -> int:
+    """Every input token a call's record says was billed: uncached, written and read."""
+    return int(
+        record["input_tokens"]
+        + record["cache_creation_input_tokens"]
+        + record["cache_read_input_tokens"]
+    )
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     """This process's environment without ANTHROPIC_* (no key, no base URL), plus `extra`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}

@@ -521,3 +521,26 @@ def test_the_readme_shows_the_table_and_every_source() -> None:
     start, end = "<!-- model-rules -->\n", "\n<!-- /model-rules -->"
     shown = readme[readme.index(start) + len(start) : readme.index(end)]
     assert shown == rules_markdown()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("temperature", "0.5", "temperature: Input should be a valid number"),
+        ("temperature", True, "temperature: Input should be a valid number"),
+        ("temperature", 1.5, "temperature: Input should be less than or equal to 1"),
+        ("top_p", -0.1, "top_p: Input should be greater than or equal to 0"),
+        ("top_k", 2.5, "top_k: Input should be a valid integer"),
+        (
+            "output_config",
+            {"effort": "extreme"},
+            "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'",
+        ),
+        ("speed", "ludicrous", "speed: Input should be 'standard' or 'fast'"),
+        ("model", 7, "model: Input should be a valid string"),
+    ],
+)
+def test_wrong_types_are_the_schemas_400_before_any_model_rule(
+    field: str, value: Any, message: str
+) -> None:
+    refused({**base(rules_for("claude-haiku-4-5") or ACTIVE[0]), field: value}, message)

@@ -242,6 +242,17 @@ def request_error(body: Any, *, count_tokens: bool = False) -> str | None:
         and isinstance(fmt.get("schema"), dict)
     ):
         return "output_config.format: Input should be {'type': 'json_schema', 'schema': {...}}"
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            return f"{name}: Input should be a valid number"
+        if value is not None and value < 0:
+            return f"{name}: Input should be greater than or equal to 0"
+        if value is not None and value > 1:
+            return f"{name}: Input should be less than or equal to 1"
+    top_k = body.get("top_k")
+    if top_k is not None and not _int(top_k):
+        return "top_k: Input should be a valid integer"
     effort = config.get("effort")
     if effort is not None and effort not in EFFORT_ALL:
         return "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
