@@ -94,7 +94,14 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     run_id = new_run_id()
     log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
     budget = Budget(cap, name="proxy")
-    meter = Meter(budget, Pricer(settings.router.prices), log, run_id, auto_cache=args.auto_cache)
+    meter = Meter(
+        budget,
+        Pricer(settings.router.prices),
+        log,
+        run_id,
+        auto_cache=args.auto_cache,
+        settings=settings,
+    )
     app = ProxyApp(meter, upstream, unbilled_paths=settings.proxy.unbilled_paths)
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
