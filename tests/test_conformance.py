@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -27,12 +26,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from tests.conftest import offline_answer as offline
 from tests.loopback import LoopbackAPI
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.models import rules_for
 from tuiagent.llm.tokens import block_tokens
 from tuiagent.llm.usage import TokenUsage
-from tuiagent.offline import OfflineModel
 from tuiagent.offline.rules import refusal
 
 # litellm reads its price map and beta headers from the network unless told not to.
@@ -58,16 +57,6 @@ def sse(text: str) -> list[tuple[str, dict[str, Any]]]:
         if "event" in lines:
             events.append((lines["event"], json.loads(lines["data"])))
     return events
-
-
-def offline(body: dict[str, Any], path: str = "/v1/messages") -> httpx2.Response:
-    async def go() -> httpx2.Response:
-        request = httpx2.Request("POST", "http://offline" + path, json=body)
-        response = await OfflineModel().handle_async_request(request)
-        await response.aread()
-        return response
-
-    return asyncio.run(go())
 
 
 def body_of(request: dict[str, Any]) -> dict[str, Any]:

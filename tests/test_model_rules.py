@@ -17,31 +17,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 import yaml
 
 from tests.conftest import collect, offline_session
+from tests.conftest import offline_answer as send
 from tuiagent.config import DEFAULT_TIER_MODELS, TIERS
 from tuiagent.llm.caching import min_cacheable_tokens
 from tuiagent.llm.models import EFFORT_ALL, RULES, ModelRules, rules_for
 from tuiagent.llm.tokens import estimate_request_tokens
-from tuiagent.offline import OfflineModel
 from tuiagent.offline.rules import model_ids
 
 WIRE = Path(__file__).parent / "fixtures/wire"
 ACTIVE = [r for r in RULES if r.retired is None]
 RETIRED = [r for r in RULES if r.retired is not None]
-
-
-def send(body: dict[str, Any], path: str = "/v1/messages") -> httpx2.Response:
-    async def go() -> httpx2.Response:
-        request = httpx2.Request("POST", "http://offline" + path, json=body)
-        response = await OfflineModel().handle_async_request(request)
-        await response.aread()
-        return response
-
-    return asyncio.run(go())
 
 
 def base(rules: ModelRules, **extra: Any) -> dict[str, Any]:

@@ -23,8 +23,8 @@ import pytest
 from tests.conftest import cli_env, run_cli, start_cli
 from tests.npm import CLAUDE_CODE, TYPESCRIPT_SDK, installed
 from tuiagent.offline import OfflineModel
-from tuiagent.offline.server import MAX_REQUEST_BYTES, OfflineAPI, OfflineServer
-from tuiagent.proxy.server import bind
+from tuiagent.offline.server import MAX_REQUEST_BYTES, OfflineAPI
+from tuiagent.proxy.server import ProxyServer, bind
 
 MODEL = "claude-haiku-4-5"
 LIST_TOOL = {
@@ -93,7 +93,7 @@ def test_serve_says_where_and_that_it_is_simulated_then_answers_the_sdk() -> Non
 def slow_server() -> Iterator[str]:
     """The offline model served in this process, streaming 200 tokens a second."""
     api = OfflineAPI(OfflineModel(tokens_per_second=200))
-    server = OfflineServer(bind("127.0.0.1", 0), api=api).start()
+    server = ProxyServer(api, bind("127.0.0.1", 0)).start()
     yield server.url
     server.stop()
 

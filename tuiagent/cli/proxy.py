@@ -87,9 +87,9 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
     offline = None
     if args.offline:
-        from tuiagent.offline.server import OfflineServer
+        from tuiagent.offline.server import OfflineAPI
 
-        offline = OfflineServer(bind("127.0.0.1", 0)).start()
+        offline = ProxyServer(OfflineAPI(), bind("127.0.0.1", 0)).start()
     upstream = offline.url if offline is not None else args.upstream or DEFAULT_UPSTREAM
     run_id = new_run_id()
     log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)

@@ -22,10 +22,10 @@ def add_serve_command(sub: Any, port: Callable[[str], int]) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C."""
-    from tuiagent.offline.server import OfflineServer
-    from tuiagent.proxy.server import bind
+    from tuiagent.offline.server import OfflineAPI
+    from tuiagent.proxy.server import ProxyServer, bind
 
-    server = OfflineServer(bind(args.host, args.port), args.host)
+    server = ProxyServer(OfflineAPI(), bind(args.host, args.port), args.host)
     say(f"tuiagent serve: listening on {server.url}")
     say(
         "tuiagent serve: the offline model: simulated answers, any key will do, nothing leaves "

@@ -194,7 +194,10 @@ def _rules(
     geo: bool,
     cache: int,
     sources: dict[str, Source],
-    **extra: object,
+    aliases: tuple[str, ...] = (),
+    retired: str | None = None,
+    replacement: str | None = None,
+    disabled_up_to_effort: str | None = None,
 ) -> ModelRules:
     return ModelRules(
         model=model,
@@ -216,12 +219,17 @@ def _rules(
             "prefill": S_PREFILL,
             **sources,
         },
-        **extra,  # type: ignore[arg-type]
+        aliases=aliases,
+        retired=retired,
+        replacement=replacement,
+        disabled_up_to_effort=disabled_up_to_effort,
     )
 
 
-def _always_on(model: str, *, fast: bool = False, family: bool = False) -> ModelRules:
-    """Fable 5.1 and later, Mythos 5.1 and later, Opus 5.5: thinking always on."""
+def _always_on(
+    model: str, *, fast: bool = False, sources: dict[str, Source] | None = None
+) -> ModelRules:
+    """The Fable and Mythos lines and Opus 5.5: thinking always on, adaptive only."""
     return _rules(
         model,
         max_output=128_000,
@@ -233,10 +241,74 @@ def _always_on(model: str, *, fast: bool = False, family: bool = False) -> Model
         fast=fast,
         geo=True,
         cache=512,
+        sources={"thinking": S_THINKING_ALWAYS, "min_cacheable": S_CACHING_5, **(sources or {})},
+    )
+
+
+def _adaptive(
+    model: str,
+    *,
+    default: Literal["off", "adaptive"],
+    cache: int,
+    sources: dict[str, Source],
+    effort: tuple[str, ...] = EFFORT_ALL,
+    fast: bool = False,
+    disabled_up_to_effort: str | None = None,
+) -> ModelRules:
+    """Opus 4.7 and later, Sonnet 5 and later, Haiku 5.5, Mythos Preview: adaptive thinking
+    or none (no budget), no sampling parameters, no prefill."""
+    return _rules(
+        model,
+        max_output=128_000,
+        effort=effort,
+        thinking=("adaptive", "disabled"),
+        default=default,
+        sampling="none",
+        prefill=False,
+        geo=True,
+        fast=fast,
+        cache=cache,
+        sources=sources,
+        disabled_up_to_effort=disabled_up_to_effort,
+    )
+
+
+def _claude_4_6(model: str, sources: dict[str, Source]) -> ModelRules:
+    """Opus 4.6, Sonnet 4.6: every thinking mode (a budget deprecated), no prefill."""
+    return _rules(
+        model,
+        max_output=128_000,
+        effort=EFFORT_NO_XHIGH,
+        thinking=("enabled", "adaptive", "disabled"),
+        sampling="one_of_temperature_top_p",
+        prefill=False,
+        geo=True,
+        cache=4096 if "opus" in model else 1024,
         sources={
-            "thinking": S_THINKING_ALWAYS,
-            "min_cacheable": S_CACHING_5,
-            **({"effort": S_FAMILY} if family else {}),
+            "thinking": S_THINKING_46,
+            "min_cacheable": S_CACHING,
+            "sampling": S_SAMPLING_ONE,
+            **sources,
+        },
+    )
+
+
+def _claude_4_5(model: str, effort: tuple[str, ...] | None, cache: int, alias: str) -> ModelRules:
+    """Opus, Sonnet and Haiku 4.5: thinking with a budget, prefill, one sampler."""
+    return _rules(
+        model,
+        max_output=64_000,
+        effort=effort,
+        thinking=("enabled", "disabled"),
+        sampling="one_of_temperature_top_p",
+        prefill=True,
+        geo=False,
+        cache=cache,
+        aliases=(alias,),
+        sources={
+            "thinking": S_THINKING_EXTENDED,
+            "min_cacheable": S_CACHING,
+            "sampling": S_SAMPLING_ONE,
         },
     )
 
@@ -261,199 +333,67 @@ def _legacy(
     )
 
 
-_EXTENDED = {"thinking": S_THINKING_EXTENDED, "min_cacheable": S_CACHING}
-_ADAPTIVE_ONLY = {"thinking": S_THINKING_ADAPTIVE_ONLY}
+_FABLE_5 = {"thinking": S_THINKING_FABLE5}  # always on too: disabled and budgets refused
+_55 = {"thinking": S_55, "min_cacheable": S_CACHING_55}
 
 RULES: tuple[ModelRules, ...] = (
     # The Fable and Mythos lines (Mythos shares Fable's specifications).
-    _always_on("claude-fable-5-2", fast=True, family=True),
-    _always_on("claude-mythos-5-2", fast=True, family=True),
+    _always_on("claude-fable-5-2", fast=True, sources={"effort": S_FAMILY}),
+    _always_on("claude-mythos-5-2", fast=True, sources={"effort": S_FAMILY}),
     _always_on("claude-fable-5-1"),
     _always_on("claude-mythos-5-1"),
-    _rules(
-        "claude-fable-5",
-        max_output=128_000,
-        effort=EFFORT_ALL,
-        thinking=("adaptive",),
-        default="adaptive",
-        sampling="none",
-        prefill=False,
-        geo=True,
-        cache=512,
-        sources={"thinking": S_THINKING_FABLE5, "min_cacheable": S_CACHING_5},
-    ),
-    _rules(
-        "claude-mythos-5",
-        max_output=128_000,
-        effort=EFFORT_ALL,
-        thinking=("adaptive",),
-        default="adaptive",
-        sampling="none",
-        prefill=False,
-        geo=True,
-        cache=512,
-        sources={"thinking": S_THINKING_FABLE5, "min_cacheable": S_CACHING_5},
-    ),
-    _rules(
+    _always_on("claude-fable-5", sources=_FABLE_5),
+    _always_on("claude-mythos-5", sources=_FABLE_5),
+    _adaptive(
         "claude-mythos-preview",
-        max_output=128_000,
-        effort=EFFORT_NO_XHIGH,
-        thinking=("adaptive", "disabled"),
-        sampling="none",
-        prefill=False,
-        geo=True,
+        default="off",
         cache=512,
+        effort=EFFORT_NO_XHIGH,
         sources={"thinking": S_FAMILY, "max_output": S_FAMILY, "min_cacheable": S_FAMILY},
     ),
     # Opus.
     _always_on("claude-opus-5-5", fast=True),
-    _rules(
+    _adaptive(
         "claude-opus-5",
-        max_output=128_000,
-        effort=EFFORT_ALL,
-        thinking=("adaptive", "disabled"),
         default="adaptive",
-        disabled_up_to_effort="high",
-        sampling="none",
-        prefill=False,
-        fast=True,
-        geo=True,
         cache=512,
+        disabled_up_to_effort="high",
+        fast=True,
         sources={"thinking": S_OPUS5, "min_cacheable": S_CACHING_5},
     ),
-    _rules(
+    _adaptive(
         "claude-opus-4-8",
-        max_output=128_000,
-        effort=EFFORT_ALL,
-        thinking=("adaptive", "disabled"),
-        sampling="none",
-        prefill=False,
-        geo=True,
+        default="off",
         cache=1024,
-        sources={**_ADAPTIVE_ONLY, "min_cacheable": S_CACHING_5},
+        sources={"thinking": S_THINKING_ADAPTIVE_ONLY, "min_cacheable": S_CACHING_5},
     ),
-    _rules(
+    _adaptive(
         "claude-opus-4-7",
-        max_output=128_000,
-        effort=EFFORT_ALL,
-        thinking=("adaptive", "disabled"),
-        sampling="none",
-        prefill=False,
-        geo=True,
+        default="off",
         cache=2048,
-        sources={**_ADAPTIVE_ONLY, "min_cacheable": S_CACHING_47},
+        sources={"thinking": S_THINKING_ADAPTIVE_ONLY, "min_cacheable": S_CACHING_47},
     ),
-    _rules(
-        "claude-opus-4-6",
-        max_output=128_000,
-        effort=EFFORT_NO_XHIGH,
-        thinking=("enabled", "adaptive", "disabled"),
-        sampling="one_of_temperature_top_p",
-        prefill=False,
-        geo=True,
-        cache=4096,
-        sources={
-            "thinking": S_THINKING_46,
-            "min_cacheable": S_CACHING,
-            "effort": S_EFFORT_WIRE,
-            "sampling": S_SAMPLING_ONE,
-        },
-    ),
-    _rules(
-        "claude-opus-4-5",
-        max_output=64_000,
-        effort=EFFORT_NO_MAX,
-        thinking=("enabled", "disabled"),
-        sampling="one_of_temperature_top_p",
-        prefill=True,
-        geo=False,
-        cache=4096,
-        aliases=("claude-opus-4-5-20251101",),
-        sources={**_EXTENDED, "sampling": S_SAMPLING_ONE},
-    ),
+    _claude_4_6("claude-opus-4-6", {"effort": S_EFFORT_WIRE}),
+    _claude_4_5("claude-opus-4-5", EFFORT_NO_MAX, 4096, "claude-opus-4-5-20251101"),
     # Sonnet.
-    _rules(
-        "claude-sonnet-5-5",
-        max_output=128_000,
-        effort=EFFORT_ALL,
-        thinking=("adaptive", "disabled"),
-        default="adaptive",
-        sampling="none",
-        prefill=False,
-        geo=True,
-        cache=512,
-        sources={"thinking": S_55, "min_cacheable": S_CACHING_55},
-    ),
-    _rules(
+    _adaptive("claude-sonnet-5-5", default="adaptive", cache=512, sources=_55),
+    _adaptive(
         "claude-sonnet-5",
-        max_output=128_000,
-        effort=EFFORT_ALL,
-        thinking=("adaptive", "disabled"),
         default="adaptive",
-        sampling="none",
-        prefill=False,
-        geo=True,
         cache=1024,
         sources={"thinking": S_FAMILY, "min_cacheable": S_CACHING_47},
     ),
-    _rules(
-        "claude-sonnet-4-6",
-        max_output=128_000,
-        effort=EFFORT_NO_XHIGH,
-        thinking=("enabled", "adaptive", "disabled"),
-        sampling="one_of_temperature_top_p",
-        prefill=False,
-        geo=True,
-        cache=1024,
-        sources={
-            "thinking": S_THINKING_46,
-            "min_cacheable": S_CACHING,
-            "sampling": S_SAMPLING_ONE,
-        },
-    ),
-    _rules(
-        "claude-sonnet-4-5",
-        max_output=64_000,
-        effort=None,
-        thinking=("enabled", "disabled"),
-        sampling="one_of_temperature_top_p",
-        prefill=True,
-        geo=False,
-        cache=1024,
-        aliases=("claude-sonnet-4-5-20250929",),
-        sources={**_EXTENDED, "sampling": S_SAMPLING_ONE},
-    ),
+    _claude_4_6("claude-sonnet-4-6", {}),
+    _claude_4_5("claude-sonnet-4-5", None, 1024, "claude-sonnet-4-5-20250929"),
     # Haiku.
-    _rules(
+    _adaptive(
         "claude-haiku-5-5",
-        max_output=128_000,
-        effort=EFFORT_ALL,
-        thinking=("adaptive", "disabled"),
         default="adaptive",
-        disabled_up_to_effort="high",
-        sampling="none",
-        prefill=False,
-        geo=True,
         cache=512,
-        sources={
-            "thinking": S_HAIKU_55,
-            "min_cacheable": S_CACHING_55,
-            "sampling": S_HAIKU_55,
-            "prefill": S_HAIKU_55,
-        },
+        disabled_up_to_effort="high",
+        sources={**_55, "thinking": S_HAIKU_55, "sampling": S_HAIKU_55, "prefill": S_HAIKU_55},
     ),
-    _rules(
-        "claude-haiku-4-5",
-        max_output=64_000,
-        effort=None,
-        thinking=("enabled", "disabled"),
-        sampling="one_of_temperature_top_p",
-        prefill=True,
-        geo=False,
-        cache=4096,
-        aliases=("claude-haiku-4-5-20251001",),
-        sources={**_EXTENDED, "sampling": S_SAMPLING_ONE},
-    ),
+    _claude_4_5("claude-haiku-4-5", None, 4096, "claude-haiku-4-5-20251001"),
     _rules(
         "claude-3-haiku",
         max_output=4096,

@@ -10,17 +10,12 @@ SSE, its rules and its errors. Every response says it is simulated
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-import threading
-
 import httpx2
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from tuiagent.offline.transport import OfflineModel
 
@@ -36,12 +31,19 @@ _OWN_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 class OfflineAPI:
-    """The ASGI app: every path goes to the offline model, as the API's host would take it."""
+    """The ASGI app: every path goes to the offline model, as the API's host would take it.
+    Served by the proxy's server class (`tuiagent.proxy.server.ProxyServer`)."""
 
     def __init__(self, model: OfflineModel | None = None) -> None:
         self.model = model or OfflineModel()
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
         self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=methods)])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the model lives in this process."""
 
     async def handle(self, request: Request) -> Response:
         if "x-api-key" not in request.headers and "authorization" not in request.headers:
@@ -72,43 +74,3 @@ class OfflineAPI:
 def _refused(status: int, kind: str, message: str) -> Response:
     body = {"type": "error", "error": {"type": kind, "message": message}}
     return JSONResponse(body, status_code=status, headers=dict([SIMULATED_HEADER]))
-
-
-class OfflineServer:
-    """uvicorn serving the offline model on a socket bound beforehand (port 0: a free one),
-    in this thread (`run`) or another (`start`, then `stop`)."""
-
-    def __init__(self, sock: socket.socket, host: str = "127.0.0.1", api: OfflineAPI | None = None):
-        self.socket = sock
-        self.host = host
-        self.port = int(sock.getsockname()[1])
-        self.api = api or OfflineAPI()
-        config = uvicorn.Config(
-            self.api.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-        )
-        self.server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def run(self) -> None:
-        asyncio.run(self.server.serve(sockets=[self.socket]))
-
-    def start(self) -> OfflineServer:
-        self._thread = threading.Thread(target=self.run, name="tuiagent-serve", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        with contextlib.suppress(OSError):
-            self.socket.close()
