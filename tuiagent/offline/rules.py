@@ -273,17 +273,19 @@ class Refusal:
     message: str
 
 
-def refusal(body: Any, *, count_tokens: bool = False) -> Refusal | None:
+def refusal(
+    body: Any, *, count_tokens: bool = False, also_served: frozenset[str] = frozenset()
+) -> Refusal | None:
     """What the API answers instead of a message (or a count), or None: the request's own
-    rules, then the model (404 when the API does not serve it), then the model's rules and
-    the media limits."""
+    rules, then the model (404 when the API does not serve it, unless `also_served` names
+    it: it then keeps only the general rules), then the model's rules and the media limits."""
     if problem := request_error(body, count_tokens=count_tokens):
         return Refusal(400, "invalid_request_error", problem)
     model = str(body["model"])
     rules = rules_for(model)
-    if rules is None or rules.retired is not None:
+    if (rules is None or rules.retired is not None) and model not in also_served:
         return Refusal(404, "not_found_error", f"model: {model}")
-    problem = None if count_tokens else model_error(body, rules)
+    problem = None if count_tokens or rules is None else model_error(body, rules)
     if problem := problem or media_error(body):
         return Refusal(400, "invalid_request_error", problem)
     return None
