@@ -539,7 +539,8 @@ def _said(path: str, topic: str, found: list[str]) -> str:
     return f"{path} said about {topic}: " + " / ".join(found[:3])
 
 
-# The tools the offline model plans in (bound to the offered ones before each call).
+# The tools the offline model plans in (bound to the offered ones before each call), beside
+# the offered tools themselves (edit_file, write_file, an MCP server's).
 _NATIVE_TOOLS = {
     "list_dir",
     "read_file",
@@ -587,7 +588,7 @@ def _agent_reply(request_body: dict[str, Any], tools: dict[str, dict[str, Any]])
     for call, result, is_error in done:
         if call.name == "list_dir" and not is_error:
             known_files.update(n for k, n, _ in parse_listing(result) if k == "file")
-    plan = plan_calls(request, _NATIVE_TOOLS, known_files)
+    plan = plan_calls(request, _NATIVE_TOOLS | set(tools), known_files)
     if "delegate" in tools and _DELEGATE_WORDS.search(request):
         plan = delegated(plan, known_files, request)
     made = [c for c, _, _ in made_calls]
