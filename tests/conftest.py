@@ -69,11 +69,14 @@ def _no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1 for this test session (tests/postgres.py);
-    the tests that use it are skipped where no server binaries are installed."""
+    the tests that use it are skipped where no server binaries are installed, and fail
+    instead under TUIAGENT_REQUIRE_PG=1 (CI: the PostgreSQL half is never left unrun)."""
     from tests import postgres
 
     why = postgres.available()
     if why is not None:
+        if os.environ.get("TUIAGENT_REQUIRE_PG") == "1":
+            pytest.fail(f"TUIAGENT_REQUIRE_PG=1 and {why}")
         pytest.skip(why)
     with postgres.cluster() as url:
         yield url
