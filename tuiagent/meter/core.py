@@ -307,24 +307,39 @@ class CallMeter:
         conversation: bool = True,
         before_sending: Callable[[Held], object] | None = None,
     ) -> Held | Unfit:
-        """Plan and hold: the request sized, planned within what is left, held. A request
-        that does not fit only because of what others hold in flight waits up to `wait_s`
-        for those holds to settle; only money spent, or truly needed, refuses it."""
+        """Size, plan and hold one request (see `hold_when_it_fits`)."""
         modifiers = modifiers if modifiers is not None else self.modifiers(model, request)
         size = await self.size(model, request, modifiers, count, conversation=conversation)
+
+        async def planned() -> Plan | None:
+            return self.plan(model, request, size, modifiers)
+
+        outcome = await self.hold_when_it_fits(planned, label, before_sending)
+        return outcome if isinstance(outcome, Held) else dataclasses.replace(outcome, size=size)
+
+    async def hold_when_it_fits(
+        self,
+        plan: Callable[[], Awaitable[Plan | None]],
+        label: str,
+        before_sending: Callable[[Held], object] | None = None,
+    ) -> Held | Unfit:
+        """Plan (`plan` makes one within what is left now: the agent's tries its tiers) and
+        hold. A request that does not fit only because of what others hold in flight waits
+        up to `wait_s` for those holds to settle, planned again as they do; only money
+        spent, or truly needed, refuses it."""
         started = self.clock()
         waited: float | None = None
-        self.needed = None
         while True:
-            plan = self.plan(model, request, size, modifiers)
-            if plan is not None:
-                held = self.hold(plan, label, waited, before_sending)
+            self.needed = None
+            planned = await plan()
+            if planned is not None:
+                held = self.hold(planned, label, waited, before_sending)
                 if held is not None:
                     return held
                 continue  # another request took what was left between planning and holding
             needed = self.needed if self.needed is not None else self.budget.remaining
             if not self.may_fit_later(needed) or self.clock() - started >= self.wait_s:
-                return Unfit(needed, size, waited)
+                return Unfit(needed, Size(0, "estimate"), waited)
             await self.sleep(WAIT_POLL_S)
             waited = round(self.clock() - started, 3)
 
