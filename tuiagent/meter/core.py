@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from tuiagent.cost.budget import (
@@ -63,6 +63,7 @@ Counter = Callable[[dict[str, Any]], Awaitable[object]]
 
 THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
 WAIT_POLL_S = 0.05  # how often a waiting request looks again (holds may settle elsewhere)
+FACTOR_PLACES = Decimal("0.000001")
 
 
 @dataclass(frozen=True)
@@ -499,6 +500,8 @@ class CallMeter:
             ratio = Decimal(usage.output_tokens) / Decimal(max(1, max_tokens))
             cal.output_factor = max(cal.output_factor, ratio)
         if over_cost and not (over_in or over_out) and held.hold.amount > 0:
-            ratio = cost.total / held.hold.amount
+            # Rounded up to a few places: holds scaled by it stay exact sums (a 28-digit
+            # quotient would leave rounding dust in the budget's totals).
+            ratio = (cost.total / held.hold.amount).quantize(FACTOR_PLACES, ROUND_CEILING)
             cal.price_factor = max(cal.price_factor, cal.price_factor * ratio)
         return True
