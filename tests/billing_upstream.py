@@ -146,6 +146,8 @@ class BillingUpstream:
                 await self._messages(body, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # stopped: end quietly (a cancelled handler is logged as an error)
         finally:
             writer.close()
 
