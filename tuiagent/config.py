@@ -187,9 +187,12 @@ def whole(what: str, ok: Callable[[int], bool]) -> Parse:
 
 
 def number(what: str, ok: Callable[[float], bool], convert: Callable[[Any], Any] = float) -> Parse:
-    """A TOML int or float for which `ok` holds, as a float (or `convert` of it). NaN fails
-    every bound and inf an upper one, so a bounded number is finite."""
-    return _checked(lambda v: _is_number(v) and ok(v), what, convert)
+    """A finite TOML int or float for which `ok` holds, as a float (or `convert` of it)."""
+    return _checked(
+        lambda v: _is_number(v) and (isinstance(v, int) or math.isfinite(v)) and ok(v),
+        what,
+        convert,
+    )
 
 
 def _money(value: object, key: str, source: str) -> Decimal:
@@ -203,7 +206,7 @@ def _expand(value: str) -> Path:
 _FLAG = _checked(lambda v: isinstance(v, bool), "true or false")
 _TEXT = _checked(lambda v: isinstance(v, str), "a string")
 _PATH = _checked(lambda v: isinstance(v, str) and bool(v), "a path", _expand)
-_SECONDS = number("a number of seconds > 0", lambda v: v > 0)
+_SECONDS = number("a number of seconds > 0, up to a day (86400)", lambda v: 0 < v <= 86400)
 _POSITIVE = whole("a positive whole number", lambda v: v > 0)
 _POSITIVE_UP_TO = whole(
     f"a positive whole number up to {MAX_WHOLE:,}", lambda v: 0 < v <= MAX_WHOLE

@@ -10,6 +10,7 @@ run's first and last records are agent/records.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -52,7 +53,7 @@ from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.caching import CacheTracker
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
-from tuiagent.runs.log import R
+from tuiagent.runs.log import LogWriteError, R
 from tuiagent.runs.outcome import Outcome, outcome
 from tuiagent.runs.records import HaltReason
 from tuiagent.runs.records import UserMessage as UserRecord
@@ -174,9 +175,12 @@ class Agent:
 
     def write(self, record: R) -> R:
         """Write a record to the run log as this agent's (its run id and identity)."""
-        record = dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
+        record = self._own(record)
         self.log.append(record)
         return record
+
+    def _own(self, record: R) -> R:
+        return dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
 
     def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
         """Write run_start (a replay notes `replay_of`)."""
@@ -187,9 +191,13 @@ class Agent:
         reason. Closes the log and the transcript."""
         end = end or outcome(self.state.halt_reason)
         self.state.status, self.state.halt_reason = end.status, end.halt_reason
-        record = self.write(records.run_end(self))
+        record = self._own(records.run_end(self))
+        # A disk that refuses it: the record waits in log.unwritten (the CLI says so).
+        with contextlib.suppress(LogWriteError):
+            self.log.append(record)
         self.log.close()
-        self.transcript.messages(self.state.history)  # the last answer, for replay
+        with contextlib.suppress(LogWriteError):
+            self.transcript.messages(self.state.history)  # the last answer, for replay
         self.transcript.close()
         return RunEnded(record)
 

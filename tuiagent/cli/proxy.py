@@ -7,7 +7,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from tuiagent.proxy import DEFAULT_UPSTREAM
 
@@ -21,9 +20,12 @@ def _port(value: str) -> int:
 
 
 def _upstream(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(f"--upstream must be an http(s) URL, got {value!r}")
+    from tuiagent.preflight import url_problem
+
+    if problem := url_problem(value):
+        raise argparse.ArgumentTypeError(
+            f"--upstream must be an http(s) URL ({problem}), got {value!r}"
+        )
     return value.rstrip("/")
 
 

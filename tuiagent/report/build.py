@@ -20,7 +20,7 @@ from tuiagent.report.attribution import split_input
 from tuiagent.report.causes import explain
 from tuiagent.report.rows import GroupRow, Report, RunRow, TurnRow
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
-from tuiagent.runs.log import is_live
+from tuiagent.runs.log import has_torn_tail, is_live
 from tuiagent.runs.records import (
     Call,
     HoldRecord,
@@ -79,9 +79,14 @@ def build_report(
                 group.usage = group.usage + call.usage
                 group.cost += call.cost_usd
         if run.unreadable_lines:
+            why = (
+                "the last is a torn record: the run was killed while writing it, or its disk "
+                "filled; it is cut when the run is resumed"
+                if has_torn_tail(run.path)
+                else "cut by a killed run, or not a record this version can trust"
+            )
             report.warnings.append(
-                f"{run.path.name}: {run.unreadable_lines} unreadable line(s) skipped "
-                "(cut by a killed run, or not a record this version can trust)"
+                f"{run.path.name}: {run.unreadable_lines} unreadable line(s) skipped ({why})"
             )
     report.by_model = sorted(models.values(), key=lambda g: g.cost, reverse=True)
     report.by_tier = sorted(tiers.values(), key=lambda g: g.cost, reverse=True)

@@ -32,12 +32,14 @@ class Transcript:
         cut_torn_tail(self._fd)  # a resumed run's transcript may end in a torn record
         self._messages_written = 0
 
-    def _append(self, *records: dict[str, Any]) -> None:
+    def _append(self, *records: dict[str, Any], written: int | None = None) -> None:
         """The records in one write (a call's new messages and its request go together),
-        whole or not at all (LogWriteError)."""
+        whole or not at all (LogWriteError); once written, `written` messages are."""
         lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
         if lines:
             append_whole(self._fd, redact(lines).encode(), self.path)
+        if written is not None:
+            self._messages_written = written
 
     def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
         """The exact request of one call (after cache markers and budget clamps)."""
@@ -46,7 +48,7 @@ class Transcript:
             self._append({"kind": "request", "turn": turn, "purpose": purpose, "request": request})
             return
         messages = request.get("messages", [])
-        new = self._new_messages(messages)
+        new, written = self._new_messages(messages)
         marks = []
         for mi, message in enumerate(messages):
             content = message.get("content")
@@ -65,27 +67,32 @@ class Transcript:
                 "messages": len(messages),
                 "marks": marks,
             },
+            written=written,
         )
 
     def messages(self, messages: list[dict[str, Any]]) -> None:
         """Write the messages not yet written (also at the end, so a resume sees the answer)."""
-        self._append(*self._new_messages(messages))
+        new, written = self._new_messages(messages)
+        self._append(*new, written=written)
 
-    def _new_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _new_messages(
+        self, messages: list[dict[str, Any]], start: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The messages from `start` (by default the first not yet written) as records, and
+        how many are written once they are (not before: a write can fail)."""
+        start = self._messages_written if start is None else start
         new = [
             {"kind": "message", "index": i, "message": _without_marks(messages[i])}
-            for i in range(self._messages_written, len(messages))
+            for i in range(start, len(messages))
         ]
-        self._messages_written = max(self._messages_written, len(messages))
-        return new
+        return new, max(start, len(messages))
 
     def rewrite(self, messages: list[dict[str, Any]], first_changed: int) -> None:
         """The history was edited from `first_changed` on (results cleared, a compaction,
         /clear): what follows supersedes the messages from there, so each request written
         before still rebuilds as it was sent."""
-        self._messages_written = first_changed
-        edit = {"kind": "messages_from", "index": first_changed}
-        self._append(edit, *self._new_messages(messages))
+        new, written = self._new_messages(messages, first_changed)
+        self._append({"kind": "messages_from", "index": first_changed}, *new, written=written)
 
     def close(self) -> None:
         if self._fd >= 0:
