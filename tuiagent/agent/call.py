@@ -42,7 +42,7 @@ from tuiagent.agent.router import RouteDecision
 from tuiagent.agent.run_records import Place
 from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.config import TIERS, Settings
-from tuiagent.cost.budget import Budget, Reservation
+from tuiagent.cost.budget import Budget
 from tuiagent.cost.display import budget_line
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money as show_money
@@ -67,7 +67,7 @@ from tuiagent.llm.provider import (
 from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.llm.window import context_window
-from tuiagent.meter import WAIT_POLL_S, CallMeter, Held, Plan, Seen, Settled, record_fields
+from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, record_fields
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.records import Attempt, HaltReason, HoldRecord, Turn
 
@@ -128,14 +128,6 @@ class Prepared:
     @property
     def model(self) -> str:
         return self.decision.model
-
-    @property
-    def request(self) -> dict[str, Any]:
-        return self.plan.request
-
-    @property
-    def reservation(self) -> Reservation:
-        return self.plan.reservation
 
 
 def is_retryable(failure: CallFailed) -> bool:
@@ -417,38 +409,26 @@ class Caller:
 
     async def _hold(self, spec: CallSpec) -> _Held | None:
         """Plan the call and hold its worst case, its `hold` record written before it is
-        sent; None when no useful call fits (not even after holds in flight settle)."""
-        started = self.clock()
-        waited: float | None = None
-        while True:
-            prepared = await self._prepare(spec)
-            if prepared is not None:
-                held = self._hold_prepared(spec, prepared, waited)
-                if held is not None:
-                    return held
-                continue  # the budget moved between planning and holding
-            needed = self.meter.needed
-            scopes = Scopes(model=spec.decision.model)
-            if needed is None or not self.meter.may_fit_later(needed, scopes):
-                return None
-            if self.clock() - started >= self.settings.run.hold_wait_s:
-                return None
-            await self.meter.sleep(WAIT_POLL_S)
-            waited = round(self.clock() - started, 3)
-
-    def _hold_prepared(
-        self, spec: CallSpec, prepared: Prepared, waited: float | None
-    ) -> _Held | None:
-        label = f"turn {spec.turn} {spec.purpose}"
+        sent; None when no useful call fits (not even once holds in flight settle)."""
+        chosen: list[Prepared] = []  # the route of the plan being held
         written: list[HoldRecord] = []
-        write = functools.partial(
-            self.place.write_hold, spec.turn, spec.purpose, prepared.model, into=written
+
+        async def plan() -> Plan | None:
+            prepared = await self._prepare(spec)
+            chosen[:] = [prepared] if prepared is not None else []
+            return prepared.plan if prepared is not None else None
+
+        def write(held: Held) -> None:
+            model = chosen[0].model
+            self.place.write_hold(spec.turn, spec.purpose, model, held, into=written)
+
+        held = await self.meter.hold_when_it_fits(
+            plan, f"turn {spec.turn} {spec.purpose}", write, Scopes(model=spec.decision.model)
         )
-        held = self.meter.hold(prepared.plan, label, waited, write)
-        if held is None:
+        if not isinstance(held, Held):
             return None
         self.place.transcript.request(spec.turn, spec.purpose, held.request)
-        return _Held(prepared, held, written[0], utc_now_iso())
+        return _Held(chosen[0], held, written[0], utc_now_iso())
 
     async def _prepare(self, spec: CallSpec) -> Prepared | None:
         """The plan for this call within what is left of the cap.
@@ -458,7 +438,6 @@ class Caller:
         held at the write premium); otherwise None: nothing is sent.
         """
         decision = spec.decision
-        self.meter.needed = None
         for tier in self._tiers(spec):
             model = (
                 decision.model if tier == decision.tier else self.settings.router.model_for(tier)
@@ -596,7 +575,7 @@ class Caller:
                 retries_used=retries.used,
                 usage=settled.usage,
                 cost_usd=settled.cost.total,
-                reserved_usd=p.reservation.worst_case_usd,
+                reserved_usd=held.held.reservation.worst_case_usd,
                 cumulative_cost_usd=self.ledger.spent,
                 **record_fields(held.held, settled),
             )
@@ -632,7 +611,7 @@ class Caller:
     ) -> Turn:
         """Book a finished (or stopped) call in the ledger and write its `turn` record."""
         p, cost = held.prepared, settled.cost
-        usage, res, decision = result.usage, p.reservation, p.decision
+        usage, res, decision = result.usage, held.held.reservation, p.decision
         without_cache = self.pricer.without_cache(settled.priced_as, usage, settled.modifiers)
         self.ledger.add(usage, cost, without_cache=without_cache)
         record = self.last_call = self.place.write(

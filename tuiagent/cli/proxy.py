@@ -52,8 +52,11 @@ def add_proxy_command(sub: Any) -> None:
         "--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one"
     )
     proxy.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    proxy.add_argument("--upstream", type=_upstream, help="default the real API")
     proxy.add_argument(
-        "--upstream", type=_upstream, default=DEFAULT_UPSTREAM, help="default the real API"
+        "--offline",
+        action="store_true",
+        help="upstream the offline (simulated) model, in this process: no key, no network",
     )
     proxy.add_argument("--max-cost", metavar="USD", help="hard spending cap, in US dollars")
     proxy.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
@@ -98,7 +101,15 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             cap = parse_money(args.max_cost, "--max-cost")
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    if args.offline and args.upstream is not None:
+        raise UsageError("--offline and --upstream: the upstream is one or the other")
     sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
+    offline = None
+    if args.offline:
+        from tuiagent.offline.server import OfflineAPI
+
+        offline = ProxyServer(OfflineAPI(), bind("127.0.0.1", 0)).start()
+    upstream = offline.url if offline is not None else args.upstream or DEFAULT_UPSTREAM
     run_id = new_run_id()
     # The proxy's cap over the ledger: each request brings its own scopes (session, key...).
     budget = open_run_budget(
@@ -116,15 +127,16 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         auto_cache=args.auto_cache,
         settings=settings,
     )
-    app = ProxyApp(meter, args.upstream, unbilled_paths=settings.proxy.unbilled_paths)
+    app = ProxyApp(meter, upstream, unbilled_paths=settings.proxy.unbilled_paths)
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
-    meter.start(args.upstream)
+    meter.start(upstream, simulated=offline is not None)
     try:
         if dashboard is not None:
             return dashboard(server, meter, settings)
         _say(f"tuiagent proxy: listening on {server.url}")
-        _say(f"tuiagent proxy: cap {show_cap(cap)}, upstream {args.upstream}, log {log.path}")
+        where = f"the offline model at {upstream} (simulated)" if offline else upstream
+        _say(f"tuiagent proxy: cap {show_cap(cap)}, upstream {where}, log {log.path}")
         meter.listeners.append(_say_call)
         server.run()
         return 0
@@ -134,6 +146,8 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             exporter.shutdown()
         meter.finish()
         budget.close()
+        if offline is not None:
+            offline.stop()
 
 
 def _say_call(record: Record) -> None:

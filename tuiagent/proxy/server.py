@@ -18,7 +18,7 @@ import json
 import socket
 import sys
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import uvicorn
@@ -468,10 +468,19 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class ProxyServer:
-    """uvicorn serving a ProxyApp on a socket bound at once, in this thread or another."""
+class Served(Protocol):
+    """An ASGI app to serve, closed when the server stops (the proxy; the offline model)."""
 
-    def __init__(self, proxy: ProxyApp, sock: socket.socket, host: str = "127.0.0.1") -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ProxyServer:
+    """uvicorn serving an app (a ProxyApp, or `tuiagent serve`'s offline model) on a socket
+    bound at once, in this thread or another."""
+
+    def __init__(self, proxy: Served, sock: socket.socket, host: str = "127.0.0.1") -> None:
         self.proxy = proxy
         self.socket = sock
         self.host = host
@@ -490,7 +499,8 @@ class ProxyServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def run(self) -> None:
         """Serve until stopped (Ctrl-C in the main thread, or `stop()`)."""
