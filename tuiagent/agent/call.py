@@ -418,12 +418,11 @@ class Caller:
             chosen[:] = [prepared] if prepared is not None else []
             return prepared.plan if prepared is not None else None
 
-        def write(held: Held) -> None:
-            model = chosen[0].model
-            self.place.write_hold(spec.turn, spec.purpose, model, held, into=written)
-
         held = await self.meter.hold_when_it_fits(
-            plan, f"turn {spec.turn} {spec.purpose}", write, Scopes(model=spec.decision.model)
+            plan,
+            f"turn {spec.turn} {spec.purpose}",
+            functools.partial(self.place.write_hold, spec.turn, spec.purpose, into=written),
+            Scopes(model=spec.decision.model),
         )
         if not isinstance(held, Held):
             return None

@@ -44,9 +44,7 @@ class Place:
         self.log.append(record)
         return record
 
-    def write_hold(
-        self, turn: int, purpose: str, model: str, held: Held, *, into: list[HoldRecord]
-    ) -> None:
+    def write_hold(self, turn: int, purpose: str, held: Held, *, into: list[HoldRecord]) -> None:
         """A call's `hold` record, written before it is sent (the meter asks for it), put
         `into` the list the call reads it from."""
         plan = held.plan
@@ -56,7 +54,7 @@ class Place:
                 hold_id=held.hold_id,
                 turn=turn,
                 purpose=purpose,
-                model=model,
+                model=plan.model,
                 reserved_usd=res.worst_case_usd,
                 max_tokens=int(plan.request["max_tokens"]),
                 input_tokens_counted=res.input_tokens,
