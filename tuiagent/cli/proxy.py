@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuiagent.proxy import DEFAULT_UPSTREAM
-from tuiagent.proxy.lines import call_line
-from tuiagent.runs.records import ProxyTurn, Record, Refused
 
 DEFAULT_PORT = 8787
 
@@ -56,6 +54,7 @@ def add_proxy_command(sub: Any) -> None:
 if TYPE_CHECKING:
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.server import ProxyServer
+    from tuiagent.runs.records import Record
 
 Dashboard = Callable[["ProxyServer", "Meter", Any], int]
 
@@ -113,6 +112,11 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
 
 
 def _say_call(record: Record) -> None:
+    # Imported here: `tuiagent` (the app) builds this parser, and its first frame does not
+    # wait for the records and the prices they import.
+    from tuiagent.proxy.lines import call_line
+    from tuiagent.runs.records import ProxyTurn, Refused
+
     if isinstance(record, ProxyTurn | Refused):  # a call (the run's start and end: not)
         _say(call_line(record))
 
