@@ -398,15 +398,15 @@ class Caller:
     ) -> _Held | None:
         label = f"turn {spec.turn} {spec.purpose}"
         written: list[HoldRecord] = []
-        held = self.meter.hold(
-            prepared.plan,
-            label,
-            waited,
-            lambda h: written.append(self._write_hold(spec, prepared, h)),
-        )
+
+        def before_sending(h: Held) -> None:
+            # Both written, or the hold released and nothing sent (a full disk: LogWriteError).
+            self.transcript.request(spec.turn, spec.purpose, h.request)
+            written.append(self._write_hold(spec, prepared, h))
+
+        held = self.meter.hold(prepared.plan, label, waited, before_sending)
         if held is None:
             return None
-        self.transcript.request(spec.turn, spec.purpose, held.request)
         self.started_at = utc_now_iso()  # a Caller makes one call at a time
         return _Held(prepared, held, written[0])
 
