@@ -246,6 +246,53 @@ def _keymap(value: object, key: str, source: str) -> Mapping[str, str]:
     return MappingProxyType(keymap)
 
 
+@dataclass(frozen=True)
+class McpServer:
+    """An MCP server (config `[mcp_servers.NAME]`): a command started with stdio, or a
+    streamable HTTP `url`. Its tools are offered as `mcp__NAME__TOOL`; each call asks first
+    unless `allow` (headless: `--allow-mcp` is the approval)."""
+
+    name: str
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # added to the SDK's plain environment
+    url: str | None = None
+    allow: bool = False
+
+
+MCP_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+MCP_KEYS = ("command", "args", "env", "url", "allow")
+
+
+def _mcp_servers(value: object, key: str, source: str) -> tuple[McpServer, ...]:
+    servers: list[McpServer] = []
+    for name, table in _table(value, key, "a table of servers").items():
+        at = f"{key}.{name}"
+        _expect(bool(MCP_NAME.fullmatch(name)), at, "a name of letters, digits, _ and -", name)
+        spec = _table(table, at, "a table with `command` or `url`")
+        for unknown in set(spec) - set(MCP_KEYS):
+            raise ConfigError(f"unknown config key {f'{at}.{unknown}'!r}")
+        command, url = spec.get("command"), spec.get("url")
+        _expect((command is None) != (url is None), at, "one of `command` or `url`", spec)
+        if command is not None:
+            _expect(
+                isinstance(command, str) and bool(command), f"{at}.command", "a command", command
+            )
+        if url is not None:
+            ok = isinstance(url, str) and re.match(r"https?://[^\s/]+", url) is not None
+            _expect(ok, f"{at}.url", "an http(s) URL", url)
+        args = spec.get("args", [])
+        ok = isinstance(args, list) and all(isinstance(a, str) for a in args)
+        _expect(ok, f"{at}.args", "an array of strings", args)
+        env = spec.get("env", {})
+        ok = isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
+        _expect(ok, f"{at}.env", "a table of strings", env)
+        allow = spec.get("allow", False)
+        _expect(isinstance(allow, bool), f"{at}.allow", "true or false", allow)
+        servers.append(McpServer(name, command, tuple(args), tuple(env.items()), url, allow))
+    return tuple(servers)
+
+
 def _rules(value: object, key: str, source: str) -> tuple[RouterRule, ...]:
     _expect(isinstance(value, list), key, "an array of tables ([[router_rules]])", value)
     assert isinstance(value, list)
@@ -376,6 +423,24 @@ class RunSettings:
                 "a fraction of the context window above 0 and at most 1", lambda v: 0 < v <= 1
             ),
             help="compact when a request reaches this share of the window",
+        ),
+    )
+    compact_early_at: float = field(
+        default=0.25,
+        metadata=option(
+            parse=number(
+                "a fraction of the context window above 0 and at most 1", lambda v: 0 < v <= 1
+            ),
+            help="before `compact_at`, compact only a history of at least this share of the "
+            "window, and only when it pays",
+        ),
+    )
+    compact_min_saving_usd: Decimal = field(
+        default=Decimal("0.001"),
+        metadata=option(
+            parse=_money,
+            help="before `compact_at`, compact only when the summary saves at least this "
+            "much (USD) on each later call",
         ),
     )
     context_keep_turns: int = field(
@@ -524,6 +589,27 @@ class ToolSettings:
         metadata=option(parse=_FLAG, help="offer `run_command` (asks before each command)"),
     )
     allow_fetch: bool = field(default=False, metadata=option(parse=_FLAG, help="offer `fetch_url`"))
+    mcp_servers: tuple[McpServer, ...] = field(
+        default=(),
+        metadata=option(
+            parse=_mcp_servers,
+            help="MCP servers: `command` (and `args`, `env`) or `url`; `allow = true` runs "
+            "their tools without asking (see MCP servers)",
+            shown_key="`[mcp_servers.NAME]`",
+            shown_default="none",
+        ),
+    )
+    allow_edits: bool = field(
+        default=False,
+        metadata=option(
+            parse=_FLAG,
+            help="headless: offer `write_file` and `edit_file` (`--allow-edits`; the app asks)",
+        ),
+    )
+    allow_mcp: bool = field(
+        default=False,
+        metadata=option(parse=_FLAG, help="headless: run MCP tools without asking (`--allow-mcp`)"),
+    )
     command_timeout_s: float = field(
         default=30.0,
         metadata=option(

@@ -65,6 +65,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     imports the UI."""
     from tuiagent.config import load_settings, parse_money
     from tuiagent.cost.budget import Budget
+    from tuiagent.cost.display import cap as show_cap
     from tuiagent.cost.pricing import Pricer
     from tuiagent.errors import ConfigError, UsageError
     from tuiagent.paths import default_log_dir
@@ -100,7 +101,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         if dashboard is not None:
             return dashboard(server, meter, settings)
         _say(f"tuiagent proxy: listening on {server.url}")
-        _say(f"tuiagent proxy: cap ${cap}, upstream {args.upstream}, log {log.path}")
+        _say(f"tuiagent proxy: cap {show_cap(cap)}, upstream {args.upstream}, log {log.path}")
         meter.listeners.append(_say_call)
         server.run()
         return 0

@@ -26,6 +26,7 @@ from tuiagent.agent.events import (
 )
 from tuiagent.cli.output import output_closed
 from tuiagent.config import Settings
+from tuiagent.cost.display import counted
 from tuiagent.exit_codes import EXIT_OK
 from tuiagent.offline import OFFLINE_NOTICE
 from tuiagent.runs.log import LogWriteError
@@ -121,7 +122,7 @@ def _show(event: Event, as_json: bool, at_line_start: list[bool]) -> None:
     elif isinstance(event, SubAgentChanged) and event.state in ENDED:
         why = f": {event.detail}" if event.detail else ""
         out.write(
-            f"    {event.agent} {event.state}{why}  {event.turns} turns, "
+            f"    {event.agent} {event.state}{why}  {counted(event.turns, 'turn')}, "
             f"${event.spent:.6f} of its ${event.slice_usd:.6f} slice  ({event.task})\n"
         )
     elif isinstance(event, Notice):
@@ -205,6 +206,6 @@ async def run_headless(
         sub = f" (+{r.subagent_turns} by sub-agents)" if r.subagent_turns else ""
         out.write(
             f"{r.status}{f' ({why})' if why else ''}: "
-            f"{r.turns} turns{sub}, ${r.total_cost_usd:.6f}  log {agent.log.path}\n"
+            f"{counted(r.turns, 'turn')}{sub}, ${r.total_cost_usd:.6f}  log {agent.log.path}\n"
         )
     return end.exit_code
