@@ -392,15 +392,19 @@ class Caller:
             chosen[:] = [prepared] if prepared is not None else []
             return prepared.plan if prepared is not None else None
 
+        def before_sending(h: Held) -> None:
+            # Both written, or the hold released and nothing sent (a full disk: LogWriteError).
+            self.transcript.request(spec.turn, spec.purpose, h.request)
+            written.append(self._write_hold(spec, chosen[0], h))
+
         held = await self.meter.hold_when_it_fits(
             plan,
             f"turn {spec.turn} {spec.purpose}",
-            lambda h: written.append(self._write_hold(spec, chosen[0], h)),
+            before_sending,
             Scopes(model=spec.decision.model),
         )
         if not isinstance(held, Held):
             return None
-        self.transcript.request(spec.turn, spec.purpose, held.request)
         self.started_at = utc_now_iso()  # a Caller makes one call at a time
         return _Held(chosen[0], held, written[0])
 
