@@ -408,8 +408,8 @@ class Caller:
         return tiers
 
     async def _hold(self, spec: CallSpec) -> _Held | None:
-        """Plan the call and hold its worst case, its `hold` record written before it is
-        sent; None when no useful call fits (not even once holds in flight settle)."""
+        """Plan the call and hold its worst case, its request and `hold` record written before
+        it is sent; None when no useful call fits (not even once holds in flight settle)."""
         chosen: list[Prepared] = []  # the route of the plan being held
         written: list[HoldRecord] = []
 
@@ -426,7 +426,6 @@ class Caller:
         )
         if not isinstance(held, Held):
             return None
-        self.place.transcript.request(spec.turn, spec.purpose, held.request)
         return _Held(chosen[0], held, written[0], utc_now_iso())
 
     async def _prepare(self, spec: CallSpec) -> Prepared | None:

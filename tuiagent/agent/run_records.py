@@ -45,10 +45,13 @@ class Place:
         return record
 
     def write_hold(self, turn: int, purpose: str, held: Held, *, into: list[HoldRecord]) -> None:
-        """A call's `hold` record, written before it is sent (the meter asks for it), put
-        `into` the list the call reads it from."""
+        """A call's request in the transcript and its `hold` record, written before it is
+        sent (the meter asks for them); the record put `into` the list the call reads it
+        from. Both written, or (a full disk: LogWriteError) the hold released and nothing
+        sent."""
         plan = held.plan
         res = plan.reservation
+        self.transcript.request(turn, purpose, plan.request)
         record = self.write(
             HoldRecord(
                 hold_id=held.hold_id,

@@ -280,7 +280,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     # Every line the CLI prints (errors included) is redacted and made printable; an app
-    # writes the screen to the terminal itself (sys.__stderr__), through ui/printable.py.
+    # writes the screen to the terminal itself (sys.__stderr__), through ui/terminal.py.
     with guarded_output():
         if argv is None:
             # First of all, in the real process: the key leaves the environment (a re-exec).
