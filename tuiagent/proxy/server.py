@@ -28,7 +28,7 @@ from tuiagent.errors import UsageError
 from tuiagent.ledger import proxy_scopes
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.body import BadBody, messages_request
-from tuiagent.proxy.meter import Admitted, Meter, Refusal
+from tuiagent.proxy.meter import Admitted, Meter, NotAdmitted
 from tuiagent.proxy.routes import (
     MAX_BODY_BYTES,
     UNBILLED_POSTS,
@@ -239,7 +239,10 @@ class ProxyApp:
 
     @staticmethod
     async def answer_refused(
-        exchange: Exchange, refused: Refusal, status: int = 400, kind: str = "invalid_request_error"
+        exchange: Exchange,
+        refused: NotAdmitted,
+        status: int = 400,
+        kind: str = "invalid_request_error",
     ) -> None:
         await exchange.answer(status, error_body(kind, refused.message), _FINAL)
 
@@ -311,7 +314,7 @@ class ProxyApp:
                 exchange, 400, f"cannot meter this request ({_what(exc)})", model=_model(payload)
             )
             return
-        if isinstance(call, Refusal):
+        if isinstance(call, NotAdmitted):
             await self.answer_refused(exchange, call)
             return
         await self._send(exchange, call, headers)
