@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from tuiagent.exit_codes import EXIT_ERROR, exit_for_signal
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.lines import call_line
 from tuiagent.runs.records import ProxyTurn, Record, Refused
@@ -67,10 +68,11 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     from tuiagent.cost.pricing import Pricer
     from tuiagent.errors import ConfigError, UsageError
     from tuiagent.paths import default_log_dir
+    from tuiagent.proxy.keptlog import KeptLog
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.otel import live_export
     from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
-    from tuiagent.runs.log import RunLog, new_run_id
+    from tuiagent.runs.log import new_run_id
 
     settings = load_settings(args.config)
     cap = settings.run.max_cost_usd
@@ -81,26 +83,37 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             raise UsageError(str(exc)) from None
     sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
     run_id = new_run_id()
-    log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
+    log = KeptLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
     budget = Budget(cap, name="proxy")
-    meter = Meter(budget, Pricer(settings.router.prices), log, run_id, auto_cache=args.auto_cache)
+    meter = Meter(
+        budget,
+        Pricer(settings.router.prices),
+        log,
+        run_id,
+        auto_cache=args.auto_cache,
+        transcript=log.transcript,
+    )
     app = ProxyApp(meter, args.upstream, unbilled_paths=settings.proxy.unbilled_paths)
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
     meter.start(args.upstream)
     try:
         if dashboard is not None:
-            return dashboard(server, meter, settings)
+            with server.stopped_by_signals():
+                status = dashboard(server, meter, settings)
+            return exit_for_signal(server.stopped_by) if server.stopped_by else status
+        log.notices.append(_say_error)  # (the dashboard shows them on its screen)
         _say(f"tuiagent proxy: listening on {server.url}")
         _say(f"tuiagent proxy: cap ${cap}, upstream {args.upstream}, log {log.path}")
         meter.listeners.append(_say_call)
-        server.run()
-        return 0
+        stopped_by = server.serve()
+        # Ctrl-C, SIGTERM, SIGHUP: the exit status of every tuiagent command so stopped.
+        return exit_for_signal(stopped_by) if stopped_by else EXIT_ERROR
     finally:
-        server.stop()
+        server.stop()  # the calls in flight settled and recorded
         if exporter is not None:
             exporter.shutdown()
-        meter.finish()
+        meter.finish()  # run_end, then the log closed (records it could not write: on stderr)
 
 
 def _say_call(record: Record) -> None:
@@ -111,3 +124,8 @@ def _say_call(record: Record) -> None:
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+def _say_error(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

@@ -82,6 +82,7 @@ class Meter:
         *,
         auto_cache: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        transcript: Transcript | None = None,
     ) -> None:
         self.budget = budget
         self.pricer = pricer
@@ -92,7 +93,7 @@ class Meter:
         self.listeners: list[Listener] = []
         # Each request whole (calls of many conversations interleave), so that `report`
         # splits a call's input by source and `replay` resends it.
-        self.transcript = Transcript(transcript_path(log.path))
+        self.transcript = transcript or Transcript(transcript_path(log.path))
         self.calls = 0  # Messages requests taken in: each gets one record, numbered by this
 
     # --- before sending ----------------------------------------------------------

@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -27,6 +29,7 @@ from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Sco
 from tuiagent.errors import UsageError
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.body import BadBody, messages_request
+from tuiagent.proxy.keptlog import writable
 from tuiagent.proxy.meter import Admitted, Meter, Refused
 from tuiagent.proxy.routes import (
     MAX_BODY_BYTES,
@@ -192,6 +195,12 @@ class ProxyApp:
             await self.refuse(exchange, 400, f"the path {shown!r} has {exc}")
             return
         route = endpoint(exchange.path)
+        billable = method == "POST" and route in (Endpoint.MESSAGES, Endpoint.BATCHES)
+        if billable and not writable(self.meter.log):
+            # The refusal itself is kept for the log with the records in flight.
+            problem = getattr(self.meter.log, "problem", "")
+            await self.refuse(exchange, 503, f"{problem}; the proxy cannot record a call")
+            return
         if route is Endpoint.MESSAGES and method == "POST":
             await self.messages(exchange)
         elif route is Endpoint.BATCHES and method == "POST":
@@ -462,8 +471,17 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+GRACE_S = 5  # on stop, calls in flight get this long to finish; then they are cut and settled
+
+
 class ProxyServer:
-    """uvicorn serving a ProxyApp on a socket bound at once, in this thread or another."""
+    """uvicorn serving a ProxyApp on a socket bound at once, in a thread of its own.
+
+    Stopping (`stop()`, or SIGINT, SIGTERM or SIGHUP while `serve()` waits) closes the
+    listening socket, gives the calls in flight GRACE_S to finish, then cuts the rest; each
+    is settled and recorded on its way out (the relay's `finally`), before `stop()` returns.
+    """
 
     def __init__(self, proxy: ProxyApp, sock: socket.socket, host: str = "127.0.0.1") -> None:
         self.proxy = proxy
@@ -472,22 +490,25 @@ class ProxyServer:
         self.port = int(self.socket.getsockname()[1])
         config = uvicorn.Config(
             proxy,
-            log_level="warning",
+            # Quiet: a hostile client must not fill the terminal with uvicorn's warnings (bad
+            # requests), and the app answers its own errors; what matters is said by the proxy.
+            log_level="critical",
             access_log=False,  # paths and queries only, but nothing of the traffic is logged
             server_header=False,  # the upstream's own server and date headers pass through
             date_header=False,
             lifespan="off",
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=GRACE_S,
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        self.stopped_by: int | None = None  # the signal that stopped it, if one did
+        self.on_stop: list[Callable[[], None]] = []  # told when a signal asks it to stop
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def run(self) -> None:
-        """Serve until stopped (Ctrl-C in the main thread, or `stop()`)."""
+    def _run(self) -> None:
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
@@ -497,13 +518,43 @@ class ProxyServer:
             await self.proxy.aclose()
 
     def start(self) -> ProxyServer:
-        self._thread = threading.Thread(target=self.run, name="tuiagent-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="tuiagent-proxy", daemon=True)
         self._thread.start()
         return self
+
+    def serve(self) -> int:
+        """Serve until a stop signal; the signal's number (0 if the server ended by itself)."""
+        with self.stopped_by_signals():
+            self.start()
+            assert self._thread is not None
+            while self._thread.is_alive():
+                self._thread.join(0.2)  # a short wait, so a signal's handler runs at once
+        return self.stopped_by or 0
+
+    @contextlib.contextmanager
+    def stopped_by_signals(self) -> Iterator[None]:
+        """SIGINT, SIGTERM and SIGHUP ask the server to stop (a second one: at once), in
+        this (the main) thread, instead of ending the process where it stands."""
+
+        def handler(signum: int, _frame: object) -> None:
+            if self.stopped_by is not None:
+                self.server.force_exit = True
+                return
+            self.stopped_by = signum
+            self.server.should_exit = True
+            for stop in list(self.on_stop):
+                stop()
+
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
     def stop(self) -> None:
         self.server.should_exit = True
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=GRACE_S + 10)
         with contextlib.suppress(OSError):
             self.socket.close()

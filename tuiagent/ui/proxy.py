@@ -7,6 +7,7 @@ it at what is settled plus in flight. The dashboard holds no proxy logic.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from textual.widgets import Footer, RichLog, Static
 
 from tuiagent.config import Settings
 from tuiagent.cost.budget import BudgetChanged
+from tuiagent.proxy.keptlog import KeptLog
 from tuiagent.proxy.lines import call_line
 from tuiagent.runs.records import ProxyTurn, Record, Refused
 from tuiagent.ui.commands import bindings
@@ -38,6 +40,13 @@ class CallRecorded(Message):
     """The proxy wrote one record (a call, an attempt, a refusal)."""
 
     record: Record
+
+
+@dataclass
+class LogNotice(Message):
+    """The proxy's run log failed or recovered (a full disk)."""
+
+    line: str
 
 
 @dataclass
@@ -84,6 +93,15 @@ class ProxyDashboard(App[int]):
             self.set_keymap(self.keymap)
         self.meter.listeners.append(self._from_proxy)
         self.meter.budget.subscribe(self._from_budget)
+        if isinstance(self.meter.log, KeptLog):
+            self.meter.log.notices.append(self._from_log)
+        # SIGTERM or SIGHUP (ProxyServer.stopped_by_signals) ends the app as `q` does.
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(self.exit)
+
+        self.server.on_stop.append(stop)
         self._show_budget(self.meter.budget.snapshot())
         self.server.start()
         self.query_one(RichLog).write(f"point a client here: ANTHROPIC_BASE_URL={self.server.url}")
@@ -91,6 +109,9 @@ class ProxyDashboard(App[int]):
     # Called in the proxy's thread: posting a message is the thread-safe way in.
     def _from_proxy(self, record: Record) -> None:
         self.post_message(CallRecorded(record))
+
+    def _from_log(self, line: str) -> None:
+        self.post_message(LogNotice(line))
 
     def _from_budget(self, snapshot: BudgetChanged) -> None:
         self.post_message(BudgetMoved(snapshot))
@@ -109,6 +130,11 @@ class ProxyDashboard(App[int]):
         self.query_one(TurnsTable).add_turn(record)
         if record.type == "turn":
             self.query_one(CachePanel).add_turn(record)
+
+    @on(LogNotice)
+    def _log_notice(self, message: LogNotice) -> None:
+        self.query_one(RichLog).write(message.line)
+        self.notify(message.line, title="Run log", severity="error")
 
     @on(BudgetMoved)
     def _budget(self, message: BudgetMoved) -> None:
