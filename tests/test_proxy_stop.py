@@ -209,7 +209,7 @@ def test_a_full_disk_refuses_new_requests_settles_those_in_flight_and_recovers(
         sent = api.messages_calls()
         code, _, err = proxy.stop()
     records = proxy.records()
-    assert refused.value.status_code == 503
+    assert refused.value.status_code == 400
     assert "cannot write" in str(refused.value) and "No space left on device" in str(refused.value)
     assert "refusing new requests" in err and "can be written again" in err
     assert code == 130 and "Traceback" not in err

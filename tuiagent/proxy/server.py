@@ -151,7 +151,10 @@ def error_body(kind: str, message: str) -> bytes:
     ).encode()
 
 
-# Our refusals are final: the SDKs retry nothing marked so, and nothing sent can succeed later.
+# Our refusals are final. The SDKs retry nothing marked so; the coding agent goes by the
+# status: it stops on a 400 but retries a 529 whatever the header says, retries a 404 once
+# (then blames the model) and shows a 403 as a failed login (tests/test_proxy_clients.py).
+# So a refused Messages request is a 400, whatever the reason.
 _FINAL = [(b"x-should-retry", b"false")]
 
 
@@ -199,7 +202,7 @@ class ProxyApp:
         if billable and not writable(self.meter.log):
             # The refusal itself is kept for the log with the records in flight.
             problem = getattr(self.meter.log, "problem", "")
-            await self.refuse(exchange, 503, f"{problem}; the proxy cannot record a call")
+            await self.refuse(exchange, 400, f"{problem}; the proxy cannot record a call")
             return
         if route is Endpoint.MESSAGES and method == "POST":
             await self.messages(exchange)
@@ -290,7 +293,7 @@ class ProxyApp:
         try:
             payload = messages_request(raw)
         except BadBody as exc:
-            await self.refuse(exchange, 400, str(exc))
+            await self.refuse(exchange, 400, str(exc), model=exc.model)
             return
         headers = exchange.upstream_headers()
         count_url = self._url(exchange, "/v1/messages/count_tokens")

@@ -121,6 +121,7 @@ class ProxyDashboard(App[int]):
         record = message.record
         if isinstance(record, Refused):
             self.query_one(RichLog).write(call_line(record))
+            self.query_one(TurnsTable).add_refusal(record)
             self.notify(record.error, title="Refused", severity="warning")
             return
         if not isinstance(record, ProxyTurn):
