@@ -13,6 +13,7 @@ from typing import Any
 from tests.loopback import LoopbackAPI
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.pricing import Pricer
+from tuiagent.proxy.door import Door
 from tuiagent.proxy.meter import Meter
 from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
 from tuiagent.runs.log import RunLog, read_records
@@ -56,10 +57,20 @@ def proxy_to(
     app: dict[str, Any] | None = None,
     **meter: Any,
 ) -> Iterator[Proxied]:
-    """`app`: ProxyApp's keyword arguments (`unbilled_paths`, ...); the rest the Meter's."""
+    """`app`: ProxyApp's keyword arguments (`unbilled_paths`, ...), where `allowed_hosts` and
+    `allowed_origins` make its door (the proxy's own address and port by default); the rest
+    the Meter's."""
     log = RunLog(log_dir, "proxy-run")
     m = Meter(Budget(Decimal(cap), name="proxy"), Pricer(), log, "proxy-run", **meter)
-    server = ProxyServer(ProxyApp(m, upstream, **(app or {})), bind("127.0.0.1", 0)).start()
+    sock = bind("127.0.0.1", 0)
+    options = dict(app or {})
+    door = Door.of(
+        "127.0.0.1",
+        sock.getsockname()[1],
+        options.pop("allowed_hosts", ()),
+        options.pop("allowed_origins", ()),
+    )
+    server = ProxyServer(ProxyApp(m, upstream, door=door, **options), sock).start()
     m.start(upstream)
     try:
         yield Proxied(server, m, log.path)

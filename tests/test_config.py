@@ -57,6 +57,8 @@ max_parallel_agents = 2
 budget_step_usd = "$0.25"
 offline_tokens_per_second = 80
 proxy_unbilled_paths = ["/v1/files/*", "/v1/skills"]
+proxy_allowed_origins = ["http://localhost:3000"]
+proxy_allowed_hosts = ["proxy.lan"]
 
 [tiers]
 deep = "claude-opus-4-1"
@@ -115,6 +117,10 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
     assert (s.ui.budget_step_usd, dict(s.ui.keymap)) == (Decimal("0.25"), {"cap_up": "f9"})
     assert s.offline.tokens_per_second == 80.0
     assert s.proxy.unbilled_paths == ("/v1/files/*", "/v1/skills")
+    assert (s.proxy.allowed_origins, s.proxy.allowed_hosts) == (
+        ("http://localhost:3000",),
+        ("proxy.lan",),
+    )
     # The file sets every key, each to a value other than its default.
     for key, setting in SETTINGS_BY_KEY.items():
         assert getattr(getattr(s, setting.section), setting.name) != setting.default, key

@@ -5,6 +5,7 @@ when room is made. Nothing billed goes unrecorded."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,6 +50,14 @@ class HeadlessProxy:
         self.url = found.group(1)
         self.proc.stdout.readline()  # the cap, upstream and log
 
+    def __enter__(self) -> HeadlessProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:  # a test that failed before stopping it
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
+
     def client(self) -> anthropic.Anthropic:
         return anthropic.Anthropic(api_key=KEY, base_url=self.url, max_retries=0)
 
@@ -91,8 +100,8 @@ def test_a_stop_signal_under_load_records_every_call_and_ends_the_run(
 ) -> None:
     # Each answer streams for ~0.3 s, so that calls are in flight when the signal comes.
     api = LoopbackAPI(faults=[Fault("slow", delay_s=0.01) for _ in range(400)])
-    with api:
-        proxy = HeadlessProxy(api.base_url, tmp_path)
+    with api, contextlib.ExitStack() as stack:
+        proxy = stack.enter_context(HeadlessProxy(api.base_url, tmp_path))
         failures: list[BaseException] = []
         stop = threading.Event()
         clients = [
@@ -124,8 +133,8 @@ def test_a_stream_longer_than_the_grace_is_cut_and_settled_at_what_it_may_have_b
     tmp_path: Path,
 ) -> None:
     api = LoopbackAPI(faults=[Fault("slow", delay_s=1.0)])  # ~10 s: past the 5 s grace
-    with api:
-        proxy = HeadlessProxy(api.base_url, tmp_path)
+    with api, contextlib.ExitStack() as stack:
+        proxy = stack.enter_context(HeadlessProxy(api.base_url, tmp_path))
         got: list[BaseException] = []
 
         def call() -> None:
@@ -187,8 +196,11 @@ def test_a_full_disk_refuses_new_requests_settles_those_in_flight_and_recovers(
     small_disk: Path,
 ) -> None:
     slow = [Fault("slow", delay_s=0.1) for _ in range(4)]
-    with LoopbackAPI(faults=[Fault("slow", delay_s=0.0), *slow]) as api:
-        proxy = HeadlessProxy(api.base_url, small_disk)
+    with (
+        LoopbackAPI(faults=[Fault("slow", delay_s=0.0), *slow]) as api,
+        contextlib.ExitStack() as stack,
+    ):
+        proxy = stack.enter_context(HeadlessProxy(api.base_url, small_disk))
         client = proxy.client()
         streamed(client)
         in_flight = [
@@ -222,8 +234,9 @@ def test_a_full_disk_refuses_new_requests_settles_those_in_flight_and_recovers(
 
 def test_records_it_never_could_write_are_printed_whole_when_it_stops(small_disk: Path) -> None:
     # Eight records (~1.5 KB each) need more than the page the log has begun: some fail.
-    with LoopbackAPI(faults=[Fault("slow", delay_s=0.1) for _ in range(8)]) as api:
-        proxy = HeadlessProxy(api.base_url, small_disk)
+    faults = [Fault("slow", delay_s=0.1) for _ in range(8)]
+    with LoopbackAPI(faults=faults) as api, contextlib.ExitStack() as stack:
+        proxy = stack.enter_context(HeadlessProxy(api.base_url, small_disk))
         client = proxy.client()
         threads = [threading.Thread(target=streamed, args=(client, PROMPT * 20)) for _ in range(8)]
         for t in threads:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from tuiagent.exit_codes import EXIT_ERROR, exit_for_signal
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.lines import call_line
+from tuiagent.redact import remember
 from tuiagent.runs.records import ProxyTurn, Record, Refused
 
 DEFAULT_PORT = 8787
@@ -25,9 +26,23 @@ def _port(value: str) -> int:
 
 def _upstream(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(f"--upstream must be an http(s) URL, got {value!r}")
+    # Its password is a secret from here on: redacted from all that is written.
+    remember(parts.password)
+    if parts.username and parts.password is None:
+        remember(parts.username)  # `token@host`: the user part is the secret
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"--upstream must be an http(s) URL, got {shown_url(value)!r}"
+        )
     return value.rstrip("/")
+
+
+def shown_url(url: str) -> str:
+    """A URL as it may be shown and logged: without its `user:password@`."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="[REDACTED]@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def add_proxy_command(sub: Any) -> None:
@@ -68,6 +83,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     from tuiagent.cost.pricing import Pricer
     from tuiagent.errors import ConfigError, UsageError
     from tuiagent.paths import default_log_dir
+    from tuiagent.proxy.door import Door
     from tuiagent.proxy.keptlog import KeptLog
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.otel import live_export
@@ -93,10 +109,17 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         auto_cache=args.auto_cache,
         transcript=log.transcript,
     )
-    app = ProxyApp(meter, args.upstream, unbilled_paths=settings.proxy.unbilled_paths)
+    door = Door.of(
+        args.host,
+        sock.getsockname()[1],
+        settings.proxy.allowed_hosts,
+        settings.proxy.allowed_origins,
+    )
+    app = ProxyApp(meter, args.upstream, unbilled_paths=settings.proxy.unbilled_paths, door=door)
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
-    meter.start(args.upstream)
+    upstream = shown_url(args.upstream)  # its user:password (if any) never shown nor logged
+    meter.start(upstream)
     try:
         if dashboard is not None:
             with server.stopped_by_signals():
@@ -104,7 +127,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             return exit_for_signal(server.stopped_by) if server.stopped_by else status
         log.notices.append(_say_error)  # (the dashboard shows them on its screen)
         _say(f"tuiagent proxy: listening on {server.url}")
-        _say(f"tuiagent proxy: cap ${cap}, upstream {args.upstream}, log {log.path}")
+        _say(f"tuiagent proxy: cap ${cap}, upstream {upstream}, log {log.path}")
         meter.listeners.append(_say_call)
         stopped_by = server.serve()
         # Ctrl-C, SIGTERM, SIGHUP: the exit status of every tuiagent command so stopped.

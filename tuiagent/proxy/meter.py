@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +23,7 @@ from tuiagent.llm.tokens import COUNTED_FIELDS, estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.proxy.cap import MIN_USEFUL_TOKENS, fit_request
 from tuiagent.proxy.sse import UsageScanner
+from tuiagent.redact import redact
 from tuiagent.runs.layout import transcript_path
 from tuiagent.runs.log import R, RunLog, utc_now_iso
 from tuiagent.runs.records import (
@@ -52,7 +53,7 @@ class Admitted:
     client: str
     streamed: bool
     request: dict[str, Any]  # as sent
-    body: bytes
+    body: bytes | bytearray
     reservation: Reservation
     hold: Hold
     auto_cached: bool
@@ -99,7 +100,7 @@ class Meter:
     # --- before sending ----------------------------------------------------------
 
     async def admit(
-        self, raw: bytes, request: dict[str, Any], client: str, count: Counter
+        self, raw: bytes | bytearray, request: dict[str, Any], client: str, count: Counter
     ) -> Admitted | Refused:
         """Reserve the request's worst case, lowering its max_tokens to fit; or refuse it."""
         started = self.clock()
@@ -271,8 +272,11 @@ class Meter:
         return self._write(record)
 
     def _write(self, record: R) -> R:
-        """Write a record as this run's, and tell the listeners."""
+        """Write a record as this run's, and tell the listeners (the screen, OpenTelemetry):
+        its text redacted first, since an upstream's error may quote a client's credential."""
         record = replace(record, run_id=self.run_id)
+        if clean := _redacted_text(record):
+            record = replace(record, **clean)  # type: ignore[arg-type]
         self.log.append(record)
         for listener in list(self.listeners):
             listener(record)
@@ -298,6 +302,16 @@ class Meter:
         )
         self.log.close()
         self.transcript.close()
+
+
+def _redacted_text(record: Record) -> dict[str, str]:
+    """The record's text fields that hold a secret, redacted."""
+    changed = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str) and (clean := redact(value)) != value:
+            changed[f.name] = clean
+    return changed
 
 
 def _cap(amount: Decimal) -> str:

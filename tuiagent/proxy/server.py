@@ -19,16 +19,18 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx2
 import uvicorn
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tuiagent.errors import UsageError
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.body import BadBody, messages_request
+from tuiagent.proxy.door import Door
 from tuiagent.proxy.keptlog import writable
 from tuiagent.proxy.meter import Admitted, Meter, Refused
 from tuiagent.proxy.routes import (
@@ -42,6 +44,7 @@ from tuiagent.proxy.routes import (
     quoted,
 )
 from tuiagent.proxy.sse import UsageScanner
+from tuiagent.redact import remember
 
 HOP_BY_HOP = frozenset(
     {
@@ -80,6 +83,7 @@ class Exchange:
         self.query: bytes = scope.get("query_string", b"")
         self.path = ""  # normalised, once read
         self.started = False  # the response's head has gone out
+        self.extra: list[tuple[bytes, bytes]] = []  # added to the response (CORS)
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -99,7 +103,7 @@ class Exchange:
     async def answer(
         self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
     ) -> None:
-        head = [(b"content-type", b"application/json"), *(headers or [])]
+        head = [(b"content-type", b"application/json"), *(headers or []), *self.extra]
         head.append((b"content-length", str(len(body)).encode()))
         await self.send({"type": "http.response.start", "status": status, "headers": head})
         self.started = True
@@ -165,10 +169,13 @@ class ProxyApp:
         upstream: str = DEFAULT_UPSTREAM,
         *,
         unbilled_paths: tuple[str, ...] = (),
+        door: Door | None = None,
     ) -> None:
         self.meter = meter
         self.upstream = upstream.rstrip("/")
         self.unbilled = Unbilled.of(unbilled_paths)
+        self.door = door or Door()
+        self.credentials = Credentials()
         self.client = httpx2.AsyncClient(
             timeout=httpx2.Timeout(600.0, connect=30.0),
             limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
@@ -191,6 +198,24 @@ class ProxyApp:
 
     async def _route(self, exchange: Exchange) -> None:
         method = exchange.method
+        origin = exchange.header(b"origin")
+        refusal = self.door.refusal(exchange.header(b"host"), origin)
+        if refusal is not None:
+            await self.refuse(exchange, 403, refusal, kind="permission_error")
+            return
+        if origin is not None:  # a web page the config allows: it may read the answers
+            exchange.extra = [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
+            if method == "OPTIONS":
+                await exchange.answer(204, b"", _preflight(exchange))
+                return
+        if not self.credentials.take(exchange.headers):
+            await self.refuse(
+                exchange,
+                403,
+                f"more than {MAX_CREDENTIALS} different API keys in one run",
+                kind="permission_error",
+            )
+            return
         try:
             exchange.path = normalise(exchange.raw_path)
         except BadPath as exc:
@@ -274,10 +299,7 @@ class ProxyApp:
         if body is None:
             return
         upstream = self.client.build_request(
-            exchange.method,
-            self._url(exchange),
-            headers=exchange.upstream_headers(),
-            content=bytes(body) if body else None,
+            exchange.method, self._url(exchange), **_upload(exchange.upstream_headers(), body)
         )
         try:
             response = await self.client.send(upstream, stream=True)
@@ -311,7 +333,7 @@ class ProxyApp:
             return counted if ok else None
 
         try:
-            call = await self.meter.admit(bytes(raw), payload, exchange.client, count)
+            call = await self.meter.admit(raw, payload, exchange.client, count)
         except Exception as exc:  # fail closed: what cannot be metered is not sent
             await self.refuse(
                 exchange, 400, f"cannot meter this request ({_what(exc)})", model=_model(payload)
@@ -326,7 +348,7 @@ class ProxyApp:
         self, exchange: Exchange, call: Admitted, headers: list[tuple[bytes, bytes]]
     ) -> None:
         upstream = self.client.build_request(
-            "POST", self._url(exchange), headers=headers, content=call.body
+            "POST", self._url(exchange), **_upload(headers, call.body)
         )
         try:
             response = await self.client.send(upstream, stream=True)
@@ -385,7 +407,12 @@ class ProxyApp:
                     "type": "http.response.start",
                     "status": response.status_code,
                     "headers": [
-                        (k, v) for k, v in response.headers.raw if k.lower() not in _RESPONSE_DROP
+                        *(
+                            (k, v)
+                            for k, v in response.headers.raw
+                            if k.lower() not in _RESPONSE_DROP
+                        ),
+                        *exchange.extra,
                     ],
                 }
             )
@@ -416,6 +443,57 @@ class ProxyApp:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _upload(headers: list[tuple[bytes, bytes]], body: bytes | bytearray) -> dict[str, Any]:
+    """A request body for httpx as it was read (a buffer of up to 32 MB is not copied into a
+    `bytes` first), with its length."""
+    if not body:
+        return {"headers": headers}
+
+    async def whole() -> AsyncIterator[bytes]:
+        yield body  # type: ignore[misc]  # a bytearray is written as bytes are
+
+    length = (b"content-length", str(len(body)).encode())
+    return {"headers": [*headers, length], "content": whole()}
+
+
+def _preflight(exchange: Exchange) -> list[tuple[bytes, bytes]]:
+    """A CORS preflight's answer, for an origin the config allows."""
+    asked = exchange.header(b"access-control-request-headers") or b""
+    return [
+        (b"access-control-allow-methods", b"GET, POST, DELETE"),
+        (b"access-control-allow-headers", asked),
+        (b"access-control-max-age", b"600"),
+    ]
+
+
+MAX_CREDENTIALS = 256
+
+
+class Credentials:
+    """The credentials clients sent (`x-api-key`, `Authorization` and its token), each
+    remembered by the redaction filter the first time it is seen, so that no log, transcript,
+    line or screen shows it, whatever echoes it (an upstream's error quoting a gateway's
+    bearer token). Bounded: a client sending endless keys would make every redaction slower."""
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def take(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Remember this request's credentials; False if that would be too many."""
+        for name, value in headers:
+            if name not in (b"x-api-key", b"authorization") or value in self._seen:
+                continue
+            if len(self._seen) >= MAX_CREDENTIALS:
+                return False
+            self._seen.add(value)
+            text = value.decode("latin-1")
+            remember(text)
+            scheme, _, token = text.strip().partition(" ")
+            if token and scheme.lower() in ("bearer", "basic"):
+                remember(token.strip())
+        return True
 
 
 def _on_disconnect(
@@ -474,6 +552,70 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+HEADER_TIMEOUT_S = 10.0  # a request's head must arrive whole within this
+MAX_HEADER_BYTES = 64 * 1024
+MAX_CONNECTIONS = 512  # open at once; the next ones are closed as they come
+
+
+class GuardedHttp(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with the limits a server on a shared machine needs and it
+    lacks: a request's head must come whole within HEADER_TIMEOUT_S and MAX_HEADER_BYTES (a
+    client that opens connections and never finishes its headers holds none for long), and
+    at most MAX_CONNECTIONS are open at once. (An idle kept-alive connection is uvicorn's
+    keep-alive timeout's.)"""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _in_head = True
+    _head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > MAX_CONNECTIONS:
+            transport.abort()
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._head_too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():  # the head is not whole yet
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEADER_BYTES:
+                self._disarm()
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-length: 0\r\nconnection: close\r\n\r\n"
+                )
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE_S = 5  # on stop, calls in flight get this long to finish; then they are cut and settled
 
@@ -500,6 +642,7 @@ class ProxyServer:
             server_header=False,  # the upstream's own server and date headers pass through
             date_header=False,
             lifespan="off",
+            http=GuardedHttp,
             timeout_graceful_shutdown=GRACE_S,
         )
         self.server = uvicorn.Server(config)
