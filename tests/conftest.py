@@ -49,6 +49,29 @@ def _no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
     monkeypatch.delenv("TUIAGENT_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no config.toml there
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the ledger, the runs
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for this test session (tests/postgres.py);
+    the tests that use it are skipped where no server binaries are installed."""
+    from tests import postgres
+
+    why = postgres.available()
+    if why is not None:
+        pytest.skip(why)
+    with postgres.cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_cluster: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database in the session's cluster."""
+    from tests import postgres
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    return postgres.fresh_database(pg_cluster, name)
 
 
 @pytest.fixture

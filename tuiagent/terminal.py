@@ -34,8 +34,23 @@ def _visible(char: str) -> str:
     return f"\\u{code:04x}"
 
 
+# Every character printable replaces, with its stand-in (for str.translate: the app gives it
+# to Rich's and Textual's own control-code tables, ui/printable.py).
+STAND_INS: dict[int, str] = {
+    code: _visible(chr(code))
+    for code in (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+    if chr(code) not in "\t\n"
+}
+STAND_INS.update((code, _visible(chr(code))) for code in range(0xD800, 0xE000))
+
+
 def printable(text: str) -> str:
     """`text` safe to write to a terminal: every control character shown, none emitted."""
     if _UNSAFE.search(text) is None:
         return text  # the common case: nothing copied
     return _UNSAFE.sub(lambda m: _visible(m.group()), text.replace("\r\n", "\n"))
+
+
+def is_printable(text: str) -> bool:
+    """Whether `text` holds nothing that `printable` would replace."""
+    return _UNSAFE.search(text) is None

@@ -124,7 +124,10 @@ class Prepared:
 
 def is_retryable(failure: CallFailed) -> bool:
     """429, 529, 5xx, connection errors, timeouts and mid-stream errors are transient;
-    400, 401, 403, 404 (and the rest of 4xx) are not. The API's x-should-retry wins."""
+    400, 401, 403, 404 (and the rest of 4xx) are not. The API's x-should-retry wins. A
+    request that could not be built (so never left) would not be built on a retry either."""
+    if not failure.sent and failure.error_type == "client_error":
+        return False
     if failure.should_retry in ("true", "false"):
         return failure.should_retry == "true"
     if failure.error_type in ("timeout", "connection_error"):

@@ -240,18 +240,17 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        # First of all, in the real process: the key leaves the environment (a re-exec).
-        try:
-            hand_off_secrets()
-        except TuiagentError as exc:
-            print(f"tuiagent: {exc}", file=sys.stderr)
-            return exc.exit_code
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None or (args.command == "proxy" and not args.no_ui):
-        return _dispatch(args)  # an app: Textual owns the terminal; its events are redacted
+    # Every line the CLI prints (errors included) is redacted and made printable; an app
+    # writes the screen to the terminal itself (sys.__stderr__), through ui/printable.py.
     with guarded_output():
+        if argv is None:
+            # First of all, in the real process: the key leaves the environment (a re-exec).
+            try:
+                hand_off_secrets()
+            except TuiagentError as exc:
+                print(f"tuiagent: {exc}", file=sys.stderr)
+                return exc.exit_code
+        args = build_parser().parse_args(argv)
         return _dispatch(args)
 
 

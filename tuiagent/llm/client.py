@@ -14,6 +14,7 @@ import json
 import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -105,8 +106,9 @@ class CallFailed(Exception):
     `usage_seen`: valid usage was seen and none invalid after it, so `partial_usage` is what
     the server billed so far (an HTTP error status counts: nothing billed); False: it may
     have billed anything up to the worst case (`partial_usage` then holds the last valid
-    usage, for information). `sent`: False only
-    when the request certainly never reached the server (connection refused, DNS, a bad URL).
+    usage, for information). `sent`: False only when the request certainly never reached the
+    server: it never reached the HTTP client's transport (it could not be built or encoded),
+    or the connection was never made (refused, DNS, a bad URL).
     """
 
     def __init__(
@@ -145,6 +147,29 @@ class CallFailed(Exception):
 StreamItem = TextDelta | ToolUseStarted | UsageUpdate | CallResult
 
 
+# Whether the request of the call under way reached the HTTP transport: a list that
+# stream_message sets for each call (in its task's context) and the client's request hook
+# marks. A failure before the mark is a request that never left: never billed.
+_handed: ContextVar[list[bool] | None] = ContextVar("tuiagent_request_handed", default=None)
+
+
+async def _mark_handed(request: httpx2.Request) -> None:
+    """httpx's request hook: it runs after the request is built, before the transport."""
+    marks = _handed.get()
+    if marks is not None:
+        marks.append(True)
+
+
+_HOOKS = {"request": [_mark_handed]}
+
+
+def _marks_handed(client: anthropic.AsyncAnthropic) -> bool:
+    """The client's HTTP client has the hook (make_client's do). Without it nothing says a
+    request was not handed over, so every failure counts as sent: billed, never lost."""
+    hooks = getattr(getattr(client, "_client", None), "event_hooks", None)
+    return isinstance(hooks, dict) and _mark_handed in hooks.get("request", ())
+
+
 def make_client(
     *, offline_transport: httpx2.AsyncBaseTransport | None = None, timeout_s: float = 600.0
 ) -> anthropic.AsyncAnthropic:
@@ -158,7 +183,7 @@ def make_client(
         return anthropic.AsyncAnthropic(
             api_key="offline-simulated",
             base_url="http://offline.tuiagent.invalid",
-            http_client=httpx2.AsyncClient(transport=offline_transport),
+            http_client=httpx2.AsyncClient(transport=offline_transport, event_hooks=_HOOKS),
             max_retries=0,
             timeout=timeout_s,
             open_telemetry=False,
@@ -168,6 +193,7 @@ def make_client(
     return anthropic.AsyncAnthropic(
         api_key=api_key(),
         auth_token=auth_token(),
+        http_client=anthropic.DefaultAsyncHttpxClient(event_hooks=_HOOKS),
         max_retries=0,
         timeout=timeout_s,
         open_telemetry=False,
@@ -541,13 +567,20 @@ class _Message:
 
 
 def _failure(
-    exc: Exception, seen: _Message | None, response: httpx2.Response | None, latency_s: float
+    exc: Exception,
+    seen: _Message | None,
+    response: httpx2.Response | None,
+    latency_s: float,
+    handed: bool = True,
 ) -> CallFailed:
-    """Any exception of a call as a CallFailed: one message, the status, what was billed."""
+    """Any exception of a call as a CallFailed: one message, the status, what was billed.
+    `handed`: the request reached the HTTP transport (else it never left)."""
     usage, usage_seen = (seen.usage, seen.usage_seen) if seen else (TokenUsage(), False)
     code = response.status_code if response is not None else None
 
-    def failed(message: str, error_type: str, status: int | None, sent: bool = True) -> CallFailed:
+    def failed(
+        message: str, error_type: str, status: int | None, sent: bool = handed
+    ) -> CallFailed:
         return CallFailed(
             message=message,
             partial_usage=usage,
@@ -580,11 +613,12 @@ def _failure(
     if isinstance(exc, _TimedOut):
         return failed(str(exc), "timeout", None)
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return failed(describe_error(exc), "timeout", None, sent=not _never_sent(exc))
+        return failed(describe_error(exc), "timeout", None, sent=handed and not _never_sent(exc))
     if isinstance(exc, _Dropped):
         return failed(str(exc), "connection_error", 200)
     if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-        return failed(describe_error(exc), "connection_error", None, sent=not _never_sent(exc))
+        sent = handed and not _never_sent(exc)
+        return failed(describe_error(exc), "connection_error", None, sent=sent)
     if response is None:
         return failed(f"the call failed: {type(exc).__name__}: {exc}", "client_error", None)
     what = str(exc) if isinstance(exc, _Malformed) else f"{type(exc).__name__}: {exc}"
@@ -639,6 +673,8 @@ async def stream_message(
     started = clock()
     seen = _Message(str(request.get("model", "")), lambda: clock() - started)
     response: httpx2.Response | None = None
+    handed: list[bool] = [] if _marks_handed(client) else [True]
+    _handed.set(handed)  # for this call; the next one sets its own
     try:
         deadlines = _Deadlines(call_timeout_s, idle_timeout_s)
         stream = await deadlines.run(client.messages.create(**request, stream=True))
@@ -661,7 +697,7 @@ async def stream_message(
                     yield item
         result = seen.result(_header(response, "request-id"), clock() - started)
     except Exception as exc:
-        raise _failure(exc, seen, response, clock() - started) from exc
+        raise _failure(exc, seen, response, clock() - started, bool(handed)) from exc
     finally:
         await _close(response)
     yield result

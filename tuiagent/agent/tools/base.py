@@ -23,6 +23,22 @@ T = TypeVar("T")
 DEFAULT_DEADLINE_S = 30.0
 
 
+def as_utf8(text: str) -> str:
+    """`text` as valid UTF-8: a byte that was not UTF-8 (a lone surrogate, as
+    surrogateescape keeps it: a file name, a path from ripgrep) as `\\xNN`, marked and
+    readable, where it would fail the request's encoding before it is sent."""
+    if text.isascii() or not any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        return text
+    return "".join(_byte_or_char(c) for c in text)
+
+
+def _byte_or_char(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else c
+
+
 class ToolError(Exception):
     """A tool could not do what was asked. The message goes back to the model as is_error."""
 
@@ -33,7 +49,8 @@ class ToolOutput:
     is_error: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "text", redact(self.text))  # before it reaches the model
+        # Before it reaches the model: no key, and nothing the request cannot encode.
+        object.__setattr__(self, "text", as_utf8(redact(self.text)))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@ catastrophic backtracking), `.gitignore`/`.ignore` rules applied (in a git repos
 not), hidden files and folders skipped, symlinks not followed, binary files and anything
 that is not a regular file skipped. The search is killed at its deadline and the result
 says it is partial; the output is bounded in matches and in characters per match.
+
+ripgrep starts in the directory the workspace opened (`/proc/self/fd/N`, not its name: a
+name swapped for a link meanwhile leads nowhere), or reads the one file opened (on its
+stdin, labelled with its path). Below that directory, its walk is its own: it follows no
+symlink, but a directory swapped for a link while it walks is not checked again.
 """
 
 from __future__ import annotations
@@ -11,11 +16,15 @@ import asyncio
 import contextlib
 import functools
 import importlib.metadata
+import os
 import shutil
+import stat
 import sysconfig
 from pathlib import Path
+from typing import Any
 
-from tuiagent.agent.tools.base import ToolError
+from tuiagent.agent.tools.base import ToolError, as_utf8
+from tuiagent.agent.tools.beneath import Opened
 
 SEARCH_DEADLINE_S = 10.0
 MAX_SEARCH_MATCHES = 5_000
@@ -41,7 +50,7 @@ def ripgrep() -> str | None:
     return shutil.which("rg")
 
 
-def _command(rg: str, target: str, pattern: str) -> list[str]:
+def _command(rg: str, pattern: str, target: str) -> list[str]:
     return [
         rg,
         "--no-config",
@@ -62,13 +71,17 @@ def _command(rg: str, target: str, pattern: str) -> list[str]:
     ]
 
 
-def _match_line(raw: bytes) -> tuple[str, str] | None:
-    """(path, "path:line:text") of one line of rg output, None for anything else."""
+def _match_line(raw: bytes, target: str, shown: str) -> tuple[str, str] | None:
+    """(path, "path:line:text") of one line of rg output, None for anything else; the
+    searched `target` is shown as `shown` (its path from the workspace root)."""
     path, nul, rest = raw.partition(b"\0")
     number, colon, text = rest.partition(b":")
     if not nul or not colon or not number.isdigit():
         return None
-    name = path.decode("utf-8", errors="replace").removeprefix("./")
+    name = as_utf8(os.fsdecode(path))
+    if name.startswith(target):
+        name = shown + name[len(target) :]
+    name = name.removeprefix("./")
     line = text.decode("utf-8", errors="replace").strip()[:MAX_MATCH_CHARS]
     return name, f"{name}:{int(number)}:{line}"
 
@@ -78,18 +91,31 @@ async def _read_errors(stream: asyncio.StreamReader | None, keep: bytearray) -> 
         keep += chunk[: max(0, 8192 - len(keep))]
 
 
-async def search(root: Path, target: str, pattern: str, deadline_s: float) -> str:
-    """Matches of `pattern` under `target` (relative to `root`) as path:line:text lines,
-    under a head line "N matches for 'pattern' in F files"."""
+def _where(base: Opened, root: Path) -> tuple[dict[str, Any], str, str]:
+    """How rg is started on `base`: its cwd and what to search there, and the path of that
+    from the workspace root. rg reaches what was opened through `/proc/self/fd/N` (resolved
+    in its own process, which is passed the fd); without /proc, by name (racy)."""
+    by_fd = f"/proc/self/fd/{base.fd}"
+    if not os.path.exists(by_fd):
+        return {"cwd": root}, base.path, base.path
+    if stat.S_ISDIR(base.stat.st_mode):
+        return {"cwd": by_fd, "pass_fds": (base.fd,)}, ".", base.path
+    return {"pass_fds": (base.fd,)}, by_fd, base.path
+
+
+async def search(root: Path, base: Opened, pattern: str, deadline_s: float) -> str:
+    """Matches of `pattern` in the opened directory or file `base` as path:line:text lines
+    (paths from the workspace root), under a head line "N matches for 'pattern' in F files"."""
     rg = ripgrep()
     if rg is None:
         raise ToolError("search needs ripgrep (the `ripgrep` package), which is not installed")
+    how, target, shown = _where(base, root)
     proc = await asyncio.create_subprocess_exec(
-        *_command(rg, target, pattern),
-        cwd=root,
+        *_command(rg, pattern, target),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        **how,
     )
     matches: list[str] = []
     files: set[str] = set()
@@ -103,7 +129,9 @@ async def search(root: Path, target: str, pattern: str, deadline_s: float) -> st
             while len(matches) < MAX_SEARCH_MATCHES and (chunk := await proc.stdout.read(65_536)):
                 *lines, pending = (pending + chunk).split(b"\n")
                 for raw in lines:
-                    if (found := _match_line(raw)) and len(matches) < MAX_SEARCH_MATCHES:
+                    if (found := _match_line(raw, target, shown)) and len(
+                        matches
+                    ) < MAX_SEARCH_MATCHES:
                         files.add(found[0])
                         matches.append(found[1])
             if len(matches) >= MAX_SEARCH_MATCHES:

@@ -1,0 +1,116 @@
+"""A process's budgets over the ledger: the `[[budgets]]` of its config, for the calls of one
+run (its session, user, key, client), each call adding its own (model, sub-agent).
+
+`Budget` (cost/budget.py) reserves through a Stack: the run's cap in memory, every other
+budget here, in the one ledger every process shares.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from decimal import Decimal
+
+from tuiagent.ledger.scopes import BudgetSpec, Scopes
+from tuiagent.ledger.store import BudgetLine, Check, Held, Ledger, Refused
+
+MAX_LINES = 64  # budgets a snapshot remembers (a proxy sees many sessions)
+
+
+class Stack:
+    def __init__(
+        self,
+        ledger: Ledger,
+        specs: Sequence[BudgetSpec],
+        scopes: Scopes,
+        *,
+        tier_of: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.specs = tuple(specs)
+        self.scopes = scopes
+        self.tier_of = tier_of
+        # The budgets as the last reserve, settle or read left them, by (title, value, sim):
+        # what a snapshot shows without asking the database.
+        self._lines: dict[tuple[str, str, bool], BudgetLine] = {}
+        self._lock = threading.Lock()
+
+    def child(self, scopes: Scopes) -> Stack:
+        """The same budgets for calls with more scopes (a sub-agent's)."""
+        stack = Stack(self.ledger, self.specs, self.scopes.merged(scopes), tier_of=self.tier_of)
+        stack._lines, stack._lock = self._lines, self._lock  # one view of the budgets
+        return stack
+
+    def scopes_for(self, call: Scopes | None) -> Scopes:
+        scopes = self.scopes.merged(call)
+        if scopes.tier is None and scopes.model is not None and self.tier_of is not None:
+            scopes = replace(scopes, tier=self.tier_of(scopes.model))
+        return scopes
+
+    def checks(self, scopes: Scopes) -> list[Check]:
+        """The budgets a call with these scopes falls under, at the ledger's clock."""
+        now = self.ledger.clock()
+        found = []
+        for spec in self.specs:
+            value = spec.applies(scopes)
+            if value is None:
+                continue
+            start, end = spec.window.bounds(now)
+            found.append(
+                Check(
+                    spec,
+                    value,
+                    spec.counter_key(value, scopes.simulated),
+                    spec.window.bucket(now),
+                    start,
+                    end,
+                    scopes.simulated,
+                )
+            )
+        return found
+
+    def tightest(self, call: Scopes | None = None) -> BudgetLine | None:
+        """The budget with least left for such a call (None if none applies). Raises
+        LedgerError when the ledger cannot be read."""
+        lines = self.ledger.read(self.checks(self.scopes_for(call)))
+        self._note(lines)
+        return min(lines, key=lambda line: line.left, default=None)
+
+    def hold(self, amount: Decimal, call: Scopes | None, label: str) -> Held | Refused:
+        """Write the hold, checked against every budget the call falls under (LedgerError
+        when it cannot be written: then nothing may be sent)."""
+        scopes = self.scopes_for(call)
+        result = self.ledger.reserve(amount, self.checks(scopes), scopes, label)
+        self._note(result.lines if isinstance(result, Held) else (result.line,))
+        return result
+
+    def settle(self, held: Held, actual: Decimal | None) -> None:
+        """What the call billed (None: nothing). Never raises: a settle the database
+        refuses is kept and tried again, and until then the hold counts at its worst case."""
+        self.ledger.settle(held.id, actual)
+        with self._lock:
+            for line in held.lines:
+                k = (line.title, line.value, line.simulated)
+                now = self._lines.get(k)
+                if now is None:
+                    continue
+                self._lines[k] = replace(
+                    now,
+                    held=max(now.held - held.amount, Decimal(0)),
+                    spent=now.spent + (actual or Decimal(0)),
+                )
+
+    def _note(self, lines: Sequence[BudgetLine]) -> None:
+        with self._lock:
+            for line in lines:
+                k = (line.title, line.value, line.simulated)
+                self._lines.pop(k, None)
+                self._lines[k] = line  # the newest last
+            while len(self._lines) > MAX_LINES:
+                self._lines.pop(next(iter(self._lines)))
+
+    def lines(self) -> tuple[BudgetLine, ...]:
+        """The budgets this process has seen, as they last stood."""
+        with self._lock:
+            return tuple(self._lines.values())
