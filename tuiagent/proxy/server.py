@@ -419,7 +419,7 @@ class ProxyApp:
             exchange.started = True
             received = 0
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in coalesced(response.aiter_raw()):
                     if call is not None:
                         if ttft is None:
                             ttft = clock() - call.started
@@ -494,6 +494,63 @@ class Credentials:
             if token and scheme.lower() in ("bearer", "basic"):
                 remember(token.strip())
         return True
+
+
+COALESCE_HIGH = 1 << 20  # bytes read ahead of the client at most
+
+
+async def coalesced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks as they come, each batch all that arrived while the last went out.
+
+    An upstream that streams fast sends many small chunks (one SSE event, or a few), and
+    each chunk written on costs as much as its bytes; read by a task of its own, what came in
+    during one write goes out in the next, joined. A chunk that comes alone goes on at once.
+    At most COALESCE_HIGH bytes are read ahead of a slow client. A failure of the reading
+    (the upstream cut) is raised after what came before it."""
+    parts: list[bytes] = []
+    size = 0
+    arrived = asyncio.Event()
+    room = asyncio.Event()
+    room.set()
+    ended = False
+    failure: Exception | None = None
+
+    async def read() -> None:
+        nonlocal size, ended, failure
+        try:
+            async for chunk in chunks:
+                parts.append(chunk)
+                size += len(chunk)
+                arrived.set()
+                if size >= COALESCE_HIGH:
+                    room.clear()
+                    await room.wait()
+        except Exception as exc:
+            failure = exc
+        finally:
+            ended = True
+            arrived.set()
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            if not parts and not ended:
+                arrived.clear()
+                await arrived.wait()
+            if parts:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts.clear()
+                size = 0
+                room.set()
+                yield data
+            elif failure is not None:
+                raise failure
+            else:
+                return
+    finally:
+        reader.cancel()
+        with contextlib.suppress(BaseException):
+            await reader  # done with the upstream's stream before it is closed
 
 
 def _on_disconnect(
