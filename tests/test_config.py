@@ -37,6 +37,7 @@ retry_max_wait_s = 5
 call_timeout_s = 30
 stream_idle_timeout_s = 9.5
 min_useful_tokens = 300
+hold_wait_s = 2.5
 context_management = false
 compact_at = 0.5
 context_keep_turns = 2
@@ -93,6 +94,7 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
         "call_timeout_s": 30.0,
         "stream_idle_timeout_s": 9.5,
         "min_useful_tokens": 300,
+        "hold_wait_s": 2.5,
         "context_management": False,
         "compact_at": 0.5,
         "context_keep_turns": 2,

@@ -232,6 +232,19 @@ EVERY_RECORD: list[records.Record] = [
     ProxyAttempt(run_id="p", turn=2, status=500, error_type="http_500", error="API error 500"),
     Refused(run_id="p", turn=3, client="c", model="m", error="does not fit the cap"),
     ProxyRunEnd(run_id="p", ended_at="d", total_cost_usd=Decimal("0.001")),
+    records.HoldRecord(
+        run_id="p",
+        hold_id="abc123",
+        turn=4,
+        purpose="proxy",
+        model="claude-opus-5-5",
+        reserved_usd=Decimal("0.5"),
+        max_tokens=12_000,
+        input_tokens_counted=900,
+        started_at="d",
+        source="proxy",
+        client="claude-cli/2.1",
+    ),
 ]
 
 
@@ -370,7 +383,11 @@ def _fields_by_type(log: Path) -> dict[str, set[str]]:
 
 
 # Fields written since the fixture was (by main at 690bc75), each a default for older logs.
-ADDED_SINCE = {"run_start": {"schema"}, "run_end": {"subagent_turns"}}
+ADDED_SINCE = {
+    "run_start": {"schema"},
+    "run_end": {"subagent_turns"},
+    "turn": {"hold_id", "service_tier"},
+}
 
 
 def test_todays_lines_have_the_fields_the_old_ones_had(tmp_path: Path) -> None:
@@ -389,7 +406,8 @@ def test_todays_lines_have_the_fields_the_old_ones_had(tmp_path: Path) -> None:
     (log,) = logs.glob("*.jsonl")
     then = _fields_by_type(FIXTURE / "20261202T010608Z-fd77f9.jsonl")
     now = _fields_by_type(log)
-    assert set(now) == set(then) == {"run_start", "user", "turn", "tool", "agent", "run_end"}
+    assert set(then) == {"run_start", "user", "turn", "tool", "agent", "run_end"}
+    assert set(now) == set(then) | {"hold"}  # (each call held before it is sent, since)
     for kind, fields in then.items():
         assert now[kind] == fields | ADDED_SINCE.get(kind, set()), kind
     printed = [json.loads(line) for line in done.stdout.splitlines()]

@@ -297,13 +297,14 @@ async def test_replay_resends_the_exact_request(workspace: Path, log_dir: Path) 
 
     records, bad = read_records(result.log_path)
     assert bad == 0
-    assert [r["type"] for r in records] == ["run_start", "turn", "run_end"]
+    assert [r["type"] for r in records] == ["run_start", "hold", "turn", "run_end"]
+    assert records[1]["hold_id"] == records[2]["hold_id"]
     assert records[0]["replay_of"] == {
         "run_id": path.stem,
         "turn": last,
         "model": result.original.model,
     }
-    assert records[1]["model"] == result.replay.model
+    assert records[2]["model"] == result.replay.model
     # The replay's transcript holds its request and its answer: it can itself be replayed.
     messages = load_messages(log_dir / "transcripts" / result.log_path.name)
     assert messages[-1] == {"role": "assistant", "content": result.replay.content}

@@ -353,6 +353,14 @@ class RunSettings:
             help="below this much room for output, a call is not sent",
         ),
     )
+    hold_wait_s: float = field(
+        default=30.0,
+        metadata=option(
+            parse=_SECONDS,
+            help="the longest a call that does not fit only because of calls in flight waits "
+            "for them to settle before it is refused",
+        ),
+    )
     # Long sessions (agent/context.py): old tool results cleared when it pays, the
     # conversation compacted into a summary at this fraction of the context window.
     context_management: bool = field(

@@ -83,6 +83,13 @@ class SubAgentEnded(LogRecord):
 
 
 @dataclass(frozen=True)
+class CallHeld(LogRecord):
+    """A call's worst case is held in flight, its `hold` record written: it is being sent."""
+
+    record: records.HoldRecord
+
+
+@dataclass(frozen=True)
 class AttemptFailed(LogRecord):
     record: records.Attempt
 

@@ -107,6 +107,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         log,
         run_id,
         auto_cache=args.auto_cache,
+        settings=settings,
         transcript=log.transcript,
     )
     door = Door.of(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, Pricer
+from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, STANDARD, Modifiers, Pricer
 from tuiagent.llm.tokens import ESTIMATE_SAFETY_MARGIN, REQUEST_OVERHEAD, request_blocks
 
 
@@ -67,10 +67,14 @@ def _writable_tokens(request: dict[str, Any], input_tokens: int) -> tuple[int, i
 
 
 def input_worst_case(
-    pricer: Pricer, model: str, request: dict[str, Any], input_tokens: int
+    pricer: Pricer,
+    model: str,
+    request: dict[str, Any],
+    input_tokens: int,
+    modifiers: Modifiers = STANDARD,
 ) -> Decimal:
     """The most `input_tokens` of this request can be billed at, given its breakpoints."""
-    r = pricer.rates(model, input_tokens)
+    r = pricer.rates(model, input_tokens, modifiers)
     w1h, w5m = _writable_tokens(request, input_tokens)
     rest = input_tokens - w1h - w5m
     return (
@@ -79,14 +83,19 @@ def input_worst_case(
 
 
 def least_useful_cost(
-    pricer: Pricer, model: str, request: dict[str, Any], input_tokens: int, min_useful_tokens: int
+    pricer: Pricer,
+    model: str,
+    request: dict[str, Any],
+    input_tokens: int,
+    min_useful_tokens: int,
+    modifiers: Modifiers = STANDARD,
 ) -> Decimal:
     """What the smallest useful call of this request may cost: its input at worst plus the
     useful minimum of output (what the cap must leave for it to be sent)."""
     out = min(min_useful_tokens, int(request["max_tokens"]))
     return (
-        input_worst_case(pricer, model, request, input_tokens)
-        + pricer.rates(model, input_tokens).output * out
+        input_worst_case(pricer, model, request, input_tokens, modifiers)
+        + pricer.rates(model, input_tokens, modifiers).output * out
         + _server_tools(pricer, model, request, out)
     )
 
@@ -111,13 +120,15 @@ def plan_reservation(
     *,
     input_factor: Decimal = Decimal(1),
     output_factor: Decimal = Decimal(1),
+    modifiers: Modifiers = STANDARD,
 ) -> Reservation | None:
     """The reservation for this call within `remaining`, or None if no useful call fits.
 
     Pure: the one computation of a call's worst case and of the max_tokens that fits, used
     by the agent's metered call and by the proxy. `input_factor` / `output_factor` (>= 1)
     are what this model's server has shown beyond its counts and beyond max_tokens: a
-    server that once billed 1.5x its count is reserved at 1.5x from then on.
+    server that once billed 1.5x its count is reserved at 1.5x from then on. `modifiers`
+    (fast mode, batch, US-only inference) price every token.
     """
     requested = int(request["max_tokens"])
     reserved_input = max(input_tokens, _ceil(input_tokens * max(input_factor, Decimal(1))))
@@ -128,8 +139,8 @@ def plan_reservation(
     fixed = _server_tools(pricer, model, request, 0)
     step = MIN_SERVER_TOOL_CALL_TOKENS
     search_rate = (_server_tools(pricer, model, request, step) - fixed) / step
-    input_cost = input_worst_case(pricer, model, request, reserved_input) + fixed
-    out_rate = pricer.rates(model, reserved_input).output
+    input_cost = input_worst_case(pricer, model, request, reserved_input, modifiers) + fixed
+    out_rate = pricer.rates(model, reserved_input, modifiers).output
     if input_cost >= remaining:
         return None
     per_token = out_rate * out_factor + search_rate

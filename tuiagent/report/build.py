@@ -23,6 +23,7 @@ from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.log import is_live
 from tuiagent.runs.records import (
     Call,
+    HoldRecord,
     ProxyTurn,
     RunEnd,
     RunStart,
@@ -99,9 +100,12 @@ def _run_row(run: RunFile, turns: list[TurnRow], pricer: Pricer) -> RunRow:
     usage = sum((t.usage for t in turns), TokenUsage())
     usage = sum((a.usage for a in attempts), usage)
     cost = sum((t.cost for t in turns), ZERO) + sum((a.cost_usd for a in attempts), ZERO)
+    live = end is None and is_live(run.path)
+    died = [] if live else _died_in_flight(run)
+    cost += sum((h.reserved_usd for h in died), ZERO)
     if end is None:
         # No run_end: still being written (its writer holds the log's lock), or cut off.
-        ended = "live" if is_live(run.path) else "cut off (no run_end)"
+        ended = "live" if live else "cut off (no run_end)"
     else:
         ended = end.status or "?"
         halt = end.halt_reason if isinstance(end, RunEnd) else None
@@ -131,7 +135,16 @@ def _run_row(run: RunFile, turns: list[TurnRow], pricer: Pricer) -> RunRow:
         unreadable_lines=run.unreadable_lines,
         replay_of=start.replay_of if isinstance(start, RunStart) else None,
         call_records=[r for r in run.records if r.get("type") in ("turn", "attempt")],
+        died_in_flight=sum((h.reserved_usd for h in died), ZERO),
+        died_in_flight_calls=len(died),
     )
+
+
+def _died_in_flight(run: RunFile) -> list[HoldRecord]:
+    """The holds no call record closes: calls held (and maybe sent) when the run was
+    killed. Each may have been billed up to its worst case."""
+    closed = {r.get("hold_id") for r in run.records if r.get("type") in ("turn", "attempt")}
+    return [h for h in run.typed if isinstance(h, HoldRecord) and h.hold_id not in closed]
 
 
 def _saved_by_cache(turns: list[TurnRow], pricer: Pricer) -> Decimal | None:

@@ -110,6 +110,10 @@ class RunRow:
     unreadable_lines: int
     replay_of: dict[str, Any] | None
     call_records: list[dict[str, Any]] = field(default_factory=list)  # turns and attempts
+    # Calls held and (maybe) sent when the run died, never settled: counted in `cost` at
+    # their worst case.
+    died_in_flight: Decimal = Decimal(0)
+    died_in_flight_calls: int = 0
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -137,6 +141,8 @@ class RunRow:
             "compression_saved_tokens": self.compression_saved_tokens,
             "ended": self.ended,
             "unreadable_lines": self.unreadable_lines,
+            "in_flight_when_the_run_died_usd": usd(self.died_in_flight),
+            "in_flight_when_the_run_died_calls": self.died_in_flight_calls,
             "replay_of": self.replay_of,
             "log": str(self.path),
         }

@@ -71,6 +71,11 @@ def runs_table(report: Report) -> Table:
             ended += f"; replay of {r.replay_of.get('run_id')} turn {r.replay_of.get('turn')}"
         if r.unreadable_lines:
             ended += f"; {r.unreadable_lines} unreadable line(s)"
+        if r.died_in_flight_calls:
+            ended += (
+                f"; {r.died_in_flight_calls} call(s) in flight when the run died, "
+                f"counted at their worst case {money(r.died_in_flight)}"
+            )
         cells = [
             r.run_id,
             _when(r.started_at),

@@ -222,6 +222,10 @@ class Turn(Record):
     model_mismatch: str | None = field(
         default=None, metadata=OMIT
     )  # the model the server answered as
+    hold_id: str | None = field(default=None, metadata=OMIT)  # its `hold` record
+    lowered: str | None = field(default=None, metadata=OMIT)  # "cap" | "fair share"
+    waited_s: float | None = field(default=None, metadata=OMIT)  # for holds in flight
+    modifiers: dict[str, str] | None = field(default=None, metadata=OMIT)  # priced with
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +251,31 @@ class Attempt(Record):
     usage_unknown: bool | None = field(default=None, metadata=OMIT)
     output_unknown: bool | None = field(default=None, metadata=OMIT)
     over_reservation: bool | None = field(default=None, metadata=OMIT)
+    model_mismatch: str | None = field(default=None, metadata=OMIT)
+    priced_as: str | None = field(default=None, metadata=OMIT)
+    hold_id: str | None = field(default=None, metadata=OMIT)
+    lowered: str | None = field(default=None, metadata=OMIT)
+    waited_s: float | None = field(default=None, metadata=OMIT)
+    modifiers: dict[str, str] | None = field(default=None, metadata=OMIT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldRecord(Record):
+    """A call's worst case held in flight, written before the call is sent: a run killed
+    while it was in flight leaves this without its `turn` or `attempt` (same `hold_id`),
+    and `report` counts it at its worst case, "in flight when the run died"."""
+
+    TYPE = "hold"
+    hold_id: str = ""
+    turn: int = 0
+    purpose: str = ""
+    model: str = ""
+    reserved_usd: Decimal = Decimal(0)
+    max_tokens: int = 0
+    input_tokens_counted: int = 0
+    started_at: str = ""
+    source: str | None = field(default=None, metadata=OMIT)  # "proxy" for a proxied call
+    client: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -430,6 +459,15 @@ class ProxyTurn(Record):
     saved_by_cache_usd: Decimal | None = field(default=None, metadata=OMIT)  # turns
     error_type: str | None = field(default=None, metadata=OMIT)  # attempts
     error: str | None = field(default=None, metadata=OMIT)  # attempts
+    sent: bool | None = field(default=None, metadata=OMIT)  # False: it never left
+    output_unknown: bool | None = field(default=None, metadata=OMIT)
+    over_reservation: bool | None = field(default=None, metadata=OMIT)
+    model_mismatch: str | None = field(default=None, metadata=OMIT)
+    priced_as: str | None = field(default=None, metadata=OMIT)
+    hold_id: str | None = field(default=None, metadata=OMIT)
+    lowered: str | None = field(default=None, metadata=OMIT)
+    waited_s: float | None = field(default=None, metadata=OMIT)
+    modifiers: dict[str, str] | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
