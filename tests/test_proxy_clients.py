@@ -163,6 +163,58 @@ def test_at_a_ten_cent_cap_the_coding_agent_stops_at_the_first_refusal(
         refused = proxy.records("refused")
     assert result["is_error"] is True and result["api_error_status"] == 400
     assert len(refused) == 1 and api.messages() == []
+    assert api.requests == [], "a count_tokens asked for a request that could not fit"
+
+
+def two_agents() -> tuple[Any, list[tuple[str, float, float]]]:
+    """The upstream's script: the main agent starts two sub-agents (its Agent tool), each
+    answers after a second, then the main agent answers. The sub-agents' calls, as
+    (name, start, end), show whether they ran side by side."""
+    spans: list[tuple[str, float, float]] = []
+
+    def answer(request: dict[str, Any]) -> list[dict[str, Any]]:
+        text = json.dumps(request["messages"])
+        if "tool_result" in text:
+            return [{"type": "text", "text": "Both done."}]
+        for name in ("SUB-A", "SUB-B"):
+            if name in text:
+                start = time.monotonic()
+                time.sleep(1.0)
+                spans.append((name, start, time.monotonic()))
+                return [{"type": "text", "text": f"{name} done."}]
+        return [
+            {
+                "type": "tool_use",
+                "id": f"toolu_{name}{time.time_ns()}",
+                "name": "Agent",
+                "input": {
+                    "description": f"task {name}",
+                    "prompt": f"{name}: say done",
+                    "subagent_type": "general-purpose",
+                },
+            }
+            for name in ("SUB-A", "SUB-B")
+        ]
+
+    return answer, spans
+
+
+def test_under_a_one_dollar_cap_its_sub_agents_run_side_by_side(
+    npm_tools: Path, workspace: Path, tmp_path: Path
+) -> None:
+    # Each call asks 64,000 output tokens of Opus ($1.60 at worst): without fair holds the
+    # first sub-agent's call would hold the whole cap and the second be refused.
+    answer, spans = two_agents()
+    with ScriptedAPI(answer) as api, proxy_to(api.base_url, tmp_path / "log", "1.00") as proxy:
+        result = claude(npm_tools, proxy, workspace, tmp_path / "home", "run two agents")
+        refused = proxy.records("refused")
+        turns = proxy.records("turn")
+    assert result["is_error"] is False and result["result"] == "Both done."
+    assert refused == [] and len(turns) == 4
+    (a, a_start, a_end), (b, b_start, b_end) = sorted(spans)
+    assert (a, b) == ("SUB-A", "SUB-B")
+    assert a_start < b_end and b_start < a_end  # at the upstream at the same time
+    assert all(t["max_tokens"] < t["max_tokens_requested"] for t in turns)
 
 
 TS_CALL = """

@@ -227,7 +227,9 @@ def test_a_full_disk_refuses_new_requests_settles_those_in_flight_and_recovers(
     assert code == 130 and "Traceback" not in err
     # Every billed call is recorded, once; the refusal made while the disk was full too.
     assert len(calls(records)) == sent == 6
-    assert sorted(r["turn"] for r in records if "turn" in r) == list(range(1, 8))
+    ends = ("turn", "attempt", "refused")
+    assert sorted(r["turn"] for r in records if r["type"] in ends) == list(range(1, 8))
+    assert len([r for r in records if r["type"] == "hold"]) == 6  # each sent call's hold
     assert [r["type"] for r in records].count("refused") == 1
     assert records[-1]["type"] == "run_end" and records[-1]["in_flight_usd"] == 0
 
