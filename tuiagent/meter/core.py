@@ -63,6 +63,7 @@ Counter = Callable[[dict[str, Any]], Awaitable[object]]
 
 THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
 WAIT_POLL_S = 0.05  # how often a waiting request looks again (holds may settle elsewhere)
+_NO_LIMIT = Decimal(10) ** 15  # room for any worst case (dollars)
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,15 @@ class CallMeter:
                     # (the useful minimum leaves room for the smallest thinking budget)
                     sent["thinking"] = {**thinking, "budget_tokens": res.max_tokens - 1}
         return Plan(model, sent, modifiers, res, lowered)
+
+    def whole(
+        self, model: str, request: dict[str, Any], size: Size, modifiers: Modifiers = STANDARD
+    ) -> Plan | None:
+        """The request's whole worst case, nothing lowered and no share taken (a Message
+        Batch's requests are held as they are sent); whether it fits is the caller's. None
+        for a request no useful call can be made of."""
+        res = self._reservation(model, request, size, modifiers, _NO_LIMIT)
+        return None if res is None else Plan(model, dict(request), modifiers, res)
 
     def hold(
         self,

@@ -297,6 +297,10 @@ class Meter:
             )
         return self._write(record)
 
+    def write(self, record: R) -> R:
+        """Write a record as this run's (a batch's records, `batches`), as `_write`."""
+        return self._write(record)
+
     def _write(self, record: R) -> R:
         """Write a record as this run's, and tell the listeners (the screen, OpenTelemetry):
         its text redacted first, since an upstream's error may quote a client's credential."""

@@ -29,7 +29,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tuiagent.errors import UsageError
 from tuiagent.proxy import DEFAULT_UPSTREAM
-from tuiagent.proxy.body import BadBody, messages_request
+from tuiagent.proxy.batches import Batches, ResultsReader, results_url
+from tuiagent.proxy.body import BadBody, messages_request, parse_json
 from tuiagent.proxy.door import Door
 from tuiagent.proxy.keptlog import writable
 from tuiagent.proxy.meter import Admitted, Meter, Refused
@@ -103,7 +104,9 @@ class Exchange:
     async def answer(
         self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
     ) -> None:
-        head = [(b"content-type", b"application/json"), *(headers or []), *self.extra]
+        head = [*(headers or []), *self.extra]
+        if not any(k == b"content-type" for k, _ in head):
+            head.append((b"content-type", b"application/json"))
         head.append((b"content-length", str(len(body)).encode()))
         await self.send({"type": "http.response.start", "status": status, "headers": head})
         self.started = True
@@ -175,6 +178,7 @@ class ProxyApp:
         self.upstream = upstream.rstrip("/")
         self.unbilled = Unbilled.of(unbilled_paths)
         self.door = door or Door()
+        self.batches = Batches(meter)
         self.credentials = Credentials()
         self.client = httpx2.AsyncClient(
             timeout=httpx2.Timeout(600.0, connect=30.0),
@@ -232,12 +236,14 @@ class ProxyApp:
         if route is Endpoint.MESSAGES and method == "POST":
             await self.messages(exchange)
         elif route is Endpoint.BATCHES and method == "POST":
-            await self.refuse(
-                exchange,
-                400,
-                "Message Batches are not metered by this proxy yet: a batch was not created "
-                "(send its requests one by one through the proxy)",
-            )
+            await self.create_batch(exchange)
+        elif (method == "GET" and route in (Endpoint.BATCHES, Endpoint.BATCH)) or (
+            method == "POST" and route is Endpoint.BATCH_CANCEL
+        ):
+            await self.batch_objects(exchange)
+        elif method == "GET" and route is Endpoint.BATCH_RESULTS:
+            batch_id = exchange.path.split("/")[4]
+            await self.passthrough(exchange, ResultsReader(self.batches, batch_id))
         elif (
             method in ("GET", "HEAD")
             or (method == "POST" and route in UNBILLED_POSTS)
@@ -293,8 +299,9 @@ class ProxyApp:
             )
             return None
 
-    async def passthrough(self, exchange: Exchange) -> None:
-        """Unmetered: what bills nothing (count_tokens, reads, configured unbilled paths)."""
+    async def passthrough(self, exchange: Exchange, tap: ResultsReader | None = None) -> None:
+        """Unmetered: what bills nothing (count_tokens, reads, configured unbilled paths);
+        `tap` reads a batch's results on their way, settling each."""
         body = await self._body(exchange)
         if body is None:
             return
@@ -306,7 +313,78 @@ class ProxyApp:
         except httpx2.TransportError as exc:
             await _unreachable(exchange, exc)
             return
-        await self._relay(exchange, response, None)
+        await self._relay(exchange, response, None, tap)
+
+    # --- Message Batches (batches.py) -----------------------------------------------------
+
+    async def create_batch(self, exchange: Exchange) -> None:
+        """A batch held whole at its worst case before it is sent, or refused."""
+        raw = await self._body(exchange)
+        if raw is None:
+            return
+        try:
+            body = parse_json(raw)
+        except BadBody as exc:
+            await self.refuse(exchange, 400, str(exc))
+            return
+        pending = self.batches.hold(body, exchange.client)
+        if isinstance(pending, Refused):
+            await self.answer_refused(exchange, pending)
+            return
+        upstream = self.client.build_request(
+            "POST", self._url(exchange), **_upload(exchange.upstream_headers(), raw)
+        )
+        try:
+            response = await self.client.send(upstream)
+        except httpx2.ConnectError as exc:  # never sent: nothing billed
+            self.batches.failed(pending, _what(exc), sent=False)
+            await _unreachable(exchange, exc)
+            return
+        except httpx2.TransportError as exc:
+            # Sent, and maybe created: with no batch id its holds stay held, at worst case.
+            await _unreachable(exchange, exc)
+            return
+        if response.status_code >= 300:
+            self.batches.failed(pending, f"the upstream answered {response.status_code}")
+            await _answer(exchange, response, response.content)
+            return
+        batch = _json(response.content)
+        self.batches.created(pending, batch)
+        await self._answer_batches(exchange, response, batch)
+
+    async def batch_objects(self, exchange: Exchange) -> None:
+        """A batch retrieved, listed or cancelled: seen (one that ended with nothing run
+        releases its holds), its results_url pointed at the proxy."""
+        body = await self._body(exchange)
+        if body is None:
+            return
+        upstream = self.client.build_request(
+            exchange.method, self._url(exchange), **_upload(exchange.upstream_headers(), body)
+        )
+        try:
+            response = await self.client.send(upstream)
+        except httpx2.TransportError as exc:
+            await _unreachable(exchange, exc)
+            return
+        answer = _json(response.content) if response.status_code < 300 else None
+        if answer is None:
+            await _answer(exchange, response, response.content)
+            return
+        listed = answer.get("data") if isinstance(answer.get("data"), list) else [answer]
+        for batch in listed:
+            self.batches.seen(batch)
+        await self._answer_batches(exchange, response, answer)
+
+    async def _answer_batches(
+        self, exchange: Exchange, response: httpx2.Response, answer: Any
+    ) -> None:
+        host = (exchange.header(b"host") or b"127.0.0.1").decode("latin-1")
+        base = f"http://{host}"
+        if isinstance(answer, dict) and isinstance(answer.get("data"), list):
+            answer = {**answer, "data": [results_url(b, base) for b in answer["data"]]}
+        else:
+            answer = results_url(answer, base)
+        await _answer(exchange, response, json.dumps(answer, separators=(",", ":")).encode())
 
     async def messages(self, exchange: Exchange) -> None:
         raw = await self._body(exchange)
@@ -369,7 +447,11 @@ class ProxyApp:
         await self._relay(exchange, response, call)
 
     async def _relay(
-        self, exchange: Exchange, response: httpx2.Response, call: Admitted | None
+        self,
+        exchange: Exchange,
+        response: httpx2.Response,
+        call: Admitted | None,
+        tap: ResultsReader | None = None,
     ) -> None:
         """The upstream's answer, passed on as it arrives. A metered call's is read for usage
         on the way and settled once, however it ends (whole, cut by the upstream, the client
@@ -420,6 +502,8 @@ class ProxyApp:
             received = 0
             try:
                 async for chunk in coalesced(response.aiter_raw()):
+                    if tap is not None:
+                        tap.feed(chunk)
                     if call is not None:
                         if ttft is None:
                             ttft = clock() - call.started
@@ -432,6 +516,8 @@ class ProxyApp:
                         ):
                             settle()
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if tap is not None:
+                    tap.finish()
             except httpx2.TransportError as exc:  # cut by the upstream: the client sees it cut
                 error = _what(exc)
             settle()
@@ -565,6 +651,21 @@ def _on_disconnect(
             task.cancel()
 
     return asyncio.ensure_future(watch())
+
+
+async def _answer(exchange: Exchange, response: httpx2.Response, body: bytes) -> None:
+    """The upstream's answer, read whole (a batch object), with `body` as its body."""
+    drop = _RESPONSE_DROP | {b"content-length", b"content-type"}
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in drop]
+    kind = response.headers.get("content-type", "application/json").encode("latin-1")
+    await exchange.answer(response.status_code, body, [(b"content-type", kind), *headers])
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def _model(payload: dict[str, Any]) -> str:
