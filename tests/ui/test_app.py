@@ -58,7 +58,7 @@ async def test_a_message_streams_and_the_panels_show_its_cost(make_app: MakeApp)
         assert "list_dir" in str(tool.title) and "ok" in str(tool.title)
         table = app.main.query_one(TurnsTable)
         assert table.row_count == agent.state.turns == 2
-        assert app.main.gauge.spent == agent.ledger.spent > 0
+        assert app.main.gauge.state.settled == agent.ledger.spent > 0
         assert len(app.main.query_one(ToolResultsPanel).results) == 1
         kinds = [r["type"] for r in log_records(app)]
         assert kinds[:2] == ["run_start", "user"] and kinds.count("turn") == 2
@@ -70,7 +70,7 @@ async def test_f3_raises_and_f2_lowers_the_cap_by_the_step(make_app: MakeApp) ->
         agent = (await ready(pilot)).agent
         assert agent is not None
         await pilot.press("f3")
-        assert agent.budget.cap == app.main.gauge.cap == Decimal("1.25")
+        assert agent.budget.cap == app.main.gauge.state.cap == Decimal("1.25")
         await pilot.press("f2", "f2")
         assert agent.budget.cap == Decimal("0.75")
         caps = []
@@ -141,7 +141,7 @@ async def test_escape_stops_a_streaming_answer_and_its_cost_counts(make_app: Mak
         assert agent.state.halt_reason == "interrupted"
         stopped = [r for r in log_records(app) if r.get("stop_reason") == "interrupted"]
         assert len(stopped) == 1 and stopped[0]["output_tokens"] > 0
-        assert agent.ledger.spent > 0 and app.main.gauge.spent == agent.ledger.spent
+        assert agent.ledger.spent > 0 and app.main.gauge.state.settled == agent.ledger.spent
         assert answers(app).strip()  # what streamed stays
         await pilot.pause(0.1)
         chat = list(app.main.chat.children)  # the notice comes under what streamed
@@ -262,7 +262,7 @@ async def test_slash_budget_sets_the_cap_and_rejects_nonsense(make_app: MakeApp)
         agent = (await ready(pilot)).agent
         assert agent is not None
         await send(pilot, "/budget 2.50")
-        assert agent.budget.cap == Decimal("2.50") == app.main.gauge.cap
+        assert agent.budget.cap == Decimal("2.50") == app.main.gauge.state.cap
         await send(pilot, "/budget lots")
         assert agent.budget.cap == Decimal("2.50")
         assert "/budget must be a positive number" in toasts(app)
@@ -292,7 +292,7 @@ async def test_slash_clear_starts_a_new_conversation(make_app: MakeApp) -> None:
         await pilot.pause()
         assert not list(app.main.query(AnswerView)) and not list(app.main.query(UserMessageView))
         assert "new conversation: the next request has no earlier messages" in notices(app)
-        spent = app.main.gauge.spent
+        spent = app.main.gauge.state.settled
         await send(pilot, "What does README.md say?")
         await idle(pilot)
         assert app.agent is not None
@@ -300,7 +300,7 @@ async def test_slash_clear_starts_a_new_conversation(make_app: MakeApp) -> None:
         sent = requests[-1]["request"]["messages"]
         assert sent[0]["content"][0]["text"] == "What does README.md say?"
         assert "List the files" not in json.dumps(sent)
-        assert app.main.gauge.spent > spent  # the same budget goes on
+        assert app.main.gauge.state.settled > spent  # the same budget goes on
 
 
 async def test_slash_system_shows_the_prompt_its_size_and_cost(make_app: MakeApp) -> None:
@@ -345,7 +345,7 @@ async def test_the_session_halts_at_the_cap_until_it_is_raised(make_app: MakeApp
         assert app.main.input.text == "Read notes.txt"  # kept, not sent
         assert sum(r["type"] == "user" for r in log_records(app)) == users
         assert "the next call needs up to $0.0" in notices(app)  # what is left and needed
-        needed = app.main.needed_usd
+        needed = app.budget.needed_usd
         assert needed is not None and needed > agent.budget.cap - agent.ledger.spent
         turns = agent.state.turns
         await pilot.press("f3")  # halted: F3 goes up to what the next call needs
@@ -469,10 +469,10 @@ async def test_a_long_streamed_answer_is_kept_whole_across_its_frozen_pieces(
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         for i, word in enumerate(text.split(" ")):  # as the stream hands them over
-            app.main.feed(word + " ")
+            app.main.chat.feed(word + " ")
             if i % 150 == 0:
                 await pilot.pause(0.06)  # a frame or more: a part of it goes on screen
-        await app.main.close_answer()
+        await app.main.chat.close_answer()
         await pilot.pause()
         frozen = list(app.main.query(FrozenAnswer))
         assert len(frozen) >= 2  # the answer went on in pieces, never one huge widget
@@ -492,8 +492,8 @@ async def test_frozen_pieces_out_of_view_are_drawn_as_markdown_when_scrolled_to(
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        app.main.feed(text)  # a long answer at once, as a fast stream hands it over
-        await app.main.close_answer()
+        app.main.chat.feed(text)  # a long answer at once, as a fast stream hands it over
+        await app.main.chat.close_answer()
         await pilot.pause()
         chat = app.main.chat
         frozen = list(app.main.query(FrozenAnswer))

@@ -263,6 +263,7 @@ async def test_the_first_screen_says_what_this_is_and_what_to_do(make_app: MakeA
 
 
 async def test_keys_in_the_viewer_are_named(make_app: MakeApp) -> None:
+    from tuiagent.ui.messages import OpenToolResult
     from tuiagent.ui.screens.dialogs import ViewerScreen
     from tuiagent.ui.widgets.tools import ToolResultsPanel
 
@@ -271,10 +272,11 @@ async def test_keys_in_the_viewer_are_named(make_app: MakeApp) -> None:
         await ready(pilot)
         await send(pilot, "Read notes.txt")
         await idle(pilot)
-        app.post_message(__import__("tuiagent.ui.messages").ui.messages.OpenToolResult(0))
+        results = app.main.query_one(ToolResultsPanel).results
+        assert results
+        app.post_message(OpenToolResult(results[0]))
         await until(pilot, lambda: isinstance(app.screen, ViewerScreen), "the viewer")
         assert "Esc or q closes" in screen_text(pilot)
-        assert app.main.query_one(ToolResultsPanel).results
 
 
 async def test_slash_system_draws_the_prompt_as_wrapped_text(make_app: MakeApp) -> None:

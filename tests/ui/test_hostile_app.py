@@ -71,7 +71,7 @@ async def test_hostile_server_through_the_app(
         await until(pilot, lambda: app.busy and model.seen > seen, "a call under way")
         await pilot.press("escape")
         await idle(pilot)
-        assert app.main.gauge.spent == agent.budget.settled > 0
+        assert app.main.gauge.state.settled == agent.budget.settled > 0
         await pilot.press("ctrl+q")
     records = [json.loads(line) for line in next(log_dir.glob("*.jsonl")).read_text().splitlines()]
     assert records[-1]["type"] == "run_end"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tuiagent.runs.records import ContextEdit
-from tuiagent.ui.screens.main import cleared_notice
+from tuiagent.ui.widgets.chat import cleared_notice
 
 
 def _cleared(ids: list[str]) -> ContextEdit:

@@ -1,5 +1,5 @@
 """The proxy's dashboard (issue 17): rows, gauge and cache panel fed by proxied calls; F2/F3
-change the proxy's cap live."""
+change the proxy's cap live, in the app's steps (issue 27)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ async def test_the_dashboard_shows_each_call_and_its_keys_move_the_proxys_cap(
                 assert (
                     str(table.get_row_at(0)[1]) == "AsyncAnthropic/sonnet-4-5"
                 )  # the async SDK says so
-                assert gauge.spent == meter.budget.settled > 0
+                assert gauge.state.settled == meter.budget.settled > 0
                 assert answers[1].usage.cache_read_input_tokens > 0
                 assert (
                     app.query_one(CachePanel).read_tokens
@@ -71,11 +71,14 @@ async def test_the_dashboard_shows_each_call_and_its_keys_move_the_proxys_cap(
                 )
                 await pilot.press("f3")
                 await pilot.pause()
-                assert meter.budget.cap == Decimal("0.75") == gauge.cap
-                for _ in range(4):
+                assert meter.budget.cap == Decimal("0.75") == gauge.state.cap
+                caps = []
+                for _ in range(4):  # the app's steps: below the step, by the cap's own size
                     await pilot.press("f2")
+                    caps.append(meter.budget.cap)
                 await pilot.pause()
-                assert meter.budget.cap == Decimal("0.25")  # one step is the floor of F2
+                assert caps == [Decimal(c) for c in ("0.5", "0.25", "0.2", "0.1")]
+                assert gauge.state.cap == Decimal("0.1") and "cap $0.10" in gauge.text()
         finally:
             server.stop()
             meter.finish()

@@ -47,6 +47,7 @@ from tuiagent.agent.tool_step import run_tool_calls
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
+from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.caching import CacheTracker
@@ -66,6 +67,8 @@ class RunState:
     subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
     status: str | None = None
     halt_reason: HaltReason | None = None
+    # Halted at the cap: the most the next call may cost (what raising the cap must leave).
+    needed_usd: Decimal | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -193,11 +196,17 @@ class Agent:
     # --- steering (the UI's keys and slash commands) -------------------------
 
     def set_cap(self, cap: Decimal) -> BudgetChanged:
-        """Set the spending cap; never below settled + in flight. Returns the budget then."""
-        self.budget.set_cap(cap)
-        if self.state.halt_reason == HaltReason.MAX_COST and self.budget.remaining > 0:
+        """Set the spending cap; never below settled + in flight. Returns the budget then.
+        A request halted at the cap may go on once the cap is raised."""
+        before = self.budget.cap
+        if self.budget.set_cap(cap) > before and self.state.halt_reason == HaltReason.MAX_COST:
             self.state.halt_reason = None
         return self.budget_state()
+
+    def watch_budget(self, listener: Callable[[BudgetSnapshot], None]) -> Callable[[], None]:
+        """Hear every change of the run's budget (its sub-agents' holds included), in the
+        thread that made it; returns a function that stops it."""
+        return self.budget.subscribe(listener)
 
     def budget_state(self) -> BudgetChanged:
         return BudgetChanged(self.budget.snapshot())
@@ -214,6 +223,7 @@ class Agent:
             budget,
             s.status,
             s.halt_reason,
+            s.needed_usd if s.halt_reason == HaltReason.MAX_COST else None,
             self.caller.last_call,
         )
 
@@ -341,11 +351,10 @@ class Agent:
                     and self.message_at is not None
                 ):
                     prompt = conversation.withdraw_message(self)
-                    halt = self._halt(HaltReason.MAX_COST, end.detail)
-                    yield dataclasses.replace(halt, withdrawn=prompt, needed_usd=end.needed_usd)
+                    halt = self._halt(HaltReason.MAX_COST, end.detail, end.needed_usd)
+                    yield dataclasses.replace(halt, withdrawn=prompt)
                 elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
-                    halt = self._halt(HaltReason(end.reason), end.detail)
-                    yield dataclasses.replace(halt, needed_usd=end.needed_usd)
+                    yield self._halt(HaltReason(end.reason), end.detail, end.needed_usd)
                 else:
                     self.state.halt_reason = HaltReason.ERROR
                 return
@@ -378,6 +387,6 @@ class Agent:
             else:
                 escalation.step_done()
 
-    def _halt(self, reason: HaltReason, detail: str) -> Halted:
-        self.state.halt_reason = reason
-        return Halted(reason, detail)
+    def _halt(self, reason: HaltReason, detail: str, needed_usd: Decimal | None = None) -> Halted:
+        self.state.halt_reason, self.state.needed_usd = reason, needed_usd
+        return Halted(reason, detail, needed_usd=needed_usd)

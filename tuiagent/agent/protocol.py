@@ -35,6 +35,7 @@ class AgentSnapshot:
     budget: BudgetSnapshot  # cap, spent (settled) and in flight
     status: str | None  # set when the run has ended
     halt_reason: HaltReason | None  # what stopped the last request (max_cost, max_turns, ...)
+    needed_usd: Decimal | None  # halted at the cap: the most the next call may cost
     # The last `turn` record of this agent's own calls (not a sub-agent's): after an
     # interrupt, the stopped call's record when its stop_reason is "interrupted".
     last_call: Turn | None
@@ -42,7 +43,8 @@ class AgentSnapshot:
 
 class AgentControl(Protocol):
     """The steering a face has: send, go on, compact, keep warm (each an event stream),
-    clear, set the cap, tier and turns, finish, and a snapshot."""
+    clear, set the cap, tier and turns, finish, a snapshot, and the budget's changes as they
+    happen (`watch_budget`: in the thread that made each one)."""
 
     approve: Approver | None
 
@@ -59,6 +61,8 @@ class AgentControl(Protocol):
     def clear_conversation(self) -> ContextEdited: ...
 
     def set_cap(self, cap: Decimal) -> BudgetChanged: ...
+
+    def watch_budget(self, listener: Callable[[BudgetSnapshot], None]) -> Callable[[], None]: ...
 
     def set_tier(self, tier: str) -> None: ...
 

@@ -11,9 +11,7 @@ from urllib.parse import urlsplit
 
 from tuiagent.exit_codes import EXIT_ERROR, exit_for_signal
 from tuiagent.proxy import DEFAULT_UPSTREAM
-from tuiagent.proxy.lines import call_line
 from tuiagent.redact import remember
-from tuiagent.runs.records import ProxyTurn, Record, Refused
 
 DEFAULT_PORT = 8787
 
@@ -70,6 +68,7 @@ def add_proxy_command(sub: Any) -> None:
 if TYPE_CHECKING:
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.server import ProxyServer
+    from tuiagent.runs.records import Record
 
 Dashboard = Callable[["ProxyServer", "Meter", Any], int]
 
@@ -141,6 +140,11 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
 
 
 def _say_call(record: Record) -> None:
+    # Imported here: `tuiagent` (the app) builds this parser, and its first frame does not
+    # wait for the records and the prices they import.
+    from tuiagent.proxy.lines import call_line
+    from tuiagent.runs.records import ProxyTurn, Refused
+
     if isinstance(record, ProxyTurn | Refused):  # a call (the run's start and end: not)
         _say(call_line(record))
 

@@ -2,9 +2,11 @@
 
 The screen opens at once; the SDK (over a second to import) is imported by a worker after
 the first frame. The app holds the agent's interface (agent/protocol.py), never the
-`Agent`: it runs the agent's event streams in an exclusive worker, shows their events, and
-steers with the interface's methods. Escape cancels the worker; the agent keeps what
-streamed and counts its cost. Its commands are one table (ui/commands.py).
+`Agent`: it runs the agent's event streams in an exclusive worker and hands each event to
+the widgets that show its kind (ui/agent_events.py); it steers with the interface's
+methods. Escape cancels the worker; the agent keeps what streamed and counts its cost. The
+budget it shows is one state read from the agent's Budget (ui/budget.py). Its commands are
+one table (ui/commands.py).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import gc
 import signal
 import time
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import App
@@ -29,21 +32,16 @@ from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import exit_for_signal
 from tuiagent.paths import default_log_dir, ui_state_file, user_themes_dir
 from tuiagent.redact import redact
-from tuiagent.runs.outcome import outcome
-from tuiagent.runs.recent import find_resume
-from tuiagent.runs.records import HaltReason, Turn
+from tuiagent.ui.agent_events import EventRoutes, every_agent
+from tuiagent.ui.budget import BudgetState, MeteredApp
 from tuiagent.ui.commands import (
-    LOWEST_STEPPED_CAP,
     CommandsProvider,
     bindings,
     check_keymap,
     help_markdown,
-    key_hint,
     parse_slash,
-    stepped_cap,
     system_markdown,
 )
-from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
 from tuiagent.ui.screens.main import MainScreen
@@ -57,19 +55,27 @@ from tuiagent.ui.themes import (
 from tuiagent.ui.widgets.chat import ChatInput
 
 if TYPE_CHECKING:
-    from tuiagent.agent.events import Event
+    from tuiagent.agent.events import AttemptFailed, Event, Halted, Notice, TurnFinished
     from tuiagent.agent.protocol import AgentControl
     from tuiagent.offline import OfflineModel
+    from tuiagent.runs.records import Turn
     from tuiagent.session import Session
 
 # The offline model's pace in the app when the config does not set one: a lifelike stream.
 APP_OFFLINE_TOKENS_PER_SECOND = 80.0
 REPORT_RUNS = 20  # the report screen covers this many recent runs
-TOAST_S = 3.0  # how long a toast about a key's effect stays (the gauge shows it for good)
 KEEP_WARM_TICK_S = 15.0  # how often an idle app lets the agent weigh a cache refresh
 
 
-class TuiagentApp(App[int]):
+@dataclass
+class Tally:
+    """What one message has cost so far: its calls (a sub-agent's too) and failed attempts."""
+
+    calls: int = 0
+    cost: Decimal = Decimal(0)
+
+
+class TuiagentApp(MeteredApp):
     CSS_PATH = ["app.tcss", "screens/main.tcss"]  # noqa: RUF012
     TITLE = "tuiagent"
     COMMANDS: ClassVar = App.COMMANDS | {CommandsProvider}
@@ -89,7 +95,7 @@ class TuiagentApp(App[int]):
         agent_clock: Callable[[], float] | None = None,
         offline_model: OfflineModel | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(step=settings.ui.budget_step_usd, keymap=settings.ui.keymap)
         self.settings = settings  # never changed in place: a change is a copy
         self.workspace = workspace
         self.offline = offline
@@ -105,11 +111,15 @@ class TuiagentApp(App[int]):
         self.queue: list[str] = []
         self.turn_worker: Worker[None] | None = None
         self.finished = False
-        self.cap_halt = False  # halted by the cap until it is raised
         self.session_calls = 0  # model calls completed in this session (said on quit)
-        self.main = MainScreen(clock=clock, on_ready=self._screen_ready, key=self.key)
+        self.message = Tally()  # what the message being answered has cost so far
+        self.events = EventRoutes()  # who shows which of the agent's events
+        self.main = MainScreen(
+            events=self.events, clock=clock, on_ready=self._screen_ready, key=self.key
+        )
         self._theme_problems: list[str] = []
         self._load_themes()
+        self.set_reactive(TuiagentApp.budget, self.read_budget())
 
     # --- start -------------------------------------------------------------------
 
@@ -152,10 +162,10 @@ class TuiagentApp(App[int]):
 
     def _screen_ready(self) -> None:
         gc.enable()  # run_app held it off till the first frame
+        self.events.subscribe(self)  # after the panels: the toasts come last
         if self.settings.cache.keep_warm:
             self.set_interval(KEEP_WARM_TICK_S, self._keep_warm_tick)
         self.main.set_tier(self.settings.router.tier)
-        self.main.gauge.cap = self.settings.run.max_cost_usd
         if self.pick_resume:
             self._pick_session()
             return
@@ -228,6 +238,9 @@ class TuiagentApp(App[int]):
             agent.set_tier(self.settings.router.tier)
             agent.set_max_turns(self.settings.run.max_turns)
         agent.start()
+        if not self.is_running:  # it opened as the app closes: the run ends with nothing shown
+            return
+        agent.watch_budget(self.budget_changed)
         self.main.context_window = context_window
         simulated = session.offline_model is not None
         self.main.set_offline(OFFLINE_NOTICE if simulated else None)
@@ -244,14 +257,31 @@ class TuiagentApp(App[int]):
                 f"resumed run {message.resumed_from}: {len(session.history)} messages; "
                 f"this session's spending starts at $0 against its own cap",
             )
-        now = agent.snapshot()
-        self.main.set_status(f"run {now.run_id}")
-        self.main.gauge.show(now.budget)
+        self.main.set_status(f"run {agent.snapshot().run_id}")
+        self.show_budget()
         self._send_next()
 
     @property
     def busy(self) -> bool:
         return self.turn_worker is not None and not self.turn_worker.is_finished
+
+    # --- the budget (ui/budget.py): the agent's, or the settings' till it opens ---------
+
+    def read_budget(self) -> BudgetState:
+        if self.agent is None:
+            return BudgetState(self.settings.run.max_cost_usd)
+        now = self.agent.snapshot()
+        return BudgetState.of(now.budget, now.halt_reason, now.needed_usd)
+
+    def put_cap(self, amount: Decimal) -> Decimal:
+        if self.agent is None:
+            self.settings = self.settings.with_changes(max_cost_usd=amount)
+            return amount
+        return self.agent.set_cap(amount).budget.cap
+
+    def set_cap(self, amount: Decimal) -> None:
+        super().set_cap(amount)
+        self._send_next()  # halted at the cap, a message may wait for it
 
     # --- sending -------------------------------------------------------------------
 
@@ -264,7 +294,7 @@ class TuiagentApp(App[int]):
             chat_input.clear()
             await self.run_slash(text)
             return
-        if self.cap_halt:
+        if self.budget.at_cap:
             self.notify(
                 f"The cap is reached: raise it ({self.key('cap_up')} or /budget) to send.",
                 title="Halted",
@@ -275,35 +305,26 @@ class TuiagentApp(App[int]):
         chat_input.clear()
         self.queue.append(text)
         self._send_next()
-        self.main.show_queue(len(self.queue))
+        chat_input.show_queue(len(self.queue))
 
     def _send_next(self) -> None:
         """The next queued message, once the agent is free and not halted at the cap (the
         next call's worst case does not fit what is left until the cap is raised)."""
-        if self.agent is None or self.busy or not self.queue or self.cap_halt:
+        if self.agent is None or self.busy or not self.queue or self.budget.at_cap:
             return
         text = self.queue.pop(0)
-        self.main.show_queue(len(self.queue))
+        self.main.input.show_queue(len(self.queue))
         self.main.chat.add_user(text)
         self.turn_worker = self.drive(self.agent, self.agent.send(text))
 
     @work(exclusive=True, group="agent", exit_on_error=False)
     async def drive(self, agent: AgentControl, events: AsyncGenerator[Event, None]) -> None:
         """Show the agent's events as they come; a failure is a notice, never a crash."""
-        from tuiagent.agent.events import (
-            AnswerDelta,
-            AttemptFailed,
-            ContextEdited,
-            Halted,
-            TurnFinished,
-        )
-
         screen = self.main
-        calls, cost = 0, Decimal(0)  # what this message cost: its calls and failed attempts
-        # Esc: the stopped call's record (False when no call was streaming).
-        stopped: Turn | Literal[False] | None = None
-        if not self.cap_halt:
-            screen.gauge.halted = None  # a new request (or going on): the last halt is over
+        self.message = Tally()
+        # Esc: the stopped call's record (None: no call was streaming).
+        stopped: Turn | None = None
+        interrupted = False
         # The agent runs in a task of its own that only waits inside the agent: Esc cancels
         # it there, where the call in flight is settled, never while the screen is drawing.
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -320,56 +341,66 @@ class TuiagentApp(App[int]):
         producer = asyncio.create_task(produce())
         try:
             while (event := await queue.get()) is not None:
-                if isinstance(event, AnswerDelta):
-                    screen.feed(event.text)  # shown within a frame; never awaited per token
-                    continue
-                await screen.apply(event)
-                if isinstance(event, TurnFinished | AttemptFailed):
-                    calls += isinstance(event, TurnFinished)
-                    self.session_calls += isinstance(event, TurnFinished)
-                    cost += event.record.cost_usd
-                if isinstance(event, Halted) and event.by_cap:
-                    self.cap_halt = True
-                if isinstance(event, TurnFinished) and event.record.purpose == "agent":
-                    screen.show_context(event.record)
-                elif isinstance(event, ContextEdited):
-                    screen.context_edited(event.record)
+                await self.events.deliver(event)
             await producer  # the agent's own error, if it failed
         except asyncio.CancelledError:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+            interrupted = True
             last = agent.snapshot().last_call
-            stopped = last if last and last.stop_reason == "interrupted" else False
-            screen.interrupted(stopped or None)
-            if stopped:
-                calls, cost = calls + 1, cost + stopped.cost_usd
+            if last is not None and last.stop_reason == "interrupted":
+                stopped = last
+                self.message.calls += 1
+                self.message.cost += last.cost_usd
+            # Shown after this worker is gone (it is cancelled), before the notices below.
+            self.call_later(screen.interrupted, stopped)
             raise
         except Exception as exc:  # a failed turn is a notice, never a crash
             text = redact(str(exc))
             screen.chat.add_notice(f"error: {text}", "error")
             self.notify(text, title="Error", severity="error")
         finally:
-            now = agent.snapshot()
-            screen.gauge.show(now.budget)  # settled in the call's finally
-            screen.set_status(f"run {now.run_id}")
-            self.call_later(screen.close_answer)
-            if stopped is not None:  # under what streamed before Esc
-                paid = money(stopped.cost_usd, 5) if stopped else ""
+            self.show_budget()  # settled in the call's finally
+            screen.set_status(f"run {agent.snapshot().run_id}")
+            self.call_later(screen.chat.close_answer)
+            if interrupted:  # under what streamed before Esc
                 self.call_later(
                     screen.chat.add_notice,
-                    f"interrupted: what streamed stays; its cost counts ({paid})"
+                    "interrupted: what streamed stays; its cost counts "
+                    f"({money(stopped.cost_usd, 5)})"
                     if stopped
                     else "interrupted",
                 )
-            if calls or cost:
+            tally = self.message
+            if tally.calls or tally.cost:
                 self.call_later(
                     screen.chat.add_subtotal,
-                    f"this message {money(cost)} in {calls} call{'s' * (calls != 1)}, "
-                    f"session {money(screen.gauge.spent)}",
+                    f"this message {money(tally.cost)} in {tally.calls} "
+                    f"call{'s' * (tally.calls != 1)}, session {money(self.budget.settled)}",
                 )
             self.call_later(self._send_next)
             self.call_later(self.refresh_bindings)  # F6 shows while halted at max_turns
+
+    # --- the agent's events the app itself shows (ui/agent_events.py) --------------------
+
+    @every_agent
+    def when_turn_finished(self, event: TurnFinished) -> None:
+        self.message.calls += 1
+        self.message.cost += event.record.cost_usd
+        self.session_calls += 1
+
+    @every_agent
+    def when_attempt_failed(self, event: AttemptFailed) -> None:
+        self.message.cost += event.record.cost_usd
+
+    def when_halted(self, event: Halted) -> None:
+        self.show_budget()  # the gauge says which limit, and what goes on
+        self.notify(event.detail, title="Halted", severity="error")
+
+    def when_notice(self, event: Notice) -> None:
+        if event.level == "error":
+            self.notify(event.text, title="Error", severity="error")
 
     def _keep_warm_tick(self) -> None:
         """Idle: the agent decides whether refreshing the cache before it expires pays."""
@@ -380,7 +411,7 @@ class TuiagentApp(App[int]):
     async def keep_warm(self, agent: AgentControl) -> None:
         async with contextlib.aclosing(agent.keep_warm()) as events:
             async for event in events:
-                await self.main.apply(event)
+                await self.events.deliver(event)
 
     # --- ending ---------------------------------------------------------------------
 
@@ -395,6 +426,8 @@ class TuiagentApp(App[int]):
 
     def finish_run(self) -> None:
         """Write the run's end once: a UI session is one run."""
+        from tuiagent.runs.outcome import outcome
+
         agent = self.agent
         if agent is None or self.finished:
             return
@@ -402,10 +435,6 @@ class TuiagentApp(App[int]):
         agent.finish(outcome(agent.snapshot().halt_reason))
 
     # --- the commands (ui/commands.py): keys, the palette and slash commands ----------
-
-    def key(self, command_id: str) -> str:
-        """The key of a command as the user has it, for the hints on screen."""
-        return key_hint(command_id, self.settings.ui.keymap)
 
     async def run_slash(self, text: str) -> None:
         command, name, arg = parse_slash(text)
@@ -417,35 +446,8 @@ class TuiagentApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """F6 is in the footer (and the palette) only while a request is halted at max_turns."""
         if action == "go_on":
-            agent = self.agent
-            halted = agent is not None and agent.snapshot().halt_reason == HaltReason.MAX_TURNS
-            return halted and not self.busy
+            return self.budget.halt == "max_turns" and not self.busy
         return True
-
-    def set_cap(self, amount: Decimal) -> None:
-        agent = self.agent
-        before = self.main.gauge.cap
-        if agent is None:
-            self.settings = self.settings.with_changes(max_cost_usd=amount)
-            in_force = amount
-            self.main.gauge.cap = amount
-        else:
-            budget = agent.set_cap(amount).budget
-            in_force = budget.cap
-            if self.cap_halt and budget.cap > before:
-                self.cap_halt = False
-                self.main.gauge.halted = None
-            self.main.gauge.show(budget)
-        if in_force != amount:  # the gauge shows the cap; a toast says why it is not as asked
-            stays = "stays" if in_force == before else "is"
-            self.notify(
-                f"the cap {stays} {fmt_cap(in_force)}: it cannot go below what is spent "
-                "and in flight",
-                title="Budget",
-                severity="warning",
-                timeout=TOAST_S,
-            )
-        self._send_next()
 
     def set_tier(self, tier: str) -> None:
         if self.agent is None:
@@ -453,30 +455,6 @@ class TuiagentApp(App[int]):
         else:
             self.agent.set_tier(tier)
         self.main.set_tier(tier)
-
-    def action_cap_down(self) -> None:
-        lower = stepped_cap(self.main.gauge.cap, self.settings.ui.budget_step_usd, down=True)
-        if lower is None:
-            self.notify(
-                f"{self.key('cap_down')} goes no lower than {fmt_cap(LOWEST_STEPPED_CAP)}; "
-                "/budget sets any cap",
-                title="Budget",
-                severity="warning",
-                timeout=TOAST_S,
-            )
-            return
-        self.set_cap(lower)
-
-    def action_cap_up(self) -> None:
-        """One step up; halted at the cap, up to the first step that lets the next call go."""
-        step = self.settings.ui.budget_step_usd
-        higher = stepped_cap(self.main.gauge.cap, step, down=False)
-        assert higher is not None  # up always has a next step
-        if self.cap_halt and self.agent is not None and self.main.needed_usd is not None:
-            enough = self.main.gauge.spent + self.main.needed_usd
-            while higher < enough:
-                higher = stepped_cap(higher, step, down=False) or enough
-        self.set_cap(higher)
 
     def action_cycle_tier(self) -> None:
         current = (
@@ -490,7 +468,7 @@ class TuiagentApp(App[int]):
             self.turn_worker.cancel()
         elif self.queue:
             self.queue.clear()
-            self.main.show_queue(0)
+            self.main.input.show_queue(0)
             self.main.chat.add_notice("queued messages dropped")
 
     def action_toggle_panels(self) -> None:
@@ -512,9 +490,8 @@ class TuiagentApp(App[int]):
     def action_go_on(self) -> None:
         """Go on with a request halted by max_turns (F6), with a fresh allowance."""
         agent = self.agent
-        if agent is None or self.busy or agent.snapshot().halt_reason != HaltReason.MAX_TURNS:
+        if agent is None or self.busy or agent.snapshot().halt_reason != "max_turns":
             return
-        self.main.gauge.halted = None
         self.turn_worker = self.drive(agent, agent.go_on())
 
     async def action_quit(self) -> None:
@@ -532,7 +509,7 @@ class TuiagentApp(App[int]):
         else:
             self.set_tier(arg)
 
-    def action_clear(self) -> None:
+    async def action_clear(self) -> None:
         """/clear: a new conversation in the same session; the budget goes on."""
         agent = self.agent
         if agent is not None and self.busy:
@@ -541,14 +518,14 @@ class TuiagentApp(App[int]):
                 severity="warning",
             )
             return
-        self.main.clear_view()
+        self.main.chat.clear_chat()
         if agent is None:
             return
-        record = agent.clear_conversation().record
-        self.main.context_edited(record)
+        edited = agent.clear_conversation()
+        await self.events.deliver(edited)
         self.main.chat.add_notice(
             f"new conversation: the next request has no earlier messages "
-            f"({record.messages_before} cleared); "
+            f"({edited.record.messages_before} cleared); "
             f"{money(agent.snapshot().budget.settled, 4)} spent so far counts against the "
             "same cap"
         )
@@ -596,13 +573,9 @@ class TuiagentApp(App[int]):
 
     @on(OpenToolResult)
     def _open_tool_result(self, message: OpenToolResult) -> None:
-        from tuiagent.ui.widgets.tools import ToolResultsPanel
+        from tuiagent.ui.screens.dialogs import ViewerScreen
 
-        results = self.main.query_one(ToolResultsPanel).results
-        if 0 <= message.index < len(results):
-            from tuiagent.ui.screens.dialogs import ViewerScreen
-
-            self.push_screen(ViewerScreen(results[message.index]))
+        self.push_screen(ViewerScreen(message.result))
 
 
 def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str | None) -> int:
@@ -613,7 +586,12 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
     settings.run.resolved_system_prompt()  # a missing system_prompt_file is named before the screen
     if settings.offline.tokens_per_second == 0:
         settings = settings.with_changes(offline_tokens_per_second=APP_OFFLINE_TOKENS_PER_SECOND)
-    path = find_resume(settings.run.log_dir or default_log_dir(), resume) if resume else None
+    if resume:
+        from tuiagent.runs.recent import find_resume
+
+        path = find_resume(settings.run.log_dir or default_log_dir(), resume)
+    else:
+        path = None
     # No collections till the first frame is up (_screen_ready): starting makes many objects
     # and frees few, so a collection then scans them for nothing.
     gc.disable()

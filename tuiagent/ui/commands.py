@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,6 @@ from tuiagent.ui.format import money
 
 if TYPE_CHECKING:
     from tuiagent.session import PromptCost
-    from tuiagent.ui.app import TuiagentApp
 
 
 @dataclass(frozen=True)
@@ -191,47 +189,16 @@ def system_markdown(settings: Settings, tokens: int, costs: Iterable[PromptCost]
     return "\n\n".join(lines)
 
 
-# --- F2 / F3: the cap's steps ----------------------------------------------------
-
-LOWEST_STEPPED_CAP = Decimal("0.0001")  # F2 stops here; /budget sets any cap
-
-
-def stepped_cap(cap: Decimal, configured: Decimal, *, down: bool) -> Decimal | None:
-    """The cap one F2 (down) or F3 (up) press away, on a grid of the step: the configured
-    step while the cap stays above it, else the power of ten below the cap (from $0.10 down
-    goes $0.09, from $0.019 up goes $0.02). None: no step down is left above
-    LOWEST_STEPPED_CAP."""
-    if cap <= 0:
-        return None if down else configured
-    if (cap - configured if down else cap) >= configured:
-        step = configured
-    else:
-        below = cap - cap.scaleb(-6) if down else cap  # going down, the step is below the cap
-        step = Decimal(1).scaleb(below.adjusted())
-    grid = cap / step
-    if down:
-        new = (grid.to_integral_value(rounding=ROUND_CEILING) - 1) * step
-        return new.normalize() if new >= LOWEST_STEPPED_CAP else None
-    return ((grid.to_integral_value(rounding=ROUND_FLOOR) + 1) * step).normalize()
-
-
 class CommandsProvider(Provider):
     """The command palette's entries: the table's commands that need no argument and can
     run now (F6's "Go on" only while a request is halted at max_turns)."""
 
-    @property
-    def tuiagent(self) -> TuiagentApp:
-        from tuiagent.ui.app import TuiagentApp
-
-        app = self.app
-        assert isinstance(app, TuiagentApp)
-        return app
-
     def _entries(self) -> Iterable[tuple[str, str, Command]]:
-        app = self.tuiagent
+        app = self.app
+        keymap: Mapping[str, str] = getattr(app, "keymap", {})  # the user's [keymap]
         for c in COMMANDS:
             if c.title and app.check_action(c.id, ()) is not False:
-                keys = keys_of(c, app.settings.ui.keymap)
+                keys = keys_of(c, keymap)
                 yield c.title, f"{c.help} ({keys or c.slash})", c
 
     async def discover(self) -> Hits:

@@ -1,4 +1,4 @@
-"""App-wide messages: what flows between the session workers and the screen."""
+"""App-wide messages: what flows up from the session workers, the Budget and the panels."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from tuiagent.config import Settings
     from tuiagent.session import Session
+    from tuiagent.ui.widgets.tools import ToolResult
 
 
 @dataclass
@@ -28,8 +29,12 @@ class SessionFailed(Message):
     error: str
 
 
+class BudgetMoved(Message):
+    """The Budget changed (in any thread): the app reads it again (ui/budget.py)."""
+
+
 @dataclass
 class OpenToolResult(Message):
     """The user asked to see a tool result in full."""
 
-    index: int
+    result: ToolResult

@@ -1,8 +1,9 @@
 """The proxy's live dashboard: the app's gauge, turns table and cache panel, fed by the proxy.
 
 The proxy serves in its own thread; its call records and the budget's changes arrive here
-as messages (posting is thread-safe). F2/F3 change the proxy's cap live: the budget floors
-it at what is settled plus in flight. The dashboard holds no proxy logic.
+as messages (posting is thread-safe). Its budget state, gauge and F2/F3 steps are the
+app's (ui/budget.py): the keys change the proxy's cap live, never below what is settled
+plus in flight. The dashboard holds no proxy logic.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, RichLog, Static
 
 from tuiagent.config import Settings
-from tuiagent.cost.budget import BudgetChanged
 from tuiagent.proxy.keptlog import KeptLog
 from tuiagent.proxy.lines import call_line
 from tuiagent.runs.records import ProxyTurn, Record, Refused
+from tuiagent.ui.budget import BudgetState, MeteredApp
 from tuiagent.ui.commands import bindings
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
@@ -49,14 +50,7 @@ class LogNotice(Message):
     line: str
 
 
-@dataclass
-class BudgetMoved(Message):
-    """The proxy's budget after a change."""
-
-    budget: BudgetChanged
-
-
-class ProxyDashboard(App[int]):
+class ProxyDashboard(MeteredApp):
     TITLE = "tuiagent proxy"
     CSS = """
     #proxy-head { height: 2; padding: 0 1; color: $text-muted; }
@@ -73,11 +67,10 @@ class ProxyDashboard(App[int]):
     BINDINGS = bindings("cap_down", "cap_up", "quit")  # the app's keys
 
     def __init__(self, server: ProxyServer, meter: Meter, settings: Settings) -> None:
-        super().__init__()
+        super().__init__(step=settings.ui.budget_step_usd, keymap=settings.ui.keymap)
         self.server = server
         self.meter = meter
-        self.step = settings.ui.budget_step_usd
-        self.keymap = settings.ui.keymap
+        self.set_reactive(ProxyDashboard.budget, self.read_budget())
 
     def compose(self) -> ComposeResult:
         yield Static(id="proxy-head")
@@ -92,7 +85,9 @@ class ProxyDashboard(App[int]):
         if self.keymap:
             self.set_keymap(self.keymap)
         self.meter.listeners.append(self._from_proxy)
-        self.meter.budget.subscribe(self._from_budget)
+        self.meter.budget.subscribe(self.budget_changed)
+        self.show_budget()
+        self.watch_budget(self.budget)  # the head, whether or not the budget moved
         if isinstance(self.meter.log, KeptLog):
             self.meter.log.notices.append(self._from_log)
         # SIGTERM or SIGHUP (ProxyServer.stopped_by_signals) ends the app as `q` does.
@@ -102,7 +97,6 @@ class ProxyDashboard(App[int]):
             loop.call_soon_threadsafe(self.exit)
 
         self.server.on_stop.append(stop)
-        self._show_budget(self.meter.budget.snapshot())
         self.server.start()
         self.query_one(RichLog).write(f"point a client here: ANTHROPIC_BASE_URL={self.server.url}")
 
@@ -112,9 +106,6 @@ class ProxyDashboard(App[int]):
 
     def _from_log(self, line: str) -> None:
         self.post_message(LogNotice(line))
-
-    def _from_budget(self, snapshot: BudgetChanged) -> None:
-        self.post_message(BudgetMoved(snapshot))
 
     @on(CallRecorded)
     def _call(self, message: CallRecorded) -> None:
@@ -137,27 +128,20 @@ class ProxyDashboard(App[int]):
         self.query_one(RichLog).write(message.line)
         self.notify(message.line, title="Run log", severity="error")
 
-    @on(BudgetMoved)
-    def _budget(self, message: BudgetMoved) -> None:
-        self._show_budget(message.budget)
+    # --- the budget (ui/budget.py): the proxy's own ----------------------------------
 
-    def _show_budget(self, b: BudgetChanged) -> None:
-        self.query_one(BudgetGauge).show(b)
+    def read_budget(self) -> BudgetState:
+        return BudgetState.of(self.meter.budget.snapshot())
+
+    def put_cap(self, amount: Decimal) -> Decimal:
+        return self.meter.budget.set_cap(amount)
+
+    def watch_budget(self, state: BudgetState) -> None:
         self.query_one("#proxy-head", Static).update(
             f"listening on {self.server.url} · log {self.meter.log.path.name}\n"
-            f"{b.holds} call(s) in flight holding {money(b.in_flight)} · cap {fmt_cap(b.cap)}"
+            f"{state.holds} call(s) in flight holding {money(state.in_flight)} · "
+            f"cap {fmt_cap(state.cap)}"
         )
-
-    def action_cap_up(self) -> None:
-        self._set_cap(self.meter.budget.cap + self.step)
-
-    def action_cap_down(self) -> None:
-        self._set_cap(max(self.meter.budget.cap - self.step, self.step))
-
-    def _set_cap(self, wanted: Decimal) -> None:
-        in_force = self.meter.budget.set_cap(wanted)
-        note = "" if in_force == wanted else " (not below what is spent and in flight)"
-        self.notify(f"cap {fmt_cap(in_force)}{note}", title="Budget")
 
 
 def run_dashboard(server: ProxyServer, meter: Meter, settings: Settings) -> int:

@@ -1,39 +1,63 @@
-"""The main screen: chat and input on the left, the money panels around it."""
+"""The main screen: chat and input on the left, the money panels around it.
+
+It composes the panels and subscribes them to the agent's events (ui/agent_events.py):
+each shows the kinds it has a `when_*` method for. The screen itself keeps the top bar's
+status and the narrow layout's one-line status.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from textual.widgets._footer import FooterKey
 
+from tuiagent.ui.agent_events import EventRoutes
 from tuiagent.ui.commands import key_hint
-from tuiagent.ui.widgets.chat import ChatInput, ChatLog, NoticeView
+from tuiagent.ui.widgets.chat import ChatInput, ChatLog
 
-# The money panels and the agent's events load after the first frame (mount_panels, apply):
-# the first frame waits for neither.
+# The money panels and the agent's events load after the first frame (mount_panels): the
+# first frame waits for neither.
 if TYPE_CHECKING:
-    from tuiagent.agent.events import Event
-    from tuiagent.runs.records import ContextEdit, Tool, Turn
+    from tuiagent.agent.events import SubAgentChanged, TurnFinished, TurnStarted
+    from tuiagent.runs.records import Turn
     from tuiagent.ui.widgets.agents import AgentsPanel
-    from tuiagent.ui.widgets.answer import AnswerView
     from tuiagent.ui.widgets.gauge import BudgetGauge
 
 
 class KeysFooter(Footer):
-    """Textual's footer, rebuilt once per refresh however many times the bindings change
-    before it (on start they change several times, and each rebuild restyles every key)."""
+    """Textual's footer, with its keys from the first frame on, and rebuilt only when what
+    it shows changes (on start the bindings change several times, and each rebuild makes
+    and styles every key again)."""
 
     _rebuild_due = False
+    _shown: tuple[object, ...] = ()
+
+    def _showing(self) -> tuple[object, ...]:
+        """What the footer shows: the keys, and how."""
+        keys = tuple(
+            (b.key, b.action, b.description, enabled, tooltip)
+            for _, b, enabled, tooltip in self.screen.active_bindings.values()
+            if b.show
+        )
+        return (*keys, self.compact, self.show_command_palette)
+
+    def compose(self) -> ComposeResult:
+        self.set_reactive(Footer._bindings_ready, True)
+        self._shown = self._showing()
+        for widget in super().compose():
+            # Each key bound to the footer's style starts in it (the palette's key is not).
+            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):
+                widget.set_reactive(FooterKey.compact, self.compact)
+                widget.set_class(self.compact, "-compact", update=False)
+            yield widget
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
-        self._bindings_ready = True
         if not screen.app.app_focus or self._rebuild_due:
             return
         if self.is_attached and screen is self.screen:
@@ -42,12 +66,13 @@ class KeysFooter(Footer):
 
     async def _rebuild(self) -> None:
         self._rebuild_due = False
-        await self.recompose()
+        if self._showing() != self._shown:
+            await self.recompose()
 
-
-# How long streamed text may wait to be shown: text appears 15 times a second, and each
-# time costs a layout pass, which typed keys would otherwise queue behind.
-FRAME_SECONDS = 1 / 15
+    def watch_show_command_palette(self) -> None:
+        """Narrowed or widened: the palette's key goes or comes back."""
+        if self.is_mounted:
+            self.bindings_changed(self.screen)
 
 
 # Below this many columns the side panels give way to a one-line status, and F5 shows
@@ -79,26 +104,19 @@ class MainScreen(Screen[None]):
     def __init__(
         self,
         *,
+        events: EventRoutes,
         clock: Callable[[], float] = time.time,
         on_ready: Callable[[], None] | None = None,
         key: Callable[[str], str] = key_hint,
     ) -> None:
-        super().__init__()
+        super().__init__(classes="-view-panels")
+        self.events = events  # who shows which of the agent's events
         self.key = key  # the key of a command (ui/commands.py), for the hints on screen
         self.on_ready = on_ready
         self.clock = clock
-        self.answer: AnswerView | None = None
         self.ready = False  # the panels are mounted
-        self._pending: list[str] = []  # answer text not yet on screen
-        self._flush_due = False
-        self._answer_lock = asyncio.Lock()
-        self._failure: NoticeView | None = None  # the notice of a call failing right now
-        self.needed_usd: Decimal | None = None  # halted at the cap: what the next call needs
         self.view = "panels"  # what F5 shows (WIDE_VIEWS, NARROW_VIEWS)
         self.last_turn: Turn | None = None  # for the one-line status
-        self.queued = 0  # messages waiting for the agent (counted on the input's border)
-        self._meter = ""  # the context meter, on the input's border when nothing is queued
-        self._context_record: Turn | None = None  # the last agent turn's
         # The model's context window in tokens, when known (the app sets it from the pricer).
         self.context_window: Callable[[str], int | None] = lambda model: None
 
@@ -113,14 +131,13 @@ class MainScreen(Screen[None]):
         yield Static("no calls yet: model, cache hit and cost show here", id="statusline")
         with Horizontal(id="body"):
             with Vertical(id="chat-column"):
-                yield ChatLog(id="chat")
-                yield ChatInput(id="input")
+                yield ChatLog(key=self.key, id="chat")
+                yield ChatInput(key=self.key, id="input")
             yield Vertical(id="side")
         yield KeysFooter()
 
     def on_mount(self) -> None:
         self.chat.add_notice(welcome(self.key))
-        self.set_class(True, "-view-panels")
         self.query_one(ChatInput).focus()
         # After the frame that shows the footer's keys (the footer fills in after a refresh).
         self.call_after_refresh(self.call_after_refresh, self.mount_panels)
@@ -132,15 +149,15 @@ class MainScreen(Screen[None]):
         from tuiagent.ui.widgets.tools import ToolResultsPanel
         from tuiagent.ui.widgets.turns import TurnsTable
 
-        await self.mount(BudgetGauge(id="gauge"), after="#topbar")
-        await self.query_one("#side").mount_all(
-            [
-                RouterPanel(id="router"),
-                CachePanel(id="cache", clock=self.clock),
-                ToolResultsPanel(id="tools"),
-            ]
-        )
-        await self.mount(TurnsTable(id="turns"), before=self.query_one(Footer))
+        gauge = BudgetGauge(id="gauge")
+        await self.mount(gauge, after="#topbar")
+        side = [RouterPanel(id="router"), CachePanel(id="cache", clock=self.clock)]
+        tools = ToolResultsPanel(id="tools")
+        await self.query_one("#side").mount_all([*side, tools])
+        turns = TurnsTable(id="turns")
+        await self.mount(turns, before=self.query_one(Footer))
+        # The screen after the panels: its status line reads what they show.
+        self.events.subscribe(self.chat, self.input, *side, tools, turns, gauge, self)
         self.ready = True
         if self.on_ready is not None:
             self.on_ready()
@@ -220,170 +237,29 @@ class MainScreen(Screen[None]):
     def set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
 
-    # --- the input's border: the messages queued, else the context meter -------------
+    # --- the agent's events (ui/agent_events.py) ------------------------------------
 
-    def show_queue(self, n: int) -> None:
-        """Waiting messages are counted under the input (a chat line would land in the
-        middle of the answer streaming now)."""
-        self.queued = n
-        self.input.border_subtitle = (
-            f"{n} queued: sent when the agent is free ({self.key('interrupt')} drops)"
-            if n
-            else self._meter
-        )
+    def when_turn_started(self, event: TurnStarted) -> None:
+        self.set_status(f"turn {event.turn}: {event.model}…")
 
-    def show_context(self, record: Turn, tokens: int | None = None) -> None:
-        """The context meter: how full the window is, and what reading the history cost on
-        the last call (`tokens`: the context after an edit, with no call to price it)."""
-        from tuiagent.ui.widgets.context import meter_text
+    def when_turn_finished(self, event: TurnFinished) -> None:
+        self.last_turn = event.record
+        self.update_statusline()
 
-        parts = record.cost_breakdown_usd
-        input_cost = parts.input + parts.cache_write + parts.cache_read
-        self._context_record = record
-        shown = record.context_tokens if tokens is None else tokens
-        self._meter = meter_text(
-            shown, record.context_window, input_cost if tokens is None else None
-        )
-        self.show_queue(self.queued)
+    async def when_sub_agent_changed(self, event: SubAgentChanged) -> None:
+        (await self.agents_panel()).update_agent(event)
+        self.update_statusline()  # the narrow layout says how many are running
 
-    def context_edited(self, record: ContextEdit) -> None:
-        """Old tool results cleared, a compaction or /clear: said, and the meter follows."""
-        if record.action == "clear_tool_results" and record.result_ids:
-            self.chat.add_notice(cleared_notice(record))
-        if self._context_record is not None:
-            self.show_context(self._context_record, record.tokens_after)
-
-    def interrupted(self, record: Turn | None) -> None:
+    async def interrupted(self, record: Turn | None) -> None:
         """Esc stopped the work: every sub-agent shows stopped, and the stopped call (if one
         was streaming) is a row in the panels."""
+        from tuiagent.agent.events import TurnFinished
         from tuiagent.ui.widgets.agents import AgentsPanel
 
         for panel in self.query(AgentsPanel):
             panel.stopped()
         if record is not None:
-            self.turn_finished(record)
-
-    # --- agent events ------------------------------------------------------------
-
-    async def apply(self, event: Event) -> None:
-        """Show one agent event. Called by the app's agent worker for each event."""
-        from tuiagent.agent.events import (
-            AnswerDelta,
-            AttemptFailed,
-            BudgetChanged,
-            CacheStateChanged,
-            Halted,
-            LogRecord,
-            Notice,
-            SubAgentChanged,
-            ToolCallStarted,
-            ToolFinished,
-            TurnFinished,
-            TurnStarted,
-        )
-        from tuiagent.runs.records import HaltReason
-        from tuiagent.ui.widgets.cache import CachePanel
-        from tuiagent.ui.widgets.router import RouterPanel
-        from tuiagent.ui.widgets.turns import TurnsTable
-
-        if isinstance(event, SubAgentChanged):
-            (await self.agents_panel()).update_agent(event)
-            self.update_statusline()  # the narrow layout says how many are running
-            return
-        if isinstance(event, LogRecord) and event.record.agent not in (None, "main"):
-            # A sub-agent's record: its calls join the turns table and the gauge's burn; the
-            # chat, router and cache panels are the orchestrator's.
-            if isinstance(event, TurnFinished | AttemptFailed):
-                self.query_one(TurnsTable).add_turn(event.record)
-            if isinstance(event, TurnFinished):
-                self.gauge.add_turn_cost(event.record.cost_usd)
-            return
-        if isinstance(event, AnswerDelta):
-            self.feed(event.text)
-        elif isinstance(event, TurnStarted):
-            if event.attempt > 1:
-                await self.discard_answer()  # the failed attempt's partial text gives way
-            await self.close_answer()
-            self.query_one(RouterPanel).routed(
-                event.tier, event.model, event.route_reason, event.turn
-            )
-            self.set_status(f"turn {event.turn}: {event.model}…")
-        elif isinstance(event, ToolCallStarted):
-            await self.close_answer()
-            if event.arguments or event.tool_use_id not in self.chat.tool_views:
-                view = self.chat.tool_views.get(event.tool_use_id)
-                if view is None:
-                    self.chat.add_tool(event.tool_use_id, event.name, event.arguments)
-                else:
-                    view.set_arguments(event.arguments)
-        elif isinstance(event, ToolFinished):
-            self.tool_finished(event.record, event.output, event.original)
-        elif isinstance(event, TurnFinished):
-            await self.close_answer()
-            self._failure = None  # a retry went through: the next failure is a new one
-            self.turn_finished(event.record)
-            self.gauge.add_turn_cost(event.record.cost_usd)
-        elif isinstance(event, BudgetChanged):
-            self.gauge.show(event.budget)
-        elif isinstance(event, CacheStateChanged):
-            self.query_one(CachePanel).set_state(event)
-        elif isinstance(event, AttemptFailed):
-            # A failed call is a row in the table and one notice line, updated in place
-            # while it is retried (not a line and a toast per attempt).
-            self.query_one(TurnsTable).add_turn(event.record)
-            r = event.record
-            self.failure_notice(
-                f"{r.error}: retry {r.retries_used + 1} in {r.retry_in_s:.1f}s"
-                if r.retry_in_s is not None
-                else r.error,
-                "warning",
-            )
-        elif isinstance(event, Halted):
-            await self.close_answer()
-            text = f"halted: {event.detail}"
-            if event.withdrawn:
-                text += "; nothing was sent, your message is back in the input"
-                if not self.input.text.strip():
-                    self.input.load_text(event.withdrawn)
-                    self.input.move_cursor(self.input.document.end)
-            if event.reason == HaltReason.MAX_COST:
-                self.needed_usd = event.needed_usd
-                text += f". Raise the cap ({self.key('cap_up')} or /budget) to go on."
-                self.gauge.halted = f"{self.key('cap_up')} or /budget to go on"
-            elif event.reason == HaltReason.MAX_TURNS:
-                self.gauge.halted = f"max_turns: {self.key('go_on')} or /turns N goes on"
-            else:
-                self.gauge.halted = event.reason
-            self.failure_notice(text, "error")
-            self._failure = None
-            self.app.notify(event.detail, title="Halted", severity="error")
-        elif isinstance(event, Notice):
-            if self._failure is not None and event.level == "warning":
-                return  # the retry notice: the failure's line already says it
-            if event.level == "error":
-                self.failure_notice(event.text, "error")
-                self._failure = None
-                self.app.notify(event.text, title="Error", severity="error")
-            else:
-                self.chat.add_notice(event.text, event.level)
-
-    def failure_notice(self, text: str, level: str) -> None:
-        """The one notice line of a failing call: made once, then updated in place."""
-        if self._failure is None or not self._failure.is_attached:
-            self._failure = self.chat.add_notice(text, level)
-        else:
-            self._failure.update(text)
-            self._failure.set_classes(f"-{level}")
-
-    async def discard_answer(self) -> None:
-        """Drop the answer streaming now (a failed attempt's partial text: its retry
-        streams the whole answer again)."""
-        async with self._answer_lock:
-            self._pending.clear()
-            if self.answer is not None:
-                await self.answer.close()
-                await self.answer.remove()
-                self.answer = None
+            await self.events.deliver(TurnFinished(record))
 
     async def agents_panel(self) -> AgentsPanel:
         """The agents panel, mounted at the top of the side panels when first needed."""
@@ -396,77 +272,3 @@ class MainScreen(Screen[None]):
         side = self.query_one("#side")
         await side.mount(panel, before=side.children[0] if side.children else None)
         return panel
-
-    def feed(self, text: str) -> None:
-        """Take streamed answer text without waiting for the screen. What arrives within a
-        frame goes to the Markdown stream as one append: the app never pays a parse and a
-        layout pass per token, and keys stay quick however fast the answer comes."""
-        self._pending.append(text)
-        if not self._flush_due:
-            self._flush_due = True
-            self.set_timer(FRAME_SECONDS, self.flush_answer)
-
-    async def flush_answer(self) -> None:
-        """Put the gathered answer text on screen. Past SPLIT_AT_CHARS the live part ends at
-        a paragraph break and becomes one plain widget; the rest goes on in a new part."""
-        async with self._answer_lock:
-            self._flush_due = False
-            text = "".join(self._pending)
-            self._pending.clear()
-            if not text:
-                return
-            if self.answer is None:
-                self.answer = await self.chat.open_answer()
-            cut = self.answer.cut(text)
-            if cut is not None:
-                part = self.answer
-                await part.close()
-                await self.chat.freeze(part, part.text + text[:cut])
-                self.answer = await self.chat.open_answer(continued=True)
-                text = text[cut:]
-            if text:
-                await self.answer.write(text)
-
-    async def close_answer(self) -> None:
-        await self.flush_answer()
-        async with self._answer_lock:
-            if self.answer is not None:
-                await self.answer.close()
-                self.answer = None
-
-    def turn_finished(self, record: Turn) -> None:
-        from tuiagent.ui.widgets.cache import CachePanel
-        from tuiagent.ui.widgets.router import RouterPanel
-        from tuiagent.ui.widgets.turns import TurnsTable
-
-        self.query_one(TurnsTable).add_turn(record)
-        self.query_one(CachePanel).add_turn(record)
-        self.query_one(RouterPanel).add_turn(record)
-        self.last_turn = record
-        self.update_statusline()
-
-    def tool_finished(self, record: Tool, output: str, original: str) -> None:
-        from tuiagent.ui.widgets.tools import ToolResult, ToolResultsPanel
-
-        result = ToolResult(record, output, original or output)
-        self.query_one(ToolResultsPanel).add_result(result)
-        view = self.chat.tool_views.get(record.tool_use_id)
-        if view is None:
-            view = self.chat.add_tool(record.tool_use_id, record.name, record.input)
-        view.finished(record.ok, output, (result.original_tokens, result.seen_tokens))
-
-    def clear_view(self) -> None:
-        self.answer = None
-        self._pending.clear()
-        self.chat.clear_chat()
-
-
-def cleared_notice(record: ContextEdit) -> str:
-    """What the chat says when old tool results were cleared from the context."""
-    ids, n = record.result_ids or [], record.results
-    kept = ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
-    return (
-        f"cleared {n} old tool result{'s' * (n != 1)} from the context "
-        f"({record.tokens_before:,} -> {record.tokens_after:,} tokens); "
-        f"{kept} {'stays' if len(ids) == 1 else 'stay'} for expand_result"
-    )

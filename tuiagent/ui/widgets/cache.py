@@ -6,12 +6,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from textual.widgets import Static
 
-from tuiagent.agent.events import CacheStateChanged
-from tuiagent.runs.records import ProxyTurn, Turn
 from tuiagent.ui.format import money, tokens
+
+if TYPE_CHECKING:
+    from tuiagent.agent.events import CacheStateChanged, TurnFinished
+    from tuiagent.runs.records import ProxyTurn, Turn
 
 
 @dataclass
@@ -42,6 +45,12 @@ class CachePanel(Static):
     def on_mount(self) -> None:
         self.set_interval(1.0, self._render_panel)
         self._render_panel()
+
+    def when_turn_finished(self, event: TurnFinished) -> None:
+        self.add_turn(event.record)
+
+    def when_cache_state_changed(self, event: CacheStateChanged) -> None:
+        self.set_state(event)
 
     def add_turn(self, record: Turn | ProxyTurn) -> None:
         """Totals from the turn record; the agent says why a call missed the cache."""

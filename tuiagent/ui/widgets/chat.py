@@ -1,9 +1,12 @@
 """The conversation: user messages, answers streamed as Markdown, tool calls as collapsible
-blocks, notices; and the multi-line input with its history."""
+blocks, notices; and the multi-line input with its history. Each shows the agent's events
+of its kinds (its `when_*` methods: ui/agent_events.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +18,23 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Static, TextArea
 
 from tuiagent.llm.markers import SUMMARY_MARKER
+from tuiagent.ui.commands import key_hint
 from tuiagent.ui.format import tokens
+from tuiagent.ui.widgets.context import meter_text
 
 if TYPE_CHECKING:
+    from tuiagent.agent.events import (
+        AnswerDelta,
+        AttemptFailed,
+        ContextEdited,
+        Halted,
+        Notice,
+        ToolCallStarted,
+        ToolFinished,
+        TurnFinished,
+        TurnStarted,
+    )
+    from tuiagent.runs.records import ContextEdit, Turn
     from tuiagent.ui.widgets.answer import AnswerView
 
 # Widgets kept on screen. Textual's layout pass grows with what is mounted, so older
@@ -25,6 +42,9 @@ if TYPE_CHECKING:
 MAX_MOUNTED = 60
 # A user this close to the end of the chat is following it: new output scrolls into view.
 FOLLOW_WITHIN_LINES = 3
+# How long streamed text may wait to be shown: text appears 15 times a second, and each
+# time costs a layout pass, which typed keys would otherwise queue behind.
+FRAME_SECONDS = 1 / 15
 
 
 class UserMessageView(Static):
@@ -85,10 +105,16 @@ class ChatLog(VerticalScroll):
 
     can_focus = False
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, key: Callable[[str], str] = key_hint, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.key = key  # the key of a command as the user has it, for the hints
         self.hidden_count = 0
         self.tool_views: dict[str, ToolCallView] = {}
+        self.answer: AnswerView | None = None  # the answer streaming now
+        self._pending: list[str] = []  # answer text not yet on screen
+        self._flush_due = False
+        self._answer_lock = asyncio.Lock()
+        self._failure: NoticeView | None = None  # the notice of a call failing right now
 
     def on_mount(self) -> None:
         self.anchor()
@@ -222,20 +248,152 @@ class ChatLog(VerticalScroll):
                     view.finished(not block.get("is_error"), text, None)
 
     def clear_chat(self) -> None:
+        self.answer = None
+        self._pending.clear()
         self.remove_children()
         self.tool_views.clear()
         self.hidden_count = 0
         self.notify_hidden()
 
+    # --- the answer as it streams ------------------------------------------------
+
+    def feed(self, text: str) -> None:
+        """Take streamed answer text without waiting for the screen. What arrives within a
+        frame goes to the Markdown stream as one append: the app never pays a parse and a
+        layout pass per token, and keys stay quick however fast the answer comes."""
+        self._pending.append(text)
+        if not self._flush_due:
+            self._flush_due = True
+            self.set_timer(FRAME_SECONDS, self.flush_answer)
+
+    async def flush_answer(self) -> None:
+        """Put the gathered answer text on screen. Past SPLIT_AT_CHARS the live part ends at
+        a paragraph break and becomes one plain widget; the rest goes on in a new part."""
+        async with self._answer_lock:
+            self._flush_due = False
+            text = "".join(self._pending)
+            self._pending.clear()
+            if not text:
+                return
+            if self.answer is None:
+                self.answer = await self.open_answer()
+            cut = self.answer.cut(text)
+            if cut is not None:
+                part = self.answer
+                await part.close()
+                await self.freeze(part, part.text + text[:cut])
+                self.answer = await self.open_answer(continued=True)
+                text = text[cut:]
+            if text:
+                await self.answer.write(text)
+
+    async def close_answer(self) -> None:
+        await self.flush_answer()
+        async with self._answer_lock:
+            if self.answer is not None:
+                await self.answer.close()
+                self.answer = None
+
+    async def discard_answer(self) -> None:
+        """Drop the answer streaming now (a failed attempt's partial text: its retry
+        streams the whole answer again)."""
+        async with self._answer_lock:
+            self._pending.clear()
+            if self.answer is not None:
+                await self.answer.close()
+                await self.answer.remove()
+                self.answer = None
+
+    def failure_notice(self, text: str, level: str) -> None:
+        """The one notice line of a failing call: made once, then updated in place."""
+        if self._failure is None or not self._failure.is_attached:
+            self._failure = self.add_notice(text, level)
+        else:
+            self._failure.update(text)
+            self._failure.set_classes(f"-{level}")
+
+    # --- the agent's events (ui/agent_events.py) ------------------------------------
+
+    def when_answer_delta(self, event: AnswerDelta) -> None:
+        self.feed(event.text)  # shown within a frame; never awaited per token
+
+    async def when_turn_started(self, event: TurnStarted) -> None:
+        if event.attempt > 1:
+            await self.discard_answer()  # the failed attempt's partial text gives way
+        await self.close_answer()
+
+    async def when_tool_call_started(self, event: ToolCallStarted) -> None:
+        await self.close_answer()
+        view = self.tool_views.get(event.tool_use_id)
+        if view is None:
+            self.add_tool(event.tool_use_id, event.name, event.arguments)
+        elif event.arguments:
+            view.set_arguments(event.arguments)
+
+    def when_tool_finished(self, event: ToolFinished) -> None:
+        r = event.record
+        view = self.tool_views.get(r.tool_use_id) or self.add_tool(r.tool_use_id, r.name, r.input)
+        view.finished(r.ok, event.output, (r.original_tokens, r.result_tokens))
+
+    async def when_turn_finished(self, event: TurnFinished) -> None:
+        await self.close_answer()
+        self._failure = None  # a retry went through: the next failure is a new one
+
+    def when_attempt_failed(self, event: AttemptFailed) -> None:
+        # A failed call is one notice line, updated in place while it is retried (not a
+        # line and a toast per attempt).
+        r = event.record
+        self.failure_notice(
+            f"{r.error}: retry {r.retries_used + 1} in {r.retry_in_s:.1f}s"
+            if r.retry_in_s is not None
+            else r.error,
+            "warning",
+        )
+
+    async def when_halted(self, event: Halted) -> None:
+        await self.close_answer()
+        text = f"halted: {event.detail}"
+        if event.withdrawn:
+            text += "; nothing was sent, your message is back in the input"
+        if event.by_cap:
+            text += f". Raise the cap ({self.key('cap_up')} or /budget) to go on."
+        self.failure_notice(text, "error")
+        self._failure = None
+
+    def when_notice(self, event: Notice) -> None:
+        if self._failure is not None and event.level == "warning":
+            return  # the retry notice: the failure's line already says it
+        if event.level == "error":
+            self.failure_notice(event.text, "error")
+            self._failure = None
+        else:
+            self.add_notice(event.text, event.level)
+
+    def when_context_edited(self, event: ContextEdited) -> None:
+        if event.record.action == "clear_tool_results" and event.record.result_ids:
+            self.add_notice(cleared_notice(event.record))
+
+
+def cleared_notice(record: ContextEdit) -> str:
+    """What the chat says when old tool results were cleared from the context."""
+    ids, n = record.result_ids or [], record.results
+    kept = ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
+    return (
+        f"cleared {n} old tool result{'s' * (n != 1)} from the context "
+        f"({record.tokens_before:,} -> {record.tokens_after:,} tokens); "
+        f"{kept} {'stays' if len(ids) == 1 else 'stay'} for expand_result"
+    )
+
 
 class ChatInput(TextArea):
-    """Enter sends; shift+enter or ctrl+j starts a new line; up/down recall earlier messages."""
+    """Enter sends; shift+enter or ctrl+j starts a new line; up/down recall earlier messages.
+    Its border counts the messages queued, else shows the context meter."""
 
     @dataclass
     class Submitted(Message):
         text: str
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, key: Callable[[str], str] = key_hint, id: str | None = None) -> None:
         super().__init__(
             id=id,
             soft_wrap=True,
@@ -243,9 +401,13 @@ class ChatInput(TextArea):
             compact=True,
             placeholder="Ask about the files here, or /help  (Enter sends, shift+Enter: new line)",
         )
+        self.key = key  # the key of a command as the user has it, for the hints
         self.sent: list[str] = []
         self._recall: int | None = None  # index into history while recalling
         self._draft = ""
+        self.queued = 0  # messages waiting for the agent
+        self._meter = ""  # the context meter, on the border when nothing is queued
+        self._context_record: Turn | None = None  # the last agent turn's
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":
@@ -293,3 +455,44 @@ class ChatInput(TextArea):
     def _show(self, text: str) -> None:
         self.load_text(text)
         self.move_cursor(self.document.end)
+
+    # --- the border: the messages queued, else the context meter --------------------
+
+    def show_queue(self, n: int) -> None:
+        """Waiting messages are counted under the input (a chat line would land in the
+        middle of the answer streaming now)."""
+        self.queued = n
+        self.border_subtitle = (
+            f"{n} queued: sent when the agent is free ({self.key('interrupt')} drops)"
+            if n
+            else self._meter
+        )
+
+    def show_context(self, record: Turn, tokens: int | None = None) -> None:
+        """The context meter: how full the window is, and what reading the history cost on
+        the last call (`tokens`: the context after an edit, with no call to price it)."""
+        parts = record.cost_breakdown_usd
+        input_cost = parts.input + parts.cache_write + parts.cache_read
+        self._context_record = record
+        shown = record.context_tokens if tokens is None else tokens
+        self._meter = meter_text(
+            shown, record.context_window, input_cost if tokens is None else None
+        )
+        self.show_queue(self.queued)
+
+    # --- the agent's events (ui/agent_events.py) ------------------------------------
+
+    def when_turn_finished(self, event: TurnFinished) -> None:
+        if event.record.purpose == "agent":
+            self.show_context(event.record)
+
+    def when_context_edited(self, event: ContextEdited) -> None:
+        """Old tool results cleared, a compaction or /clear: the meter follows."""
+        if self._context_record is not None:
+            self.show_context(self._context_record, event.record.tokens_after)
+
+    def when_halted(self, event: Halted) -> None:
+        """Nothing of the message was sent: it comes back here, unless the user typed on."""
+        if event.withdrawn and not self.text.strip():
+            self.load_text(event.withdrawn)
+            self.move_cursor(self.document.end)

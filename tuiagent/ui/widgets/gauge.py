@@ -1,4 +1,5 @@
-"""The budget gauge: spent / cap, what is left, the burn per turn, and why it halted."""
+"""The budget gauge: spent / cap, what is left, the burn per turn, and why it halted. It shows
+its app's budget state (ui/budget.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import ProgressBar, Sparkline, Static
 
+from tuiagent.ui.agent_events import every_agent
+from tuiagent.ui.budget import BudgetState, MeteredApp
+from tuiagent.ui.commands import key_hint
 from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 
 if TYPE_CHECKING:
-    from tuiagent.cost.budget import BudgetChanged
+    from tuiagent.agent.events import TurnFinished
 
 
 class BudgetGauge(Horizontal):
@@ -39,14 +43,8 @@ class BudgetGauge(Horizontal):
     BudgetGauge #gauge-bar Bar > .bar--complete { background: $foreground 30%; }
     """
 
-    spent: reactive[Decimal] = reactive(Decimal(0), init=False)
-    """What the run has spent so far."""
-    cap: reactive[Decimal] = reactive(Decimal("1.00"), init=False)
-    """The spending cap in force."""
-    in_flight: reactive[Decimal] = reactive(Decimal(0), init=False)
-    """What calls under way may still bill at most (held against the cap)."""
-    halted: reactive[str | None] = reactive(None, init=False)
-    """Why the session stopped at a limit, or None."""
+    state: reactive[BudgetState] = reactive(BudgetState(Decimal("1.00")), init=False)
+    """The budget shown: the app's `budget` (ui/budget.py), bound when mounted."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -58,42 +56,50 @@ class BudgetGauge(Horizontal):
         yield Sparkline([], id="gauge-spark")
 
     def on_mount(self) -> None:
+        app = self.app
+        if isinstance(app, MeteredApp):
+            self.watch(app, "budget", self._bound, init=True)
         self._refresh()
+
+    def _bound(self, state: BudgetState) -> None:
+        self.state = state
 
     def on_resize(self) -> None:
         self._refresh()
 
-    def show(self, budget: BudgetChanged) -> None:
-        """The budget as an agent event reports it."""
-        self.cap, self.spent, self.in_flight = budget.cap, budget.settled, budget.in_flight
+    @every_agent
+    def when_turn_finished(self, event: TurnFinished) -> None:
+        self.add_turn_cost(event.record.cost_usd)
 
     def add_turn_cost(self, cost: Decimal) -> None:
         self.turn_costs.append(cost)
         self.query_one(Sparkline).data = [float(c) for c in self.turn_costs[-40:]]
         self._refresh()
 
-    def watch_spent(self) -> None:
-        self._refresh()
-
-    def watch_cap(self) -> None:
-        self._refresh()
-
-    def watch_halted(self) -> None:
-        self._refresh()
-
-    def watch_in_flight(self) -> None:
+    def watch_state(self) -> None:
         self._refresh()
 
     @property
-    def remaining(self) -> Decimal:
-        return max(self.cap - self.spent - self.in_flight, Decimal(0))
+    def halted(self) -> str | None:
+        """Why the session stopped at a limit, with what goes on, or None."""
+        halt = self.state.halt
+        if halt is None:
+            return None
+        app = self.app
+        key = app.key if isinstance(app, MeteredApp) else key_hint
+        if halt == "max_cost":
+            return f"{key('cap_up')} or /budget to go on"
+        if halt == "max_turns":
+            return f"max_turns: {key('go_on')} or /turns N goes on"
+        return halt
 
     def _refresh(self) -> None:
         # Drawn from compose on (not only once mounted): the first screen shows the budget
         # at whatever cap it starts with, the default one included.
         if not self.children:
             return
-        fraction = self.spent / self.cap if self.cap > 0 else Decimal(1)
+        s = self.state
+        fraction = s.settled / s.cap if s.cap > 0 else Decimal(1)
         self.query_one(ProgressBar).update(progress=float(min(fraction, Decimal(1))) * 100)
         level = (
             "-ok"
@@ -102,7 +108,7 @@ class BudgetGauge(Horizontal):
             if fraction < Decimal("0.9")
             else "-danger"
         )
-        if self.halted:
+        if s.halt:
             level = "-halted"
         for name in ("-ok", "-warn", "-danger", "-halted"):
             self.set_class(name == level, name)
@@ -114,21 +120,22 @@ class BudgetGauge(Horizontal):
 
     def text(self, width: int = 10_000) -> str:
         """The gauge's line, as many of its parts as fit `width`, most important first."""
-        percent = (self.remaining / self.cap * 100) if self.cap > 0 else Decimal(0)
+        s, halted = self.state, self.halted
+        percent = (s.remaining / s.cap * 100) if s.cap > 0 else Decimal(0)
         parts = []
-        if self.halted:
-            parts.append(f"HALTED: {self.halted}")
+        if halted:
+            parts.append(f"HALTED: {halted}")
         parts += [
-            f"spent {money(self.spent)} / cap {fmt_cap(self.cap)}",
-            f"left {money(self.remaining)} ({percent:.0f}%)",
+            f"spent {money(s.settled)} / cap {fmt_cap(s.cap)}",
+            f"left {money(s.remaining)} ({percent:.0f}%)",
         ]
-        if self.in_flight > 0:
-            parts.insert(1, f"in flight {money(self.in_flight)}")
+        if s.in_flight > 0:
+            parts.insert(1, f"in flight {money(s.in_flight)}")
         if self.turn_costs:
             burn = sum(self.turn_costs, Decimal(0)) / len(self.turn_costs)
             parts.append(f"{money(burn)}/turn")
             if burn > 0:
-                left = int(self.remaining / burn)
+                left = int(s.remaining / burn)
                 parts.append(f"~{left:,} turn{'' if left == 1 else 's'} left")
         shown = parts[0]
         for part in parts[1:]:

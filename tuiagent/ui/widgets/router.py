@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from tuiagent.runs.records import Turn
+if TYPE_CHECKING:
+    from tuiagent.agent.events import TurnFinished, TurnStarted
+    from tuiagent.runs.records import Turn
 
 
 class RouterPanel(Static):
@@ -24,6 +28,12 @@ class RouterPanel(Static):
 
     def watch_tier(self) -> None:
         self._render_panel()
+
+    def when_turn_started(self, event: TurnStarted) -> None:
+        self.routed(event.tier, event.model, event.route_reason, event.turn)
+
+    def when_turn_finished(self, event: TurnFinished) -> None:
+        self.add_turn(event.record)
 
     def routed(self, tier: str, model: str, reason: str, turn: int | None = None) -> None:
         self.last = f"{'turn ' + str(turn) + ' ' if turn else ''}{tier} {model}"

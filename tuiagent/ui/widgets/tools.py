@@ -4,15 +4,19 @@ way to open what the model saw and the original in a viewer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from tuiagent.runs.records import Tool
 from tuiagent.ui.format import tokens
 from tuiagent.ui.messages import OpenToolResult
+
+if TYPE_CHECKING:
+    from tuiagent.agent.events import ToolFinished
+    from tuiagent.runs.records import Tool
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class ToolResultsPanel(OptionList):
         self.border_subtitle = "Enter opens"
         self.results: list[ToolResult] = []
 
+    def when_tool_finished(self, event: ToolFinished) -> None:
+        self.add_result(ToolResult(event.record, event.output, event.original or event.output))
+
     def add_result(self, result: ToolResult) -> None:
         if not self.results:
             self.clear_options()  # the placeholder goes
@@ -74,4 +81,4 @@ class ToolResultsPanel(OptionList):
     def _open(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option.id is not None:
-            self.post_message(OpenToolResult(int(event.option.id)))
+            self.post_message(OpenToolResult(self.results[int(event.option.id)]))

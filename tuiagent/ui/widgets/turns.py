@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import DataTable
 
 from tuiagent.runs.records import Attempt, Call, ProxyTurn, Refused, Turn
+from tuiagent.ui.agent_events import every_agent
 from tuiagent.ui.format import money, tokens
+
+if TYPE_CHECKING:
+    from tuiagent.agent.events import AttemptFailed, TurnFinished
 
 # The model names its tier (the Router panel and the status line say it too): the table fits
 # 80 columns. "in" is every input token (uncached + cache read + cache write), as in the report.
@@ -29,6 +33,14 @@ class TurnsTable(DataTable[Any]):
     def on_mount(self) -> None:
         for name in COLUMNS:
             self.add_column(name, key=name)
+
+    @every_agent
+    def when_turn_finished(self, event: TurnFinished) -> None:
+        self.add_turn(event.record)
+
+    @every_agent
+    def when_attempt_failed(self, event: AttemptFailed) -> None:
+        self.add_turn(event.record)
 
     def add_turn(self, record: Call) -> None:
         """A row per call (a retried call's row is updated in place)."""

@@ -1,0 +1,54 @@
+"""The first frame waits for nothing it does not show (issue 27 item 7): the app's entry and
+its screen import neither the SDK nor the prices, the records or Markdown; those load after
+the first frame, while the user already reads and types."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+from tuiagent.ui.app import TuiagentApp
+
+from .conftest import until
+
+HEAVY = (
+    "anthropic",
+    "genai_prices",
+    "pydantic",
+    "httpx",
+    "httpx2",
+    "markdown_it",
+    "tuiagent.runs.records",
+)
+
+
+def test_the_app_and_its_screen_import_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "import tuiagent.cli.main, tuiagent.ui.app\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+async def test_the_footer_follows_the_width_it_is_given(
+    make_app: Callable[..., TuiagentApp],
+) -> None:
+    """The footer's keys are built once and rebuilt when what it shows changes: narrowed
+    below 120 columns it drops the palette key for room (and gets it back when widened)."""
+    app = make_app()
+    async with app.run_test(size=(130, 40)) as pilot:
+        await until(pilot, lambda: app.main.ready, "the panels")
+
+        def footer() -> str:
+            return [s.text for s in app.screen._compositor.render_strips()][-1]
+
+        assert "palette" in footer() and "Cap+" in footer()
+        await pilot.resize_terminal(100, 40)
+        await until(pilot, lambda: "palette" not in footer(), "the palette key gone")
+        assert "Cap+" in footer()
+        await pilot.resize_terminal(130, 40)
+        await until(pilot, lambda: "palette" in footer(), "the palette key back")
