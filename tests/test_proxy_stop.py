@@ -157,6 +157,30 @@ def test_a_stream_longer_than_the_grace_is_cut_and_settled_at_what_it_may_have_b
     assert float(attempt["cost_usd"]) > 0
 
 
+def test_a_second_signal_while_it_stops_cuts_at_once_and_still_records_all(
+    tmp_path: Path,
+) -> None:
+    api = LoopbackAPI(faults=[Fault("slow", delay_s=1.0)])  # ~10 s: past the 5 s grace
+    with api, contextlib.ExitStack() as stack:
+        proxy = stack.enter_context(HeadlessProxy(api.base_url, tmp_path))
+        caller = threading.Thread(target=lambda: _ignore_errors(streamed, proxy.client()))
+        caller.start()
+        time.sleep(1.5)
+        proxy.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        code, _, err = proxy.stop(signal.SIGHUP)  # the terminal closes while it stops
+        caller.join(timeout=30)
+    records = proxy.records()
+    assert code == 143 and "Traceback" not in err  # the first signal's status
+    assert [r["type"] for r in records][-2:] == ["attempt", "run_end"]
+    assert records[-1]["in_flight_usd"] == 0
+
+
+def _ignore_errors(call: Any, *args: Any) -> None:
+    with contextlib.suppress(anthropic.APIError):
+        call(*args)
+
+
 # --- a log it cannot write --------------------------------------------------------------------
 
 

@@ -119,24 +119,27 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
     upstream = shown_url(args.upstream)  # its user:password (if any) never shown nor logged
-    meter.start(upstream)
-    try:
-        if dashboard is not None:
-            with server.stopped_by_signals():
+    # SIGINT, SIGTERM and SIGHUP stop it as Ctrl-C does, from here to the log's last record:
+    # a signal while it stops (the terminal closed as the dashboard quits) cuts nothing short.
+    with server.stopped_by_signals():
+        meter.start(upstream)
+        try:
+            if dashboard is not None:
                 status = dashboard(server, meter, settings)
-            return exit_for_signal(server.stopped_by) if server.stopped_by else status
-        log.notices.append(_say_error)  # (the dashboard shows them on its screen)
-        _say(f"tuiagent proxy: listening on {server.url}")
-        _say(f"tuiagent proxy: cap ${cap}, upstream {upstream}, log {log.path}")
-        meter.listeners.append(_say_call)
-        stopped_by = server.serve()
-        # Ctrl-C, SIGTERM, SIGHUP: the exit status of every tuiagent command so stopped.
-        return exit_for_signal(stopped_by) if stopped_by else EXIT_ERROR
-    finally:
-        server.stop()  # the calls in flight settled and recorded
-        if exporter is not None:
-            exporter.shutdown()
-        meter.finish()  # run_end, then the log closed (records it could not write: on stderr)
+            else:
+                log.notices.append(_say_error)  # (the dashboard shows them on its screen)
+                _say(f"tuiagent proxy: listening on {server.url}")
+                _say(f"tuiagent proxy: cap ${cap}, upstream {upstream}, log {log.path}")
+                meter.listeners.append(_say_call)
+                server.serve()
+                status = EXIT_ERROR  # unless a signal stopped it: it ended by itself, failed
+        finally:
+            server.stop()  # the calls in flight settled and recorded
+            if exporter is not None:
+                exporter.shutdown()
+            meter.finish()  # run_end, then the log closed (records it could not write: stderr)
+    # Stopped by a signal: the exit status of every tuiagent command so stopped.
+    return exit_for_signal(server.stopped_by) if server.stopped_by else status
 
 
 def _say_call(record: Record) -> None:

@@ -500,22 +500,29 @@ class ProxyApp:
             )
             exchange.started = True
             received = 0
+
+            def arrived(chunk: bytes) -> None:
+                """Each chunk read as it comes from the upstream, before it waits to go on:
+                what was read is metered, even if the client leaves before it is sent."""
+                nonlocal ttft, received
+                if tap is not None:
+                    tap.feed(chunk)
+                if call is None:
+                    return
+                if ttft is None:
+                    ttft = clock() - call.started
+                scanner.feed(chunk)
+                received += len(chunk)
+                if (
+                    scanner.completed
+                    or scanner.error is not None
+                    or (expected is not None and received >= expected)
+                ):
+                    settle()
+
             try:
-                async for chunk in coalesced(response.aiter_raw()):
-                    if tap is not None:
-                        tap.feed(chunk)
-                    if call is not None:
-                        if ttft is None:
-                            ttft = clock() - call.started
-                        scanner.feed(chunk)
-                        received += len(chunk)
-                        if (
-                            scanner.completed
-                            or scanner.error is not None
-                            or (expected is not None and received >= expected)
-                        ):
-                            settle()
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                async for data in coalesced(response.aiter_raw(), arrived):
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
                 if tap is not None:
                     tap.finish()
             except httpx2.TransportError as exc:  # cut by the upstream: the client sees it cut
@@ -585,17 +592,20 @@ class Credentials:
 COALESCE_HIGH = 1 << 20  # bytes read ahead of the client at most
 
 
-async def coalesced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def coalesced(
+    chunks: AsyncIterator[bytes], arrived: Callable[[bytes], None]
+) -> AsyncIterator[bytes]:
     """The chunks as they come, each batch all that arrived while the last went out.
 
     An upstream that streams fast sends many small chunks (one SSE event, or a few), and
     each chunk written on costs as much as its bytes; read by a task of its own, what came in
     during one write goes out in the next, joined. A chunk that comes alone goes on at once.
-    At most COALESCE_HIGH bytes are read ahead of a slow client. A failure of the reading
-    (the upstream cut) is raised after what came before it."""
+    `arrived` sees each chunk as it is read (the meter's scanner), not when it goes on. At
+    most COALESCE_HIGH bytes are read ahead of a slow client. A failure of the reading (the
+    upstream cut) is raised after what came before it."""
     parts: list[bytes] = []
     size = 0
-    arrived = asyncio.Event()
+    more = asyncio.Event()
     room = asyncio.Event()
     room.set()
     ended = False
@@ -605,9 +615,10 @@ async def coalesced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         nonlocal size, ended, failure
         try:
             async for chunk in chunks:
+                arrived(chunk)
                 parts.append(chunk)
                 size += len(chunk)
-                arrived.set()
+                more.set()
                 if size >= COALESCE_HIGH:
                     room.clear()
                     await room.wait()
@@ -615,14 +626,14 @@ async def coalesced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             failure = exc
         finally:
             ended = True
-            arrived.set()
+            more.set()
 
     reader = asyncio.ensure_future(read())
     try:
         while True:
             if not parts and not ended:
-                arrived.clear()
-                await arrived.wait()
+                more.clear()
+                await more.wait()
             if parts:
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
                 parts.clear()
@@ -826,14 +837,12 @@ class ProxyServer:
         self._thread.start()
         return self
 
-    def serve(self) -> int:
-        """Serve until a stop signal; the signal's number (0 if the server ended by itself)."""
-        with self.stopped_by_signals():
-            self.start()
-            assert self._thread is not None
-            while self._thread.is_alive():
-                self._thread.join(0.2)  # a short wait, so a signal's handler runs at once
-        return self.stopped_by or 0
+    def serve(self) -> None:
+        """Serve until stopped (a signal, with `stopped_by_signals` around it)."""
+        self.start()
+        assert self._thread is not None
+        while self._thread.is_alive():
+            self._thread.join(0.2)  # a short wait, so a signal's handler runs at once
 
     @contextlib.contextmanager
     def stopped_by_signals(self) -> Iterator[None]:
@@ -847,7 +856,8 @@ class ProxyServer:
             self.stopped_by = signum
             self.server.should_exit = True
             for stop in list(self.on_stop):
-                stop()
+                with contextlib.suppress(RuntimeError):  # a dashboard already gone
+                    stop()
 
         previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
         try:
