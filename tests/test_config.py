@@ -40,6 +40,8 @@ min_useful_tokens = 300
 hold_wait_s = 2.5
 context_management = false
 compact_at = 0.5
+compact_early_at = 0.3
+compact_min_saving_usd = 0.02
 context_keep_turns = 2
 context_window = 50000
 router_budget_floor = 0.3
@@ -52,6 +54,8 @@ compress_over_tokens = 400
 summarize_results = true
 allow_commands = true
 allow_fetch = true
+allow_edits = true
+allow_mcp = true
 command_timeout_s = 12
 subagents = false
 max_parallel_agents = 2
@@ -70,6 +74,12 @@ output_mtok = 2
 
 [keymap]
 cap_up = "f9"
+
+[mcp_servers.notes]
+command = "python"
+args = ["notes.py"]
+env = { NOTES = "~/n" }
+allow = true
 
 [[router_rules]]
 when_words = ["list"]
@@ -97,6 +107,8 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
         "hold_wait_s": 2.5,
         "context_management": False,
         "compact_at": 0.5,
+        "compact_early_at": 0.3,
+        "compact_min_saving_usd": Decimal("0.02"),
         "context_keep_turns": 2,
         "context_window": 50000,
     }
@@ -112,6 +124,18 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
         "summarize_results": True,
         "allow_commands": True,
         "allow_fetch": True,
+        "mcp_servers": (
+            {
+                "name": "notes",
+                "command": "python",
+                "args": ("notes.py",),
+                "env": (("NOTES", "~/n"),),
+                "url": None,
+                "allow": True,
+            },
+        ),
+        "allow_edits": True,
+        "allow_mcp": True,
         "command_timeout_s": 12.0,
         "subagents": False,
         "max_parallel_agents": 2,

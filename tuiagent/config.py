@@ -188,9 +188,12 @@ def whole(what: str, ok: Callable[[int], bool]) -> Parse:
 
 
 def number(what: str, ok: Callable[[float], bool], convert: Callable[[Any], Any] = float) -> Parse:
-    """A TOML int or float for which `ok` holds, as a float (or `convert` of it). NaN fails
-    every bound and inf an upper one, so a bounded number is finite."""
-    return _checked(lambda v: _is_number(v) and ok(v), what, convert)
+    """A finite TOML int or float for which `ok` holds, as a float (or `convert` of it)."""
+    return _checked(
+        lambda v: _is_number(v) and (isinstance(v, int) or math.isfinite(v)) and ok(v),
+        what,
+        convert,
+    )
 
 
 def _money(value: object, key: str, source: str) -> Decimal:
@@ -204,7 +207,7 @@ def _expand(value: str) -> Path:
 _FLAG = _checked(lambda v: isinstance(v, bool), "true or false")
 _TEXT = _checked(lambda v: isinstance(v, str), "a string")
 _PATH = _checked(lambda v: isinstance(v, str) and bool(v), "a path", _expand)
-_SECONDS = number("a number of seconds > 0", lambda v: v > 0)
+_SECONDS = number("a number of seconds > 0, up to a day (86400)", lambda v: 0 < v <= 86400)
 _POSITIVE = whole("a positive whole number", lambda v: v > 0)
 _POSITIVE_UP_TO = whole(
     f"a positive whole number up to {MAX_WHOLE:,}", lambda v: 0 < v <= MAX_WHOLE
@@ -242,6 +245,53 @@ def _keymap(value: object, key: str, source: str) -> Mapping[str, str]:
         _expect(ok, f"{key}.{binding_id}", "key names like 'f3' or 'ctrl+up,f3'", keys)
         keymap[binding_id] = keys.strip()
     return MappingProxyType(keymap)
+
+
+@dataclass(frozen=True)
+class McpServer:
+    """An MCP server (config `[mcp_servers.NAME]`): a command started with stdio, or a
+    streamable HTTP `url`. Its tools are offered as `mcp__NAME__TOOL`; each call asks first
+    unless `allow` (headless: `--allow-mcp` is the approval)."""
+
+    name: str
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # added to the SDK's plain environment
+    url: str | None = None
+    allow: bool = False
+
+
+MCP_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+MCP_KEYS = ("command", "args", "env", "url", "allow")
+
+
+def _mcp_servers(value: object, key: str, source: str) -> tuple[McpServer, ...]:
+    servers: list[McpServer] = []
+    for name, table in _table(value, key, "a table of servers").items():
+        at = f"{key}.{name}"
+        _expect(bool(MCP_NAME.fullmatch(name)), at, "a name of letters, digits, _ and -", name)
+        spec = _table(table, at, "a table with `command` or `url`")
+        for unknown in set(spec) - set(MCP_KEYS):
+            raise ConfigError(f"unknown config key {f'{at}.{unknown}'!r}")
+        command, url = spec.get("command"), spec.get("url")
+        _expect((command is None) != (url is None), at, "one of `command` or `url`", spec)
+        if command is not None:
+            _expect(
+                isinstance(command, str) and bool(command), f"{at}.command", "a command", command
+            )
+        if url is not None:
+            ok = isinstance(url, str) and re.match(r"https?://[^\s/]+", url) is not None
+            _expect(ok, f"{at}.url", "an http(s) URL", url)
+        args = spec.get("args", [])
+        ok = isinstance(args, list) and all(isinstance(a, str) for a in args)
+        _expect(ok, f"{at}.args", "an array of strings", args)
+        env = spec.get("env", {})
+        ok = isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
+        _expect(ok, f"{at}.env", "a table of strings", env)
+        allow = spec.get("allow", False)
+        _expect(isinstance(allow, bool), f"{at}.allow", "true or false", allow)
+        servers.append(McpServer(name, command, tuple(args), tuple(env.items()), url, allow))
+    return tuple(servers)
 
 
 def _rules(value: object, key: str, source: str) -> tuple[RouterRule, ...]:
@@ -374,6 +424,24 @@ class RunSettings:
                 "a fraction of the context window above 0 and at most 1", lambda v: 0 < v <= 1
             ),
             help="compact when a request reaches this share of the window",
+        ),
+    )
+    compact_early_at: float = field(
+        default=0.25,
+        metadata=option(
+            parse=number(
+                "a fraction of the context window above 0 and at most 1", lambda v: 0 < v <= 1
+            ),
+            help="before `compact_at`, compact only a history of at least this share of the "
+            "window, and only when it pays",
+        ),
+    )
+    compact_min_saving_usd: Decimal = field(
+        default=Decimal("0.001"),
+        metadata=option(
+            parse=_money,
+            help="before `compact_at`, compact only when the summary saves at least this "
+            "much (USD) on each later call",
         ),
     )
     context_keep_turns: int = field(
@@ -522,6 +590,27 @@ class ToolSettings:
         metadata=option(parse=_FLAG, help="offer `run_command` (asks before each command)"),
     )
     allow_fetch: bool = field(default=False, metadata=option(parse=_FLAG, help="offer `fetch_url`"))
+    mcp_servers: tuple[McpServer, ...] = field(
+        default=(),
+        metadata=option(
+            parse=_mcp_servers,
+            help="MCP servers: `command` (and `args`, `env`) or `url`; `allow = true` runs "
+            "their tools without asking (see MCP servers)",
+            shown_key="`[mcp_servers.NAME]`",
+            shown_default="none",
+        ),
+    )
+    allow_edits: bool = field(
+        default=False,
+        metadata=option(
+            parse=_FLAG,
+            help="headless: offer `write_file` and `edit_file` (`--allow-edits`; the app asks)",
+        ),
+    )
+    allow_mcp: bool = field(
+        default=False,
+        metadata=option(parse=_FLAG, help="headless: run MCP tools without asking (`--allow-mcp`)"),
+    )
     command_timeout_s: float = field(
         default=30.0,
         metadata=option(

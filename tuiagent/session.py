@@ -137,10 +137,18 @@ def open_session(
     )
     history: list[dict[str, Any]] = []
     if resume is not None:
-        from tuiagent.runs.transcript import load_messages
+        from tuiagent.runs.transcript import load_resumable
 
-        history = load_messages(resume)
-        agent.state.history = list(history)
+        earlier = load_resumable(resume)
+        agent.resume(earlier)
+        history = earlier.messages
+    from tuiagent.agent.edits import Editor, checkpoints_file
+
+    agent.editor = Editor(ws.files, checkpoints_file(agent.transcript.path))
+    if settings.tools.mcp_servers:
+        from tuiagent.agent.mcp import McpTools
+
+        agent.mcp = McpTools(agent, toolbox)
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
     delegator = None
     if settings.tools.subagents:

@@ -138,6 +138,27 @@ def is_retryable(failure: CallFailed) -> bool:
     return failure.status in (408, 409, 429) or failure.status >= 500
 
 
+def _over_reservation(turn: int, record: Turn) -> str:
+    """The warning for a call billed beyond its reservation: in dollars when the dollars
+    went over the hold, else in the tokens that did (the hold still covered the bill)."""
+    if record.cost_usd > record.reserved_usd:
+        return (
+            f"turn {turn}: the server billed more than the call was reserved for "
+            f"(${record.cost_usd:.6f} against ${record.reserved_usd:.6f}); "
+            "later calls reserve for it"
+        )
+    u, over = record.usage, []
+    if u.total_input_tokens > record.input_tokens_counted:
+        over.append(f"{u.total_input_tokens:,} input against {record.input_tokens_counted:,}")
+    if u.output_tokens > record.max_tokens:
+        over.append(f"{u.output_tokens:,} output against max_tokens {record.max_tokens:,}")
+    return (
+        f"turn {turn}: the server counted more tokens than the call was reserved for "
+        f"({'; '.join(over)}), within the dollars held (${record.cost_usd:.6f} of "
+        f"${record.reserved_usd:.6f}); later calls reserve for it"
+    )
+
+
 def usage_unknown(failure: CallFailed) -> bool:
     """The request left and the server may have billed it, but no usage came back: an
     answer that dropped before message_start, a timeout, an unreadable stream. (An HTTP
@@ -513,14 +534,7 @@ class Caller:
     def _flag_notices(self, turn: int, record: Turn) -> list[Event]:
         out: list[Event] = []
         if record.over_reservation:
-            out.append(
-                Notice(
-                    f"turn {turn}: the server billed more than the call was reserved for "
-                    f"(${record.cost_usd:.6f} against ${record.reserved_usd:.6f}); "
-                    "later calls reserve for it",
-                    "warning",
-                )
-            )
+            out.append(Notice(_over_reservation(turn, record), "warning"))
         if record.model_mismatch:
             out.append(
                 Notice(

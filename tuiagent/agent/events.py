@@ -62,6 +62,27 @@ class UserMessage(LogRecord):
 
 
 @dataclass(frozen=True)
+class Answered(LogRecord):
+    """The request's answer, as the run log keeps it (after its last call's TurnFinished)."""
+
+    record: records.Answer
+
+
+@dataclass(frozen=True)
+class McpStateChanged(LogRecord):
+    """An MCP server started, failed to start or stopped (agent/mcp.py)."""
+
+    record: records.McpServerState
+
+
+@dataclass(frozen=True)
+class McpCostNoted(LogRecord):
+    """What each MCP server's tool definitions took in an agent call (agent/mcp.py)."""
+
+    record: records.McpCost
+
+
+@dataclass(frozen=True)
 class TurnFinished(LogRecord):
     record: records.Turn
 

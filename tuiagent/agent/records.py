@@ -60,6 +60,7 @@ def run_start(agent: Agent, replay_of: dict[str, Any] | None) -> RunStart:
         tier=agent.tier,
         limits=Limits(agent.budget.cap, agent.max_turns, agent.settings.run.max_tokens),
         replay_of=replay_of,
+        resumed_from=agent.resumed_from,
     )
 
 

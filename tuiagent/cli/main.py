@@ -128,6 +128,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--allow-fetch", action="store_true", help="offer the fetch_url tool")
     p.add_argument(
+        "--allow-edits",
+        action="store_true",
+        help="offer write_file and edit_file headless (the app asks before each change)",
+    )
+    p.add_argument(
+        "--allow-mcp",
+        action="store_true",
+        help="run the MCP servers' tools without asking (headless: offer them)",
+    )
+    p.add_argument(
         "--max-parallel-agents",
         metavar="N",
         type=_positive_int("--max-parallel-agents"),
@@ -160,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(run)
     _add_report_commands(sub)
+    undo = sub.add_parser("undo", help="put back the last file change of a run (or all)")
+    undo.add_argument("run_id", metavar="RUN_ID", help="the run (a unique prefix will do)")
+    undo.add_argument("--all", action="store_true", help="every change of the run, newest first")
+    undo.add_argument("--log-dir", metavar="DIR", type=Path, help="where the run logs are")
+    undo.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
     add_proxy_command(sub)
     # A flag may come before or after the subcommand (`tuiagent --max-cost 1 run ...`): the
     # subcommand's own defaults must not overwrite what was given before it.
@@ -236,6 +251,10 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         changes["allow_commands"] = True
     if args.allow_fetch:
         changes["allow_fetch"] = True
+    if args.allow_mcp:
+        changes["allow_mcp"] = True
+    if args.allow_edits:
+        changes["allow_edits"] = True
     return settings.with_changes(**changes)
 
 
@@ -261,6 +280,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "run":
             from tuiagent.cli.run import run_headless
 
+            if not args.prompt.strip():
+                # The API refuses an empty text block (and one of whitespace only).
+                raise UsageError("the prompt is empty: say what to ask the agent")
+
             settings = _settings_from(args)
             return asyncio.run(
                 run_headless(
@@ -271,6 +294,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                     as_json=args.json,
                 )
             )
+        if args.command == "undo":
+            from tuiagent.agent.edits import undo_run
+            from tuiagent.paths import default_log_dir
+            from tuiagent.runs.layout import find_run
+
+            settings = load_settings(args.config)
+            log_dir = args.log_dir or settings.run.log_dir or default_log_dir()
+            for line in undo_run(find_run(log_dir, args.run_id).transcript, args.all):
+                print(f"tuiagent: {line}")
+            return 0
         if args.command == "report":
             from tuiagent.cli.report import run_report
 

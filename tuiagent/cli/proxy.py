@@ -23,14 +23,16 @@ def _port(value: str) -> int:
 
 
 def _upstream(value: str) -> str:
+    from tuiagent.preflight import url_problem
+
     parts = urlsplit(value)
     # Its password is a secret from here on: redacted from all that is written.
     remember(parts.password)
     if parts.username and parts.password is None:
         remember(parts.username)  # `token@host`: the user part is the secret
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if problem := url_problem(value):
         raise argparse.ArgumentTypeError(
-            f"--upstream must be an http(s) URL, got {shown_url(value)!r}"
+            f"--upstream must be an http(s) URL ({problem}), got {shown_url(value)!r}"
         )
     return value.rstrip("/")
 
@@ -79,6 +81,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     imports the UI."""
     from tuiagent.config import load_settings, parse_money
     from tuiagent.cost.budget import Budget
+    from tuiagent.cost.display import cap as show_cap
     from tuiagent.cost.pricing import Pricer
     from tuiagent.errors import ConfigError, UsageError
     from tuiagent.paths import default_log_dir
@@ -129,7 +132,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             else:
                 log.notices.append(_say_error)  # (the dashboard shows them on its screen)
                 _say(f"tuiagent proxy: listening on {server.url}")
-                _say(f"tuiagent proxy: cap ${cap}, upstream {upstream}, log {log.path}")
+                _say(f"tuiagent proxy: cap {show_cap(cap)}, upstream {upstream}, log {log.path}")
                 meter.listeners.append(_say_call)
                 server.serve()
                 status = EXIT_ERROR  # unless a signal stopped it: it ended by itself, failed

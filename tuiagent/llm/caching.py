@@ -12,6 +12,7 @@ No figure was found for the 5.5 models: they take their family's 5.x figure, or 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,13 +59,18 @@ def marker(ttl: str) -> dict[str, str]:
     return {"type": "ephemeral", "ttl": ttl}
 
 
-def plan_breakpoints(request: dict[str, Any], model: str, ttl: str = "5m") -> dict[str, Any]:
+def plan_breakpoints(
+    request: dict[str, Any], model: str, ttl: str = "5m", hold: Iterable[int] = ()
+) -> dict[str, Any]:
     """A copy of `request` with cache_control breakpoints placed.
 
     One at the end of the stable prefix (tools and system) when that alone is above the
-    model's minimum; one rolling at the last block of the conversation, so every call reads
-    everything the previous call wrote. Never more than MAX_BREAKPOINTS; none below the
-    minimum (it would cache nothing, and on the API a marker there is silently ignored).
+    model's minimum; one at the last block of each message index in `hold` (the end of the
+    history's settled part, which clearing old tool results no longer edits: an edit after
+    it rewrites only what follows); one rolling at the last block of the conversation, so
+    every call reads everything the previous call wrote. Never more than MAX_BREAKPOINTS;
+    none below the minimum (it would cache nothing, and on the API a marker there is
+    silently ignored).
     """
     out = _with_own_blocks(request)
     # Markers go on blocks, so plain-string system and content become block lists.
@@ -84,10 +90,21 @@ def plan_breakpoints(request: dict[str, Any], model: str, ttl: str = "5m") -> di
     chosen: list[int] = []
     if n_stable and prefix_tokens[n_stable - 1] >= minimum:
         chosen.append(n_stable - 1)
+    ends, at = [], n_stable
+    for message in out.get("messages", []):
+        at += len(message.get("content") or [])
+        ends.append(at - 1)
+    for index in sorted(set(hold)):
+        end = ends[index] if 0 <= index < len(ends) - 1 else -1
+        if end >= 0 and prefix_tokens[end] >= minimum and end not in chosen:
+            chosen.append(end)
     last = len(blocks) - 1
     if last >= 0 and prefix_tokens[last] >= minimum and last not in chosen:
         chosen.append(last)
-    for idx in chosen[:MAX_BREAKPOINTS]:
+    # Too many: the rolling end and the latest held ones are kept.
+    if len(chosen) > MAX_BREAKPOINTS:
+        chosen = chosen[:1] + chosen[len(chosen) - MAX_BREAKPOINTS + 1 :]
+    for idx in chosen:
         blocks[idx][0]["cache_control"] = marker(ttl)
     return out
 

@@ -96,6 +96,14 @@ _SUMMARISED = re.compile(r"^\[(r\d+): \S+ result of ([\d,]+) tokens, summarised 
 _EXPANDED = re.compile(r"^\[(r\d+) lines (\d+)-(\d+) of (\d+)")
 _IN_ALL = re.compile(r"\((\d[\d,]*) in all\)")
 _LEVEL_WORD = re.compile(r"\b(FATAL|CRITICAL|ERROR|WARN(?:ING)?)\b")
+# "replace X with Y in FILE" (X and Y quoted, or single words); "write FILE: TEXT".
+_QUOTED = r'"([^"]*)"|\'([^\']*)\'|(\S+)'
+_REPLACE = re.compile(
+    rf"\breplace\s+(?:{_QUOTED})\s+with\s+(?:{_QUOTED})\s+in\s+([\w./-]+\w)", re.IGNORECASE
+)
+_WRITE = re.compile(r"\bwrite\s+([\w./-]+\.\w+)\s*:\s?(.*)", re.IGNORECASE | re.DOTALL)
+# "use TOOL {json}" / "call TOOL with {json}": a tool named with its input, whatever it is.
+_USE_TOOL = re.compile(r"\b(?:use|call)\s+([A-Za-z0-9_-]+)(?:\s+with)?\s+(\{[^{}]*\})")
 LISTING_LINE = re.compile(r"^(file|dir|link)\s+([\d,]+|-)\s+(?:bytes\s+)?(.+)$")
 
 
@@ -197,6 +205,20 @@ def plan_calls(request: str, tool_names: set[str], known_files: set[str]) -> lis
     if "fetch_url" in tool_names:
         for m in _URL.finditer(request):
             found.append((m.start(), PlannedCall("fetch_url", {"url": m.group(0)})))
+    if "edit_file" in tool_names:
+        for m in _REPLACE.finditer(request):
+            old = next(g for g in (m.group(1), m.group(2), m.group(3)) if g is not None)
+            new = next(g for g in (m.group(4), m.group(5), m.group(6)) if g is not None)
+            edit = {"path": m.group(7), "old_string": old, "new_string": new}
+            found.append((m.start(), PlannedCall("edit_file", edit)))
+    if "write_file" in tool_names and (m := _WRITE.search(request)):
+        found.append(
+            (m.start(), PlannedCall("write_file", {"path": m.group(1), "content": m.group(2)}))
+        )
+    for m in _USE_TOOL.finditer(request):  # any offered tool named with its input (MCP's)
+        arguments = _json_value(m.group(2))
+        if m.group(1) in tool_names and isinstance(arguments, dict):
+            found.append((m.start(), PlannedCall(m.group(1), arguments)))
     found.sort(key=lambda pair: pair[0])
     plan: list[PlannedCall] = []
     for _, call in found:
@@ -294,11 +316,14 @@ def _content_facts(result: str) -> str:
     first, _, body = result.partition("\n")
     if m := _COMPRESSED.match(first):
         rid, tokens, method, facts = m.groups()
+        part, cut, facts = facts.rpartition("; of that part: ")  # a read stopped short
         what = facts
         if method == "json":
             value = _json_value(body) or _json_value(body.partition("\n\n")[2])
             if value is not None:
                 what = describe_json(value)
+        if cut:
+            what = f"{part}; of that part: {what}"
         elif method == "log":
             problems = [ln for ln in body.splitlines() if _LEVEL_WORD.search(ln)]
             errors = [ln for ln in problems if "WARN" not in ln.upper()] or problems

@@ -193,6 +193,35 @@ class SourceRow:
 
 
 @dataclass
+class McpRow:
+    """One MCP server in one run: its tools, what their definitions took per call, and
+    what they cost in all."""
+
+    run_id: str
+    server: str
+    transport: str
+    status: str  # started | failed | stopped (the last state seen)
+    tools: int
+    calls: int = 0  # agent calls that sent its definitions
+    tokens: int = 0  # over those calls
+    cost: Decimal = ZERO
+
+    def as_json(self) -> dict[str, Any]:
+        per_call = self.cost / self.calls if self.calls else ZERO
+        return {
+            "run_id": self.run_id,
+            "server": self.server,
+            "transport": self.transport,
+            "status": self.status,
+            "tools": self.tools,
+            "calls": self.calls,
+            "tokens_per_call": self.tokens // self.calls if self.calls else 0,
+            "cost_per_call_usd": usd(per_call),
+            "cost_usd": usd(self.cost),
+        }
+
+
+@dataclass
 class Report:
     log_dir: Path
     runs: list[RunRow]
@@ -203,6 +232,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     hidden: int = 0  # runs with no model call, left out (all_runs shows them)
     by_agent: list[GroupRow] = field(default_factory=list)
+    mcp: list[McpRow] = field(default_factory=list)
 
     def costliest_subagent(self) -> GroupRow | None:
         subs = [g for g in self.by_agent if g.name != "main"]
@@ -252,6 +282,7 @@ class Report:
             "by_agent": [g.as_json("agent", total) for g in self.by_agent],
             "costliest_subagent": None if costliest is None else costliest.as_json("agent", total),
             "input_sources": [s.as_json(source_total) for s in sources],
+            "mcp_servers": [m.as_json() for m in self.mcp],
             "total_cost_usd": usd(total),
             "unreadable_lines": self.unreadable_lines,
             "turns_without_transcript": self.turns_without_transcript,

@@ -158,6 +158,8 @@ class RunStart(Record):
     limits: Limits = field(default_factory=Limits)
     # A replay's source: {run_id, turn, model} (turn is "all" for an experiment).
     replay_of: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # A resumed session: the run whose conversation (and kept results) it goes on with.
+    resumed_from: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +169,43 @@ class UserMessage(Record):
     TYPE = "user"
     text: str = ""
     tokens: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerState(Record):
+    """An MCP server started, failed to start, or stopped (type "mcp"): its tools and what
+    their definitions weigh in tokens."""
+
+    TYPE = "mcp"
+    server: str = ""
+    transport: str = ""  # stdio | http
+    status: str = ""  # started | failed | stopped
+    tools: int = 0
+    definition_tokens: int = 0
+    error: str | None = field(default=None, metadata=OMIT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpCost(Record):
+    """What each MCP server's tool definitions took in one agent call (type "mcp_cost"):
+    tokens and dollars at the call's own rates, and the session's total so far."""
+
+    TYPE = "mcp_cost"
+    turn: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost_usd: dict[str, Decimal] = field(default_factory=dict)
+    session_cost_usd: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answer(Record):
+    """The agent's answer to the user's message: the text of the call that ended the
+    request (`turn`), and why it stopped (`end_turn`, `max_tokens`, ...)."""
+
+    TYPE = "answer"
+    turn: int = 0
+    text: str = ""
+    stop_reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,6 +330,8 @@ class Tool(Record):
     compressed_tokens: int = 0
     method: str = ""
     result_id: str | None = None
+    # write_file / edit_file: lines added plus lines removed by the change.
+    diff_lines: int | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -329,6 +370,9 @@ class ContextEdit(Record):
     rewrite_cost_usd: Decimal | None = field(default=None, metadata=OMIT)
     cost_usd: Decimal = Decimal(0)
     reason: str = ""
+    # A compaction: what set it off (window: the context neared the window; saving: a large
+    # history whose summary saves enough on each call; asked: /compact).
+    trigger: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)

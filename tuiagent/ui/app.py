@@ -536,6 +536,20 @@ class TuiagentApp(MeteredApp):
         else:
             self.turn_worker = self.drive(self.agent, self.agent.compact())
 
+    def action_undo(self, arg: str = "") -> None:
+        """/undo (or /undo all): put back the agent's last change to a file (or all)."""
+        agent = self.agent
+        if agent is None or self.busy:
+            self.notify("/undo waits till the agent is free", severity="warning")
+            return
+        try:
+            lines = agent.undo(every=arg.strip() == "all")
+        except TuiagentError as exc:  # nothing to undo, or the file changed since
+            self.notify(str(exc), title="Not undone", severity="error")
+            return
+        for line in lines:
+            self.main.chat.add_notice(line)
+
     def action_turns(self, arg: str = "") -> None:
         """/turns N: model calls allowed per request; a request halted there goes on."""
         try:
