@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +15,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anthropic
+
+from tests.conftest import cli_env
 from tests.loopback import LoopbackAPI
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.pricing import Pricer
@@ -92,3 +100,46 @@ def proxied_loopback(
         proxy_to(upstream.base_url, log_dir, cap, app, **meter) as p,
     ):
         yield upstream, p
+
+
+class HeadlessProxy:
+    """`tuiagent proxy --no-ui` in a process of its own, as a user runs it."""
+
+    def __init__(self, upstream: str, log_dir: Path, cap: str = "100") -> None:
+        self.log_dir = log_dir
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tuiagent", "proxy", "--port", "0", "--no-ui"),
+                *("--upstream", upstream, "--log-dir", str(log_dir), "--max-cost", cap),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()
+        found = re.fullmatch(r"tuiagent proxy: listening on (http://\S+)\n", first)
+        assert found, first + self.proc.stderr.read()  # type: ignore[union-attr]
+        self.url = found.group(1)
+        self.second_line = self.proc.stdout.readline()  # the cap, upstream and log
+
+    def __enter__(self) -> HeadlessProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:  # a test that failed before stopping it
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
+
+    def client(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(api_key=KEY, base_url=self.url, max_retries=0)
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+    def records(self) -> list[dict[str, Any]]:
+        (log,) = self.log_dir.glob("*.jsonl")
+        return [json.loads(line) for line in log.read_text().splitlines()]

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +15,8 @@ from urllib.parse import urlsplit
 import anthropic
 import pytest
 
-from tests.conftest import cli_env
 from tests.loopback import LoopbackAPI, status
-from tests.proxy_harness import KEY, MODEL, Proxied, proxied_loopback
+from tests.proxy_harness import KEY, MODEL, HeadlessProxy, Proxied, proxied_loopback
 from tuiagent.proxy import server
 from tuiagent.proxy.door import Door
 from tuiagent.proxy.lines import call_line
@@ -212,26 +207,12 @@ def test_the_upstreams_userinfo_is_shown_and_logged_nowhere(tmp_path: Path) -> N
     with LoopbackAPI() as api:
         address = urlsplit(api.base_url)
         upstream = f"http://tuiagent-user:upstream-secret-pw@{address.hostname}:{address.port}"
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "tuiagent", "proxy", "--port", "0", "--no-ui"),
-                *("--upstream", upstream, "--log-dir", str(tmp_path)),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env(),
-        )
-        assert proc.stdout is not None
-        listening = re.search(r"http://\S+", proc.stdout.readline())
-        assert listening
-        second = proc.stdout.readline()
-        client = anthropic.Anthropic(api_key=KEY, base_url=listening.group(0), max_retries=0)
-        client.messages.create(model=MODEL, max_tokens=50, messages=PROMPT)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        with HeadlessProxy(upstream, tmp_path) as proxy:
+            proxy.client().messages.create(model=MODEL, max_tokens=50, messages=PROMPT)
+            time.sleep(0.3)
+            _, out, err = proxy.stop()
     written = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
-    assert "upstream-secret-pw" not in second + out + err + written
-    assert "tuiagent-user" not in second + out + err + written
-    assert f"upstream http://[REDACTED]@{address.hostname}" in second
+    shown = proxy.second_line + out + err
+    assert "upstream-secret-pw" not in shown + written
+    assert "tuiagent-user" not in shown + written
+    assert f"upstream http://[REDACTED]@{address.hostname}" in proxy.second_line

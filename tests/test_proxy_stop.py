@@ -8,10 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,54 +19,10 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.conftest import cli_env
 from tests.loopback import Fault, LoopbackAPI
-from tests.proxy_harness import KEY, MODEL
+from tests.proxy_harness import KEY, MODEL, HeadlessProxy
 
 PROMPT = [{"role": "user", "content": "hello there, who are you?"}]
-
-
-class HeadlessProxy:
-    """`tuiagent proxy --no-ui` in a process of its own, as a user runs it."""
-
-    def __init__(self, upstream: str, log_dir: Path, cap: str = "100") -> None:
-        self.log_dir = log_dir
-        self.proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "tuiagent", "proxy", "--port", "0", "--no-ui"),
-                *("--upstream", upstream, "--log-dir", str(log_dir), "--max-cost", cap),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env(),
-        )
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        found = re.fullmatch(r"tuiagent proxy: listening on (http://\S+)\n", first)
-        assert found, first + self.proc.stderr.read()  # type: ignore[union-attr]
-        self.url = found.group(1)
-        self.proc.stdout.readline()  # the cap, upstream and log
-
-    def __enter__(self) -> HeadlessProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:  # a test that failed before stopping it
-            self.proc.kill()
-            self.proc.communicate(timeout=30)
-
-    def client(self) -> anthropic.Anthropic:
-        return anthropic.Anthropic(api_key=KEY, base_url=self.url, max_retries=0)
-
-    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
-        self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=60)
-        return self.proc.returncode, out, err
-
-    def records(self) -> list[dict[str, Any]]:
-        (log,) = self.log_dir.glob("*.jsonl")
-        return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def streamed(client: anthropic.Anthropic, messages: list[dict[str, Any]] = PROMPT) -> None:

@@ -34,7 +34,7 @@ from tuiagent.meter.sizing import Size
 from tuiagent.proxy.body import BadBody, check_message_params
 from tuiagent.proxy.meter import Meter, Refused
 from tuiagent.runs.log import utc_now_iso
-from tuiagent.runs.records import HoldRecord, ProxyAttempt, ProxyTurn
+from tuiagent.runs.records import ProxyAttempt, ProxyTurn
 
 PURPOSE = "batch"
 _BATCH_ID = re.compile(r"[A-Za-z0-9_\-]+")
@@ -147,24 +147,7 @@ class Batches:
         return pending
 
     def _hold_record(self, turn: int, client: str) -> Callable[[Held], object]:
-        return lambda held: self._write_hold(turn, client, held)
-
-    def _write_hold(self, turn: int, client: str, held: Held) -> None:
-        res = held.reservation
-        self.meter.write(
-            HoldRecord(
-                hold_id=held.hold_id,
-                turn=turn,
-                purpose=PURPOSE,
-                model=held.plan.model,
-                reserved_usd=res.worst_case_usd,
-                max_tokens=int(held.request["max_tokens"]),
-                input_tokens_counted=res.input_tokens,
-                started_at=utc_now_iso(),
-                source="proxy",
-                client=client,
-            )
-        )
+        return lambda held: self.meter.write_hold(turn, client, held, PURPOSE)
 
     def created(self, pending: Pending, batch: Any) -> None:
         """The upstream's answer to the creation: a batch (its holds kept until its results

@@ -155,7 +155,7 @@ class Meter:
                 counted,
                 label=f"proxy #{turn}",
                 modifiers=modifiers,
-                before_sending=lambda held: self._write_hold(turn, client, held),
+                before_sending=lambda held: self.write_hold(turn, client, held),
             )
         except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
             message = "tuiagent proxy: cannot count this request's tokens to cap it"
@@ -177,13 +177,14 @@ class Meter:
             started,
         )
 
-    def _write_hold(self, turn: int, client: str, held: Held) -> None:
+    def write_hold(self, turn: int, client: str, held: Held, purpose: str = PURPOSE) -> None:
+        """The `hold` record of a call held, before it is sent (a batch's requests too)."""
         res = held.reservation
         self._write(
             HoldRecord(
                 hold_id=held.hold_id,
                 turn=turn,
-                purpose=PURPOSE,
+                purpose=purpose,
                 model=held.plan.model,
                 reserved_usd=res.worst_case_usd,
                 max_tokens=int(held.request["max_tokens"]),

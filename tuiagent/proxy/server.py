@@ -317,16 +317,26 @@ class ProxyApp:
 
     # --- Message Batches (batches.py) -----------------------------------------------------
 
-    async def create_batch(self, exchange: Exchange) -> None:
-        """A batch held whole at its worst case before it is sent, or refused."""
+    async def _read(
+        self, exchange: Exchange, parse: Callable[[bytes | bytearray], Any]
+    ) -> tuple[bytes | bytearray, Any] | None:
+        """The body, and what `parse` reads of it; None when a refusal has answered (too
+        large, or a field it cannot read exactly)."""
         raw = await self._body(exchange)
         if raw is None:
-            return
+            return None
         try:
-            body = parse_json(raw)
+            return raw, parse(raw)
         except BadBody as exc:
-            await self.refuse(exchange, 400, str(exc))
+            await self.refuse(exchange, 400, str(exc), model=exc.model)
+            return None
+
+    async def create_batch(self, exchange: Exchange) -> None:
+        """A batch held whole at its worst case before it is sent, or refused."""
+        read = await self._read(exchange, parse_json)
+        if read is None:
             return
+        raw, body = read
         pending = self.batches.hold(body, exchange.client)
         if isinstance(pending, Refused):
             await self.answer_refused(exchange, pending)
@@ -387,14 +397,10 @@ class ProxyApp:
         await _answer(exchange, response, json.dumps(answer, separators=(",", ":")).encode())
 
     async def messages(self, exchange: Exchange) -> None:
-        raw = await self._body(exchange)
-        if raw is None:
+        read = await self._read(exchange, messages_request)
+        if read is None:
             return
-        try:
-            payload = messages_request(raw)
-        except BadBody as exc:
-            await self.refuse(exchange, 400, str(exc), model=exc.model)
-            return
+        raw, payload = read
         headers = exchange.upstream_headers()
         count_url = self._url(exchange, "/v1/messages/count_tokens")
 
