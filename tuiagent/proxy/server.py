@@ -299,21 +299,27 @@ class ProxyApp:
             )
             return None
 
-    async def passthrough(self, exchange: Exchange, tap: ResultsReader | None = None) -> None:
-        """Unmetered: what bills nothing (count_tokens, reads, configured unbilled paths);
-        `tap` reads a batch's results on their way, settling each."""
+    async def _forward(self, exchange: Exchange, *, stream: bool) -> httpx2.Response | None:
+        """The request sent on as it came (its body read whole first); None when a refusal
+        or a 502 has answered."""
         body = await self._body(exchange)
         if body is None:
-            return
+            return None
         upstream = self.client.build_request(
             exchange.method, self._url(exchange), **_upload(exchange.upstream_headers(), body)
         )
         try:
-            response = await self.client.send(upstream, stream=True)
+            return await self.client.send(upstream, stream=stream)
         except httpx2.TransportError as exc:
             await _unreachable(exchange, exc)
-            return
-        await self._relay(exchange, response, None, tap)
+            return None
+
+    async def passthrough(self, exchange: Exchange, tap: ResultsReader | None = None) -> None:
+        """Unmetered: what bills nothing (count_tokens, reads, configured unbilled paths);
+        `tap` reads a batch's results on their way, settling each."""
+        response = await self._forward(exchange, stream=True)
+        if response is not None:
+            await self._relay(exchange, response, None, tap)
 
     # --- Message Batches (batches.py) -----------------------------------------------------
 
@@ -365,16 +371,8 @@ class ProxyApp:
     async def batch_objects(self, exchange: Exchange) -> None:
         """A batch retrieved, listed or cancelled: seen (one that ended with nothing run
         releases its holds), its results_url pointed at the proxy."""
-        body = await self._body(exchange)
-        if body is None:
-            return
-        upstream = self.client.build_request(
-            exchange.method, self._url(exchange), **_upload(exchange.upstream_headers(), body)
-        )
-        try:
-            response = await self.client.send(upstream)
-        except httpx2.TransportError as exc:
-            await _unreachable(exchange, exc)
+        response = await self._forward(exchange, stream=False)
+        if response is None:
             return
         answer = _json(response.content) if response.status_code < 300 else None
         if answer is None:
