@@ -42,6 +42,17 @@ def wire_body(interaction: dict[str, Any]) -> str:
     return json.dumps(interaction["response"]["parsed_body"])
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module and session fixtures too (they run before each test's own dirs are set) keep
+    their data (runs, the ledger) and config out of the user's home."""
+    root = tmp_path_factory.mktemp("session-dirs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(root / "data"))
+        patch.setenv("XDG_CONFIG_HOME", str(root / "config"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never need a key and never reach the network."""

@@ -211,8 +211,9 @@ def test_the_upstreams_userinfo_is_shown_and_logged_nowhere(tmp_path: Path) -> N
             proxy.client().messages.create(model=MODEL, max_tokens=50, messages=PROMPT)
             time.sleep(0.3)
             _, out, err = proxy.stop()
-    written = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
+    # Every file it wrote (the run log, the transcript, the ledger's SQLite), as bytes.
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     shown = proxy.second_line + out + err
-    assert "upstream-secret-pw" not in shown + written
-    assert "tuiagent-user" not in shown + written
+    for secret in ("upstream-secret-pw", "tuiagent-user"):
+        assert secret not in shown and secret.encode() not in written
     assert f"upstream http://[REDACTED]@{address.hostname}" in proxy.second_line

@@ -40,11 +40,13 @@ from tuiagent.agent.events import (
 from tuiagent.agent.router import RouteDecision
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget, Reservation
+from tuiagent.cost.display import budget_line
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money as show_money
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
+from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.caching import (
     CacheTracker,
     api_miss_reason,
@@ -259,31 +261,19 @@ class Caller:
             attempt += 1
             try:
                 held = await self._hold(spec)
-            except (CallFailed, UsageError) as failure:
-                # count_tokens refused (a bad key), a model or a modifier without a price
+                end = self._did_not_fit(spec, helper) if held is None else None
+            except (CallFailed, UsageError, LedgerError) as failure:
+                # count_tokens refused (a bad key), a model or a modifier without a price, a
+                # ledger that cannot be reached (then nothing is sent)
                 yield Notice(str(failure), "warning" if helper else "error")
                 yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
                 return
             if held is None:
-                left = self.budget.remaining
-                if helper:
-                    yield Notice(
-                        f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
-                    )
-                    yield CallEnd(None, "skipped")
-                    return
-                needed = self.meter.needed if self.meter.needed is not None else left
-                places = 4  # enough places that what is left and what is needed differ
-                while places < 9 and round(left, places) >= round(needed, places):
-                    places += 1
-                yield CallEnd(
-                    None,
-                    HaltReason.MAX_COST,
-                    f"spent {show_money(self.budget.settled, places)} of the "
-                    f"{show_cap(self.budget.cap)} cap: {show_money(left, places)} left, "
-                    f"the next call needs up to {show_money(needed, places)}",
-                    needed_usd=needed,
-                )
+                assert end is not None
+                if helper:  # said as a notice; a skipped call's end carries no detail
+                    yield Notice(end.detail)
+                    end = CallEnd(None, "skipped")
+                yield end
                 return
             p, request = held.prepared, held.held.request
             yield CallHeld(held.record)
@@ -358,6 +348,32 @@ class Caller:
             yield Notice(f"{failed}; retry {self.retries_used} in {wait:.1f}s", "warning")
             await self.sleep(wait)
 
+    def _did_not_fit(self, spec: CallSpec, helper: bool) -> CallEnd:
+        """Why no useful call fits: the run's cap, or the `[[budgets]]` budget that stops it
+        (named, with when it resets). LedgerError when the ledger cannot be read."""
+        scopes = Scopes(model=spec.decision.model)
+        left = self.budget.remaining_for(scopes)
+        if helper:
+            why = f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
+            return CallEnd(None, "skipped", why)
+        needed = self.meter.needed if self.meter.needed is not None else left
+        places = 4  # enough places that what is left and what is needed differ
+        while places < 9 and round(left, places) >= round(needed, places):
+            places += 1
+        line = self.budget.binding(scopes)
+        if line is not None and self.budget.stack is not None:
+            now = self.budget.stack.ledger.clock()
+            why = (
+                f"{budget_line(line, now)}: the next call needs up to {show_money(needed, places)}"
+            )
+        else:
+            why = (
+                f"spent {show_money(self.budget.settled, places)} of the "
+                f"{show_cap(self.budget.cap)} cap: {show_money(left, places)} left, "
+                f"the next call needs up to {show_money(needed, places)}"
+            )
+        return CallEnd(None, HaltReason.MAX_COST, why, needed_usd=needed)
+
     def backoff(self, retries_so_far: int, retry_after_s: float | None) -> float:
         """Exponential backoff with jitter; the server's retry-after wins when it says."""
         if retry_after_s is not None and retry_after_s >= 0:
@@ -386,7 +402,8 @@ class Caller:
                     return held
                 continue  # the budget moved between planning and holding
             needed = self.meter.needed
-            if needed is None or not self.meter.may_fit_later(needed):
+            scopes = Scopes(model=spec.decision.model)
+            if needed is None or not self.meter.may_fit_later(needed, scopes):
                 return None
             if self.clock() - started >= self.settings.run.hold_wait_s:
                 return None
@@ -453,8 +470,11 @@ class Caller:
     async def _plan(self, model: str, request: dict[str, Any], conversation: bool) -> Plan | None:
         modifiers = self.meter.modifiers(model, request)
         count = self._count if self._count_available else None
-        size = await self.meter.size(model, request, modifiers, count, conversation=conversation)
-        return self.meter.plan(model, request, size, modifiers)
+        scopes = Scopes(model=model)  # (the run's own scopes are the budget's)
+        size = await self.meter.size(
+            model, request, modifiers, count, conversation=conversation, scopes=scopes
+        )
+        return self.meter.plan(model, request, size, modifiers, scopes)
 
     async def _count(self, request: dict[str, Any]) -> object:
         """The API's free count (the offline model's own offline); None where there is none:

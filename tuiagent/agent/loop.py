@@ -51,7 +51,7 @@ from tuiagent.agent.router import (
 from tuiagent.agent.tool_step import run_tool_calls
 from tuiagent.agent.tools import Toolbox, ToolError
 from tuiagent.config import TIERS, Settings
-from tuiagent.cost.budget import Budget
+from tuiagent.cost.budget import Budget, open_run_budget
 from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
@@ -113,6 +113,7 @@ class Agent:
         parent: Agent | None = None,
         agent_id: str = "main",
         task: str | None = None,
+        session: str | None = None,
     ) -> None:
         """A sub-agent (agent/delegate.py) has a `parent`: it spends from `budget` (a slice
         of the parent's), writes to the parent's run log and ledger with its own identity
@@ -125,10 +126,19 @@ class Agent:
         self.pricer = Pricer(settings.router.prices)
         for tier in TIERS:
             self.pricer.ensure_priced(settings.router.model_for(tier))
-        self.budget = budget if budget is not None else Budget(settings.run.max_cost_usd)
         self.max_turns = settings.run.max_turns
         self.tier = settings.router.tier
         self.system_prompt = settings.run.resolved_system_prompt()
+        run_id = run_id or (parent.state.run_id if parent is not None else records.new_run_id())
+        # The run's cap over the ledger every tuiagent process shares (a sub-agent's is a
+        # slice of its parent's): opened before the log, so a ledger that cannot be reached
+        # leaves no run behind.
+        self.owns_budget = budget is None
+        self.session = session or run_id  # a resumed run goes on with its session
+        if budget is None:
+            scopes = records.run_scopes(run_id, self.session, self.simulated)
+            budget = open_run_budget(settings, scopes, what=f"tuiagent run {run_id}")
+        self.budget = budget
         # Opened once the settings are known to be good: a bad one leaves no log behind.
         place = records.place_of(agent_id, log_dir=log_dir, run_id=run_id, parent=parent, task=task)
         self.identity, self.log, self.transcript = place.identity, place.log, place.transcript
@@ -220,6 +230,8 @@ class Agent:
         with contextlib.suppress(LogWriteError):
             self.transcript.messages(self.state.history)  # the last answer, for replay
         self.transcript.close()
+        if self.owns_budget:
+            self.budget.close()  # settles are written; the lease is given up
         return RunEnded(record)
 
     # --- steering (the UI's keys and slash commands) -------------------------

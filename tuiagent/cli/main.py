@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from tuiagent.apikey import api_key, hand_off_secrets
 from tuiagent.cli.output import guarded_output
-from tuiagent.cli.proxy import add_proxy_command
+from tuiagent.cli.proxy import add_ledger_flags, add_proxy_command
 from tuiagent.config import (
     MAX_RETRIES,
     MAX_WHOLE,
@@ -23,6 +23,7 @@ from tuiagent.config import (
     Settings,
     load_settings,
     parse_money,
+    with_ledger_flags,
 )
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
@@ -198,6 +199,13 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     report.add_argument(
         "--all", dest="all_runs", action="store_true", help="also runs with no model call"
     )
+    add_ledger_flags(report)
+    report.add_argument(
+        "--by",
+        choices=("session", "agent", "key", "day", "month"),
+        help="spending from the ledger (every process's calls) by session, sub-agent, key, "
+        "day or month",
+    )
     fmt = report.add_mutually_exclusive_group()
     for flag, what in (
         ("--json", "one JSON document"),
@@ -205,6 +213,15 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
         ("--otel", "the turns as OpenTelemetry spans (OTLP/JSON)"),
     ):
         fmt.add_argument(flag, dest="output", action="store_const", const=flag[2:], help=what)
+    budgets = sub.add_parser(
+        "budgets", help="each budget of the config: spent, held, left and its next reset"
+    )
+    budgets.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    add_ledger_flags(budgets)
+    budgets.add_argument("--json", action="store_true", help="one JSON document")
+    budgets.add_argument(
+        "--all", dest="all_values", action="store_true", help="every session, key... in use"
+    )
     replay = sub.add_parser(
         "replay", help="resend a turn, or every agent turn, of a run to another model"
     )
@@ -304,6 +321,21 @@ def _dispatch(args: argparse.Namespace) -> int:
             for line in undo_run(find_run(log_dir, args.run_id).transcript, args.all):
                 print(f"tuiagent: {line}")
             return 0
+        if args.command == "budgets":
+            from tuiagent.cli.budgets import run_budgets
+
+            settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
+            return run_budgets(settings, as_json=args.json, show_all=args.all_values)
+        if args.command == "report" and args.by is not None:
+            from tuiagent.cli.budgets import run_report_by
+
+            if args.output not in (None, "json") or args.last or args.run or args.all_runs:
+                raise UsageError(
+                    "report --by reads the ledger: it takes --json, not --csv, "
+                    "--otel, --last, --run or --all"
+                )
+            settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
+            return run_report_by(settings, args.by, output=args.output or "plain")
         if args.command == "report":
             from tuiagent.cli.report import run_report
 

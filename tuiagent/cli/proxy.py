@@ -37,6 +37,21 @@ def _upstream(value: str) -> str:
     return value.rstrip("/")
 
 
+def add_ledger_flags(parser: Any) -> None:
+    """`--ledger URL` and `--budget SPEC` (over the config's `ledger_url` and `[[budgets]]`)."""
+    parser.add_argument(
+        "--ledger", metavar="URL", help="the ledger (postgresql://...; default: the config's)"
+    )
+    parser.add_argument(
+        "--budget",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="a budget, SCOPE[=MATCH]:WINDOW:USD[:TIMEZONE], e.g. global:day:20 or "
+        "session:run:0.20 (may be repeated; adds to the config's [[budgets]])",
+    )
+
+
 def shown_url(url: str) -> str:
     """A URL as it may be shown and logged: without its `user:password@`."""
     parts = urlsplit(url)
@@ -59,6 +74,7 @@ def add_proxy_command(sub: Any) -> None:
     proxy.add_argument("--max-cost", metavar="USD", help="hard spending cap, in US dollars")
     proxy.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
     proxy.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    add_ledger_flags(proxy)
     proxy.add_argument("--no-ui", action="store_true", help="headless: one line per call")
     proxy.add_argument(
         "--auto-cache",
@@ -79,11 +95,12 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     """Serve until Ctrl-C (headless, without `dashboard`) or until the dashboard quits.
     The dashboard is the UI's (`tuiagent.ui.proxy.run_dashboard`): this package never
     imports the UI."""
-    from tuiagent.config import load_settings, parse_money
-    from tuiagent.cost.budget import Budget
+    from tuiagent.config import load_settings, parse_money, with_ledger_flags
+    from tuiagent.cost.budget import open_run_budget
     from tuiagent.cost.display import cap as show_cap
     from tuiagent.cost.pricing import Pricer
     from tuiagent.errors import ConfigError, UsageError
+    from tuiagent.ledger import Scopes
     from tuiagent.paths import default_log_dir
     from tuiagent.proxy.door import Door
     from tuiagent.proxy.keptlog import KeptLog
@@ -92,7 +109,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
     from tuiagent.runs.log import new_run_id
 
-    settings = load_settings(args.config)
+    settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
     cap = settings.run.max_cost_usd
     if args.max_cost is not None:
         try:
@@ -101,8 +118,14 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             raise UsageError(str(exc)) from None
     sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
     run_id = new_run_id()
+    # The proxy's cap over the ledger: each request brings its own scopes (session, key...).
+    budget = open_run_budget(
+        settings.with_changes(max_cost_usd=cap),
+        Scopes(run=run_id),
+        what=f"tuiagent proxy {args.host}:{sock.getsockname()[1]}",
+        name="proxy",
+    )
     log = KeptLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
-    budget = Budget(cap, name="proxy")
     meter = Meter(
         budget,
         Pricer(settings.router.prices),
@@ -141,6 +164,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             if exporter is not None:
                 exporter.shutdown()
             meter.finish()  # run_end, then the log closed (records it could not write: stderr)
+            budget.close()
     # Stopped by a signal: the exit status of every tuiagent command so stopped.
     return exit_for_signal(server.stopped_by) if server.stopped_by else status
 

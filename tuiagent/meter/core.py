@@ -52,6 +52,7 @@ from tuiagent.cost.pricing import (
     UnpricedModifierError,
 )
 from tuiagent.errors import UsageError
+from tuiagent.ledger import BudgetLine, Scopes
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import MAX_TOKENS, TokenUsage
 from tuiagent.meter.sizing import Prefixes, Size
@@ -75,6 +76,7 @@ class Plan:
     modifiers: Modifiers
     reservation: Reservation
     lowered: str | None = None  # why max_tokens was lowered: "cap" or "fair share"
+    scopes: Scopes | None = None  # the call's, for the ledger's budgets (session, key, model)
 
     @property
     def requested_default_geo(self) -> bool:
@@ -106,6 +108,7 @@ class Unfit:
     needed: Decimal
     size: Size
     waited_s: float | None = None
+    binding: BudgetLine | None = None  # the `[[budgets]]` budget that stopped it, if not the cap
 
 
 @dataclass
@@ -214,6 +217,7 @@ class CallMeter:
         count: Counter | None,
         *,
         conversation: bool = True,
+        scopes: Scopes | None = None,
     ) -> Size:
         """The request's input tokens, asking count_tokens only where it may matter: when
         the prefix is not known (the first call of a conversation, or it changed), or when
@@ -224,7 +228,8 @@ class CallMeter:
         if known is not None:
             prefix, new = known
             upper = Size(max(prefix + estimated_with_margin(new), estimate), "prefix+estimate")
-            if self._fits(model, request, upper.tokens, modifiers, self.budget.remaining):
+            room = self.budget.remaining_for(scopes)
+            if self._fits(model, request, upper.tokens, modifiers, room):
                 return upper
             least = max(prefix + new, estimate)
         else:
@@ -245,13 +250,19 @@ class CallMeter:
         return None  # not a count: not believed
 
     def plan(
-        self, model: str, request: dict[str, Any], size: Size, modifiers: Modifiers = STANDARD
+        self,
+        model: str,
+        request: dict[str, Any],
+        size: Size,
+        modifiers: Modifiers = STANDARD,
+        scopes: Scopes | None = None,
     ) -> Plan | None:
         """The hold for this request within what is left: its worst case, or its fair share
         of what is left when it asks for more (never less than the useful minimum), with
         max_tokens lowered to it. None when no useful call fits (`needed` says what it
-        would take)."""
-        remaining = self.budget.remaining
+        would take). What is left is the run's cap and every `[[budgets]]` budget the call
+        falls under (`scopes`); LedgerError when the ledger cannot be read."""
+        remaining = self.budget.remaining_for(scopes)
         res = self._reservation(model, request, size, modifiers, remaining)
         if res is None:
             least = self._least(model, request, size.tokens, modifiers)
@@ -273,16 +284,21 @@ class CallMeter:
                 if isinstance(budget_tokens, int) and budget_tokens >= res.max_tokens:
                     # (the useful minimum leaves room for the smallest thinking budget)
                     sent["thinking"] = {**thinking, "budget_tokens": res.max_tokens - 1}
-        return Plan(model, sent, modifiers, res, lowered)
+        return Plan(model, sent, modifiers, res, lowered, scopes)
 
     def whole(
-        self, model: str, request: dict[str, Any], size: Size, modifiers: Modifiers = STANDARD
+        self,
+        model: str,
+        request: dict[str, Any],
+        size: Size,
+        modifiers: Modifiers = STANDARD,
+        scopes: Scopes | None = None,
     ) -> Plan | None:
         """The request's whole worst case, nothing lowered and no share taken (a Message
         Batch's requests are held as they are sent); whether it fits is the caller's. None
         for a request no useful call can be made of."""
         res = self._reservation(model, request, size, modifiers, _NO_LIMIT)
-        return None if res is None else Plan(model, dict(request), modifiers, res)
+        return None if res is None else Plan(model, dict(request), modifiers, res, scopes=scopes)
 
     def hold(
         self,
@@ -294,7 +310,27 @@ class CallMeter:
         """Hold the plan's worst case in flight; None if the budget moved since it was
         planned. `before_sending` (the face's `hold` record) runs once it is held; if it
         fails, the hold is released and the error raised: nothing is sent unrecorded."""
-        hold = self.budget.reserve(plan.reservation.worst_case_usd, label)
+        hold = self.budget.reserve(plan.reservation.worst_case_usd, label, plan.scopes)
+        return self._held(plan, hold, waited_s, before_sending)
+
+    async def hold_async(
+        self,
+        plan: Plan,
+        label: str,
+        waited_s: float | None = None,
+        before_sending: Callable[[Held], object] | None = None,
+    ) -> Held | None:
+        """`hold`, awaiting the ledger without blocking the event loop."""
+        hold = await self.budget.reserve_async(plan.reservation.worst_case_usd, label, plan.scopes)
+        return self._held(plan, hold, waited_s, before_sending)
+
+    def _held(
+        self,
+        plan: Plan,
+        hold: Hold | None,
+        waited_s: float | None,
+        before_sending: Callable[[Held], object] | None,
+    ) -> Held | None:
         if hold is None:
             return None
         held = Held(plan, hold, uuid.uuid4().hex[:12], waited_s)
@@ -316,32 +352,42 @@ class CallMeter:
         modifiers: Modifiers | None = None,
         conversation: bool = True,
         before_sending: Callable[[Held], object] | None = None,
+        scopes: Scopes | None = None,
     ) -> Held | Unfit:
         """Plan and hold: the request sized, planned within what is left, held. A request
         that does not fit only because of what others hold in flight waits up to `wait_s`
         for those holds to settle; only money spent, or truly needed, refuses it."""
         modifiers = modifiers if modifiers is not None else self.modifiers(model, request)
-        size = await self.size(model, request, modifiers, count, conversation=conversation)
+        size = await self.size(
+            model, request, modifiers, count, conversation=conversation, scopes=scopes
+        )
         started = self.clock()
         waited: float | None = None
         self.needed = None
         while True:
-            plan = self.plan(model, request, size, modifiers)
+            plan = self.plan(model, request, size, modifiers, scopes)
             if plan is not None:
-                held = self.hold(plan, label, waited, before_sending)
+                held = await self.hold_async(plan, label, waited, before_sending)
                 if held is not None:
                     return held
                 continue  # another request took what was left between planning and holding
             needed = self.needed if self.needed is not None else self.budget.remaining
-            if not self.may_fit_later(needed) or self.clock() - started >= self.wait_s:
-                return Unfit(needed, size, waited)
+            late = self.may_fit_later(needed, scopes)
+            if not late or self.clock() - started >= self.wait_s:
+                return Unfit(needed, size, waited, self.budget.binding(scopes))
             await self.sleep(WAIT_POLL_S)
             waited = round(self.clock() - started, 3)
 
-    def may_fit_later(self, needed: Decimal) -> bool:
-        """Would `needed` fit once the holds in flight settle (at nothing)?"""
+    def may_fit_later(self, needed: Decimal, scopes: Scopes | None = None) -> bool:
+        """Would `needed` fit once the holds in flight settle (at nothing)? Here, and in the
+        `[[budgets]]` the call falls under, where other processes' holds count too."""
         b = self.budget.snapshot()
-        return b.in_flight > 0 and needed <= self._room()
+        if needed > self._room():
+            return False
+        line = self.budget.binding(scopes)
+        if line is None:
+            return b.in_flight > 0
+        return needed <= line.cap - line.spent and (b.in_flight > 0 or line.held > 0)
 
     def _room(self) -> Decimal:
         """What is left of the cap when nothing is in flight."""

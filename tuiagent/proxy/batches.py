@@ -27,6 +27,7 @@ from typing import Any
 
 from tuiagent.cost.budget import estimated_with_margin
 from tuiagent.errors import UsageError
+from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import BadUsage, TokenUsage
 from tuiagent.meter import Held, Seen, record_fields
@@ -98,8 +99,11 @@ class Batches:
 
     # --- creation ---------------------------------------------------------------------
 
-    def hold(self, body: Any, client: str) -> Pending | Refused:
-        """Every request of a batch to create held at its worst case, or the batch refused."""
+    async def hold(
+        self, body: Any, client: str, scopes_of: Callable[[dict[str, Any]], Scopes]
+    ) -> Pending | Refused:
+        """Every request of a batch to create held at its worst case, or the batch refused.
+        `scopes_of` gives a request's scopes (its `[[budgets]]`)."""
         try:
             requests = _requests(body)
         except BadBody as exc:
@@ -117,7 +121,7 @@ class Batches:
             except (TypeError, AttributeError, ValueError):
                 reason = f"requests.{i}.params: cannot count its tokens to cap it"
                 return self.meter.refuse(client, model, _refusal(reason))
-            plan = core.whole(model, params, size, modifiers)
+            plan = core.whole(model, params, size, modifiers, scopes_of(params))
             if plan is None:
                 return self.meter.refuse(client, model, _refusal(f"requests.{i}: no call fits"))
             plans.append((custom_id, plan))
@@ -139,10 +143,17 @@ class Batches:
         for custom_id, plan in plans:
             self.meter.calls += 1
             turn = self.meter.calls
-            held = core.hold(plan, f"batch #{turn}", before_sending=self._hold_record(turn, client))
-            if held is None:  # the budget moved while holding (a cap lowered): none of it
-                self.failed(pending, "the cap moved while the batch was held")
-                return self.meter.refuse(client, plan.model, _refusal("the cap moved"))
+            try:
+                held = await core.hold_async(
+                    plan, f"batch #{turn}", before_sending=self._hold_record(turn, client)
+                )
+            except LedgerError as exc:  # fail closed: none of it is sent
+                self.failed(pending, str(exc), sent=False)
+                return self.meter.refuse(client, plan.model, _refusal(str(exc)))
+            if held is None:  # a `[[budgets]]` budget, or the cap moved while holding
+                self.failed(pending, "a budget it falls under has no room for it", sent=False)
+                reason = f"request {custom_id!r} of the batch does not fit a budget it falls under"
+                return self.meter.refuse(client, plan.model, _refusal(reason))
             pending.requests.append(Request(custom_id, turn, held, self.meter.clock()))
         return pending
 

@@ -10,6 +10,7 @@ when the proxy stops are printed to stderr, whole, so that what was billed is ne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -32,9 +33,12 @@ Notice = Callable[[str], None]
 
 
 class KeptLog(RunLog):
+    """A RunLog (which keeps, in `unwritten`, the records a failing disk refused and writes
+    them first once it takes one again) that says when it fails and recovers, and tries the
+    disk again before each new request."""
+
     def __init__(self, log_dir: Path, run_id: str) -> None:
         super().__init__(log_dir, run_id)
-        self._kept: deque[Record] = deque()
         self._refusals_dropped = 0
         self._guard = threading.RLock()
         self.problem: str | None = None  # why the log cannot be written, while it cannot
@@ -47,10 +51,14 @@ class KeptLog(RunLog):
 
     def append(self, record: Record) -> None:
         with self._guard:
-            if isinstance(record, Refused) and len(self._kept) >= MAX_KEPT_REFUSALS:
+            if isinstance(record, Refused) and len(self.unwritten) >= MAX_KEPT_REFUSALS:
                 self._refusals_dropped += 1  # not money; the calls in flight are few
                 return
-            self._kept.append(record)
+            try:
+                super().append(record)  # kept in `unwritten` when the disk refuses it
+            except OSError as exc:
+                self._failed(exc)
+                return
             self._flush()
 
     def writable(self) -> bool:
@@ -62,21 +70,23 @@ class KeptLog(RunLog):
 
     def _flush(self) -> None:
         try:
-            while self._kept:
-                super().append(self._kept[0])
-                self._kept.popleft()
+            with self._writing:
+                self._write_kept()
             self.transcript.flush()
         except OSError as exc:
-            if self.problem is None:
-                self.problem = str(exc)
-                self._tell(
-                    f"tuiagent proxy: {exc}: refusing new requests until the run log can be "
-                    "written; calls in flight go on, their records kept"
-                )
+            self._failed(exc)
             return
         if self.problem is not None:
             self.problem = None
             self._tell("tuiagent proxy: the run log can be written again: taking requests")
+
+    def _failed(self, exc: OSError) -> None:
+        if self.problem is None:
+            self.problem = str(exc)
+            self._tell(
+                f"tuiagent proxy: {exc}: refusing new requests until the run log can be "
+                "written; calls in flight go on, their records kept"
+            )
 
     def _tell(self, line: str) -> None:
         for notice in list(self.notices):
@@ -84,14 +94,15 @@ class KeptLog(RunLog):
 
     def close(self) -> None:
         with self._guard:
-            self._flush()
-            if self._kept or self._refusals_dropped or self.transcript.kept:
+            with contextlib.suppress(OSError):
+                self.transcript.flush()
+            super().close()  # one more try at what is kept
+            if self.unwritten or self._refusals_dropped or self.transcript.kept:
                 _print_unwritten(
-                    self.path, list(self._kept), self._refusals_dropped, self.transcript.kept
+                    self.path, list(self.unwritten), self._refusals_dropped, self.transcript.kept
                 )
-                self._kept.clear()
+                self.unwritten.clear()
             self.transcript.close()
-        super().close()
 
 
 class KeptTranscript(Transcript):

@@ -18,8 +18,10 @@ from typing import Any
 
 from tuiagent.config import Settings
 from tuiagent.cost.budget import Budget, Hold, Reservation
+from tuiagent.cost.display import budget_line
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
+from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
 from tuiagent.llm.tokens import COUNTED_FIELDS
 from tuiagent.meter import CallMeter, Held, Seen, Unfit, record_fields
@@ -126,10 +128,16 @@ class Meter:
     # --- before sending ----------------------------------------------------------
 
     async def admit(
-        self, raw: bytes | bytearray, request: dict[str, Any], client: str, count: Counter
+        self,
+        raw: bytes | bytearray,
+        request: dict[str, Any],
+        client: str,
+        count: Counter,
+        scopes: Scopes | None = None,
     ) -> Admitted | Refused:
         """Hold the request's worst case (or its fair share of what is left, its max_tokens
-        lowered to it), its `hold` record written; or refuse it."""
+        lowered to it), its `hold` record written; or refuse it. `scopes` (its session,
+        agent, key, model) choose the `[[budgets]]` it falls under."""
         started = self.clock()
         self.calls += 1
         turn = self.calls
@@ -156,10 +164,15 @@ class Meter:
                 label=f"proxy #{turn}",
                 modifiers=modifiers,
                 before_sending=lambda held: self.write_hold(turn, client, held),
+                scopes=scopes or Scopes(client=client, model=model),
             )
         except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
             message = "tuiagent proxy: cannot count this request's tokens to cap it"
             return self._refuse(turn, client, model, message)
+        except LedgerError as exc:  # fail closed: nothing is sent
+            return self._refuse(
+                turn, client, model, f"tuiagent proxy: refused before sending: {exc}"
+            )
         if isinstance(outcome, Unfit):
             return self._refuse(turn, client, model, self._cap_message(model, outcome, request))
         sent = outcome.request
@@ -207,6 +220,13 @@ class Meter:
         waited = (
             f" (after waiting {unfit.waited_s:.1f}s for calls in flight)" if unfit.waited_s else ""
         )
+        stack = self.budget.stack
+        if unfit.binding is not None and stack is not None:
+            return (
+                f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens "
+                f"plus {useful} output tokens of {model} at worst do not fit "
+                f"{budget_line(unfit.binding, stack.ledger.clock())}{waited}"
+            )
         return (
             f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens plus "
             f"{useful} output tokens of {model} at worst do not fit the cap "

@@ -28,6 +28,7 @@ from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Sco
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tuiagent.errors import UsageError
+from tuiagent.ledger import proxy_scopes
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.batches import Batches, ResultsReader, results_url
 from tuiagent.proxy.body import BadBody, messages_request, parse_json
@@ -91,6 +92,10 @@ class Exchange:
             if key == name:
                 return value
         return None
+
+    def text_headers(self) -> dict[str, str]:
+        """The headers as text (the budgets' scopes are read from them)."""
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers}
 
     @property
     def client(self) -> str:
@@ -343,7 +348,10 @@ class ProxyApp:
         if read is None:
             return
         raw, body = read
-        pending = self.batches.hold(body, exchange.client)
+        headers = exchange.text_headers()
+        pending = await self.batches.hold(
+            body, exchange.client, lambda params: proxy_scopes(headers, params, exchange.client)
+        )
         if isinstance(pending, Refused):
             await self.answer_refused(exchange, pending)
             return
@@ -415,7 +423,8 @@ class ProxyApp:
             return counted if ok else None
 
         try:
-            call = await self.meter.admit(raw, payload, exchange.client, count)
+            scopes = proxy_scopes(exchange.text_headers(), payload, exchange.client)
+            call = await self.meter.admit(raw, payload, exchange.client, count, scopes)
         except Exception as exc:  # fail closed: what cannot be metered is not sent
             await self.refuse(
                 exchange, 400, f"cannot meter this request ({_what(exc)})", model=_model(payload)

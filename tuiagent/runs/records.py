@@ -160,6 +160,8 @@ class RunStart(Record):
     replay_of: dict[str, Any] | None = field(default=None, metadata=OMIT)
     # A resumed session: the run whose conversation (and kept results) it goes on with.
     resumed_from: str | None = field(default=None, metadata=OMIT)
+    # The session a resumed run goes on with (its budgets' session), when not its own id.
+    session: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
