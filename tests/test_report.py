@@ -162,7 +162,8 @@ async def test_cache_miss_reason_becomes_the_cause(workspace: Path, log_dir: Pat
     report = build_report(log_dir)
     uncached = [t for t in report.turns if t.cause_kind in ("cache_miss", "uncached_input")]
     assert uncached and all(t.cause_kind == "cache_miss" for t in uncached)
-    assert all("cache miss (tools changed)" in t.cause for t in uncached)
+    # a miss that wrote the cache (Haiku 5.5 caches from 512 tokens) or read nothing
+    assert all("tools changed" in t.cause for t in uncached)
 
 
 def test_missing_and_empty_log_dirs(tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ def connect(
         offline_model = offline_model or OfflineModel(
             tokens_per_second=settings.offline.tokens_per_second,
             context_window=settings.run.context_window,
+            priced_models=settings.router.prices,
         )
         return Connection(
             make_client(offline_transport=offline_model), "offline", offline_model, notice

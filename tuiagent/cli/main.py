@@ -1,4 +1,5 @@
-"""`tuiagent` (the app), `tuiagent run` (headless), `tuiagent proxy` (meter any client).
+"""`tuiagent` (the app), `tuiagent run` (headless), `tuiagent proxy` (meter any client),
+`tuiagent serve` (the offline model over HTTP).
 
 Exit status: 0 completed, 3 halted by a limit (cost, turns, retries), 2 bad usage or
 config, 1 any other error, 130 interrupted by Ctrl-C.
@@ -15,6 +16,7 @@ from typing import NoReturn
 from tuiagent.apikey import api_key, hand_off_secrets
 from tuiagent.cli.output import guarded_output
 from tuiagent.cli.proxy import add_ledger_flags, add_proxy_command
+from tuiagent.cli.serve import add_serve_command
 from tuiagent.config import (
     MAX_RETRIES,
     MAX_WHOLE,
@@ -177,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--log-dir", metavar="DIR", type=Path, help="where the run logs are")
     undo.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
     add_proxy_command(sub)
+    add_serve_command(sub, _whole_number("--port", 0, 65535))
     # A flag may come before or after the subcommand (`tuiagent --max-cost 1 run ...`): the
     # subcommand's own defaults must not overwrite what was given before it.
     before = {action.dest for action in parser._actions}
@@ -277,7 +280,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     # Every line the CLI prints (errors included) is redacted and made printable; an app
-    # writes the screen to the terminal itself (sys.__stderr__), through ui/printable.py.
+    # writes the screen to the terminal itself (sys.__stderr__), through ui/terminal.py.
     with guarded_output():
         if argv is None:
             # First of all, in the real process: the key leaves the environment (a re-exec).
@@ -356,6 +359,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from tuiagent.ui.proxy import run_dashboard
 
             return run_proxy(args, run_dashboard)
+        if args.command == "serve":
+            from tuiagent.cli.serve import run_serve
+
+            return run_serve(args)
         if args.command == "replay":
             from tuiagent.cli.report import ExperimentArgs, run_experiment_command, run_replay
 

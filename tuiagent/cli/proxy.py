@@ -68,8 +68,11 @@ def add_proxy_command(sub: Any) -> None:
         "--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one"
     )
     proxy.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    proxy.add_argument("--upstream", type=_upstream, help="default the real API")
     proxy.add_argument(
-        "--upstream", type=_upstream, default=DEFAULT_UPSTREAM, help="default the real API"
+        "--offline",
+        action="store_true",
+        help="upstream the offline (simulated) model, in this process: no key, no network",
     )
     proxy.add_argument("--max-cost", metavar="USD", help="hard spending cap, in US dollars")
     proxy.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
@@ -116,7 +119,15 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             cap = parse_money(args.max_cost, "--max-cost")
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    if args.offline and args.upstream is not None:
+        raise UsageError("--offline and --upstream: the upstream is one or the other")
     sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
+    offline = None
+    if args.offline:
+        from tuiagent.offline.server import OfflineAPI
+
+        offline = ProxyServer(OfflineAPI(), bind("127.0.0.1", 0)).start()
+    upstream = offline.url if offline is not None else args.upstream or DEFAULT_UPSTREAM
     run_id = new_run_id()
     # The proxy's cap over the ledger: each request brings its own scopes (session, key...).
     budget = open_run_budget(
@@ -141,21 +152,22 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         settings.proxy.allowed_hosts,
         settings.proxy.allowed_origins,
     )
-    app = ProxyApp(meter, args.upstream, unbilled_paths=settings.proxy.unbilled_paths, door=door)
+    app = ProxyApp(meter, upstream, unbilled_paths=settings.proxy.unbilled_paths, door=door)
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
-    upstream = shown_url(args.upstream)  # its user:password (if any) never shown nor logged
+    shown = shown_url(upstream)  # its user:password (if any) never shown nor logged
     # SIGINT, SIGTERM and SIGHUP stop it as Ctrl-C does, from here to the log's last record:
     # a signal while it stops (the terminal closed as the dashboard quits) cuts nothing short.
     with server.stopped_by_signals():
-        meter.start(upstream)
+        meter.start(shown, simulated=offline is not None)
         try:
             if dashboard is not None:
                 status = dashboard(server, meter, settings)
             else:
                 log.notices.append(_say_error)  # (the dashboard shows them on its screen)
                 _say(f"tuiagent proxy: listening on {server.url}")
-                _say(f"tuiagent proxy: cap {show_cap(cap)}, upstream {upstream}, log {log.path}")
+                where = f"the offline model at {shown} (simulated)" if offline else shown
+                _say(f"tuiagent proxy: cap {show_cap(cap)}, upstream {where}, log {log.path}")
                 meter.listeners.append(_say_call)
                 server.serve()
                 status = EXIT_ERROR  # unless a signal stopped it: it ended by itself, failed
@@ -165,6 +177,8 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
                 exporter.shutdown()
             meter.finish()  # run_end, then the log closed (records it could not write: stderr)
             budget.close()
+            if offline is not None:
+                offline.stop()
     # Stopped by a signal: the exit status of every tuiagent command so stopped.
     return exit_for_signal(server.stopped_by) if server.stopped_by else status
 

@@ -18,8 +18,10 @@ priced at the base rate.
 How Anthropic bills what this prices:
 - a request above a long-context threshold pays the higher rate on all its tokens (the
   threshold counts every input token, cached ones included);
-- a compaction response (`usage.iterations`) is billed pass by pass: each sampling pass is
-  its own request, with its own input size (so its own tier), and the bill is the sum;
+- a compaction response (`usage.iterations`) is priced as ONE request of all its passes'
+  tokens: the documentation says the summarising pass is billed, not whether a long-context
+  tier is decided per pass or per request, so the conservative reading is taken (the sum
+  decides the tier; never less than pass by pass);
 - server tools are billed per use on top of tokens: web search at genai-prices'
   `web_searches_kcount` ($10 per 1,000); web fetch has no charge beyond its tokens
   (Anthropic's web fetch tool documentation), so its count is shown and priced at $0; code
@@ -341,24 +343,18 @@ class Pricer:
         return rates
 
     def price(self, model: str, usage: TokenUsage, modifiers: Modifiers = STANDARD) -> Cost:
-        """The exact cost of one call's usage, split by kind. A compaction response is priced
-        pass by pass (each pass its own request, its own tier); server tools per use."""
+        """The exact cost of one call's usage, split by kind: a compaction response's passes
+        as one request (see above); server tools per use."""
+        # A compaction response's usage holds the sum of its passes (TokenUsage.from_api).
         cost = Cost(server_tools=self._server_tools(model, usage))
-        for part in usage.iterations or (usage,):
-            cost = cost + self._price_tokens(model, part, modifiers)
-        return cost
+        return cost + self._price_tokens(model, usage, modifiers)
 
     def without_cache(
         self, model: str, usage: TokenUsage, modifiers: Modifiers = STANDARD
     ) -> Decimal:
         """What the same call would cost with every input token at the plain input price."""
-        total = self._server_tools(model, usage)
-        for part in usage.iterations or (usage,):
-            plain = TokenUsage(
-                input_tokens=part.total_input_tokens, output_tokens=part.output_tokens
-            )
-            total += self._price_tokens(model, plain, modifiers).total
-        return total
+        plain = TokenUsage(input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens)
+        return self._server_tools(model, usage) + self._price_tokens(model, plain, modifiers).total
 
     def server_tool_worst_case(self, model: str, request: Mapping[str, Any]) -> Decimal:
         """The most the server tools a request offers can bill on top of its tokens: each

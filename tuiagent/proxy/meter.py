@@ -119,6 +119,7 @@ class Meter:
         self.run_id = run_id
         self.auto_cache = auto_cache
         self.clock = clock
+        self.simulated = False  # the upstream is the offline model (set by `start`)
         self.listeners: list[Listener] = []
         # Each request whole (calls of many conversations interleave), so that `report`
         # splits a call's input by source and `replay` resends it.
@@ -335,12 +336,15 @@ class Meter:
 
     # --- the run's first and last records ------------------------------------------
 
-    def start(self, upstream: str) -> None:
+    def start(self, upstream: str, *, simulated: bool = False) -> None:
+        """The run's first record."""
+        self.simulated = simulated
         self._write(
             ProxyRunStart(
                 started_at=utc_now_iso(),
                 provider="anthropic",
                 upstream=upstream,
+                simulated=simulated,
                 auto_cache=self.auto_cache,
                 limits=Limits(self.budget.cap),
             )

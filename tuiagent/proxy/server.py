@@ -20,7 +20,7 @@ import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import uvicorn
@@ -802,15 +802,24 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE_S = 5  # on stop, calls in flight get this long to finish; then they are cut and settled
 
 
+class Served(Protocol):
+    """An ASGI app to serve, closed when the server stops (the proxy; the offline model)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class ProxyServer:
-    """uvicorn serving a ProxyApp on a socket bound at once, in a thread of its own.
+    """uvicorn serving an app (a ProxyApp, or `tuiagent serve`'s offline model) on a socket
+    bound at once, in a thread of its own.
 
     Stopping (`stop()`, or SIGINT, SIGTERM or SIGHUP while `serve()` waits) closes the
     listening socket, gives the calls in flight GRACE_S to finish, then cuts the rest; each
     is settled and recorded on its way out (the relay's `finally`), before `stop()` returns.
     """
 
-    def __init__(self, proxy: ProxyApp, sock: socket.socket, host: str = "127.0.0.1") -> None:
+    def __init__(self, proxy: Served, sock: socket.socket, host: str = "127.0.0.1") -> None:
         self.proxy = proxy
         self.socket = sock
         self.host = host
@@ -834,7 +843,8 @@ class ProxyServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def _run(self) -> None:
         asyncio.run(self._serve())

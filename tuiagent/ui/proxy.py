@@ -147,6 +147,7 @@ class ProxyDashboard(MeteredApp):
             f"listening on {self.server.url} · log {self.meter.log.path.name}\n"
             f"{state.holds} call(s) in flight holding {money(state.in_flight)} · "
             f"cap {fmt_cap(state.cap)}"
+            f"{' · offline model (simulated)' if self.meter.simulated else ''}"
         )
         rows = self.query_one("#proxy-budgets", Static)
         rows.set_class(bool(state.budgets), "-shown")
