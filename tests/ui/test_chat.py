@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from textual import events
+from textual.keys import _character_to_key
 from textual.pilot import Pilot
 
 from tuiagent.ui.app import TuiagentApp
@@ -102,3 +104,29 @@ async def test_a_tool_call_opens_from_the_keyboard_and_by_a_click(make_app: Make
         await pilot.click(offset=(region.x + 4, region.y))  # a click on its line
         await pilot.pause()
         assert tool.expanded and "alpha" in screen_text(pilot)
+
+
+def typed(app: TuiagentApp, text: str) -> None:
+    """Keys as a terminal hands them over in one read: all queued before any is handled."""
+    driver = app._driver
+    assert driver is not None
+    for ch in text:
+        key = "enter" if ch == "\r" else ch if ch.isalnum() else _character_to_key(ch)
+        event = events.Key(key, ch)
+        event.set_sender(app)
+        driver.send_message(event)
+
+
+async def test_messages_typed_in_one_go_stay_apart(make_app: MakeApp) -> None:
+    """Keys after Enter that arrive before the app takes the message are the next message,
+    never glued to the one sent (they were: 'List the files here.What does README.md say?')."""
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        first, second, third = "List the files here.", "What does README.md say?", "Read notes"
+        typed(app, f"{first}\r{second}\r{third}")
+        await until(pilot, lambda: app.main.input.text == third, "the last typed")
+        await idle(pilot)
+        await until(pilot, lambda: len(said(app)) == 2, "both sent")
+        assert said(app) == [first, second]
+        assert app.main.input.sent == [first, second]  # up recalls each as it was sent

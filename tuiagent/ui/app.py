@@ -290,8 +290,6 @@ class TuiagentApp(MeteredApp):
         text = message.text
         chat_input = self.main.input
         if text.startswith("/"):
-            chat_input.remember(text)
-            chat_input.clear()
             await self.run_slash(text)
             return
         if self.budget.at_cap:
@@ -300,9 +298,8 @@ class TuiagentApp(MeteredApp):
                 title="Halted",
                 severity="error",
             )
-            return  # the text stays in the input: nothing is lost
-        chat_input.remember(text)
-        chat_input.clear()
+            chat_input.give_back(text)  # nothing is lost
+            return
         self.queue.append(text)
         self._send_next()
         chat_input.show_queue(len(self.queue))

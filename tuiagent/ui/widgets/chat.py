@@ -563,8 +563,12 @@ class ChatInput(TextArea):
         if event.key == "enter":
             event.stop()
             event.prevent_default()
+            # Taken out at once: keys typed after Enter may be handled before the app
+            # takes the message, and are the start of the next one.
             text = self.text.strip()
             if text:
+                self.remember(text)
+                self.clear()
                 self.post_message(self.Submitted(text))
             return
         if event.key in ("shift+enter", "ctrl+j"):
@@ -573,6 +577,12 @@ class ChatInput(TextArea):
             self.insert("\n")
             return
         await super()._on_key(event)
+
+    def give_back(self, text: str) -> None:
+        """A message that was not sent: back in the input, before anything typed since."""
+        typed = self.text
+        self.load_text(f"{text}\n{typed}" if typed.strip() else text)
+        self.move_cursor(self.document.end)
 
     def remember(self, text: str) -> None:
         if not self.sent or self.sent[-1] != text:
