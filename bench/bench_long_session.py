@@ -5,8 +5,10 @@ context management (clearing old tool results, compaction) and without.
 Prints the session's cost both ways, the peak context, halts and errors (a 400 would be
 one), how many context steps were taken, and how many of the 20 questions about the notes
 read first were answered right. The fast tier answers (the offline model, priced as
-genai-prices prices claude-haiku-5-5); a second pair of runs holds the window to 16,000
-tokens (config `context_window`) so compaction near the window is exercised too.
+genai-prices prices claude-haiku-5-5); a second pair of runs holds the window to 6,000
+tokens (config `context_window`) so compaction near the window is exercised too. At the
+default window (1,000,000 tokens) no compaction fires: the history never reaches a quarter
+of it (`compact_early_at`), so what context management saves here is clearing's.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def run() -> list[tuple[str, str, str]]:
                 "-",
             )
         )
-    rows.append(("session cost with / without", f"{on.cost / off.cost:.3f}", "<= 0.5"))
+    rows.append(("session cost with / without", f"{on.cost / off.cost:.3f}", "<= 0.6"))
     rows.append(
         (
             "peak context tokens with / without",
@@ -56,8 +58,9 @@ def run() -> list[tuple[str, str, str]]:
     rows.append(
         (
             "context steps (with)",
-            f"{steps.count('clear_tool_results')} clearings, {steps.count('compact')} compactions",
-            "-",
+            f"{steps.count('clear_tool_results')} clearings, {steps.count('compact')} compactions "
+            f"({steps.count('compact') * 50 / MESSAGES:g} per 50 messages)",
+            "<= 1 compaction per 50 messages",
         )
     )
     rows.append(("halts / errors (with)", f"{on.halts or 'none'} / {on.errors or 'none'}", "none"))
@@ -65,8 +68,8 @@ def run() -> list[tuple[str, str, str]]:
     rows.append(
         (
             "facts kept: early notes asked about at the end, right with / without",
-            f"{right_on}/{FACTS} / {right_off}/{FACTS} ({right_on / max(1, right_off):.0%})",
-            ">= 95%",
+            f"{right_on}/{FACTS} / {right_off}/{FACTS}",
+            f"{FACTS}/{FACTS} with",
         )
     )
     small_steps = [str(r["action"]) for r in small_on.context_records]

@@ -4,7 +4,8 @@ with going direct to the same 127.0.0.1 upstream.
 The upstream answers at once (count_tokens, a short stream, a long one), so every
 millisecond measured is the proxy's: its count_tokens round trip, the reservation, one more
 HTTP hop each way, and reading the stream for usage. Goals: <= 5 ms added to the first
-byte; the long stream >= 0.95x of direct.
+byte; the long stream >= 0.95x of direct; no more than 2 upstream count_tokens calls in a
+20-call session of the coding agent (a request re-sent with its whole history each call).
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.proxy.server import bind
 
 MODEL = "claude-sonnet-4-5"
+SESSION_MODEL = "claude-opus-5-5"  # what the leading coding agent asks, at 128,000 tokens
+SESSION_CALLS = 20
+COUNT_CALLS = [0]  # the upstream's count_tokens calls (its own process)
 CALLS = int(os.environ.get("BENCH_PROXY_CALLS", "200"))
 LONG_EVENTS = int(os.environ.get("BENCH_PROXY_EVENTS", "40000"))  # about 6 MB of SSE
 EVENTS_PER_CHUNK = 8  # what a network read tends to hold
@@ -87,6 +92,8 @@ SHORT, LONG, PACED = _stream(10), _stream(LONG_EVENTS), _stream(PACED_EVENTS)
 async def _messages(request: Request) -> Response:
     body = json.loads(await request.body())
     kind = body.get("metadata", {}).get("user_id")
+    if kind == "session":  # billed at its true size, as the real API bills it
+        return JSONResponse(_session_answer(estimate_request_tokens(body)))
     chunks = {"short": SHORT, "paced": PACED}.get(kind, LONG)
     pause = PACE_S if kind == "paced" else 0.0
 
@@ -99,9 +106,27 @@ async def _messages(request: Request) -> Response:
     return StreamingResponse(gen(), media_type="text/event-stream")
 
 
+def _session_answer(input_tokens: int) -> dict[str, object]:
+    tool_use = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"path": "x.py"}}
+    return {
+        "id": "msg_session",
+        "type": "message",
+        "role": "assistant",
+        "model": SESSION_MODEL,
+        "content": [{"type": "text", "text": "Let me look."}, tool_use],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": input_tokens, "output_tokens": 40},
+    }
+
+
 async def _count(request: Request) -> Response:
-    await request.body()
-    return JSONResponse({"input_tokens": 12})
+    body = json.loads(await request.body() or b"{}")
+    COUNT_CALLS[0] += 1
+    return JSONResponse({"input_tokens": estimate_request_tokens(body) if body else 12})
+
+
+async def _count_calls(request: Request) -> Response:
+    return JSONResponse({"count_calls": COUNT_CALLS[0]})
 
 
 def serve_upstream() -> None:
@@ -111,6 +136,7 @@ def serve_upstream() -> None:
         routes=[
             Route("/v1/messages", _messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", _count, methods=["POST"]),
+            Route("/bench/count_calls", _count_calls, methods=["GET"]),
         ]
     )
     sock = bind("127.0.0.1", 0)
@@ -160,6 +186,40 @@ def _long_stream(client: httpx2.Client, url: str, kind: str = "long") -> float:
     return size / 1e6 / (time.perf_counter() - started)
 
 
+def _session_count_calls(client: httpx2.Client, proxy_url: str, upstream_url: str) -> int:
+    """The upstream's count_tokens calls during a session of the coding agent's shape: a
+    large system prompt and tools, each call re-sending the history with one more tool
+    round, max_tokens 128,000 on Opus 5.5."""
+    before = client.get(upstream_url + "/bench/count_calls").json()["count_calls"]
+    tools = [
+        {
+            "name": f"Tool{i}",
+            "description": "does a thing " * 40,
+            "input_schema": {"type": "object"},
+        }
+        for i in range(12)
+    ]
+    system = [{"type": "text", "text": "You are a coding agent. " * 400}]
+    messages: list[dict[str, object]] = [{"role": "user", "content": "fix the failing test"}]
+    for i in range(SESSION_CALLS):
+        request = {
+            "model": SESSION_MODEL,
+            "max_tokens": 128_000,
+            "system": system,
+            "tools": tools,
+            "metadata": {"user_id": "session"},
+            "messages": messages,
+        }
+        answer = client.post(proxy_url + "/v1/messages", content=json.dumps(request)).json()
+        result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": f"line {i}\n" * 50}
+        messages = [
+            *messages,
+            {"role": "assistant", "content": answer["content"]},
+            {"role": "user", "content": [result]},
+        ]
+    return int(client.get(upstream_url + "/bench/count_calls").json()["count_calls"]) - before
+
+
 def _wait_up(url: str) -> None:
     for _ in range(200):
         try:
@@ -188,6 +248,7 @@ def run() -> list[tuple[str, str, str]]:
                 for _ in range(CALLS):  # interleaved, so both see the same machine load
                     direct.append(_first_byte(client, direct_url))
                     through.append(_first_byte(client, proxy_url))
+                session_counts = _session_count_calls(client, proxy_url, direct_url)
                 rates_direct, rates_proxy, paced_direct, paced_proxy = [], [], [], []
                 for _ in range(3):
                     rates_direct.append(_long_stream(client, direct_url))
@@ -215,6 +276,11 @@ def run() -> list[tuple[str, str, str]]:
             "",
         ),
         ("long stream at full speed, through the proxy", f"{rp / rd:.2f}x direct", ""),
+        (
+            f"upstream count_tokens calls in a {SESSION_CALLS}-call session of the coding agent",
+            str(session_counts),
+            "<= 2",
+        ),
         (
             f"long stream paced by the upstream ({PACED_EVENTS:,} events at 4,000/s)",
             f"{statistics.median(paced_proxy) / statistics.median(paced_direct):.2f}x direct",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import os
@@ -12,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import yaml
 
 from tuiagent.agent.events import Event
 from tuiagent.config import Settings
+from tuiagent.offline import OfflineModel
 from tuiagent.session import Session, open_session
 
 WIRE = Path(__file__).parent / "fixtures" / "wire"
@@ -42,6 +45,17 @@ def wire_body(interaction: dict[str, Any]) -> str:
     return json.dumps(interaction["response"]["parsed_body"])
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module and session fixtures too (they run before each test's own dirs are set) keep
+    their data (runs, the ledger) and config out of the user's home."""
+    root = tmp_path_factory.mktemp("session-dirs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(root / "data"))
+        patch.setenv("XDG_CONFIG_HOME", str(root / "config"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never need a key and never reach the network."""
@@ -55,11 +69,14 @@ def _no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1 for this test session (tests/postgres.py);
-    the tests that use it are skipped where no server binaries are installed."""
+    the tests that use it are skipped where no server binaries are installed, and fail
+    instead under TUIAGENT_REQUIRE_PG=1 (CI: the PostgreSQL half is never left unrun)."""
     from tests import postgres
 
     why = postgres.available()
     if why is not None:
+        if os.environ.get("TUIAGENT_REQUIRE_PG") == "1":
+            pytest.fail(f"TUIAGENT_REQUIRE_PG=1 and {why}")
         pytest.skip(why)
     with postgres.cluster() as url:
         yield url
@@ -89,6 +106,27 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def log_dir(tmp_path: Path) -> Path:
     return tmp_path / "logs"
+
+
+def offline_answer(body: Any, path: str = "/v1/messages") -> httpx2.Response:
+    """The offline model's whole answer to one request, in this process (no server)."""
+
+    async def go() -> httpx2.Response:
+        request = httpx2.Request("POST", "http://offline" + path, json=body)
+        response = await OfflineModel().handle_async_request(request)
+        await response.aread()
+        return response
+
+    return asyncio.run(go())
+
+
+def billed_input(record: dict[str, Any]) -> int:
+    """Every input token a call's record says was billed: uncached, written and read."""
+    return int(
+        record["input_tokens"]
+        + record["cache_creation_input_tokens"]
+        + record["cache_read_input_tokens"]
+    )
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -9,10 +9,11 @@ the cap against the server's side of the story, not the client's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +55,7 @@ class Billed:
     max_tokens: int
     usage: TokenUsage  # what the server billed
     true_input_tokens: int  # the request's real size (the honest count)
+    headers: Mapping[str, str] = field(default_factory=dict)  # as the request came (lower case)
 
     def within_allowed(self) -> TokenUsage:
         """The bill, cut to what the request allowed: its max_tokens, its real input."""
@@ -113,6 +115,10 @@ class HostileModel(OfflineModel):
             (pricer.price(b.model, b.within_allowed()).total for b in self.billed), Decimal(0)
         )
 
+    def _book(self, request: httpx2.Request, billed: Billed) -> None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.billed.append(dataclasses.replace(billed, headers=headers))
+
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if request.url.path.endswith("count_tokens"):
             return await self._count(request)
@@ -123,17 +129,17 @@ class HostileModel(OfflineModel):
         body = json.loads(await request.aread())
         model, max_tokens = str(body["model"]), int(body["max_tokens"])
         if kind == "overloaded":
-            self.billed.append(Billed(model, max_tokens, TokenUsage(), 0))
+            self._book(request, Billed(model, max_tokens, TokenUsage(), 0))
             return httpx2.Response(529, json=_OVERLOADED, headers={"x-should-retry": "true"})
         try:
             honest = await super().handle_async_request(request)
             raw = b"".join([chunk async for chunk in honest.stream])  # type: ignore[union-attr]
         except asyncio.CancelledError:  # the client went away: its input was read and billed
             read = TokenUsage(input_tokens=estimate_request_tokens(body))
-            self.billed.append(Billed(model, max_tokens, read, read.input_tokens))
+            self._book(request, Billed(model, max_tokens, read, read.input_tokens))
             raise
         if honest.status_code != 200:
-            self.billed.append(Billed(model, max_tokens, TokenUsage(), 0))
+            self._book(request, Billed(model, max_tokens, TokenUsage(), 0))
             return httpx2.Response(honest.status_code, content=raw, headers=honest.headers)
         events = _events(raw)
         start = events[0][1]["message"]
@@ -207,11 +213,11 @@ class HostileModel(OfflineModel):
             ]
             message = {**start, "content": content, "stop_reason": "end_turn"}
             message["usage"] = {**start["usage"], **delta["usage"]}
-            self.billed.append(Billed(model, max_tokens, usage, usage.total_input_tokens))
+            self._book(request, Billed(model, max_tokens, usage, usage.total_input_tokens))
             return httpx2.Response(200, json=message, headers={"request-id": "req_plain"})
         else:
             out = [_sse(*e) for e in events]
-        self.billed.append(Billed(model, max_tokens, billed, usage.total_input_tokens))
+        self._book(request, Billed(model, max_tokens, billed, usage.total_input_tokens))
         headers = {**honest.headers, "content-type": "text/event-stream"}
         headers.pop("content-length", None)
         return httpx2.Response(200, headers=headers, content=b"".join(out))

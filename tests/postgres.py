@@ -13,6 +13,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,14 +97,39 @@ def cluster(*, durable: bool = False, max_connections: int = 200) -> Iterator[st
         text = log.read_text() if log.exists() else started.stderr
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start: {text[-2000:]}")
+    # Should this process be killed (a test run stopped with SIGKILL), its cluster goes too.
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(root), *_as_server([])],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield f"postgresql://tuiagent@127.0.0.1:{port}/postgres"
     finally:
+        watchdog.kill()
+        watchdog.wait()
         subprocess.run(
             _as_server([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+_WATCHDOG = f"""
+import os, shutil, subprocess, sys, time
+parent, root, runas = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+while True:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+subprocess.run([*runas, "{PG_BIN / "pg_ctl"}", "-D", root + "/data", "-m", "immediate", "stop"],
+               capture_output=True)
+shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 def fresh_database(url: str, name: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import collect, run_cli, start_cli
+from tests.conftest import billed_input, collect, run_cli, start_cli
 from tests.loopback import (
     API_ERROR,
     AUTH_ERROR,
@@ -134,7 +134,7 @@ async def test_mid_stream_error_is_retried_and_its_tokens_priced(
         session.agent.finish()
     (attempt,) = [e.record.to_json() for e in events if isinstance(e, AttemptFailed)]
     assert attempt["status"] == 200 and attempt["error_type"] == "overloaded_error"
-    assert attempt["input_tokens"] > 0 and attempt["cost_usd"] > 0  # message_start billed input
+    assert billed_input(attempt) > 0 and attempt["cost_usd"] > 0  # message_start billed input
     assert session.agent.state.halt_reason is None
 
 

@@ -20,6 +20,7 @@ from tuiagent.config import (
     load_settings,
 )
 from tuiagent.errors import ConfigError
+from tuiagent.ledger import BudgetSpec, Window
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -37,8 +38,11 @@ retry_max_wait_s = 5
 call_timeout_s = 30
 stream_idle_timeout_s = 9.5
 min_useful_tokens = 300
+hold_wait_s = 2.5
 context_management = false
 compact_at = 0.5
+compact_early_at = 0.3
+compact_min_saving_usd = 0.02
 context_keep_turns = 2
 context_window = 50000
 router_budget_floor = 0.3
@@ -51,12 +55,16 @@ compress_over_tokens = 400
 summarize_results = true
 allow_commands = true
 allow_fetch = true
+allow_edits = true
+allow_mcp = true
 command_timeout_s = 12
 subagents = false
 max_parallel_agents = 2
 budget_step_usd = "$0.25"
 offline_tokens_per_second = 80
 proxy_unbilled_paths = ["/v1/files/*", "/v1/skills"]
+ledger_url = "postgresql://team@db.example/tuiagent"
+ledger_lease_s = 10
 
 [tiers]
 deep = "claude-opus-4-1"
@@ -68,9 +76,28 @@ output_mtok = 2
 [keymap]
 cap_up = "f9"
 
+[mcp_servers.notes]
+command = "python"
+args = ["notes.py"]
+env = { NOTES = "~/n" }
+allow = true
+
 [[router_rules]]
 when_words = ["list"]
 tier = "fast"
+
+[[budgets]]
+scope = "global"
+window = "day"
+max_cost_usd = 20
+timezone = "Europe/Paris"
+
+[[budgets]]
+scope = "model"
+match = "claude-opus-4-1"
+window = "5h"
+max_cost_usd = "$2.50"
+name = "opus"
 """
 
 
@@ -91,8 +118,11 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
         "call_timeout_s": 30.0,
         "stream_idle_timeout_s": 9.5,
         "min_useful_tokens": 300,
+        "hold_wait_s": 2.5,
         "context_management": False,
         "compact_at": 0.5,
+        "compact_early_at": 0.3,
+        "compact_min_saving_usd": Decimal("0.02"),
         "context_keep_turns": 2,
         "context_window": 50000,
     }
@@ -108,6 +138,18 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
         "summarize_results": True,
         "allow_commands": True,
         "allow_fetch": True,
+        "mcp_servers": (
+            {
+                "name": "notes",
+                "command": "python",
+                "args": ("notes.py",),
+                "env": (("NOTES", "~/n"),),
+                "url": None,
+                "allow": True,
+            },
+        ),
+        "allow_edits": True,
+        "allow_mcp": True,
         "command_timeout_s": 12.0,
         "subagents": False,
         "max_parallel_agents": 2,
@@ -115,6 +157,13 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
     assert (s.ui.budget_step_usd, dict(s.ui.keymap)) == (Decimal("0.25"), {"cap_up": "f9"})
     assert s.offline.tokens_per_second == 80.0
     assert s.proxy.unbilled_paths == ("/v1/files/*", "/v1/skills")
+    assert (s.ledger.url, s.ledger.lease_s) == ("postgresql://team@db.example/tuiagent", 10.0)
+    assert s.ledger.budgets == (
+        BudgetSpec("global", Window("day", 0, "Europe/Paris"), Decimal(20)),
+        BudgetSpec(
+            "model", Window("rolling", 5 * 3600), Decimal("2.50"), "claude-opus-4-1", "opus"
+        ),
+    )
     # The file sets every key, each to a value other than its default.
     for key, setting in SETTINGS_BY_KEY.items():
         assert getattr(getattr(s, setting.section), setting.name) != setting.default, key
@@ -182,3 +231,41 @@ def test_the_table_has_a_row_per_key_with_its_default() -> None:
     assert "| `max_cost_usd` | `1.00` | the run's spending cap |" in rows
     assert any(r.startswith('| `cache_ttl` | `"5m"` |') for r in rows)
     assert any(r.startswith("| `[[router_rules]]` | none |") for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('scope = "galaxy"', "'budgets[0].scope' must be global | session"),
+        ('window = "1y"', "'budgets[0].window' must be run, day, week, month, or a rolling"),
+        ('window = "day"\ntimezone = "Mars/Olympus"', "'budgets[0].timezone': unknown time zone"),
+        ('window = "5h"\ntimezone = "UTC"', "'budgets[0].timezone' applies to day, week and"),
+        ("max_cost_usd = 0", "'budgets[0].max_cost_usd' must be a positive number"),
+        ("max_cost_usd = 1e30", "'budgets[0].max_cost_usd' must be a positive number"),
+        ('match = "x"', "'budgets[0].match' does not apply to the global scope"),
+        ("colour = 1", "unknown config key 'budgets[0].colour'"),
+        ('name = " "', "'budgets[0].name' must be a non-empty string"),
+    ],
+)
+def test_a_bad_budget_is_one_line_naming_its_key(tmp_path: Path, table: str, message: str) -> None:
+    config = tmp_path / "config.toml"
+    keys = dict(line.split(" = ", 1) for line in table.splitlines())
+    base = {"scope": '"global"', "window": '"day"', "max_cost_usd": "1", **keys}
+    config.write_text("[[budgets]]\n" + "".join(f"{k} = {v}\n" for k, v in base.items()))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_two_budgets_of_one_name_and_a_missing_key_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    twice = '[[budgets]]\nscope = "key"\nwindow = "day"\nmax_cost_usd = 1\n' * 2
+    config.write_text(twice)
+    with pytest.raises(ConfigError, match="two budgets are named 'key day'"):
+        load_settings(config)
+    config.write_text('[[budgets]]\nscope = "key"\nmax_cost_usd = 1\n')
+    with pytest.raises(ConfigError, match=r"'budgets\[0\].window' is missing"):
+        load_settings(config)
+    config.write_text('ledger_url = "mysql://x"\n')
+    with pytest.raises(ConfigError, match="'ledger_url' must be"):
+        load_settings(config)

@@ -183,7 +183,9 @@ def _delegate(session: Session, tasks: list[dict[str, Any]]) -> tuple[ToolOutput
 def test_a_sub_agent_that_hits_its_slice_stops_and_returns_what_it_has(
     files: Path, log_dir: Path
 ) -> None:
-    session = offline_session(files, log_dir)
+    # No cache: each call pays its whole input at the input rate (on Haiku 5.5 a 750-token
+    # prefix is above the 512 minimum, and a cheap read would let the second call fit).
+    session = offline_session(files, log_dir, cache=False)
     agent = session.agent
     model = agent.settings.router.model_for("fast")
     rates = agent.pricer.rates(model, 1000)

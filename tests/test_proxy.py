@@ -275,15 +275,29 @@ def test_an_error_event_mid_stream_reaches_the_client_and_bills_the_usage_seen(
     assert attempt["input_tokens"] > 0 and Decimal(str(attempt["cost_usd"])) > 0
 
 
-@pytest.mark.parametrize("at", ["message_start", "message_delta"])
-def test_usage_that_cannot_be_billed_keeps_the_worst_case(tmp_path: Path, at: str) -> None:
-    api = LoopbackAPI(faults=[Fault("bad_usage", value="1e30", at=at)])
+def test_usage_that_cannot_be_billed_keeps_the_worst_case(tmp_path: Path) -> None:
+    api = LoopbackAPI(faults=[Fault("bad_usage", value="1e30", at="message_start")])
     with proxied_loopback(tmp_path, api=api) as (_, proxy):
         status, _, body = _raw_stream(proxy.url)
         (attempt,) = proxy.records("attempt")
     assert status == 200 and b"1e30" in body  # passed on as the upstream sent it
     assert attempt["error_type"] == "bad_usage" and attempt["usage_unknown"] is True
     assert attempt["cost_usd"] == attempt["reserved_usd"] > 0
+
+
+def test_nonsense_output_after_a_good_message_start_keeps_the_most_output_allowed(
+    tmp_path: Path,
+) -> None:
+    """The agent's rule: message_start billed the input; the output is unknown."""
+    api = LoopbackAPI(faults=[Fault("bad_usage", value="1e30", at="message_delta")])
+    with proxied_loopback(tmp_path, api=api) as (_, proxy):
+        _raw_stream(proxy.url)
+        (attempt,) = proxy.records("attempt")
+    assert attempt["error_type"] == "bad_usage" and attempt["usage_unknown"] is False
+    assert attempt["output_unknown"] is True and attempt["input_tokens"] > 0
+    assert attempt["output_tokens"] == attempt["max_tokens"]
+    usage = TokenUsage(input_tokens=attempt["input_tokens"], output_tokens=attempt["max_tokens"])
+    assert Decimal(str(attempt["cost_usd"])) == Pricer().price(MODEL, usage).total
 
 
 def _black_hole() -> tuple[socket.socket, threading.Thread]:
@@ -438,7 +452,8 @@ def test_headless_proxy_says_where_it_listens_then_one_line_per_call(tmp_path: P
     assert f"${price(message.usage):.6f}" in line and "[end_turn]" in line
     (log,) = tmp_path.glob("*.jsonl")
     records = [json.loads(x) for x in log.read_text().splitlines()]
-    assert [r["type"] for r in records] == ["run_start", "turn", "run_end"]
+    assert [r["type"] for r in records] == ["run_start", "hold", "turn", "run_end"]
+    assert records[1]["hold_id"] == records[2]["hold_id"]  # held before it was sent
     assert records[0]["source"] == "proxy" and records[0]["limits"]["max_cost_usd"] == 0.5
     assert KEY not in first + line + out + err + log.read_text()
 

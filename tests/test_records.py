@@ -14,12 +14,15 @@ from tuiagent.cost.pricing import Cost
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs import records
 from tuiagent.runs.records import (
+    Answer,
     Attempt,
     ContextEdit,
     ExperimentResult,
     HaltReason,
     KeepWarm,
     Limits,
+    McpCost,
+    McpServerState,
     ProxyAttempt,
     ProxyRunEnd,
     ProxyRunStart,
@@ -232,6 +235,30 @@ EVERY_RECORD: list[records.Record] = [
     ProxyAttempt(run_id="p", turn=2, status=500, error_type="http_500", error="API error 500"),
     Refused(run_id="p", turn=3, client="c", model="m", error="does not fit the cap"),
     ProxyRunEnd(run_id="p", ended_at="d", total_cost_usd=Decimal("0.001")),
+    Answer(run_id="r1", agent="main", turn=2, text="a.txt says hello", stop_reason="end_turn"),
+    McpServerState(
+        run_id="r1", server="notes", transport="stdio", status="failed", tools=0, error="gone"
+    ),
+    McpCost(
+        run_id="r1",
+        turn=2,
+        tokens={"notes": 120},
+        cost_usd={"notes": Decimal("0.000012")},
+        session_cost_usd={"notes": Decimal("0.00003")},
+    ),
+    records.HoldRecord(
+        run_id="p",
+        hold_id="abc123",
+        turn=4,
+        purpose="proxy",
+        model="claude-opus-5-5",
+        reserved_usd=Decimal("0.5"),
+        max_tokens=12_000,
+        input_tokens_counted=900,
+        started_at="d",
+        source="proxy",
+        client="claude-cli/2.1",
+    ),
 ]
 
 
@@ -370,7 +397,11 @@ def _fields_by_type(log: Path) -> dict[str, set[str]]:
 
 
 # Fields written since the fixture was (by main at 690bc75), each a default for older logs.
-ADDED_SINCE = {"run_start": {"schema"}, "run_end": {"subagent_turns"}}
+ADDED_SINCE = {
+    "run_start": {"schema"},
+    "run_end": {"subagent_turns"},
+    "turn": {"hold_id", "service_tier"},
+}
 
 
 def test_todays_lines_have_the_fields_the_old_ones_had(tmp_path: Path) -> None:
@@ -389,7 +420,9 @@ def test_todays_lines_have_the_fields_the_old_ones_had(tmp_path: Path) -> None:
     (log,) = logs.glob("*.jsonl")
     then = _fields_by_type(FIXTURE / "20261202T010608Z-fd77f9.jsonl")
     now = _fields_by_type(log)
-    assert set(now) == set(then) == {"run_start", "user", "turn", "tool", "agent", "run_end"}
+    assert set(then) == {"run_start", "user", "turn", "tool", "agent", "run_end"}
+    # added since: each call held before it is sent, and the answer's text
+    assert set(now) == set(then) | {"hold", "answer"}
     for kind, fields in then.items():
         assert now[kind] == fields | ADDED_SINCE.get(kind, set()), kind
     printed = [json.loads(line) for line in done.stdout.splitlines()]

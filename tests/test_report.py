@@ -162,7 +162,8 @@ async def test_cache_miss_reason_becomes_the_cause(workspace: Path, log_dir: Pat
     report = build_report(log_dir)
     uncached = [t for t in report.turns if t.cause_kind in ("cache_miss", "uncached_input")]
     assert uncached and all(t.cause_kind == "cache_miss" for t in uncached)
-    assert all("cache miss (tools changed)" in t.cause for t in uncached)
+    # a miss that wrote the cache (Haiku 5.5 caches from 512 tokens) or read nothing
+    assert all("tools changed" in t.cause for t in uncached)
 
 
 def test_missing_and_empty_log_dirs(tmp_path: Path) -> None:
@@ -297,13 +298,14 @@ async def test_replay_resends_the_exact_request(workspace: Path, log_dir: Path) 
 
     records, bad = read_records(result.log_path)
     assert bad == 0
-    assert [r["type"] for r in records] == ["run_start", "turn", "run_end"]
+    assert [r["type"] for r in records] == ["run_start", "hold", "turn", "run_end"]
+    assert records[1]["hold_id"] == records[2]["hold_id"]
     assert records[0]["replay_of"] == {
         "run_id": path.stem,
         "turn": last,
         "model": result.original.model,
     }
-    assert records[1]["model"] == result.replay.model
+    assert records[2]["model"] == result.replay.model
     # The replay's transcript holds its request and its answer: it can itself be replayed.
     messages = load_messages(log_dir / "transcripts" / result.log_path.name)
     assert messages[-1] == {"role": "assistant", "content": result.replay.content}

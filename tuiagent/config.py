@@ -19,7 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tuiagent.errors import ConfigError
+from tuiagent.errors import ConfigError, UsageError
+from tuiagent.ledger import DEFAULT_LEASE_S, SCOPES, BudgetSpec, Window, check_url
 from tuiagent.paths import CONFIG_ENV, default_config_file
 from tuiagent.proxy.routes import unbilled_entry_error
 
@@ -187,9 +188,12 @@ def whole(what: str, ok: Callable[[int], bool]) -> Parse:
 
 
 def number(what: str, ok: Callable[[float], bool], convert: Callable[[Any], Any] = float) -> Parse:
-    """A TOML int or float for which `ok` holds, as a float (or `convert` of it). NaN fails
-    every bound and inf an upper one, so a bounded number is finite."""
-    return _checked(lambda v: _is_number(v) and ok(v), what, convert)
+    """A finite TOML int or float for which `ok` holds, as a float (or `convert` of it)."""
+    return _checked(
+        lambda v: _is_number(v) and (isinstance(v, int) or math.isfinite(v)) and ok(v),
+        what,
+        convert,
+    )
 
 
 def _money(value: object, key: str, source: str) -> Decimal:
@@ -203,7 +207,7 @@ def _expand(value: str) -> Path:
 _FLAG = _checked(lambda v: isinstance(v, bool), "true or false")
 _TEXT = _checked(lambda v: isinstance(v, str), "a string")
 _PATH = _checked(lambda v: isinstance(v, str) and bool(v), "a path", _expand)
-_SECONDS = number("a number of seconds > 0", lambda v: v > 0)
+_SECONDS = number("a number of seconds > 0, up to a day (86400)", lambda v: 0 < v <= 86400)
 _POSITIVE = whole("a positive whole number", lambda v: v > 0)
 _POSITIVE_UP_TO = whole(
     f"a positive whole number up to {MAX_WHOLE:,}", lambda v: 0 < v <= MAX_WHOLE
@@ -241,6 +245,53 @@ def _keymap(value: object, key: str, source: str) -> Mapping[str, str]:
         _expect(ok, f"{key}.{binding_id}", "key names like 'f3' or 'ctrl+up,f3'", keys)
         keymap[binding_id] = keys.strip()
     return MappingProxyType(keymap)
+
+
+@dataclass(frozen=True)
+class McpServer:
+    """An MCP server (config `[mcp_servers.NAME]`): a command started with stdio, or a
+    streamable HTTP `url`. Its tools are offered as `mcp__NAME__TOOL`; each call asks first
+    unless `allow` (headless: `--allow-mcp` is the approval)."""
+
+    name: str
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # added to the SDK's plain environment
+    url: str | None = None
+    allow: bool = False
+
+
+MCP_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+MCP_KEYS = ("command", "args", "env", "url", "allow")
+
+
+def _mcp_servers(value: object, key: str, source: str) -> tuple[McpServer, ...]:
+    servers: list[McpServer] = []
+    for name, table in _table(value, key, "a table of servers").items():
+        at = f"{key}.{name}"
+        _expect(bool(MCP_NAME.fullmatch(name)), at, "a name of letters, digits, _ and -", name)
+        spec = _table(table, at, "a table with `command` or `url`")
+        for unknown in set(spec) - set(MCP_KEYS):
+            raise ConfigError(f"unknown config key {f'{at}.{unknown}'!r}")
+        command, url = spec.get("command"), spec.get("url")
+        _expect((command is None) != (url is None), at, "one of `command` or `url`", spec)
+        if command is not None:
+            _expect(
+                isinstance(command, str) and bool(command), f"{at}.command", "a command", command
+            )
+        if url is not None:
+            ok = isinstance(url, str) and re.match(r"https?://[^\s/]+", url) is not None
+            _expect(ok, f"{at}.url", "an http(s) URL", url)
+        args = spec.get("args", [])
+        ok = isinstance(args, list) and all(isinstance(a, str) for a in args)
+        _expect(ok, f"{at}.args", "an array of strings", args)
+        env = spec.get("env", {})
+        ok = isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
+        _expect(ok, f"{at}.env", "a table of strings", env)
+        allow = spec.get("allow", False)
+        _expect(isinstance(allow, bool), f"{at}.allow", "true or false", allow)
+        servers.append(McpServer(name, command, tuple(args), tuple(env.items()), url, allow))
+    return tuple(servers)
 
 
 def _rules(value: object, key: str, source: str) -> tuple[RouterRule, ...]:
@@ -352,6 +403,14 @@ class RunSettings:
             help="below this much room for output, a call is not sent",
         ),
     )
+    hold_wait_s: float = field(
+        default=30.0,
+        metadata=option(
+            parse=_SECONDS,
+            help="the longest a call that does not fit only because of calls in flight waits "
+            "for them to settle before it is refused",
+        ),
+    )
     # Long sessions (agent/context.py): old tool results cleared when it pays, the
     # conversation compacted into a summary at this fraction of the context window.
     context_management: bool = field(
@@ -365,6 +424,24 @@ class RunSettings:
                 "a fraction of the context window above 0 and at most 1", lambda v: 0 < v <= 1
             ),
             help="compact when a request reaches this share of the window",
+        ),
+    )
+    compact_early_at: float = field(
+        default=0.25,
+        metadata=option(
+            parse=number(
+                "a fraction of the context window above 0 and at most 1", lambda v: 0 < v <= 1
+            ),
+            help="before `compact_at`, compact only a history of at least this share of the "
+            "window, and only when it pays",
+        ),
+    )
+    compact_min_saving_usd: Decimal = field(
+        default=Decimal("0.001"),
+        metadata=option(
+            parse=_money,
+            help="before `compact_at`, compact only when the summary saves at least this "
+            "much (USD) on each later call",
         ),
     )
     context_keep_turns: int = field(
@@ -513,6 +590,27 @@ class ToolSettings:
         metadata=option(parse=_FLAG, help="offer `run_command` (asks before each command)"),
     )
     allow_fetch: bool = field(default=False, metadata=option(parse=_FLAG, help="offer `fetch_url`"))
+    mcp_servers: tuple[McpServer, ...] = field(
+        default=(),
+        metadata=option(
+            parse=_mcp_servers,
+            help="MCP servers: `command` (and `args`, `env`) or `url`; `allow = true` runs "
+            "their tools without asking (see MCP servers)",
+            shown_key="`[mcp_servers.NAME]`",
+            shown_default="none",
+        ),
+    )
+    allow_edits: bool = field(
+        default=False,
+        metadata=option(
+            parse=_FLAG,
+            help="headless: offer `write_file` and `edit_file` (`--allow-edits`; the app asks)",
+        ),
+    )
+    allow_mcp: bool = field(
+        default=False,
+        metadata=option(parse=_FLAG, help="headless: run MCP tools without asking (`--allow-mcp`)"),
+    )
     command_timeout_s: float = field(
         default=30.0,
         metadata=option(
@@ -599,6 +697,148 @@ class ProxySettings:
     )
 
 
+BUDGET_KEYS = ("scope", "window", "max_cost_usd", "timezone", "match", "name")
+
+
+def _budget(data: object, name: str) -> BudgetSpec:
+    """One `[[budgets]]` table."""
+    _expect(isinstance(data, dict), name, "a table", data)
+    assert isinstance(data, dict)
+    for key in data:
+        if key not in BUDGET_KEYS:
+            raise ConfigError(
+                f"unknown config key '{name}.{key}' (known: {', '.join(BUDGET_KEYS)})"
+            )
+    for required in ("scope", "window", "max_cost_usd"):
+        if required not in data:
+            raise ConfigError(f"config key '{name}.{required}' is missing")
+    scope = data["scope"]
+    _expect(scope in SCOPES, f"{name}.scope", " | ".join(SCOPES), scope)
+    window, tz = data["window"], data.get("timezone", "UTC")
+    _expect(isinstance(tz, str), f"{name}.timezone", "an IANA time zone like 'Europe/Paris'", tz)
+    _expect(isinstance(window, str), f"{name}.window", "a string", window)
+    try:
+        parsed = Window.parse(window, tz)
+    except ValueError as exc:
+        if "time zone" in str(exc):
+            raise ConfigError(f"config key '{name}.timezone': {exc}") from None
+        raise ConfigError(f"config key '{name}.window' must be {exc}") from None
+    if "timezone" in data and parsed.kind not in ("day", "week", "month"):
+        raise ConfigError(
+            f"config key '{name}.timezone' applies to day, week and month windows, not {window!r}"
+        )
+    cap = parse_money(data["max_cost_usd"], f"config key '{name}.max_cost_usd'")
+    texts = {}
+    for key in ("match", "name"):
+        value = data.get(key)
+        ok = value is None or (isinstance(value, str) and value.strip() != "")
+        _expect(ok, f"{name}.{key}", "a non-empty string", value)
+        texts[key] = None if value is None else value.strip()
+    if texts["match"] is not None and scope == "global":
+        raise ConfigError(f"config key '{name}.match' does not apply to the global scope")
+    return BudgetSpec(scope, parsed, cap, texts["match"], texts["name"] or "")
+
+
+def _budgets(value: object, key: str, source: str) -> tuple[BudgetSpec, ...]:
+    _expect(isinstance(value, list), key, "an array of tables ([[budgets]])", value)
+    assert isinstance(value, list)
+    specs = tuple(_budget(b, f"{key}[{i}]") for i, b in enumerate(value))
+    titles = [s.title for s in specs]
+    for i, title in enumerate(titles):
+        if title in titles[:i]:
+            raise ConfigError(
+                f"config key '{key}[{i}]': two budgets are named {title!r} (give one a `name`)"
+            )
+    return specs
+
+
+def budget_flag(text: str) -> BudgetSpec:
+    """A budget from the command line: `SCOPE[=MATCH]:WINDOW:USD[:TIMEZONE]`, e.g.
+    `global:day:20`, `session:run:0.20`, `model=claude-opus-4-1:5h:5`,
+    `global:day:20:Europe/Paris`. UsageError (one line) if it is not one."""
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not all(parts):
+        raise UsageError(
+            f"--budget must be SCOPE[=MATCH]:WINDOW:USD[:TIMEZONE] (like global:day:20 or "
+            f"session:run:0.20), got {text!r}"
+        )
+    scope, _, match = parts[0].partition("=")
+    table: dict[str, Any] = {"scope": scope, "window": parts[1], "max_cost_usd": parts[2]}
+    if match:
+        table["match"] = match
+    if len(parts) == 4:
+        table["timezone"] = parts[3]
+    try:
+        return _budget(table, "budget")
+    except ConfigError as exc:  # "config key 'budget.scope' must be ..." -> "--budget X: scope ..."
+        why = re.sub(r"^config key 'budget\.(\w+)'(:?) ", r"\1\2 ", str(exc))
+        raise UsageError(f"--budget {text}: {why}") from None
+
+
+def with_ledger_flags(settings: Settings, ledger: str | None, budgets: list[str]) -> Settings:
+    """`--ledger URL` and `--budget ...` over the config's (a flag's budget replaces the
+    config's of the same title)."""
+    changes: dict[str, Any] = {}
+    if ledger is not None:
+        try:
+            changes["ledger_url"] = _ledger_url(ledger, "--ledger", "")
+        except ConfigError as exc:
+            raise UsageError(str(exc).replace("config key '--ledger'", "--ledger")) from None
+    if budgets:
+        flags = [budget_flag(b) for b in budgets]
+        titles = {f.title for f in flags}
+        kept = [b for b in settings.ledger.budgets if b.title not in titles]
+        changes["budgets"] = (*kept, *{f.title: f for f in flags}.values())
+    return settings.with_changes(**changes) if changes else settings
+
+
+def _ledger_url(value: object, key: str, source: str) -> str:
+    _expect(isinstance(value, str), key, '"", "sqlite:////PATH" or "postgresql://..."', value)
+    assert isinstance(value, str)
+    try:
+        return check_url(value.strip())
+    except ValueError as exc:
+        raise _bad(key, str(exc), value) from None
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    """Where every process's holds are kept, and the budgets stacked on them."""
+
+    url: str = field(
+        default="",
+        metadata=option(
+            key="ledger_url",
+            parse=_ledger_url,
+            help="the ledger every tuiagent process holds against: SQLite in the data dir, "
+            "or `\"postgresql://...\"` for a team (`pip install 'tuiagent[postgres]'`)",
+            shown_default="SQLite in the data dir",
+        ),
+    )
+    lease_s: float = field(
+        default=DEFAULT_LEASE_S,
+        metadata=option(
+            key="ledger_lease_s",
+            parse=number("a number of seconds from 1 to 3600", lambda v: 1 <= v <= 3600),
+            help="a process that has not renewed its lease in this long is dead: its holds are "
+            "settled at their worst case",
+        ),
+    )
+    budgets: tuple[BudgetSpec, ...] = field(
+        default=(),
+        metadata=option(
+            key="budgets",
+            parse=_budgets,
+            help="budgets stacked on the run's cap, each `scope` (global, session, agent, key, "
+            "user, client, model, tier) `window` (run, day, week, month, or rolling like "
+            '`"5h"`) `max_cost_usd`, and optional `timezone` (calendar windows; UTC), `match` '
+            "(one value of the scope), `name` (see Budgets)",
+            shown_key="`[[budgets]]`",
+            shown_default="none",
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run can be told, in sections. Defaults first, then config.toml (flat keys,
@@ -611,6 +851,7 @@ class Settings:
     ui: UiSettings = field(default_factory=UiSettings)
     offline: OfflineSettings = field(default_factory=OfflineSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with settings changed, named by their config keys (`max_cost_usd=...`,

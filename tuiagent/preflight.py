@@ -18,23 +18,29 @@ BASE_URL_ENV = "ANTHROPIC_BASE_URL"
 _SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 
-def check_base_url() -> None:
-    """ANTHROPIC_BASE_URL, when set, must be an http(s) URL with a host and a valid port."""
-    url = os.environ.get(BASE_URL_ENV)
-    if not url:
-        return
-    problem = None
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be an API's base URL (http or https, a host, a valid port, nothing
+    a parser would quietly drop: whitespace or a control character), or None."""
+    if not url.isprintable() or any(c.isspace() for c in url):
+        return "it holds whitespace or a control character"
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises ValueError for a port out of range or not a number)
+        port = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError as exc:
-        problem = str(exc)
-    else:
-        if parts.scheme not in ("http", "https"):
-            problem = "the scheme must be http or https"
-        elif not parts.hostname:
-            problem = "it has no host"
-    if problem:
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return "the scheme must be http or https"
+    if not parts.hostname:
+        return "it has no host"
+    if port == 0:
+        return "port 0 cannot be connected to"
+    return None
+
+
+def check_base_url() -> None:
+    """ANTHROPIC_BASE_URL, when set, must be a usable URL (`url_problem`)."""
+    url = os.environ.get(BASE_URL_ENV)
+    if url and (problem := url_problem(url)):
         raise UsageError(f"{BASE_URL_ENV} is not a usable URL ({problem}): {url!r}")
 
 

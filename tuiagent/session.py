@@ -98,12 +98,28 @@ def connect(
         offline_model = offline_model or OfflineModel(
             tokens_per_second=settings.offline.tokens_per_second,
             context_window=settings.run.context_window,
+            priced_models=settings.router.prices,
         )
         return Connection(
             make_client(offline_transport=offline_model), "offline", offline_model, notice
         )
     check_base_url()
     return Connection(make_client(), "anthropic", None, notice)
+
+
+def session_of(transcript: Path) -> str:
+    """The session a run's transcript belongs to: the one its run_start names (a run that
+    was itself resumed), else the run's own id. Its budgets go on across resumes."""
+    from tuiagent.runs.log import read_run
+    from tuiagent.runs.records import RunStart
+
+    run_id = transcript.stem
+    try:
+        found, _ = read_run(transcript.parent.parent / f"{run_id}.jsonl")
+    except OSError:
+        return run_id
+    start = next((r for r in found if isinstance(r, RunStart)), None)
+    return start.session if start is not None and start.session else run_id
 
 
 def open_session(
@@ -127,20 +143,30 @@ def open_session(
         toolbox.add(CommandRunner(ws, settings.tools.command_timeout_s).tool())
     if settings.tools.allow_fetch:
         toolbox.add(Fetcher(settings.tools.command_timeout_s).tool())
+    log_dir = settings.run.log_dir or default_log_dir()
     agent = Agent(
         settings,
         client=conn.client,
         provider=conn.provider,
         toolbox=toolbox,
-        log_dir=settings.run.log_dir or default_log_dir(),
+        log_dir=log_dir,
         clock=clock,
+        session=session_of(resume) if resume is not None else None,
     )
     history: list[dict[str, Any]] = []
     if resume is not None:
-        from tuiagent.runs.transcript import load_messages
+        from tuiagent.runs.transcript import load_resumable
 
-        history = load_messages(resume)
-        agent.state.history = list(history)
+        earlier = load_resumable(resume)
+        agent.resume(earlier)
+        history = earlier.messages
+    from tuiagent.agent.edits import Editor, checkpoints_file
+
+    agent.editor = Editor(ws.files, checkpoints_file(agent.transcript.path))
+    if settings.tools.mcp_servers:
+        from tuiagent.agent.mcp import McpTools
+
+        agent.mcp = McpTools(agent, toolbox)
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
     delegator = None
     if settings.tools.subagents:

@@ -81,3 +81,50 @@ async def test_the_dashboard_shows_each_call_and_its_keys_move_the_proxys_cap(
         finally:
             server.stop()
             meter.finish()
+
+
+async def test_the_dashboard_has_a_row_per_budget_in_use(tmp_path: Path) -> None:
+    from tuiagent.cost.budget import open_run_budget
+    from tuiagent.ledger import BudgetSpec, Scopes, Window
+
+    settings = Settings().with_changes(
+        ledger_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        budgets=(
+            BudgetSpec("global", Window.parse("day"), Decimal("1")),
+            BudgetSpec("session", Window.parse("run"), Decimal("0.20")),
+        ),
+    )
+    budget = open_run_budget(settings, Scopes(run="p"), what="test proxy", name="proxy")
+    meter = Meter(budget, Pricer(), RunLog(tmp_path, "p"), "p")
+    with LoopbackAPI() as api:
+        server = ProxyServer(ProxyApp(meter, api.base_url), bind("127.0.0.1", 0))
+        app = ProxyDashboard(server, meter, settings)
+        try:
+            async with app.run_test(size=(160, 48)) as pilot:
+                for session in ("alpha", "beta"):
+                    client = anthropic.AsyncAnthropic(
+                        api_key=KEY,
+                        base_url=server.url,
+                        max_retries=0,
+                        default_headers={"x-claude-code-session-id": session},
+                    )
+                    await client.messages.create(
+                        model=MODEL, max_tokens=200, messages=[{"role": "user", "content": "hi"}]
+                    )
+                    await client.close()
+                rows = app.query_one("#proxy-budgets")
+                for _ in range(100):
+                    await pilot.pause(0.02)
+                    text = str(rows.render())
+                    if "session run session beta" in text:
+                        break
+                lines = text.splitlines()
+                assert lines[0].startswith("session run session beta: $0.0")
+                assert any(line.startswith("global day: $0.0") for line in lines)
+                assert any("session run session alpha" in line for line in lines)
+                assert "$0.0000 held" in text and "never resets" in text and "UTC, in " in text
+                assert rows.has_class("-shown")
+        finally:
+            server.stop()
+            meter.finish()
+            budget.close()

@@ -1,24 +1,21 @@
-"""The one metered call: plan -> count -> reserve -> send -> stream -> settle -> record.
+"""The agent's face of the one meter (tuiagent/meter): plan -> hold -> send -> stream ->
+settle -> record, with retries.
 
-Every model call goes through `Caller.call`: agent turns, summaries, the classifier,
-keep-warm, replay (and sub-agents and the proxy, through `plan_reservation`). The money
-invariant lives here and nowhere else: a call is reserved at its worst case before it is
-sent (`Budget.reserve`), held in flight while it streams, and in a `finally` settled and
+Every model call of the agent goes through `Caller.call`: agent turns, summaries, the
+classifier, keep-warm, replay, sub-agents. The money invariant: a call is held at its worst
+case before it is sent (`CallMeter.reserve`; a `hold` record is written first), held in
+flight while it streams, and in a `finally` settled by the meter's distrust rules and
 written to the run log exactly once (a `turn` or an `attempt` record), whatever the server
-sends and whatever is raised (cancellation and signals included). Where the request left
-but no usage came back, its worst case stays spent (`"usage_unknown": true`).
+sends and whatever is raised (cancellation and signals included).
 
-Numbers from the server are checked against what was reserved: a count below the local
-estimate is not believed, usage above the reservation is recorded as billed and flagged
-(`"over_reservation": true`), and later reservations on that model take the larger figure.
+What is the agent's own: the route (a tier that steps down to fit, cache markers dropped
+close to the cap), the retries (the proxy cannot retry for its client), the events the UI
+shows, the ledger, the cache tracker.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import hashlib
-import json
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -33,6 +30,7 @@ from tuiagent.agent.events import (
     AttemptFailed,
     BudgetChanged,
     CacheStateChanged,
+    CallHeld,
     Event,
     Notice,
     ToolCallStarted,
@@ -41,18 +39,14 @@ from tuiagent.agent.events import (
 )
 from tuiagent.agent.router import RouteDecision
 from tuiagent.config import TIERS, Settings
-from tuiagent.cost.budget import (
-    Budget,
-    Hold,
-    Reservation,
-    estimated_with_margin,
-    least_useful_cost,
-    plan_reservation,
-)
+from tuiagent.cost.budget import Budget
+from tuiagent.cost.display import budget_line
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money as show_money
 from tuiagent.cost.ledger import Ledger
-from tuiagent.cost.pricing import Cost, Pricer, UnpricedModelError
+from tuiagent.cost.pricing import Pricer
+from tuiagent.errors import UsageError
+from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.caching import (
     CacheTracker,
     api_miss_reason,
@@ -68,14 +62,14 @@ from tuiagent.llm.client import (
     count_tokens,
     stream_message,
 )
-from tuiagent.llm.tokens import PER_MESSAGE_OVERHEAD, estimate_request_tokens, estimate_tokens
+from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.llm.window import context_window
+from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, record_fields
 from tuiagent.runs.log import Writer, utc_now_iso
-from tuiagent.runs.records import Attempt, HaltReason, Turn
+from tuiagent.runs.records import Attempt, HaltReason, HoldRecord, Turn
 from tuiagent.runs.transcript import Transcript
 
-MAX_PLAUSIBLE_TOKENS = 10**9  # usage beyond this is a broken server, not a bill
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 8.0
 
@@ -111,11 +105,10 @@ class CallEnd:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A call ready to send: the route taken, the exact request, its reservation."""
+    """A call ready to hold: the route taken and the meter's plan (the exact request)."""
 
     decision: RouteDecision
-    request: dict[str, Any]
-    reservation: Reservation
+    plan: Plan
 
     @property
     def model(self) -> str:
@@ -139,6 +132,27 @@ def is_retryable(failure: CallFailed) -> bool:
     return failure.status in (408, 409, 429) or failure.status >= 500
 
 
+def _over_reservation(turn: int, record: Turn) -> str:
+    """The warning for a call billed beyond its reservation: in dollars when the dollars
+    went over the hold, else in the tokens that did (the hold still covered the bill)."""
+    if record.cost_usd > record.reserved_usd:
+        return (
+            f"turn {turn}: the server billed more than the call was reserved for "
+            f"(${record.cost_usd:.6f} against ${record.reserved_usd:.6f}); "
+            "later calls reserve for it"
+        )
+    u, over = record.usage, []
+    if u.total_input_tokens > record.input_tokens_counted:
+        over.append(f"{u.total_input_tokens:,} input against {record.input_tokens_counted:,}")
+    if u.output_tokens > record.max_tokens:
+        over.append(f"{u.output_tokens:,} output against max_tokens {record.max_tokens:,}")
+    return (
+        f"turn {turn}: the server counted more tokens than the call was reserved for "
+        f"({'; '.join(over)}), within the dollars held (${record.cost_usd:.6f} of "
+        f"${record.reserved_usd:.6f}); later calls reserve for it"
+    )
+
+
 def usage_unknown(failure: CallFailed) -> bool:
     """The request left and the server may have billed it, but no usage came back: an
     answer that dropped before message_start, a timeout, an unreadable stream. (An HTTP
@@ -146,49 +160,13 @@ def usage_unknown(failure: CallFailed) -> bool:
     return failure.sent and not failure.usage_seen and failure.status in (None, 200)
 
 
-def _unmarked(blocks: Any) -> Any:
-    """Blocks as the API reads them, cache markers aside (they move every call)."""
-    if isinstance(blocks, str):
-        return [{"type": "text", "text": blocks}] if blocks else []
-    if not isinstance(blocks, list):
-        return blocks
-    return [
-        {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
-        for b in blocks
-    ]
+@dataclass(frozen=True)
+class _Held:
+    """A call held by the meter, with the route that chose it."""
 
-
-def _hash(value: Any) -> str:
-    data = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.blake2b(data.encode(), digest_size=16).hexdigest()
-
-
-def _digest(message: dict[str, Any]) -> str:
-    return _hash([message.get("role"), _unmarked(message.get("content"))])
-
-
-def _frame_digest(request: dict[str, Any]) -> str:
-    """Everything but the messages: model, tools, system."""
-    return _hash(
-        [request.get("model"), _unmarked(request.get("tools")), _unmarked(request.get("system"))]
-    )
-
-
-@dataclass
-class _Prefix:
-    """The last conversation call: its exact size, billed, and what it was made of."""
-
-    frame: str
-    messages: list[str]
-    tokens: int  # its total input + its output: the exact size of the unchanged prefix
-
-
-@dataclass
-class _Calibration:
-    """What one model's server has shown beyond what was reserved (factors >= 1)."""
-
-    input_factor: Decimal = Decimal(1)
-    output_factor: Decimal = Decimal(1)
+    prepared: Prepared
+    held: Held
+    record: HoldRecord  # its `hold` record, written before it was sent
 
 
 @dataclass
@@ -204,7 +182,8 @@ class _Seen:
 
 
 class Caller:
-    """The metered call of one run: its budget, ledger, retries, calibration and prefix."""
+    """The metered calls of one run (or one sub-agent): its meter (budget, calibration,
+    prefix), ledger, retries and cache tracker."""
 
     def __init__(
         self,
@@ -224,26 +203,43 @@ class Caller:
         self.client = client
         self.pricer = pricer
         self.budget = budget
+        # One call at a time under this budget (sub-agents have slices of their own): a
+        # call may hold all that is left.
+        self.meter = CallMeter(
+            pricer,
+            budget,
+            min_useful_tokens=settings.run.min_useful_tokens,
+            wait_s=settings.run.hold_wait_s,
+            clock=clock,
+        )
         self.ledger = ledger if ledger is not None else Ledger()
         self.write = write
         self.transcript = transcript
         self.simulated = simulated
         self.clock = clock
         self.wall_clock = wall_clock
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.random = random.Random()
         self.retries_used = 0
-        self.count_calls = 0  # count_tokens round trips made (the bench reads it)
         self.cache = CacheTracker()
-        self._prefix: _Prefix | None = None
-        self._calibration: dict[str, _Calibration] = {}
         self._count_available = True
         self._pending_wait: float | None = None
-        self._needed: Decimal | None = None  # see _plan
         self.started_at = ""  # when the call in progress was sent (wall clock, ISO-8601)
         # What streamed of a call that was interrupted (the loop keeps it in the history).
         self.interrupted_content: list[dict[str, Any]] = []
         self.last_call: Turn | None = None  # the last `turn` record written
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[None]]:
+        return self.meter.sleep
+
+    @sleep.setter
+    def sleep(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        self.meter.sleep = sleep  # retries and waits for holds: one clock to replace
+
+    @property
+    def count_calls(self) -> int:
+        """count_tokens round trips made (the bench reads it)."""
+        return self.meter.count_calls
 
     # --- the call ------------------------------------------------------------
 
@@ -256,54 +252,38 @@ class Caller:
         while True:
             attempt += 1
             try:
-                prepared = await self._prepare(spec)
-            except CallFailed as failure:  # count_tokens refused: a bad key, an unknown model
+                held = await self._hold(spec)
+                end = self._did_not_fit(spec, helper) if held is None else None
+            except (CallFailed, UsageError, LedgerError) as failure:
+                # count_tokens refused (a bad key), a model or a modifier without a price, a
+                # ledger that cannot be reached (then nothing is sent)
                 yield Notice(str(failure), "warning" if helper else "error")
                 yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
                 return
-            if prepared is None:
-                left = self.budget.remaining
-                if helper:
-                    yield Notice(
-                        f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
-                    )
-                    yield CallEnd(None, "skipped")
-                    return
-                needed = self._needed if self._needed is not None else left
-                places = 4  # enough places that what is left and what is needed differ
-                while places < 9 and round(left, places) >= round(needed, places):
-                    places += 1
-                yield CallEnd(
-                    None,
-                    HaltReason.MAX_COST,
-                    f"spent {show_money(self.budget.settled, places)} of the "
-                    f"{show_cap(self.budget.cap)} cap: {show_money(left, places)} left, "
-                    f"the next call needs up to {show_money(needed, places)}",
-                    needed_usd=needed,
-                )
+            if held is None:
+                assert end is not None
+                if helper:  # said as a notice; a skipped call's end carries no detail
+                    yield Notice(end.detail)
+                    end = CallEnd(None, "skipped")
+                yield end
                 return
-            p, res = prepared, prepared.reservation
-            hold = self.budget.reserve(res.worst_case_usd, f"turn {spec.turn} {spec.purpose}")
-            if hold is None:  # pragma: no cover - planned within budget.remaining just now
-                yield CallEnd(None, "skipped" if helper else HaltReason.MAX_COST, "the cap moved")
-                return
+            p, request = held.prepared, held.held.request
+            yield CallHeld(held.record)
             yield BudgetChanged(self.budget.snapshot())
             yield TurnStarted(
                 spec.turn,
                 p.decision.tier,
                 p.model,
-                p.request["max_tokens"],
+                request["max_tokens"],
                 p.decision.reason,
                 p.decision.candidates_record(),
                 attempt,
             )
-            self.transcript.request(spec.turn, spec.purpose, p.request)
             seen = _Seen()
-            self.started_at = utc_now_iso()  # a Caller makes one call at a time
             events: list[Event] = []
             stream = stream_message(
                 self.client,
-                p.request,
+                request,
                 clock=self.clock,
                 call_timeout_s=self.settings.run.call_timeout_s,
                 idle_timeout_s=self.settings.run.stream_idle_timeout_s,
@@ -335,7 +315,7 @@ class Caller:
             finally:
                 # The accounting of every way an attempt ends, exactly once: a result, a
                 # failure, or neither (cancelled, a signal, the consumer closed this call).
-                events = self._account(spec, p, hold, seen)
+                events = self._account(spec, held, seen)
                 await stream.aclose()
             for event in events:
                 yield event
@@ -360,6 +340,32 @@ class Caller:
             yield Notice(f"{failed}; retry {self.retries_used} in {wait:.1f}s", "warning")
             await self.sleep(wait)
 
+    def _did_not_fit(self, spec: CallSpec, helper: bool) -> CallEnd:
+        """Why no useful call fits: the run's cap, or the `[[budgets]]` budget that stops it
+        (named, with when it resets). LedgerError when the ledger cannot be read."""
+        scopes = Scopes(model=spec.decision.model)
+        left = self.budget.remaining_for(scopes)
+        if helper:
+            why = f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
+            return CallEnd(None, "skipped", why)
+        needed = self.meter.needed if self.meter.needed is not None else left
+        places = 4  # enough places that what is left and what is needed differ
+        while places < 9 and round(left, places) >= round(needed, places):
+            places += 1
+        line = self.budget.binding(scopes)
+        if line is not None and self.budget.stack is not None:
+            now = self.budget.stack.ledger.clock()
+            why = (
+                f"{budget_line(line, now)}: the next call needs up to {show_money(needed, places)}"
+            )
+        else:
+            why = (
+                f"spent {show_money(self.budget.settled, places)} of the "
+                f"{show_cap(self.budget.cap)} cap: {show_money(left, places)} left, "
+                f"the next call needs up to {show_money(needed, places)}"
+            )
+        return CallEnd(None, HaltReason.MAX_COST, why, needed_usd=needed)
+
     def backoff(self, retries_so_far: int, retry_after_s: float | None) -> float:
         """Exponential backoff with jitter; the server's retry-after wins when it says."""
         if retry_after_s is not None and retry_after_s >= 0:
@@ -367,7 +373,7 @@ class Caller:
         base = min(RETRY_INITIAL_S * 2.0**retries_so_far, RETRY_MAX_S)
         return float(base / 2 + self.random.uniform(0, base / 2))
 
-    # --- before: plan, count, reserve ----------------------------------------
+    # --- before: route, plan, hold -------------------------------------------
 
     def _tiers(self, spec: CallSpec) -> list[str]:
         tiers = [spec.decision.tier]
@@ -375,176 +381,123 @@ class Caller:
             tiers += list(reversed(TIERS[: TIERS.index(spec.decision.tier)]))
         return tiers
 
+    async def _hold(self, spec: CallSpec) -> _Held | None:
+        """Plan the call and hold its worst case, its `hold` record written before it is
+        sent; None when no useful call fits (not even once holds in flight settle)."""
+        chosen: list[Prepared] = []  # the route of the plan being held
+        written: list[HoldRecord] = []
+
+        async def plan() -> Plan | None:
+            prepared = await self._prepare(spec)
+            chosen[:] = [prepared] if prepared is not None else []
+            return prepared.plan if prepared is not None else None
+
+        def before_sending(h: Held) -> None:
+            # Both written, or the hold released and nothing sent (a full disk: LogWriteError).
+            self.transcript.request(spec.turn, spec.purpose, h.request)
+            written.append(self._write_hold(spec, chosen[0], h))
+
+        held = await self.meter.hold_when_it_fits(
+            plan,
+            f"turn {spec.turn} {spec.purpose}",
+            before_sending,
+            Scopes(model=spec.decision.model),
+        )
+        if not isinstance(held, Held):
+            return None
+        self.started_at = utc_now_iso()  # a Caller makes one call at a time
+        return _Held(chosen[0], held, written[0])
+
+    def _write_hold(self, spec: CallSpec, p: Prepared, held: Held) -> HoldRecord:
+        res = held.reservation
+        return self.write(
+            HoldRecord(
+                hold_id=held.hold_id,
+                turn=spec.turn,
+                purpose=spec.purpose,
+                model=p.model,
+                reserved_usd=res.worst_case_usd,
+                max_tokens=int(held.request["max_tokens"]),
+                input_tokens_counted=res.input_tokens,
+                started_at=utc_now_iso(),
+            )
+        )
+
     async def _prepare(self, spec: CallSpec) -> Prepared | None:
-        """Reserve the call's worst case within what is left of the cap.
+        """The plan for this call within what is left of the cap.
 
         When even a useful minimum of output does not fit, an auto-routed call steps down
-        to a cheaper tier; otherwise None: nothing is sent.
+        to a cheaper tier; close to the cap a call drops its cache markers (then nothing is
+        held at the write premium); otherwise None: nothing is sent.
         """
         decision = spec.decision
-        self._needed = None
         for tier in self._tiers(spec):
             model = (
                 decision.model if tier == decision.tier else self.settings.router.model_for(tier)
             )
             request = spec.build(model)
-            reservation = await self._reserve_for(model, request, spec.conversation)
-            if reservation is None and count_breakpoints(request):
-                # Close to the cap: without cache markers nothing can be written, so no
-                # input is reserved at the write premium; this call may still fit.
-                request = without_breakpoints(request)
-                reservation = await self._reserve_for(model, request, spec.conversation)
-            if reservation is None:
+            plan = await self._plan(model, request, spec.conversation)
+            if plan is None and count_breakpoints(request):
+                plan = await self._plan(model, without_breakpoints(request), spec.conversation)
+            if plan is None:
                 continue
-            request["max_tokens"] = reservation.max_tokens
             if tier != decision.tier:
                 why = f"{decision.reason}; stepped down from {decision.tier}: a useful answer did not fit the cap"
                 decision = dataclasses.replace(decision, tier=tier, model=model, reason=why)
-            return Prepared(decision, request, reservation)
+            return Prepared(decision, plan)
         return None
 
-    def _plan(
-        self, model: str, request: dict[str, Any], tokens: int, source: str
-    ) -> Reservation | None:
-        cal = self._calibration.get(model, _Calibration())
-        planned = plan_reservation(
-            self.pricer,
-            model,
-            request,
-            tokens,
-            source,
-            self.budget.remaining,
-            self.settings.run.min_useful_tokens,
-            input_factor=cal.input_factor,
-            output_factor=cal.output_factor,
+    async def _plan(self, model: str, request: dict[str, Any], conversation: bool) -> Plan | None:
+        modifiers = self.meter.modifiers(model, request)
+        count = self._count if self._count_available else None
+        scopes = Scopes(model=model)  # (the run's own scopes are the budget's)
+        size = await self.meter.size(
+            model, request, modifiers, count, conversation=conversation, scopes=scopes
         )
-        if planned is None:  # what it would take: the least of the tiers tried
-            least = least_useful_cost(
-                self.pricer, model, request, tokens, self.settings.run.min_useful_tokens
-            )
-            self._needed = least if self._needed is None else min(self._needed, least)
-        return planned
+        return self.meter.plan(model, request, size, modifiers, scopes)
 
-    async def _reserve_for(
-        self, model: str, request: dict[str, Any], conversation: bool
-    ) -> Reservation | None:
-        """Pre-flight without a round trip where it cannot change the outcome: the exact
-        size of the prefix the previous call billed, plus the new part estimated with the
-        margin. count_tokens is asked only when the prefix changed (first call, another
-        model, system or tools changed, the history edited) or when the new part's
-        uncertainty could decide whether the call fits."""
-        estimate = estimate_request_tokens(request)
-        known = self._known_prefix(request) if conversation else None
-        if known is not None:
-            prefix_tokens, new_estimate = known
-            upper = prefix_tokens + estimated_with_margin(new_estimate)
-            res = self._plan(model, request, max(upper, estimate), "prefix+estimate")
-            if res is not None and res.max_tokens == res.requested_max_tokens:
-                return res  # fits whole: a count could not change that
-        counted, source = await self._count_input(request, estimate)
-        return self._plan(model, request, counted, source)
-
-    def _known_prefix(self, request: dict[str, Any]) -> tuple[int, int] | None:
-        """(exact prefix tokens, estimate of the new part) when this request only appends
-        to the previous conversation call; None when the prefix changed."""
-        prev = self._prefix
-        messages = request.get("messages") or []
-        if prev is None or len(messages) <= len(prev.messages):
-            return None
-        if _frame_digest(request) != prev.frame:
-            return None
-        n = len(prev.messages)
-        if [_digest(m) for m in messages[:n]] != prev.messages:
-            return None
-        # messages[n] is the answer the previous call gave (in its output tokens).
-        new = messages[n + 1 :]
-        return prev.tokens, estimate_request_tokens({"messages": new}) + PER_MESSAGE_OVERHEAD
-
-    async def _count_input(self, request: dict[str, Any], estimate: int) -> tuple[int, str]:
-        """The request's input tokens from the API's free count (the offline model's own
-        offline), never below the local estimate; where no count can be had (a gateway
-        without count_tokens, a bad count, an error), the estimate with its margin."""
-        if self._count_available:
-            self.count_calls += 1
-            try:
-                counted = await count_tokens(self.client, request)
-            except CallFailed as failure:
-                if failure.status in (401, 403):
-                    raise
-                if failure.status == 404:
-                    self._count_available = False  # this endpoint has none: stop asking
-            except Exception:
-                pass
-            else:
-                if isinstance(counted, int) and counted >= 0:
-                    return max(counted, estimate), "count_tokens"
-        return estimated_with_margin(estimate), "estimate"
+    async def _count(self, request: dict[str, Any]) -> object:
+        """The API's free count (the offline model's own offline); None where there is none:
+        a gateway without count_tokens (asked no more), an error, a count that is not one."""
+        try:
+            return await count_tokens(self.client, request)
+        except CallFailed as failure:
+            if failure.status in (401, 403):
+                raise
+            if failure.status == 404:
+                self._count_available = False  # this endpoint has none: stop asking
+        except Exception:
+            pass
+        return None
 
     # --- after: settle and record, exactly once -----------------------------
 
-    def _account(self, spec: CallSpec, p: Prepared, hold: Hold, seen: _Seen) -> list[Event]:
+    def _account(self, spec: CallSpec, held: _Held, seen: _Seen) -> list[Event]:
         """Settle the hold and write the attempt's one record. Runs in a `finally`: with a
         result, with a failure, or with neither (cancelled, a signal, the consumer gone)."""
         self._pending_wait = None
         if seen.result is not None:
-            return self._settle_turn(spec, p, hold, seen.result)
+            return self._settle_turn(spec, held, seen.result, seen.updates)
         if seen.failure is not None:
-            return self._settle_failure(spec, p, hold, seen.failure, seen.updates)
-        return self._settle_interrupted(spec, p, hold, seen)
-
-    def _price(self, p: Prepared, usage: TokenUsage, response_model: str) -> tuple[Cost, str]:
-        """The cost of `usage`: as the response's model where it differs and can be priced,
-        never below the requested model's price."""
-        cost = self.pricer.price(p.model, usage)
-        if response_model and response_model != p.model:
-            try:
-                other = self.pricer.price(response_model, usage)
-            except (UnpricedModelError, LookupError):
-                return cost, p.model
-            if other.total >= cost.total:
-                return other, response_model
-        return cost, p.model
-
-    def _billed(
-        self, p: Prepared, usage: TokenUsage, hold: Hold, response_model: str
-    ) -> tuple[TokenUsage, Cost, str, dict[str, Any]]:
-        """What to settle for this usage: its price, checked against the reservation. Usage
-        no server can mean (negative, or beyond a billion tokens) is not believed: the
-        reservation's worst case stays spent."""
-        values = usage.as_record().values()
-        if any(v < 0 or v > MAX_PLAUSIBLE_TOKENS for v in values):
-            return TokenUsage(), self._worst_case_cost(p), p.model, {"usage_unknown": True}
-        cost, priced_as = self._price(p, usage, response_model)
-        return usage, cost, priced_as, self._checks(p, usage, cost, hold)
-
-    def _worst_case_cost(self, p: Prepared) -> Cost:
-        res = p.reservation
-        out = self.pricer.rates(p.model, res.input_tokens).output * res.output_tokens
-        return Cost(input=res.worst_case_usd - out, output=out)
-
-    def _checks(self, p: Prepared, usage: TokenUsage, cost: Cost, hold: Hold) -> dict[str, Any]:
-        """Usage beyond what was reserved: flagged, and later reservations take it."""
-        res = p.reservation
-        over_out = usage.output_tokens > p.request["max_tokens"]
-        over_in = usage.total_input_tokens > res.input_tokens
-        if not (over_out or over_in or cost.total > hold.amount):
-            return {}
-        cal = self._calibration.setdefault(p.model, _Calibration())
-        if over_in and res.input_tokens > 0:
-            ratio = Decimal(usage.total_input_tokens) / Decimal(res.input_tokens)
-            cal.input_factor = max(cal.input_factor, cal.input_factor * ratio)
-        if over_out:
-            ratio = Decimal(usage.output_tokens) / Decimal(max(1, p.request["max_tokens"]))
-            cal.output_factor = max(cal.output_factor, ratio)
-        return {"over_reservation": True}
+            return self._settle_failure(spec, held, seen.failure, seen.updates)
+        return self._settle_interrupted(spec, held, seen)
 
     def _settle_turn(
-        self, spec: CallSpec, p: Prepared, hold: Hold, result: CallResult
+        self, spec: CallSpec, held: _Held, result: CallResult, updates: int
     ) -> list[Event]:
         response_model = result.response_model or result.model
-        usage, cost, priced_as, flags = self._billed(p, result.usage, hold, response_model)
+        settled = self.meter.settle(
+            held.held,
+            Seen(
+                usage=result.usage,
+                updates=updates,
+                completed=True,
+                response_model=response_model,
+            ),
+        )
+        usage = settled.usage
         result = dataclasses.replace(result, usage=usage)
-        hold.settle(cost.total)
+        p, request = held.prepared, held.held.request
         miss_reason = None
         model = p.model
         if spec.conversation:  # a helper call's prefix is not the conversation's
@@ -553,22 +506,16 @@ class Caller:
                 model,
                 usage,
                 now,
-                p.request,
+                request,
                 api_miss_reason(result.diagnostics),
                 self.settings.cache.enabled,
             )
             self.cache.note(model, usage, self.settings.cache.ttl, now, result.message_id or None)
-            self._prefix = _Prefix(
-                _frame_digest(p.request),
-                [_digest(m) for m in p.request.get("messages") or []],
-                usage.total_input_tokens + usage.output_tokens,
-            )
+            self.meter.note_prefix(held.held, settled)
         elif spec.purpose == "keep_warm":
             self.cache.note(model, usage, self.settings.cache.ttl, self.wall_clock(), None)
         cut = list(result.cut_tool_calls)
-        if response_model != model:
-            flags["model_mismatch"] = response_model
-        record = self._write_turn(spec, p, result, cost, priced_as, flags, miss_reason, cut)
+        record = self._write_turn(spec, held, result, settled, miss_reason, cut)
         events: list[Event] = [TurnFinished(record), BudgetChanged(self.budget.snapshot())]
         if spec.conversation or spec.purpose == "keep_warm":
             events.append(self.cache_state(model))
@@ -587,14 +534,7 @@ class Caller:
     def _flag_notices(self, turn: int, record: Turn) -> list[Event]:
         out: list[Event] = []
         if record.over_reservation:
-            out.append(
-                Notice(
-                    f"turn {turn}: the server billed more than the call was reserved for "
-                    f"(${record.cost_usd:.6f} against ${record.reserved_usd:.6f}); "
-                    "later calls reserve for it",
-                    "warning",
-                )
-            )
+            out.append(Notice(_over_reservation(turn, record), "warning"))
         if record.model_mismatch:
             out.append(
                 Notice(
@@ -606,34 +546,26 @@ class Caller:
         return out
 
     def _settle_failure(
-        self, spec: CallSpec, p: Prepared, hold: Hold, failure: CallFailed, updates: int
+        self, spec: CallSpec, held: _Held, failure: CallFailed, updates: int
     ) -> list[Event]:
-        flags: dict[str, Any] = {}
-        if not failure.sent:
-            hold.release()
-            usage, cost = TokenUsage(), Cost()
-            flags["sent"] = False
-        elif usage_unknown(failure) and updates == 0:
-            usage, cost = TokenUsage(), self._worst_case_cost(p)
-            hold.settle(cost.total)
-            flags["usage_unknown"] = True
-        else:
-            usage = failure.partial_usage
-            if updates == 1:
-                # message_start billed the input; the output the server went on to make
-                # is unknown: it stays spent at the most the request allowed.
-                output = max(usage.output_tokens, p.reservation.output_tokens)
-                usage = dataclasses.replace(usage, output_tokens=output)
-                flags["output_unknown"] = True
-            usage, cost, _, more = self._billed(p, usage, hold, "")
-            flags.update(more)
-            hold.settle(cost.total)
-        self.ledger.add(usage, cost, counts_as_turn=False)
+        seen_usage = failure.usage_seen or updates > 0
+        settled = self.meter.settle(
+            held.held,
+            Seen(
+                sent=failure.sent,
+                status=failure.status,
+                usage=failure.partial_usage if seen_usage else None,
+                updates=updates,
+                bad_usage=failure.error_type == "bad_usage",
+            ),
+        )
+        self.ledger.add(settled.usage, settled.cost, counts_as_turn=False)
         wait = None
         if is_retryable(failure) and self.retries_used < self.settings.run.max_retries:
             wait = self.backoff(self.retries_used, failure.retry_after_s)
             self.retries_used += 1
         self._pending_wait = wait
+        p = held.prepared
         record = self.write(
             Attempt(
                 turn=spec.turn,
@@ -646,51 +578,48 @@ class Caller:
                 request_id=failure.request_id,
                 retry_in_s=None if wait is None else round(wait, 3),
                 retries_used=self.retries_used,
-                usage=usage,
-                cost_usd=cost.total,
-                reserved_usd=p.reservation.worst_case_usd,
+                usage=settled.usage,
+                cost_usd=settled.cost.total,
+                reserved_usd=held.held.reservation.worst_case_usd,
                 cumulative_cost_usd=self.ledger.spent,
-                **flags,
+                **record_fields(held.held, settled),
             )
         )
         return [AttemptFailed(record), BudgetChanged(self.budget.snapshot())]
 
-    def _settle_interrupted(
-        self, spec: CallSpec, p: Prepared, hold: Hold, seen: _Seen
-    ) -> list[Event]:
-        """Stopped (Escape, Ctrl-C, a signal): what streamed stays, and its cost counts; with
-        no usage seen, the worst case."""
+    def _settle_interrupted(self, spec: CallSpec, held: _Held, seen: _Seen) -> list[Event]:
+        """Stopped (Escape, Ctrl-C, a signal): what streamed stays; the call is priced by
+        what its usage said (output unknown after the cut: the most it allowed), or with
+        no usage seen at its worst case."""
         text = "".join(seen.text)
         content = [{"type": "text", "text": text}] if text else []
         self.interrupted_content = content
-        flags: dict[str, Any] = {}
-        if seen.usage_seen:
-            output = max(seen.usage.output_tokens, estimate_tokens(text))
-            usage = dataclasses.replace(seen.usage, output_tokens=output)
-            usage, cost, _, more = self._billed(p, usage, hold, "")
-            flags.update(more)
-        else:
-            usage, cost = TokenUsage(), self._worst_case_cost(p)
-            flags["usage_unknown"] = True
-        hold.settle(cost.total)
-        result = CallResult("", p.model, content, "interrupted", usage, None, None, 0.0)
-        self._write_turn(spec, p, result, cost, p.model, flags, None, [])
+        settled = self.meter.settle(
+            held.held,
+            Seen(
+                usage=seen.usage if seen.usage_seen else None,
+                updates=seen.updates,
+                output_streamed=estimate_tokens(text),
+            ),
+        )
+        usage = settled.usage
+        result = CallResult("", held.prepared.model, content, "interrupted", usage, None, None, 0.0)
+        self._write_turn(spec, held, result, settled, None, [])
         return []
 
     def _write_turn(
         self,
         spec: CallSpec,
-        p: Prepared,
+        held: _Held,
         result: CallResult,
-        cost: Cost,
-        priced_as: str,
-        flags: dict[str, Any],
+        settled: Settled,
         miss_reason: str | None,
         cut: list[str],
     ) -> Turn:
         """Book a finished (or stopped) call in the ledger and write its `turn` record."""
-        usage, res, decision = result.usage, p.reservation, p.decision
-        without_cache = self.pricer.without_cache(priced_as, usage)
+        p, cost = held.prepared, settled.cost
+        usage, res, decision = result.usage, held.held.reservation, p.decision
+        without_cache = self.pricer.without_cache(settled.priced_as, usage, settled.modifiers)
         self.ledger.add(usage, cost, without_cache=without_cache)
         record = self.last_call = self.write(
             Turn(
@@ -705,7 +634,7 @@ class Caller:
                 cost_usd=cost.total,
                 cost_breakdown_usd=cost,
                 cumulative_cost_usd=self.ledger.spent,
-                max_tokens=p.request["max_tokens"],
+                max_tokens=held.held.request["max_tokens"],
                 max_tokens_requested=res.requested_max_tokens,
                 input_tokens_counted=res.input_tokens,
                 input_count_source=res.token_source,
@@ -725,8 +654,7 @@ class Caller:
                 saved_by_cache_usd=without_cache - cost.total,
                 tool_calls=[u["name"] for u in result.tool_uses],
                 cut_tool_calls=cut,
-                priced_as=priced_as,
-                **flags,
+                **record_fields(held.held, settled),
             )
         )
         return record

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,8 @@ from tuiagent.llm.markers import SUMMARIZE_MARKER
 from tuiagent.llm.tokens import estimate_tokens
 
 EXPAND_TOOL = "expand_result"
+_RESULT_NUMBER = re.compile(r"r([1-9][0-9]{0,8})")
+_NAMED_ID = re.compile(r"\[(r[1-9][0-9]{0,8})[: ]")
 DEFAULT_EXPAND_LINES = 200
 # A line of a note or marker never shows more than this much of one original line.
 _MAX_LINE_CHARS = 240
@@ -58,11 +60,18 @@ class _Kept:
 
 
 class Compressor:
-    """Shrinks large tool results and keeps their originals for `expand_result`."""
+    """Shrinks large tool results and keeps their originals for `expand_result`.
 
-    def __init__(self, over_tokens: int = 1000) -> None:
+    Each original kept is handed to `on_keep` (the run's transcript writes it), so a resumed
+    run gets them back (`restore`) under the same ids; a new id never reuses an old one."""
+
+    def __init__(
+        self, over_tokens: int = 1000, on_keep: Callable[[str, str], None] | None = None
+    ) -> None:
         self.over_tokens = over_tokens
+        self.on_keep = on_keep
         self._kept: dict[str, _Kept] = {}
+        self._next_id = 1  # the number of the next result id (`r{n}`)
 
     # --- compression -------------------------------------------------------
 
@@ -71,8 +80,11 @@ class Compressor:
         if tokens <= self.over_tokens or tool == EXPAND_TOOL:
             return Compressed(text, "none", tokens, tokens)
         result_id, kept = self._keep(text)
-        for method, shrink in _methods(text, self.over_tokens):
-            out = self._fit(tool, result_id, kept, tokens, method, shrink)
+        # A read stopped at its size limit is a part of the file: its shape and its counts
+        # are the part's, and the note says so.
+        body, part = split_partial(text)
+        for method, shrink in _methods(body, self.over_tokens):
+            out = self._fit(tool, result_id, kept, tokens, method, shrink, part)
             if out is not None:
                 return out
         # A bound too small for any method's note: the note alone, cut to fit.
@@ -103,8 +115,24 @@ class Compressor:
         kept = self._kept.get(result_id)
         return None if kept is None else len(kept.lines)
 
-    def _keep(self, text: str) -> tuple[str, _Kept]:
-        result_id = f"r{len(self._kept) + 1}"
+    def restore(self, originals: Mapping[str, str], seen: Iterable[str] = ()) -> None:
+        """Take back the originals an earlier run kept, under their ids (handed to `on_keep`
+        again, so this run's files hold them too); new ids go on after every id kept or
+        `seen` (named in the conversation, even when its original was not kept)."""
+        for result_id, text in originals.items():
+            if _RESULT_NUMBER.fullmatch(result_id):
+                self._keep(text, result_id)
+        for result_id in seen:
+            self._count(result_id)
+
+    def _count(self, result_id: str) -> None:
+        m = _RESULT_NUMBER.fullmatch(result_id)
+        if m:
+            self._next_id = max(self._next_id, int(m.group(1)) + 1)
+
+    def _keep(self, text: str, result_id: str | None = None) -> tuple[str, _Kept]:
+        result_id = result_id or f"r{self._next_id}"
+        self._count(result_id)
         kept = _Kept(text.splitlines(), "")
         if len(kept.lines) <= 3 and len(text) > 4 * _MAX_LINE_CHARS:
             # One long line (minified JSON) cannot be paged by lines: keep it laid out.
@@ -113,6 +141,8 @@ class Compressor:
                 kept = _Kept(json.dumps(value, indent=1, ensure_ascii=False).splitlines(), "")
                 kept.how = "kept pretty-printed from one-line JSON"
         self._kept[result_id] = kept
+        if self.on_keep is not None:
+            self.on_keep(result_id, text)
         return result_id, kept
 
     def _fit(
@@ -123,12 +153,15 @@ class Compressor:
         tokens: int,
         method: str,
         shrink: Callable[[int], tuple[str, str] | None],
+        part: str = "",
     ) -> Compressed | None:
         for level in range(40):
             made = shrink(level)
             if made is None:
                 return None
             facts, body = made
+            if part:
+                facts = f"{part}; of that part: {facts}"
             note = (
                 f"[{result_id}: {tool} result compressed from {tokens:,} tokens ({method}). "
                 f"{facts}. {_how_to_expand(result_id, kept)}]"
@@ -145,6 +178,12 @@ class Compressor:
         """Lines offset..offset+limit (0-based) of a kept original, exactly, within the bound."""
         kept = self._kept.get(result_id)
         if kept is None:
+            m = _RESULT_NUMBER.fullmatch(result_id)
+            if m and int(m.group(1)) < self._next_id:
+                raise ToolError(
+                    f"the original of {result_id} was not kept (the run it came from did not "
+                    "keep originals); read the file or run the tool again"
+                )
             known = ", ".join(self._kept) or "none yet"
             raise ToolError(f"no result {result_id!r}; results kept in this session: {known}")
         if offset < 0 or limit < 1:
@@ -197,6 +236,11 @@ class Compressor:
             },
             run,
         )
+
+
+def result_ids_in(messages: list[dict[str, Any]]) -> set[str]:
+    """The result ids a conversation names (`[r7: ...`, `[r7 lines ...`)."""
+    return set(_NAMED_ID.findall(json.dumps(messages, ensure_ascii=False)))
 
 
 def summary_request(model: str, tool: str, text: str, max_tokens: int) -> dict[str, Any]:
@@ -275,6 +319,23 @@ def lines_within(lines: Iterable[str], room: int) -> list[str]:
 
 _NOT_JSON = object()
 
+# The line read_file ends a read with when it stopped at its size limit (tools/workspace.py).
+_STOPPED = re.compile(r"\n\[read stopped at ([\d,]+) bytes of ([\d,]+);[^\n]*\]\Z")
+
+
+def split_partial(text: str) -> tuple[str, str]:
+    """A read that stopped at its size limit: (the part read, what part it is); else
+    (text, "")."""
+    m = _STOPPED.search(text)
+    if m is None:
+        return text, ""
+    body = text[: m.start()]
+    lines = body.count("\n") + (not body.endswith("\n"))
+    return body, (
+        f"Only part of the file was read: its first {m.group(1)} bytes of {m.group(2)} "
+        f"({_n(lines, 'line')})"
+    )
+
 
 def _parse_json(text: str) -> Any:
     stripped = text.strip()
@@ -283,7 +344,45 @@ def _parse_json(text: str) -> Any:
     try:
         return json.loads(stripped)
     except (json.JSONDecodeError, RecursionError):
-        return _NOT_JSON
+        return _cut_json(stripped)
+
+
+_CUT_TRIES = 64
+
+
+def _cut_json(text: str) -> Any:
+    """A JSON document cut short (a read stopped at its size limit) as the complete values
+    it begins with: cut before the last comma outside a string, its open brackets closed.
+    _NOT_JSON when that does not parse (it was not JSON)."""
+    closers = {"{": "}", "[": "]"}
+    stack: list[str] = []
+    cuts: list[tuple[int, str]] = []  # (where a comma is, the brackets open there)
+    in_string = escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in closers:
+            stack.append(closers[ch])
+        elif ch in "}]":
+            if not stack or stack.pop() != ch:
+                return _NOT_JSON
+            if not stack:
+                return _NOT_JSON  # complete, so not cut: json.loads refused it for a reason
+        elif ch == "," and stack:
+            cuts.append((i, "".join(reversed(stack))))
+    for at, closing in reversed(cuts[-_CUT_TRIES:]):
+        try:
+            return json.loads(text[:at] + closing)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+    return _NOT_JSON
 
 
 # path:line:text as search_files (and grep -n) print it; a timestamp is not a path.

@@ -36,8 +36,10 @@ from typing import TYPE_CHECKING, Any
 from tuiagent.agent import helpers
 from tuiagent.agent.call import CallEnd
 from tuiagent.agent.compress import Compressor
-from tuiagent.agent.events import ContextEdited, Event, Notice
+from tuiagent.agent.events import AttemptFailed, ContextEdited, Event, Notice, TurnFinished
 from tuiagent.config import TIERS
+from tuiagent.cost.display import cap, money
+from tuiagent.llm.caching import TTL_SECONDS
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.llm.window import context_window
@@ -50,7 +52,12 @@ if TYPE_CHECKING:
 # summary call and rewrite within COMPACT_PAYBACK_CALLS (see the module doc).
 PAYBACK_CALLS = 10
 COMPACT_PAYBACK_CALLS = 30
-COMPACT_MIN_TOKENS = 4096  # below this, a summary saves too little to be worth its loss
+# What a compaction's notice says of why it happened (the record has the whole reason).
+_TRIGGERS = {
+    "window": "the context neared the window",
+    "saving": "a large history: the summary saves more than it costs",
+    "asked": "asked for",
+}
 COMPACT_SYSTEM = (
     f"{COMPACT_MARKER} You summarise a conversation between a user and an assistant that "
     "works in the user's files, so that the assistant can go on from your summary alone. "
@@ -75,6 +82,19 @@ class _Clearing:
     first_message: int
 
 
+@dataclass
+class _Settled:
+    """The end of the history's settled part: the last message a clearing edited. Calls
+    hold a cache breakpoint there, so the next clearing (which edits only what follows)
+    rewrites the cache from there on, not from the start. `cached_at`: when a call first
+    wrote that prefix to the cache (None: not yet), and on which model."""
+
+    message: int
+    after_turn: int  # the calls after this turn place the breakpoint
+    cached_at: float | None = None
+    model: str | None = None
+
+
 class ContextManager:
     """Keeps one agent's conversation within its window and its cost (see the module doc)."""
 
@@ -82,6 +102,37 @@ class ContextManager:
         self.agent = agent
         self.compressor = compressor
         self.settings = agent.settings
+        # The settled ends whose breakpoints the next call holds: the one cached, and a new
+        # one after a clearing until a call has cached it too.
+        self.settled: list[_Settled] = []
+
+    def held(self) -> list[int]:
+        """The message indices whose last blocks hold a cache breakpoint (conversation.py)."""
+        return [s.message for s in self.settled]
+
+    def _note_calls(self) -> None:
+        """A call made since a clearing has cached its settled end: the one before is let go."""
+        cache, turns = self.agent.cache, self.agent.state.turns
+        for s in self.settled:
+            if s.cached_at is None and turns > s.after_turn and cache.last_model is not None:
+                s.model = cache.last_model
+                s.cached_at = cache.models[cache.last_model].last_write_at
+        cached = [s for s in self.settled if s.cached_at is not None]
+        if cached:
+            self.settled = [s for s in self.settled if s.cached_at is None or s is cached[-1]]
+
+    def _rewrite_from(self) -> int:
+        """Where a clearing's rewrite of the cache starts: after the settled end a live cache
+        entry holds (same model, within its lifetime), else the first message."""
+        cache, now = self.agent.cache, self.agent.wall_clock()
+        for s in reversed(self.settled):
+            if s.cached_at is None or s.model != cache.last_model or s.model is None:
+                continue
+            state = cache.models.get(s.model)
+            ttl = TTL_SECONDS[state.ttl if state is not None else self.settings.cache.ttl]
+            if now < s.cached_at + ttl:
+                return s.message + 1
+        return 0
 
     # --- sizes ---------------------------------------------------------------
 
@@ -100,6 +151,7 @@ class ContextManager:
     async def before_call(self) -> AsyncGenerator[Event, None]:
         """Clear what has served when that pays; compact near the window; never let a
         request over the window go out (the agent halts on `context` instead)."""
+        self._note_calls()
         if self.settings.run.context_management:
             # Results of the request being worked on stay: the answer is made from them.
             history = self.agent.state.history
@@ -109,12 +161,16 @@ class ContextManager:
                 why = self._pays(clearing)
                 if why is not None:
                     yield self._apply_clearing(clearing, why)
+            trigger = "window"
             if self.tokens() > self.settings.run.compact_at * self.window():
-                why = f"the context neared the window ({self._fill()})"
+                why = (
+                    f"the context neared the window ({self._fill()}, past "
+                    f"{self.settings.run.compact_at:.0%} of it)"
+                )
             else:
-                why = self._compaction_pays(current)
+                trigger, why = "saving", self._compaction_pays(current)
             if why is not None:
-                async with aclosing(self.compact(why)) as events:
+                async with aclosing(self.compact(why, trigger)) as events:
                     async for event in events:
                         yield event
         if self.tokens() > self.window() and self.settings.run.context_management:
@@ -167,8 +223,10 @@ class ContextManager:
         if not edits:
             return None
         first = edits[0][0]
-        # What the prompt would hold from the first edit on: written to the cache again.
-        rewritten = estimate_request_tokens({"messages": history[first:]}) - cleared
+        # What the next call writes to the cache again: the prompt from the last cached
+        # breakpoint before the first edit (the settled end, if one is held) on.
+        start = min(first, self._rewrite_from())
+        rewritten = estimate_request_tokens({"messages": history[start:]}) - cleared
         return _Clearing(edits, cleared, max(0, rewritten), first)
 
     def _pays(self, clearing: _Clearing) -> str | None:
@@ -197,41 +255,49 @@ class ContextManager:
         )
 
     def _compaction_pays(self, start: int) -> str | None:
-        """Why compacting the messages before `start` pays now, or None (see the doc)."""
-        agent = self.agent
+        """Why compacting the messages before `start` pays now, or None (see the doc): the
+        history is large (`compact_early_at` of the window), the saving on each later call
+        is material (`compact_min_saving_usd`), and it pays back within
+        COMPACT_PAYBACK_CALLS calls."""
+        agent, run = self.agent, self.settings.run
         head = agent.state.history[:start]
         if not head or (len(head) == 1 and _is_summary(head[0])):
             return None
         head_tokens = estimate_request_tokens({"messages": head})
-        if head_tokens < COMPACT_MIN_TOKENS:
+        window = self.window()
+        if head_tokens < run.compact_early_at * window:
             return None
         summaries = sum(block_tokens(m["content"][0]) for m in head if _is_summary(m))
         expected = summaries + (head_tokens - summaries) // 10  # the new summary, guessed
         if expected >= head_tokens:
+            return None
+        rates = agent.pricer.rates(agent.cache.last_model or self.settings.router.model_for("fast"))
+        per_call = rates.cache_read * (head_tokens - expected)
+        if per_call < run.compact_min_saving_usd:
             return None
         tail = estimate_request_tokens({"messages": agent.state.history[start:]})
         rendered = estimate_request_tokens(
             {"messages": [{"role": "user", "content": self._render(head, keep=False)}]}
         )
         fast = agent.pricer.rates(self.settings.router.model_for("fast"))
-        rates = agent.pricer.rates(agent.cache.last_model or self.settings.router.model_for("fast"))
         cost = (
             fast.input * rendered
             + fast.output * expected
             + (rates.cache_write_5m - rates.cache_read) * (expected + tail)
         )
-        saved = rates.cache_read * (head_tokens - expected) * COMPACT_PAYBACK_CALLS
-        if saved < cost:
+        if per_call * COMPACT_PAYBACK_CALLS < cost:
             return None
         return (
-            f"it pays: reading {head_tokens - expected:,} fewer tokens for "
-            f"{COMPACT_PAYBACK_CALLS} calls saves ${saved:.5f}, more than the summary and "
-            f"the rewrite cost (${cost:.5f})"
+            f"the history holds {head_tokens:,} tokens (at least {run.compact_early_at:.0%} of "
+            f"the {window:,}-token window) and a summary saves {money(per_call)} on each later "
+            f"call (at least {cap(run.compact_min_saving_usd)}), paying for itself "
+            f"({money(cost)}) within {COMPACT_PAYBACK_CALLS} calls"
         )
 
     def _apply_clearing(self, clearing: _Clearing, reason: str) -> ContextEdited:
         agent = self.agent
         history = agent.state.history
+        agent.transcript.messages(history)  # as they were, before the edit
         before = self.tokens()
         uses = _tool_uses(history)
         ids = []
@@ -242,6 +308,7 @@ class ContextManager:
             ids.append(header[1 : header.index(":")])
             message["content"][bi] = {**block, "content": header}
         agent.transcript.rewrite(history, clearing.first_message)
+        self.settled.append(_Settled(clearing.edits[-1][0], agent.state.turns))
         model = agent.cache.last_model or self.settings.router.model_for("fast")
         rates = agent.pricer.rates(model)
         record = agent.write(
@@ -285,9 +352,11 @@ class ContextManager:
 
     # --- compaction and /clear -------------------------------------------------
 
-    async def compact(self, why: str) -> AsyncGenerator[Event, None]:
+    async def compact(self, why: str, trigger: str = "asked") -> AsyncGenerator[Event, None]:
         """Summarise the conversation before the current request (all of it when idle) by a
-        fast-tier helper call, and go on from the summary."""
+        fast-tier helper call, and go on from the summary. `trigger` (window, saving,
+        asked) and `why` go into the record and onto the screen. The call has a turn
+        number of its own; it does not count against the request's max_turns."""
         agent = self.agent
         history = agent.state.history
         start = _current_request(history) if agent.working else len(history)
@@ -310,21 +379,31 @@ class ContextManager:
         }
         yield Notice(f"compacting the conversation: {why}")
         result, failed = None, "the call was not made"
-        async with aclosing(helpers.helper_call(agent, "compact", request)) as items:
-            async for item in items:
-                if isinstance(item, CallEnd):
-                    result, failed = item.result, item.detail
-                else:
-                    yield item
+        turn, recorded = agent.state.turns + 1, False
+        try:
+            async with aclosing(helpers.helper_call(agent, "compact", request, turn=turn)) as items:
+                async for item in items:
+                    if isinstance(item, CallEnd):
+                        result, failed = item.result, item.detail
+                    else:
+                        recorded = recorded or isinstance(item, TurnFinished | AttemptFailed)
+                        yield item
+        finally:
+            if recorded:  # the number is taken: the next agent call has the one after
+                agent.state.turns = turn
+                if agent.working:
+                    agent.request_start += 1
         if result is None:
             yield Notice(f"could not compact the conversation ({failed})", "warning")
             return
         summary = result.text.strip() or "(the summary came back empty)"
         cost = agent.pricer.price(result.model or model, result.usage).total
         text = f"{SUMMARY_MARKER} Summary of the conversation so far:\n{summary}"
+        agent.transcript.messages(history)  # as they were, before the edit
         agent.state.history = [{"role": "user", "content": [{"type": "text", "text": text}]}]
         agent.state.history += history[start:]
         agent.transcript.rewrite(agent.state.history, 0)
+        self.settled = []
         after = self.tokens()
         record = agent.write(
             ContextEdit(
@@ -338,12 +417,13 @@ class ContextManager:
                 summary_tokens=result.usage.output_tokens,
                 cost_usd=cost,
                 reason=why,
+                trigger=trigger,
             )
         )
         yield ContextEdited(record)
         yield Notice(
             f"compacted the conversation: {before:,} -> {after:,} tokens, summarised by "
-            f"{result.model or model} for ${cost:.4f}"
+            f"{result.model or model} for {money(cost)} ({_TRIGGERS.get(trigger, trigger)})"
         )
 
     def clear(self) -> ContextEdited:
@@ -352,8 +432,10 @@ class ContextManager:
         agent = self.agent
         before = self.tokens()
         messages = len(agent.state.history)
+        agent.transcript.messages(agent.state.history)  # as they were, before the edit
         agent.state.history = []
         agent.transcript.rewrite([], 0)
+        self.settled = []
         record = agent.write(
             ContextEdit(
                 action="clear",

@@ -64,11 +64,14 @@ def agent_request(agent: Agent, model: str) -> dict[str, Any]:
     if agent.ask_diagnostics:
         # Ask the API why a call missed the cache: it compares with this previous call.
         request["diagnostics"] = {"previous_message_id": agent.cache.last_message_id}
-    return plan_breakpoints(request, model, agent.settings.cache.ttl)
+    return plan_breakpoints(request, model, agent.settings.cache.ttl, agent.context.held())
 
 
 def add_answer(agent: Agent, content: list[dict[str, Any]]) -> None:
+    """The answer joins the history, and the transcript at once: replay compares with the
+    answer as it was, even when a compaction replaces it later."""
     agent.state.history.append({"role": "assistant", "content": replayable(content)})
+    agent.transcript.messages(agent.state.history)
 
 
 def interrupted(agent: Agent, turn: int) -> None:

@@ -62,6 +62,27 @@ class UserMessage(LogRecord):
 
 
 @dataclass(frozen=True)
+class Answered(LogRecord):
+    """The request's answer, as the run log keeps it (after its last call's TurnFinished)."""
+
+    record: records.Answer
+
+
+@dataclass(frozen=True)
+class McpStateChanged(LogRecord):
+    """An MCP server started, failed to start or stopped (agent/mcp.py)."""
+
+    record: records.McpServerState
+
+
+@dataclass(frozen=True)
+class McpCostNoted(LogRecord):
+    """What each MCP server's tool definitions took in an agent call (agent/mcp.py)."""
+
+    record: records.McpCost
+
+
+@dataclass(frozen=True)
 class TurnFinished(LogRecord):
     record: records.Turn
 
@@ -80,6 +101,13 @@ class SubAgentEnded(LogRecord):
     """The `agent` record that closes a sub-agent: how it ended and what it spent."""
 
     record: records.SubAgentEnd
+
+
+@dataclass(frozen=True)
+class CallHeld(LogRecord):
+    """A call's worst case is held in flight, its `hold` record written: it is being sent."""
+
+    record: records.HoldRecord
 
 
 @dataclass(frozen=True)

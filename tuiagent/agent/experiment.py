@@ -31,6 +31,7 @@ from tuiagent.agent.router import RouteDecision, request_words, rule_matches, to
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, RouterRule, Settings
 from tuiagent.cost.budget import estimated_with_margin, plan_reservation
+from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.pricing import ZERO, Pricer
 from tuiagent.errors import LimitError, TuiagentError, UsageError
 from tuiagent.llm.client import ModelConnection
@@ -40,7 +41,7 @@ from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.records import ExperimentResult, HaltReason, ReplayedTurn
 from tuiagent.runs.records import Turn as TurnRecord
-from tuiagent.runs.transcript import answer_after, sent_requests
+from tuiagent.runs.transcript import sent_requests
 
 VERDICTS = ("same", "acceptable", "worse")
 KEEPS = ("same", "acceptable")  # verdicts under which the cheaper model would have done
@@ -208,13 +209,14 @@ def source_turns(run: RunFile) -> list[Turn]:
     records = [c for c in run.calls if isinstance(c, TurnRecord) and c.purpose == "agent"]
     if not records:
         raise UsageError(f"run {run.run_id} has no agent turns to replay")
-    requests, messages = sent_requests(run)
+    requests = sent_requests(run)
     turns = []
     for rec in records:
         number = rec.turn
-        request = requests.get((number, "agent"))
-        if request is None:
+        found = requests.get((number, "agent"))
+        if found is None:
             raise UsageError(f"the transcript of run {run.run_id} has no request for turn {number}")
+        request = found.request
         sent = request.get("messages") or []
         turns.append(
             Turn(
@@ -225,7 +227,7 @@ def source_turns(run: RunFile) -> list[Turn]:
                 rec.cost_usd,
                 rec.usage,
                 request,
-                answer_after(messages, request),
+                found.answer,
                 _prompt_of(sent),
                 tools_so_far(sent),
             )
@@ -337,7 +339,7 @@ def estimate(
             is None
         ):
             raise LimitError(
-                f"the cap ${cap:f} is less than one replayed turn could cost "
+                f"the cap {show_cap(cap)} is less than one replayed turn could cost "
                 f"({t.run_id} turn {t.turn} on {target}); raise --max-cost"
             )
         res = plan_reservation(

@@ -24,16 +24,18 @@ KEEP_WARM_PING = "(keep-alive: no answer needed)"
 
 
 async def helper_call(
-    agent: Agent, purpose: str, request: dict[str, Any], reason: str = ""
+    agent: Agent, purpose: str, request: dict[str, Any], reason: str = "", turn: int | None = None
 ) -> AsyncGenerator[Event | CallEnd, None]:
     """One helper call on its model's tier, reserved, retried and logged like every call
-    (its own `turn` record with its `purpose`). Ends with its CallEnd ("skipped" when it
-    did not fit or failed)."""
+    (its own `turn` record with its `purpose`; its number is the agent turn it serves unless
+    `turn` gives it one). Ends with its CallEnd ("skipped" when it did not fit or failed)."""
     model = request["model"]
     tier = agent.settings.router.tier_of(model) or "fast"
     why = reason or f"{purpose}: helper call on the {tier} tier"
+    if turn is None:
+        turn = agent.state.turns + (1 if purpose == "classify" else 0)
     spec = CallSpec(
-        agent.state.turns + (1 if purpose == "classify" else 0),
+        turn,
         purpose,
         RouteDecision(tier, model, why),
         lambda chosen: {**request, "model": chosen},

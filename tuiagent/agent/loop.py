@@ -10,6 +10,7 @@ run's first and last records are agent/records.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -23,10 +24,12 @@ import anthropic
 
 from tuiagent.agent import conversation, helpers, records
 from tuiagent.agent.call import CallEnd, Caller, CallSpec
-from tuiagent.agent.compress import Compressor
+from tuiagent.agent.compress import Compressor, result_ids_in
 from tuiagent.agent.context import ContextManager
+from tuiagent.agent.edits import Editor, EditPreview
 from tuiagent.agent.escalation import Escalation
 from tuiagent.agent.events import (
+    Answered,
     BudgetChanged,
     ContextEdited,
     Event,
@@ -34,8 +37,10 @@ from tuiagent.agent.events import (
     Notice,
     RunEnded,
     RunStarted,
+    TurnFinished,
     UserMessage,
 )
+from tuiagent.agent.mcp import McpTools
 from tuiagent.agent.protocol import AgentSnapshot
 from tuiagent.agent.router import (
     DEFAULT_EXPECTED_OUTPUT_TOKENS,
@@ -44,18 +49,21 @@ from tuiagent.agent.router import (
     tools_so_far,
 )
 from tuiagent.agent.tool_step import run_tool_calls
-from tuiagent.agent.tools import Toolbox
+from tuiagent.agent.tools import Toolbox, ToolError
 from tuiagent.config import TIERS, Settings
-from tuiagent.cost.budget import Budget
+from tuiagent.cost.budget import Budget, open_run_budget
 from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
+from tuiagent.errors import UsageError
 from tuiagent.llm.caching import CacheTracker
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
-from tuiagent.runs.log import R
+from tuiagent.runs.log import LogWriteError, R
 from tuiagent.runs.outcome import Outcome, outcome
+from tuiagent.runs.records import Answer as AnswerRecord
 from tuiagent.runs.records import HaltReason
 from tuiagent.runs.records import UserMessage as UserRecord
+from tuiagent.runs.transcript import Resumable
 
 T = TypeVar("T")
 
@@ -105,6 +113,7 @@ class Agent:
         parent: Agent | None = None,
         agent_id: str = "main",
         task: str | None = None,
+        session: str | None = None,
     ) -> None:
         """A sub-agent (agent/delegate.py) has a `parent`: it spends from `budget` (a slice
         of the parent's), writes to the parent's run log and ledger with its own identity
@@ -117,10 +126,19 @@ class Agent:
         self.pricer = Pricer(settings.router.prices)
         for tier in TIERS:
             self.pricer.ensure_priced(settings.router.model_for(tier))
-        self.budget = budget if budget is not None else Budget(settings.run.max_cost_usd)
         self.max_turns = settings.run.max_turns
         self.tier = settings.router.tier
         self.system_prompt = settings.run.resolved_system_prompt()
+        run_id = run_id or (parent.state.run_id if parent is not None else records.new_run_id())
+        # The run's cap over the ledger every tuiagent process shares (a sub-agent's is a
+        # slice of its parent's): opened before the log, so a ledger that cannot be reached
+        # leaves no run behind.
+        self.owns_budget = budget is None
+        self.session = session or run_id  # a resumed run goes on with its session
+        if budget is None:
+            scopes = records.run_scopes(run_id, self.session, self.simulated)
+            budget = open_run_budget(settings, scopes, what=f"tuiagent run {run_id}")
+        self.budget = budget
         # Opened once the settings are known to be good: a bad one leaves no log behind.
         place = records.place_of(agent_id, log_dir=log_dir, run_id=run_id, parent=parent, task=task)
         self.identity, self.log, self.transcript = place.identity, place.log, place.transcript
@@ -141,7 +159,12 @@ class Agent:
         # True runs it; False, or the user's reason as a string, declines it.
         self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
-        self.compressor = Compressor(settings.tools.compress_over_tokens)
+        self.compressor = Compressor(
+            settings.tools.compress_over_tokens, on_keep=self.transcript.result
+        )
+        self.resumed_from: str | None = None  # the run whose conversation this one goes on
+        self.mcp: McpTools | None = None  # the session's MCP servers (session.py adds them)
+        self.editor: Editor | None = None  # write_file, edit_file and undo (session.py)
         if settings.tools.compress or settings.run.context_management:
             toolbox.add(self.compressor.expand_tool())
         # Clearing old results and compaction (agent/context.py); limits are per request.
@@ -170,13 +193,23 @@ class Agent:
         """The one metered call (agent/call.py): events, then one CallEnd."""
         return self.caller.call(spec)
 
+    def resume(self, earlier: Resumable) -> None:
+        """Go on with an earlier run's conversation: its messages, and its kept originals
+        under their ids (written to this run's transcript too); new ids never reuse one."""
+        self.state.history = list(earlier.messages)
+        self.compressor.restore(earlier.results, seen=result_ids_in(earlier.messages))
+        self.resumed_from = earlier.run_id
+
     # --- records -----------------------------------------------------------
 
     def write(self, record: R) -> R:
         """Write a record to the run log as this agent's (its run id and identity)."""
-        record = dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
+        record = self._own(record)
         self.log.append(record)
         return record
+
+    def _own(self, record: R) -> R:
+        return dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
 
     def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
         """Write run_start (a replay notes `replay_of`)."""
@@ -187,10 +220,18 @@ class Agent:
         reason. Closes the log and the transcript."""
         end = end or outcome(self.state.halt_reason)
         self.state.status, self.state.halt_reason = end.status, end.halt_reason
-        record = self.write(records.run_end(self))
+        if self.mcp is not None:
+            self.mcp.close()
+        record = self._own(records.run_end(self))
+        # A disk that refuses it: the record waits in log.unwritten (the CLI says so).
+        with contextlib.suppress(LogWriteError):
+            self.log.append(record)
         self.log.close()
-        self.transcript.messages(self.state.history)  # the last answer, for replay
+        with contextlib.suppress(LogWriteError):
+            self.transcript.messages(self.state.history)  # the last answer, for replay
         self.transcript.close()
+        if self.owns_budget:
+            self.budget.close()  # settles are written; the lease is given up
         return RunEnded(record)
 
     # --- steering (the UI's keys and slash commands) -------------------------
@@ -272,6 +313,11 @@ class Agent:
         conversation.begin_request(self, prompt)
         yield UserMessage(self.write(UserRecord(text=prompt, tokens=estimate_tokens(prompt))))
         try:
+            self._offer_edits()
+            if self.mcp is not None:
+                async with aclosing(self.mcp.start()) as started:
+                    async for event in started:
+                        yield event
             async for event in helpers.classify(self, prompt):
                 yield event
             async with aclosing(self._work()) as events:
@@ -289,6 +335,36 @@ class Agent:
                     yield event
         finally:
             self.working = False
+
+    def _offer_edits(self) -> None:
+        """The edit tools, once: in the app (which asks before each change) or headless
+        with --allow-edits (the flag is the approval)."""
+        editor = self.editor
+        if editor is None or "write_file" in self.toolbox.tools:
+            return
+        if self.approve is not None or self.settings.tools.allow_edits:
+            for tool in editor.tools():
+                self.toolbox.add(tool)
+
+    def undo(self, every: bool = False) -> list[str]:
+        """/undo: put back the last change this run made to a file (or every change); a
+        UsageError of one line when there is none, or the file changed since."""
+        if self.editor is None:
+            raise UsageError("this session makes no edits")
+        try:
+            return self.editor.undo(every)
+        except (ToolError, OSError) as exc:
+            raise UsageError(str(exc)) from None
+
+    def preview_edit(self, name: str, arguments: dict[str, Any]) -> EditPreview | None:
+        """What an edit call would change (the app shows it as a diff), or None for another
+        tool or a call that cannot be made (it will fail with the reason)."""
+        if self.editor is None or name not in ("write_file", "edit_file"):
+            return None
+        try:
+            return self.editor.preview(name, arguments)
+        except (ToolError, OSError):
+            return None
 
     def set_max_turns(self, turns: int) -> None:
         if turns < 1:
@@ -315,6 +391,9 @@ class Agent:
                     "/turns N allows more and goes on",
                 )
                 return
+            if self.mcp is not None:
+                for event in self.mcp.check():
+                    yield event
             async with aclosing(self.context.before_call()) as steps:
                 async for event in steps:
                     yield event
@@ -338,8 +417,12 @@ class Agent:
                     async for item in calls:
                         if isinstance(item, CallEnd):
                             end = item
-                        else:
-                            yield item
+                            continue
+                        yield item
+                        if self.mcp is not None and isinstance(item, TurnFinished):
+                            costs = self.mcp.costs(item.record, self.toolbox.definitions())
+                            if costs is not None:
+                                yield costs
             except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
                 conversation.interrupted(self, turn)  # the call is accounted already
                 raise
@@ -368,6 +451,8 @@ class Agent:
                 tier, result.text, result.stop_reason, bool(result.tool_uses)
             )
             if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
+                answer = AnswerRecord(turn=turn, text=result.text, stop_reason=result.stop_reason)
+                yield Answered(self.write(answer))
                 return
             results: list[dict[str, Any]] = []
             if failed is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+from tuiagent.agent.edits import EditPreview
 from tuiagent.agent.events import BudgetChanged, ContextEdited, Event, RunEnded, RunStarted
 from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
 from tuiagent.runs.outcome import Outcome
@@ -67,6 +68,10 @@ class AgentControl(Protocol):
     def set_tier(self, tier: str) -> None: ...
 
     def set_max_turns(self, turns: int) -> None: ...
+
+    def undo(self, every: bool = False) -> list[str]: ...
+
+    def preview_edit(self, name: str, arguments: dict[str, Any]) -> EditPreview | None: ...
 
     def finish(self, end: Outcome | None = None) -> RunEnded: ...
 

@@ -9,14 +9,19 @@ conversation in a transcript of its own.
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuiagent.apikey import api_key
 from tuiagent.config import TIERS
 from tuiagent.cost.ledger import Ledger
+from tuiagent.ledger import Scopes, key_id
+from tuiagent.ledger.scopes import clean_value
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import RunLog, new_run_id, utc_now_iso
+from tuiagent.runs.log import RunLog, utc_now_iso
+from tuiagent.runs.log import new_run_id as new_run_id  # the run's id (a test's seam)
 from tuiagent.runs.records import Limits, RunEnd, RunStart
 from tuiagent.runs.transcript import Transcript
 
@@ -31,6 +36,24 @@ class Place:
     log: RunLog
     transcript: Transcript
     ledger: Ledger | None = None  # a sub-agent's is its parent's: run_end totals every agent
+
+
+def run_scopes(run_id: str, session: str, simulated: bool) -> Scopes:
+    """What a run's calls are for the budgets: its session, the user at this machine,
+    `tuiagent` as the client, a hash of the API key (none offline); simulated offline."""
+    try:
+        user: str | None = getpass.getuser()
+    except (OSError, KeyError):
+        user = None
+    key = None if simulated else key_id(api_key())
+    return Scopes(
+        session=session,
+        user=clean_value(user),
+        client="tuiagent",
+        key=key,
+        simulated=simulated,
+        run=run_id,
+    )
 
 
 def place_of(
@@ -60,6 +83,8 @@ def run_start(agent: Agent, replay_of: dict[str, Any] | None) -> RunStart:
         tier=agent.tier,
         limits=Limits(agent.budget.cap, agent.max_turns, agent.settings.run.max_tokens),
         replay_of=replay_of,
+        resumed_from=agent.resumed_from,
+        session=agent.session if agent.session != agent.state.run_id else None,
     )
 
 

@@ -86,6 +86,7 @@ async def run_tool_call(
                 compressed_tokens=shown.compressed_tokens,
                 method=shown.method,
                 result_id=shown.result_id,
+                diff_lines=getattr(output, "diff_lines", None),
             )
         ),
         output=shown.text,

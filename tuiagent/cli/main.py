@@ -1,4 +1,5 @@
-"""`tuiagent` (the app), `tuiagent run` (headless), `tuiagent proxy` (meter any client).
+"""`tuiagent` (the app), `tuiagent run` (headless), `tuiagent proxy` (meter any client),
+`tuiagent serve` (the offline model over HTTP).
 
 Exit status: 0 completed, 3 halted by a limit (cost, turns, retries), 2 bad usage or
 config, 1 any other error, 130 interrupted by Ctrl-C.
@@ -14,7 +15,8 @@ from typing import NoReturn
 
 from tuiagent.apikey import api_key, hand_off_secrets
 from tuiagent.cli.output import guarded_output
-from tuiagent.cli.proxy import add_proxy_command
+from tuiagent.cli.proxy import add_ledger_flags, add_proxy_command
+from tuiagent.cli.serve import add_serve_command
 from tuiagent.config import (
     MAX_RETRIES,
     MAX_WHOLE,
@@ -23,6 +25,7 @@ from tuiagent.config import (
     Settings,
     load_settings,
     parse_money,
+    with_ledger_flags,
 )
 from tuiagent.errors import ConfigError, TuiagentError, UsageError
 from tuiagent.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
@@ -128,6 +131,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--allow-fetch", action="store_true", help="offer the fetch_url tool")
     p.add_argument(
+        "--allow-edits",
+        action="store_true",
+        help="offer write_file and edit_file headless (the app asks before each change)",
+    )
+    p.add_argument(
+        "--allow-mcp",
+        action="store_true",
+        help="run the MCP servers' tools without asking (headless: offer them)",
+    )
+    p.add_argument(
         "--max-parallel-agents",
         metavar="N",
         type=_positive_int("--max-parallel-agents"),
@@ -160,7 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(run)
     _add_report_commands(sub)
+    undo = sub.add_parser("undo", help="put back the last file change of a run (or all)")
+    undo.add_argument("run_id", metavar="RUN_ID", help="the run (a unique prefix will do)")
+    undo.add_argument("--all", action="store_true", help="every change of the run, newest first")
+    undo.add_argument("--log-dir", metavar="DIR", type=Path, help="where the run logs are")
+    undo.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
     add_proxy_command(sub)
+    add_serve_command(sub, _whole_number("--port", 0, 65535))
     # A flag may come before or after the subcommand (`tuiagent --max-cost 1 run ...`): the
     # subcommand's own defaults must not overwrite what was given before it.
     before = {action.dest for action in parser._actions}
@@ -183,6 +202,13 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     report.add_argument(
         "--all", dest="all_runs", action="store_true", help="also runs with no model call"
     )
+    add_ledger_flags(report)
+    report.add_argument(
+        "--by",
+        choices=("session", "agent", "key", "day", "month"),
+        help="spending from the ledger (every process's calls) by session, sub-agent, key, "
+        "day or month",
+    )
     fmt = report.add_mutually_exclusive_group()
     for flag, what in (
         ("--json", "one JSON document"),
@@ -190,6 +216,15 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
         ("--otel", "the turns as OpenTelemetry spans (OTLP/JSON)"),
     ):
         fmt.add_argument(flag, dest="output", action="store_const", const=flag[2:], help=what)
+    budgets = sub.add_parser(
+        "budgets", help="each budget of the config: spent, held, left and its next reset"
+    )
+    budgets.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    add_ledger_flags(budgets)
+    budgets.add_argument("--json", action="store_true", help="one JSON document")
+    budgets.add_argument(
+        "--all", dest="all_values", action="store_true", help="every session, key... in use"
+    )
     replay = sub.add_parser(
         "replay", help="resend a turn, or every agent turn, of a run to another model"
     )
@@ -236,12 +271,16 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         changes["allow_commands"] = True
     if args.allow_fetch:
         changes["allow_fetch"] = True
+    if args.allow_mcp:
+        changes["allow_mcp"] = True
+    if args.allow_edits:
+        changes["allow_edits"] = True
     return settings.with_changes(**changes)
 
 
 def main(argv: list[str] | None = None) -> int:
     # Every line the CLI prints (errors included) is redacted and made printable; an app
-    # writes the screen to the terminal itself (sys.__stderr__), through ui/printable.py.
+    # writes the screen to the terminal itself (sys.__stderr__), through ui/terminal.py.
     with guarded_output():
         if argv is None:
             # First of all, in the real process: the key leaves the environment (a re-exec).
@@ -261,6 +300,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "run":
             from tuiagent.cli.run import run_headless
 
+            if not args.prompt.strip():
+                # The API refuses an empty text block (and one of whitespace only).
+                raise UsageError("the prompt is empty: say what to ask the agent")
+
             settings = _settings_from(args)
             return asyncio.run(
                 run_headless(
@@ -271,6 +314,31 @@ def _dispatch(args: argparse.Namespace) -> int:
                     as_json=args.json,
                 )
             )
+        if args.command == "undo":
+            from tuiagent.agent.edits import undo_run
+            from tuiagent.paths import default_log_dir
+            from tuiagent.runs.layout import find_run
+
+            settings = load_settings(args.config)
+            log_dir = args.log_dir or settings.run.log_dir or default_log_dir()
+            for line in undo_run(find_run(log_dir, args.run_id).transcript, args.all):
+                print(f"tuiagent: {line}")
+            return 0
+        if args.command == "budgets":
+            from tuiagent.cli.budgets import run_budgets
+
+            settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
+            return run_budgets(settings, as_json=args.json, show_all=args.all_values)
+        if args.command == "report" and args.by is not None:
+            from tuiagent.cli.budgets import run_report_by
+
+            if args.output not in (None, "json") or args.last or args.run or args.all_runs:
+                raise UsageError(
+                    "report --by reads the ledger: it takes --json, not --csv, "
+                    "--otel, --last, --run or --all"
+                )
+            settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
+            return run_report_by(settings, args.by, output=args.output or "plain")
         if args.command == "report":
             from tuiagent.cli.report import run_report
 
@@ -291,6 +359,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from tuiagent.ui.proxy import run_dashboard
 
             return run_proxy(args, run_dashboard)
+        if args.command == "serve":
+            from tuiagent.cli.serve import run_serve
+
+            return run_serve(args)
         if args.command == "replay":
             from tuiagent.cli.report import ExperimentArgs, run_experiment_command, run_replay
 

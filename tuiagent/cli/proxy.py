@@ -7,7 +7,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from tuiagent.proxy import DEFAULT_UPSTREAM
 
@@ -21,10 +20,28 @@ def _port(value: str) -> int:
 
 
 def _upstream(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(f"--upstream must be an http(s) URL, got {value!r}")
+    from tuiagent.preflight import url_problem
+
+    if problem := url_problem(value):
+        raise argparse.ArgumentTypeError(
+            f"--upstream must be an http(s) URL ({problem}), got {value!r}"
+        )
     return value.rstrip("/")
+
+
+def add_ledger_flags(parser: Any) -> None:
+    """`--ledger URL` and `--budget SPEC` (over the config's `ledger_url` and `[[budgets]]`)."""
+    parser.add_argument(
+        "--ledger", metavar="URL", help="the ledger (postgresql://...; default: the config's)"
+    )
+    parser.add_argument(
+        "--budget",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="a budget, SCOPE[=MATCH]:WINDOW:USD[:TIMEZONE], e.g. global:day:20 or "
+        "session:run:0.20 (may be repeated; adds to the config's [[budgets]])",
+    )
 
 
 def add_proxy_command(sub: Any) -> None:
@@ -35,12 +52,16 @@ def add_proxy_command(sub: Any) -> None:
         "--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one"
     )
     proxy.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    proxy.add_argument("--upstream", type=_upstream, help="default the real API")
     proxy.add_argument(
-        "--upstream", type=_upstream, default=DEFAULT_UPSTREAM, help="default the real API"
+        "--offline",
+        action="store_true",
+        help="upstream the offline (simulated) model, in this process: no key, no network",
     )
     proxy.add_argument("--max-cost", metavar="USD", help="hard spending cap, in US dollars")
     proxy.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
     proxy.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+    add_ledger_flags(proxy)
     proxy.add_argument("--no-ui", action="store_true", help="headless: one line per call")
     proxy.add_argument(
         "--auto-cache",
@@ -61,37 +82,61 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     """Serve until Ctrl-C (headless, without `dashboard`) or until the dashboard quits.
     The dashboard is the UI's (`tuiagent.ui.proxy.run_dashboard`): this package never
     imports the UI."""
-    from tuiagent.config import load_settings, parse_money
-    from tuiagent.cost.budget import Budget
+    from tuiagent.config import load_settings, parse_money, with_ledger_flags
+    from tuiagent.cost.budget import open_run_budget
+    from tuiagent.cost.display import cap as show_cap
     from tuiagent.cost.pricing import Pricer
     from tuiagent.errors import ConfigError, UsageError
+    from tuiagent.ledger import Scopes
     from tuiagent.paths import default_log_dir
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.otel import live_export
     from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
     from tuiagent.runs.log import RunLog, new_run_id
 
-    settings = load_settings(args.config)
+    settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
     cap = settings.run.max_cost_usd
     if args.max_cost is not None:
         try:
             cap = parse_money(args.max_cost, "--max-cost")
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    if args.offline and args.upstream is not None:
+        raise UsageError("--offline and --upstream: the upstream is one or the other")
     sock = bind(args.host, args.port)  # a port in use fails here, before any log is written
+    offline = None
+    if args.offline:
+        from tuiagent.offline.server import OfflineAPI
+
+        offline = ProxyServer(OfflineAPI(), bind("127.0.0.1", 0)).start()
+    upstream = offline.url if offline is not None else args.upstream or DEFAULT_UPSTREAM
     run_id = new_run_id()
+    # The proxy's cap over the ledger: each request brings its own scopes (session, key...).
+    budget = open_run_budget(
+        settings.with_changes(max_cost_usd=cap),
+        Scopes(run=run_id),
+        what=f"tuiagent proxy {args.host}:{sock.getsockname()[1]}",
+        name="proxy",
+    )
     log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
-    budget = Budget(cap, name="proxy")
-    meter = Meter(budget, Pricer(settings.router.prices), log, run_id, auto_cache=args.auto_cache)
-    app = ProxyApp(meter, args.upstream, unbilled_paths=settings.proxy.unbilled_paths)
+    meter = Meter(
+        budget,
+        Pricer(settings.router.prices),
+        log,
+        run_id,
+        auto_cache=args.auto_cache,
+        settings=settings,
+    )
+    app = ProxyApp(meter, upstream, unbilled_paths=settings.proxy.unbilled_paths)
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
-    meter.start(args.upstream)
+    meter.start(upstream, simulated=offline is not None)
     try:
         if dashboard is not None:
             return dashboard(server, meter, settings)
         _say(f"tuiagent proxy: listening on {server.url}")
-        _say(f"tuiagent proxy: cap ${cap}, upstream {args.upstream}, log {log.path}")
+        where = f"the offline model at {upstream} (simulated)" if offline else upstream
+        _say(f"tuiagent proxy: cap {show_cap(cap)}, upstream {where}, log {log.path}")
         meter.listeners.append(_say_call)
         server.run()
         return 0
@@ -100,6 +145,9 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         if exporter is not None:
             exporter.shutdown()
         meter.finish()
+        budget.close()
+        if offline is not None:
+            offline.stop()
 
 
 def _say_call(record: Record) -> None:

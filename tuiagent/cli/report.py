@@ -25,6 +25,7 @@ from tuiagent.agent.experiment import (
 )
 from tuiagent.agent.replay import replay_turn
 from tuiagent.config import TIERS, Settings
+from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.pricing import Pricer, usd
 from tuiagent.errors import UsageError
 from tuiagent.offline import OFFLINE_NOTICE
@@ -153,7 +154,7 @@ def _confirm(estimate: Estimate, target: str, cap: Decimal, yes: bool) -> None:
     print(
         f"tuiagent: replaying {estimate.turns} turn(s) on {target}{judge}: at most "
         f"{money(estimate.worst_case)}, expected {money(estimate.expected)} from the "
-        f"original tokens (judge aside); cap {money(cap)}",
+        f"original tokens (judge aside); cap {show_cap(cap)}",
         file=sys.stderr,
     )
     if yes:

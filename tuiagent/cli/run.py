@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import sys
+from decimal import Decimal
 from pathlib import Path
 from signal import SIGINT
 from typing import Any
@@ -25,8 +26,10 @@ from tuiagent.agent.events import (
 )
 from tuiagent.cli.output import output_closed
 from tuiagent.config import Settings
+from tuiagent.cost.display import counted
 from tuiagent.exit_codes import EXIT_OK
 from tuiagent.offline import OFFLINE_NOTICE
+from tuiagent.runs.log import LogWriteError
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.records import Attempt, HaltReason, Record, Turn
 from tuiagent.session import open_session
@@ -119,7 +122,7 @@ def _show(event: Event, as_json: bool, at_line_start: list[bool]) -> None:
     elif isinstance(event, SubAgentChanged) and event.state in ENDED:
         why = f": {event.detail}" if event.detail else ""
         out.write(
-            f"    {event.agent} {event.state}{why}  {event.turns} turns, "
+            f"    {event.agent} {event.state}{why}  {counted(event.turns, 'turn')}, "
             f"${event.spent:.6f} of its ${event.slice_usd:.6f} slice  ({event.task})\n"
         )
     elif isinstance(event, Notice):
@@ -127,6 +130,23 @@ def _show(event: Event, as_json: bool, at_line_start: list[bool]) -> None:
     elif isinstance(event, Halted):
         print(f"tuiagent: halted: {event.detail}", file=err)
     out.flush()
+
+
+def _say_unwritten(unwritten: list[Record]) -> None:
+    """What the disk refused to the end, on stderr: every billed call, so no money goes
+    unrecorded."""
+    if not unwritten:
+        return
+    calls = [r for r in unwritten if isinstance(r, Turn | Attempt)]
+    billed = sum((c.cost_usd for c in calls), Decimal(0))
+    print(
+        f"tuiagent: {len(unwritten)} record(s) could not be written to the log, "
+        f"{len(calls)} of them billed calls (${billed:.6f}):",
+        file=sys.stderr,
+    )
+    for call in calls:
+        why = f"  {call.error_type}" if isinstance(call, Attempt) else ""
+        print(f"  {call.type} {call.turn} {call.model} ${call.cost_usd:.6f}{why}", file=sys.stderr)
 
 
 async def run_headless(
@@ -145,13 +165,13 @@ async def run_headless(
         if as_json:
             print_json(event.record)
 
-    emit(agent.start())
     end = outcome(None)
     at_line_start = [True]
     closed = False  # the reader of our output went away (`| head`)
     last_failure: Attempt | None = None
     stopped_by = stop_on_signals(asyncio.current_task())
     try:
+        emit(agent.start())
         async with contextlib.aclosing(agent.send(prompt)) as events:
             async for event in events:
                 if output_closed():
@@ -166,6 +186,10 @@ async def run_headless(
                 _show(event, as_json, at_line_start)
     except (KeyboardInterrupt, asyncio.CancelledError):
         end = outcome(HaltReason.INTERRUPTED, signum=stopped_by[0] if stopped_by else SIGINT)
+    except LogWriteError as exc:
+        # The run's files cannot be written (a full disk): no further call is sent.
+        print(f"tuiagent: {exc}", file=err)
+        end = outcome(HaltReason.ERROR)
     else:
         if closed:
             end = outcome(HaltReason.INTERRUPTED)._replace(exit_code=EXIT_OK)
@@ -175,12 +199,13 @@ async def run_headless(
         restore_signals()
     ended: RunEnded = agent.finish(end)
     emit(ended)
+    _say_unwritten(agent.log.unwritten)
     if not as_json:
         r = ended.record
         why = r.halt_reason if r.halt_reason not in (None, r.status) else None
         sub = f" (+{r.subagent_turns} by sub-agents)" if r.subagent_turns else ""
         out.write(
             f"{r.status}{f' ({why})' if why else ''}: "
-            f"{r.turns} turns{sub}, ${r.total_cost_usd:.6f}  log {agent.log.path}\n"
+            f"{counted(r.turns, 'turn')}{sub}, ${r.total_cost_usd:.6f}  log {agent.log.path}\n"
         )
     return end.exit_code

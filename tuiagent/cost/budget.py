@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, Pricer
+from tuiagent.config import Settings
+from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, STANDARD, Modifiers, Pricer
+from tuiagent.ledger import BudgetLine, Held, LedgerError, Refused, Scopes, Stack, open_ledger
 from tuiagent.llm.tokens import ESTIMATE_SAFETY_MARGIN, REQUEST_OVERHEAD, request_blocks
+from tuiagent.paths import data_dir
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,14 @@ def _writable_tokens(request: dict[str, Any], input_tokens: int) -> tuple[int, i
 
 
 def input_worst_case(
-    pricer: Pricer, model: str, request: dict[str, Any], input_tokens: int
+    pricer: Pricer,
+    model: str,
+    request: dict[str, Any],
+    input_tokens: int,
+    modifiers: Modifiers = STANDARD,
 ) -> Decimal:
     """The most `input_tokens` of this request can be billed at, given its breakpoints."""
-    r = pricer.rates(model, input_tokens)
+    r = pricer.rates(model, input_tokens, modifiers)
     w1h, w5m = _writable_tokens(request, input_tokens)
     rest = input_tokens - w1h - w5m
     return (
@@ -79,14 +86,19 @@ def input_worst_case(
 
 
 def least_useful_cost(
-    pricer: Pricer, model: str, request: dict[str, Any], input_tokens: int, min_useful_tokens: int
+    pricer: Pricer,
+    model: str,
+    request: dict[str, Any],
+    input_tokens: int,
+    min_useful_tokens: int,
+    modifiers: Modifiers = STANDARD,
 ) -> Decimal:
     """What the smallest useful call of this request may cost: its input at worst plus the
     useful minimum of output (what the cap must leave for it to be sent)."""
     out = min(min_useful_tokens, int(request["max_tokens"]))
     return (
-        input_worst_case(pricer, model, request, input_tokens)
-        + pricer.rates(model, input_tokens).output * out
+        input_worst_case(pricer, model, request, input_tokens, modifiers)
+        + pricer.rates(model, input_tokens, modifiers).output * out
         + _server_tools(pricer, model, request, out)
     )
 
@@ -111,13 +123,15 @@ def plan_reservation(
     *,
     input_factor: Decimal = Decimal(1),
     output_factor: Decimal = Decimal(1),
+    modifiers: Modifiers = STANDARD,
 ) -> Reservation | None:
     """The reservation for this call within `remaining`, or None if no useful call fits.
 
     Pure: the one computation of a call's worst case and of the max_tokens that fits, used
     by the agent's metered call and by the proxy. `input_factor` / `output_factor` (>= 1)
     are what this model's server has shown beyond its counts and beyond max_tokens: a
-    server that once billed 1.5x its count is reserved at 1.5x from then on.
+    server that once billed 1.5x its count is reserved at 1.5x from then on. `modifiers`
+    (fast mode, batch, US-only inference) price every token.
     """
     requested = int(request["max_tokens"])
     reserved_input = max(input_tokens, _ceil(input_tokens * max(input_factor, Decimal(1))))
@@ -128,8 +142,8 @@ def plan_reservation(
     fixed = _server_tools(pricer, model, request, 0)
     step = MIN_SERVER_TOOL_CALL_TOKENS
     search_rate = (_server_tools(pricer, model, request, step) - fixed) / step
-    input_cost = input_worst_case(pricer, model, request, reserved_input) + fixed
-    out_rate = pricer.rates(model, reserved_input).output
+    input_cost = input_worst_case(pricer, model, request, reserved_input, modifiers) + fixed
+    out_rate = pricer.rates(model, reserved_input, modifiers).output
     if input_cost >= remaining:
         return None
     per_token = out_rate * out_factor + search_rate
@@ -169,7 +183,9 @@ class BudgetChanged:
     """The budget as it stands after a change: what a gauge shows.
 
     `settled` is what calls have billed; `in_flight` what calls sent and not yet settled may
-    still bill at most; `remaining` = cap - settled - in_flight (never negative).
+    still bill at most; `remaining` = cap - settled - in_flight (never negative). `budgets`
+    are the config's `[[budgets]]` this run's calls fall under, as the ledger last showed
+    them (the run's cap is one more budget, on top of them).
     """
 
     name: str
@@ -177,6 +193,7 @@ class BudgetChanged:
     settled: Decimal
     in_flight: Decimal
     holds: int
+    budgets: tuple[BudgetLine, ...] = ()
 
     @property
     def remaining(self) -> Decimal:
@@ -187,19 +204,33 @@ class BudgetChanged:
         """Settled plus in flight: the floor under the cap."""
         return self.settled + self.in_flight
 
+    @property
+    def tightest(self) -> BudgetLine | None:
+        """The `[[budgets]]` budget with least left, if any."""
+        return min(self.budgets, key=lambda line: line.left, default=None)
+
 
 class Hold:
     """One call's reservation, in flight until `settle(actual)` or `release()` (exactly once).
 
     A hold made in a slice holds the same amount in every budget above it, so a child can
-    never spend what its parent has not got.
+    never spend what its parent has not got. A hold under `[[budgets]]` is also written to
+    the ledger (`entry`), once, by the budget that made it.
     """
 
-    def __init__(self, budget: Budget, amount: Decimal, label: str, parent: Hold | None) -> None:
+    def __init__(
+        self,
+        budget: Budget,
+        amount: Decimal,
+        label: str,
+        parent: Hold | None,
+        entry: Held | None = None,
+    ) -> None:
         self.budget = budget
         self.amount = amount
         self.label = label
         self._parent = parent
+        self.entry = entry
         self.settled: Decimal | None = None
         self.released = False
 
@@ -238,11 +269,22 @@ class Budget:
     budget (a sub-agent's) whose holds are also held here, so the children together can
     never pass this cap. Listeners hear a `BudgetChanged` after every change.
 
+    With a `stack` (the config's `[[budgets]]` over the ledger every tuiagent process
+    shares), a hold must also fit every budget the call falls under: the hold is written
+    to the ledger before the call is sent, and its settle replaces it there. The cap itself
+    is this run's, kept here. A ledger that cannot be reached raises LedgerError from
+    `reserve` and `remaining_for`: then nothing may be sent.
+
     Safe to use from several threads and tasks: each change is made under one lock.
     """
 
     def __init__(
-        self, cap: Decimal, *, name: str = "session", parent: Budget | None = None
+        self,
+        cap: Decimal,
+        *,
+        name: str = "session",
+        parent: Budget | None = None,
+        stack: Stack | None = None,
     ) -> None:
         if cap < 0:
             raise ValueError(f"a cap cannot be negative ({cap})")
@@ -252,6 +294,7 @@ class Budget:
         self._in_flight = Decimal(0)
         self._holds: set[Hold] = set()
         self._parent = parent
+        self.stack = stack
         # One lock for a whole tree of budgets: a hold in a slice changes its parents too.
         self._lock: threading.RLock = threading.RLock() if parent is None else parent._lock
         self._listeners: list[Callable[[BudgetChanged], None]] = []
@@ -270,19 +313,51 @@ class Budget:
     def in_flight(self) -> Decimal:
         return self._in_flight
 
-    @property
-    def remaining(self) -> Decimal:
-        """What a new hold may take here: this budget's room, and every parent's."""
+    def _room(self) -> Decimal:
+        """This budget's room in memory, and every parent's."""
         with self._lock:
             room = max(self._cap - self._settled - self._in_flight, Decimal(0))
             if self._parent is not None:
-                room = min(room, self._parent.remaining)
+                room = min(room, self._parent._room())
             return room
+
+    @property
+    def remaining(self) -> Decimal:
+        """What a new hold may take here: this budget's room, every parent's, and that of
+        the `[[budgets]]` every call of this run falls under ($0 while the ledger cannot be
+        read: nothing can be sent then)."""
+        try:
+            return self.remaining_for(None)
+        except LedgerError:
+            return Decimal(0)
+
+    def remaining_for(self, scopes: Scopes | None) -> Decimal:
+        """What a hold for a call with these scopes (its model) may take: the run's room
+        and every `[[budgets]]` budget's it falls under. Raises LedgerError."""
+        room = self._room()
+        line = self.binding(scopes)
+        return room if line is None else min(room, line.left)
+
+    def binding(self, scopes: Scopes | None = None) -> BudgetLine | None:
+        """The `[[budgets]]` budget with least left for such a call, when it leaves less than
+        the run's cap does (then it is what stops a call); None when the cap binds first.
+        Raises LedgerError."""
+        if self.stack is None:
+            return None
+        line = self.stack.tightest(scopes)
+        if line is None or line.left >= self._room():
+            return None
+        return line
 
     def snapshot(self) -> BudgetChanged:
         with self._lock:
             return BudgetChanged(
-                self.name, self._cap, self._settled, self._in_flight, len(self._holds)
+                self.name,
+                self._cap,
+                self._settled,
+                self._in_flight,
+                len(self._holds),
+                self.stack.lines() if self.stack is not None else (),
             )
 
     def subscribe(self, listener: Callable[[BudgetChanged], None]) -> Callable[[], None]:
@@ -292,23 +367,79 @@ class Budget:
 
     # --- changing ----------------------------------------------------------
 
-    def reserve(self, amount: Decimal, label: str = "") -> Hold | None:
-        """Hold `amount` in flight, or None if it does not fit what is left (here or above)."""
+    def reserve(
+        self, amount: Decimal, label: str = "", scopes: Scopes | None = None
+    ) -> Hold | None:
+        """Hold `amount` in flight, or None if it does not fit what is left here, above, or
+        in a `[[budgets]]` budget the call falls under (then `binding(scopes)` names it).
+        With a ledger, the hold is written to it before this returns; LedgerError if it
+        cannot be."""
+        hold = self._take_here(amount, label)
+        if hold is None or self.stack is None:
+            return self._done(hold)
+        try:
+            entry = self.stack.hold(amount, scopes, label)
+        except BaseException:
+            self._untake(hold)
+            raise
+        return self._done(hold, entry)
+
+    async def reserve_async(
+        self, amount: Decimal, label: str = "", scopes: Scopes | None = None
+    ) -> Hold | None:
+        """`reserve`, awaiting the ledger's commit without blocking the event loop (the
+        proxy's other streams go on meanwhile, and its holds are written in batches)."""
+        hold = self._take_here(amount, label)
+        if hold is None or self.stack is None:
+            return self._done(hold)
+        try:
+            entry = await self.stack.hold_async(amount, scopes, label)
+        except BaseException:
+            self._untake(hold)
+            raise
+        return self._done(hold, entry)
+
+    def _take_here(self, amount: Decimal, label: str) -> Hold | None:
         if amount < 0:
             raise BudgetError(f"a reservation cannot be negative ({amount})")
         with self._lock:
-            if amount > self.remaining:
+            if amount > self._room():
                 return None
-            parent_hold = None
-            if self._parent is not None:
-                parent_hold = self._parent.reserve(amount, label)
-                if parent_hold is None:  # pragma: no cover - remaining checked the parents
-                    return None
-            hold = Hold(self, amount, label, parent_hold)
-            self._holds.add(hold)
-            self._in_flight += amount
-        self._changed()
+            return self._take(amount, label)
+
+    def _done(self, hold: Hold | None, entry: Held | Refused | None = None) -> Hold | None:
+        """The hold, once the ledger took it (or None: the hold here is undone)."""
+        if hold is None:
+            return None
+        if isinstance(entry, Refused):
+            self._untake(hold)
+            return None
+        hold.entry = entry
+        self._changed_up()
         return hold
+
+    def _take(self, amount: Decimal, label: str) -> Hold:
+        """The hold here and in every parent, told to no one yet (the lock is held)."""
+        parent_hold = self._parent._take(amount, label) if self._parent is not None else None
+        hold = Hold(self, amount, label, parent_hold)
+        self._holds.add(hold)
+        self._in_flight += amount
+        return hold
+
+    def _untake(self, hold: Hold) -> None:
+        """Undo `_take`: the ledger did not take the hold."""
+        with self._lock:
+            level: Hold | None = hold
+            while level is not None:
+                level.budget._holds.discard(level)
+                level.budget._in_flight -= level.amount
+                level.released = True
+                level = level._parent
+
+    def _changed_up(self) -> None:
+        if self._parent is not None:
+            self._parent._changed_up()
+        self._changed()
 
     def set_cap(self, cap: Decimal) -> Decimal:
         """Set the cap; never below settled + in flight. Returns the cap in force."""
@@ -322,9 +453,14 @@ class Budget:
 
     def slice(self, amount: Decimal, name: str) -> Budget:
         """A child budget with at most `amount` (never more than is left here now). Its
-        holds are held here too, and its settlements count here as they happen."""
+        holds are held here too, and its settlements count here as they happen. Its calls
+        are a sub-agent's: `[[budgets]]` of scope agent apply to them."""
+        stack = None
+        if self.stack is not None:
+            session = self.stack.scopes.session
+            stack = self.stack.child(Scopes(agent=f"{session}/{name}" if session else name))
         with self._lock:
-            return Budget(min(Decimal(amount), self.remaining), name=name, parent=self)
+            return Budget(min(Decimal(amount), self.remaining), name=name, parent=self, stack=stack)
 
     def _close(self, hold: Hold, actual: Decimal | None) -> None:
         with self._lock:
@@ -337,6 +473,8 @@ class Budget:
             else:
                 hold.settled = actual
                 self._settled += actual
+        if hold.entry is not None and self.stack is not None:
+            self.stack.settle(hold.entry, actual)
         self._changed()
 
     def _changed(self) -> None:
@@ -345,6 +483,31 @@ class Budget:
         snapshot = self.snapshot()
         for listener in list(self._listeners):
             listener(snapshot)
+
+    def close(self) -> None:
+        """The run is over: its settles are written to the ledger and its lease given up
+        (a budget made by `open_run_budget` owns its ledger)."""
+        if self.stack is not None and self._parent is None:
+            self.stack.ledger.close()
+
+
+def open_run_budget(
+    settings: Settings, scopes: Scopes, *, what: str, name: str = "session"
+) -> Budget:
+    """A run's budget: its cap (`max_cost_usd`) kept here, over the ledger the config names
+    (SQLite in the data dir by default) with its `[[budgets]]`. LedgerError (one line) when
+    the ledger cannot be opened: then the run must not start."""
+    ledger = open_ledger(
+        settings.ledger.url, data_dir(), lease_s=settings.ledger.lease_s, what=what
+    )
+    stack = Stack(ledger, settings.ledger.budgets, scopes, tier_of=settings.router.tier_of)
+    try:
+        ledger.register(settings.ledger.budgets)
+        stack.tightest()  # what they stand at, for the gauge before the first call
+    except BaseException:
+        ledger.close()
+        raise
+    return Budget(settings.run.max_cost_usd, name=name, stack=stack)
 
 
 def estimated_with_margin(estimate: int) -> int:

@@ -27,6 +27,7 @@ from tuiagent.ledger.windows import Window
 LEDGER_FILE = "ledger.sqlite3"
 
 __all__ = [
+    "DEFAULT_LEASE_S",
     "SCOPES",
     "BudgetLine",
     "BudgetSpec",
@@ -38,6 +39,7 @@ __all__ = [
     "Scopes",
     "Stack",
     "Window",
+    "check_url",
     "key_id",
     "open_ledger",
     "proxy_scopes",

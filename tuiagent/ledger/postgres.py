@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS entries (
     rows TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS entries_at ON entries (at);
 CREATE INDEX IF NOT EXISTS entries_held ON entries (owner) WHERE state = 'held';
+CREATE TABLE IF NOT EXISTS budgets (
+    title TEXT PRIMARY KEY, spec TEXT NOT NULL, seen_at DOUBLE PRECISION);
 """
 
 

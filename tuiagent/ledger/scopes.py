@@ -143,3 +143,27 @@ class BudgetSpec:
         """The counter this budget's spending is kept in, shared by every budget of the same
         scope and value (their windows are buckets under it)."""
         return f"{'sim:' if simulated else ''}{self.scope}={value}"
+
+    def to_json(self) -> dict[str, Any]:
+        """As the ledger keeps it, so that `tuiagent budgets` lists the budgets every
+        process on the ledger holds against, from any machine."""
+        w = self.window
+        return {
+            "scope": self.scope,
+            "window": w.label,
+            "timezone": w.tz,
+            "max_cost_usd": str(self.max_cost_usd),
+            "match": self.match,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BudgetSpec:
+        window = Window.parse(str(data["window"]), str(data.get("timezone") or "UTC"))
+        return cls(
+            str(data["scope"]),
+            window,
+            Decimal(str(data["max_cost_usd"])),
+            data.get("match"),
+            str(data.get("name") or ""),
+        )

@@ -7,6 +7,7 @@ cut, which also takes the calls in flight."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS entries (
     rows TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS entries_at ON entries (at);
 CREATE INDEX IF NOT EXISTS entries_held ON entries (owner) WHERE state = 'held';
+CREATE TABLE IF NOT EXISTS budgets (title TEXT PRIMARY KEY, spec TEXT NOT NULL, seen_at REAL);
 """
 
 
@@ -46,7 +48,10 @@ class SqliteDialect(Dialect):
         self.path = path
 
     def connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except FileExistsError:  # something that is not a directory is in the way
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
         # Created with a mode of its own (the ledger names sessions and users). Only while
         # it does not exist: closing any descriptor of a file drops every POSIX lock the
         # process holds on it, the locks SQLite's other connections here rely on.

@@ -7,13 +7,22 @@ budget here, in the one ledger every process shares.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 
 from tuiagent.ledger.scopes import BudgetSpec, Scopes
-from tuiagent.ledger.store import BudgetLine, Check, Held, Ledger, Refused
+from tuiagent.ledger.store import (
+    ANSWER_TIMEOUT_S,
+    BudgetLine,
+    Check,
+    Held,
+    Ledger,
+    LedgerError,
+    Refused,
+)
 
 MAX_LINES = 64  # budgets a snapshot remembers (a proxy sees many sessions)
 
@@ -54,20 +63,8 @@ class Stack:
         found = []
         for spec in self.specs:
             value = spec.applies(scopes)
-            if value is None:
-                continue
-            start, end = spec.window.bounds(now)
-            found.append(
-                Check(
-                    spec,
-                    value,
-                    spec.counter_key(value, scopes.simulated),
-                    spec.window.bucket(now),
-                    start,
-                    end,
-                    scopes.simulated,
-                )
-            )
+            if value is not None:
+                found.append(check(spec, value, scopes.simulated, now))
         return found
 
     def tightest(self, call: Scopes | None = None) -> BudgetLine | None:
@@ -82,6 +79,20 @@ class Stack:
         when it cannot be written: then nothing may be sent)."""
         scopes = self.scopes_for(call)
         result = self.ledger.reserve(amount, self.checks(scopes), scopes, label)
+        self._note(result.lines if isinstance(result, Held) else (result.line,))
+        return result
+
+    async def hold_async(self, amount: Decimal, call: Scopes | None, label: str) -> Held | Refused:
+        """`hold`, awaited without blocking the event loop."""
+        scopes = self.scopes_for(call)
+        future = self.ledger.submit(amount, self.checks(scopes), scopes, label)
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            raise LedgerError(
+                f"the ledger cannot be reached ({self.ledger.shown}: no answer in "
+                f"{ANSWER_TIMEOUT_S:g}s)"
+            ) from None
         self._note(result.lines if isinstance(result, Held) else (result.line,))
         return result
 
@@ -114,3 +125,29 @@ class Stack:
         """The budgets this process has seen, as they last stood."""
         with self._lock:
             return tuple(self._lines.values())
+
+
+def check(spec: BudgetSpec, value: str, simulated: bool, now: float) -> Check:
+    """The budget `spec` for the scope value `value`, in the window `now` falls in."""
+    start, end = spec.window.bounds(now)
+    key = spec.counter_key(value, simulated)
+    return Check(spec, value, key, spec.window.bucket(now), start, end, simulated)
+
+
+def in_use(
+    ledger: Ledger, specs: Sequence[BudgetSpec], *, limit: int | None = None
+) -> tuple[list[BudgetLine], int]:
+    """Each budget of `specs` as it stands, one line per scope value with calls in its
+    window now (a global budget always), the most recently used first, at most `limit` per
+    budget; and how many more there are."""
+    now = ledger.clock()
+    checks, more = [], 0
+    for spec in specs:
+        start, _ = spec.window.bounds(now)
+        values = ledger.values(spec, start)
+        if spec.scope == "global" and ("", False) not in values:
+            values.append(("", False))
+        shown = values if limit is None else values[:limit]
+        more += len(values) - len(shown)
+        checks += [check(spec, value, sim, now) for value, sim in shown]
+    return ledger.read(checks), more

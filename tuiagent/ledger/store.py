@@ -30,6 +30,7 @@ wait on each other in a circle, and calls that share no budget never wait at all
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import queue
 import socket
@@ -51,6 +52,8 @@ SCHEMA_VERSION = "1"
 DEFAULT_LEASE_S = 30.0
 ANSWER_TIMEOUT_S = 60.0  # a reserve that the database has not answered by then is refused
 MAX_BATCH = 256
+SETTLE_LINGER_S = 0.005  # settles alone wait this long for a reserve to be written with
+RESERVE_LINGER_S = 0.0005  # under load, a reserve waits this long for others to join it
 ROLLING = "rolling"  # the bucket of a rolling budget's anchor row (its lock, its horizon)
 MINUTES_END = "m:999999999999"
 
@@ -289,6 +292,7 @@ class Ledger:
         self._queue: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._pending: list[_Close] = []  # settles the database refused: written next batch
         self._known: set[Row] = set()  # counters known to exist (none is ever deleted)
+        self._last_reserves = 0  # reserves in the last batch: more than one, calls are busy
         self._lease_until = 0.0
         self._next_beat = 0.0
         self._writer: threading.Thread | None = None
@@ -402,35 +406,43 @@ class Ledger:
                     self._writer.start()
 
     def _run(self) -> None:
-        beat = max(self.lease_s / 3, 0.05)
-        while True:
-            try:
-                op = self._queue.get(timeout=beat if self.heartbeat else None)
-            except queue.Empty:
-                op = None
-                if self._closed:
-                    break
-            batch: list[Op] = []
-            stop = False
-            if op is None:
-                stop = self._closed
-            else:
-                batch.append(op)
-            while len(batch) < MAX_BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
+        stop = False
+        while not stop:
+            batch, stop = self._collect()
             self._batch(batch)
             if self.heartbeat and self.clock() >= self._next_beat:
                 self._beat()
-            if stop:
-                break
         self._drop()
+
+    def _collect(self) -> tuple[list[Op], bool]:
+        """What has queued up (and whether the ledger is closing). Settles alone wait a
+        moment for a reserve to go with them: every transaction locks the counters it
+        touches, a team's day budget among them, so fewer of them is more holds a second."""
+        batch: list[Op] = []
+        linger_until = 0.0
+        # Calls come in together (many clients): wait a moment for the rest of them too.
+        busy = self._last_reserves > 1
+        while len(batch) < MAX_BATCH:
+            timeout: float | None
+            if not batch:
+                timeout = max(self.lease_s / 3, 0.05) if self.heartbeat else None
+            elif any(isinstance(op, _Barrier) for op in batch):
+                timeout = 0.0
+            elif any(isinstance(op, _Reserve) for op in batch):
+                left = linger_until - SETTLE_LINGER_S + RESERVE_LINGER_S - time.monotonic()
+                timeout = max(left, 0.0) if busy else 0.0
+            else:
+                timeout = max(linger_until - time.monotonic(), 0.0)
+            try:
+                op = self._queue.get_nowait() if timeout == 0 else self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return batch, self._closed and not batch
+            if op is None:
+                return batch, True
+            if not batch:
+                linger_until = time.monotonic() + SETTLE_LINGER_S
+            batch.append(op)
+        return batch, False
 
     def _beat(self) -> None:
         """Renew the lease, and settle dead processes' holds at their worst case."""
@@ -464,6 +476,7 @@ class Ledger:
             closes, self._pending = self._pending, []
         closes += [op for op in batch if isinstance(op, _Close)]
         reserves = [op for op in batch if isinstance(op, _Reserve)]
+        self._last_reserves = len(reserves)
         try:
             if closes or reserves:
                 self._start_counters([c for r in reserves for c in r.checks])
@@ -867,6 +880,43 @@ class Ledger:
         )
         return len(ids)
 
+    # --- the budgets in use ------------------------------------------------------------
+
+    def register(self, specs: Sequence[BudgetSpec]) -> None:
+        """Note the budgets this process holds against (by title; the last word wins)."""
+        if not specs:
+            return
+        now = self.clock()
+        rows = [(s.title, json.dumps(s.to_json()), now) for s in specs]
+
+        def write(cur: Any) -> None:
+            for row in rows:
+                self._x(
+                    cur,
+                    "INSERT INTO budgets (title, spec, seen_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (title) DO UPDATE SET spec = excluded.spec, "
+                    "seen_at = excluded.seen_at",
+                    row,
+                )
+
+        self._write(write)
+
+    def registered(self) -> list[BudgetSpec]:
+        """The budgets the processes on this ledger hold against, most recently seen first
+        (one that cannot be read, written by another version, is left out)."""
+
+        def work(cur: Any) -> list[tuple[str, str]]:
+            found = self._x(cur, "SELECT title, spec FROM budgets ORDER BY seen_at DESC").fetchall()
+            return [(str(t), str(s)) for t, s in found]
+
+        specs = []
+        for _, text in self._read(work):
+            try:
+                specs.append(BudgetSpec.from_json(json.loads(text)))
+            except (ValueError, KeyError, TypeError, ArithmeticError):
+                continue
+        return specs
+
     # --- reports --------------------------------------------------------------------
 
     def entries(self, since: float | None = None, until: float | None = None) -> list[Entry]:
@@ -901,21 +951,25 @@ class Ledger:
     def values(self, spec: BudgetSpec, since: float | None) -> list[tuple[str, bool]]:
         """The values of a budget's scope with entries since `since` (and whether they are
         simulated), the most recent first: the budgets in use."""
-        column = "''" if spec.scope == "global" else COLUMNS[spec.scope]
-        where = "1 = 1" if spec.scope == "global" else f"{column} IS NOT NULL"
+        glob = spec.scope == "global"
+        column = None if glob else COLUMNS[spec.scope]
+        where = "1 = 1" if column is None else f"{column} IS NOT NULL"
         params: list[Any] = []
-        if spec.match is not None and spec.scope != "global":
+        if spec.match is not None and column is not None:
             where, params = f"{column} = ?", [spec.match]
         if since is not None:
             where, params = where + " AND at >= ?", [*params, since]
+        group = "simulated" if column is None else f"{column}, simulated"
 
         def work(cur: Any) -> list[tuple[str, bool]]:
             rows = self._x(
                 cur,
-                f"SELECT {column}, simulated, MAX(at) FROM entries WHERE {where} "
-                f"GROUP BY {column}, simulated ORDER BY MAX(at) DESC",
+                f"SELECT {group}, MAX(at) FROM entries WHERE {where} "
+                f"GROUP BY {group} ORDER BY MAX(at) DESC",
                 params,
             ).fetchall()
+            if column is None:
+                return [("", bool(r[0])) for r in rows]
             return [(str(r[0]), bool(r[1])) for r in rows]
 
         result: list[tuple[str, bool]] = self._read(work)

@@ -1,20 +1,18 @@
 """Prompt caching: where the breakpoints go, and the rules both the planner and the offline
 model follow.
 
-Minimum cacheable prefix per model, in tokens. Below it a breakpoint silently caches nothing.
-Sources: Anthropic's prompt-caching guide as quoted in public docs and threads (2026):
-512 for Opus 5, Fable 5, Mythos 5; 1,024 for Opus 4.8, Sonnet 5, Sonnet 4.6/4.5, Opus 4.1/4;
-2,048 for Opus 4.7 and Haiku 3.5/3; 4,096 for Opus 4.6, Opus 4.5 and Haiku 4.5.
-No figure was found for the 5.5 models: they take their family's 5.x figure, or 1,024
-(the most common floor) where the family has none.
+The minimum cacheable prefix of each model (below it a breakpoint silently caches nothing)
+is in the one table of model rules, `tuiagent.llm.models`, with its sources.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tuiagent.llm.models import rules_like
 from tuiagent.llm.tokens import REQUEST_OVERHEAD, request_blocks
 from tuiagent.llm.usage import TokenUsage
 
@@ -22,49 +20,31 @@ MAX_BREAKPOINTS = 4
 LOOKBACK_BLOCKS = 20
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 
-# Longest matching prefix wins.
-MIN_CACHEABLE_TOKENS: dict[str, int] = {
-    "claude-opus-5": 512,
-    "claude-fable-5": 512,
-    "claude-mythos-5": 512,
-    "claude-mythos-preview": 512,
-    "claude-sonnet-5": 1024,
-    "claude-haiku-5": 1024,
-    "claude-opus-4-8": 1024,
-    "claude-opus-4-7": 2048,
-    "claude-opus-4-6": 4096,
-    "claude-opus-4-5": 4096,
-    "claude-haiku-4-5": 4096,
-    "claude-sonnet-4-6": 1024,
-    "claude-sonnet-4-5": 1024,
-    "claude-opus-4-1": 1024,
-    "claude-opus-4": 1024,
-    "claude-sonnet-4": 1024,
-    "claude-3-5-haiku": 2048,
-    "claude-3-haiku": 2048,
-}
 DEFAULT_MIN_CACHEABLE_TOKENS = 1024
 
 
 def min_cacheable_tokens(model: str) -> int:
-    best = ""
-    for prefix in MIN_CACHEABLE_TOKENS:
-        if model.startswith(prefix) and len(prefix) > len(best):
-            best = prefix
-    return MIN_CACHEABLE_TOKENS[best] if best else DEFAULT_MIN_CACHEABLE_TOKENS
+    """The model's minimum, or 1,024 (the most common one) for a model not in the table."""
+    rules = rules_like(model)
+    return rules.min_cacheable if rules else DEFAULT_MIN_CACHEABLE_TOKENS
 
 
 def marker(ttl: str) -> dict[str, str]:
     return {"type": "ephemeral", "ttl": ttl}
 
 
-def plan_breakpoints(request: dict[str, Any], model: str, ttl: str = "5m") -> dict[str, Any]:
+def plan_breakpoints(
+    request: dict[str, Any], model: str, ttl: str = "5m", hold: Iterable[int] = ()
+) -> dict[str, Any]:
     """A copy of `request` with cache_control breakpoints placed.
 
     One at the end of the stable prefix (tools and system) when that alone is above the
-    model's minimum; one rolling at the last block of the conversation, so every call reads
-    everything the previous call wrote. Never more than MAX_BREAKPOINTS; none below the
-    minimum (it would cache nothing, and on the API a marker there is silently ignored).
+    model's minimum; one at the last block of each message index in `hold` (the end of the
+    history's settled part, which clearing old tool results no longer edits: an edit after
+    it rewrites only what follows); one rolling at the last block of the conversation, so
+    every call reads everything the previous call wrote. Never more than MAX_BREAKPOINTS;
+    none below the minimum (it would cache nothing, and on the API a marker there is
+    silently ignored).
     """
     out = _with_own_blocks(request)
     # Markers go on blocks, so plain-string system and content become block lists.
@@ -84,10 +64,21 @@ def plan_breakpoints(request: dict[str, Any], model: str, ttl: str = "5m") -> di
     chosen: list[int] = []
     if n_stable and prefix_tokens[n_stable - 1] >= minimum:
         chosen.append(n_stable - 1)
+    ends, at = [], n_stable
+    for message in out.get("messages", []):
+        at += len(message.get("content") or [])
+        ends.append(at - 1)
+    for index in sorted(set(hold)):
+        end = ends[index] if 0 <= index < len(ends) - 1 else -1
+        if end >= 0 and prefix_tokens[end] >= minimum and end not in chosen:
+            chosen.append(end)
     last = len(blocks) - 1
     if last >= 0 and prefix_tokens[last] >= minimum and last not in chosen:
         chosen.append(last)
-    for idx in chosen[:MAX_BREAKPOINTS]:
+    # Too many: the rolling end and the latest held ones are kept.
+    if len(chosen) > MAX_BREAKPOINTS:
+        chosen = chosen[:1] + chosen[len(chosen) - MAX_BREAKPOINTS + 1 :]
+    for idx in chosen:
         blocks[idx][0]["cache_control"] = marker(ttl)
     return out
 

@@ -8,6 +8,8 @@ iteration and the billed usage is the sum of all of them (each pass is kept in
 `iterations`: Anthropic bills each sampling pass as its own request, see cost/pricing.py).
 Server tools the API ran for the call are counted in `usage.server_tool_use`
 (`web_search_requests`, `web_fetch_requests`): they are billed per use, on top of tokens.
+Where and how the call ran (`inference_geo`, `speed`, `service_tier`) is in message_start's
+usage only (or the Message's): it sets the price modifiers the call is settled with.
 
 Every number is checked: a count that is not a non-negative integer below `MAX_TOKENS`
 (a string, a bool, a float, a negative, 1e30) raises `BadUsage`, so no malformed usage is
@@ -28,6 +30,9 @@ _FIELDS = (
 )
 # Counts in usage.server_tool_use (ServerToolUsage in the SDK).
 SERVER_TOOL_FIELDS = ("web_search_requests", "web_fetch_requests")
+# Where and how the call ran, as reported (strings; absent: not reported).
+RAN_AS_FIELDS = ("inference_geo", "speed", "service_tier")
+_LONGEST_RAN_AS = 64
 
 MAX_TOKENS = 10**9  # more than any request can bill: a larger count is malformed
 
@@ -54,10 +59,21 @@ def _split(value: object) -> tuple[int, int] | None:
     return five, _tokens(split.get("ephemeral_1h_input_tokens"), "ephemeral_1h_input_tokens")
 
 
-def _server_tools(value: object) -> dict[str, int]:
+def _server_tools(value: object) -> dict[str, Any]:
     """The counts of a `server_tool_use` object (absent: none used)."""
     counts = _mapping(value, "usage.server_tool_use") if value else {}
     return {k: _tokens(counts.get(k), k) for k in SERVER_TOOL_FIELDS}
+
+
+def _ran_as(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """`inference_geo`, `speed`, `service_tier` as reported: a short string, or None."""
+    out: dict[str, Any] = {}
+    for key in RAN_AS_FIELDS:
+        value = usage.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > _LONGEST_RAN_AS):
+            raise BadUsage(f"usage {key} is {value!r}, not a name")
+        out[key] = value
+    return out
 
 
 def _mapping(value: object, name: str) -> Mapping[str, Any]:
@@ -76,6 +92,10 @@ class TokenUsage:
     cache_creation_1h_input_tokens: int = 0
     web_search_requests: int = 0
     web_fetch_requests: int = 0
+    # Where and how it ran, when reported (written only when set).
+    inference_geo: str | None = field(default=None, metadata={"omit_none": True})
+    speed: str | None = field(default=None, metadata={"omit_none": True})
+    service_tier: str | None = field(default=None, metadata={"omit_none": True})
     # The sampling passes of a compaction response (usage.iterations), each as billed;
     # empty for an ordinary call. Not part of the record: the sums above are.
     iterations: tuple[TokenUsage, ...] = field(default=(), init=False, compare=False, repr=False)
@@ -86,12 +106,21 @@ class TokenUsage:
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
-        """The sum of two usages (one usage: the passes of either are not kept)."""
+        """The sum of two usages (one usage: the passes of either are not kept; where and
+        how they ran is kept where both agree)."""
         a, b = self.as_record(), other.as_record()
-        return TokenUsage(**{k: a[k] + b[k] for k in a})
+        values: dict[str, Any] = {k: a[k] + b[k] for k in a}
+        for k in RAN_AS_FIELDS:
+            if getattr(self, k) == getattr(other, k):
+                values[k] = getattr(self, k)
+        return TokenUsage(**values)
 
     def as_record(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "iterations"}
+        """The counts (where and how it ran aside)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in _COUNTS}
+
+    def ran_as(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in RAN_AS_FIELDS}
 
     @classmethod
     def from_api(cls, usage: Mapping[str, Any] | None) -> TokenUsage:
@@ -118,10 +147,11 @@ class TokenUsage:
                 sum(passes, cls()),
                 web_search_requests=tools["web_search_requests"],
                 web_fetch_requests=tools["web_fetch_requests"],
+                **_ran_as(usage),
             )
             object.__setattr__(total, "iterations", passes)  # frozen: set once, here
             return total
-        values = {k: _tokens(usage.get(k), k) for k in _FIELDS}
+        values: dict[str, Any] = {k: _tokens(usage.get(k), k) for k in _FIELDS}
         # No split reported: the API's default lifetime is 5 minutes.
         five, hour = _split(usage.get("cache_creation")) or (
             values["cache_creation_input_tokens"],
@@ -130,6 +160,7 @@ class TokenUsage:
         return cls(
             **values,
             **tools,
+            **_ran_as(usage),
             cache_creation_5m_input_tokens=five,
             cache_creation_1h_input_tokens=hour,
         )
@@ -143,14 +174,14 @@ class TokenUsage:
             return self
         if delta.get("iterations"):
             merged = TokenUsage.from_api(delta)
-            # iterations carry their own split; keep it
-            return merged
+            # iterations carry their own split; keep it (and where message_start ran)
+            return replace(merged, **{k: v for k, v in self.ran_as().items() if v is not None})
         _split(delta.get("cache_creation"))  # checked; the split stays message_start's
-        values = {k: getattr(self, k) for k in _FIELDS}
+        values: dict[str, Any] = {k: getattr(self, k) for k in _FIELDS}
         for k in _FIELDS:
             if delta.get(k) is not None:
                 values[k] = _tokens(delta[k], k)
-        tools = {k: getattr(self, k) for k in SERVER_TOOL_FIELDS}
+        tools: dict[str, Any] = {k: getattr(self, k) for k in SERVER_TOOL_FIELDS}
         if delta.get("server_tool_use"):
             tools = _server_tools(delta["server_tool_use"])
         five, hour = self.cache_creation_5m_input_tokens, self.cache_creation_1h_input_tokens
@@ -163,6 +194,12 @@ class TokenUsage:
         return TokenUsage(
             **values,
             **tools,
+            **self.ran_as(),
             cache_creation_5m_input_tokens=five,
             cache_creation_1h_input_tokens=hour,
         )
+
+
+_COUNTS = frozenset(
+    f.name for f in fields(TokenUsage) if f.name != "iterations" and f.name not in RAN_AS_FIELDS
+)

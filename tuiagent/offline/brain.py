@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARIZE_MARKER, SUMMARY_MARKER
+from tuiagent.offline.tools import PlannedCall, bind, native, workspace_of
 
 OFFLINE_NOTICE = "OFFLINE - simulated model"
 
@@ -96,13 +97,15 @@ _SUMMARISED = re.compile(r"^\[(r\d+): \S+ result of ([\d,]+) tokens, summarised 
 _EXPANDED = re.compile(r"^\[(r\d+) lines (\d+)-(\d+) of (\d+)")
 _IN_ALL = re.compile(r"\((\d[\d,]*) in all\)")
 _LEVEL_WORD = re.compile(r"\b(FATAL|CRITICAL|ERROR|WARN(?:ING)?)\b")
+# "replace X with Y in FILE" (X and Y quoted, or single words); "write FILE: TEXT".
+_QUOTED = r'"([^"]*)"|\'([^\']*)\'|(\S+)'
+_REPLACE = re.compile(
+    rf"\breplace\s+(?:{_QUOTED})\s+with\s+(?:{_QUOTED})\s+in\s+([\w./-]+\w)", re.IGNORECASE
+)
+_WRITE = re.compile(r"\bwrite\s+([\w./-]+\.\w+)\s*:\s?(.*)", re.IGNORECASE | re.DOTALL)
+# "use TOOL {json}" / "call TOOL with {json}": a tool named with its input, whatever it is.
+_USE_TOOL = re.compile(r"\b(?:use|call)\s+([A-Za-z0-9_-]+)(?:\s+with)?\s+(\{[^{}]*\})")
 LISTING_LINE = re.compile(r"^(file|dir|link)\s+([\d,]+|-)\s+(?:bytes\s+)?(.+)$")
-
-
-@dataclass(frozen=True)
-class PlannedCall:
-    name: str
-    input: dict[str, Any]
 
 
 @dataclass
@@ -127,11 +130,21 @@ def _result_text(block: dict[str, Any]) -> str:
     return str(content)
 
 
+# What a client's harness adds to a user turn (the coding agent's reminders): not asked.
+_REMINDER = re.compile(r"<system-reminder>.*?(?:</system-reminder>|$)", re.DOTALL)
+
+
+def _asked(block: dict[str, Any]) -> str:
+    """What a text block of a user turn asks, without the harness's reminders."""
+    return (
+        _REMINDER.sub("", str(block.get("text", ""))).strip() if block.get("type") == "text" else ""
+    )
+
+
 def _is_request(message: dict[str, Any]) -> bool:
-    """A user message with text that is not a compaction's summary."""
+    """A user message with text that is not a compaction's summary nor only reminders."""
     return message.get("role") == "user" and any(
-        b.get("type") == "text" and not str(b.get("text", "")).startswith(SUMMARY_MARKER)
-        for b in _blocks(message)
+        (text := _asked(b)) and not text.startswith(SUMMARY_MARKER) for b in _blocks(message)
     )
 
 
@@ -141,11 +154,7 @@ def current_task(messages: list[dict[str, Any]]) -> tuple[str, list[tuple[Planne
     for i, m in enumerate(messages):
         if _is_request(m):
             start = i
-    request = (
-        " ".join(b.get("text", "") for b in _blocks(messages[start]) if b.get("type") == "text")
-        if messages
-        else ""
-    )
+    request = " ".join(filter(None, map(_asked, _blocks(messages[start])))) if messages else ""
     results: dict[str, tuple[str, bool]] = {}
     calls: list[tuple[str, PlannedCall]] = []
     for m in messages[start + 1 :]:
@@ -197,6 +206,20 @@ def plan_calls(request: str, tool_names: set[str], known_files: set[str]) -> lis
     if "fetch_url" in tool_names:
         for m in _URL.finditer(request):
             found.append((m.start(), PlannedCall("fetch_url", {"url": m.group(0)})))
+    if "edit_file" in tool_names:
+        for m in _REPLACE.finditer(request):
+            old = next(g for g in (m.group(1), m.group(2), m.group(3)) if g is not None)
+            new = next(g for g in (m.group(4), m.group(5), m.group(6)) if g is not None)
+            edit = {"path": m.group(7), "old_string": old, "new_string": new}
+            found.append((m.start(), PlannedCall("edit_file", edit)))
+    if "write_file" in tool_names and (m := _WRITE.search(request)):
+        found.append(
+            (m.start(), PlannedCall("write_file", {"path": m.group(1), "content": m.group(2)}))
+        )
+    for m in _USE_TOOL.finditer(request):  # any offered tool named with its input (MCP's)
+        arguments = _json_value(m.group(2))
+        if m.group(1) in tool_names and isinstance(arguments, dict):
+            found.append((m.start(), PlannedCall(m.group(1), arguments)))
     found.sort(key=lambda pair: pair[0])
     plan: list[PlannedCall] = []
     for _, call in found:
@@ -294,11 +317,14 @@ def _content_facts(result: str) -> str:
     first, _, body = result.partition("\n")
     if m := _COMPRESSED.match(first):
         rid, tokens, method, facts = m.groups()
+        part, cut, facts = facts.rpartition("; of that part: ")  # a read stopped short
         what = facts
         if method == "json":
             value = _json_value(body) or _json_value(body.partition("\n\n")[2])
             if value is not None:
                 what = describe_json(value)
+        if cut:
+            what = f"{part}; of that part: {what}"
         elif method == "log":
             problems = [ln for ln in body.splitlines() if _LEVEL_WORD.search(ln)]
             errors = [ln for ln in problems if "WARN" not in ln.upper()] or problems
@@ -330,16 +356,17 @@ def _describe(call: PlannedCall, result: str, is_error: bool, request: str) -> s
         return f"I could not use {call.name} on {what}: {result.strip().splitlines()[0] if result.strip() else 'error'}"
     if call.name == "list_dir":
         rows = parse_listing(result)
-        files = [(n, s) for k, n, s in rows if k == "file" and s is not None]
+        files = [(n, s) for k, n, s in rows if k == "file"]
+        sized = [(n, s) for n, s in files if s is not None]
         dirs = [n for k, n, _ in rows if k == "dir"]
         parts = [
             f"The workspace has {_plural(len(files), 'file')} and {_plural(len(dirs), 'folder')}."
         ]
-        if files and re.search(r"\b(largest|biggest)\b", request, re.IGNORECASE):
-            name, size = max(files, key=lambda f: (f[1], f[0]))
+        if sized and re.search(r"\b(largest|biggest)\b", request, re.IGNORECASE):
+            name, size = max(sized, key=lambda f: (f[1], f[0]))
             parts.append(f"The largest file is {name} ({size:,} bytes).")
-        elif files and re.search(r"\bsmallest\b", request, re.IGNORECASE):
-            name, size = min(files, key=lambda f: (f[1], f[0]))
+        elif sized and re.search(r"\bsmallest\b", request, re.IGNORECASE):
+            name, size = min(sized, key=lambda f: (f[1], f[0]))
             parts.append(f"The smallest file is {name} ({size:,} bytes).")
         else:
             shown = ", ".join(n for n, _ in files[:12]) + (" ..." if len(files) > 12 else "")
@@ -512,6 +539,17 @@ def _said(path: str, topic: str, found: list[str]) -> str:
     return f"{path} said about {topic}: " + " / ".join(found[:3])
 
 
+# The tools the offline model plans in (bound to the offered ones before each call), beside
+# the offered tools themselves (edit_file, write_file, an MCP server's).
+_NATIVE_TOOLS = {
+    "list_dir",
+    "read_file",
+    "search_files",
+    "expand_result",
+    "run_command",
+    "fetch_url",
+}
+
 _GREETING = re.compile(
     r"\b(hi|hello|hey|howdy|greetings|good\s+(?:morning|afternoon|evening))\b", re.I
 )
@@ -528,7 +566,7 @@ def _plain_answer(request: str) -> str:
     return f"This is {what}"
 
 
-def _agent_reply(request_body: dict[str, Any], tool_names: set[str]) -> Reply:
+def _agent_reply(request_body: dict[str, Any], tools: dict[str, dict[str, Any]]) -> Reply:
     messages = request_body.get("messages") or []
     if JUDGE_MARKER in _system_text(request_body):
         request, _ = current_task(messages)
@@ -538,7 +576,10 @@ def _agent_reply(request_body: dict[str, Any], tool_names: set[str]) -> Reply:
         return Reply(text=summarize(request))
     if COMPACT_MARKER in _system_text(request_body):
         return Reply(text=compact_summary(_all_text(messages)))
-    request, done = current_task(messages)
+    request, made_calls = current_task(messages)
+    workspace = workspace_of([_system_text(request_body), request])
+    # Calls of another agent's tools, read as the tuiagent tool that does the same.
+    done = [(*native(c, r, workspace), e) for c, r, e in made_calls]
     if (asked := _RECALL.search(request)) is not None:
         recalled = _recall(messages, done, asked.group(1), asked.group(2))
         if recalled is not None:
@@ -547,13 +588,14 @@ def _agent_reply(request_body: dict[str, Any], tool_names: set[str]) -> Reply:
     for call, result, is_error in done:
         if call.name == "list_dir" and not is_error:
             known_files.update(n for k, n, _ in parse_listing(result) if k == "file")
-    plan = plan_calls(request, tool_names, known_files)
-    if "delegate" in tool_names and _DELEGATE_WORDS.search(request):
+    plan = plan_calls(request, _NATIVE_TOOLS | set(tools), known_files)
+    if "delegate" in tools and _DELEGATE_WORDS.search(request):
         plan = delegated(plan, known_files, request)
-    made = [c for c, _, _ in done]
-    for call in plan:
-        if call not in made:
-            return Reply(text=_lead_in(call), tool_call=call)
+    made = [c for c, _, _ in made_calls]
+    for planned in plan:
+        bound = bind(planned, tools, workspace)
+        if bound is not None and bound not in made:
+            return Reply(text=_lead_in(planned), tool_call=bound)
     if not done:
         return Reply(text=_plain_answer(request))
     answer = "\n".join(_describe(c, r, e, request) for c, r, e in done)
@@ -578,8 +620,8 @@ def reply(request_body: dict[str, Any]) -> Reply:
     tools = [t for t in request_body.get("tools") or [] if isinstance(t, dict)]
     choice = request_body.get("tool_choice") or {}
     kind = choice.get("type", "auto")
-    names = set() if kind == "none" else {str(t.get("name", "")) for t in tools}
-    turn = _agent_reply(request_body, names)
+    offered = {} if kind == "none" else {str(t.get("name", "")): t for t in tools}
+    turn = _agent_reply(request_body, offered)
     if kind in ("any", "tool"):
         # The API prefills a forced call: no text before it.
         wanted = choice.get("name") if kind == "tool" else None

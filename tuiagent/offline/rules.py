@@ -12,23 +12,33 @@ What the API documents and is followed here:
   has content except an optional final assistant message (prefill); consecutive turns of
   one role are merged (no error); every `tool_use` is answered by a `tool_result` in the
   next message and every `tool_result` answers a `tool_use` of the message before;
-- `max_tokens` is from 0 (0 only fills the prompt cache) to the model's output limit;
-- `thinking.budget_tokens` is at least 1,024 and below `max_tokens`; thinking cannot be on
-  while `tool_choice` forces a tool;
+- `max_tokens` is from 0 (0 only fills the prompt cache);
+- `thinking.budget_tokens` is at least 1,024 and below `max_tokens`;
 - `tool_choice` needs `tools`, and `{"type": "tool"}` names one of them;
 - `stop_sequences` are strings with something other than whitespace;
-- `output_config.format` is `{"type": "json_schema", "schema": {...}}`.
+- `output_config.format` is `{"type": "json_schema", "schema": {...}}`, `output_config.effort`
+  one of the five levels, `speed` `standard` or `fast`.
+
+Then the model: one the API does not serve (unknown, or retired) is a 404 `not_found_error`
+("model: ID", as recorded); and each model's own rules (`tuiagent.llm.models`, one table with
+its sources): its output limit, thinking modes, effort levels, sampling parameters, prefill,
+forced tool use with thinking, fast mode, `inference_geo`; and the image and PDF limits
+(`media.py`). `refusal` answers all of it: the status, the error type and the message.
 """
 
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import anthropic.types
 from anthropic.types import message_create_params
 from anthropic.types.beta import message_create_params as beta_message_create_params
+
+from tuiagent.llm.models import EFFORT_ALL, ModelRules, active_models, rules_for
+from tuiagent.offline.media import media_error
 
 # Top-level fields of a Messages request: the SDK's parameters (stable and beta), plus the
 # sampling parameters older models still take and the structured-outputs beta's name.
@@ -45,34 +55,7 @@ MESSAGE_FIELDS = frozenset(
 ) - {"betas"}  # betas travel as a header
 COUNT_FIELDS = MESSAGE_FIELDS - {"max_tokens", "stream", "stop_sequences", "service_tier"}
 
-# Output limits (the most `max_tokens` may be) by model id prefix, longest prefix wins: what
-# Anthropic's Models API reports (`ModelInfo.max_tokens`, as pydantic-ai's Anthropic profiles
-# record it), and the models overview for the older lines (Opus 4 and 4.1: 32K, Sonnet 4: 64K).
-OUTPUT_LIMITS: dict[str, int] = {
-    "claude-fable-5": 128_000,
-    "claude-mythos-5": 128_000,
-    "claude-opus-5": 128_000,
-    "claude-opus-4-8": 128_000,
-    "claude-opus-4-7": 128_000,
-    "claude-opus-4-6": 128_000,
-    "claude-sonnet-5": 128_000,
-    "claude-sonnet-4-6": 128_000,
-    "claude-haiku-5-5": 128_000,
-    "claude-opus-4-5": 64_000,
-    "claude-sonnet-4-5": 64_000,
-    "claude-haiku-4-5": 64_000,
-    "claude-sonnet-4": 64_000,
-    "claude-opus-4-1": 32_000,
-    "claude-opus-4-0": 32_000,
-    "claude-opus-4-2025": 32_000,
-}
-DEFAULT_OUTPUT_LIMIT = 64_000
 MIN_THINKING_BUDGET = 1024
-
-
-def output_limit(model: str) -> int:
-    best = max((p for p in OUTPUT_LIMITS if model.startswith(p)), key=len, default=None)
-    return OUTPUT_LIMITS[best] if best else DEFAULT_OUTPUT_LIMIT
 
 
 def _context_window(model: str) -> int | None:
@@ -94,10 +77,16 @@ def _display_name(model: str) -> str:
     return f"Claude {name} {version}".strip()
 
 
-def model_ids() -> list[str]:
+def sdk_model_ids() -> list[str]:
     """The models the SDK lists (anthropic.types.Model), newest first as it orders them."""
     literal = typing.get_args(anthropic.types.Model)[0]
     return [str(m) for m in typing.get_args(literal)]
+
+
+def model_ids() -> list[str]:
+    """The models `GET /v1/models` lists: the SDK's, then the table's other active ones."""
+    listed = sdk_model_ids()
+    return [*listed, *(m for m in active_models() if m not in listed)]
 
 
 def model_info(model: str) -> dict[str, Any]:
@@ -109,7 +98,7 @@ def model_info(model: str) -> dict[str, Any]:
         "created_at": datetime(2026, 1, 1, tzinfo=UTC).isoformat().replace("+00:00", "Z"),
         "lifecycle": "active",
         "max_input_tokens": _context_window(model),
-        "max_tokens": output_limit(model),
+        "max_tokens": rules.max_output if (rules := rules_for(model)) else None,
     }
 
 
@@ -200,7 +189,8 @@ def request_error(body: Any, *, count_tokens: bool = False) -> str | None:
             return f"{key}: Extra inputs are not permitted"
     if error := _messages_error(body["messages"]):
         return error
-    model = str(body["model"])
+    if not isinstance(body["model"], str):
+        return "model: Input should be a valid string"
     tools = body.get("tools") or []
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         return "tools: Input should be a valid list of tool definitions"
@@ -212,12 +202,6 @@ def request_error(body: Any, *, count_tokens: bool = False) -> str | None:
             return "max_tokens: Input should be a valid integer"
         if max_tokens < 0:
             return "max_tokens: Input should be greater than or equal to 0"
-        limit = output_limit(model)
-        if max_tokens > limit:
-            return (
-                f"max_tokens: {max_tokens} > {limit}, which is the maximum allowed number of "
-                f"output tokens for {model}"
-            )
         stops = body.get("stop_sequences")
         if stops is not None:
             if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
@@ -248,9 +232,6 @@ def request_error(body: Any, *, count_tokens: bool = False) -> str | None:
             return "tool_choice may only be specified while providing tools"
         if kind == "tool" and choice.get("name") not in {t.get("name") for t in tools}:
             return f"tool_choice.name: tool {choice.get('name')!r} is not one of the provided tools"
-        thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
-        if kind in ("any", "tool") and thinking_on:
-            return "Thinking may not be enabled when tool_choice forces tool use."
     config = body.get("output_config") or {}
     if not isinstance(config, dict):
         return "output_config: Input should be a valid dictionary"
@@ -261,4 +242,146 @@ def request_error(body: Any, *, count_tokens: bool = False) -> str | None:
         and isinstance(fmt.get("schema"), dict)
     ):
         return "output_config.format: Input should be {'type': 'json_schema', 'schema': {...}}"
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            return f"{name}: Input should be a valid number"
+        if value is not None and value < 0:
+            return f"{name}: Input should be greater than or equal to 0"
+        if value is not None and value > 1:
+            return f"{name}: Input should be less than or equal to 1"
+    top_k = body.get("top_k")
+    if top_k is not None and not _int(top_k):
+        return "top_k: Input should be a valid integer"
+    effort = config.get("effort")
+    if effort is not None and effort not in EFFORT_ALL:
+        return "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
+    if body.get("speed") is not None and body["speed"] not in ("standard", "fast"):
+        return "speed: Input should be 'standard' or 'fast'"
+    geo = body.get("inference_geo")
+    if geo is not None and not isinstance(geo, str):
+        return "inference_geo: Input should be a valid string"
     return None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The API's error answer: HTTP status, error type, message."""
+
+    status: int
+    type: str
+    message: str
+
+
+def refusal(
+    body: Any, *, count_tokens: bool = False, also_served: frozenset[str] = frozenset()
+) -> Refusal | None:
+    """What the API answers instead of a message (or a count), or None: the request's own
+    rules, then the model (404 when the API does not serve it, unless `also_served` names
+    it: it then keeps only the general rules), then the model's rules and the media limits."""
+    if problem := request_error(body, count_tokens=count_tokens):
+        return Refusal(400, "invalid_request_error", problem)
+    model = str(body["model"])
+    rules = rules_for(model)
+    if (rules is None or rules.retired is not None) and model not in also_served:
+        return Refusal(404, "not_found_error", f"model: {model}")
+    problem = None if count_tokens or rules is None else model_error(body, rules)
+    if problem := problem or media_error(body):
+        return Refusal(400, "invalid_request_error", problem)
+    return None
+
+
+# The wordings of the model rules. Their sources and how sure each is: `tuiagent.llm.models`
+# (the `S_*` sources) and the README's table.
+THINKING_TYPE_REFUSED = '"thinking.type.{kind}" is not supported for this model.'  # documented
+USE_ADAPTIVE = (
+    ' Use "thinking.type.adaptive" and "output_config.effort" to control thinking behavior.'
+)
+EFFORT_LEVEL_REFUSED = (
+    "This model does not support effort level '{level}'. Supported levels: {levels}."  # recorded
+)
+EFFORT_REFUSED = "This model does not support the effort parameter."  # closest
+DISABLED_AT_EFFORT = (  # closest
+    "\"thinking.type.disabled\" is not supported with effort '{level}' on this model. Use "
+    "effort '{up_to}' or below, or \"thinking.type.adaptive\"."
+)
+SAMPLING_REFUSED = "`{name}` is deprecated for this model."  # reported
+ONE_SAMPLER = "temperature and top_p cannot both be specified for this model."  # reported
+TEMPERATURE_WITH_THINKING = "temperature may only be set to 1 when thinking is enabled."  # closest
+PREFILL_REFUSED = (  # reported
+    "This model does not support assistant message prefill. The conversation must end with a "
+    "user message."
+)
+FORCED_WITH_THINKING = "Thinking may not be enabled when tool_choice forces tool use."  # closest
+FAST_REFUSED = "speed: fast mode is not supported for {model}"  # closest
+GEO_REFUSED = "inference_geo: data residency is not supported for {model}"  # closest
+_EFFORT_ORDER = {level: i for i, level in enumerate(EFFORT_ALL)}
+
+
+def model_error(body: dict[str, Any], rules: ModelRules) -> str | None:
+    """What this model refuses in a Messages request the API's schema accepts, or None."""
+    model = str(body["model"])
+    max_tokens = body["max_tokens"]
+    if max_tokens > rules.max_output:
+        return (
+            f"max_tokens: {max_tokens} > {rules.max_output}, which is the maximum allowed "
+            f"number of output tokens for {model}"
+        )
+    thinking = body.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind is not None and kind not in rules.thinking:
+        suffix = USE_ADAPTIVE if "adaptive" in rules.thinking else ""
+        return THINKING_TYPE_REFUSED.format(kind=kind) + suffix
+    effort = (body.get("output_config") or {}).get("effort")
+    if effort is not None and rules.effort is None:
+        return EFFORT_REFUSED
+    if effort is not None and rules.effort is not None and effort not in rules.effort:
+        levels = ", ".join(sorted(rules.effort))
+        return EFFORT_LEVEL_REFUSED.format(level=effort, levels=levels)
+    up_to = rules.disabled_up_to_effort
+    if (
+        kind == "disabled"
+        and up_to
+        and _EFFORT_ORDER.get(effort or "high", 0) > _EFFORT_ORDER[up_to]
+    ):
+        return DISABLED_AT_EFFORT.format(level=effort, up_to=up_to)
+    thinking_on = kind in ("enabled", "adaptive") or (
+        kind is None and rules.thinking_default == "adaptive"
+    )
+    if problem := _sampling_error(body, rules, thinking_on):
+        return problem
+    if not rules.prefill and _ends_with_assistant(body["messages"]):
+        return PREFILL_REFUSED
+    choice = body.get("tool_choice")
+    forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
+    if forced and (kind in ("enabled", "adaptive") or rules.thinking_always_on):
+        return FORCED_WITH_THINKING
+    if body.get("speed") == "fast" and not rules.fast:
+        return FAST_REFUSED.format(model=model)
+    if body.get("inference_geo") is not None and not rules.inference_geo:
+        return GEO_REFUSED.format(model=model)
+    return None
+
+
+def _sampling_error(body: dict[str, Any], rules: ModelRules, thinking_on: bool) -> str | None:
+    temperature, top_p = body.get("temperature"), body.get("top_p")
+    if rules.sampling == "none":
+        for name, value in (("temperature", temperature), ("top_p", top_p)):
+            if value is not None and value != 1:
+                return SAMPLING_REFUSED.format(name=name)
+        if body.get("top_k") is not None:
+            return SAMPLING_REFUSED.format(name="top_k")
+    if (
+        rules.sampling == "one_of_temperature_top_p"
+        and temperature is not None
+        and top_p is not None
+    ):
+        return ONE_SAMPLER
+    if thinking_on and temperature is not None and temperature != 1:
+        return TEMPERATURE_WITH_THINKING
+    return None
+
+
+def _ends_with_assistant(messages: list[dict[str, Any]]) -> bool:
+    turns = [m for m in messages if m.get("role") != "system"]
+    return bool(turns) and turns[-1].get("role") == "assistant"

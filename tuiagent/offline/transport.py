@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import httpx2
@@ -25,9 +25,10 @@ import jiter
 
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens, estimate_tokens
 from tuiagent.llm.window import context_window, prompt_too_long
-from tuiagent.offline.brain import PlannedCall, Reply, reply, thinking_block
+from tuiagent.offline.brain import Reply, reply, thinking_block
 from tuiagent.offline.cache import CacheRuleError, PromptCache
-from tuiagent.offline.rules import model_ids, model_info, request_error
+from tuiagent.offline.rules import model_ids, model_info, refusal
+from tuiagent.offline.tools import PlannedCall
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 
@@ -62,13 +63,17 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         always_tool: bool = False,
         context_window: int | None = None,
         words_per_delta: int = 1,
+        priced_models: Iterable[str] = (),
     ) -> None:
         """`fill_max_tokens` and `always_tool` are stress modes for tests and benchmarks of
         the budget: every answer uses all of max_tokens, every turn asks for another tool;
         `words_per_delta` sends text that many words to an event (a benchmark of thousands
         of such answers need not parse one event per word).
         `context_window` caps every model's window (config `context_window`: a smaller
-        endpoint); by default each model keeps its real one (llm/window.py)."""
+        endpoint); by default each model keeps its real one (llm/window.py).
+        `priced_models`: models the user priced by hand (config `[prices."MODEL"]`), served
+        though the table of models does not know them (a newer model, a gateway's), with the
+        API's general rules only."""
         self.clock = clock
         self.cache = PromptCache(clock)
         self.tokens_per_second = tokens_per_second
@@ -76,6 +81,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         self.always_tool = always_tool
         self.context_window = context_window
         self.words_per_delta = max(1, words_per_delta)
+        self.priced_models = frozenset(priced_models)
         self._counter = 0
         # Server-held conversations (the `thread` parameter): the whole conversation so far,
         # the answer included, by the id of the answer that ends it.
@@ -110,11 +116,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                     request_id,
                 )
             body = {**body, "messages": [*held, *(body.get("messages") or [])]}
-        if problem := request_error(body, count_tokens=counting):
-            return _error(400, "invalid_request_error", problem, request_id)
-        model = str(body.get("model", ""))
-        if not model.startswith("claude-"):
-            return _error(404, "not_found_error", f"model: {model}", request_id)
+        if refused := refusal(body, count_tokens=counting, also_served=self.priced_models):
+            return _error(refused.status, refused.type, refused.message, request_id)
+        model = str(body["model"])
         if counting:
             return httpx2.Response(
                 200,

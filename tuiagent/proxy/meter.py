@@ -1,9 +1,10 @@
-"""The proxy's cap and its records: reserve a request's worst case before it is sent,
-settle what its response says it billed, write one run-log record per call.
+"""The proxy's face of the one meter (tuiagent/meter): hold a client's request before it is
+sent, settle what its response says it billed, write one run-log record per call.
 
 Nothing here does HTTP: the server hands in the request, a way to count its tokens, and
-what came back. Every request that may have been billed is settled once: with its usage,
-or with its worst case when no usage was seen (`usage_unknown`).
+what came back (a `UsageScanner`). The rules are the meter's, the agent's own; what is the
+proxy's is named there: it shares what is left between the clients it serves at once
+(`FAIR_SHARE`), and it cannot retry for its client, so each request is one record.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from tuiagent.cost.budget import Budget, Hold, Reservation, estimated_with_margin
+from tuiagent.config import Settings
+from tuiagent.cost.budget import Budget, Hold, Reservation
+from tuiagent.cost.display import budget_line
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
+from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
-from tuiagent.llm.tokens import COUNTED_FIELDS, estimate_request_tokens
-from tuiagent.llm.usage import TokenUsage
-from tuiagent.proxy.cap import MIN_USEFUL_TOKENS, fit_request
+from tuiagent.llm.tokens import COUNTED_FIELDS
+from tuiagent.meter import CallMeter, Held, Seen, Unfit, record_fields
 from tuiagent.proxy.sse import UsageScanner
 from tuiagent.runs.layout import transcript_path
 from tuiagent.runs.log import R, RunLog, utc_now_iso
 from tuiagent.runs.records import (
+    HoldRecord,
     Limits,
     ProxyAttempt,
     ProxyRunEnd,
@@ -36,16 +40,22 @@ from tuiagent.runs.records import (
 from tuiagent.runs.records import Refused as RefusedRecord
 from tuiagent.runs.transcript import Transcript
 
-Counter = Callable[[dict[str, Any]], Awaitable[int | None]]
+# Asks the upstream's count_tokens: the answer's `input_tokens` as sent (the meter checks
+# it), or None when there is none.
+Counter = Callable[[dict[str, Any]], Awaitable[object]]
 Listener = Callable[[Record], None]
 
-THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
 PURPOSE = "proxy"  # a proxied call's purpose: the transcript keeps its request whole
+# A request that asks for more than this share of what is left holds the share (never
+# less than the useful minimum), with its max_tokens lowered to it: clients that ask for
+# everything (the leading coding agent asks 128,000 tokens a call) run side by side.
+FAIR_SHARE = Decimal("0.5")
+CONVERSATIONS = 256  # the conversations whose last call is remembered, to size the next
 
 
 @dataclass
 class Admitted:
-    """A request reserved within the cap, ready to send as `body`."""
+    """A request held within the cap, ready to send as `body`."""
 
     turn: int
     model: str
@@ -53,10 +63,17 @@ class Admitted:
     streamed: bool
     request: dict[str, Any]  # as sent
     body: bytes
-    reservation: Reservation
-    hold: Hold
+    held: Held
     auto_cached: bool
     started: float
+
+    @property
+    def reservation(self) -> Reservation:
+        return self.held.reservation
+
+    @property
+    def hold(self) -> Hold:
+        return self.held.hold
 
 
 @dataclass(frozen=True)
@@ -81,14 +98,26 @@ class Meter:
         run_id: str,
         *,
         auto_cache: bool = False,
+        settings: Settings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        run = (settings or Settings()).run
         self.budget = budget
         self.pricer = pricer
+        self.core = CallMeter(
+            pricer,
+            budget,
+            min_useful_tokens=run.min_useful_tokens,
+            fair_share=FAIR_SHARE,
+            wait_s=run.hold_wait_s,
+            conversations=CONVERSATIONS,
+            clock=clock,
+        )
         self.log = log
         self.run_id = run_id
         self.auto_cache = auto_cache
         self.clock = clock
+        self.simulated = False  # the upstream is the offline model (set by `start`)
         self.listeners: list[Listener] = []
         # Each request whole (calls of many conversations interleave), so that `report`
         # splits a call's input by source and `replay` resends it.
@@ -98,70 +127,83 @@ class Meter:
     # --- before sending ----------------------------------------------------------
 
     async def admit(
-        self, raw: bytes, request: dict[str, Any], client: str, count: Counter
+        self,
+        raw: bytes,
+        request: dict[str, Any],
+        client: str,
+        count: Counter,
+        scopes: Scopes | None = None,
     ) -> Admitted | Refused:
-        """Reserve the request's worst case, lowering its max_tokens to fit; or refuse it."""
+        """Hold the request's worst case (or its fair share of what is left, its max_tokens
+        lowered to it), its `hold` record written; or refuse it. `scopes` (its session,
+        agent, key, model) choose the `[[budgets]]` it falls under."""
         started = self.clock()
         self.calls += 1
         turn = self.calls
         model = str(request.get("model", ""))
         try:
-            self.pricer.ensure_priced(model)
+            modifiers = self.core.modifiers(model, request)
         except UsageError as exc:
             return self._refuse(
                 turn, client, model, f"tuiagent proxy: cannot cap this request: {exc}"
             )
-        changed = False
         auto_cached = False
         if self.auto_cache and not count_breakpoints(request):
             request = plan_breakpoints(request, model)
-            auto_cached = changed = count_breakpoints(request) > 0
-        counted = await count({k: v for k, v in request.items() if k in COUNTED_FIELDS})
-        if counted is not None:
-            tokens, source = counted, "count_tokens"
-        else:
-            try:
-                tokens = estimated_with_margin(estimate_request_tokens(request))
-            except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
-                message = "tuiagent proxy: cannot count this request's tokens to cap it"
-                return self._refuse(turn, client, model, message)
-            source = "estimate"
-        while True:
-            # Another request may take what is left between fitting and holding: fit again.
-            reservation = fit_request(
-                self.pricer, model, request, tokens, source, self.budget.remaining
+            auto_cached = count_breakpoints(request) > 0
+
+        async def counted(body: dict[str, Any]) -> object:
+            return await count({k: v for k, v in body.items() if k in COUNTED_FIELDS})
+
+        try:
+            outcome = await self.core.reserve(
+                model,
+                request,
+                counted,
+                label=f"proxy #{turn}",
+                modifiers=modifiers,
+                before_sending=lambda held: self._write_hold(turn, client, held),
+                scopes=scopes or Scopes(client=client, model=model),
             )
-            if reservation is None:
-                return self._refuse(turn, client, model, self._cap_message(model, tokens, request))
-            hold = self.budget.reserve(reservation.worst_case_usd, f"proxy #{turn}")
-            if hold is not None:
-                break
-        if reservation.max_tokens != reservation.requested_max_tokens:
-            request = {**request, "max_tokens": reservation.max_tokens}
-            changed = True
-            thinking = request.get("thinking")
-            if isinstance(thinking, dict) and int(thinking.get("budget_tokens") or 0) >= (
-                reservation.max_tokens
-            ):
-                budget_tokens = reservation.max_tokens - 1
-                if budget_tokens < THINKING_MIN_BUDGET:
-                    hold.release()
-                    return self._refuse(
-                        turn, client, model, self._cap_message(model, tokens, request)
-                    )
-                request["thinking"] = {**thinking, "budget_tokens": budget_tokens}
-        body = json.dumps(request, separators=(",", ":")).encode() if changed else raw
+        except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
+            message = "tuiagent proxy: cannot count this request's tokens to cap it"
+            return self._refuse(turn, client, model, message)
+        except LedgerError as exc:  # fail closed: nothing is sent
+            return self._refuse(
+                turn, client, model, f"tuiagent proxy: refused before sending: {exc}"
+            )
+        if isinstance(outcome, Unfit):
+            return self._refuse(turn, client, model, self._cap_message(model, outcome, request))
+        sent = outcome.request
+        changed = auto_cached or outcome.plan.lowered is not None
+        body = json.dumps(sent, separators=(",", ":")).encode() if changed else raw
         return Admitted(
             turn,
             model,
             client,
-            bool(request.get("stream")),
-            request,
+            bool(sent.get("stream")),
+            sent,
             body,
-            reservation,
-            hold,
+            outcome,
             auto_cached,
             started,
+        )
+
+    def _write_hold(self, turn: int, client: str, held: Held) -> None:
+        res = held.reservation
+        self._write(
+            HoldRecord(
+                hold_id=held.hold_id,
+                turn=turn,
+                purpose=PURPOSE,
+                model=held.plan.model,
+                reserved_usd=res.worst_case_usd,
+                max_tokens=int(held.request["max_tokens"]),
+                input_tokens_counted=res.input_tokens,
+                started_at=utc_now_iso(),
+                source="proxy",
+                client=client,
+            )
         )
 
     def refuse(self, client: str, model: str, message: str) -> Refused:
@@ -170,14 +212,24 @@ class Meter:
         self.calls += 1
         return self._refuse(self.calls, client, model, message)
 
-    def _cap_message(self, model: str, tokens: int, request: dict[str, Any]) -> str:
+    def _cap_message(self, model: str, unfit: Unfit, request: dict[str, Any]) -> str:
         b = self.budget.snapshot()
-        useful = min(MIN_USEFUL_TOKENS, int(request.get("max_tokens") or MIN_USEFUL_TOKENS))
+        useful = min(self.core.min_useful_tokens, int(request.get("max_tokens") or 1))
+        waited = (
+            f" (after waiting {unfit.waited_s:.1f}s for calls in flight)" if unfit.waited_s else ""
+        )
+        stack = self.budget.stack
+        if unfit.binding is not None and stack is not None:
+            return (
+                f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens "
+                f"plus {useful} output tokens of {model} at worst do not fit "
+                f"{budget_line(unfit.binding, stack.ledger.clock())}{waited}"
+            )
         return (
-            f"tuiagent proxy: refused before sending: {tokens:,} input tokens plus "
+            f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens plus "
             f"{useful} output tokens of {model} at worst do not fit the cap "
             f"{_cap(b.cap)}, spent ${b.settled:.4f}, ${b.in_flight:.4f} in flight, "
-            f"${b.remaining:.4f} left; raise it with F3 or --max-cost"
+            f"${b.remaining:.4f} left{waited}; raise it with F3 or --max-cost"
         )
 
     def _refuse(self, turn: int, client: str, model: str, message: str) -> Refused:
@@ -202,31 +254,26 @@ class Meter:
         `status` is the upstream's HTTP status, None when no response came; `sent` False
         when the request never reached the upstream (nothing billed)."""
         scanner.finish()
-        usage = scanner.known_usage
-        unknown = False
-        if not sent or (status is not None and status >= 400):
-            usage = TokenUsage()  # an error answer bills nothing
-        elif usage is not None and not scanner.completed:
-            # Cut or failed mid-stream: what message_start said, and the output that came.
-            output = max(usage.output_tokens, scanner.output_streamed())
-            usage = TokenUsage(**{**usage.as_record(), "output_tokens": output})
-        if usage is None:
-            unknown = True
-            cost = call.reservation.worst_case_usd
-            breakdown = None
-            call.hold.settle(cost)
-            usage = TokenUsage()
-        else:
-            priced = self.pricer.price(call.model, usage)
-            cost, breakdown = priced.total, priced
-            if cost or usage != TokenUsage():
-                call.hold.settle(cost)
-            else:
-                call.hold.release()
-        ok = sent and status is not None and status < 400 and scanner.completed
-        ok = ok and scanner.error is None and not unknown
+        completed = scanner.completed and scanner.error is None
+        settled = self.core.settle(
+            call.held,
+            Seen(
+                sent=sent,
+                status=status,
+                usage=scanner.usage,
+                updates=scanner.updates,
+                completed=completed,
+                bad_usage=scanner.bad_usage is not None,
+                response_model=scanner.model,
+                output_streamed=0 if completed else scanner.output_streamed(),
+            ),
+        )
+        usage, cost = settled.usage, settled.cost
+        ok = sent and status is not None and status < 400 and completed
+        ok = ok and scanner.bad_usage is None and not settled.usage_unknown
         if ok:
             self.transcript.request(call.turn, PURPOSE, call.request)
+            self.core.note_prefix(call.held, settled)
         kind = ProxyTurn if ok else ProxyAttempt
         record = kind(
             turn=call.turn,
@@ -235,11 +282,10 @@ class Meter:
             model=call.model,
             stream=call.streamed,
             usage=usage,
-            cost_usd=cost,
-            cost_breakdown_usd=breakdown,
+            cost_usd=cost.total,
+            cost_breakdown_usd=None if settled.usage_unknown else cost,
             cumulative_cost_usd=self.budget.settled,
-            usage_unknown=unknown,
-            max_tokens=call.reservation.max_tokens,
+            max_tokens=int(call.request["max_tokens"]),
             max_tokens_requested=call.reservation.requested_max_tokens,
             input_tokens_counted=call.reservation.input_tokens,
             input_count_source=call.reservation.token_source,
@@ -253,13 +299,14 @@ class Meter:
             request_id=request_id,
             message_id=scanner.message_id or None,
             cache_miss_reason=scanner.miss_reason,
+            **record_fields(call.held, settled),
         )
         if ok:
-            without_cache = self.pricer.without_cache(call.model, usage)
+            without_cache = self.pricer.without_cache(settled.priced_as, usage, settled.modifiers)
             record = replace(
                 record,
                 cost_without_cache_usd=without_cache,
-                saved_by_cache_usd=without_cache - cost,
+                saved_by_cache_usd=without_cache - cost.total,
             )
         else:
             record = replace(
@@ -279,12 +326,15 @@ class Meter:
 
     # --- the run's first and last records ------------------------------------------
 
-    def start(self, upstream: str) -> None:
+    def start(self, upstream: str, *, simulated: bool = False) -> None:
+        """The run's first record."""
+        self.simulated = simulated
         self._write(
             ProxyRunStart(
                 started_at=utc_now_iso(),
                 provider="anthropic",
                 upstream=upstream,
+                simulated=simulated,
                 auto_cache=self.auto_cache,
                 limits=Limits(self.budget.cap),
             )
@@ -328,5 +378,5 @@ def _error_text(status: int | None, scanner: UsageScanner, transport_error: str 
     if status is not None and status >= 400:
         return f"API error {status}"
     if scanner.bad_usage is not None:
-        return f"the response's {scanner.bad_usage}: its worst case is kept"
+        return f"the response's {scanner.bad_usage}: its output is not known, the most it allowed is kept"
     return "the response ended before it was complete (connection dropped)"

@@ -18,13 +18,14 @@ import json
 import socket
 import sys
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import uvicorn
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 
 from tuiagent.errors import UsageError
+from tuiagent.ledger import proxy_scopes
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.body import BadBody, messages_request
 from tuiagent.proxy.meter import Admitted, Meter, Refused
@@ -83,6 +84,10 @@ class Exchange:
             if key == name:
                 return value
         return None
+
+    def text_headers(self) -> dict[str, str]:
+        """The headers as text (the budgets' scopes are read from them)."""
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers}
 
     @property
     def client(self) -> str:
@@ -299,7 +304,8 @@ class ProxyApp:
             return counted if ok else None
 
         try:
-            call = await self.meter.admit(bytes(raw), payload, exchange.client, count)
+            scopes = proxy_scopes(exchange.text_headers(), payload, exchange.client)
+            call = await self.meter.admit(bytes(raw), payload, exchange.client, count, scopes)
         except Exception as exc:  # fail closed: what cannot be metered is not sent
             await self.refuse(
                 exchange, 400, f"cannot meter this request ({_what(exc)})", model=_model(payload)
@@ -462,10 +468,19 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class ProxyServer:
-    """uvicorn serving a ProxyApp on a socket bound at once, in this thread or another."""
+class Served(Protocol):
+    """An ASGI app to serve, closed when the server stops (the proxy; the offline model)."""
 
-    def __init__(self, proxy: ProxyApp, sock: socket.socket, host: str = "127.0.0.1") -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ProxyServer:
+    """uvicorn serving an app (a ProxyApp, or `tuiagent serve`'s offline model) on a socket
+    bound at once, in this thread or another."""
+
+    def __init__(self, proxy: Served, sock: socket.socket, host: str = "127.0.0.1") -> None:
         self.proxy = proxy
         self.socket = sock
         self.host = host
@@ -484,7 +499,8 @@ class ProxyServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def run(self) -> None:
         """Serve until stopped (Ctrl-C in the main thread, or `stop()`)."""

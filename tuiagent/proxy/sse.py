@@ -23,8 +23,10 @@ class UsageScanner:
 
     def __init__(self, streamed: bool) -> None:
         self.streamed = streamed
-        self.usage: TokenUsage | None = None  # None: no usage seen yet
-        self.bad_usage: str | None = None  # usage that cannot be what was billed: unknown
+        self.usage: TokenUsage | None = None  # the last usage that could be read; None: none
+        self.updates = 0  # usages read: message_start's, then message_delta's
+        self.bad_usage: str | None = None  # a usage after `usage` that cannot be a bill
+        self.model = ""  # the model the answer names
         self.completed = False  # message_stop seen, or a whole JSON message
         self.error: dict[str, Any] | None = None  # the error object of an `event: error`
         self.stop_reason: str | None = None
@@ -72,6 +74,7 @@ class UsageScanner:
             return  # a cut body: usage unknown
         if isinstance(message, dict) and message.get("type") == "message":
             self._usage(lambda: TokenUsage.from_api(message.get("usage")))
+            self.model = str(message.get("model") or "")
             self.message_id = str(message.get("id", ""))
             self.stop_reason = message.get("stop_reason")
             self.diagnostics = message.get("diagnostics")
@@ -80,15 +83,14 @@ class UsageScanner:
             self.error = message["error"]
 
     def _usage(self, read: Callable[[], TokenUsage]) -> None:
+        if self.bad_usage is not None:
+            return  # after nonsense, nothing more is believed
         try:
             self.usage = read()
         except BadUsage as exc:
             self.bad_usage = str(exc)
-
-    @property
-    def known_usage(self) -> TokenUsage | None:
-        """What the response says it billed; None when it said nothing, or nonsense."""
-        return None if self.bad_usage else self.usage
+        else:
+            self.updates += 1
 
     @property
     def miss_reason(self) -> str | None:
@@ -123,6 +125,7 @@ class UsageScanner:
         if kind == "message_start" and isinstance(data.get("message"), dict):
             message = data["message"]
             self._usage(lambda: TokenUsage.from_api(message.get("usage")))
+            self.model = str(message.get("model") or "")
             self.message_id = str(message.get("id", ""))
             self.diagnostics = message.get("diagnostics") or self.diagnostics
         elif kind == "message_delta":

@@ -18,11 +18,14 @@ from tuiagent.errors import UsageError
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.report.attribution import split_input
 from tuiagent.report.causes import explain
-from tuiagent.report.rows import GroupRow, Report, RunRow, TurnRow
+from tuiagent.report.rows import GroupRow, McpRow, Report, RunRow, TurnRow
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
-from tuiagent.runs.log import is_live
+from tuiagent.runs.log import has_torn_tail, is_live
 from tuiagent.runs.records import (
     Call,
+    HoldRecord,
+    McpCost,
+    McpServerState,
     ProxyTurn,
     RunEnd,
     RunStart,
@@ -62,6 +65,7 @@ def build_report(
         turns = _turn_rows(run, pricer, report.warnings)
         report.turns.extend(turns)
         report.runs.append(_run_row(run, turns, pricer))
+        report.mcp.extend(_mcp_rows(run))
         for call in run.calls:
             agent = call.agent or "main"
             sub = agent != "main"
@@ -78,14 +82,36 @@ def build_report(
                 group.usage = group.usage + call.usage
                 group.cost += call.cost_usd
         if run.unreadable_lines:
+            why = (
+                "the last is a torn record: the run was killed while writing it, or its disk "
+                "filled; it is cut when the run is resumed"
+                if has_torn_tail(run.path)
+                else "cut by a killed run, or not a record this version can trust"
+            )
             report.warnings.append(
-                f"{run.path.name}: {run.unreadable_lines} unreadable line(s) skipped "
-                "(cut by a killed run, or not a record this version can trust)"
+                f"{run.path.name}: {run.unreadable_lines} unreadable line(s) skipped ({why})"
             )
     report.by_model = sorted(models.values(), key=lambda g: g.cost, reverse=True)
     report.by_tier = sorted(tiers.values(), key=lambda g: g.cost, reverse=True)
     report.by_agent = sorted(agents.values(), key=lambda g: g.cost, reverse=True)
     return report
+
+
+def _mcp_rows(run: RunFile) -> list[McpRow]:
+    """Each MCP server of the run: its state, and its definitions' tokens and cost."""
+    rows: dict[str, McpRow] = {}
+    for r in run.typed:
+        if isinstance(r, McpServerState):
+            row = rows.setdefault(r.server, McpRow(run.run_id, r.server, r.transport, "", 0))
+            row.status = r.status
+            row.tools = max(row.tools, r.tools)
+        elif isinstance(r, McpCost):
+            for server, tokens in r.tokens.items():
+                row = rows.setdefault(server, McpRow(run.run_id, server, "?", "?", 0))
+                row.calls += 1
+                row.tokens += tokens
+                row.cost += r.cost_usd.get(server, ZERO)
+    return list(rows.values())
 
 
 def _tier(call: Call) -> str:
@@ -99,9 +125,12 @@ def _run_row(run: RunFile, turns: list[TurnRow], pricer: Pricer) -> RunRow:
     usage = sum((t.usage for t in turns), TokenUsage())
     usage = sum((a.usage for a in attempts), usage)
     cost = sum((t.cost for t in turns), ZERO) + sum((a.cost_usd for a in attempts), ZERO)
+    live = end is None and is_live(run.path)
+    died = [] if live else _died_in_flight(run)
+    cost += sum((h.reserved_usd for h in died), ZERO)
     if end is None:
         # No run_end: still being written (its writer holds the log's lock), or cut off.
-        ended = "live" if is_live(run.path) else "cut off (no run_end)"
+        ended = "live" if live else "cut off (no run_end)"
     else:
         ended = end.status or "?"
         halt = end.halt_reason if isinstance(end, RunEnd) else None
@@ -131,7 +160,16 @@ def _run_row(run: RunFile, turns: list[TurnRow], pricer: Pricer) -> RunRow:
         unreadable_lines=run.unreadable_lines,
         replay_of=start.replay_of if isinstance(start, RunStart) else None,
         call_records=[r for r in run.records if r.get("type") in ("turn", "attempt")],
+        died_in_flight=sum((h.reserved_usd for h in died), ZERO),
+        died_in_flight_calls=len(died),
     )
+
+
+def _died_in_flight(run: RunFile) -> list[HoldRecord]:
+    """The holds no call record closes: calls held (and maybe sent) when the run was
+    killed. Each may have been billed up to its worst case."""
+    closed = {r.get("hold_id") for r in run.records if r.get("type") in ("turn", "attempt")}
+    return [h for h in run.typed if isinstance(h, HoldRecord) and h.hold_id not in closed]
 
 
 def _saved_by_cache(turns: list[TurnRow], pricer: Pricer) -> Decimal | None:

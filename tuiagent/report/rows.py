@@ -110,6 +110,10 @@ class RunRow:
     unreadable_lines: int
     replay_of: dict[str, Any] | None
     call_records: list[dict[str, Any]] = field(default_factory=list)  # turns and attempts
+    # Calls held and (maybe) sent when the run died, never settled: counted in `cost` at
+    # their worst case.
+    died_in_flight: Decimal = Decimal(0)
+    died_in_flight_calls: int = 0
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -137,6 +141,8 @@ class RunRow:
             "compression_saved_tokens": self.compression_saved_tokens,
             "ended": self.ended,
             "unreadable_lines": self.unreadable_lines,
+            "in_flight_when_the_run_died_usd": usd(self.died_in_flight),
+            "in_flight_when_the_run_died_calls": self.died_in_flight_calls,
             "replay_of": self.replay_of,
             "log": str(self.path),
         }
@@ -187,6 +193,35 @@ class SourceRow:
 
 
 @dataclass
+class McpRow:
+    """One MCP server in one run: its tools, what their definitions took per call, and
+    what they cost in all."""
+
+    run_id: str
+    server: str
+    transport: str
+    status: str  # started | failed | stopped (the last state seen)
+    tools: int
+    calls: int = 0  # agent calls that sent its definitions
+    tokens: int = 0  # over those calls
+    cost: Decimal = ZERO
+
+    def as_json(self) -> dict[str, Any]:
+        per_call = self.cost / self.calls if self.calls else ZERO
+        return {
+            "run_id": self.run_id,
+            "server": self.server,
+            "transport": self.transport,
+            "status": self.status,
+            "tools": self.tools,
+            "calls": self.calls,
+            "tokens_per_call": self.tokens // self.calls if self.calls else 0,
+            "cost_per_call_usd": usd(per_call),
+            "cost_usd": usd(self.cost),
+        }
+
+
+@dataclass
 class Report:
     log_dir: Path
     runs: list[RunRow]
@@ -197,6 +232,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     hidden: int = 0  # runs with no model call, left out (all_runs shows them)
     by_agent: list[GroupRow] = field(default_factory=list)
+    mcp: list[McpRow] = field(default_factory=list)
 
     def costliest_subagent(self) -> GroupRow | None:
         subs = [g for g in self.by_agent if g.name != "main"]
@@ -246,6 +282,7 @@ class Report:
             "by_agent": [g.as_json("agent", total) for g in self.by_agent],
             "costliest_subagent": None if costliest is None else costliest.as_json("agent", total),
             "input_sources": [s.as_json(source_total) for s in sources],
+            "mcp_servers": [m.as_json() for m in self.mcp],
             "total_cost_usd": usd(total),
             "unreadable_lines": self.unreadable_lines,
             "turns_without_transcript": self.turns_without_transcript,

@@ -14,6 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from tuiagent.agent.replay import Replay, Side
+from tuiagent.cost.display import cap as show_cap
+from tuiagent.cost.display import counted
 from tuiagent.cost.pricing import ZERO
 from tuiagent.report.rows import SOURCE_LABELS, Report
 from tuiagent.runs.records import ExperimentResult
@@ -71,6 +73,11 @@ def runs_table(report: Report) -> Table:
             ended += f"; replay of {r.replay_of.get('run_id')} turn {r.replay_of.get('turn')}"
         if r.unreadable_lines:
             ended += f"; {r.unreadable_lines} unreadable line(s)"
+        if r.died_in_flight_calls:
+            ended += (
+                f"; {r.died_in_flight_calls} call(s) in flight when the run died, "
+                f"counted at their worst case {money(r.died_in_flight)}"
+            )
         cells = [
             r.run_id,
             _when(r.started_at),
@@ -156,7 +163,7 @@ def sources_table(report: Report) -> Table:
     total = sum((r.cost for r in rows), Decimal(0))
     turns = rows[0].turns if rows else 0
     table = _table(
-        f"Where the input came from ({turns} turns with a transcript)",
+        f"Where the input came from ({counted(turns, 'turn')} with a transcript)",
         [
             ("source", "left"),
             ("tokens per turn", "right"),
@@ -179,9 +186,38 @@ def sources_table(report: Report) -> Table:
     return table
 
 
+def mcp_table(report: Report) -> Table:
+    """What each MCP server's tool definitions cost: per call and in all."""
+    table = _table(
+        "MCP servers: what their tool definitions cost",
+        [
+            ("run", "left"),
+            ("server", "left"),
+            ("tools", "right"),
+            ("calls", "right"),
+            ("tokens per call", "right"),
+            ("per call", "right"),
+            ("in all", "right"),
+            ("state", "left"),
+        ],
+    )
+    for m in report.mcp:
+        table.add_row(
+            m.run_id,
+            f"{m.server} ({m.transport})",
+            f"{m.tools:,}",
+            f"{m.calls:,}",
+            f"{m.tokens // m.calls if m.calls else 0:,}",
+            money(m.cost / m.calls if m.calls else ZERO),
+            money(m.cost),
+            m.status,
+        )
+    return table
+
+
 def print_report(report: Report, console: Console) -> None:
     console.print(
-        f"[bold]{len(report.runs)} run(s), {len(report.turns)} turns, "
+        f"[bold]{counted(len(report.runs), 'run')}, {counted(len(report.turns), 'turn')}, "
         f"{money(report.total_cost)} in all[/bold]"
     )
     console.print(runs_table(report))
@@ -196,12 +232,14 @@ def print_report(report: Report, console: Console) -> None:
             f"({costliest.task}), {money(costliest.cost)} in {costliest.calls} call(s), "
             f"{_share(costliest.cost, report.total_cost)} of all."
         )
+    if report.mcp:
+        console.print(mcp_table(report))
     system = next((r for r in report.input_sources() if r.source == "system"), None)
     if system is not None and system.turns:
         console.print(sources_table(report))
         per_100 = system.cost / system.tokens * 100 if system.tokens else Decimal(0)
         console.print(
-            f"The system prompt was paid on every one of {system.turns} turns: "
+            f"The system prompt was paid on {'the one turn' if system.turns == 1 else f'every one of {system.turns:,} turns'}: "
             f"{system.tokens:,} tokens, {money(system.cost)}. Every 100 tokens cut from it "
             f"would have saved {money(per_100)} over these runs."
         )
@@ -322,12 +360,12 @@ def experiment_totals(data: ExperimentResult) -> list[str]:
     v = data.verdicts
     lines = [
         f"verdicts: {v.get('same', 0)} same, {v.get('acceptable', 0)} acceptable, "
-        f"{v.get('worse', 0)} worse of {len(data.turns)} turns",
+        f"{v.get('worse', 0)} worse of {counted(len(data.turns), 'turn')}",
         f"the replayed turns cost {money(t['original_cost_usd'])} as run; with every "
         f"same/acceptable turn on {data.tier}: {money(t['would_have_cost_usd'])}, "
         f"a saving of {money(t['saving_usd'])}",
         f"this experiment cost {money(t['experiment_cost_usd'])} of its "
-        f"{money(data.cap_usd)} cap (replays {money(t['replay_cost_usd'])}, "
+        f"{show_cap(data.cap_usd)} cap (replays {money(t['replay_cost_usd'])}, "
         f"judge {money(t['judge_cost_usd'])})",
     ]
     if data.skipped_turns:

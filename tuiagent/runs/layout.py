@@ -65,9 +65,9 @@ class RunFile:
 
     @property
     def has_calls(self) -> bool:
-        """It called a model (a turn, or an attempt that failed): a session opened and quit
-        with no message did not."""
-        return any(r.get("type") in ("turn", "attempt") for r in self.records)
+        """It called a model (a turn, an attempt that failed, or a call held when the run
+        died): a session opened and quit with no message did not."""
+        return any(r.get("type") in ("turn", "attempt", "hold") for r in self.records)
 
     @property
     def started_at(self) -> str:

@@ -83,6 +83,19 @@ def cut_torn_tail(fd: int) -> int:
     return size - keep
 
 
+def has_torn_tail(path: Path) -> bool:
+    """The file ends in a line with no newline: a record torn by a kill or a full disk."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False
+
+
 class Writer(Protocol):
     """Writes a record as its agent's (its run id and identity filled in) and returns it."""
 
@@ -149,6 +162,7 @@ class RunLog:
         fcntl.flock(self._fd, fcntl.LOCK_EX)  # "being written": see is_live()
         self._lock = threading.Lock()  # the fd is never closed while it is being synced
         self._writing = threading.Lock()  # one record at a time: each is cut back alone
+        self.unwritten: list[Record] = []  # refused by a failing disk, oldest first
         try:
             # A resumed run's log may end in a record torn by a kill or a full disk.
             self.cut_bytes = cut_torn_tail(self._fd)
@@ -157,11 +171,20 @@ class RunLog:
             raise UsageError(f"cannot write run log {self.path}: {exc.strerror}") from None
 
     def append(self, record: Record) -> None:
-        """Write the record whole, or raise LogWriteError having written nothing."""
-        line = redact(json.dumps(record.to_json(), separators=(",", ":"), default=str)) + "\n"
+        """Write the record whole, or keep it and raise LogWriteError having written nothing
+        of it. A record kept so is written first by the next append the disk takes (what was
+        billed is recorded once space returns); `unwritten` holds those still waiting."""
         with self._writing:
-            append_whole(self._fd, line.encode(), self.path)
+            self.unwritten.append(record)
+            self._write_kept()
         _SYNCER.mark(self)
+
+    def _write_kept(self) -> None:
+        while self.unwritten:
+            record = self.unwritten[0]
+            line = redact(json.dumps(record.to_json(), separators=(",", ":"), default=str))
+            append_whole(self._fd, (line + "\n").encode(), self.path)
+            self.unwritten.pop(0)
 
     def sync(self) -> None:
         with self._lock, contextlib.suppress(OSError):
@@ -171,6 +194,11 @@ class RunLog:
                 os.fsync(self._fd)
 
     def close(self) -> None:
+        """Close the log, after one more try at the records a failing disk refused (those it
+        still refuses stay in `unwritten`, for the end-of-run summary)."""
+        with self._writing, contextlib.suppress(LogWriteError):
+            if self._fd >= 0:
+                self._write_kept()
         with self._lock:
             if self._fd >= 0:
                 with contextlib.suppress(OSError):

@@ -66,10 +66,7 @@ def find_resume(log_dir: Path, run_id: str) -> Path:
     (never a replay nor a proxy's log: their transcripts are not a conversation to go on)."""
     folder = log_dir / TRANSCRIPTS
     if run_id:
-        path = transcript_file(log_dir / f"{run_id}.jsonl")
-        if not path.is_file():
-            raise UsageError(f"--resume: no run {run_id!r} in {log_dir}")
-        return path
+        return _named(log_dir, run_id)
     runs = (
         sorted(p for p in folder.glob("*.jsonl") if p.stat().st_size > 0) if folder.is_dir() else []
     )
@@ -77,6 +74,28 @@ def find_resume(log_dir: Path, run_id: str) -> Path:
         if is_chat(log_dir / path.name):
             return path
     raise UsageError(f"--resume: no earlier chat in {log_dir}")
+
+
+def _named(log_dir: Path, run_id: str) -> Path:
+    """The transcript of the run named by its id or a unique prefix of it."""
+    exact = transcript_file(log_dir / f"{run_id}.jsonl")
+    if exact.is_file() and "/" not in run_id:
+        return exact
+    folder = log_dir / TRANSCRIPTS
+    found = sorted(
+        p
+        for p in (folder.glob("*.jsonl") if folder.is_dir() else [])
+        if p.stem.startswith(run_id) and (log_dir / p.name).is_file()
+    )
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(f"--resume: no run {run_id!r} in {log_dir}")
+    names = ", ".join(p.stem for p in found[:3]) + (", ..." if len(found) > 3 else "")
+    raise UsageError(
+        f"--resume: {len(found)} runs in {log_dir} begin with {run_id!r} ({names}); "
+        "give more of the id"
+    )
 
 
 def is_chat(log: Path) -> bool:

@@ -158,6 +158,10 @@ class RunStart(Record):
     limits: Limits = field(default_factory=Limits)
     # A replay's source: {run_id, turn, model} (turn is "all" for an experiment).
     replay_of: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # A resumed session: the run whose conversation (and kept results) it goes on with.
+    resumed_from: str | None = field(default=None, metadata=OMIT)
+    # The session a resumed run goes on with (its budgets' session), when not its own id.
+    session: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +171,43 @@ class UserMessage(Record):
     TYPE = "user"
     text: str = ""
     tokens: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerState(Record):
+    """An MCP server started, failed to start, or stopped (type "mcp"): its tools and what
+    their definitions weigh in tokens."""
+
+    TYPE = "mcp"
+    server: str = ""
+    transport: str = ""  # stdio | http
+    status: str = ""  # started | failed | stopped
+    tools: int = 0
+    definition_tokens: int = 0
+    error: str | None = field(default=None, metadata=OMIT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpCost(Record):
+    """What each MCP server's tool definitions took in one agent call (type "mcp_cost"):
+    tokens and dollars at the call's own rates, and the session's total so far."""
+
+    TYPE = "mcp_cost"
+    turn: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost_usd: dict[str, Decimal] = field(default_factory=dict)
+    session_cost_usd: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answer(Record):
+    """The agent's answer to the user's message: the text of the call that ended the
+    request (`turn`), and why it stopped (`end_turn`, `max_tokens`, ...)."""
+
+    TYPE = "answer"
+    turn: int = 0
+    text: str = ""
+    stop_reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,6 +263,10 @@ class Turn(Record):
     model_mismatch: str | None = field(
         default=None, metadata=OMIT
     )  # the model the server answered as
+    hold_id: str | None = field(default=None, metadata=OMIT)  # its `hold` record
+    lowered: str | None = field(default=None, metadata=OMIT)  # "cap" | "fair share"
+    waited_s: float | None = field(default=None, metadata=OMIT)  # for holds in flight
+    modifiers: dict[str, str] | None = field(default=None, metadata=OMIT)  # priced with
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +292,31 @@ class Attempt(Record):
     usage_unknown: bool | None = field(default=None, metadata=OMIT)
     output_unknown: bool | None = field(default=None, metadata=OMIT)
     over_reservation: bool | None = field(default=None, metadata=OMIT)
+    model_mismatch: str | None = field(default=None, metadata=OMIT)
+    priced_as: str | None = field(default=None, metadata=OMIT)
+    hold_id: str | None = field(default=None, metadata=OMIT)
+    lowered: str | None = field(default=None, metadata=OMIT)
+    waited_s: float | None = field(default=None, metadata=OMIT)
+    modifiers: dict[str, str] | None = field(default=None, metadata=OMIT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldRecord(Record):
+    """A call's worst case held in flight, written before the call is sent: a run killed
+    while it was in flight leaves this without its `turn` or `attempt` (same `hold_id`),
+    and `report` counts it at its worst case, "in flight when the run died"."""
+
+    TYPE = "hold"
+    hold_id: str = ""
+    turn: int = 0
+    purpose: str = ""
+    model: str = ""
+    reserved_usd: Decimal = Decimal(0)
+    max_tokens: int = 0
+    input_tokens_counted: int = 0
+    started_at: str = ""
+    source: str | None = field(default=None, metadata=OMIT)  # "proxy" for a proxied call
+    client: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +332,8 @@ class Tool(Record):
     compressed_tokens: int = 0
     method: str = ""
     result_id: str | None = None
+    # write_file / edit_file: lines added plus lines removed by the change.
+    diff_lines: int | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,6 +372,9 @@ class ContextEdit(Record):
     rewrite_cost_usd: Decimal | None = field(default=None, metadata=OMIT)
     cost_usd: Decimal = Decimal(0)
     reason: str = ""
+    # A compaction: what set it off (window: the context neared the window; saving: a large
+    # history whose summary saves enough on each call; asked: /compact).
+    trigger: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -430,6 +505,15 @@ class ProxyTurn(Record):
     saved_by_cache_usd: Decimal | None = field(default=None, metadata=OMIT)  # turns
     error_type: str | None = field(default=None, metadata=OMIT)  # attempts
     error: str | None = field(default=None, metadata=OMIT)  # attempts
+    sent: bool | None = field(default=None, metadata=OMIT)  # False: it never left
+    output_unknown: bool | None = field(default=None, metadata=OMIT)
+    over_reservation: bool | None = field(default=None, metadata=OMIT)
+    model_mismatch: str | None = field(default=None, metadata=OMIT)
+    priced_as: str | None = field(default=None, metadata=OMIT)
+    hold_id: str | None = field(default=None, metadata=OMIT)
+    lowered: str | None = field(default=None, metadata=OMIT)
+    waited_s: float | None = field(default=None, metadata=OMIT)
+    modifiers: dict[str, str] | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)

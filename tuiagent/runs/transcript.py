@@ -32,12 +32,14 @@ class Transcript:
         cut_torn_tail(self._fd)  # a resumed run's transcript may end in a torn record
         self._messages_written = 0
 
-    def _append(self, *records: dict[str, Any]) -> None:
+    def _append(self, *records: dict[str, Any], written: int | None = None) -> None:
         """The records in one write (a call's new messages and its request go together),
-        whole or not at all (LogWriteError)."""
+        whole or not at all (LogWriteError); once written, `written` messages are."""
         lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
         if lines:
             append_whole(self._fd, redact(lines).encode(), self.path)
+        if written is not None:
+            self._messages_written = written
 
     def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
         """The exact request of one call (after cache markers and budget clamps)."""
@@ -46,7 +48,7 @@ class Transcript:
             self._append({"kind": "request", "turn": turn, "purpose": purpose, "request": request})
             return
         messages = request.get("messages", [])
-        new = self._new_messages(messages)
+        new, written = self._new_messages(messages)
         marks = []
         for mi, message in enumerate(messages):
             content = message.get("content")
@@ -65,27 +67,37 @@ class Transcript:
                 "messages": len(messages),
                 "marks": marks,
             },
+            written=written,
         )
+
+    def result(self, result_id: str, text: str) -> None:
+        """The original of a tool result kept for expand_result, so that a resumed run still
+        has it under its id."""
+        self._append({"kind": "result", "id": result_id, "text": text})
 
     def messages(self, messages: list[dict[str, Any]]) -> None:
         """Write the messages not yet written (also at the end, so a resume sees the answer)."""
-        self._append(*self._new_messages(messages))
+        new, written = self._new_messages(messages)
+        self._append(*new, written=written)
 
-    def _new_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _new_messages(
+        self, messages: list[dict[str, Any]], start: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The messages from `start` (by default the first not yet written) as records, and
+        how many are written once they are (not before: a write can fail)."""
+        start = self._messages_written if start is None else start
         new = [
             {"kind": "message", "index": i, "message": _without_marks(messages[i])}
-            for i in range(self._messages_written, len(messages))
+            for i in range(start, len(messages))
         ]
-        self._messages_written = max(self._messages_written, len(messages))
-        return new
+        return new, max(start, len(messages))
 
     def rewrite(self, messages: list[dict[str, Any]], first_changed: int) -> None:
         """The history was edited from `first_changed` on (results cleared, a compaction,
         /clear): what follows supersedes the messages from there, so each request written
         before still rebuilds as it was sent."""
-        self._messages_written = first_changed
-        edit = {"kind": "messages_from", "index": first_changed}
-        self._append(edit, *self._new_messages(messages))
+        new, written = self._new_messages(messages, first_changed)
+        self._append({"kind": "messages_from", "index": first_changed}, *new, written=written)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -122,32 +134,76 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 def _replay(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The conversation as the run left it, and every request rebuilt exactly as it was
-    sent (against the history as it stood then: clearing and compaction edit it)."""
+    sent (against the history as it stood then: clearing and compaction edit it), each with
+    the answer it got then (`answer`: the assistant message that followed it, or None)."""
     history: list[dict[str, Any]] = []
     out = []
+    waiting: list[dict[str, Any]] = []  # agent requests whose answer is not yet read
     for rec in _read(path):
         kind = rec.get("kind")
         if kind == "messages_from":
             history = history[: int(rec["index"])]  # a new list: earlier requests keep theirs
+            waiting = []  # an answer is written before an edit: theirs never came
         elif kind == "message" and int(rec["index"]) == len(history):
-            history.append(rec["message"])
+            message = rec["message"]
+            for request in [w for w in waiting if len(w["request"]["messages"]) == len(history)]:
+                if message.get("role") == "assistant":
+                    request["answer"] = _content_blocks(message)
+                waiting.remove(request)
+            history.append(message)
         elif kind == "request" and "messages" not in rec:  # a helper call, kept whole
-            out.append({"turn": rec["turn"], "purpose": rec["purpose"], "request": rec["request"]})
+            out.append(
+                {
+                    "turn": rec["turn"],
+                    "purpose": rec["purpose"],
+                    "request": rec["request"],
+                    "answer": None,
+                }
+            )
         elif kind == "request":
             request = copy.deepcopy(rec["request"])
             sent = copy.deepcopy(history[: rec["messages"]])
             for mi, bi, marker in rec.get("marks", []):
                 sent[mi]["content"][bi]["cache_control"] = marker
             request["messages"] = sent
-            out.append(
-                {"turn": rec["turn"], "purpose": rec.get("purpose", "agent"), "request": request}
-            )
+            entry = {
+                "turn": rec["turn"],
+                "purpose": rec.get("purpose", "agent"),
+                "request": request,
+                "answer": None,
+            }
+            out.append(entry)
+            waiting.append(entry)
     return history, out
+
+
+def _content_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return content if isinstance(content, list) else [{"type": "text", "text": str(content)}]
 
 
 def load_messages(path: Path) -> list[dict[str, Any]]:
     """The conversation as the run left it (after any clearing, compaction or /clear)."""
     return _replay(path)[0]
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """What a run left to go on with: its conversation and the originals it kept."""
+
+    run_id: str
+    messages: list[dict[str, Any]]
+    results: dict[str, str]  # result id -> the original's text
+
+
+def load_resumable(path: Path) -> Resumable:
+    """The conversation (as load_messages) and the kept originals of a run's transcript."""
+    results = {
+        str(rec["id"]): rec["text"]
+        for rec in _read(path)
+        if rec.get("kind") == "result" and isinstance(rec.get("text"), str)
+    }
+    return Resumable(path.stem, load_messages(path), results)
 
 
 def load_requests(path: Path) -> list[dict[str, Any]]:
@@ -158,6 +214,18 @@ def load_requests(path: Path) -> list[dict[str, Any]]:
 def requests_by_turn(
     run: RunFile, warnings: list[str], agent: str = "main"
 ) -> dict[tuple[int, str], dict[str, Any]]:
+    return {key: sent.request for key, sent in _sent_by_turn(run, warnings, agent).items()}
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A request as it was sent, and the answer it got then (None: not in the transcript)."""
+
+    request: dict[str, Any]
+    answer: list[dict[str, Any]] | None
+
+
+def _sent_by_turn(run: RunFile, warnings: list[str], agent: str = "main") -> dict[Any, Sent]:
     path = run.subagent_transcript(agent)
     if not path.is_file():
         return {}
@@ -167,7 +235,7 @@ def requests_by_turn(
         warnings.append(f"{path.name}: transcript unreadable; input sources not split")
         return {}
     # A retried call writes its request again: the last one is the one that was billed.
-    return {(int(r["turn"]), str(r["purpose"])): r["request"] for r in requests}
+    return {(int(r["turn"]), str(r["purpose"])): Sent(r["request"], r["answer"]) for r in requests}
 
 
 # --- a logged turn, for replay --------------------------------------------------
@@ -193,34 +261,20 @@ def turn_request(log_dir: Path, run_id: str, turn: int) -> TurnRequest:
         have = f"turns {min(numbers)}-{max(numbers)}" if numbers else "no turns"
         raise UsageError(f"run {run.run_id} has no turn {turn} ({have})")
     record = matches[0]
-    requests, messages = sent_requests(run)
-    request = requests.get((turn, record.purpose or "agent"))
-    if request is None:
+    sent = sent_requests(run).get((turn, record.purpose or "agent"))
+    if sent is None:
         raise UsageError(f"the transcript of run {run.run_id} has no request for turn {turn}")
-    return TurnRequest(run, record, request, answer_after(messages, request))
+    return TurnRequest(run, record, sent.request, sent.answer)
 
 
-def sent_requests(
-    run: RunFile,
-) -> tuple[dict[tuple[int, str], dict[str, Any]], list[dict[str, Any]]]:
-    """A run's requests by (turn, purpose), and its messages, from its transcript."""
+def sent_requests(run: RunFile) -> dict[tuple[int, str], Sent]:
+    """A run's requests by (turn, purpose), each with the answer it got, from its transcript."""
     if not run.transcript.is_file():
         raise UsageError(
             f"run {run.run_id} has no transcript at {run.transcript}: its requests were not kept"
         )
     warnings: list[str] = []
-    requests = requests_by_turn(run, warnings)
+    requests = _sent_by_turn(run, warnings)
     if warnings:
         raise UsageError(warnings[0].replace("; input sources not split", ""))
-    return requests, load_messages(run.transcript)
-
-
-def answer_after(
-    messages: list[dict[str, Any]], request: dict[str, Any]
-) -> list[dict[str, Any]] | None:
-    """The answer to a request, when the transcript has it: the message after the ones sent."""
-    sent = len(request.get("messages", []))
-    if sent < len(messages) and messages[sent].get("role") == "assistant":
-        content = messages[sent].get("content")
-        return content if isinstance(content, list) else [{"type": "text", "text": content}]
-    return None
+    return requests

@@ -27,6 +27,7 @@ from tuiagent.ui.messages import BudgetMoved
 
 if TYPE_CHECKING:
     from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+    from tuiagent.ledger import BudgetLine
 
 ZERO = Decimal(0)
 # The limits a request halts at (the agent's Halted events): the gauge says which until the
@@ -47,6 +48,8 @@ class BudgetState:
     holds: int = 0  # calls in flight
     halt: str | None = None  # one of LIMITS (a HaltReason)
     needed_usd: Decimal | None = None
+    # The `[[budgets]]` the calls fall under, as the ledger last showed them.
+    budgets: tuple[BudgetLine, ...] = ()
 
     @classmethod
     def of(
@@ -57,7 +60,20 @@ class BudgetState:
     ) -> BudgetState:
         halt = halt if halt in LIMITS else None
         needed = needed_usd if halt == "max_cost" else None
-        return cls(budget.cap, budget.settled, budget.in_flight, budget.holds, halt, needed)
+        return cls(
+            budget.cap,
+            budget.settled,
+            budget.in_flight,
+            budget.holds,
+            halt,
+            needed,
+            budget.budgets,
+        )
+
+    @property
+    def tightest(self) -> BudgetLine | None:
+        """The `[[budgets]]` budget with least left (the gauge shows it beside the cap)."""
+        return min(self.budgets, key=lambda line: line.left, default=None)
 
     @property
     def remaining(self) -> Decimal:

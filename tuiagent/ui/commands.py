@@ -100,6 +100,14 @@ COMMANDS = (
         slash="/compact",
     ),
     Command(
+        "undo",
+        "put back the last change the agent made to a file; `/undo all`: every change of "
+        "this session, newest first",
+        "Undo the last file change",
+        slash="/undo",
+        arg="[all]",
+    ),
+    Command(
         "turns",
         "allow N model calls per request; goes on with a request halted at the limit",
         slash="/turns",

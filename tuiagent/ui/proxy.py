@@ -8,6 +8,7 @@ plus in flight. The dashboard holds no proxy logic.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ from textual.message import Message
 from textual.widgets import Footer, RichLog, Static
 
 from tuiagent.config import Settings
+from tuiagent.cost.display import resets
+from tuiagent.ledger import BudgetLine
 from tuiagent.proxy.lines import call_line
 from tuiagent.runs.records import ProxyTurn, Record, Refused
 from tuiagent.ui.budget import BudgetState, MeteredApp
@@ -46,6 +49,8 @@ class ProxyDashboard(MeteredApp):
     CSS = """
     #proxy-head { height: 2; padding: 0 1; color: $text-muted; }
     #proxy-gauge { margin: 0 1; }
+    #proxy-budgets { height: auto; max-height: 7; padding: 0 1; display: none; }
+    #proxy-budgets.-shown { display: block; }
     #proxy-body { height: 1fr; }
     #proxy-turns { width: 1fr; height: 1fr; max-height: 100%; }
     #proxy-cache { width: 34; border: round $primary; padding: 0 1; height: auto; }
@@ -66,6 +71,7 @@ class ProxyDashboard(MeteredApp):
     def compose(self) -> ComposeResult:
         yield Static(id="proxy-head")
         yield BudgetGauge(id="proxy-gauge")
+        yield Static(id="proxy-budgets")
         with Horizontal(id="proxy-body"):
             yield TurnsTable(id="proxy-turns")
             yield CachePanel(id="proxy-cache")
@@ -114,7 +120,29 @@ class ProxyDashboard(MeteredApp):
             f"listening on {self.server.url} · log {self.meter.log.path.name}\n"
             f"{state.holds} call(s) in flight holding {money(state.in_flight)} · "
             f"cap {fmt_cap(state.cap)}"
+            f"{' · offline model (simulated)' if self.meter.simulated else ''}"
         )
+        rows = self.query_one("#proxy-budgets", Static)
+        rows.set_class(bool(state.budgets), "-shown")
+        rows.update(budget_rows(state.budgets, time.time()))
+
+
+BUDGET_ROWS = 6  # the budgets in use the dashboard lists, the most recently used
+
+
+def budget_rows(lines: tuple[BudgetLine, ...], now: float) -> str:
+    """A row per `[[budgets]]` budget in use: spent, held, left of its cap, its reset."""
+    shown = lines[-BUDGET_ROWS:][::-1]
+    rows = []
+    for line in shown:
+        of = "" if line.spec.scope == "global" else f" {line.spec.scope} {line.value}"
+        rows.append(
+            f"{line.title}{of}: {money(line.spent)} spent, {money(line.held)} held, "
+            f"{money(line.left)} left of {fmt_cap(line.cap)} · {resets(line, now)}"
+        )
+    if len(lines) > len(shown):
+        rows.append(f"… {len(lines) - len(shown)} more (tuiagent budgets lists them)")
+    return "\n".join(rows)
 
 
 def run_dashboard(server: ProxyServer, meter: Meter, settings: Settings) -> int:

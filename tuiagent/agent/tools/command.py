@@ -4,8 +4,9 @@ Off unless enabled (`allow_commands = true` or `--allow-commands`). The agent as
 `approve` hook before each command (the UI shows a dialog). The command runs under a small
 supervisor (`reaper.py`, a child subreaper) that kills every process the command started,
 `setsid` and daemonised children too, when the command ends, at its timeout, or when the
-call is cancelled; a command that outlives its timeout is reported as an error result. The
-child gets no stdin and no API key.
+call is cancelled; a command that outlives its timeout is reported as an error result. A
+command that kills its supervisor leaves its processes to tuiagent, which kills them
+(lifetimes.py). The child gets no stdin and no API key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from tuiagent.agent.tools.base import Tool, ToolError
+from tuiagent.agent.tools.lifetimes import (
+    adopting,
+    exited,
+    kill_adopted,
+    spawn,
+    start_ticks,
+    waited,
+)
 from tuiagent.agent.tools.workspace import Workspace
 
 OUTPUT_CAP_BYTES = 200_000
@@ -72,26 +81,42 @@ class CommandRunner:
         if not isinstance(command, str) or not command.strip():
             raise ToolError("command must be a non-empty string")
         env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                # isolated and without site: the supervisor imports only the stdlib
-                *(sys.executable, "-I", "-S", str(_REAPER), f"{self.timeout_s + 1:g}"),
-                *("/bin/sh", "-c", command),
-                cwd=self.workspace.root,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                start_new_session=True,  # not in the terminal's group: Ctrl-C is ours to relay
-            )
-        except OSError as exc:
-            raise ToolError(f"cannot start the command: {exc.strerror}") from None
+        with adopting():  # what the supervisor leaves (killed by the command) comes to us
+            try:
+                proc = await spawn(
+                    # isolated and without site: the supervisor imports only the stdlib
+                    *(sys.executable, "-I", "-S", str(_REAPER), f"{self.timeout_s + 1:g}"),
+                    *("/bin/sh", "-c", command),
+                    cwd=self.workspace.root,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                    start_new_session=True,  # not in the terminal's group: Ctrl-C is ours to relay
+                )
+            except OSError as exc:
+                raise ToolError(f"cannot start the command: {exc.strerror}") from None
+            since = start_ticks(proc.pid) or 0
+            try:
+                return await self._wait(proc, command, since)
+            finally:
+                kill_adopted(since)  # every way it ends: nothing it started is left
+                waited(proc)
+
+    async def _wait(self, proc: asyncio.subprocess.Process, command: str, since: int) -> str:
         out, err = _Capped(self.cap), _Capped(self.cap // 4)
-        work = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err), proc.wait())
+        drains = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err))
         # At exit asyncio cancels the drains themselves: their error is ours to drop, not to log.
-        work.add_done_callback(lambda done: done.cancelled() or done.exception())
+        drains.add_done_callback(lambda done: done.cancelled() or done.exception())
+        left = 0
         try:
-            await asyncio.wait_for(work, self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                await exited(proc.pid)
+                # The supervisor is gone. Had the command killed it, what the command started
+                # is ours now, and holds the output open: it goes first.
+                left = kill_adopted(since)
+                await drains
+                await proc.wait()
         except TimeoutError:
             _stop(proc)
             await proc.wait()
@@ -104,7 +129,12 @@ class CommandRunner:
             with contextlib.suppress(TimeoutError):  # it kills in milliseconds; never hang here
                 await asyncio.wait_for(asyncio.shield(proc.wait()), 2)
             raise
-        return f"exit status {proc.returncode}\n" + _sections(out, err)
+        status = f"exit status {proc.returncode}\n"
+        if left:
+            status += (
+                f"[the command killed its supervisor; the {left} process(es) it left were killed]\n"
+            )
+        return status + _sections(out, err)
 
     def tool(self) -> Tool:
         return Tool(

@@ -33,7 +33,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signum)
 
 
-def _prctl(option: int, value: int) -> bool:
+def prctl(option: int, value: int) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(option, value, 0, 0, 0)) == 0
@@ -89,8 +89,8 @@ def kill_all(group: int) -> None:
 
 def main(argv: list[str]) -> int:
     timeout_s, command = float(argv[0]), argv[1:]
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
         signal.signal(signum, _stop)
     status, child = 0, 0

@@ -25,6 +25,7 @@ from typing import Any
 
 from tuiagent.agent.tools.base import ToolError, as_utf8
 from tuiagent.agent.tools.beneath import Opened
+from tuiagent.agent.tools.lifetimes import spawn, waited
 
 SEARCH_DEADLINE_S = 10.0
 MAX_SEARCH_MATCHES = 5_000
@@ -110,7 +111,7 @@ async def search(root: Path, base: Opened, pattern: str, deadline_s: float) -> s
     if rg is None:
         raise ToolError("search needs ripgrep (the `ripgrep` package), which is not installed")
     how, target, shown = _where(base, root)
-    proc = await asyncio.create_subprocess_exec(
+    proc = await spawn(
         *_command(rg, pattern, target),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -146,6 +147,7 @@ async def search(root: Path, base: Opened, pattern: str, deadline_s: float) -> s
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await asyncio.shield(proc.wait())
+        waited(proc)
         await drain  # at EOF now that rg has exited
     message = errors.decode("utf-8", errors="replace")
     if proc.returncode == 2 and "regex parse error" in message:

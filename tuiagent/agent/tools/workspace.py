@@ -143,7 +143,8 @@ class Workspace:
         if paged:
             text = "\n".join(text.splitlines())
         if stopped == "size":
-            text += f"\n[read stopped at {MAX_READ_BYTES:,} bytes; use offset/limit to page]"
+            whole = "" if paged else f" of {size:,}"  # a page's bytes are not the file's first
+            text += f"\n[read stopped at {MAX_READ_BYTES:,} bytes{whole}; use offset/limit to page]"
         elif stopped == "deadline":
             text += (
                 f"\n[read stopped at its {FILE_DEADLINE_S:g}s deadline; use offset/limit to page]"

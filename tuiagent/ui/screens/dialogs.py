@@ -10,10 +10,12 @@ from typing import Any
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TabbedContent, TabPane, TextArea
 
+from tuiagent.agent.edits import EditPreview
+from tuiagent.terminal import printable
 from tuiagent.ui.widgets.tools import ToolResult
 
 _MODAL_CSS = """
@@ -38,6 +40,7 @@ ApproveScreen #command {
     margin: 1 0 0 0;
     max-height: 8;
 }
+ApproveScreen #diff { height: auto; max-height: 16; margin: 1 0 0 0; }
 ApproveScreen #reason { display: none; margin-top: 1; }
 ApproveScreen.-asking-why #reason { display: block; }
 ApproveScreen.-asking-why #choices { display: none; }
@@ -91,24 +94,43 @@ class ApproveScreen(ModalScreen[Approval]):
         ),
     ]
 
-    def __init__(self, name: str, arguments: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, arguments: dict[str, Any], preview: EditPreview | None = None
+    ) -> None:
         super().__init__()
         self.tool_name = name
         self.arguments = arguments
+        self.preview = preview  # an edit: shown as a diff
 
     def compose(self) -> ComposeResult:
         asks, thing = describe(self.tool_name, self.arguments)
         with Vertical(id="dialog"):
-            yield Label(asks, markup=False)
-            yield Static(thing, id="command", markup=False)
+            if self.preview is not None:
+                from textual_diff_view import DiffView
+
+                p = self.preview
+                new = "a new file" if p.before is None else "a change to"
+                yield Label(f"The agent wants to write {new} {printable(p.path)}:", markup=False)
+                with VerticalScroll(id="diff"):
+                    yield DiffView(
+                        p.path,
+                        p.path,
+                        printable(p.before or ""),
+                        printable(p.after),
+                        split=False,
+                        auto_split=True,
+                    )
+            else:
+                yield Label(asks, markup=False)
+                yield Static(thing, id="command", markup=False)
             with Horizontal(id="choices"):
                 yield Button("Yes (y)", variant="warning", id="yes")
                 yield Button("Always allow (a)", id="always")
                 yield Button("No (n)", variant="primary", id="no")
                 yield Button("No, say why (w)", id="why")
             yield Label(
-                "a: always allow this command in this session · w: no, and tell the agent why "
-                "(it reads your reason) · Esc: no",
+                f"a: always allow this {'file' if self.preview else 'command'} in this session"
+                " · w: no, and tell the agent why (it reads your reason) · Esc: no",
                 classes="hint",
             )
             yield Input(
@@ -151,7 +173,14 @@ class Approvals:
     always_allowed: set[str] = field(default_factory=set)
 
     async def ask(self, name: str, arguments: dict[str, Any]) -> bool | str:
-        asked = json.dumps([name, arguments], sort_keys=True)
+        agent = getattr(self.app, "agent", None)
+        preview = agent.preview_edit(name, arguments) if agent is not None else None
+        # An edit allowed "always" is allowed for that file; anything else for that call.
+        asked = (
+            f"file:{preview.path}"
+            if preview is not None
+            else json.dumps([name, arguments], sort_keys=True)
+        )
         if asked in self.always_allowed:
             return True
         answer: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
@@ -160,7 +189,7 @@ class Approvals:
             if not answer.done():
                 answer.set_result(result or Approval(run=False))
 
-        self.app.push_screen(ApproveScreen(name, arguments), callback=settle)
+        self.app.push_screen(ApproveScreen(name, arguments, preview), callback=settle)
         approval = await answer
         if approval.always:
             self.always_allowed.add(asked)

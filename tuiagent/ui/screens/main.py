@@ -25,10 +25,17 @@ from tuiagent.ui.widgets.chat import ChatInput, ChatLog
 # The money panels and the agent's events load after the first frame (mount_panels): the
 # first frame waits for neither.
 if TYPE_CHECKING:
-    from tuiagent.agent.events import SubAgentChanged, TurnFinished, TurnStarted
+    from tuiagent.agent.events import (
+        McpCostNoted,
+        McpStateChanged,
+        SubAgentChanged,
+        TurnFinished,
+        TurnStarted,
+    )
     from tuiagent.runs.records import Turn
     from tuiagent.ui.widgets.agents import AgentsPanel
     from tuiagent.ui.widgets.gauge import BudgetGauge
+    from tuiagent.ui.widgets.mcp import McpPanel
 
 
 class KeysFooter(Footer):
@@ -262,6 +269,23 @@ class MainScreen(Screen[None]):
     def when_sub_agent_changed(self, event: SubAgentChanged) -> None:
         self.agents_panel().update_agent(event)
         self.update_statusline()  # the narrow layout says how many are running
+
+    def when_mcp_state_changed(self, event: McpStateChanged) -> None:
+        self.mcp_panel().seen(event.record)
+
+    def when_mcp_cost_noted(self, event: McpCostNoted) -> None:
+        self.mcp_panel().seen(event.record)
+
+    def mcp_panel(self) -> McpPanel:
+        """The MCP panel, mounted at the foot of the side panels when a server first shows."""
+        from tuiagent.ui.widgets.mcp import McpPanel
+
+        found = self.query(McpPanel)
+        if found:
+            return found.first()
+        panel = McpPanel(id="mcp")
+        self.query_one("#side").mount(panel)
+        return panel
 
     def interrupted(self, record: Turn | None) -> None:
         """Esc stopped the work: every sub-agent shows stopped, and the stopped call (if one

@@ -11,6 +11,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import ProgressBar, Sparkline, Static
 
+from tuiagent.cost.display import budget_short
 from tuiagent.ui.agent_events import every_agent
 from tuiagent.ui.budget import BudgetState, MeteredApp
 from tuiagent.ui.commands import key_hint
@@ -131,6 +132,9 @@ class BudgetGauge(Horizontal):
         ]
         if s.in_flight > 0:
             parts.insert(1, f"in flight {money(s.in_flight)}")
+        tightest = s.tightest
+        if tightest is not None:  # e.g. "today $3.12 / $20.00", beside the cap
+            parts.insert(1, budget_short(tightest))
         if self.turn_costs:
             burn = sum(self.turn_costs, Decimal(0)) / len(self.turn_costs)
             parts.append(f"{money(burn)}/turn")

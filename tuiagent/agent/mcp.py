@@ -1,0 +1,401 @@
+"""MCP servers (config `[mcp_servers.NAME]`) through the official `mcp` SDK.
+
+A server is a command started with stdio or a streamable HTTP URL. Its tools are offered
+to the model as `mcp__NAME__TOOL` (the server's name in every tool's name). Each server is
+one connection, held by a task of its own for the whole session (the SDK's transports are
+task-scoped), started before the session's first message. A server that fails to start
+or dies is one line: its tools go away and the session goes on.
+
+Calls need approval as commands do (the app asks: y, a, n, w) unless the server's config
+says `allow = true`; headless, `--allow-mcp` is the approval, and without it (or `allow`)
+a server's tools are not offered.
+
+What each server's tool definitions cost is an `mcp` record per server when it starts
+(its tools and their definition tokens) and an `mcp_cost` record after each agent call (per
+server: the tokens its definitions took in that request and the dollars they cost at the
+call's own rates), so the report and the app's panel show it per call and per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from tuiagent.agent.events import Event, McpCostNoted, McpStateChanged, Notice
+from tuiagent.agent.tools import Tool, Toolbox, ToolOutput
+from tuiagent.config import McpServer
+from tuiagent.llm.tokens import REQUEST_OVERHEAD, block_tokens
+from tuiagent.runs.records import McpCost, McpServerState, Turn
+from tuiagent.terminal import printable
+
+if TYPE_CHECKING:
+    from tuiagent.agent.loop import Agent
+
+PREFIX = "mcp__"
+START_TIMEOUT_S = 20.0
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_MAX_NAME = 64  # the API's limit on a tool's name
+
+
+def tool_name(server: str, tool: str) -> str:
+    """The name the model sees: `mcp__SERVER__TOOL`, in the characters the API allows."""
+    return (PREFIX + server + "__" + _NAME_CHARS.sub("_", tool))[:_MAX_NAME]
+
+
+def server_of(name: str) -> str | None:
+    """The server whose tool `name` is, or None for a built-in tool."""
+    if not name.startswith(PREFIX):
+        return None
+    return name[len(PREFIX) :].partition("__")[0] or None
+
+
+class ServerStopped(Exception):
+    """The server is gone (it failed to start, exited, or its connection broke)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception (an ExceptionGroup from the SDK's task groups too) as one line."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return printable(text[:300])
+
+
+@dataclass
+class _Job:
+    tool: str
+    arguments: dict[str, Any]
+    done: asyncio.Future[Any]
+
+
+@dataclass
+class Link:
+    """One server's connection, held by its own task (see the module doc)."""
+
+    spec: McpServer
+    timeout_s: float
+    tools: list[dict[str, Any]] = field(default_factory=list)  # the server's own definitions
+    stopped: str | None = None  # why the server is gone
+    _jobs: asyncio.Queue[_Job | None] = field(default_factory=asyncio.Queue)
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def transport(self) -> str:
+        return "stdio" if self.spec.command else "http"
+
+    async def start(self) -> None:
+        """Connect and list the tools; ServerStopped with the reason when it cannot."""
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._hold(ready), name=f"mcp-{self.spec.name}")
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                await asyncio.shield(ready)
+        except TimeoutError:
+            self.close()
+            raise ServerStopped(f"did not answer within {START_TIMEOUT_S:g}s") from None
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> Any:
+        if self.stopped is not None:
+            raise ServerStopped(self.stopped)
+        job = _Job(tool, arguments, asyncio.get_running_loop().create_future())
+        await self._jobs.put(job)
+        return await job.done
+
+    def close(self) -> None:
+        """Stop the connection (a stdio server's process ends with it)."""
+        if self._task is not None and not self._task.done():
+            self._jobs.put_nowait(None)
+            self._task.cancel()
+
+    async def _hold(self, ready: asyncio.Future[None]) -> None:
+        from mcp import Client
+        from mcp.client.stdio import StdioServerParameters, stdio_client
+
+        spec = self.spec
+        # The server's stderr is kept off the screen; its last line explains a failure.
+        errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        pending: _Job | None = None
+        try:
+            if spec.command is not None:
+                params = StdioServerParameters(
+                    command=spec.command, args=list(spec.args), env=dict(spec.env) or None
+                )
+                server: Any = stdio_client(params, errlog=errlog)  # its stderr off the screen
+            else:
+                server = spec.url
+            async with Client(server, read_timeout_seconds=self.timeout_s) as client:
+                self.tools = await _list_tools(client)
+                ready.set_result(None)
+                while (job := await self._jobs.get()) is not None:
+                    pending = job
+                    try:
+                        result = await client.call_tool(job.tool, job.arguments)
+                    except Exception as exc:  # the call failed; the connection may live on
+                        if _closed(exc):
+                            raise ServerStopped("its connection closed (it exited?)") from exc
+                        if not job.done.done():
+                            job.done.set_exception(exc)
+                    else:
+                        if not job.done.done():
+                            job.done.set_result(result)
+                    pending = None
+                raise ServerStopped("closed")
+        except BaseException as exc:
+            why = self.stopped = _why_stopped(exc, errlog)
+            if not ready.done():
+                ready.set_exception(ServerStopped(why))
+            for job in [pending, *_drain(self._jobs)]:
+                if job is not None and not job.done.done():
+                    job.done.set_exception(ServerStopped(why))
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                raise
+        finally:
+            errlog.close()
+
+
+def _closed(exc: BaseException) -> bool:
+    """The SDK's error for a connection that closed under a call (the server exited)."""
+    from mcp.shared.exceptions import MCPError
+    from mcp_types.jsonrpc import CONNECTION_CLOSED
+
+    return isinstance(exc, MCPError) and exc.error.code == CONNECTION_CLOSED
+
+
+def _drain(jobs: asyncio.Queue[_Job | None]) -> list[_Job | None]:
+    out = []
+    while not jobs.empty():
+        out.append(jobs.get_nowait())
+    return out
+
+
+def _why_stopped(exc: BaseException, errlog: Any) -> str:
+    why = "closed" if isinstance(exc, asyncio.CancelledError) else _one_line(exc)
+    with contextlib.suppress(OSError, ValueError):
+        errlog.seek(0)
+        last = [ln.strip() for ln in errlog.read()[-4000:].splitlines() if ln.strip()]
+        if last and not isinstance(exc, asyncio.CancelledError):
+            why += f" (its last words: {printable(last[-1][:200])})"
+    return why
+
+
+async def _list_tools(client: Any) -> list[dict[str, Any]]:
+    """Every tool the server offers, page by page (at most 100 pages)."""
+    tools: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(100):
+        page = await client.list_tools(cursor=cursor)
+        for t in page.tools:
+            tools.append(
+                {
+                    "name": t.name,
+                    "description": t.description or "",
+                    "input_schema": t.input_schema or {"type": "object"},
+                }
+            )
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return tools
+
+
+def _result_text(result: Any) -> tuple[str, bool]:
+    """A CallToolResult as text for the model, and whether it is an error."""
+    parts = []
+    for block in result.content or []:
+        kind = getattr(block, "type", "")
+        if kind == "text":
+            parts.append(block.text)
+        elif kind == "image":
+            parts.append(f"[an image, {getattr(block, 'mime_type', 'of unknown type')}]")
+        elif kind == "resource":
+            res = block.resource
+            parts.append(getattr(res, "text", None) or f"[a resource: {getattr(res, 'uri', '')}]")
+        else:
+            parts.append(f"[{kind or 'unknown'} content]")
+    if not parts and result.structured_content is not None:
+        parts.append(str(result.structured_content))
+    return "\n".join(parts), bool(result.is_error)
+
+
+class McpTools:
+    """A session's MCP servers: started before its first message, their tools in the
+    toolbox while they live, what their definitions cost after each call."""
+
+    def __init__(self, agent: Agent, toolbox: Toolbox) -> None:
+        self.agent = agent
+        self.toolbox = toolbox
+        tools = agent.settings.tools
+        self.allow_all = tools.allow_mcp
+        self.specs = list(tools.mcp_servers)
+        self.timeout_s = tools.command_timeout_s
+        self.links: dict[str, Link] = {}
+        self.started = False
+        self.session_usd: dict[str, Decimal] = {}
+
+    def _offered(self, spec: McpServer) -> bool:
+        """Headless (no approval hook), a server's tools are offered only with `allow` or
+        `--allow-mcp`: the flag is the approval, as --allow-commands is for commands."""
+        return self.agent.approve is not None or spec.allow or self.allow_all
+
+    async def start(self) -> AsyncGenerator[Event, None]:
+        """Start every server (once): its tools join the toolbox; one that fails is a
+        notice of one line. Yields the notices and the `mcp` records."""
+        if self.started:
+            return
+        self.started = True
+        for spec in self.specs:
+            if not self._offered(spec):
+                yield Notice(
+                    f"MCP server {spec.name}: its tools are not offered headless without "
+                    "--allow-mcp (or `allow = true` in its config)",
+                    "warning",
+                )
+                continue
+            link = Link(spec, self.timeout_s)
+            try:
+                await link.start()
+            except ServerStopped as exc:
+                yield self._record(link, "failed", str(exc))
+                yield Notice(
+                    f"MCP server {spec.name} failed to start: {exc}; the session goes on "
+                    "without its tools",
+                    "warning",
+                )
+                continue
+            self.links[spec.name] = link
+            for definition in link.tools:
+                self.toolbox.add(self._tool(link, definition))
+            yield self._record(link, "started")
+
+    def _record(self, link: Link, status: str, error: str = "") -> McpStateChanged:
+        defs = [self._definition(link, d) for d in link.tools]
+        return McpStateChanged(
+            self.agent.write(
+                McpServerState(
+                    server=link.spec.name,
+                    transport=link.transport,
+                    status=status,
+                    tools=len(defs),
+                    definition_tokens=sum(block_tokens(d) for d in defs),
+                    error=error or None,
+                )
+            )
+        )
+
+    @staticmethod
+    def _definition(link: Link, d: dict[str, Any]) -> dict[str, Any]:
+        """A server's tool as the model is offered it: its name and description say whose."""
+        name = link.spec.name
+        return {
+            "name": tool_name(name, d["name"]),
+            "description": f"[MCP server {name}] {d['description']}",
+            "input_schema": d["input_schema"],
+        }
+
+    def _tool(self, link: Link, definition: dict[str, Any]) -> Tool:
+        own = definition["name"]
+        shown = self._definition(link, definition)
+
+        async def stream(args: dict[str, Any]) -> AsyncIterator[Any]:
+            try:
+                async with asyncio.timeout(self.timeout_s + 5):
+                    result = await link.call(own, args)
+            except ServerStopped as exc:
+                yield self._gone(link, str(exc))
+                yield ToolOutput(f"error: MCP server {link.spec.name} stopped: {exc}", True)
+                return
+            except TimeoutError:
+                yield ToolOutput(f"error: {shown['name']} did not answer in time", True)
+                return
+            except Exception as exc:
+                yield ToolOutput(f"error: {shown['name']} failed: {_one_line(exc)}", True)
+                return
+            text, is_error = _result_text(result)
+            yield ToolOutput(text if not is_error else f"error: {text}", is_error)
+
+        async def run(args: dict[str, Any]) -> str:
+            async for item in stream(args):
+                if isinstance(item, ToolOutput):
+                    return item.text
+            return ""
+
+        return Tool(
+            shown["name"],
+            shown["description"],
+            shown["input_schema"],
+            run,
+            needs_approval=not (link.spec.allow or self.allow_all),
+            deadline_s=self.timeout_s + 10,
+            stream=stream,
+        )
+
+    def _gone(self, link: Link, why: str) -> Event:
+        """A server died: its tools leave the toolbox; one line says so."""
+        name = link.spec.name
+        for tool in [t for t in self.toolbox.tools if server_of(t) == name]:
+            del self.toolbox.tools[tool]
+        if self.links.pop(name, None) is not None:
+            link.close()
+            self._record(link, "stopped", why)
+            return Notice(
+                f"MCP server {name} stopped: {why}; its tools are gone, the session goes on",
+                "warning",
+            )
+        return Notice(f"MCP server {name} is gone: {why}", "warning")
+
+    def check(self) -> list[Event]:
+        """Servers found dead between calls: their tools go before the next request."""
+        return [
+            self._gone(link, link.stopped) for link in list(self.links.values()) if link.stopped
+        ]
+
+    def costs(self, turn: Turn, request_tools: list[dict[str, Any]]) -> McpCostNoted | None:
+        """What each server's definitions took in a call's request and cost at its rates:
+        the tools lead the prompt, so they were read from the cache, written to it or sent
+        uncached by where they sit in it."""
+        if not any(server_of(t.get("name", "")) for t in request_tools):
+            return None
+        rates = self.agent.pricer.rates(turn.priced_as or turn.model)
+        u = turn.usage
+        read_end = u.cache_read_input_tokens
+        write_end = read_end + u.cache_creation_input_tokens
+        write_rate = (
+            rates.cache_write_1h if u.cache_creation_1h_input_tokens else rates.cache_write_5m
+        )
+        at = REQUEST_OVERHEAD
+        tokens: dict[str, int] = {}
+        cost: dict[str, Decimal] = {}
+        for definition in request_tools:
+            n = block_tokens(definition)
+            server = server_of(definition.get("name", ""))
+            if server is not None:
+                read = max(0, min(at + n, read_end) - at)
+                written = max(0, min(at + n, write_end) - max(at, read_end))
+                plain = n - read - written
+                usd = rates.cache_read * read + write_rate * written + rates.input * plain
+                tokens[server] = tokens.get(server, 0) + n
+                cost[server] = cost.get(server, Decimal(0)) + usd
+            at += n
+        for server, usd in cost.items():
+            self.session_usd[server] = self.session_usd.get(server, Decimal(0)) + usd
+        return McpCostNoted(
+            self.agent.write(
+                McpCost(
+                    turn=turn.turn,
+                    tokens=tokens,
+                    cost_usd=cost,
+                    session_cost_usd={s: self.session_usd[s] for s in cost},
+                )
+            )
+        )
+
+    def close(self) -> None:
+        for link in self.links.values():
+            link.close()
+        self.links.clear()

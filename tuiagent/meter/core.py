@@ -1,0 +1,550 @@
+"""The one meter of model calls, for both faces: our agent's calls (agent/call.py) and any
+client's calls through the proxy (proxy/meter.py).
+
+    plan     the request's price modifiers, its size, its worst case; the least of that and
+             a fair share of what is left, max_tokens lowered to it
+    reserve  the hold, before the request leaves; a request that does not fit only because
+             of what others hold in flight waits (bounded) for them to settle
+    settle   what it billed, by the same distrust rules whatever the face:
+             - a count below the local estimate is not believed;
+             - an answer that names another model is priced as the dearer of the two;
+             - usage never seen keeps the worst case (`usage_unknown`);
+             - output unknown after a cut (only message_start seen) keeps the most output
+               the request allowed (`output_unknown`);
+             - usage above the hold is recorded as billed, flagged `over_reservation`, and
+               later holds on that model are scaled up by what it showed;
+             - where the response says it ran (`usage.inference_geo`, `speed`) is what it is
+               priced as.
+
+Where the faces differ, the difference is a parameter: `fair_share` (the proxy serves many
+clients at once, so a request that asks for more than its share of what is left holds its
+share; the agent's calls under one budget come one at a time, its sub-agents on slices of
+their own, so one call may hold all that is left) and `wait_s` (how long a request waits for
+holds in flight to settle). The agent retries for itself; the proxy cannot retry for its
+client, and forwards bytes: both hand `settle` what they saw as a `Seen`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from tuiagent.cost.budget import (
+    Budget,
+    Hold,
+    Reservation,
+    estimated_with_margin,
+    least_useful_cost,
+    plan_reservation,
+)
+from tuiagent.cost.pricing import (
+    STANDARD,
+    Cost,
+    Modifiers,
+    Pricer,
+    UnpricedModelError,
+    UnpricedModifierError,
+)
+from tuiagent.errors import UsageError
+from tuiagent.ledger import BudgetLine, Scopes
+from tuiagent.llm.tokens import estimate_request_tokens
+from tuiagent.llm.usage import MAX_TOKENS, TokenUsage
+from tuiagent.meter.sizing import Prefixes, Size
+
+# What asks the API's free count_tokens for a request: its `input_tokens` as the answer
+# gave it (any JSON value: the meter checks it), None when there is no count to be had.
+# It raises to stop the call (a bad key).
+Counter = Callable[[dict[str, Any]], Awaitable[object]]
+
+THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
+WAIT_POLL_S = 0.05  # how often a waiting request looks again (holds may settle elsewhere)
+FACTOR_PLACES = Decimal("0.000001")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request ready to hold: as it will be sent, its modifiers and its reservation."""
+
+    model: str
+    request: dict[str, Any]  # max_tokens (and a thinking budget) lowered where they had to be
+    modifiers: Modifiers
+    reservation: Reservation
+    lowered: str | None = None  # why max_tokens was lowered: "cap" or "fair share"
+    scopes: Scopes | None = None  # the call's, for the ledger's budgets (session, key, model)
+
+    @property
+    def requested_default_geo(self) -> bool:
+        return "inference_geo" not in self.request
+
+
+@dataclass
+class Held:
+    """A plan held in flight: it may be sent. `settle` closes it, exactly once."""
+
+    plan: Plan
+    hold: Hold
+    hold_id: str
+    waited_s: float | None = None  # how long it waited for holds in flight to settle
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return self.plan.request
+
+    @property
+    def reservation(self) -> Reservation:
+        return self.plan.reservation
+
+
+@dataclass(frozen=True)
+class Unfit:
+    """No useful call fits: what the least useful one needs, and what it was sized at."""
+
+    needed: Decimal
+    size: Size
+    waited_s: float | None = None
+    binding: BudgetLine | None = None  # the `[[budgets]]` budget that stopped it, if not the cap
+
+
+@dataclass
+class Seen:
+    """What came back for a sent request, as a face saw it."""
+
+    sent: bool = True  # False: it never left the machine (nothing billed)
+    status: int | None = 200  # the HTTP status; None when no answer came
+    usage: TokenUsage | None = None  # the last usage that could be read; None: none seen
+    updates: int = 0  # usage reports read: message_start's, then message_delta's
+    completed: bool = False  # the whole answer (message_stop, or a whole JSON Message)
+    bad_usage: bool = False  # a usage that cannot be what was billed came after `usage`
+    response_model: str = ""  # the model the answer names
+    output_streamed: int = 0  # the local estimate of the output that streamed (after a cut)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a call billed, as recorded: its usage, its price, and the flags that say why."""
+
+    usage: TokenUsage
+    cost: Cost
+    priced_as: str
+    modifiers: Modifiers
+    flags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def usage_unknown(self) -> bool:
+        return bool(self.flags.get("usage_unknown"))
+
+
+def record_fields(held: Held, settled: Settled) -> dict[str, Any]:
+    """The meter's part of a call's record, either face's: the settlement's flags, the hold
+    it closes, whether max_tokens was lowered and why, how long it waited, the modifiers it
+    was priced with, the model it was priced as."""
+    return {
+        **settled.flags,
+        "priced_as": settled.priced_as,
+        "hold_id": held.hold_id,
+        "lowered": held.plan.lowered,
+        "waited_s": held.waited_s,
+        "modifiers": settled.modifiers.as_record() or None,
+    }
+
+
+@dataclass
+class _Calibration:
+    """What one model's server has shown beyond what was held (factors >= 1)."""
+
+    input_factor: Decimal = Decimal(1)
+    output_factor: Decimal = Decimal(1)
+    price_factor: Decimal = Decimal(1)  # billed above the hold with tokens within it
+
+
+class CallMeter:
+    """Plans, holds and settles model calls against one budget."""
+
+    def __init__(
+        self,
+        pricer: Pricer,
+        budget: Budget,
+        *,
+        min_useful_tokens: int,
+        fair_share: Decimal = Decimal(1),
+        wait_s: float = 0.0,
+        conversations: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pricer = pricer
+        self.budget = budget
+        self.min_useful_tokens = min_useful_tokens
+        self.fair_share = fair_share
+        self.wait_s = wait_s
+        self.clock = clock
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self.prefixes = Prefixes(conversations)
+        self.count_calls = 0  # count_tokens round trips made
+        self.needed: Decimal | None = None  # what the last plan that did not fit needed
+        self._calibration: dict[str, _Calibration] = {}
+
+    # --- before sending: plan and hold --------------------------------------------------
+
+    def modifiers(
+        self, model: str, request: Mapping[str, Any], processing: str = "standard"
+    ) -> Modifiers:
+        """The request's price modifiers as held, priced for `model` (or `UsageError`). A
+        request without `inference_geo` runs where its workspace defaults to, which no one
+        here can see: it is held at the US-only price where the model has one, and settled
+        at where the response says it ran."""
+        mods = Modifiers.of_request(request, processing=processing)
+        self.pricer.check_request(model, request, mods)
+        if "inference_geo" in request:
+            return mods
+        us = dataclasses.replace(mods, inference_geo="us")
+        try:
+            self.pricer.ensure_priced(model, us)
+        except UsageError:
+            return mods
+        return us
+
+    async def size(
+        self,
+        model: str,
+        request: dict[str, Any],
+        modifiers: Modifiers,
+        count: Counter | None,
+        *,
+        conversation: bool = True,
+        scopes: Scopes | None = None,
+    ) -> Size:
+        """The request's input tokens, asking count_tokens only where it may matter: when
+        the prefix is not known (the first call of a conversation, or it changed), or when
+        the uncertainty of the estimated part could decide whether the request fits. Where
+        not even the fewest tokens it can be could fit, no count is asked."""
+        estimate = estimate_request_tokens(request)
+        known = self.prefixes.known(request) if conversation else None
+        if known is not None:
+            prefix, new = known
+            upper = Size(max(prefix + estimated_with_margin(new), estimate), "prefix+estimate")
+            room = self.budget.remaining_for(scopes)
+            if self._fits(model, request, upper.tokens, modifiers, room):
+                return upper
+            least = max(prefix + new, estimate)
+        else:
+            upper = Size(estimated_with_margin(estimate), "estimate")
+            least = estimate  # a count below the estimate is not believed
+        if count is None or not self._fits(model, request, least, modifiers, self._room()):
+            return upper  # a count could not make it fit
+        counted = await self._count(request, count)
+        if counted is None:
+            return Size(max(upper.tokens, estimated_with_margin(estimate)), "estimate")
+        return Size(max(counted, estimate), "count_tokens")
+
+    async def _count(self, request: dict[str, Any], count: Counter) -> int | None:
+        self.count_calls += 1
+        value = await count(request)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+            return value
+        return None  # not a count: not believed
+
+    def plan(
+        self,
+        model: str,
+        request: dict[str, Any],
+        size: Size,
+        modifiers: Modifiers = STANDARD,
+        scopes: Scopes | None = None,
+    ) -> Plan | None:
+        """The hold for this request within what is left: its worst case, or its fair share
+        of what is left when it asks for more (never less than the useful minimum), with
+        max_tokens lowered to it. None when no useful call fits (`needed` says what it
+        would take). What is left is the run's cap and every `[[budgets]]` budget the call
+        falls under (`scopes`); LedgerError when the ledger cannot be read."""
+        remaining = self.budget.remaining_for(scopes)
+        res = self._reservation(model, request, size, modifiers, remaining)
+        if res is None:
+            least = self._least(model, request, size.tokens, modifiers)
+            self.needed = least if self.needed is None else min(self.needed, least)
+            return None
+        lowered = "cap" if res.max_tokens < res.requested_max_tokens else None
+        share = remaining * self.fair_share
+        if res.worst_case_usd > share:
+            least = self._least(model, request, size.tokens, modifiers)
+            shared = self._reservation(model, request, size, modifiers, max(share, least))
+            if shared is not None and shared.worst_case_usd < res.worst_case_usd:
+                res, lowered = shared, "fair share"
+        sent = dict(request)
+        if res.max_tokens != res.requested_max_tokens:
+            sent["max_tokens"] = res.max_tokens
+            thinking = sent.get("thinking")
+            if isinstance(thinking, dict):
+                budget_tokens = thinking.get("budget_tokens")
+                if isinstance(budget_tokens, int) and budget_tokens >= res.max_tokens:
+                    # (the useful minimum leaves room for the smallest thinking budget)
+                    sent["thinking"] = {**thinking, "budget_tokens": res.max_tokens - 1}
+        return Plan(model, sent, modifiers, res, lowered, scopes)
+
+    def hold(
+        self,
+        plan: Plan,
+        label: str,
+        waited_s: float | None = None,
+        before_sending: Callable[[Held], object] | None = None,
+    ) -> Held | None:
+        """Hold the plan's worst case in flight; None if the budget moved since it was
+        planned. `before_sending` (the face's `hold` record) runs once it is held; if it
+        fails, the hold is released and the error raised: nothing is sent unrecorded."""
+        hold = self.budget.reserve(plan.reservation.worst_case_usd, label, plan.scopes)
+        return self._held(plan, hold, waited_s, before_sending)
+
+    async def hold_async(
+        self,
+        plan: Plan,
+        label: str,
+        waited_s: float | None = None,
+        before_sending: Callable[[Held], object] | None = None,
+    ) -> Held | None:
+        """`hold`, awaiting the ledger without blocking the event loop."""
+        hold = await self.budget.reserve_async(plan.reservation.worst_case_usd, label, plan.scopes)
+        return self._held(plan, hold, waited_s, before_sending)
+
+    def _held(
+        self,
+        plan: Plan,
+        hold: Hold | None,
+        waited_s: float | None,
+        before_sending: Callable[[Held], object] | None,
+    ) -> Held | None:
+        if hold is None:
+            return None
+        held = Held(plan, hold, uuid.uuid4().hex[:12], waited_s)
+        if before_sending is not None:
+            try:
+                before_sending(held)
+            except BaseException:
+                hold.release()
+                raise
+        return held
+
+    async def reserve(
+        self,
+        model: str,
+        request: dict[str, Any],
+        count: Counter | None,
+        *,
+        label: str,
+        modifiers: Modifiers | None = None,
+        conversation: bool = True,
+        before_sending: Callable[[Held], object] | None = None,
+        scopes: Scopes | None = None,
+    ) -> Held | Unfit:
+        """Size, plan and hold one request (see `hold_when_it_fits`)."""
+        modifiers = modifiers if modifiers is not None else self.modifiers(model, request)
+        size = await self.size(
+            model, request, modifiers, count, conversation=conversation, scopes=scopes
+        )
+
+        async def planned() -> Plan | None:
+            return self.plan(model, request, size, modifiers, scopes)
+
+        outcome = await self.hold_when_it_fits(planned, label, before_sending, scopes)
+        return outcome if isinstance(outcome, Held) else dataclasses.replace(outcome, size=size)
+
+    async def hold_when_it_fits(
+        self,
+        plan: Callable[[], Awaitable[Plan | None]],
+        label: str,
+        before_sending: Callable[[Held], object] | None = None,
+        scopes: Scopes | None = None,
+    ) -> Held | Unfit:
+        """Plan (`plan` makes one within what is left now: the agent's tries its tiers) and
+        hold. A request that does not fit only because of what others hold in flight (here
+        or, for the `[[budgets]]` in `scopes`, in other processes) waits up to `wait_s` for
+        those holds to settle, planned again as they do; only money spent, or truly needed,
+        refuses it."""
+        started = self.clock()
+        waited: float | None = None
+        while True:
+            self.needed = None
+            planned = await plan()
+            if planned is not None:
+                held = await self.hold_async(planned, label, waited, before_sending)
+                if held is not None:
+                    return held
+                continue  # another request took what was left between planning and holding
+            needed = self.needed if self.needed is not None else self.budget.remaining
+            late = self.may_fit_later(needed, scopes)
+            if not late or self.clock() - started >= self.wait_s:
+                return Unfit(needed, Size(0, "estimate"), waited, self.budget.binding(scopes))
+            await self.sleep(WAIT_POLL_S)
+            waited = round(self.clock() - started, 3)
+
+    def may_fit_later(self, needed: Decimal, scopes: Scopes | None = None) -> bool:
+        """Would `needed` fit once the holds in flight settle (at nothing)? Here, and in the
+        `[[budgets]]` the call falls under, where other processes' holds count too."""
+        b = self.budget.snapshot()
+        if needed > self._room():
+            return False
+        line = self.budget.binding(scopes)
+        if line is None:
+            return b.in_flight > 0
+        return needed <= line.cap - line.spent and (b.in_flight > 0 or line.held > 0)
+
+    def _room(self) -> Decimal:
+        """What is left of the cap when nothing is in flight."""
+        b = self.budget.snapshot()
+        return max(b.cap - b.settled, Decimal(0))
+
+    def _fits(
+        self,
+        model: str,
+        request: dict[str, Any],
+        tokens: int,
+        modifiers: Modifiers,
+        room: Decimal,
+    ) -> bool:
+        size = Size(tokens, "estimate")
+        return self._reservation(model, request, size, modifiers, room) is not None
+
+    def _useful(self, request: Mapping[str, Any]) -> int:
+        """The fewest output tokens worth sending the request for: the useful minimum, and
+        room for the smallest thinking budget when it thinks."""
+        thinking = request.get("thinking")
+        if isinstance(thinking, Mapping) and isinstance(thinking.get("budget_tokens"), int):
+            return max(self.min_useful_tokens, THINKING_MIN_BUDGET + 1)
+        return self.min_useful_tokens
+
+    def _reservation(
+        self,
+        model: str,
+        request: dict[str, Any],
+        size: Size,
+        modifiers: Modifiers,
+        room: Decimal,
+    ) -> Reservation | None:
+        cal = self._calibration.get(model, _Calibration())
+        res = plan_reservation(
+            self.pricer,
+            model,
+            request,
+            size.tokens,
+            size.source,
+            room / cal.price_factor,
+            self._useful(request),
+            input_factor=cal.input_factor,
+            output_factor=cal.output_factor,
+            modifiers=modifiers,
+        )
+        if res is None or cal.price_factor == 1:
+            return res
+        return dataclasses.replace(res, worst_case_usd=res.worst_case_usd * cal.price_factor)
+
+    def _least(
+        self, model: str, request: dict[str, Any], tokens: int, modifiers: Modifiers
+    ) -> Decimal:
+        cal = self._calibration.get(model, _Calibration())
+        least = least_useful_cost(
+            self.pricer, model, request, tokens, self._useful(request), modifiers
+        )
+        return least * cal.price_factor
+
+    # --- after: settle ------------------------------------------------------------------
+
+    def settle(self, held: Held, seen: Seen) -> Settled:
+        """Close the hold with what the call billed, by the distrust rules. Call it exactly
+        once, in a `finally`, whatever happened."""
+        plan, hold = held.plan, held.hold
+        if not seen.sent:
+            hold.release()
+            return Settled(TokenUsage(), Cost(), plan.model, plan.modifiers, {"sent": False})
+        if seen.status is not None and seen.status >= 400:
+            hold.release()  # an error answer bills nothing
+            return Settled(TokenUsage(), Cost(), plan.model, plan.modifiers)
+        usage = seen.usage
+        if usage is None or not self._plausible(usage):
+            return self._worst_case(held)
+        flags: dict[str, Any] = {}
+        if not seen.completed or seen.bad_usage:
+            if seen.updates <= 1 or seen.bad_usage:
+                # message_start billed the input; the output the server went on to make is
+                # unknown (a cut, an error, a client that left): the most the request allowed.
+                output = max(usage.output_tokens, plan.reservation.output_tokens)
+                flags["output_unknown"] = True
+            else:
+                output = max(usage.output_tokens, seen.output_streamed)
+            usage = dataclasses.replace(usage, output_tokens=output)
+        held_as = plan.modifiers
+        if plan.requested_default_geo:  # not reported either: the API's default, global
+            held_as = dataclasses.replace(held_as, inference_geo="global")
+        modifiers = held_as.as_billed(usage)
+        cost, priced_as = self._price(plan, usage, modifiers, seen.response_model)
+        if seen.response_model and seen.response_model != plan.model:
+            flags["model_mismatch"] = seen.response_model
+        if self._over(held, usage, cost):
+            flags["over_reservation"] = True
+        if cost.total == 0 and usage == TokenUsage():
+            hold.release()
+        else:
+            hold.settle(cost.total)
+        return Settled(usage, cost, priced_as, modifiers, flags)
+
+    def note_prefix(self, held: Held, settled: Settled) -> None:
+        """A completed call of a conversation: the next call of it starts from here."""
+        if not settled.usage_unknown:
+            self.prefixes.note(held.request, settled.usage)
+
+    def worst_case(self, held: Held) -> Cost:
+        """The hold as a cost: its output part, and the rest on input."""
+        res = held.reservation
+        rate = self.pricer.rates(held.plan.model, res.input_tokens, held.plan.modifiers).output
+        out = min(rate * res.output_tokens, res.worst_case_usd)
+        return Cost(input=res.worst_case_usd - out, output=out)
+
+    def _worst_case(self, held: Held) -> Settled:
+        cost = self.worst_case(held)
+        held.hold.settle(cost.total)
+        plan = held.plan
+        return Settled(TokenUsage(), cost, plan.model, plan.modifiers, {"usage_unknown": True})
+
+    @staticmethod
+    def _plausible(usage: TokenUsage) -> bool:
+        return all(0 <= v <= MAX_TOKENS for v in usage.as_record().values())
+
+    def _price(
+        self, plan: Plan, usage: TokenUsage, modifiers: Modifiers, response_model: str
+    ) -> tuple[Cost, str]:
+        """As the requested model, or as the model the answer names where that is dearer."""
+        cost = self.pricer.price(plan.model, usage, modifiers)
+        if response_model and response_model != plan.model:
+            try:
+                other = self.pricer.price(response_model, usage, modifiers)
+            except (UnpricedModelError, UnpricedModifierError, LookupError):
+                return cost, plan.model
+            if other.total >= cost.total:
+                return other, response_model
+        return cost, plan.model
+
+    def _over(self, held: Held, usage: TokenUsage, cost: Cost) -> bool:
+        """Usage beyond what was held: later holds on this model take what it showed."""
+        plan, res = held.plan, held.reservation
+        max_tokens = int(plan.request["max_tokens"])
+        over_out = usage.output_tokens > max_tokens
+        over_in = usage.total_input_tokens > res.input_tokens
+        over_cost = cost.total > held.hold.amount
+        if not (over_out or over_in or over_cost):
+            return False
+        cal = self._calibration.setdefault(plan.model, _Calibration())
+        if over_in and res.input_tokens > 0:
+            ratio = Decimal(usage.total_input_tokens) / Decimal(res.input_tokens)
+            cal.input_factor = max(cal.input_factor, cal.input_factor * ratio)
+        if over_out:
+            ratio = Decimal(usage.output_tokens) / Decimal(max(1, max_tokens))
+            cal.output_factor = max(cal.output_factor, ratio)
+        if over_cost and not (over_in or over_out) and held.hold.amount > 0:
+            # Rounded up to a few places: holds scaled by it stay exact sums (a 28-digit
+            # quotient would leave rounding dust in the budget's totals).
+            ratio = (cost.total / held.hold.amount).quantize(FACTOR_PLACES, ROUND_CEILING)
+            cal.price_factor = max(cal.price_factor, cal.price_factor * ratio)
+        return True
