@@ -23,6 +23,14 @@ def screen_text(pilot: Pilot[Any]) -> str:
     return "\n".join(strip.text for strip in pilot.app.screen._compositor.render_strips())
 
 
+def chat_text(pilot: Pilot[Any]) -> list[str]:
+    """The chat's lines on screen, without its scrollbar."""
+    chat = pilot.app.main.chat  # type: ignore[attr-defined]
+    view = chat.scrollable_content_region
+    strips = pilot.app.screen._compositor.render_strips()[view.y : view.bottom]
+    return [strip.crop(view.x, view.right).text for strip in strips]
+
+
 def said(app: TuiagentApp) -> list[str]:
     return [e.text for e in app.main.chat.entries if isinstance(e, Said)]
 
@@ -130,3 +138,45 @@ async def test_messages_typed_in_one_go_stay_apart(make_app: MakeApp) -> None:
         await until(pilot, lambda: len(said(app)) == 2, "both sent")
         assert said(app) == [first, second]
         assert app.main.input.sent == [first, second]  # up recalls each as it was sent
+
+
+async def test_a_user_scrolled_up_stays_put_while_the_answer_streams(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        chat = app.main.chat
+        fill(app, 30)
+        await pilot.pause()
+        await pilot.press("pageup", "pageup")
+        await pilot.pause()
+        seen, y = chat_text(pilot), chat.scroll_y
+        for i in range(40):  # an answer streams under it
+            chat.feed(f"Streamed paragraph {i}.\n\n")
+            await pilot.pause(0.02)
+        chat.close_answer()
+        await pilot.pause()
+        assert chat.scroll_y == y and chat_text(pilot) == seen  # not a line moved
+        chat.focus()
+        await pilot.press("end")
+        await until(pilot, lambda: "Streamed paragraph 39." in screen_text(pilot), "the end")
+        chat.feed("And one more line.")
+        chat.close_answer()
+        await until(pilot, lambda: "one more line" in screen_text(pilot), "followed again")
+
+
+async def test_after_a_resize_only_what_is_in_view_is_drawn_again(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        chat = app.main.chat
+        fill(app, 300)
+        await pilot.pause()
+        look, width = chat.look(), chat.scrollable_content_region.width
+        for entry in chat.entries:  # all of it was seen once (scrolled through)
+            entry.lines(look, width)
+        await pilot.resize_terminal(90, 30)
+        await pilot.pause()
+        width = chat.scrollable_content_region.width
+        redrawn = sum(e.drawn_as(chat.look(), width) for e in chat.entries)
+        assert 0 < redrawn < 40  # what the screen shows, not all 600
+        assert "Answer number 299." in screen_text(pilot)

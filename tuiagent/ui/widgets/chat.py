@@ -155,7 +155,12 @@ class ChatLog(ScrollView, can_focus=True):
             return
         look = self.look()
         for entry in self.entries[first:]:
-            heights.append(len(entry.lines(look, width)) if entry.drawn else entry.estimate(width))
+            # Drawn again only if it is drawn as it is now (else as it comes into view).
+            heights.append(
+                len(entry.lines(look, width))
+                if entry.drawn_as(look, width)
+                else entry.estimate(width)
+            )
         self._tops = [0, *itertools.accumulate(heights)]
         self._measure_view(width, anchor)
 
@@ -229,15 +234,21 @@ class ChatLog(ScrollView, can_focus=True):
     def _changed(self, entry: Entry) -> None:
         """An entry's lines changed: it and those after it are placed again."""
         entry.changed()
-        try:
-            at = len(self.entries) - 1 - self.entries[::-1].index(entry)
-        except ValueError:
-            return  # cleared since
-        self._placed(at)
+        at = self._index(entry)
+        if at >= 0:  # (else cleared since)
+            self._placed(at)
+
+    def _index(self, entry: Entry) -> int:
+        """Where the entry is, searched from the end, where the chat changes (-1: gone)."""
+        entries = self.entries
+        for at in range(len(entries) - 1, -1, -1):
+            if entries[at] is entry:
+                return at
+        return -1
 
     def region_of(self, entry: Entry) -> Region:
         """Where an entry is on the screen (empty when it is out of view)."""
-        at = self.entries.index(entry)
+        at = self._index(entry)
         top = self._tops[at] - round(self.scroll_y) + self._shifted
         view = self.scrollable_content_region
         drawn = Region(view.x, view.y + top, view.width, self._heights[at])
@@ -378,7 +389,7 @@ class ChatLog(ScrollView, can_focus=True):
     def _show(self, entry: Entry) -> None:
         """Scroll as little as brings the whole entry into view (its top, if it is taller);
         the user reads it, so the chat stays there as it grows."""
-        at = self.entries.index(entry)
+        at = self._index(entry)
         top, bottom = self._tops[at], self._tops[at + 1]
         view = self.scrollable_content_region.height
         y = round(self.scroll_y)
@@ -432,7 +443,7 @@ class ChatLog(ScrollView, can_focus=True):
         if last is None:
             self._add(*new)
             return
-        at = len(self.entries) - self.entries[::-1].index(last)  # after its last block
+        at = self._index(last) + 1  # after its last block
         if new:
             self.entries[at:at] = new
         last.changed()

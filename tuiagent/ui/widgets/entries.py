@@ -84,6 +84,10 @@ class Entry:
     def drawn(self) -> bool:
         return self._key is not None
 
+    def drawn_as(self, look: Look, width: int) -> bool:
+        """Its lines are at hand for this width and look (nothing to draw)."""
+        return self._key == (width, look.generation)
+
     def draw(self, look: Look, width: int) -> list[Strip]:
         raise NotImplementedError
 
