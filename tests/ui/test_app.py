@@ -16,7 +16,7 @@ from tuiagent.errors import ConfigError
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.commands import check_keymap
 from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
-from tuiagent.ui.widgets.entries import Block, Notice, Said, ToolCall
+from tuiagent.ui.widgets.entries import Block, Notice, Said, ToolBlock
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
 
@@ -57,7 +57,7 @@ async def test_a_message_streams_and_the_panels_show_its_cost(make_app: MakeApp)
         assert agent is not None
         assert "README.md" in answers(app) and "notes.txt" in answers(app)
         assert said(app) == ["List the files here."]
-        (tool,) = (e for e in app.main.chat.entries if isinstance(e, ToolCall))
+        (tool,) = (e for e in app.main.chat.entries if isinstance(e, ToolBlock))
         assert "list_dir" in tool.title and "ok" in tool.title
         table = app.main.query_one(TurnsTable)
         assert table.row_count == agent.state.turns == 2
