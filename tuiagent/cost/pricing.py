@@ -24,9 +24,13 @@ How Anthropic bills what this prices:
   decides the tier; never less than pass by pass);
 - server tools are billed per use on top of tokens: web search at genai-prices'
   `web_searches_kcount` ($10 per 1,000); web fetch has no charge beyond its tokens
-  (Anthropic's web fetch tool documentation), so its count is shown and priced at $0; code
-  execution is free beside `web_search_20260209` or `web_fetch_20260209`, and otherwise
-  billed by container time that no response reports: such a request is refused;
+  (Anthropic's web fetch tool documentation), so its count is shown and priced at $0; tool
+  search likewise: its searches (`tool_search_requests`) carry no fee of their own, and the
+  definitions they load are input tokens (tool search tool documentation, "Pricing": "adds
+  tokens to your API calls based on the tool definitions that are loaded"; the tool itself
+  "follows standard tool pricing"); code execution is free beside `web_search_20260209` or
+  `web_fetch_20260209`, and otherwise billed by container time that no response reports:
+  such a request is refused;
 - the modifiers multiply token prices only (a web search costs $10 per 1,000 at any speed);
   where a response reports where and how it ran (`usage.inference_geo`, `usage.speed`,
   `usage.service_tier`), that is what it is priced as.
