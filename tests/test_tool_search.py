@@ -1,17 +1,26 @@
-"""The API's tool search (deferred tool definitions, `defer_loading`) in the core:
-deferred definitions are not in the prompt and count only where a search's references load
-them; the meter holds what an answer's searches may load and prices a search at its
-tokens."""
+"""The API's tool search (deferred tool definitions, `defer_loading`) in the core and the
+offline model: deferred definitions are not in the prompt and count only where a search's
+references load them; the meter holds what an answer's searches may load and prices a
+search at its tokens; the offline model searches before it calls a deferred tool, as the
+API answers (server_tool_use, then tool_search_tool_result, then tool_use), streamed and
+not, with the API's 400s."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from tuiagent.cost.budget import Budget, estimated_with_margin, plan_reservation
 from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, Pricer
 from tuiagent.llm.caching import plan_breakpoints
+from tuiagent.llm.client import make_client
 from tuiagent.llm.tokens import (
+    COUNTED_FIELDS,
+    SEARCH_RESULTS,
     block_tokens,
     estimate_request_tokens,
     loadable_tokens,
@@ -20,6 +29,8 @@ from tuiagent.llm.tokens import (
 )
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.meter import CallMeter, Held
+from tuiagent.offline import tool_search
+from tuiagent.offline.transport import OfflineModel
 
 MODEL = "claude-haiku-5-5"
 SEARCH = {"type": "tool_search_tool_regex_20251119", "name": "tool_search_tool_regex"}
@@ -117,6 +128,35 @@ async def test_a_deferring_request_is_held_with_what_its_searches_may_load() -> 
     assert held.reservation.input_tokens - held_small.reservation.input_tokens >= loadable
 
 
+@pytest.mark.parametrize("catalogue", [CATALOGUE[7:8], CATALOGUE], ids=["one tool", "thirty"])
+async def test_an_answer_that_searches_is_billed_within_its_hold(
+    catalogue: list[dict[str, Any]],
+) -> None:
+    """The hold covers what the answer's search brings into its input: the definitions it
+    loads and the result block itself (a search of a one-tool catalogue loads all of it,
+    and its result is more input on top)."""
+    pricer = Pricer()
+    meter = CallMeter(pricer, Budget(Decimal(1)), min_useful_tokens=100)
+    request = {"model": MODEL, "max_tokens": 500, "tools": [LIST_DIR, SEARCH, *catalogue]}
+    request["messages"] = ASK
+    client = make_client(offline_transport=OfflineModel())
+
+    async def count(body: dict[str, Any]) -> object:
+        counted = {k: v for k, v in body.items() if k in COUNTED_FIELDS}
+        return (await client.messages.count_tokens(**counted)).input_tokens
+
+    held = await meter.reserve(MODEL, request, count, label="t")
+    assert isinstance(held, Held)
+    message = await client.messages.create(**request)
+    assert [b.type for b in message.content][1:3] == ["server_tool_use", "tool_search_tool_result"]
+    # Billed as if it had spoken all the output it was allowed (the hold's own case).
+    usage = replace(
+        TokenUsage.from_api(message.usage.model_dump()),
+        output_tokens=held.reservation.output_tokens,
+    )
+    assert pricer.price(MODEL, usage).total <= held.reservation.worst_case_usd
+
+
 def test_the_hold_covers_a_search_result_per_five_output_tokens() -> None:
     """Each search's result is input of its answer: the worst case adds, for as many
     searches as max_tokens can ask for (one per MIN_SERVER_TOOL_CALL_TOKENS), the largest
@@ -150,3 +190,122 @@ def test_a_search_is_counted_and_priced_at_its_tokens_only() -> None:
     later = TokenUsage().with_delta({"server_tool_use": {"tool_search_requests": 3}})
     assert later.tool_search_requests == 3
     assert usage.as_record()["tool_search_requests"] == 2
+
+
+# --- the search itself ----------------------------------------------------------------------
+
+
+def test_the_regex_search_finds_by_name_first_then_by_what_the_tools_say() -> None:
+    result = tool_search.run("tool_search_tool_regex", "tool_0[1-3]", CATALOGUE)
+    names = [r["tool_name"] for r in result["tool_references"]]
+    assert names == ["mcp__cat__tool_01", "mcp__cat__tool_02", "mcp__cat__tool_03"]
+    by_words = tool_search.run("tool_search_tool_regex", "records of kind", CATALOGUE)
+    assert len(by_words["tool_references"]) == SEARCH_RESULTS
+    by_argument = tool_search.run("tool_search_tool_regex", "the record's id", CATALOGUE[:2])
+    assert len(by_argument["tool_references"]) == 2  # argument descriptions are searched
+    bad = tool_search.run("tool_search_tool_regex", "tool_(", CATALOGUE)
+    assert bad == {"type": "tool_search_tool_result_error", "error_code": "invalid_pattern"}
+    long = tool_search.run("tool_search_tool_regex", "x" * 201, CATALOGUE)
+    assert long["error_code"] == "pattern_too_long"
+
+
+def test_the_bm25_search_ranks_by_words() -> None:
+    query = tool_search.query_for("mcp__cat__tool_12", "tool_search_tool_bm25")
+    assert query == "mcp cat tool 12"
+    result = tool_search.run("tool_search_tool_bm25", query, CATALOGUE)
+    assert result["tool_references"][0]["tool_name"] == "mcp__cat__tool_12"
+
+
+# --- the offline model, through the SDK -------------------------------------------------------
+
+
+async def create(model: OfflineModel, stream: bool = False, **body: Any) -> Any:
+    client = make_client(offline_transport=model)
+    args = {"model": MODEL, "max_tokens": 1000, "tools": TOOLS, "messages": ASK, **body}
+    if stream:
+        async with client.messages.stream(**args) as s:
+            return await s.get_final_message()
+    return await client.messages.create(**args)
+
+
+async def test_the_offline_model_searches_before_it_calls_a_deferred_tool() -> None:
+    message = await create(OfflineModel())
+    kinds = [b.type for b in message.content]
+    assert kinds == ["text", "server_tool_use", "tool_search_tool_result", "tool_use"]
+    use, result, call = message.content[1:]
+    assert use.name == "tool_search_tool_regex" and use.input == {"query": "mcp__cat__tool_07"}
+    assert result.tool_use_id == use.id and use.id.startswith("srvtoolu_")
+    refs = [r.tool_name for r in result.content.tool_references]
+    assert refs == ["mcp__cat__tool_07"]
+    assert call.name == "mcp__cat__tool_07" and call.input == {"record_id": "a1"}
+    assert message.stop_reason == "tool_use"
+    usage = message.usage.model_dump()
+    assert usage["server_tool_use"]["tool_search_requests"] == 1
+    # Its input: the prompt (deferred definitions aside) and what the search loaded.
+    body = {"model": MODEL, "tools": TOOLS, "messages": ASK}
+    sent = json.loads(result.model_dump_json())
+    loaded = block_tokens(sent) + block_tokens(CATALOGUE[7])
+    assert usage["input_tokens"] == estimate_request_tokens(body) + loaded
+    # Its output: the text, the search's query and the call (not the API's result).
+    spoken = [json.loads(b.model_dump_json(exclude_none=True)) for b in message.content]
+    assert usage["output_tokens"] == sum(
+        block_tokens(b) for b in spoken if b["type"] != "tool_search_tool_result"
+    )
+    streamed = await create(OfflineModel(), stream=True)
+    assert [b.type for b in streamed.content] == kinds
+    assert streamed.content[1].input == use.input
+    assert streamed.content[2].content.model_dump() == result.content.model_dump()
+    assert streamed.usage.input_tokens == message.usage.input_tokens
+
+
+async def test_a_tool_a_search_loaded_is_called_again_without_searching() -> None:
+    model = OfflineModel()
+    first = await create(model)
+    answer = [json.loads(b.model_dump_json(exclude_none=True)) for b in first.content]
+    call = answer[-1]
+    history = [
+        *ASK,
+        {"role": "assistant", "content": answer},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "ok"}],
+        },
+        {"role": "user", "content": 'call mcp__cat__tool_07 with {"record_id": "b2"}'},
+    ]
+    second = await create(model, messages=history)
+    assert [b.type for b in second.content] == ["text", "tool_use"]
+    assert second.usage.model_dump().get("server_tool_use") is None
+
+
+async def test_without_a_search_tool_a_deferred_tool_is_out_of_sight() -> None:
+    message = await create(OfflineModel(), tools=[LIST_DIR, *CATALOGUE])
+    assert [b.type for b in message.content] == ["text"]  # no tool it can call
+
+
+@pytest.mark.parametrize(
+    ("tools", "messages", "said"),
+    [
+        (
+            CATALOGUE,
+            ASK,
+            "All tools have defer_loading set. At least one tool must be non-deferred.",
+        ),
+        (
+            [LIST_DIR, SEARCH, *CATALOGUE[:5]],
+            [*ASK, {"role": "assistant", "content": [found("mcp__cat__tool_07")]}, *ASK],
+            "Tool reference 'mcp__cat__tool_07' has no corresponding tool definition",
+        ),
+    ],
+    ids=["every tool deferred", "a reference without its definition"],
+)
+async def test_the_api_refusals_for_deferred_tools(
+    tools: list[dict[str, Any]], messages: list[dict[str, Any]], said: str
+) -> None:
+    import anthropic
+
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await create(OfflineModel(), tools=tools, messages=messages)
+    assert said in str(refused.value)
+    client = make_client(offline_transport=OfflineModel())
+    with pytest.raises(anthropic.BadRequestError):
+        await client.messages.count_tokens(model=MODEL, tools=tools, messages=messages)

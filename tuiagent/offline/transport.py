@@ -23,8 +23,14 @@ from typing import Any
 import httpx2
 import jiter
 
-from tuiagent.llm.tokens import block_tokens, estimate_request_tokens, estimate_tokens
+from tuiagent.llm.tokens import (
+    block_tokens,
+    estimate_request_tokens,
+    estimate_tokens,
+    loaded_tokens,
+)
 from tuiagent.llm.window import context_window, prompt_too_long
+from tuiagent.offline import tool_search
 from tuiagent.offline.brain import Reply, reply, thinking_block
 from tuiagent.offline.cache import CacheRuleError, PromptCache
 from tuiagent.offline.rules import model_ids, model_info, refusal
@@ -152,8 +158,12 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         except CacheRuleError as exc:
             return _error(400, "invalid_request_error", str(exc), request_id)
         content, stop_reason, stop_sequence, output_tokens = self._answer(body, max_tokens)
+        # What a search loaded is read by the model as it goes on: uncached input of this
+        # answer (its references expanded into the definitions, as in a later request).
+        results = [b for b in content if b["type"] == "tool_search_tool_result"]
+        loaded = sum(block_tokens(b) + loaded_tokens(b, body) for b in results)
         usage = {
-            "input_tokens": cache.uncached,
+            "input_tokens": cache.uncached + loaded,
             "cache_creation_input_tokens": cache.write,
             "cache_read_input_tokens": cache.read,
             "cache_creation": {
@@ -163,6 +173,8 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             "output_tokens": output_tokens,
             "service_tier": "standard",
         }
+        if results:
+            usage["server_tool_use"] = {"tool_search_requests": len(results)}
         diagnostics = None
         if "diagnostics" in body and cache.miss_reason is not None:
             # Asked for, as the API answers: null on a full hit, else the reason.
@@ -224,6 +236,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         sent: list[dict[str, Any]] = []
         room = max_tokens
         for block in content:
+            if block["type"] == "tool_search_tool_result":  # the API's answer: input, not output
+                sent.append(block)
+                continue
             need = block_tokens(block)
             if need <= room:
                 sent.append(block)
@@ -232,14 +247,15 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             if block["type"] in ("text", "thinking") and room > 0:
                 key = block["type"]
                 sent.append({**block, key: _cut_text(block[key], room)})
-            elif block["type"] == "tool_use" and room > 0:
+            elif block["type"] in ("tool_use", "server_tool_use") and room > 0:
                 encoded = json.dumps(block["input"])
                 cut = encoded[: len(encoded) * room // max(need, 1)]
                 # what the SDK makes of the pieces: complete values only
                 partial = jiter.from_json(cut.encode(), partial_mode=True) if cut else {}
                 sent.append({**block, "input": partial or {}, "_partial_json": cut})
             return sent, "max_tokens", None, max_tokens
-        return sent, stop_reason, stop_sequence, sum(block_tokens(b) for b in sent)
+        output = sum(block_tokens(b) for b in sent if b["type"] != "tool_search_tool_result")
+        return sent, stop_reason, stop_sequence, output
 
     def _over_window(
         self, body: dict[str, Any], model: str, request_id: str
@@ -277,7 +293,21 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             "input": turn.tool_call.input,
             "caller": {"type": "direct"},  # as recorded: the model itself called it
         }
-        return [*content, call], "tool_use"
+        return [*content, *self._search_for(body, turn.tool_call.name), call], "tool_use"
+
+    def _search_for(self, body: dict[str, Any], tool: str) -> list[dict[str, Any]]:
+        """A deferred tool the model has not seen is searched for first, in the same answer:
+        its `server_tool_use` and the API's `tool_search_tool_result` (tool_search.py)."""
+        search, unseen = tool_search.search_tool(body), tool_search.unseen(body)
+        if search is None or tool not in unseen:
+            return []
+        query = tool_search.query_for(tool, search)
+        use_id = "srvtoolu_" + self._next_id("", query.encode())[1:]
+        found = tool_search.run(search, query, list(unseen.values()))
+        return [
+            {"type": "server_tool_use", "id": use_id, "name": search, "input": {"query": query}},
+            {"type": "tool_search_tool_result", "tool_use_id": use_id, "content": found},
+        ]
 
     async def _stream(
         self,
@@ -351,14 +381,16 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                         "content_block_delta",
                         {"type": "content_block_delta", "index": index, "delta": delta},
                     )
+            elif block["type"] == "tool_search_tool_result":  # whole, as the API streams it
+                yield _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": block},
+                )
             else:
-                start = {
-                    "type": "tool_use",
-                    "id": block["id"],
-                    "name": block["name"],
-                    "input": {},
-                    "caller": block.get("caller", {"type": "direct"}),
-                }
+                start = {"type": block["type"], "id": block["id"], "name": block["name"]}
+                if block["type"] == "tool_use":
+                    start["input"] = {}
+                    start["caller"] = block.get("caller", {"type": "direct"})
                 yield _sse(
                     "content_block_start",
                     {"type": "content_block_start", "index": index, "content_block": start},
