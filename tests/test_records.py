@@ -400,7 +400,7 @@ def _fields_by_type(log: Path) -> dict[str, set[str]]:
 ADDED_SINCE = {
     "run_start": {"schema"},
     "run_end": {"subagent_turns"},
-    "turn": {"hold_id", "service_tier", "tool_search_requests"},
+    "turn": {"hold_id", "service_tier"},
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tuiagent.cost.budget import Budget, estimated_with_margin, plan_reservation
-from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, Pricer
+from tuiagent.cost.pricing import SERVER_LOOP_ITERATIONS, Pricer
 from tuiagent.llm.caching import plan_breakpoints
 from tuiagent.llm.client import make_client
 from tuiagent.llm.tokens import (
@@ -157,10 +157,11 @@ async def test_an_answer_that_searches_is_billed_within_its_hold(
     assert pricer.price(MODEL, usage).total <= held.reservation.worst_case_usd
 
 
-def test_the_hold_covers_a_search_result_per_five_output_tokens() -> None:
-    """Each search's result is input of its answer: the worst case adds, for as many
-    searches as max_tokens can ask for (one per MIN_SERVER_TOOL_CALL_TOKENS), the largest
-    result at the input rate; the same request without the search tool adds nothing."""
+def test_the_hold_covers_the_passes_a_search_adds() -> None:
+    """After each search the API samples again over the whole input (recorded: 702 input
+    tokens before the search, 1,591 after): beside the search tool, the worst case adds
+    SERVER_LOOP_ITERATIONS passes, each of the input, max_tokens and every result at its
+    largest, at the input rate. The same request without the search tool adds nothing."""
     pricer = Pricer()
     request = {"model": MODEL, "max_tokens": 500, "tools": TOOLS, "messages": ASK}
     without = {**request, "tools": [t for t in TOOLS if t is not SEARCH]}
@@ -173,23 +174,22 @@ def test_the_hold_covers_a_search_result_per_five_output_tokens() -> None:
         assert plan is not None and plan.max_tokens == 500
         return plan.worst_case_usd
 
-    searches = 500 // MIN_SERVER_TOOL_CALL_TOKENS
-    added = pricer.rates(MODEL, 1000).input * estimated_with_margin(one) * searches
-    assert worst(request) - worst(without) == added
+    n = SERVER_LOOP_ITERATIONS
+    passes = n * (1000 + 500 + n * estimated_with_margin(one))
+    assert worst(request) - worst(without) == pricer.rates(MODEL, 1000).input * passes
 
 
-def test_a_search_is_counted_and_priced_at_its_tokens_only() -> None:
-    usage = TokenUsage.from_api(
-        {"input_tokens": 1000, "output_tokens": 50, "server_tool_use": {"tool_search_requests": 2}}
-    )
-    assert usage.tool_search_requests == 2
+def test_a_search_bills_its_tokens_only() -> None:
+    """The wire reports no count of searches (server_tool_use as recorded: web search and
+    fetch at 0); the documented `tool_search_requests` bills nothing either."""
     pricer = Pricer()
-    plain = TokenUsage(input_tokens=1000, output_tokens=50)
-    cost = pricer.price(MODEL, usage)
-    assert cost.total == pricer.price(MODEL, plain).total and cost.server_tools == 0
-    later = TokenUsage().with_delta({"server_tool_use": {"tool_search_requests": 3}})
-    assert later.tool_search_requests == 3
-    assert usage.as_record()["tool_search_requests"] == 2
+    plain = pricer.price(MODEL, TokenUsage(input_tokens=1000, output_tokens=50))
+    for tools in ({"web_search_requests": 0, "web_fetch_requests": 0}, {"tool_search_requests": 2}):
+        usage = TokenUsage.from_api(
+            {"input_tokens": 1000, "output_tokens": 50, "server_tool_use": tools}
+        )
+        cost = pricer.price(MODEL, usage)
+        assert cost.total == plain.total and cost.server_tools == 0
 
 
 # --- the search itself ----------------------------------------------------------------------
@@ -240,12 +240,14 @@ async def test_the_offline_model_searches_before_it_calls_a_deferred_tool() -> N
     assert call.name == "mcp__cat__tool_07" and call.input == {"record_id": "a1"}
     assert message.stop_reason == "tool_use"
     usage = message.usage.model_dump()
-    assert usage["server_tool_use"]["tool_search_requests"] == 1
-    # Its input: the prompt (deferred definitions aside) and what the search loaded.
-    body = {"model": MODEL, "tools": TOOLS, "messages": ASK}
-    sent = json.loads(result.model_dump_json())
-    loaded = block_tokens(sent) + block_tokens(CATALOGUE[7])
-    assert usage["input_tokens"] == estimate_request_tokens(body) + loaded
+    assert usage["server_tool_use"] == {"web_search_requests": 0, "web_fetch_requests": 0}
+    # Its input, as recorded (702 before the search, 1,591 after): the prompt (deferred
+    # definitions aside), then a second pass over it with the answer so far, the result
+    # and the definition it loaded.
+    prompt = estimate_request_tokens({"model": MODEL, "tools": TOOLS, "messages": ASK})
+    so_far = [json.loads(b.model_dump_json(exclude_none=True)) for b in message.content[:3]]
+    second = prompt + sum(block_tokens(b) for b in so_far) + block_tokens(CATALOGUE[7])
+    assert usage["input_tokens"] == prompt + second
     # Its output: the text, the search's query and the call (not the API's result).
     spoken = [json.loads(b.model_dump_json(exclude_none=True)) for b in message.content]
     assert usage["output_tokens"] == sum(

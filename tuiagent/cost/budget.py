@@ -4,8 +4,8 @@ Worst case of a call = its input tokens priced at the highest rate they can be b
 given its cache breakpoints (tokens up to the last breakpoint may be written to the cache,
 at the write rate of that breakpoint's lifetime; the rest at the input rate), plus
 `max_tokens` at the output rate, plus what the server tools it offers can bill (web search
-per use: `max_uses` of each, or as many uses as its output can ask for; tool search's
-results, as many as its output can ask for, as input). Cache reads only
+per use: `max_uses` of each, or as many uses as its output can ask for; tool search: the
+passes its searches add, `_server_tools`). Cache reads only
 ever lower the bill, so they are not counted on. If the worst case does not fit what is left of the cap, `max_tokens` is
 lowered to what fits; below a useful minimum the call is not sent.
 
@@ -22,7 +22,13 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from tuiagent.config import Settings
-from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, STANDARD, Modifiers, Pricer
+from tuiagent.cost.pricing import (
+    MIN_SERVER_TOOL_CALL_TOKENS,
+    SERVER_LOOP_ITERATIONS,
+    STANDARD,
+    Modifiers,
+    Pricer,
+)
 from tuiagent.ledger import BudgetLine, Held, LedgerError, Refused, Scopes, Stack, open_ledger
 from tuiagent.llm.tokens import (
     ESTIMATE_SAFETY_MARGIN,
@@ -118,18 +124,26 @@ def _server_tools(
     modifiers: Modifiers,
 ) -> Decimal:
     """The most the request's server tools can bill when it is sent with `max_tokens`: their
-    fees (`Pricer.server_tool_worst_case`), and the input of tool search's results. A search
-    bills no fee, but its result is input of the answer that asked for it: as many searches
-    as `max_tokens` can ask for, each result at its largest (`search_result_tokens`, with the
-    estimate's margin). The definitions they load are in `input_tokens` already (the meter
-    holds each deferred definition as loaded)."""
+    fees (`Pricer.server_tool_worst_case`), and the passes of tool search.
+
+    A search bills no fee, but the API answers it inside the request: after each search it
+    samples again, and that pass reads the whole input again, with what the answer holds so
+    far (at most `max_tokens`) and the search results (recorded: shared/wire/
+    stream_tool_use_input_json_delta.yaml, 702 input tokens before its search, 1,591 after).
+    The server's loop stops at SERVER_LOOP_ITERATIONS passes (then `pause_turn`), so beside
+    the tool search tool a request is held as if it searched that many times, each pass
+    reading `input_tokens` (the deferred definitions in it as loaded: the meter holds them),
+    `max_tokens` and every result at its largest (`search_result_tokens`, with the
+    estimate's margin), all at the input rate. Linear in `max_tokens`, as the cap's fitting
+    needs."""
     fees = pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
     per_search = search_result_tokens(request)
     if not per_search:
         return fees
-    searches = max_tokens // MIN_SERVER_TOOL_CALL_TOKENS
+    passes = SERVER_LOOP_ITERATIONS
+    results = passes * estimated_with_margin(per_search)
     rate = pricer.rates(model, input_tokens, modifiers).input
-    return fees + rate * estimated_with_margin(per_search) * searches
+    return fees + rate * passes * (input_tokens + max_tokens + results)
 
 
 def _ceil(n: Decimal) -> int:

@@ -7,8 +7,7 @@ Facts this follows (see shared/wire): `input_tokens` excludes cached tokens; usa
 iteration and the billed usage is the sum of all of them (each pass is kept in
 `iterations`: Anthropic bills each sampling pass as its own request, see cost/pricing.py).
 Server tools the API ran for the call are counted in `usage.server_tool_use`
-(`web_search_requests`, `web_fetch_requests`, `tool_search_requests`); cost/pricing.py says
-which of them are billed per use, on top of tokens.
+(`web_search_requests`, `web_fetch_requests`): they are billed per use, on top of tokens.
 Where and how the call ran (`inference_geo`, `speed`, `service_tier`) is in message_start's
 usage only (or the Message's): it sets the price modifiers the call is settled with.
 
@@ -30,9 +29,7 @@ _FIELDS = (
     "cache_creation_input_tokens",
 )
 # Counts in usage.server_tool_use (ServerToolUsage in the SDK).
-# `tool_search_requests` is not in the SDK's type (2.17) but in the API's usage (tool search
-# tool documentation, "Usage").
-SERVER_TOOL_FIELDS = ("web_search_requests", "web_fetch_requests", "tool_search_requests")
+SERVER_TOOL_FIELDS = ("web_search_requests", "web_fetch_requests")
 # Where and how the call ran, as reported (strings; absent: not reported).
 RAN_AS_FIELDS = ("inference_geo", "speed", "service_tier")
 _LONGEST_RAN_AS = 64
@@ -95,7 +92,6 @@ class TokenUsage:
     cache_creation_1h_input_tokens: int = 0
     web_search_requests: int = 0
     web_fetch_requests: int = 0
-    tool_search_requests: int = 0
     # Where and how it ran, when reported (written only when set).
     inference_geo: str | None = field(default=None, metadata={"omit_none": True})
     speed: str | None = field(default=None, metadata={"omit_none": True})
@@ -147,7 +143,12 @@ class TokenUsage:
                 )
                 for item in iterations
             )
-            total = replace(sum(passes, cls()), **tools, **_ran_as(usage))
+            total = replace(
+                sum(passes, cls()),
+                web_search_requests=tools["web_search_requests"],
+                web_fetch_requests=tools["web_fetch_requests"],
+                **_ran_as(usage),
+            )
             object.__setattr__(total, "iterations", passes)  # frozen: set once, here
             return total
         values: dict[str, Any] = {k: _tokens(usage.get(k), k) for k in _FIELDS}

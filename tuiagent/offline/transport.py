@@ -57,6 +57,26 @@ def _error(status: int, etype: str, message: str, request_id: str) -> httpx2.Res
     return httpx2.Response(status, json=body, headers={"request-id": request_id})
 
 
+def _search_pass(
+    usage: dict[str, Any], body: dict[str, Any], content: list[dict[str, Any]], cached: int
+) -> dict[str, Any]:
+    """A search is answered inside the request: the API samples again over the whole input,
+    what the answer holds so far and the result, its references expanded into the
+    definitions they load (recorded: shared/wire/stream_tool_use_input_json_delta.yaml, 702
+    input tokens before the search, 1,591 after). That pass reads what the first cached and
+    the rest as input; the wire counts no search (server_tool_use: web search and fetch at
+    0, as recorded)."""
+    at = max(i for i, b in enumerate(content) if b["type"] == "tool_search_tool_result")
+    so_far = sum(block_tokens(b) for b in content[: at + 1])
+    loaded = loaded_tokens(content[at], body)
+    return {
+        **usage,
+        "input_tokens": 2 * usage["input_tokens"] + so_far + loaded,
+        "cache_read_input_tokens": usage["cache_read_input_tokens"] + cached,
+        "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+    }
+
+
 class OfflineModel(httpx2.AsyncBaseTransport):
     """A deterministic model that speaks the Messages API. Honest: it says it is simulated."""
 
@@ -158,12 +178,8 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         except CacheRuleError as exc:
             return _error(400, "invalid_request_error", str(exc), request_id)
         content, stop_reason, stop_sequence, output_tokens = self._answer(body, max_tokens)
-        # What a search loaded is read by the model as it goes on: uncached input of this
-        # answer (its references expanded into the definitions, as in a later request).
-        results = [b for b in content if b["type"] == "tool_search_tool_result"]
-        loaded = sum(block_tokens(b) + loaded_tokens(b, body) for b in results)
         usage = {
-            "input_tokens": cache.uncached + loaded,
+            "input_tokens": cache.uncached,
             "cache_creation_input_tokens": cache.write,
             "cache_read_input_tokens": cache.read,
             "cache_creation": {
@@ -173,8 +189,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             "output_tokens": output_tokens,
             "service_tier": "standard",
         }
-        if results:
-            usage["server_tool_use"] = {"tool_search_requests": len(results)}
+        first = usage  # what message_start reports: the first pass
+        if any(b["type"] == "tool_search_tool_result" for b in content):
+            usage = _search_pass(usage, body, content, cache.read + cache.write)
         diagnostics = None
         if "diagnostics" in body and cache.miss_reason is not None:
             # Asked for, as the API answers: null on a full hit, else the reason.
@@ -203,7 +220,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             return httpx2.Response(200, json=message, headers=headers)
         headers["content-type"] = "text/event-stream; charset=utf-8"
         stream = self._stream(
-            message_id, model, content, (stop_reason, stop_sequence), usage, diagnostics
+            message_id, model, content, (stop_reason, stop_sequence), (first, usage), diagnostics
         )
         return httpx2.Response(200, headers=headers, stream=_SSEBody(stream))
 
@@ -299,7 +316,8 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         """A deferred tool the model has not seen is searched for first, in the same answer:
         its `server_tool_use` and the API's `tool_search_tool_result` (tool_search.py)."""
         search, unseen = tool_search.search_tool(body), tool_search.unseen(body)
-        if search is None or tool not in unseen:
+        forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")
+        if search is None or tool not in unseen or forced:  # a forced call is prefilled
             return []
         query = tool_search.query_for(tool, search)
         use_id = "srvtoolu_" + self._next_id("", query.encode())[1:]
@@ -315,10 +333,11 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         model: str,
         content: list[dict[str, Any]],
         stop: tuple[str, str | None],
-        usage: dict[str, Any],
+        usages: tuple[dict[str, Any], dict[str, Any]],
         diagnostics: dict[str, Any] | None,
     ) -> AsyncIterator[bytes]:
-        start_usage = dict(usage, output_tokens=1)
+        first, usage = usages  # message_start's (before any search's pass), and the whole
+        start_usage = dict(first, output_tokens=1)
         yield _sse(
             "message_start",
             {
@@ -387,9 +406,10 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                     {"type": "content_block_start", "index": index, "content_block": block},
                 )
             else:
+                # As recorded: both start with an empty input; a client call with its caller.
                 start = {"type": block["type"], "id": block["id"], "name": block["name"]}
+                start["input"] = {}
                 if block["type"] == "tool_use":
-                    start["input"] = {}
                     start["caller"] = block.get("caller", {"type": "direct"})
                 yield _sse(
                     "content_block_start",
