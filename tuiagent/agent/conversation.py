@@ -45,11 +45,10 @@ def asks_diagnostics(simulated: bool) -> bool:
 
 
 def request_body(agent: Agent) -> dict[str, Any]:
-    return {
-        "system": agent.system_prompt,
-        "tools": agent.toolbox.definitions(),
-        "messages": agent.state.history,
-    }
+    tools, messages = agent.toolbox.definitions(), agent.state.history
+    if agent.mcp is not None:  # its definitions deferred to tool search, when they are
+        tools, messages = agent.mcp.offered(tools, messages)
+    return {"system": agent.system_prompt, "tools": tools, "messages": messages}
 
 
 def agent_request(agent: Agent, model: str) -> dict[str, Any]:

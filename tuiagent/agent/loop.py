@@ -412,21 +412,24 @@ class Agent:
                 conversation=True,
             )
             end: CallEnd | None = None
+            finished: TurnFinished | None = None
             try:
                 async with aclosing(self.call(spec)) as calls:
                     async for item in calls:
                         if isinstance(item, CallEnd):
                             end = item
                             continue
+                        finished = item if isinstance(item, TurnFinished) else finished
                         yield item
-                        if self.mcp is not None and isinstance(item, TurnFinished):
-                            costs = self.mcp.costs(item.record, self.toolbox.definitions())
-                            if costs is not None:
-                                yield costs
             except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
                 conversation.interrupted(self, turn)  # the call is accounted already
                 raise
             assert end is not None
+            if self.mcp is not None and finished is not None:
+                content = end.result.content if end.result is not None else []
+                costs = self.mcp.costs(finished.record, self.request_body(), content)
+                if costs is not None:
+                    yield costs
             if end.result is None:
                 if (
                     end.reason == HaltReason.MAX_COST
