@@ -32,6 +32,7 @@ BEHAVIOURS = (
     "greedy",  # the whole max_tokens
     "swapped",  # message_start names (and bills as) a dearer model
     "slow",  # honest, events 20 ms apart: a client may leave mid-stream (all of it is billed)
+    "gated",  # honest, but the stream waits after message_start until `gate` is set
     "cut",  # message_start and some text, then the connection closes (whole output billed)
     "stall",  # message_start, then nothing until the client leaves (whole output billed)
     "bad_usage",  # message_delta's output_tokens is nonsense
@@ -85,6 +86,7 @@ class BillingUpstream:
     stall_s: float = 5.0
 
     def __post_init__(self) -> None:
+        self.gate = threading.Event()  # lets the "gated" answers finish
         self.bills: list[Bill] = []
         self.count_calls = 0
         self.messages_calls = 0
@@ -144,6 +146,8 @@ class BillingUpstream:
                 await self._messages(body, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # stopped: end quietly (a cancelled handler is logged as an error)
         finally:
             writer.close()
 
@@ -175,7 +179,7 @@ class BillingUpstream:
         ran_speed = "standard" if kind == "fast_fallback" else speed
         billed_model = DEARER.get(model, model) if kind == "swapped" else model
         billed_modifiers = Modifiers(speed=ran_speed, inference_geo=ran_geo)
-        output = HONEST_OUTPUT if kind in ("honest", "slow") else max_tokens
+        output = HONEST_OUTPUT if kind in ("honest", "slow", "gated") else max_tokens
         if kind == "over_max":
             output = 2 * max_tokens + 7
         if kind == "overloaded":
@@ -258,6 +262,12 @@ class BillingUpstream:
         elif kind == "stall":
             events = events[:1]
         pause = 0.02 if kind == "slow" else 0.0
+        if kind == "gated":
+            await _write(writer, 200, "text/event-stream", events[:1], request_id)
+            while not self.gate.is_set():
+                await asyncio.sleep(0.01)
+            await _write(writer, 0, "", events[1:])
+            return
         await _write(writer, 200, "text/event-stream", events, request_id, pause)
         if kind == "stall":
             await _hang(reader, self.stall_s)
@@ -275,11 +285,13 @@ async def _write(
     request_id: str | None = None,
     pause: float = 0.0,
 ) -> None:
-    """The head, then each chunk; the body ends when the connection closes."""
-    head = [f"HTTP/1.1 {status} X", f"content-type: {content_type}", "connection: close"]
-    if request_id is not None:
-        head.append(f"request-id: {request_id}")
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    """The head (not when `status` is 0: more of a body already begun), then each chunk; the
+    body ends when the connection closes."""
+    if status:
+        head = [f"HTTP/1.1 {status} X", f"content-type: {content_type}", "connection: close"]
+        if request_id is not None:
+            head.append(f"request-id: {request_id}")
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
     for chunk in chunks:
         writer.write(chunk)
         await writer.drain()

@@ -211,12 +211,15 @@ ONE_AT_A_TIME = {"cap": "0.05", "min_useful_tokens": 1500}
 
 
 def test_a_request_that_fits_once_calls_in_flight_settle_waits_for_them(tmp_path: Path) -> None:
-    with proxied(tmp_path, ["slow", "honest"], hold_wait_s=20.0, **ONE_AT_A_TIME) as (_, proxy):
+    with proxied(tmp_path, ["gated", "honest"], hold_wait_s=60.0, **ONE_AT_A_TIME) as (up, proxy):
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(send, proxy.url, body(max_tokens=1800))
-            while proxy.budget.in_flight == 0:
+            while up.messages_calls == 0:  # held, sent, and its answer held open
                 time.sleep(0.01)
             second = pool.submit(send, proxy.url, body(max_tokens=1800))
+            while proxy.meter.core.needed is None:  # it did not fit: it waits
+                time.sleep(0.01)
+            up.gate.set()  # the first settles, far below its hold
             answers = [first.result(), second.result()]
         records = proxy.records("turn")
     assert [a.status_code for a in answers] == [200, 200]

@@ -186,6 +186,11 @@ def test_a_run_on_a_disk_that_fills(
     summary = re.search(r"(\d+) of them billed calls \(\$([\d.]+)\)", proc.stderr)
     unlogged = int(summary.group(1)) if summary else 0
     assert len(logged) + unlogged == sent, (proc.stdout, proc.stderr)
+    # A hold in the log with no call settling it is a call billed whose record the disk
+    # refused (listed on stderr), never one that was not sent.
+    settled = {r.get("hold_id") for r in logged}
+    open_holds = [r for r in records if r["type"] == "hold" and r["hold_id"] not in settled]
+    assert len(open_holds) == unlogged, (open_holds, proc.stderr)
 
 
 def _failed_file(line: str, log_dir: Path) -> tuple[str, Path]:

@@ -108,3 +108,31 @@ def test_beneath_walks_links_inside_and_refuses_those_out(tmp_path: Path) -> Non
                 assert opened.path == real
     with files.open_dir("a/b/..") as opened:
         assert opened.path == "a"
+
+
+def test_open_new_writes_atomically_inside_and_never_through_a_link(tmp_path: Path) -> None:
+    """The write half of the API, for the editing tools to come: a new file takes the name's
+    place whole on commit; a symlink at the name is replaced, never written through."""
+    ws = tmp_path / "ws"
+    (ws / "d").mkdir(parents=True)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("untouched")
+    os.symlink(outside, ws / "d" / "link.txt")
+    files = Beneath(ws)
+    for name in ("d/new.txt", "d/link.txt"):
+        with files.open_new(name) as new:
+            os.write(new.fd, b"written")
+            assert not (ws / name).exists() or (ws / name).is_symlink()  # not there till commit
+            new.commit()
+        assert (ws / name).read_text() == "written" and not (ws / name).is_symlink()
+    assert outside.read_text() == "untouched"
+    with files.open_new("d/dropped.txt") as new:
+        os.write(new.fd, b"never committed")
+    assert sorted(p.name for p in (ws / "d").iterdir()) == ["link.txt", "new.txt"]
+    for bad in ("../escape.txt", "/abs.txt", "d/.."):
+        try:
+            files.open_new(bad).close()
+        except Exception as exc:
+            assert "outside" in str(exc) or "absolute" in str(exc) or "directory" in str(exc)
+        else:
+            raise AssertionError(f"{bad} opened for writing")

@@ -35,7 +35,7 @@ def _visible(char: str) -> str:
 
 
 # Every character printable replaces, with its stand-in (for str.translate: the app gives it
-# to Rich's and Textual's own control-code tables, ui/printable.py).
+# to Rich's and Textual's own control-code tables, ui/terminal.py).
 STAND_INS: dict[int, str] = {
     code: _visible(chr(code))
     for code in (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))

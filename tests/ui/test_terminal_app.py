@@ -58,7 +58,7 @@ def test_the_backstop_filters_a_strip_built_past_textual(
     make_app: Callable[..., TuiagentApp],
 ) -> None:
     """A segment made without Textual's or Rich's text classes: the last guard
-    (ui/printable.py, installed by importing the app) still shows it as text."""
+    (ui/terminal.py, installed by importing the app) still shows it as text."""
     out = Strip([Segment("a\x1b]52;c;eA==\x07b\x9b\u202e")]).render(make_app().console)
     assert out == "a␛]52;c;eA==␇b\\x9b\\u202e"
 

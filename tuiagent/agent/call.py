@@ -39,7 +39,7 @@ from tuiagent.agent.events import (
 )
 from tuiagent.agent.router import RouteDecision
 from tuiagent.config import TIERS, Settings
-from tuiagent.cost.budget import Budget, Reservation
+from tuiagent.cost.budget import Budget
 from tuiagent.cost.display import budget_line
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money as show_money
@@ -65,7 +65,7 @@ from tuiagent.llm.client import (
 from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.llm.window import context_window
-from tuiagent.meter import WAIT_POLL_S, CallMeter, Held, Plan, Seen, Settled, record_fields
+from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, record_fields
 from tuiagent.runs.log import Writer, utc_now_iso
 from tuiagent.runs.records import Attempt, HaltReason, HoldRecord, Turn
 from tuiagent.runs.transcript import Transcript
@@ -113,14 +113,6 @@ class Prepared:
     @property
     def model(self) -> str:
         return self.decision.model
-
-    @property
-    def request(self) -> dict[str, Any]:
-        return self.plan.request
-
-    @property
-    def reservation(self) -> Reservation:
-        return self.plan.reservation
 
 
 def is_retryable(failure: CallFailed) -> bool:
@@ -391,41 +383,30 @@ class Caller:
 
     async def _hold(self, spec: CallSpec) -> _Held | None:
         """Plan the call and hold its worst case, its `hold` record written before it is
-        sent; None when no useful call fits (not even after holds in flight settle)."""
-        started = self.clock()
-        waited: float | None = None
-        while True:
-            prepared = await self._prepare(spec)
-            if prepared is not None:
-                held = self._hold_prepared(spec, prepared, waited)
-                if held is not None:
-                    return held
-                continue  # the budget moved between planning and holding
-            needed = self.meter.needed
-            scopes = Scopes(model=spec.decision.model)
-            if needed is None or not self.meter.may_fit_later(needed, scopes):
-                return None
-            if self.clock() - started >= self.settings.run.hold_wait_s:
-                return None
-            await self.sleep(WAIT_POLL_S)
-            waited = round(self.clock() - started, 3)
-
-    def _hold_prepared(
-        self, spec: CallSpec, prepared: Prepared, waited: float | None
-    ) -> _Held | None:
-        label = f"turn {spec.turn} {spec.purpose}"
+        sent; None when no useful call fits (not even once holds in flight settle)."""
+        chosen: list[Prepared] = []  # the route of the plan being held
         written: list[HoldRecord] = []
-        held = self.meter.hold(
-            prepared.plan,
-            label,
-            waited,
-            lambda h: written.append(self._write_hold(spec, prepared, h)),
+
+        async def plan() -> Plan | None:
+            prepared = await self._prepare(spec)
+            chosen[:] = [prepared] if prepared is not None else []
+            return prepared.plan if prepared is not None else None
+
+        def before_sending(h: Held) -> None:
+            # Both written, or the hold released and nothing sent (a full disk: LogWriteError).
+            self.transcript.request(spec.turn, spec.purpose, h.request)
+            written.append(self._write_hold(spec, chosen[0], h))
+
+        held = await self.meter.hold_when_it_fits(
+            plan,
+            f"turn {spec.turn} {spec.purpose}",
+            before_sending,
+            Scopes(model=spec.decision.model),
         )
-        if held is None:
+        if not isinstance(held, Held):
             return None
-        self.transcript.request(spec.turn, spec.purpose, held.request)
         self.started_at = utc_now_iso()  # a Caller makes one call at a time
-        return _Held(prepared, held, written[0])
+        return _Held(chosen[0], held, written[0])
 
     def _write_hold(self, spec: CallSpec, p: Prepared, held: Held) -> HoldRecord:
         res = held.reservation
@@ -450,7 +431,6 @@ class Caller:
         held at the write premium); otherwise None: nothing is sent.
         """
         decision = spec.decision
-        self.meter.needed = None
         for tier in self._tiers(spec):
             model = (
                 decision.model if tier == decision.tier else self.settings.router.model_for(tier)
@@ -600,7 +580,7 @@ class Caller:
                 retries_used=self.retries_used,
                 usage=settled.usage,
                 cost_usd=settled.cost.total,
-                reserved_usd=p.reservation.worst_case_usd,
+                reserved_usd=held.held.reservation.worst_case_usd,
                 cumulative_cost_usd=self.ledger.spent,
                 **record_fields(held.held, settled),
             )
@@ -638,7 +618,7 @@ class Caller:
     ) -> Turn:
         """Book a finished (or stopped) call in the ledger and write its `turn` record."""
         p, cost = held.prepared, settled.cost
-        usage, res, decision = result.usage, p.reservation, p.decision
+        usage, res, decision = result.usage, held.held.reservation, p.decision
         without_cache = self.pricer.without_cache(settled.priced_as, usage, settled.modifiers)
         self.ledger.add(usage, cost, without_cache=without_cache)
         record = self.last_call = self.write(

@@ -14,8 +14,8 @@ from tuiagent.terminal import printable
 class _GuardedStream:
     """The CLI's stdout or stderr: every write redacted and made printable (no control byte
     from a file, a model or a server reaches the terminal; `--json` is escaped already), and
-    a reader that went away (`| head`) ends the output quietly instead of raising
-    BrokenPipeError."""
+    a reader that went away (`| head`, or a terminal that closed: EIO) ends the output
+    quietly instead of raising."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -25,7 +25,7 @@ class _GuardedStream:
         if not self.broken:
             try:
                 self._stream.write(printable(redact(text)))
-            except BrokenPipeError:
+            except OSError:  # EPIPE, EIO: no one reads any more
                 self._go_quiet()
         return len(text)
 
@@ -33,7 +33,7 @@ class _GuardedStream:
         if not self.broken:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
+            except OSError:
                 self._go_quiet()
 
     def _go_quiet(self) -> None:

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from tuiagent.cost.budget import (
@@ -64,6 +64,7 @@ Counter = Callable[[dict[str, Any]], Awaitable[object]]
 
 THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
 WAIT_POLL_S = 0.05  # how often a waiting request looks again (holds may settle elsewhere)
+FACTOR_PLACES = Decimal("0.000001")
 
 
 @dataclass(frozen=True)
@@ -348,27 +349,44 @@ class CallMeter:
         before_sending: Callable[[Held], object] | None = None,
         scopes: Scopes | None = None,
     ) -> Held | Unfit:
-        """Plan and hold: the request sized, planned within what is left, held. A request
-        that does not fit only because of what others hold in flight waits up to `wait_s`
-        for those holds to settle; only money spent, or truly needed, refuses it."""
+        """Size, plan and hold one request (see `hold_when_it_fits`)."""
         modifiers = modifiers if modifiers is not None else self.modifiers(model, request)
         size = await self.size(
             model, request, modifiers, count, conversation=conversation, scopes=scopes
         )
+
+        async def planned() -> Plan | None:
+            return self.plan(model, request, size, modifiers, scopes)
+
+        outcome = await self.hold_when_it_fits(planned, label, before_sending, scopes)
+        return outcome if isinstance(outcome, Held) else dataclasses.replace(outcome, size=size)
+
+    async def hold_when_it_fits(
+        self,
+        plan: Callable[[], Awaitable[Plan | None]],
+        label: str,
+        before_sending: Callable[[Held], object] | None = None,
+        scopes: Scopes | None = None,
+    ) -> Held | Unfit:
+        """Plan (`plan` makes one within what is left now: the agent's tries its tiers) and
+        hold. A request that does not fit only because of what others hold in flight (here
+        or, for the `[[budgets]]` in `scopes`, in other processes) waits up to `wait_s` for
+        those holds to settle, planned again as they do; only money spent, or truly needed,
+        refuses it."""
         started = self.clock()
         waited: float | None = None
-        self.needed = None
         while True:
-            plan = self.plan(model, request, size, modifiers, scopes)
-            if plan is not None:
-                held = await self.hold_async(plan, label, waited, before_sending)
+            self.needed = None
+            planned = await plan()
+            if planned is not None:
+                held = await self.hold_async(planned, label, waited, before_sending)
                 if held is not None:
                     return held
                 continue  # another request took what was left between planning and holding
             needed = self.needed if self.needed is not None else self.budget.remaining
             late = self.may_fit_later(needed, scopes)
             if not late or self.clock() - started >= self.wait_s:
-                return Unfit(needed, size, waited, self.budget.binding(scopes))
+                return Unfit(needed, Size(0, "estimate"), waited, self.budget.binding(scopes))
             await self.sleep(WAIT_POLL_S)
             waited = round(self.clock() - started, 3)
 
@@ -534,6 +552,8 @@ class CallMeter:
             ratio = Decimal(usage.output_tokens) / Decimal(max(1, max_tokens))
             cal.output_factor = max(cal.output_factor, ratio)
         if over_cost and not (over_in or over_out) and held.hold.amount > 0:
-            ratio = cost.total / held.hold.amount
+            # Rounded up to a few places: holds scaled by it stay exact sums (a 28-digit
+            # quotient would leave rounding dust in the budget's totals).
+            ratio = (cost.total / held.hold.amount).quantize(FACTOR_PLACES, ROUND_CEILING)
             cal.price_factor = max(cal.price_factor, cal.price_factor * ratio)
         return True

@@ -16,7 +16,7 @@ import contextlib
 import gc
 import signal
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -112,6 +112,7 @@ class TuiagentApp(MeteredApp):
         self.turn_worker: Worker[None] | None = None
         self.finished = False
         self.session_calls = 0  # model calls completed in this session (said on quit)
+        self.stop_signal: int | None = None  # SIGTERM/SIGHUP before mount (_signals_noted)
         self.message = Tally()  # what the message being answered has cost so far
         self.events = EventRoutes()  # who shows which of the agent's events
         self.main = MainScreen(
@@ -153,9 +154,11 @@ class TuiagentApp(MeteredApp):
         if self.settings.ui.keymap:  # each bindings change recomposes the footer
             self.set_keymap(self.settings.ui.keymap)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP):  # end as a quit does: the same records
+        for sig in STOP_SIGNALS:  # end as a quit does: the same records
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self._stop_by_signal, int(sig))
+        if self.stop_signal is not None:  # one came while the app was starting
+            self._stop_by_signal(self.stop_signal)
 
     def _stop_by_signal(self, signum: int) -> None:
         self.run_worker(self.quit(exit_for_signal(signum)), group="quit", exclusive=True)
@@ -592,6 +595,31 @@ class TuiagentApp(MeteredApp):
         self.push_screen(ViewerScreen(message.result))
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _note_signals(app: TuiagentApp) -> None:
+    """SIGTERM and SIGHUP only note themselves: the app acts on one at mount (before, its
+    loop cannot), and after it ends run_end is written before the process goes."""
+
+    def note(signum: int, frame: object) -> None:
+        app.stop_signal = app.stop_signal or signum
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, note)
+
+
+@contextlib.contextmanager
+def _signals_noted(app: TuiagentApp) -> Iterator[None]:
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    _note_signals(app)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str | None) -> int:
     """`tuiagent` with no subcommand. Bad input fails here, in one line, before the screen."""
     check_keymap(settings.ui.keymap)
@@ -613,10 +641,14 @@ def run_app(settings: Settings, *, workspace: Path, offline: bool, resume: str |
         app = TuiagentApp(
             settings, workspace=workspace, offline=offline, resume=path, pick_resume=resume == ""
         )
-        app.run()
+        with _signals_noted(app):
+            try:
+                app.run()
+            finally:
+                _note_signals(app)  # the loop's handlers went with it: run_end is written first
+                app.finish_run()
     finally:
         gc.enable()
-    app.finish_run()
     if app.agent is not None and app.session is not None:
         now = app.agent.snapshot()  # the session's total, on the terminal the app gave back
         calls = app.session_calls

@@ -172,17 +172,12 @@ class Beneath:
         """The regular file or directory at `path`, open. Anything else is refused by its
         kind, never opened (a FIFO, a device, a socket): "only regular files are {verb}"."""
         with self._last(path) as (walk, name, found):
-            if name is None:  # the walk ended on a directory it opened: the root, or `x/..`
-                return Opened(os.dup(walk.fd), walk.path(), found)
-            if stat.S_ISDIR(found.st_mode):
-                flags = _DIR_FLAGS
-            elif stat.S_ISREG(found.st_mode):
-                flags = _FILE_FLAGS
-            else:
+            if name is not None and not (
+                stat.S_ISDIR(found.st_mode) or stat.S_ISREG(found.st_mode)
+            ):
                 words = kind_of(found.st_mode)[1]
                 raise ToolError(f"{path} is {words}; only regular files are {verb}")
-            fd = self._reopen(walk.fd, name, flags, found, path)
-            return Opened(fd, walk.path(name), os.fstat(fd))
+            return self._opened(walk, name, found, path)
 
     def open_file(self, path: str) -> Opened:
         """The regular file at `path`, open for reading."""
@@ -195,12 +190,9 @@ class Beneath:
     def open_dir(self, path: str) -> Opened:
         """The directory at `path`, open (to list, or to search from)."""
         with self._last(path) as (walk, name, found):
-            if name is None:
-                return Opened(os.dup(walk.fd), walk.path(), found)
-            if not stat.S_ISDIR(found.st_mode):
+            if name is not None and not stat.S_ISDIR(found.st_mode):
                 raise ToolError(f"not a directory: {path} is {kind_of(found.st_mode)[1]}")
-            fd = self._reopen(walk.fd, name, _DIR_FLAGS, found, path)
-            return Opened(fd, walk.path(name), os.fstat(fd))
+            return self._opened(walk, name, found, path)
 
     def open_new(self, path: str) -> NewFile:
         """A new file to take the place of `path` (which need not exist) once committed. The
@@ -263,6 +255,15 @@ class Beneath:
                 raise ToolError(f"no such file or directory: {path}")
             walk.enter(self._reopen(walk.fd, name, _DIR_FLAGS, found, path), name)
         return walk, None, os.fstat(walk.fd)
+
+    def _opened(self, walk: _Walk, name: str | None, found: os.stat_result, path: str) -> Opened:
+        """What the walk found, open: `name` in the walk's directory (a file or a folder,
+        checked to be what was found), or, with no name, the directory it ended on."""
+        if name is None:
+            return Opened(os.dup(walk.fd), walk.path(), found)
+        flags = _DIR_FLAGS if stat.S_ISDIR(found.st_mode) else _FILE_FLAGS
+        fd = self._reopen(walk.fd, name, flags, found, path)
+        return Opened(fd, walk.path(name), os.fstat(fd))
 
     def _inside(self, target: str, path: str) -> str:
         """An absolute link target as a path under the root, or refused."""
