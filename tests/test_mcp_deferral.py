@@ -73,7 +73,7 @@ async def test_a_large_server_goes_through_tool_search(workspace: Path, log_dir:
     assert state["deferred"] is True and "through tool search" in state["deferral"]
     # What is sent: every MCP definition deferred, beside the search tool; the built-in
     # tools in the prompt.
-    body = session.agent.request_body()
+    body = session.agent.parts.conversation.body()
     tools = body["tools"]
     assert SEARCH_TOOL in tools
     mcp = [t for t in tools if str(t.get("name", "")).startswith("mcp__")]
@@ -96,7 +96,7 @@ async def test_below_the_threshold_nothing_is_deferred_nor_said(
     events = await send(session, 'call mcp__cat__tool_07 with {"record_id": "a1"}')
     assert "record a1" in answer(events)
     assert not [n for n in notices(events) if n.startswith("MCP: ")]
-    assert SEARCH_TOOL not in session.agent.request_body()["tools"]
+    assert SEARCH_TOOL not in session.agent.parts.conversation.body()["tools"]
     (state,) = lines(session, "mcp")
     assert "deferred" not in state
     session.agent.finish()
@@ -111,7 +111,7 @@ async def test_a_model_without_tool_search_keeps_the_definitions(
     events = await send(session, "List the files here.")
     (said,) = [n for n in notices(events) if n.startswith("MCP: ")]
     assert said.endswith("stay in the prompt: claude-3-haiku has no tool search")
-    assert SEARCH_TOOL not in session.agent.request_body()["tools"]
+    assert SEARCH_TOOL not in session.agent.parts.conversation.body()["tools"]
     session.agent.finish()
 
 
@@ -130,7 +130,7 @@ async def test_a_server_that_dies_leaves_no_reference_behind(
     events = await send(session, "What does README.md say?")
     assert "Demo project" in answer(events)
     assert not [n for n in notices(events) if "400" in n or "Tool reference" in n]
-    body = session.agent.request_body()
+    body = session.agent.parts.conversation.body()
     refs = [
         r
         for m in body["messages"]
