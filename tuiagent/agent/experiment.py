@@ -39,7 +39,7 @@ from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.outcome import outcome
-from tuiagent.runs.records import ExperimentResult, HaltReason, ReplayedTurn
+from tuiagent.runs.records import ExperimentResult, HaltReason, ProxyTurn, ReplayedTurn
 from tuiagent.runs.records import Turn as TurnRecord
 from tuiagent.runs.transcript import sent_requests
 
@@ -205,15 +205,21 @@ def _prompt_of(messages: list[dict[str, Any]]) -> str:
 
 
 def source_turns(run: RunFile) -> list[Turn]:
-    """Every agent turn of a run with its exact request and its answer."""
-    records = [c for c in run.calls if isinstance(c, TurnRecord) and c.purpose == "agent"]
+    """Every agent turn of a run (or every call of a proxy run that answered) with its exact
+    request and its answer."""
+    records: list[TurnRecord | ProxyTurn] = [
+        c
+        for c in run.calls
+        if (isinstance(c, TurnRecord) and c.purpose == "agent")
+        or (isinstance(c, ProxyTurn) and c.type == "turn")
+    ]
     if not records:
         raise UsageError(f"run {run.run_id} has no agent turns to replay")
     requests = sent_requests(run)
     turns = []
     for rec in records:
         number = rec.turn
-        found = requests.get((number, "agent"))
+        found = requests.get((number, rec.purpose or "agent"))
         if found is None:
             raise UsageError(f"the transcript of run {run.run_id} has no request for turn {number}")
         request = found.request
@@ -222,7 +228,7 @@ def source_turns(run: RunFile) -> list[Turn]:
             Turn(
                 run.run_id,
                 number,
-                rec.tier or "?",
+                (rec.tier if isinstance(rec, TurnRecord) else rec.source) or "?",
                 rec.model or "?",
                 rec.cost_usd,
                 rec.usage,

@@ -272,7 +272,7 @@ class Meter:
         ok = sent and status is not None and status < 400 and completed
         ok = ok and scanner.bad_usage is None and not settled.usage_unknown
         if ok:
-            self.transcript.request(call.turn, PURPOSE, call.request)
+            self.transcript.request(call.turn, PURPOSE, call.request, scanner.answer())
             self.core.note_prefix(call.held, settled)
         kind = ProxyTurn if ok else ProxyAttempt
         record = kind(
