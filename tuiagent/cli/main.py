@@ -298,13 +298,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command in (None, "run", "replay"):
             api_key()  # a key that cannot be sent is refused first, before any import or file
         if args.command == "run":
-            from tuiagent.cli.run import run_headless
-
             if not args.prompt.strip():
                 # The API refuses an empty text block (and one of whitespace only).
                 raise UsageError("the prompt is empty: say what to ask the agent")
+            settings = _settings_from(args)  # bad flags refused before the SDK loads
 
-            settings = _settings_from(args)
+            from tuiagent.cli.run import run_headless
+
             return asyncio.run(
                 run_headless(
                     settings,
@@ -364,7 +364,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return run_serve(args)
         if args.command == "replay":
-            from tuiagent.cli.report import ExperimentArgs, run_experiment_command, run_replay
+            from tuiagent.cli.replay import ExperimentArgs, run_experiment_command, run_replay
 
             settings = load_settings(args.config)
             if args.all:

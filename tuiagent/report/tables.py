@@ -13,7 +13,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from tuiagent.agent.replay import Replay, Side
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import counted
 from tuiagent.cost.pricing import ZERO
@@ -269,50 +268,6 @@ def answer_text(content: list[dict[str, Any]] | None) -> str:
         elif kind in ("thinking", "redacted_thinking"):
             parts.append("[thinking]")
     return "\n".join(parts) or "(no answer)"
-
-
-def _side_header(label: str, side: Side) -> Text:
-    return Text.assemble((label, "bold"), f"\n{side.model} ({side.tier})")
-
-
-def _usage_line(side: Side) -> str:
-    u = side.usage
-    return (
-        f"uncached {u.input_tokens:,}  cache read {u.cache_read_input_tokens:,}  "
-        f"write {u.cache_creation_input_tokens:,}  out {u.output_tokens:,}"
-    )
-
-
-def print_replay(r: Replay, console: Console) -> None:
-    table = Table(
-        title=f"Turn {r.source.record.turn} of run {r.source.run.run_id}, replayed",
-        title_justify="left",
-        show_lines=True,
-        expand=True,
-    )
-    table.add_column("", style="dim", no_wrap=True)
-    table.add_column(_side_header("original", r.original), ratio=1)
-    table.add_column(_side_header("replay", r.replay), ratio=1)
-    table.add_row(
-        "answer",
-        Text(answer_text(r.original.content)),
-        Text(r.error or answer_text(r.replay.content)),
-    )
-    table.add_row("tokens", _usage_line(r.original), _usage_line(r.replay))
-    table.add_row("stop", r.original.stop_reason or "-", r.replay.stop_reason or "-")
-    table.add_row("cost", money(r.original.cost), money(r.replay.cost))
-    console.print(table)
-    if r.error is None and r.original.cost:
-        change = (r.replay.cost - r.original.cost) / r.original.cost
-        console.print(
-            f"replay {money(r.replay.cost)} vs original {money(r.original.cost)} ({change:+.0%})"
-        )
-    if r.warm_cache_cost is not None:
-        console.print(
-            f"with the original's cache state (a model's cache starts cold): "
-            f"{money(r.warm_cache_cost)}"
-        )
-    console.print(f"logged as run {r.run_id}: {r.log_path}", markup=False)
 
 
 _TOTALS = (
