@@ -467,7 +467,9 @@ class Budget:
             if not hold.open:
                 raise BudgetError(f"hold {hold.label!r} was already settled or released")
             self._holds.discard(hold)
-            self._in_flight -= hold.amount
+            # Amounts of 28 digits (a price factor's quotient) leave a rounding residue in the
+            # running sum: with nothing in flight, nothing is.
+            self._in_flight = self._in_flight - hold.amount if self._holds else Decimal(0)
             if actual is None:
                 hold.released = True
             else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,7 @@ from tuiagent.llm.tokens import COUNTED_FIELDS
 from tuiagent.meter import CallMeter, Held, Seen, Unfit, record_fields
 from tuiagent.proxy.causes import MissCauses, session_key
 from tuiagent.proxy.sse import UsageScanner
+from tuiagent.redact import redact
 from tuiagent.runs.layout import transcript_path
 from tuiagent.runs.log import R, RunLog, utc_now_iso
 from tuiagent.runs.records import (
@@ -63,7 +64,7 @@ class Admitted:
     client: str
     streamed: bool
     request: dict[str, Any]  # as sent
-    body: bytes
+    body: bytes | bytearray
     held: Held
     auto_cached: bool
     started: float
@@ -101,6 +102,7 @@ class Meter:
         auto_cache: bool = False,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        transcript: Transcript | None = None,
     ) -> None:
         run = (settings or Settings()).run
         self.budget = budget
@@ -122,7 +124,7 @@ class Meter:
         self.listeners: list[Listener] = []
         # Each request whole (calls of many conversations interleave), so that `report`
         # splits a call's input by source and `replay` resends it.
-        self.transcript = Transcript(transcript_path(log.path))
+        self.transcript = transcript or Transcript(transcript_path(log.path))
         self.calls = 0  # Messages requests taken in: each gets one record, numbered by this
         self.causes = MissCauses(clock)  # each session's last call, to name a cache miss
 
@@ -130,7 +132,7 @@ class Meter:
 
     async def admit(
         self,
-        raw: bytes,
+        raw: bytes | bytearray,
         request: dict[str, Any],
         client: str,
         count: Counter,
@@ -164,7 +166,7 @@ class Meter:
                 counted,
                 label=f"proxy #{turn}",
                 modifiers=modifiers,
-                before_sending=lambda held: self._write_hold(turn, client, held),
+                before_sending=lambda held: self.write_hold(turn, client, held),
                 scopes=scopes or Scopes(client=client, model=model),
             )
         except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
@@ -193,13 +195,14 @@ class Meter:
             started,
         )
 
-    def _write_hold(self, turn: int, client: str, held: Held) -> None:
+    def write_hold(self, turn: int, client: str, held: Held, purpose: str = PURPOSE) -> None:
+        """The `hold` record of a call held, before it is sent (a batch's requests too)."""
         res = held.reservation
         self._write(
             HoldRecord(
                 hold_id=held.hold_id,
                 turn=turn,
-                purpose=PURPOSE,
+                purpose=purpose,
                 model=held.plan.model,
                 reserved_usd=res.worst_case_usd,
                 max_tokens=int(held.request["max_tokens"]),
@@ -340,9 +343,16 @@ class Meter:
             )
         return self._write(record)
 
+    def write(self, record: R) -> R:
+        """Write a record as this run's (a batch's records, `batches`), as `_write`."""
+        return self._write(record)
+
     def _write(self, record: R) -> R:
-        """Write a record as this run's, and tell the listeners."""
+        """Write a record as this run's, and tell the listeners (the screen, OpenTelemetry):
+        its text redacted first, since an upstream's error may quote a client's credential."""
         record = replace(record, run_id=self.run_id)
+        if clean := _redacted_text(record):
+            record = replace(record, **clean)  # type: ignore[arg-type]
         self.log.append(record)
         for listener in list(self.listeners):
             listener(record)
@@ -371,6 +381,16 @@ class Meter:
         )
         self.log.close()
         self.transcript.close()
+
+
+def _redacted_text(record: Record) -> dict[str, str]:
+    """The record's text fields that hold a secret, redacted."""
+    changed = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str) and (clean := redact(value)) != value:
+            changed[f.name] = clean
+    return changed
 
 
 def _cap(amount: Decimal) -> str:

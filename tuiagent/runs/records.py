@@ -518,6 +518,9 @@ class ProxyTurn(Record):
     lowered: str | None = field(default=None, metadata=OMIT)
     waited_s: float | None = field(default=None, metadata=OMIT)
     modifiers: dict[str, str] | None = field(default=None, metadata=OMIT)
+    # A Message Batch's request (purpose "batch"): its batch and its custom_id.
+    batch_id: str | None = field(default=None, metadata=OMIT)
+    custom_id: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
