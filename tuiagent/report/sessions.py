@@ -11,22 +11,10 @@ from typing import Any
 
 from tuiagent.cost.pricing import ZERO, usd
 from tuiagent.llm.usage import TokenUsage
+from tuiagent.report.misses import MISS_WORDS
 from tuiagent.runs.records import ProxyAttempt, ProxyTurn, Record, Refused
 
 MAIN = "main"  # the session's own agent (its calls name no agent id)
-
-# A cache miss cause (the API's word for it, or the proxy's: tuiagent/proxy/causes.py) in
-# the words a user reads.
-MISS_WORDS = {
-    "model_changed": "another model",
-    "tools_changed": "the tools changed",
-    "system_changed": "the system prompt changed",
-    "messages_changed": "an earlier message changed",
-    "expired": "the cache entry expired",
-    "below_minimum": "below the minimum cacheable length",
-    "previous_message_not_found": "the previous call is unknown",
-    "unavailable": "the cache was not available",
-}
 
 
 def miss_words(reason: str | None) -> str:
