@@ -29,7 +29,7 @@ from tuiagent.runs.records import (
     McpServerState,
     ProxyTurn,
     Record,
-    Refused,
+    RefusedCall,
     RunEnd,
     RunStart,
     int_of,
@@ -66,7 +66,7 @@ def build_report(
     agents: dict[tuple[str, str], GroupRow] = {}
     proxied: list[tuple[str, Record]] = []
     for run in runs:
-        proxied += [(run.run_id, r) for r in run.typed if isinstance(r, ProxyTurn | Refused)]
+        proxied += [(run.run_id, r) for r in run.typed if isinstance(r, ProxyTurn | RefusedCall)]
         turns = _turn_rows(run, pricer, report.warnings)
         report.turns.extend(turns)
         report.runs.append(_run_row(run, turns, pricer))

@@ -12,7 +12,7 @@ from typing import Any
 from tuiagent.cost.pricing import ZERO, usd
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.report.misses import MISS_WORDS
-from tuiagent.runs.records import ProxyAttempt, ProxyTurn, Record, Refused
+from tuiagent.runs.records import ProxyAttempt, ProxyTurn, Record, RefusedCall
 
 MAIN = "main"  # the session's own agent (its calls name no agent id)
 
@@ -24,7 +24,7 @@ def miss_words(reason: str | None) -> str:
 def call_cause(record: Record) -> str:
     """Why a proxied call cost what it did, in a few words ("" when nothing stands out):
     refused, failed, a cache miss and its cause, max_tokens lowered to fit."""
-    if isinstance(record, Refused):
+    if isinstance(record, RefusedCall):
         return "refused: " + record.error.removeprefix("tuiagent proxy: ")
     if not isinstance(record, ProxyTurn):
         return ""
@@ -90,7 +90,7 @@ def group_sessions(calls: Iterable[tuple[str, Record]]) -> list[AgentRow]:
     first, then its agents, each sub-agent under its parent; sessions by cost, most first."""
     rows: dict[tuple[str, str, str], AgentRow] = {}
     for run_id, rec in calls:
-        if not isinstance(rec, ProxyTurn | Refused):
+        if not isinstance(rec, ProxyTurn | RefusedCall):
             continue
         session, agent = rec.session or "", rec.agent_id or MAIN
         parent, client = rec.parent_agent_id, rec.client
@@ -100,7 +100,7 @@ def group_sessions(calls: Iterable[tuple[str, Record]]) -> list[AgentRow]:
             row = rows[key] = AgentRow(client, session, agent, parent)
         row.runs.add(run_id)
         row.calls += 1
-        if isinstance(rec, Refused):
+        if isinstance(rec, RefusedCall):
             row.refused += 1
             row.last_turn, row.last_cost = rec.turn, ZERO
         else:
