@@ -8,7 +8,8 @@ stalled streams, nonsense usage, overbilling, fast mode falling back, no answer 
 Whatever happens:
 - what the upstream billed, within what each request allowed, is within the cap;
 - each request the upstream saw is exactly one record, none priced below what it billed;
-- no client gets a 500, and nothing raises (no traceback).
+- no client gets a 500, and nothing raises (no traceback);
+- every spelling of the endpoint is metered as it (no 404, no request passed unmetered).
 """
 
 from __future__ import annotations
@@ -31,7 +32,19 @@ from tuiagent.config import Settings
 from tuiagent.cost.pricing import Pricer
 
 HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
-PATHS = ["/v1/messages", "/v1/messages?beta=true"]
+# Every spelling of the Messages endpoint is that endpoint (metered, never a 404): the real
+# API's front end resolves them all, and the SDKs send `//v1/messages` for a base URL with
+# a trailing slash. (httpx resolves `.` and `..` itself; the others reach the proxy as sent.)
+PATHS = [
+    "/v1/messages",
+    "/v1/messages?beta=true",
+    "//v1/messages",
+    "/v1//messages/",
+    "/v1/./messages",
+    "/v1/x/../messages",
+    "/v1/%6Dessages",
+    "/v1/messages/?beta=true",
+]
 MODELS = ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"]
 
 
@@ -122,6 +135,7 @@ def test_hostile_upstreams_and_many_clients_never_pass_the_cap(
 
     pricer = Pricer()
     assert 500 not in statuses and not errors.seen, errors.seen
+    assert 404 not in statuses  # each spelling of /v1/messages is /v1/messages
     assert budget.in_flight == 0
     # What the upstream billed, within what each request allowed, is within the cap.
     assert sum((b.allowed(pricer) for b in upstream.bills), Decimal(0)) <= cap
