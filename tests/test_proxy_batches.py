@@ -12,6 +12,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from tests.billing_upstream import BillingUpstream
 from tests.proxy_harness import KEY, Proxied, proxy_to
 from tests.scripted_api import ScriptedAPI
 from tuiagent.config import Settings
@@ -105,6 +106,24 @@ def test_reading_the_results_twice_settles_each_request_once(tmp_path: Path) -> 
         list(client.messages.batches.results(batch.id))
         list(client.messages.batches.results(batch.id))
         assert len(proxy.records("turn")) == 2
+
+
+def test_a_result_whose_usage_is_nonsense_keeps_its_worst_case(tmp_path: Path) -> None:
+    # The first request's result reports `output_tokens: "1e30"`; the second is honest.
+    with (
+        BillingUpstream(["bad_usage", "honest"]) as api,
+        proxy_to(api.base_url, tmp_path, "5.00") as proxy,
+    ):
+        client = sdk(proxy)
+        batch = client.messages.batches.create(requests=requests(2))  # type: ignore[arg-type]
+        results = list(client.messages.batches.results(batch.id))
+        calls = proxy.records("turn", "attempt")
+        in_flight = proxy.budget.snapshot().in_flight
+    assert [r.custom_id for r in results] == ["req-0", "req-1"]  # passed on whole
+    unknown, honest = sorted(calls, key=lambda c: c["custom_id"])
+    assert unknown["type"] == "attempt" and unknown["usage_unknown"] is True
+    assert unknown["cost_usd"] == unknown["reserved_usd"] > 0
+    assert honest["type"] == "turn" and in_flight == 0
 
 
 def test_a_batch_that_does_not_fit_is_refused_before_it_is_sent(tmp_path: Path) -> None:
