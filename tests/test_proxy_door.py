@@ -20,7 +20,7 @@ from tests.proxy_harness import KEY, MODEL, HeadlessProxy, Proxied, proxied_loop
 from tuiagent.proxy import server
 from tuiagent.proxy.door import Door
 from tuiagent.proxy.lines import call_line
-from tuiagent.runs.records import ProxyTurn, Record, Refused
+from tuiagent.runs.records import ProxyTurn, Record, RefusedCall
 
 PROMPT = [{"role": "user", "content": "hello there, who are you?"}]
 BODY = json.dumps({"model": MODEL, "max_tokens": 50, "messages": PROMPT}).encode()
@@ -188,7 +188,7 @@ def test_a_bearer_token_the_upstream_echoes_is_written_nowhere(
     with proxied_loopback(tmp_path, api=api) as (_, proxy):
 
         def shown(record: Record) -> None:
-            if isinstance(record, ProxyTurn | Refused):  # as the dashboard shows a call
+            if isinstance(record, ProxyTurn | RefusedCall):  # as the dashboard shows a call
                 lines.append(call_line(record))
 
         proxy.meter.listeners.append(shown)

@@ -187,9 +187,9 @@ def _say_call(record: Record) -> None:
     # Imported here: `tuiagent` (the app) builds this parser, and its first frame does not
     # wait for the records and the prices they import.
     from tuiagent.proxy.lines import call_line
-    from tuiagent.runs.records import ProxyTurn, Refused
+    from tuiagent.runs.records import ProxyTurn, RefusedCall
 
-    if isinstance(record, ProxyTurn | Refused):  # a call (the run's start and end: not)
+    if isinstance(record, ProxyTurn | RefusedCall):  # a call (the run's start and end: not)
         _say(call_line(record))
 
 

@@ -33,7 +33,7 @@ from tuiagent.llm.usage import BadUsage, TokenUsage
 from tuiagent.meter import Held, Seen, record_fields
 from tuiagent.meter.sizing import Size
 from tuiagent.proxy.body import BadBody, check_message_params
-from tuiagent.proxy.meter import Meter, Refused
+from tuiagent.proxy.meter import Meter, Refusal
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.records import ProxyAttempt, ProxyTurn
 
@@ -101,7 +101,7 @@ class Batches:
 
     async def hold(
         self, body: Any, client: str, scopes_of: Callable[[dict[str, Any]], Scopes]
-    ) -> Pending | Refused:
+    ) -> Pending | Refusal:
         """Every request of a batch to create held at its worst case, or the batch refused.
         `scopes_of` gives a request's scopes (its `[[budgets]]`)."""
         try:

@@ -22,7 +22,7 @@ from typing import Any
 from tuiagent.redact import redact
 from tuiagent.runs.layout import transcript_path
 from tuiagent.runs.log import RunLog
-from tuiagent.runs.records import Record, Refused
+from tuiagent.runs.records import Record, RefusedCall
 from tuiagent.runs.transcript import Transcript
 
 # Refusals are not money: while the disk is full, a refusal is kept only while fewer than this
@@ -51,7 +51,7 @@ class KeptLog(RunLog):
 
     def append(self, record: Record) -> None:
         with self._guard:
-            if isinstance(record, Refused) and len(self.unwritten) >= MAX_KEPT_REFUSALS:
+            if isinstance(record, RefusedCall) and len(self.unwritten) >= MAX_KEPT_REFUSALS:
                 self._refusals_dropped += 1  # not money; the calls in flight are few
                 return
             try:

@@ -320,7 +320,7 @@ class HoldRecord(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Tool(Record):
+class ToolCall(Record):
     TYPE = "tool"
     turn: int = 0
     tool_use_id: str = ""
@@ -528,7 +528,7 @@ class ProxyAttempt(ProxyTurn):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Refused(Record):
+class RefusedCall(Record):
     """A call the proxy refused before sending (it did not fit the cap, or could not be
     counted)."""
 

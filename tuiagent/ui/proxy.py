@@ -25,7 +25,7 @@ from tuiagent.cost.display import resets
 from tuiagent.ledger import BudgetLine
 from tuiagent.proxy.keptlog import KeptLog
 from tuiagent.proxy.lines import call_line
-from tuiagent.runs.records import ProxyTurn, Record, Refused
+from tuiagent.runs.records import ProxyTurn, Record, RefusedCall
 from tuiagent.ui.budget import BudgetState, MeteredApp
 from tuiagent.ui.commands import bindings
 from tuiagent.ui.format import cap as fmt_cap
@@ -116,7 +116,7 @@ class ProxyDashboard(MeteredApp):
     @on(CallRecorded)
     def _call(self, message: CallRecorded) -> None:
         record = message.record
-        if isinstance(record, Refused):
+        if isinstance(record, RefusedCall):
             self.query_one(RichLog).write(call_line(record))
             self.query_one(TurnsTable).add_refusal(record)
             self.notify(record.error, title="Refused", severity="warning")
