@@ -70,13 +70,14 @@ class Bill:
 
     def allowed(self, pricer: Pricer) -> Decimal:
         """The bill cut to what the request allowed: its model and modifiers (the workspace's
-        US default included), its max_tokens, its real input."""
+        US default included), its max_tokens, its real input; never more than the bill (a
+        fast request that ran at standard speed billed, and allowed, the standard price)."""
         u = self.usage
         within = TokenUsage(
             input_tokens=min(u.input_tokens, self.true_input),
             output_tokens=min(u.output_tokens, self.max_tokens),
         )
-        return pricer.price(self.model, within, self.asked).total
+        return min(pricer.price(self.model, within, self.asked).total, self.billed(pricer))
 
 
 @dataclass

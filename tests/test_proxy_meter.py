@@ -160,6 +160,9 @@ def test_fast_mode_is_held_and_priced_at_its_rates(tmp_path: Path) -> None:
     assert (
         cost(fallback_record) == fallback.billed(pricer) == pricer.price(OPUS, fallback.usage).total
     )
+    # What it billed within what it allowed (the property's sum against the cap) is what it
+    # billed: the fast price it did not bill is no money spent.
+    assert fallback.allowed(pricer) == fallback.billed(pricer)
 
 
 def test_fast_mode_without_a_published_price_is_refused_before_it_leaves(tmp_path: Path) -> None:
