@@ -185,6 +185,9 @@ class McpServerState(Record):
     tools: int = 0
     definition_tokens: int = 0
     error: str | None = field(default=None, metadata=OMIT)
+    # Above `mcp_defer_above`: whether its definitions go through tool search, and why.
+    deferred: bool | None = field(default=None, metadata=OMIT)
+    deferral: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
