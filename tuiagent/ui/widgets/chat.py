@@ -246,6 +246,18 @@ class ChatLog(ScrollView, can_focus=True):
                 return at
         return -1
 
+    def follow(self) -> None:
+        """To the end, at once, and stay there as the chat grows (End; Enter in the input)."""
+        self.following = True
+        self._placed(len(self.entries))
+
+    def action_scroll_end(self) -> None:
+        self.follow()
+
+    def action_scroll_home(self) -> None:
+        """Home: the top at once (an animation would draw the chat again at every step)."""
+        self.scroll_to(y=0, animate=False)
+
     def region_of(self, entry: Entry) -> Region:
         """Where an entry is on the screen (empty when it is out of view)."""
         at = self._index(entry)
@@ -264,9 +276,11 @@ class ChatLog(ScrollView, can_focus=True):
         return list(seen.values())
 
     def add_user(self, text: str) -> Said:
-        """A message the user sent: they look for its answer, so the chat follows."""
+        """A message sent to the agent. The chat follows it only if it follows the end
+        already: one queued while the user reads above is sent without pulling them down
+        (Enter brings the chat to its end: `follow`)."""
         said = Said(text)
-        self._add(said, follow=True)
+        self._add(said)
         return said
 
     def add_answer(self, text: str = "", *, follow: bool = False) -> Answer:
