@@ -74,7 +74,7 @@ async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
     async def no_sleep(_: float) -> None:
         return None
 
-    session.agent.sleep = no_sleep
+    session.agent.caller.meter.sleep = no_sleep
     session.agent.start()
     async for _ in session.agent.send(
         rng.choice(["List the files here", "Which file is largest?"])
@@ -108,7 +108,7 @@ async def _hostile(rng: random.Random, ws: Path, logs: Path) -> tuple[float, boo
     async def no_sleep(_: float) -> None:
         return None
 
-    agent.sleep = no_sleep
+    agent.caller.meter.sleep = no_sleep
     agent.start()
     async for _ in agent.send(rng.choice(["List the files here", "Which file is largest?"])):
         pass

@@ -116,7 +116,7 @@ async def _count_calls(workspace: Path, log_dir: Path, turns: int = 20) -> tuple
             pass
         i += 1
     agent.finish()
-    return agent.caller.count_calls, agent.state.turns
+    return agent.caller.meter.count_calls, agent.state.turns
 
 
 def run() -> list[tuple[str, str, str]]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,9 +15,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anthropic
+
+from tests.conftest import cli_env
 from tests.loopback import LoopbackAPI
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.pricing import Pricer
+from tuiagent.proxy.door import Door
 from tuiagent.proxy.meter import Meter
 from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
 from tuiagent.runs.log import RunLog, read_records
@@ -56,10 +65,20 @@ def proxy_to(
     app: dict[str, Any] | None = None,
     **meter: Any,
 ) -> Iterator[Proxied]:
-    """`app`: ProxyApp's keyword arguments (`unbilled_paths`, ...); the rest the Meter's."""
+    """`app`: ProxyApp's keyword arguments (`unbilled_paths`, ...), where `allowed_hosts` and
+    `allowed_origins` make its door (the proxy's own address and port by default); the rest
+    the Meter's."""
     log = RunLog(log_dir, "proxy-run")
     m = Meter(Budget(Decimal(cap), name="proxy"), Pricer(), log, "proxy-run", **meter)
-    server = ProxyServer(ProxyApp(m, upstream, **(app or {})), bind("127.0.0.1", 0)).start()
+    sock = bind("127.0.0.1", 0)
+    options = dict(app or {})
+    door = Door.of(
+        "127.0.0.1",
+        sock.getsockname()[1],
+        options.pop("allowed_hosts", ()),
+        options.pop("allowed_origins", ()),
+    )
+    server = ProxyServer(ProxyApp(m, upstream, door=door, **options), sock).start()
     m.start(upstream)
     try:
         yield Proxied(server, m, log.path)
@@ -81,3 +100,46 @@ def proxied_loopback(
         proxy_to(upstream.base_url, log_dir, cap, app, **meter) as p,
     ):
         yield upstream, p
+
+
+class HeadlessProxy:
+    """`tuiagent proxy --no-ui` in a process of its own, as a user runs it."""
+
+    def __init__(self, upstream: str, log_dir: Path, cap: str = "100") -> None:
+        self.log_dir = log_dir
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tuiagent", "proxy", "--port", "0", "--no-ui"),
+                *("--upstream", upstream, "--log-dir", str(log_dir), "--max-cost", cap),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()
+        found = re.fullmatch(r"tuiagent proxy: listening on (http://\S+)\n", first)
+        assert found, first + self.proc.stderr.read()  # type: ignore[union-attr]
+        self.url = found.group(1)
+        self.second_line = self.proc.stdout.readline()  # the cap, upstream and log
+
+    def __enter__(self) -> HeadlessProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:  # a test that failed before stopping it
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
+
+    def client(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(api_key=KEY, base_url=self.url, max_retries=0)
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+    def records(self) -> list[dict[str, Any]]:
+        (log,) = self.log_dir.glob("*.jsonl")
+        return [json.loads(line) for line in log.read_text().splitlines()]

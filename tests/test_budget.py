@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tuiagent.cost.budget import Budget, BudgetChanged, BudgetError
+from tuiagent.cost.budget import Budget, BudgetError, BudgetSnapshot
 
 D = Decimal
 
@@ -101,7 +101,7 @@ def test_slices_together_never_pass_the_parent() -> None:
 
 def test_listeners_hear_every_change() -> None:
     budget = Budget(D("1"))
-    heard: list[BudgetChanged] = []
+    heard: list[BudgetSnapshot] = []
     stop = budget.subscribe(heard.append)
     hold = budget.reserve(D("0.4"))
     assert hold is not None

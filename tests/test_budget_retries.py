@@ -50,7 +50,7 @@ def online_session(
     async def no_sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    session.agent.sleep = no_sleep
+    session.agent.caller.meter.sleep = no_sleep
     return session, waits
 
 

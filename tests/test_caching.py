@@ -50,7 +50,7 @@ def session_with_clock(workspace: Path, log_dir: Path, clock: Clock, **overrides
     )
     model = OfflineModel(clock=clock)
     session = open_session(cfg, workspace=workspace, offline=True, offline_model=model)
-    session.agent.wall_clock = clock
+    session.agent.caller.wall_clock = clock
     return session
 
 

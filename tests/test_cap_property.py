@@ -70,7 +70,7 @@ def test_spend_never_exceeds_cap(
     async def no_sleep(_: float) -> None:
         return None
 
-    session.agent.sleep = no_sleep
+    session.agent.caller.meter.sleep = no_sleep
 
     async def run() -> None:
         session.agent.start()

@@ -63,6 +63,8 @@ max_parallel_agents = 2
 budget_step_usd = "$0.25"
 offline_tokens_per_second = 80
 proxy_unbilled_paths = ["/v1/files/*", "/v1/skills"]
+proxy_allowed_origins = ["http://localhost:3000"]
+proxy_allowed_hosts = ["proxy.lan"]
 ledger_url = "postgresql://team@db.example/tuiagent"
 ledger_lease_s = 10
 
@@ -157,6 +159,10 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
     assert (s.ui.budget_step_usd, dict(s.ui.keymap)) == (Decimal("0.25"), {"cap_up": "f9"})
     assert s.offline.tokens_per_second == 80.0
     assert s.proxy.unbilled_paths == ("/v1/files/*", "/v1/skills")
+    assert (s.proxy.allowed_origins, s.proxy.allowed_hosts) == (
+        ("http://localhost:3000",),
+        ("proxy.lan",),
+    )
     assert (s.ledger.url, s.ledger.lease_s) == ("postgresql://team@db.example/tuiagent", 10.0)
     assert s.ledger.budgets == (
         BudgetSpec("global", Window("day", 0, "Europe/Paris"), Decimal(20)),

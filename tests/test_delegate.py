@@ -165,19 +165,15 @@ def test_a_failing_sub_agent_returns_its_error_and_the_parent_goes_on(
 def _delegate(session: Session, tasks: list[dict[str, Any]]) -> tuple[ToolOutput, list[Event]]:
     assert session.delegator is not None
     events: list[Event] = []
-    output = ToolOutput("")
+    run = session.delegator.run({"tasks": tasks})
 
     async def go() -> None:
-        nonlocal output
         session.agent.start()
-        async for item in session.delegator.run({"tasks": tasks}):
-            if isinstance(item, ToolOutput):
-                output = item
-            else:
-                events.append(item)
+        async for event in run:
+            events.append(event)
 
     asyncio.run(go())
-    return output, events
+    return run.result(), events
 
 
 def test_a_sub_agent_that_hits_its_slice_stops_and_returns_what_it_has(

@@ -80,7 +80,7 @@ def test_greedy_sub_agents_stay_within_the_cap_and_their_slices(
     async def no_sleep(_: float) -> None:
         return None
 
-    agent.sleep = no_sleep
+    agent.caller.meter.sleep = no_sleep
     ends: dict[str, SubAgentChanged] = {}
 
     async def run() -> None:

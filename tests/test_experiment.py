@@ -241,11 +241,11 @@ def test_offline_judge_reads_word_overlap() -> None:
 
 
 def _result(prompt: str, verdict: str, tier: str = "deep") -> TurnResult:
-    from tuiagent.agent.experiment import Turn
+    from tuiagent.agent.experiment import SourceTurn
     from tuiagent.llm.usage import TokenUsage
 
     request = {"messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}]}
-    turn = Turn("r", 1, tier, "m", Decimal("0.01"), TokenUsage(), request, [], prompt, ())
+    turn = SourceTurn("r", 1, tier, "m", Decimal("0.01"), TokenUsage(), request, [], prompt, ())
     return TurnResult(turn, "fast", "f", cost=Decimal("0.001"), verdict=verdict, reason="x")
 
 

@@ -103,7 +103,7 @@ def test_hostile_servers_never_pass_the_cap_headless(
     async def no_sleep(_: float) -> None:
         return None
 
-    agent.sleep = no_sleep
+    agent.caller.meter.sleep = no_sleep
 
     async def run() -> None:
         agent.start()

@@ -19,16 +19,14 @@ import pytest
 from tests.conftest import WIRE, wire, wire_body
 from tests.loopback import Fault, FaultyModel, LoopbackAPI
 from tuiagent.config import DEFAULT_TIER_MODELS
-from tuiagent.llm.client import (
+from tuiagent.llm.client import count_tokens, make_client, stream_message
+from tuiagent.llm.provider import (
     CallFailed,
     CallResult,
     StreamItem,
     TextDelta,
     ToolUseStarted,
     UsageUpdate,
-    count_tokens,
-    make_client,
-    stream_message,
 )
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import BadUsage, TokenUsage

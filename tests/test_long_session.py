@@ -60,7 +60,7 @@ async def test_a_retry_budget_spent_on_message_2_does_not_stop_message_3(
     async def no_sleep(seconds: float) -> None:
         pass
 
-    session.agent.sleep = no_sleep
+    session.agent.caller.meter.sleep = no_sleep
     session.agent.start()
     assert not [e for e in await send(session, "What does README.md say?") if isinstance(e, Halted)]
     model.faults.extend([status(500, API_ERROR)] * 3)
@@ -129,7 +129,7 @@ async def test_a_request_over_the_window_is_compacted_before_it_is_sent(
             {"role": "user", "content": [{"type": "text", "text": f"Question {i}?"}]},
             {"role": "assistant", "content": [{"type": "text", "text": long_answer}]},
         ]
-    assert estimate_request_tokens(agent.request_body()) > window
+    assert estimate_request_tokens(agent.conversation.body()) > window
     events = await send(session, "What does README.md say?")
     assert not [e for e in events if isinstance(e, Halted)]
     assert not [e for e in events if isinstance(e, Notice) and e.level == "error"]

@@ -33,7 +33,7 @@ def hostile_session(
     async def no_sleep(_: float) -> None:
         return None
 
-    session.agent.sleep = no_sleep
+    session.agent.caller.meter.sleep = no_sleep
     return session
 
 
@@ -101,7 +101,7 @@ async def test_count_tokens_404_falls_back_to_the_estimate_with_the_margin(
     turns = calls(session)
     assert turns[0]["input_count_source"] == "estimate"
     assert turns[0]["input_tokens_counted"] >= int(turns[0]["input_tokens"] * 1.2)
-    assert session.agent.caller.count_calls == 1  # not asked again after a 404
+    assert session.agent.caller.meter.count_calls == 1  # not asked again after a 404
     assert session.agent.state.halt_reason is None and not warnings(events)
 
 
@@ -225,7 +225,7 @@ async def test_count_tokens_only_when_the_prefix_changed(workspace: Path, log_di
         await collect(session, prompt)
     sources = [r["input_count_source"] for r in calls(session)]
     assert sources[0] == "count_tokens" and set(sources[1:]) == {"prefix+estimate"}
-    assert session.agent.caller.count_calls == 1
+    assert session.agent.caller.meter.count_calls == 1
     session.agent.state.history[0]["content"][0]["text"] = "edited"  # the prefix changed
     await collect(session, "What does notes.txt say?")
     assert calls(session)[len(sources)]["input_count_source"] == "count_tokens"

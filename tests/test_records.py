@@ -27,12 +27,12 @@ from tuiagent.runs.records import (
     ProxyRunEnd,
     ProxyRunStart,
     ProxyTurn,
-    Refused,
+    RefusedCall,
     ReplayedTurn,
     RunEnd,
     RunStart,
     SubAgentEnd,
-    Tool,
+    ToolCall,
     Turn,
     Unknown,
     UserMessage,
@@ -121,7 +121,7 @@ EVERY_RECORD: list[records.Record] = [
         usage_unknown=True,
         sent=False,
     ),
-    Tool(
+    ToolCall(
         run_id="r1",
         agent="main",
         turn=1,
@@ -233,7 +233,7 @@ EVERY_RECORD: list[records.Record] = [
         saved_by_cache_usd=Decimal("0.001"),
     ),
     ProxyAttempt(run_id="p", turn=2, status=500, error_type="http_500", error="API error 500"),
-    Refused(run_id="p", turn=3, client="c", model="m", error="does not fit the cap"),
+    RefusedCall(run_id="p", turn=3, client="c", model="m", error="does not fit the cap"),
     ProxyRunEnd(run_id="p", ended_at="d", total_cost_usd=Decimal("0.001")),
     Answer(run_id="r1", agent="main", turn=2, text="a.txt says hello", stop_reason="end_turn"),
     McpServerState(

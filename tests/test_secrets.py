@@ -16,10 +16,10 @@ from tuiagent.agent.events import AttemptFailed, Halted, Notice, ToolFinished
 from tuiagent.agent.tools.base import ToolOutput
 from tuiagent.apikey import api_key
 from tuiagent.errors import UsageError
-from tuiagent.llm.client import CallFailed
+from tuiagent.llm.provider import CallFailed
 from tuiagent.redact import REDACTED, forget_all, redact, redact_data, remember
 from tuiagent.runs.log import RunLog
-from tuiagent.runs.records import Attempt, HaltReason, Tool, UserMessage
+from tuiagent.runs.records import Attempt, HaltReason, ToolCall, UserMessage
 
 FAKE_KEY = "sk-ant-api03-FAKEMARKzz9Qx7w-" + "x" * 40
 # Built by the shell at run time, so the command line itself never holds the marker.
@@ -98,7 +98,7 @@ def test_every_event_message_and_tool_output_is_redacted(tmp_path: Path) -> None
     assert FAKE_KEY not in Halted(HaltReason.ERROR, f"x {FAKE_KEY}").detail
     failed = AttemptFailed(Attempt(error=FAKE_KEY, request_id=f"req {FAKE_KEY}"))
     assert FAKE_KEY not in json.dumps(failed.record.to_json())
-    tool = ToolFinished(Tool(input={"k": [FAKE_KEY]}), output=FAKE_KEY)
+    tool = ToolFinished(ToolCall(input={"k": [FAKE_KEY]}), output=FAKE_KEY)
     assert FAKE_KEY not in json.dumps(tool.record.to_json()) and FAKE_KEY not in tool.output
     assert FAKE_KEY not in str(CallFailed(message=f"401: bad {FAKE_KEY}"))
     assert FAKE_KEY not in ToolOutput(f"env: KEY={FAKE_KEY}").text

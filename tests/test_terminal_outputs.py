@@ -24,7 +24,7 @@ from tuiagent.cli.output import guarded_output
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.proxy.lines import call_line
 from tuiagent.runs.log import RunLog
-from tuiagent.runs.records import Attempt, ProxyTurn, Refused, RunEnd, RunStart, Tool, Turn
+from tuiagent.runs.records import Attempt, ProxyTurn, RefusedCall, RunEnd, RunStart, ToolCall, Turn
 
 # Every character a terminal acts on (but newline and tab), then the sequences that matter.
 C0 = [chr(c) for c in range(0x20) if chr(c) not in "\t\n"]
@@ -118,7 +118,7 @@ def hostile_log(log_dir: Path) -> None:
             cache_miss_reason=PAYLOAD,
         )
     )
-    log.append(Tool(turn=1, tool_use_id="t1", name="read" + PAYLOAD, input={"path": PAYLOAD}))
+    log.append(ToolCall(turn=1, tool_use_id="t1", name="read" + PAYLOAD, input={"path": PAYLOAD}))
     log.append(Attempt(turn=2, model=PAYLOAD, error_type=PAYLOAD, error=PAYLOAD))
     log.append(RunEnd(status="error", total_cost_usd=Decimal("0.01"), turns=1))
     log.close()
@@ -172,7 +172,7 @@ def test_the_headless_proxy_lines_show_hostile_fields_as_text(tmp_path: Path) ->
 def test_any_mix_through_the_cli_streams(text: str) -> None:
     """The proxy's lines and every print go through the CLI's stdout and stderr."""
     turn = ProxyTurn(turn=1, client=text, model=text, stop_reason=text, cache_miss_reason=text)
-    refused = Refused(turn=2, client=text, model=text, error=text)
+    refused = RefusedCall(turn=2, client=text, model=text, error=text)
     captured: list[str] = []
 
     class Sink:

@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import wire, wire_body
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.client import CallResult, TextDelta, stream_message
+from tuiagent.llm.client import stream_message
+from tuiagent.llm.provider import CallResult, TextDelta
 from tuiagent.llm.usage import TokenUsage
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from tuiagent.errors import ConfigError, UsageError
 from tuiagent.ledger import DEFAULT_LEASE_S, SCOPES, BudgetSpec, Window, check_url
@@ -680,6 +681,19 @@ def _strings(check: Callable[[str], str | None], what: str) -> Parse:
     return parse
 
 
+def _origin_error(origin: str) -> str | None:
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+        return "must be an origin: scheme://host[:port], no path"
+    return None
+
+
+def _host_error(host: str) -> str | None:
+    if any(c in host for c in "/@ ") or not host.strip("[]"):
+        return "must be a host name or address, no scheme, path or port"
+    return None
+
+
 @dataclass(frozen=True)
 class ProxySettings:
     """`tuiagent proxy`: what it lets through besides what it meters."""
@@ -692,6 +706,26 @@ class ProxySettings:
             help="paths that bill nothing, which the proxy passes through unmetered for any "
             "method (`/v1/files/*` covers the paths under it); a POST to any other path it "
             "does not meter is refused",
+            shown_default="none",
+        ),
+    )
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            key="proxy_allowed_origins",
+            parse=_strings(_origin_error, 'an array of origins like "http://localhost:3000"'),
+            help="web pages (by `Origin`) the proxy serves; a request with any other "
+            "`Origin` is refused",
+            shown_default="none",
+        ),
+    )
+    allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            key="proxy_allowed_hosts",
+            parse=_strings(_host_error, 'an array of host names like "proxy.lan"'),
+            help="`Host` names (or addresses) the proxy answers besides its own address and "
+            "`localhost`: with `--host 0.0.0.0`, the address clients use",
             shown_default="none",
         ),
     )

@@ -12,8 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import anthropic
-
 from tuiagent.agent.delegate import Delegator
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.tools import Toolbox, Workspace
@@ -21,7 +19,8 @@ from tuiagent.agent.tools.command import CommandRunner
 from tuiagent.agent.tools.fetch import Fetcher
 from tuiagent.apikey import api_key
 from tuiagent.config import TIERS, Settings
-from tuiagent.llm.client import make_client
+from tuiagent.llm.client import AnthropicProvider, make_client
+from tuiagent.llm.provider import Provider
 from tuiagent.offline import OfflineModel
 from tuiagent.paths import default_log_dir
 from tuiagent.preflight import check_base_url, check_workspace
@@ -68,7 +67,7 @@ class Session:
 
         agent, n = self.agent, estimate_tokens(self.agent.system_prompt)
         out = []
-        for tier in TIERS if agent.tier == "auto" else (agent.tier,):
+        for tier in TIERS if agent.steering.tier == "auto" else (agent.steering.tier,):
             model = agent.settings.router.model_for(tier)
             plain = agent.pricer.price(model, TokenUsage(input_tokens=n)).total
             cached = agent.pricer.price(model, TokenUsage(cache_read_input_tokens=n)).total
@@ -78,10 +77,10 @@ class Session:
 
 @dataclass
 class Connection:
-    """The client a run talks through: the real API, or the offline model (and why)."""
+    """The provider a run talks through (llm/provider.py): the real API, or the offline
+    model (and why)."""
 
-    client: anthropic.AsyncAnthropic
-    provider: str  # anthropic | offline
+    provider: Provider
     offline_model: OfflineModel | None
     notice: str | None
 
@@ -100,11 +99,10 @@ def connect(
             context_window=settings.run.context_window,
             priced_models=settings.router.prices,
         )
-        return Connection(
-            make_client(offline_transport=offline_model), "offline", offline_model, notice
-        )
+        client = make_client(offline_transport=offline_model)
+        return Connection(AnthropicProvider(client, "offline"), offline_model, notice)
     check_base_url()
-    return Connection(make_client(), "anthropic", None, notice)
+    return Connection(AnthropicProvider(make_client()), None, notice)
 
 
 def session_of(transcript: Path) -> str:
@@ -146,7 +144,6 @@ def open_session(
     log_dir = settings.run.log_dir or default_log_dir()
     agent = Agent(
         settings,
-        client=conn.client,
         provider=conn.provider,
         toolbox=toolbox,
         log_dir=log_dir,
@@ -166,7 +163,7 @@ def open_session(
     if settings.tools.mcp_servers:
         from tuiagent.agent.mcp import McpTools
 
-        agent.mcp = McpTools(agent, toolbox)
+        agent.mcp = McpTools(agent.settings, toolbox, agent.place, agent.pricer)
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
     delegator = None
     if settings.tools.subagents:

@@ -123,8 +123,8 @@ async def test_f4_cycles_the_tier(make_app: MakeApp) -> None:
         seen = []
         for _ in range(4):
             await pilot.press("f4")
-            seen.append(agent.tier)
-            assert str(app.main.query_one("#tier-label").content) == f"tier {agent.tier}"
+            seen.append(agent.steering.tier)
+            assert str(app.main.query_one("#tier-label").content) == f"tier {agent.steering.tier}"
         assert seen == ["fast", "balanced", "deep", "auto"]
         await pilot.press("f4")
         await send(pilot, "List the files here.")
@@ -193,9 +193,9 @@ async def test_keys_are_remapped_by_the_keymap(make_app: MakeApp) -> None:
         agent = (await ready(pilot)).agent
         assert agent is not None
         await pilot.press("f3", "f4")
-        assert agent.budget.cap == Decimal("1.00") and agent.tier == "auto"
+        assert agent.budget.cap == Decimal("1.00") and agent.steering.tier == "auto"
         await pilot.press("f9", "f10")
-        assert agent.budget.cap == Decimal("1.10") and agent.tier == "fast"
+        assert agent.budget.cap == Decimal("1.10") and agent.steering.tier == "fast"
 
 
 async def test_the_hints_on_screen_name_the_remapped_keys(make_app: MakeApp) -> None:
@@ -278,9 +278,9 @@ async def test_slash_tier_pins_a_tier(make_app: MakeApp) -> None:
         agent = (await ready(pilot)).agent
         assert agent is not None
         await send(pilot, "/tier fast")
-        assert agent.tier == "fast"
+        assert agent.steering.tier == "fast"
         await send(pilot, "/tier cheapest")
-        assert agent.tier == "fast" and "/tier must be one of" in toasts(app)
+        assert agent.steering.tier == "fast" and "/tier must be one of" in toasts(app)
 
 
 async def test_slash_clear_starts_a_new_conversation(make_app: MakeApp) -> None:

@@ -14,7 +14,7 @@ from textual.case import camel_to_snake
 
 import tuiagent.ui
 from tuiagent.agent import events as agent_events
-from tuiagent.cost.budget import BudgetChanged
+from tuiagent.cost.budget import BudgetSnapshot
 from tuiagent.ui.agent_events import PREFIX
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.budget import BudgetState, cap_up
@@ -46,7 +46,7 @@ def test_every_when_method_names_an_agent_event() -> None:
 
 
 def test_the_state_shows_only_limits_and_what_the_cap_needs() -> None:
-    budget = BudgetChanged("session", Decimal("1"), Decimal("0.4"), Decimal("0.1"), 1)
+    budget = BudgetSnapshot("session", Decimal("1"), Decimal("0.4"), Decimal("0.1"), 1)
     state = BudgetState.of(budget, "max_cost", Decimal("0.7"))
     assert (state.cap, state.remaining, state.holds) == (Decimal(1), Decimal("0.5"), 1)
     assert state.at_cap and state.needed_usd == Decimal("0.7")

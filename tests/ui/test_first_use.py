@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 from tests.loopback import FaultyModel
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.offline import OfflineModel
-from tuiagent.runs.records import Tool, Turn
+from tuiagent.runs.records import ToolCall, Turn
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.chat import ChatLog
 from tuiagent.ui.widgets.entries import Notice, Said, ToolCall
@@ -153,7 +153,7 @@ async def test_a_network_failure_is_one_notice_and_no_costliest_mark(make_app: M
     async with app.run_test(size=(120, 40)) as pilot:
         agent = (await ready(pilot)).agent
         assert agent is not None
-        agent.sleep = no_sleep
+        agent.caller.meter.sleep = no_sleep
         await send(pilot, "List the files here.")
         await idle(pilot)
         assert len(app.main.query_one(TurnsTable).rows) == 1
@@ -186,7 +186,7 @@ async def test_a_retried_stream_replaces_the_partial_text(make_app: MakeApp) -> 
     async with app.run_test(size=(120, 40)) as pilot:
         agent = (await ready(pilot)).agent
         assert agent is not None
-        agent.sleep = no_sleep
+        agent.caller.meter.sleep = no_sleep
         await send(pilot, "List the files here.")
         await idle(pilot)
         texts = answers(app)
@@ -246,7 +246,7 @@ async def test_the_tool_results_panel_keeps_its_newest_entry_in_view(make_app: M
         await until(pilot, lambda: app.main.ready, "the panels")
         panel = app.main.query_one(ToolResultsPanel)
         for n in range(1, 41):
-            record = Tool(turn=n, name="read_file", result_id=f"r{n}", result_tokens=5)
+            record = ToolCall(turn=n, name="read_file", result_id=f"r{n}", result_tokens=5)
             panel.add_result(ToolResult(record, "x", "x"))
         await pilot.pause()
         assert "r40 read_file" in screen_text(pilot)

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import anthropic
+import httpx2
 
 from tests.loopback import LoopbackAPI
 from tests.proxy_harness import KEY, MODEL
@@ -78,6 +79,33 @@ async def test_the_dashboard_shows_each_call_and_its_keys_move_the_proxys_cap(
                 await pilot.pause()
                 assert caps == [Decimal(c) for c in ("0.5", "0.25", "0.2", "0.1")]
                 assert gauge.state.cap == Decimal("0.1") and "cap $0.10" in gauge.text()
+        finally:
+            server.stop()
+            meter.finish()
+
+
+async def test_a_refused_request_is_a_row_of_the_table(tmp_path: Path) -> None:
+    meter = Meter(Budget(Decimal("0.50"), name="proxy"), Pricer(), RunLog(tmp_path, "p"), "p")
+    with LoopbackAPI() as api:
+        server = ProxyServer(ProxyApp(meter, api.base_url), bind("127.0.0.1", 0))
+        app = ProxyDashboard(server, meter, Settings())
+        try:
+            async with app.run_test(size=(80, 24)) as pilot:
+                async with httpx2.AsyncClient() as client:
+                    refused = await client.post(
+                        server.url + "/v1/messages",
+                        json={"model": MODEL, "max_tokens": "4096", "messages": []},
+                        headers={"x-api-key": KEY, "user-agent": "curl/8.5"},
+                    )
+                assert refused.status_code == 400
+                table = app.query_one(TurnsTable)
+                for _ in range(50):
+                    await pilot.pause(0.02)
+                    if table.row_count == 1:
+                        break
+                row = [str(cell) for cell in table.get_row_at(0)]
+                assert row[:3] == ["1", "curl/sonnet-4-5", "refused"]
+                assert api.requests == []
         finally:
             server.stop()
             meter.finish()

@@ -43,4 +43,5 @@ async def test_a_cap_tier_and_turns_set_while_the_session_opens_reach_the_agent(
         agent = app.agent
         assert agent is not None
         assert agent.budget.cap == Decimal("2.50")
-        assert (agent.tier, agent.max_turns) == ("deep", 7)
+        now = agent.snapshot()
+        assert (now.tier, now.max_turns) == ("deep", 7)

@@ -1,7 +1,8 @@
 """The agent's face of the one meter (tuiagent/meter): plan -> hold -> send -> stream ->
 settle -> record, with retries.
 
-Every model call of the agent goes through `Caller.call`: agent turns, summaries, the
+Every model call of the agent goes through `Caller.call` (a `Call`: its events, then its
+`CallEnd`; the provider behind it is llm/provider.py's seam): agent turns, summaries, the
 classifier, keep-warm, replay, sub-agents. The money invariant: a call is held at its worst
 case before it is sent (`CallMeter.reserve`; a `hold` record is written first), held in
 flight while it streams, and in a `finally` settled by the meter's distrust rules and
@@ -15,15 +16,15 @@ shows, the ledger, the cache tracker.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
-
-import anthropic
 
 from tuiagent.agent.events import (
     AnswerDelta,
@@ -38,6 +39,8 @@ from tuiagent.agent.events import (
     TurnStarted,
 )
 from tuiagent.agent.router import RouteDecision
+from tuiagent.agent.run_records import Place
+from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.display import budget_line
@@ -53,22 +56,20 @@ from tuiagent.llm.caching import (
     count_breakpoints,
     without_breakpoints,
 )
-from tuiagent.llm.client import (
+from tuiagent.llm.provider import (
     CallFailed,
     CallResult,
+    Provider,
     TextDelta,
     ToolUseStarted,
     UsageUpdate,
-    count_tokens,
-    stream_message,
 )
 from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.llm.window import context_window
 from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, record_fields
-from tuiagent.runs.log import Writer, utc_now_iso
+from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.records import Attempt, HaltReason, HoldRecord, Turn
-from tuiagent.runs.transcript import Transcript
 
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 8.0
@@ -88,9 +89,22 @@ class CallSpec:
     conversation: bool = False  # its messages are the conversation's (cache, prefix reuse)
 
 
+@dataclass
+class Retries:
+    """The retries of transient failures a request may make (each request gets its own
+    `max_retries`), and how many it made."""
+
+    limit: int
+    used: int = 0
+
+
+def _with_model(request: dict[str, Any], model: str) -> dict[str, Any]:
+    return {**request, "model": model}
+
+
 @dataclass(frozen=True)
 class CallEnd:
-    """The last item of every call: its result, or why there is none.
+    """How a call ended (the result of its stream): its result, or why there is none.
 
     reason: None (completed), max_cost (no useful call fits), max_retries, error (a failure
     not retried), or "skipped" (a helper call that did not fit or failed).
@@ -101,6 +115,7 @@ class CallEnd:
     detail: str = ""
     tier: str = ""  # the tier the call was made on (after any step-down)
     needed_usd: Decimal | None = None  # "max_cost": what the cheapest useful call needs
+    record: Turn | None = None  # the completed call's `turn` record
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,7 @@ class _Held:
     prepared: Prepared
     held: Held
     record: HoldRecord  # its `hold` record, written before it was sent
+    started_at: str  # when it was sent (wall clock, ISO-8601)
 
 
 @dataclass
@@ -180,27 +196,31 @@ class _Seen:
     result: CallResult | None = None
     failure: CallFailed | None = None
 
+    def content(self) -> list[dict[str, Any]]:
+        """What streamed, as assistant content (a call stopped before it finished)."""
+        text = "".join(self.text)
+        return [{"type": "text", "text": text}] if text else []
+
 
 class Caller:
     """The metered calls of one run (or one sub-agent): its meter (budget, calibration,
-    prefix), ledger, retries and cache tracker."""
+    prefix), ledger and cache tracker, the provider it calls and the place its records go."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        client: anthropic.AsyncAnthropic,
+        provider: Provider,
         pricer: Pricer,
         budget: Budget,
-        write: Writer,
-        transcript: Transcript,
-        simulated: bool,
+        place: Place,
+        ledger: Ledger,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        ledger: Ledger | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
-        self.client = client
+        self.provider = provider
         self.pricer = pricer
         self.budget = budget
         # One call at a time under this budget (sub-agents have slices of their own): a
@@ -212,40 +232,37 @@ class Caller:
             wait_s=settings.run.hold_wait_s,
             clock=clock,
         )
-        self.ledger = ledger if ledger is not None else Ledger()
-        self.write = write
-        self.transcript = transcript
-        self.simulated = simulated
+        self.meter.sleep = sleep  # retries and waits for holds: one clock to replace
+        self.ledger = ledger
+        self.place = place
         self.clock = clock
         self.wall_clock = wall_clock
         self.random = random.Random()
-        self.retries_used = 0
         self.cache = CacheTracker()
-        self._count_available = True
-        self._pending_wait: float | None = None
-        self.started_at = ""  # when the call in progress was sent (wall clock, ISO-8601)
-        # What streamed of a call that was interrupted (the loop keeps it in the history).
-        self.interrupted_content: list[dict[str, Any]] = []
         self.last_call: Turn | None = None  # the last `turn` record written
-
-    @property
-    def sleep(self) -> Callable[[float], Awaitable[None]]:
-        return self.meter.sleep
-
-    @sleep.setter
-    def sleep(self, sleep: Callable[[float], Awaitable[None]]) -> None:
-        self.meter.sleep = sleep  # retries and waits for holds: one clock to replace
-
-    @property
-    def count_calls(self) -> int:
-        """count_tokens round trips made (the bench reads it)."""
-        return self.meter.count_calls
 
     # --- the call ------------------------------------------------------------
 
-    async def call(self, spec: CallSpec) -> AsyncGenerator[Event | CallEnd, None]:
-        """Yields the call's events, then one CallEnd. Transient failures are retried
-        within the run's retry budget; a helper call that does not fit or fails is
+    def call(self, spec: CallSpec, retries: Retries) -> Call:
+        """The call's events, then its CallEnd (agent/stream.py). Its retries count against
+        `retries`: the request's (each request gets `max_retries` of its own)."""
+        return Call(self, spec, retries)
+
+    def helper(
+        self, purpose: str, request: dict[str, Any], turn: int, retries: Retries, reason: str = ""
+    ) -> Call:
+        """One helper call (summarize, classify, compact, keep_warm) on its model's tier,
+        reserved, retried and logged like every call (its own `turn` record with its
+        `purpose`). Its CallEnd says "skipped" when it did not fit or failed."""
+        model = request["model"]
+        tier = self.settings.router.tier_of(model) or "fast"
+        why = reason or f"{purpose}: helper call on the {tier} tier"
+        build = functools.partial(_with_model, request)
+        return self.call(CallSpec(turn, purpose, RouteDecision(tier, model, why), build), retries)
+
+    async def _attempts(self, call: Call, spec: CallSpec, retries: Retries) -> Steps:
+        """A call's steps: its events, its CallEnd set on `call`. Transient failures are
+        retried within the request's `retries`; a helper call that does not fit or fails is
         skipped (reason "skipped"), an agent call ends with why."""
         helper = spec.purpose != "agent"
         attempt = 0
@@ -258,14 +275,16 @@ class Caller:
                 # count_tokens refused (a bad key), a model or a modifier without a price, a
                 # ledger that cannot be reached (then nothing is sent)
                 yield Notice(str(failure), "warning" if helper else "error")
-                yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
+                call.set_result(
+                    CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
+                )
                 return
             if held is None:
                 assert end is not None
                 if helper:  # said as a notice; a skipped call's end carries no detail
                     yield Notice(end.detail)
                     end = CallEnd(None, "skipped")
-                yield end
+                call.set_result(end)
                 return
             p, request = held.prepared, held.held.request
             yield CallHeld(held.record)
@@ -281,8 +300,8 @@ class Caller:
             )
             seen = _Seen()
             events: list[Event] = []
-            stream = stream_message(
-                self.client,
+            wait: float | None = None
+            stream = self.provider.stream(
                 request,
                 clock=self.clock,
                 call_timeout_s=self.settings.run.call_timeout_s,
@@ -315,30 +334,37 @@ class Caller:
             finally:
                 # The accounting of every way an attempt ends, exactly once: a result, a
                 # failure, or neither (cancelled, a signal, the consumer closed this call).
-                events = self._account(spec, held, seen)
+                events, wait = self._account(spec, held, seen, retries)
+                if seen.result is None and seen.failure is None:
+                    call.streamed = seen.content()
+                else:
+                    call.recorded = True
                 await stream.aclose()
             for event in events:
                 yield event
             if seen.result is not None:
-                yield CallEnd(seen.result, tier=p.decision.tier)
+                call.set_result(CallEnd(seen.result, tier=p.decision.tier, record=self.last_call))
                 return
             failed = seen.failure
             assert failed is not None
             if not is_retryable(failed):
                 yield Notice(str(failed), "warning" if helper else "error")
-                yield CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failed))
+                call.set_result(
+                    CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failed))
+                )
                 return
-            wait = self._pending_wait  # set by the accounting: None when used up
-            if wait is None:
+            if wait is None:  # the accounting's: the retries are used up
                 detail = (
-                    f"{failed}; this request's {self.settings.run.max_retries} retries are used up "
+                    f"{failed}; this request's {retries.limit} retries are used up "
                     "(each message gets its own: send it again to retry)"
                 )
                 yield Notice(detail, "warning")
-                yield CallEnd(None, "skipped" if helper else HaltReason.MAX_RETRIES, detail)
+                call.set_result(
+                    CallEnd(None, "skipped" if helper else HaltReason.MAX_RETRIES, detail)
+                )
                 return
-            yield Notice(f"{failed}; retry {self.retries_used} in {wait:.1f}s", "warning")
-            await self.sleep(wait)
+            yield Notice(f"{failed}; retry {retries.used} in {wait:.1f}s", "warning")
+            await self.meter.sleep(wait)
 
     def _did_not_fit(self, spec: CallSpec, helper: bool) -> CallEnd:
         """Why no useful call fits: the run's cap, or the `[[budgets]]` budget that stops it
@@ -382,8 +408,8 @@ class Caller:
         return tiers
 
     async def _hold(self, spec: CallSpec) -> _Held | None:
-        """Plan the call and hold its worst case, its `hold` record written before it is
-        sent; None when no useful call fits (not even once holds in flight settle)."""
+        """Plan the call and hold its worst case, its request and `hold` record written before
+        it is sent; None when no useful call fits (not even once holds in flight settle)."""
         chosen: list[Prepared] = []  # the route of the plan being held
         written: list[HoldRecord] = []
 
@@ -392,36 +418,15 @@ class Caller:
             chosen[:] = [prepared] if prepared is not None else []
             return prepared.plan if prepared is not None else None
 
-        def before_sending(h: Held) -> None:
-            # Both written, or the hold released and nothing sent (a full disk: LogWriteError).
-            self.transcript.request(spec.turn, spec.purpose, h.request)
-            written.append(self._write_hold(spec, chosen[0], h))
-
         held = await self.meter.hold_when_it_fits(
             plan,
             f"turn {spec.turn} {spec.purpose}",
-            before_sending,
+            functools.partial(self.place.write_hold, spec.turn, spec.purpose, into=written),
             Scopes(model=spec.decision.model),
         )
         if not isinstance(held, Held):
             return None
-        self.started_at = utc_now_iso()  # a Caller makes one call at a time
-        return _Held(chosen[0], held, written[0])
-
-    def _write_hold(self, spec: CallSpec, p: Prepared, held: Held) -> HoldRecord:
-        res = held.reservation
-        return self.write(
-            HoldRecord(
-                hold_id=held.hold_id,
-                turn=spec.turn,
-                purpose=spec.purpose,
-                model=p.model,
-                reserved_usd=res.worst_case_usd,
-                max_tokens=int(held.request["max_tokens"]),
-                input_tokens_counted=res.input_tokens,
-                started_at=utc_now_iso(),
-            )
-        )
+        return _Held(chosen[0], held, written[0], utc_now_iso())
 
     async def _prepare(self, spec: CallSpec) -> Prepared | None:
         """The plan for this call within what is left of the cap.
@@ -449,38 +454,27 @@ class Caller:
 
     async def _plan(self, model: str, request: dict[str, Any], conversation: bool) -> Plan | None:
         modifiers = self.meter.modifiers(model, request)
-        count = self._count if self._count_available else None
+        count = self.provider.count_tokens if self.provider.counts_tokens else None
         scopes = Scopes(model=model)  # (the run's own scopes are the budget's)
         size = await self.meter.size(
             model, request, modifiers, count, conversation=conversation, scopes=scopes
         )
         return self.meter.plan(model, request, size, modifiers, scopes)
 
-    async def _count(self, request: dict[str, Any]) -> object:
-        """The API's free count (the offline model's own offline); None where there is none:
-        a gateway without count_tokens (asked no more), an error, a count that is not one."""
-        try:
-            return await count_tokens(self.client, request)
-        except CallFailed as failure:
-            if failure.status in (401, 403):
-                raise
-            if failure.status == 404:
-                self._count_available = False  # this endpoint has none: stop asking
-        except Exception:
-            pass
-        return None
-
     # --- after: settle and record, exactly once -----------------------------
 
-    def _account(self, spec: CallSpec, held: _Held, seen: _Seen) -> list[Event]:
+    def _account(
+        self, spec: CallSpec, held: _Held, seen: _Seen, retries: Retries
+    ) -> tuple[list[Event], float | None]:
         """Settle the hold and write the attempt's one record. Runs in a `finally`: with a
-        result, with a failure, or with neither (cancelled, a signal, the consumer gone)."""
-        self._pending_wait = None
+        result, with a failure, or with neither (cancelled, a signal, the consumer gone).
+        Returns the events to show, and after a failure the wait before its retry (None:
+        no retry)."""
         if seen.result is not None:
-            return self._settle_turn(spec, held, seen.result, seen.updates)
+            return self._settle_turn(spec, held, seen.result, seen.updates), None
         if seen.failure is not None:
-            return self._settle_failure(spec, held, seen.failure, seen.updates)
-        return self._settle_interrupted(spec, held, seen)
+            return self._settle_failure(spec, held, seen.failure, seen.updates, retries)
+        return self._settle_interrupted(spec, held, seen), None
 
     def _settle_turn(
         self, spec: CallSpec, held: _Held, result: CallResult, updates: int
@@ -546,8 +540,8 @@ class Caller:
         return out
 
     def _settle_failure(
-        self, spec: CallSpec, held: _Held, failure: CallFailed, updates: int
-    ) -> list[Event]:
+        self, spec: CallSpec, held: _Held, failure: CallFailed, updates: int, retries: Retries
+    ) -> tuple[list[Event], float | None]:
         seen_usage = failure.usage_seen or updates > 0
         settled = self.meter.settle(
             held.held,
@@ -561,12 +555,11 @@ class Caller:
         )
         self.ledger.add(settled.usage, settled.cost, counts_as_turn=False)
         wait = None
-        if is_retryable(failure) and self.retries_used < self.settings.run.max_retries:
-            wait = self.backoff(self.retries_used, failure.retry_after_s)
-            self.retries_used += 1
-        self._pending_wait = wait
+        if is_retryable(failure) and retries.used < retries.limit:
+            wait = self.backoff(retries.used, failure.retry_after_s)
+            retries.used += 1
         p = held.prepared
-        record = self.write(
+        record = self.place.write(
             Attempt(
                 turn=spec.turn,
                 purpose=spec.purpose,
@@ -577,7 +570,7 @@ class Caller:
                 error=str(failure),
                 request_id=failure.request_id,
                 retry_in_s=None if wait is None else round(wait, 3),
-                retries_used=self.retries_used,
+                retries_used=retries.used,
                 usage=settled.usage,
                 cost_usd=settled.cost.total,
                 reserved_usd=held.held.reservation.worst_case_usd,
@@ -585,21 +578,19 @@ class Caller:
                 **record_fields(held.held, settled),
             )
         )
-        return [AttemptFailed(record), BudgetChanged(self.budget.snapshot())]
+        return [AttemptFailed(record), BudgetChanged(self.budget.snapshot())], wait
 
     def _settle_interrupted(self, spec: CallSpec, held: _Held, seen: _Seen) -> list[Event]:
         """Stopped (Escape, Ctrl-C, a signal): what streamed stays; the call is priced by
         what its usage said (output unknown after the cut: the most it allowed), or with
         no usage seen at its worst case."""
-        text = "".join(seen.text)
-        content = [{"type": "text", "text": text}] if text else []
-        self.interrupted_content = content
+        content = seen.content()
         settled = self.meter.settle(
             held.held,
             Seen(
                 usage=seen.usage if seen.usage_seen else None,
                 updates=seen.updates,
-                output_streamed=estimate_tokens(text),
+                output_streamed=estimate_tokens("".join(seen.text)),
             ),
         )
         usage = settled.usage
@@ -621,13 +612,13 @@ class Caller:
         usage, res, decision = result.usage, held.held.reservation, p.decision
         without_cache = self.pricer.without_cache(settled.priced_as, usage, settled.modifiers)
         self.ledger.add(usage, cost, without_cache=without_cache)
-        record = self.last_call = self.write(
+        record = self.last_call = self.place.write(
             Turn(
                 turn=spec.turn,
                 purpose=spec.purpose,
                 model=p.model,
                 tier=decision.tier,
-                simulated=self.simulated,
+                simulated=self.provider.simulated,
                 usage=usage,
                 context_tokens=usage.total_input_tokens,
                 context_window=context_window(p.model, self.settings.run.context_window),
@@ -642,7 +633,7 @@ class Caller:
                 stop_reason=result.stop_reason,
                 latency_s=round(result.latency_s, 4),
                 ttft_s=None if result.ttft_s is None else round(result.ttft_s, 4),
-                started_at=self.started_at,
+                started_at=held.started_at,
                 ended_at=utc_now_iso(),
                 request_id=result.request_id,
                 message_id=result.message_id,
@@ -668,3 +659,20 @@ class Caller:
             state.last_read_at,
             state.expires_at,
         )
+
+
+class Call(EventStream[CallEnd]):
+    """One metered call: its events (held, started, the answer as it streams, finished or
+    failed, retries), then its CallEnd."""
+
+    def __init__(self, caller: Caller, spec: CallSpec, retries: Retries) -> None:
+        super().__init__()
+        self.caller, self.spec, self.retries = caller, spec, retries
+        # What streamed of the call when it was stopped (Escape, Ctrl-C, a signal): the
+        # loop keeps it in the conversation.
+        self.streamed: list[dict[str, Any]] = []
+        # An attempt finished or failed and has its record (its turn number is taken).
+        self.recorded = False
+
+    def steps(self) -> Steps:
+        return self.caller._attempts(self, self.spec, self.retries)

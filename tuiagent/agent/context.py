@@ -22,31 +22,32 @@ Two steps, both on by default (config `context_management`), each a `context` re
 The agent calls `before_call` before every agent call, so a request is never sent over
 the window: when even a compacted request would not fit, the run halts with
 `halt_reason: "context"` instead of getting the API's 400.
+
+And while the user is idle, **keep-warm** refreshes the cache just before it expires when
+that costs less than the miss it prevents (`keep_warm`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tuiagent.agent import helpers
-from tuiagent.agent.call import CallEnd
+from tuiagent.agent.call import Caller, Retries
 from tuiagent.agent.compress import Compressor
-from tuiagent.agent.events import AttemptFailed, ContextEdited, Event, Notice, TurnFinished
-from tuiagent.config import TIERS
+from tuiagent.agent.conversation import Conversation, RunState, SettledEnd
+from tuiagent.agent.events import ContextEdited, Notice
+from tuiagent.agent.run_records import Place
+from tuiagent.agent.stream import EventStream, Steps
+from tuiagent.config import TIERS, Settings
 from tuiagent.cost.display import cap, money
-from tuiagent.llm.caching import TTL_SECONDS
+from tuiagent.cost.pricing import Pricer
+from tuiagent.llm.caching import TTL_SECONDS, plan_breakpoints
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.llm.window import context_window
-from tuiagent.runs.records import ContextEdit
-
-if TYPE_CHECKING:
-    from tuiagent.agent.loop import Agent
+from tuiagent.runs.records import ContextEdit, KeepWarm
 
 # A clearing must pay for its cache rewrite within this many calls, a compaction for its
 # summary call and rewrite within COMPACT_PAYBACK_CALLS (see the module doc).
@@ -67,6 +68,9 @@ COMPACT_SYSTEM = (
 )
 COMPACT_MAX_TOKENS = 4096
 CLEARED = "cleared from context"
+# Keep-warm acts in the last minute of a cache entry's life, with a one-token question.
+KEEP_WARM_WINDOW_S = 60.0
+KEEP_WARM_PING = "(keep-alive: no answer needed)"
 _RESULT_ID = re.compile(r"^\[(r\d+)[: ]")
 _ARG_KEYS = ("path", "pattern", "command", "url", "result_id")
 _CLIP = 600  # characters of one message a compaction's input keeps
@@ -82,50 +86,43 @@ class _Clearing:
     first_message: int
 
 
-@dataclass
-class _Settled:
-    """The end of the history's settled part: the last message a clearing edited. Calls
-    hold a cache breakpoint there, so the next clearing (which edits only what follows)
-    rewrites the cache from there on, not from the start. `cached_at`: when a call first
-    wrote that prefix to the cache (None: not yet), and on which model."""
-
-    message: int
-    after_turn: int  # the calls after this turn place the breakpoint
-    cached_at: float | None = None
-    model: str | None = None
-
-
 class ContextManager:
     """Keeps one agent's conversation within its window and its cost (see the module doc)."""
 
-    def __init__(self, agent: Agent, compressor: Compressor) -> None:
-        self.agent = agent
+    def __init__(
+        self,
+        settings: Settings,
+        state: RunState,
+        conversation: Conversation,
+        caller: Caller,
+        pricer: Pricer,
+        compressor: Compressor,
+        place: Place,
+    ) -> None:
+        self.settings = settings
+        self.state = state  # its history is what is cleared and compacted
+        self.conversation = conversation  # its settled ends hold cache breakpoints
+        self.caller = caller  # the summary call; the prompt cache and the clock
+        self.pricer = pricer
         self.compressor = compressor
-        self.settings = agent.settings
-        # The settled ends whose breakpoints the next call holds: the one cached, and a new
-        # one after a clearing until a call has cached it too.
-        self.settled: list[_Settled] = []
-
-    def held(self) -> list[int]:
-        """The message indices whose last blocks hold a cache breakpoint (conversation.py)."""
-        return [s.message for s in self.settled]
+        self.place = place
 
     def _note_calls(self) -> None:
         """A call made since a clearing has cached its settled end: the one before is let go."""
-        cache, turns = self.agent.cache, self.agent.state.turns
-        for s in self.settled:
+        cache, turns, settled = self.caller.cache, self.state.turns, self.conversation.settled
+        for s in settled:
             if s.cached_at is None and turns > s.after_turn and cache.last_model is not None:
                 s.model = cache.last_model
                 s.cached_at = cache.models[cache.last_model].last_write_at
-        cached = [s for s in self.settled if s.cached_at is not None]
+        cached = [s for s in settled if s.cached_at is not None]
         if cached:
-            self.settled = [s for s in self.settled if s.cached_at is None or s is cached[-1]]
+            settled[:] = [s for s in settled if s.cached_at is None or s is cached[-1]]
 
     def _rewrite_from(self) -> int:
         """Where a clearing's rewrite of the cache starts: after the settled end a live cache
         entry holds (same model, within its lifetime), else the first message."""
-        cache, now = self.agent.cache, self.agent.wall_clock()
-        for s in reversed(self.settled):
+        cache, now = self.caller.cache, self.caller.wall_clock()
+        for s in reversed(self.conversation.settled):
             if s.cached_at is None or s.model != cache.last_model or s.model is None:
                 continue
             state = cache.models.get(s.model)
@@ -144,18 +141,24 @@ class ContextManager:
 
     def tokens(self) -> int:
         """The next request's input, as the local estimate counts it."""
-        return estimate_request_tokens(self.agent.request_body())
+        return estimate_request_tokens(self.conversation.body())
 
     # --- the hook before each agent call --------------------------------------
 
-    async def before_call(self) -> AsyncGenerator[Event, None]:
-        """Clear what has served when that pays; compact near the window; never let a
-        request over the window go out (the agent halts on `context` instead)."""
+    def before_call(self, retries: Retries) -> EventStream[int]:
+        """Before each agent call of a request (its `retries` for a compaction): clear what
+        has served when that pays; compact near the window; never let a request over the
+        window go out (the agent halts on `context` instead). Its result: the turn numbers
+        its compaction took (they do not count against the request's max_turns)."""
+        return EventStream(lambda out: self._before_call(out, retries))
+
+    async def _before_call(self, out: EventStream[int], retries: Retries) -> Steps:
         self._note_calls()
+        out.set_result(0)
         if self.settings.run.context_management:
             # Results of the request being worked on stay: the answer is made from them.
-            history = self.agent.state.history
-            current = _current_request(history) if self.agent.working else len(history)
+            history = self.state.history
+            current = _current_request(history)
             clearing = self._plan_clearing(self.settings.run.context_keep_turns, current)
             if clearing is not None:
                 why = self._pays(clearing)
@@ -170,12 +173,12 @@ class ContextManager:
             else:
                 trigger, why = "saving", self._compaction_pays(current)
             if why is not None:
-                async with aclosing(self.compact(why, trigger)) as events:
-                    async for event in events:
-                        yield event
+                compaction = self.compact(why, retries, working=True, trigger=trigger)
+                yield compaction
+                out.set_result(compaction.result())
         if self.tokens() > self.window() and self.settings.run.context_management:
             # The current request alone is too large: clear all but its last results.
-            clearing = self._plan_clearing(1, len(self.agent.state.history))
+            clearing = self._plan_clearing(1, len(self.state.history))
             if clearing is not None:
                 yield self._apply_clearing(clearing, "the request would be over the window")
 
@@ -197,7 +200,7 @@ class ContextManager:
     def _plan_clearing(self, keep_turns: int, before: int) -> _Clearing | None:
         """Every tool result older than the last `keep_turns` calls, in the messages before
         index `before`, and not yet cleared."""
-        history = self.agent.state.history
+        history = self.state.history
         result_messages = [
             i
             for i, m in enumerate(history[:before])
@@ -231,10 +234,10 @@ class ContextManager:
 
     def _pays(self, clearing: _Clearing) -> str | None:
         """Why this clearing pays now, or None when it does not (yet)."""
-        agent = self.agent
-        model = agent.cache.last_model
-        state = agent.cache.models.get(model) if model is not None else None
-        now = agent.wall_clock()
+        cache = self.caller.cache
+        model = cache.last_model
+        state = cache.models.get(model) if model is not None else None
+        now = self.caller.wall_clock()
         warm = (
             self.settings.cache.enabled
             and state is not None
@@ -243,7 +246,7 @@ class ContextManager:
         )
         if not warm or model is None:
             return "no warm cache: nothing is written again at a premium"
-        rates = agent.pricer.rates(model)
+        rates = self.pricer.rates(model)
         saved = rates.cache_read * clearing.cleared_tokens * PAYBACK_CALLS
         rewrite = (rates.cache_write_5m - rates.cache_read) * clearing.rewritten_tokens
         if saved < rewrite:
@@ -259,8 +262,8 @@ class ContextManager:
         history is large (`compact_early_at` of the window), the saving on each later call
         is material (`compact_min_saving_usd`), and it pays back within
         COMPACT_PAYBACK_CALLS calls."""
-        agent, run = self.agent, self.settings.run
-        head = agent.state.history[:start]
+        run, history = self.settings.run, self.state.history
+        head = history[:start]
         if not head or (len(head) == 1 and _is_summary(head[0])):
             return None
         head_tokens = estimate_request_tokens({"messages": head})
@@ -271,15 +274,16 @@ class ContextManager:
         expected = summaries + (head_tokens - summaries) // 10  # the new summary, guessed
         if expected >= head_tokens:
             return None
-        rates = agent.pricer.rates(agent.cache.last_model or self.settings.router.model_for("fast"))
+        last = self.caller.cache.last_model
+        rates = self.pricer.rates(last or self.settings.router.model_for("fast"))
         per_call = rates.cache_read * (head_tokens - expected)
         if per_call < run.compact_min_saving_usd:
             return None
-        tail = estimate_request_tokens({"messages": agent.state.history[start:]})
+        tail = estimate_request_tokens({"messages": history[start:]})
         rendered = estimate_request_tokens(
             {"messages": [{"role": "user", "content": self._render(head, keep=False)}]}
         )
-        fast = agent.pricer.rates(self.settings.router.model_for("fast"))
+        fast = self.pricer.rates(self.settings.router.model_for("fast"))
         cost = (
             fast.input * rendered
             + fast.output * expected
@@ -295,9 +299,8 @@ class ContextManager:
         )
 
     def _apply_clearing(self, clearing: _Clearing, reason: str) -> ContextEdited:
-        agent = self.agent
-        history = agent.state.history
-        agent.transcript.messages(history)  # as they were, before the edit
+        history, transcript = self.state.history, self.place.transcript
+        transcript.messages(history)  # as they were, before the edit
         before = self.tokens()
         uses = _tool_uses(history)
         ids = []
@@ -307,14 +310,15 @@ class ContextManager:
             header = self._header(uses.get(block.get("tool_use_id", "")), text, keep=True)
             ids.append(header[1 : header.index(":")])
             message["content"][bi] = {**block, "content": header}
-        agent.transcript.rewrite(history, clearing.first_message)
-        self.settled.append(_Settled(clearing.edits[-1][0], agent.state.turns))
-        model = agent.cache.last_model or self.settings.router.model_for("fast")
-        rates = agent.pricer.rates(model)
-        record = agent.write(
+        transcript.rewrite(history, clearing.first_message)
+        settled = SettledEnd(clearing.edits[-1][0], self.state.turns)
+        self.conversation.settled.append(settled)
+        model = self.caller.cache.last_model or self.settings.router.model_for("fast")
+        rates = self.pricer.rates(model)
+        record = self.place.write(
             ContextEdit(
                 action="clear_tool_results",
-                turn=agent.state.turns,
+                turn=self.state.turns,
                 results=len(clearing.edits),
                 result_ids=ids,
                 tokens_before=before,
@@ -352,14 +356,23 @@ class ContextManager:
 
     # --- compaction and /clear -------------------------------------------------
 
-    async def compact(self, why: str, trigger: str = "asked") -> AsyncGenerator[Event, None]:
-        """Summarise the conversation before the current request (all of it when idle) by a
-        fast-tier helper call, and go on from the summary. `trigger` (window, saving,
-        asked) and `why` go into the record and onto the screen. The call has a turn
-        number of its own; it does not count against the request's max_turns."""
-        agent = self.agent
-        history = agent.state.history
-        start = _current_request(history) if agent.working else len(history)
+    def compact(
+        self, why: str, retries: Retries, *, working: bool, trigger: str = "asked"
+    ) -> EventStream[int]:
+        """Summarise the conversation before the current request (all of it when idle, not
+        `working` on one) by a fast-tier helper call, and go on from the summary. `trigger`
+        (window, saving, asked) and `why` go into the record and onto the screen. The call
+        has a turn number of its own (the result: the turn numbers it took, 0 or 1); it does
+        not count against the request's max_turns."""
+        return EventStream(lambda out: self._compact(out, why, retries, working, trigger))
+
+    async def _compact(
+        self, out: EventStream[int], why: str, retries: Retries, working: bool, trigger: str
+    ) -> Steps:
+        out.set_result(0)
+        state = self.state
+        history = state.history
+        start = _current_request(history) if working else len(history)
         head = history[:start]
         if not head or (len(head) == 1 and _is_summary(head[0])):
             yield Notice("nothing to compact: the conversation is only the current request")
@@ -378,40 +391,36 @@ class ContextManager:
             ],
         }
         yield Notice(f"compacting the conversation: {why}")
-        result, failed = None, "the call was not made"
-        turn, recorded = agent.state.turns + 1, False
+        turn = state.turns + 1
+        call = self.caller.helper("compact", request, turn, retries)
         try:
-            async with aclosing(helpers.helper_call(agent, "compact", request, turn=turn)) as items:
-                async for item in items:
-                    if isinstance(item, CallEnd):
-                        result, failed = item.result, item.detail
-                    else:
-                        recorded = recorded or isinstance(item, TurnFinished | AttemptFailed)
-                        yield item
+            yield call
         finally:
-            if recorded:  # the number is taken: the next agent call has the one after
-                agent.state.turns = turn
-                if agent.working:
-                    agent.request_start += 1
+            if call.recorded:  # the number is taken: the next agent call has the one after
+                state.turns = turn
+                out.set_result(1)
+        end = call.result()
+        result = end.result
         if result is None:
-            yield Notice(f"could not compact the conversation ({failed})", "warning")
+            yield Notice(f"could not compact the conversation ({end.detail})", "warning")
             return
         summary = result.text.strip() or "(the summary came back empty)"
-        cost = agent.pricer.price(result.model or model, result.usage).total
+        cost = self.pricer.price(result.model or model, result.usage).total
         text = f"{SUMMARY_MARKER} Summary of the conversation so far:\n{summary}"
-        agent.transcript.messages(history)  # as they were, before the edit
-        agent.state.history = [{"role": "user", "content": [{"type": "text", "text": text}]}]
-        agent.state.history += history[start:]
-        agent.transcript.rewrite(agent.state.history, 0)
-        self.settled = []
+        transcript = self.place.transcript
+        transcript.messages(history)  # as they were, before the edit
+        state.history = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+        state.history += history[start:]
+        transcript.rewrite(state.history, 0)
+        self.conversation.settled.clear()
         after = self.tokens()
-        record = agent.write(
+        record = self.place.write(
             ContextEdit(
                 action="compact",
-                turn=agent.state.turns,
+                turn=state.turns,
                 model=result.model or model,
                 messages_before=len(history),
-                messages_after=len(agent.state.history),
+                messages_after=len(state.history),
                 tokens_before=before,
                 tokens_after=after,
                 summary_tokens=result.usage.output_tokens,
@@ -429,17 +438,17 @@ class ContextManager:
     def clear(self) -> ContextEdited:
         """/clear: a new conversation in the same session (the budget and the kept results
         carry on; the next request has no earlier messages)."""
-        agent = self.agent
+        state, transcript = self.state, self.place.transcript
         before = self.tokens()
-        messages = len(agent.state.history)
-        agent.transcript.messages(agent.state.history)  # as they were, before the edit
-        agent.state.history = []
-        agent.transcript.rewrite([], 0)
-        self.settled = []
-        record = agent.write(
+        messages = len(state.history)
+        transcript.messages(state.history)  # as they were, before the edit
+        state.history = []
+        transcript.rewrite([], 0)
+        self.conversation.settled.clear()
+        record = self.place.write(
             ContextEdit(
                 action="clear",
-                turn=agent.state.turns,
+                turn=state.turns,
                 messages_before=messages,
                 messages_after=0,
                 tokens_before=before,
@@ -448,6 +457,66 @@ class ContextManager:
             )
         )
         return ContextEdited(record)
+
+    # --- keep-warm ---------------------------------------------------------------
+
+    def keep_warm(self) -> EventStream[None]:
+        """While the user is idle: refresh the conversation's cache just before it expires,
+        when a refresh costs less than the miss it prevents and fits the budget. Each
+        decision is logged (a `keep_warm` record) with its reason. Off unless
+        `keep_warm = true`. A refresh is a request of its own (its own retries)."""
+        return EventStream(self._keep_warm())
+
+    async def _keep_warm(self) -> Steps:
+        settings, cache, caller = self.settings, self.caller.cache, self.caller
+        model = cache.last_model
+        if not settings.cache.keep_warm or not settings.cache.enabled or model is None:
+            return
+        state = cache.models[model]
+        now = caller.wall_clock()
+        if state.expires_at is None or now >= state.expires_at:
+            return  # nothing warm to keep
+        left = state.expires_at - now
+        if left > KEEP_WARM_WINDOW_S:
+            return  # not close to expiry yet
+        prefix = state.cached_prefix_tokens
+        request = plan_breakpoints(
+            {"model": model, "max_tokens": 1, **self.conversation.body()},
+            model,
+            settings.cache.ttl,
+        )
+        request["messages"] = [*request["messages"], {"role": "user", "content": KEEP_WARM_PING}]
+        total = estimate_request_tokens(request)
+        rates = self.pricer.rates(model, total)
+        # A refresh reads the prefix and writes what was added since; a miss on the next
+        # turn writes the whole prefix again instead of reading it.
+        refresh = (
+            rates.cache_read * prefix + rates.cache_write_5m * max(0, total - prefix) + rates.output
+        )
+        miss = (rates.cache_write_5m - rates.cache_read) * prefix
+        if refresh >= miss:
+            action, reason = "skip", "a refresh would cost more than the miss it prevents"
+        elif refresh > caller.budget.remaining:
+            action, reason = "skip", "a refresh does not fit what is left of the cap"
+        else:
+            action, reason = "refresh", "a refresh costs less than a miss on the next turn"
+        self.place.write(
+            KeepWarm(
+                model=model,
+                cached_prefix_tokens=prefix,
+                expires_in_s=round(left, 1),
+                refresh_cost_usd=refresh,
+                miss_cost_usd=miss,
+                action=action,
+                reason=reason,
+            )
+        )
+        yield Notice(f"keep-warm on {model}: {action} ({reason})")
+        if action != "refresh":
+            return
+        why = "keep-warm: refresh the cache before it expires"
+        retries = Retries(settings.run.max_retries)
+        yield caller.helper("keep_warm", request, self.state.turns, retries, why)
 
     def _render(self, messages: list[dict[str, Any]], *, keep: bool) -> str:
         """The conversation as plain text for the summariser; results as their headers."""

@@ -1,41 +1,48 @@
-"""The conversation as the agent sends it: where the request being worked on begins in the
-history, the request built from the history, and what an answer, an interruption or a
-withdrawn message leaves in it. Clearing and compaction are agent/context.py's.
+"""The conversation as the agent sends it: the run's state (its history and counters), and
+the request built from the history, the system prompt and the tools. What a request adds to
+the history is the request's (agent/loop.py, Request); clearing and compaction are
+agent/context.py's.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
-from tuiagent.llm.caching import plan_breakpoints
+from tuiagent.agent.tools import Toolbox
+from tuiagent.config import Settings
+from tuiagent.llm.caching import CacheTracker, plan_breakpoints
 from tuiagent.runs.records import HaltReason
 
-if TYPE_CHECKING:
-    from tuiagent.agent.loop import Agent
+
+@dataclass
+class RunState:
+    """One agent's run so far: its calls, how it ended, its conversation's messages."""
+
+    run_id: str
+    turns: int = 0
+    subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
+    status: str | None = None
+    halt_reason: HaltReason | None = None
+    # Halted at the cap: the most the next call may cost (what raising the cap must leave).
+    needed_usd: Decimal | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def begin_request(agent: Agent, prompt: str | None = None) -> None:
-    """Each request gets its own max_turns and max_retries; the cap is the session's. With a
-    `prompt` (send), the user's message joins the history; without (go_on), the request a
-    limit halted goes on."""
-    state = agent.state
-    if state.halt_reason != HaltReason.ERROR:
-        state.halt_reason = None  # a new attempt within the limits
-    agent.request_start, agent.caller.retries_used, agent.working = state.turns, 0, True
-    agent.message_at = None  # where the request's message is in the history
-    if prompt is not None:
-        agent.message_at = len(state.history)
-        state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
-        agent.prompt, agent.classified = prompt, None
+@dataclass
+class SettledEnd:
+    """The end of the history's settled part: the last message a clearing edited
+    (agent/context.py). Calls hold a cache breakpoint there, so the next clearing (which
+    edits only what follows) rewrites the cache from there on, not from the start.
+    `cached_at`: when a call first wrote that prefix to the cache (None: not yet), and on
+    which model."""
 
-
-def withdraw_message(agent: Agent) -> str:
-    """Nothing of this request's message reached the model: it leaves the conversation and
-    goes back to the user (returned), to send once the cap is raised."""
-    assert agent.message_at is not None
-    del agent.state.history[agent.message_at :]
-    return agent.prompt
+    message: int
+    after_turn: int  # the calls after this turn place the breakpoint
+    cached_at: float | None = None
+    model: str | None = None
 
 
 def asks_diagnostics(simulated: bool) -> bool:
@@ -44,44 +51,56 @@ def asks_diagnostics(simulated: bool) -> bool:
     return simulated or not os.environ.get("ANTHROPIC_BASE_URL")
 
 
-def request_body(agent: Agent) -> dict[str, Any]:
-    return {
-        "system": agent.system_prompt,
-        "tools": agent.toolbox.definitions(),
-        "messages": agent.state.history,
-    }
+class Conversation:
+    """The requests an agent's conversation makes: the history (`state.history`, replaced
+    whole by a compaction or /clear), the system prompt and the tools' definitions."""
 
+    def __init__(
+        self,
+        state: RunState,
+        settings: Settings,
+        system_prompt: str,
+        toolbox: Toolbox,
+        cache: CacheTracker,
+        *,
+        simulated: bool,
+    ) -> None:
+        self.state = state
+        self.settings = settings
+        self.system_prompt = system_prompt
+        self.toolbox = toolbox
+        self.cache = cache  # the calls' prompt cache: its last message id
+        self.ask_diagnostics = asks_diagnostics(simulated)
+        # The settled ends whose breakpoints the next call holds: the one cached, and a new
+        # one after a clearing until a call has cached it too (context.py keeps them).
+        self.settled: list[SettledEnd] = []
 
-def agent_request(agent: Agent, model: str) -> dict[str, Any]:
-    """The next agent call's request to `model`, with its cache breakpoints."""
-    request: dict[str, Any] = {
-        "model": model,
-        "max_tokens": agent.settings.run.max_tokens,
-        **request_body(agent),
-    }
-    if not agent.settings.cache.enabled:
-        return request
-    if agent.ask_diagnostics:
-        # Ask the API why a call missed the cache: it compares with this previous call.
-        request["diagnostics"] = {"previous_message_id": agent.cache.last_message_id}
-    return plan_breakpoints(request, model, agent.settings.cache.ttl, agent.context.held())
+    def held(self) -> list[int]:
+        """The message indices whose last blocks hold a cache breakpoint."""
+        return [s.message for s in self.settled]
 
+    def body(self) -> dict[str, Any]:
+        """What every request of the conversation sends: system, tools, messages."""
+        return {
+            "system": self.system_prompt,
+            "tools": self.toolbox.definitions(),
+            "messages": self.state.history,
+        }
 
-def add_answer(agent: Agent, content: list[dict[str, Any]]) -> None:
-    """The answer joins the history, and the transcript at once: replay compares with the
-    answer as it was, even when a compaction replaces it later."""
-    agent.state.history.append({"role": "assistant", "content": replayable(content)})
-    agent.transcript.messages(agent.state.history)
-
-
-def interrupted(agent: Agent, turn: int) -> None:
-    """The agent call of `turn` was interrupted (Escape, Ctrl-C, a signal): it counts as a
-    turn, and what streamed stays in the conversation."""
-    agent.state.turns = turn
-    agent.state.halt_reason = HaltReason.INTERRUPTED
-    if agent.caller.interrupted_content:
-        content = agent.caller.interrupted_content
-        agent.state.history.append({"role": "assistant", "content": content})
+    def request(self, model: str) -> dict[str, Any]:
+        """The next agent call's request to `model`, with its cache breakpoints."""
+        settings = self.settings
+        request: dict[str, Any] = {
+            "model": model,
+            "max_tokens": settings.run.max_tokens,
+            **self.body(),
+        }
+        if not settings.cache.enabled:
+            return request
+        if self.ask_diagnostics:
+            # Ask the API why a call missed the cache: it compares with this previous call.
+            request["diagnostics"] = {"previous_message_id": self.cache.last_message_id}
+        return plan_breakpoints(request, model, settings.cache.ttl, self.held())
 
 
 def replayable(content: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,11 +18,11 @@ parent's loop compresses like any large result.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tuiagent.agent.events import (
     BudgetChanged,
@@ -35,14 +35,13 @@ from tuiagent.agent.events import (
     TurnFinished,
     TurnStarted,
 )
+from tuiagent.agent.loop import Agent
+from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tools.base import Tool, Toolbox, ToolError, ToolOutput
 from tuiagent.config import TIERS
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.outcome import COMPLETED, ERROR, outcome
 from tuiagent.runs.records import SubAgentEnd
-
-if TYPE_CHECKING:
-    from tuiagent.agent.loop import Agent
 
 DELEGATE_TOOL = "delegate"
 # What a worker may use: reading the workspace, never acting on the world or delegating.
@@ -200,10 +199,10 @@ class Delegator:
 
     async def _run_quietly(self, args: dict[str, Any]) -> str:
         """The tool run without its events (Toolbox.call)."""
-        output = ToolOutput("")
-        async for item in self.run(args):
-            if isinstance(item, ToolOutput):
-                output = item
+        run = self.run(args)
+        async for _ in run:
+            pass
+        output = run.result()
         if output.is_error:
             raise ToolError(output.text.removeprefix("error: "))
         return output.text
@@ -217,8 +216,6 @@ class Delegator:
         return True
 
     def _worker(self, agent_id: str, sub: SubTask, amount: Decimal) -> Agent:
-        from tuiagent.agent.loop import Agent
-
         parent = self.parent
         settings = parent.settings.with_changes(
             tier=sub.tier,
@@ -232,7 +229,6 @@ class Delegator:
         tools = Toolbox({n: t for n, t in parent.toolbox.tools.items() if n in WORKER_TOOLS})
         return Agent(
             settings,
-            client=parent.caller.client,
             provider=parent.provider,
             toolbox=tools,
             log_dir=parent.log.path.parent,
@@ -242,12 +238,15 @@ class Delegator:
             task=sub.task,
         )
 
-    async def run(self, args: dict[str, Any]) -> AsyncGenerator[Event | ToolOutput, None]:
-        """Yields the sub-agents' events as they work, then the tool's output."""
+    def run(self, args: dict[str, Any]) -> EventStream[ToolOutput]:
+        """The sub-agents' events as they work, then the tool's output."""
+        return EventStream(lambda out: self._run(out, args))
+
+    async def _run(self, out: EventStream[ToolOutput], args: dict[str, Any]) -> Steps:
         try:
             subs = parse_tasks(args)
         except ToolError as exc:
-            yield ToolOutput(f"error: {exc}", is_error=True)
+            out.set_result(ToolOutput(f"error: {exc}", is_error=True))
             return
         parent = self.parent
         results = []
@@ -302,7 +301,9 @@ class Delegator:
             for r in results:
                 self._tasks.pop(r.agent, None)
         yield BudgetChanged(parent.budget.snapshot())
-        yield ToolOutput(summary(results), is_error=all(r.state == "failed" for r in results))
+        out.set_result(
+            ToolOutput(summary(results), is_error=all(r.state == "failed" for r in results))
+        )
 
     async def _work(
         self,

@@ -15,11 +15,11 @@ import difflib
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuiagent.agent.stream import EventStream, awaited
 from tuiagent.agent.tools import Tool, ToolError, ToolOutput
 from tuiagent.agent.tools.base import in_thread
 from tuiagent.agent.tools.beneath import Beneath
@@ -227,8 +227,8 @@ class Editor:
         path = {"type": "string", "description": "A path relative to the workspace root."}
 
         def tool(name: str, description: str, properties: dict[str, Any]) -> Tool:
-            async def stream(args: dict[str, Any]) -> AsyncIterator[Any]:
-                yield await in_thread(lambda: self.apply(name, args))
+            def stream(args: dict[str, Any]) -> EventStream[ToolOutput]:
+                return awaited(lambda: in_thread(lambda: self.apply(name, args)))
 
             async def run(args: dict[str, Any]) -> str:
                 return (await in_thread(lambda: self.apply(name, args))).text

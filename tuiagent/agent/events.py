@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+from tuiagent.cost.budget import BudgetSnapshot
 from tuiagent.redact import redact_data
 from tuiagent.runs import records
 
@@ -57,7 +57,9 @@ class RunStarted(LogRecord):
 
 
 @dataclass(frozen=True)
-class UserMessage(LogRecord):
+class Prompted(LogRecord):
+    """The user's message joined the conversation (its `user` record)."""
+
     record: records.UserMessage
 
 
@@ -91,7 +93,7 @@ class TurnFinished(LogRecord):
 class ToolFinished(LogRecord):
     """A tool ran. `output` is what the model saw."""
 
-    record: records.Tool
+    record: records.ToolCall
     output: str = ""
     original: str = ""
 

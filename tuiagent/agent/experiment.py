@@ -24,8 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tuiagent.agent.call import CallEnd, CallSpec
-from tuiagent.agent.events import TurnFinished
+from tuiagent.agent.call import CallEnd, CallSpec, Retries
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision, request_words, rule_matches, tools_so_far
 from tuiagent.agent.tools import Toolbox
@@ -34,13 +33,12 @@ from tuiagent.cost.budget import estimated_with_margin, plan_reservation
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.pricing import ZERO, Pricer
 from tuiagent.errors import LimitError, TuiagentError, UsageError
-from tuiagent.llm.client import ModelConnection
+from tuiagent.llm.provider import ModelConnection
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.outcome import outcome
-from tuiagent.runs.records import ExperimentResult, HaltReason, ReplayedTurn
-from tuiagent.runs.records import Turn as TurnRecord
+from tuiagent.runs.records import ExperimentResult, HaltReason, ReplayedTurn, Turn
 from tuiagent.runs.transcript import sent_requests
 
 VERDICTS = ("same", "acceptable", "worse")
@@ -58,7 +56,7 @@ _VERDICT_LINE = re.compile(r"^\W*(same|acceptable|worse)\b\W*(.*)$", re.IGNORECA
 
 
 @dataclass
-class Turn:
+class SourceTurn:
     """One agent turn of a source run, ready to replay."""
 
     run_id: str
@@ -80,7 +78,7 @@ class Turn:
 
 @dataclass
 class TurnResult:
-    source: Turn
+    source: SourceTurn
     tier: str
     model: str
     cost: Decimal = ZERO
@@ -127,7 +125,7 @@ class Experiment:
     tier: str
     model: str
     results: list[TurnResult]
-    skipped: list[Turn]  # already on the target: nothing to learn
+    skipped: list[SourceTurn]  # already on the target: nothing to learn
     cap: Decimal
     spent: Decimal = ZERO
     run_id: str = ""
@@ -204,9 +202,9 @@ def _prompt_of(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-def source_turns(run: RunFile) -> list[Turn]:
+def source_turns(run: RunFile) -> list[SourceTurn]:
     """Every agent turn of a run with its exact request and its answer."""
-    records = [c for c in run.calls if isinstance(c, TurnRecord) and c.purpose == "agent"]
+    records = [c for c in run.calls if isinstance(c, Turn) and c.purpose == "agent"]
     if not records:
         raise UsageError(f"run {run.run_id} has no agent turns to replay")
     requests = sent_requests(run)
@@ -219,7 +217,7 @@ def source_turns(run: RunFile) -> list[Turn]:
         request = found.request
         sent = request.get("messages") or []
         turns.append(
-            Turn(
+            SourceTurn(
                 run.run_id,
                 number,
                 rec.tier or "?",
@@ -306,7 +304,7 @@ def judge_request(model: str, prompt: str, original: str, replay: str) -> dict[s
 
 def load_turns(
     settings: Settings, log_dir: Path, run_ids: list[str], target: str
-) -> tuple[list[Turn], list[Turn]]:
+) -> tuple[list[SourceTurn], list[SourceTurn]]:
     """(turns to replay, turns already on the target) of the runs asked for."""
     runs = select_runs(list_runs(log_dir), run_ids=run_ids)
     turns = [t for run in runs for t in source_turns(run)]
@@ -320,7 +318,7 @@ def load_turns(
 
 
 def estimate(
-    settings: Settings, turns: list[Turn], target: str, *, judge: bool, cap: Decimal
+    settings: Settings, turns: list[SourceTurn], target: str, *, judge: bool, cap: Decimal
 ) -> Estimate:
     """What the experiment may cost at worst and is expected to cost; a LimitError when the
     cap does not fit even the first call (nothing is sent then)."""
@@ -371,38 +369,28 @@ def target_of(settings: Settings, tier: str | None, model: str | None) -> tuple[
     return tier or settings.router.tier_of(target) or "custom", target
 
 
-@dataclass
-class _Calls:
-    """The outcome of one metered call, gathered from its events."""
-
-    end: CallEnd | None = None
-    record: TurnRecord | None = None
-
-
 def _exact(request: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
     """The request as it is, whatever the metered call asks for (a replay is pinned)."""
     return lambda _model: copy.deepcopy(request)
 
 
-async def _call(agent: Agent, spec: CallSpec) -> _Calls:
-    out = _Calls()
-    async for item in agent.call(spec):
-        if isinstance(item, CallEnd):
-            out.end = item
-        elif isinstance(item, TurnFinished):
-            out.record = item.record
-    return out
+async def _call(agent: Agent, spec: CallSpec, retries: Retries) -> CallEnd:
+    """One metered call, its events unused: what it ended with."""
+    call = agent.call(spec, retries)
+    async for _ in call:
+        pass
+    return call.result()
 
 
-def _cost(calls: _Calls) -> Decimal:
-    return calls.record.cost_usd if calls.record else ZERO
+def _cost(end: CallEnd) -> Decimal:
+    return end.record.cost_usd if end.record else ZERO
 
 
 async def run_experiment(
     settings: Settings,
     log_dir: Path,
-    turns: list[Turn],
-    skipped: list[Turn],
+    turns: list[SourceTurn],
+    skipped: list[SourceTurn],
     *,
     tier: str,
     model: str,
@@ -412,10 +400,8 @@ async def run_experiment(
     """Replay `turns` on `model` (and judge them) within `settings.max_cost_usd` in all,
     through the connection `connect` makes (the real API or the offline model)."""
     conn = connect()
-    agent = Agent(
-        settings, client=conn.client, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir
-    )
-    agent.tier = tier
+    agent = Agent(settings, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir)
+    agent.steering.tier = tier
     sources = list(dict.fromkeys(t.run_id for t in turns))
     agent.start(replay_of={"run_id": ",".join(sources), "turn": "all", "model": model})
     exp = Experiment(
@@ -427,7 +413,7 @@ async def run_experiment(
         agent.budget.cap,
         run_id=agent.state.run_id,
         log_path=agent.log.path,
-        simulated=conn.provider == "offline",
+        simulated=conn.provider.simulated,
         notice=conn.notice,
     )
     try:
@@ -445,28 +431,28 @@ async def run_experiment(
 async def _replay_all(
     agent: Agent,
     exp: Experiment,
-    turns: list[Turn],
+    turns: list[SourceTurn],
     judge: bool,
 ) -> None:
     tier, model = exp.tier, exp.model
     deep = agent.settings.router.model_for("deep")
+    retries = Retries(agent.settings.run.max_retries)  # the experiment's, for all its calls
     for t in turns:
         agent.state.turns += 1
         request = copy.deepcopy(t.request)
         request["model"] = model
         decision = RouteDecision(tier, model, f"replay of {t.run_id} turn {t.turn}")
         spec = CallSpec(agent.state.turns, "replay", decision, _exact(request))
-        replayed = await _call(agent, spec)
-        result = TurnResult(t, tier, model, cost=_cost(replayed))
+        end = await _call(agent, spec, retries)
+        result = TurnResult(t, tier, model, cost=_cost(end))
         exp.results.append(result)
-        end = replayed.end
-        if end is None or end.result is None:
-            if end is not None and not end.detail:  # did not fit what is left of the cap
+        if end.result is None:
+            if not end.detail:  # did not fit what is left of the cap
                 exp.halted = HaltReason.MAX_COST
                 result.error = "not replayed: it did not fit what is left of the cap"
                 exp.results.pop()
                 break
-            result.error = (end.detail if end else "") or "the call failed"
+            result.error = end.detail or "the call failed"
             result.verdict, result.reason = "worse", f"the replay failed: {result.error}"
         else:
             result.content = end.result.content
@@ -479,13 +465,12 @@ async def _replay_all(
                 jr = judge_request(deep, t.prompt, _text(t.answer), _text(result.content))
                 jdecision = RouteDecision("deep", deep, f"judge of {t.run_id} turn {t.turn}")
                 jspec = CallSpec(agent.state.turns, "judge", jdecision, _exact(jr))
-                judged = await _call(agent, jspec)
-                result.judge_cost = _cost(judged)
-                end = judged.end
-                if end is not None and end.result is None and not end.detail:
+                end = await _call(agent, jspec, retries)
+                result.judge_cost = _cost(end)
+                if end.result is None and not end.detail:
                     result.reason = "not judged: the judge call did not fit what is left of the cap"
                     exp.halted = HaltReason.MAX_COST
-                elif end is None or end.result is None:
+                elif end.result is None:
                     result.verdict, result.reason = "worse", "not judged: the judge call failed"
                 else:
                     result.verdict, result.reason = parse_verdict(end.result.text)
@@ -519,7 +504,7 @@ class Suggestion:
     moved_worse: int  # of them, judged worse (0 by construction on the replayed turns)
 
 
-def _fits(rule: RouterRule, t: Turn) -> bool:
+def _fits(rule: RouterRule, t: SourceTurn) -> bool:
     return rule_matches(rule, t.prompt, t.tools_before, t.input_estimate)
 
 

@@ -1,10 +1,18 @@
-"""The agent loop: route -> call -> tools -> compress, until the answer or a limit.
+"""The agent loop: one run (`Agent`) and one request (`Request`), route -> call -> tools ->
+compress, until the answer or a limit.
 
-It yields typed events (agent/events.py) and writes the run log, so the headless runner and
-the UI consume the same stream and neither holds agent logic. Every model call, and all of
-its money, is the metered call's (agent/call.py); the request it sends is built from the
-conversation (agent/conversation.py); where its records go, a sub-agent's too, and the
-run's first and last records are agent/records.py's.
+The Agent builds its parts once and hands each what it needs. A `Request` is one request's
+home: where its message sits in the history, the turn it began at, its prompt and the
+classifier's tier for it, its retries, its escalation (a failed fast-tier step redone one
+tier up), what it spent; it works with the parts it is handed, each by name (`Parts`).
+
+A face steers the Agent through agent/protocol.py: every request, compaction and keep-warm
+is an event stream (agent/stream.py: its events, then its result) that the headless runner
+and the UI consume alike, so neither holds agent logic. Every model call, and all of its
+money, is the metered call's (agent/call.py); the request it sends is built from the
+conversation (agent/conversation.py); clearing and compaction are agent/context.py's, a
+step's tool calls agent/tool_step.py's; where its records go, a sub-agent's too, is
+agent/run_records.py's.
 """
 
 from __future__ import annotations
@@ -12,103 +20,382 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any
 
-import anthropic
-
-from tuiagent.agent import conversation, helpers, records
-from tuiagent.agent.call import CallEnd, Caller, CallSpec
+from tuiagent.agent import run_records
+from tuiagent.agent.call import Call, Caller, CallSpec, Retries
 from tuiagent.agent.compress import Compressor, result_ids_in
 from tuiagent.agent.context import ContextManager
+from tuiagent.agent.conversation import Conversation, RunState, replayable
 from tuiagent.agent.edits import Editor, EditPreview
-from tuiagent.agent.escalation import Escalation
 from tuiagent.agent.events import (
     Answered,
     BudgetChanged,
     ContextEdited,
-    Event,
     Halted,
     Notice,
+    Prompted,
     RunEnded,
     RunStarted,
-    TurnFinished,
-    UserMessage,
 )
 from tuiagent.agent.mcp import McpTools
-from tuiagent.agent.protocol import AgentSnapshot
+from tuiagent.agent.protocol import AgentSnapshot, Approver, RequestEnd
 from tuiagent.agent.router import (
+    CLASSIFIER_PROMPT,
     DEFAULT_EXPECTED_OUTPUT_TOKENS,
     RouteDecision,
     Router,
+    step_failure,
+    step_up,
+    tier_named,
     tools_so_far,
 )
-from tuiagent.agent.tool_step import run_tool_calls
+from tuiagent.agent.run_records import Place, place_of, run_scopes
+from tuiagent.agent.stream import EventStream, Steps
+from tuiagent.agent.tool_step import ToolRunner
 from tuiagent.agent.tools import Toolbox, ToolError
 from tuiagent.config import TIERS, Settings
-from tuiagent.cost.budget import Budget, open_run_budget
-from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+from tuiagent.cost.budget import Budget, BudgetSnapshot, open_run_budget
 from tuiagent.cost.ledger import Ledger
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
-from tuiagent.llm.caching import CacheTracker
+from tuiagent.llm.provider import Provider
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
-from tuiagent.runs.log import LogWriteError, R
+from tuiagent.runs.log import LogWriteError, R, utc_now_iso
 from tuiagent.runs.outcome import Outcome, outcome
 from tuiagent.runs.records import Answer as AnswerRecord
-from tuiagent.runs.records import HaltReason
-from tuiagent.runs.records import UserMessage as UserRecord
+from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart, UserMessage
 from tuiagent.runs.transcript import Resumable
-
-T = TypeVar("T")
 
 
 @dataclass
-class RunState:
-    run_id: str
-    turns: int = 0
-    subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
-    status: str | None = None
-    halt_reason: HaltReason | None = None
-    # Halted at the cap: the most the next call may cost (what raising the cap must leave).
-    needed_usd: Decimal | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+class Escalation:
+    """A failed fast-tier step (an empty answer, a refusal, the same tool error twice) is
+    redone one tier up, once per request; the rest of the request stays at that tier."""
+
+    enabled: bool  # only auto routing escalates
+    floor: tuple[str, str] | None = None  # the lowest tier allowed now, and why
+    redo_of: int | None = None  # the turn being redone
+    _tool_errors: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def may_escalate(self, tier: str) -> bool:
+        return self.enabled and tier == "fast" and self.floor is None
+
+    def failed_step(self, tier: str, text: str, stop_reason: str | None, tools: bool) -> str | None:
+        """Why this step failed, when it may be redone; None otherwise."""
+        return step_failure(text, stop_reason, tools) if self.may_escalate(tier) else None
+
+    def tool_error(self, tier: str, name: str, args: dict[str, Any], error: str) -> str | None:
+        """ "the same tool error twice" when this error was seen before in the request."""
+        seen = (name, json.dumps(args, sort_keys=True), error)
+        repeated = seen in self._tool_errors and self.may_escalate(tier)
+        self._tool_errors.add(seen)
+        return "the same tool error twice" if repeated else None
+
+    def escalate(self, turn: int, tier: str, failed: str) -> str:
+        """Raise the floor one tier above `tier` for the redo; returns the notice text."""
+        up = step_up(tier)
+        self.floor, self.redo_of = (up, f"escalated: fast-tier turn {turn} gave {failed}"), turn
+        return f"turn {turn} on the fast tier gave {failed}: redoing it on {up}"
+
+    def step_done(self) -> None:
+        """A step went through: after the redo, the floor stays, with its reason."""
+        if self.floor is not None:
+            self.floor = (self.floor[0], f"kept at {self.floor[0]} after the escalation")
+
+    def started(self) -> int | None:
+        """The turn this step redoes (once), or None."""
+        redo, self.redo_of = self.redo_of, None
+        return redo
 
 
-class _OnCaller(Generic[T]):
-    """An attribute the metered call (agent.caller) keeps, read and set on the agent."""
+@dataclass
+class Steering:
+    """What the user steers while the agent works (the UI's keys and slash commands): the
+    tier pinned (or "auto") and the model calls a request may make. A request reads it at
+    each step, so a change applies from the next call."""
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
+    tier: str
+    max_turns: int
 
-    def __get__(self, agent: Agent, owner: type | None = None) -> T:
-        return cast(T, getattr(agent.caller, self.name))
 
-    def __set__(self, agent: Agent, value: T) -> None:
-        setattr(agent.caller, self.name, value)
+@dataclass(frozen=True)
+class Parts:
+    """What a request works with: the agent's parts, each one thing."""
+
+    settings: Settings
+    state: RunState  # the run's turns, halt reason and history
+    conversation: Conversation  # the request built from the history
+    caller: Caller  # the metered call (budget, ledger, cache, provider)
+    context: ContextManager  # clearing and compaction before each call
+    tools: ToolRunner  # a step's tool calls
+    router: Router
+    place: Place  # where its records go
+    steering: Steering
+
+
+class Request(EventStream[RequestEnd]):
+    """One request's home (see the module doc): its events, then its RequestEnd."""
+
+    prompt: str
+    classified: str | None
+
+    def __init__(
+        self,
+        parts: Parts,
+        prompt: str | None,
+        *,
+        approve: Approver | None,
+        mcp: McpTools | None = None,
+        going_on: Request | None = None,
+    ) -> None:
+        """With a `prompt` (send), the user's message joins the history; without (go_on),
+        the request a limit halted (`going_on`) goes on, with fresh limits."""
+        super().__init__()
+        self.parts = parts
+        self.message = prompt  # None: going on
+        self.steering, self.approve, self.mcp = parts.steering, approve, mcp
+        # The user's request being worked on, which the router reads, and the classifier's
+        # tier for it ("" when it named none); going on keeps the halted request's.
+        self.prompt = prompt if prompt is not None else going_on.prompt if going_on else ""
+        self.classified: str | None = going_on.classified if going_on and prompt is None else None
+        self.retries = Retries(parts.settings.run.max_retries)
+        self.escalation = Escalation(enabled=False)  # set when it begins
+        self.start_turn = 0  # the run's turns when it began
+        self.message_at: int | None = None  # where its message is in the history
+        self.answered = False  # an agent call of this request completed
+        self.spent_before = Decimal(0)
+        self.ended: RequestEnd | None = None  # set by the step that ends it
+
+    # --- its events -------------------------------------------------------------------
+
+    async def steps(self) -> Steps:
+        parts, state = self.parts, self.parts.state
+        # Each request gets its own max_turns and max_retries; the cap is the session's.
+        if state.halt_reason != HaltReason.ERROR:
+            state.halt_reason = None  # a new attempt within the limits
+        self.start_turn, self.spent_before = state.turns, parts.caller.ledger.spent
+        self.escalation = Escalation(enabled=self.steering.tier == "auto")
+        if self.message is not None:
+            prompt = self.message
+            self.message_at = len(state.history)
+            state.history.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
+            record = UserMessage(text=prompt, tokens=estimate_tokens(prompt))
+            yield Prompted(parts.place.write(record))
+            if self.mcp is not None:
+                yield EventStream(self.mcp.start(asks=self.approve is not None))
+            yield EventStream(self._classify())
+        while self.ended is None:
+            yield EventStream(self._step())
+        self.set_result(self.ended)
+
+    def _finish(self, answer: str | None, halted: Halted | None) -> None:
+        state = self.parts.state
+        self.ended = RequestEnd(
+            answer,
+            state.halt_reason,
+            halted,
+            state.turns - self.start_turn,
+            self.parts.caller.ledger.spent - self.spent_before,
+        )
+
+    def _halt(self, reason: HaltReason, detail: str, needed_usd: Decimal | None = None) -> Halted:
+        state = self.parts.state
+        state.halt_reason, state.needed_usd = reason, needed_usd
+        return Halted(reason, detail, needed_usd=needed_usd)
+
+    async def _step(self) -> Steps:
+        """One step: the context kept in bounds, one agent call, its tool calls."""
+        parts, state = self.parts, self.parts.state
+        max_turns = self.steering.max_turns
+        if state.turns - self.start_turn >= max_turns:
+            halt = self._halt(
+                HaltReason.MAX_TURNS,
+                f"this request used its {max_turns} model calls (max_turns); "
+                "/turns N allows more and goes on",
+            )
+            yield halt
+            self._finish(None, halt)
+            return
+        if self.mcp is not None:
+            for event in self.mcp.check():
+                yield event
+        context = parts.context.before_call(self.retries)
+        yield context
+        self.start_turn += context.result()  # a compaction's call is not one of the request's
+        if (too_long := parts.context.over_window()) is not None:
+            halt = self._halt(HaltReason.CONTEXT, too_long)
+            yield halt
+            self._finish(None, halt)
+            return
+        escalation = self.escalation
+        turn = state.turns + 1
+        spec = CallSpec(
+            turn,
+            "agent",
+            self._route(escalation.floor),
+            parts.conversation.request,
+            step_down=self.steering.tier == "auto",
+            escalated_from=escalation.started(),
+            stream_text=True,
+            conversation=True,
+        )
+        call = parts.caller.call(spec, self.retries)
+        try:
+            yield call
+        except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+            # Stopped (Escape, Ctrl-C, a signal): the call is accounted already; it counts
+            # as a turn, and what streamed stays in the conversation.
+            state.turns = turn
+            state.halt_reason = HaltReason.INTERRUPTED
+            if call.streamed:
+                state.history.append({"role": "assistant", "content": call.streamed})
+            raise
+        end = call.result()
+        if self.mcp is not None and end.record is not None:
+            costs = self.mcp.costs(end.record, parts.conversation.toolbox.definitions())
+            if costs is not None:
+                yield costs
+        if end.result is None:
+            halted: Halted | None = None
+            if (
+                end.reason == HaltReason.MAX_COST
+                and not self.answered
+                and self.message_at is not None
+            ):
+                halt = self._halt(HaltReason.MAX_COST, end.detail, end.needed_usd)
+                halted = dataclasses.replace(halt, withdrawn=self._withdraw())
+            elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
+                halted = self._halt(HaltReason(end.reason), end.detail, end.needed_usd)
+            else:
+                state.halt_reason = HaltReason.ERROR
+            if halted is not None:
+                yield halted
+            self._finish(None, halted)
+            return
+        self.answered = True
+        state.turns = turn
+        result = end.result
+        step_start = len(state.history)
+        state.history.append({"role": "assistant", "content": replayable(result.content)})
+        # In the transcript at once: replay compares with the answer as it was, even when a
+        # compaction replaces it later.
+        parts.place.transcript.messages(state.history)
+        tier = end.tier
+        failed = escalation.failed_step(
+            tier, result.text, result.stop_reason, bool(result.tool_uses)
+        )
+        if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
+            answer = AnswerRecord(turn=turn, text=result.text, stop_reason=result.stop_reason)
+            yield Answered(parts.place.write(answer))
+            self._finish(result.text, None)
+            return
+        blocks: list[dict[str, Any]] = []
+        if failed is None:
+            tools = parts.tools.run(turn, result.tool_uses, self.approve, self.retries)
+            yield tools
+            blocks = tools.result().blocks
+            for name, args, error in tools.result().errors:
+                repeated = escalation.tool_error(tier, name, args, error)  # each one noted
+                failed = failed or repeated
+        state.history.append({"role": "user", "content": blocks})
+        if failed is not None:
+            # Redo this step one tier up: the failed step leaves the conversation (its cost
+            # and records stay), and the rest of the request stays at that tier.
+            del state.history[step_start:]
+            yield Notice(escalation.escalate(turn, tier, failed))
+        else:
+            escalation.step_done()
+
+    def _withdraw(self) -> str:
+        """Nothing of this request's message reached the model: it leaves the conversation
+        and goes back to the user (returned), to send once the cap is raised."""
+        assert self.message_at is not None
+        del self.parts.state.history[self.message_at :]
+        return self.prompt
+
+    # --- routing --------------------------------------------------------------------
+
+    def _route(self, floor: tuple[str, str] | None) -> RouteDecision:
+        """The tier for the next agent call and why (agent/router.py). `floor`: the lowest
+        tier allowed, and why (after an escalation)."""
+        parts = self.parts
+        caller, budget, ledger = parts.caller, parts.caller.budget, parts.caller.ledger
+        turns = len(ledger.turn_costs)
+        expected_output = (
+            ledger.usage.output_tokens // turns if turns else DEFAULT_EXPECTED_OUTPUT_TOKENS
+        )
+        return parts.router.choose(
+            prompt=self.prompt,
+            input_tokens=estimate_request_tokens(parts.conversation.body()),
+            cache=caller.cache,
+            now=caller.wall_clock(),
+            pin=self.steering.tier,
+            spent=budget.settled + budget.in_flight,
+            cap=budget.cap,
+            floor=floor[0] if floor else None,
+            floor_reason=floor[1] if floor else "",
+            expected_output_tokens=expected_output,
+            classified=self.classified,
+            tools_used=tools_so_far(parts.state.history),
+        )
+
+    async def _classify(self) -> Steps:
+        """The optional classifier (config router_classifier): one fast-tier call naming the
+        tier this request needs; when it fails or names no tier, the rules decide. Asked
+        only when routing is automatic and the cap leaves room."""
+        parts, prompt = self.parts, self.prompt
+        caller = parts.caller
+        if not parts.settings.router.classifier or self.steering.tier != "auto":
+            return
+        if caller.budget.remaining <= 0:
+            return
+        self.classified = ""
+        decision = parts.router.choose(
+            prompt=prompt,
+            input_tokens=0,
+            cache=caller.cache,
+            now=caller.wall_clock(),
+            pin=self.steering.tier,
+            purpose="classify",
+        )
+        request = {
+            "model": decision.model,
+            "max_tokens": 5,
+            "system": CLASSIFIER_PROMPT,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+        }
+        turn = parts.state.turns + 1
+        call = caller.helper("classify", request, turn, self.retries, decision.reason)
+        yield call
+        if (result := call.result().result) is not None:
+            self.classified = tier_named(result.text)
 
 
 class Agent:
     """One run: a conversation with the model, its budget and its log."""
 
+    place: Place
     state: RunState
+    ledger: Ledger
 
     def __init__(
         self,
         settings: Settings,
         *,
-        client: anthropic.AsyncAnthropic,
-        provider: str,
+        provider: Provider,
         toolbox: Toolbox,
         log_dir: Path,
         run_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         budget: Budget | None = None,
         parent: Agent | None = None,
         agent_id: str = "main",
@@ -121,43 +408,51 @@ class Agent:
         self.settings = settings
         self.agent_id = agent_id
         self.provider = provider
-        self.simulated = provider == "offline"
+        self.simulated = provider.simulated
         self.toolbox = toolbox
         self.pricer = Pricer(settings.router.prices)
         for tier in TIERS:
             self.pricer.ensure_priced(settings.router.model_for(tier))
-        self.max_turns = settings.run.max_turns
-        self.tier = settings.router.tier
+        self.steering = Steering(settings.router.tier, settings.run.max_turns)
         self.system_prompt = settings.run.resolved_system_prompt()
-        run_id = run_id or (parent.state.run_id if parent is not None else records.new_run_id())
+        run_id = run_id or (parent.state.run_id if parent is not None else run_records.new_run_id())
         # The run's cap over the ledger every tuiagent process shares (a sub-agent's is a
         # slice of its parent's): opened before the log, so a ledger that cannot be reached
         # leaves no run behind.
         self.owns_budget = budget is None
         self.session = session or run_id  # a resumed run goes on with its session
         if budget is None:
-            scopes = records.run_scopes(run_id, self.session, self.simulated)
+            scopes = run_scopes(run_id, self.session, self.simulated)
             budget = open_run_budget(settings, scopes, what=f"tuiagent run {run_id}")
         self.budget = budget
         # Opened once the settings are known to be good: a bad one leaves no log behind.
-        place = records.place_of(agent_id, log_dir=log_dir, run_id=run_id, parent=parent, task=task)
-        self.identity, self.log, self.transcript = place.identity, place.log, place.transcript
-        self.state = RunState(place.run_id)
+        self.place = place_of(
+            agent_id,
+            log_dir=log_dir,
+            run_id=run_id,
+            parent=parent.place if parent is not None else None,
+            parent_turn=parent.state.turns if parent is not None else 0,
+            task=task,
+        )
+        self.log, self.transcript = self.place.log, self.place.transcript
+        self.state = RunState(self.place.run_id)
+        # A sub-agent books into its parent's ledger: run_end totals every agent.
+        self.ledger = parent.ledger if parent is not None else Ledger()
         self.caller = Caller(
             settings,
-            client=client,
+            provider=provider,
             pricer=self.pricer,
             budget=self.budget,
-            write=self.write,
-            transcript=self.transcript,
-            simulated=self.simulated,
+            place=self.place,
+            ledger=self.ledger,
             clock=clock,
             wall_clock=wall_clock,
-            ledger=place.ledger,
+            sleep=sleep,
         )
+        self.cache = self.caller.cache  # the prompt cache per model, as the calls left it
         # Asked before a tool that acts on the world runs (the UI shows a dialog); None: allow.
         # True runs it; False, or the user's reason as a string, declines it.
-        self.approve: Callable[[str, dict[str, Any]], Awaitable[bool | str]] | None = None
+        self.approve: Approver | None = None
         # Large tool results are compressed; the originals stay here for expand_result.
         self.compressor = Compressor(
             settings.tools.compress_over_tokens, on_keep=self.transcript.result
@@ -167,31 +462,38 @@ class Agent:
         self.editor: Editor | None = None  # write_file, edit_file and undo (session.py)
         if settings.tools.compress or settings.run.context_management:
             toolbox.add(self.compressor.expand_tool())
+        self.conversation = Conversation(
+            self.state, settings, self.system_prompt, toolbox, self.cache, simulated=self.simulated
+        )
         # Clearing old results and compaction (agent/context.py); limits are per request.
-        self.context = ContextManager(self, self.compressor)
-        # The request being worked on (agent/conversation.py begins it).
-        self.working = False  # inside a request (send / go_on)
-        self.request_start = 0  # self.state.turns when the request began
-        self.message_at: int | None = None  # where send() put the request's message
-        self.prompt = ""  # the user's request being worked on, which the router reads
-        self.classified: str | None = None  # the classifier's tier for it ("" for none)
+        self.context = ContextManager(
+            settings,
+            self.state,
+            self.conversation,
+            self.caller,
+            self.pricer,
+            self.compressor,
+            self.place,
+        )
+        self.tools = ToolRunner(settings, toolbox, self.compressor, self.caller, self.place)
         self.router = Router(
             settings.router.tiers,
             self.pricer,
             budget_floor=settings.router.budget_floor,
             rules=tuple(settings.router.rules),
         )
-        self.ask_diagnostics = conversation.asks_diagnostics(self.simulated)
-
-    # What the metered call keeps: spend, the prompt cache per model, its clocks.
-    ledger: _OnCaller[Ledger] = _OnCaller()
-    cache: _OnCaller[CacheTracker] = _OnCaller()
-    wall_clock: _OnCaller[Callable[[], float]] = _OnCaller()
-    sleep: _OnCaller[Callable[[float], Awaitable[None]]] = _OnCaller()
-
-    def call(self, spec: CallSpec) -> AsyncGenerator[Event | CallEnd, None]:
-        """The one metered call (agent/call.py): events, then one CallEnd."""
-        return self.caller.call(spec)
+        self.parts = Parts(
+            settings,
+            self.state,
+            self.conversation,
+            self.caller,
+            self.context,
+            self.tools,
+            self.router,
+            self.place,
+            self.steering,
+        )
+        self.request: Request | None = None  # the last request (go_on goes on with it)
 
     def resume(self, earlier: Resumable) -> None:
         """Go on with an earlier run's conversation: its messages, and its kept originals
@@ -200,35 +502,68 @@ class Agent:
         self.compressor.restore(earlier.results, seen=result_ids_in(earlier.messages))
         self.resumed_from = earlier.run_id
 
+    def call(self, spec: CallSpec, retries: Retries | None = None) -> Call:
+        """One metered call (agent/call.py): its events, then its CallEnd. Its retries count
+        against `retries` (by default: `max_retries` of its own)."""
+        retries = retries if retries is not None else Retries(self.settings.run.max_retries)
+        return self.caller.call(spec, retries)
+
     # --- records -----------------------------------------------------------
 
     def write(self, record: R) -> R:
         """Write a record to the run log as this agent's (its run id and identity)."""
-        record = self._own(record)
-        self.log.append(record)
-        return record
-
-    def _own(self, record: R) -> R:
-        return dataclasses.replace(record, run_id=self.state.run_id, **self.identity)
+        return self.place.write(record)
 
     def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
         """Write run_start (a replay notes `replay_of`)."""
-        return RunStarted(self.write(records.run_start(self, replay_of)))
+        settings = self.settings
+        start = RunStart(
+            started_at=utc_now_iso(),
+            provider=self.provider.name,
+            simulated=self.simulated,
+            models={t: settings.router.model_for(t) for t in TIERS},
+            tier=self.steering.tier,
+            limits=Limits(self.budget.cap, self.steering.max_turns, settings.run.max_tokens),
+            replay_of=replay_of,
+            resumed_from=self.resumed_from,
+            session=self.session if self.session != self.state.run_id else None,
+        )
+        return RunStarted(self.write(start))
 
     def finish(self, end: Outcome | None = None) -> RunEnded:
         """Write run_end: how the run ended (runs/outcome.py), by default from its halt
         reason. Closes the log and the transcript."""
         end = end or outcome(self.state.halt_reason)
-        self.state.status, self.state.halt_reason = end.status, end.halt_reason
+        state, ledger = self.state, self.ledger
+        state.status, state.halt_reason = end.status, end.halt_reason
         if self.mcp is not None:
             self.mcp.close()
-        record = self._own(records.run_end(self))
+        u = ledger.usage
+        record = self.place.own(
+            RunEnd(
+                ended_at=utc_now_iso(),
+                status=state.status or "",
+                halt_reason=state.halt_reason,
+                turns=state.turns,
+                subagent_turns=state.subagent_turns,
+                total_cost_usd=ledger.spent,
+                total_input_tokens=u.input_tokens,
+                total_output_tokens=u.output_tokens,
+                total_cache_read_input_tokens=u.cache_read_input_tokens,
+                total_cache_creation_input_tokens=u.cache_creation_input_tokens,
+                total_cache_creation_5m_input_tokens=u.cache_creation_5m_input_tokens,
+                total_cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
+                cost_without_cache_usd=ledger.cost_without_cache,
+                saved_by_cache_usd=ledger.saved_by_cache,
+                cache_hit_rate=round(ledger.cache_hit_rate, 4),
+            )
+        )
         # A disk that refuses it: the record waits in log.unwritten (the CLI says so).
         with contextlib.suppress(LogWriteError):
             self.log.append(record)
         self.log.close()
         with contextlib.suppress(LogWriteError):
-            self.transcript.messages(self.state.history)  # the last answer, for replay
+            self.transcript.messages(state.history)  # the last answer, for replay
         self.transcript.close()
         if self.owns_budget:
             self.budget.close()  # settles are written; the lease is given up
@@ -259,8 +594,8 @@ class Agent:
         return AgentSnapshot(
             s.run_id,
             s.turns,
-            self.tier,
-            self.max_turns,
+            self.steering.tier,
+            self.steering.max_turns,
             budget,
             s.status,
             s.halt_reason,
@@ -271,70 +606,14 @@ class Agent:
     def set_tier(self, tier: str) -> None:
         if tier not in ("auto", *TIERS):
             raise ValueError(f"unknown tier {tier!r}")
-        self.tier = tier
+        self.steering.tier = tier
 
-    # --- routing and requests ------------------------------------------------
+    def set_max_turns(self, turns: int) -> None:
+        if turns < 1:
+            raise ValueError("max_turns must be at least 1")
+        self.steering.max_turns = turns
 
-    def route(self, floor: tuple[str, str] | None = None) -> RouteDecision:
-        """The tier for the next agent call and why (agent/router.py). `floor`: the lowest
-        tier allowed, and why (after an escalation)."""
-        turns = len(self.ledger.turn_costs)
-        expected_output = (
-            self.ledger.usage.output_tokens // turns if turns else DEFAULT_EXPECTED_OUTPUT_TOKENS
-        )
-        return self.router.choose(
-            prompt=self.prompt,
-            input_tokens=estimate_request_tokens(self.request_body()),
-            cache=self.cache,
-            now=self.wall_clock(),
-            pin=self.tier,
-            spent=self.budget.settled + self.budget.in_flight,
-            cap=self.budget.cap,
-            floor=floor[0] if floor else None,
-            floor_reason=floor[1] if floor else "",
-            expected_output_tokens=expected_output,
-            classified=self.classified,
-            tools_used=tools_so_far(self.state.history),
-        )
-
-    def request_body(self) -> dict[str, Any]:
-        return conversation.request_body(self)
-
-    def agent_request(self, model: str) -> dict[str, Any]:
-        return conversation.agent_request(self, model)
-
-    def keep_warm(self) -> AsyncGenerator[Event, None]:
-        return helpers.keep_warm(self)
-
-    # --- the loop ----------------------------------------------------------
-
-    async def send(self, prompt: str) -> AsyncGenerator[Event, None]:
-        """Work on one user message until the answer or a limit."""
-        conversation.begin_request(self, prompt)
-        yield UserMessage(self.write(UserRecord(text=prompt, tokens=estimate_tokens(prompt))))
-        try:
-            self._offer_edits()
-            if self.mcp is not None:
-                async with aclosing(self.mcp.start()) as started:
-                    async for event in started:
-                        yield event
-            async for event in helpers.classify(self, prompt):
-                yield event
-            async with aclosing(self._work()) as events:
-                async for event in events:
-                    yield event
-        finally:
-            self.working = False
-
-    async def go_on(self) -> AsyncGenerator[Event, None]:
-        """Go on with the request a limit halted (after /turns N), with fresh limits."""
-        conversation.begin_request(self)
-        try:
-            async with aclosing(self._work()) as events:
-                async for event in events:
-                    yield event
-        finally:
-            self.working = False
+    # --- edits (write_file, edit_file: agent/edits.py) ---------------------------
 
     def _offer_edits(self) -> None:
         """The edit tools, once: in the app (which asks before each change) or headless
@@ -366,112 +645,35 @@ class Agent:
         except (ToolError, OSError):
             return None
 
-    def set_max_turns(self, turns: int) -> None:
-        if turns < 1:
-            raise ValueError("max_turns must be at least 1")
-        self.max_turns = turns
+    # --- requests ------------------------------------------------------------
+
+    def send(self, prompt: str) -> Request:
+        """Work on one user message until the answer or a limit: its events, then how it
+        ended (a RequestEnd)."""
+        self._offer_edits()
+        self.request = self._request(prompt)
+        return self.request
+
+    def go_on(self) -> Request:
+        """Go on with the request a limit halted (after /turns N), with fresh limits."""
+        self.request = self._request(None)
+        return self.request
+
+    def _request(self, prompt: str | None) -> Request:
+        return Request(
+            self.parts, prompt, approve=self.approve, mcp=self.mcp, going_on=self.request
+        )
 
     def clear_conversation(self) -> ContextEdited:
         """/clear: the next request starts with no earlier messages; the budget goes on."""
         return self.context.clear()
 
-    def compact(self) -> AsyncGenerator[Event, None]:
-        """/compact: summarise the conversation now."""
-        return self.context.compact("asked for (/compact)")
+    def compact(self) -> EventStream[int]:
+        """/compact: summarise the conversation now (the result: the turn numbers its call
+        took, 0 or 1)."""
+        retries = Retries(self.settings.run.max_retries)
+        return self.context.compact("asked for (/compact)", retries, working=False)
 
-    async def _work(self) -> AsyncGenerator[Event, None]:
-        """Model calls and tools for the current request until the answer or a limit."""
-        escalation = Escalation(enabled=self.tier == "auto")
-        answered = False  # an agent call of this request completed
-        while True:
-            if self.state.turns - self.request_start >= self.max_turns:
-                yield self._halt(
-                    HaltReason.MAX_TURNS,
-                    f"this request used its {self.max_turns} model calls (max_turns); "
-                    "/turns N allows more and goes on",
-                )
-                return
-            if self.mcp is not None:
-                for event in self.mcp.check():
-                    yield event
-            async with aclosing(self.context.before_call()) as steps:
-                async for event in steps:
-                    yield event
-            if (too_long := self.context.over_window()) is not None:
-                yield self._halt(HaltReason.CONTEXT, too_long)
-                return
-            turn = self.state.turns + 1
-            spec = CallSpec(
-                turn,
-                "agent",
-                self.route(escalation.floor),
-                self.agent_request,
-                step_down=self.tier == "auto",
-                escalated_from=escalation.started(),
-                stream_text=True,
-                conversation=True,
-            )
-            end: CallEnd | None = None
-            try:
-                async with aclosing(self.call(spec)) as calls:
-                    async for item in calls:
-                        if isinstance(item, CallEnd):
-                            end = item
-                            continue
-                        yield item
-                        if self.mcp is not None and isinstance(item, TurnFinished):
-                            costs = self.mcp.costs(item.record, self.toolbox.definitions())
-                            if costs is not None:
-                                yield costs
-            except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
-                conversation.interrupted(self, turn)  # the call is accounted already
-                raise
-            assert end is not None
-            if end.result is None:
-                if (
-                    end.reason == HaltReason.MAX_COST
-                    and not answered
-                    and self.message_at is not None
-                ):
-                    prompt = conversation.withdraw_message(self)
-                    halt = self._halt(HaltReason.MAX_COST, end.detail, end.needed_usd)
-                    yield dataclasses.replace(halt, withdrawn=prompt)
-                elif end.reason in (HaltReason.MAX_COST, HaltReason.MAX_RETRIES):
-                    yield self._halt(HaltReason(end.reason), end.detail, end.needed_usd)
-                else:
-                    self.state.halt_reason = HaltReason.ERROR
-                return
-            answered = True
-            self.state.turns = turn
-            result = end.result
-            step_start = len(self.state.history)
-            conversation.add_answer(self, result.content)
-            tier = end.tier
-            failed = escalation.failed_step(
-                tier, result.text, result.stop_reason, bool(result.tool_uses)
-            )
-            if failed is None and (result.stop_reason != "tool_use" or not result.tool_uses):
-                answer = AnswerRecord(turn=turn, text=result.text, stop_reason=result.stop_reason)
-                yield Answered(self.write(answer))
-                return
-            results: list[dict[str, Any]] = []
-            if failed is None:
-                uses = result.tool_uses
-                async with aclosing(run_tool_calls(self, turn, uses, escalation, tier)) as steps:
-                    async for step in steps:
-                        if isinstance(step, tuple):
-                            results, failed = step
-                        else:
-                            yield step
-            self.state.history.append({"role": "user", "content": results})
-            if failed is not None:
-                # Redo this step one tier up: the failed step leaves the conversation (its
-                # cost and records stay), and the rest of the request stays at that tier.
-                del self.state.history[step_start:]
-                yield Notice(escalation.escalate(turn, tier, failed))
-            else:
-                escalation.step_done()
-
-    def _halt(self, reason: HaltReason, detail: str, needed_usd: Decimal | None = None) -> Halted:
-        self.state.halt_reason, self.state.needed_usd = reason, needed_usd
-        return Halted(reason, detail, needed_usd=needed_usd)
+    def keep_warm(self) -> EventStream[None]:
+        """Idle: refresh the prompt cache before it expires, when that pays."""
+        return self.context.keep_warm()

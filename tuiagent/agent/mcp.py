@@ -22,20 +22,20 @@ import asyncio
 import contextlib
 import re
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tuiagent.agent.events import Event, McpCostNoted, McpStateChanged, Notice
+from tuiagent.agent.run_records import Place
+from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tools import Tool, Toolbox, ToolOutput
-from tuiagent.config import McpServer
+from tuiagent.config import McpServer, Settings
+from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.tokens import REQUEST_OVERHEAD, block_tokens
 from tuiagent.runs.records import McpCost, McpServerState, Turn
 from tuiagent.terminal import printable
-
-if TYPE_CHECKING:
-    from tuiagent.agent.loop import Agent
 
 PREFIX = "mcp__"
 START_TIMEOUT_S = 20.0
@@ -227,10 +227,11 @@ class McpTools:
     """A session's MCP servers: started before its first message, their tools in the
     toolbox while they live, what their definitions cost after each call."""
 
-    def __init__(self, agent: Agent, toolbox: Toolbox) -> None:
-        self.agent = agent
+    def __init__(self, settings: Settings, toolbox: Toolbox, place: Place, pricer: Pricer) -> None:
         self.toolbox = toolbox
-        tools = agent.settings.tools
+        self.place = place  # where its records go
+        self.pricer = pricer
+        tools = settings.tools
         self.allow_all = tools.allow_mcp
         self.specs = list(tools.mcp_servers)
         self.timeout_s = tools.command_timeout_s
@@ -238,19 +239,21 @@ class McpTools:
         self.started = False
         self.session_usd: dict[str, Decimal] = {}
 
-    def _offered(self, spec: McpServer) -> bool:
-        """Headless (no approval hook), a server's tools are offered only with `allow` or
-        `--allow-mcp`: the flag is the approval, as --allow-commands is for commands."""
-        return self.agent.approve is not None or spec.allow or self.allow_all
+    def _offered(self, spec: McpServer, asks: bool) -> bool:
+        """Headless (no approval hook: not `asks`), a server's tools are offered only with
+        `allow` or `--allow-mcp`: the flag is the approval, as --allow-commands is for
+        commands."""
+        return asks or spec.allow or self.allow_all
 
-    async def start(self) -> AsyncGenerator[Event, None]:
+    async def start(self, *, asks: bool) -> AsyncGenerator[Event, None]:
         """Start every server (once): its tools join the toolbox; one that fails is a
-        notice of one line. Yields the notices and the `mcp` records."""
+        notice of one line. Yields the notices and the `mcp` records. `asks`: the face asks
+        before each call (the app's approval hook)."""
         if self.started:
             return
         self.started = True
         for spec in self.specs:
-            if not self._offered(spec):
+            if not self._offered(spec, asks):
                 yield Notice(
                     f"MCP server {spec.name}: its tools are not offered headless without "
                     "--allow-mcp (or `allow = true` in its config)",
@@ -276,7 +279,7 @@ class McpTools:
     def _record(self, link: Link, status: str, error: str = "") -> McpStateChanged:
         defs = [self._definition(link, d) for d in link.tools]
         return McpStateChanged(
-            self.agent.write(
+            self.place.write(
                 McpServerState(
                     server=link.spec.name,
                     transport=link.transport,
@@ -302,28 +305,34 @@ class McpTools:
         own = definition["name"]
         shown = self._definition(link, definition)
 
-        async def stream(args: dict[str, Any]) -> AsyncIterator[Any]:
+        async def called(out: EventStream[ToolOutput], args: dict[str, Any]) -> Steps:
             try:
                 async with asyncio.timeout(self.timeout_s + 5):
                     result = await link.call(own, args)
             except ServerStopped as exc:
                 yield self._gone(link, str(exc))
-                yield ToolOutput(f"error: MCP server {link.spec.name} stopped: {exc}", True)
+                error = f"error: MCP server {link.spec.name} stopped: {exc}"
+                out.set_result(ToolOutput(error, True))
                 return
             except TimeoutError:
-                yield ToolOutput(f"error: {shown['name']} did not answer in time", True)
+                out.set_result(ToolOutput(f"error: {shown['name']} did not answer in time", True))
                 return
             except Exception as exc:
-                yield ToolOutput(f"error: {shown['name']} failed: {_one_line(exc)}", True)
+                error = f"error: {shown['name']} failed: {_one_line(exc)}"
+                out.set_result(ToolOutput(error, True))
                 return
             text, is_error = _result_text(result)
-            yield ToolOutput(text if not is_error else f"error: {text}", is_error)
+            out.set_result(ToolOutput(text if not is_error else f"error: {text}", is_error))
+
+        def stream(args: dict[str, Any]) -> EventStream[ToolOutput]:
+            """The call's events (a server found gone), then its output."""
+            return EventStream(lambda out: called(out, args))
 
         async def run(args: dict[str, Any]) -> str:
-            async for item in stream(args):
-                if isinstance(item, ToolOutput):
-                    return item.text
-            return ""
+            call = stream(args)
+            async for _ in call:
+                pass
+            return call.result().text
 
         return Tool(
             shown["name"],
@@ -361,7 +370,7 @@ class McpTools:
         uncached by where they sit in it."""
         if not any(server_of(t.get("name", "")) for t in request_tools):
             return None
-        rates = self.agent.pricer.rates(turn.priced_as or turn.model)
+        rates = self.pricer.rates(turn.priced_as or turn.model)
         u = turn.usage
         read_end = u.cache_read_input_tokens
         write_end = read_end + u.cache_creation_input_tokens
@@ -385,7 +394,7 @@ class McpTools:
         for server, usd in cost.items():
             self.session_usd[server] = self.session_usd.get(server, Decimal(0)) + usd
         return McpCostNoted(
-            self.agent.write(
+            self.place.write(
                 McpCost(
                     turn=turn.turn,
                     tokens=tokens,

@@ -1,22 +1,23 @@
 """What a face may ask of an agent: the UI holds this interface, never the concrete `Agent`.
 
-Everything else the UI shows comes from the events the methods yield (agent/events.py).
-To interrupt, close the stream a method returned (`aclose()`, or cancel the task that
-iterates it): the call in flight is settled and recorded there and then, and what streamed
+Everything else the UI shows comes from the events of the streams the methods return
+(agent/stream.py EventStream: iterate it, then ask its result). To interrupt, close the
+stream (`aclose()`, or cancel the task that iterates it): the call in flight is settled and recorded there and then, and what streamed
 stays in the conversation. `Agent` (agent/loop.py) satisfies it; mypy checks that where the
 session hands an `Agent` to the app.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
 from tuiagent.agent.edits import EditPreview
-from tuiagent.agent.events import BudgetChanged, ContextEdited, Event, RunEnded, RunStarted
-from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+from tuiagent.agent.events import BudgetChanged, ContextEdited, Halted, RunEnded, RunStarted
+from tuiagent.agent.stream import EventStream
+from tuiagent.cost.budget import BudgetSnapshot
 from tuiagent.runs.outcome import Outcome
 from tuiagent.runs.records import HaltReason, Turn
 
@@ -42,6 +43,17 @@ class AgentSnapshot:
     last_call: Turn | None
 
 
+@dataclass(frozen=True)
+class RequestEnd:
+    """How a request (send, go_on) ended: the result of its event stream."""
+
+    answer: str | None  # the final answer's text; None when it stopped before one
+    halt_reason: HaltReason | None  # what stopped it (None: answered)
+    halted: Halted | None  # the Halted event a limit sent (None: answered, or an error)
+    turns: int  # model calls it made (after go_on: since it went on)
+    cost_usd: Decimal  # what its calls cost, sub-agents' and helper calls' included
+
+
 class AgentControl(Protocol):
     """The steering a face has: send, go on, compact, keep warm (each an event stream),
     clear, set the cap, tier and turns, finish, a snapshot, and the budget's changes as they
@@ -51,13 +63,13 @@ class AgentControl(Protocol):
 
     def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted: ...
 
-    def send(self, prompt: str) -> AsyncGenerator[Event, None]: ...
+    def send(self, prompt: str) -> EventStream[RequestEnd]: ...
 
-    def go_on(self) -> AsyncGenerator[Event, None]: ...
+    def go_on(self) -> EventStream[RequestEnd]: ...
 
-    def compact(self) -> AsyncGenerator[Event, None]: ...
+    def compact(self) -> EventStream[int]: ...
 
-    def keep_warm(self) -> AsyncGenerator[Event, None]: ...
+    def keep_warm(self) -> EventStream[None]: ...
 
     def clear_conversation(self) -> ContextEdited: ...
 

@@ -13,15 +13,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tuiagent.agent.call import CallEnd, CallSpec
-from tuiagent.agent.events import Notice, TurnFinished
+from tuiagent.agent.call import CallSpec
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision
 from tuiagent.agent.tools import Toolbox
 from tuiagent.config import Settings
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
-from tuiagent.llm.client import CallResult, ModelConnection
+from tuiagent.llm.provider import ModelConnection
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.records import HaltReason, Turn
@@ -84,11 +83,9 @@ async def replay_turn(
         stop_reason=rec.stop_reason,
     )
     conn = connect()
-    agent = Agent(
-        settings, client=conn.client, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir
-    )
+    agent = Agent(settings, provider=conn.provider, toolbox=Toolbox(), log_dir=log_dir)
     # The replay is pinned to its target: the budget may clamp max_tokens, never the model.
-    agent.tier = target_tier
+    agent.steering.tier = target_tier
     agent.start(replay_of={"run_id": source.run.run_id, "turn": turn, "model": original.model})
     request = copy.deepcopy(source.request)
     request["model"] = target
@@ -98,20 +95,15 @@ async def replay_turn(
     def build(_model: str) -> dict[str, Any]:
         return copy.deepcopy(request)
 
-    result: CallResult | None = None
-    record: Turn | None = None
-    error = None
-    async for item in agent.call(CallSpec(1, "agent", decision, build, conversation=True)):
-        if isinstance(item, CallEnd):
-            result = item.result
-            if result is None:
-                if item.reason not in (None, "skipped"):  # an agent call is never skipped
-                    agent.state.halt_reason = HaltReason(item.reason)
-                error = error or item.detail
-        elif isinstance(item, TurnFinished):
-            record = item.record
-        elif isinstance(item, Notice) and item.level == "error":
-            error = item.text
+    call = agent.call(CallSpec(1, "agent", decision, build, conversation=True))
+    async for _ in call:
+        pass
+    end = call.result()
+    result, record, error = end.result, end.record, None
+    if result is None:
+        if end.reason not in (None, "skipped"):  # an agent call is never skipped
+            agent.state.halt_reason = HaltReason(end.reason)
+        error = end.detail
     if result is None or record is None:
         agent.finish(outcome(agent.state.halt_reason, answered=False))
         cost, usage, content, stop = agent.ledger.spent, agent.ledger.usage, None, None
@@ -146,5 +138,5 @@ async def replay_turn(
         log_path=agent.log.path,
         error=error,
         notice=conn.notice,
-        simulated=conn.provider == "offline",
+        simulated=conn.provider.simulated,
     )

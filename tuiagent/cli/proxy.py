@@ -7,8 +7,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from tuiagent.exit_codes import EXIT_ERROR, exit_for_signal
 from tuiagent.proxy import DEFAULT_UPSTREAM
+from tuiagent.redact import remember
 
 DEFAULT_PORT = 8787
 
@@ -22,9 +25,14 @@ def _port(value: str) -> int:
 def _upstream(value: str) -> str:
     from tuiagent.preflight import url_problem
 
+    parts = urlsplit(value)
+    # Its password is a secret from here on: redacted from all that is written.
+    remember(parts.password)
+    if parts.username and parts.password is None:
+        remember(parts.username)  # `token@host`: the user part is the secret
     if problem := url_problem(value):
         raise argparse.ArgumentTypeError(
-            f"--upstream must be an http(s) URL ({problem}), got {value!r}"
+            f"--upstream must be an http(s) URL ({problem}), got {shown_url(value)!r}"
         )
     return value.rstrip("/")
 
@@ -42,6 +50,14 @@ def add_ledger_flags(parser: Any) -> None:
         help="a budget, SCOPE[=MATCH]:WINDOW:USD[:TIMEZONE], e.g. global:day:20 or "
         "session:run:0.20 (may be repeated; adds to the config's [[budgets]])",
     )
+
+
+def shown_url(url: str) -> str:
+    """A URL as it may be shown and logged: without its `user:password@`."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="[REDACTED]@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def add_proxy_command(sub: Any) -> None:
@@ -89,10 +105,12 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     from tuiagent.errors import ConfigError, UsageError
     from tuiagent.ledger import Scopes
     from tuiagent.paths import default_log_dir
+    from tuiagent.proxy.door import Door
+    from tuiagent.proxy.keptlog import KeptLog
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.otel import live_export
     from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
-    from tuiagent.runs.log import RunLog, new_run_id
+    from tuiagent.runs.log import new_run_id
 
     settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
     cap = settings.run.max_cost_usd
@@ -118,7 +136,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         what=f"tuiagent proxy {args.host}:{sock.getsockname()[1]}",
         name="proxy",
     )
-    log = RunLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
+    log = KeptLog(args.log_dir or settings.run.log_dir or default_log_dir(), run_id)
     meter = Meter(
         budget,
         Pricer(settings.router.prices),
@@ -126,40 +144,60 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
         run_id,
         auto_cache=args.auto_cache,
         settings=settings,
+        transcript=log.transcript,
     )
-    app = ProxyApp(meter, upstream, unbilled_paths=settings.proxy.unbilled_paths)
+    door = Door.of(
+        args.host,
+        sock.getsockname()[1],
+        settings.proxy.allowed_hosts,
+        settings.proxy.allowed_origins,
+    )
+    app = ProxyApp(meter, upstream, unbilled_paths=settings.proxy.unbilled_paths, door=door)
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
-    meter.start(upstream, simulated=offline is not None)
-    try:
-        if dashboard is not None:
-            return dashboard(server, meter, settings)
-        _say(f"tuiagent proxy: listening on {server.url}")
-        where = f"the offline model at {upstream} (simulated)" if offline else upstream
-        _say(f"tuiagent proxy: cap {show_cap(cap)}, upstream {where}, log {log.path}")
-        meter.listeners.append(_say_call)
-        server.run()
-        return 0
-    finally:
-        server.stop()
-        if exporter is not None:
-            exporter.shutdown()
-        meter.finish()
-        budget.close()
-        if offline is not None:
-            offline.stop()
+    shown = shown_url(upstream)  # its user:password (if any) never shown nor logged
+    # SIGINT, SIGTERM and SIGHUP stop it as Ctrl-C does, from here to the log's last record:
+    # a signal while it stops (the terminal closed as the dashboard quits) cuts nothing short.
+    with server.stopped_by_signals():
+        meter.start(shown, simulated=offline is not None)
+        try:
+            if dashboard is not None:
+                status = dashboard(server, meter, settings)
+            else:
+                log.notices.append(_say_error)  # (the dashboard shows them on its screen)
+                _say(f"tuiagent proxy: listening on {server.url}")
+                where = f"the offline model at {shown} (simulated)" if offline else shown
+                _say(f"tuiagent proxy: cap {show_cap(cap)}, upstream {where}, log {log.path}")
+                meter.listeners.append(_say_call)
+                server.serve()
+                status = EXIT_ERROR  # unless a signal stopped it: it ended by itself, failed
+        finally:
+            server.stop()  # the calls in flight settled and recorded
+            if exporter is not None:
+                exporter.shutdown()
+            meter.finish()  # run_end, then the log closed (records it could not write: stderr)
+            budget.close()
+            if offline is not None:
+                offline.stop()
+    # Stopped by a signal: the exit status of every tuiagent command so stopped.
+    return exit_for_signal(server.stopped_by) if server.stopped_by else status
 
 
 def _say_call(record: Record) -> None:
     # Imported here: `tuiagent` (the app) builds this parser, and its first frame does not
     # wait for the records and the prices they import.
     from tuiagent.proxy.lines import call_line
-    from tuiagent.runs.records import ProxyTurn, Refused
+    from tuiagent.runs.records import ProxyTurn, RefusedCall
 
-    if isinstance(record, ProxyTurn | Refused):  # a call (the run's start and end: not)
+    if isinstance(record, ProxyTurn | RefusedCall):  # a call (the run's start and end: not)
         _say(call_line(record))
 
 
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+def _say_error(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

@@ -21,7 +21,8 @@ def add_serve_command(sub: Any, port: Callable[[str], int]) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Serve until Ctrl-C."""
+    """Serve until Ctrl-C (exit status 130), SIGTERM (143) or SIGHUP (129)."""
+    from tuiagent.exit_codes import EXIT_ERROR, exit_for_signal
     from tuiagent.offline.server import OfflineAPI
     from tuiagent.proxy.server import ProxyServer, bind
 
@@ -31,11 +32,12 @@ def run_serve(args: argparse.Namespace) -> int:
         "tuiagent serve: the offline model: simulated answers, any key will do, nothing leaves "
         f"this machine (ANTHROPIC_BASE_URL={server.url})"
     )
-    try:
-        server.run()
-    finally:
-        server.stop()
-    return 0
+    with server.stopped_by_signals():  # Ctrl-C (or SIGTERM, SIGHUP) stops it
+        try:
+            server.serve()
+        finally:
+            server.stop()
+    return exit_for_signal(server.stopped_by) if server.stopped_by else EXIT_ERROR
 
 
 def say(line: str) -> None:

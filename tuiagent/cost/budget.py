@@ -179,7 +179,7 @@ class BudgetError(Exception):
 
 
 @dataclass(frozen=True)
-class BudgetChanged:
+class BudgetSnapshot:
     """The budget as it stands after a change: what a gauge shows.
 
     `settled` is what calls have billed; `in_flight` what calls sent and not yet settled may
@@ -267,7 +267,7 @@ class Budget:
     `reserve()` takes a call's worst case before it is sent and holds it in flight; the cap
     can be changed at any time but never below settled + in flight; `slice()` makes a child
     budget (a sub-agent's) whose holds are also held here, so the children together can
-    never pass this cap. Listeners hear a `BudgetChanged` after every change.
+    never pass this cap. Listeners hear a `BudgetSnapshot` after every change.
 
     With a `stack` (the config's `[[budgets]]` over the ledger every tuiagent process
     shares), a hold must also fit every budget the call falls under: the hold is written
@@ -297,7 +297,7 @@ class Budget:
         self.stack = stack
         # One lock for a whole tree of budgets: a hold in a slice changes its parents too.
         self._lock: threading.RLock = threading.RLock() if parent is None else parent._lock
-        self._listeners: list[Callable[[BudgetChanged], None]] = []
+        self._listeners: list[Callable[[BudgetSnapshot], None]] = []
 
     # --- reading -----------------------------------------------------------
 
@@ -349,9 +349,9 @@ class Budget:
             return None
         return line
 
-    def snapshot(self) -> BudgetChanged:
+    def snapshot(self) -> BudgetSnapshot:
         with self._lock:
-            return BudgetChanged(
+            return BudgetSnapshot(
                 self.name,
                 self._cap,
                 self._settled,
@@ -360,7 +360,7 @@ class Budget:
                 self.stack.lines() if self.stack is not None else (),
             )
 
-    def subscribe(self, listener: Callable[[BudgetChanged], None]) -> Callable[[], None]:
+    def subscribe(self, listener: Callable[[BudgetSnapshot], None]) -> Callable[[], None]:
         """Call `listener` after every change; returns a function that unsubscribes."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
@@ -467,7 +467,9 @@ class Budget:
             if not hold.open:
                 raise BudgetError(f"hold {hold.label!r} was already settled or released")
             self._holds.discard(hold)
-            self._in_flight -= hold.amount
+            # Amounts of 28 digits (a price factor's quotient) leave a rounding residue in the
+            # running sum: with nothing in flight, nothing is.
+            self._in_flight = self._in_flight - hold.amount if self._holds else Decimal(0)
             if actual is None:
                 hold.released = True
             else:

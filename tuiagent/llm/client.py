@@ -1,4 +1,5 @@
-"""The LLM client: the real `anthropic.AsyncAnthropic`, streaming, with every call's usage kept.
+"""The Anthropic provider (llm/provider.py): the real `anthropic.AsyncAnthropic`, streaming,
+with every call's usage kept.
 
 The same client serves the real API (honouring ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL as
 the SDK does), any Anthropic-compatible base URL, and the built-in offline model, which is
@@ -15,136 +16,26 @@ import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import anthropic
 import httpx2
 from anthropic import AsyncStream
 
 from tuiagent.apikey import api_key, auth_token
+from tuiagent.llm.provider import (
+    CallFailed,
+    CallResult,
+    StreamItem,
+    TextDelta,
+    ToolUseStarted,
+    UsageUpdate,
+)
 from tuiagent.llm.tokens import COUNTED_FIELDS
 from tuiagent.llm.usage import MAX_TOKENS, BadUsage, TokenUsage
-from tuiagent.redact import redact
 
 _T = TypeVar("_T")
-
-
-class ModelConnection(Protocol):
-    """What a run talks through (tuiagent/session.py's Connection): the client and the
-    provider behind it, and why that one (a notice, or None)."""
-
-    @property
-    def client(self) -> anthropic.AsyncAnthropic: ...
-
-    @property
-    def provider(self) -> str: ...  # anthropic | offline
-
-    @property
-    def notice(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    """A piece of answer text as it streams."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class UsageUpdate:
-    """Usage as the stream reports it so far (message_start, then each message_delta)."""
-
-    usage: TokenUsage
-
-
-@dataclass(frozen=True)
-class ToolUseStarted:
-    """The model began a tool call (its input follows as JSON pieces)."""
-
-    tool_use_id: str
-    name: str
-
-
-@dataclass
-class CallResult:
-    """One finished call: what came back and what it cost in tokens.
-
-    `model` is the model asked for, `response_model` the one the server named (the asked
-    one when it named none). `cut_tool_calls` names the tool calls whose input JSON came
-    back cut or invalid (at max_tokens, typically): they are billed but left out of
-    `content`."""
-
-    message_id: str
-    model: str
-    content: list[dict[str, Any]]
-    stop_reason: str | None
-    usage: TokenUsage
-    request_id: str | None
-    ttft_s: float | None
-    latency_s: float
-    diagnostics: dict[str, Any] | None = None
-    response_model: str = ""
-    cut_tool_calls: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.response_model = self.response_model or self.model
-
-    @property
-    def text(self) -> str:
-        return "".join(b.get("text", "") for b in self.content if b.get("type") == "text")
-
-    @property
-    def tool_uses(self) -> list[dict[str, Any]]:
-        return [b for b in self.content if b.get("type") == "tool_use"]
-
-
-class CallFailed(Exception):
-    """A call that did not finish. Carries what the API billed before it failed, if known.
-
-    `usage_seen`: valid usage was seen and none invalid after it, so `partial_usage` is what
-    the server billed so far (an HTTP error status counts: nothing billed); False: it may
-    have billed anything up to the worst case (`partial_usage` then holds the last valid
-    usage, for information). `sent`: False only when the request certainly never reached the
-    server: it never reached the HTTP client's transport (it could not be built or encoded),
-    or the connection was never made (refused, DNS, a bad URL).
-    """
-
-    def __init__(
-        self,
-        *,
-        message: str,
-        partial_usage: TokenUsage | None = None,
-        request_id: str | None = None,
-        status: int | None = None,
-        error_type: str = "error",
-        retry_after_s: float | None = None,
-        should_retry: str | None = None,
-        latency_s: float = 0.0,
-        usage_seen: bool = False,
-        sent: bool = True,
-        response_model: str | None = None,
-    ) -> None:
-        message = redact(message)  # a server may echo the key in its error text
-        super().__init__(message)
-        self.message = message
-        self.partial_usage = partial_usage or TokenUsage()
-        self.request_id = request_id
-        self.status = status
-        self.error_type = error_type
-        self.retry_after_s = retry_after_s
-        self.should_retry = should_retry
-        self.latency_s = latency_s
-        self.usage_seen = usage_seen
-        self.sent = sent
-        self.response_model = response_model
-
-    def __str__(self) -> str:
-        return self.message
-
-
-StreamItem = TextDelta | ToolUseStarted | UsageUpdate | CallResult
 
 
 # Whether the request of the call under way reached the HTTP transport: a list that
@@ -701,3 +592,45 @@ async def stream_message(
     finally:
         await _close(response)
     yield result
+
+
+class AnthropicProvider:
+    """The Anthropic API (or any compatible base URL, or the offline model as the client's
+    transport) behind the model seam (llm/provider.py)."""
+
+    def __init__(self, client: anthropic.AsyncAnthropic, name: str = "anthropic") -> None:
+        self.client = client
+        self.name = name  # anthropic | offline
+        self.simulated = name == "offline"
+        self.counts_tokens = True  # until the endpoint says it has no count_tokens
+
+    def stream(
+        self,
+        request: dict[str, Any],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        call_timeout_s: float = 600.0,
+        idle_timeout_s: float = 90.0,
+    ) -> AsyncGenerator[StreamItem, None]:
+        return stream_message(
+            self.client,
+            request,
+            clock=clock,
+            call_timeout_s=call_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+        )
+
+    async def count_tokens(self, request: dict[str, Any]) -> int | None:
+        """The API's free count (the offline model's own, offline); None where there is
+        none: a gateway without count_tokens (asked no more), an error, a count that is not
+        one. A key refused (401, 403) raises: the call would fail the same way."""
+        try:
+            return await count_tokens(self.client, request)
+        except CallFailed as failure:
+            if failure.status in (401, 403):
+                raise
+            if failure.status == 404:
+                self.counts_tokens = False  # this endpoint has none: stop asking
+        except Exception:
+            pass
+        return None

@@ -64,6 +64,7 @@ Counter = Callable[[dict[str, Any]], Awaitable[object]]
 
 THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
 WAIT_POLL_S = 0.05  # how often a waiting request looks again (holds may settle elsewhere)
+_NO_LIMIT = Decimal(10) ** 15  # room for any worst case (dollars)
 FACTOR_PLACES = Decimal("0.000001")
 
 
@@ -285,6 +286,20 @@ class CallMeter:
                     # (the useful minimum leaves room for the smallest thinking budget)
                     sent["thinking"] = {**thinking, "budget_tokens": res.max_tokens - 1}
         return Plan(model, sent, modifiers, res, lowered, scopes)
+
+    def whole(
+        self,
+        model: str,
+        request: dict[str, Any],
+        size: Size,
+        modifiers: Modifiers = STANDARD,
+        scopes: Scopes | None = None,
+    ) -> Plan | None:
+        """The request's whole worst case, nothing lowered and no share taken (a Message
+        Batch's requests are held as they are sent); whether it fits is the caller's. None
+        for a request no useful call can be made of."""
+        res = self._reservation(model, request, size, modifiers, _NO_LIMIT)
+        return None if res is None else Plan(model, dict(request), modifiers, res, scopes=scopes)
 
     def hold(
         self,

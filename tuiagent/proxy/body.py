@@ -14,7 +14,10 @@ from typing import Any
 
 
 class BadBody(ValueError):
-    """The request is not sent: the message says which field, and why."""
+    """The request is not sent: the message says which field, and why; `model`, the model
+    it names, when it names one (for its record)."""
+
+    model = ""
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -64,7 +67,12 @@ def _blocks(value: object, where: str) -> None:
 def messages_request(raw: bytes | bytearray | memoryview) -> dict[str, Any]:
     """A Messages request (`POST /v1/messages`) whose every priced field can be read."""
     body = parse_json(raw)
-    check_message_params(body)
+    try:
+        check_message_params(body)
+    except BadBody as exc:
+        model = body.get("model") if isinstance(body, dict) else None
+        exc.model = model if isinstance(model, str) else ""
+        raise
     return body  # type: ignore[no-any-return]
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from tuiagent.runs.records import ProxyTurn, Refused
+from tuiagent.runs.records import ProxyTurn, RefusedCall
 
 
-def call_line(record: ProxyTurn | Refused) -> str:
+def call_line(record: ProxyTurn | RefusedCall) -> str:
     """One call, for the headless output: never a header, never the key."""
     turn = f"#{record.turn}"
     who = f"{record.client or '?'} {(record.model or '?').removeprefix('claude-')}"
-    if isinstance(record, Refused):
+    if isinstance(record, RefusedCall):
         return f"{turn} {who} refused: {record.error}"
     u = record.usage
     tokens = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
 from tuiagent.llm.tokens import COUNTED_FIELDS
 from tuiagent.meter import CallMeter, Held, Seen, Unfit, record_fields
 from tuiagent.proxy.sse import UsageScanner
+from tuiagent.redact import redact
 from tuiagent.runs.layout import transcript_path
 from tuiagent.runs.log import R, RunLog, utc_now_iso
 from tuiagent.runs.records import (
@@ -36,8 +37,8 @@ from tuiagent.runs.records import (
     ProxyRunStart,
     ProxyTurn,
     Record,
+    RefusedCall,
 )
-from tuiagent.runs.records import Refused as RefusedRecord
 from tuiagent.runs.transcript import Transcript
 
 # Asks the upstream's count_tokens: the answer's `input_tokens` as sent (the meter checks
@@ -62,7 +63,7 @@ class Admitted:
     client: str
     streamed: bool
     request: dict[str, Any]  # as sent
-    body: bytes
+    body: bytes | bytearray
     held: Held
     auto_cached: bool
     started: float
@@ -77,7 +78,7 @@ class Admitted:
 
 
 @dataclass(frozen=True)
-class Refused:
+class Refusal:
     """A request that is not sent: the Anthropic-shaped 400 the client gets instead."""
 
     message: str
@@ -100,6 +101,7 @@ class Meter:
         auto_cache: bool = False,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        transcript: Transcript | None = None,
     ) -> None:
         run = (settings or Settings()).run
         self.budget = budget
@@ -121,19 +123,19 @@ class Meter:
         self.listeners: list[Listener] = []
         # Each request whole (calls of many conversations interleave), so that `report`
         # splits a call's input by source and `replay` resends it.
-        self.transcript = Transcript(transcript_path(log.path))
+        self.transcript = transcript or Transcript(transcript_path(log.path))
         self.calls = 0  # Messages requests taken in: each gets one record, numbered by this
 
     # --- before sending ----------------------------------------------------------
 
     async def admit(
         self,
-        raw: bytes,
+        raw: bytes | bytearray,
         request: dict[str, Any],
         client: str,
         count: Counter,
         scopes: Scopes | None = None,
-    ) -> Admitted | Refused:
+    ) -> Admitted | Refusal:
         """Hold the request's worst case (or its fair share of what is left, its max_tokens
         lowered to it), its `hold` record written; or refuse it. `scopes` (its session,
         agent, key, model) choose the `[[budgets]]` it falls under."""
@@ -162,7 +164,7 @@ class Meter:
                 counted,
                 label=f"proxy #{turn}",
                 modifiers=modifiers,
-                before_sending=lambda held: self._write_hold(turn, client, held),
+                before_sending=lambda held: self.write_hold(turn, client, held),
                 scopes=scopes or Scopes(client=client, model=model),
             )
         except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
@@ -189,13 +191,14 @@ class Meter:
             started,
         )
 
-    def _write_hold(self, turn: int, client: str, held: Held) -> None:
+    def write_hold(self, turn: int, client: str, held: Held, purpose: str = PURPOSE) -> None:
+        """The `hold` record of a call held, before it is sent (a batch's requests too)."""
         res = held.reservation
         self._write(
             HoldRecord(
                 hold_id=held.hold_id,
                 turn=turn,
-                purpose=PURPOSE,
+                purpose=purpose,
                 model=held.plan.model,
                 reserved_usd=res.worst_case_usd,
                 max_tokens=int(held.request["max_tokens"]),
@@ -206,7 +209,7 @@ class Meter:
             )
         )
 
-    def refuse(self, client: str, model: str, message: str) -> Refused:
+    def refuse(self, client: str, model: str, message: str) -> Refusal:
         """A request refused before it could be admitted (a path or body the proxy cannot
         meter): one `refused` record, numbered as a call."""
         self.calls += 1
@@ -232,9 +235,9 @@ class Meter:
             f"${b.remaining:.4f} left{waited}; raise it with F3 or --max-cost"
         )
 
-    def _refuse(self, turn: int, client: str, model: str, message: str) -> Refused:
-        self._write(RefusedRecord(turn=turn, client=client, model=model, error=message))
-        return Refused(message)
+    def _refuse(self, turn: int, client: str, model: str, message: str) -> Refusal:
+        self._write(RefusedCall(turn=turn, client=client, model=model, error=message))
+        return Refusal(message)
 
     # --- after the response ------------------------------------------------------
 
@@ -316,9 +319,16 @@ class Meter:
             )
         return self._write(record)
 
+    def write(self, record: R) -> R:
+        """Write a record as this run's (a batch's records, `batches`), as `_write`."""
+        return self._write(record)
+
     def _write(self, record: R) -> R:
-        """Write a record as this run's, and tell the listeners."""
+        """Write a record as this run's, and tell the listeners (the screen, OpenTelemetry):
+        its text redacted first, since an upstream's error may quote a client's credential."""
         record = replace(record, run_id=self.run_id)
+        if clean := _redacted_text(record):
+            record = replace(record, **clean)  # type: ignore[arg-type]
         self.log.append(record)
         for listener in list(self.listeners):
             listener(record)
@@ -347,6 +357,16 @@ class Meter:
         )
         self.log.close()
         self.transcript.close()
+
+
+def _redacted_text(record: Record) -> dict[str, str]:
+    """The record's text fields that hold a secret, redacted."""
+    changed = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str) and (clean := redact(value)) != value:
+            changed[f.name] = clean
+    return changed
 
 
 def _cap(amount: Decimal) -> str:

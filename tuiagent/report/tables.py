@@ -73,8 +73,15 @@ def runs_table(report: Report) -> Table:
         if r.unreadable_lines:
             ended += f"; {r.unreadable_lines} unreadable line(s)"
         if r.died_in_flight_calls:
+            # A run that ended with holds open: a proxy's Message Batch whose results were
+            # never read through it (each request held until its result is read).
+            when = (
+                "still held when the run ended (batch results not read)"
+                if r.ended not in ("live", "cut off (no run_end)")
+                else "in flight when the run died"
+            )
             ended += (
-                f"; {r.died_in_flight_calls} call(s) in flight when the run died, "
+                f"; {r.died_in_flight_calls} call(s) {when}, "
                 f"counted at their worst case {money(r.died_in_flight)}"
             )
         cells = [

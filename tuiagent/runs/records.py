@@ -320,7 +320,7 @@ class HoldRecord(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Tool(Record):
+class ToolCall(Record):
     TYPE = "tool"
     turn: int = 0
     tool_use_id: str = ""
@@ -514,6 +514,9 @@ class ProxyTurn(Record):
     lowered: str | None = field(default=None, metadata=OMIT)
     waited_s: float | None = field(default=None, metadata=OMIT)
     modifiers: dict[str, str] | None = field(default=None, metadata=OMIT)
+    # A Message Batch's request (purpose "batch"): its batch and its custom_id.
+    batch_id: str | None = field(default=None, metadata=OMIT)
+    custom_id: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -525,7 +528,7 @@ class ProxyAttempt(ProxyTurn):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Refused(Record):
+class RefusedCall(Record):
     """A call the proxy refused before sending (it did not fit the cap, or could not be
     counted)."""
 

@@ -26,7 +26,7 @@ from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.messages import BudgetMoved
 
 if TYPE_CHECKING:
-    from tuiagent.cost.budget import BudgetChanged as BudgetSnapshot
+    from tuiagent.cost.budget import BudgetSnapshot
     from tuiagent.ledger import BudgetLine
 
 ZERO = Decimal(0)

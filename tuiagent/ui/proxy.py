@@ -8,6 +8,7 @@ plus in flight. The dashboard holds no proxy logic.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,8 +23,9 @@ from textual.widgets import Footer, RichLog, Static
 from tuiagent.config import Settings
 from tuiagent.cost.display import resets
 from tuiagent.ledger import BudgetLine
+from tuiagent.proxy.keptlog import KeptLog
 from tuiagent.proxy.lines import call_line
-from tuiagent.runs.records import ProxyTurn, Record, Refused
+from tuiagent.runs.records import ProxyTurn, Record, RefusedCall
 from tuiagent.ui.budget import BudgetState, MeteredApp
 from tuiagent.ui.commands import bindings
 from tuiagent.ui.format import cap as fmt_cap
@@ -42,6 +44,13 @@ class CallRecorded(Message):
     """The proxy wrote one record (a call, an attempt, a refusal)."""
 
     record: Record
+
+
+@dataclass
+class LogNotice(Message):
+    """The proxy's run log failed or recovered (a full disk)."""
+
+    line: str
 
 
 class ProxyDashboard(MeteredApp):
@@ -85,6 +94,15 @@ class ProxyDashboard(MeteredApp):
         self.meter.budget.subscribe(self.budget_changed)
         self.show_budget()
         self.watch_budget(self.budget)  # the head, whether or not the budget moved
+        if isinstance(self.meter.log, KeptLog):
+            self.meter.log.notices.append(self._from_log)
+        # SIGTERM or SIGHUP (ProxyServer.stopped_by_signals) ends the app as `q` does.
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(self.exit)
+
+        self.server.on_stop.append(stop)
         self.server.start()
         self.query_one(RichLog).write(f"point a client here: ANTHROPIC_BASE_URL={self.server.url}")
 
@@ -92,11 +110,15 @@ class ProxyDashboard(MeteredApp):
     def _from_proxy(self, record: Record) -> None:
         self.post_message(CallRecorded(record))
 
+    def _from_log(self, line: str) -> None:
+        self.post_message(LogNotice(line))
+
     @on(CallRecorded)
     def _call(self, message: CallRecorded) -> None:
         record = message.record
-        if isinstance(record, Refused):
+        if isinstance(record, RefusedCall):
             self.query_one(RichLog).write(call_line(record))
+            self.query_one(TurnsTable).add_refusal(record)
             self.notify(record.error, title="Refused", severity="warning")
             return
         if not isinstance(record, ProxyTurn):
@@ -106,6 +128,11 @@ class ProxyDashboard(MeteredApp):
         self.query_one(TurnsTable).add_turn(record)
         if record.type == "turn":
             self.query_one(CachePanel).add_turn(record)
+
+    @on(LogNotice)
+    def _log_notice(self, message: LogNotice) -> None:
+        self.query_one(RichLog).write(message.line)
+        self.notify(message.line, title="Run log", severity="error")
 
     # --- the budget (ui/budget.py): the proxy's own ----------------------------------
 

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tuiagent.agent.stream import EventStream
 from tuiagent.redact import redact
 
 T = TypeVar("T")
@@ -63,9 +64,10 @@ class Tool:
     needs_approval: bool = False
     # The call is stopped after this long (a tool with its own timeout sets it a little over).
     deadline_s: float = DEFAULT_DEADLINE_S
-    # A tool that reports as it works (delegate): yields the agent's events, then its
-    # ToolOutput. The loop uses it where it is set; `run` is the same without the events.
-    stream: Callable[[dict[str, Any]], AsyncIterator[Any]] | None = None
+    # A tool that reports as it works (delegate): the agent's events, then its ToolOutput
+    # (agent/stream.py). The loop uses it where it is set; `run` is the same
+    # without the events.
+    stream: Callable[[dict[str, Any]], EventStream[ToolOutput]] | None = None
 
     def definition(self) -> dict[str, Any]:
         return {

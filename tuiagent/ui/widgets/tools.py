@@ -16,12 +16,12 @@ from tuiagent.ui.messages import OpenToolResult
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import ToolFinished
-    from tuiagent.runs.records import Tool
+    from tuiagent.runs.records import ToolCall
 
 
 @dataclass(frozen=True)
 class ToolResult:
-    record: Tool
+    record: ToolCall
     output: str
     original: str
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tuiagent.runs.records import Attempt, Call, ProxyTurn, Turn
+from tuiagent.runs.records import Attempt, Call, ProxyTurn, RefusedCall, Turn
 from tuiagent.ui.agent_events import every_agent
 from tuiagent.ui.format import money, tokens
 
@@ -74,6 +74,13 @@ class TurnsTable(DataTable[Any]):
         self._mark_costliest()
         self.move_cursor(row=self.row_count - 1)
 
+    def add_refusal(self, record: RefusedCall) -> None:
+        """A row for a request the proxy refused before sending: it cost nothing."""
+        who = _who(record) + (record.model or "?").removeprefix("claude-")
+        refused = Text("refused", style="bold")
+        self.add_row(str(record.turn), who, refused, "-", "-", "-", money(Decimal(0), 5), "", "-")
+        self.move_cursor(row=self.row_count - 1)
+
     def _mark_costliest(self) -> None:
         top: str | None = max(self._costs, key=lambda k: self._costs[k])
         if top is not None and self._costs[top] <= 0:
@@ -106,10 +113,10 @@ class TurnsTable(DataTable[Any]):
         self._costliest = None
 
 
-def _who(record: Call) -> str:
+def _who(record: Call | RefusedCall) -> str:
     """For a proxied call, the client that made it (`claude-cli/`); an agent call's model
     names its tier."""
-    if not isinstance(record, ProxyTurn):
+    if not isinstance(record, ProxyTurn | RefusedCall):
         return ""
     client = record.client.split("/")[0]
     return f"{client}/" if client else ""
