@@ -29,7 +29,15 @@ from textual.widgets import TextArea
 from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.ui.commands import key_hint
 from tuiagent.ui.widgets.context import meter_text
-from tuiagent.ui.widgets.entries import Answer, Block, Entry, Look, Notice, Said, ToolCall
+from tuiagent.ui.widgets.entries import (
+    AnswerBlock,
+    ChatAnswer,
+    ChatEntry,
+    ChatNotice,
+    Look,
+    Said,
+    ToolBlock,
+)
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import (
@@ -37,13 +45,11 @@ if TYPE_CHECKING:
         AttemptFailed,
         ContextEdited,
         Halted,
+        Notice,
         ToolCallStarted,
         ToolFinished,
         TurnFinished,
         TurnStarted,
-    )
-    from tuiagent.agent.events import (
-        Notice as NoticeEvent,
     )
     from tuiagent.runs.records import ContextEdit, Turn
 
@@ -82,20 +88,20 @@ class ChatLog(ScrollView, can_focus=True):
     def __init__(self, *, key: Callable[[str], str] = key_hint, id: str | None = None) -> None:
         super().__init__(id=id)
         self.key = key  # the key of a command as the user has it, for the hints
-        self.entries: list[Entry] = []
+        self.entries: list[ChatEntry] = []
         self._tops: list[int] = [0]  # where each entry begins; the last: the height of all
         self._heights: list[int] = []  # lines of each (estimated till drawn at this width)
         self._width = 0
         self._look: Look | None = None
         self.following = True  # at the end: new output scrolls into view
         self._placing = False  # the chat itself moves the view (not the user)
-        self.tool_views: dict[str, ToolCall] = {}
-        self.selected: ToolCall | None = None  # the keyboard's tool call
-        self.answer: Answer | None = None  # the answer streaming now
+        self.tool_views: dict[str, ToolBlock] = {}
+        self.selected: ToolBlock | None = None  # the keyboard's tool call
+        self.answer: ChatAnswer | None = None  # the answer streaming now
         self._pending: list[str] = []  # answer text not yet on screen
         self._flush_due = False
-        self._failure: Notice | None = None  # the notice of a call failing right now
-        self._batch: list[Entry] | None = None  # entries to place together (show_history)
+        self._failure: ChatNotice | None = None  # the notice of a call failing right now
+        self._batch: list[ChatEntry] | None = None  # entries to place together (show_history)
         self._shifted = 0  # lines the chat is pushed down by (shorter than its view)
 
     # --- drawing: only what is in view -------------------------------------------------
@@ -221,7 +227,7 @@ class ChatLog(ScrollView, can_focus=True):
 
     # --- adding and changing entries -----------------------------------------------------
 
-    def _add(self, *entries: Entry, follow: bool = False, at: int | None = None) -> None:
+    def _add(self, *entries: ChatEntry, follow: bool = False, at: int | None = None) -> None:
         if follow:
             self.following = True
         if self._batch is not None:  # placed together when the batch ends
@@ -231,14 +237,14 @@ class ChatLog(ScrollView, can_focus=True):
         self.entries[at:at] = entries
         self._placed(at)
 
-    def _changed(self, entry: Entry) -> None:
+    def _changed(self, entry: ChatEntry) -> None:
         """An entry's lines changed: it and those after it are placed again."""
         entry.changed()
         at = self._index(entry)
         if at >= 0:  # (else cleared since)
             self._placed(at)
 
-    def _index(self, entry: Entry) -> int:
+    def _index(self, entry: ChatEntry) -> int:
         """Where the entry is, searched from the end, where the chat changes (-1: gone)."""
         entries = self.entries
         for at in range(len(entries) - 1, -1, -1):
@@ -258,7 +264,7 @@ class ChatLog(ScrollView, can_focus=True):
         """Home: the top at once (an animation would draw the chat again at every step)."""
         self.scroll_to(y=0, animate=False)
 
-    def region_of(self, entry: Entry) -> Region:
+    def region_of(self, entry: ChatEntry) -> Region:
         """Where an entry is on the screen (empty when it is out of view)."""
         at = self._index(entry)
         top = self._tops[at] - round(self.scroll_y) + self._shifted
@@ -267,11 +273,11 @@ class ChatLog(ScrollView, can_focus=True):
         return drawn.intersection(view)
 
     @property
-    def answers(self) -> list[Answer]:
+    def answers(self) -> list[ChatAnswer]:
         """The answers in the chat, in order (each is the blocks it holds)."""
-        seen: dict[int, Answer] = {}
+        seen: dict[int, ChatAnswer] = {}
         for entry in self.entries:
-            if isinstance(entry, Block):
+            if isinstance(entry, AnswerBlock):
                 seen.setdefault(id(entry.answer), entry.answer)
         return list(seen.values())
 
@@ -283,24 +289,24 @@ class ChatLog(ScrollView, can_focus=True):
         self._add(said)
         return said
 
-    def add_answer(self, text: str = "", *, follow: bool = False) -> Answer:
+    def add_answer(self, text: str = "", *, follow: bool = False) -> ChatAnswer:
         """A whole answer (help, /system, a resumed one)."""
-        answer = Answer()
+        answer = ChatAnswer()
         self._add(*answer.append(text), follow=follow)
         return answer
 
-    def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolCall:
-        view = ToolCall(name, arguments)
+    def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolBlock:
+        view = ToolBlock(name, arguments)
         self.tool_views[tool_use_id] = view
         self._add(view)
         return view
 
-    def add_notice(self, text: str, level: str = "info") -> Notice:
-        notice = Notice(text, level)
+    def add_notice(self, text: str, level: str = "info") -> ChatNotice:
+        notice = ChatNotice(text, level)
         self._add(notice)
         return notice
 
-    def add_subtotal(self, text: str) -> Notice:
+    def add_subtotal(self, text: str) -> ChatNotice:
         """What a message cost, under its answer."""
         return self.add_notice(text, "subtotal")
 
@@ -342,7 +348,7 @@ class ChatLog(ScrollView, can_focus=True):
                     self.tool_finished(view, not block.get("is_error"), text, None)
 
     def tool_finished(
-        self, view: ToolCall, ok: bool, output: str, sizes: tuple[int, int] | None
+        self, view: ToolBlock, ok: bool, output: str, sizes: tuple[int, int] | None
     ) -> None:
         view.finished(ok, output, sizes)
         self._changed(view)
@@ -367,7 +373,7 @@ class ChatLog(ScrollView, can_focus=True):
         at = bisect_right(self._tops, line) - 1
         if 0 <= at < len(self.entries) and line == self._tops[at]:
             entry = self.entries[at]
-            if isinstance(entry, ToolCall):
+            if isinstance(entry, ToolBlock):
                 self._select(entry)
                 self.toggle_tool(entry)
 
@@ -378,8 +384,8 @@ class ChatLog(ScrollView, can_focus=True):
     def on_blur(self) -> None:
         self._select(None)
 
-    def _tools_in_order(self) -> list[ToolCall]:
-        return [e for e in self.entries if isinstance(e, ToolCall)]
+    def _tools_in_order(self) -> list[ToolBlock]:
+        return [e for e in self.entries if isinstance(e, ToolBlock)]
 
     def action_select(self, step: int) -> None:
         """The previous (-1) or next (1) tool call; with none, the chat scrolls a line."""
@@ -390,7 +396,7 @@ class ChatLog(ScrollView, can_focus=True):
         at = tools.index(self.selected) + step if self.selected in tools else len(tools) - 1
         self._select(tools[max(0, min(at, len(tools) - 1))])
 
-    def _select(self, tool: ToolCall | None) -> None:
+    def _select(self, tool: ToolBlock | None) -> None:
         previous, self.selected = self.selected, tool
         focused = self.screen.focused is self
         for entry in (previous, tool):
@@ -400,7 +406,7 @@ class ChatLog(ScrollView, can_focus=True):
         if tool is not None:
             self._show(tool)
 
-    def _show(self, entry: Entry) -> None:
+    def _show(self, entry: ChatEntry) -> None:
         """Scroll as little as brings the whole entry into view (its top, if it is taller);
         the user reads it, so the chat stays there as it grows."""
         at = self._index(entry)
@@ -424,7 +430,7 @@ class ChatLog(ScrollView, can_focus=True):
         if self.selected is not None:
             self.toggle_tool(self.selected)
 
-    def toggle_tool(self, tool: ToolCall) -> None:
+    def toggle_tool(self, tool: ToolBlock) -> None:
         """Open a tool call's block to its exact output, or close it."""
         tool.toggle()
         self.following = False  # the user reads it: it stays put as the chat grows
@@ -450,7 +456,7 @@ class ChatLog(ScrollView, can_focus=True):
         if not text:
             return
         if self.answer is None:
-            self.answer = Answer()
+            self.answer = ChatAnswer()
         answer = self.answer
         last = answer.blocks[-1] if answer.blocks else None
         new = answer.append(text)
@@ -535,7 +541,7 @@ class ChatLog(ScrollView, can_focus=True):
         self.failure_notice(text, "error")
         self._failure = None
 
-    def when_notice(self, event: NoticeEvent) -> None:
+    def when_notice(self, event: Notice) -> None:
         if self._failure is not None and event.level == "warning":
             return  # the retry notice: the failure's line already says it
         if event.level == "error":
