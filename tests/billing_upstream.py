@@ -70,13 +70,14 @@ class Bill:
 
     def allowed(self, pricer: Pricer) -> Decimal:
         """The bill cut to what the request allowed: its model and modifiers (the workspace's
-        US default included), its max_tokens, its real input."""
+        US default included), its max_tokens, its real input; never more than the bill (a
+        fast request that ran at standard speed billed, and allowed, the standard price)."""
         u = self.usage
         within = TokenUsage(
             input_tokens=min(u.input_tokens, self.true_input),
             output_tokens=min(u.output_tokens, self.max_tokens),
         )
-        return pricer.price(self.model, within, self.asked).total
+        return min(pricer.price(self.model, within, self.asked).total, self.billed(pricer))
 
 
 @dataclass
@@ -88,6 +89,7 @@ class BillingUpstream:
     def __post_init__(self) -> None:
         self.gate = threading.Event()  # lets the "gated" answers finish
         self.bills: list[Bill] = []
+        self.batches: dict[str, list[dict[str, Any]]] = {}  # id -> its results
         self.count_calls = 0
         self.messages_calls = 0
         self._behaviours = deque(self.behaviours)
@@ -135,6 +137,9 @@ class BillingUpstream:
                 k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if x)
             }
             raw = await reader.readexactly(int(headers.get("content-length", 0)))
+            if path.startswith("/v1/messages/batches"):
+                await self._batches(lines[0].split(" ")[0], path, raw, writer)
+                return
             if not lines[0].startswith("POST "):  # the models list and the like: not here
                 error = {"type": "error", "error": {"type": "not_found_error", "message": path}}
                 await _write(writer, 404, "application/json", [json.dumps(error).encode()])
@@ -170,35 +175,13 @@ class BillingUpstream:
     ) -> None:
         self.messages_calls += 1
         kind = self._behaviours.popleft() if self._behaviours else "honest"
-        model, max_tokens = str(body["model"]), int(body["max_tokens"])
-        true_input = estimate_request_tokens(body)
-        speed = str(body.get("speed") or "standard")
-        geo = body.get("inference_geo")
-        ran_geo = str(geo or ("us" if kind == "workspace_us" else "global"))
-        asked = Modifiers(speed=speed, inference_geo=ran_geo)
-        ran_speed = "standard" if kind == "fast_fallback" else speed
-        billed_model = DEARER.get(model, model) if kind == "swapped" else model
-        billed_modifiers = Modifiers(speed=ran_speed, inference_geo=ran_geo)
-        output = HONEST_OUTPUT if kind in ("honest", "slow", "gated") else max_tokens
-        if kind == "over_max":
-            output = 2 * max_tokens + 7
-        if kind == "overloaded":
-            output, true_input = 0, 0
-        usage = TokenUsage(input_tokens=true_input, output_tokens=min(output, 10**9))
         request_id = None if kind == "no_answer" else f"req_billing_{next(self._ids)}"
-        self.bills.append(
-            Bill(
-                request_id,
-                kind,
-                model,
-                max_tokens,
-                asked,
-                true_input,
-                billed_model,
-                billed_modifiers,
-                usage,
-            )
-        )
+        bill = _bill(body, kind, request_id)
+        self.bills.append(bill)
+        max_tokens, true_input = bill.max_tokens, bill.true_input
+        billed_model, usage = bill.billed_model, bill.usage
+        ran_geo, ran_speed = bill.billed_modifiers.inference_geo, bill.billed_modifiers.speed
+        output = usage.output_tokens
         if kind == "no_answer":
             return
         if kind == "overloaded":
@@ -271,6 +254,100 @@ class BillingUpstream:
         await _write(writer, 200, "text/event-stream", events, request_id, pause)
         if kind == "stall":
             await _hang(reader, self.stall_s)
+
+    # --- Message Batches: each ends at once, each request billed by its behaviour ----------
+
+    async def _batches(
+        self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter
+    ) -> None:
+        parts = path.split("/")  # ["", "v1", "messages", "batches", id, "results"]
+        if method == "POST" and len(parts) == 4:
+            batch_id = f"msgbatch_billing_{next(self._ids)}"
+            lines = []
+            for item in json.loads(raw)["requests"]:
+                kind = self._behaviours.popleft() if self._behaviours else "honest"
+                kind = kind if kind in BATCH_BEHAVIOURS else "honest"
+                line: dict[str, Any] = {"custom_id": item["custom_id"]}
+                if kind == "overloaded":  # errored: bills nothing
+                    error = {"type": "overloaded_error", "message": "no"}
+                    line["result"] = {"type": "errored", "error": {"type": "error", "error": error}}
+                else:
+                    bill = _bill(item["params"], kind, f"{batch_id}/{item['custom_id']}", "batch")
+                    self.bills.append(bill)
+                    line["result"] = {"type": "succeeded", "message": _message(bill)}
+                lines.append(line)
+            self.batches[batch_id] = lines
+        elif method != "GET" or len(parts) not in (5, 6) or parts[4] not in self.batches:
+            await _write(writer, 404, "application/json", [b'{"type":"error"}'])
+            return
+        batch_id = parts[4] if len(parts) > 4 else batch_id
+        if len(parts) == 6:  # the results, one JSON line each
+            jsonl = "".join(json.dumps(line) + "\n" for line in self.batches[batch_id])
+            await _write(writer, 200, "application/binary", [jsonl.encode()])
+            return
+        results = self.batches[batch_id]
+        ok = sum(1 for r in results if r["result"]["type"] == "succeeded")
+        batch = {
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "ended",
+            "request_counts": {
+                "processing": 0,
+                "succeeded": ok,
+                "errored": len(results) - ok,
+                "canceled": 0,
+                "expired": 0,
+            },
+            "results_url": f"{self.base_url}/v1/messages/batches/{batch_id}/results",
+        }
+        await _write(writer, 200, "application/json", [json.dumps(batch).encode()])
+
+
+# What a batch's request may meet (the others are a stream's or a connection's).
+BATCH_BEHAVIOURS = ("honest", "greedy", "swapped", "bad_usage", "over_max", "overloaded")
+
+
+def _bill(
+    body: dict[str, Any], kind: str, request_id: str | None, processing: str = "standard"
+) -> Bill:
+    """What the upstream bills a request that meets `kind`."""
+    model, max_tokens = str(body["model"]), int(body["max_tokens"])
+    true_input = estimate_request_tokens(body)
+    speed = str(body.get("speed") or "standard")
+    geo = body.get("inference_geo")
+    ran_geo = str(geo or ("us" if kind == "workspace_us" else "global"))
+    asked = Modifiers(speed=speed, processing=processing, inference_geo=ran_geo)
+    ran_speed = "standard" if kind == "fast_fallback" else speed
+    billed_model = DEARER.get(model, model) if kind == "swapped" else model
+    billed = Modifiers(speed=ran_speed, processing=processing, inference_geo=ran_geo)
+    output = HONEST_OUTPUT if kind in ("honest", "slow", "gated") else max_tokens
+    if kind == "over_max":
+        output = 2 * max_tokens + 7
+    if kind == "overloaded":
+        output, true_input = 0, 0
+    usage = TokenUsage(input_tokens=true_input, output_tokens=min(output, 10**9))
+    return Bill(request_id, kind, model, max_tokens, asked, true_input, billed_model, billed, usage)
+
+
+def _message(bill: Bill) -> dict[str, Any]:
+    """A batch result's message, as billed."""
+    output: Any = "1e30" if bill.behaviour == "bad_usage" else bill.usage.output_tokens
+    ran = bill.billed_modifiers
+    return {
+        "id": f"msg_{bill.request_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": bill.billed_model,
+        "content": [{"type": "text", "text": "ok"}],
+        "stop_reason": "max_tokens" if bill.usage.output_tokens >= bill.max_tokens else "end_turn",
+        "usage": {
+            "input_tokens": bill.usage.input_tokens,
+            "output_tokens": output,
+            "inference_geo": ran.inference_geo,
+            "speed": ran.speed,
+            "service_tier": "batch",
+        },
+    }
 
 
 def _sse(name: str, data: Any) -> bytes:

@@ -63,13 +63,15 @@ def proxy_to(
     log_dir: Path,
     cap: str = "1.00",
     app: dict[str, Any] | None = None,
+    budget: Budget | None = None,
     **meter: Any,
 ) -> Iterator[Proxied]:
     """`app`: ProxyApp's keyword arguments (`unbilled_paths`, ...), where `allowed_hosts` and
-    `allowed_origins` make its door (the proxy's own address and port by default); the rest
-    the Meter's."""
+    `allowed_origins` make its door (the proxy's own address and port by default); `budget`
+    one over a ledger (`open_run_budget`), else just the cap; the rest the Meter's."""
     log = RunLog(log_dir, "proxy-run")
-    m = Meter(Budget(Decimal(cap), name="proxy"), Pricer(), log, "proxy-run", **meter)
+    budget = budget or Budget(Decimal(cap), name="proxy")
+    m = Meter(budget, Pricer(), log, "proxy-run", **meter)
     sock = bind("127.0.0.1", 0)
     options = dict(app or {})
     door = Door.of(

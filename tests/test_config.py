@@ -57,6 +57,7 @@ allow_commands = true
 allow_fetch = true
 allow_edits = true
 allow_mcp = true
+mcp_defer_above = 5000
 command_timeout_s = 12
 subagents = false
 max_parallel_agents = 2
@@ -150,6 +151,7 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
                 "allow": True,
             },
         ),
+        "mcp_defer_above": 5000,
         "allow_edits": True,
         "allow_mcp": True,
         "command_timeout_s": 12.0,

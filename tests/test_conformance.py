@@ -163,6 +163,27 @@ def test_tool_stream_has_the_recorded_shape() -> None:
     assert stop == {"stop_reason": "tool_use", "stop_sequence": None}
 
 
+def test_a_tool_search_streams_as_recorded() -> None:
+    """The recorded tool search (bm25, two deferred tools): the search's blocks start as the
+    API starts them, the result whole in its start, and the usage counts no search."""
+    item = interactions("stream_tool_use_input_json_delta.yaml")[0]
+    body = body_of(item["request"])
+    real = stream_of(item)
+    ask = 'call get_exchange_rate with {"from_currency": "USD", "to_currency": "EUR"}'
+    ours = sse(offline({**body, "messages": [{"role": "user", "content": ask}]}).text)
+
+    def search(shape: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        start = next(i for i, s in enumerate(shape) if s[:2] == ("start", "server_tool_use"))
+        return shape[start : start + 5]  # the query's block, then the result's
+
+    assert search(_blocks_and_deltas(ours)) == search(_blocks_and_deltas(real))
+    usage = [next(d for e, d in x if e == "message_delta")["usage"] for x in (ours, real)]
+    assert usage[0]["server_tool_use"] == usage[1]["server_tool_use"]
+    starts = [next(d for e, d in x if e == "message_start") for x in (ours, real)]
+    for start, end in zip(starts, usage, strict=True):  # the search's pass: more input
+        assert end["input_tokens"] > 2 * start["message"]["usage"]["input_tokens"]
+
+
 @pytest.mark.parametrize("name", ["stream_plain_text_short.yaml", "stream_cache_write_1h.yaml"])
 def test_usage_has_the_recorded_fields(name: str) -> None:
     item = interactions(name)[0]

@@ -12,9 +12,13 @@ from typing import Any
 import anthropic
 import pytest
 
+from tests.billing_upstream import BillingUpstream
 from tests.proxy_harness import KEY, Proxied, proxy_to
 from tests.scripted_api import ScriptedAPI
+from tuiagent.config import Settings
+from tuiagent.cost.budget import open_run_budget
 from tuiagent.cost.pricing import Modifiers, Pricer
+from tuiagent.ledger import BudgetSpec, Scopes, Window
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.report.build import build_report
 
@@ -104,6 +108,24 @@ def test_reading_the_results_twice_settles_each_request_once(tmp_path: Path) -> 
         assert len(proxy.records("turn")) == 2
 
 
+def test_a_result_whose_usage_is_nonsense_keeps_its_worst_case(tmp_path: Path) -> None:
+    # The first request's result reports `output_tokens: "1e30"`; the second is honest.
+    with (
+        BillingUpstream(["bad_usage", "honest"]) as api,
+        proxy_to(api.base_url, tmp_path, "5.00") as proxy,
+    ):
+        client = sdk(proxy)
+        batch = client.messages.batches.create(requests=requests(2))  # type: ignore[arg-type]
+        results = list(client.messages.batches.results(batch.id))
+        calls = proxy.records("turn", "attempt")
+        in_flight = proxy.budget.snapshot().in_flight
+    assert [r.custom_id for r in results] == ["req-0", "req-1"]  # passed on whole
+    unknown, honest = sorted(calls, key=lambda c: c["custom_id"])
+    assert unknown["type"] == "attempt" and unknown["usage_unknown"] is True
+    assert unknown["cost_usd"] == unknown["reserved_usd"] > 0
+    assert honest["type"] == "turn" and in_flight == 0
+
+
 def test_a_batch_that_does_not_fit_is_refused_before_it_is_sent(tmp_path: Path) -> None:
     # 100 requests of 128,000 output tokens of Opus at batch rates: far over $1.
     many = requests(100, max_tokens=64000)
@@ -114,6 +136,37 @@ def test_a_batch_that_does_not_fit_is_refused_before_it_is_sent(tmp_path: Path) 
         assert proxy.budget.snapshot().in_flight == 0
         (refused,) = proxy.records("refused")
     assert "batch of 100 request(s)" in refused["error"]
+
+
+def test_a_batch_is_held_against_the_budgets_its_requests_fall_under(tmp_path: Path) -> None:
+    # A $0.02 a day budget on the model, under a $5 cap: one request of the batch fits it
+    # (about $0.0075 of output at batch rates), three do not.
+    settings = Settings().with_changes(
+        max_cost_usd=Decimal(5),
+        ledger_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        budgets=(BudgetSpec("model", Window.parse("day"), Decimal("0.02"), MODEL),),
+    )
+    budget = open_run_budget(settings, Scopes(run="proxy-run"), what="test", name="proxy")
+    try:
+        with ScriptedAPI(answer) as api, proxy_to(api.base_url, tmp_path, budget=budget) as p:
+            with pytest.raises(anthropic.BadRequestError, match="does not fit a budget"):
+                sdk(p).messages.batches.create(requests=requests(3))  # type: ignore[arg-type]
+            assert api.batches == {} and budget.snapshot().in_flight == 0
+            (refused,) = p.records("refused")
+            released = p.records("hold", "attempt")  # what was held before one did not fit
+            sdk(p).messages.batches.create(requests=requests(1))  # type: ignore[arg-type]
+            hold = p.records("hold")[-1]
+            assert len(api.batches) == 1
+            (line,) = [b for b in budget.stack.lines() if b.value == MODEL]  # type: ignore[union-attr]
+    finally:
+        budget.close()
+    assert "'req-" in refused["error"] and "of the batch" in refused["error"]
+    # Requests held before the one that did not fit are released, each with its record.
+    holds = [r["hold_id"] for r in released if r["type"] == "hold"]
+    unsent = [r for r in released if r["type"] == "attempt"]
+    assert holds and [r["hold_id"] for r in unsent] == holds
+    assert all(r["sent"] is False and r["cost_usd"] == 0 for r in unsent)
+    assert line.held == Decimal(str(hold["reserved_usd"])) > 0
 
 
 @pytest.mark.parametrize(

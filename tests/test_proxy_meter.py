@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,7 +33,9 @@ from tuiagent.config import Settings
 from tuiagent.cost.pricing import Modifiers, Pricer
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
+from tuiagent.proxy.lines import call_line
 from tuiagent.report.build import build_report
+from tuiagent.runs.records import ProxyTurn, read
 
 D = Decimal
 OPUS = "claude-opus-5-5"
@@ -62,6 +65,13 @@ def body(
     return json.dumps(
         {"model": model, "max_tokens": max_tokens, "stream": stream, "messages": messages, **more}
     ).encode()
+
+
+def shown(record: dict[str, Any]) -> str:
+    """The line a call is shown as (headless, and in the dashboard's log)."""
+    typed = read(record)
+    assert isinstance(typed, ProxyTurn)
+    return call_line(typed)
 
 
 def send(url: str, content: bytes, path: str = "/v1/messages") -> httpx2.Response:
@@ -150,6 +160,9 @@ def test_fast_mode_is_held_and_priced_at_its_rates(tmp_path: Path) -> None:
     assert (
         cost(fallback_record) == fallback.billed(pricer) == pricer.price(OPUS, fallback.usage).total
     )
+    # What it billed within what it allowed (the property's sum against the cap) is what it
+    # billed: the fast price it did not bill is no money spent.
+    assert fallback.allowed(pricer) == fallback.billed(pricer)
 
 
 def test_fast_mode_without_a_published_price_is_refused_before_it_leaves(tmp_path: Path) -> None:
@@ -203,6 +216,10 @@ def test_clients_that_ask_for_everything_run_side_by_side(tmp_path: Path) -> Non
     assert [a.status_code for a in answers] == [200] * 4 and len(records) == 4
     assert all(r["lowered"] == "fair share" and 256 <= r["max_tokens"] < 128_000 for r in records)
     assert {b.max_tokens for b in upstream.bills} == {r["max_tokens"] for r in records}
+    # The line each call is shown as (headless, and in the dashboard) says so.
+    for r in records:
+        lowered = f"max_tokens 128,000->{r['max_tokens']:,} (fair share)"
+        assert lowered in shown(r) and "waited" not in shown(r)
 
 
 # With a useful minimum of 1,500 tokens of Opus 5.5 (about $0.033), a $0.05 cap has room for
@@ -224,6 +241,8 @@ def test_a_request_that_fits_once_calls_in_flight_settle_waits_for_them(tmp_path
         records = proxy.records("turn")
     assert [a.status_code for a in answers] == [200, 200]
     assert [r.get("waited_s") is not None for r in records] == [False, True]
+    assert re.search(r", waited \d+\.\ds for calls in flight\]", shown(records[1]))
+    assert "waited" not in shown(records[0])
 
 
 def test_money_spent_refuses_without_waiting(tmp_path: Path) -> None:

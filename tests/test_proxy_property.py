@@ -8,12 +8,16 @@ stalled streams, nonsense usage, overbilling, fast mode falling back, no answer 
 Whatever happens:
 - what the upstream billed, within what each request allowed, is within the cap;
 - each request the upstream saw is exactly one record, none priced below what it billed;
-- no client gets a 500, and nothing raises (no traceback).
+- no client gets a 500, and nothing raises (no traceback);
+- every spelling of the endpoint is metered as it (no 404, no request passed unmetered);
+- Message Batches among them: held whole at creation, each result settled as it is read
+  through the proxy, the results never read kept at their worst case.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
@@ -31,7 +35,19 @@ from tuiagent.config import Settings
 from tuiagent.cost.pricing import Pricer
 
 HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
-PATHS = ["/v1/messages", "/v1/messages?beta=true"]
+# Every spelling of the Messages endpoint is that endpoint (metered, never a 404): the real
+# API's front end resolves them all, and the SDKs send `//v1/messages` for a base URL with
+# a trailing slash. (httpx resolves `.` and `..` itself; the others reach the proxy as sent.)
+PATHS = [
+    "/v1/messages",
+    "/v1/messages?beta=true",
+    "//v1/messages",
+    "/v1//messages/",
+    "/v1/./messages",
+    "/v1/x/../messages",
+    "/v1/%6Dessages",
+    "/v1/messages/?beta=true",
+]
 MODELS = ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"]
 
 
@@ -56,6 +72,17 @@ def client_requests(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+@st.composite
+def batch_asks(draw: st.DrawFn) -> dict[str, Any]:
+    """A Message Batch of 1-3 such requests; its results read through the proxy, or never."""
+    params = [
+        {k: v for k, v in draw(client_requests())["request"].items() if k != "stream"}
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+    requests = [{"custom_id": f"c{i}", "params": p} for i, p in enumerate(params)]
+    return {"batch": {"requests": requests}, "read": draw(st.booleans())}
+
+
 class _Errors(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -69,6 +96,10 @@ async def _client(url: str, asks: list[dict[str, Any]], statuses: list[int]) -> 
     timeout = httpx2.Timeout(10.0, read=1.0)
     async with httpx2.AsyncClient(timeout=timeout) as client:
         for ask in asks:
+            if "batch" in ask:
+                with contextlib.suppress(httpx2.TimeoutException):  # slow: it leaves
+                    await _batch(client, url, ask, statuses)
+                continue
             content = json.dumps(ask["request"]).encode()
             try:
                 async with client.stream(
@@ -82,13 +113,35 @@ async def _client(url: str, asks: list[dict[str, Any]], statuses: list[int]) -> 
                 pass  # a stalled answer: the client gives up, and leaves
 
 
+async def _batch(
+    client: httpx2.AsyncClient, url: str, ask: dict[str, Any], statuses: list[int]
+) -> None:
+    created = await client.post(
+        url + "/v1/messages/batches", content=json.dumps(ask["batch"]).encode(), headers=HEADERS
+    )
+    statuses.append(created.status_code)
+    if created.status_code != 200 or not ask["read"]:
+        return
+    batch_url = f"{url}/v1/messages/batches/{created.json()['id']}"
+    batch = (await client.get(batch_url, headers=HEADERS)).json()
+    assert batch["results_url"] == batch_url + "/results"  # read through the proxy
+    results = await client.get(batch["results_url"], headers=HEADERS)
+    statuses.append(results.status_code)
+
+
 @settings(
     max_examples=8,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    clients=st.lists(st.lists(client_requests(), min_size=1, max_size=3), min_size=16, max_size=32),
+    clients=st.lists(
+        st.lists(
+            st.one_of(client_requests(), client_requests(), batch_asks()), min_size=1, max_size=3
+        ),
+        min_size=16,
+        max_size=32,
+    ),
     behaviours=st.lists(st.sampled_from(BEHAVIOURS), max_size=60),
     counts=st.lists(st.sampled_from(COUNTS), max_size=30),
     cap=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("2"), places=3),
@@ -122,24 +175,40 @@ def test_hostile_upstreams_and_many_clients_never_pass_the_cap(
 
     pricer = Pricer()
     assert 500 not in statuses and not errors.seen, errors.seen
-    assert budget.in_flight == 0
+    assert 404 not in statuses  # each spelling of /v1/messages is /v1/messages
     # What the upstream billed, within what each request allowed, is within the cap.
     assert sum((b.allowed(pricer) for b in upstream.bills), Decimal(0)) <= cap
-    # Each request the upstream saw is exactly one record, none priced below its bill.
+    # Each hold is closed by one record, but those of batches whose results were never read:
+    # they stay held, at their worst case.
     calls = [r for r in records if r["type"] in ("turn", "attempt")]
-    assert len(calls) == len(upstream.bills)
-    holds = {r["hold_id"] for r in records if r["type"] == "hold"}
-    assert {r["hold_id"] for r in calls} == holds
-    by_id = {r.get("request_id"): r for r in calls}
-    unanswered = [r for r in calls if r.get("request_id") is None]
-    for bill in upstream.bills:
-        if bill.request_id is None:
+    holds = {r["hold_id"]: r for r in records if r["type"] == "hold"}
+    assert sorted(r["hold_id"] for r in calls) == sorted(set(r["hold_id"] for r in calls))
+    assert {r["hold_id"] for r in calls} <= set(holds)
+    kept = [h for i, h in holds.items() if i not in {r["hold_id"] for r in calls}]
+    assert all(h["purpose"] == "batch" for h in kept)
+    held = sum((Decimal(str(h["reserved_usd"])) for h in kept), Decimal(0))
+    assert abs(budget.in_flight - held) <= Decimal("1e-9")  # (a record's dollars: 12 places)
+    # Each Messages request the upstream saw is exactly one record, none priced below its
+    # bill; each batch request, a record once its result is read, else its hold.
+    messages = [b for b in upstream.bills if b.request_id is None or "/" not in b.request_id]
+    batched = [b for b in upstream.bills if b not in messages]
+    proxied = [r for r in calls if r["purpose"] != "batch"]
+    assert len(proxied) == len(messages)
+    by_id = {r.get("request_id"): r for r in proxied}
+    by_id |= {f"{r['batch_id']}/{r['custom_id']}": r for r in calls if r["purpose"] == "batch"}
+    unread = Decimal(0)
+    for bill in [b for b in upstream.bills if b.request_id is not None]:
+        record = by_id.get(bill.request_id)
+        if record is None and bill in batched:  # held: what it allowed (its model, ...)
+            unread += bill.allowed(pricer)
             continue
-        record = by_id[bill.request_id]
+        assert record is not None, bill
         assert Decimal(str(record["cost_usd"])) >= bill.billed(pricer) - Decimal("1e-9"), (
             bill,
             record,
         )
-    assert len(unanswered) == sum(1 for b in upstream.bills if b.request_id is None)
+    assert budget.in_flight >= unread
+    unanswered = [r for r in proxied if r.get("request_id") is None]
+    assert len(unanswered) == sum(1 for b in messages if b.request_id is None)
     for record in unanswered:  # no answer: its worst case
         assert record["usage_unknown"] is True

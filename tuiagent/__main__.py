@@ -1,3 +1,3 @@
-from tuiagent.cli.main import main
+from tuiagent.entry import main
 
 raise SystemExit(main())

@@ -601,6 +601,16 @@ class ToolSettings:
             shown_default="none",
         ),
     )
+    mcp_defer_above: int = field(
+        default=10_000,
+        metadata=option(
+            parse=whole(
+                f"a whole number of tokens from 0 to {MAX_WHOLE:,}", lambda v: 0 <= v <= MAX_WHOLE
+            ),
+            help="MCP tool definitions of at least this many tokens in all go through the "
+            "API's tool search when that pays (see MCP servers)",
+        ),
+    )
     allow_edits: bool = field(
         default=False,
         metadata=option(

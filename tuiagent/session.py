@@ -163,7 +163,14 @@ def open_session(
     if settings.tools.mcp_servers:
         from tuiagent.agent.mcp import McpTools
 
-        agent.mcp = McpTools(agent.settings, toolbox, agent.place, agent.pricer)
+        agent.mcp = McpTools(
+            agent.settings,
+            toolbox,
+            agent.place,
+            agent.pricer,
+            system_prompt=agent.parts.conversation.system_prompt,
+        )
+        agent.parts.conversation.offer = agent.mcp.offered  # deferred to tool search, or not
     notices = [n for n in (conn.notice, *agent.pricer.notices) if n]
     delegator = None
     if settings.tools.subagents:

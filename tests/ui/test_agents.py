@@ -90,3 +90,21 @@ async def test_the_narrow_layout_says_how_many_sub_agents_run(make_app: MakeApp)
         await until(pilot, lambda: "3 sub-agents running" in line(), "the count on the line")
         await idle(pilot)
         assert "running" not in line() and "fast haiku-5-5" in line()
+
+
+async def test_below_120_columns_f5_reaches_the_agents_panel(make_app: MakeApp) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, PROMPT)
+        await idle(pilot)
+        seen = []
+        for _ in range(6):  # panels, router, cache, tools, agents, chat
+            await pilot.press("f5")
+            seen.append(app.main.view)
+        assert seen == ["router", "cache", "tools", "agents", "chat", "panels"]
+        await pilot.press("f5", "f5", "f5", "f5")
+        panel = app.main.query_one(AgentsPanel)
+        assert app.main.view == "agents" and panel.region.height > 2
+        shown = "\n".join(s.text for s in app.screen._compositor.render_strips())
+        assert "Summarize notes.txt" in shown

@@ -16,7 +16,7 @@ from tuiagent.errors import ConfigError
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.commands import check_keymap
 from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
-from tuiagent.ui.widgets.entries import Block, Notice, Said, ToolBlock
+from tuiagent.ui.widgets.entries import AnswerBlock, ChatNotice, Said, ToolBlock
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
 
@@ -35,7 +35,7 @@ def answers(app: TuiagentApp) -> str:
 
 
 def notices(app: TuiagentApp) -> str:
-    return "\n".join(e.text for e in app.main.chat.entries if isinstance(e, Notice))
+    return "\n".join(e.text for e in app.main.chat.entries if isinstance(e, ChatNotice))
 
 
 def said(app: TuiagentApp) -> list[str]:
@@ -148,9 +148,9 @@ async def test_escape_stops_a_streaming_answer_and_its_cost_counts(make_app: Mak
         assert answers(app).strip()  # what streamed stays
         await pilot.pause(0.1)
         chat = app.main.chat.entries  # the notice comes under what streamed
-        last_answer = max(i for i, e in enumerate(chat) if isinstance(e, Block) and e.text)
+        last_answer = max(i for i, e in enumerate(chat) if isinstance(e, AnswerBlock) and e.text)
         stop = next(
-            i for i, e in enumerate(chat) if isinstance(e, Notice) and "interrupted" in e.text
+            i for i, e in enumerate(chat) if isinstance(e, ChatNotice) and "interrupted" in e.text
         )
         assert stop > last_answer
         table = app.main.query_one(TurnsTable)

@@ -180,3 +180,35 @@ async def test_after_a_resize_only_what_is_in_view_is_drawn_again(make_app: Make
         redrawn = sum(e.drawn_as(chat.look(), width) for e in chat.entries)
         assert 0 < redrawn < 40  # what the screen shows, not all 600
         assert "Answer number 299." in screen_text(pilot)
+
+
+async def test_a_queued_message_sent_later_leaves_a_user_reading_above_where_they_are(
+    make_app: MakeApp,
+) -> None:
+    app = make_app(offline_tokens_per_second=30.0)  # slow enough to type the next one
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        chat = app.main.chat
+        fill(app, 30)
+        await pilot.pause()
+        app.main.input.load_text("List the files here.")
+        await pilot.press("enter")
+        app.main.input.load_text("Read notes.txt")
+        await pilot.press("enter")  # the agent is busy: queued, and the chat follows it
+        assert app.main.input.queued == 1 and chat.following
+        await pilot.press("pageup", "pageup")  # the user reads above
+        await pilot.pause()
+        seen = chat_text(pilot)
+        await idle(pilot)  # the queued message was sent and answered meanwhile
+        assert said(app)[-1] == "Read notes.txt" and "alpha" in app.main.chat.answers[-1].text
+        now = chat_text(pilot)  # (the turns table grew under it: the chat is shorter)
+        assert now == seen[: len(now)] and not chat.following
+        chat.focus()
+        await pilot.press("home")
+        assert chat.scroll_y == 0
+        await pilot.pause()
+        assert "tuiagent: chat with an agent" in "\n".join(chat_text(pilot))
+        await pilot.press("end")  # at once, not after an animation
+        assert chat.following and chat.scroll_y == chat.max_scroll_y
+        await pilot.pause()
+        assert "alpha" in "\n".join(chat_text(pilot))

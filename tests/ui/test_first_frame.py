@@ -38,7 +38,8 @@ async def test_the_footer_follows_the_width_it_is_given(
     make_app: Callable[..., TuiagentApp],
 ) -> None:
     """The footer's keys are built once and rebuilt when what it shows changes: narrowed
-    below 120 columns it drops the palette key for room (and gets it back when widened)."""
+    below 120 columns its keys are compact, and the palette's key stays while it fits
+    (80 columns: issue 28); narrower, it goes for room (and comes back when widened)."""
     app = make_app()
     async with app.run_test(size=(130, 40)) as pilot:
         await until(pilot, lambda: app.main.ready, "the panels")
@@ -47,8 +48,15 @@ async def test_the_footer_follows_the_width_it_is_given(
             return [s.text for s in app.screen._compositor.render_strips()][-1]
 
         assert "palette" in footer() and "Cap+" in footer()
-        await pilot.resize_terminal(100, 40)
-        await until(pilot, lambda: "palette" not in footer(), "the palette key gone")
-        assert "Cap+" in footer()
+        await pilot.resize_terminal(80, 40)
+        compact = "^q Quit f2 Cap- f3 Cap+"
+        await until(
+            pilot,
+            lambda: footer().startswith(compact) and footer().rstrip().endswith("^p palette"),
+            "the compact keys and the palette's",
+        )
+        await pilot.resize_terminal(70, 40)
+        # (while it is composed again the footer is blank a moment)
+        await until(pilot, lambda: "Cap+" in footer() and "palette" not in footer(), "no palette")
         await pilot.resize_terminal(130, 40)
         await until(pilot, lambda: "palette" in footer(), "the palette key back")

@@ -18,7 +18,7 @@ from tuiagent.offline import OfflineModel
 from tuiagent.runs.records import ToolCall, Turn
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.chat import ChatLog
-from tuiagent.ui.widgets.entries import Notice, Said, ToolBlock
+from tuiagent.ui.widgets.entries import ChatNotice, Said, ToolBlock
 from tuiagent.ui.widgets.turns import TurnsTable
 
 from .conftest import idle, ready, send, until
@@ -27,7 +27,7 @@ MakeApp = Callable[..., TuiagentApp]
 
 
 def notices(app: TuiagentApp) -> list[str]:
-    return [e.text for e in app.main.chat.entries if isinstance(e, Notice)]
+    return [e.text for e in app.main.chat.entries if isinstance(e, ChatNotice)]
 
 
 def answers(app: TuiagentApp) -> list[str]:
@@ -429,3 +429,22 @@ async def test_max_turns_bounds_each_message_not_the_whole_session(make_app: Mak
             await idle(pilot)
         assert agent.state.turns == 6 and agent.state.halt_reason is None
         assert not any("max-turns" in n for n in notices(app))
+
+
+async def test_after_the_window_shrinks_the_turns_table_shows_its_newest_rows(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        for _ in range(5):
+            await send(pilot, "Read notes.txt")
+            await idle(pilot)
+        table = app.main.query_one(TurnsTable)
+        assert table.row_count == 10
+        await pilot.resize_terminal(100, 30)  # a shorter table: 5 rows shown, not 8
+        await pilot.pause()
+        await until(pilot, lambda: table.scroll_y == table.max_scroll_y > 0, "the end")
+        shown = screen_text(pilot)
+        newest = next(s for s in shown.splitlines() if s.startswith(" 10 "))
+        assert "haiku" in newest

@@ -7,6 +7,7 @@ agent/context.py's.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -51,6 +52,13 @@ def asks_diagnostics(simulated: bool) -> bool:
     return simulated or not os.environ.get("ANTHROPIC_BASE_URL")
 
 
+# The tools and messages as sent, from the toolbox's definitions and the history.
+Offer = Callable[
+    [list[dict[str, Any]], list[dict[str, Any]]],
+    tuple[list[dict[str, Any]], list[dict[str, Any]]],
+]
+
+
 class Conversation:
     """The requests an agent's conversation makes: the history (`state.history`, replaced
     whole by a compaction or /clear), the system prompt and the tools' definitions."""
@@ -74,6 +82,9 @@ class Conversation:
         # The settled ends whose breakpoints the next call holds: the one cached, and a new
         # one after a clearing until a call has cached it too (context.py keeps them).
         self.settled: list[SettledEnd] = []
+        # What the MCP servers make of the tools and messages sent (agent/mcp.py `offered`:
+        # their definitions deferred to tool search, when they are), if there are any.
+        self.offer: Offer | None = None
 
     def held(self) -> list[int]:
         """The message indices whose last blocks hold a cache breakpoint."""
@@ -81,11 +92,10 @@ class Conversation:
 
     def body(self) -> dict[str, Any]:
         """What every request of the conversation sends: system, tools, messages."""
-        return {
-            "system": self.system_prompt,
-            "tools": self.toolbox.definitions(),
-            "messages": self.state.history,
-        }
+        tools, messages = self.toolbox.definitions(), self.state.history
+        if self.offer is not None:
+            tools, messages = self.offer(tools, messages)
+        return {"system": self.system_prompt, "tools": tools, "messages": messages}
 
     def request(self, model: str) -> dict[str, Any]:
         """The next agent call's request to `model`, with its cache breakpoints."""

@@ -38,7 +38,7 @@ from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.outcome import outcome
-from tuiagent.runs.records import ExperimentResult, HaltReason, ReplayedTurn, Turn
+from tuiagent.runs.records import ExperimentResult, HaltReason, ProxyTurn, ReplayedTurn, Turn
 from tuiagent.runs.transcript import sent_requests
 
 VERDICTS = ("same", "acceptable", "worse")
@@ -203,15 +203,21 @@ def _prompt_of(messages: list[dict[str, Any]]) -> str:
 
 
 def source_turns(run: RunFile) -> list[SourceTurn]:
-    """Every agent turn of a run with its exact request and its answer."""
-    records = [c for c in run.calls if isinstance(c, Turn) and c.purpose == "agent"]
+    """Every agent turn of a run (or every call of a proxy run that answered) with its exact
+    request and its answer."""
+    records: list[Turn | ProxyTurn] = [
+        c
+        for c in run.calls
+        if (isinstance(c, Turn) and c.purpose == "agent")
+        or (isinstance(c, ProxyTurn) and c.type == "turn")
+    ]
     if not records:
         raise UsageError(f"run {run.run_id} has no agent turns to replay")
     requests = sent_requests(run)
     turns = []
     for rec in records:
         number = rec.turn
-        found = requests.get((number, "agent"))
+        found = requests.get((number, rec.purpose or "agent"))
         if found is None:
             raise UsageError(f"the transcript of run {run.run_id} has no request for turn {number}")
         request = found.request
@@ -220,7 +226,7 @@ def source_turns(run: RunFile) -> list[SourceTurn]:
             SourceTurn(
                 run.run_id,
                 number,
-                rec.tier or "?",
+                (rec.tier if isinstance(rec, Turn) else rec.source) or "?",
                 rec.model or "?",
                 rec.cost_usd,
                 rec.usage,

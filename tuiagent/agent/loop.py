@@ -258,7 +258,8 @@ class Request(EventStream[RequestEnd]):
             raise
         end = call.result()
         if self.mcp is not None and end.record is not None:
-            costs = self.mcp.costs(end.record, parts.conversation.toolbox.definitions())
+            said = end.result.content if end.result is not None else []
+            costs = self.mcp.costs(end.record, parts.conversation.body(), said)
             if costs is not None:
                 yield costs
         if end.result is None:

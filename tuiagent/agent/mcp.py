@@ -14,6 +14,17 @@ What each server's tool definitions cost is an `mcp` record per server when it s
 (its tools and their definition tokens) and an `mcp_cost` record after each agent call (per
 server: the tokens its definitions took in that request and the dollars they cost at the
 call's own rates), so the report and the app's panel show it per call and per session.
+
+Deferral (the API's tool search, platform.claude.com/docs/en/agents-and-tools/tool-use/
+tool-search-tool): when the servers' definitions together reach `mcp_defer_above` tokens,
+they are offered with `defer_loading: true` beside the regex tool search tool, if that pays
+by the rule of `Deferral` (decided once, before the session's first call, when nothing is
+cached: changing it later would rewrite the whole cached prompt). The model then sees only
+the search tool and the built-in tools; a search (`server_tool_use` and the API's
+`tool_search_tool_result`, in the answer) loads the 3-5 definitions it finds, which stay in
+the conversation. A reference to a tool the request no longer defers (its server died, or a
+resumed session runs without it) is left out of what is sent: the API refuses a reference
+without its definition.
 """
 
 from __future__ import annotations
@@ -31,9 +42,21 @@ from tuiagent.agent.events import Event, McpCostNoted, McpStateChanged, Notice
 from tuiagent.agent.run_records import Place
 from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tools import Tool, Toolbox, ToolOutput
-from tuiagent.config import McpServer, Settings
-from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.tokens import REQUEST_OVERHEAD, block_tokens
+from tuiagent.config import TIERS, McpServer, Settings
+from tuiagent.cost.display import money
+from tuiagent.cost.pricing import ZERO, Pricer, Rates
+from tuiagent.llm.models import takes_tool_search
+from tuiagent.llm.tokens import (
+    REQUEST_OVERHEAD,
+    SEARCH_RESULTS,
+    block_tokens,
+    deferred,
+    estimate_request_tokens,
+    estimate_tokens,
+    loaded_tokens,
+    references,
+    request_blocks,
+)
 from tuiagent.runs.records import McpCost, McpServerState, Turn
 from tuiagent.terminal import printable
 
@@ -53,6 +76,86 @@ def server_of(name: str) -> str | None:
     if not name.startswith(PREFIX):
         return None
     return name[len(PREFIX) :].partition("__")[0] or None
+
+
+# The tool search tool the agent offers beside deferred definitions (its regex variant).
+SEARCH_TOOL = {"type": "tool_search_tool_regex_20251119", "name": "tool_search_tool_regex"}
+# The rule's horizon (as clearing's, agent/context.py), and how often the rule has the model
+# search: every 2nd call, the fewest calls of a request that uses a tool it must find (the
+# call that finds and calls it, and the answer). Each search loads SEARCH_RESULTS tools.
+DEFER_PAYBACK_CALLS = 10
+CALLS_PER_SEARCH = 2
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """Whether the MCP definitions go through tool search, and why (`reason`).
+
+    The rule: over the next DEFER_PAYBACK_CALLS calls from a cold cache, at the rates of the
+    session's tier, the definitions in the prompt (written on the first call, read on the
+    rest) against tool search: the search tool's definition in their place (written, then
+    read), and a search on every CALLS_PER_SEARCH-th call from the first, each loading the
+    SEARCH_RESULTS largest definitions not loaded yet, until all are. A search costs, in its
+    answer, its query as output and one more pass over the whole input (the API samples
+    again after a search: recorded, shared/wire/stream_tool_use_input_json_delta.yaml): the
+    prompt read from the cache (`prompt`: system, built-in tools and the search tool, with
+    what earlier searches added), and the query, its result and the definitions it loads
+    as input; those then stay in the conversation (written on the next call, read on the
+    rest). Deferral is taken when it costs less. `prompt` is the prompt as it starts: the
+    history a later search also reads again is not known when this is decided, so the rule
+    counts none of it."""
+
+    defer: bool
+    tokens: int  # the definitions' tokens on each call, in the prompt
+    kept_usd: Decimal
+    deferred_usd: Decimal
+
+    @property
+    def reason(self) -> str:
+        kept, cheaper = money(self.kept_usd), money(self.deferred_usd)
+        how = (
+            f"the search tool, and a search every {CALLS_PER_SEARCH} calls loading "
+            f"{SEARCH_RESULTS} of them"
+        )
+        if self.defer:
+            return (
+                f"in the prompt they would cost {kept} over {DEFER_PAYBACK_CALLS} calls; "
+                f"through tool search, {cheaper} ({how})"
+            )
+        return (
+            f"through tool search they would cost {cheaper} over {DEFER_PAYBACK_CALLS} calls "
+            f"({how}); in the prompt, {kept}"
+        )
+
+    @classmethod
+    def weigh(cls, definitions: list[dict[str, Any]], prompt: int, rates: Rates) -> Deferral:
+        sizes = sorted((block_tokens(d) for d in definitions), reverse=True)
+        tokens, n = sum(sizes), DEFER_PAYBACK_CALLS
+        names = sorted((str(d["name"]) for d in definitions), key=estimate_tokens, reverse=True)
+        # A search's query (the model's output: a tool's name as the pattern) and its result
+        # (the references to the longest names).
+        query = block_tokens(
+            {"type": "server_tool_use", "name": SEARCH_TOOL["name"], "input": {"query": ""}}
+        ) + max((estimate_tokens(x) for x in names), default=0)
+        refs = [{"type": "tool_reference", "tool_name": x} for x in names[:SEARCH_RESULTS]]
+        result = block_tokens({"type": "tool_search_tool_result", "content": refs})
+
+        def in_prompt(k: int, calls: int) -> Decimal:
+            """k tokens of the prompt of `calls` calls: written on the first, then read."""
+            return k * (rates.cache_write_5m + rates.cache_read * (calls - 1)) if calls else ZERO
+
+        deferred_usd = in_prompt(block_tokens(SEARCH_TOOL), n)
+        for i, call in enumerate(range(0, n, CALLS_PER_SEARCH)):
+            loaded = sum(sizes[i * SEARCH_RESULTS : (i + 1) * SEARCH_RESULTS])
+            if not loaded:
+                break
+            added = query + result + loaded
+            deferred_usd += query * rates.output + prompt * rates.cache_read
+            deferred_usd += added * rates.input
+            deferred_usd += in_prompt(added, n - call - 1)  # the calls after it
+            prompt += added
+        kept_usd = in_prompt(tokens, n)
+        return cls(deferred_usd < kept_usd, tokens, kept_usd, deferred_usd)
 
 
 class ServerStopped(Exception):
@@ -227,7 +330,17 @@ class McpTools:
     """A session's MCP servers: started before its first message, their tools in the
     toolbox while they live, what their definitions cost after each call."""
 
-    def __init__(self, settings: Settings, toolbox: Toolbox, place: Place, pricer: Pricer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        toolbox: Toolbox,
+        place: Place,
+        pricer: Pricer,
+        *,
+        system_prompt: str = "",
+    ) -> None:
+        self.settings = settings
+        self.system_prompt = system_prompt  # what the deferral rule's prompt holds
         self.toolbox = toolbox
         self.place = place  # where its records go
         self.pricer = pricer
@@ -238,6 +351,7 @@ class McpTools:
         self.links: dict[str, Link] = {}
         self.started = False
         self.session_usd: dict[str, Decimal] = {}
+        self.deferral: Deferral | None = None  # decided as the servers start
 
     def _offered(self, spec: McpServer, asks: bool) -> bool:
         """Headless (no approval hook: not `asks`), a server's tools are offered only with
@@ -252,6 +366,7 @@ class McpTools:
         if self.started:
             return
         self.started = True
+        started: list[Link] = []
         for spec in self.specs:
             if not self._offered(spec, asks):
                 yield Notice(
@@ -274,10 +389,63 @@ class McpTools:
             self.links[spec.name] = link
             for definition in link.tools:
                 self.toolbox.add(self._tool(link, definition))
+            started.append(link)
+        notice = self._decide(started)
+        for link in started:
             yield self._record(link, "started")
+        if notice is not None:
+            yield notice
+
+    def _decide(self, started: list[Link]) -> Notice | None:
+        """Whether the definitions go through tool search (see `Deferral`), and the line
+        that says so; nothing is said below the threshold."""
+        definitions = [self._definition(link, d) for link in started for d in link.tools]
+        tokens = sum(block_tokens(d) for d in definitions)
+        above = self.settings.tools.mcp_defer_above
+        if not definitions or tokens < above:
+            return None
+        what = (
+            f"MCP: {len(definitions)} tool definitions ({tokens:,} tokens a call, "
+            f"over mcp_defer_above {above:,})"
+        )
+        router = self.settings.router
+        models = {router.model_for(t) for t in TIERS}
+        unable = sorted(m for m in models if not takes_tool_search(m))
+        if unable:
+            return Notice(f"{what} stay in the prompt: {unable[0]} has no tool search", "warning")
+        tier = router.tier if router.tier in TIERS else "balanced"  # "auto": the middle one
+        rates = self.pricer.rates(router.model_for(tier))
+        builtin = [t for t in self.toolbox.definitions() if server_of(t.get("name", "")) is None]
+        prompt = estimate_request_tokens(
+            {"system": self.system_prompt, "tools": [*builtin, SEARCH_TOOL], "messages": []}
+        )
+        self.deferral = Deferral.weigh(definitions, prompt, rates)
+        if self.deferral.defer:
+            return Notice(f"{what} go through the API's tool search: {self.deferral.reason}")
+        return Notice(f"{what} stay in the prompt: {self.deferral.reason}")
+
+    @property
+    def deferred(self) -> bool:
+        return self.deferral is not None and self.deferral.defer
+
+    def offered(
+        self, tools: list[dict[str, Any]], messages: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The request's tools and messages as sent: when deferred, the MCP definitions
+        marked `defer_loading` beside the search tool, and any reference to a tool the
+        request does not defer left out of the messages (the API refuses it)."""
+        if self.deferred:
+            tools = [
+                {**t, "defer_loading": True} if server_of(t.get("name", "")) else t for t in tools
+            ]
+            at = next((i for i, t in enumerate(tools) if deferred(t)), len(tools))
+            tools = [*tools[:at], SEARCH_TOOL, *tools[at:]]
+        definable = {str(t.get("name")) for t in tools if deferred(t)}
+        return tools, _without_dangling(messages, definable)
 
     def _record(self, link: Link, status: str, error: str = "") -> McpStateChanged:
         defs = [self._definition(link, d) for d in link.tools]
+        deferral = self.deferral if status == "started" else None
         return McpStateChanged(
             self.place.write(
                 McpServerState(
@@ -287,6 +455,8 @@ class McpTools:
                     tools=len(defs),
                     definition_tokens=sum(block_tokens(d) for d in defs),
                     error=error or None,
+                    deferred=deferral.defer if deferral is not None else None,
+                    deferral=deferral.reason if deferral is not None else None,
                 )
             )
         )
@@ -364,12 +534,37 @@ class McpTools:
             self._gone(link, link.stopped) for link in list(self.links.values()) if link.stopped
         ]
 
-    def costs(self, turn: Turn, request_tools: list[dict[str, Any]]) -> McpCostNoted | None:
-        """What each server's definitions took in a call's request and cost at its rates:
-        the tools lead the prompt, so they were read from the cache, written to it or sent
-        uncached by where they sit in it."""
-        if not any(server_of(t.get("name", "")) for t in request_tools):
-            return None
+    def _shares(self, block: dict[str, Any], request: dict[str, Any]) -> dict[str, int]:
+        """The tokens of a request (or answer) block that are MCP definitions, by server: a
+        definition in the prompt, the search tool (its tokens shared by the servers), or the
+        definitions a search's references load."""
+        if block.get("type") == SEARCH_TOOL["type"]:
+            servers = sorted({s for t in self.toolbox.tools if (s := server_of(t)) is not None})
+            n = block_tokens(block)
+            return {
+                s: n // len(servers) + (1 if i < n % len(servers) else 0)
+                for i, s in enumerate(servers)
+            }
+        if "input_schema" in block:
+            server = server_of(str(block.get("name", "")))
+            return {server: block_tokens(block)} if server is not None else {}
+        out: dict[str, int] = {}
+        for name in references(block):
+            server = server_of(name)
+            if server is not None:
+                one = {
+                    "type": "tool_result",
+                    "content": [{"type": "tool_reference", "tool_name": name}],
+                }
+                out[server] = out.get(server, 0) + loaded_tokens(one, request)
+        return out
+
+    def costs(
+        self, turn: Turn, request: dict[str, Any], answer: list[dict[str, Any]]
+    ) -> McpCostNoted | None:
+        """What each server's definitions took in a call and cost at its rates: by where
+        they sat in its prompt (read from the cache, written to it or sent uncached), and
+        what a search in its answer loaded (uncached input)."""
         rates = self.pricer.rates(turn.priced_as or turn.model)
         u = turn.usage
         read_end = u.cache_read_input_tokens
@@ -380,17 +575,24 @@ class McpTools:
         at = REQUEST_OVERHEAD
         tokens: dict[str, int] = {}
         cost: dict[str, Decimal] = {}
-        for definition in request_tools:
-            n = block_tokens(definition)
-            server = server_of(definition.get("name", ""))
-            if server is not None:
+
+        def add(server: str, k: int, usd: Decimal) -> None:
+            tokens[server] = tokens.get(server, 0) + k
+            cost[server] = cost.get(server, ZERO) + usd
+
+        for block, n in request_blocks(request):
+            for server, k in self._shares(block, request).items():
                 read = max(0, min(at + n, read_end) - at)
                 written = max(0, min(at + n, write_end) - max(at, read_end))
                 plain = n - read - written
                 usd = rates.cache_read * read + write_rate * written + rates.input * plain
-                tokens[server] = tokens.get(server, 0) + n
-                cost[server] = cost.get(server, Decimal(0)) + usd
+                add(server, k, usd * k / n if n else ZERO)
             at += n
+        for block in answer:
+            for server, k in self._shares(block, request).items():
+                add(server, k, rates.input * k)
+        if not tokens:
+            return None
         for server, usd in cost.items():
             self.session_usd[server] = self.session_usd.get(server, Decimal(0)) + usd
         return McpCostNoted(
@@ -408,3 +610,44 @@ class McpTools:
         for link in self.links.values():
             link.close()
         self.links.clear()
+
+
+def _without_dangling(messages: list[dict[str, Any]], definable: set[str]) -> list[dict[str, Any]]:
+    """The messages with every tool reference to a tool outside `definable` left out; the
+    same list when there is none (the usual case: nothing is copied)."""
+
+    def dangling(block: Any) -> bool:
+        return any(name not in definable for name in references(block))
+
+    if not any(dangling(b) for m in messages for b in _blocks(m)):
+        return messages
+    out = []
+    for m in messages:
+        if not any(dangling(b) for b in _blocks(m)):
+            out.append(m)
+            continue
+        content = []
+        for b in _blocks(m):
+            if dangling(b):
+                b = _keep_references(b, definable)
+            content.append(b)
+        out.append({**m, "content": content})
+    return out
+
+
+def _keep_references(block: dict[str, Any], definable: set[str]) -> dict[str, Any]:
+    def keep(ref: Any) -> bool:
+        return not (isinstance(ref, dict) and ref.get("type") == "tool_reference") or (
+            ref.get("tool_name") in definable
+        )
+
+    content = block.get("content")
+    if block.get("type") == "tool_search_tool_result" and isinstance(content, dict):
+        refs = [r for r in content.get("tool_references") or [] if keep(r)]
+        return {**block, "content": {**content, "tool_references": refs}}
+    return {**block, "content": [r for r in content or [] if keep(r)]}
+
+
+def _blocks(message: dict[str, Any]) -> list[Any]:
+    content = message.get("content")
+    return content if isinstance(content, list) else []

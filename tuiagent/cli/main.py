@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
     add_proxy_command(sub)
     add_serve_command(sub, _whole_number("--port", 0, 65535))
+    statusline = sub.add_parser(
+        "statusline",
+        help="one status line for the coding agent's statusLine setting (its JSON on stdin)",
+    )
+    statusline.add_argument("--log-dir", metavar="DIR", help="where the proxy's run logs are")
     # A flag may come before or after the subcommand (`tuiagent --max-cost 1 run ...`): the
     # subcommand's own defaults must not overwrite what was given before it.
     before = {action.dest for action in parser._actions}
@@ -359,6 +364,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from tuiagent.ui.proxy import run_dashboard
 
             return run_proxy(args, run_dashboard)
+        if args.command == "statusline":  # as `tuiagent.entry` runs it, without this
+            from tuiagent.statusline import run
+
+            return run(["--log-dir", args.log_dir] if args.log_dir else [])
         if args.command == "serve":
             from tuiagent.cli.serve import run_serve
 

@@ -132,7 +132,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     # The proxy's cap over the ledger: each request brings its own scopes (session, key...).
     budget = open_run_budget(
         settings.with_changes(max_cost_usd=cap),
-        Scopes(run=run_id),
+        Scopes(run=run_id, simulated=args.offline),  # the offline model spends no real budget
         what=f"tuiagent proxy {args.host}:{sock.getsockname()[1]}",
         name="proxy",
     )

@@ -4,7 +4,8 @@ Worst case of a call = its input tokens priced at the highest rate they can be b
 given its cache breakpoints (tokens up to the last breakpoint may be written to the cache,
 at the write rate of that breakpoint's lifetime; the rest at the input rate), plus
 `max_tokens` at the output rate, plus what the server tools it offers can bill (web search
-per use: `max_uses` of each, or as many uses as its output can ask for). Cache reads only
+per use: `max_uses` of each, or as many uses as its output can ask for; tool search: the
+passes its searches add, `_server_tools`). Cache reads only
 ever lower the bill, so they are not counted on. If the worst case does not fit what is left of the cap, `max_tokens` is
 lowered to what fits; below a useful minimum the call is not sent.
 
@@ -21,9 +22,20 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from tuiagent.config import Settings
-from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, STANDARD, Modifiers, Pricer
+from tuiagent.cost.pricing import (
+    MIN_SERVER_TOOL_CALL_TOKENS,
+    SERVER_LOOP_ITERATIONS,
+    STANDARD,
+    Modifiers,
+    Pricer,
+)
 from tuiagent.ledger import BudgetLine, LedgerError, LedgerHold, Refused, Scopes, Stack, open_ledger
-from tuiagent.llm.tokens import ESTIMATE_SAFETY_MARGIN, REQUEST_OVERHEAD, request_blocks
+from tuiagent.llm.tokens import (
+    ESTIMATE_SAFETY_MARGIN,
+    REQUEST_OVERHEAD,
+    request_blocks,
+    search_result_tokens,
+)
 from tuiagent.paths import data_dir
 
 
@@ -99,13 +111,39 @@ def least_useful_cost(
     return (
         input_worst_case(pricer, model, request, input_tokens, modifiers)
         + pricer.rates(model, input_tokens, modifiers).output * out
-        + _server_tools(pricer, model, request, out)
+        + _server_tools(pricer, model, request, out, input_tokens, modifiers)
     )
 
 
-def _server_tools(pricer: Pricer, model: str, request: dict[str, Any], max_tokens: int) -> Decimal:
-    """The most the request's server tools can bill when it is sent with `max_tokens`."""
-    return pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
+def _server_tools(
+    pricer: Pricer,
+    model: str,
+    request: dict[str, Any],
+    max_tokens: int,
+    input_tokens: int,
+    modifiers: Modifiers,
+) -> Decimal:
+    """The most the request's server tools can bill when it is sent with `max_tokens`: their
+    fees (`Pricer.server_tool_worst_case`), and the passes of tool search.
+
+    A search bills no fee, but the API answers it inside the request: after each search it
+    samples again, and that pass reads the whole input again, with what the answer holds so
+    far (at most `max_tokens`) and the search results (recorded: shared/wire/
+    stream_tool_use_input_json_delta.yaml, 702 input tokens before its search, 1,591 after).
+    The server's loop stops at SERVER_LOOP_ITERATIONS passes (then `pause_turn`), so beside
+    the tool search tool a request is held as if it searched that many times, each pass
+    reading `input_tokens` (the deferred definitions in it as loaded: the meter holds them),
+    `max_tokens` and every result at its largest (`search_result_tokens`, with the
+    estimate's margin), all at the input rate. Linear in `max_tokens`, as the cap's fitting
+    needs."""
+    fees = pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
+    per_search = search_result_tokens(request)
+    if not per_search:
+        return fees
+    passes = SERVER_LOOP_ITERATIONS
+    results = passes * estimated_with_margin(per_search)
+    rate = pricer.rates(model, input_tokens, modifiers).input
+    return fees + rate * passes * (input_tokens + max_tokens + results)
 
 
 def _ceil(n: Decimal) -> int:
@@ -139,9 +177,11 @@ def plan_reservation(
     # Server tools: the uses their max_uses allow are a fixed part; a web search without
     # max_uses may be asked for every MIN_SERVER_TOOL_CALL_TOKENS of output, which bounds
     # it by a rate per output token.
-    fixed = _server_tools(pricer, model, request, 0)
+    fixed = _server_tools(pricer, model, request, 0, reserved_input, modifiers)
     step = MIN_SERVER_TOOL_CALL_TOKENS
-    search_rate = (_server_tools(pricer, model, request, step) - fixed) / step
+    search_rate = (
+        _server_tools(pricer, model, request, step, reserved_input, modifiers) - fixed
+    ) / step
     input_cost = input_worst_case(pricer, model, request, reserved_input, modifiers) + fixed
     out_rate = pricer.rates(model, reserved_input, modifiers).output
     if input_cost >= remaining:
@@ -154,7 +194,8 @@ def plan_reservation(
 
     def worst_at(max_tokens: int) -> tuple[int, Decimal]:
         output_tokens = max(max_tokens, _ceil(max_tokens * out_factor))
-        searches = _server_tools(pricer, model, request, max_tokens) - fixed
+        searches = _server_tools(pricer, model, request, max_tokens, reserved_input, modifiers)
+        searches -= fixed
         return output_tokens, input_cost + out_rate * output_tokens + searches
 
     output_tokens, worst = worst_at(max_tokens)

@@ -24,9 +24,13 @@ How Anthropic bills what this prices:
   decides the tier; never less than pass by pass);
 - server tools are billed per use on top of tokens: web search at genai-prices'
   `web_searches_kcount` ($10 per 1,000); web fetch has no charge beyond its tokens
-  (Anthropic's web fetch tool documentation), so its count is shown and priced at $0; code
-  execution is free beside `web_search_20260209` or `web_fetch_20260209`, and otherwise
-  billed by container time that no response reports: such a request is refused;
+  (Anthropic's web fetch tool documentation), so its count is shown and priced at $0; tool
+  search likewise carries no fee (and the wire reports no count of it: shared/wire/
+  stream_tool_use_input_json_delta.yaml), but each search adds a pass of the whole input,
+  with its result and the definitions it loads, to the request's input tokens (the same
+  recording: 702 before, 1,591 after); code execution is free beside `web_search_20260209` or
+  `web_fetch_20260209`, and otherwise billed by container time that no response reports:
+  such a request is refused;
 - the modifiers multiply token prices only (a web search costs $10 per 1,000 at any speed);
   where a response reports where and how it ran (`usage.inference_geo`, `usage.speed`,
   `usage.service_tier`), that is what it is priced as.
@@ -142,6 +146,10 @@ WEB_SEARCH_KCOUNT = Decimal(10)
 # The fewest output tokens one server tool call can take (its tool name and input): bounds
 # how many calls a request can make when its tool sets no `max_uses`.
 MIN_SERVER_TOOL_CALL_TOKENS = 5
+# The passes the API's server-side loop samples in one request before it stops with
+# `pause_turn` ("default 10 iterations": handling stop reasons, pause_turn). Each server
+# tool call is followed by one more pass over the whole input.
+SERVER_LOOP_ITERATIONS = 10
 # The tools beside which code execution bills nothing (code execution tool documentation:
 # "free when used with web search or web fetch").
 CODE_EXECUTION_FREE_BESIDE = ("web_search_20260209", "web_fetch_20260209")

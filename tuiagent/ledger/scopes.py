@@ -40,6 +40,7 @@ class Scopes:
     tier: str | None = None
     simulated: bool = False
     run: str | None = None
+    parent_agent: str | None = None  # a sub-agent's parent, for reports (not a scope)
 
     def value(self, scope: str) -> str | None:
         if scope == "global":
@@ -83,7 +84,7 @@ def key_id(api_key: str | None) -> str | None:
 def proxy_scopes(headers: Mapping[str, str], body: Mapping[str, Any], client: str | None) -> Scopes:
     """A proxied request's scopes: the coding agent's session (`X-Claude-Code-Session-Id`,
     or the `session_id` inside `metadata.user_id`, a JSON string it sends) and sub-agent
-    (`x-claude-code-agent-id`); the key as a hash; the user from `metadata.user_id` (its
+    (`x-claude-code-agent-id`, its parent `x-claude-code-parent-agent-id`); the key as a hash; the user from `metadata.user_id` (its
     `account_uuid` when it is the coding agent's JSON); the client; the model."""
     lower = {k.lower(): v for k, v in headers.items()}
     metadata = body.get("metadata")
@@ -103,6 +104,7 @@ def proxy_scopes(headers: Mapping[str, str], body: Mapping[str, Any], client: st
     return Scopes(
         session=clean_value(session if isinstance(session, str) else None),
         agent=clean_value(lower.get("x-claude-code-agent-id")),
+        parent_agent=clean_value(lower.get("x-claude-code-parent-agent-id")),
         key=key_id(token.strip() or None),
         user=clean_value(user if isinstance(user, str) else None),
         client=clean_value(client),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuiagent.llm.models import rules_like
-from tuiagent.llm.tokens import REQUEST_OVERHEAD, request_blocks
+from tuiagent.llm.tokens import REQUEST_OVERHEAD, prompt_tools, request_blocks
 from tuiagent.llm.usage import TokenUsage
 
 MAX_BREAKPOINTS = 4
@@ -38,11 +38,12 @@ def plan_breakpoints(
 ) -> dict[str, Any]:
     """A copy of `request` with cache_control breakpoints placed.
 
-    One at the end of the stable prefix (tools and system) when that alone is above the
-    model's minimum; one at the last block of each message index in `hold` (the end of the
-    history's settled part, which clearing old tool results no longer edits: an edit after
-    it rewrites only what follows); one rolling at the last block of the conversation, so
-    every call reads everything the previous call wrote. Never more than MAX_BREAKPOINTS;
+    One at the end of the stable prefix (the tools in the prompt, deferred ones aside, and
+    system) when that alone is above the model's minimum; one at the last block of each
+    message index in `hold` (the end of the history's settled part, which clearing old tool
+    results no longer edits: an edit after it rewrites only what follows); one rolling at
+    the last block of the conversation, so every call reads everything the previous call
+    wrote. Never more than MAX_BREAKPOINTS;
     none below the minimum (it would cache nothing, and on the API a marker there is
     silently ignored).
     """
@@ -54,7 +55,7 @@ def plan_breakpoints(
         if isinstance(message.get("content"), str):
             message["content"] = [{"type": "text", "text": message["content"]}]
     minimum = min_cacheable_tokens(model)
-    n_stable = len(out.get("tools") or []) + len(out.get("system") or [])
+    n_stable = len(prompt_tools(out)) + len(out.get("system") or [])
     blocks = request_blocks(out)
     running = REQUEST_OVERHEAD
     prefix_tokens: list[int] = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
+import inspect
 import json
 import math
 import time
@@ -545,6 +547,33 @@ async def count_tokens(
     return count
 
 
+_SDK_OPTIONS = frozenset({"stream", "extra_headers", "extra_query", "extra_body", "timeout"})
+
+
+@functools.cache
+def _body_fields(create: Callable[..., Any]) -> frozenset[str] | None:
+    """The body fields `create` takes as keywords (its own options aside); None: any."""
+    params = inspect.signature(create).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params) - _SDK_OPTIONS
+
+
+def _create_arguments(create: Callable[..., Any], request: dict[str, Any]) -> dict[str, Any]:
+    """`request` as `create`'s keywords: the fields it names; any other field (a newer or beta
+    one the SDK does not model yet, as a proxied client may send) goes as it is in
+    `extra_body`. `stream` is the caller's: a logged request that says `stream` (a proxied
+    one) is sent as the stream this call always is, not refused as a keyword passed twice."""
+    known = _body_fields(getattr(create, "__func__", create))
+    if known is None:
+        return {k: v for k, v in request.items() if k != "stream"}
+    out = {k: v for k, v in request.items() if k in known}
+    extra = {k: v for k, v in request.items() if k not in known and k != "stream"}
+    if extra:
+        out["extra_body"] = extra
+    return out
+
+
 async def stream_message(
     client: anthropic.AsyncAnthropic,
     request: dict[str, Any],
@@ -568,7 +597,8 @@ async def stream_message(
     _handed.set(handed)  # for this call; the next one sets its own
     try:
         deadlines = _Deadlines(call_timeout_s, idle_timeout_s)
-        stream = await deadlines.run(client.messages.create(**request, stream=True))
+        create = client.messages.create
+        stream = await deadlines.run(create(**_create_arguments(create, request), stream=True))
         response = stream.response
         if response.headers.get("content-type", "").startswith("application/json"):
             for item in seen.whole(await deadlines.run(response.aread())):

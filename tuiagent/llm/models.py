@@ -153,6 +153,36 @@ S_VISION = Source(
 )
 S_PDF = Source(f"{_DOCS}/build-with-claude/pdf-support", "closest", "100 pages per request")
 S_FAMILY = Source("", "inferred", "no document names this model: its family's value")
+S_TOOL_SEARCH = Source(
+    f"{_DOCS}/agents-and-tools/tool-use/tool-search-tool",
+    "documented",
+    "supportedModels: the Fable and Mythos lines, Mythos Preview, Opus 5.5, 5, 4.8-4.5, "
+    "Sonnet 5.5, 5, 4.6, 4.5, Haiku 5.5, 4.5",
+)
+# The models that take the tool search tool (`defer_loading`), by the ids of their rows.
+TOOL_SEARCH_MODELS = frozenset(
+    (
+        "claude-fable-5-2",
+        "claude-mythos-5-2",
+        "claude-fable-5-1",
+        "claude-mythos-5-1",
+        "claude-fable-5",
+        "claude-mythos-5",
+        "claude-mythos-preview",
+        "claude-opus-5-5",
+        "claude-opus-5",
+        "claude-sonnet-5-5",
+        "claude-sonnet-5",
+        "claude-haiku-5-5",
+        "claude-haiku-4-5",
+        "claude-opus-4-8",
+        "claude-opus-4-7",
+        "claude-opus-4-6",
+        "claude-sonnet-4-6",
+        "claude-opus-4-5",
+        "claude-sonnet-4-5",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -487,6 +517,13 @@ def rules_like(model: str) -> ModelRules | None:
         return rules
     names = [name for name in _BY_ID if model.startswith(name)]
     return _BY_ID[max(names, key=len)] if names else None
+
+
+def takes_tool_search(model: str) -> bool:
+    """`model` (an id, an alias, or an id extending one) takes the tool search tool
+    (S_TOOL_SEARCH)."""
+    rules = rules_like(model)
+    return rules is not None and rules.model in TOOL_SEARCH_MODELS
 
 
 def active_models() -> list[str]:

@@ -1,6 +1,14 @@
 """The one local token estimate: used by the offline model (as its own exact count), by the
 budget where no count can be had, and by reports that split a turn's input by source.
 
+Tool search (platform.claude.com/docs/en/agents-and-tools/tool-use/tool-search-tool): a
+tool definition with `defer_loading: true` is not in the prompt ("Claude sees only the tool
+search tool and any non-deferred tools initially"); a search loads a few of them, as
+`tool_reference` blocks that the API expands into the full definitions, wherever they sit in
+the conversation (a `tool_search_tool_result`, or a client's own search's `tool_result`).
+So a deferred definition counts only where a reference to it does, and `loadable_tokens`
+is the most one answer's searches can load.
+
 Calibrated on shared/wire: English prose (count_tokens_then_cache_read: 1,114 real, 1,115
 estimated) and digit-heavy text (cache_write_then_read_5m: 1,590 real, about 1,250
 estimated, so 22% low). Where it stands in for the real tokenizer, use
@@ -73,7 +81,7 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def _definition_tokens(block: dict[str, Any]) -> int:
-    clean = {k: v for k, v in block.items() if k != "cache_control"}
+    clean = {k: v for k, v in block.items() if k not in ("cache_control", "defer_loading")}
     held = [v for v in clean.values() if not isinstance(v, _SCALARS)]
     key = tuple((k, v if isinstance(v, _SCALARS) else id(v)) for k, v in clean.items())
     known = _DEFINITIONS.get(key)
@@ -86,22 +94,110 @@ def _definition_tokens(block: dict[str, Any]) -> int:
     return tokens
 
 
-def request_blocks(request: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
-    """The request's blocks in the order the API reads them (tools, system, messages), each
-    with its tokens; a message's framing is counted on its first block."""
-    out: list[tuple[dict[str, Any], int]] = [
-        (t, block_tokens(t)) for t in request.get("tools") or []
+# The most tools one search returns (tool search tool documentation: "returns 3-5 most
+# relevant tools"), and an id as long as any the API gives a server tool call.
+SEARCH_RESULTS = 5
+_LONGEST_SEARCH_ID = "srvtoolu_" + "x" * 40
+
+
+def deferred(tool: Any) -> bool:
+    """A tool definition kept out of the prompt until a tool search loads it."""
+    return isinstance(tool, dict) and tool.get("defer_loading") is True
+
+
+def prompt_tools(request: dict[str, Any]) -> list[Any]:
+    """The request's tool definitions that are in its prompt (not deferred)."""
+    return [t for t in request.get("tools") or [] if not deferred(t)]
+
+
+def references(block: Any) -> list[str]:
+    """The tools a block's `tool_reference`s load: a tool search's result (the API's own
+    `tool_search_tool_result`, or a client's search answered in a `tool_result`)."""
+    if not isinstance(block, dict):
+        return []
+    kind, content = block.get("type"), block.get("content")
+    if kind == "tool_search_tool_result" and isinstance(content, dict):
+        refs = content.get("tool_references")
+    elif kind == "tool_result":
+        refs = content
+    else:
+        return []
+    return [
+        r["tool_name"]
+        for r in (refs if isinstance(refs, list) else [])
+        if isinstance(r, dict)
+        and r.get("type") == "tool_reference"
+        and isinstance(r.get("tool_name"), str)
     ]
+
+
+def _deferred_definitions(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        t["name"]: t
+        for t in request.get("tools") or []
+        if deferred(t) and isinstance(t.get("name"), str)
+    }
+
+
+def loaded_tokens(block: Any, request: dict[str, Any]) -> int:
+    """The tokens of the deferred definitions (of `request`) that `block` loads."""
+    return _loads(block, _deferred_definitions(request))
+
+
+def _loads(block: Any, loadable: dict[str, dict[str, Any]]) -> int:
+    return sum(block_tokens(loadable[t]) for t in references(block) if t in loadable)
+
+
+def loadable_tokens(request: dict[str, Any]) -> int:
+    """The deferred definitions' tokens: what one answer's tool searches can load into its
+    input (each definition once)."""
+    return sum(block_tokens(t) for t in _deferred_definitions(request).values())
+
+
+def offers_tool_search(request: dict[str, Any]) -> bool:
+    """The request offers the API's tool search tool (either variant, dated or not)."""
+    return any(
+        isinstance(t, dict) and str(t.get("type", "")).startswith("tool_search_tool_")
+        for t in request.get("tools") or []
+    )
+
+
+def search_result_tokens(request: dict[str, Any]) -> int:
+    """The most one search's `tool_search_tool_result` block takes in its answer's input,
+    the definitions it loads aside: SEARCH_RESULTS references to the longest-named deferred
+    tools. 0 when the request offers no search tool or defers nothing."""
+    names = sorted(_deferred_definitions(request), key=estimate_tokens, reverse=True)
+    if not names or not offers_tool_search(request):
+        return 0
+    refs = [{"type": "tool_reference", "tool_name": n} for n in names[:SEARCH_RESULTS]]
+    return block_tokens(
+        {
+            "type": "tool_search_tool_result",
+            "tool_use_id": _LONGEST_SEARCH_ID,
+            "content": {"type": "tool_search_tool_search_result", "tool_references": refs},
+        }
+    )
+
+
+def request_blocks(request: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
+    """The request's blocks in the order the API reads them (the tools in the prompt,
+    system, messages), each with its tokens; a message's framing is counted on its first
+    block, and the definitions a block's tool references load on that block."""
+    out: list[tuple[dict[str, Any], int]] = [(t, block_tokens(t)) for t in prompt_tools(request)]
     system = request.get("system")
     if isinstance(system, str):
         system = [{"type": "text", "text": system}] if system else []
     out.extend((b, block_tokens(b)) for b in system or [])
+    loadable = _deferred_definitions(request)
     for message in request.get("messages", []):
         content = message.get("content")
         if isinstance(content, str):
             content = [{"type": "text", "text": content}]
         for i, b in enumerate(content or []):
-            out.append((b, block_tokens(b) + (PER_MESSAGE_OVERHEAD if i == 0 else 0)))
+            n = block_tokens(b) + (PER_MESSAGE_OVERHEAD if i == 0 else 0)
+            if loadable:
+                n += _loads(b, loadable)
+            out.append((b, n))
     return out
 
 

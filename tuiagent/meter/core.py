@@ -53,7 +53,7 @@ from tuiagent.cost.pricing import (
 )
 from tuiagent.errors import UsageError
 from tuiagent.ledger import BudgetLine, Scopes
-from tuiagent.llm.tokens import estimate_request_tokens
+from tuiagent.llm.tokens import estimate_request_tokens, loadable_tokens
 from tuiagent.llm.usage import MAX_TOKENS, TokenUsage
 from tuiagent.meter.sizing import Prefixes, Size
 
@@ -223,16 +223,25 @@ class CallMeter:
         """The request's input tokens, asking count_tokens only where it may matter: when
         the prefix is not known (the first call of a conversation, or it changed), or when
         the uncertainty of the estimated part could decide whether the request fits. Where
-        not even the fewest tokens it can be could fit, no count is asked."""
-        estimate = estimate_request_tokens(request)
+        not even the fewest tokens it can be could fit, no count is asked.
+
+        Deferred tool definitions (tool search) are not in the prompt, but the answer's
+        searches may load them into its input: each is held as loaded once
+        (`loadable_tokens`, with the estimate's margin); the searches' results are held by
+        the reservation, per output token (cost/budget.py)."""
+        loadable = loadable_tokens(request)
+        loadable = estimated_with_margin(loadable) if loadable else 0
+        estimate = estimate_request_tokens(request) + loadable
         known = self.prefixes.known(request) if conversation else None
         if known is not None:
             prefix, new = known
-            upper = Size(max(prefix + estimated_with_margin(new), estimate), "prefix+estimate")
+            upper = Size(
+                max(prefix + estimated_with_margin(new) + loadable, estimate), "prefix+estimate"
+            )
             room = self.budget.remaining_for(scopes)
             if self._fits(model, request, upper.tokens, modifiers, room):
                 return upper
-            least = max(prefix + new, estimate)
+            least = max(prefix + new + loadable, estimate)
         else:
             upper = Size(estimated_with_margin(estimate), "estimate")
             least = estimate  # a count below the estimate is not believed
@@ -241,7 +250,7 @@ class CallMeter:
         counted = await self._count(request, count)
         if counted is None:
             return Size(max(upper.tokens, estimated_with_margin(estimate)), "estimate")
-        return Size(max(counted, estimate), "count_tokens")
+        return Size(max(counted + loadable, estimate), "count_tokens")
 
     async def _count(self, request: dict[str, Any], count: Counter) -> int | None:
         self.count_calls += 1

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARIZE_MARKER, SUMMARY_MARKER
+from tuiagent.offline import tool_search
 from tuiagent.offline.tools import PlannedCall, bind, native, workspace_of
 
 OFFLINE_NOTICE = "OFFLINE - simulated model"
@@ -617,7 +618,16 @@ def output_schema(request_body: dict[str, Any]) -> dict[str, Any] | None:
 
 def reply(request_body: dict[str, Any]) -> Reply:
     """The next turn for this request: a tool call it still needs, or the answer."""
-    tools = [t for t in request_body.get("tools") or [] if isinstance(t, dict)]
+    # The tools it can call: the search tool is the API's (its own blocks, tool_search.py);
+    # a deferred tool it has not seen is found through the search, or not at all.
+    tools = [
+        t
+        for t in request_body.get("tools") or []
+        if isinstance(t, dict) and str(t.get("type", "")) not in tool_search.SEARCH_TOOLS
+    ]
+    if tool_search.search_tool(request_body) is None:
+        hidden = tool_search.unseen(request_body)
+        tools = [t for t in tools if t.get("name") not in hidden]
     choice = request_body.get("tool_choice") or {}
     kind = choice.get("type", "auto")
     offered = {} if kind == "none" else {str(t.get("name", "")): t for t in tools}

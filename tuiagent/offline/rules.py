@@ -17,7 +17,9 @@ What the API documents and is followed here:
 - `tool_choice` needs `tools`, and `{"type": "tool"}` names one of them;
 - `stop_sequences` are strings with something other than whitespace;
 - `output_config.format` is `{"type": "json_schema", "schema": {...}}`, `output_config.effort`
-  one of the five levels, `speed` `standard` or `fast`.
+  one of the five levels, `speed` `standard` or `fast`;
+- not every tool is deferred (`defer_loading`), and every tool a search result references
+  has a definition (tool_search.py).
 
 Then the model: one the API does not serve (unknown, or retired) is a 404 `not_found_error`
 ("model: ID", as recorded); and each model's own rules (`tuiagent.llm.models`, one table with
@@ -38,6 +40,7 @@ from anthropic.types import message_create_params
 from anthropic.types.beta import message_create_params as beta_message_create_params
 
 from tuiagent.llm.models import EFFORT_ALL, ModelRules, active_models, rules_for
+from tuiagent.offline import tool_search
 from tuiagent.offline.media import media_error
 
 # Top-level fields of a Messages request: the SDK's parameters (stable and beta), plus the
@@ -194,6 +197,8 @@ def request_error(body: Any, *, count_tokens: bool = False) -> str | None:
     tools = body.get("tools") or []
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         return "tools: Input should be a valid list of tool definitions"
+    if error := tool_search.request_error(body):
+        return error
     thinking = body.get("thinking")
     choice = body.get("tool_choice")
     if not count_tokens:

@@ -23,8 +23,14 @@ from typing import Any
 import httpx2
 import jiter
 
-from tuiagent.llm.tokens import block_tokens, estimate_request_tokens, estimate_tokens
+from tuiagent.llm.tokens import (
+    block_tokens,
+    estimate_request_tokens,
+    estimate_tokens,
+    loaded_tokens,
+)
 from tuiagent.llm.window import context_window, prompt_too_long
+from tuiagent.offline import tool_search
 from tuiagent.offline.brain import Reply, reply, thinking_block
 from tuiagent.offline.cache import CacheRuleError, PromptCache
 from tuiagent.offline.rules import model_ids, model_info, refusal
@@ -49,6 +55,26 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 def _error(status: int, etype: str, message: str, request_id: str) -> httpx2.Response:
     body = {"type": "error", "error": {"type": etype, "message": message}, "request_id": request_id}
     return httpx2.Response(status, json=body, headers={"request-id": request_id})
+
+
+def _search_pass(
+    usage: dict[str, Any], body: dict[str, Any], content: list[dict[str, Any]], cached: int
+) -> dict[str, Any]:
+    """A search is answered inside the request: the API samples again over the whole input,
+    what the answer holds so far and the result, its references expanded into the
+    definitions they load (recorded: shared/wire/stream_tool_use_input_json_delta.yaml, 702
+    input tokens before the search, 1,591 after). That pass reads what the first cached and
+    the rest as input; the wire counts no search (server_tool_use: web search and fetch at
+    0, as recorded)."""
+    at = max(i for i, b in enumerate(content) if b["type"] == "tool_search_tool_result")
+    so_far = sum(block_tokens(b) for b in content[: at + 1])
+    loaded = loaded_tokens(content[at], body)
+    return {
+        **usage,
+        "input_tokens": 2 * usage["input_tokens"] + so_far + loaded,
+        "cache_read_input_tokens": usage["cache_read_input_tokens"] + cached,
+        "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+    }
 
 
 class OfflineModel(httpx2.AsyncBaseTransport):
@@ -163,6 +189,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             "output_tokens": output_tokens,
             "service_tier": "standard",
         }
+        first = usage  # what message_start reports: the first pass
+        if any(b["type"] == "tool_search_tool_result" for b in content):
+            usage = _search_pass(usage, body, content, cache.read + cache.write)
         diagnostics = None
         if "diagnostics" in body and cache.miss_reason is not None:
             # Asked for, as the API answers: null on a full hit, else the reason.
@@ -191,7 +220,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             return httpx2.Response(200, json=message, headers=headers)
         headers["content-type"] = "text/event-stream; charset=utf-8"
         stream = self._stream(
-            message_id, model, content, (stop_reason, stop_sequence), usage, diagnostics
+            message_id, model, content, (stop_reason, stop_sequence), (first, usage), diagnostics
         )
         return httpx2.Response(200, headers=headers, stream=_SSEBody(stream))
 
@@ -224,6 +253,9 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         sent: list[dict[str, Any]] = []
         room = max_tokens
         for block in content:
+            if block["type"] == "tool_search_tool_result":  # the API's answer: input, not output
+                sent.append(block)
+                continue
             need = block_tokens(block)
             if need <= room:
                 sent.append(block)
@@ -232,14 +264,15 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             if block["type"] in ("text", "thinking") and room > 0:
                 key = block["type"]
                 sent.append({**block, key: _cut_text(block[key], room)})
-            elif block["type"] == "tool_use" and room > 0:
+            elif block["type"] in ("tool_use", "server_tool_use") and room > 0:
                 encoded = json.dumps(block["input"])
                 cut = encoded[: len(encoded) * room // max(need, 1)]
                 # what the SDK makes of the pieces: complete values only
                 partial = jiter.from_json(cut.encode(), partial_mode=True) if cut else {}
                 sent.append({**block, "input": partial or {}, "_partial_json": cut})
             return sent, "max_tokens", None, max_tokens
-        return sent, stop_reason, stop_sequence, sum(block_tokens(b) for b in sent)
+        output = sum(block_tokens(b) for b in sent if b["type"] != "tool_search_tool_result")
+        return sent, stop_reason, stop_sequence, output
 
     def _over_window(
         self, body: dict[str, Any], model: str, request_id: str
@@ -277,7 +310,22 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             "input": turn.tool_call.input,
             "caller": {"type": "direct"},  # as recorded: the model itself called it
         }
-        return [*content, call], "tool_use"
+        return [*content, *self._search_for(body, turn.tool_call.name), call], "tool_use"
+
+    def _search_for(self, body: dict[str, Any], tool: str) -> list[dict[str, Any]]:
+        """A deferred tool the model has not seen is searched for first, in the same answer:
+        its `server_tool_use` and the API's `tool_search_tool_result` (tool_search.py)."""
+        search, unseen = tool_search.search_tool(body), tool_search.unseen(body)
+        forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")
+        if search is None or tool not in unseen or forced:  # a forced call is prefilled
+            return []
+        query = tool_search.query_for(tool, search)
+        use_id = "srvtoolu_" + self._next_id("", query.encode())[1:]
+        found = tool_search.run(search, query, list(unseen.values()))
+        return [
+            {"type": "server_tool_use", "id": use_id, "name": search, "input": {"query": query}},
+            {"type": "tool_search_tool_result", "tool_use_id": use_id, "content": found},
+        ]
 
     async def _stream(
         self,
@@ -285,10 +333,11 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         model: str,
         content: list[dict[str, Any]],
         stop: tuple[str, str | None],
-        usage: dict[str, Any],
+        usages: tuple[dict[str, Any], dict[str, Any]],
         diagnostics: dict[str, Any] | None,
     ) -> AsyncIterator[bytes]:
-        start_usage = dict(usage, output_tokens=1)
+        first, usage = usages  # message_start's (before any search's pass), and the whole
+        start_usage = dict(first, output_tokens=1)
         yield _sse(
             "message_start",
             {
@@ -351,14 +400,17 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                         "content_block_delta",
                         {"type": "content_block_delta", "index": index, "delta": delta},
                     )
+            elif block["type"] == "tool_search_tool_result":  # whole, as the API streams it
+                yield _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": block},
+                )
             else:
-                start = {
-                    "type": "tool_use",
-                    "id": block["id"],
-                    "name": block["name"],
-                    "input": {},
-                    "caller": block.get("caller", {"type": "direct"}),
-                }
+                # As recorded: both start with an empty input; a client call with its caller.
+                start = {"type": block["type"], "id": block["id"], "name": block["name"]}
+                start["input"] = {}
+                if block["type"] == "tool_use":
+                    start["caller"] = block.get("caller", {"type": "direct"})
                 yield _sse(
                     "content_block_start",
                     {"type": "content_block_start", "index": index, "content_block": start},

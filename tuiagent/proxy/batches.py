@@ -255,7 +255,6 @@ class Batches:
             cost_usd=settled.cost.total,
             cost_breakdown_usd=None if settled.usage_unknown else settled.cost,
             cumulative_cost_usd=meter.budget.settled,
-            usage_unknown=settled.usage_unknown,
             max_tokens=int(held.request["max_tokens"]),
             max_tokens_requested=res.requested_max_tokens,
             input_tokens_counted=res.input_tokens,

@@ -112,11 +112,17 @@ class KeptTranscript(Transcript):
     def __init__(self, log: KeptLog) -> None:
         super().__init__(transcript_path(log.path))
         self.log = log
-        self._kept: deque[tuple[int, str, dict[str, Any]]] = deque()
+        self._kept: deque[tuple[int, str, dict[str, Any], list[dict[str, Any]] | None]] = deque()
 
-    def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
+    def request(
+        self,
+        turn: int,
+        purpose: str,
+        request: dict[str, Any],
+        answer: list[dict[str, Any]] | None = None,
+    ) -> None:
         with self.log._guard:
-            self._kept.append((turn, purpose, request))
+            self._kept.append((turn, purpose, request, answer))
             try:
                 self.flush()
             except OSError:

@@ -25,6 +25,7 @@ from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
 from tuiagent.llm.tokens import COUNTED_FIELDS
 from tuiagent.meter import CallMeter, Held, Seen, Unfit, record_fields
+from tuiagent.proxy.causes import MissCauses, session_key
 from tuiagent.proxy.sse import UsageScanner
 from tuiagent.redact import redact
 from tuiagent.runs.layout import transcript_path
@@ -125,6 +126,7 @@ class Meter:
         # splits a call's input by source and `replay` resends it.
         self.transcript = transcript or Transcript(transcript_path(log.path))
         self.calls = 0  # Messages requests taken in: each gets one record, numbered by this
+        self.causes = MissCauses(clock)  # each session's last call, to name a cache miss
 
     # --- before sending ----------------------------------------------------------
 
@@ -147,7 +149,7 @@ class Meter:
             modifiers = self.core.modifiers(model, request)
         except UsageError as exc:
             return self._refuse(
-                turn, client, model, f"tuiagent proxy: cannot cap this request: {exc}"
+                turn, client, model, f"tuiagent proxy: cannot cap this request: {exc}", scopes
             )
         auto_cached = False
         if self.auto_cache and not count_breakpoints(request):
@@ -169,13 +171,15 @@ class Meter:
             )
         except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
             message = "tuiagent proxy: cannot count this request's tokens to cap it"
-            return self._refuse(turn, client, model, message)
+            return self._refuse(turn, client, model, message, scopes)
         except LedgerError as exc:  # fail closed: nothing is sent
             return self._refuse(
-                turn, client, model, f"tuiagent proxy: refused before sending: {exc}"
+                turn, client, model, f"tuiagent proxy: refused before sending: {exc}", scopes
             )
         if isinstance(outcome, Unfit):
-            return self._refuse(turn, client, model, self._cap_message(model, outcome, request))
+            return self._refuse(
+                turn, client, model, self._cap_message(model, outcome, request), scopes
+            )
         sent = outcome.request
         changed = auto_cached or outcome.plan.lowered is not None
         body = json.dumps(sent, separators=(",", ":")).encode() if changed else raw
@@ -235,8 +239,21 @@ class Meter:
             f"${b.remaining:.4f} left{waited}; raise it with F3 or --max-cost"
         )
 
-    def _refuse(self, turn: int, client: str, model: str, message: str) -> NotAdmitted:
-        self._write(RefusedCall(turn=turn, client=client, model=model, error=message))
+    def _refuse(
+        self, turn: int, client: str, model: str, message: str, scopes: Scopes | None = None
+    ) -> NotAdmitted:
+        s = scopes or Scopes()
+        self._write(
+            RefusedCall(
+                turn=turn,
+                client=client,
+                model=model,
+                error=message,
+                session=s.session,
+                agent_id=s.agent,
+                parent_agent_id=s.parent_agent,
+            )
+        )
         return NotAdmitted(message)
 
     # --- after the response ------------------------------------------------------
@@ -274,9 +291,13 @@ class Meter:
         usage, cost = settled.usage, settled.cost
         ok = sent and status is not None and status < 400 and completed
         ok = ok and scanner.bad_usage is None and not settled.usage_unknown
+        scopes = call.held.plan.scopes or Scopes()
+        miss = scanner.miss_reason
         if ok:
-            self.transcript.request(call.turn, PURPOSE, call.request)
+            self.transcript.request(call.turn, PURPOSE, call.request, scanner.answer())
             self.core.note_prefix(call.held, settled)
+            key = session_key(scopes.session, scopes.agent, call.request)
+            miss = miss or self.causes.cause(key, call.request, usage)
         kind = ProxyTurn if ok else ProxyAttempt
         record = kind(
             turn=call.turn,
@@ -301,7 +322,10 @@ class Meter:
             ended_at=utc_now_iso(),
             request_id=request_id,
             message_id=scanner.message_id or None,
-            cache_miss_reason=scanner.miss_reason,
+            cache_miss_reason=miss,
+            session=scopes.session,
+            agent_id=scopes.agent,
+            parent_agent_id=scopes.parent_agent,
             **record_fields(call.held, settled),
         )
         if ok:

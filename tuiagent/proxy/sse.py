@@ -8,12 +8,13 @@ estimate the output that was billed before the cut.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tuiagent.llm.caching import api_miss_reason
 from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import BadUsage, TokenUsage
+from tuiagent.proxy.answer import content_of_events, content_of_message
 
 _DECODED = (b"message_start", b"message_delta", b"message_stop", b"error")
 
@@ -32,6 +33,7 @@ class UsageScanner:
         self.stop_reason: str | None = None
         self.message_id = ""
         self.diagnostics: dict[str, Any] | None = None
+        self._content: list[dict[str, Any]] | None = None  # a whole Message's
         self._tail = b""
         self._deltas: list[bytes] = []
         self._body: list[bytes] = []
@@ -78,6 +80,7 @@ class UsageScanner:
             self.message_id = str(message.get("id", ""))
             self.stop_reason = message.get("stop_reason")
             self.diagnostics = message.get("diagnostics")
+            self._content = content_of_message(message)
             self.completed = True
         elif isinstance(message, dict) and isinstance(message.get("error"), dict):
             self.error = message["error"]
@@ -96,11 +99,19 @@ class UsageScanner:
     def miss_reason(self) -> str | None:
         return api_miss_reason(self.diagnostics)
 
+    def answer(self) -> list[dict[str, Any]] | None:
+        """The answer's content blocks as the client received them (None: none read)."""
+        if not self.streamed:
+            return self._content
+        return content_of_events(e for e in self._content_events() if isinstance(e, dict))
+
+    def _content_events(self) -> Iterable[Any]:
+        return (_data(blob) for run in self._deltas for blob in run.split(b"\n\n"))
+
     def output_streamed(self) -> int:
         """Tokens of the content that streamed before a cut (the local estimate)."""
         pieces: list[str] = []
-        for blob in (event for run in self._deltas for event in run.split(b"\n\n")):
-            data = _data(blob)
+        for data in self._content_events():
             delta = data.get("delta") if isinstance(data, dict) else None
             if isinstance(delta, dict):
                 for key in ("text", "partial_json", "thinking"):
@@ -113,7 +124,7 @@ class UsageScanner:
         name = b""
         if blob.startswith(b"event:"):
             name = blob[6 : blob.find(b"\n") if b"\n" in blob else len(blob)].strip()
-        if name == b"content_block_delta":
+        if name in (b"content_block_delta", b"content_block_start"):
             self._deltas.append(blob)
             return
         if name and name not in _DECODED:
@@ -136,7 +147,7 @@ class UsageScanner:
             self.diagnostics = data.get("diagnostics") or self.diagnostics
         elif kind == "message_stop":
             self.completed = True
-        elif kind == "content_block_delta":
+        elif kind in ("content_block_delta", "content_block_start"):
             self._deltas.append(blob)
         elif kind == "error" or name == b"error":
             error = data.get("error")

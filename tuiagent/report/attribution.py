@@ -8,14 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 from tuiagent.cost.pricing import ZERO
-from tuiagent.llm.tokens import request_blocks
+from tuiagent.llm.tokens import prompt_tools, request_blocks
 from tuiagent.report.rows import SOURCES, SourceShare, TurnRow
 
 
 def _labels(request: dict[str, Any]) -> list[tuple[str, str | None]]:
     """The source of each block of `request_blocks(request)`, in the same order, with the
     tool_use_id of tool results."""
-    out: list[tuple[str, str | None]] = [("tools", None)] * len(request.get("tools") or [])
+    out: list[tuple[str, str | None]] = [("tools", None)] * len(prompt_tools(request))
     system = request.get("system")
     if isinstance(system, str):
         system = [system] if system else []

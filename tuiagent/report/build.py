@@ -19,6 +19,7 @@ from tuiagent.llm.usage import TokenUsage
 from tuiagent.report.attribution import split_input
 from tuiagent.report.causes import explain
 from tuiagent.report.rows import GroupRow, McpRow, Report, RunRow, TurnRow
+from tuiagent.report.sessions import group_sessions
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.log import has_torn_tail, is_live
 from tuiagent.runs.records import (
@@ -27,6 +28,8 @@ from tuiagent.runs.records import (
     McpCost,
     McpServerState,
     ProxyTurn,
+    Record,
+    RefusedCall,
     RunEnd,
     RunStart,
     int_of,
@@ -61,7 +64,9 @@ def build_report(
     models: dict[str, GroupRow] = {}
     tiers: dict[str, GroupRow] = {}
     agents: dict[tuple[str, str], GroupRow] = {}
+    proxied: list[tuple[str, Record]] = []
     for run in runs:
+        proxied += [(run.run_id, r) for r in run.typed if isinstance(r, ProxyTurn | RefusedCall)]
         turns = _turn_rows(run, pricer, report.warnings)
         report.turns.extend(turns)
         report.runs.append(_run_row(run, turns, pricer))
@@ -94,6 +99,7 @@ def build_report(
     report.by_model = sorted(models.values(), key=lambda g: g.cost, reverse=True)
     report.by_tier = sorted(tiers.values(), key=lambda g: g.cost, reverse=True)
     report.by_agent = sorted(agents.values(), key=lambda g: g.cost, reverse=True)
+    report.sessions = group_sessions(proxied)
     return report
 
 

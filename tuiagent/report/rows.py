@@ -12,6 +12,7 @@ from typing import Any
 
 from tuiagent.cost.pricing import ZERO, usd
 from tuiagent.llm.usage import TokenUsage
+from tuiagent.report.sessions import AgentRow
 
 # Where a request's input came from, in the order the API reads it (tools, system, messages).
 SOURCES = ("tools", "system", "history", "tool_results", "new_message")
@@ -233,6 +234,7 @@ class Report:
     hidden: int = 0  # runs with no model call, left out (all_runs shows them)
     by_agent: list[GroupRow] = field(default_factory=list)
     mcp: list[McpRow] = field(default_factory=list)
+    sessions: list[AgentRow] = field(default_factory=list)  # proxied calls, by session
 
     def costliest_subagent(self) -> GroupRow | None:
         subs = [g for g in self.by_agent if g.name != "main"]
@@ -283,6 +285,7 @@ class Report:
             "costliest_subagent": None if costliest is None else costliest.as_json("agent", total),
             "input_sources": [s.as_json(source_total) for s in sources],
             "mcp_servers": [m.as_json() for m in self.mcp],
+            "proxy_sessions": [r.as_json() for r in self.sessions],
             "total_cost_usd": usd(total),
             "unreadable_lines": self.unreadable_lines,
             "turns_without_transcript": self.turns_without_transcript,

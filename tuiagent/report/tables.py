@@ -164,6 +164,40 @@ def group_table(report: Report, by: str) -> Table:
     return table
 
 
+def sessions_table(report: Report) -> Table:
+    """Proxied calls by client, session, then agent (sub-agents indented under their
+    parent), with why each group's last call cost what it did."""
+    table = _table(
+        "Proxied calls by session and agent",
+        [
+            ("session / agent", "left"),
+            ("client", "left"),
+            ("calls", "right"),
+            ("cost", "right"),
+            ("hit", "right"),
+            ("last call", "left"),
+        ],
+    )
+    for r in report.sessions:
+        name = r.session or "(no session)" if r.depth == 0 else f"{'  ' * r.depth}{r.agent}"
+        if r.depth == 0 and r.agent != "main":
+            name = f"{name} {r.agent}"
+        rate = r.cache_hit_rate
+        calls = f"{r.calls}" + (f" ({r.refused} refused)" if r.refused else "")
+        last = f"#{r.last_turn} {money(r.last_cost)}" + (
+            f": {r.last_cause}" if r.last_cause else ""
+        )
+        table.add_row(
+            Text(name),
+            Text(r.client),
+            calls,
+            money(r.cost),
+            "-" if rate is None else f"{rate:.0%}",
+            Text(last),
+        )
+    return table
+
+
 def sources_table(report: Report) -> Table:
     rows = report.input_sources()
     total = sum((r.cost for r in rows), Decimal(0))
@@ -238,6 +272,8 @@ def print_report(report: Report, console: Console) -> None:
             f"({costliest.task}), {money(costliest.cost)} in {costliest.calls} call(s), "
             f"{_share(costliest.cost, report.total_cost)} of all."
         )
+    if report.sessions:
+        console.print(sessions_table(report))
     if report.mcp:
         console.print(mcp_table(report))
     system = next((r for r in report.input_sources() if r.source == "system"), None)

@@ -185,6 +185,9 @@ class McpServerState(Record):
     tools: int = 0
     definition_tokens: int = 0
     error: str | None = field(default=None, metadata=OMIT)
+    # Above `mcp_defer_above`: whether its definitions go through tool search, and why.
+    deferred: bool | None = field(default=None, metadata=OMIT)
+    deferral: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -501,6 +504,10 @@ class ProxyTurn(Record):
     request_id: str | None = None
     message_id: str | None = None
     cache_miss_reason: str | None = None
+    # The coding agent's session and sub-agent (and its parent), when the client names them.
+    session: str | None = field(default=None, metadata=OMIT)
+    agent_id: str | None = field(default=None, metadata=OMIT)
+    parent_agent_id: str | None = field(default=None, metadata=OMIT)
     cost_without_cache_usd: Decimal | None = field(default=None, metadata=OMIT)  # turns
     saved_by_cache_usd: Decimal | None = field(default=None, metadata=OMIT)  # turns
     error_type: str | None = field(default=None, metadata=OMIT)  # attempts
@@ -537,6 +544,9 @@ class RefusedCall(Record):
     client: str = ""
     model: str = ""
     error: str = ""
+    session: str | None = field(default=None, metadata=OMIT)  # as a ProxyTurn's
+    agent_id: str | None = field(default=None, metadata=OMIT)
+    parent_agent_id: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -41,11 +41,20 @@ class Transcript:
         if written is not None:
             self._messages_written = written
 
-    def request(self, turn: int, purpose: str, request: dict[str, Any]) -> None:
-        """The exact request of one call (after cache markers and budget clamps)."""
+    def request(
+        self,
+        turn: int,
+        purpose: str,
+        request: dict[str, Any],
+        answer: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """The exact request of one call (after cache markers and budget clamps). A call
+        whose answer is not in the history (a proxied one) keeps its `answer` with it."""
         if purpose != "agent":
-            # A helper call (a summary) has messages of its own, not the history: kept whole.
-            self._append({"kind": "request", "turn": turn, "purpose": purpose, "request": request})
+            # A helper call (a summary) or a proxied one has messages of its own, not the
+            # history: kept whole.
+            rec = {"kind": "request", "turn": turn, "purpose": purpose, "request": request}
+            self._append({**rec, "answer": answer} if answer is not None else rec)
             return
         messages = request.get("messages", [])
         new, written = self._new_messages(messages)
@@ -152,12 +161,14 @@ def _replay(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 waiting.remove(request)
             history.append(message)
         elif kind == "request" and "messages" not in rec:  # a helper call, kept whole
+            answer = rec.get("answer")
+            kept = isinstance(answer, list) and all(isinstance(b, dict) for b in answer)
             out.append(
                 {
                     "turn": rec["turn"],
                     "purpose": rec["purpose"],
                     "request": rec["request"],
-                    "answer": None,
+                    "answer": answer if kept else None,
                 }
             )
         elif kind == "request":

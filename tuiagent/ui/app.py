@@ -303,6 +303,7 @@ class TuiagentApp(MeteredApp):
             )
             chat_input.give_back(text)  # nothing is lost
             return
+        self.main.chat.follow()  # the user looks for what they sent
         self.queue.append(text)
         self._send_next()
         chat_input.show_queue(len(self.queue))

@@ -77,18 +77,32 @@ class KeysFooter(Footer):
         if self._showing() != self._shown:
             await self.recompose()
 
+    def keys_width(self) -> int:
+        """Columns the keys take, compact: each `key description` and a space."""
+        first: dict[str, Binding] = {}
+        for _, binding, _, _ in self.screen.active_bindings.values():
+            if binding.show:
+                first.setdefault(binding.action, binding)
+        return sum(
+            len(self.app.get_key_display(b)) + len(b.description) + 2 for b in first.values()
+        )
+
     def watch_show_command_palette(self) -> None:
         """Narrowed or widened: the palette's key goes or comes back."""
         if self.is_mounted:
             self.bindings_changed(self.screen)
 
 
+# The footer's key to the command palette, on the right: "▏^p palette" and a margin.
+PALETTE_KEY_COLUMNS = 14
 # Below this many columns the side panels give way to a one-line status, and F5 shows
 # one panel at a time in place of the turns table.
 NARROW_BELOW = 120
-# What F5 cycles through: wide, the panels or the chat alone; narrow, one panel at a time.
+# What F5 cycles through: wide, the panels or the chat alone; narrow, one panel at a time
+# (the agents and MCP panels too, once they are shown), then the chat alone.
 WIDE_VIEWS = ("panels", "chat")
-NARROW_VIEWS = ("panels", "router", "cache", "tools", "chat")
+NARROW_VIEWS = ("panels", "router", "cache", "tools")
+LATER_PANELS = ("agents", "mcp")  # mounted when a sub-agent or an MCP server first shows
 
 
 def welcome(key: Callable[[str], str]) -> str:
@@ -129,7 +143,7 @@ class MainScreen(Screen[None]):
         self.on_ready = on_ready
         self.clock = clock
         self.ready = False  # the panels are mounted
-        self.view = "panels"  # what F5 shows (WIDE_VIEWS, NARROW_VIEWS)
+        self.view = "panels"  # what F5 shows (`views`)
         self.last_turn: Turn | None = None  # for the one-line status
         # The model's context window in tokens, when known (the app sets it from the pricer).
         self.context_window: Callable[[str], int | None] = lambda model: None
@@ -180,14 +194,22 @@ class MainScreen(Screen[None]):
         narrow = self.size.width < NARROW_BELOW
         footer = self.query_one(KeysFooter)
         footer.compact = narrow  # the keys fit 80 columns
-        footer.show_command_palette = not narrow
-        views = NARROW_VIEWS if narrow else WIDE_VIEWS
-        if self.view not in views:
+        # The palette's key, where it fits beside the others (80 columns do).
+        fits = footer.keys_width() + PALETTE_KEY_COLUMNS <= self.size.width
+        footer.show_command_palette = not narrow or fits
+        if self.view not in self.views():
             self.show_view("panels")
+
+    def views(self) -> tuple[str, ...]:
+        """What F5 cycles through at this width."""
+        if self.size.width >= NARROW_BELOW:
+            return WIDE_VIEWS
+        shown = tuple(name for name in LATER_PANELS if self.query(f"#{name}"))
+        return (*NARROW_VIEWS, *shown, "chat")
 
     def cycle_view(self) -> str:
         """F5: the next of what can be shown at this width."""
-        views = NARROW_VIEWS if self.size.width < NARROW_BELOW else WIDE_VIEWS
+        views = self.views()
         at = views.index(self.view) if self.view in views else -1
         self.show_view(views[(at + 1) % len(views)])
         return self.view

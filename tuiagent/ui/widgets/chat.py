@@ -29,7 +29,15 @@ from textual.widgets import TextArea
 from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.ui.commands import key_hint
 from tuiagent.ui.widgets.context import meter_text
-from tuiagent.ui.widgets.entries import Answer, Block, Entry, Look, Notice, Said, ToolBlock
+from tuiagent.ui.widgets.entries import (
+    AnswerBlock,
+    ChatAnswer,
+    ChatEntry,
+    ChatNotice,
+    Look,
+    Said,
+    ToolBlock,
+)
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import (
@@ -37,13 +45,11 @@ if TYPE_CHECKING:
         AttemptFailed,
         ContextEdited,
         Halted,
+        Notice,
         ToolCallStarted,
         ToolFinished,
         TurnFinished,
         TurnStarted,
-    )
-    from tuiagent.agent.events import (
-        Notice as NoticeEvent,
     )
     from tuiagent.runs.records import ContextEdit, Turn
 
@@ -82,7 +88,7 @@ class ChatLog(ScrollView, can_focus=True):
     def __init__(self, *, key: Callable[[str], str] = key_hint, id: str | None = None) -> None:
         super().__init__(id=id)
         self.key = key  # the key of a command as the user has it, for the hints
-        self.entries: list[Entry] = []
+        self.entries: list[ChatEntry] = []
         self._tops: list[int] = [0]  # where each entry begins; the last: the height of all
         self._heights: list[int] = []  # lines of each (estimated till drawn at this width)
         self._width = 0
@@ -91,11 +97,11 @@ class ChatLog(ScrollView, can_focus=True):
         self._placing = False  # the chat itself moves the view (not the user)
         self.tool_views: dict[str, ToolBlock] = {}
         self.selected: ToolBlock | None = None  # the keyboard's tool call
-        self.answer: Answer | None = None  # the answer streaming now
+        self.answer: ChatAnswer | None = None  # the answer streaming now
         self._pending: list[str] = []  # answer text not yet on screen
         self._flush_due = False
-        self._failure: Notice | None = None  # the notice of a call failing right now
-        self._batch: list[Entry] | None = None  # entries to place together (show_history)
+        self._failure: ChatNotice | None = None  # the notice of a call failing right now
+        self._batch: list[ChatEntry] | None = None  # entries to place together (show_history)
         self._shifted = 0  # lines the chat is pushed down by (shorter than its view)
 
     # --- drawing: only what is in view -------------------------------------------------
@@ -221,7 +227,7 @@ class ChatLog(ScrollView, can_focus=True):
 
     # --- adding and changing entries -----------------------------------------------------
 
-    def _add(self, *entries: Entry, follow: bool = False, at: int | None = None) -> None:
+    def _add(self, *entries: ChatEntry, follow: bool = False, at: int | None = None) -> None:
         if follow:
             self.following = True
         if self._batch is not None:  # placed together when the batch ends
@@ -231,14 +237,14 @@ class ChatLog(ScrollView, can_focus=True):
         self.entries[at:at] = entries
         self._placed(at)
 
-    def _changed(self, entry: Entry) -> None:
+    def _changed(self, entry: ChatEntry) -> None:
         """An entry's lines changed: it and those after it are placed again."""
         entry.changed()
         at = self._index(entry)
         if at >= 0:  # (else cleared since)
             self._placed(at)
 
-    def _index(self, entry: Entry) -> int:
+    def _index(self, entry: ChatEntry) -> int:
         """Where the entry is, searched from the end, where the chat changes (-1: gone)."""
         entries = self.entries
         for at in range(len(entries) - 1, -1, -1):
@@ -246,7 +252,19 @@ class ChatLog(ScrollView, can_focus=True):
                 return at
         return -1
 
-    def region_of(self, entry: Entry) -> Region:
+    def follow(self) -> None:
+        """To the end, at once, and stay there as the chat grows (End; Enter in the input)."""
+        self.following = True
+        self._placed(len(self.entries))
+
+    def action_scroll_end(self) -> None:
+        self.follow()
+
+    def action_scroll_home(self) -> None:
+        """Home: the top at once (an animation would draw the chat again at every step)."""
+        self.scroll_to(y=0, animate=False)
+
+    def region_of(self, entry: ChatEntry) -> Region:
         """Where an entry is on the screen (empty when it is out of view)."""
         at = self._index(entry)
         top = self._tops[at] - round(self.scroll_y) + self._shifted
@@ -255,23 +273,25 @@ class ChatLog(ScrollView, can_focus=True):
         return drawn.intersection(view)
 
     @property
-    def answers(self) -> list[Answer]:
+    def answers(self) -> list[ChatAnswer]:
         """The answers in the chat, in order (each is the blocks it holds)."""
-        seen: dict[int, Answer] = {}
+        seen: dict[int, ChatAnswer] = {}
         for entry in self.entries:
-            if isinstance(entry, Block):
+            if isinstance(entry, AnswerBlock):
                 seen.setdefault(id(entry.answer), entry.answer)
         return list(seen.values())
 
     def add_user(self, text: str) -> Said:
-        """A message the user sent: they look for its answer, so the chat follows."""
+        """A message sent to the agent. The chat follows it only if it follows the end
+        already: one queued while the user reads above is sent without pulling them down
+        (Enter brings the chat to its end: `follow`)."""
         said = Said(text)
-        self._add(said, follow=True)
+        self._add(said)
         return said
 
-    def add_answer(self, text: str = "", *, follow: bool = False) -> Answer:
+    def add_answer(self, text: str = "", *, follow: bool = False) -> ChatAnswer:
         """A whole answer (help, /system, a resumed one)."""
-        answer = Answer()
+        answer = ChatAnswer()
         self._add(*answer.append(text), follow=follow)
         return answer
 
@@ -281,12 +301,12 @@ class ChatLog(ScrollView, can_focus=True):
         self._add(view)
         return view
 
-    def add_notice(self, text: str, level: str = "info") -> Notice:
-        notice = Notice(text, level)
+    def add_notice(self, text: str, level: str = "info") -> ChatNotice:
+        notice = ChatNotice(text, level)
         self._add(notice)
         return notice
 
-    def add_subtotal(self, text: str) -> Notice:
+    def add_subtotal(self, text: str) -> ChatNotice:
         """What a message cost, under its answer."""
         return self.add_notice(text, "subtotal")
 
@@ -386,7 +406,7 @@ class ChatLog(ScrollView, can_focus=True):
         if tool is not None:
             self._show(tool)
 
-    def _show(self, entry: Entry) -> None:
+    def _show(self, entry: ChatEntry) -> None:
         """Scroll as little as brings the whole entry into view (its top, if it is taller);
         the user reads it, so the chat stays there as it grows."""
         at = self._index(entry)
@@ -436,7 +456,7 @@ class ChatLog(ScrollView, can_focus=True):
         if not text:
             return
         if self.answer is None:
-            self.answer = Answer()
+            self.answer = ChatAnswer()
         answer = self.answer
         last = answer.blocks[-1] if answer.blocks else None
         new = answer.append(text)
@@ -521,7 +541,7 @@ class ChatLog(ScrollView, can_focus=True):
         self.failure_notice(text, "error")
         self._failure = None
 
-    def when_notice(self, event: NoticeEvent) -> None:
+    def when_notice(self, event: Notice) -> None:
         if self._failure is not None and event.level == "warning":
             return  # the retry notice: the failure's line already says it
         if event.level == "error":

@@ -58,7 +58,7 @@ def _blank(width: int, style: Style | None = None) -> Strip:
     return Strip.blank(width, style)
 
 
-class Entry:
+class ChatEntry:
     """One thing in the chat. `lines(look, width)` is what it shows (cached per width and
     look); `changed()` says its content changed."""
 
@@ -96,7 +96,7 @@ class Entry:
         return 1
 
 
-class Said(Entry):
+class Said(ChatEntry):
     """A message the user sent: a bar in the primary colour, on its own background, a
     blank line above."""
 
@@ -117,7 +117,7 @@ class Said(Entry):
         return 1 + _wrapped_lines(self.text, width - 3)
 
 
-class Notice(Entry):
+class ChatNotice(ChatEntry):
     """A line from the app: info, warning, error, a quoted text, or what a message cost."""
 
     LEVELS: ClassVar[tuple[str, ...]] = ("info", "warning", "error", "quoted", "subtotal")
@@ -149,7 +149,7 @@ class Notice(Entry):
         return _wrapped_lines(self.text, width - 2)
 
 
-class ToolBlock(Entry):
+class ToolBlock(ChatEntry):
     """A tool call: its name and arguments on one line that opens (click, or Enter on it) to
     its arguments and what it returned; once it ran, original -> seen tokens and ok/error.
     Its text is exact: file and command output is never read as markup."""
@@ -256,11 +256,11 @@ def _breaks(text: str, start: int = 0) -> list[int]:
     return cuts
 
 
-class Block(Entry):
+class AnswerBlock(ChatEntry):
     """A block of an answer's Markdown and the blank line under it: drawn once per width;
     the last block of an answer still streaming is drawn again as its text grows."""
 
-    def __init__(self, text: str, answer: Answer) -> None:
+    def __init__(self, text: str, answer: ChatAnswer) -> None:
         super().__init__()
         self.text = text
         self.answer = answer
@@ -277,22 +277,22 @@ class Block(Entry):
         return estimate_height(self.text, width - 2) + 1 if self.text.strip() else 0
 
 
-class Answer:
+class ChatAnswer:
     """An answer: Markdown cut into blocks at paragraph breaks as it streams. The chat holds
     its blocks as entries, so a long answer costs what is on the screen."""
 
     def __init__(self) -> None:
-        self.blocks: list[Block] = []  # the last one is the one that grows
+        self.blocks: list[AnswerBlock] = []  # the last one is the one that grows
 
     @property
     def text(self) -> str:
         return "".join(b.text for b in self.blocks)
 
-    def append(self, fragment: str) -> list[Block]:
+    def append(self, fragment: str) -> list[AnswerBlock]:
         """Take more text; returns the blocks it begins (they go after the answer's last)."""
-        new: list[Block] = []
+        new: list[AnswerBlock] = []
         if not self.blocks:
-            self.blocks.append(Block("", self))
+            self.blocks.append(AnswerBlock("", self))
             new.append(self.blocks[-1])
         live = self.blocks[-1]
         before = len(live.text)
@@ -302,7 +302,7 @@ class Answer:
         start = 0
         for cut in cuts:
             live.set_text(text[start:cut])
-            live = Block("", self)
+            live = AnswerBlock("", self)
             self.blocks.append(live)
             new.append(live)
             start = cut

@@ -21,6 +21,7 @@ class _Server:
     tokens: int
     last_usd: Decimal | None = None
     session_usd: Decimal = field(default_factory=Decimal)
+    deferred: bool = False  # its definitions go through the API's tool search
 
 
 class McpPanel(Static):
@@ -36,9 +37,12 @@ class McpPanel(Static):
     def seen(self, r: McpServerState | McpCost) -> None:
         if isinstance(r, McpServerState):
             known = self.servers.get(r.server)
-            tokens = r.definition_tokens if r.status == "started" else 0
+            # Deferred, a call holds only what searches load: known from its first mcp_cost.
+            tokens = r.definition_tokens if r.status == "started" and not r.deferred else 0
             if known is None:
-                self.servers[r.server] = _Server(r.status, r.tools, tokens)
+                self.servers[r.server] = _Server(
+                    r.status, r.tools, tokens, deferred=bool(r.deferred)
+                )
             else:
                 known.state = r.status
         else:
@@ -61,5 +65,6 @@ class McpPanel(Static):
                 if s.last_usd is not None
                 else "not sent yet"
             )
-            lines.append(f"{head} · {s.tools} tools, {s.tokens:,} tok/call · {cost}")
+            tools = f"{s.tools} tools" + (" via tool search" if s.deferred else "")
+            lines.append(f"{head} · {tools}, {s.tokens:,} tok/call · {cost}")
         return "\n".join(lines)

@@ -74,6 +74,12 @@ class TurnsTable(DataTable[Any]):
         self._mark_costliest()
         self.move_cursor(row=self.row_count - 1)
 
+    def on_resize(self) -> None:
+        """Shorter (the window shrank, the layout changed): the newest rows stay in view,
+        when the cursor is on the newest."""
+        if self.row_count and self.cursor_row == self.row_count - 1:
+            self.call_after_refresh(self.scroll_end, animate=False)
+
     def add_refusal(self, record: RefusedCall) -> None:
         """A row for a request the proxy refused before sending: it cost nothing."""
         who = _who(record) + (record.model or "?").removeprefix("claude-")
