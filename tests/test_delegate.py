@@ -195,6 +195,8 @@ def test_a_sub_agent_that_hits_its_slice_stops_and_returns_what_it_has(
     )
     assert "[a1 completed" in output.text
     assert "[a2 stopped (max_cost)" in output.text
+    # Why, in the words of the limit that stopped it (its request's Halted), not its name.
+    assert "stopped: max_cost" not in output.text and "the next call needs up to" in output.text
     assert "what it had: Let me read b.txt." in output.text
     ends = [e for e in events if isinstance(e, SubAgentChanged) and e.agent == "a2"]
     final = ends[-1]

@@ -27,7 +27,6 @@ from typing import Any
 from tuiagent.agent.events import (
     BudgetChanged,
     Event,
-    Halted,
     LogRecord,
     Notice,
     SubAgentChanged,
@@ -36,6 +35,7 @@ from tuiagent.agent.events import (
     TurnStarted,
 )
 from tuiagent.agent.loop import Agent
+from tuiagent.agent.protocol import RequestEnd
 from tuiagent.agent.stream import EventStream, Steps
 from tuiagent.agent.tools.base import Tool, Toolbox, ToolError, ToolOutput
 from tuiagent.config import TIERS
@@ -318,14 +318,15 @@ class Delegator:
         amount = share if r.task.max_cost_usd is None else min(share, r.task.max_cost_usd)
         started_at = utc_now_iso()
         worker: Agent | None = None
-        halted: Halted | None = None
+        finished: RequestEnd | None = None  # how its request ended
         errors: list[str] = []
         try:
             worker = self._worker(r.agent, r.task, amount)
             r.slice_usd, r.state = worker.budget.cap, "running"
             queue.put_nowait(status(r, worker))
-            async with aclosing(worker.send(r.task.task)) as events:
-                async for event in events:
+            request = worker.send(r.task.task)
+            async with aclosing(request):
+                async for event in request:
                     if isinstance(event, LogRecord):  # its records: user, turn, tool, attempt
                         queue.put_nowait(event)
                         if isinstance(event, TurnFinished):
@@ -336,18 +337,17 @@ class Delegator:
                         queue.put_nowait(status(r, worker))
                     elif isinstance(event, BudgetChanged):
                         queue.put_nowait(BudgetChanged(parent.budget.snapshot()))
-                    elif isinstance(event, Halted):
-                        halted = event
                     elif isinstance(event, Notice):
                         if event.level == "error":
                             errors.append(event.text)
                         queue.put_nowait(Notice(f"{r.agent}: {event.text}", event.level))
+            finished = request.result()
         except asyncio.CancelledError:
             r.state, r.detail = "interrupted", "stopped before it finished"
         except Exception as exc:  # a failing sub-agent must not fail the parent
             r.state, r.detail = "failed", f"{type(exc).__name__}: {exc}"
         else:
-            assert worker is not None
+            assert worker is not None and finished is not None
             reason = worker.state.halt_reason
             end = outcome(reason).status
             if end == COMPLETED:
@@ -356,6 +356,7 @@ class Delegator:
                 r.state, r.detail = "failed", "; ".join(errors) or "the call failed"
             else:
                 r.state, r.reason = "stopped", reason
+                halted = finished.halted
                 r.detail = halted.detail if halted is not None else str(reason)
         finally:
             if worker is not None:
