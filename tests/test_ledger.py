@@ -6,6 +6,7 @@ reserves from several processes at once that never pass a cap."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -347,3 +348,25 @@ def test_processes_reserving_at_once_never_pass_a_budget(
         per_session[e.scopes.session] = per_session.get(e.scopes.session, D(0)) + e.cost
     assert max(per_session.values()) <= D("0.30")
     ledger.close()
+
+
+async def test_callers_that_go_while_their_holds_are_written_leave_nothing_held(
+    opened: Callable[..., Ledger],
+) -> None:
+    # A sub-agent stopped while its hold was being written: the writer thread used to die
+    # on the cancelled future (InvalidStateError), and every later hold waited for nothing.
+    stack = Stack(opened(), [spec("global", "day", "1.00")], Scopes(session="s"))
+    for delay in (0.0, 0.0, 0.0005, 0.001, 0.002, 0.005, 0.01):
+        tasks = [
+            asyncio.create_task(stack.hold_async(D("0.10"), None, f"gone {i}")) for i in range(8)
+        ]
+        await asyncio.sleep(delay)
+        for task in tasks:
+            task.cancel()
+        for got in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(got, Held):  # granted before its caller went: the caller's to settle
+                stack.settle(got, None)
+    stack.ledger.flush()
+    stack.ledger.flush()  # the releases queued as the last holds were granted
+    held = await stack.hold_async(D("1.00"), None, "all of it")
+    assert isinstance(held, Held), held

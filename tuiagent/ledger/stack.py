@@ -8,6 +8,7 @@ budget here, in the one ledger every process shares.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -89,12 +90,24 @@ class Stack:
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
         except TimeoutError:
+            future.add_done_callback(self._release_unclaimed)
             raise LedgerError(
                 f"the ledger cannot be reached ({self.ledger.shown}: no answer in "
                 f"{ANSWER_TIMEOUT_S:g}s)"
             ) from None
+        except asyncio.CancelledError:
+            future.add_done_callback(self._release_unclaimed)
+            raise
         self._note(result.lines if isinstance(result, Held) else (result.line,))
         return result
+
+    def _release_unclaimed(self, future: concurrent.futures.Future[Held | Refused]) -> None:
+        """A hold granted after its caller went (cancelled, or tired of waiting): nothing
+        was sent under it, so it is released at nothing."""
+        if not future.cancelled() and future.exception() is None:
+            result = future.result()
+            if isinstance(result, Held):
+                self.ledger.settle(result.id, None)
 
     def settle(self, held: Held, actual: Decimal | None) -> None:
         """What the call billed (None: nothing). Never raises: a settle the database

@@ -475,7 +475,13 @@ class Ledger:
         with self._lock:
             closes, self._pending = self._pending, []
         closes += [op for op in batch if isinstance(op, _Close)]
-        reserves = [op for op in batch if isinstance(op, _Reserve)]
+        # A reserve whose caller has gone (its future cancelled) is not made; the rest can
+        # no longer be cancelled, and a caller that goes now releases what it gets.
+        reserves = [
+            op
+            for op in batch
+            if isinstance(op, _Reserve) and op.future.set_running_or_notify_cancel()
+        ]
         self._last_reserves = len(reserves)
         try:
             if closes or reserves:
