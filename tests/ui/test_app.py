@@ -16,7 +16,7 @@ from tuiagent.errors import ConfigError
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.commands import check_keymap
 from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
-from tuiagent.ui.widgets.entries import Block, Notice, Said, ToolCall
+from tuiagent.ui.widgets.entries import Block, Notice, Said, ToolBlock
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
 
@@ -57,11 +57,11 @@ async def test_a_message_streams_and_the_panels_show_its_cost(make_app: MakeApp)
         assert agent is not None
         assert "README.md" in answers(app) and "notes.txt" in answers(app)
         assert said(app) == ["List the files here."]
-        (tool,) = (e for e in app.main.chat.entries if isinstance(e, ToolCall))
+        (tool,) = (e for e in app.main.chat.entries if isinstance(e, ToolBlock))
         assert "list_dir" in tool.title and "ok" in tool.title
         table = app.main.query_one(TurnsTable)
         assert table.row_count == agent.state.turns == 2
-        assert app.main.gauge.state.settled == agent.ledger.spent > 0
+        assert app.main.gauge.state.settled == agent.spending.spent > 0
         assert len(app.main.query_one(ToolResultsPanel).results) == 1
         kinds = [r["type"] for r in log_records(app)]
         assert kinds[:2] == ["run_start", "user"] and kinds.count("turn") == 2
@@ -108,7 +108,7 @@ async def test_f2_never_lowers_the_cap_below_what_is_spent(make_app: MakeApp) ->
         assert agent is not None
         await send(pilot, "List the files here.")
         await idle(pilot)
-        spent = agent.ledger.spent
+        spent = agent.spending.spent
         assert spent > Decimal("0.00005")  # more than one step: the floor is what is spent
         await pilot.press(*["f2"] * 12)
         assert agent.budget.cap == spent
@@ -144,7 +144,7 @@ async def test_escape_stops_a_streaming_answer_and_its_cost_counts(make_app: Mak
         assert agent.state.halt_reason == "interrupted"
         stopped = [r for r in log_records(app) if r.get("stop_reason") == "interrupted"]
         assert len(stopped) == 1 and stopped[0]["output_tokens"] > 0
-        assert agent.ledger.spent > 0 and app.main.gauge.state.settled == agent.ledger.spent
+        assert agent.spending.spent > 0 and app.main.gauge.state.settled == agent.spending.spent
         assert answers(app).strip()  # what streamed stays
         await pilot.pause(0.1)
         chat = app.main.chat.entries  # the notice comes under what streamed
@@ -349,11 +349,11 @@ async def test_the_session_halts_at_the_cap_until_it_is_raised(make_app: MakeApp
         assert sum(r["type"] == "user" for r in log_records(app)) == users
         assert "the next call needs up to $0.0" in notices(app)  # what is left and needed
         needed = app.budget.needed_usd
-        assert needed is not None and needed > agent.budget.cap - agent.ledger.spent
+        assert needed is not None and needed > agent.budget.cap - agent.spending.spent
         turns = agent.state.turns
         await pilot.press("f3")  # halted: F3 goes up to what the next call needs
         assert app.main.gauge.halted is None
-        assert agent.budget.cap >= agent.ledger.spent + needed
+        assert agent.budget.cap >= agent.spending.spent + needed
         await pilot.press("enter")
         await idle(pilot)
         assert sum(r["type"] == "user" for r in log_records(app)) == users + 1
@@ -532,7 +532,7 @@ async def test_f8_opens_the_report_of_this_session(make_app: MakeApp) -> None:
         assert isinstance(app.screen, ReportScreen)
         runs = {r.run_id: r for r in app.screen.report.runs}
         assert runs[agent.state.run_id].ended == "live"  # this session: still running
-        assert app.screen.report.total_cost == agent.ledger.spent
+        assert app.screen.report.total_cost == agent.spending.spent
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ReportScreen)

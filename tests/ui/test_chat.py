@@ -12,7 +12,7 @@ from textual.keys import _character_to_key
 from textual.pilot import Pilot
 
 from tuiagent.ui.app import TuiagentApp
-from tuiagent.ui.widgets.entries import Said, ToolCall
+from tuiagent.ui.widgets.entries import Said, ToolBlock
 
 from .conftest import idle, ready, send, until
 
@@ -95,7 +95,7 @@ async def test_a_tool_call_opens_from_the_keyboard_and_by_a_click(make_app: Make
         await send(pilot, "Read notes.txt")
         await idle(pilot)
         chat = app.main.chat
-        (tool,) = (e for e in chat.entries if isinstance(e, ToolCall))
+        (tool,) = (e for e in chat.entries if isinstance(e, ToolBlock))
         assert not tool.expanded
         await pilot.press("shift+tab")  # from the input to the chat: its newest tool call
         await until(pilot, lambda: chat.has_focus, "the chat has the focus")

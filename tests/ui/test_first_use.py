@@ -18,7 +18,7 @@ from tuiagent.offline import OfflineModel
 from tuiagent.runs.records import ToolCall, Turn
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.chat import ChatLog
-from tuiagent.ui.widgets.entries import Notice, Said, ToolCall
+from tuiagent.ui.widgets.entries import Notice, Said, ToolBlock
 from tuiagent.ui.widgets.turns import TurnsTable
 
 from .conftest import idle, ready, send, until
@@ -34,8 +34,8 @@ def answers(app: TuiagentApp) -> list[str]:
     return [a.text for a in app.main.chat.answers]
 
 
-def tool_calls(app: TuiagentApp) -> list[ToolCall]:
-    return [e for e in app.main.chat.entries if isinstance(e, ToolCall)]
+def tool_calls(app: TuiagentApp) -> list[ToolBlock]:
+    return [e for e in app.main.chat.entries if isinstance(e, ToolBlock)]
 
 
 def screen_text(pilot: Pilot[Any]) -> str:

@@ -29,7 +29,7 @@ from tuiagent.cost.pricing import (
     Modifiers,
     Pricer,
 )
-from tuiagent.ledger import BudgetLine, Held, LedgerError, Refused, Scopes, Stack, open_ledger
+from tuiagent.ledger import BudgetLine, LedgerError, LedgerHold, Refused, Scopes, Stack, open_ledger
 from tuiagent.llm.tokens import (
     ESTIMATE_SAFETY_MARGIN,
     REQUEST_OVERHEAD,
@@ -241,11 +241,6 @@ class BudgetSnapshot:
         return max(self.cap - self.settled - self.in_flight, Decimal(0))
 
     @property
-    def committed(self) -> Decimal:
-        """Settled plus in flight: the floor under the cap."""
-        return self.settled + self.in_flight
-
-    @property
     def tightest(self) -> BudgetLine | None:
         """The `[[budgets]]` budget with least left, if any."""
         return min(self.budgets, key=lambda line: line.left, default=None)
@@ -265,7 +260,7 @@ class Hold:
         amount: Decimal,
         label: str,
         parent: Hold | None,
-        entry: Held | None = None,
+        entry: LedgerHold | None = None,
     ) -> None:
         self.budget = budget
         self.amount = amount
@@ -448,7 +443,7 @@ class Budget:
                 return None
             return self._take(amount, label)
 
-    def _done(self, hold: Hold | None, entry: Held | Refused | None = None) -> Hold | None:
+    def _done(self, hold: Hold | None, entry: LedgerHold | Refused | None = None) -> Hold | None:
         """The hold, once the ledger took it (or None: the hold here is undone)."""
         if hold is None:
             return None

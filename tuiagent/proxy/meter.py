@@ -78,7 +78,7 @@ class Admitted:
 
 
 @dataclass(frozen=True)
-class Refusal:
+class NotAdmitted:
     """A request that is not sent: the Anthropic-shaped 400 the client gets instead."""
 
     message: str
@@ -135,7 +135,7 @@ class Meter:
         client: str,
         count: Counter,
         scopes: Scopes | None = None,
-    ) -> Admitted | Refusal:
+    ) -> Admitted | NotAdmitted:
         """Hold the request's worst case (or its fair share of what is left, its max_tokens
         lowered to it), its `hold` record written; or refuse it. `scopes` (its session,
         agent, key, model) choose the `[[budgets]]` it falls under."""
@@ -209,7 +209,7 @@ class Meter:
             )
         )
 
-    def refuse(self, client: str, model: str, message: str) -> Refusal:
+    def refuse(self, client: str, model: str, message: str) -> NotAdmitted:
         """A request refused before it could be admitted (a path or body the proxy cannot
         meter): one `refused` record, numbered as a call."""
         self.calls += 1
@@ -235,9 +235,9 @@ class Meter:
             f"${b.remaining:.4f} left{waited}; raise it with F3 or --max-cost"
         )
 
-    def _refuse(self, turn: int, client: str, model: str, message: str) -> Refusal:
+    def _refuse(self, turn: int, client: str, model: str, message: str) -> NotAdmitted:
         self._write(RefusedCall(turn=turn, client=client, model=model, error=message))
-        return Refusal(message)
+        return NotAdmitted(message)
 
     # --- after the response ------------------------------------------------------
 

@@ -29,7 +29,7 @@ from textual.widgets import TextArea
 from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.ui.commands import key_hint
 from tuiagent.ui.widgets.context import meter_text
-from tuiagent.ui.widgets.entries import Answer, Block, Entry, Look, Notice, Said, ToolCall
+from tuiagent.ui.widgets.entries import Answer, Block, Entry, Look, Notice, Said, ToolBlock
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import (
@@ -89,8 +89,8 @@ class ChatLog(ScrollView, can_focus=True):
         self._look: Look | None = None
         self.following = True  # at the end: new output scrolls into view
         self._placing = False  # the chat itself moves the view (not the user)
-        self.tool_views: dict[str, ToolCall] = {}
-        self.selected: ToolCall | None = None  # the keyboard's tool call
+        self.tool_views: dict[str, ToolBlock] = {}
+        self.selected: ToolBlock | None = None  # the keyboard's tool call
         self.answer: Answer | None = None  # the answer streaming now
         self._pending: list[str] = []  # answer text not yet on screen
         self._flush_due = False
@@ -275,8 +275,8 @@ class ChatLog(ScrollView, can_focus=True):
         self._add(*answer.append(text), follow=follow)
         return answer
 
-    def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolCall:
-        view = ToolCall(name, arguments)
+    def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolBlock:
+        view = ToolBlock(name, arguments)
         self.tool_views[tool_use_id] = view
         self._add(view)
         return view
@@ -328,7 +328,7 @@ class ChatLog(ScrollView, can_focus=True):
                     self.tool_finished(view, not block.get("is_error"), text, None)
 
     def tool_finished(
-        self, view: ToolCall, ok: bool, output: str, sizes: tuple[int, int] | None
+        self, view: ToolBlock, ok: bool, output: str, sizes: tuple[int, int] | None
     ) -> None:
         view.finished(ok, output, sizes)
         self._changed(view)
@@ -353,7 +353,7 @@ class ChatLog(ScrollView, can_focus=True):
         at = bisect_right(self._tops, line) - 1
         if 0 <= at < len(self.entries) and line == self._tops[at]:
             entry = self.entries[at]
-            if isinstance(entry, ToolCall):
+            if isinstance(entry, ToolBlock):
                 self._select(entry)
                 self.toggle_tool(entry)
 
@@ -364,8 +364,8 @@ class ChatLog(ScrollView, can_focus=True):
     def on_blur(self) -> None:
         self._select(None)
 
-    def _tools_in_order(self) -> list[ToolCall]:
-        return [e for e in self.entries if isinstance(e, ToolCall)]
+    def _tools_in_order(self) -> list[ToolBlock]:
+        return [e for e in self.entries if isinstance(e, ToolBlock)]
 
     def action_select(self, step: int) -> None:
         """The previous (-1) or next (1) tool call; with none, the chat scrolls a line."""
@@ -376,7 +376,7 @@ class ChatLog(ScrollView, can_focus=True):
         at = tools.index(self.selected) + step if self.selected in tools else len(tools) - 1
         self._select(tools[max(0, min(at, len(tools) - 1))])
 
-    def _select(self, tool: ToolCall | None) -> None:
+    def _select(self, tool: ToolBlock | None) -> None:
         previous, self.selected = self.selected, tool
         focused = self.screen.focused is self
         for entry in (previous, tool):
@@ -410,7 +410,7 @@ class ChatLog(ScrollView, can_focus=True):
         if self.selected is not None:
             self.toggle_tool(self.selected)
 
-    def toggle_tool(self, tool: ToolCall) -> None:
+    def toggle_tool(self, tool: ToolBlock) -> None:
         """Open a tool call's block to its exact output, or close it."""
         tool.toggle()
         self.following = False  # the user reads it: it stays put as the chat grows

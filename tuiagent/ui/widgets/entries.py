@@ -149,7 +149,7 @@ class Notice(Entry):
         return _wrapped_lines(self.text, width - 2)
 
 
-class ToolCall(Entry):
+class ToolBlock(Entry):
     """A tool call: its name and arguments on one line that opens (click, or Enter on it) to
     its arguments and what it returned; once it ran, original -> seen tokens and ok/error.
     Its text is exact: file and command output is never read as markup."""
