@@ -43,7 +43,8 @@ context_management = false
 compact_at = 0.5
 compact_early_at = 0.3
 compact_min_saving_usd = 0.02
-context_keep_turns = 2
+context_keep_turns = 4
+context_clear_min_tokens = 50
 context_window = 50000
 router_budget_floor = 0.3
 router_classifier = true
@@ -126,7 +127,8 @@ def test_a_flat_config_loads_into_the_sections(tmp_path: Path) -> None:
         "compact_at": 0.5,
         "compact_early_at": 0.3,
         "compact_min_saving_usd": Decimal("0.02"),
-        "context_keep_turns": 2,
+        "context_keep_turns": 4,
+        "context_clear_min_tokens": 50,
         "context_window": 50000,
     }
     assert s.router.tier == "fast"

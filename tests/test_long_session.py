@@ -193,6 +193,36 @@ async def test_old_results_are_cleared_and_recalled_through_expand_result(
     assert {t["context_window"] for t in turns} == {1_000_000}
 
 
+async def test_a_small_result_stays_whole_and_is_answered_without_a_recall(
+    workspace: Path, log_dir: Path
+) -> None:
+    """Clearing a result under context_clear_min_tokens saves little on each call, and a
+    question about it later would cost a call to recall it: it stays whole, while the
+    large results around it are cleared."""
+    notes(workspace, 6)  # large: 120 filler lines each
+    lines = [f"Item {i} of the beta is on schedule for the spring release." for i in range(4)]
+    (workspace / "small.txt").write_text("\n".join(["The owner of the beta is Ada.", *lines]))
+    session = session_with(workspace, log_dir, OfflineModel(), context_keep_turns=1)
+    agent = session.agent
+    agent.start()
+    await send(session, "What does small.txt say?")
+    for n in range(1, 7):
+        await send(session, f"What does notes/p{n}.txt say?")
+    cleared = [r for r in records(session, "context") if r["action"] == "clear_tool_results"]
+    assert cleared, "the large results were cleared"
+    small = agent.state.history[2]["content"][0]["content"]
+    assert "Ada" in str(small) and "cleared from context" not in str(small)
+    events = await send(session, "What did small.txt say about the owner?")
+    assert "Ada" in answer_of(events)
+    tools = [
+        e.record.to_json()["name"]
+        for e in events
+        if hasattr(e, "record") and e.record.to_json()["type"] == "tool"
+    ]
+    assert tools == []  # answered from the result it still holds
+    agent.finish()
+
+
 async def test_without_context_management_nothing_is_cleared(
     workspace: Path, log_dir: Path
 ) -> None:

@@ -446,10 +446,20 @@ class RunSettings:
         ),
     )
     context_keep_turns: int = field(
-        default=3,
+        default=2,
         metadata=option(
             parse=_POSITIVE,
             help="tool results of the last N calls are never cleared",
+        ),
+    )
+    context_clear_min_tokens: int = field(
+        default=200,
+        metadata=option(
+            parse=whole(
+                f"a whole number of tokens from 0 to {MAX_WHOLE:,}", lambda v: 0 <= v <= MAX_WHOLE
+            ),
+            help="a tool result smaller than this is never cleared (it saves little on each "
+            "call, and recalling it costs a call)",
         ),
     )
     context_window: int | None = field(

@@ -3,7 +3,9 @@
 Two steps, both on by default (config `context_management`), each a `context` record:
 
 - **Clearing old tool results.** A tool result older than the last `context_keep_turns`
-  model calls has served: the model read it and answered. It is replaced by a one-line
+  model calls has served: the model read it and answered. One smaller than
+  `context_clear_min_tokens` stays whole: clearing it saves little on each call, and a
+  question about it later costs a whole call to recall it. It is replaced by a one-line
   header naming the call, its size and its `rN` id; the original stays with the Compressor,
   so `expand_result(result_id="rN")` brings it back. An edit changes the prompt from the
   first cleared block on, so the next call writes that tail to the cache again instead of
@@ -218,6 +220,8 @@ class ContextManager:
                 text = _text_of(block)
                 if CLEARED in text.partition("\n")[0]:
                     continue
+                if block_tokens(block) < self.settings.run.context_clear_min_tokens:
+                    continue  # small: kept whole, a recall would cost a whole call
                 header = self._header(uses.get(block.get("tool_use_id", "")), text, keep=False)
                 saved = block_tokens(block) - block_tokens({**block, "content": header})
                 if saved > 0:
