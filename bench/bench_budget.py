@@ -82,7 +82,7 @@ async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
         pass
     session.agent.finish()
     return float(
-        session.agent.ledger.spent / settings.run.max_cost_usd
+        session.agent.spending.spent / settings.run.max_cost_usd
     )  # float only for the figures: exact > 1 is
     # what counts, and Decimal spent <= cap is asserted by tests/test_cap_property.py
 

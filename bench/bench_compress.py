@@ -72,7 +72,7 @@ async def _session(root: Path, names: list[str], compress: bool) -> tuple[int, i
         elif isinstance(event, AnswerDelta):
             answer.append(event.text)
     agent.finish()
-    return turns, input_tokens, agent.ledger.spent, "".join(answer)
+    return turns, input_tokens, agent.spending.spent, "".join(answer)
 
 
 def run() -> list[tuple[str, str, str]]:

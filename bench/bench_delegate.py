@@ -111,7 +111,7 @@ async def _run(ws: Path, logs: Path, *, delegate: bool, ttft: float = 0.0) -> Ar
     last = agent.state.history[-1]
     answer = "".join(b.get("text", "") for b in last["content"] if b.get("type") == "text")
     records, _ = read_records(agent.log.path)
-    return Arm(agent.ledger.spent, wall, answer, records, began_at)
+    return Arm(agent.spending.spent, wall, answer, records, began_at)
 
 
 def _cost(turns: list[dict[str, Any]]) -> Decimal:

@@ -60,7 +60,7 @@ async def _runs(tasks: list[str], ws: Path, logs: Path, rules: list[RouterRule])
         async for _ in agent.send(task):
             pass
         agent.finish()
-        total += agent.ledger.spent
+        total += agent.spending.spent
     return total
 
 

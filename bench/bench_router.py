@@ -110,7 +110,7 @@ async def _run_mode(
                 elif isinstance(event, Notice) and event.level == "error":
                     raise RuntimeError(event.text)
         agent.finish()
-        total += agent.ledger.spent
+        total += agent.spending.spent
     return total, tiers, escalations, cache_stays
 
 

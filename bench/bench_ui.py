@@ -163,7 +163,10 @@ def _model(tokens: int) -> LongModel:
     return model
 
 
-async def _headless_stream(tmp: Path, tokens: int) -> float:
+Timed = tuple[float, float]  # seconds of wall time, and of CPU time of this process
+
+
+async def _headless_stream(tmp: Path, tokens: int) -> Timed:
     from tuiagent.agent.events import AnswerDelta
     from tuiagent.session import open_session
 
@@ -174,19 +177,19 @@ async def _headless_stream(tmp: Path, tokens: int) -> float:
         offline_model=_model(tokens),
     )
     session.agent.start()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     # What `tuiagent run` does with the answer (headless.py): write and flush each delta.
     with open(os.devnull, "w") as out:
         async for event in session.agent.send("Tell me everything."):
             if isinstance(event, AnswerDelta):
                 out.write(event.text)
                 out.flush()
-    elapsed = time.perf_counter() - t
+    elapsed = time.perf_counter() - t, time.process_time() - c
     session.agent.finish()
     return elapsed
 
 
-async def _ui_stream(tmp: Path, tokens: int, earlier: int = 0) -> float:
+async def _ui_stream(tmp: Path, tokens: int, earlier: int = 0) -> Timed:
     from textual import events
 
     from tuiagent.ui.app import TuiagentApp
@@ -209,7 +212,7 @@ async def _ui_stream(tmp: Path, tokens: int, earlier: int = 0) -> float:
         await pilot.pause()
         # Enter as the terminal sends it, then short sleeps: Pilot.press and Pilot.pause()
         # wait for 20 ms windows without CPU work, which would count as the app's time.
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         app.post_message(events.Key("enter", "\r"))
         # The clock stops once the turn is over and the answer's last words are drawn in the
         # chat, as Markdown.
@@ -220,7 +223,7 @@ async def _ui_stream(tmp: Path, tokens: int, earlier: int = 0) -> float:
             or END_WORDS not in _chat_text(app)
         ):
             await asyncio.sleep(0.005)
-        elapsed = time.perf_counter() - t
+        elapsed = time.perf_counter() - t, time.process_time() - c
         app.finish_run()
     return elapsed
 
@@ -233,29 +236,36 @@ def _chat_text(app: Any) -> str:
     return " ".join(" ".join(s.crop(region.x, region.right).text.split()) for s in rows)
 
 
+def _best(runs: list[Timed]) -> Timed:
+    """The least wall time and the least CPU time of the runs."""
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
 def _streaming(tmp: Path) -> list[Row]:
     tokens = 20_000
-    headless = min(asyncio.run(_headless_stream(tmp, tokens)) for _ in range(2))
-    ui = min(asyncio.run(_ui_stream(tmp, tokens)) for _ in range(2))
+    headless = _best([asyncio.run(_headless_stream(tmp, tokens)) for _ in range(3)])
+    ui = _best([asyncio.run(_ui_stream(tmp, tokens)) for _ in range(3)])
     short = 5_000
-    empty = min(asyncio.run(_ui_stream(tmp, short)) for _ in range(2))
-    full = min(asyncio.run(_ui_stream(tmp, short, earlier=100)) for _ in range(2))
+    empty = _best([asyncio.run(_ui_stream(tmp, short)) for _ in range(3)])
+    full = _best([asyncio.run(_ui_stream(tmp, short, earlier=100)) for _ in range(3)])
+    stream, stream_cpu = ui[0] / headless[0], ui[1] / headless[1]
+    kept, kept_cpu = empty[0] / full[0], empty[1] / full[1]
     return [
-        (f"stream {tokens:,} tokens: headless", f"{headless:.2f} s", "-"),
-        (f"stream {tokens:,} tokens: app", f"{ui:.2f} s", "-"),
-        (
-            "stream ratio app / headless",
-            f"{ui / headless:.2f}",
-            goal("<= 1.2", ui <= 1.2 * headless),
-        ),
-        (f"stream {short:,} tokens: empty chat", f"{short / empty:,.0f} tok/s", "-"),
-        (f"stream {short:,} tokens: 100 earlier messages", f"{short / full:,.0f} tok/s", "-"),
-        (
-            "throughput ratio 100 earlier / empty",
-            f"{empty / full:.2f}",
-            goal(">= 0.9", empty >= 0.9 * full),
-        ),
-    ]
+        (f"stream {tokens:,} tokens: headless (wall, CPU)", _timed(headless), "-"),
+        (f"stream {tokens:,} tokens: app (wall, CPU)", _timed(ui), "-"),
+        ("stream ratio app / headless", f"{stream:.2f}", goal("<= 1.2", stream <= 1.2)),
+        ("stream ratio app / headless, in CPU time", f"{stream_cpu:.2f}",
+         goal("<= 1.2", stream_cpu <= 1.2)),
+        (f"stream {short:,} tokens: empty chat", f"{short / empty[0]:,.0f} tok/s", "-"),
+        (f"stream {short:,} tokens: 100 earlier messages", f"{short / full[0]:,.0f} tok/s", "-"),
+        ("throughput ratio 100 earlier / empty", f"{kept:.2f}", goal(">= 0.9", kept >= 0.9)),
+        ("throughput ratio 100 earlier / empty, in CPU time", f"{kept_cpu:.2f}",
+         goal(">= 0.9", kept_cpu >= 0.9)),
+    ]  # fmt: skip
+
+
+def _timed(t: Timed) -> str:
+    return f"{t[0]:.2f} s, {t[1]:.2f} s CPU"
 
 
 def _cpu_seconds(pid: int) -> float:

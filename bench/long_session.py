@@ -115,7 +115,7 @@ async def run_session(
                 figures.errors.append(event.text)
         figures.answers.append("".join(answer))
     agent.finish()
-    figures.cost = agent.ledger.spent
+    figures.cost = agent.spending.spent
     for line in agent.log.path.read_text().splitlines():
         record = json.loads(line)
         if record["type"] == "context":

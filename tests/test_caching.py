@@ -306,7 +306,7 @@ async def test_cache_pays_against_no_cache(workspace: Path, log_dir: Path) -> No
     assert all(
         t["cache_read_input_tokens"] == t["cache_creation_input_tokens"] == 0 for t in plain_turns
     )
-    assert cached.agent.ledger.spent < plain.agent.ledger.spent
+    assert cached.agent.spending.spent < plain.agent.spending.spent
     path = plain.agent.transcript.path
     requests = [json.loads(x) for x in path.read_text().splitlines() if '"kind":"request"' in x]
     assert requests and all("cache_control" not in json.dumps(r) for r in requests)

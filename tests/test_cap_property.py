@@ -79,5 +79,5 @@ def test_spend_never_exceeds_cap(
 
     asyncio.run(run())
     end = session.agent.finish()
-    assert session.agent.ledger.spent <= cap
+    assert session.agent.spending.spent <= cap
     assert Decimal(str(end.record.to_json()["total_cost_usd"])) <= cap

@@ -248,7 +248,7 @@ def test_stopping_the_run_stops_every_sub_agent_and_accounts_every_call(
 
     asyncio.run(go())
     end = agent.finish(outcome(HaltReason.INTERRUPTED)).record
-    assert agent.budget.in_flight == 0 and agent.budget.settled == agent.ledger.spent
+    assert agent.budget.in_flight == 0 and agent.budget.settled == agent.spending.spent
     records, _ = read_records(agent.log.path)
     ended = [r for r in records if r["type"] == "agent"]
     assert sorted(r["status"] for r in ended) == ["interrupted"] * 3

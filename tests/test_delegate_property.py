@@ -92,7 +92,7 @@ def test_greedy_sub_agents_stay_within_the_cap_and_their_slices(
     asyncio.run(run())
     end = agent.finish().record.to_json()
     assert agent.budget.settled <= cap
-    assert agent.ledger.spent <= cap
+    assert agent.spending.spent <= cap
     assert Decimal(str(end["total_cost_usd"])) <= cap
     assert agent.budget.in_flight == 0
     for sub in ends.values():

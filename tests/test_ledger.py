@@ -6,6 +6,7 @@ reserves from several processes at once that never pass a cap."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -16,9 +17,9 @@ import pytest
 
 from tuiagent.ledger import (
     BudgetSpec,
-    Held,
     Ledger,
     LedgerError,
+    LedgerHold,
     Refused,
     Scopes,
     Stack,
@@ -97,7 +98,7 @@ def test_a_day_budget_lets_the_next_call_through_exactly_at_midnight(
     clock = Clock()
     stack = Stack(opened(clock), [spec("global", "day", "1.00")], Scopes(session="s"))
     held = stack.hold(D("0.60"), None, "one")
-    assert isinstance(held, Held)
+    assert isinstance(held, LedgerHold)
     stack.settle(held, D("0.90"))
     stack.ledger.flush()
     refused = stack.hold(D("0.20"), None, "two")
@@ -108,7 +109,7 @@ def test_a_day_budget_lets_the_next_call_through_exactly_at_midnight(
     assert isinstance(stack.hold(D("0.20"), None, "still yesterday"), Refused)
     clock.t = midnight
     after = stack.hold(D("0.20"), None, "today")
-    assert isinstance(after, Held)
+    assert isinstance(after, LedgerHold)
     assert after.lines[0].spent == 0 and after.lines[0].held == D("0.20")
 
 
@@ -124,7 +125,7 @@ def test_a_call_goes_only_if_it_fits_every_budget_it_falls_under(
     ledger = opened()
     stack = Stack(ledger, specs, Scopes(key="k-1"))
     a = stack.hold(D("0.15"), Scopes(session="a"), "a")
-    assert isinstance(a, Held) and {line.title for line in a.lines} == {
+    assert isinstance(a, LedgerHold) and {line.title for line in a.lines} == {
         "global day",
         "session run",
         "key month",
@@ -133,7 +134,7 @@ def test_a_call_goes_only_if_it_fits_every_budget_it_falls_under(
     assert isinstance(refused, Refused) and refused.line.title == "session run"
     assert refused.line.value == "a" and refused.line.left == D("0.05")
     # Another session has its own $0.20; the key's month is shared.
-    assert isinstance(stack.hold(D("0.20"), Scopes(session="b"), "b"), Held)
+    assert isinstance(stack.hold(D("0.20"), Scopes(session="b"), "b"), LedgerHold)
     assert isinstance(stack.hold(D("0.20"), Scopes(session="c"), "c"), Refused)
     # The dearest model has a budget of its own, and only it.
     fable = stack.hold(D("0.06"), Scopes(session="d", model="claude-fable-5-2"), "fable")
@@ -147,8 +148,8 @@ def test_a_settle_replaces_the_hold(opened: Callable[..., Ledger]) -> None:
     ledger = opened()
     stack = Stack(ledger, [spec("session", "run", "1.00")], Scopes(session="s"))
     held = [stack.hold(D("0.30"), None, str(i)) for i in range(3)]
-    assert all(isinstance(h, Held) for h in held)
-    a, b, c = (h for h in held if isinstance(h, Held))
+    assert all(isinstance(h, LedgerHold) for h in held)
+    a, b, c = (h for h in held if isinstance(h, LedgerHold))
     stack.settle(a, D("0.0123"))
     stack.settle(b, None)  # billed nothing
     stack.settle(a, D("0.25"))  # a second settle of one hold changes nothing
@@ -176,7 +177,7 @@ def test_a_dead_process_holds_are_settled_at_worst_case_after_its_lease(
     specs = [spec("global", "day", "1.00")]
     gone = Stack(dead, specs, Scopes())
     late = gone.hold(D("0.40"), None, "in flight when killed")
-    assert isinstance(late, Held)
+    assert isinstance(late, LedgerHold)
     survivor = Stack(alive, specs, Scopes())
     clock.t += 5
     alive.sweep()  # within the lease: still held
@@ -208,10 +209,10 @@ def test_a_new_budget_counts_what_its_window_already_spent(
     before = Stack(ledger, [], Scopes(session="s", user="ann"))
     for amount, bill in (("0.10", "0.04"), ("0.20", None), ("0.30", "0.30")):
         held = before.hold(D(amount), None, amount)
-        assert isinstance(held, Held)
+        assert isinstance(held, LedgerHold)
         before.settle(held, None if bill is None else D(bill))
     open_hold = before.hold(D("0.05"), None, "open")  # still held: counts at worst case
-    assert isinstance(open_hold, Held)
+    assert isinstance(open_hold, LedgerHold)
     ledger.flush()
     clock.t = T0
     after = Stack(
@@ -224,7 +225,7 @@ def test_a_new_budget_counts_what_its_window_already_spent(
     assert line["user 30m"].spent == 0  # an hour ago: outside half an hour
     assert line["user 2h"].spent == D("0.39")
     held = after.hold(D("0.60"), None, "fits")
-    assert isinstance(held, Held)
+    assert isinstance(held, LedgerHold)
     assert isinstance(after.hold(D("0.02"), None, "does not"), Refused)
 
 
@@ -232,15 +233,15 @@ def test_a_rolling_window_lets_spending_go_as_it_ages(opened: Callable[..., Ledg
     clock = Clock()
     stack = Stack(opened(clock), [spec("key", "5h", "1.00")], Scopes(key="k"))
     first = stack.hold(D("0.70"), None, "first")
-    assert isinstance(first, Held)
+    assert isinstance(first, LedgerHold)
     clock.t += 3600
     assert isinstance(stack.hold(D("0.40"), None, "too soon"), Refused)
     second = stack.hold(D("0.30"), None, "fits")
-    assert isinstance(second, Held)
+    assert isinstance(second, LedgerHold)
     clock.t = T0 + 5 * 3600 + 60  # the first call's minute has left the window
     line = stack.tightest()
     assert line is not None and line.held == D("0.30")
-    assert isinstance(stack.hold(D("0.70"), None, "room again"), Held)
+    assert isinstance(stack.hold(D("0.70"), None, "room again"), LedgerHold)
 
 
 def test_simulated_spending_never_spends_a_real_budget(opened: Callable[..., Ledger]) -> None:
@@ -248,9 +249,9 @@ def test_simulated_spending_never_spends_a_real_budget(opened: Callable[..., Led
     specs = [spec("global", "day", "0.10")]
     offline = Stack(ledger, specs, Scopes(simulated=True))
     real = Stack(ledger, specs, Scopes())
-    assert isinstance(offline.hold(D("0.10"), None, "sim"), Held)
+    assert isinstance(offline.hold(D("0.10"), None, "sim"), LedgerHold)
     assert isinstance(offline.hold(D("0.01"), None, "sim"), Refused)
-    assert isinstance(real.hold(D("0.10"), None, "real"), Held)
+    assert isinstance(real.hold(D("0.10"), None, "real"), LedgerHold)
 
 
 def test_a_ledger_that_cannot_be_written_refuses_in_one_line(tmp_path: Path) -> None:
@@ -275,7 +276,7 @@ def test_a_postgres_ledger_that_goes_away_refuses_then_comes_back(
     ledger = open_ledger(pg_url, tmp_path, heartbeat=False)
     stack = Stack(ledger, [spec("global", "day", "1.00")], Scopes())
     first = stack.hold(D("0.10"), None, "before")
-    assert isinstance(first, Held)
+    assert isinstance(first, LedgerHold)
     name = pg_url.rsplit("/", 1)[1]
     admin = pg_url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -288,7 +289,7 @@ def test_a_postgres_ledger_that_goes_away_refuses_then_comes_back(
         stack.hold(D("0.10"), None, "while down")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-    assert isinstance(stack.hold(D("0.10"), None, "after"), Held)
+    assert isinstance(stack.hold(D("0.10"), None, "after"), LedgerHold)
     ledger.flush()
     assert [(e.label, e.state) for e in ledger.entries()] == [
         ("before", "settled"),
@@ -347,3 +348,27 @@ def test_processes_reserving_at_once_never_pass_a_budget(
         per_session[e.scopes.session] = per_session.get(e.scopes.session, D(0)) + e.cost
     assert max(per_session.values()) <= D("0.30")
     ledger.close()
+
+
+async def test_callers_that_go_while_their_holds_are_written_leave_nothing_held(
+    opened: Callable[..., Ledger],
+) -> None:
+    # A sub-agent stopped while its hold was being written: the writer thread used to die
+    # on the cancelled future (InvalidStateError), and every later hold waited for nothing.
+    stack = Stack(opened(), [spec("global", "day", "1.00")], Scopes(session="s"))
+    for delay in (0.0, 0.0, 0.0005, 0.001, 0.002, 0.005, 0.01):
+        tasks = [
+            asyncio.create_task(stack.hold_async(D("0.10"), None, f"gone {i}")) for i in range(8)
+        ]
+        await asyncio.sleep(delay)
+        for task in tasks:
+            task.cancel()
+        for got in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(
+                got, LedgerHold
+            ):  # granted before its caller went: the caller's to settle
+                stack.settle(got, None)
+    stack.ledger.flush()
+    stack.ledger.flush()  # the releases queued as the last holds were granted
+    held = await stack.hold_async(D("1.00"), None, "all of it")
+    assert isinstance(held, LedgerHold), held

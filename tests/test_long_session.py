@@ -97,7 +97,7 @@ async def test_clear_leaves_the_next_request_with_no_earlier_messages(
     agent = session.agent
     agent.start()
     await send(session, "What does README.md say?")
-    spent = agent.ledger.spent
+    spent = agent.spending.spent
     edited = agent.clear_conversation()
     assert (
         edited.record.to_json()["action"] == "clear"
@@ -111,7 +111,7 @@ async def test_clear_leaves_the_next_request_with_no_earlier_messages(
     assert "README" not in json.dumps(last)
     # The requests before /clear still rebuild as they were sent (for replay and reports).
     assert requests[0]["request"]["messages"][0]["content"][0]["text"].startswith("What does R")
-    assert agent.ledger.spent > spent  # the budget carries on
+    assert agent.spending.spent > spent  # the budget carries on
 
 
 async def test_a_request_over_the_window_is_compacted_before_it_is_sent(

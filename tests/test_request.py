@@ -33,7 +33,7 @@ async def test_an_answered_request_says_its_answer_calls_and_cost(
     calls = [r for r in records if r["type"] in ("turn", "attempt")]
     mine = calls[-len(finished) :]
     assert end.cost_usd == sum(Decimal(str(r["cost_usd"])) for r in mine) > 0
-    assert end.cost_usd < agent.ledger.spent
+    assert end.cost_usd < agent.spending.spent
 
 
 async def test_a_halted_request_says_which_limit_and_going_on_keeps_its_prompt(

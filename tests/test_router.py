@@ -274,7 +274,7 @@ async def test_refusal_on_fast_is_redone_one_tier_up_once(workspace: Path, log_d
     # The failed step left the conversation: one user message, one answer.
     assert [m["role"] for m in session.agent.state.history] == ["user", "assistant"]
     # Both calls were paid for.
-    assert len(session.agent.ledger.turn_costs) == 2
+    assert len(session.agent.spending.turn_costs) == 2
 
 
 async def test_pinned_fast_does_not_escalate(workspace: Path, log_dir: Path) -> None:

@@ -27,7 +27,7 @@ async def test_a_request_that_cannot_be_encoded_is_not_billed_or_retried(
     assert "UnicodeEncodeError" in attempt.error
     assert session.agent.state.halt_reason == "error"
     assert not any(isinstance(e, TurnFinished) for e in events)
-    assert session.agent.ledger.spent == Decimal(0)
+    assert session.agent.spending.spent == Decimal(0)
 
 
 def test_a_file_name_that_is_not_utf8_enters_the_conversation_marked(

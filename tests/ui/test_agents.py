@@ -54,7 +54,7 @@ async def test_sub_agents_show_live_and_their_turns_join_the_table(make_app: Mak
         labels = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert "  a2·1" in labels and "  a3·2" in labels
         # The gauge is the whole session's: the orchestrator and every sub-agent.
-        assert app.main.gauge.state.settled == agent.ledger.spent == agent.budget.settled
+        assert app.main.gauge.state.settled == agent.spending.spent == agent.budget.settled
 
 
 async def test_escape_stops_every_sub_agent(make_app: MakeApp) -> None:
@@ -74,7 +74,7 @@ async def test_escape_stops_every_sub_agent(make_app: MakeApp) -> None:
         assert ended == {"a1": "interrupted", "a2": "interrupted", "a3": "interrupted"}
         assert set(_states(app).values()) == {"interrupted"}
         assert agent.budget.in_flight == 0
-        assert app.main.gauge.state.settled == agent.ledger.spent > 0
+        assert app.main.gauge.state.settled == agent.spending.spent > 0
 
 
 async def test_the_narrow_layout_says_how_many_sub_agents_run(make_app: MakeApp) -> None:

@@ -16,8 +16,7 @@ from tuiagent.errors import ConfigError
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.commands import check_keymap
 from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
-from tuiagent.ui.widgets.answer import AnswerView
-from tuiagent.ui.widgets.chat import NoticeView, ToolCallView, UserMessageView
+from tuiagent.ui.widgets.entries import Block, Notice, Said, ToolBlock
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
 
@@ -32,11 +31,15 @@ def log_records(app: TuiagentApp) -> list[dict[str, Any]]:
 
 
 def answers(app: TuiagentApp) -> str:
-    return "\n".join(v.source for v in app.main.query(AnswerView))
+    return "\n".join(a.text for a in app.main.chat.answers)
 
 
 def notices(app: TuiagentApp) -> str:
-    return "\n".join(str(v.content) for v in app.main.query(NoticeView))
+    return "\n".join(e.text for e in app.main.chat.entries if isinstance(e, Notice))
+
+
+def said(app: TuiagentApp) -> list[str]:
+    return [e.text for e in app.main.chat.entries if isinstance(e, Said)]
 
 
 def toasts(app: TuiagentApp) -> str:
@@ -53,12 +56,12 @@ async def test_a_message_streams_and_the_panels_show_its_cost(make_app: MakeApp)
         agent = app.agent
         assert agent is not None
         assert "README.md" in answers(app) and "notes.txt" in answers(app)
-        assert [v.content for v in app.main.query(UserMessageView)] == ["List the files here."]
-        tool = app.main.query_one(ToolCallView)
-        assert "list_dir" in str(tool.title) and "ok" in str(tool.title)
+        assert said(app) == ["List the files here."]
+        (tool,) = (e for e in app.main.chat.entries if isinstance(e, ToolBlock))
+        assert "list_dir" in tool.title and "ok" in tool.title
         table = app.main.query_one(TurnsTable)
         assert table.row_count == agent.state.turns == 2
-        assert app.main.gauge.state.settled == agent.ledger.spent > 0
+        assert app.main.gauge.state.settled == agent.spending.spent > 0
         assert len(app.main.query_one(ToolResultsPanel).results) == 1
         kinds = [r["type"] for r in log_records(app)]
         assert kinds[:2] == ["run_start", "user"] and kinds.count("turn") == 2
@@ -105,7 +108,7 @@ async def test_f2_never_lowers_the_cap_below_what_is_spent(make_app: MakeApp) ->
         assert agent is not None
         await send(pilot, "List the files here.")
         await idle(pilot)
-        spent = agent.ledger.spent
+        spent = agent.spending.spent
         assert spent > Decimal("0.00005")  # more than one step: the floor is what is spent
         await pilot.press(*["f2"] * 12)
         assert agent.budget.cap == spent
@@ -141,13 +144,13 @@ async def test_escape_stops_a_streaming_answer_and_its_cost_counts(make_app: Mak
         assert agent.state.halt_reason == "interrupted"
         stopped = [r for r in log_records(app) if r.get("stop_reason") == "interrupted"]
         assert len(stopped) == 1 and stopped[0]["output_tokens"] > 0
-        assert agent.ledger.spent > 0 and app.main.gauge.state.settled == agent.ledger.spent
+        assert agent.spending.spent > 0 and app.main.gauge.state.settled == agent.spending.spent
         assert answers(app).strip()  # what streamed stays
         await pilot.pause(0.1)
-        chat = list(app.main.chat.children)  # the notice comes under what streamed
-        last_answer = max(i for i, w in enumerate(chat) if isinstance(w, AnswerView))
+        chat = app.main.chat.entries  # the notice comes under what streamed
+        last_answer = max(i for i, e in enumerate(chat) if isinstance(e, Block) and e.text)
         stop = next(
-            i for i, w in enumerate(chat) if "interrupted" in str(getattr(w, "content", ""))
+            i for i, e in enumerate(chat) if isinstance(e, Notice) and "interrupted" in e.text
         )
         assert stop > last_answer
         table = app.main.query_one(TurnsTable)
@@ -266,7 +269,7 @@ async def test_slash_budget_sets_the_cap_and_rejects_nonsense(make_app: MakeApp)
         await send(pilot, "/budget lots")
         assert agent.budget.cap == Decimal("2.50")
         assert "/budget must be a positive number" in toasts(app)
-        assert not list(app.main.query(UserMessageView))  # commands are not sent to the model
+        assert not said(app)  # commands are not sent to the model
 
 
 async def test_slash_tier_pins_a_tier(make_app: MakeApp) -> None:
@@ -290,7 +293,7 @@ async def test_slash_clear_starts_a_new_conversation(make_app: MakeApp) -> None:
         await idle(pilot)
         await send(pilot, "/clear")
         await pilot.pause()
-        assert not list(app.main.query(AnswerView)) and not list(app.main.query(UserMessageView))
+        assert not app.main.chat.answers and not said(app)
         assert "new conversation: the next request has no earlier messages" in notices(app)
         spent = app.main.gauge.state.settled
         await send(pilot, "What does README.md say?")
@@ -346,11 +349,11 @@ async def test_the_session_halts_at_the_cap_until_it_is_raised(make_app: MakeApp
         assert sum(r["type"] == "user" for r in log_records(app)) == users
         assert "the next call needs up to $0.0" in notices(app)  # what is left and needed
         needed = app.budget.needed_usd
-        assert needed is not None and needed > agent.budget.cap - agent.ledger.spent
+        assert needed is not None and needed > agent.budget.cap - agent.spending.spent
         turns = agent.state.turns
         await pilot.press("f3")  # halted: F3 goes up to what the next call needs
         assert app.main.gauge.halted is None
-        assert agent.budget.cap >= agent.ledger.spent + needed
+        assert agent.budget.cap >= agent.spending.spent + needed
         await pilot.press("enter")
         await idle(pilot)
         assert sum(r["type"] == "user" for r in log_records(app)) == users + 1
@@ -450,18 +453,16 @@ async def test_resume_reopens_a_run(make_app: MakeApp, log_dir: Path) -> None:
     async with second.run_test() as pilot:
         agent = (await ready(pilot)).agent
         assert agent is not None and agent.state.history == history
-        assert [v.content for v in second.main.query(UserMessageView)] == ["List the files here."]
+        assert said(second) == ["List the files here."]
         assert f"resumed run {run_id}" in notices(second)
         await send(pilot, "Read notes.txt")
         await idle(pilot)
         assert "alpha" in answers(second)
 
 
-async def test_a_long_streamed_answer_is_kept_whole_across_its_frozen_pieces(
+async def test_a_long_streamed_answer_is_kept_whole_across_its_blocks(
     make_app: MakeApp,
 ) -> None:
-    from tuiagent.ui.widgets.answer import SPLIT_AT_CHARS, FrozenAnswer
-
     paragraph = "Every token the model reads is paid for, so the panel shows it.\n\n"
     fence = "```text\n" + "a line of code\n\n" * 40 + "```\n\n"
     text = paragraph * 60 + fence + paragraph * 60 + "The end, mid-paragraph"
@@ -472,37 +473,38 @@ async def test_a_long_streamed_answer_is_kept_whole_across_its_frozen_pieces(
             app.main.chat.feed(word + " ")
             if i % 150 == 0:
                 await pilot.pause(0.06)  # a frame or more: a part of it goes on screen
-        await app.main.chat.close_answer()
+        app.main.chat.close_answer()
         await pilot.pause()
-        frozen = list(app.main.query(FrozenAnswer))
-        assert len(frozen) >= 2  # the answer went on in pieces, never one huge widget
-        shown = "".join(f.text for f in frozen) + answers(app)
-        assert shown.split() == text.split()  # every word, in order
-        assert all(f.text.count("```") % 2 == 0 for f in frozen)  # no fence cut in two
-        assert all(len(f.text) < 3 * SPLIT_AT_CHARS for f in frozen)
+        (answer,) = app.main.chat.answers
+        blocks = answer.blocks
+        assert len(blocks) >= 100  # a block per paragraph: never one huge one redrawn
+        assert answer.text.split() == text.split()  # every word, in order
+        assert all(b.text.count("```") % 2 == 0 for b in blocks)  # no fence cut in two
+        assert max(len(b.text) for b in blocks) <= len(fence)
+        assert "The end, mid-paragraph" in screen_text(app)
 
 
-async def test_frozen_pieces_out_of_view_are_drawn_as_markdown_when_scrolled_to(
+async def test_blocks_out_of_view_are_drawn_as_markdown_when_scrolled_to(
     make_app: MakeApp,
 ) -> None:
-    from tuiagent.ui.widgets.answer import FrozenAnswer
-
     paragraph = "Every token the model reads is **paid for**, so the panel shows it.\n\n"
     text = "# The first heading\n\n" + paragraph * 300 + "The end."
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         app.main.chat.feed(text)  # a long answer at once, as a fast stream hands it over
-        await app.main.chat.close_answer()
+        app.main.chat.close_answer()
         await pilot.pause()
         chat = app.main.chat
-        frozen = list(app.main.query(FrozenAnswer))
-        assert len(frozen) >= 4
-        assert not frozen[0].measured  # out of view: never parsed nor rendered
-        assert frozen[-1].measured  # in view at the end of the chat
+        (answer,) = chat.answers
+        blocks = answer.blocks
+        assert len(blocks) >= 300
+        assert not blocks[0].drawn  # out of view: never parsed nor rendered
+        assert sum(b.drawn for b in blocks) < 40  # only what the screen shows
+        assert blocks[-1].drawn  # in view at the end of the chat
         assert "The end." in screen_text(app)
         chat.scroll_home(animate=False)
-        await until(pilot, lambda: frozen[0].measured, "the first piece was drawn")
+        await until(pilot, lambda: blocks[0].drawn, "the first block was drawn")
         await pilot.pause()
         shown = screen_text(app)
         assert "The first heading" in shown and "paid for, so" in shown  # Markdown: no ** or #
@@ -530,7 +532,7 @@ async def test_f8_opens_the_report_of_this_session(make_app: MakeApp) -> None:
         assert isinstance(app.screen, ReportScreen)
         runs = {r.run_id: r for r in app.screen.report.runs}
         assert runs[agent.state.run_id].ended == "live"  # this session: still running
-        assert app.screen.report.total_cost == agent.ledger.spent
+        assert app.screen.report.total_cost == agent.spending.spent
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ReportScreen)

@@ -24,7 +24,7 @@ async def test_the_gauge_shows_the_tightest_budget_beside_the_cap(make_app: Make
         assert agent is not None
         await send(pilot, "List the files here.")
         await idle(pilot)
-        spent = agent.ledger.spent
+        spent = agent.spending.spent
         assert spent > 0
         text = app.main.gauge.text()
         assert f"today ${spent:.4f} / $0.50" in text, text

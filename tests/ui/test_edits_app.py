@@ -12,7 +12,6 @@ from textual_diff_view import DiffView
 from tuiagent.runs.recent import find_resume
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
-from tuiagent.ui.widgets.answer import AnswerView
 
 from .conftest import idle, ready, send, until
 
@@ -20,8 +19,8 @@ MakeApp = Callable[..., TuiagentApp]
 
 
 def last_answer(app: TuiagentApp) -> str:
-    views = list(app.main.query(AnswerView))
-    return views[-1].text if views else ""
+    answers = app.main.chat.answers
+    return answers[-1].text if answers else ""
 
 
 async def test_a_newcomer_edits_approves_undoes_resumes_and_recalls(

@@ -17,8 +17,8 @@ from tuiagent.llm.usage import TokenUsage
 from tuiagent.offline import OfflineModel
 from tuiagent.runs.records import ToolCall, Turn
 from tuiagent.ui.app import TuiagentApp
-from tuiagent.ui.widgets.answer import AnswerView
-from tuiagent.ui.widgets.chat import ChatLog, NoticeView, ToolCallView, UserMessageView
+from tuiagent.ui.widgets.chat import ChatLog
+from tuiagent.ui.widgets.entries import Notice, Said, ToolBlock
 from tuiagent.ui.widgets.turns import TurnsTable
 
 from .conftest import idle, ready, send, until
@@ -27,7 +27,15 @@ MakeApp = Callable[..., TuiagentApp]
 
 
 def notices(app: TuiagentApp) -> list[str]:
-    return [str(v.content) for v in app.main.query(NoticeView)]
+    return [e.text for e in app.main.chat.entries if isinstance(e, Notice)]
+
+
+def answers(app: TuiagentApp) -> list[str]:
+    return [a.text for a in app.main.chat.answers]
+
+
+def tool_calls(app: TuiagentApp) -> list[ToolBlock]:
+    return [e for e in app.main.chat.entries if isinstance(e, ToolBlock)]
 
 
 def screen_text(pilot: Pilot[Any]) -> str:
@@ -50,10 +58,10 @@ async def test_an_expanded_tool_block_shows_the_file_exactly(
         await ready(pilot)
         await send(pilot, "Read pyproject.toml")
         await idle(pilot)
-        block = app.main.query_one(ToolCallView)
-        block.collapsed = False
+        (block,) = tool_calls(app)
+        app.main.chat.toggle_tool(block)
         await pilot.pause()
-        body = str(block.body.render())
+        body = block.body
         for exact in ("[build-system]", "[project]", "limit)", "[b]bold?[/b]"):
             assert exact in body
         assert "[build-system]" in screen_text(pilot)
@@ -66,8 +74,8 @@ async def test_the_chat_follows_new_output_after_a_block_was_expanded(make_app: 
         chat = app.main.query_one(ChatLog)
         await send(pilot, "Read data.csv")
         await idle(pilot)
-        block = app.main.query_one(ToolCallView)
-        block.collapsed = False  # 30 lines of the file push the end down
+        (block,) = tool_calls(app)
+        chat.toggle_tool(block)  # 30 lines of the file push the end down
         await pilot.pause()
         chat.scroll_to(y=0, animate=False)  # the user scrolls up to read it
         await pilot.pause()
@@ -128,7 +136,7 @@ async def test_a_message_halted_before_sending_goes_back_to_the_input(make_app: 
         await send(pilot, "/budget 1")
         await send(pilot, text)
         await idle(pilot)
-        assert "README.md" in "\n".join(v.source for v in app.main.query(AnswerView))
+        assert "README.md" in "\n".join(answers(app))
 
 
 class Unreachable(OfflineModel):
@@ -181,7 +189,7 @@ async def test_a_retried_stream_replaces_the_partial_text(make_app: MakeApp) -> 
         agent.caller.meter.sleep = no_sleep
         await send(pilot, "List the files here.")
         await idle(pilot)
-        texts = [v.source for v in app.main.query(AnswerView)]
+        texts = answers(app)
         assert sum(t.startswith("Let me") for t in texts) == 1, texts  # once, not twice
 
 
@@ -259,7 +267,7 @@ async def test_the_first_screen_says_what_this_is_and_what_to_do(make_app: MakeA
         assert "Ask about the files here, or /help" in text  # the input's placeholder
         assert "which tier" in text and "After the first call" in text
         assert "Each tool result shows here" in text
-        assert "Tab to it, Enter" in text  # how to expand a tool block
+        assert "shift+Tab to the chat" in text and "Enter) to" in text  # to open a tool call
 
 
 async def test_keys_in_the_viewer_are_named(make_app: MakeApp) -> None:
@@ -310,8 +318,8 @@ async def test_approval_keeps_the_chat_in_view_and_can_always_allow_or_say_why(
         assert command == "$ pwd -P"  # readable, not JSON
         # The dialog sits at the top: the request and the call, above the input, stay in view.
         dialog = app.screen.query_one("#dialog").region
-        (asked,) = app.main.query(UserMessageView)
-        assert dialog.height < 15 and not asked.region.overlaps(dialog)
+        (asked,) = (e for e in app.main.chat.entries if isinstance(e, Said))
+        assert dialog.height < 15 and not app.main.chat.region_of(asked).overlaps(dialog)
         assert "Please run `pwd -P`" in text
         assert "always allow this command" in text and "tell the agent why" in text
         await pilot.press("w")
@@ -368,9 +376,9 @@ async def test_resumed_tool_blocks_are_done_not_pending(make_app: MakeApp, log_d
         await ready(pilot)
         await until(pilot, lambda: second.main.ready, "the panels")
         await pilot.pause()
-        (block,) = second.main.query(ToolCallView)
-        assert str(block.title).startswith("✓ read_file") and "⚙" not in str(block.title)
-        assert "alpha" in str(block.body.render())
+        (block,) = tool_calls(second)
+        assert block.title.startswith("✓ read_file") and "⚙" not in block.title
+        assert "alpha" in block.body
         assert "spent $0.0000 / cap $1.00" in screen_text(pilot)  # the budget line, resumed
 
 
@@ -408,7 +416,7 @@ async def test_the_offline_model_counts_in_words(make_app: MakeApp, workspace: P
         await ready(pilot)
         await send(pilot, "List the files here.")
         await idle(pilot)
-        assert "1 file and 0 folders" in "\n".join(v.source for v in app.main.query(AnswerView))
+        assert "1 file and 0 folders" in "\n".join(answers(app))
 
 
 async def test_max_turns_bounds_each_message_not_the_whole_session(make_app: MakeApp) -> None:

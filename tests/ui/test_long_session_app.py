@@ -10,7 +10,6 @@ from typing import Any
 
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.resume import ResumeScreen
-from tuiagent.ui.widgets.answer import AnswerView
 
 from .conftest import idle, ready, send, until
 
@@ -31,8 +30,8 @@ def records(app: TuiagentApp, kind: str) -> list[dict[str, Any]]:
 
 
 def last_answer(app: TuiagentApp) -> str:
-    views = list(app.main.query(AnswerView))
-    return views[-1].source if views else ""
+    answers = app.main.chat.answers
+    return answers[-1].text if answers else ""
 
 
 async def test_sixty_messages_in_one_session_and_the_sixtieth_is_answered(

@@ -10,7 +10,6 @@ from pathlib import Path
 from tuiagent.config import McpServer
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
-from tuiagent.ui.widgets.answer import AnswerView
 from tuiagent.ui.widgets.mcp import McpPanel
 
 from .conftest import idle, ready, send, until
@@ -29,7 +28,7 @@ async def test_an_mcp_tool_asks_first_and_the_panel_shows_its_cost(
         await until(pilot, lambda: isinstance(app.screen, ApproveScreen), "the dialog", 1500)
         await pilot.press("y")
         await idle(pilot)
-        answers = list(app.main.query(AnswerView))
+        answers = app.main.chat.answers
         assert "mcp__test__add: 42" in answers[-1].text
         panel = app.main.query_one(McpPanel)
         await until(pilot, lambda: "/call" in panel.text(), "the panel's cost")

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
 from tuiagent.ui.screens.report import ReportScreen
-from tuiagent.ui.widgets.chat import ToolCallView
+from tuiagent.ui.widgets.entries import ToolBlock
 
 from .conftest import idle, ready, send, until
 
@@ -49,7 +49,8 @@ async def expanded_tool_block(pilot: Pilot[Any]) -> None:
     app = await _steady(pilot)
     await send(pilot, "Read pyproject.toml")
     await idle(pilot)
-    app.main.query_one(ToolCallView).collapsed = False
+    (tool,) = (e for e in app.main.chat.entries if isinstance(e, ToolBlock))
+    app.main.chat.toggle_tool(tool)
     await _settle(pilot)
 
 

@@ -11,7 +11,7 @@ sends and whatever is raised (cancellation and signals included).
 
 What is the agent's own: the route (a tier that steps down to fit, cache markers dropped
 close to the cap), the retries (the proxy cannot retry for its client), the events the UI
-shows, the ledger, the cache tracker.
+shows, what the run spent, the cache tracker.
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ from tuiagent.cost.budget import Budget
 from tuiagent.cost.display import budget_line
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money as show_money
-from tuiagent.cost.ledger import Ledger
-from tuiagent.cost.pricing import Pricer
+from tuiagent.cost.pricing import Pricer, Spending
 from tuiagent.errors import UsageError
 from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.caching import (
@@ -204,7 +203,7 @@ class _Seen:
 
 class Caller:
     """The metered calls of one run (or one sub-agent): its meter (budget, calibration,
-    prefix), ledger and cache tracker, the provider it calls and the place its records go."""
+    prefix), spending and cache tracker, the provider it calls and the place its records go."""
 
     def __init__(
         self,
@@ -214,7 +213,7 @@ class Caller:
         pricer: Pricer,
         budget: Budget,
         place: Place,
-        ledger: Ledger,
+        spending: Spending,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -233,7 +232,7 @@ class Caller:
             clock=clock,
         )
         self.meter.sleep = sleep  # retries and waits for holds: one clock to replace
-        self.ledger = ledger
+        self.spending = spending
         self.place = place
         self.clock = clock
         self.wall_clock = wall_clock
@@ -553,7 +552,7 @@ class Caller:
                 bad_usage=failure.error_type == "bad_usage",
             ),
         )
-        self.ledger.add(settled.usage, settled.cost, counts_as_turn=False)
+        self.spending.add(settled.usage, settled.cost, counts_as_turn=False)
         wait = None
         if is_retryable(failure) and retries.used < retries.limit:
             wait = self.backoff(retries.used, failure.retry_after_s)
@@ -574,7 +573,7 @@ class Caller:
                 usage=settled.usage,
                 cost_usd=settled.cost.total,
                 reserved_usd=held.held.reservation.worst_case_usd,
-                cumulative_cost_usd=self.ledger.spent,
+                cumulative_cost_usd=self.spending.spent,
                 **record_fields(held.held, settled),
             )
         )
@@ -607,11 +606,11 @@ class Caller:
         miss_reason: str | None,
         cut: list[str],
     ) -> Turn:
-        """Book a finished (or stopped) call in the ledger and write its `turn` record."""
+        """Book a finished (or stopped) call in the run's spending and write its `turn` record."""
         p, cost = held.prepared, settled.cost
         usage, res, decision = result.usage, held.held.reservation, p.decision
         without_cache = self.pricer.without_cache(settled.priced_as, usage, settled.modifiers)
-        self.ledger.add(usage, cost, without_cache=without_cache)
+        self.spending.add(usage, cost, without_cache=without_cache)
         record = self.last_call = self.place.write(
             Turn(
                 turn=spec.turn,
@@ -624,7 +623,7 @@ class Caller:
                 context_window=context_window(p.model, self.settings.run.context_window),
                 cost_usd=cost.total,
                 cost_breakdown_usd=cost,
-                cumulative_cost_usd=self.ledger.spent,
+                cumulative_cost_usd=self.spending.spent,
                 max_tokens=held.held.request["max_tokens"],
                 max_tokens_requested=res.requested_max_tokens,
                 input_tokens_counted=res.input_tokens,

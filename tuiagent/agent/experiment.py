@@ -428,7 +428,7 @@ async def run_experiment(
         exp.halted = HaltReason.INTERRUPTED  # the call in flight is accounted by the metered call
         raise
     finally:
-        exp.spent = agent.ledger.spent
+        exp.spent = agent.spending.spent
         agent.write(exp.record())  # for the report screen
         agent.finish(outcome(exp.halted))
     return exp

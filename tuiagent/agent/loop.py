@@ -62,8 +62,7 @@ from tuiagent.agent.tool_step import ToolRunner
 from tuiagent.agent.tools import Toolbox, ToolError
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget, BudgetSnapshot, open_run_budget
-from tuiagent.cost.ledger import Ledger
-from tuiagent.cost.pricing import Pricer
+from tuiagent.cost.pricing import Pricer, Spending
 from tuiagent.errors import UsageError
 from tuiagent.llm.provider import Provider
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
@@ -132,7 +131,7 @@ class Parts:
     settings: Settings
     state: RunState  # the run's turns, halt reason and history
     conversation: Conversation  # the request built from the history
-    caller: Caller  # the metered call (budget, ledger, cache, provider)
+    caller: Caller  # the metered call (budget, spending, cache, provider)
     context: ContextManager  # clearing and compaction before each call
     tools: ToolRunner  # a step's tool calls
     router: Router
@@ -180,7 +179,7 @@ class Request(EventStream[RequestEnd]):
         # Each request gets its own max_turns and max_retries; the cap is the session's.
         if state.halt_reason != HaltReason.ERROR:
             state.halt_reason = None  # a new attempt within the limits
-        self.start_turn, self.spent_before = state.turns, parts.caller.ledger.spent
+        self.start_turn, self.spent_before = state.turns, parts.caller.spending.spent
         self.escalation = Escalation(enabled=self.steering.tier == "auto")
         if self.message is not None:
             prompt = self.message
@@ -202,7 +201,7 @@ class Request(EventStream[RequestEnd]):
             state.halt_reason,
             halted,
             state.turns - self.start_turn,
-            self.parts.caller.ledger.spent - self.spent_before,
+            self.parts.caller.spending.spent - self.spent_before,
         )
 
     def _halt(self, reason: HaltReason, detail: str, needed_usd: Decimal | None = None) -> Halted:
@@ -326,10 +325,10 @@ class Request(EventStream[RequestEnd]):
         """The tier for the next agent call and why (agent/router.py). `floor`: the lowest
         tier allowed, and why (after an escalation)."""
         parts = self.parts
-        caller, budget, ledger = parts.caller, parts.caller.budget, parts.caller.ledger
-        turns = len(ledger.turn_costs)
+        caller, budget, spending = parts.caller, parts.caller.budget, parts.caller.spending
+        turns = len(spending.turn_costs)
         expected_output = (
-            ledger.usage.output_tokens // turns if turns else DEFAULT_EXPECTED_OUTPUT_TOKENS
+            spending.usage.output_tokens // turns if turns else DEFAULT_EXPECTED_OUTPUT_TOKENS
         )
         return parts.router.choose(
             prompt=self.prompt,
@@ -383,7 +382,7 @@ class Agent:
 
     place: Place
     state: RunState
-    ledger: Ledger
+    spending: Spending
 
     def __init__(
         self,
@@ -403,7 +402,7 @@ class Agent:
         session: str | None = None,
     ) -> None:
         """A sub-agent (agent/delegate.py) has a `parent`: it spends from `budget` (a slice
-        of the parent's), writes to the parent's run log and ledger with its own identity
+        of the parent's), writes to the parent's run log and spending with its own identity
         on every record, and keeps its conversation in a transcript of its own."""
         self.settings = settings
         self.agent_id = agent_id
@@ -436,15 +435,15 @@ class Agent:
         )
         self.log, self.transcript = self.place.log, self.place.transcript
         self.state = RunState(self.place.run_id)
-        # A sub-agent books into its parent's ledger: run_end totals every agent.
-        self.ledger = parent.ledger if parent is not None else Ledger()
+        # A sub-agent books into its parent's spending: run_end totals every agent.
+        self.spending = parent.spending if parent is not None else Spending()
         self.caller = Caller(
             settings,
             provider=provider,
             pricer=self.pricer,
             budget=self.budget,
             place=self.place,
-            ledger=self.ledger,
+            spending=self.spending,
             clock=clock,
             wall_clock=wall_clock,
             sleep=sleep,
@@ -534,11 +533,11 @@ class Agent:
         """Write run_end: how the run ended (runs/outcome.py), by default from its halt
         reason. Closes the log and the transcript."""
         end = end or outcome(self.state.halt_reason)
-        state, ledger = self.state, self.ledger
+        state, spending = self.state, self.spending
         state.status, state.halt_reason = end.status, end.halt_reason
         if self.mcp is not None:
             self.mcp.close()
-        u = ledger.usage
+        u = spending.usage
         record = self.place.own(
             RunEnd(
                 ended_at=utc_now_iso(),
@@ -546,16 +545,16 @@ class Agent:
                 halt_reason=state.halt_reason,
                 turns=state.turns,
                 subagent_turns=state.subagent_turns,
-                total_cost_usd=ledger.spent,
+                total_cost_usd=spending.spent,
                 total_input_tokens=u.input_tokens,
                 total_output_tokens=u.output_tokens,
                 total_cache_read_input_tokens=u.cache_read_input_tokens,
                 total_cache_creation_input_tokens=u.cache_creation_input_tokens,
                 total_cache_creation_5m_input_tokens=u.cache_creation_5m_input_tokens,
                 total_cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
-                cost_without_cache_usd=ledger.cost_without_cache,
-                saved_by_cache_usd=ledger.saved_by_cache,
-                cache_hit_rate=round(ledger.cache_hit_rate, 4),
+                cost_without_cache_usd=spending.cost_without_cache,
+                saved_by_cache_usd=spending.saved_by_cache,
+                cache_hit_rate=round(spending.cache_hit_rate, 4),
             )
         )
         # A disk that refuses it: the record waits in log.unwritten (the CLI says so).

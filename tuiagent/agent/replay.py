@@ -106,7 +106,7 @@ async def replay_turn(
         error = end.detail
     if result is None or record is None:
         agent.finish(outcome(agent.state.halt_reason, answered=False))
-        cost, usage, content, stop = agent.ledger.spent, agent.ledger.usage, None, None
+        cost, usage, content, stop = agent.spending.spent, agent.spending.usage, None, None
     else:
         agent.state.history = [
             *request["messages"],

@@ -22,7 +22,7 @@ from typing import Any
 
 from tuiagent.config import Settings
 from tuiagent.cost.pricing import MIN_SERVER_TOOL_CALL_TOKENS, STANDARD, Modifiers, Pricer
-from tuiagent.ledger import BudgetLine, Held, LedgerError, Refused, Scopes, Stack, open_ledger
+from tuiagent.ledger import BudgetLine, LedgerError, LedgerHold, Refused, Scopes, Stack, open_ledger
 from tuiagent.llm.tokens import ESTIMATE_SAFETY_MARGIN, REQUEST_OVERHEAD, request_blocks
 from tuiagent.paths import data_dir
 
@@ -200,11 +200,6 @@ class BudgetSnapshot:
         return max(self.cap - self.settled - self.in_flight, Decimal(0))
 
     @property
-    def committed(self) -> Decimal:
-        """Settled plus in flight: the floor under the cap."""
-        return self.settled + self.in_flight
-
-    @property
     def tightest(self) -> BudgetLine | None:
         """The `[[budgets]]` budget with least left, if any."""
         return min(self.budgets, key=lambda line: line.left, default=None)
@@ -224,7 +219,7 @@ class Hold:
         amount: Decimal,
         label: str,
         parent: Hold | None,
-        entry: Held | None = None,
+        entry: LedgerHold | None = None,
     ) -> None:
         self.budget = budget
         self.amount = amount
@@ -407,7 +402,7 @@ class Budget:
                 return None
             return self._take(amount, label)
 
-    def _done(self, hold: Hold | None, entry: Held | Refused | None = None) -> Hold | None:
+    def _done(self, hold: Hold | None, entry: LedgerHold | Refused | None = None) -> Hold | None:
         """The hold, once the ledger took it (or None: the hold here is undone)."""
         if hold is None:
             return None

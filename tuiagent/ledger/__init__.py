@@ -17,9 +17,9 @@ from tuiagent.ledger.store import (
     DEFAULT_LEASE_S,
     BudgetLine,
     Entry,
-    Held,
     Ledger,
     LedgerError,
+    LedgerHold,
     Refused,
 )
 from tuiagent.ledger.windows import Window
@@ -32,9 +32,9 @@ __all__ = [
     "BudgetLine",
     "BudgetSpec",
     "Entry",
-    "Held",
     "Ledger",
     "LedgerError",
+    "LedgerHold",
     "Refused",
     "Scopes",
     "Stack",

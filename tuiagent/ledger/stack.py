@@ -8,6 +8,7 @@ budget here, in the one ledger every process shares.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -18,9 +19,9 @@ from tuiagent.ledger.store import (
     ANSWER_TIMEOUT_S,
     BudgetLine,
     Check,
-    Held,
     Ledger,
     LedgerError,
+    LedgerHold,
     Refused,
 )
 
@@ -74,29 +75,43 @@ class Stack:
         self._note(lines)
         return min(lines, key=lambda line: line.left, default=None)
 
-    def hold(self, amount: Decimal, call: Scopes | None, label: str) -> Held | Refused:
+    def hold(self, amount: Decimal, call: Scopes | None, label: str) -> LedgerHold | Refused:
         """Write the hold, checked against every budget the call falls under (LedgerError
         when it cannot be written: then nothing may be sent)."""
         scopes = self.scopes_for(call)
         result = self.ledger.reserve(amount, self.checks(scopes), scopes, label)
-        self._note(result.lines if isinstance(result, Held) else (result.line,))
+        self._note(result.lines if isinstance(result, LedgerHold) else (result.line,))
         return result
 
-    async def hold_async(self, amount: Decimal, call: Scopes | None, label: str) -> Held | Refused:
+    async def hold_async(
+        self, amount: Decimal, call: Scopes | None, label: str
+    ) -> LedgerHold | Refused:
         """`hold`, awaited without blocking the event loop."""
         scopes = self.scopes_for(call)
         future = self.ledger.submit(amount, self.checks(scopes), scopes, label)
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
         except TimeoutError:
+            future.add_done_callback(self._release_unclaimed)
             raise LedgerError(
                 f"the ledger cannot be reached ({self.ledger.shown}: no answer in "
                 f"{ANSWER_TIMEOUT_S:g}s)"
             ) from None
-        self._note(result.lines if isinstance(result, Held) else (result.line,))
+        except asyncio.CancelledError:
+            future.add_done_callback(self._release_unclaimed)
+            raise
+        self._note(result.lines if isinstance(result, LedgerHold) else (result.line,))
         return result
 
-    def settle(self, held: Held, actual: Decimal | None) -> None:
+    def _release_unclaimed(self, future: concurrent.futures.Future[LedgerHold | Refused]) -> None:
+        """A hold granted after its caller went (cancelled, or tired of waiting): nothing
+        was sent under it, so it is released at nothing."""
+        if not future.cancelled() and future.exception() is None:
+            result = future.result()
+            if isinstance(result, LedgerHold):
+                self.ledger.settle(result.id, None)
+
+    def settle(self, held: LedgerHold, actual: Decimal | None) -> None:
         """What the call billed (None: nothing). Never raises: a settle the database
         refuses is kept and tried again, and until then the hold counts at its worst case."""
         self.ledger.settle(held.id, actual)

@@ -135,7 +135,7 @@ class BudgetLine:
 
 
 @dataclass(frozen=True)
-class Held:
+class LedgerHold:
     """A hold written to the ledger: its id, and the budgets it counts in as they stand."""
 
     id: int
@@ -190,7 +190,7 @@ class _Reserve:
     scopes: Scopes
     label: str
     at: float
-    future: concurrent.futures.Future[Held | Refused] = field(
+    future: concurrent.futures.Future[LedgerHold | Refused] = field(
         default_factory=concurrent.futures.Future
     )
 
@@ -475,7 +475,13 @@ class Ledger:
         with self._lock:
             closes, self._pending = self._pending, []
         closes += [op for op in batch if isinstance(op, _Close)]
-        reserves = [op for op in batch if isinstance(op, _Reserve)]
+        # A reserve whose caller has gone (its future cancelled) is not made; the rest can
+        # no longer be cancelled, and a caller that goes now releases what it gets.
+        reserves = [
+            op
+            for op in batch
+            if isinstance(op, _Reserve) and op.future.set_running_or_notify_cancel()
+        ]
         self._last_reserves = len(reserves)
         try:
             if closes or reserves:
@@ -496,7 +502,7 @@ class Ledger:
 
     def _apply(
         self, cur: Any, reserves: Sequence[_Reserve], closes: Sequence[_Close]
-    ) -> list[Held | Refused]:
+    ) -> list[LedgerHold | Refused]:
         """One transaction: the closes, then each reserve in turn (a reserve sees the ones
         before it)."""
         if reserves and self.clock() + self.lease_s / 3 > self._lease_until:
@@ -505,7 +511,7 @@ class Ledger:
         closed = self._close_entries(cur, closes, delta)
         checks = [c for r in reserves for c in r.checks]
         states = self._lock_and_read(cur, checks, [r for r in delta if not _is_minute(r)])
-        results: list[Held | Refused] = []
+        results: list[LedgerHold | Refused] = []
         accepted: list[tuple[_Reserve, list[Row]]] = []
         for r in reserves:
             now = {c: _with(states[c], delta, c) for c in r.checks}
@@ -522,7 +528,7 @@ class Ledger:
             for row in rows:
                 delta.setdefault(row, [0, 0])[0] += r.pico
             lines = tuple(_line(c, (now[c][0], now[c][1] + r.pico), r.at) for c in r.checks)
-            results.append(Held(0, from_pico(r.pico), lines))
+            results.append(LedgerHold(0, from_pico(r.pico), lines))
             accepted.append((r, rows))
         if not accepted and not closed:
             raise _Rollback(results)  # nothing to write (the counters it started go too)
@@ -551,7 +557,8 @@ class Ledger:
             )
             held = iter(ids)
             results = [
-                Held(next(held), x.amount, x.lines) if isinstance(x, Held) else x for x in results
+                LedgerHold(next(held), x.amount, x.lines) if isinstance(x, LedgerHold) else x
+                for x in results
             ]
         elif closed:
             self.dialect.lazy_commit(cur)
@@ -799,7 +806,7 @@ class Ledger:
 
     def reserve(
         self, amount: Decimal, checks: Sequence[Check], scopes: Scopes, label: str = ""
-    ) -> Held | Refused:
+    ) -> LedgerHold | Refused:
         """Hold `amount` in every budget of `checks` and write the hold, in one transaction;
         or, if it does not fit one of them, write nothing and say which. LedgerError when
         the ledger cannot be written."""
@@ -813,7 +820,7 @@ class Ledger:
 
     def submit(
         self, amount: Decimal, checks: Sequence[Check], scopes: Scopes, label: str = ""
-    ) -> concurrent.futures.Future[Held | Refused]:
+    ) -> concurrent.futures.Future[LedgerHold | Refused]:
         """`reserve`, answered through a future (an event loop awaits it without blocking)."""
         if self._closed:
             raise LedgerError(f"the ledger {self.shown} is closed")

@@ -33,7 +33,7 @@ from tuiagent.llm.usage import BadUsage, TokenUsage
 from tuiagent.meter import Held, Seen, record_fields
 from tuiagent.meter.sizing import Size
 from tuiagent.proxy.body import BadBody, check_message_params
-from tuiagent.proxy.meter import Meter, Refusal
+from tuiagent.proxy.meter import Meter, NotAdmitted
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.records import ProxyAttempt, ProxyTurn
 
@@ -73,7 +73,7 @@ class ResultsReader:
 
 
 @dataclass
-class Request:
+class BatchRequest:
     """One request of a batch, held."""
 
     custom_id: str
@@ -87,7 +87,7 @@ class Pending:
     """A batch held, not yet created upstream."""
 
     client: str
-    requests: list[Request] = field(default_factory=list)
+    requests: list[BatchRequest] = field(default_factory=list)
 
 
 class Batches:
@@ -95,13 +95,13 @@ class Batches:
 
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
-        self.open: dict[str, dict[str, Request]] = {}  # batch id -> custom_id -> request
+        self.open: dict[str, dict[str, BatchRequest]] = {}  # batch id -> custom_id -> request
 
     # --- creation ---------------------------------------------------------------------
 
     async def hold(
         self, body: Any, client: str, scopes_of: Callable[[dict[str, Any]], Scopes]
-    ) -> Pending | Refusal:
+    ) -> Pending | NotAdmitted:
         """Every request of a batch to create held at its worst case, or the batch refused.
         `scopes_of` gives a request's scopes (its `[[budgets]]`)."""
         try:
@@ -154,7 +154,7 @@ class Batches:
                 self.failed(pending, "a budget it falls under has no room for it", sent=False)
                 reason = f"request {custom_id!r} of the batch does not fit a budget it falls under"
                 return self.meter.refuse(client, plan.model, _refusal(reason))
-            pending.requests.append(Request(custom_id, turn, held, self.meter.clock()))
+            pending.requests.append(BatchRequest(custom_id, turn, held, self.meter.clock()))
         return pending
 
     def _hold_record(self, turn: int, client: str) -> Callable[[Held], object]:
@@ -214,7 +214,7 @@ class Batches:
             text = json.dumps(error)[:300] if error is not None else str(kind)
             self._close(request, "", batch_id, None, str(kind or "unknown_result"), text)
 
-    def _succeeded(self, request: Request, batch_id: str, message: dict[str, Any]) -> None:
+    def _succeeded(self, request: BatchRequest, batch_id: str, message: dict[str, Any]) -> None:
         try:
             usage: TokenUsage | None = TokenUsage.from_api(message.get("usage"))
         except BadUsage:
@@ -229,7 +229,7 @@ class Batches:
 
     def _close(
         self,
-        request: Request,
+        request: BatchRequest,
         client: str,
         batch_id: str | None,
         seen: Seen | None,

@@ -79,7 +79,7 @@ class Admitted:
 
 
 @dataclass(frozen=True)
-class Refusal:
+class NotAdmitted:
     """A request that is not sent: the Anthropic-shaped 400 the client gets instead."""
 
     message: str
@@ -137,7 +137,7 @@ class Meter:
         client: str,
         count: Counter,
         scopes: Scopes | None = None,
-    ) -> Admitted | Refusal:
+    ) -> Admitted | NotAdmitted:
         """Hold the request's worst case (or its fair share of what is left, its max_tokens
         lowered to it), its `hold` record written; or refuse it. `scopes` (its session,
         agent, key, model) choose the `[[budgets]]` it falls under."""
@@ -213,7 +213,7 @@ class Meter:
             )
         )
 
-    def refuse(self, client: str, model: str, message: str) -> Refusal:
+    def refuse(self, client: str, model: str, message: str) -> NotAdmitted:
         """A request refused before it could be admitted (a path or body the proxy cannot
         meter): one `refused` record, numbered as a call."""
         self.calls += 1
@@ -241,7 +241,7 @@ class Meter:
 
     def _refuse(
         self, turn: int, client: str, model: str, message: str, scopes: Scopes | None = None
-    ) -> Refusal:
+    ) -> NotAdmitted:
         s = scopes or Scopes()
         self._write(
             RefusedCall(
@@ -254,7 +254,7 @@ class Meter:
                 parent_agent_id=s.parent_agent,
             )
         )
-        return Refusal(message)
+        return NotAdmitted(message)
 
     # --- after the response ------------------------------------------------------
 

@@ -34,7 +34,7 @@ from tuiagent.proxy.batches import Batches, ResultsReader, results_url
 from tuiagent.proxy.body import BadBody, messages_request, parse_json
 from tuiagent.proxy.door import Door
 from tuiagent.proxy.keptlog import writable
-from tuiagent.proxy.meter import Admitted, Meter, Refusal
+from tuiagent.proxy.meter import Admitted, Meter, NotAdmitted
 from tuiagent.proxy.routes import (
     MAX_BODY_BYTES,
     UNBILLED_POSTS,
@@ -282,7 +282,10 @@ class ProxyApp:
 
     @staticmethod
     async def answer_refused(
-        exchange: Exchange, refused: Refusal, status: int = 400, kind: str = "invalid_request_error"
+        exchange: Exchange,
+        refused: NotAdmitted,
+        status: int = 400,
+        kind: str = "invalid_request_error",
     ) -> None:
         await exchange.answer(status, error_body(kind, refused.message), _FINAL)
 
@@ -352,7 +355,7 @@ class ProxyApp:
         pending = await self.batches.hold(
             body, exchange.client, lambda params: proxy_scopes(headers, params, exchange.client)
         )
-        if isinstance(pending, Refusal):
+        if isinstance(pending, NotAdmitted):
             await self.answer_refused(exchange, pending)
             return
         upstream = self.client.build_request(
@@ -430,7 +433,7 @@ class ProxyApp:
                 exchange, 400, f"cannot meter this request ({_what(exc)})", model=_model(payload)
             )
             return
-        if isinstance(call, Refusal):
+        if isinstance(call, NotAdmitted):
             await self.answer_refused(exchange, call)
             return
         await self._send(exchange, call, headers)

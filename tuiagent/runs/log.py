@@ -25,7 +25,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from tuiagent.errors import UsageError
 from tuiagent.redact import redact
@@ -94,12 +94,6 @@ def has_torn_tail(path: Path) -> bool:
             return fh.read(1) != b"\n"
     except OSError:
         return False
-
-
-class Writer(Protocol):
-    """Writes a record as its agent's (its run id and identity filled in) and returns it."""
-
-    def __call__(self, record: R, /) -> R: ...
 
 
 def new_run_id(now: datetime | None = None) -> str:

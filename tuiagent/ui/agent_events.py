@@ -3,8 +3,10 @@
 A widget (or the app) that shows a kind of event has a method named after it, the way
 Textual names message handlers: `when_turn_finished(self, event: TurnFinished)` shows
 `TurnFinished` (agent/events.py). `EventRoutes.subscribe(node)` finds those methods;
-`deliver(event)` calls each one for the event's kind, in the order the nodes subscribed,
-and awaits the async ones. A sub-agent's records reach only the methods marked
+`deliver(event)` calls each one for the event's kind, in the order the nodes subscribed.
+Handlers are plain functions: an event is shown before the next is taken from the agent, and
+the agent is never cancelled (Escape) while a handler draws. A sub-agent's records reach
+only the methods marked
 `@every_agent`: the chat, router and cache panels are the orchestrator's; the turns table
 and the gauge count every agent's calls.
 
@@ -13,14 +15,13 @@ Nothing here imports the events: the screen's first frame does not wait for them
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from textual.case import camel_to_snake
 
 PREFIX = "when_"
-Handler = Callable[[Any], Awaitable[None] | None]
+Handler = Callable[[Any], None]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -45,7 +46,8 @@ class EventRoutes:
 
     def __init__(self) -> None:
         self._nodes: list[object] = []
-        self._routes: dict[type, list[tuple[Handler, bool]]] = {}
+        # kind -> (its handlers, each with whether it shows sub-agents' too; a record?)
+        self._routes: dict[type, tuple[list[tuple[Handler, bool]], bool]] = {}
 
     def subscribe(self, *nodes: object) -> None:
         self._nodes += [n for n in nodes if n not in self._nodes]
@@ -56,27 +58,24 @@ class EventRoutes:
             self._nodes.remove(node)
             self._routes.clear()
 
-    def _route(self, kind: type) -> list[tuple[Handler, bool]]:
+    def _route(self, kind: type) -> tuple[list[tuple[Handler, bool]], bool]:
         name = handler_name(kind)
-        route = []
+        handlers = []
         for node in self._nodes:
             method = getattr(node, name, None)
             if method is not None:
-                route.append((method, getattr(method, "every_agent", False)))
-        self._routes[kind] = route
+                handlers.append((method, getattr(method, "every_agent", False)))
+        # Only records can be a sub-agent's (the fields of the event kind say so).
+        is_record = "record" in getattr(kind, "__dataclass_fields__", {})
+        route = self._routes[kind] = (handlers, is_record)
         return route
 
-    async def deliver(self, event: object) -> None:
+    def deliver(self, event: object) -> None:
         """Show one event: each handler of its kind, in turn."""
-        route = self._routes.get(type(event))
-        if route is None:
-            route = self._route(type(event))
-        if not route:
+        handlers, is_record = self._routes.get(type(event)) or self._route(type(event))
+        if not handlers:
             return
-        sub_agent = _from_sub_agent(event)
-        for handler, every in route:
-            if sub_agent and not every:
-                continue
-            result = handler(event)
-            if inspect.isawaitable(result):
-                await result
+        sub_agent = is_record and _from_sub_agent(event)
+        for handler, every in handlers:
+            if every or not sub_agent:
+                handler(event)

@@ -293,8 +293,6 @@ class TuiagentApp(MeteredApp):
         text = message.text
         chat_input = self.main.input
         if text.startswith("/"):
-            chat_input.remember(text)
-            chat_input.clear()
             await self.run_slash(text)
             return
         if self.budget.at_cap:
@@ -303,9 +301,8 @@ class TuiagentApp(MeteredApp):
                 title="Halted",
                 severity="error",
             )
-            return  # the text stays in the input: nothing is lost
-        chat_input.remember(text)
-        chat_input.clear()
+            chat_input.give_back(text)  # nothing is lost
+            return
         self.queue.append(text)
         self._send_next()
         chat_input.show_queue(len(self.queue))
@@ -328,28 +325,14 @@ class TuiagentApp(MeteredApp):
         # Esc: the stopped call's record (None: no call was streaming).
         stopped: Turn | None = None
         interrupted = False
-        # The agent runs in a task of its own that only waits inside the agent: Esc cancels
-        # it there, where the call in flight is settled, never while the screen is drawing.
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-
-        async def produce() -> None:
-            try:
-                # Closed at once when stopped: the call in flight is accounted there and then.
-                async with contextlib.aclosing(events) as stream:
-                    async for event in stream:
-                        queue.put_nowait(event)
-            finally:
-                queue.put_nowait(None)
-
-        producer = asyncio.create_task(produce())
         try:
-            while (event := await queue.get()) is not None:
-                await self.events.deliver(event)
-            await producer  # the agent's own error, if it failed
+            # Each event is shown (deliver never waits) before the next is asked for, so
+            # Esc cancels the worker only while it waits inside the agent, where the call in
+            # flight is settled; closed at once when stopped: it is accounted there and then.
+            async with contextlib.aclosing(events) as stream:
+                async for event in stream:
+                    self.events.deliver(event)
         except asyncio.CancelledError:
-            producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
             interrupted = True
             last = agent.snapshot().last_call
             if last is not None and last.stop_reason == "interrupted":
@@ -414,7 +397,7 @@ class TuiagentApp(MeteredApp):
     async def keep_warm(self, agent: AgentControl) -> None:
         async with contextlib.aclosing(agent.keep_warm()) as events:
             async for event in events:
-                await self.events.deliver(event)
+                self.events.deliver(event)
 
     # --- ending ---------------------------------------------------------------------
 
@@ -512,7 +495,7 @@ class TuiagentApp(MeteredApp):
         else:
             self.set_tier(arg)
 
-    async def action_clear(self) -> None:
+    def action_clear(self) -> None:
         """/clear: a new conversation in the same session; the budget goes on."""
         agent = self.agent
         if agent is not None and self.busy:
@@ -525,7 +508,7 @@ class TuiagentApp(MeteredApp):
         if agent is None:
             return
         edited = agent.clear_conversation()
-        await self.events.deliver(edited)
+        self.events.deliver(edited)
         self.main.chat.add_notice(
             f"new conversation: the next request has no earlier messages "
             f"({edited.record.messages_before} cleared); "

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -98,7 +99,8 @@ def welcome(key: Callable[[str], str]) -> str:
         f"Enter sends · {key('cap_up')}/{key('cap_down')} cap up/down · {key('cycle_tier')} "
         f"tier · {key('toggle_panels')} panels · {key('report')} report · "
         f"{key('interrupt')} stops · {key('quit')} quits · /help\n"
-        "Tool calls show as ▶ blocks: click one (or Tab to it, Enter) to see its exact output."
+        "Tool calls show as ▶ lines: click one (or shift+Tab to the chat, up/down to one, "
+        "Enter) to see its exact output; PageUp/PageDown scroll the chat."
     )
 
 
@@ -107,6 +109,11 @@ class MainScreen(Screen[None]):
     # CSS_PATH is not read.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (20, "-medium"), (36, "-tall")]  # noqa: RUF012
+    # The chat pages from wherever the focus is (Home and End too, once it has the focus).
+    BINDINGS = [  # noqa: RUF012
+        Binding("pageup", "chat_page(-1)", "Page up", show=False, priority=True, id="chat_up"),
+        Binding("pagedown", "chat_page(1)", "Page down", show=False, priority=True, id="chat_down"),
+    ]
 
     def __init__(
         self,
@@ -185,6 +192,12 @@ class MainScreen(Screen[None]):
         self.show_view(views[(at + 1) % len(views)])
         return self.view
 
+    def action_chat_page(self, pages: int) -> None:
+        chat = self.chat
+        chat.scroll_to(
+            y=chat.scroll_y + pages * chat.scrollable_content_region.height, animate=False
+        )
+
     def show_view(self, view: str) -> None:
         self.set_class(False, f"-view-{self.view}")
         self.view = view
@@ -253,17 +266,17 @@ class MainScreen(Screen[None]):
         self.last_turn = event.record
         self.update_statusline()
 
-    async def when_sub_agent_changed(self, event: SubAgentChanged) -> None:
-        (await self.agents_panel()).update_agent(event)
+    def when_sub_agent_changed(self, event: SubAgentChanged) -> None:
+        self.agents_panel().update_agent(event)
         self.update_statusline()  # the narrow layout says how many are running
 
-    async def when_mcp_state_changed(self, event: McpStateChanged) -> None:
-        (await self.mcp_panel()).seen(event.record)
+    def when_mcp_state_changed(self, event: McpStateChanged) -> None:
+        self.mcp_panel().seen(event.record)
 
-    async def when_mcp_cost_noted(self, event: McpCostNoted) -> None:
-        (await self.mcp_panel()).seen(event.record)
+    def when_mcp_cost_noted(self, event: McpCostNoted) -> None:
+        self.mcp_panel().seen(event.record)
 
-    async def mcp_panel(self) -> McpPanel:
+    def mcp_panel(self) -> McpPanel:
         """The MCP panel, mounted at the foot of the side panels when a server first shows."""
         from tuiagent.ui.widgets.mcp import McpPanel
 
@@ -271,10 +284,10 @@ class MainScreen(Screen[None]):
         if found:
             return found.first()
         panel = McpPanel(id="mcp")
-        await self.query_one("#side").mount(panel)
+        self.query_one("#side").mount(panel)
         return panel
 
-    async def interrupted(self, record: Turn | None) -> None:
+    def interrupted(self, record: Turn | None) -> None:
         """Esc stopped the work: every sub-agent shows stopped, and the stopped call (if one
         was streaming) is a row in the panels."""
         from tuiagent.agent.events import TurnFinished
@@ -283,9 +296,9 @@ class MainScreen(Screen[None]):
         for panel in self.query(AgentsPanel):
             panel.stopped()
         if record is not None:
-            await self.events.deliver(TurnFinished(record))
+            self.events.deliver(TurnFinished(record))
 
-    async def agents_panel(self) -> AgentsPanel:
+    def agents_panel(self) -> AgentsPanel:
         """The agents panel, mounted at the top of the side panels when first needed."""
         from tuiagent.ui.widgets.agents import AgentsPanel
 
@@ -294,5 +307,5 @@ class MainScreen(Screen[None]):
             return found.first()
         panel = AgentsPanel(id="agents")
         side = self.query_one("#side")
-        await side.mount(panel, before=side.children[0] if side.children else None)
+        side.mount(panel, before=side.children[0] if side.children else None)
         return panel

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class ModelCache:
+class CachedPrefix:
+    """One model's cached prefix as the panel shows it: its tokens and when it expires."""
+
     prefix_tokens: int = 0
     expires_at: float | None = None
 
@@ -36,7 +38,7 @@ class CachePanel(Static):
         super().__init__(id=id, markup=False)
         self.border_title = "Cache"
         self.clock = clock
-        self.models: dict[str, ModelCache] = {}
+        self.models: dict[str, CachedPrefix] = {}
         self.read_tokens = 0
         self.input_tokens = 0
         self.saved = Decimal(0)
@@ -66,7 +68,7 @@ class CachePanel(Static):
 
     def set_state(self, event: CacheStateChanged) -> None:
         """The agent's exact view of one model's cache wins over the estimate from records."""
-        state = self.models.setdefault(event.model, ModelCache())
+        state = self.models.setdefault(event.model, CachedPrefix())
         state.prefix_tokens = event.cached_prefix_tokens
         state.expires_at = event.expires_at
         self._render_panel()

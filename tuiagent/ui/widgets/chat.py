@@ -1,26 +1,35 @@
-"""The conversation: user messages, answers streamed as Markdown, tool calls as collapsible
-blocks, notices; and the multi-line input with its history. Each shows the agent's events
-of its kinds (its `when_*` methods: ui/agent_events.py)."""
+"""The conversation and the input under it.
+
+The chat keeps every message of the session and draws only what is on the screen: it is
+one widget over a list of entries (ui/widgets/entries.py) that draw themselves as lines,
+once per width. An answer streams as Markdown, cut into blocks as it settles, so only the
+block still growing is drawn again. Tool calls are lines that open to their exact output
+(click one, or shift+Tab to the chat, up/down to one, Enter). PageUp/PageDown scroll it from
+anywhere, Home/End too while it has the focus. Each part shows the agent's events of its
+kinds (its `when_*` methods: ui/agent_events.py).
+"""
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import json
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
-from textual.containers import VerticalScroll
-from textual.markup import escape
+from textual.binding import Binding, BindingType
+from textual.geometry import Region, Size
 from textual.message import Message
-from textual.widget import Widget
-from textual.widgets import Collapsible, Static, TextArea
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import TextArea
 
 from tuiagent.llm.markers import SUMMARY_MARKER
 from tuiagent.ui.commands import key_hint
-from tuiagent.ui.format import tokens
 from tuiagent.ui.widgets.context import meter_text
+from tuiagent.ui.widgets.entries import Answer, Block, Entry, Look, Notice, Said, ToolBlock
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import (
@@ -28,199 +37,270 @@ if TYPE_CHECKING:
         AttemptFailed,
         ContextEdited,
         Halted,
-        Notice,
         ToolCallStarted,
         ToolFinished,
         TurnFinished,
         TurnStarted,
     )
+    from tuiagent.agent.events import (
+        Notice as NoticeEvent,
+    )
     from tuiagent.runs.records import ContextEdit, Turn
-    from tuiagent.ui.widgets.answer import AnswerView
 
-# Widgets kept on screen. Textual's layout pass grows with what is mounted, so older
-# messages leave the screen (they stay in the run log and the transcript).
-MAX_MOUNTED = 60
 # A user this close to the end of the chat is following it: new output scrolls into view.
 FOLLOW_WITHIN_LINES = 3
 # How long streamed text may wait to be shown: text appears 15 times a second, and each
 # time costs a layout pass, which typed keys would otherwise queue behind.
 FRAME_SECONDS = 1 / 15
+_looks = itertools.count(1)
 
 
-class UserMessageView(Static):
-    pass
+class ChatLog(ScrollView, can_focus=True):
+    """The conversation, anchored to its end while it grows (unless the user scrolled up)."""
 
-
-class NoticeView(Static):
-    pass
-
-
-class ToolCallView(Collapsible):
-    """A tool call: name and arguments; once it ran, original -> seen tokens and ok/error.
-    Its body is exact text: file and command output is never read as markup."""
-
-    def __init__(self, name: str, arguments: dict[str, Any]) -> None:
-        self.tool_name = name
-        self.arguments = arguments
-        self.body = Static(_args_text(arguments), classes="tool-body", markup=False)
-        super().__init__(
-            self.body, title=escape(f"⚙ {name} {_args_preview(arguments)}"), collapsed=True
-        )
-
-    def set_arguments(self, arguments: dict[str, Any]) -> None:
-        """The call's arguments, once streamed in full (it starts with none)."""
-        self.arguments = arguments
-        self.title = escape(f"⚙ {self.tool_name} {_args_preview(arguments)}")
-        self.body.update(_args_text(arguments))
-
-    def finished(self, ok: bool, output: str, sizes: tuple[int, int] | None) -> None:
-        """The call ended: `ok`, what the model saw, and (original, seen) token counts when
-        known."""
-        self.set_class(not ok, "-error")
-        mark = "ok" if ok else "error"
-        size = f"{tokens(sizes[0])} -> {tokens(sizes[1])} tok  " if sizes is not None else ""
-        self.title = escape(  # a title is markup: a file name must not be read as such
-            f"{'✓' if ok else '✗'} {self.tool_name} {_args_preview(self.arguments)}  {size}{mark}"
-        )
-        lines = output.splitlines()
-        shown = "\n".join(lines[:30]) + (
-            f"\n… {len(lines) - 30} more lines (Enter on it in Tool results shows all)"
-            if len(lines) > 30
-            else ""
-        )
-        self.body.update(f"{_args_text(self.arguments)}\n\n{shown}")
-
-
-def _args_preview(arguments: dict[str, Any], limit: int = 50) -> str:
-    text = json.dumps(arguments, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _args_text(arguments: dict[str, Any]) -> str:
-    return json.dumps(arguments, ensure_ascii=False, indent=1)
-
-
-class ChatLog(VerticalScroll):
-    """The conversation, anchored to its end while it grows."""
-
-    can_focus = False
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "chat--user",
+        "chat--user-bar",
+        "chat--info",
+        "chat--warning",
+        "chat--error",
+        "chat--quoted",
+        "chat--quoted-bar",
+        "chat--subtotal",
+        "chat--answer",
+        "chat--tool",
+        "chat--tool-error",
+        "chat--tool-body",
+        "chat--selected",
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "select(-1)", "Previous tool call", show=False),
+        Binding("down", "select(1)", "Next tool call", show=False),
+        Binding("enter", "open_tool", "Open or close the tool call", show=False),
+    ]
 
     def __init__(self, *, key: Callable[[str], str] = key_hint, id: str | None = None) -> None:
         super().__init__(id=id)
         self.key = key  # the key of a command as the user has it, for the hints
-        self.hidden_count = 0
-        self.tool_views: dict[str, ToolCallView] = {}
-        self.answer: AnswerView | None = None  # the answer streaming now
+        self.entries: list[Entry] = []
+        self._tops: list[int] = [0]  # where each entry begins; the last: the height of all
+        self._heights: list[int] = []  # lines of each (estimated till drawn at this width)
+        self._width = 0
+        self._look: Look | None = None
+        self.following = True  # at the end: new output scrolls into view
+        self._placing = False  # the chat itself moves the view (not the user)
+        self.tool_views: dict[str, ToolBlock] = {}
+        self.selected: ToolBlock | None = None  # the keyboard's tool call
+        self.answer: Answer | None = None  # the answer streaming now
         self._pending: list[str] = []  # answer text not yet on screen
         self._flush_due = False
-        self._answer_lock = asyncio.Lock()
-        self._failure: NoticeView | None = None  # the notice of a call failing right now
+        self._failure: Notice | None = None  # the notice of a call failing right now
+        self._batch: list[Entry] | None = None  # entries to place together (show_history)
+        self._shifted = 0  # lines the chat is pushed down by (shorter than its view)
 
-    def on_mount(self) -> None:
-        self.anchor()
+    # --- drawing: only what is in view -------------------------------------------------
+
+    def look(self) -> Look:
+        if self._look is None:
+            styles = {
+                name: self.get_component_rich_style(name, partial=name != "chat--user")
+                for name in self.COMPONENT_CLASSES
+            }
+            console = self.app.console
+            options = console.options.update(highlight=False)
+            self._look = Look(console, options, styles, self.rich_style, next(_looks))
+        return self._look
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        if self._look is not None:  # a theme changed: every entry is drawn again
+            self._look = None
+            self._placed(0)
+
+    def on_resize(self) -> None:
+        width = self.scrollable_content_region.width
+        if width != self._width:  # every entry is drawn again, as it comes into view
+            self._width = width
+            self._placed(0)
+        elif self.entries:  # taller or shorter: the end (or the top line) stays put
+            self._measure_view(width, self._anchor())
+
+    def _shift(self) -> int:
+        """A chat shorter than its view sits at the bottom, by the input."""
+        return max(self.scrollable_content_region.height - self._tops[-1], 0)
+
+    def render_line(self, y: int) -> Strip:
+        look, width = self.look(), self._width
+        line = round(self.scroll_y) + y - self._shifted
+        at = bisect_right(self._tops, line) - 1
+        if 0 <= at < len(self.entries):
+            lines = self.entries[at].lines(look, width)
+            row = line - self._tops[at]
+            if row < len(lines):
+                return lines[row]
+        return Strip.blank(width, look.base)
+
+    def _placed(self, first: int) -> None:
+        """Entries from `first` on changed (or the width, or the look): place them again.
+        Those in view are drawn (their exact height); the rest keep an estimate till they
+        come into view. The line at the top of the view stays where it is, unless the chat
+        follows its end."""
+        width = self._width
+        anchor = self._anchor()
+        heights = self._heights
+        del heights[first:]
+        if width <= 0:  # not laid out yet: estimates, till it is (on_resize)
+            heights += [entry.estimate(80) for entry in self.entries[first:]]
+            self._tops = [0, *itertools.accumulate(heights)]
+            return
+        look = self.look()
+        for entry in self.entries[first:]:
+            # Drawn again only if it is drawn as it is now (else as it comes into view).
+            heights.append(
+                len(entry.lines(look, width))
+                if entry.drawn_as(look, width)
+                else entry.estimate(width)
+            )
+        self._tops = [0, *itertools.accumulate(heights)]
+        self._measure_view(width, anchor)
+
+    def _anchor(self) -> tuple[int, int] | None:
+        """The entry at the top of the view and how far into it (None: follow the end)."""
+        if self.following or not self.entries:
+            return None
+        line = round(self.scroll_y)
+        at = min(bisect_right(self._tops, line) - 1, len(self.entries) - 1)
+        return at, line - self._tops[at]
+
+    def _measure_view(self, width: int, anchor: tuple[int, int] | None) -> None:
+        """Draw the entries in view, so their heights are exact, then set the scroll."""
+        look, view = self.look(), max(self.scrollable_content_region.height, 1)
+        for _ in range(4):  # each pass draws what the last one brought into view
+            top = self._tops[anchor[0]] + anchor[1] if anchor else self._tops[-1] - view
+            first = max(bisect_right(self._tops, max(top, 0)) - 1, 0)
+            last = bisect_right(self._tops, top + view)
+            changed = None
+            for i in range(first, min(last, len(self.entries))):
+                exact = len(self.entries[i].lines(look, width))
+                if exact != self._heights[i]:
+                    self._heights[i] = exact
+                    changed = i if changed is None else changed
+            if changed is None:
+                break
+            self._tops[changed + 1 :] = itertools.accumulate(
+                self._heights[changed:], initial=self._tops[changed]
+            )
+            del self._tops[changed + 1]  # the initial value, already in place
+        total = self._tops[-1]
+        self._shifted = self._shift()
+        self._placing = True
+        try:
+            size = Size(width, total)
+            if size != self.virtual_size:
+                # Not the reactive's setter: it lays the whole screen out again, for a
+                # size only the chat and its scrollbar use. The scrollbar follows (a layout
+                # only if it comes or goes).
+                self.set_reactive(ChatLog.virtual_size, size)
+                self._scroll_update(size)
+            y = max(total - view, 0) if anchor is None else self._tops[anchor[0]] + anchor[1]
+            if y != round(self.scroll_y):  # (a scroll under way goes on otherwise)
+                # Forced: the scrollbar that allows it may come with the next layout.
+                self.scroll_to(y=y, animate=False, immediate=True, force=True)
+        finally:
+            self._placing = False
+        self.refresh()
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if self._placing:
+            return
+        self.following = new >= self.max_scroll_y - FOLLOW_WITHIN_LINES
+        if round(old) != round(new) and self.entries:
+            # What came into view is drawn; what is above keeps its place.
+            self._measure_view(self._width, self._anchor())
+
+    # --- adding and changing entries -----------------------------------------------------
+
+    def _add(self, *entries: Entry, follow: bool = False, at: int | None = None) -> None:
+        if follow:
+            self.following = True
+        if self._batch is not None:  # placed together when the batch ends
+            self._batch += entries
+            return
+        at = len(self.entries) if at is None else at
+        self.entries[at:at] = entries
+        self._placed(at)
+
+    def _changed(self, entry: Entry) -> None:
+        """An entry's lines changed: it and those after it are placed again."""
+        entry.changed()
+        at = self._index(entry)
+        if at >= 0:  # (else cleared since)
+            self._placed(at)
+
+    def _index(self, entry: Entry) -> int:
+        """Where the entry is, searched from the end, where the chat changes (-1: gone)."""
+        entries = self.entries
+        for at in range(len(entries) - 1, -1, -1):
+            if entries[at] is entry:
+                return at
+        return -1
+
+    def region_of(self, entry: Entry) -> Region:
+        """Where an entry is on the screen (empty when it is out of view)."""
+        at = self._index(entry)
+        top = self._tops[at] - round(self.scroll_y) + self._shifted
+        view = self.scrollable_content_region
+        drawn = Region(view.x, view.y + top, view.width, self._heights[at])
+        return drawn.intersection(view)
 
     @property
-    def near_end(self) -> bool:
-        """The user reads the end (or close to it), so new output should stay in view."""
-        return self.scroll_y >= self.max_scroll_y - FOLLOW_WITHIN_LINES
+    def answers(self) -> list[Answer]:
+        """The answers in the chat, in order (each is the blocks it holds)."""
+        seen: dict[int, Answer] = {}
+        for entry in self.entries:
+            if isinstance(entry, Block):
+                seen.setdefault(id(entry.answer), entry.answer)
+        return list(seen.values())
 
-    def follow(self) -> None:
-        """Back to the end, and stay there as the conversation grows (re-anchors)."""
-        self.scroll_end(animate=False)
-
-    def _add(self, widget: Widget, *, follow: bool = False) -> Widget:
-        following = follow or self.near_end
-        self.mount(widget)
-        self._trim()
-        if following:
-            self.call_after_refresh(self.follow)
-        return widget
-
-    def _trim(self) -> None:
-        extra = len(self.children) - MAX_MOUNTED
-        if extra > 0:
-            old = list(self.children[:extra])
-            self.hidden_count += extra
-            for widget in old:
-                if isinstance(widget, ToolCallView):
-                    self.tool_views = {k: v for k, v in self.tool_views.items() if v is not widget}
-            self.remove_children(old)
-            self.notify_hidden()
-
-    def notify_hidden(self) -> None:
-        self.border_subtitle = (
-            f"{self.hidden_count} earlier messages off screen (in the run log)"
-            if self.hidden_count
-            else ""
-        )
-
-    async def freeze(self, part: AnswerView, text: str) -> None:
-        """A finished part of a long answer becomes plain widgets with no children, each of
-        about SPLIT_AT_CHARS: the layout pass then costs one widget per piece, not one per
-        Markdown block, and a frame renders only the pieces in view. The chat stays at its
-        end, so the last pieces are in view: they are measured now, the rest when they come
-        into view (till then their height is estimated)."""
-        from tuiagent.ui.widgets.answer import estimate_height, frozen_pieces
-
-        frozen = frozen_pieces(text)
-        view = self.scrollable_content_region
-        rows = view.height
-        for piece in reversed(frozen):
-            if rows <= 0:
-                break
-            piece.measured = True
-            rows -= estimate_height(piece.text, view.width)
-        await self.mount_all(frozen, before=part)
-        await part.remove()
-
-    def add_user(self, text: str) -> UserMessageView:
+    def add_user(self, text: str) -> Said:
         """A message the user sent: they look for its answer, so the chat follows."""
-        view = UserMessageView(text, markup=False)
-        self._add(view, follow=True)
-        return view
+        said = Said(text)
+        self._add(said, follow=True)
+        return said
 
-    def add_answer(
-        self, text: str = "", *, continued: bool = False, follow: bool = False
-    ) -> AnswerView:
-        # Markdown (and markdown-it) load with the first answer, not before the first frame.
-        from tuiagent.ui.widgets.answer import AnswerView
+    def add_answer(self, text: str = "", *, follow: bool = False) -> Answer:
+        """A whole answer (help, /system, a resumed one)."""
+        answer = Answer()
+        self._add(*answer.append(text), follow=follow)
+        return answer
 
-        view = AnswerView(text, continued=continued)
-        self._add(view, follow=follow)
-        return view
-
-    async def open_answer(self, *, continued: bool = False) -> AnswerView:
-        """A new answer to stream into, once mounted: Markdown resets its text on mount, so
-        text appended before that would be lost."""
-        from tuiagent.ui.widgets.answer import AnswerView
-
-        following = self.near_end
-        view = AnswerView(continued=continued)
-        await self.mount(view)
-        self._trim()
-        if following:
-            self.follow()
-        return view
-
-    def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolCallView:
-        view = ToolCallView(name, arguments)
+    def add_tool(self, tool_use_id: str, name: str, arguments: dict[str, Any]) -> ToolBlock:
+        view = ToolBlock(name, arguments)
         self.tool_views[tool_use_id] = view
         self._add(view)
         return view
 
-    def add_notice(self, text: str, level: str = "info") -> NoticeView:
-        view = NoticeView(text, markup=False, classes=f"-{level}")
-        self._add(view)
-        return view
+    def add_notice(self, text: str, level: str = "info") -> Notice:
+        notice = Notice(text, level)
+        self._add(notice)
+        return notice
 
-    def add_subtotal(self, text: str) -> NoticeView:
+    def add_subtotal(self, text: str) -> Notice:
         """What a message cost, under its answer."""
-        view = NoticeView(text, markup=False, classes="-subtotal")
-        self._add(view)
-        return view
+        return self.add_notice(text, "subtotal")
 
     def show_history(self, history: list[dict[str, Any]]) -> None:
-        """A resumed run's conversation, as it was."""
+        """A resumed run's conversation, as it was: placed at once, so only what is in view
+        is drawn however long it was."""
+        self._batch = []
+        try:
+            self._history(history)
+        finally:
+            batch, self._batch = self._batch, None
+            self._add(*batch)
+
+    def _history(self, history: list[dict[str, Any]]) -> None:
         for entry in history:
             content = entry.get("content")
             blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
@@ -245,98 +325,179 @@ class ChatLog(VerticalScroll):
                     # It ran in the earlier run: done, with what the model saw.
                     output = block.get("content")
                     text = output if isinstance(output, str) else json.dumps(output)
-                    view.finished(not block.get("is_error"), text, None)
+                    self.tool_finished(view, not block.get("is_error"), text, None)
+
+    def tool_finished(
+        self, view: ToolBlock, ok: bool, output: str, sizes: tuple[int, int] | None
+    ) -> None:
+        view.finished(ok, output, sizes)
+        self._changed(view)
 
     def clear_chat(self) -> None:
         self.answer = None
         self._pending.clear()
-        self.remove_children()
+        self._failure = None
+        self.entries.clear()
         self.tool_views.clear()
-        self.hidden_count = 0
-        self.notify_hidden()
+        self.selected = None
+        self.following = True
+        self._placed(0)
+
+    # --- tool calls: click one, or up/down to one and Enter --------------------------------
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        line = round(self.scroll_y) + offset.y - self._shifted
+        at = bisect_right(self._tops, line) - 1
+        if 0 <= at < len(self.entries) and line == self._tops[at]:
+            entry = self.entries[at]
+            if isinstance(entry, ToolBlock):
+                self._select(entry)
+                self.toggle_tool(entry)
+
+    def on_focus(self) -> None:
+        if self.selected is None:
+            self.action_select(-1)
+
+    def on_blur(self) -> None:
+        self._select(None)
+
+    def _tools_in_order(self) -> list[ToolBlock]:
+        return [e for e in self.entries if isinstance(e, ToolBlock)]
+
+    def action_select(self, step: int) -> None:
+        """The previous (-1) or next (1) tool call; with none, the chat scrolls a line."""
+        tools = self._tools_in_order()
+        if not tools:
+            self.scroll_relative(y=step, animate=False)
+            return
+        at = tools.index(self.selected) + step if self.selected in tools else len(tools) - 1
+        self._select(tools[max(0, min(at, len(tools) - 1))])
+
+    def _select(self, tool: ToolBlock | None) -> None:
+        previous, self.selected = self.selected, tool
+        focused = self.screen.focused is self
+        for entry in (previous, tool):
+            if entry is not None:
+                entry.select(entry is tool and focused)
+                self._changed(entry)
+        if tool is not None:
+            self._show(tool)
+
+    def _show(self, entry: Entry) -> None:
+        """Scroll as little as brings the whole entry into view (its top, if it is taller);
+        the user reads it, so the chat stays there as it grows."""
+        at = self._index(entry)
+        top, bottom = self._tops[at], self._tops[at + 1]
+        view = self.scrollable_content_region.height
+        y = round(self.scroll_y)
+        if bottom > y + view:
+            y = min(top, bottom - view)
+        y = min(y, top)
+        if y == round(self.scroll_y):
+            return
+        self.following = False
+        self._placing = True
+        try:
+            self.scroll_to(y=y, animate=False, immediate=True, force=True)
+        finally:
+            self._placing = False
+        self._measure_view(self._width, self._anchor())
+
+    def action_open_tool(self) -> None:
+        if self.selected is not None:
+            self.toggle_tool(self.selected)
+
+    def toggle_tool(self, tool: ToolBlock) -> None:
+        """Open a tool call's block to its exact output, or close it."""
+        tool.toggle()
+        self.following = False  # the user reads it: it stays put as the chat grows
+        self._changed(tool)
+        self._show(tool)
 
     # --- the answer as it streams ------------------------------------------------
 
     def feed(self, text: str) -> None:
         """Take streamed answer text without waiting for the screen. What arrives within a
-        frame goes to the Markdown stream as one append: the app never pays a parse and a
-        layout pass per token, and keys stay quick however fast the answer comes."""
+        frame is added at once: the chat draws the growing block once a frame, however fast
+        the answer comes, and keys stay quick."""
         self._pending.append(text)
         if not self._flush_due:
             self._flush_due = True
             self.set_timer(FRAME_SECONDS, self.flush_answer)
 
-    async def flush_answer(self) -> None:
-        """Put the gathered answer text on screen. Past SPLIT_AT_CHARS the live part ends at
-        a paragraph break and becomes one plain widget; the rest goes on in a new part."""
-        async with self._answer_lock:
-            self._flush_due = False
-            text = "".join(self._pending)
-            self._pending.clear()
-            if not text:
-                return
-            if self.answer is None:
-                self.answer = await self.open_answer()
-            cut = self.answer.cut(text)
-            if cut is not None:
-                part = self.answer
-                await part.close()
-                await self.freeze(part, part.text + text[:cut])
-                self.answer = await self.open_answer(continued=True)
-                text = text[cut:]
-            if text:
-                await self.answer.write(text)
+    def flush_answer(self) -> None:
+        """Put the gathered answer text on screen."""
+        self._flush_due = False
+        text = "".join(self._pending)
+        self._pending.clear()
+        if not text:
+            return
+        if self.answer is None:
+            self.answer = Answer()
+        answer = self.answer
+        last = answer.blocks[-1] if answer.blocks else None
+        new = answer.append(text)
+        if last is None:
+            self._add(*new)
+            return
+        at = self._index(last) + 1  # after its last block
+        if new:
+            self.entries[at:at] = new
+        last.changed()
+        self._placed(at - 1)
 
-    async def close_answer(self) -> None:
-        await self.flush_answer()
-        async with self._answer_lock:
-            if self.answer is not None:
-                await self.answer.close()
-                self.answer = None
+    def close_answer(self) -> None:
+        self.flush_answer()
+        self.answer = None
 
-    async def discard_answer(self) -> None:
+    def discard_answer(self) -> None:
         """Drop the answer streaming now (a failed attempt's partial text: its retry
         streams the whole answer again)."""
-        async with self._answer_lock:
-            self._pending.clear()
-            if self.answer is not None:
-                await self.answer.close()
-                await self.answer.remove()
-                self.answer = None
+        self._pending.clear()
+        answer, self.answer = self.answer, None
+        if answer is not None and answer.blocks:
+            gone = set(map(id, answer.blocks))
+            first = next(i for i, e in enumerate(self.entries) if id(e) in gone)
+            self.entries = [e for e in self.entries if id(e) not in gone]
+            self._placed(first)
 
     def failure_notice(self, text: str, level: str) -> None:
         """The one notice line of a failing call: made once, then updated in place."""
-        if self._failure is None or not self._failure.is_attached:
+        if self._failure is None or self._failure not in self.entries:
             self._failure = self.add_notice(text, level)
         else:
-            self._failure.update(text)
-            self._failure.set_classes(f"-{level}")
+            self._failure.update(text, level)
+            self._changed(self._failure)
 
     # --- the agent's events (ui/agent_events.py) ------------------------------------
 
     def when_answer_delta(self, event: AnswerDelta) -> None:
         self.feed(event.text)  # shown within a frame; never awaited per token
 
-    async def when_turn_started(self, event: TurnStarted) -> None:
+    def when_turn_started(self, event: TurnStarted) -> None:
         if event.attempt > 1:
-            await self.discard_answer()  # the failed attempt's partial text gives way
-        await self.close_answer()
+            self.discard_answer()  # the failed attempt's partial text gives way
+        self.close_answer()
 
-    async def when_tool_call_started(self, event: ToolCallStarted) -> None:
-        await self.close_answer()
+    def when_tool_call_started(self, event: ToolCallStarted) -> None:
+        self.close_answer()
         view = self.tool_views.get(event.tool_use_id)
         if view is None:
             self.add_tool(event.tool_use_id, event.name, event.arguments)
         elif event.arguments:
             view.set_arguments(event.arguments)
+            self._changed(view)
 
     def when_tool_finished(self, event: ToolFinished) -> None:
         r = event.record
         view = self.tool_views.get(r.tool_use_id) or self.add_tool(r.tool_use_id, r.name, r.input)
-        view.finished(r.ok, event.output, (r.original_tokens, r.result_tokens))
+        self.tool_finished(view, r.ok, event.output, (r.original_tokens, r.result_tokens))
 
-    async def when_turn_finished(self, event: TurnFinished) -> None:
-        await self.close_answer()
+    def when_turn_finished(self, event: TurnFinished) -> None:
+        self.close_answer()
         self._failure = None  # a retry went through: the next failure is a new one
 
     def when_attempt_failed(self, event: AttemptFailed) -> None:
@@ -350,8 +511,8 @@ class ChatLog(VerticalScroll):
             "warning",
         )
 
-    async def when_halted(self, event: Halted) -> None:
-        await self.close_answer()
+    def when_halted(self, event: Halted) -> None:
+        self.close_answer()
         text = f"halted: {event.detail}"
         if event.withdrawn:
             text += "; nothing was sent, your message is back in the input"
@@ -360,7 +521,7 @@ class ChatLog(VerticalScroll):
         self.failure_notice(text, "error")
         self._failure = None
 
-    def when_notice(self, event: Notice) -> None:
+    def when_notice(self, event: NoticeEvent) -> None:
         if self._failure is not None and event.level == "warning":
             return  # the retry notice: the failure's line already says it
         if event.level == "error":
@@ -413,8 +574,12 @@ class ChatInput(TextArea):
         if event.key == "enter":
             event.stop()
             event.prevent_default()
+            # Taken out at once: keys typed after Enter may be handled before the app
+            # takes the message, and are the start of the next one.
             text = self.text.strip()
             if text:
+                self.remember(text)
+                self.clear()
                 self.post_message(self.Submitted(text))
             return
         if event.key in ("shift+enter", "ctrl+j"):
@@ -423,6 +588,12 @@ class ChatInput(TextArea):
             self.insert("\n")
             return
         await super()._on_key(event)
+
+    def give_back(self, text: str) -> None:
+        """A message that was not sent: back in the input, before anything typed since."""
+        typed = self.text
+        self.load_text(f"{text}\n{typed}" if typed.strip() else text)
+        self.move_cursor(self.document.end)
 
     def remember(self, text: str) -> None:
         if not self.sent or self.sent[-1] != text:
