@@ -39,13 +39,17 @@ def _digest(value: Any) -> str:
 
 
 def _unmarked(value: Any) -> Any:
-    """A request part as the cache keys it: cache markers aside, a plain string as a block."""
+    """A request part as the cache keys it: the cache markers of its blocks (a list's items,
+    a message's content blocks) aside, a plain string as a text block."""
     if isinstance(value, str):
         return [{"type": "text", "text": value}] if value else []
     if isinstance(value, list):
-        return [_unmarked(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _unmarked(v) for k, v in value.items() if k != "cache_control"}
+        return [
+            {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
+            for b in value
+        ]
+    if isinstance(value, dict) and "content" in value:  # a message
+        return {**value, "content": _unmarked(value["content"])}
     return value
 
 

@@ -297,7 +297,8 @@ class Meter:
             self.transcript.request(call.turn, PURPOSE, call.request, scanner.answer())
             self.core.note_prefix(call.held, settled)
             key = session_key(scopes.session, scopes.agent, call.request)
-            miss = miss or self.causes.cause(key, call.request, usage)
+            ours = self.causes.cause(key, call.request, usage)  # remembered either way
+            miss = miss or ours  # the API's own diagnosis, where it sends one, wins
         kind = ProxyTurn if ok else ProxyAttempt
         record = kind(
             turn=call.turn,
