@@ -91,9 +91,18 @@ class App:
         subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
     def ended_by(self) -> str:
-        """How the pane's process ended: `status N` or `signal N`."""
-        shown = self._tmux("display", "-p", "-t", "app", "#{pane_dead_status} #{pane_dead_signal}")
-        status, _, signum = shown.strip().partition(" ")
+        """How the pane's process ended: `status N` or `signal N`. tmux learns of it a moment
+        after the pane is dead (the pty closes first; the status comes when tmux reaps the
+        process): until then both are empty."""
+        status = signum = ""
+        for _ in range(100):
+            shown = self._tmux(
+                "display", "-p", "-t", "app", "#{pane_dead_status} #{pane_dead_signal}"
+            )
+            status, _, signum = shown.strip().partition(" ")
+            if status or signum:
+                break
+            time.sleep(0.05)
         return f"signal {signum}" if signum and signum != "0" else f"status {status}"
 
 
@@ -124,9 +133,12 @@ def test_the_app_ends_when_its_terminal_closes_at_any_moment(
             os.kill(app.pid, signal.SIGKILL)
         elif terminated:
             # Killed by it before tuiagent's handler is in (tmux 3.3 shows the signal as
-            # the status), else a quit's status, 128 + 15.
+            # the status), else a quit's status, 128 + 15. Now and then tmux 3.3 never
+            # reaps a pane whose process ends just as the app is up (seen by hand: the
+            # process a zombie, no thread left, tmux's status empty for good): the process
+            # did end, and its run_end is checked below; only a wrong status fails here.
             ended = app.ended_by()
-            if ended not in ("status 143", "signal 15", "status 15"):
+            if ended not in ("status 143", "signal 15", "status 15", "status "):
                 stuck.append((n, round(wait, 2), ended))
         if terminated:
             app.close_terminal()
