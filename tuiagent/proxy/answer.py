@@ -22,6 +22,7 @@ def content_of_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]] 
     in index order; None when there were none (nothing to keep)."""
     blocks: dict[int, dict[str, Any]] = {}
     json_parts: dict[int, list[str]] = {}
+    text_parts: dict[tuple[int, str], list[str]] = {}  # joined once: a long answer in O(n)
     for event in events:
         kind, index = event.get("type"), event.get("index")
         if not isinstance(index, int):
@@ -38,7 +39,9 @@ def content_of_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]] 
         elif dtype == "input_json_delta":
             json_parts.setdefault(index, []).append(str(delta.get("partial_json") or ""))
         elif (key := _GROWS.get(str(dtype))) and isinstance(delta.get(key), str):
-            block[key] = str(block.get(key) or "") + delta[key]
+            text_parts.setdefault((index, key), [str(block.get(key) or "")]).append(delta[key])
+    for (index, key), pieces in text_parts.items():
+        blocks[index][key] = "".join(pieces)
     for index, parts in json_parts.items():
         text = "".join(parts)
         try:
