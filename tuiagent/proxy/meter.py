@@ -9,6 +9,7 @@ proxy's is named there: it shares what is left between the clients it serves at 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -258,6 +259,9 @@ class Meter:
 
     # --- after the response ------------------------------------------------------
 
+    def _keep(self, call: Admitted, scanner: UsageScanner) -> None:
+        self.transcript.request(call.turn, PURPOSE, call.request, scanner.answer())
+
     def settle(
         self,
         call: Admitted,
@@ -268,11 +272,15 @@ class Meter:
         ttft_s: float | None = None,
         transport_error: str | None = None,
         sent: bool = True,
+        later: list[Callable[[], None]] | None = None,
     ) -> ProxyTurn:
         """Settle the call's hold with what it billed and write its record.
 
         `status` is the upstream's HTTP status, None when no response came; `sent` False
-        when the request never reached the upstream (nothing billed)."""
+        when the request never reached the upstream (nothing billed). With `later`, the
+        transcript's copy of the request and answer (a long answer takes a while to build
+        and write) is left there for the caller to write once the client has its last
+        byte; the money is settled and recorded now either way."""
         scanner.finish()
         completed = scanner.completed and scanner.error is None
         settled = self.core.settle(
@@ -294,7 +302,11 @@ class Meter:
         scopes = call.held.plan.scopes or Scopes()
         miss = scanner.miss_reason
         if ok:
-            self.transcript.request(call.turn, PURPOSE, call.request, scanner.answer())
+            keep = functools.partial(self._keep, call, scanner)
+            if later is None:
+                keep()
+            else:
+                later.append(keep)
             self.core.note_prefix(call.held, settled)
             key = session_key(scopes.session, scopes.agent, call.request)
             ours = self.causes.cause(key, call.request, usage)  # remembered either way

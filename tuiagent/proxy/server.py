@@ -481,6 +481,7 @@ class ProxyApp:
         ttft: float | None = None
         error: str | None = None
         settled = False
+        later: list[Callable[[], None]] = []  # the transcript's copy, after the last byte
 
         def settle() -> None:
             nonlocal settled
@@ -494,6 +495,7 @@ class ProxyApp:
                 request_id=response.headers.get("request-id"),
                 ttft_s=ttft,
                 transport_error=error,
+                later=later,
             )
 
         # The client hanging up cancels the relay (uvicorn's send goes quiet, not raises).
@@ -548,6 +550,8 @@ class ProxyApp:
         finally:
             gone.cancel()
             settle()
+            for keep in later:
+                keep()
             await asyncio.shield(response.aclose())
 
     async def aclose(self) -> None:
