@@ -33,6 +33,7 @@ from tuiagent.llm.window import context_window, prompt_too_long
 from tuiagent.offline import tool_search
 from tuiagent.offline.brain import Reply, reply, thinking_block
 from tuiagent.offline.cache import CacheRuleError, PromptCache
+from tuiagent.offline.limits import SimulatedLimits
 from tuiagent.offline.rules import model_ids, model_info, refusal
 from tuiagent.offline.tools import PlannedCall
 
@@ -102,6 +103,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         API's general rules only."""
         self.clock = clock
         self.cache = PromptCache(clock)
+        self.limits = SimulatedLimits(clock)  # the rate limits' headers
         self.tokens_per_second = tokens_per_second
         self.fill_max_tokens = fill_max_tokens
         self.always_tool = always_tool
@@ -151,7 +153,8 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                 json={"input_tokens": estimate_request_tokens(body)},
                 headers={"request-id": request_id},
             )
-        return self._messages(body, model, request_id, raw)
+        key = request.headers.get("x-api-key") or request.headers.get("authorization") or ""
+        return self._messages(body, model, request_id, raw, key)
 
     def _models(self, model: str, request_id: str) -> httpx2.Response:
         headers = {"request-id": request_id}
@@ -165,7 +168,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         return httpx2.Response(200, json=model_info(model), headers=headers)
 
     def _messages(
-        self, body: dict[str, Any], model: str, request_id: str, raw: bytes
+        self, body: dict[str, Any], model: str, request_id: str, raw: bytes, key: str = ""
     ) -> httpx2.Response:
         max_tokens = int(body["max_tokens"])
         too_long = self._over_window(body, model, request_id)
@@ -205,6 +208,8 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             answer = {"role": "assistant", "content": [_sent(b) for b in content]}
             self._threads[message_id] = [*body["messages"], answer]
         headers = {"request-id": request_id, "x-tuiagent-simulated": "true"}
+        uncached = cache.uncached + cache.write  # what the input limit counts
+        headers.update(self.limits.use(key, uncached, output_tokens))
         if not body.get("stream"):
             message = {
                 "id": message_id,

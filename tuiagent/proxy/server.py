@@ -460,6 +460,12 @@ class ProxyApp:
                 await _unreachable(exchange, exc)
                 return
             raise
+        credential = exchange.header(b"x-api-key") or exchange.header(b"authorization")
+        self.meter.rate_limits.observe(
+            credential.decode("latin-1") if credential else None,
+            response.status_code,
+            response.headers,
+        )
         await self._relay(exchange, response, call)
 
     async def _relay(
