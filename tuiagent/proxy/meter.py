@@ -216,11 +216,13 @@ class Meter:
             )
         )
 
-    def refuse(self, client: str, model: str, message: str) -> NotAdmitted:
+    def refuse(
+        self, client: str, model: str, message: str, scopes: Scopes | None = None
+    ) -> NotAdmitted:
         """A request refused before it could be admitted (a path or body the proxy cannot
         meter): one `refused` record, numbered as a call."""
         self.calls += 1
-        return self._refuse(self.calls, client, model, message)
+        return self._refuse(self.calls, client, model, message, scopes)
 
     def _cap_message(self, model: str, unfit: Unfit, request: dict[str, Any]) -> str:
         b = self.budget.snapshot()

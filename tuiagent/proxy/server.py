@@ -274,9 +274,13 @@ class ProxyApp:
         model: str = "",
         kind: str = "invalid_request_error",
     ) -> None:
-        """Answer with an Anthropic-shaped error, and record the refusal."""
+        """Answer with an Anthropic-shaped error, and record the refusal (in its session,
+        when its headers name one: its body may be what could not be read)."""
         refused = self.meter.refuse(
-            exchange.client, model, f"tuiagent proxy: refused before sending: {reason}"
+            exchange.client,
+            model,
+            f"tuiagent proxy: refused before sending: {reason}",
+            proxy_scopes(exchange.text_headers(), {}, exchange.client),
         )
         await self.answer_refused(exchange, refused, status, kind)
 
