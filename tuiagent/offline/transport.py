@@ -308,14 +308,17 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             content.append({"type": "text", "text": turn.text})
         if turn.tool_call is None:
             return content, "end_turn"
-        call = {
-            "type": "tool_use",
-            "id": "toolu_" + self._next_id("", json.dumps(turn.tool_call.input).encode())[1:],
-            "name": turn.tool_call.name,
-            "input": turn.tool_call.input,
-            "caller": {"type": "direct"},  # as recorded: the model itself called it
-        }
-        return [*content, *self._search_for(body, turn.tool_call.name), call], "tool_use"
+        calls = [
+            {
+                "type": "tool_use",
+                "id": "toolu_" + self._next_id("", json.dumps(planned.input).encode())[1:],
+                "name": planned.name,
+                "input": planned.input,
+                "caller": {"type": "direct"},  # as recorded: the model itself called it
+            }
+            for planned in (turn.tool_call, *turn.also)
+        ]
+        return [*content, *self._search_for(body, turn.tool_call.name), *calls], "tool_use"
 
     def _search_for(self, body: dict[str, Any], tool: str) -> list[dict[str, Any]]:
         """A deferred tool the model has not seen is searched for first, in the same answer:
