@@ -167,3 +167,43 @@ def test_halt_reasons_map_to_one_status_and_exit_code() -> None:
     assert outcome("interrupted", signum=signal.SIGTERM).exit_code == EXIT_SIGTERM
     assert outcome("interrupted", signum=signal.SIGHUP).exit_code == EXIT_SIGHUP
     assert (EXIT_SIGTERM, EXIT_SIGHUP) == (143, 129)
+
+
+async def test_on_a_terminal_the_tables_carry_no_escape_shown_as_a_glyph(
+    workspace: Path, log_dir: Path
+) -> None:
+    """`report`'s tables on a terminal: stdout makes every byte printable, so a colour
+    code would reach the screen as `␛[1m` (seen by hand in tmux); none is written."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    await make_run(workspace, log_dir, "Which file here is largest?")
+    main, child = pty.openpty()
+    env = cli_env(COLUMNS="160", TERM="xterm-256color")
+    env.pop("NO_COLOR", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tuiagent", "report", "--log-dir", str(log_dir)],
+        stdout=child,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=120,
+    )
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child side is closed and read
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    text = out.decode()
+    assert done.returncode == 0, done.stderr
+    assert "costliest turns" in text, text
+    assert "␛" not in text and "\x1b" not in text

@@ -105,7 +105,9 @@ async def test_a_refused_request_is_a_row_of_the_table(tmp_path: Path) -> None:
                         break
                 row = [str(cell) for cell in table.get_row_at(0)]
                 assert row[:3] == ["1", "curl", "sonnet-4-5"]
-                assert row[-1].startswith("refused: ")  # a row, saying why
+                assert (
+                    row[-1].startswith("refused: ") and "before sending" not in row[-1]
+                )  # why, once
                 assert api.requests == []
         finally:
             server.stop()

@@ -27,7 +27,8 @@ def call_cause(record: Record) -> str:
     refused, failed, a cache miss and its cause, max_tokens lowered (to fit), a wait for the
     calls in flight."""
     if isinstance(record, RefusedCall):
-        return "refused: " + record.error.removeprefix("tuiagent proxy: ")
+        why = record.error.removeprefix("tuiagent proxy: ").removeprefix("refused before sending: ")
+        return "refused: " + why
     if not isinstance(record, ProxyTurn):
         return ""
     parts = []
