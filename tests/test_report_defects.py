@@ -169,11 +169,8 @@ def test_halt_reasons_map_to_one_status_and_exit_code() -> None:
     assert (EXIT_SIGTERM, EXIT_SIGHUP) == (143, 129)
 
 
-async def test_on_a_terminal_the_tables_carry_no_escape_shown_as_a_glyph(
-    workspace: Path, log_dir: Path
-) -> None:
-    """`report`'s tables on a terminal: stdout makes every byte printable, so a colour
-    code would reach the screen as `␛[1m` (seen by hand in tmux); none is written."""
+def on_a_terminal(*args: str, columns: int = 160) -> str:
+    """`tuiagent ARGS` with its stdout on a terminal (a pty) `columns` wide: what it wrote."""
     import os
     import pty
     import subprocess
@@ -181,12 +178,11 @@ async def test_on_a_terminal_the_tables_carry_no_escape_shown_as_a_glyph(
 
     from tests.conftest import cli_env
 
-    await make_run(workspace, log_dir, "Which file here is largest?")
     main, child = pty.openpty()
-    env = cli_env(COLUMNS="160", TERM="xterm-256color")
+    env = cli_env(COLUMNS=str(columns), LINES="50", TERM="xterm-256color")
     env.pop("NO_COLOR", None)
     done = subprocess.run(
-        [sys.executable, "-m", "tuiagent", "report", "--log-dir", str(log_dir)],
+        [sys.executable, "-m", "tuiagent", *args],
         stdout=child,
         stderr=subprocess.PIPE,
         env=env,
@@ -203,7 +199,16 @@ async def test_on_a_terminal_the_tables_carry_no_escape_shown_as_a_glyph(
             break
         out += chunk
     os.close(main)
-    text = out.decode()
     assert done.returncode == 0, done.stderr
+    return out.decode()
+
+
+async def test_on_a_terminal_the_tables_carry_no_escape_shown_as_a_glyph(
+    workspace: Path, log_dir: Path
+) -> None:
+    """`report`'s tables on a terminal: stdout makes every byte printable, so a colour
+    code would reach the screen as `␛[1m` (seen by hand in tmux); none is written."""
+    await make_run(workspace, log_dir, "Which file here is largest?")
+    text = on_a_terminal("report", "--log-dir", str(log_dir))
     assert "costliest turns" in text, text
     assert "␛" not in text and "\x1b" not in text
