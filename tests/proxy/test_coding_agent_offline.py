@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import cli_env, run_cli, start_cli
-from tests.npm import CLAUDE_CODE, installed
+from tests.support.cli import cli_env, run_cli, start_cli
+from tests.support.npm import CLAUDE_CODE, installed
 from tuiagent.cost.display import money
 
 PROMPTS = (

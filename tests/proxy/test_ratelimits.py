@@ -15,8 +15,8 @@ import httpx2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.loopback import LoopbackAPI, status
-from tests.proxy_harness import KEY, MODEL, proxied_loopback
+from tests.support.loopback import LoopbackAPI, status
+from tests.support.proxy_harness import KEY, MODEL, proxied_loopback
 from tuiagent.offline import OfflineModel
 from tuiagent.offline.limits import LIMITS
 from tuiagent.proxy.ratelimits import KINDS, PREFIX, KeyLimits, Limit, RateLimits, limits_line

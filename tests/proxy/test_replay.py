@@ -106,7 +106,7 @@ def test_replay_all_of_a_proxied_session_judges_every_call_same(
 def test_on_an_80_column_terminal_each_verdict_shows_whole(tmp_path: Path) -> None:
     """One run replayed: the run is the title's, so the verdict and the reason have room
     (seen by hand: at 80 columns every verdict was cut to `…`)."""
-    from tests.test_report_defects import on_a_terminal
+    from tests.report.test_report_defects import on_a_terminal
 
     run_id, _ = _proxied(tmp_path, streamed=True)
     text = on_a_terminal(

@@ -177,7 +177,7 @@ def on_a_terminal(*args: str, columns: int = 160) -> str:
     import subprocess
     import sys
 
-    from tests.conftest import cli_env
+    from tests.support.cli import cli_env
 
     main, child = pty.openpty()
     env = cli_env(COLUMNS=str(columns), LINES="50", TERM="xterm-256color")
