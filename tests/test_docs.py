@@ -1,11 +1,13 @@
 """The manual (docs/, built by mkdocs in CI) is kept true to the code: every flag of every
 command is in the CLI reference under its command, every flag there exists, every config key
-is in the config table (made from the settings' metadata), and every file of this repository
-the manual names exists."""
+is in the config table (made from the settings' metadata), every field of every run-log
+record is on the run log's page, every page is in the site, and every file of this
+repository the manual names exists."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 
@@ -13,11 +15,14 @@ import pytest
 
 from tuiagent.cli.main import build_parser
 from tuiagent.config import SETTINGS_BY_KEY, config_table
+from tuiagent.llm.usage import TokenUsage
+from tuiagent.runs.records import Record
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 DOCS = ROOT / "docs"
 CLI = DOCS / "cli.md"
 CONFIG = DOCS / "config.md"
+USAGE_KEYS = {f.name for f in dataclasses.fields(TokenUsage) if f.init}
 
 
 def commands(parser: argparse.ArgumentParser | None = None) -> dict[str, argparse.ArgumentParser]:
@@ -125,3 +130,28 @@ def test_the_site_lists_every_page() -> None:
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8").split("\nnav:\n", 1)[1]
     listed = set(re.findall(r":\s*([\w-]+\.md)\s*$", nav, flags=re.M))
     assert listed == {p.name for p in DOCS.glob("*.md")}
+
+
+def record_types() -> list[type[Record]]:
+    """The run log's record types, the agent's (the proxy's share their types: records.md
+    names its own fields apart)."""
+    found, todo = [], list(Record.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if getattr(cls, "SOURCE", None) is None and "TYPE" in vars(cls):
+            found.append(cls)
+    return sorted(found, key=lambda c: c.TYPE)
+
+
+@pytest.mark.parametrize("record", record_types(), ids=lambda c: c.TYPE)
+def test_every_field_of_a_record_is_in_the_run_log_page(record: type[Record]) -> None:
+    text = (DOCS / "records.md").read_text(encoding="utf-8")
+    row = re.search(rf"^\| `{record.TYPE}` \| (.*) \|$", text, flags=re.M)
+    assert row is not None, f"docs/records.md has no row for `{record.TYPE}`"
+    words = set(re.findall(r"\w+", row.group(1)))
+    inherited = {f.name for f in dataclasses.fields(Record)}
+    fields = {f.name for f in dataclasses.fields(record)} - inherited
+    if "usage" in fields:  # written flat: its token counts are the record's keys
+        fields = fields - {"usage"} | ({"usage"} if "usage" in words else USAGE_KEYS)
+    assert sorted(fields - words) == [], f"`{record.TYPE}` fields not in docs/records.md"
