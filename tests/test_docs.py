@@ -155,3 +155,12 @@ def test_every_field_of_a_record_is_in_the_run_log_page(record: type[Record]) ->
     if "usage" in fields:  # written flat: its token counts are the record's keys
         fields = fields - {"usage"} | ({"usage"} if "usage" in words else USAGE_KEYS)
     assert sorted(fields - words) == [], f"`{record.TYPE}` fields not in docs/records.md"
+
+
+def test_the_readme_links_to_files_that_exist_and_to_every_page() -> None:
+    """The front page's links into the repository (the manual's pages, the picture, the
+    script that makes it) resolve, and every page of the manual is one of them."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = {t.split("#")[0] for t in re.findall(r"\]\(([^):]+)\)", text)}
+    assert sorted(t for t in targets if not (ROOT / t).exists()) == []
+    assert {f"docs/{p.name}" for p in DOCS.glob("*.md")} <= targets
