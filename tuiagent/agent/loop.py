@@ -458,6 +458,7 @@ class Agent:
             settings.tools.compress_over_tokens, on_keep=self.transcript.result
         )
         self.resumed_from: str | None = None  # the run whose conversation this one goes on
+        self.workspace: str | None = None  # where its tools work (run_start notes it)
         self.mcp: McpTools | None = None  # the session's MCP servers (session.py adds them)
         self.editor: Editor | None = None  # write_file, edit_file and undo (session.py)
         if settings.tools.compress or settings.run.context_management:
@@ -514,8 +515,10 @@ class Agent:
         """Write a record to the run log as this agent's (its run id and identity)."""
         return self.place.write(record)
 
-    def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
-        """Write run_start (a replay notes `replay_of`)."""
+    def start(
+        self, replay_of: dict[str, Any] | None = None, eval_of: dict[str, Any] | None = None
+    ) -> RunStarted:
+        """Write run_start (a replay notes `replay_of`, a run of an eval suite `eval_of`)."""
         settings = self.settings
         start = RunStart(
             started_at=utc_now_iso(),
@@ -527,6 +530,8 @@ class Agent:
             replay_of=replay_of,
             resumed_from=self.resumed_from,
             session=self.session if self.session != self.state.run_id else None,
+            eval=eval_of,
+            workspace=self.workspace,
         )
         return RunStarted(self.write(start))
 

@@ -61,7 +61,9 @@ class AgentControl(Protocol):
 
     approve: Approver | None
 
-    def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted: ...
+    def start(
+        self, replay_of: dict[str, Any] | None = None, eval_of: dict[str, Any] | None = None
+    ) -> RunStarted: ...
 
     def send(self, prompt: str) -> EventStream[RequestEnd]: ...
 
