@@ -401,6 +401,7 @@ ADDED_SINCE = {
     "run_start": {"schema"},
     "run_end": {"subagent_turns"},
     "turn": {"hold_id", "service_tier"},
+    "run_start": {"workspace"},
 }
 
 
