@@ -272,3 +272,32 @@ def test_a_special_file_in_the_workspace_is_not_copied(
                          "--log-dir", str(tmp_path / "logs"))  # fmt: skip
     assert code == 0, err
     assert " 1/1 " in out  # the one run passed its check
+
+
+async def test_the_report_screen_has_a_tab_for_the_latest_eval(base: dict[str, Any]) -> None:
+    from textual.widgets import TabbedContent
+
+    from tests.test_report_screen import Host, screen_text
+    from tuiagent.report.build import build_report
+    from tuiagent.ui.screens.report import ReportScreen
+
+    app = Host(build_report(base["logs"], last=3))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, ReportScreen)
+        app.screen.query_one(TabbedContent).active = "report-eval"
+        await pilot.pause()
+        shot = screen_text(app)
+        assert "Cost per run, by task and arm" in shot
+        assert "fast held quality against balanced" in shot
+        assert f"{base['json']['eval_id']}.json" in shot
+
+
+async def test_a_broken_summary_is_one_line_on_the_tab(tmp_path: Path) -> None:
+    from tuiagent.eval.tables import latest_summary_view
+
+    assert latest_summary_view(tmp_path)[0] is None
+    (tmp_path / "evals").mkdir()
+    (tmp_path / "evals" / "x.json").write_text('{"tasks": 3}')
+    path, view = latest_summary_view(tmp_path)
+    assert path is not None and "cannot show the eval summary" in str(view)

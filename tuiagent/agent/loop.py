@@ -34,6 +34,7 @@ from tuiagent.agent.compress import Compressor, result_ids_in
 from tuiagent.agent.context import ContextManager
 from tuiagent.agent.conversation import Conversation, RunState, replayable
 from tuiagent.agent.edits import Editor, EditPreview
+from tuiagent.agent.estimate import Estimate, History, estimate
 from tuiagent.agent.events import (
     Answered,
     BudgetChanged,
@@ -495,6 +496,7 @@ class Agent:
             self.steering,
         )
         self.request: Request | None = None  # the last request (go_on goes on with it)
+        self._history: History | None = None  # earlier messages, for estimates
 
     def resume(self, earlier: Resumable) -> None:
         """Go on with an earlier run's conversation: its messages, and its kept originals
@@ -651,6 +653,26 @@ class Agent:
             return None
 
     # --- requests ------------------------------------------------------------
+
+    async def estimate(self, prompt: str, history: History | None = None) -> Estimate:
+        """What sending `prompt` now would cost (agent/estimate.py), sent nowhere: its first
+        call, and the whole message's range from this workspace's earlier messages (of
+        `history`, by default this run's log dir and its own messages)."""
+        if history is None:
+            if self._history is None:
+                ws = Path(self.workspace or ".")
+                self._history = History(self.log.path.parent, ws, own=self.log.path)
+            history = self._history
+        await asyncio.to_thread(history.load)  # the log dir, read once: not on the loop
+        return await estimate(
+            prompt,
+            history,
+            state=self.state,
+            conversation=self.conversation,
+            router=self.router,
+            caller=self.caller,
+            pin=self.steering.tier,
+        )
 
     def send(self, prompt: str) -> Request:
         """Work on one user message until the answer or a limit: its events, then how it

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from tuiagent.agent.edits import EditPreview
+from tuiagent.agent.estimate import Estimate
 from tuiagent.agent.events import BudgetChanged, ContextEdited, Halted, RunEnded, RunStarted
 from tuiagent.agent.stream import EventStream
 from tuiagent.cost.budget import BudgetSnapshot
@@ -66,6 +67,8 @@ class AgentControl(Protocol):
     ) -> RunStarted: ...
 
     def send(self, prompt: str) -> EventStream[RequestEnd]: ...
+
+    async def estimate(self, prompt: str) -> Estimate: ...
 
     def go_on(self) -> EventStream[RequestEnd]: ...
 

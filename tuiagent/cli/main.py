@@ -171,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json", action="store_true", help="print the run log's records, one per line"
     )
+    run.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print what the prompt would cost (its first call, the message's range); send nothing",
+    )
     _add_common(run)
     _add_report_commands(sub)
     _add_eval_command(sub)
@@ -374,8 +379,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                 raise UsageError("the prompt is empty: say what to ask the agent")
             settings = _settings_from(args)  # bad flags refused before the SDK loads
 
-            from tuiagent.cli.run import run_headless
+            from tuiagent.cli.run import run_estimate, run_headless
 
+            if args.estimate:
+                return asyncio.run(
+                    run_estimate(
+                        settings,
+                        args.prompt,
+                        workspace=args.workspace,
+                        offline=args.offline,
+                        as_json=args.json,
+                    )
+                )
             return asyncio.run(
                 run_headless(
                     settings,

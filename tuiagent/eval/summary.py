@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tuiagent.agent.estimate import quantile
 from tuiagent.cost.pricing import ZERO, Pricer, usd
 from tuiagent.eval.runner import EvalRun, RunResult
 from tuiagent.eval.suite import Suite
@@ -17,12 +18,6 @@ from tuiagent.report.rows import RunRow, TurnRow
 
 SCHEMA = 1
 COSTLIEST = 3  # the costliest turns shown per task and arm
-
-
-def quantile(values: list[Decimal], q: float) -> Decimal:
-    """The nearest-rank quantile (an observed value, never an interpolated one)."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(q * len(ordered)), 1) - 1]
 
 
 def spread(values: list[Decimal]) -> dict[str, float]:

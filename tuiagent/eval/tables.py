@@ -3,14 +3,18 @@ screen's Eval tab."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from tuiagent.config import read_text_file
 from tuiagent.cost.display import counted
+from tuiagent.errors import ConfigError
 from tuiagent.report.tables import make_table, money
 
 
@@ -118,3 +122,21 @@ def summary_view(summary: dict[str, Any]) -> RenderableType:
         costliest_table(summary),
         *(Text(line) for line in summary_lines(summary)),
     )
+
+
+def latest_summary_view(log_dir: Path) -> tuple[Path | None, RenderableType]:
+    """The newest eval summary kept in `log_dir` (LOG_DIR/evals/), shown; or why not."""
+    found = sorted(
+        (p for p in (log_dir / "evals").glob("*.json") if p.is_file()),
+        key=lambda p: (p.stat().st_mtime_ns, p.name),
+    )
+    if not found:
+        return None, Text(
+            "No eval in this log dir yet: `tuiagent eval SUITE.toml --tier balanced "
+            "--tier fast` runs one."
+        )
+    path = found[-1]
+    try:
+        return path, summary_view(json.loads(read_text_file(path, "eval summary")))
+    except (ConfigError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        return path, Text(f"cannot show the eval summary {path}: {exc!r}"[:300])
