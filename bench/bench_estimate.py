@@ -17,8 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from bench.long_session import make_workspace, script
-from tuiagent.config import Settings
 from tuiagent.agent.estimate import INPUT_KINDS
+from tuiagent.config import Settings
 from tuiagent.eval.runner import ArmPlan, run_suite
 from tuiagent.eval.suite import Suite, Task
 from tuiagent.runs.log import read_records
