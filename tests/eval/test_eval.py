@@ -277,7 +277,7 @@ def test_a_special_file_in_the_workspace_is_not_copied(
 async def test_the_report_screen_has_a_tab_for_the_latest_eval(base: dict[str, Any]) -> None:
     from textual.widgets import TabbedContent
 
-    from tests.test_report_screen import Host, screen_text
+    from tests.ui.test_report_screen import Host, screen_text
     from tuiagent.report.build import build_report
     from tuiagent.ui.screens.report import ReportScreen
 

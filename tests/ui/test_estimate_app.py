@@ -8,7 +8,7 @@ from typing import Any
 
 from textual.widgets import Static
 
-from tests.ui.conftest import ready, until
+from tests.support.app import ready, until
 from tuiagent.ui.app import TuiagentApp
 
 
