@@ -64,8 +64,8 @@ def _progress(total: int) -> Any:
         why = f" ({r.halt_reason})" if r.halt_reason and r.halt_reason != r.status else ""
         mark = "passed" if r.passed else "failed"
         print(
-            f"tuiagent: {done[0]}/{total} {r.task.name} ({r.arm}) repeat {r.repeat}: "
-            f"{r.status}{why}, checks {mark}  run {r.run_id}",
+            f"tuiagent: [{done[0]}/{total}] {r.task.name} {r.arm} #{r.repeat}: "
+            f"{r.status}{why}, {mark}",
             file=sys.stderr,
         )
 

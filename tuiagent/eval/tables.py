@@ -14,12 +14,19 @@ from rich.text import Text
 
 from tuiagent.config import read_text_file
 from tuiagent.cost.display import counted
+from tuiagent.cost.display import money as show_money
 from tuiagent.errors import ConfigError
 from tuiagent.report.tables import make_table, money
 
 
 def _usd(x: float | None) -> str:
     return "-" if x is None else money(Decimal(str(x)))
+
+
+def _short(x: float | None) -> str:
+    """Money in a table's narrow column: `$0.0038`, `$0.00019` (two significant digits
+    below a cent's hundredth)."""
+    return "-" if x is None else show_money(Decimal(str(x)))
 
 
 def _rate(x: float | None) -> str:
@@ -49,10 +56,10 @@ def cost_table(summary: dict[str, Any]) -> Table:
             table.add_row(
                 Text(task["name"]),
                 Text(arm),
-                _usd(c.get("mean")),
-                _usd(c.get("p50")),
-                _usd(c.get("p90")),
-                _usd(c.get("max")),
+                _short(c.get("mean")),
+                _short(c.get("p50")),
+                _short(c.get("p90")),
+                _short(c.get("max")),
                 f"{turns.get('mean', 0):.1f}",
                 _rate(a["cache_hit_rate"]),
                 f"{passed}/{len(a['runs'])}{halted}",
@@ -80,7 +87,7 @@ def costliest_table(summary: dict[str, Any]) -> Table:
                     Text(arm),
                     _repeats(t["repeats"]),
                     str(t["turn"]) + ("" if t.get("agent", "main") == "main" else f" {t['agent']}"),
-                    _usd(t["cost_usd"]),
+                    _short(t["cost_usd"]),
                     Text(t["cause"] or "-"),
                 )
     return table

@@ -298,8 +298,15 @@ class TuiagentApp(MeteredApp):
             self._estimate_timer.stop()
         self._estimate_timer = self.set_timer(ESTIMATE_PAUSE_S, self._estimate_typed)
 
+    def _typed_text(self) -> str | None:
+        """The input's text, or None once the main screen's input is gone (quitting)."""
+        found = self.main.query(ChatInput)
+        return found.first().text.strip() if found else None
+
     def _estimate_typed(self) -> None:
-        text = self.main.input.text.strip()
+        text = self._typed_text()
+        if text is None:
+            return
         if not text or text.startswith("/") or self.agent is None or self.busy:
             self.main.show_estimate("")
             return
@@ -315,7 +322,7 @@ class TuiagentApp(MeteredApp):
             line = f"no estimate: {exc}"
         else:
             line = found.short()
-        if self.main.input.text.strip() == text and not self.busy:
+        if self._typed_text() == text and not self.busy:
             self.main.show_estimate(line)
 
     @on(ChatInput.Submitted)

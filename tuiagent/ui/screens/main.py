@@ -266,8 +266,11 @@ class MainScreen(Screen[None]):
         return self.query_one(ChatInput)
 
     def show_estimate(self, line: str) -> None:
-        """What the message being typed would cost (the agent's estimate), or nothing."""
-        self.query_one("#estimate", Static).update(line)
+        """What the message being typed would cost (the agent's estimate), or nothing (then
+        the line takes no room)."""
+        for shown in self.query("#estimate").results(Static):
+            shown.update(line)
+            shown.display = bool(line)
 
     def set_offline(self, badge: str | None) -> None:
         """Show the badge (the offline model answers) or hide it."""
