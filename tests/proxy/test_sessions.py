@@ -226,3 +226,35 @@ def test_a_small_call_on_another_model_leaves_the_main_models_cache_named_warm()
     assert causes.cause("k", _req(HAIKU, system="t"), _usage(0, 3000)) == "model_changed"
     assert causes.cause("k", _req(messages=3), _usage(2000, 40)) is None  # sonnet: still warm
     assert causes.cause("k", _req(HAIKU, system="t", messages=3), _usage(3000, 9)) is None
+
+
+def test_a_groups_budget_is_the_ledgers_line_of_its_scope_and_value() -> None:
+    """A client's name as the records keep it (raw) and as the ledger keeps it (made safe)
+    name the same budget; a session's and an agent's, theirs only."""
+    from tuiagent.ledger import BudgetLine, BudgetSpec, Window
+    from tuiagent.ledger.scopes import clean_value
+    from tuiagent.report.sessions import SessionBook, group_budget
+
+    client = "agent-ä/1.0"  # not ASCII: the ledger keeps a hash of it
+    book = SessionBook()
+    for agent in (None, "sub-1"):
+        book.add("r", ProxyTurn(turn=1, client=client, session="s-1", agent_id=agent))
+    day = Window.parse("day")
+
+    def line(scope: str, value: str, cap: str) -> BudgetLine:
+        spec = BudgetSpec(scope, day, Decimal(cap))
+        return BudgetLine(spec, value, Decimal(cap), Decimal(0), Decimal(0), None)
+
+    lines = [
+        line("client", str(clean_value(client)), "3"),
+        line("session", "s-1", "2"),
+        line("session", "s-2", "9"),
+        line("agent", "sub-1", "1"),
+    ]
+    found = {(g.kind, g.name): group_budget(lines, g) for g in book.tree()}
+    assert {k: v.cap if v else None for k, v in found.items()} == {
+        ("client", client): Decimal(3),
+        ("session", "s-1"): Decimal(2),
+        ("agent", "main"): None,
+        ("agent", "sub-1"): Decimal(1),
+    }

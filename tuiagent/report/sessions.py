@@ -11,6 +11,7 @@ from typing import Any
 
 from tuiagent.cost.pricing import ZERO, usd
 from tuiagent.ledger import BudgetLine
+from tuiagent.ledger.scopes import clean_value
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.report.misses import MISS_WORDS
 from tuiagent.runs.records import ProxyAttempt, ProxyTurn, Record, RefusedCall
@@ -228,8 +229,9 @@ def _as_tree(rows: list[AgentRow]) -> list[AgentRow]:
 def group_budget(lines: Iterable[BudgetLine], group: GroupLine) -> BudgetLine | None:
     """The ledger's budget of this client, session or agent (a `[[budgets]]` of that
     scope), if one is in use: the tightest, by what is left."""
-    value = {"client": group.row.client, "session": group.row.session}.get(
+    raw = {"client": group.row.client, "session": group.row.session}.get(
         group.kind, group.row.agent
     )
+    value = clean_value(raw)  # as the ledger keeps it (the records keep a client's raw)
     mine = [ln for ln in lines if ln.spec.scope == group.kind and ln.value == value]
     return min(mine, key=lambda ln: ln.left, default=None)
