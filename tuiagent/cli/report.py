@@ -23,8 +23,12 @@ from tuiagent.report.tables import (
 
 
 def console_for(piped_width: int = 200) -> Console:
-    """The terminal's width on a terminal; piped, wide enough that tables do not wrap."""
-    return Console() if sys.stdout.isatty() else Console(width=piped_width)
+    """The terminal's width on a terminal; piped, wide enough that tables do not wrap. No
+    colour codes: stdout makes every byte printable (cli/output.py), so a style's escape
+    would reach the terminal as `␛[1m`."""
+    if sys.stdout.isatty():
+        return Console(color_system=None)
+    return Console(width=piped_width, color_system=None)
 
 
 def _warn(report: Report) -> None:
