@@ -1,8 +1,8 @@
 """The manual (docs/, built by mkdocs in CI) is kept true to the code: every flag of every
 command is in the CLI reference under its command, every flag there exists, every config key
 is in the config table (made from the settings' metadata), every field of every run-log
-record is on the run log's page, every page is in the site, and every file of this
-repository the manual names exists."""
+record is on the run log's page, every tool the agent can offer is named, every page is in
+the site, and every file of this repository the manual names exists."""
 
 from __future__ import annotations
 
@@ -164,3 +164,20 @@ def test_the_readme_links_to_files_that_exist_and_to_every_page() -> None:
     targets = {t.split("#")[0] for t in re.findall(r"\]\(([^):]+)\)", text)}
     assert sorted(t for t in targets if not (ROOT / t).exists()) == []
     assert {f"docs/{p.name}" for p in DOCS.glob("*.md")} <= targets
+
+
+def test_every_tool_the_agent_can_offer_is_in_the_manual(tmp_path: Path) -> None:
+    """The tools of an offline session with every tool allowed (the edit tools, which are
+    added when first offered, included) are each named on a page of the manual."""
+    from tests.support.session import offline_session
+
+    settings = {"allow_commands": True, "allow_fetch": True, "allow_edits": True}
+    session = offline_session(tmp_path, tmp_path / "logs", **settings)
+    agent = session.agent
+    names = {d["name"] for d in agent.toolbox.definitions()}
+    names |= {t.name for t in agent.editor.tools()} if agent.editor else set()
+    agent.finish()
+    pages = "".join((DOCS / p).read_text(encoding="utf-8") for p in ("tools.md", "context.md"))
+    pages += (DOCS / "subagents.md").read_text(encoding="utf-8")
+    assert len(names) >= 9
+    assert sorted(n for n in names if f"`{n}" not in pages) == []
