@@ -66,7 +66,7 @@ from tuiagent.llm.provider import (
 from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.llm.window import context_window
-from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, record_fields
+from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, Unfit, record_fields
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.records import Attempt, HaltReason, HoldRecord, Turn
 
@@ -269,7 +269,7 @@ class Caller:
             attempt += 1
             try:
                 held = await self._hold(spec)
-                end = self._did_not_fit(spec, helper) if held is None else None
+                end = self._did_not_fit(spec, helper, held) if isinstance(held, Unfit) else None
             except (CallFailed, UsageError, LedgerError) as failure:
                 # count_tokens refused (a bad key), a model or a modifier without a price, a
                 # ledger that cannot be reached (then nothing is sent)
@@ -278,7 +278,7 @@ class Caller:
                     CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
                 )
                 return
-            if held is None:
+            if isinstance(held, Unfit):
                 assert end is not None
                 if helper:  # said as a notice; a skipped call's end carries no detail
                     yield Notice(end.detail)
@@ -365,7 +365,7 @@ class Caller:
             yield Notice(f"{failed}; retry {retries.used} in {wait:.1f}s", "warning")
             await self.meter.sleep(wait)
 
-    def _did_not_fit(self, spec: CallSpec, helper: bool) -> CallEnd:
+    def _did_not_fit(self, spec: CallSpec, helper: bool, unfit: Unfit) -> CallEnd:
         """Why no useful call fits: the run's cap, or the `[[budgets]]` budget that stops it
         (named, with when it resets). LedgerError when the ledger cannot be read."""
         scopes = Scopes(model=spec.decision.model)
@@ -373,7 +373,7 @@ class Caller:
         if helper:
             why = f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
             return CallEnd(None, "skipped", why)
-        needed = self.meter.needed if self.meter.needed is not None else left
+        needed = unfit.needed
         places = 4  # enough places that what is left and what is needed differ
         while places < 9 and round(left, places) >= round(needed, places):
             places += 1
@@ -406,26 +406,22 @@ class Caller:
             tiers += list(reversed(TIERS[: TIERS.index(spec.decision.tier)]))
         return tiers
 
-    async def _hold(self, spec: CallSpec) -> _Held | None:
+    async def _hold(self, spec: CallSpec) -> _Held | Unfit:
         """Plan the call and hold its worst case, its request and `hold` record written before
-        it is sent; None when no useful call fits (not even once holds in flight settle)."""
-        chosen: list[Prepared] = []  # the route of the plan being held
+        it is sent; Unfit when no useful call fits (not even once holds in flight settle)."""
         written: list[HoldRecord] = []
-
-        async def plan() -> Plan | None:
+        label = f"turn {spec.turn} {spec.purpose}"
+        write = functools.partial(self.place.write_hold, spec.turn, spec.purpose, into=written)
+        wait = self.meter.waiting(Scopes(model=spec.decision.model))
+        while True:
+            wait.next_round()
             prepared = await self._prepare(spec)
-            chosen[:] = [prepared] if prepared is not None else []
-            return prepared.plan if prepared is not None else None
-
-        held = await self.meter.hold_when_it_fits(
-            plan,
-            f"turn {spec.turn} {spec.purpose}",
-            functools.partial(self.place.write_hold, spec.turn, spec.purpose, into=written),
-            Scopes(model=spec.decision.model),
-        )
-        if not isinstance(held, Held):
-            return None
-        return _Held(chosen[0], held, written[0], utc_now_iso())
+            if prepared is not None:
+                held = await self.meter.hold_async(prepared.plan, label, wait.waited_s, write)
+                if held is not None:
+                    return _Held(prepared, held, written[0], utc_now_iso())
+            elif (unfit := await wait.unfit()) is not None:
+                return unfit
 
     async def _prepare(self, spec: CallSpec) -> Prepared | None:
         """The plan for this call within what is left of the cap.

@@ -30,8 +30,7 @@ from tuiagent.errors import UsageError
 from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import BadUsage, TokenUsage
-from tuiagent.meter import Held, Seen, record_fields
-from tuiagent.meter.sizing import Size
+from tuiagent.meter import Held, Seen, Size, record_fields
 from tuiagent.proxy.body import BadBody, check_message_params
 from tuiagent.proxy.meter import Meter, NotAdmitted
 from tuiagent.runs.log import utc_now_iso
