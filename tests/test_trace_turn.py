@@ -12,6 +12,8 @@ from bench.trace_turn import engine, trace_once
 # A tool (a plugin the toolbox runs) calls the toolbox's own helpers (in_thread, as_utf8):
 # tools/base.py -> tools/workspace.py -> tools/base.py.
 PLUGIN = ("agent/tools/base.py", "agent/tools/workspace.py", "agent/tools/base.py")
+
+
 def test_one_turn_has_no_back_and_forth_and_few_files() -> None:
     trace = trace_once()
     assert trace.back_and_forth <= {PLUGIN}, sorted(trace.back_and_forth)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tuiagent.agent.stream import EventStream
+from tuiagent.agent.events import EventStream
 from tuiagent.redact import redact
 
 T = TypeVar("T")
@@ -65,7 +65,7 @@ class Tool:
     # The call is stopped after this long (a tool with its own timeout sets it a little over).
     deadline_s: float = DEFAULT_DEADLINE_S
     # A tool that reports as it works (delegate): the agent's events, then its ToolOutput
-    # (agent/stream.py). The loop uses it where it is set; `run` is the same
+    # (agent/events.py). The loop uses it where it is set; `run` is the same
     # without the events.
     stream: Callable[[dict[str, Any]], EventStream[ToolOutput]] | None = None
 
