@@ -101,11 +101,9 @@ class Place:
         self.log.append(record)
         return record
 
-    def write_hold(self, turn: int, purpose: str, held: Held, *, into: list[HoldRecord]) -> None:
+    def write_hold(self, turn: int, purpose: str, held: Held) -> HoldRecord:
         """A call's request in the transcript and its `hold` record, written before it is
-        sent (the meter asks for them); the record put `into` the list the call reads it
-        from. Both written, or (a full disk: LogWriteError) the hold released and nothing
-        sent."""
+        sent; LogWriteError on a full disk (the call releases the hold and sends nothing)."""
         plan = held.plan
         res = plan.reservation
         self.transcript.request(turn, purpose, plan.request)
@@ -121,7 +119,7 @@ class Place:
                 started_at=utc_now_iso(),
             )
         )
-        into.append(record)
+        return record
 
 
 def run_scopes(run_id: str, session: str, simulated: bool) -> Scopes:
@@ -501,17 +499,17 @@ class Caller:
     async def _hold(self, spec: CallSpec) -> _Held | Unfit:
         """Plan the call and hold its worst case, its request and `hold` record written before
         it is sent; Unfit when no useful call fits (not even once holds in flight settle)."""
-        written: list[HoldRecord] = []
         label = f"turn {spec.turn} {spec.purpose}"
-        write = functools.partial(self.place.write_hold, spec.turn, spec.purpose, into=written)
         wait = self.meter.waiting(Scopes(model=spec.decision.model))
         while True:
             wait.next_round()
             prepared = await self._prepare(spec)
             if prepared is not None:
-                held = await self.meter.hold_async(prepared.plan, label, wait.waited_s, write)
+                held = await self.meter.hold_async(prepared.plan, label, wait.waited_s)
                 if held is not None:
-                    return _Held(prepared, held, written[0], utc_now_iso())
+                    with held.released_on_error():  # nothing is sent unrecorded
+                        record = self.place.write_hold(spec.turn, spec.purpose, held)
+                    return _Held(prepared, held, record, utc_now_iso())
             elif (unfit := await wait.unfit()) is not None:
                 return unfit
 

@@ -27,13 +27,14 @@ client, and forwards bytes: both hand `settle` what they saw as a `Seen`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -218,6 +219,17 @@ class Held:
     def reservation(self) -> Reservation:
         return self.plan.reservation
 
+    @contextlib.contextmanager
+    def released_on_error(self) -> Iterator[None]:
+        """Around what the face does once it is held and before it sends (its `hold`
+        record): if that fails, the hold is released and the error raised, so nothing is
+        sent unrecorded."""
+        try:
+            yield
+        except BaseException:
+            self.hold.release()
+            raise
+
 
 @dataclass(frozen=True)
 class Unfit:
@@ -242,8 +254,10 @@ class Waiting:
             wait.next_round()
             plan = ...  # within what is left now
             if plan is not None:
-                held = await meter.hold_async(plan, label, wait.waited_s, before_sending)
+                held = await meter.hold_async(plan, label, wait.waited_s)
                 if held is not None:
+                    with held.released_on_error():
+                        ...  # its `hold` record, before it is sent
                     return held  # else another request took what was left: plan again
             elif (unfit := await wait.unfit()) is not None:
                 return unfit
@@ -471,47 +485,14 @@ class CallMeter:
         res = self._reservation(model, request, size, modifiers, _NO_LIMIT)
         return None if res is None else Plan(model, dict(request), modifiers, res, scopes=scopes)
 
-    def hold(
-        self,
-        plan: Plan,
-        label: str,
-        waited_s: float | None = None,
-        before_sending: Callable[[Held], object] | None = None,
-    ) -> Held | None:
-        """Hold the plan's worst case in flight; None if the budget moved since it was
-        planned. `before_sending` (the face's `hold` record) runs once it is held; if it
-        fails, the hold is released and the error raised: nothing is sent unrecorded."""
-        hold = self.budget.reserve(plan.reservation.worst_case_usd, label, plan.scopes)
-        return self._held(plan, hold, waited_s, before_sending)
-
     async def hold_async(
-        self,
-        plan: Plan,
-        label: str,
-        waited_s: float | None = None,
-        before_sending: Callable[[Held], object] | None = None,
+        self, plan: Plan, label: str, waited_s: float | None = None
     ) -> Held | None:
-        """`hold`, awaiting the ledger without blocking the event loop."""
+        """Hold the plan's worst case in flight, awaiting the ledger without blocking the event
+        loop; None if the budget moved since it was planned. The face writes its `hold`
+        record at once, within `Held.released_on_error`: nothing is sent unrecorded."""
         hold = await self.budget.reserve_async(plan.reservation.worst_case_usd, label, plan.scopes)
-        return self._held(plan, hold, waited_s, before_sending)
-
-    def _held(
-        self,
-        plan: Plan,
-        hold: Hold | None,
-        waited_s: float | None,
-        before_sending: Callable[[Held], object] | None,
-    ) -> Held | None:
-        if hold is None:
-            return None
-        held = Held(plan, hold, uuid.uuid4().hex[:12], waited_s)
-        if before_sending is not None:
-            try:
-                before_sending(held)
-            except BaseException:
-                hold.release()
-                raise
-        return held
+        return None if hold is None else Held(plan, hold, uuid.uuid4().hex[:12], waited_s)
 
     async def reserve(
         self,
@@ -522,7 +503,6 @@ class CallMeter:
         label: str,
         modifiers: Modifiers | None = None,
         conversation: bool = True,
-        before_sending: Callable[[Held], object] | None = None,
         scopes: Scopes | None = None,
     ) -> Held | Unfit:
         """Size, plan and hold one request; when it does not fit only because of holds in
@@ -536,7 +516,7 @@ class CallMeter:
             wait.next_round()
             planned = self.plan(model, request, size, modifiers, scopes)
             if planned is not None:
-                held = await self.hold_async(planned, label, wait.waited_s, before_sending)
+                held = await self.hold_async(planned, label, wait.waited_s)
                 if held is not None:
                     return held
             elif (unfit := await wait.unfit()) is not None:

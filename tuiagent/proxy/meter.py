@@ -167,7 +167,6 @@ class Meter:
                 counted,
                 label=f"proxy #{turn}",
                 modifiers=modifiers,
-                before_sending=lambda held: self.write_hold(turn, client, held),
                 scopes=scopes or Scopes(client=client, model=model),
             )
         except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
@@ -181,6 +180,8 @@ class Meter:
             return self._refuse(
                 turn, client, model, self._cap_message(model, outcome, request), scopes
             )
+        with outcome.released_on_error():  # nothing is sent unrecorded
+            self.write_hold(turn, client, outcome)
         sent = outcome.request
         changed = auto_cached or outcome.plan.lowered is not None
         body = json.dumps(sent, separators=(",", ":")).encode() if changed else raw
