@@ -77,9 +77,8 @@ from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, Unfit, record_fields
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import R, RunLog, utc_now_iso
+from tuiagent.runs.log import R, RunLog, Transcript, utc_now_iso
 from tuiagent.runs.records import Attempt, HaltReason, HoldRecord, Turn
-from tuiagent.runs.transcript import Transcript
 
 
 @dataclass(frozen=True)

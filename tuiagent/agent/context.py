@@ -233,6 +233,13 @@ class ContextManager:
         self.pricer = pricer
         self.compressor = compressor
         self.place = place
+        # The settings are the run's and never change: what follows from them is known now.
+        self.fast_model = settings.router.model_for("fast")  # compaction's tier
+        # The smallest window among the tiers' models (a call may go to any of them),
+        # within config `context_window`.
+        self._window = min(
+            context_window(settings.router.model_for(t), settings.run.context_window) for t in TIERS
+        )
 
     def _note_calls(self) -> None:
         """A call made since a clearing has cached its settled end: the one before is let go."""
@@ -263,8 +270,7 @@ class ContextManager:
     def window(self) -> int:
         """The smallest window among the tiers' models (a call may go to any of them),
         within config `context_window`."""
-        at_most = self.settings.run.context_window
-        return min(context_window(self.settings.router.model_for(t), at_most) for t in TIERS)
+        return self._window
 
     def tokens(self) -> int:
         """The next request's input, as the local estimate counts it."""
@@ -404,7 +410,7 @@ class ContextManager:
         if expected >= head_tokens:
             return None
         last = self.caller.cache.last_model
-        rates = self.pricer.rates(last or self.settings.router.model_for("fast"))
+        rates = self.pricer.rates(last or self.fast_model)
         per_call = rates.cache_read * (head_tokens - expected)
         if per_call < run.compact_min_saving_usd:
             return None
@@ -412,7 +418,7 @@ class ContextManager:
         rendered = estimate_request_tokens(
             {"messages": [{"role": "user", "content": self._render(head, keep=False)}]}
         )
-        fast = self.pricer.rates(self.settings.router.model_for("fast"))
+        fast = self.pricer.rates(self.fast_model)
         cost = (
             fast.input * rendered
             + fast.output * expected
@@ -442,7 +448,7 @@ class ContextManager:
         transcript.rewrite(history, clearing.first_message)
         settled = SettledEnd(clearing.edits[-1][0], self.state.turns)
         self.conversation.settled.append(settled)
-        model = self.caller.cache.last_model or self.settings.router.model_for("fast")
+        model = self.caller.cache.last_model or self.fast_model
         rates = self.pricer.rates(model)
         record = self.place.write(
             ContextEdit(
@@ -507,7 +513,7 @@ class ContextManager:
             yield Notice("nothing to compact: the conversation is only the current request")
             return
         before = self.tokens()
-        model = self.settings.router.model_for("fast")
+        model = self.fast_model
         request = {
             "model": model,
             "max_tokens": min(COMPACT_MAX_TOKENS, self.settings.run.max_tokens),

@@ -38,7 +38,7 @@ from tuiagent.agent.events import (
 )
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.protocol import RequestEnd
-from tuiagent.agent.tools.base import Tool, Toolbox, ToolError, ToolOutput
+from tuiagent.agent.tools import Tool, Toolbox, ToolError, ToolOutput
 from tuiagent.config import TIERS
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.outcome import COMPLETED, ERROR, outcome

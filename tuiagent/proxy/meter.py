@@ -30,7 +30,7 @@ from tuiagent.proxy.causes import MissCauses, session_key
 from tuiagent.proxy.sse import UsageScanner
 from tuiagent.redact import redact
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import R, RunLog, utc_now_iso
+from tuiagent.runs.log import R, RunLog, Transcript, utc_now_iso
 from tuiagent.runs.records import (
     HoldRecord,
     Limits,
@@ -41,7 +41,6 @@ from tuiagent.runs.records import (
     Record,
     RefusedCall,
 )
-from tuiagent.runs.transcript import Transcript
 
 # Asks the upstream's count_tokens: the answer's `input_tokens` as sent (the meter checks
 # it), or None when there is none.
