@@ -7,9 +7,9 @@ whose code lives in the tuiagent package. It prints
 - the distinct files whose code ran, each with how many calls entered it from another file;
 - the calls that cross from one file to another (distinct caller -> callee file pairs);
 - the back-and-forth: a call into a file that is already on the stack below another file
-  (A -> B -> A), each such chain once, shortest first. The step driver (agent/stream.py,
-  which runs each step and the sub-steps it yields, as asyncio's loop runs coroutines) is
-  left out of the stacks: a step it resumes is not called back by it.
+  (A -> B -> A), each such chain once, shortest first. The step driver (`EventStream` in
+  agent/events.py, which runs each step and the sub-steps it yields, as asyncio's loop runs
+  coroutines) is left out of the stacks: a step it resumes is not called back by it.
 
 Run it on any checkout: `python -m bench.trace_turn` (or `--json`). `run()` gives the
 figures to `python -m bench bench_...`-style tables; tests/test_trace_turn.py keeps the
@@ -32,7 +32,8 @@ import tuiagent
 
 PACKAGE = Path(tuiagent.__file__).resolve().parent
 PROMPT = "What does notes.txt say?"
-RUNTIME = {"agent/stream.py"}  # the step driver: left out of the stacks (see above)
+# The step driver: left out of the stacks (see above). Its file, and its code by name.
+RUNTIME = ("agent/events.py", ("EventStream.", "awaited", "_nothing"))
 
 
 @dataclass
@@ -59,12 +60,17 @@ def _ours(frame: FrameType | None) -> str | None:
     return name[len(str(PACKAGE)) + 1 :]
 
 
+def _runtime(frame: FrameType) -> bool:
+    """Is the frame the step driver's?"""
+    return _ours(frame) == RUNTIME[0] and frame.f_code.co_qualname.startswith(RUNTIME[1])
+
+
 def _stack_files(frame: FrameType | None) -> list[str]:
     """tuiagent's files on the stack, outermost first, each run of one file once."""
     files: list[str] = []
     while frame is not None:
         f = _ours(frame)
-        if f is not None and f not in RUNTIME and (not files or files[-1] != f):
+        if f is not None and not _runtime(frame) and (not files or files[-1] != f):
             files.append(f)
         frame = frame.f_back
     return files[::-1]
@@ -98,7 +104,7 @@ def trace(workspace: Path, log_dir: Path) -> Trace:
                 return
             out.edges[(caller, callee)] += 1
             stack = _stack_files(frame.f_back)
-            if callee not in RUNTIME and callee in stack:
+            if not _runtime(frame) and callee in stack:
                 out.back_and_forth.add((*stack[stack.index(callee) :], callee))
 
         sys.setprofile(profile)

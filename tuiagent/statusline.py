@@ -43,7 +43,7 @@ class Where:
 
 
 @dataclass
-class Session:
+class SessionTotals:
     """What the session's records say."""
 
     calls: int = 0
@@ -174,7 +174,9 @@ def _session_budget(specs: list[str], session: str) -> tuple[str, Decimal] | Non
     return min(found, key=lambda b: b[1]) if found else None
 
 
-def from_logs(log_dir: Path, session: str, runs: list[str], tail: int | None = None) -> Session:
+def from_logs(
+    log_dir: Path, session: str, runs: list[str], tail: int | None = None
+) -> SessionTotals:
     """The session's calls in the proxy's run logs: those of `runs` (from the ledger), else
     the newest RECENT_LOGS logs; of each, its last `tail` bytes (None: all of it). Only
     lines that name the session are parsed."""
@@ -186,7 +188,7 @@ def from_logs(log_dir: Path, session: str, runs: list[str], tail: int | None = N
         except OSError:
             paths = []
     needle = json.dumps(session).encode()
-    out = Session()
+    out = SessionTotals()
     for path in paths:
         try:
             with path.open("rb") as fh:
@@ -205,7 +207,7 @@ def from_logs(log_dir: Path, session: str, runs: list[str], tail: int | None = N
     return out
 
 
-def _read_start(out: Session, line: bytes) -> None:
+def _read_start(out: SessionTotals, line: bytes) -> None:
     try:
         start = json.loads(line)
     except ValueError:
@@ -217,7 +219,7 @@ def _read_start(out: Session, line: bytes) -> None:
         out.cap = _money(cap) if cap is not None else out.cap
 
 
-def _read_call(out: Session, line: bytes, session: str) -> None:
+def _read_call(out: SessionTotals, line: bytes, session: str) -> None:
     try:
         rec = json.loads(line)
     except ValueError:

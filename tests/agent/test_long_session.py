@@ -14,8 +14,8 @@ from tests.support.loopback import API_ERROR, FaultyModel, status
 from tuiagent.agent.events import Event, Halted, Notice, TurnFinished
 from tuiagent.config import Settings
 from tuiagent.llm.client import make_client
+from tuiagent.llm.models import context_window
 from tuiagent.llm.tokens import estimate_request_tokens
-from tuiagent.llm.window import context_window
 from tuiagent.offline import OfflineModel
 from tuiagent.runs.transcript import load_requests
 from tuiagent.session import Session, open_session

@@ -1,4 +1,4 @@
-"""The one shape of a step that streams and then has a result (agent/stream.py):
+"""The one shape of a step that streams and then has a result (agent/events.py, EventStream):
 events out in order through nested steps, each step's result, exceptions raised where the
 sub-step was yielded, and closing innermost first (as nested aclosing blocks did)."""
 
@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tuiagent.agent.events import Notice
-from tuiagent.agent.stream import EventStream, Steps
+from tuiagent.agent.events import EventStream, Notice, Steps
 
 
 class Counted(EventStream[int]):

@@ -24,7 +24,7 @@ SIZE_IDS = ["160x48", "100x30", "80x24"]
 
 @pytest.fixture(autouse=True)
 def _fixed_run_id(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tuiagent.agent.run_records.new_run_id", lambda: "20260101T000000Z-snap00")
+    monkeypatch.setattr("tuiagent.agent.loop.new_run_id", lambda: "20260101T000000Z-snap00")
 
 
 async def _steady(pilot: Pilot[Any]) -> TuiagentApp:

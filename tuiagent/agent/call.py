@@ -4,14 +4,19 @@ settle -> record, with retries.
 Every model call of the agent goes through `Caller.call` (a `Call`: its events, then its
 `CallEnd`; the provider behind it is llm/provider.py's seam): agent turns, summaries, the
 classifier, keep-warm, replay, sub-agents. The money invariant: a call is held at its worst
-case before it is sent (`CallMeter.reserve`; a `hold` record is written first), held in
+case before it is sent (the meter's plan and hold; a `hold` record is written first), held in
 flight while it streams, and in a `finally` settled by the meter's distrust rules and
 written to the run log exactly once (a `turn` or an `attempt` record), whatever the server
 sends and whatever is raised (cancellation and signals included).
 
 What is the agent's own: the route (a tier that steps down to fit, cache markers dropped
 close to the cap), the retries (the proxy cannot retry for its client), the events the UI
-shows, what the run spent, the cache tracker.
+shows, what the run spent, the cache tracker; and where an agent's records go in its run,
+and who it is on each (`Place`). The main agent opens the run: a new run id, the run log
+and the run's transcript. A sub-agent (agent/delegate.py) has a parent: it writes to the
+parent's run log with its own identity on every record (`agent`, `parent_agent`,
+`parent_turn`, `task`), and keeps its conversation in a transcript of its own. (The
+records' types are tuiagent/runs/records.py's.)
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import getpass
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 from tuiagent.agent.events import (
@@ -33,14 +40,15 @@ from tuiagent.agent.events import (
     CacheStateChanged,
     CallHeld,
     Event,
+    EventStream,
     Notice,
+    Steps,
     ToolCallStarted,
     TurnFinished,
     TurnStarted,
 )
 from tuiagent.agent.router import RouteDecision
-from tuiagent.agent.run_records import Place
-from tuiagent.agent.stream import EventStream, Steps
+from tuiagent.apikey import api_key
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.display import budget_line
@@ -48,13 +56,15 @@ from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money as show_money
 from tuiagent.cost.pricing import Pricer, Spending
 from tuiagent.errors import UsageError
-from tuiagent.ledger import LedgerError, Scopes
+from tuiagent.ledger import LedgerError, Scopes, key_id
+from tuiagent.ledger.scopes import clean_value
 from tuiagent.llm.caching import (
     CacheTracker,
     api_miss_reason,
     count_breakpoints,
     without_breakpoints,
 )
+from tuiagent.llm.models import context_window
 from tuiagent.llm.provider import (
     CallFailed,
     CallResult,
@@ -65,10 +75,89 @@ from tuiagent.llm.provider import (
 )
 from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
-from tuiagent.llm.window import context_window
-from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, Size, record_fields
-from tuiagent.runs.log import utc_now_iso
+from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, Size, Unfit, record_fields
+from tuiagent.runs.layout import transcript_path
+from tuiagent.runs.log import R, RunLog, Transcript, utc_now_iso
 from tuiagent.runs.records import Attempt, HaltReason, HoldRecord, Turn
+
+
+@dataclass(frozen=True)
+class Place:
+    """An agent's place in its run: its identity, the run's log, its transcript."""
+
+    identity: dict[str, Any]  # on every record the agent writes
+    run_id: str
+    log: RunLog
+    transcript: Transcript
+
+    def own(self, record: R) -> R:
+        """The record as this agent's: its run id and identity on it."""
+        return dataclasses.replace(record, run_id=self.run_id, **self.identity)
+
+    def write(self, record: R) -> R:
+        """Write a record to the run log as this agent's."""
+        record = self.own(record)
+        self.log.append(record)
+        return record
+
+    def write_hold(self, turn: int, purpose: str, held: Held) -> HoldRecord:
+        """A call's request in the transcript and its `hold` record, written before it is
+        sent; LogWriteError on a full disk (the call releases the hold and sends nothing)."""
+        plan = held.plan
+        res = plan.reservation
+        self.transcript.request(turn, purpose, plan.request)
+        record = self.write(
+            HoldRecord(
+                hold_id=held.hold_id,
+                turn=turn,
+                purpose=purpose,
+                model=plan.model,
+                reserved_usd=res.worst_case_usd,
+                max_tokens=int(plan.request["max_tokens"]),
+                input_tokens_counted=res.input_tokens,
+                started_at=utc_now_iso(),
+            )
+        )
+        return record
+
+
+def run_scopes(run_id: str, session: str, simulated: bool) -> Scopes:
+    """What a run's calls are for the budgets: its session, the user at this machine,
+    `tuiagent` as the client, a hash of the API key (none offline); simulated offline."""
+    try:
+        user: str | None = getpass.getuser()
+    except (OSError, KeyError):
+        user = None
+    key = None if simulated else key_id(api_key())
+    return Scopes(
+        session=session,
+        user=clean_value(user),
+        client="tuiagent",
+        key=key,
+        simulated=simulated,
+        run=run_id,
+    )
+
+
+def place_of(
+    agent_id: str,
+    *,
+    log_dir: Path,
+    run_id: str,
+    parent: Place | None = None,
+    parent_turn: int = 0,
+    task: str | None = None,
+) -> Place:
+    """The main agent's place (a new run, `run_id`), or a sub-agent's in its parent's run
+    (`parent`, at the parent's turn `parent_turn`)."""
+    identity: dict[str, Any] = {"agent": agent_id}
+    if parent is None:
+        log = RunLog(log_dir, run_id)
+        return Place(identity, run_id, log, Transcript(transcript_path(log.path)))
+    identity.update(parent_agent=parent.identity["agent"], parent_turn=parent_turn, task=task)
+    transcript = Transcript(transcript_path(parent.log.path, agent_id))
+    return Place(identity, parent.run_id, parent.log, transcript)
+
 
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 8.0
@@ -243,7 +332,7 @@ class Caller:
     # --- the call ------------------------------------------------------------
 
     def call(self, spec: CallSpec, retries: Retries) -> Call:
-        """The call's events, then its CallEnd (agent/stream.py). Its retries count against
+        """The call's events, then its CallEnd (agent/events.py). Its retries count against
         `retries`: the request's (each request gets `max_retries` of its own)."""
         return Call(self, spec, retries)
 
@@ -269,7 +358,7 @@ class Caller:
             attempt += 1
             try:
                 held = await self._hold(spec)
-                end = self._did_not_fit(spec, helper) if held is None else None
+                end = self._did_not_fit(spec, helper, held) if isinstance(held, Unfit) else None
             except (CallFailed, UsageError, LedgerError) as failure:
                 # count_tokens refused (a bad key), a model or a modifier without a price, a
                 # ledger that cannot be reached (then nothing is sent)
@@ -278,7 +367,7 @@ class Caller:
                     CallEnd(None, "skipped" if helper else HaltReason.ERROR, str(failure))
                 )
                 return
-            if held is None:
+            if isinstance(held, Unfit):
                 assert end is not None
                 if helper:  # said as a notice; a skipped call's end carries no detail
                     yield Notice(end.detail)
@@ -365,7 +454,7 @@ class Caller:
             yield Notice(f"{failed}; retry {retries.used} in {wait:.1f}s", "warning")
             await self.meter.sleep(wait)
 
-    def _did_not_fit(self, spec: CallSpec, helper: bool) -> CallEnd:
+    def _did_not_fit(self, spec: CallSpec, helper: bool, unfit: Unfit) -> CallEnd:
         """Why no useful call fits: the run's cap, or the `[[budgets]]` budget that stops it
         (named, with when it resets). LedgerError when the ledger cannot be read."""
         scopes = Scopes(model=spec.decision.model)
@@ -373,7 +462,7 @@ class Caller:
         if helper:
             why = f"skipped the {spec.purpose} call: it did not fit the {show_money(left)} left"
             return CallEnd(None, "skipped", why)
-        needed = self.meter.needed if self.meter.needed is not None else left
+        needed = unfit.needed
         places = 4  # enough places that what is left and what is needed differ
         while places < 9 and round(left, places) >= round(needed, places):
             places += 1
@@ -406,26 +495,22 @@ class Caller:
             tiers += list(reversed(TIERS[: TIERS.index(spec.decision.tier)]))
         return tiers
 
-    async def _hold(self, spec: CallSpec) -> _Held | None:
+    async def _hold(self, spec: CallSpec) -> _Held | Unfit:
         """Plan the call and hold its worst case, its request and `hold` record written before
-        it is sent; None when no useful call fits (not even once holds in flight settle)."""
-        chosen: list[Prepared] = []  # the route of the plan being held
-        written: list[HoldRecord] = []
-
-        async def plan() -> Plan | None:
+        it is sent; Unfit when no useful call fits (not even once holds in flight settle)."""
+        label = f"turn {spec.turn} {spec.purpose}"
+        wait = self.meter.waiting(Scopes(model=spec.decision.model))
+        while True:
+            wait.next_round()
             prepared = await self._prepare(spec)
-            chosen[:] = [prepared] if prepared is not None else []
-            return prepared.plan if prepared is not None else None
-
-        held = await self.meter.hold_when_it_fits(
-            plan,
-            f"turn {spec.turn} {spec.purpose}",
-            functools.partial(self.place.write_hold, spec.turn, spec.purpose, into=written),
-            Scopes(model=spec.decision.model),
-        )
-        if not isinstance(held, Held):
-            return None
-        return _Held(chosen[0], held, written[0], utc_now_iso())
+            if prepared is not None:
+                held = await self.meter.hold_async(prepared.plan, label, wait.waited_s)
+                if held is not None:
+                    with held.released_on_error():  # nothing is sent unrecorded
+                        record = self.place.write_hold(spec.turn, spec.purpose, held)
+                    return _Held(prepared, held, record, utc_now_iso())
+            elif (unfit := await wait.unfit()) is not None:
+                return unfit
 
     async def _prepare(self, spec: CallSpec) -> Prepared | None:
         """The plan for this call within what is left of the cap.

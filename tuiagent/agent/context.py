@@ -1,6 +1,11 @@
-"""Long sessions: the context kept within the window, and paid for only while it serves.
+"""The conversation as the agent sends it, kept within the window and paid for only while it
+serves.
 
-Two steps, both on by default (config `context_management`), each a `context` record:
+`RunState` is the run's state (its history and counters); `Conversation` builds each
+request from the history, the system prompt and the tools. What a request adds to the
+history is the request's (agent/loop.py, Request). Long sessions keep the context in bounds
+(`ContextManager`), in two steps, both on by default (config `context_management`), each a
+`context` record:
 
 - **Clearing old tool results.** A tool result older than the last `context_keep_turns`
   model calls has served: the model read it and answered. One smaller than
@@ -32,24 +37,144 @@ that costs less than the miss it prevents (`keep_warm`).
 from __future__ import annotations
 
 import json
+import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from tuiagent.agent.call import Caller, Retries
+from tuiagent.agent.call import Caller, Place, Retries
 from tuiagent.agent.compress import Compressor
-from tuiagent.agent.conversation import Conversation, RunState, SettledEnd
-from tuiagent.agent.events import ContextEdited, Notice
-from tuiagent.agent.run_records import Place
-from tuiagent.agent.stream import EventStream, Steps
+from tuiagent.agent.events import ContextEdited, EventStream, Notice, Steps
+from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.display import cap, money
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.caching import TTL_SECONDS, plan_breakpoints
+from tuiagent.llm.caching import TTL_SECONDS, CacheTracker, plan_breakpoints
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
+from tuiagent.llm.models import context_window
 from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
-from tuiagent.llm.window import context_window
-from tuiagent.runs.records import ContextEdit, KeepWarm
+from tuiagent.runs.records import ContextEdit, HaltReason, KeepWarm
+
+
+@dataclass
+class RunState:
+    """One agent's run so far: its calls, how it ended, its conversation's messages."""
+
+    run_id: str
+    turns: int = 0
+    subagent_turns: int = 0  # the turns of its sub-agents (agent/delegate.py), all told
+    status: str | None = None
+    halt_reason: HaltReason | None = None
+    # Halted at the cap: the most the next call may cost (what raising the cap must leave).
+    needed_usd: Decimal | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class SettledEnd:
+    """The end of the history's settled part: the last message a clearing edited
+    (agent/context.py). Calls hold a cache breakpoint there, so the next clearing (which
+    edits only what follows) rewrites the cache from there on, not from the start.
+    `cached_at`: when a call first wrote that prefix to the cache (None: not yet), and on
+    which model."""
+
+    message: int
+    after_turn: int  # the calls after this turn place the breakpoint
+    cached_at: float | None = None
+    model: str | None = None
+
+
+def asks_diagnostics(simulated: bool) -> bool:
+    """Diagnostics are asked of Anthropic's API and of the offline model; a gateway or other
+    compatible endpoint may reject the field, so it is not sent there."""
+    return simulated or not os.environ.get("ANTHROPIC_BASE_URL")
+
+
+# The tools and messages as sent, from the toolbox's definitions and the history.
+Offer = Callable[
+    [list[dict[str, Any]], list[dict[str, Any]]],
+    tuple[list[dict[str, Any]], list[dict[str, Any]]],
+]
+
+
+class Conversation:
+    """The requests an agent's conversation makes: the history (`state.history`, replaced
+    whole by a compaction or /clear), the system prompt and the tools' definitions."""
+
+    def __init__(
+        self,
+        state: RunState,
+        settings: Settings,
+        system_prompt: str,
+        toolbox: Toolbox,
+        cache: CacheTracker,
+        *,
+        simulated: bool,
+    ) -> None:
+        self.state = state
+        self.settings = settings
+        self.system_prompt = system_prompt
+        self.toolbox = toolbox
+        self.cache = cache  # the calls' prompt cache: its last message id
+        self.ask_diagnostics = asks_diagnostics(simulated)
+        # The settled ends whose breakpoints the next call holds: the one cached, and a new
+        # one after a clearing until a call has cached it too (context.py keeps them).
+        self.settled: list[SettledEnd] = []
+        # What the MCP servers make of the tools and messages sent (agent/mcp.py `offered`:
+        # their definitions deferred to tool search, when they are), if there are any.
+        self.offer: Offer | None = None
+
+    def held(self) -> list[int]:
+        """The message indices whose last blocks hold a cache breakpoint."""
+        return [s.message for s in self.settled]
+
+    def body(self) -> dict[str, Any]:
+        """What every request of the conversation sends: system, tools, messages."""
+        tools, messages = self.toolbox.definitions(), self.state.history
+        if self.offer is not None:
+            tools, messages = self.offer(tools, messages)
+        return {"system": self.system_prompt, "tools": tools, "messages": messages}
+
+    def request(self, model: str) -> dict[str, Any]:
+        """The next agent call's request to `model`, with its cache breakpoints."""
+        settings = self.settings
+        request: dict[str, Any] = {
+            "model": model,
+            "max_tokens": settings.run.max_tokens,
+            **self.body(),
+        }
+        if not settings.cache.enabled:
+            return request
+        if self.ask_diagnostics:
+            # Ask the API why a call missed the cache: it compares with this previous call.
+            request["diagnostics"] = {"previous_message_id": self.cache.last_message_id}
+        return plan_breakpoints(request, model, settings.cache.ttl, self.held())
+
+
+def replayable(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Assistant content as it can be sent back: the API's own block fields only."""
+    out = []
+    for block in content:
+        kind = block.get("type")
+        if kind == "text":
+            out.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "tool_use":
+            out.append(
+                {
+                    "type": "tool_use",
+                    "id": block["id"],
+                    "name": block["name"],
+                    "input": block.get("input") or {},
+                }
+            )
+        else:
+            out.append({k: v for k, v in block.items() if k not in ("citations",)})
+    return [b for b in out if not (b.get("type") == "text" and not b.get("text"))] or [
+        {"type": "text", "text": "(no answer)"}
+    ]
+
 
 # A clearing must pay for its cache rewrite within this many calls, a compaction for its
 # summary call and rewrite within COMPACT_PAYBACK_CALLS (see the module doc).
@@ -108,6 +233,13 @@ class ContextManager:
         self.pricer = pricer
         self.compressor = compressor
         self.place = place
+        # The settings are the run's and never change: what follows from them is known now.
+        self.fast_model = settings.router.model_for("fast")  # compaction's tier
+        # The smallest window among the tiers' models (a call may go to any of them),
+        # within config `context_window`.
+        self._window = min(
+            context_window(settings.router.model_for(t), settings.run.context_window) for t in TIERS
+        )
 
     def _note_calls(self) -> None:
         """A call made since a clearing has cached its settled end: the one before is let go."""
@@ -138,8 +270,7 @@ class ContextManager:
     def window(self) -> int:
         """The smallest window among the tiers' models (a call may go to any of them),
         within config `context_window`."""
-        at_most = self.settings.run.context_window
-        return min(context_window(self.settings.router.model_for(t), at_most) for t in TIERS)
+        return self._window
 
     def tokens(self) -> int:
         """The next request's input, as the local estimate counts it."""
@@ -279,7 +410,7 @@ class ContextManager:
         if expected >= head_tokens:
             return None
         last = self.caller.cache.last_model
-        rates = self.pricer.rates(last or self.settings.router.model_for("fast"))
+        rates = self.pricer.rates(last or self.fast_model)
         per_call = rates.cache_read * (head_tokens - expected)
         if per_call < run.compact_min_saving_usd:
             return None
@@ -287,7 +418,7 @@ class ContextManager:
         rendered = estimate_request_tokens(
             {"messages": [{"role": "user", "content": self._render(head, keep=False)}]}
         )
-        fast = self.pricer.rates(self.settings.router.model_for("fast"))
+        fast = self.pricer.rates(self.fast_model)
         cost = (
             fast.input * rendered
             + fast.output * expected
@@ -317,7 +448,7 @@ class ContextManager:
         transcript.rewrite(history, clearing.first_message)
         settled = SettledEnd(clearing.edits[-1][0], self.state.turns)
         self.conversation.settled.append(settled)
-        model = self.caller.cache.last_model or self.settings.router.model_for("fast")
+        model = self.caller.cache.last_model or self.fast_model
         rates = self.pricer.rates(model)
         record = self.place.write(
             ContextEdit(
@@ -382,7 +513,7 @@ class ContextManager:
             yield Notice("nothing to compact: the conversation is only the current request")
             return
         before = self.tokens()
-        model = self.settings.router.model_for("fast")
+        model = self.fast_model
         request = {
             "model": model,
             "max_tokens": min(COMPACT_MAX_TOKENS, self.settings.run.max_tokens),

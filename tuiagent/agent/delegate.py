@@ -27,8 +27,10 @@ from typing import Any
 from tuiagent.agent.events import (
     BudgetChanged,
     Event,
+    EventStream,
     LogRecord,
     Notice,
+    Steps,
     SubAgentChanged,
     SubAgentEnded,
     TurnFinished,
@@ -36,8 +38,7 @@ from tuiagent.agent.events import (
 )
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.protocol import RequestEnd
-from tuiagent.agent.stream import EventStream, Steps
-from tuiagent.agent.tools.base import Tool, Toolbox, ToolError, ToolOutput
+from tuiagent.agent.tools import Tool, Toolbox, ToolError, ToolOutput
 from tuiagent.config import TIERS
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.outcome import COMPLETED, ERROR, outcome

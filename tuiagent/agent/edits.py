@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuiagent.agent.stream import EventStream, awaited
+from tuiagent.agent.events import EventStream, awaited
 from tuiagent.agent.tools import Tool, ToolError, ToolOutput
 from tuiagent.agent.tools.base import in_thread
 from tuiagent.agent.tools.beneath import Beneath

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tuiagent.agent.call import Caller
-from tuiagent.agent.conversation import Conversation, RunState
+from tuiagent.agent.context import Conversation, RunState
 from tuiagent.agent.router import Router, request_words
 from tuiagent.cost.display import money as show_money
 from tuiagent.cost.pricing import ZERO, usd

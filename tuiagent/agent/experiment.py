@@ -112,7 +112,7 @@ class TurnResult:
 
 
 @dataclass
-class Estimate:
+class ReplayEstimate:
     turns: int
     worst_case: Decimal  # every replay and judge call at its reservation
     expected: Decimal  # the original tokens at the target's prices (judge calls aside)
@@ -325,7 +325,7 @@ def load_turns(
 
 def estimate(
     settings: Settings, turns: list[SourceTurn], target: str, *, judge: bool, cap: Decimal
-) -> Estimate:
+) -> ReplayEstimate:
     """What the experiment may cost at worst and is expected to cost; a LimitError when the
     cap does not fit even the first call (nothing is sent then)."""
     pricer = Pricer(settings.router.prices)
@@ -360,7 +360,7 @@ def estimate(
             assert jres is not None
             worst += jres.worst_case_usd
             judge_calls += 1
-    return Estimate(len(turns), worst, expected, judge_calls)
+    return ReplayEstimate(len(turns), worst, expected, judge_calls)
 
 
 # --- the experiment ------------------------------------------------------------------

@@ -7,12 +7,14 @@ classifier's tier for it, its retries, its escalation (a failed fast-tier step r
 tier up), what it spent; it works with the parts it is handed, each by name (`Parts`).
 
 A face steers the Agent through agent/protocol.py: every request, compaction and keep-warm
-is an event stream (agent/stream.py: its events, then its result) that the headless runner
-and the UI consume alike, so neither holds agent logic. Every model call, and all of its
-money, is the metered call's (agent/call.py); the request it sends is built from the
-conversation (agent/conversation.py); clearing and compaction are agent/context.py's, a
-step's tool calls agent/tool_step.py's; where its records go, a sub-agent's too, is
-agent/run_records.py's.
+is an event stream (agent/events.py, EventStream: its events, then its result) that the
+headless runner and the UI consume alike, so neither holds agent logic. Every model call,
+and all of its money, is the metered call's (agent/call.py); the request it sends is built
+from the conversation, and kept within the window, by agent/context.py; where its records
+go, a sub-agent's too, are the call's (`Place`). A step's tool calls are `ToolRunner`'s,
+here: each approved, run, compressed (or summarised) and logged; its result is the
+tool_result blocks for the next request and the errors the tools gave (the request decides
+what they mean).
 """
 
 from __future__ import annotations
@@ -28,22 +30,30 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tuiagent.agent import run_records
-from tuiagent.agent.call import Call, Caller, CallSpec, Retries
-from tuiagent.agent.compress import Compressor, result_ids_in
-from tuiagent.agent.context import ContextManager
-from tuiagent.agent.conversation import Conversation, RunState, replayable
+from tuiagent.agent.call import Call, Caller, CallSpec, Place, Retries, place_of, run_scopes
+from tuiagent.agent.compress import (
+    EXPAND_TOOL,
+    Compressed,
+    Compressor,
+    result_ids_in,
+    summary_request,
+)
+from tuiagent.agent.context import ContextManager, Conversation, RunState, replayable
 from tuiagent.agent.edits import Editor, EditPreview
 from tuiagent.agent.estimate import Estimate, History, estimate
 from tuiagent.agent.events import (
     Answered,
     BudgetChanged,
     ContextEdited,
+    EventStream,
     Halted,
     Notice,
     Prompted,
     RunEnded,
     RunStarted,
+    Steps,
+    ToolCallStarted,
+    ToolFinished,
 )
 from tuiagent.agent.mcp import McpTools
 from tuiagent.agent.protocol import AgentSnapshot, Approver, RequestEnd
@@ -57,10 +67,7 @@ from tuiagent.agent.router import (
     tier_named,
     tools_so_far,
 )
-from tuiagent.agent.run_records import Place, place_of, run_scopes
-from tuiagent.agent.stream import EventStream, Steps
-from tuiagent.agent.tool_step import ToolRunner
-from tuiagent.agent.tools import Toolbox, ToolError
+from tuiagent.agent.tools import Toolbox, ToolError, ToolOutput
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.budget import Budget, BudgetSnapshot, open_run_budget
 from tuiagent.cost.pricing import Pricer, Spending
@@ -68,10 +75,145 @@ from tuiagent.errors import UsageError
 from tuiagent.llm.provider import Provider
 from tuiagent.llm.tokens import estimate_request_tokens, estimate_tokens
 from tuiagent.runs.log import LogWriteError, R, utc_now_iso
+from tuiagent.runs.log import new_run_id as new_run_id  # the run's id (a test's seam)
 from tuiagent.runs.outcome import Outcome, outcome
 from tuiagent.runs.records import Answer as AnswerRecord
-from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart, UserMessage
+from tuiagent.runs.records import HaltReason, Limits, RunEnd, RunStart, ToolCall, UserMessage
 from tuiagent.runs.transcript import Resumable
+
+
+@dataclass(frozen=True)
+class ToolResults:
+    """A step's tool calls, done: what the next request sends back, and each call that gave
+    an error (its tool, its input, the error), in order."""
+
+    blocks: list[dict[str, Any]]
+    errors: list[tuple[str, dict[str, Any], str]]
+
+
+class ToolRunner:
+    """Runs an agent's tool calls: the toolbox's tools, their results compressed (originals
+    kept for expand_result) or summarised by a helper call, each logged."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        toolbox: Toolbox,
+        compressor: Compressor,
+        caller: Caller,
+        place: Place,
+    ) -> None:
+        self.settings = settings
+        self.toolbox = toolbox
+        self.compressor = compressor
+        self.caller = caller  # for summaries
+        self.place = place
+
+    def run(
+        self,
+        turn: int,
+        uses: list[dict[str, Any]],
+        approve: Approver | None,
+        retries: Retries,
+    ) -> EventStream[ToolResults]:
+        """Run a step's tool calls in order (`approve` asked before a tool that acts on the
+        world): their events, then their ToolResults."""
+        return EventStream(lambda out: self._run(out, turn, uses, approve, retries))
+
+    async def _run(
+        self,
+        out: EventStream[ToolResults],
+        turn: int,
+        uses: list[dict[str, Any]],
+        approve: Approver | None,
+        retries: Retries,
+    ) -> Steps:
+        blocks: list[dict[str, Any]] = []
+        errors: list[tuple[str, dict[str, Any], str]] = []
+        for use in uses:
+            name, args = use["name"], use.get("input") or {}
+            yield ToolCallStarted(turn, use["id"], name, args)
+            tool = self.toolbox.tools.get(name)
+            asks = tool is not None and tool.needs_approval and approve is not None
+            answer = await approve(name, args) if asks and approve is not None else True
+            if answer is not True:  # False, or the user's reason (the model reads it)
+                why = f": {answer}" if isinstance(answer, str) and answer.strip() else ""
+                output = ToolOutput(f"error: the user declined to run {name}{why}", is_error=True)
+            elif tool is not None and tool.stream is not None:
+                run = tool.stream(args)  # a tool that reports as it works (delegate)
+                yield run
+                output = run.result()
+            else:
+                output = await self.toolbox.call(name, args)
+            summary = self._summary_call(name, output.text, turn, retries)
+            summarized = None
+            if summary is not None:
+                yield summary
+                end = summary.result()
+                if end.result is None:
+                    yield Notice(f"could not summarise the {name} result", "warning")
+                elif end.result.text.strip():
+                    summarized = end.result.text
+            shown = self._shown(name, output.text, summarized)
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": use["id"],
+                "content": shown.text,
+            }
+            if output.is_error:
+                block["is_error"] = True
+                errors.append((name, args, output.text))
+            yield ToolFinished(
+                self.place.write(
+                    ToolCall(
+                        turn=turn,
+                        tool_use_id=use["id"],
+                        name=name,
+                        input=args,
+                        ok=not output.is_error,
+                        result_tokens=shown.compressed_tokens,
+                        original_tokens=shown.original_tokens,
+                        compressed_tokens=shown.compressed_tokens,
+                        method=shown.method,
+                        result_id=shown.result_id,
+                        diff_lines=getattr(output, "diff_lines", None),
+                    )
+                ),
+                output=shown.text,
+                original=output.text,
+            )
+            blocks.append(block)
+        out.set_result(ToolResults(blocks, errors))
+
+    def _summary_call(self, tool: str, text: str, turn: int, retries: Retries) -> Call | None:
+        """With summarize_results, a large result is summarised by a fast-tier call (None: it
+        is not); the summariser reads a compressed form of a very large one."""
+        settings, bound = self.settings.tools, self.compressor.over_tokens
+        if not (settings.compress and settings.summarize_results) or tool == EXPAND_TOOL:
+            return None
+        tokens = estimate_tokens(text)
+        if tokens <= bound:
+            return None
+        source = text
+        if tokens > 20 * bound:
+            compressed = Compressor(20 * bound).compress(tool, text).text
+            source = (
+                f"[compressed form of a {tokens:,}-token result]\n"
+                + (compressed.split("\n", 1)[-1])
+            )
+        model = self.settings.router.model_for("fast")
+        request = summary_request(model, tool, source, bound - 150)
+        return self.caller.helper("summarize", request, turn, retries)
+
+    def _shown(self, tool: str, text: str, summary: str | None) -> Compressed:
+        """What the model sees of a tool result; a compressed one's original is kept."""
+        if not self.settings.tools.compress:
+            tokens = estimate_tokens(text)
+            return Compressed(text, "none", tokens, tokens)
+        if summary is not None:
+            model = self.settings.router.model_for("fast")
+            return self.compressor.summarized(tool, text, summary, model)
+        return self.compressor.compress(tool, text)
 
 
 @dataclass
@@ -416,7 +558,7 @@ class Agent:
             self.pricer.ensure_priced(settings.router.model_for(tier))
         self.steering = Steering(settings.router.tier, settings.run.max_turns)
         self.system_prompt = settings.run.resolved_system_prompt()
-        run_id = run_id or (parent.state.run_id if parent is not None else run_records.new_run_id())
+        run_id = run_id or (parent.state.run_id if parent is not None else new_run_id())
         # The run's cap over the ledger every tuiagent process shares (a sub-agent's is a
         # slice of its parent's): opened before the log, so a ledger that cannot be reached
         # leaves no run behind.

@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from tuiagent.agent.events import Event, McpCostNoted, McpStateChanged, Notice
-from tuiagent.agent.run_records import Place
-from tuiagent.agent.stream import EventStream, Steps
+from tuiagent.agent.call import Place
+from tuiagent.agent.events import Event, EventStream, McpCostNoted, McpStateChanged, Notice, Steps
 from tuiagent.agent.tools import Tool, Toolbox, ToolOutput
 from tuiagent.config import TIERS, McpServer, Settings
 from tuiagent.cost.display import money

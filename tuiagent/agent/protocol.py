@@ -1,7 +1,7 @@
 """What a face may ask of an agent: the UI holds this interface, never the concrete `Agent`.
 
 Everything else the UI shows comes from the events of the streams the methods return
-(agent/stream.py EventStream: iterate it, then ask its result). To interrupt, close the
+(agent/events.py EventStream: iterate it, then ask its result). To interrupt, close the
 stream (`aclose()`, or cancel the task that iterates it): the call in flight is settled and recorded there and then, and what streamed
 stays in the conversation. `Agent` (agent/loop.py) satisfies it; mypy checks that where the
 session hands an `Agent` to the app.
@@ -16,8 +16,14 @@ from typing import Any, Protocol
 
 from tuiagent.agent.edits import EditPreview
 from tuiagent.agent.estimate import Estimate
-from tuiagent.agent.events import BudgetChanged, ContextEdited, Halted, RunEnded, RunStarted
-from tuiagent.agent.stream import EventStream
+from tuiagent.agent.events import (
+    BudgetChanged,
+    ContextEdited,
+    EventStream,
+    Halted,
+    RunEnded,
+    RunStarted,
+)
 from tuiagent.cost.budget import BudgetSnapshot
 from tuiagent.runs.outcome import Outcome
 from tuiagent.runs.records import HaltReason, Turn

@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from tuiagent.agent.experiment import (
-    Estimate,
     Experiment,
+    ReplayEstimate,
     Suggestion,
     estimate,
     load_turns,
@@ -116,7 +116,7 @@ class ExperimentArgs:
     as_json: bool
 
 
-def _confirm(estimate: Estimate, target: str, cap: Decimal, yes: bool) -> None:
+def _confirm(estimate: ReplayEstimate, target: str, cap: Decimal, yes: bool) -> None:
     judge = f" and {estimate.judge_calls} judge call(s)" if estimate.judge_calls else ""
     print(
         f"tuiagent: replaying {estimate.turns} turn(s) on {target}{judge}: at most "

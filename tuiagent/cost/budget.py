@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from tuiagent.config import Settings
+from tuiagent.config import TIERS, Settings
 from tuiagent.cost.pricing import (
     MIN_SERVER_TOOL_CALL_TOKENS,
     SERVER_LOOP_ITERATIONS,
@@ -538,7 +538,12 @@ def open_run_budget(
     ledger = open_ledger(
         settings.ledger.url, data_dir(), lease_s=settings.ledger.lease_s, what=what
     )
-    stack = Stack(ledger, settings.ledger.budgets, scopes, tier_of=settings.router.tier_of)
+    # Each model's tier, as a table (the first tier a model is configured for, as
+    # `tier_of` says): the ledger looks it up for each call, and never calls back.
+    tiers: dict[str, str] = {}
+    for tier in TIERS:
+        tiers.setdefault(settings.router.model_for(tier), tier)
+    stack = Stack(ledger, settings.ledger.budgets, scopes, tier_of=tiers.get)
     try:
         ledger.register(settings.ledger.budgets)
         stack.tightest()  # what they stand at, for the gauge before the first call

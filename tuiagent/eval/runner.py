@@ -19,18 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuiagent.agent.call import CallSpec, Retries
+from tuiagent.agent.call import CallSpec, Retries, run_scopes
 from tuiagent.agent.experiment import call_once, exact_request
 from tuiagent.agent.loop import Agent
 from tuiagent.agent.router import RouteDecision
-from tuiagent.agent.run_records import new_run_id, run_scopes
 from tuiagent.agent.tools import Toolbox
 from tuiagent.apikey import api_key
 from tuiagent.config import Settings
 from tuiagent.cost.budget import Budget, open_run_budget
 from tuiagent.eval.checks import check_request, file_states, parse_check
 from tuiagent.eval.suite import Suite, Task
-from tuiagent.runs.log import LogWriteError
+from tuiagent.runs.log import LogWriteError, new_run_id
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.records import HaltReason
 from tuiagent.session import connect, open_session

@@ -13,12 +13,22 @@ within them. A rule's `Source` says where the fact comes from and how sure its w
 
 The facts are as of the documentation read on 2026-12-07 (fast mode left Claude Opus 4.8 on
 2026-11-30; Claude Sonnet 4 and Opus 4 retired on 2026-06-15, Opus 4.1 on 2026-08-05).
+
+Each model's context window (`context_window`: the most input tokens one request may hold)
+comes from genai-prices' model data (`ModelInfo.context_window`), the same data
+that prices every call: 1,000,000 tokens for the 5.x models and Opus 4.6+, Sonnet 4.6;
+200,000 for the older ones. A model it does not know (a gateway's, a hand-priced one) gets
+200,000, the window Anthropic documents as the standard one for Claude models
+(docs.anthropic.com, "Context windows"), unless config `context_window` says less.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
+
+from genai_prices import data_snapshot
 
 Sampling = Literal["free", "one_of_temperature_top_p", "none"]
 Thinking = Literal["enabled", "adaptive", "disabled"]
@@ -529,3 +539,27 @@ def takes_tool_search(model: str) -> bool:
 def active_models() -> list[str]:
     """Every model the API serves today, by its id."""
     return [r.model for r in RULES if r.retired is None]
+
+
+DEFAULT_CONTEXT_WINDOW = 200_000
+
+
+def context_window(model: str, at_most: int | None = None) -> int:
+    """The model's window in tokens, from genai-prices, else DEFAULT_CONTEXT_WINDOW; no
+    more than `at_most` (config `context_window`) when given."""
+    window = _known_window(model)
+    return window if at_most is None else min(window, at_most)
+
+
+@lru_cache(maxsize=64)
+def _known_window(model: str) -> int:
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, "anthropic", None)
+    except LookupError:
+        return DEFAULT_CONTEXT_WINDOW
+    return info.context_window or DEFAULT_CONTEXT_WINDOW
+
+
+def prompt_too_long(tokens: int, window: int) -> str:
+    """The API's own message for a request over the window (a 400 invalid_request_error)."""
+    return f"prompt is too long: {tokens} tokens > {window} maximum"

@@ -7,12 +7,14 @@ from tuiagent.meter.core import (
     Counter,
     Held,
     Plan,
+    Prefixes,
     Seen,
     Settled,
+    Size,
     Unfit,
+    Waiting,
     record_fields,
 )
-from tuiagent.meter.sizing import Prefixes, Size
 
 __all__ = [
     "WAIT_POLL_S",
@@ -25,5 +27,6 @@ __all__ = [
     "Settled",
     "Size",
     "Unfit",
+    "Waiting",
     "record_fields",
 ]

@@ -27,10 +27,14 @@ client, and forwards bytes: both hand `settle` what they saw as a `Seen`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import hashlib
+import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -53,9 +57,8 @@ from tuiagent.cost.pricing import (
 )
 from tuiagent.errors import UsageError
 from tuiagent.ledger import BudgetLine, Scopes
-from tuiagent.llm.tokens import estimate_request_tokens, loadable_tokens
+from tuiagent.llm.tokens import PER_MESSAGE_OVERHEAD, estimate_request_tokens, loadable_tokens
 from tuiagent.llm.usage import MAX_TOKENS, TokenUsage
-from tuiagent.meter.sizing import Prefixes, Size
 
 # What asks the API's free count_tokens for a request: its `input_tokens` as the answer
 # gave it (any JSON value: the meter checks it), None when there is no count to be had.
@@ -66,6 +69,121 @@ THINKING_MIN_BUDGET = 1024  # the API's smallest thinking budget
 WAIT_POLL_S = 0.05  # how often a waiting request looks again (holds may settle elsewhere)
 _NO_LIMIT = Decimal(10) ** 15  # room for any worst case (dollars)
 FACTOR_PLACES = Decimal("0.000001")
+
+
+# --- sizing: how big a request is, without a round trip where one cannot change the outcome
+#
+# A conversation re-sends its history with every call. The previous call of the same
+# conversation billed its input exactly, and its output is the answer the history now ends
+# with: together, the exact size of the unchanged prefix. Only what was added since (the
+# answer as re-sent, the new messages) is estimated, with the margin.
+#
+# A conversation is recognised by what it is made of, not by who sends it: its frame (model,
+# tools, system) and its messages, each hashed with the cache markers aside (they move every
+# call). So the proxy, which sees the calls of many clients and sessions interleaved, finds
+# the call a request continues as the agent finds its own previous call.
+
+
+@dataclass(frozen=True)
+class Size:
+    """A request's input tokens as reserved, and where the figure came from:
+    count_tokens | estimate (the local one with its margin) | prefix+estimate."""
+
+    tokens: int
+    source: str  # count_tokens | estimate | prefix+estimate
+
+
+def _unmarked(blocks: Any) -> Any:
+    """Blocks as the API reads them, cache markers aside."""
+    if isinstance(blocks, str):
+        return [{"type": "text", "text": blocks}] if blocks else []
+    if not isinstance(blocks, list):
+        return blocks
+    return [
+        {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
+        for b in blocks
+    ]
+
+
+def _hash(value: Any) -> bytes:
+    data = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.blake2b(data.encode(), digest_size=16).digest()
+
+
+def _chain(request: Mapping[str, Any]) -> list[bytes]:
+    """chain[i]: the digest of the frame and the first i messages."""
+    frame = [
+        request.get("model"),
+        _unmarked(request.get("tools")),
+        _unmarked(request.get("system")),
+    ]
+    out = [_hash(frame)]
+    for message in request.get("messages") or []:
+        m = message if isinstance(message, Mapping) else {}
+        step = _hash([m.get("role"), _unmarked(m.get("content"))])
+        out.append(hashlib.blake2b(out[-1] + step, digest_size=16).digest())
+    return out
+
+
+@dataclass(frozen=True)
+class _Billed:
+    messages: int  # how many messages the call sent
+    tokens: int  # its billed input plus its output: the prefix that follows it, exactly
+    output: int
+
+
+class Prefixes:
+    """The last calls of each conversation, by what they sent (at most `size` of them)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._book: OrderedDict[bytes, _Billed] = OrderedDict()
+
+    def note(self, request: Mapping[str, Any], usage: TokenUsage) -> None:
+        """A call was billed `usage` for `request`: the next call of its conversation starts
+        from it."""
+        messages = request.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return
+        key = _chain(request)[-1]
+        self._book[key] = _Billed(
+            len(messages), usage.total_input_tokens + usage.output_tokens, usage.output_tokens
+        )
+        self._book.move_to_end(key)
+        while len(self._book) > self.size:
+            self._book.popitem(last=False)
+
+    def known(self, request: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(exact tokens of the prefix, the estimate of what follows it) when `request`
+        continues a call noted here; None when its prefix changed (another model, system or
+        tools, the history edited) or no call of it was seen."""
+        messages = request.get("messages")
+        if not isinstance(messages, list) or len(messages) < 2:
+            return None
+        chain = _chain(request)
+        for n in range(len(messages) - 1, 0, -1):
+            billed = self._book.get(chain[n])
+            if billed is None or billed.messages != n:
+                continue
+            self._book.move_to_end(chain[n])
+            return self._split(billed, messages[n:])
+        return None
+
+    @staticmethod
+    def _split(billed: _Billed, new: list[Any]) -> tuple[int, int]:
+        """The exact part and the estimated part of what a billed call is followed by. Its
+        answer, re-sent as the next message, is its output tokens (unless the re-sent answer
+        estimates larger: then it was changed, and it is estimated with the rest)."""
+        first = new[0] if isinstance(new[0], Mapping) else {}
+        if first.get("role") == "assistant":
+            answer = estimate_request_tokens({"messages": [first]})
+            if answer <= billed.output:
+                new = new[1:]
+                return billed.tokens, estimate_request_tokens(
+                    {"messages": new}
+                ) + PER_MESSAGE_OVERHEAD
+        exact = billed.tokens - billed.output
+        return exact, estimate_request_tokens({"messages": new}) + PER_MESSAGE_OVERHEAD
 
 
 @dataclass(frozen=True)
@@ -101,6 +219,17 @@ class Held:
     def reservation(self) -> Reservation:
         return self.plan.reservation
 
+    @contextlib.contextmanager
+    def released_on_error(self) -> Iterator[None]:
+        """Around what the face does once it is held and before it sends (its `hold`
+        record): if that fails, the hold is released and the error raised, so nothing is
+        sent unrecorded."""
+        try:
+            yield
+        except BaseException:
+            self.hold.release()
+            raise
+
 
 @dataclass(frozen=True)
 class Unfit:
@@ -110,6 +239,52 @@ class Unfit:
     size: Size
     waited_s: float | None = None
     binding: BudgetLine | None = None  # the `[[budgets]]` budget that stopped it, if not the cap
+
+
+@dataclass
+class Waiting:
+    """A request being planned and held. One that does not fit only because of what others
+    hold in flight (here or, for the `[[budgets]]` in `scopes`, in other processes) waits
+    up to the meter's `wait_s` for those holds to settle, planned again as they do; only
+    money spent, or truly needed, refuses it. The face loops, so the plan stays its own
+    (the agent tries its tiers):
+
+        wait = meter.waiting(scopes)
+        while True:
+            wait.next_round()
+            plan = ...  # within what is left now
+            if plan is not None:
+                held = await meter.hold_async(plan, label, wait.waited_s)
+                if held is not None:
+                    with held.released_on_error():
+                        ...  # its `hold` record, before it is sent
+                    return held  # else another request took what was left: plan again
+            elif (unfit := await wait.unfit()) is not None:
+                return unfit
+    """
+
+    meter: CallMeter
+    scopes: Scopes | None
+    started: float
+    waited_s: float | None = None  # how long it has waited for holds to settle
+
+    def next_round(self) -> None:
+        """A new round of planning: what it needs is what this round's plans need."""
+        self.meter.needed = None
+
+    async def unfit(self) -> Unfit | None:
+        """After a round where nothing fit: None once it has waited a poll for holds in
+        flight to settle (plan again); why it does not fit when they could not make room,
+        or it has waited `wait_s`."""
+        meter = self.meter
+        needed = meter.needed if meter.needed is not None else meter.budget.remaining
+        late = meter.may_fit_later(needed, self.scopes)
+        if not late or meter.clock() - self.started >= meter.wait_s:
+            binding = meter.budget.binding(self.scopes)
+            return Unfit(needed, Size(0, "estimate"), self.waited_s, binding)
+        await meter.sleep(WAIT_POLL_S)
+        self.waited_s = round(meter.clock() - self.started, 3)
+        return None
 
 
 @dataclass
@@ -310,47 +485,14 @@ class CallMeter:
         res = self._reservation(model, request, size, modifiers, _NO_LIMIT)
         return None if res is None else Plan(model, dict(request), modifiers, res, scopes=scopes)
 
-    def hold(
-        self,
-        plan: Plan,
-        label: str,
-        waited_s: float | None = None,
-        before_sending: Callable[[Held], object] | None = None,
-    ) -> Held | None:
-        """Hold the plan's worst case in flight; None if the budget moved since it was
-        planned. `before_sending` (the face's `hold` record) runs once it is held; if it
-        fails, the hold is released and the error raised: nothing is sent unrecorded."""
-        hold = self.budget.reserve(plan.reservation.worst_case_usd, label, plan.scopes)
-        return self._held(plan, hold, waited_s, before_sending)
-
     async def hold_async(
-        self,
-        plan: Plan,
-        label: str,
-        waited_s: float | None = None,
-        before_sending: Callable[[Held], object] | None = None,
+        self, plan: Plan, label: str, waited_s: float | None = None
     ) -> Held | None:
-        """`hold`, awaiting the ledger without blocking the event loop."""
+        """Hold the plan's worst case in flight, awaiting the ledger without blocking the event
+        loop; None if the budget moved since it was planned. The face writes its `hold`
+        record at once, within `Held.released_on_error`: nothing is sent unrecorded."""
         hold = await self.budget.reserve_async(plan.reservation.worst_case_usd, label, plan.scopes)
-        return self._held(plan, hold, waited_s, before_sending)
-
-    def _held(
-        self,
-        plan: Plan,
-        hold: Hold | None,
-        waited_s: float | None,
-        before_sending: Callable[[Held], object] | None,
-    ) -> Held | None:
-        if hold is None:
-            return None
-        held = Held(plan, hold, uuid.uuid4().hex[:12], waited_s)
-        if before_sending is not None:
-            try:
-                before_sending(held)
-            except BaseException:
-                hold.release()
-                raise
-        return held
+        return None if hold is None else Held(plan, hold, uuid.uuid4().hex[:12], waited_s)
 
     async def reserve(
         self,
@@ -361,49 +503,28 @@ class CallMeter:
         label: str,
         modifiers: Modifiers | None = None,
         conversation: bool = True,
-        before_sending: Callable[[Held], object] | None = None,
         scopes: Scopes | None = None,
     ) -> Held | Unfit:
-        """Size, plan and hold one request (see `hold_when_it_fits`)."""
+        """Size, plan and hold one request; when it does not fit only because of holds in
+        flight, wait for them (`Waiting`)."""
         modifiers = modifiers if modifiers is not None else self.modifiers(model, request)
         size = await self.size(
             model, request, modifiers, count, conversation=conversation, scopes=scopes
         )
-
-        async def planned() -> Plan | None:
-            return self.plan(model, request, size, modifiers, scopes)
-
-        outcome = await self.hold_when_it_fits(planned, label, before_sending, scopes)
-        return outcome if isinstance(outcome, Held) else dataclasses.replace(outcome, size=size)
-
-    async def hold_when_it_fits(
-        self,
-        plan: Callable[[], Awaitable[Plan | None]],
-        label: str,
-        before_sending: Callable[[Held], object] | None = None,
-        scopes: Scopes | None = None,
-    ) -> Held | Unfit:
-        """Plan (`plan` makes one within what is left now: the agent's tries its tiers) and
-        hold. A request that does not fit only because of what others hold in flight (here
-        or, for the `[[budgets]]` in `scopes`, in other processes) waits up to `wait_s` for
-        those holds to settle, planned again as they do; only money spent, or truly needed,
-        refuses it."""
-        started = self.clock()
-        waited: float | None = None
+        wait = self.waiting(scopes)
         while True:
-            self.needed = None
-            planned = await plan()
+            wait.next_round()
+            planned = self.plan(model, request, size, modifiers, scopes)
             if planned is not None:
-                held = await self.hold_async(planned, label, waited, before_sending)
+                held = await self.hold_async(planned, label, wait.waited_s)
                 if held is not None:
                     return held
-                continue  # another request took what was left between planning and holding
-            needed = self.needed if self.needed is not None else self.budget.remaining
-            late = self.may_fit_later(needed, scopes)
-            if not late or self.clock() - started >= self.wait_s:
-                return Unfit(needed, Size(0, "estimate"), waited, self.budget.binding(scopes))
-            await self.sleep(WAIT_POLL_S)
-            waited = round(self.clock() - started, 3)
+            elif (unfit := await wait.unfit()) is not None:
+                return dataclasses.replace(unfit, size=size)
+
+    def waiting(self, scopes: Scopes | None = None) -> Waiting:
+        """A request about to be planned and held (see `Waiting`)."""
+        return Waiting(self, scopes, self.clock())
 
     def may_fit_later(self, needed: Decimal, scopes: Scopes | None = None) -> bool:
         """Would `needed` fit once the holds in flight settle (at nothing)? Here, and in the

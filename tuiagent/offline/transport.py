@@ -23,13 +23,13 @@ from typing import Any
 import httpx2
 import jiter
 
+from tuiagent.llm.models import context_window, prompt_too_long
 from tuiagent.llm.tokens import (
     block_tokens,
     estimate_request_tokens,
     estimate_tokens,
     loaded_tokens,
 )
-from tuiagent.llm.window import context_window, prompt_too_long
 from tuiagent.offline import tool_search
 from tuiagent.offline.brain import Reply, reply, thinking_block
 from tuiagent.offline.cache import CacheRuleError, PromptCache
@@ -97,7 +97,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         `words_per_delta` sends text that many words to an event (a benchmark of thousands
         of such answers need not parse one event per word).
         `context_window` caps every model's window (config `context_window`: a smaller
-        endpoint); by default each model keeps its real one (llm/window.py).
+        endpoint); by default each model keeps its real one (llm/models.py).
         `priced_models`: models the user priced by hand (config `[prices."MODEL"]`), served
         though the table of models does not know them (a newer model, a gateway's), with the
         API's general rules only."""

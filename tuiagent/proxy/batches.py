@@ -30,8 +30,7 @@ from tuiagent.errors import UsageError
 from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.tokens import estimate_request_tokens
 from tuiagent.llm.usage import BadUsage, TokenUsage
-from tuiagent.meter import Held, Seen, record_fields
-from tuiagent.meter.sizing import Size
+from tuiagent.meter import Held, Seen, Size, record_fields
 from tuiagent.proxy.body import BadBody, check_message_params
 from tuiagent.proxy.meter import Meter, NotAdmitted
 from tuiagent.runs.log import utc_now_iso
@@ -144,9 +143,7 @@ class Batches:
             self.meter.calls += 1
             turn = self.meter.calls
             try:
-                held = await core.hold_async(
-                    plan, f"batch #{turn}", before_sending=self._hold_record(turn, client)
-                )
+                held = await core.hold_async(plan, f"batch #{turn}")
             except LedgerError as exc:  # fail closed: none of it is sent
                 self.failed(pending, str(exc), sent=False)
                 return self.meter.refuse(client, plan.model, _refusal(str(exc)))
@@ -154,11 +151,10 @@ class Batches:
                 self.failed(pending, "a budget it falls under has no room for it", sent=False)
                 reason = f"request {custom_id!r} of the batch does not fit a budget it falls under"
                 return self.meter.refuse(client, plan.model, _refusal(reason))
+            with held.released_on_error():  # nothing is sent unrecorded
+                self.meter.write_hold(turn, client, held, PURPOSE)
             pending.requests.append(BatchRequest(custom_id, turn, held, self.meter.clock()))
         return pending
-
-    def _hold_record(self, turn: int, client: str) -> Callable[[Held], object]:
-        return lambda held: self.meter.write_hold(turn, client, held, PURPOSE)
 
     def created(self, pending: Pending, batch: Any) -> None:
         """The upstream's answer to the creation: a batch (its holds kept until its results

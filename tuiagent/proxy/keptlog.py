@@ -21,9 +21,8 @@ from typing import Any
 
 from tuiagent.redact import redact
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import RunLog
+from tuiagent.runs.log import RunLog, Transcript
 from tuiagent.runs.records import Record, RefusedCall
-from tuiagent.runs.transcript import Transcript
 
 # Refusals are not money: while the disk is full, a refusal is kept only while fewer than this
 # many records are (the billed ones are bounded by the calls in flight: no new one is admitted).

@@ -31,7 +31,7 @@ from tuiagent.proxy.ratelimits import RateLimits
 from tuiagent.proxy.sse import UsageScanner
 from tuiagent.redact import redact
 from tuiagent.runs.layout import transcript_path
-from tuiagent.runs.log import R, RunLog, utc_now_iso
+from tuiagent.runs.log import R, RunLog, Transcript, utc_now_iso
 from tuiagent.runs.records import (
     HoldRecord,
     Limits,
@@ -42,7 +42,6 @@ from tuiagent.runs.records import (
     Record,
     RefusedCall,
 )
-from tuiagent.runs.transcript import Transcript
 
 # Asks the upstream's count_tokens: the answer's `input_tokens` as sent (the meter checks
 # it), or None when there is none.
@@ -169,7 +168,6 @@ class Meter:
                 counted,
                 label=f"proxy #{turn}",
                 modifiers=modifiers,
-                before_sending=lambda held: self.write_hold(turn, client, held),
                 scopes=scopes or Scopes(client=client, model=model),
             )
         except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
@@ -183,6 +181,8 @@ class Meter:
             return self._refuse(
                 turn, client, model, self._cap_message(model, outcome, request), scopes
             )
+        with outcome.released_on_error():  # nothing is sent unrecorded
+            self.write_hold(turn, client, outcome)
         sent = outcome.request
         changed = auto_cached or outcome.plan.lowered is not None
         body = json.dumps(sent, separators=(",", ":")).encode() if changed else raw

@@ -1,4 +1,7 @@
-"""The run log: JSONL, one object per line, appended and flushed per record.
+"""The run's files as they are written: the run log (what each call cost) and, beside it, the
+transcript (`Transcript`: what each call sent, read back by runs/transcript.py).
+
+The run log: JSONL, one object per line, appended and flushed per record.
 
 Each record is written whole or not at all: one `write` on a file opened for appending (a
 process killed at any moment leaves every completed record readable: the kernel has it), a
@@ -240,3 +243,108 @@ def read_run(path: Path) -> tuple[list[Record | Unknown], int]:
     raw, bad = read_records(path)
     records = [r for r in map(read, raw) if r is not None]
     return records, bad
+
+
+# --- the transcript, beside the log: what each call sent (read back by runs/transcript.py)
+
+
+class Transcript:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        cut_torn_tail(self._fd)  # a resumed run's transcript may end in a torn record
+        self._messages_written = 0
+
+    def _append(self, *records: dict[str, Any], written: int | None = None) -> None:
+        """The records in one write (a call's new messages and its request go together),
+        whole or not at all (LogWriteError); once written, `written` messages are."""
+        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        if lines:
+            append_whole(self._fd, redact(lines).encode(), self.path)
+        if written is not None:
+            self._messages_written = written
+
+    def request(
+        self,
+        turn: int,
+        purpose: str,
+        request: dict[str, Any],
+        answer: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """The exact request of one call (after cache markers and budget clamps). A call
+        whose answer is not in the history (a proxied one) keeps its `answer` with it."""
+        if purpose != "agent":
+            # A helper call (a summary) or a proxied one has messages of its own, not the
+            # history: kept whole.
+            rec = {"kind": "request", "turn": turn, "purpose": purpose, "request": request}
+            self._append({**rec, "answer": answer} if answer is not None else rec)
+            return
+        messages = request.get("messages", [])
+        new, written = self._new_messages(messages)
+        marks = []
+        for mi, message in enumerate(messages):
+            content = message.get("content")
+            if isinstance(content, list):
+                for bi, block in enumerate(content):
+                    if isinstance(block, dict) and "cache_control" in block:
+                        marks.append([mi, bi, block["cache_control"]])
+        fields = {k: v for k, v in request.items() if k != "messages"}
+        self._append(
+            *new,
+            {
+                "kind": "request",
+                "turn": turn,
+                "purpose": purpose,
+                "request": fields,
+                "messages": len(messages),
+                "marks": marks,
+            },
+            written=written,
+        )
+
+    def result(self, result_id: str, text: str) -> None:
+        """The original of a tool result kept for expand_result, so that a resumed run still
+        has it under its id."""
+        self._append({"kind": "result", "id": result_id, "text": text})
+
+    def messages(self, messages: list[dict[str, Any]]) -> None:
+        """Write the messages not yet written (also at the end, so a resume sees the answer)."""
+        new, written = self._new_messages(messages)
+        self._append(*new, written=written)
+
+    def _new_messages(
+        self, messages: list[dict[str, Any]], start: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The messages from `start` (by default the first not yet written) as records, and
+        how many are written once they are (not before: a write can fail)."""
+        start = self._messages_written if start is None else start
+        new = [
+            {"kind": "message", "index": i, "message": _without_marks(messages[i])}
+            for i in range(start, len(messages))
+        ]
+        return new, max(start, len(messages))
+
+    def rewrite(self, messages: list[dict[str, Any]], first_changed: int) -> None:
+        """The history was edited from `first_changed` on (results cleared, a compaction,
+        /clear): what follows supersedes the messages from there, so each request written
+        before still rebuilds as it was sent."""
+        new, written = self._new_messages(messages, first_changed)
+        self._append({"kind": "messages_from", "index": first_changed}, *new, written=written)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _without_marks(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return message
+    return {
+        **message,
+        "content": [
+            {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
+            for b in content
+        ],
+    }

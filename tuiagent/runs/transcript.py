@@ -1,131 +1,24 @@
-"""The run's transcript, beside its log (runs/layout.py says where): written here, read here.
+"""The run's transcript read back (runs/layout.py says where it is; runs/log.py's
+`Transcript` writes it, beside the log).
 
 The run log says what each call cost; the transcript keeps what each call sent, so a turn
 can be replayed exactly, split by where its input came from, or a session resumed. Each
 message is written once, as the history grows; each request is written as its own fields
 plus how many messages it sent and where its cache markers sat, so the file grows with the
-conversation, not with its square.
+conversation, not with its square. Reading rebuilds each request as it was sent.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuiagent.errors import UsageError
-from tuiagent.redact import redact
 from tuiagent.runs.layout import RunFile, find_run
-from tuiagent.runs.log import append_whole, cut_torn_tail
 from tuiagent.runs.records import ProxyTurn, Turn
-
-# --- writing -----------------------------------------------------------------------
-
-
-class Transcript:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        cut_torn_tail(self._fd)  # a resumed run's transcript may end in a torn record
-        self._messages_written = 0
-
-    def _append(self, *records: dict[str, Any], written: int | None = None) -> None:
-        """The records in one write (a call's new messages and its request go together),
-        whole or not at all (LogWriteError); once written, `written` messages are."""
-        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-        if lines:
-            append_whole(self._fd, redact(lines).encode(), self.path)
-        if written is not None:
-            self._messages_written = written
-
-    def request(
-        self,
-        turn: int,
-        purpose: str,
-        request: dict[str, Any],
-        answer: list[dict[str, Any]] | None = None,
-    ) -> None:
-        """The exact request of one call (after cache markers and budget clamps). A call
-        whose answer is not in the history (a proxied one) keeps its `answer` with it."""
-        if purpose != "agent":
-            # A helper call (a summary) or a proxied one has messages of its own, not the
-            # history: kept whole.
-            rec = {"kind": "request", "turn": turn, "purpose": purpose, "request": request}
-            self._append({**rec, "answer": answer} if answer is not None else rec)
-            return
-        messages = request.get("messages", [])
-        new, written = self._new_messages(messages)
-        marks = []
-        for mi, message in enumerate(messages):
-            content = message.get("content")
-            if isinstance(content, list):
-                for bi, block in enumerate(content):
-                    if isinstance(block, dict) and "cache_control" in block:
-                        marks.append([mi, bi, block["cache_control"]])
-        fields = {k: v for k, v in request.items() if k != "messages"}
-        self._append(
-            *new,
-            {
-                "kind": "request",
-                "turn": turn,
-                "purpose": purpose,
-                "request": fields,
-                "messages": len(messages),
-                "marks": marks,
-            },
-            written=written,
-        )
-
-    def result(self, result_id: str, text: str) -> None:
-        """The original of a tool result kept for expand_result, so that a resumed run still
-        has it under its id."""
-        self._append({"kind": "result", "id": result_id, "text": text})
-
-    def messages(self, messages: list[dict[str, Any]]) -> None:
-        """Write the messages not yet written (also at the end, so a resume sees the answer)."""
-        new, written = self._new_messages(messages)
-        self._append(*new, written=written)
-
-    def _new_messages(
-        self, messages: list[dict[str, Any]], start: int | None = None
-    ) -> tuple[list[dict[str, Any]], int]:
-        """The messages from `start` (by default the first not yet written) as records, and
-        how many are written once they are (not before: a write can fail)."""
-        start = self._messages_written if start is None else start
-        new = [
-            {"kind": "message", "index": i, "message": _without_marks(messages[i])}
-            for i in range(start, len(messages))
-        ]
-        return new, max(start, len(messages))
-
-    def rewrite(self, messages: list[dict[str, Any]], first_changed: int) -> None:
-        """The history was edited from `first_changed` on (results cleared, a compaction,
-        /clear): what follows supersedes the messages from there, so each request written
-        before still rebuilds as it was sent."""
-        new, written = self._new_messages(messages, first_changed)
-        self._append({"kind": "messages_from", "index": first_changed}, *new, written=written)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-def _without_marks(message: dict[str, Any]) -> dict[str, Any]:
-    content = message.get("content")
-    if not isinstance(content, list):
-        return message
-    return {
-        **message,
-        "content": [
-            {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
-            for b in content
-        ],
-    }
-
 
 # --- reading -----------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """A tool: a name, a JSON schema for the model, and a function that returns text.
 
 Every call has a deadline (`Tool.deadline_s`); a tool that outlives it is stopped and its
-result is an error. Blocking work runs in `in_thread`: a daemon thread, so a cancelled call
-returns at once and a thread still busy never keeps the process alive at exit.
+result is an error (toolbox.py runs the calls). Blocking work runs in `in_thread`: a daemon
+thread, so a cancelled call returns at once and a thread still busy never keeps the process
+alive at exit.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import contextlib
 import queue
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tuiagent.agent.stream import EventStream
+from tuiagent.agent.events import EventStream
 from tuiagent.redact import redact
 
 T = TypeVar("T")
@@ -65,7 +66,7 @@ class Tool:
     # The call is stopped after this long (a tool with its own timeout sets it a little over).
     deadline_s: float = DEFAULT_DEADLINE_S
     # A tool that reports as it works (delegate): the agent's events, then its ToolOutput
-    # (agent/stream.py). The loop uses it where it is set; `run` is the same
+    # (agent/events.py). The loop uses it where it is set; `run` is the same
     # without the events.
     stream: Callable[[dict[str, Any]], EventStream[ToolOutput]] | None = None
 
@@ -75,36 +76,6 @@ class Tool:
             "description": self.description,
             "input_schema": self.input_schema,
         }
-
-
-@dataclass
-class Toolbox:
-    tools: dict[str, Tool] = field(default_factory=dict)
-
-    def add(self, tool: Tool) -> None:
-        self.tools[tool.name] = tool
-
-    def definitions(self) -> list[dict[str, Any]]:
-        return [t.definition() for t in self.tools.values()]
-
-    async def call(self, name: str, args: dict[str, Any]) -> ToolOutput:
-        tool = self.tools.get(name)
-        if tool is None:
-            return ToolOutput(f"error: unknown tool {name!r}", is_error=True)
-        try:
-            async with asyncio.timeout(tool.deadline_s):
-                return ToolOutput(await tool.run(args))
-        except ToolError as exc:
-            return ToolOutput(f"error: {exc}", is_error=True)
-        except TimeoutError:
-            return ToolOutput(
-                f"error: {name} did not finish within {tool.deadline_s:g}s and was stopped",
-                is_error=True,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            return ToolOutput(f"error: bad arguments for {name}: {exc}", is_error=True)
-        except OSError as exc:
-            return ToolOutput(f"error: {name} failed: {exc.strerror or exc}", is_error=True)
 
 
 def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
