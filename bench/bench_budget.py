@@ -5,7 +5,7 @@ and asks for another tool call), random caps, tiers, max_tokens and transient fa
 Figures: the largest spend/cap (must be <= 1.00) and the median (target >= 0.90: a cap that
 stops far too early is a failure too).
 
-The hostile mix: as many sessions again against tests/hostile.py's server (cut tool JSON,
+The hostile mix: as many sessions again against tests/support/hostile.py's server (cut tool JSON,
 non-JSON data, missing fields, bad usage, output above max_tokens, a swapped model, drops,
 bad counts), with the cap moved while calls are in flight. Its figure is what the server
 billed within what each request allowed, over the cap in force at the end.
@@ -84,11 +84,11 @@ async def _session(rng: random.Random, ws: Path, logs: Path) -> float:
     return float(
         session.agent.spending.spent / settings.run.max_cost_usd
     )  # float only for the figures: exact > 1 is
-    # what counts, and Decimal spent <= cap is asserted by tests/test_cap_property.py
+    # what counts, and Decimal spent <= cap is asserted by tests/agent/test_cap_property.py
 
 
 async def _hostile(rng: random.Random, ws: Path, logs: Path) -> tuple[float, bool]:
-    from tests.hostile import ANSWERS, COUNTS, HostileModel
+    from tests.support.hostile import ANSWERS, COUNTS, HostileModel
 
     settings = _random_settings(rng, logs)
     answers = [rng.choice(ANSWERS) for _ in range(rng.randint(0, 20))]

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from tests.postgres import cluster, fresh_database
+from tests.support.postgres import cluster, fresh_database
 from tuiagent.cost.budget import Budget
 from tuiagent.ledger import BudgetSpec, Scopes, Stack, Window, open_ledger
 
@@ -207,8 +207,8 @@ def overshoot(url: str, data: Path, processes: int = 4, total: int = BURST) -> t
     """`total` requests at once through `processes` real proxies on one ledger, against a
     budget that fits a few of them: what the upstream billed beyond the cap (by its own
     books), and how many requests were answered."""
-    from tests.hostile import HostileModel
-    from tests.loopback import LoopbackAPI
+    from tests.support.hostile import HostileModel
+    from tests.support.loopback import LoopbackAPI
     from tuiagent.cost.pricing import Pricer
 
     cap = D("0.05")

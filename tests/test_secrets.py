@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, run_cli
-from tests.loopback import LoopbackAPI, status
+from tests.support.cli import cli_env, run_cli
+from tests.support.loopback import LoopbackAPI, status
 from tuiagent.agent.events import AttemptFailed, Halted, Notice, ToolFinished
 from tuiagent.agent.tools.base import ToolOutput
 from tuiagent.apikey import api_key

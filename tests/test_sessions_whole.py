@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tuiagent.agent.events import AnswerDelta, ContextEdited, Event, Notice
 from tuiagent.cli import main
 from tuiagent.config import Settings

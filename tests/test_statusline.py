@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env
-from tests.test_proxy_sessions import LONG, MARK, _call, _system, _user
+from tests.proxy.test_sessions import LONG, MARK, _call, _system, _user
+from tests.support.cli import cli_env
 from tuiagent.config import Settings
 from tuiagent.cost.budget import open_run_budget
 from tuiagent.cost.pricing import Pricer
@@ -67,7 +67,7 @@ def _proxied_session(tmp_path: Path) -> None:
     server = ProxyServer(ProxyApp(meter, offline.url), bind("127.0.0.1", 0)).start()
     meter.start(offline.url, simulated=True)
     try:
-        from tests.proxy_harness import Proxied
+        from tests.support.proxy_harness import Proxied
 
         p = Proxied(server, meter, log.path)
         s1 = {"X-Claude-Code-Session-Id": "sess-1"}
@@ -167,7 +167,7 @@ def test_the_statusline_imports_no_sdk_no_http_and_no_settings() -> None:
 
 
 def test_through_proxy_offline_the_line_counts_the_try_out_as_simulated(tmp_path: Path) -> None:
-    from tests.test_serve import command, sdk
+    from tests.offline.test_serve import command, sdk
 
     args = ("proxy", "--offline", "--no-ui", "--port", "0", "--log-dir", str(tmp_path))
     with command(*args) as (_proc, url, _second):

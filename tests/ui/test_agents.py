@@ -9,11 +9,10 @@ from typing import Any
 
 from textual.widgets import Static
 
+from tests.support.app import idle, ready, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.agents import AgentsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
-
-from .conftest import idle, ready, send, until
 
 MakeApp = Callable[..., TuiagentApp]
 PROMPT = "Summarize README.md, notes.txt and data.csv in parallel"

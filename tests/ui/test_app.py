@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.app import idle, ready, send, until
 from tuiagent.config import load_settings
 from tuiagent.errors import ConfigError
 from tuiagent.ui.app import TuiagentApp
@@ -19,8 +20,6 @@ from tuiagent.ui.screens.dialogs import ApproveScreen, ViewerScreen
 from tuiagent.ui.widgets.entries import AnswerBlock, ChatNotice, Said, ToolBlock
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 from tuiagent.ui.widgets.turns import TurnsTable
-
-from .conftest import idle, ready, send, until
 
 MakeApp = Callable[..., TuiagentApp]
 

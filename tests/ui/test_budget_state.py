@@ -13,13 +13,12 @@ from textual import events
 from textual.case import camel_to_snake
 
 import tuiagent.ui
+from tests.support.app import idle, ready, send, until
 from tuiagent.agent import events as agent_events
 from tuiagent.cost.budget import BudgetSnapshot
 from tuiagent.ui.agent_events import PREFIX
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.budget import BudgetState, cap_up
-
-from .conftest import idle, ready, send, until
 
 MakeApp = Callable[..., TuiagentApp]
 

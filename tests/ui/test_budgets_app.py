@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
+from tests.support.app import idle, ready, send
 from tuiagent.ledger import BudgetSpec, Window
 from tuiagent.ui.app import TuiagentApp
-
-from .conftest import idle, ready, send
 
 MakeApp = Callable[..., TuiagentApp]
 

@@ -11,10 +11,9 @@ from textual import events
 from textual.keys import _character_to_key
 from textual.pilot import Pilot
 
+from tests.support.app import idle, ready, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.entries import Said, ToolBlock
-
-from .conftest import idle, ready, send, until
 
 MakeApp = Callable[..., TuiagentApp]
 

@@ -9,11 +9,10 @@ from pathlib import Path
 
 from textual_diff_view import DiffView
 
+from tests.support.app import idle, ready, send, until
 from tuiagent.runs.recent import find_resume
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
-
-from .conftest import idle, ready, send, until
 
 MakeApp = Callable[..., TuiagentApp]
 

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from tests.support.app import until
 from tuiagent.ui.app import TuiagentApp
-
-from .conftest import until
 
 HEAVY = (
     "anthropic",

@@ -12,7 +12,8 @@ from typing import Any
 import httpx2
 from textual.pilot import Pilot
 
-from tests.loopback import FaultyModel
+from tests.support.app import idle, ready, send, until
+from tests.support.loopback import FaultyModel
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.offline import OfflineModel
 from tuiagent.runs.records import ToolCall, Turn
@@ -20,8 +21,6 @@ from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.chat import ChatLog
 from tuiagent.ui.widgets.entries import ChatNotice, Said, ToolBlock
 from tuiagent.ui.widgets.turns import TurnsTable
-
-from .conftest import idle, ready, send, until
 
 MakeApp = Callable[..., TuiagentApp]
 
@@ -180,7 +179,7 @@ class CutThenWhole(FaultyModel):
 
 
 async def test_a_retried_stream_replaces_the_partial_text(make_app: MakeApp) -> None:
-    from tests.loopback import Fault
+    from tests.support.loopback import Fault
 
     app = make_app(offline_model=CutThenWhole([Fault("stream_error")]))
     async with app.run_test(size=(120, 40)) as pilot:

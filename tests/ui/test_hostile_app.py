@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile import HostileModel
-from tests.ui.conftest import FIXED_NOW, idle, ready, send, ticking_clock, until
+from tests.support.app import FIXED_NOW, idle, ready, send, ticking_clock, until
+from tests.support.hostile import HostileModel
 from tuiagent.config import Settings
 from tuiagent.ui.app import TuiagentApp
 

@@ -8,10 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.app import idle, ready, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.resume import ResumeScreen
-
-from .conftest import idle, ready, send, until
 
 MakeApp = Callable[..., TuiagentApp]
 ROUND = (

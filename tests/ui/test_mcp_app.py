@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
+from tests.support import FIXTURES
+from tests.support.app import idle, ready, send, until
 from tuiagent.config import McpServer
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
 from tuiagent.ui.widgets.mcp import McpPanel
 
-from .conftest import idle, ready, send, until
-
-SERVER = Path(__file__).parent.parent / "fixtures" / "mcp_server.py"
+SERVER = FIXTURES / "mcp_server.py"
 
 
 async def test_an_mcp_tool_asks_first_and_the_panel_shows_its_cost(

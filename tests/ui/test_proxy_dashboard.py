@@ -9,8 +9,8 @@ from pathlib import Path
 import anthropic
 import httpx2
 
-from tests.loopback import LoopbackAPI
-from tests.proxy_harness import KEY, MODEL
+from tests.support.loopback import LoopbackAPI
+from tests.support.proxy_harness import KEY, MODEL
 from tuiagent.config import Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.pricing import Pricer

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 import tuiagent.session
+from tests.support.app import until
 from tuiagent.ui.app import TuiagentApp
-
-from .conftest import until
 
 
 async def test_a_cap_tier_and_turns_set_while_the_session_opens_reach_the_agent(

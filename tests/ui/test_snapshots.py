@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from tests.support.app import idle, ready, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
 from tuiagent.ui.screens.report import ReportScreen
 from tuiagent.ui.widgets.entries import ToolBlock
-
-from .conftest import idle, ready, send, until
 
 SIZES = [(160, 48), (100, 30), (80, 24)]
 SIZE_IDS = ["160x48", "100x30", "80x24"]

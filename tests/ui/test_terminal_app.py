@@ -19,8 +19,8 @@ from rich.segment import Segment
 from textual.strip import Strip
 from textual.widgets import Collapsible
 
-from tests.test_terminal_outputs import C0, SEQUENCES, assert_clean, file_text
-from tests.ui.conftest import idle, ready, send
+from tests.cli.test_terminal_outputs import C0, SEQUENCES, assert_clean, file_text
+from tests.support.app import idle, ready, send
 from tuiagent.ui.app import TuiagentApp
 
 # What Textual itself writes: SGR colours and cursor moves (the payload holds neither).

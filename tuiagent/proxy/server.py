@@ -165,7 +165,7 @@ def error_body(kind: str, message: str) -> bytes:
 
 # Our refusals are final. The SDKs retry nothing marked so; the coding agent goes by the
 # status: it stops on a 400 but retries a 529 whatever the header says, retries a 404 once
-# (then blames the model) and shows a 403 as a failed login (tests/test_proxy_clients.py).
+# (then blames the model) and shows a 403 as a failed login (tests/proxy/test_clients.py).
 # So a refused Messages request is a 400, whatever the reason.
 _FINAL = [(b"x-should-retry", b"false")]
 
