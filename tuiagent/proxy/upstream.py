@@ -91,6 +91,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                     (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
                 ],
                 data=data,
+                skip_auto_headers=("Content-Type",),  # none added to a body sent without
                 allow_redirects=False,
                 compress=False,
                 timeout=aiohttp.ClientTimeout(
