@@ -1,6 +1,6 @@
 """Settings in sections: flat config files load into them, every key is read by one loop from
-the fields' metadata, the README's table is made from the same metadata, and a change is a
-copy."""
+the fields' metadata, the manual's table is made from the same metadata (tests/test_docs.py
+keeps docs/config.md equal to it), and a change is a copy."""
 
 from __future__ import annotations
 
@@ -21,8 +21,6 @@ from tuiagent.config import (
 )
 from tuiagent.errors import ConfigError
 from tuiagent.ledger import BudgetSpec, Window
-
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 # A config.toml written for the flat keys, before there were sections.
 FLAT_CONFIG = """
@@ -224,15 +222,6 @@ def test_settings_are_frozen_and_a_change_is_a_copy() -> None:
         before.router.tiers["fast"] = "other"  # type: ignore[index]
     with pytest.raises(TypeError, match="no setting has the config key 'max_cost'"):
         before.with_changes(max_cost=Decimal(2))
-
-
-def test_the_readme_config_table_is_the_settings_metadata() -> None:
-    lines = README.read_text(encoding="utf-8").splitlines()
-    start = lines.index("| key | default | meaning |")
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    assert "\n".join(lines[start:end]) == config_table(), (
-        "README's config table drifted: paste tuiagent.config.config_table() over it"
-    )
 
 
 def test_the_table_has_a_row_per_key_with_its_default() -> None:

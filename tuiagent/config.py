@@ -1,6 +1,7 @@
 """One settings model in sections (run, router, cache, tools, ui, offline), frozen, read
 from config.toml. Each field's metadata names its config key, how a value is read and what
-it means: one loop validates a file with it, and the README's config table is made of it.
+it means: one loop validates a file with it, and the manual's config table (docs/config.md)
+is made of it.
 The file's keys stay flat (`max_cost_usd = 0.5`, `[tiers]`): sections organise the code.
 Unknown keys and bad values are one line that names the key."""
 
@@ -304,7 +305,7 @@ def _rules(value: object, key: str, source: str) -> tuple[RouterRule, ...]:
 @dataclass(frozen=True)
 class Option:
     """What a settings field is to a user: its config key, how a value is read, what it means
-    (the README's config table is made of these), and how its default is shown there when
+    (the manual's config table is made of these), and how its default is shown there when
     the value itself would not say it."""
 
     key: str | None  # None: the field's own name
@@ -416,7 +417,9 @@ class RunSettings:
     # conversation compacted into a summary at this fraction of the context window.
     context_management: bool = field(
         default=True,
-        metadata=option(parse=_FLAG, help="clear old tool results and compact (see Long sessions)"),
+        metadata=option(
+            parse=_FLAG, help="clear old tool results and compact (see [Context](context.md))"
+        ),
     )
     compact_at: float = field(
         default=0.8,
@@ -488,7 +491,10 @@ class RouterSettings:
     tiers: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType(dict(DEFAULT_TIER_MODELS)),
         metadata=option(
-            parse=_tiers, help="model per tier", shown_key="`[tiers]`", shown_default="see above"
+            parse=_tiers,
+            help="model per tier",
+            shown_key="`[tiers]`",
+            shown_default="see [Models](models.md)",
         ),
     )
     prices: Mapping[str, Mapping[str, PriceValue]] = field(
@@ -518,7 +524,7 @@ class RouterSettings:
         metadata=option(
             key="router_classifier",
             parse=_FLAG,
-            help="ask a fast-tier classifier call for each request's tier (see Routing)",
+            help="ask a fast-tier classifier call for each request's tier (see [Routing](routing.md))",
         ),
     )
     # First match wins (`tuiagent replay --suggest` writes some to copy).
@@ -606,7 +612,7 @@ class ToolSettings:
         metadata=option(
             parse=_mcp_servers,
             help="MCP servers: `command` (and `args`, `env`) or `url`; `allow = true` runs "
-            "their tools without asking (see MCP servers)",
+            "their tools without asking (see [MCP servers](mcp.md))",
             shown_key="`[mcp_servers.NAME]`",
             shown_default="none",
         ),
@@ -618,7 +624,7 @@ class ToolSettings:
                 f"a whole number of tokens from 0 to {MAX_WHOLE:,}", lambda v: 0 <= v <= MAX_WHOLE
             ),
             help="MCP tool definitions of at least this many tokens in all go through the "
-            "API's tool search when that pays (see MCP servers)",
+            "API's tool search when that pays (see [MCP servers](mcp.md#tool-search))",
         ),
     )
     allow_edits: bool = field(
@@ -886,7 +892,7 @@ class LedgerSettings:
             help="budgets stacked on the run's cap, each `scope` (global, session, agent, key, "
             "user, client, model, tier) `window` (run, day, week, month, or rolling like "
             '`"5h"`) `max_cost_usd`, and optional `timezone` (calendar windows; UTC), `match` '
-            "(one value of the scope), `name` (see Budgets)",
+            "(one value of the scope), `name` (see [Budgets](budgets.md))",
             shown_key="`[[budgets]]`",
             shown_default="none",
         ),
@@ -896,7 +902,7 @@ class LedgerSettings:
 @dataclass(frozen=True)
 class Settings:
     """Everything a run can be told, in sections. Defaults first, then config.toml (flat keys,
-    as the README lists them), then flags; a change is a copy (`with_changes`)."""
+    as docs/config.md lists them), then flags; a change is a copy (`with_changes`)."""
 
     run: RunSettings = field(default_factory=RunSettings)
     router: RouterSettings = field(default_factory=RouterSettings)
@@ -962,7 +968,7 @@ def _shown(value: object) -> str:
 
 
 def config_table() -> str:
-    """The README's table of config keys, made from the settings' metadata."""
+    """The table of config keys in docs/config.md, made from the settings' metadata."""
     rows = ["| key | default | meaning |", "| --- | --- | --- |"]
     for s in SETTINGS_BY_KEY.values():
         shown_key = s.option.shown_key or f"`{s.key}`"

@@ -464,11 +464,11 @@ def test_the_agents_requests_keep_the_rules_of_their_model(
     assert {"classify", "agent", "summarize", "compact"} <= {t["purpose"] for t in turns}
 
 
-# --- the table in the README ----------------------------------------------------------
+# --- the table in the manual (docs/offline.md) ----------------------------------------------------------
 
 
 def rules_markdown() -> str:
-    """The table as the README shows it: one row a model, then every source."""
+    """The table as the manual shows it: one row a model, then every source."""
 
     def yes(flag: bool) -> str:
         return "yes" if flag else "no"
@@ -506,10 +506,11 @@ def rules_markdown() -> str:
     return "\n".join(rows)
 
 
-def test_the_readme_shows_the_table_and_every_source() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_the_manual_shows_the_table_and_every_source() -> None:
+    root = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
+    page = (root / "docs" / "offline.md").read_text(encoding="utf-8")
     start, end = "<!-- model-rules -->\n", "\n<!-- /model-rules -->"
-    shown = readme[readme.index(start) + len(start) : readme.index(end)]
+    shown = page[page.index(start) + len(start) : page.index(end)]
     assert shown == rules_markdown()
 
 

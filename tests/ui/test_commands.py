@@ -17,7 +17,11 @@ from tuiagent.ui.commands import (
     parse_slash,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+APP_PAGE = (
+    next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
+    / "docs"
+    / "app.md"
+)
 
 
 def test_every_command_is_an_app_action_and_every_key_a_binding() -> None:
@@ -53,8 +57,8 @@ def test_the_keymap_ids_are_the_tables() -> None:
         check_keymap({"report": "f5"})
 
 
-def test_the_readme_names_every_binding_id_and_slash_command() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_the_manual_names_every_binding_id_and_slash_command() -> None:
+    text = APP_PAGE.read_text(encoding="utf-8")
     for binding_id in KEYMAP_IDS:
         assert f"`{binding_id}`" in text
     for command in COMMANDS:

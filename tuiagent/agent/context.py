@@ -11,7 +11,7 @@ Two steps, both on by default (config `context_management`), each a `context` re
   first cleared block on, so the next call writes that tail to the cache again instead of
   reading it. Clearing is done in batches, only when it pays back within `PAYBACK_CALLS`
   calls: `cleared * read * PAYBACK_CALLS >= rewritten * (write - read)`, with the rates of
-  the model that holds the cache (see the README). With no warm cache (cache off, expired,
+  the model that holds the cache (see docs/context.md). With no warm cache (cache off, expired,
   or never written) nothing is rewritten at a premium, so any clearing pays.
 - **Compaction.** When the request nears the window (`compact_at`, 0.8 of it by default),
   or earlier when it pays, the conversation before the current request is summarised by a

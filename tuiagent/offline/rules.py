@@ -297,7 +297,7 @@ def refusal(
 
 
 # The wordings of the model rules. Their sources and how sure each is: `tuiagent.llm.models`
-# (the `S_*` sources) and the README's table.
+# (the `S_*` sources) and the table in docs/offline.md.
 THINKING_TYPE_REFUSED = '"thinking.type.{kind}" is not supported for this model.'  # documented
 USE_ADAPTIVE = (
     ' Use "thinking.type.adaptive" and "output_config.effort" to control thinking behavior.'
