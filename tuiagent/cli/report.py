@@ -23,8 +23,13 @@ from tuiagent.report.tables import (
 
 
 def console_for(piped_width: int = 200) -> Console:
-    """The terminal's width on a terminal; piped, wide enough that tables do not wrap."""
-    return Console() if sys.stdout.isatty() else Console(width=piped_width)
+    """The terminal's width on a terminal; piped, wide enough that tables do not wrap. No
+    colour or style codes: every byte the CLI writes goes through its guarded stream
+    (cli/output.py), which shows an escape byte as `␛`, so a styled table would read as
+    `␛[1m...` on a terminal."""
+    if sys.stdout.isatty():
+        return Console(color_system=None)
+    return Console(width=piped_width, color_system=None)
 
 
 def _warn(report: Report) -> None:

@@ -35,10 +35,10 @@ def _when(iso: str) -> str:
 
 
 # Columns that never wrap: numbers, and the names a user copies (run ids, models).
-_NO_WRAP = {"run", "started UTC", "model", "tier", "source"}
+_NO_WRAP = {"run", "started UTC", "model", "tier", "source", "verdict"}
 
 
-def _table(title: str, columns: list[tuple[str, str]], **kwargs: Any) -> Table:
+def make_table(title: str, columns: list[tuple[str, str]], **kwargs: Any) -> Table:
     """Columns as (header, justify): numbers right; only free text ("ended", "cause") wraps."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, **kwargs)
     for header, justify in columns:
@@ -63,7 +63,7 @@ def runs_table(report: Report) -> Table:
     ]
     if compression:
         columns.append(("compression saved", "right"))
-    table = _table(escape(f"Runs in {report.log_dir}"), [*columns, ("ended", "left")])
+    table = make_table(escape(f"Runs in {report.log_dir}"), [*columns, ("ended", "left")])
     for r in report.runs:
         u = r.usage
         rate = r.cache_hit_rate
@@ -105,7 +105,7 @@ def runs_table(report: Report) -> Table:
 
 def top_turns_table(report: Report) -> Table:
     total = report.total_cost
-    table = _table(
+    table = make_table(
         f"The {report.top} costliest turns",
         [
             ("run", "left"),
@@ -135,7 +135,7 @@ def top_turns_table(report: Report) -> Table:
 def group_table(report: Report, by: str) -> Table:
     total = report.total_cost
     groups = {"model": report.by_model, "tier": report.by_tier, "agent": report.by_agent}[by]
-    table = _table(
+    table = make_table(
         f"Cost by {by}",
         [
             (by, "left"),
@@ -167,7 +167,7 @@ def group_table(report: Report, by: str) -> Table:
 def sessions_table(report: Report) -> Table:
     """Proxied calls by client, session, then agent (sub-agents indented under their
     parent), with why each group's last call cost what it did."""
-    table = _table(
+    table = make_table(
         "Proxied calls by session and agent",
         [
             ("session / agent", "left"),
@@ -202,7 +202,7 @@ def sources_table(report: Report) -> Table:
     rows = report.input_sources()
     total = sum((r.cost for r in rows), Decimal(0))
     turns = rows[0].turns if rows else 0
-    table = _table(
+    table = make_table(
         f"Where the input came from ({counted(turns, 'turn')} with a transcript)",
         [
             ("source", "left"),
@@ -228,7 +228,7 @@ def sources_table(report: Report) -> Table:
 
 def mcp_table(report: Report) -> Table:
     """What each MCP server's tool definitions cost: per call and in all."""
-    table = _table(
+    table = make_table(
         "MCP servers: what their tool definitions cost",
         [
             ("run", "left"),
@@ -325,28 +325,28 @@ _TOTALS = (
 
 def experiment_table(data: ExperimentResult) -> Table:
     """The result of an experiment (as logged): a row per turn, the verdict early so that a
-    narrow screen shows it."""
-    table = _table(
+    narrow screen shows it. The run and the replay's tier are the title's, when one run was
+    replayed: 80 columns leave the reason room."""
+    several = len(data.replay_of) > 1
+    table = make_table(
         f"Run(s) {', '.join(data.replay_of)} replayed on {data.model} ({data.tier})",
         [
-            ("run", "left"),
+            *([("run", "left")] if several else []),
             ("turn", "right"),
             ("verdict", "left"),
             ("tier", "left"),
             ("cost", "right"),
-            ("replay tier", "left"),
             ("replay cost", "right"),
             ("reason", "left"),
         ],
     )
     for t in data.turns:
         table.add_row(
-            t.run_id,
+            *([t.run_id] if several else []),
             str(t.turn),
             t.verdict or "-",
             t.original_tier,
             money(t.original_cost_usd),
-            t.replay_tier,
             money(t.replay_cost_usd),
             Text(t.reason),
         )
