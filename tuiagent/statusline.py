@@ -5,7 +5,9 @@ stdin. The line says what this session spent (and of which budget), what was spe
 the session's cache hit rate, and, when the last call was costly, why. It is read from the
 ledger (SQLite: every tuiagent process's holds, tagged with their session) and from the
 proxy's run logs, with the standard library only: no SDK, no prices, no network, so that it
-is well under 50 ms (`python -m bench bench_statusline`).
+is well under 50 ms (`python -m bench bench_statusline`). Its start is most of that, so it
+imports only what it uses (json, sqlite3, decimal): paths as text, no pathlib, no
+dataclasses, no typing at run time, tomllib only when there is a config file.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import os
 import sqlite3
 import sys
 import time
-import tomllib
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
-from typing import Any, BinaryIO
 
+from tuiagent.paths import config_file_text, user_dir
 from tuiagent.report.misses import MISS_WORDS
 from tuiagent.terminal import printable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 MAX_INPUT = 1 << 20  # the agent's JSON is a few hundred bytes
 PICO = Decimal(10) ** -12  # the ledger keeps amounts in picodollars
@@ -34,26 +37,26 @@ class BadInput(Exception):
     """The status JSON cannot be read: one line, exit 2."""
 
 
-@dataclass
 class Where:
     """Where the numbers are: the SQLite ledger (None: none, or not SQLite) and the logs."""
 
-    ledger: Path | None
-    log_dir: Path
+    def __init__(self, ledger: str | None, log_dir: str) -> None:
+        self.ledger = ledger
+        self.log_dir = log_dir
 
 
-@dataclass
 class SessionTotals:
     """What the session's records say."""
 
-    calls: int = 0
-    cost: Decimal = Decimal(0)
-    input_tokens: int = 0  # every input token: uncached, cache write, cache read
-    cache_read: int = 0
-    simulated: bool = False
-    cap: Decimal | None = None  # the cap of the proxy run that served its last call
-    partial: bool = False  # only the latest calls were read (the tail of a long log)
-    last: dict[str, Any] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.calls = 0
+        self.cost = Decimal(0)
+        self.input_tokens = 0  # every input token: uncached, cache write, cache read
+        self.cache_read = 0
+        self.simulated = False
+        self.cap: Decimal | None = None  # the cap of the proxy run that served its last call
+        self.partial = False  # only the latest calls were read (the tail of a long log)
+        self.last: dict[str, Any] = {}
 
 
 def read_input(stream: BinaryIO) -> str:
@@ -73,28 +76,29 @@ def read_input(stream: BinaryIO) -> str:
     return session
 
 
-def locate(log_dir: Path | None = None) -> Where:
+def locate(log_dir: str | None = None) -> Where:
     """The ledger and the log dir, as the config says (`ledger_url`, `log_dir`): read here
     with tomllib, not the settings model (that import alone is slower than the goal). A
     config that cannot be read leaves the defaults: `tuiagent` itself says what is wrong."""
-    from tuiagent.paths import data_dir, default_config_file, default_log_dir
-
     config: dict[str, Any] = {}
     try:
-        with default_config_file().open("rb") as fh:
+        with open(config_file_text(), "rb") as fh:
+            import tomllib  # only with a config to read
+
             config = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+    except (OSError, ValueError):  # (TOMLDecodeError and UnicodeDecodeError are ValueErrors)
         pass
     url = config.get("ledger_url", "")
-    ledger: Path | None = None
+    data = user_dir("data")
+    ledger: str | None = None
     if url == "":
-        ledger = data_dir() / "ledger.sqlite3"
+        ledger = os.path.join(data, "ledger.sqlite3")
     elif isinstance(url, str) and url.startswith("sqlite:///"):
-        ledger = Path(url.removeprefix("sqlite:///")).expanduser()
+        ledger = os.path.expanduser(url.removeprefix("sqlite:///"))
     configured = config.get("log_dir")
     if log_dir is None:
-        log_dir = Path(configured).expanduser() if isinstance(configured, str) else None
-    return Where(ledger, log_dir or default_log_dir())
+        log_dir = os.path.expanduser(configured) if isinstance(configured, str) else None
+    return Where(ledger, log_dir or os.path.join(data, "runs"))
 
 
 def _money(value: object) -> Decimal:
@@ -111,20 +115,28 @@ _SPENT = (
 )
 
 
-@dataclass
 class Ledgered:
-    session: Decimal
-    session_simulated: bool
-    today: Decimal
-    today_simulated: Decimal
-    runs: list[str]  # the runs that held for the session, latest last
-    budget: tuple[str, Decimal] | None  # the tightest session budget: (title, cap)
+    def __init__(
+        self,
+        session: Decimal,
+        session_simulated: bool,
+        today: Decimal,
+        today_simulated: Decimal,
+        runs: list[str],
+        budget: tuple[str, Decimal] | None,
+    ) -> None:
+        self.session = session
+        self.session_simulated = session_simulated
+        self.today = today
+        self.today_simulated = today_simulated
+        self.runs = runs  # the runs that held for the session, latest last
+        self.budget = budget  # the tightest session budget: (title, cap)
 
 
-def from_ledger(path: Path, session: str, since: float) -> Ledgered | None:
+def from_ledger(path: str, session: str, since: float) -> Ledgered | None:
     """The session's and today's spending (`since`: the day's start, epoch seconds) and the
     session budgets the processes on the ledger hold against; None without a ledger."""
-    if not path.is_file():
+    if not os.path.isfile(path):
         return None
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
@@ -175,23 +187,24 @@ def _session_budget(specs: list[str], session: str) -> tuple[str, Decimal] | Non
 
 
 def from_logs(
-    log_dir: Path, session: str, runs: list[str], tail: int | None = None
+    log_dir: str, session: str, runs: list[str], tail: int | None = None
 ) -> SessionTotals:
     """The session's calls in the proxy's run logs: those of `runs` (from the ledger), else
     the newest RECENT_LOGS logs; of each, its last `tail` bytes (None: all of it). Only
     lines that name the session are parsed."""
     if runs:
-        paths = [log_dir / f"{r}.jsonl" for r in runs]
+        paths = [os.path.join(log_dir, f"{r}.jsonl") for r in runs]
     else:
         try:
-            paths = sorted(log_dir.glob("*.jsonl"))[-RECENT_LOGS:]
+            names = sorted(n for n in os.listdir(log_dir) if n.endswith(".jsonl"))
         except OSError:
-            paths = []
+            names = []
+        paths = [os.path.join(log_dir, n) for n in names[-RECENT_LOGS:]]
     needle = json.dumps(session).encode()
     out = SessionTotals()
     for path in paths:
         try:
-            with path.open("rb") as fh:
+            with open(path, "rb") as fh:
                 _read_start(out, fh.readline())
                 size = fh.seek(0, os.SEEK_END)
                 fh.seek(max(0, size - tail) if tail else 0)
@@ -302,12 +315,12 @@ def line(session: str, where: Where, now: float | None = None) -> str:
 def run(argv: list[str], stdin: BinaryIO | None = None) -> int:
     """`tuiagent statusline [--log-dir DIR]`: the line on stdout; bad input: one line on
     stderr, exit 2."""
-    log_dir: Path | None = None
+    log_dir: str | None = None
     args = list(argv)
     if args[:1] == ["--log-dir"] and len(args) == 2:
-        log_dir = Path(args[1])
+        log_dir = args[1]
     elif len(args) == 1 and args[0].startswith("--log-dir="):
-        log_dir = Path(args[0].partition("=")[2])
+        log_dir = args[0].partition("=")[2]
     elif args:
         sys.stderr.write(f"tuiagent statusline: unexpected argument {printable(args[0])!r}\n")
         return 2

@@ -34,14 +34,14 @@ def _visible(char: str) -> str:
     return f"\\u{code:04x}"
 
 
-# Every character printable replaces, with its stand-in (for str.translate: the app gives it
-# to Rich's and Textual's own control-code tables, ui/terminal.py).
-STAND_INS: dict[int, str] = {
-    code: _visible(chr(code))
-    for code in (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
-    if chr(code) not in "\t\n"
-}
-STAND_INS.update((code, _visible(chr(code))) for code in range(0xD800, 0xE000))
+def stand_ins() -> dict[int, str]:
+    """Every character printable replaces, with its stand-in (for str.translate: the app
+    gives it to Rich's and Textual's own control-code tables, ui/terminal.py). Built when
+    asked: `tuiagent statusline` prints a line through `printable` and never needs it."""
+    codes = (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+    table = {code: _visible(chr(code)) for code in codes if chr(code) not in "\t\n"}
+    table.update((code, _visible(chr(code))) for code in range(0xD800, 0xE000))
+    return table
 
 
 def printable(text: str) -> str:

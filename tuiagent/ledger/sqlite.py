@@ -2,7 +2,8 @@
 the machine. WAL, so readers never wait; each reserve and each settle is one short `BEGIN
 IMMEDIATE` transaction (the one write lock), so two processes can never both take the last
 dollar. `synchronous=NORMAL`: a commit survives the process being killed (WAL), not a power
-cut, which also takes the calls in flight."""
+cut, which also takes the calls in flight. `tuiagent statusline` reads a session's entries
+by `entries_session` (a ledger made before it gets the index when next opened to write)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS entries (
     rows TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS entries_at ON entries (at);
 CREATE INDEX IF NOT EXISTS entries_held ON entries (owner) WHERE state = 'held';
+CREATE INDEX IF NOT EXISTS entries_session ON entries (session);
 CREATE TABLE IF NOT EXISTS budgets (title TEXT PRIMARY KEY, spec TEXT NOT NULL, seen_at REAL);
 """
 

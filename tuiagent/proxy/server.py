@@ -1,4 +1,5 @@
-"""The HTTP face of the proxy: an ASGI app on uvicorn, httpx2 streaming to the upstream.
+"""The HTTP face of the proxy: an ASGI app on uvicorn, httpx2 (over aiohttp, `upstream`)
+streaming to the upstream.
 
 Each request is routed on its normalised path (`routes`), and that path is what goes
 upstream. `/v1/messages` is metered (see `meter`); count_tokens, the models, a batch's
@@ -46,6 +47,7 @@ from tuiagent.proxy.routes import (
     quoted,
 )
 from tuiagent.proxy.sse import UsageScanner
+from tuiagent.proxy.upstream import UpstreamClient
 from tuiagent.redact import remember
 
 HOP_BY_HOP = frozenset(
@@ -185,7 +187,7 @@ class ProxyApp:
         self.door = door or Door()
         self.batches = Batches(meter)
         self.credentials = Credentials()
-        self.client = httpx2.AsyncClient(
+        self.client = UpstreamClient(
             timeout=httpx2.Timeout(600.0, connect=30.0),
             limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
         )

@@ -7,8 +7,10 @@ estimate the output that was billed before the cut.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable
 from typing import Any
 
 from tuiagent.llm.caching import api_miss_reason
@@ -17,6 +19,7 @@ from tuiagent.llm.usage import BadUsage, TokenUsage
 from tuiagent.proxy.answer import content_of_events, content_of_message
 
 _DECODED = (b"message_start", b"message_delta", b"message_stop", b"error")
+_DATA_LINE = re.compile(rb"^data:(.*)$", re.MULTILINE)
 
 
 class UsageScanner:
@@ -36,6 +39,7 @@ class UsageScanner:
         self._content: list[dict[str, Any]] | None = None  # a whole Message's
         self._tail = b""
         self._deltas: list[bytes] = []
+        self._decoded: list[Any] | None = None  # their data, once read
         self._body: list[bytes] = []
 
     def feed(self, chunk: bytes) -> None:
@@ -105,8 +109,20 @@ class UsageScanner:
             return self._content
         return content_of_events(e for e in self._content_events() if isinstance(e, dict))
 
-    def _content_events(self) -> Iterable[Any]:
-        return (_data(blob) for run in self._deltas for blob in run.split(b"\n\n"))
+    def _content_events(self) -> list[Any]:
+        """The content events' data, decoded once the stream is over: in one `json.loads`
+        where each data line is JSON (as the API sends them, an event a line), else event
+        by event (then an event of several data lines is read as one, and one whose data is
+        not JSON is skipped)."""
+        if self._decoded is None:
+            runs = b"\n\n".join(self._deltas)
+            lines = _DATA_LINE.findall(runs)
+            if len(lines) == runs.count(b"\n\n") + 1:  # a data line an event
+                with contextlib.suppress(ValueError, RecursionError):
+                    self._decoded = json.loads(b"[" + b",".join(lines) + b"]")
+            if self._decoded is None:
+                self._decoded = [_data(blob) for blob in runs.split(b"\n\n")]
+        return self._decoded
 
     def output_streamed(self) -> int:
         """Tokens of the content that streamed before a cut (the local estimate)."""

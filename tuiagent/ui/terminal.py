@@ -34,7 +34,7 @@ from textual import content as textual_content
 from textual.drivers import linux_driver
 from textual.strip import Strip
 
-from tuiagent.terminal import STAND_INS, is_printable, printable
+from tuiagent.terminal import is_printable, printable, stand_ins
 
 STOP_S = 1.0  # how long the app's end waits for the terminal to take what is queued
 MAX_PENDING = 10_000  # writes held for a terminal that takes nothing (then dropped)
@@ -124,8 +124,9 @@ def install() -> None:
         rich_control._CONTROL_STRIP_TRANSLATE,  # type: ignore[list-item]
         textual_content._CONTROL_STRIP_TRANSLATE,  # type: ignore[list-item]
     ]
+    table_of_stand_ins = stand_ins()
     for table in tables:
-        for code, stand_in in STAND_INS.items():
+        for code, stand_in in table_of_stand_ins.items():
             table.setdefault(code, stand_in)  # those it drops (BEL, CR, ...) stay dropped
     Strip.render = _printable_render  # type: ignore[method-assign]
     linux_driver.WriterThread = SafeWriter  # type: ignore[attr-defined,misc,assignment]
