@@ -143,6 +143,30 @@ def test_a_client_that_leaves_mid_stream_is_billed_the_whole_output(tmp_path: Pa
     assert cost(record) >= bill.billed(Pricer())
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_leaves_before_the_answer_names_its_model_is_priced_as_billed(
+    tmp_path: Path, stream: bool
+) -> None:
+    """The client hangs up on the answer's head, before the body names the (dearer) model
+    that billed it: cut there, the call was settled at the asked model's worst case, below
+    the bill (found by the property test, 1 run in about 60). The proxy reads on until the
+    answer names its model."""
+    with proxied(tmp_path, ["swapped_late"]) as (upstream, proxy):
+        with (
+            httpx2.Client(timeout=30) as client,
+            client.stream(
+                "POST",
+                proxy.url + "/v1/messages",
+                content=body(model="claude-sonnet-5-5", stream=stream),
+                headers=HEADERS,
+            ),
+        ):
+            pass  # the head came: hang up
+        ((bill, record),) = by_request_id(proxy, upstream.bills)
+    assert record["priced_as"] == "claude-fable-5-2"
+    assert cost(record) >= bill.billed(Pricer())
+
+
 def test_fast_mode_is_held_and_priced_at_its_rates(tmp_path: Path) -> None:
     pricer = Pricer()
     with proxied(tmp_path, ["honest", "fast_fallback"]) as (upstream, proxy):

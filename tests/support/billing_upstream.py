@@ -31,6 +31,7 @@ BEHAVIOURS = (
     "honest",
     "greedy",  # the whole max_tokens
     "swapped",  # message_start names (and bills as) a dearer model
+    "swapped_late",  # swapped, its body sent LATE_S after its head (a client may leave between)
     "slow",  # honest, events 20 ms apart: a client may leave mid-stream (all of it is billed)
     "gated",  # honest, but the stream waits after message_start until `gate` is set
     "cut",  # message_start and some text, then the connection closes (whole output billed)
@@ -42,6 +43,7 @@ BEHAVIOURS = (
     "no_answer",  # reads the request, hangs up without a word (may have billed it all)
     "overloaded",  # 529 before anything: bills nothing
 )
+LATE_S = 0.3  # swapped_late: between its head and its body
 COUNTS = ("honest", "low", "zero", "negative", "missing", "string")
 DEARER = {
     "claude-haiku-5-5": "claude-sonnet-5-5",
@@ -200,6 +202,12 @@ class BillingUpstream:
             "usage": start_usage,
         }
         final_output: Any = "1e30" if kind == "bad_usage" else usage.output_tokens
+        status = 200  # 0 once the head is sent
+        if kind == "swapped_late":
+            kind_of = "text/event-stream" if body.get("stream") else "application/json"
+            await _write(writer, 200, kind_of, [], request_id)
+            await asyncio.sleep(LATE_S)
+            status = 0
         if not body.get("stream"):
             message["content"] = [{"type": "text", "text": "ok"}]
             message["stop_reason"] = "end_turn"
@@ -207,7 +215,7 @@ class BillingUpstream:
             data = json.dumps(message).encode()
             if kind in ("cut", "stall"):
                 data = data[: len(data) // 2]  # a body cut short: no usage can be read
-            await _write(writer, 200, "application/json", [data], request_id)
+            await _write(writer, status, "application/json", [data], request_id)
             if kind == "stall":
                 await _hang(reader, self.stall_s)
             return
@@ -251,7 +259,7 @@ class BillingUpstream:
                 await asyncio.sleep(0.01)
             await _write(writer, 0, "", events[1:])
             return
-        await _write(writer, 200, "text/event-stream", events, request_id, pause)
+        await _write(writer, status, "text/event-stream", events, request_id, pause)
         if kind == "stall":
             await _hang(reader, self.stall_s)
 
@@ -318,7 +326,7 @@ def _bill(
     ran_geo = str(geo or ("us" if kind == "workspace_us" else "global"))
     asked = Modifiers(speed=speed, processing=processing, inference_geo=ran_geo)
     ran_speed = "standard" if kind == "fast_fallback" else speed
-    billed_model = DEARER.get(model, model) if kind == "swapped" else model
+    billed_model = DEARER.get(model, model) if kind.startswith("swapped") else model
     billed = Modifiers(speed=ran_speed, processing=processing, inference_geo=ran_geo)
     output = HONEST_OUTPUT if kind in ("honest", "slow", "gated") else max_tokens
     if kind == "over_max":

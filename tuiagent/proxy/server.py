@@ -510,8 +510,12 @@ class ProxyApp:
                 later=later,
             )
 
-        # The client hanging up cancels the relay (uvicorn's send goes quiet, not raises).
-        gone = _on_disconnect(exchange.receive, asyncio.current_task())
+        # The client hanging up cancels the relay (uvicorn's send goes quiet, not raises), once
+        # the answer has named its model: an upstream may answer with a dearer one than asked.
+        named = asyncio.Event()
+        if call is None:
+            named.set()
+        gone = _on_disconnect(exchange.receive, asyncio.current_task(), named)
         send = exchange.send
         try:
             await send(
@@ -542,6 +546,8 @@ class ProxyApp:
                 if ttft is None:
                     ttft = clock() - call.started
                 scanner.feed(chunk)
+                if scanner.model:
+                    named.set()
                 received += len(chunk)
                 if (
                     scanner.completed
@@ -682,14 +688,21 @@ async def coalesced(
             await reader  # done with the upstream's stream before it is closed
 
 
+LEFT_READ_S = 10.0  # how long an answer is still read, after its client left, for its model
+
+
 def _on_disconnect(
-    receive: ASGIReceiveCallable, task: asyncio.Task[Any] | None
+    receive: ASGIReceiveCallable, task: asyncio.Task[Any] | None, named: asyncio.Event
 ) -> asyncio.Task[Any]:
-    """A watcher that cancels `task` when the client disconnects."""
+    """A watcher that cancels `task` when the client disconnects, once `named` is set (the
+    answer named the model that billed it) or LEFT_READ_S later: cut at once, a call would
+    be settled at the asked model's worst case while the upstream billed a dearer one."""
 
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(named.wait(), LEFT_READ_S)
         if task is not None:
             task.cancel()
 
