@@ -19,6 +19,7 @@ from tuiagent.agent.tools.command import CommandRunner
 from tuiagent.agent.tools.fetch import Fetcher
 from tuiagent.apikey import api_key
 from tuiagent.config import TIERS, Settings
+from tuiagent.cost.budget import Budget
 from tuiagent.llm.client import AnthropicProvider, make_client
 from tuiagent.llm.provider import Provider
 from tuiagent.offline import OfflineModel
@@ -128,9 +129,13 @@ def open_session(
     offline_model: OfflineModel | None = None,
     clock: Callable[[], float] = time.monotonic,
     resume: Path | None = None,
+    budget: Budget | None = None,
+    workspace_label: Path | None = None,
 ) -> Session:
     """Check the preconditions (workspace, prices) and build the agent; `resume`, a run's
-    transcript, gives it that conversation to go on with. Nothing is spent here."""
+    transcript, gives it that conversation to go on with; `budget`, one shared with other
+    runs (an eval's); `workspace_label`, the workspace run_start names when the run works
+    in a copy. Nothing is spent here."""
     check_workspace(workspace)
     ws = Workspace(workspace)
     conn = connect(settings, offline=offline, offline_model=offline_model)
@@ -149,7 +154,9 @@ def open_session(
         log_dir=log_dir,
         clock=clock,
         session=session_of(resume) if resume is not None else None,
+        budget=budget,
     )
+    agent.workspace = str((workspace_label or workspace).resolve())
     history: list[dict[str, Any]] = []
     if resume is not None:
         from tuiagent.runs.transcript import load_resumable

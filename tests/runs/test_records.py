@@ -399,7 +399,7 @@ def _fields_by_type(log: Path) -> dict[str, set[str]]:
 
 # Fields written since the fixture was (by main at 690bc75), each a default for older logs.
 ADDED_SINCE = {
-    "run_start": {"schema"},
+    "run_start": {"schema", "workspace"},
     "run_end": {"subagent_turns"},
     "turn": {"hold_id", "service_tier"},
 }

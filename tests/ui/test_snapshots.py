@@ -54,9 +54,12 @@ async def expanded_tool_block(pilot: Pilot[Any]) -> None:
 
 
 async def halted_at_the_cap(pilot: Pilot[Any]) -> None:
-    await _steady(pilot)
+    app = await _steady(pilot)
     await send(pilot, "List the files here.")
     await idle(pilot)
+    # The message given back to the input gets its estimate under it, after a pause.
+    estimate = app.main.query_one("#estimate")
+    await until(pilot, lambda: bool(estimate.display), "the estimate under the input")
     await _settle(pilot)
 
 

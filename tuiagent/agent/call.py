@@ -66,7 +66,7 @@ from tuiagent.llm.provider import (
 from tuiagent.llm.tokens import estimate_tokens
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.llm.window import context_window
-from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, record_fields
+from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, Size, record_fields
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.records import Attempt, HaltReason, HoldRecord, Turn
 
@@ -450,6 +450,21 @@ class Caller:
                 decision = dataclasses.replace(decision, tier=tier, model=model, reason=why)
             return Prepared(decision, plan)
         return None
+
+    async def quote(self, model: str, request: dict[str, Any]) -> tuple[Size, Plan | None]:
+        """The request's input counted (count_tokens is free; the offline model counts
+        locally; the meter's own sizing where no count can be had) and the hold it would get
+        now (None: it would not fit). Nothing is sent, held or recorded."""
+        modifiers = self.meter.modifiers(model, request)
+        counted = await self.provider.count_tokens(request) if self.provider.counts_tokens else None
+        if isinstance(counted, int) and not isinstance(counted, bool) and counted >= 0:
+            size = Size(counted, "count_tokens")
+        else:
+            size = await self.meter.size(model, request, modifiers, None)
+        needed = self.meter.needed  # (what a halt says it needed: not this quote's)
+        plan = self.meter.plan(model, request, size, modifiers, Scopes(model=model))
+        self.meter.needed = needed
+        return size, plan
 
     async def _plan(self, model: str, request: dict[str, Any], conversation: bool) -> Plan | None:
         modifiers = self.meter.modifiers(model, request)

@@ -375,12 +375,12 @@ def target_of(settings: Settings, tier: str | None, model: str | None) -> tuple[
     return tier or settings.router.tier_of(target) or "custom", target
 
 
-def _exact(request: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
+def exact_request(request: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
     """The request as it is, whatever the metered call asks for (a replay is pinned)."""
     return lambda _model: copy.deepcopy(request)
 
 
-async def _call(agent: Agent, spec: CallSpec, retries: Retries) -> CallEnd:
+async def call_once(agent: Agent, spec: CallSpec, retries: Retries) -> CallEnd:
     """One metered call, its events unused: what it ended with."""
     call = agent.call(spec, retries)
     async for _ in call:
@@ -448,8 +448,8 @@ async def _replay_all(
         request = copy.deepcopy(t.request)
         request["model"] = model
         decision = RouteDecision(tier, model, f"replay of {t.run_id} turn {t.turn}")
-        spec = CallSpec(agent.state.turns, "replay", decision, _exact(request))
-        end = await _call(agent, spec, retries)
+        spec = CallSpec(agent.state.turns, "replay", decision, exact_request(request))
+        end = await call_once(agent, spec, retries)
         result = TurnResult(t, tier, model, cost=_cost(end))
         exp.results.append(result)
         if end.result is None:
@@ -470,8 +470,8 @@ async def _replay_all(
                 agent.state.turns += 1
                 jr = judge_request(deep, t.prompt, _text(t.answer), _text(result.content))
                 jdecision = RouteDecision("deep", deep, f"judge of {t.run_id} turn {t.turn}")
-                jspec = CallSpec(agent.state.turns, "judge", jdecision, _exact(jr))
-                end = await _call(agent, jspec, retries)
+                jspec = CallSpec(agent.state.turns, "judge", jdecision, exact_request(jr))
+                end = await call_once(agent, jspec, retries)
                 result.judge_cost = _cost(end)
                 if end.result is None and not end.detail:
                     result.reason = "not judged: the judge call did not fit what is left of the cap"

@@ -34,6 +34,7 @@ from tuiagent.agent.compress import Compressor, result_ids_in
 from tuiagent.agent.context import ContextManager
 from tuiagent.agent.conversation import Conversation, RunState, replayable
 from tuiagent.agent.edits import Editor, EditPreview
+from tuiagent.agent.estimate import Estimate, History, estimate
 from tuiagent.agent.events import (
     Answered,
     BudgetChanged,
@@ -458,6 +459,7 @@ class Agent:
             settings.tools.compress_over_tokens, on_keep=self.transcript.result
         )
         self.resumed_from: str | None = None  # the run whose conversation this one goes on
+        self.workspace: str | None = None  # where its tools work (run_start notes it)
         self.mcp: McpTools | None = None  # the session's MCP servers (session.py adds them)
         self.editor: Editor | None = None  # write_file, edit_file and undo (session.py)
         if settings.tools.compress or settings.run.context_management:
@@ -494,6 +496,7 @@ class Agent:
             self.steering,
         )
         self.request: Request | None = None  # the last request (go_on goes on with it)
+        self._history: History | None = None  # earlier messages, for estimates
 
     def resume(self, earlier: Resumable) -> None:
         """Go on with an earlier run's conversation: its messages, and its kept originals
@@ -514,8 +517,10 @@ class Agent:
         """Write a record to the run log as this agent's (its run id and identity)."""
         return self.place.write(record)
 
-    def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted:
-        """Write run_start (a replay notes `replay_of`)."""
+    def start(
+        self, replay_of: dict[str, Any] | None = None, eval_of: dict[str, Any] | None = None
+    ) -> RunStarted:
+        """Write run_start (a replay notes `replay_of`, a run of an eval suite `eval_of`)."""
         settings = self.settings
         start = RunStart(
             started_at=utc_now_iso(),
@@ -527,6 +532,8 @@ class Agent:
             replay_of=replay_of,
             resumed_from=self.resumed_from,
             session=self.session if self.session != self.state.run_id else None,
+            eval=eval_of,
+            workspace=self.workspace,
         )
         return RunStarted(self.write(start))
 
@@ -646,6 +653,26 @@ class Agent:
             return None
 
     # --- requests ------------------------------------------------------------
+
+    async def estimate(self, prompt: str, history: History | None = None) -> Estimate:
+        """What sending `prompt` now would cost (agent/estimate.py), sent nowhere: its first
+        call, and the whole message's range from this workspace's earlier messages (of
+        `history`, by default this run's log dir and its own messages)."""
+        if history is None:
+            if self._history is None:
+                ws = Path(self.workspace or ".")
+                self._history = History(self.log.path.parent, ws, own=self.log.path)
+            history = self._history
+        await asyncio.to_thread(history.load)  # the log dir, read once: not on the loop
+        return await estimate(
+            prompt,
+            history,
+            state=self.state,
+            conversation=self.conversation,
+            router=self.router,
+            caller=self.caller,
+            pin=self.steering.tier,
+        )
 
     def send(self, prompt: str) -> Request:
         """Work on one user message until the answer or a limit: its events, then how it

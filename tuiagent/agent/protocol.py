@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from tuiagent.agent.edits import EditPreview
+from tuiagent.agent.estimate import Estimate
 from tuiagent.agent.events import BudgetChanged, ContextEdited, Halted, RunEnded, RunStarted
 from tuiagent.agent.stream import EventStream
 from tuiagent.cost.budget import BudgetSnapshot
@@ -61,9 +62,13 @@ class AgentControl(Protocol):
 
     approve: Approver | None
 
-    def start(self, replay_of: dict[str, Any] | None = None) -> RunStarted: ...
+    def start(
+        self, replay_of: dict[str, Any] | None = None, eval_of: dict[str, Any] | None = None
+    ) -> RunStarted: ...
 
     def send(self, prompt: str) -> EventStream[RequestEnd]: ...
+
+    async def estimate(self, prompt: str) -> Estimate: ...
 
     def go_on(self) -> EventStream[RequestEnd]: ...
 

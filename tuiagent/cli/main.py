@@ -171,8 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json", action="store_true", help="print the run log's records, one per line"
     )
+    run.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print what the prompt would cost (its first call, the message's range); send nothing",
+    )
     _add_common(run)
     _add_report_commands(sub)
+    _add_eval_command(sub)
     undo = sub.add_parser("undo", help="put back the last file change of a run (or all)")
     undo.add_argument("run_id", metavar="RUN_ID", help="the run (a unique prefix will do)")
     undo.add_argument("--all", action="store_true", help="every change of the run, newest first")
@@ -252,6 +258,48 @@ def _add_report_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     replay.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
 
 
+def _add_eval_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ev = sub.add_parser(
+        "eval", help="run a suite's tasks N times per tier: cost spread, checks, CI gate"
+    )
+    ev.add_argument("suite", metavar="SUITE.toml", type=Path, help="the tasks ([[tasks]])")
+    ev.add_argument(
+        "--repeat",
+        metavar="N",
+        type=_positive_int("--repeat"),
+        default=3,
+        help="runs per task and arm (default: 3)",
+    )
+    ev.add_argument(
+        "--tier",
+        dest="tiers",
+        action="append",
+        default=[],
+        choices=TIER_CHOICES,
+        help="an arm: every task on this tier (repeat it: the first arm is the reference)",
+    )
+    ev.add_argument("--offline", action="store_true", help="use the built-in offline model")
+    ev.add_argument("--max-cost", metavar="USD", help="cap of the whole eval, judge included")
+    ev.add_argument("--json", metavar="PATH", type=Path, help="write the summary here")
+    ev.add_argument(
+        "--baseline", metavar="SUMMARY.json", type=Path, help="fail (exit 1) on a regression"
+    )
+    ev.add_argument(
+        "--fail-over",
+        metavar="PCT",
+        help="with --baseline: the p50 cost rise that fails a task (default: 10%%)",
+    )
+    ev.add_argument(
+        "--parallel",
+        metavar="N",
+        type=_positive_int("--parallel"),
+        default=4,
+        help="runs at once (default: 4)",
+    )
+    ev.add_argument("--log-dir", metavar="DIR", type=Path, help="where run logs go")
+    ev.add_argument("--config", metavar="FILE", type=Path, help="config.toml to read")
+
+
 def _settings_from(args: argparse.Namespace) -> Settings:
     """config.toml, then the flags given."""
     settings = load_settings(args.config)
@@ -283,6 +331,29 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return settings.with_changes(**changes)
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from tuiagent.cli.eval import EvalArgs, run_eval
+    from tuiagent.eval.gate import parse_threshold
+
+    settings = load_settings(args.config)
+    if args.max_cost is not None:
+        settings = settings.with_changes(max_cost_usd=parse_money(args.max_cost, "--max-cost"))
+    if args.fail_over is not None and args.baseline is None:
+        raise UsageError("--fail-over goes with --baseline SUMMARY.json")
+    options = EvalArgs(
+        suite=args.suite,
+        repeat=args.repeat,
+        tiers=args.tiers,
+        offline=args.offline,
+        json_path=args.json,
+        baseline=args.baseline,
+        fail_over=parse_threshold(args.fail_over or "10%"),
+        parallel=args.parallel,
+        log_dir=args.log_dir,
+    )
+    return asyncio.run(run_eval(settings, options))
+
+
 def main(argv: list[str] | None = None) -> int:
     # Every line the CLI prints (errors included) is redacted and made printable; an app
     # writes the screen to the terminal itself (sys.__stderr__), through ui/terminal.py.
@@ -300,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
-        if args.command in (None, "run", "replay"):
+        if args.command in (None, "run", "replay", "eval"):
             api_key()  # a key that cannot be sent is refused first, before any import or file
         if args.command == "run":
             if not args.prompt.strip():
@@ -308,8 +379,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                 raise UsageError("the prompt is empty: say what to ask the agent")
             settings = _settings_from(args)  # bad flags refused before the SDK loads
 
-            from tuiagent.cli.run import run_headless
+            from tuiagent.cli.run import run_estimate, run_headless
 
+            if args.estimate:
+                return asyncio.run(
+                    run_estimate(
+                        settings,
+                        args.prompt,
+                        workspace=args.workspace,
+                        offline=args.offline,
+                        as_json=args.json,
+                    )
+                )
             return asyncio.run(
                 run_headless(
                     settings,
@@ -319,6 +400,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                     as_json=args.json,
                 )
             )
+        if args.command == "eval":
+            return _eval(args)
         if args.command == "undo":
             from tuiagent.agent.edits import undo_run
             from tuiagent.paths import default_log_dir

@@ -24,8 +24,9 @@ from tuiagent.report.tables import (
 
 def console_for(piped_width: int = 200) -> Console:
     """The terminal's width on a terminal; piped, wide enough that tables do not wrap. No
-    colour codes: stdout makes every byte printable (cli/output.py), so a style's escape
-    would reach the terminal as `␛[1m`."""
+    colour or style codes: every byte the CLI writes goes through its guarded stream
+    (cli/output.py), which shows an escape byte as `␛`, so a styled table would read as
+    `␛[1m...` on a terminal."""
     if sys.stdout.isatty():
         return Console(color_system=None)
     return Console(width=piped_width, color_system=None)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 from signal import SIGINT
@@ -209,3 +210,41 @@ async def run_headless(
             f"{counted(r.turns, 'turn')}{sub}, ${r.total_cost_usd:.6f}  log {agent.log.path}\n"
         )
     return end.exit_code
+
+
+async def run_estimate(
+    settings: Settings, prompt: str, *, workspace: Path, offline: bool, as_json: bool
+) -> int:
+    """`run --estimate`: what the prompt would cost, sent nowhere. The agent's own files go
+    to a folder that is removed: no run is logged; the range is drawn from the log dir."""
+    from tuiagent.agent.estimate import History
+    from tuiagent.paths import default_log_dir
+
+    log_dir = settings.run.log_dir or default_log_dir()
+    with tempfile.TemporaryDirectory(prefix="tuiagent-estimate-") as scratch:
+        session = open_session(
+            settings.with_changes(log_dir=Path(scratch)), workspace=workspace, offline=offline
+        )
+        agent = session.agent
+        try:
+            found = await agent.estimate(prompt, History(log_dir, workspace))
+        finally:
+            agent.log.close()
+            agent.transcript.close()
+            if agent.owns_budget:
+                agent.budget.close()
+    if session.notice:
+        print(f"tuiagent: {session.notice}", file=sys.stderr)
+    if as_json:
+        json.dump(found.as_json(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        if session.offline_model is not None:
+            print(f"[{OFFLINE_NOTICE}]", file=sys.stderr)
+        print(f"estimate: {found.line()}")
+        held = found.first_call_held_usd
+        print(
+            "nothing was sent; the first call would be held at "
+            + (f"${held:.6f} (its worst case)" if held is not None else "more than the cap allows")
+        )
+    return EXIT_OK

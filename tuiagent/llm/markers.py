@@ -9,3 +9,6 @@ SUMMARIZE_MARKER = "[tuiagent:summarize]"
 COMPACT_MARKER = "[tuiagent:compact]"
 # Opens the user message that holds a compaction's summary.
 SUMMARY_MARKER = "[tuiagent:summary]"
+# Opens the system prompt of an eval's judge check: does an answer do what a task asks
+# (tuiagent/eval/checks.py)?
+CHECK_MARKER = "[tuiagent:check]"

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tuiagent.llm.markers import COMPACT_MARKER, SUMMARIZE_MARKER, SUMMARY_MARKER
+from tuiagent.llm.markers import CHECK_MARKER, COMPACT_MARKER, SUMMARIZE_MARKER, SUMMARY_MARKER
 from tuiagent.offline import tool_search
 from tuiagent.offline.tools import PlannedCall, bind, native, workspace_of
 
@@ -466,6 +466,24 @@ def judge(request: str) -> str:
     return f"{verdict}: {overlap:.0%} word overlap between the answers (simulated judge)"
 
 
+_CHECKED = re.compile(
+    r"<criterion>\n?(.*?)\n?</criterion>\s*<answer>\n?(.*?)\n?</answer>", re.DOTALL
+)
+
+
+def check(request: str) -> str:
+    """An eval's judge check: pass when the answer holds at least half of the criterion's
+    words of three letters or more; deterministic, and it says it is simulated."""
+    m = _CHECKED.search(request)
+    if m is None:
+        return "fail: simulated judge found no <criterion> and <answer> to compare"
+    wanted = {w.lower() for w in _WORD.findall(m.group(1)) if len(w) >= 3}
+    said = {w.lower() for w in _WORD.findall(m.group(2))}
+    share = len(wanted & said) / len(wanted) if wanted else 1.0
+    verdict = "pass" if share >= 0.5 else "fail"
+    return f"{verdict}: the answer holds {share:.0%} of the criterion's words (simulated judge)"
+
+
 def compact_summary(transcript: str) -> str:
     """A compaction's summary: every result line kept (the ids bring results back), then
     the latest requests."""
@@ -574,6 +592,9 @@ def _agent_reply(request_body: dict[str, Any], tools: dict[str, dict[str, Any]])
     if JUDGE_MARKER in _system_text(request_body):
         request, _ = current_task(messages)
         return Reply(text=judge(request))
+    if CHECK_MARKER in _system_text(request_body):
+        request, _ = current_task(messages)
+        return Reply(text=check(request))
     if SUMMARIZE_MARKER in _system_text(request_body):
         request, _ = current_task(messages)
         return Reply(text=summarize(request))

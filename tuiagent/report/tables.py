@@ -38,7 +38,7 @@ def _when(iso: str) -> str:
 _NO_WRAP = {"run", "started UTC", "model", "tier", "source", "verdict"}
 
 
-def _table(title: str, columns: list[tuple[str, str]], **kwargs: Any) -> Table:
+def make_table(title: str, columns: list[tuple[str, str]], **kwargs: Any) -> Table:
     """Columns as (header, justify): numbers right; only free text ("ended", "cause") wraps."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, **kwargs)
     for header, justify in columns:
@@ -63,7 +63,7 @@ def runs_table(report: Report) -> Table:
     ]
     if compression:
         columns.append(("compression saved", "right"))
-    table = _table(escape(f"Runs in {report.log_dir}"), [*columns, ("ended", "left")])
+    table = make_table(escape(f"Runs in {report.log_dir}"), [*columns, ("ended", "left")])
     for r in report.runs:
         u = r.usage
         rate = r.cache_hit_rate
@@ -105,7 +105,7 @@ def runs_table(report: Report) -> Table:
 
 def top_turns_table(report: Report) -> Table:
     total = report.total_cost
-    table = _table(
+    table = make_table(
         f"The {report.top} costliest turns",
         [
             ("run", "left"),
@@ -135,7 +135,7 @@ def top_turns_table(report: Report) -> Table:
 def group_table(report: Report, by: str) -> Table:
     total = report.total_cost
     groups = {"model": report.by_model, "tier": report.by_tier, "agent": report.by_agent}[by]
-    table = _table(
+    table = make_table(
         f"Cost by {by}",
         [
             (by, "left"),
@@ -167,7 +167,7 @@ def group_table(report: Report, by: str) -> Table:
 def sessions_table(report: Report) -> Table:
     """Proxied calls by client, session, then agent (sub-agents indented under their
     parent), with why each group's last call cost what it did."""
-    table = _table(
+    table = make_table(
         "Proxied calls by session and agent",
         [
             ("session / agent", "left"),
@@ -202,7 +202,7 @@ def sources_table(report: Report) -> Table:
     rows = report.input_sources()
     total = sum((r.cost for r in rows), Decimal(0))
     turns = rows[0].turns if rows else 0
-    table = _table(
+    table = make_table(
         f"Where the input came from ({counted(turns, 'turn')} with a transcript)",
         [
             ("source", "left"),
@@ -228,7 +228,7 @@ def sources_table(report: Report) -> Table:
 
 def mcp_table(report: Report) -> Table:
     """What each MCP server's tool definitions cost: per call and in all."""
-    table = _table(
+    table = make_table(
         "MCP servers: what their tool definitions cost",
         [
             ("run", "left"),
@@ -328,7 +328,7 @@ def experiment_table(data: ExperimentResult) -> Table:
     narrow screen shows it. The run and the replay's tier are the title's, when one run was
     replayed: 80 columns leave the reason room."""
     several = len(data.replay_of) > 1
-    table = _table(
+    table = make_table(
         f"Run(s) {', '.join(data.replay_of)} replayed on {data.model} ({data.tier})",
         [
             *([("run", "left")] if several else []),

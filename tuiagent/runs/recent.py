@@ -108,6 +108,9 @@ def is_chat(log: Path) -> bool:
 
 
 def _chat_start(records: Iterable[Record | Unknown]) -> RunStart | None:
-    """The run_start of a run the user chatted in: not a replay, not a proxy's log."""
+    """The run_start of a run the user chatted in: not a replay, not an eval's run, not a
+    proxy's log."""
     start = next((r for r in records if isinstance(r, RunStart | ProxyRunStart)), None)
-    return start if isinstance(start, RunStart) and not start.replay_of else None
+    if isinstance(start, RunStart) and not start.replay_of and not start.eval:
+        return start
+    return None

@@ -162,6 +162,10 @@ class RunStart(Record):
     resumed_from: str | None = field(default=None, metadata=OMIT)
     # The session a resumed run goes on with (its budgets' session), when not its own id.
     session: str | None = field(default=None, metadata=OMIT)
+    # A run of `tuiagent eval`: {suite, task, arm, repeat} (tuiagent/eval/).
+    eval: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    # The workspace the run worked in (for an eval run, the task's own, not its copy).
+    workspace: str | None = field(default=None, metadata=OMIT)
 
 
 @dataclass(frozen=True, kw_only=True)

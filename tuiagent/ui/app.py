@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import on, work
 from textual.app import App
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.worker import Worker
 
 from tuiagent.config import TIER_CHOICES, Settings, parse_money
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 APP_OFFLINE_TOKENS_PER_SECOND = 80.0
 REPORT_RUNS = 20  # the report screen covers this many recent runs
 KEEP_WARM_TICK_S = 15.0  # how often an idle app lets the agent weigh a cache refresh
+ESTIMATE_PAUSE_S = 0.4  # a pause in typing this long asks for the message's estimate
 
 
 @dataclass
@@ -108,6 +110,7 @@ class TuiagentApp(MeteredApp):
         self.themes_dir = themes_dir if themes_dir is not None else user_themes_dir()
         self.session: Session | None = None
         self.agent: AgentControl | None = None  # the session's agent, through its interface
+        self._estimate_timer: Timer | None = None  # the pause after typing, for the estimate
         self.queue: list[str] = []
         self.turn_worker: Worker[None] | None = None
         self.finished = False
@@ -288,8 +291,43 @@ class TuiagentApp(MeteredApp):
 
     # --- sending -------------------------------------------------------------------
 
+    @on(ChatInput.Changed)
+    def _typed(self, _: ChatInput.Changed) -> None:
+        """Typing: the estimate waits for a pause (ESTIMATE_PAUSE_S), so keys stay fast."""
+        if self._estimate_timer is not None:
+            self._estimate_timer.stop()
+        self._estimate_timer = self.set_timer(ESTIMATE_PAUSE_S, self._estimate_typed)
+
+    def _typed_text(self) -> str | None:
+        """The input's text, or None once the main screen's input is gone (quitting)."""
+        found = self.main.query(ChatInput)
+        return found.first().text.strip() if found else None
+
+    def _estimate_typed(self) -> None:
+        text = self._typed_text()
+        if text is None:
+            return
+        if not text or text.startswith("/") or self.agent is None or self.busy:
+            self.main.show_estimate("")
+            return
+        self.estimate(self.agent, text)
+
+    @work(exclusive=True, group="estimate", exit_on_error=False)
+    async def estimate(self, agent: AgentControl, text: str) -> None:
+        """The agent's estimate of `text` (computed in the core: agent/estimate.py), shown
+        under the input while the input still holds it."""
+        try:
+            found = await agent.estimate(text)
+        except TuiagentError as exc:
+            line = f"no estimate: {exc}"
+        else:
+            line = found.short()
+        if self._typed_text() == text and not self.busy:
+            self.main.show_estimate(line)
+
     @on(ChatInput.Submitted)
     async def _submitted(self, message: ChatInput.Submitted) -> None:
+        self.main.show_estimate("")
         text = message.text
         chat_input = self.main.input
         if text.startswith("/"):

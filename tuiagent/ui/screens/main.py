@@ -161,6 +161,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="chat-column"):
                 yield ChatLog(key=self.key, id="chat")
                 yield ChatInput(key=self.key, id="input")
+                yield Static("", id="estimate", markup=False)
             yield Vertical(id="side")
         yield KeysFooter()
 
@@ -263,6 +264,13 @@ class MainScreen(Screen[None]):
     @property
     def input(self) -> ChatInput:
         return self.query_one(ChatInput)
+
+    def show_estimate(self, line: str) -> None:
+        """What the message being typed would cost (the agent's estimate), or nothing (then
+        the line takes no room)."""
+        for shown in self.query("#estimate").results(Static):
+            shown.update(line)
+            shown.display = bool(line)
 
     def set_offline(self, badge: str | None) -> None:
         """Show the badge (the offline model answers) or hide it."""

@@ -17,6 +17,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
 from tuiagent.agent.experiment import latest_experiment
+from tuiagent.eval.tables import latest_summary_view
 from tuiagent.report.rows import Report, TurnRow
 from tuiagent.report.tables import (
     experiment_table,
@@ -97,6 +98,11 @@ class ReportScreen(Screen[None]):
                 ScrollableContainer(classes="report-scroll"),
             ):
                 yield Static(sources_table(r), classes="report-table")
+            with TabPane("Eval", id="report-eval"), ScrollableContainer(classes="report-scroll"):
+                path, view = latest_summary_view(r.log_dir)
+                if path is not None:
+                    yield Static(f"the latest eval: {path}", classes="report-note", markup=False)
+                yield Static(view, classes="report-table")
             with (
                 TabPane("Experiment", id="report-experiment"),
                 ScrollableContainer(classes="report-scroll"),

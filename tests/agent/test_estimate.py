@@ -1,0 +1,100 @@
+"""`tuiagent run --estimate`: the first call priced before sending, the message's range from
+this workspace's earlier messages, nothing sent, nothing logged."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tuiagent.agent.estimate import INPUT_KINDS, quantile
+from tuiagent.cli import main
+from tuiagent.runs.log import read_records
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def estimate(capsys: pytest.CaptureFixture[str], ws: Path, logs: Path, prompt: str) -> dict:
+    code, out, err = cli(
+        capsys, "run", "--estimate", "--json", "--offline", "--tier", "fast",
+        "--workspace", str(ws), "--log-dir", str(logs), prompt,
+    )  # fmt: skip
+    assert code == 0, err
+    return json.loads(out)
+
+
+def first_input_and_message_cost(log: Path) -> tuple[Decimal, Decimal]:
+    records, _ = read_records(log)
+    first = next(r for r in records if r["type"] == "turn")
+    paid = sum(Decimal(str(first["cost_breakdown_usd"].get(k, 0))) for k in INPUT_KINDS)
+    whole = sum(Decimal(str(r["cost_usd"])) for r in records if r["type"] in ("turn", "attempt"))
+    return paid, whole
+
+
+def test_the_first_call_is_priced_exactly_and_nothing_is_sent(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = tmp_path / "logs"
+    shown = estimate(capsys, workspace, logs, "List the files here.")
+    assert shown["p50_usd"] is None and shown["drawn_from"] == 0
+    assert not logs.exists() or not list(logs.glob("*.jsonl"))  # no run, no billing
+    code, _, err = cli(
+        capsys, "run", "--offline", "--tier", "fast", "--workspace", str(workspace),
+        "--log-dir", str(logs), "List the files here.",
+    )  # fmt: skip
+    assert code == 0, err
+    (log,) = logs.glob("*.jsonl")
+    paid, _ = first_input_and_message_cost(log)
+    assert Decimal(str(shown["first_call_usd"])) == paid  # a cold cache: exactly what it billed
+    records, _ = read_records(log)
+    first = next(r for r in records if r["type"] == "turn")
+    assert shown["input_tokens"] == sum(
+        first[k] for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    )
+    assert Decimal(str(shown["first_call_held_usd"])) >= paid
+
+
+def test_the_range_is_drawn_from_this_workspaces_earlier_messages(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = tmp_path / "logs"
+    prompts = ["List the files here.", "Read notes.txt", "Search for TODO"]
+    for prompt in prompts:
+        assert cli(capsys, "run", "--offline", "--tier", "fast", "--workspace", str(workspace),
+                   "--log-dir", str(logs), prompt)[0] == 0  # fmt: skip
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("x\n")
+    assert cli(capsys, "run", "--offline", "--workspace", str(other), "--log-dir", str(logs),
+               "List the files here.")[0] == 0  # fmt: skip
+    shown = estimate(capsys, workspace, logs, "List the files here.")
+    assert shown["drawn_from"] == 3  # the other workspace's message is not one of them
+    ratios = []
+    for log in sorted(logs.glob("*.jsonl")):
+        records, _ = read_records(log)
+        if records[0]["workspace"] == str(workspace.resolve()):
+            paid, whole = first_input_and_message_cost(log)
+            ratios.append(whole / paid)
+    first = Decimal(str(shown["first_call_usd"]))
+    assert Decimal(str(shown["p50_usd"])) == pytest.approx(first * quantile(ratios, 0.5))
+    assert Decimal(str(shown["p90_usd"])) == pytest.approx(first * quantile(ratios, 0.9))
+    code, out, _ = cli(capsys, "run", "--estimate", "--offline", "--tier", "fast",
+                       "--workspace", str(workspace), "--log-dir", str(logs), "Read notes.txt")  # fmt: skip
+    assert code == 0
+    assert "whole message $" in out and "(p50-p90 of 3 earlier messages)" in out
+    assert "nothing was sent" in out
+    assert len(list(logs.glob("*.jsonl"))) == 4  # the estimates logged no run
+
+
+def test_an_empty_prompt_is_refused_before_any_estimate(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "run", "--estimate", "--offline", "--workspace", str(workspace),
+                       "--log-dir", str(tmp_path), "   ")  # fmt: skip
+    assert code == 2 and "the prompt is empty" in err
