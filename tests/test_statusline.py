@@ -125,6 +125,22 @@ def test_without_a_ledger_the_records_say_it(tmp_path: Path, monkeypatch: pytest
     assert out.getvalue() == "tuiagent · session $0.0100 (proxy cap $2.00) · cache 90% · last #2 $0.0000: refused\n"  # fmt: skip
 
 
+def test_the_cap_is_the_one_the_last_call_settled_under(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """F3 raised the proxy's cap from $1.00 to $1.20 mid-run: the line said the cap the run
+    started with (seen by hand on the coding agent's status line)."""
+    lines = [
+        {"type": "run_start", "source": "proxy", "simulated": False, "limits": {"max_cost_usd": 1.0}},
+        {"type": "turn", "turn": 1, "session": "s", "cost_usd": 0.5, "cap_usd": 1.0},
+        {"type": "turn", "turn": 2, "session": "s", "cost_usd": 0.25, "cap_usd": 1.2},
+    ]  # fmt: skip
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "nothing"))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert run(["--log-dir", str(tmp_path)], io.BytesIO(b'{"session_id": "s"}')) == 0
+    assert "session $0.7500 (proxy cap $1.20)" in out.getvalue()
+
+
 @pytest.mark.parametrize(
     ("raw", "says"),
     [

@@ -243,6 +243,8 @@ def _read_call(out: SessionTotals, line: bytes, session: str) -> None:
         return
     out.calls += 1
     out.cost += _money(rec.get("cost_usd"))
+    if rec.get("cap_usd") is not None:  # the cap as this call settled (F2/F3 move it)
+        out.cap = _money(rec["cap_usd"])
     tokens = [
         rec.get(k)
         for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")

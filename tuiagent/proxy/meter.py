@@ -326,6 +326,7 @@ class Meter:
             cost_usd=cost.total,
             cost_breakdown_usd=None if settled.usage_unknown else cost,
             cumulative_cost_usd=self.budget.settled,
+            cap_usd=self.budget.cap,
             max_tokens=int(call.request["max_tokens"]),
             max_tokens_requested=call.reservation.requested_max_tokens,
             input_tokens_counted=call.reservation.input_tokens,

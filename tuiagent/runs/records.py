@@ -493,6 +493,7 @@ class ProxyTurn(Record):
     cost_usd: Decimal = Decimal(0)
     cost_breakdown_usd: Cost | None = None  # None: the usage is unknown
     cumulative_cost_usd: Decimal = Decimal(0)
+    cap_usd: Decimal | None = field(default=None, metadata=OMIT)  # the cap as it settled
     usage_unknown: bool = False
     max_tokens: int = 0
     max_tokens_requested: int = 0
