@@ -229,6 +229,21 @@ def test_overbilling_is_recorded_flagged_and_scales_later_holds_on_that_model() 
     assert meter.budget.in_flight == 0
 
 
+def test_an_answer_naming_a_model_that_cannot_be_priced_keeps_the_worst_case() -> None:
+    """Priced as the cheaper model asked, it was recorded below what a dearer unknown model
+    may have billed: it keeps at least the hold's worst case, flagged."""
+    budget = Budget(D(100))
+    meter = CallMeter(Pricer(), budget, min_useful_tokens=256)
+    h = held(meter, request(inference_geo="global"))
+    usage = TokenUsage(input_tokens=100, output_tokens=10)
+    settled = meter.settle(
+        h, Seen(usage=usage, updates=2, completed=True, response_model="claude-unknown-9")
+    )
+    assert settled.flags == {"model_mismatch": "claude-unknown-9", "unpriced_model": True}
+    assert settled.cost.total == h.reservation.worst_case_usd == budget.settled
+    assert settled.cost.total > Pricer().price(OPUS, usage).total
+
+
 # --- fair holds and bounded waits --------------------------------------------------------
 
 

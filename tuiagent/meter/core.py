@@ -624,9 +624,11 @@ class CallMeter:
         if plan.requested_default_geo:  # not reported either: the API's default, global
             held_as = dataclasses.replace(held_as, inference_geo="global")
         modifiers = held_as.as_billed(usage)
-        cost, priced_as = self._price(plan, usage, modifiers, seen.response_model)
+        cost, priced_as, unpriced = self._price(held, usage, modifiers, seen.response_model)
         if seen.response_model and seen.response_model != plan.model:
             flags["model_mismatch"] = seen.response_model
+        if unpriced:
+            flags["unpriced_model"] = True
         if self._over(held, usage, cost):
             flags["over_reservation"] = True
         if cost.total == 0 and usage == TokenUsage():
@@ -658,18 +660,23 @@ class CallMeter:
         return all(0 <= v <= MAX_TOKENS for v in usage.as_record().values())
 
     def _price(
-        self, plan: Plan, usage: TokenUsage, modifiers: Modifiers, response_model: str
-    ) -> tuple[Cost, str]:
-        """As the requested model, or as the model the answer names where that is dearer."""
+        self, held: Held, usage: TokenUsage, modifiers: Modifiers, response_model: str
+    ) -> tuple[Cost, str, bool]:
+        """As the requested model, or as the model the answer names where that is dearer. An
+        answer naming a model the pricer does not know (or not with these modifiers) keeps
+        at least the hold's worst case, and says so (True): its price is unknown, and may be
+        the dearer."""
+        plan = held.plan
         cost = self.pricer.price(plan.model, usage, modifiers)
         if response_model and response_model != plan.model:
             try:
                 other = self.pricer.price(response_model, usage, modifiers)
             except (UnpricedModelError, UnpricedModifierError, LookupError):
-                return cost, plan.model
+                worst = self.worst_case(held)
+                return (worst if worst.total > cost.total else cost), plan.model, True
             if other.total >= cost.total:
-                return other, response_model
-        return cost, plan.model
+                return other, response_model, False
+        return cost, plan.model, False
 
     def _over(self, held: Held, usage: TokenUsage, cost: Cost) -> bool:
         """Usage beyond what was held: later holds on this model take what it showed."""

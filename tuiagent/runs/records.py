@@ -270,6 +270,9 @@ class Turn(Record):
     model_mismatch: str | None = field(
         default=None, metadata=OMIT
     )  # the model the server answered as
+    unpriced_model: bool | None = field(
+        default=None, metadata=OMIT
+    )  # model_mismatch could not be priced: kept the hold's worst case
     hold_id: str | None = field(default=None, metadata=OMIT)  # its `hold` record
     lowered: str | None = field(default=None, metadata=OMIT)  # "cap" | "fair share"
     waited_s: float | None = field(default=None, metadata=OMIT)  # for holds in flight
@@ -300,6 +303,7 @@ class Attempt(Record):
     output_unknown: bool | None = field(default=None, metadata=OMIT)
     over_reservation: bool | None = field(default=None, metadata=OMIT)
     model_mismatch: str | None = field(default=None, metadata=OMIT)
+    unpriced_model: bool | None = field(default=None, metadata=OMIT)
     priced_as: str | None = field(default=None, metadata=OMIT)
     hold_id: str | None = field(default=None, metadata=OMIT)
     lowered: str | None = field(default=None, metadata=OMIT)
@@ -521,6 +525,7 @@ class ProxyTurn(Record):
     output_unknown: bool | None = field(default=None, metadata=OMIT)
     over_reservation: bool | None = field(default=None, metadata=OMIT)
     model_mismatch: str | None = field(default=None, metadata=OMIT)
+    unpriced_model: bool | None = field(default=None, metadata=OMIT)
     priced_as: str | None = field(default=None, metadata=OMIT)
     hold_id: str | None = field(default=None, metadata=OMIT)
     lowered: str | None = field(default=None, metadata=OMIT)
