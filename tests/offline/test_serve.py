@@ -292,3 +292,45 @@ def test_the_coding_agent_runs_a_tool_loop_keyless_through_proxy_offline(tmp_pat
         t["client"] == "claude-cli/2.1.197" for t in turns
     )
     assert sorted(os.listdir(work)) == ["main.py", "notes.txt"]  # it wrote nothing here
+
+
+def test_the_proxy_says_its_total_and_its_sessions_when_it_stops(tmp_path: Path) -> None:
+    """Ctrl-C: the calls, the spend against the cap, and each session's calls, spend and
+    sub-agents, on stdout after the last call's line."""
+    proc = start_cli(*("proxy", "--offline", "--no-ui", "--port", "0", "--log-dir", str(tmp_path)))
+    assert proc.stdout is not None
+    url = proc.stdout.readline().split()[-1]
+    proc.stdout.readline()
+    try:
+        for headers in (
+            {"x-claude-code-session-id": "sess-a"},
+            {"x-claude-code-session-id": "sess-a", "x-claude-code-agent-id": "sub-1"},
+            {"x-claude-code-session-id": "sess-b"},
+        ):
+            client = anthropic.Anthropic(
+                base_url=url, api_key="k", max_retries=0, default_headers=headers
+            )
+            client.messages.create(
+                model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+            )
+        refused = httpx2.post(
+            url + "/v1/messages",
+            json={"model": MODEL, "max_tokens": "100", "messages": []},
+            headers={"x-api-key": "k", "x-claude-code-session-id": "sess-b"},
+        )
+        assert refused.status_code == 400
+        for _ in range(4):
+            proc.stdout.readline()  # each call's line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    lines = out.splitlines()
+    assert lines[0].startswith("tuiagent proxy: stopped. 4 call(s) (1 refused), $0.00"), out
+    assert lines[0].endswith(
+        "spent of the cap $1.00 (the offline model: simulated, nothing billed)"
+    )
+    assert lines[1].startswith("  Anthropic/Python session sess-a: 2 call(s), $0.00")
+    assert lines[1].endswith(", 1 sub-agent(s), cache hit 0%")
+    assert lines[2].startswith("  Anthropic/Python session sess-b: 2 call(s), $0.00")  # refused too
+    assert lines[3].startswith("tuiagent proxy: log ") and lines[3].endswith(".jsonl")
+    assert proc.returncode == 130 and "Traceback" not in err

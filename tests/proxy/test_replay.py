@@ -103,6 +103,21 @@ def test_replay_all_of_a_proxied_session_judges_every_call_same(
     assert sum(r["type"] == "turn" for r in records) == 6 + 4
 
 
+def test_on_an_80_column_terminal_each_verdict_shows_whole(tmp_path: Path) -> None:
+    """One run replayed: the run is the title's, so the verdict and the reason have room
+    (seen by hand: at 80 columns every verdict was cut to `…`)."""
+    from tests.report.test_report_defects import on_a_terminal
+
+    run_id, _ = _proxied(tmp_path, streamed=True)
+    text = on_a_terminal(
+        "replay", run_id, "--all", "--tier", "fast", "--judge", "--offline", "--yes",
+        "--log-dir", str(tmp_path), columns=80,
+    )  # fmt: skip
+    rows = [line.split() for line in text.splitlines() if line[:6].strip().isdigit()]
+    assert [r[:2] for r in rows] == [[str(n), "same"] for n in range(1, 7)], text
+    assert all(len(line) <= 80 for line in text.splitlines()) and "␛" not in text
+
+
 def test_the_transcript_keeps_each_proxied_answer_as_the_client_got_it(tmp_path: Path) -> None:
     run_id, answers = _proxied(tmp_path, streamed=True)
     turn = 2  # the tool loop's answer (turn 1 called the tool)

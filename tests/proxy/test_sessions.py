@@ -136,7 +136,7 @@ def test_report_groups_proxied_calls_by_session_then_agent(proxied: Proxied) -> 
     ]
     assert rows[3]["refused"] == 1 and rows[3]["last_cause"].startswith("refused: ")
     assert rows[2]["parent_agent"] == "agent-a"
-    assert "max_tokens lowered to fit" in rows[0]["last_cause"]
+    assert "max_tokens lowered 20,000->" in rows[0]["last_cause"]
     assert 0 < rows[0]["cache_hit_rate"] < 1
     assert sum(Decimal(str(r["cost_usd"])) for r in rows) == sum(
         Decimal(str(t["cost_usd"])) for t in turns

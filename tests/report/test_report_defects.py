@@ -168,3 +168,48 @@ def test_halt_reasons_map_to_one_status_and_exit_code() -> None:
     assert outcome("interrupted", signum=signal.SIGTERM).exit_code == EXIT_SIGTERM
     assert outcome("interrupted", signum=signal.SIGHUP).exit_code == EXIT_SIGHUP
     assert (EXIT_SIGTERM, EXIT_SIGHUP) == (143, 129)
+
+
+def on_a_terminal(*args: str, columns: int = 160) -> str:
+    """`tuiagent ARGS` with its stdout on a terminal (a pty) `columns` wide: what it wrote."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.support.cli import cli_env
+
+    main, child = pty.openpty()
+    env = cli_env(COLUMNS=str(columns), LINES="50", TERM="xterm-256color")
+    env.pop("NO_COLOR", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tuiagent", *args],
+        stdout=child,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=120,
+    )
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child side is closed and read
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert done.returncode == 0, done.stderr
+    return out.decode()
+
+
+async def test_on_a_terminal_the_tables_carry_no_escape_shown_as_a_glyph(
+    workspace: Path, log_dir: Path
+) -> None:
+    """`report`'s tables on a terminal: stdout makes every byte printable, so a colour
+    code would reach the screen as `␛[1m` (seen by hand in tmux); none is written."""
+    await make_run(workspace, log_dir, "Which file here is largest?")
+    text = on_a_terminal("report", "--log-dir", str(log_dir))
+    assert "costliest turns" in text, text
+    assert "␛" not in text and "\x1b" not in text

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tuiagent.cli.report import console_for
 from tuiagent.config import Settings
 from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money, resets
@@ -44,7 +45,7 @@ def _ledger(settings: Settings) -> Iterator[Ledger]:
 
 
 def _console() -> Console:
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    return console_for(200)
 
 
 def _iso(t: float | None) -> str | None:

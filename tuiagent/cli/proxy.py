@@ -87,8 +87,11 @@ def add_proxy_command(sub: Any) -> None:
 
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.server import ProxyServer
+    from tuiagent.report.sessions import SessionBook
     from tuiagent.runs.records import Record
 
 Dashboard = Callable[["ProxyServer", "Meter", Any], int]
@@ -110,6 +113,7 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     from tuiagent.proxy.meter import Meter
     from tuiagent.proxy.otel import live_export
     from tuiagent.proxy.server import ProxyApp, ProxyServer, bind
+    from tuiagent.report.sessions import SessionBook
     from tuiagent.runs.log import new_run_id
 
     settings = with_ledger_flags(load_settings(args.config), args.ledger, args.budget)
@@ -156,6 +160,8 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
     server = ProxyServer(app, sock, args.host)
     exporter = live_export(meter)
     shown = shown_url(upstream)  # its user:password (if any) never shown nor logged
+    book = SessionBook()  # the calls by session, for the total on exit
+    meter.listeners.append(lambda record: book.add(run_id, record))
     # SIGINT, SIGTERM and SIGHUP stop it as Ctrl-C does, from here to the log's last record:
     # a signal while it stops (the terminal closed as the dashboard quits) cuts nothing short.
     with server.stopped_by_signals():
@@ -176,11 +182,49 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             if exporter is not None:
                 exporter.shutdown()
             meter.finish()  # run_end, then the log closed (records it could not write: stderr)
+            spent = budget.snapshot()
             budget.close()
             if offline is not None:
                 offline.stop()
+            for line in exit_total(book, spent.settled, spent.cap, offline is not None):
+                _say(line)
+            _say(f"tuiagent proxy: log {log.path}")
     # Stopped by a signal: the exit status of every tuiagent command so stopped.
     return exit_for_signal(server.stopped_by) if server.stopped_by else status
+
+
+EXIT_SESSIONS = 5  # the sessions the total on exit names, the costliest
+
+
+def exit_total(book: SessionBook, spent: Decimal, cap: Decimal, simulated: bool) -> list[str]:
+    """What the proxy says as it stops: its calls and spend against its cap, then the
+    costliest sessions, one line each."""
+    from tuiagent.cost.display import cap as show_cap
+    from tuiagent.cost.display import money
+
+    lines = [ln for ln in book.tree() if ln.kind == "session"]
+    calls = sum(ln.row.calls for ln in lines)
+    refused = sum(ln.row.refused for ln in lines)
+    said = [
+        f"tuiagent proxy: stopped. {calls} call(s)"
+        + (f" ({refused} refused)" if refused else "")
+        + f", {money(spent)} spent of the cap {show_cap(cap)}"
+        + (" (the offline model: simulated, nothing billed)" if simulated else "")
+    ]
+    top = sorted(lines, key=lambda ln: -ln.row.cost)
+    for ln in top[:EXIT_SESSIONS]:
+        r = ln.row
+        agents = sum(1 for a in book.rows() if (a.client, a.session) == (r.client, r.session)) - 1
+        rate = r.cache_hit_rate
+        said.append(
+            f"  {r.client or '?'}{f' session {r.session}' if r.session else ''}: "
+            f"{r.calls} call(s), {money(r.cost)}"
+            + (f", {agents} sub-agent(s)" if agents > 0 else "")
+            + ("" if rate is None else f", cache hit {rate:.0%}")
+        )
+    if len(top) > EXIT_SESSIONS:
+        said.append(f"  … {len(top) - EXIT_SESSIONS} more (tuiagent report shows them all)")
+    return said
 
 
 def _say_call(record: Record) -> None:

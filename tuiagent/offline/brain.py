@@ -111,10 +111,12 @@ LISTING_LINE = re.compile(r"^(file|dir|link)\s+([\d,]+|-)\s+(?:bytes\s+)?(.+)$")
 
 @dataclass
 class Reply:
-    """The model's turn: optional text, then at most one tool call."""
+    """The model's turn: optional text, then at most one tool call, or several side by
+    side (`also`: the coding agent's sub-agents, started at once)."""
 
     text: str
     tool_call: PlannedCall | None = None
+    also: tuple[PlannedCall, ...] = ()
 
 
 def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -613,6 +615,8 @@ def _agent_reply(request_body: dict[str, Any], tools: dict[str, dict[str, Any]])
     plan = plan_calls(request, _NATIVE_TOOLS | set(tools), known_files)
     if "delegate" in tools and _DELEGATE_WORDS.search(request):
         plan = delegated(plan, known_files, request)
+    elif (agent := _agent_tool(tools)) and _DELEGATE_WORDS.search(request):
+        return _sub_agents(agent, tools[agent], plan, made_calls)
     made = [c for c, _, _ in made_calls]
     for planned in plan:
         bound = bind(planned, tools, workspace)
@@ -624,6 +628,71 @@ def _agent_reply(request_body: dict[str, Any], tools: dict[str, dict[str, Any]])
     if WORKER_MARKER in _system_text(request_body):
         answer = _SUB_RECALL.sub("", answer)  # its result ids are no use to the parent
     return Reply(text=answer)
+
+
+# Another agent's tool that starts a sub-agent (the coding agent's `Agent`, once `Task`).
+_AGENT_TOOLS = {"agent", "task"}
+# What the coding agent adds after a sub-agent's answer (its id and usage): not its words.
+_AGENT_RESULT_END = re.compile(r"agentId: |<usage>")
+
+
+def _agent_tool(tools: dict[str, dict[str, Any]]) -> str | None:
+    """The offered tool that starts a sub-agent with a prompt, if any."""
+    for name, tool in tools.items():
+        props = (tool.get("input_schema") or {}).get("properties") or {}
+        if name.lower() in _AGENT_TOOLS and {"prompt", "description"} <= set(props):
+            return name
+    return None
+
+
+def _task(call: PlannedCall) -> tuple[str, str] | None:
+    """A planned call as a sub-agent's task: its short description and its prompt (words
+    the model maps to the same call in the sub-agent's own request)."""
+    args = call.input
+    if call.name == "list_dir":
+        return "List the files", "List the files in the workspace."
+    if call.name == "read_file":
+        return f"Read {args.get('path')}", f"Read {args.get('path')} and say what it holds."
+    if call.name == "search_files":
+        return f"Search {args.get('pattern')}", f'Search for "{args.get("pattern")}".'
+    if call.name == "run_command":
+        return "Run a command", f"Run `{args.get('command')}` and say what it printed."
+    if call.name == "fetch_url":
+        return "Fetch a page", f"Fetch {args.get('url')} and say what it says."
+    return None
+
+
+def _sub_agents(
+    tool: str,
+    offered: dict[str, Any],
+    plan: list[PlannedCall],
+    made: list[tuple[PlannedCall, str, bool]],
+) -> Reply:
+    """Asked for sub-agents, with the client's tool for them: a sub-agent per step of the
+    plan, all started at once (as a model starts parallel work: one answer, several
+    calls); once they have answered, what each found."""
+    spawned = [(c, r, e) for c, r, e in made if c.name == tool]
+    if spawned:
+        lines = []
+        for call, result, is_error in spawned:
+            said = _AGENT_RESULT_END.split(result, maxsplit=1)[0].strip()
+            state = "failed: " if is_error else ""
+            lines.append(f"- {call.input.get('description')}: {state}{_first_line(said)}")
+        return Reply(text="The sub-agents found:\n" + "\n".join(lines))
+    props = (offered.get("input_schema") or {}).get("properties") or {}
+    calls = []
+    for step in plan:
+        task = _task(step)
+        if task is None:
+            continue
+        args = {"description": task[0], "prompt": task[1]}
+        if "subagent_type" in props:
+            args["subagent_type"] = "general-purpose"
+        calls.append(PlannedCall(tool, args))
+    if not calls:
+        return Reply(text=_plain_answer(""))
+    lead = f"I'll start {_plural(len(calls), 'sub-agent')} side by side."
+    return Reply(text=lead, tool_call=calls[0], also=tuple(calls[1:]))
 
 
 def output_schema(request_body: dict[str, Any]) -> dict[str, Any] | None:

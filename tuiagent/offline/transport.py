@@ -33,6 +33,7 @@ from tuiagent.llm.window import context_window, prompt_too_long
 from tuiagent.offline import tool_search
 from tuiagent.offline.brain import Reply, reply, thinking_block
 from tuiagent.offline.cache import CacheRuleError, PromptCache
+from tuiagent.offline.limits import SimulatedLimits
 from tuiagent.offline.rules import model_ids, model_info, refusal
 from tuiagent.offline.tools import PlannedCall
 
@@ -102,6 +103,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         API's general rules only."""
         self.clock = clock
         self.cache = PromptCache(clock)
+        self.limits = SimulatedLimits(clock)  # the rate limits' headers
         self.tokens_per_second = tokens_per_second
         self.fill_max_tokens = fill_max_tokens
         self.always_tool = always_tool
@@ -151,7 +153,8 @@ class OfflineModel(httpx2.AsyncBaseTransport):
                 json={"input_tokens": estimate_request_tokens(body)},
                 headers={"request-id": request_id},
             )
-        return self._messages(body, model, request_id, raw)
+        key = request.headers.get("x-api-key") or request.headers.get("authorization") or ""
+        return self._messages(body, model, request_id, raw, key)
 
     def _models(self, model: str, request_id: str) -> httpx2.Response:
         headers = {"request-id": request_id}
@@ -165,7 +168,7 @@ class OfflineModel(httpx2.AsyncBaseTransport):
         return httpx2.Response(200, json=model_info(model), headers=headers)
 
     def _messages(
-        self, body: dict[str, Any], model: str, request_id: str, raw: bytes
+        self, body: dict[str, Any], model: str, request_id: str, raw: bytes, key: str = ""
     ) -> httpx2.Response:
         max_tokens = int(body["max_tokens"])
         too_long = self._over_window(body, model, request_id)
@@ -205,6 +208,8 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             answer = {"role": "assistant", "content": [_sent(b) for b in content]}
             self._threads[message_id] = [*body["messages"], answer]
         headers = {"request-id": request_id, "x-tuiagent-simulated": "true"}
+        uncached = cache.uncached + cache.write  # what the input limit counts
+        headers.update(self.limits.use(key, uncached, output_tokens))
         if not body.get("stream"):
             message = {
                 "id": message_id,
@@ -303,14 +308,17 @@ class OfflineModel(httpx2.AsyncBaseTransport):
             content.append({"type": "text", "text": turn.text})
         if turn.tool_call is None:
             return content, "end_turn"
-        call = {
-            "type": "tool_use",
-            "id": "toolu_" + self._next_id("", json.dumps(turn.tool_call.input).encode())[1:],
-            "name": turn.tool_call.name,
-            "input": turn.tool_call.input,
-            "caller": {"type": "direct"},  # as recorded: the model itself called it
-        }
-        return [*content, *self._search_for(body, turn.tool_call.name), call], "tool_use"
+        calls = [
+            {
+                "type": "tool_use",
+                "id": "toolu_" + self._next_id("", json.dumps(planned.input).encode())[1:],
+                "name": planned.name,
+                "input": planned.input,
+                "caller": {"type": "direct"},  # as recorded: the model itself called it
+            }
+            for planned in (turn.tool_call, *turn.also)
+        ]
+        return [*content, *self._search_for(body, turn.tool_call.name), *calls], "tool_use"
 
     def _search_for(self, body: dict[str, Any], tool: str) -> list[dict[str, Any]]:
         """A deferred tool the model has not seen is searched for first, in the same answer:

@@ -27,6 +27,7 @@ from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
 from tuiagent.llm.tokens import COUNTED_FIELDS
 from tuiagent.meter import CallMeter, Held, Seen, Unfit, record_fields
 from tuiagent.proxy.causes import MissCauses, session_key
+from tuiagent.proxy.ratelimits import RateLimits
 from tuiagent.proxy.sse import UsageScanner
 from tuiagent.redact import redact
 from tuiagent.runs.layout import transcript_path
@@ -128,6 +129,7 @@ class Meter:
         self.transcript = transcript or Transcript(transcript_path(log.path))
         self.calls = 0  # Messages requests taken in: each gets one record, numbered by this
         self.causes = MissCauses(clock)  # each session's last call, to name a cache miss
+        self.rate_limits = RateLimits()  # each key's, as the upstream's answers say them
 
     # --- before sending ----------------------------------------------------------
 
@@ -214,11 +216,13 @@ class Meter:
             )
         )
 
-    def refuse(self, client: str, model: str, message: str) -> NotAdmitted:
+    def refuse(
+        self, client: str, model: str, message: str, scopes: Scopes | None = None
+    ) -> NotAdmitted:
         """A request refused before it could be admitted (a path or body the proxy cannot
         meter): one `refused` record, numbered as a call."""
         self.calls += 1
-        return self._refuse(self.calls, client, model, message)
+        return self._refuse(self.calls, client, model, message, scopes)
 
     def _cap_message(self, model: str, unfit: Unfit, request: dict[str, Any]) -> str:
         b = self.budget.snapshot()

@@ -274,9 +274,13 @@ class ProxyApp:
         model: str = "",
         kind: str = "invalid_request_error",
     ) -> None:
-        """Answer with an Anthropic-shaped error, and record the refusal."""
+        """Answer with an Anthropic-shaped error, and record the refusal (in its session,
+        when its headers name one: its body may be what could not be read)."""
         refused = self.meter.refuse(
-            exchange.client, model, f"tuiagent proxy: refused before sending: {reason}"
+            exchange.client,
+            model,
+            f"tuiagent proxy: refused before sending: {reason}",
+            proxy_scopes(exchange.text_headers(), {}, exchange.client),
         )
         await self.answer_refused(exchange, refused, status, kind)
 
@@ -460,6 +464,12 @@ class ProxyApp:
                 await _unreachable(exchange, exc)
                 return
             raise
+        credential = exchange.header(b"x-api-key") or exchange.header(b"authorization")
+        self.meter.rate_limits.observe(
+            credential.decode("latin-1") if credential else None,
+            response.status_code,
+            response.headers,
+        )
         await self._relay(exchange, response, call)
 
     async def _relay(

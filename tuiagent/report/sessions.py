@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from tuiagent.cost.pricing import ZERO, usd
+from tuiagent.ledger import BudgetLine
 from tuiagent.llm.usage import TokenUsage
 from tuiagent.report.misses import MISS_WORDS
 from tuiagent.runs.records import ProxyAttempt, ProxyTurn, Record, RefusedCall
@@ -23,9 +24,11 @@ def miss_words(reason: str | None) -> str:
 
 def call_cause(record: Record) -> str:
     """Why a proxied call cost what it did, in a few words ("" when nothing stands out):
-    refused, failed, a cache miss and its cause, max_tokens lowered to fit."""
+    refused, failed, a cache miss and its cause, max_tokens lowered (to fit), a wait for the
+    calls in flight."""
     if isinstance(record, RefusedCall):
-        return "refused: " + record.error.removeprefix("tuiagent proxy: ")
+        why = record.error.removeprefix("tuiagent proxy: ").removeprefix("refused before sending: ")
+        return "refused: " + why
     if not isinstance(record, ProxyTurn):
         return ""
     parts = []
@@ -35,9 +38,11 @@ def call_cause(record: Record) -> str:
         parts.append(f"cache miss: {miss_words(record.cache_miss_reason)}")
     if record.lowered:
         parts.append(
-            f"max_tokens lowered to fit ({record.lowered}): "
-            f"{record.max_tokens:,} of {record.max_tokens_requested:,}"
+            f"max_tokens lowered {record.max_tokens_requested:,}->{record.max_tokens:,} "
+            f"({record.lowered})"
         )
+    if record.waited_s:
+        parts.append(f"waited {record.waited_s:.1f}s for calls in flight")
     return "; ".join(parts)
 
 
@@ -85,19 +90,23 @@ class AgentRow:
         }
 
 
-def group_sessions(calls: Iterable[tuple[str, Record]]) -> list[AgentRow]:
-    """The rows of proxied calls ((run id, record) in order): each session's main agent
-    first, then its agents, each sub-agent under its parent; sessions by cost, most first."""
-    rows: dict[tuple[str, str, str], AgentRow] = {}
-    for run_id, rec in calls:
+class SessionBook:
+    """Proxied calls grouped as they come (the proxy's dashboard and its total on exit), or
+    all at once (`report`): one row per agent of each session, kept up to date."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str, str], AgentRow] = {}
+
+    def add(self, run_id: str, rec: Record) -> None:
+        """Count one record (a call or a refusal; anything else is left out)."""
         if not isinstance(rec, ProxyTurn | RefusedCall):
-            continue
+            return
         session, agent = rec.session or "", rec.agent_id or MAIN
         parent, client = rec.parent_agent_id, rec.client
         key = (client if not session else "", session, agent)
-        row = rows.get(key)
+        row = self._rows.get(key)
         if row is None:
-            row = rows[key] = AgentRow(client, session, agent, parent)
+            row = self._rows[key] = AgentRow(client, session, agent, parent)
         row.runs.add(run_id)
         row.calls += 1
         if isinstance(rec, RefusedCall):
@@ -110,7 +119,76 @@ def group_sessions(calls: Iterable[tuple[str, Record]]) -> list[AgentRow]:
             row.last_turn, row.last_cost = rec.turn, rec.cost_usd
             row.parent = row.parent or parent
         row.last_cause = call_cause(rec)
-    return _as_tree(list(rows.values()))
+
+    def rows(self) -> list[AgentRow]:
+        """Each session's main agent first, then its agents, each sub-agent under its
+        parent; sessions by cost, most first."""
+        return _as_tree(list(self._rows.values()))
+
+    def tree(self) -> list[GroupLine]:
+        """The rows as the dashboard shows them: each client (its sessions' totals), under
+        it each session (its agents' totals), under that its agents (when it has
+        sub-agents); clients and sessions by cost, most first."""
+        by_client: dict[str, dict[tuple[str, str], list[AgentRow]]] = {}
+        for row in self.rows():  # in tree order: a session's rows stay together, in order
+            of_client = by_client.setdefault(row.client, {})
+            of_client.setdefault(_session_of(row), []).append(row)
+        lines: list[GroupLine] = []
+        for client, sessions in sorted(
+            by_client.items(), key=lambda kv: -sum(r.cost for rs in kv[1].values() for r in rs)
+        ):
+            lines.append(
+                GroupLine(
+                    "client",
+                    client or "(unnamed client)",
+                    0,
+                    _total([r for rs in sessions.values() for r in rs], client, "", ""),
+                )
+            )
+            for (_, session), members in sessions.items():
+                total = _total(members, client, session, "")
+                lines.append(GroupLine("session", session or "(none named)", 1, total))
+                if [r.agent for r in members] != [MAIN]:  # (its own agent alone: no more)
+                    lines.extend(GroupLine("agent", r.agent, 2 + r.depth, r) for r in members)
+        return lines
+
+
+@dataclass(frozen=True)
+class GroupLine:
+    """A line of the dashboard's tree: a client, a session or an agent, at its depth."""
+
+    kind: str  # "client", "session" or "agent"
+    name: str
+    depth: int
+    row: AgentRow  # the group's own numbers (a client's, a session's: its members' sums)
+
+
+def _total(rows: list[AgentRow], client: str, session: str, agent: str) -> AgentRow:
+    """The sums of some rows, its last call the latest of theirs."""
+    total = AgentRow(client, session, agent)
+    for r in rows:
+        total.calls += r.calls
+        total.refused += r.refused
+        total.failed += r.failed
+        total.usage = total.usage + r.usage
+        total.cost += r.cost
+        total.runs |= r.runs
+        if r.last_turn >= total.last_turn:
+            total.last_turn, total.last_cost, total.last_cause = (
+                r.last_turn,
+                r.last_cost,
+                r.last_cause,
+            )
+    return total
+
+
+def group_sessions(calls: Iterable[tuple[str, Record]]) -> list[AgentRow]:
+    """The rows of proxied calls ((run id, record) in order): each session's main agent
+    first, then its agents, each sub-agent under its parent; sessions by cost, most first."""
+    book = SessionBook()
+    for run_id, rec in calls:
+        book.add(run_id, rec)
+    return book.rows()
 
 
 def _session_of(row: AgentRow) -> tuple[str, str]:
@@ -145,3 +223,13 @@ def _as_tree(rows: list[AgentRow]) -> list[AgentRow]:
             out.append(row)
             todo += [(c, depth + 1) for c in reversed(children.get(row.agent, []))]
     return out
+
+
+def group_budget(lines: Iterable[BudgetLine], group: GroupLine) -> BudgetLine | None:
+    """The ledger's budget of this client, session or agent (a `[[budgets]]` of that
+    scope), if one is in use: the tightest, by what is left."""
+    value = {"client": group.row.client, "session": group.row.session}.get(
+        group.kind, group.row.agent
+    )
+    mine = [ln for ln in lines if ln.spec.scope == group.kind and ln.value == value]
+    return min(mine, key=lambda ln: ln.left, default=None)

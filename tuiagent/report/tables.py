@@ -35,7 +35,7 @@ def _when(iso: str) -> str:
 
 
 # Columns that never wrap: numbers, and the names a user copies (run ids, models).
-_NO_WRAP = {"run", "started UTC", "model", "tier", "source"}
+_NO_WRAP = {"run", "started UTC", "model", "tier", "source", "verdict"}
 
 
 def make_table(title: str, columns: list[tuple[str, str]], **kwargs: Any) -> Table:
@@ -325,28 +325,28 @@ _TOTALS = (
 
 def experiment_table(data: ExperimentResult) -> Table:
     """The result of an experiment (as logged): a row per turn, the verdict early so that a
-    narrow screen shows it."""
+    narrow screen shows it. The run and the replay's tier are the title's, when one run was
+    replayed: 80 columns leave the reason room."""
+    several = len(data.replay_of) > 1
     table = make_table(
         f"Run(s) {', '.join(data.replay_of)} replayed on {data.model} ({data.tier})",
         [
-            ("run", "left"),
+            *([("run", "left")] if several else []),
             ("turn", "right"),
             ("verdict", "left"),
             ("tier", "left"),
             ("cost", "right"),
-            ("replay tier", "left"),
             ("replay cost", "right"),
             ("reason", "left"),
         ],
     )
     for t in data.turns:
         table.add_row(
-            t.run_id,
+            *([t.run_id] if several else []),
             str(t.turn),
             t.verdict or "-",
             t.original_tier,
             money(t.original_cost_usd),
-            t.replay_tier,
             money(t.replay_cost_usd),
             Text(t.reason),
         )

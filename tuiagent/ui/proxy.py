@@ -1,4 +1,7 @@
-"""The proxy's live dashboard: the app's gauge, turns table and cache panel, fed by the proxy.
+"""The proxy's live dashboard: the app's gauge; the calls grouped by client, session and agent
+(sub-agents under their parent: the core's `SessionBook`, as `report` groups them), each
+with its spend, its budget in the ledger, its cache hit rate and its last call; a row per
+call saying why it cost what it did; each key's rate limits; the cache panel (wide).
 
 The proxy serves in its own thread; its call records and the budget's changes arrive here
 as messages (posting is thread-safe). Its budget state, gauge and F2/F3 steps are the
@@ -25,6 +28,8 @@ from tuiagent.cost.display import resets
 from tuiagent.ledger import BudgetLine
 from tuiagent.proxy.keptlog import KeptLog
 from tuiagent.proxy.lines import call_line
+from tuiagent.proxy.ratelimits import limits_line
+from tuiagent.report.sessions import SessionBook
 from tuiagent.runs.records import ProxyTurn, Record, RefusedCall
 from tuiagent.ui.budget import BudgetState, MeteredApp
 from tuiagent.ui.commands import bindings
@@ -32,7 +37,7 @@ from tuiagent.ui.format import cap as fmt_cap
 from tuiagent.ui.format import money
 from tuiagent.ui.widgets.cache import CachePanel
 from tuiagent.ui.widgets.gauge import BudgetGauge
-from tuiagent.ui.widgets.turns import TurnsTable
+from tuiagent.ui.widgets.sessions import CallsTable, GroupsTable
 
 if TYPE_CHECKING:
     from tuiagent.proxy.meter import Meter
@@ -60,14 +65,17 @@ class ProxyDashboard(MeteredApp):
     #proxy-gauge { margin: 0 1; }
     #proxy-budgets { height: auto; max-height: 7; padding: 0 1; display: none; }
     #proxy-budgets.-shown { display: block; }
-    #proxy-body { height: 1fr; }
-    #proxy-turns { width: 1fr; height: 1fr; max-height: 100%; }
+    #proxy-groups { height: 1fr; min-height: 4; border-top: solid $primary; }
+    #proxy-body { height: 1fr; min-height: 4; }
+    #proxy-calls { width: 1fr; height: 1fr; border-top: solid $primary; }
     #proxy-cache { width: 34; border: round $primary; padding: 0 1; height: auto; }
-    #proxy-log { height: 8; border-top: solid $primary; }
-    .-narrow #proxy-body { layout: vertical; }
-    .-narrow #proxy-cache { width: 1fr; }
+    #proxy-limits { height: auto; max-height: 3; padding: 0 1; display: none; }
+    #proxy-limits.-shown { display: block; }
+    #proxy-log { height: 6; border-top: solid $primary; }
+    .-narrow #proxy-cache { display: none; }
+    .-narrow #proxy-log { height: 3; }
     """
-    # Narrow, the cache panel goes under the table: beside it, it hides the cost columns.
+    # Narrow, the cache panel goes (each group's row has its hit rate) and the log shrinks.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
     BINDINGS = bindings("cap_down", "cap_up", "quit")  # the app's keys
 
@@ -75,15 +83,18 @@ class ProxyDashboard(MeteredApp):
         super().__init__(step=settings.ui.budget_step_usd, keymap=settings.ui.keymap)
         self.server = server
         self.meter = meter
+        self.book = SessionBook()  # the calls grouped, as they come
         self.set_reactive(ProxyDashboard.budget, self.read_budget())
 
     def compose(self) -> ComposeResult:
         yield Static(id="proxy-head")
         yield BudgetGauge(id="proxy-gauge")
         yield Static(id="proxy-budgets")
+        yield GroupsTable(id="proxy-groups")
         with Horizontal(id="proxy-body"):
-            yield TurnsTable(id="proxy-turns")
+            yield CallsTable(id="proxy-calls")
             yield CachePanel(id="proxy-cache")
+        yield Static(id="proxy-limits")
         yield RichLog(id="proxy-log", wrap=True, markup=False)
         yield Footer()
 
@@ -105,6 +116,7 @@ class ProxyDashboard(MeteredApp):
         self.server.on_stop.append(stop)
         self.server.start()
         self.query_one(RichLog).write(f"point a client here: ANTHROPIC_BASE_URL={self.server.url}")
+        self.set_interval(1.0, self.show_limits)  # their "full in" counts down
 
     # Called in the proxy's thread: posting a message is the thread-safe way in.
     def _from_proxy(self, record: Record) -> None:
@@ -116,18 +128,27 @@ class ProxyDashboard(MeteredApp):
     @on(CallRecorded)
     def _call(self, message: CallRecorded) -> None:
         record = message.record
-        if isinstance(record, RefusedCall):
-            self.query_one(RichLog).write(call_line(record))
-            self.query_one(TurnsTable).add_refusal(record)
-            self.notify(record.error, title="Refused", severity="warning")
+        if not isinstance(record, ProxyTurn | RefusedCall):
             return
-        if not isinstance(record, ProxyTurn):
-            return
+        self.book.add(self.meter.run_id, record)
         self.query_one(RichLog).write(call_line(record))
-        self.query_one(BudgetGauge).add_turn_cost(record.cost_usd)
-        self.query_one(TurnsTable).add_turn(record)
-        if record.type == "turn":
-            self.query_one(CachePanel).add_turn(record)
+        self.query_one(CallsTable).add_call(record)
+        self.show_groups()
+        self.show_limits()
+        if isinstance(record, ProxyTurn):
+            self.query_one(BudgetGauge).add_turn_cost(record.cost_usd)
+            if record.type == "turn":
+                self.query_one(CachePanel).add_turn(record)
+
+    def show_groups(self) -> None:
+        self.query_one(GroupsTable).show(self.book.tree(), self.budget.budgets)
+
+    def show_limits(self) -> None:
+        seen = self.meter.rate_limits.snapshot()
+        shown = self.query_one("#proxy-limits", Static)
+        shown.set_class(bool(seen), "-shown")
+        now, width = time.time(), max(self.size.width - 2, 40)
+        shown.update("\n".join(limits_line(s, now, width=width) for s in seen[:LIMIT_ROWS]))
 
     @on(LogNotice)
     def _log_notice(self, message: LogNotice) -> None:
@@ -152,9 +173,11 @@ class ProxyDashboard(MeteredApp):
         rows = self.query_one("#proxy-budgets", Static)
         rows.set_class(bool(state.budgets), "-shown")
         rows.update(budget_rows(state.budgets, time.time()))
+        self.show_groups()  # each group's budget
 
 
 BUDGET_ROWS = 6  # the budgets in use the dashboard lists, the most recently used
+LIMIT_ROWS = 3  # the keys whose rate limits it shows, the most recently used
 
 
 def budget_rows(lines: tuple[BudgetLine, ...], now: float) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tuiagent.runs.records import Attempt, Call, ProxyTurn, RefusedCall, Turn
+from tuiagent.runs.records import Attempt, Call, Turn
 from tuiagent.ui.agent_events import every_agent
 from tuiagent.ui.format import money, tokens
 
@@ -56,7 +56,7 @@ class TurnsTable(DataTable[Any]):
             late = f"{record.latency_s:.2f}s"
         cells = [
             f"  {agent}·{record.turn}" if sub else str(record.turn),
-            _who(record) + record.model.removeprefix("claude-"),
+            record.model.removeprefix("claude-"),
             tokens(u.total_input_tokens),
             tokens(u.output_tokens),
             tokens(u.cache_read_input_tokens),
@@ -79,13 +79,6 @@ class TurnsTable(DataTable[Any]):
         when the cursor is on the newest."""
         if self.row_count and self.cursor_row == self.row_count - 1:
             self.call_after_refresh(self.scroll_end, animate=False)
-
-    def add_refusal(self, record: RefusedCall) -> None:
-        """A row for a request the proxy refused before sending: it cost nothing."""
-        who = _who(record) + (record.model or "?").removeprefix("claude-")
-        refused = Text("refused", style="bold")
-        self.add_row(str(record.turn), who, refused, "-", "-", "-", money(Decimal(0), 5), "", "-")
-        self.move_cursor(row=self.row_count - 1)
 
     def _mark_costliest(self) -> None:
         top: str | None = max(self._costs, key=lambda k: self._costs[k])
@@ -117,12 +110,3 @@ class TurnsTable(DataTable[Any]):
         self.clear()
         self._costs.clear()
         self._costliest = None
-
-
-def _who(record: Call | RefusedCall) -> str:
-    """For a proxied call, the client that made it (`claude-cli/`); an agent call's model
-    names its tier."""
-    if not isinstance(record, ProxyTurn | RefusedCall):
-        return ""
-    client = record.client.split("/")[0]
-    return f"{client}/" if client else ""
