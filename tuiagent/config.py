@@ -1077,11 +1077,15 @@ def load_settings(path: Path | None = None) -> Settings:
         return Settings()
     except OSError:
         pass  # read_text_file says what is wrong
-    text = read_text_file(path, "config file")
+    return settings_from_toml(read_toml(path, "config file"), str(path))
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A small TOML file (read_text_file's rules), or a ConfigError naming `what`."""
+    text = read_text_file(path, what)
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
     except RecursionError:
-        raise ConfigError(f"config file {path} is not valid TOML: nested too deeply") from None
-    return settings_from_toml(data, str(path))
+        raise ConfigError(f"{what} {path} is not valid TOML: nested too deeply") from None

@@ -98,3 +98,26 @@ def test_an_empty_prompt_is_refused_before_any_estimate(
     code, _, err = cli(capsys, "run", "--estimate", "--offline", "--workspace", str(workspace),
                        "--log-dir", str(tmp_path), "   ")  # fmt: skip
     assert code == 2 and "the prompt is empty" in err
+
+
+async def test_in_a_conversation_the_first_call_is_priced_at_the_warm_cache(
+    workspace: Path, log_dir: Path
+) -> None:
+    """The second message's first call reads the first's prefix from the cache: the estimate
+    prices that read, and it is what the call billed."""
+    from tests.support.session import collect, offline_session
+
+    session = offline_session(workspace, log_dir, tier="fast")
+    agent = session.agent
+    await collect(session, "List the files here.")
+    shown = await agent.estimate("What is in notes.txt?")
+    assert shown.drawn_from == 1 and shown.p50_usd is not None
+    turns_before = agent.state.turns
+    async for _ in agent.send("What is in notes.txt?"):
+        pass
+    records, _ = read_records(agent.log.path)
+    first = next(r for r in records if r["type"] == "turn" and r["turn"] == turns_before + 1)
+    assert first["cache_read_input_tokens"] > 0  # the warm prefix was read
+    paid = sum(Decimal(str(first["cost_breakdown_usd"].get(k, 0))) for k in INPUT_KINDS)
+    assert shown.first_call_usd == paid
+    agent.finish()

@@ -142,6 +142,14 @@ def test_each_run_works_in_a_fresh_copy(base: dict[str, Any]) -> None:
     assert all(r["checks"] == {"files_changed": True} for r in write["arms"]["fast"]["runs"])
 
 
+def test_eval_runs_are_not_offered_to_resume(base: dict[str, Any]) -> None:
+    from tuiagent.runs.recent import is_chat, recent_sessions
+
+    logs = base["logs"]
+    assert recent_sessions(logs) == []
+    assert not any(is_chat(log) for log in logs.glob("*.jsonl"))
+
+
 def test_a_baseline_that_holds_exits_0(
     base: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

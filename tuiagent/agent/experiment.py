@@ -285,24 +285,24 @@ def parse_verdict(answer: str) -> tuple[str, str]:
     return "worse", f"the judge named no verdict ({answer.strip()[:80]!r})"
 
 
-def judge_request(model: str, prompt: str, original: str, replay: str) -> dict[str, Any]:
+def text_request(model: str, max_tokens: int, system: str, text: str) -> dict[str, Any]:
+    """A one-message request (a judge's): the system prompt and one user text block."""
     return {
         "model": model,
-        "max_tokens": JUDGE_MAX_TOKENS,
-        "system": JUDGE_SYSTEM,
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "text",
-                        "text": f"<request>\n{prompt}\n</request>\n<original>\n{original}\n"
-                        f"</original>\n<replay>\n{replay}\n</replay>",
-                    }
-                ],
-            }
-        ],
+        "max_tokens": max_tokens,
+        "system": system,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
     }
+
+
+def judge_request(model: str, prompt: str, original: str, replay: str) -> dict[str, Any]:
+    return text_request(
+        model,
+        JUDGE_MAX_TOKENS,
+        JUDGE_SYSTEM,
+        f"<request>\n{prompt}\n</request>\n<original>\n{original}\n"
+        f"</original>\n<replay>\n{replay}\n</replay>",
+    )
 
 
 # --- planning --------------------------------------------------------------------

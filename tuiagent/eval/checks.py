@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tuiagent.agent.experiment import text_request
 from tuiagent.agent.tools import ToolError
 from tuiagent.agent.tools.beneath import Beneath
 from tuiagent.llm.markers import CHECK_MARKER
@@ -22,23 +23,13 @@ _VERDICT = re.compile(r"^\W*(pass|fail)\b\W*(.*)$", re.IGNORECASE)
 
 
 def check_request(model: str, prompt: str, criterion: str, answer: str) -> dict[str, Any]:
-    return {
-        "model": model,
-        "max_tokens": CHECK_MAX_TOKENS,
-        "system": CHECK_SYSTEM,
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "text",
-                        "text": f"<task>\n{prompt}\n</task>\n<criterion>\n{criterion}\n"
-                        f"</criterion>\n<answer>\n{answer}\n</answer>",
-                    }
-                ],
-            }
-        ],
-    }
+    return text_request(
+        model,
+        CHECK_MAX_TOKENS,
+        CHECK_SYSTEM,
+        f"<task>\n{prompt}\n</task>\n<criterion>\n{criterion}\n</criterion>\n"
+        f"<answer>\n{answer}\n</answer>",
+    )
 
 
 def parse_check(answer: str) -> tuple[bool, str]:

@@ -4,12 +4,11 @@ names the file, the task and the key (a UsageError: exit 2), before anything is 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuiagent.config import TIER_CHOICES, read_text_file
+from tuiagent.config import TIER_CHOICES, read_toml
 from tuiagent.errors import ConfigError, UsageError
 
 TASK_KEYS = (
@@ -149,15 +148,9 @@ def _list(where: str, value: Any) -> list[Any]:
 def load_suite(path: Path) -> Suite:
     """The suite in `path`, checked whole."""
     try:
-        text = read_text_file(path, "suite")
+        data = read_toml(path, "suite")
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"suite {path} is not valid TOML: {exc}") from None
-    except RecursionError:
-        raise UsageError(f"suite {path} is not valid TOML: nested too deeply") from None
     where = str(path)
     for key in data:
         if key not in ("suite", "tasks", "arms"):

@@ -24,9 +24,9 @@ def _usd(x: float | None) -> str:
 
 
 def _short(x: float | None) -> str:
-    """Money in a table's narrow column: `$0.0038`, `$0.00019` (two significant digits
-    below a cent's hundredth)."""
-    return "-" if x is None else show_money(Decimal(str(x)))
+    """Money in a table's narrow column: `$0.00378`, `$0.00019`: five places, so that four
+    costs, a task and an arm fit 80 columns."""
+    return "-" if x is None else show_money(Decimal(str(x)), places=5)
 
 
 def _rate(x: float | None) -> str:
@@ -48,6 +48,7 @@ def cost_table(summary: dict[str, Any]) -> Table:
             ("pass", "right"),
         ],
     )
+    table.padding = (0, 0, 0, 1)  # a space and the rule's: names stay whole at 80 columns
     for task in summary["tasks"]:
         for arm, a in task["arms"].items():
             c, turns = a["cost_usd"], a["turns"]
