@@ -107,10 +107,15 @@ async def _messages(request: Request) -> Response:
     pause = PACE_S if kind == "paced" else 0.0
 
     async def gen() -> AsyncIterator[bytes]:
-        for chunk in chunks:
+        # Paced as a model streams: on a schedule of its own (chunk i at i * PACE_S from the
+        # start), not a pause after each write, which would add up whatever delays the
+        # upstream's own loop meets (a reader waking it) as if the model were slower.
+        clock = asyncio.get_running_loop().time
+        start = clock()
+        for i, chunk in enumerate(chunks, 1):
             yield chunk
             if pause:
-                await asyncio.sleep(pause)
+                await asyncio.sleep(max(0.0, start + i * pause - clock()))
 
     return StreamingResponse(gen(), media_type="text/event-stream")
 
