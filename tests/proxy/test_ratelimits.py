@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anthropic
@@ -104,11 +105,12 @@ def test_the_proxy_keeps_each_keys_limits_by_its_hash(tmp_path: Path) -> None:
 
 
 def test_a_429s_limits_and_retry_after_are_kept(tmp_path: Path) -> None:
+    reset = int(time.time()) + 3600  # (a fixed date made this test fail once it passed)
     headers = {
         "retry-after": "7",
         f"{PREFIX}input-tokens-limit": "30000",
         f"{PREFIX}input-tokens-remaining": "0",
-        f"{PREFIX}input-tokens-reset": "2026-12-07T10:00:07Z",
+        f"{PREFIX}input-tokens-reset": datetime.fromtimestamp(reset, UTC).isoformat(),
     }
     api = LoopbackAPI(faults=[status(429, RATE_LIMITED, **headers)])
     with proxied_loopback(tmp_path, api=api) as (_, proxy):
@@ -117,7 +119,7 @@ def test_a_429s_limits_and_retry_after_are_kept(tmp_path: Path) -> None:
             client.messages.create(model=MODEL, max_tokens=50, messages=[_user("hi")])  # type: ignore[list-item]
         (seen,) = proxy.meter.rate_limits.snapshot()
     assert seen.status == 429 and seen.retry_after_s == 7
-    assert seen.limits == {"input-tokens": Limit(30000, 0, 1796637607.0)}
+    assert seen.limits == {"input-tokens": Limit(30000, 0, float(reset))}
     assert (
         limits_line(seen, seen.seen_at + 2) == f"key {seen.key[:10]}: in 0/30k · 429: retry in 5s"
     )
