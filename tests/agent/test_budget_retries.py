@@ -276,7 +276,9 @@ def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: 
 
 
 def test_ctrl_c_writes_run_end(workspace: Path, log_dir: Path, tmp_path: Path) -> None:
-    proc = start_slow_run("What do notes.txt and README.md say?", 50, workspace, log_dir, tmp_path)
+    # 20 tokens/s: seconds left in the run after its first turn (at 50 it could end before
+    # the signal came, on a busy machine: exit 0 in CI).
+    proc = start_slow_run("What do notes.txt and README.md say?", 20, workspace, log_dir, tmp_path)
     assert wait_for_turns(log_dir, 1) is not None
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
