@@ -494,12 +494,19 @@ class ProxyApp:
         error: str | None = None
         settled = False
         later: list[Callable[[], None]] = []  # the transcript's copy, after the last byte
+        # The client hanging up cancels the relay (uvicorn's send goes quiet, not raises), once
+        # the answer has named its model (an upstream may answer with a dearer one than
+        # asked) or the call is settled.
+        named = asyncio.Event()
+        if call is None:
+            named.set()
 
         def settle() -> None:
             nonlocal settled
             if call is None or settled:
                 return
             settled = True
+            named.set()  # nothing more to read for: a client that left may be let go
             self.meter.settle(
                 call,
                 status=response.status_code,
@@ -510,11 +517,6 @@ class ProxyApp:
                 later=later,
             )
 
-        # The client hanging up cancels the relay (uvicorn's send goes quiet, not raises), once
-        # the answer has named its model: an upstream may answer with a dearer one than asked.
-        named = asyncio.Event()
-        if call is None:
-            named.set()
         gone = _on_disconnect(exchange.receive, asyncio.current_task(), named)
         send = exchange.send
         try:
