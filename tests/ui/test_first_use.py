@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 
 from tests.support.app import idle, ready, send, until
 from tests.support.loopback import FaultyModel
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.offline import OfflineModel
 from tuiagent.runs.records import ToolCall, Turn
 from tuiagent.ui.app import TuiagentApp
