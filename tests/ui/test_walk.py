@@ -1,0 +1,34 @@
+"""Defects found by using the app in a real terminal (tmux, 160x48 and 80x24) for a while:
+each test fails without its fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.support.app import ready, screen_text, send, until
+from tuiagent.ui.app import TuiagentApp
+from tuiagent.ui.screens.dialogs import ApproveScreen
+
+MakeApp = Callable[..., TuiagentApp]
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)])
+async def test_the_approval_dialog_leaves_the_screen_beneath_where_it_was(
+    make_app: MakeApp, size: tuple[int, int]
+) -> None:
+    """The gauge stays on the top rows and the footer on the last while the agent asks to
+    write a file (the screen's own padding shifted everything beneath the dialog two rows
+    down: a blank top, no footer); and the hint's last words are not cut off."""
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await send(pilot, "write todo.md: # Todo")
+        await until(pilot, lambda: isinstance(app.screen, ApproveScreen), "the dialog")
+        await pilot.pause()
+        rows = screen_text(app).splitlines()
+        assert "OFFLINE - simulated model" in rows[0]
+        assert "spent $" in rows[1]
+        assert "^p" in rows[-1]  # the footer, with the palette's key
+        assert "Esc: no" in screen_text(app)
