@@ -4,10 +4,11 @@ each test fails without its fix."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from tests.support.app import ready, screen_text, send, until
+from tests.support.app import idle, ready, screen_text, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
 
@@ -32,3 +33,21 @@ async def test_the_approval_dialog_leaves_the_screen_beneath_where_it_was(
         assert "spent $" in rows[1]
         assert "^p" in rows[-1]  # the footer, with the palette's key
         assert "Esc: no" in screen_text(app)
+
+
+async def test_a_tool_line_at_80_columns_cuts_its_arguments_not_its_outcome(
+    make_app: MakeApp, workspace: Path
+) -> None:
+    """At 80x24 a call with long arguments showed `... 83 -> 83 to`: the sizes and `ok`
+    fell off the edge. The arguments give way instead."""
+    folder = workspace / "a_rather_long_folder_name"
+    folder.mkdir()
+    (folder / "with_a_long_file_name_too.txt").write_text("hello\n")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "read a_rather_long_folder_name/with_a_long_file_name_too.txt")
+        await idle(pilot)
+        (line,) = (row for row in screen_text(app).splitlines() if "read_file" in row)
+        assert line.rstrip().endswith(" tok  ok"), line
+        assert "…" in line
