@@ -11,6 +11,7 @@ import pytest
 from tests.support.app import idle, ready, screen_text, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
+from tuiagent.ui.widgets.tools import ToolResultsPanel
 
 MakeApp = Callable[..., TuiagentApp]
 
@@ -51,3 +52,19 @@ async def test_a_tool_line_at_80_columns_cuts_its_arguments_not_its_outcome(
         (line,) = (row for row in screen_text(app).splitlines() if "read_file" in row)
         assert line.rstrip().endswith(" tok  ok"), line
         assert "…" in line
+
+
+async def test_each_tool_result_is_one_row_of_its_panel(make_app: MakeApp) -> None:
+    """`t13 expand_result ok  370 -> 370 tok` wrapped its method, `none`, onto a row of its
+    own: a result sent whole names no method, and a row too long ends in `…`."""
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Read data.csv")
+        await idle(pilot)
+        await send(pilot, "expand r1 lines 100-300")
+        await idle(pilot)
+        panel = app.main.query_one(ToolResultsPanel)
+        assert len(panel.results) == 2
+        assert panel.virtual_size.height == 2  # a row each
+        assert not panel.results[1].summary().endswith("none")
