@@ -35,8 +35,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from tests.support.postgres import cluster, fresh_database
-from tuiagent.cost.budget import Budget
-from tuiagent.ledger import BudgetSpec, Scopes, Stack, Window, open_ledger
+from tuiagent.cost.budget import Budget, Stack
+from tuiagent.ledger import BudgetSpec, Scopes, Window, open_ledger
 
 D = Decimal
 CALLS = int(os.environ.get("BENCH_LEDGER_CALLS", "1000"))

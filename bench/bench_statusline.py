@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from tuiagent.ledger.sqlite import SqliteDialect
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.runs.records import ProxyRunStart, ProxyTurn
 
 RUNS = 40

@@ -15,7 +15,7 @@ import pytest
 
 from tuiagent.cli.main import build_parser
 from tuiagent.config import SETTINGS_BY_KEY, config_table
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.runs.records import Record
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 from tuiagent.errors import ConfigError, UsageError
 from tuiagent.ledger import DEFAULT_LEASE_S, SCOPES, BudgetSpec, Window, check_url
+from tuiagent.llm.endpoints import unbilled_entry_error
 from tuiagent.paths import CONFIG_ENV, default_config_file
-from tuiagent.proxy.routes import unbilled_entry_error
 
 TIERS = ("fast", "balanced", "deep")
 TIER_CHOICES = ("auto", *TIERS)

@@ -63,8 +63,7 @@ class Session:
 
     def system_prompt_costs(self) -> list[PromptCost]:
         """What the system prompt costs per turn on each tier the agent may run on."""
-        from tuiagent.llm.tokens import estimate_tokens
-        from tuiagent.llm.usage import TokenUsage
+        from tuiagent.llm.tokens import TokenUsage, estimate_tokens
 
         agent, n = self.agent, estimate_tokens(self.agent.system_prompt)
         out = []

@@ -216,7 +216,13 @@ def test_cap_holds_against_greedy_answers(workspace: Path, log_dir: Path) -> Non
 
 
 def start_slow_run(
-    prompt: str, tokens_per_second: int, workspace: Path, log_dir: Path, tmp_path: Path
+    prompt: str,
+    tokens_per_second: int,
+    workspace: Path,
+    log_dir: Path,
+    tmp_path: Path,
+    *,
+    sigint_ignored: bool = False,
 ) -> subprocess.Popen[str]:
     """`tuiagent run` on the offline model, streaming slowly enough to be stopped mid-run."""
     cfg = tmp_path / "slow.toml"
@@ -231,6 +237,7 @@ def start_slow_run(
         str(workspace),
         "--log-dir",
         str(log_dir),
+        sigint_ignored=sigint_ignored,
     )
 
 
@@ -275,10 +282,22 @@ def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: 
     assert records[0]["type"] == "run_start"
 
 
-def test_ctrl_c_writes_run_end(workspace: Path, log_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "parent-ignores"])
+def test_ctrl_c_writes_run_end(
+    workspace: Path, log_dir: Path, tmp_path: Path, sigint_ignored: bool
+) -> None:
     # 20 tokens/s: seconds left in the run after its first turn (at 50 it could end before
-    # the signal came, on a busy machine: exit 0 in CI).
-    proc = start_slow_run("What do notes.txt and README.md say?", 20, workspace, log_dir, tmp_path)
+    # the signal came, on a busy machine: exit 0 in CI). A run started with SIGINT ignored
+    # (`cmd &` in a script, or CI launched so) stops on it too: asyncio.run leaves an
+    # ignored SIGINT ignored, and the run went on to its end (exit 0) or past the timeout.
+    proc = start_slow_run(
+        "What do notes.txt and README.md say?",
+        20,
+        workspace,
+        log_dir,
+        tmp_path,
+        sigint_ignored=sigint_ignored,
+    )
     assert wait_for_turns(log_dir, 1) is not None
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)

@@ -243,7 +243,7 @@ def test_offline_judge_reads_word_overlap() -> None:
 
 def _result(prompt: str, verdict: str, tier: str = "deep") -> TurnResult:
     from tuiagent.agent.experiment import SourceTurn
-    from tuiagent.llm.usage import TokenUsage
+    from tuiagent.llm.tokens import TokenUsage
 
     request = {"messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}]}
     turn = SourceTurn("r", 1, tier, "m", Decimal("0.01"), TokenUsage(), request, [], prompt, ())

@@ -21,7 +21,7 @@ from tests.support.cli import cli_env, run_cli
 from tests.support.loopback import LoopbackAPI, status
 from tuiagent.cli.main import main
 from tuiagent.cli.output import guarded_output
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.proxy.lines import call_line
 from tuiagent.runs.log import RunLog
 from tuiagent.runs.records import Attempt, ProxyTurn, RefusedCall, RunEnd, RunStart, ToolCall, Turn

@@ -15,8 +15,8 @@ import pytest
 
 from tests.support.cli import run_cli
 from tuiagent.config import Settings, settings_from_toml
-from tuiagent.cost.budget import Budget, open_run_budget
-from tuiagent.ledger import LedgerError, Scopes, Stack, open_ledger
+from tuiagent.cost.budget import Budget, Stack, open_run_budget
+from tuiagent.ledger import LedgerError, Scopes, open_ledger
 from tuiagent.ledger.scopes import BudgetSpec
 from tuiagent.ledger.windows import Window
 

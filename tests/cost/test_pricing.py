@@ -30,7 +30,7 @@ from tuiagent.config import load_settings
 from tuiagent.cost.budget import plan_reservation
 from tuiagent.cost.pricing import Pricer, UnpricedModelError
 from tuiagent.errors import ConfigError
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 
 D = Decimal
 

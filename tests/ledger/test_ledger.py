@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tuiagent.cost.budget import Stack
 from tuiagent.ledger import (
     BudgetSpec,
     Ledger,
@@ -22,7 +23,6 @@ from tuiagent.ledger import (
     LedgerHold,
     Refused,
     Scopes,
-    Stack,
     Window,
     open_ledger,
 )

@@ -37,7 +37,7 @@ from tests.support.hostile import ANSWERS, Billed, HostileModel
 from tests.support.loopback import Fault, LoopbackAPI
 from tuiagent.cost.pricing import Pricer
 from tuiagent.ledger import Entry, key_id, open_ledger
-from tuiagent.ledger.stack import in_use
+from tuiagent.ledger.store import in_use
 
 D = Decimal
 SLOW = os.environ.get("TUIAGENT_SLOW_PROPERTY") == "1"

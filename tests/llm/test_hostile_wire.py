@@ -28,8 +28,7 @@ from tuiagent.llm.provider import (
     ToolUseStarted,
     UsageUpdate,
 )
-from tuiagent.llm.tokens import estimate_request_tokens
-from tuiagent.llm.usage import BadUsage, TokenUsage
+from tuiagent.llm.tokens import BadUsage, TokenUsage, estimate_request_tokens
 
 MODEL = DEFAULT_TIER_MODELS["balanced"]
 MAX_TOKENS = 200

@@ -21,13 +21,13 @@ from tuiagent.llm.client import make_client
 from tuiagent.llm.tokens import (
     COUNTED_FIELDS,
     SEARCH_RESULTS,
+    TokenUsage,
     block_tokens,
     estimate_request_tokens,
     loadable_tokens,
     request_blocks,
     search_result_tokens,
 )
-from tuiagent.llm.usage import TokenUsage
 from tuiagent.meter import CallMeter, Held
 from tuiagent.offline import tool_search
 from tuiagent.offline.transport import OfflineModel

@@ -14,7 +14,7 @@ from tests.support.wire import wire, wire_body
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.client import stream_message
 from tuiagent.llm.provider import CallResult, TextDelta
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 
 
 def _client_replaying(body: str, status: int = 200) -> anthropic.AsyncAnthropic:

@@ -29,8 +29,7 @@ from tuiagent.config import Settings
 from tuiagent.cost.budget import Budget
 from tuiagent.cost.pricing import STANDARD, Modifiers, Pricer, UnpricedModifierError
 from tuiagent.errors import UsageError
-from tuiagent.llm.tokens import estimate_request_tokens
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage, estimate_request_tokens
 from tuiagent.meter import CallMeter, Seen, Size
 from tuiagent.runs.log import read_records
 from tuiagent.session import open_session

@@ -30,8 +30,7 @@ from tests.support.loopback import LoopbackAPI
 from tests.support.wire import offline_answer as offline
 from tuiagent.cost.pricing import Pricer
 from tuiagent.llm.models import rules_for
-from tuiagent.llm.tokens import block_tokens
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage, block_tokens
 from tuiagent.offline.rules import refusal
 
 # litellm reads its price map and beta headers from the network unless told not to.

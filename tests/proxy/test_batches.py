@@ -19,7 +19,7 @@ from tuiagent.config import Settings
 from tuiagent.cost.budget import open_run_budget
 from tuiagent.cost.pricing import Modifiers, Pricer
 from tuiagent.ledger import BudgetSpec, Scopes, Window
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.report.build import build_report
 
 MODEL = "claude-sonnet-4-5"

@@ -31,7 +31,7 @@ from tests.support.loopback import (
 )
 from tests.support.proxy_harness import KEY, MODEL, Proxied, proxied_loopback, proxy_to
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.offline import OfflineModel
 
 PROMPT = [{"role": "user", "content": "hello there, who are you?"}]

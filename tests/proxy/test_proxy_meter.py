@@ -31,8 +31,7 @@ from tests.support.billing_upstream import Bill, BillingUpstream
 from tests.support.proxy_harness import Proxied, proxy_to
 from tuiagent.config import Settings
 from tuiagent.cost.pricing import Modifiers, Pricer
-from tuiagent.llm.tokens import estimate_request_tokens
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage, estimate_request_tokens
 from tuiagent.proxy.lines import call_line
 from tuiagent.report.build import build_report
 from tuiagent.runs.records import ProxyTurn, read

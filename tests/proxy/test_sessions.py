@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests.support.cli import run_cli
 from tests.support.proxy_harness import Proxied, proxy_to
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.offline.server import OfflineAPI
 from tuiagent.proxy.causes import MissCauses, session_key
 from tuiagent.proxy.server import ProxyServer, bind

@@ -12,7 +12,7 @@ import pytest
 from tests.support import FIXTURES
 from tests.support.cli import run_cli
 from tuiagent.cost.pricing import Cost
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.runs import records
 from tuiagent.runs.records import (
     Answer,

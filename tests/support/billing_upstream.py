@@ -24,8 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from tuiagent.cost.pricing import Modifiers, Pricer
-from tuiagent.llm.tokens import estimate_request_tokens
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage, estimate_request_tokens
 
 BEHAVIOURS = (
     "honest",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,12 +29,16 @@ def run_cli(
     )
 
 
-def start_cli(*args: str) -> subprocess.Popen[str]:
-    """`tuiagent ARGS` started in the background, to be signalled by the test."""
+def start_cli(*args: str, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """`tuiagent ARGS` started in the background, to be signalled by the test (with SIGINT
+    ignored from the start, as a script's background job `cmd &` gets it, when asked)."""
     return subprocess.Popen(
         [sys.executable, "-m", "tuiagent", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=cli_env(),
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        if sigint_ignored
+        else None,
     )

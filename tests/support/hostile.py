@@ -20,8 +20,7 @@ from typing import Any
 import httpx2
 
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.tokens import estimate_request_tokens
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage, estimate_request_tokens
 from tuiagent.offline import OfflineModel
 
 # What one answer can be. "honest" is the offline model's answer as it is.

@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 
 from tests.support.app import idle, ready, send, until
 from tests.support.loopback import FaultyModel
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.offline import OfflineModel
 from tuiagent.runs.records import ToolCall, Turn
 from tuiagent.ui.app import TuiagentApp
@@ -270,7 +270,6 @@ async def test_the_first_screen_says_what_this_is_and_what_to_do(make_app: MakeA
 
 
 async def test_keys_in_the_viewer_are_named(make_app: MakeApp) -> None:
-    from tuiagent.ui.messages import OpenToolResult
     from tuiagent.ui.screens.dialogs import ViewerScreen
     from tuiagent.ui.widgets.tools import ToolResultsPanel
 
@@ -281,7 +280,7 @@ async def test_keys_in_the_viewer_are_named(make_app: MakeApp) -> None:
         await idle(pilot)
         results = app.main.query_one(ToolResultsPanel).results
         assert results
-        app.post_message(OpenToolResult(results[0]))
+        app.post_message(ToolResultsPanel.Opened(results[0]))
         await until(pilot, lambda: isinstance(app.screen, ViewerScreen), "the viewer")
         assert "Esc or q closes" in screen_text(pilot)
 

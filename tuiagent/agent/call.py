@@ -73,8 +73,7 @@ from tuiagent.llm.provider import (
     ToolUseStarted,
     UsageUpdate,
 )
-from tuiagent.llm.tokens import estimate_tokens
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage, estimate_tokens
 from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, Size, Unfit, record_fields
 from tuiagent.runs.layout import transcript_path
 from tuiagent.runs.log import R, RunLog, Transcript, utc_now_iso

@@ -34,8 +34,7 @@ from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.pricing import ZERO, Pricer
 from tuiagent.errors import LimitError, TuiagentError, UsageError
 from tuiagent.llm.provider import ModelConnection
-from tuiagent.llm.tokens import estimate_request_tokens
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage, estimate_request_tokens
 from tuiagent.runs.layout import RunFile, list_runs, select_runs
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.records import ExperimentResult, HaltReason, ProxyTurn, ReplayedTurn, Turn

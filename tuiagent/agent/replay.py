@@ -21,7 +21,7 @@ from tuiagent.config import Settings
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
 from tuiagent.llm.provider import ModelConnection
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.runs.outcome import outcome
 from tuiagent.runs.records import HaltReason, Turn
 from tuiagent.runs.transcript import TurnRequest, turn_request

@@ -21,7 +21,7 @@ from tuiagent.cost.display import cap as show_cap
 from tuiagent.cost.display import money, resets
 from tuiagent.cost.pricing import usd
 from tuiagent.ledger import BudgetLine, Ledger, open_ledger
-from tuiagent.ledger.stack import in_use
+from tuiagent.ledger.store import in_use
 from tuiagent.paths import data_dir
 from tuiagent.report.by import BY, group_entries
 

@@ -55,7 +55,9 @@ def _turn_line(r: Turn) -> str:
 ENDED = ("completed", "stopped", "failed", "interrupted")
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# Ctrl-C among them, not left to asyncio.run: a parent that ignores SIGINT (a script's
+# background job, `cmd &`) would leave it ignored, and the run would go on spending.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def print_json(record: Record) -> None:
@@ -69,8 +71,8 @@ def _unreachable(failure: Attempt | None) -> bool:
 
 
 def stop_on_signals(task: asyncio.Task[Any] | None) -> list[int]:
-    """SIGTERM and SIGHUP stop the run as Ctrl-C does: the task is cancelled, so the call
-    in flight is accounted and run_end written; the list gets the signal's number."""
+    """SIGINT, SIGTERM and SIGHUP stop the run: the task is cancelled, so the call in flight
+    is accounted and run_end written; the list gets the signal's number."""
     got: list[int] = []
     if task is None:
         return got

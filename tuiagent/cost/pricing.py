@@ -50,7 +50,7 @@ from genai_prices.types import ModelInfo, ModelPrice, Tier, TieredPrices, calc_u
 
 from tuiagent.config import PRICE_KEYS, PriceValue, TieredRate
 from tuiagent.errors import UsageError
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 
 MTOK = 1_000_000
 ZERO = Decimal(0)

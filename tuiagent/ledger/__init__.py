@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tuiagent.ledger.scopes import SCOPES, BudgetSpec, Scopes, key_id, proxy_scopes
-from tuiagent.ledger.stack import Stack
 from tuiagent.ledger.store import (
     DEFAULT_LEASE_S,
     BudgetLine,
@@ -37,7 +36,6 @@ __all__ = [
     "LedgerHold",
     "Refused",
     "Scopes",
-    "Stack",
     "Window",
     "check_url",
     "key_id",

@@ -1063,3 +1063,29 @@ def _marks(rows: int, width: int, ints: Sequence[int] = ()) -> str:
 def _quietly(fn: Callable[..., Any], *args: Any) -> None:
     with suppress(Exception):
         fn(*args)
+
+
+def check(spec: BudgetSpec, value: str, simulated: bool, now: float) -> Check:
+    """The budget `spec` for the scope value `value`, in the window `now` falls in."""
+    start, end = spec.window.bounds(now)
+    key = spec.counter_key(value, simulated)
+    return Check(spec, value, key, spec.window.bucket(now), start, end, simulated)
+
+
+def in_use(
+    ledger: Ledger, specs: Sequence[BudgetSpec], *, limit: int | None = None
+) -> tuple[list[BudgetLine], int]:
+    """Each budget of `specs` as it stands, one line per scope value with calls in its
+    window now (a global budget always), the most recently used first, at most `limit` per
+    budget; and how many more there are."""
+    now = ledger.clock()
+    checks, more = [], 0
+    for spec in specs:
+        start, _ = spec.window.bounds(now)
+        values = ledger.values(spec, start)
+        if spec.scope == "global" and ("", False) not in values:
+            values.append(("", False))
+        shown = values if limit is None else values[:limit]
+        more += len(values) - len(shown)
+        checks += [check(spec, value, sim, now) for value, sim in shown]
+    return ledger.read(checks), more

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuiagent.llm.models import rules_like
-from tuiagent.llm.tokens import REQUEST_OVERHEAD, prompt_tools, request_blocks
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import REQUEST_OVERHEAD, TokenUsage, prompt_tools, request_blocks
 
 MAX_BREAKPOINTS = 4
 LOOKBACK_BLOCKS = 20

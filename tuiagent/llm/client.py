@@ -34,8 +34,7 @@ from tuiagent.llm.provider import (
     ToolUseStarted,
     UsageUpdate,
 )
-from tuiagent.llm.tokens import COUNTED_FIELDS
-from tuiagent.llm.usage import MAX_TOKENS, BadUsage, TokenUsage
+from tuiagent.llm.tokens import COUNTED_FIELDS, MAX_TOKENS, BadUsage, TokenUsage
 
 _T = TypeVar("_T")
 

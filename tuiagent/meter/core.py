@@ -57,8 +57,13 @@ from tuiagent.cost.pricing import (
 )
 from tuiagent.errors import UsageError
 from tuiagent.ledger import BudgetLine, Scopes
-from tuiagent.llm.tokens import PER_MESSAGE_OVERHEAD, estimate_request_tokens, loadable_tokens
-from tuiagent.llm.usage import MAX_TOKENS, TokenUsage
+from tuiagent.llm.tokens import (
+    MAX_TOKENS,
+    PER_MESSAGE_OVERHEAD,
+    TokenUsage,
+    estimate_request_tokens,
+    loadable_tokens,
+)
 
 # What asks the API's free count_tokens for a request: its `input_tokens` as the answer
 # gave it (any JSON value: the meter checks it), None when there is no count to be had.

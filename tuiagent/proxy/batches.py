@@ -28,8 +28,7 @@ from typing import Any
 from tuiagent.cost.budget import estimated_with_margin
 from tuiagent.errors import UsageError
 from tuiagent.ledger import LedgerError, Scopes
-from tuiagent.llm.tokens import estimate_request_tokens
-from tuiagent.llm.usage import BadUsage, TokenUsage
+from tuiagent.llm.tokens import BadUsage, TokenUsage, estimate_request_tokens
 from tuiagent.meter import Held, Seen, Size, record_fields
 from tuiagent.proxy.body import BadBody, check_message_params
 from tuiagent.proxy.meter import Meter, NotAdmitted

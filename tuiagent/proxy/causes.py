@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuiagent.llm.caching import TTL_SECONDS
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 
 SESSIONS = 256  # the sessions (and sub-agents) whose last call is remembered
 

@@ -30,13 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tuiagent.errors import UsageError
 from tuiagent.ledger import proxy_scopes
-from tuiagent.proxy import DEFAULT_UPSTREAM
-from tuiagent.proxy.batches import Batches, ResultsReader, results_url
-from tuiagent.proxy.body import BadBody, messages_request, parse_json
-from tuiagent.proxy.door import Door
-from tuiagent.proxy.keptlog import writable
-from tuiagent.proxy.meter import Admitted, Meter, NotAdmitted
-from tuiagent.proxy.routes import (
+from tuiagent.llm.endpoints import (
     MAX_BODY_BYTES,
     UNBILLED_POSTS,
     BadPath,
@@ -46,6 +40,12 @@ from tuiagent.proxy.routes import (
     normalise,
     quoted,
 )
+from tuiagent.proxy import DEFAULT_UPSTREAM
+from tuiagent.proxy.batches import Batches, ResultsReader, results_url
+from tuiagent.proxy.body import BadBody, messages_request, parse_json
+from tuiagent.proxy.door import Door
+from tuiagent.proxy.keptlog import writable
+from tuiagent.proxy.meter import Admitted, Meter, NotAdmitted
 from tuiagent.proxy.sse import UsageScanner
 from tuiagent.proxy.upstream import UpstreamClient
 from tuiagent.redact import remember

@@ -15,7 +15,7 @@ from typing import Any
 
 from tuiagent.cost.pricing import ZERO, Pricer
 from tuiagent.errors import UsageError
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.report.attribution import split_input
 from tuiagent.report.causes import explain
 from tuiagent.report.rows import GroupRow, McpRow, Report, RunRow, TurnRow

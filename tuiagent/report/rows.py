@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuiagent.cost.pricing import ZERO, usd
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.report.sessions import AgentRow
 
 # Where a request's input came from, in the order the API reads it (tools, system, messages).

@@ -12,7 +12,7 @@ from typing import Any
 from tuiagent.cost.pricing import ZERO, usd
 from tuiagent.ledger import BudgetLine
 from tuiagent.ledger.scopes import clean_value
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.report.misses import MISS_WORDS
 from tuiagent.runs.records import ProxyAttempt, ProxyTurn, Record, RefusedCall
 

@@ -31,7 +31,7 @@ from functools import cache
 from typing import Any, ClassVar
 
 from tuiagent.cost.pricing import Cost, usd
-from tuiagent.llm.usage import TokenUsage
+from tuiagent.llm.tokens import TokenUsage
 from tuiagent.redact import redact_data
 
 SCHEMA = 1  # written in every run_start; a log without it is schema 0

@@ -44,7 +44,7 @@ from tuiagent.ui.commands import (
     system_markdown,
 )
 from tuiagent.ui.format import money
-from tuiagent.ui.messages import OpenToolResult, SessionFailed, SessionOpened
+from tuiagent.ui.messages import SessionFailed, SessionOpened
 from tuiagent.ui.screens.main import MainScreen
 from tuiagent.ui.themes import (
     DEFAULT_THEME,
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from tuiagent.offline import OfflineModel
     from tuiagent.runs.records import Turn
     from tuiagent.session import Session
+    from tuiagent.ui.widgets.tools import ToolResultsPanel
 
 # The offline model's pace in the app when the config does not set one: a lifelike stream.
 APP_OFFLINE_TOKENS_PER_SECOND = 80.0
@@ -610,8 +611,8 @@ class TuiagentApp(MeteredApp):
     def action_help(self) -> None:
         self.main.chat.add_answer(help_markdown(self.settings.ui.keymap), follow=True)
 
-    @on(OpenToolResult)
-    def _open_tool_result(self, message: OpenToolResult) -> None:
+    def on_tool_results_panel_opened(self, message: ToolResultsPanel.Opened) -> None:
+        # By name, not @on: the panel's module stays off the start path (main.py loads it).
         from tuiagent.ui.screens.dialogs import ViewerScreen
 
         self.push_screen(ViewerScreen(message.result))

@@ -10,7 +10,6 @@ from textual.message import Message
 if TYPE_CHECKING:
     from tuiagent.config import Settings
     from tuiagent.session import Session
-    from tuiagent.ui.widgets.tools import ToolResult
 
 
 @dataclass
@@ -31,10 +30,3 @@ class SessionFailed(Message):
 
 class BudgetMoved(Message):
     """The Budget changed (in any thread): the app reads it again (ui/budget.py)."""
-
-
-@dataclass
-class OpenToolResult(Message):
-    """The user asked to see a tool result in full."""
-
-    result: ToolResult

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
+from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from tuiagent.ui.format import tokens
-from tuiagent.ui.messages import OpenToolResult
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import ToolFinished
@@ -57,6 +57,12 @@ PLACEHOLDER = "Each tool result shows here: its size before and after compressio
 class ToolResultsPanel(OptionList):
     """Enter on a result opens it in the viewer. The newest is kept in view."""
 
+    @dataclass
+    class Opened(Message):
+        """The user asked to see a tool result in full."""
+
+        result: ToolResult
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(Option(Text(PLACEHOLDER), disabled=True), id=id)
         self.border_title = "Tool results"
@@ -83,4 +89,4 @@ class ToolResultsPanel(OptionList):
     def _open(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option.id is not None:
-            self.post_message(OpenToolResult(self.results[int(event.option.id)]))
+            self.post_message(self.Opened(self.results[int(event.option.id)]))
