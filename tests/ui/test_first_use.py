@@ -280,7 +280,7 @@ async def test_keys_in_the_viewer_are_named(make_app: MakeApp) -> None:
         await idle(pilot)
         results = app.main.query_one(ToolResultsPanel).results
         assert results
-        app.post_message(ToolResultsPanel.Opened(results[0]))
+        app.post_message(ToolResultsPanel.OpenResult(results[0]))
         await until(pilot, lambda: isinstance(app.screen, ViewerScreen), "the viewer")
         assert "Esc or q closes" in screen_text(pilot)
 

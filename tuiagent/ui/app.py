@@ -611,7 +611,7 @@ class TuiagentApp(MeteredApp):
     def action_help(self) -> None:
         self.main.chat.add_answer(help_markdown(self.settings.ui.keymap), follow=True)
 
-    def on_tool_results_panel_opened(self, message: ToolResultsPanel.Opened) -> None:
+    def on_tool_results_panel_open_result(self, message: ToolResultsPanel.OpenResult) -> None:
         # By name, not @on: the panel's module stays off the start path (main.py loads it).
         from tuiagent.ui.screens.dialogs import ViewerScreen
 

@@ -58,7 +58,7 @@ class ToolResultsPanel(OptionList):
     """Enter on a result opens it in the viewer. The newest is kept in view."""
 
     @dataclass
-    class Opened(Message):
+    class OpenResult(Message):
         """The user asked to see a tool result in full."""
 
         result: ToolResult
@@ -89,4 +89,4 @@ class ToolResultsPanel(OptionList):
     def _open(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option.id is not None:
-            self.post_message(self.Opened(self.results[int(event.option.id)]))
+            self.post_message(self.OpenResult(self.results[int(event.option.id)]))
