@@ -138,3 +138,12 @@ def test_a_diff_and_its_size() -> None:
     assert checkpoints_file(Path("/l/transcripts/R.jsonl")) == Path(
         "/l/transcripts/R/checkpoints.jsonl"
     )
+
+
+def test_the_result_of_a_change_counts_its_lines_in_words(workspace: Path, tmp_path: Path) -> None:
+    """`wrote todo.md (1 line changed; ...)`, not `1 lines` (seen in the app)."""
+    edits = editor(workspace, tmp_path)
+    one = edits.apply("write_file", {"path": "todo.md", "content": "# Todo"})
+    assert one.text.startswith("wrote todo.md (1 line changed; undo puts it back)\n"), one.text
+    two = edits.apply("edit_file", {"path": "notes.txt", "old_string": "beta", "new_string": "B"})
+    assert two.text.startswith("edited notes.txt (2 lines changed;"), two.text

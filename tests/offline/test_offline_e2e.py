@@ -87,3 +87,16 @@ def test_cli_json_run(workspace: Path, log_dir: Path, tmp_path: Path) -> None:
     assert "ANTHROPIC_API_KEY is not set" in proc.stderr  # offline with a notice
     (log,) = log_dir.glob("*.jsonl")
     assert [json.loads(x) for x in log.read_text().splitlines()] == lines
+
+
+async def test_a_file_name_that_is_not_utf8_is_read_by_the_spelling_it_is_shown_with(
+    workspace: Path, log_dir: Path
+) -> None:
+    """list_dir shows the byte 0xE9 of a name as `\\xe9`; asked to read `caf\\xe9.txt`,
+    the offline model read `xe9.txt` (no such file)."""
+    (workspace / "caf\udce9.txt").write_text("bonjour\n")
+    session = offline_session(workspace, log_dir)
+    events = await collect(session, "read caf\\xe9.txt")
+    (read,) = [e.record.to_json() for e in events if isinstance(e, ToolFinished)]
+    assert read["input"] == {"path": "caf\\xe9.txt"} and read["ok"] is True
+    assert "bonjour" in "".join(e.text for e in events if isinstance(e, AnswerDelta))

@@ -49,3 +49,9 @@ async def send(pilot: Pilot[Any], text: str) -> None:
     app.main.input.load_text(text)
     await pilot.press("enter")
     await pilot.pause()
+
+
+def screen_text(app: TuiagentApp) -> str:
+    """What the terminal shows now, one line per row (the screen on top, and what shows
+    through from beneath it)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

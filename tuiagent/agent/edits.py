@@ -292,7 +292,8 @@ class Editor:
         if not size:
             return ToolOutput(f"{path} unchanged (the text was already so)")
         verb = "wrote" if name == "write_file" else "edited"
-        text = f"{verb} {path} ({size} lines changed; undo puts it back)\n{diff}"
+        lines = "1 line" if size == 1 else f"{size} lines"
+        text = f"{verb} {path} ({lines} changed; undo puts it back)\n{diff}"
         return DiffOutput(text, diff_lines=size)
 
 

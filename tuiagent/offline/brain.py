@@ -37,7 +37,11 @@ OFFLINE_NOTICE = "OFFLINE - simulated model"
 _LIST_WORDS = re.compile(
     r"\b(list|files|largest|biggest|smallest|directory|folder|workspace|ls)\b", re.IGNORECASE
 )
-_FILE_NAME = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.[A-Za-z0-9]{1,8})(?![\w/-])")
+# A name's bytes that are not UTF-8 are spelt `\xNN`, as list_dir shows them (`caf\xe9.txt`).
+_NAME_PART = r"(?:[\w-]|\\x[0-9A-Fa-f]{2})+"
+_FILE_NAME = re.compile(
+    rf"(?<![\w/.\\-])((?:{_NAME_PART}/)*{_NAME_PART}\.[A-Za-z0-9]{{1,8}})(?![\w/-])"
+)
 _SEARCH = re.compile(
     r"\b(?:search(?:\s+for)?|grep(?:\s+for)?|find|look\s+for)\s+"
     r"(?:\"([^\"]+)\"|'([^']+)'|`([^`]+)`|([^\s\"'`?,.;:!]+))",

@@ -21,8 +21,9 @@ from tuiagent.ui.widgets.tools import ToolResult
 _MODAL_CSS = """
 ViewerScreen { align: center middle; }
 /* The approval sits at the top, under the gauge: the latest of the conversation (the
-   request and the pending call, just above the input) stays in view. */
-ApproveScreen { align: center top; padding-top: 2; }
+   request and the pending call, just above the input) stays in view. A margin, not the
+   screen's padding: that would shift the whole screen beneath it down too. */
+ApproveScreen { align: center top; }
 #dialog {
     width: 80%;
     max-width: 100;
@@ -32,7 +33,13 @@ ApproveScreen { align: center top; padding-top: 2; }
     background: $surface;
     padding: 1 2;
 }
-ApproveScreen #dialog { width: 100%; max-width: 110; padding: 0 1; border: thick $warning; }
+ApproveScreen #dialog {
+    width: 100%;
+    max-width: 110;
+    margin-top: 2;
+    padding: 0 1;
+    border: thick $warning;
+}
 ApproveScreen #command {
     background: $background;
     color: $text;
@@ -49,7 +56,7 @@ ViewerScreen TabbedContent { height: 1fr; }
 #dialog Horizontal { height: auto; margin-top: 1; }
 #dialog Button { margin-right: 1; min-width: 8; }
 #dialog TextArea { height: 1fr; }
-#dialog .hint { color: $text-muted; margin-top: 1; }
+#dialog .hint { color: $text-muted; margin-top: 1; width: 100%; }
 """
 
 

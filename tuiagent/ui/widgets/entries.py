@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 from rich.style import Style
@@ -166,7 +167,11 @@ class ToolBlock(ChatEntry):
 
     @property
     def title(self) -> str:
-        preview = _args_preview(self.arguments)
+        return self.headline()
+
+    def headline(self, limit: int = 50) -> str:
+        """Its line: the arguments cut to `limit` characters, then what it came to."""
+        preview = _args_preview(self.arguments, limit)
         if self.ok is None:
             return f"⚙ {self.name} {preview}"
         size = f"{tokens(self.sizes[0])} -> {tokens(self.sizes[1])} tok  " if self.sizes else ""
@@ -211,7 +216,12 @@ class ToolBlock(ChatEntry):
         if self.selected:
             title_style = title_style + look["chat--selected"]
         arrow = "▼" if self.expanded else "▶"
-        title = Text(f" {arrow} {self.title} ", style=title_style, no_wrap=True, overflow="crop")
+        headline = self.headline()
+        over = cell_len(headline) + 4 - width  # a narrow chat cuts the arguments, not "ok"
+        if over > 0:
+            shown = len(_args_preview(self.arguments))
+            headline = self.headline(max(shown - over, 8))
+        title = Text(f" {arrow} {headline} ", style=title_style, no_wrap=True, overflow="crop")
         lines = render(look, title, width, Style())[:1]  # a click on its line opens it
         if self.expanded:
             body = render(look, Text(self.body), width - 6, look["chat--tool-body"])

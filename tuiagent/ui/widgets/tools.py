@@ -44,9 +44,10 @@ class ToolResult:
         r = self.record
         mark = "ok" if r.ok else "error"
         label = r.result_id or f"t{r.turn}"
+        method = "" if self.method == "none" else f"  {self.method}"  # sent whole: no method
         return (
             f"{label} {r.name or '?'} {mark}  "
-            f"{tokens(self.original_tokens)} -> {tokens(self.seen_tokens)} tok  {self.method}"
+            f"{tokens(self.original_tokens)} -> {tokens(self.seen_tokens)} tok{method}"
         )
 
 
@@ -75,7 +76,8 @@ class ToolResultsPanel(OptionList):
         if not self.results:
             self.clear_options()  # the placeholder goes
         self.results.append(result)
-        self.add_option(Option(Text(result.summary()), id=str(len(self.results) - 1)))
+        line = Text(result.summary(), no_wrap=True, overflow="ellipsis")  # one row each
+        self.add_option(Option(line, id=str(len(self.results) - 1)))
         self.highlighted = len(self.results) - 1
         self.scroll_to_highlight()
 

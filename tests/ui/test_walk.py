@@ -1,0 +1,70 @@
+"""Defects found by using the app in a real terminal (tmux, 160x48 and 80x24) for a while:
+each test fails without its fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support.app import idle, ready, screen_text, send, until
+from tuiagent.ui.app import TuiagentApp
+from tuiagent.ui.screens.dialogs import ApproveScreen
+from tuiagent.ui.widgets.tools import ToolResultsPanel
+
+MakeApp = Callable[..., TuiagentApp]
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)])
+async def test_the_approval_dialog_leaves_the_screen_beneath_where_it_was(
+    make_app: MakeApp, size: tuple[int, int]
+) -> None:
+    """The gauge stays on the top rows and the footer on the last while the agent asks to
+    write a file (the screen's own padding shifted everything beneath the dialog two rows
+    down: a blank top, no footer); and the hint's last words are not cut off."""
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await send(pilot, "write todo.md: # Todo")
+        await until(pilot, lambda: isinstance(app.screen, ApproveScreen), "the dialog")
+        await pilot.pause()
+        rows = screen_text(app).splitlines()
+        assert "OFFLINE - simulated model" in rows[0]
+        assert "spent $" in rows[1]
+        assert "^p" in rows[-1]  # the footer, with the palette's key
+        assert "Esc: no" in screen_text(app)
+
+
+async def test_a_tool_line_at_80_columns_cuts_its_arguments_not_its_outcome(
+    make_app: MakeApp, workspace: Path
+) -> None:
+    """At 80x24 a call with long arguments showed `... 83 -> 83 to`: the sizes and `ok`
+    fell off the edge. The arguments give way instead."""
+    folder = workspace / "a_rather_long_folder_name"
+    folder.mkdir()
+    (folder / "with_a_long_file_name_too.txt").write_text("hello\n")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "read a_rather_long_folder_name/with_a_long_file_name_too.txt")
+        await idle(pilot)
+        (line,) = (row for row in screen_text(app).splitlines() if "read_file" in row)
+        assert line.rstrip().endswith(" tok  ok"), line
+        assert "…" in line
+
+
+async def test_each_tool_result_is_one_row_of_its_panel(make_app: MakeApp) -> None:
+    """`t13 expand_result ok  370 -> 370 tok` wrapped its method, `none`, onto a row of its
+    own: a result sent whole names no method, and a row too long ends in `…`."""
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Read data.csv")
+        await idle(pilot)
+        await send(pilot, "expand r1 lines 100-300")
+        await idle(pilot)
+        panel = app.main.query_one(ToolResultsPanel)
+        assert len(panel.results) == 2
+        assert panel.virtual_size.height == 2  # a row each
+        assert not panel.results[1].summary().endswith("none")
