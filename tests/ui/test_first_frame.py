@@ -4,11 +4,17 @@ the first frame, while the user already reads and types."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
+import pytest
+
+import tuiagent.session
 from tests.support.app import until
+from tuiagent.errors import ConfigError
 from tuiagent.ui.app import TuiagentApp
 
 HEAVY = (
@@ -59,3 +65,38 @@ async def test_the_footer_follows_the_width_it_is_given(
         await until(pilot, lambda: "Cap+" in footer() and "palette" not in footer(), "no palette")
         await pilot.resize_terminal(130, 40)
         await until(pilot, lambda: "palette" in footer(), "the palette key back")
+
+
+async def test_the_sdk_loads_and_the_agent_is_built_with_no_collection_then_all_is_frozen(
+    make_app: Callable[..., TuiagentApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection while the SDK loads would scan all the app has made, holding the screen;
+    afterwards the collector is on again (also when the session cannot open), and what was
+    made is out of its way."""
+    real_open = tuiagent.session.open_session
+    collecting: list[bool] = []
+
+    def open_watched(*args: Any, **kwargs: Any) -> tuiagent.session.Session:
+        collecting.append(gc.isenabled())
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(tuiagent.session, "open_session", open_watched)
+    gc.unfreeze()
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.agent is not None, "the session")
+        assert collecting == [False]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0
+
+    def cannot_open(*args: Any, **kwargs: Any) -> tuiagent.session.Session:
+        collecting.append(gc.isenabled())
+        raise ConfigError("no such workspace")
+
+    monkeypatch.setattr(tuiagent.session, "open_session", cannot_open)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        shown = app.main.chat.entries
+        await until(pilot, lambda: "cannot start" in getattr(shown[-1], "text", ""), "failed")
+        assert collecting == [False, False]
+        assert gc.isenabled()

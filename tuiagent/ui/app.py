@@ -202,7 +202,13 @@ class TuiagentApp(MeteredApp):
 
     @work(thread=True, exclusive=True, group="session", exit_on_error=False)
     def open_session(self) -> None:
-        """Import the SDK and build the agent off the UI thread: the first frame never waits."""
+        """Import the SDK and build the agent off the UI thread: the first frame never waits.
+
+        No collections meanwhile: what the SDK and the agent make lives as long as the app,
+        and each collection would scan it all, the app's objects too, holding the screen
+        (and typed keys) while it runs. Once built, everything moves out of the collector's
+        way (frozen), so a collection while an answer streams scans only what is new."""
+        gc.disable()
         try:
             from tuiagent.session import open_session
 
@@ -218,6 +224,9 @@ class TuiagentApp(MeteredApp):
         except TuiagentError as exc:
             self.post_message(SessionFailed(str(exc)))
             return
+        finally:
+            gc.freeze()
+            gc.enable()
         resumed = self.resume.stem if self.resume is not None else None
         self.post_message(SessionOpened(session, resumed, opened_with))
 
@@ -232,9 +241,6 @@ class TuiagentApp(MeteredApp):
         from tuiagent.cost.pricing import context_window
         from tuiagent.offline import OFFLINE_NOTICE
 
-        # The SDK and the app are loaded and live as long as the app: move them out of the
-        # collector's way, so a collection while an answer streams scans only what is new.
-        gc.freeze()
         session = self.session = message.session
         from tuiagent.ui.screens.dialogs import Approvals
 
