@@ -4,6 +4,7 @@ each test fails without its fix."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,27 @@ async def test_each_tool_result_is_one_row_of_its_panel(make_app: MakeApp) -> No
         assert len(panel.results) == 2
         assert panel.virtual_size.height == 2  # a row each
         assert not panel.results[1].summary().endswith("none")
+
+
+async def test_a_request_the_cap_halts_midway_goes_on_once_the_cap_is_raised(
+    make_app: MakeApp, workspace: Path
+) -> None:
+    """Halted after its first call ("Raise the cap (F3 or /budget) to go on"), F3 raised the
+    cap and nothing went on: the request's tool result never reached the model, and no key
+    was left to go on with (F6 is for max_turns). Raised, it goes on now."""
+    app = make_app(budget_step_usd=Decimal("0.05"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "write todo.md: # Todo")
+        await until(pilot, lambda: isinstance(app.screen, ApproveScreen), "the dialog")
+        agent.set_cap(agent.spending.spent + Decimal("0.0001"))  # the next call cannot fit
+        await pilot.press("y")
+        await idle(pilot)
+        assert agent.state.halt_reason == "max_cost" and app.main.input.text == ""
+        assert (workspace / "todo.md").read_text() == "# Todo"
+        turns = agent.state.turns
+        await pilot.press("f3")
+        await idle(pilot)
+        assert agent.state.turns > turns and agent.state.halt_reason is None
+        assert "wrote todo.md" in app.main.chat.answers[-1].text

@@ -113,6 +113,8 @@ class TuiagentApp(MeteredApp):
         self.agent: AgentControl | None = None  # the session's agent, through its interface
         self._estimate_timer: Timer | None = None  # the pause after typing, for the estimate
         self.queue: list[str] = []
+        # The cap halted a request after part of it ran: raising the cap goes on with it.
+        self.cap_halted_request = False
         self.turn_worker: Worker[None] | None = None
         self.finished = False
         self.session_calls = 0  # model calls completed in this session (said on quit)
@@ -287,7 +289,11 @@ class TuiagentApp(MeteredApp):
         return self.agent.set_cap(amount).budget.cap
 
     def set_cap(self, amount: Decimal) -> None:
+        going_on = self.cap_halted_request and self.budget.at_cap
         super().set_cap(amount)
+        if going_on and not self.budget.at_cap and self.agent is not None and not self.busy:
+            self.cap_halted_request = False  # as the halt said: raised, the request goes on
+            self.turn_worker = self.drive(self.agent, self.agent.go_on())
         self._send_next()  # halted at the cap, a message may wait for it
 
     # --- sending -------------------------------------------------------------------
@@ -422,6 +428,7 @@ class TuiagentApp(MeteredApp):
 
     def when_halted(self, event: Halted) -> None:
         self.show_budget()  # the gauge says which limit, and what goes on
+        self.cap_halted_request = event.by_cap and event.withdrawn is None
         self.notify(event.detail, title="Halted", severity="error")
 
     def when_notice(self, event: Notice) -> None:
