@@ -12,6 +12,7 @@ import pytest
 from tests.support.app import idle, ready, screen_text, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
+from tuiagent.ui.widgets.entries import ChatNotice
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 
 MakeApp = Callable[..., TuiagentApp]
@@ -93,3 +94,19 @@ async def test_a_request_the_cap_halts_midway_goes_on_once_the_cap_is_raised(
         await idle(pilot)
         assert agent.state.turns > turns and agent.state.halt_reason is None
         assert "wrote todo.md" in app.main.chat.answers[-1].text
+
+
+async def test_a_halt_at_max_turns_names_both_ways_on_in_words(make_app: MakeApp) -> None:
+    """It said `used its 1 model calls` and only `/turns N`, while the gauge said F6."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "/turns 1")
+        await send(pilot, "What do notes.txt and README.md say?")
+        await idle(pilot)
+        notice = "\n".join(e.text for e in app.main.chat.entries if isinstance(e, ChatNotice))
+        assert "this request used its 1 model call (max_turns)" in notice, notice
+        assert "F6 goes on with as many calls again" in notice, notice
+        await pilot.press("f6")
+        await idle(pilot)
+        assert "README.md" in app.main.chat.answers[-1].text
