@@ -110,3 +110,16 @@ async def test_a_halt_at_max_turns_names_both_ways_on_in_words(make_app: MakeApp
         await pilot.press("f6")
         await idle(pilot)
         assert "README.md" in app.main.chat.answers[-1].text
+
+
+async def test_a_bell_in_a_file_shows_as_its_stand_in(make_app: MakeApp, workspace: Path) -> None:
+    """Rich and Textual drop BEL, BS, VT and FF: `␛]52;c;...␇` showed as `␛]52;c;...`,
+    the file's bytes hidden (docs/security.md says ␇, as the CLI shows it)."""
+    (workspace / "bell.txt").write_text("ring\x07bell \x1b]0;TITLE\x07 back\x08space\n")
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        await send(pilot, "read bell.txt")
+        await idle(pilot)
+        shown = screen_text(app)
+    assert "ring␇bell ␛]0;TITLE␇ back␈space" in shown
