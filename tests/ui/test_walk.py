@@ -123,3 +123,21 @@ async def test_a_bell_in_a_file_shows_as_its_stand_in(make_app: MakeApp, workspa
         await idle(pilot)
         shown = screen_text(app)
     assert "ring␇bell ␛]0;TITLE␇ back␈space" in shown
+
+
+async def test_the_80_column_footer_holds_every_key_while_f6_shows(make_app: MakeApp) -> None:
+    """Halted at max_turns, F6 joined the footer and pushed "Report" off it ("f8 Repor")."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "/turns 1")
+        await send(pilot, "What do notes.txt and README.md say?")
+        await idle(pilot)
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        assert "f6 Go on" in footer and "f8 Report" in footer and "^p palette" in footer
+        await send(pilot, "/turns 20")  # goes on, to the answer
+        await idle(pilot)
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        assert "esc Stop" in footer and "f6" not in footer

@@ -477,9 +477,11 @@ class TuiagentApp(MeteredApp):
             await self.run_action(command.action(arg))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """F6 is in the footer (and the palette) only while a request is halted at max_turns."""
-        if action == "go_on":
-            return self.budget.halt == "max_turns" and not self.busy
+        """F6 is in the footer (and the palette) only while a request is halted at max_turns;
+        Esc leaves it then (nothing runs to stop), so an 80-column footer holds every key."""
+        if action in ("go_on", "interrupt"):
+            halted = self.budget.halt == "max_turns" and not self.busy
+            return halted if action == "go_on" else not halted
         return True
 
     def set_tier(self, tier: str) -> None:
