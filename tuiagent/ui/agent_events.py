@@ -46,8 +46,9 @@ class EventRoutes:
 
     def __init__(self) -> None:
         self._nodes: list[object] = []
-        # kind -> (its handlers, each with whether it shows sub-agents' too; a record?)
-        self._routes: dict[type, tuple[list[tuple[Handler, bool]], bool]] = {}
+        # kind -> one function that shows it: its handler itself when it has one and no
+        # sub-agent can send it (an answer's every token goes straight to the chat).
+        self._routes: dict[type, Handler] = {}
 
     def subscribe(self, *nodes: object) -> None:
         self._nodes += [n for n in nodes if n not in self._nodes]
@@ -58,7 +59,7 @@ class EventRoutes:
             self._nodes.remove(node)
             self._routes.clear()
 
-    def _route(self, kind: type) -> tuple[list[tuple[Handler, bool]], bool]:
+    def _route(self, kind: type) -> Handler:
         name = handler_name(kind)
         handlers = []
         for node in self._nodes:
@@ -66,16 +67,36 @@ class EventRoutes:
             if method is not None:
                 handlers.append((method, getattr(method, "every_agent", False)))
         # Only records can be a sub-agent's (the fields of the event kind say so).
-        is_record = "record" in getattr(kind, "__dataclass_fields__", {})
-        route = self._routes[kind] = (handlers, is_record)
-        return route
+        if "record" in getattr(kind, "__dataclass_fields__", {}):
+            show = _showing_records(handlers)
+        elif len(handlers) == 1:
+            show = handlers[0][0]
+        else:
+            show = _showing_each([method for method, _ in handlers])
+        self._routes[kind] = show
+        return show
 
     def deliver(self, event: object) -> None:
         """Show one event: each handler of its kind, in turn."""
-        handlers, is_record = self._routes.get(type(event)) or self._route(type(event))
-        if not handlers:
-            return
-        sub_agent = is_record and _from_sub_agent(event)
+        kind = type(event)
+        (self._routes.get(kind) or self._route(kind))(event)
+
+
+def _showing_each(handlers: list[Handler]) -> Handler:
+    def show(event: object) -> None:
+        for handler in handlers:
+            handler(event)
+
+    return show
+
+
+def _showing_records(handlers: list[tuple[Handler, bool]]) -> Handler:
+    """A record goes to every handler, a sub-agent's only to those marked `every_agent`."""
+
+    def show(event: object) -> None:
+        sub_agent = _from_sub_agent(event)
         for handler, every in handlers:
             if every or not sub_agent:
                 handler(event)
+
+    return show

@@ -178,8 +178,9 @@ class TuiagentApp(MeteredApp):
         if self.pick_resume:
             self._pick_session()
             return
-        # After the first frame is on the terminal: the SDK import would contend with it.
-        self.call_after_refresh(self.set_timer, 0.05, self.open_session)
+        # After the frame with the panels (the first is on the terminal already): the SDK
+        # import would contend with it.
+        self.call_after_refresh(self.open_session)
 
     def _pick_session(self) -> None:
         """`--resume` without an id: the picker of recent sessions, then the session."""

@@ -247,7 +247,8 @@ class MainScreen(Screen[None]):
         if window:
             parts.append(f"context {used / window:.0%}")
         parts.append(f"{self.key('toggle_panels')} panels")
-        self.query_one("#statusline", Static).update(" · ".join(parts))
+        # One line across the screen (main.tcss): a new text never changes its size.
+        self.query_one("#statusline", Static).update(" · ".join(parts), layout=False)
 
     # --- the panels, by name ----------------------------------------------------
 
@@ -267,10 +268,12 @@ class MainScreen(Screen[None]):
 
     def show_estimate(self, line: str) -> None:
         """What the message being typed would cost (the agent's estimate), or nothing (then
-        the line takes no room)."""
+        the line takes no room). The same line again changes nothing: a change lays the
+        screen out again (Enter clears a line that is mostly empty already)."""
         for shown in self.query("#estimate").results(Static):
-            shown.update(line)
-            shown.display = bool(line)
+            if shown.content != line or shown.display != bool(line):
+                shown.update(line)
+                shown.display = bool(line)
 
     def set_offline(self, badge: str | None) -> None:
         """Show the badge (the offline model answers) or hide it."""
@@ -285,7 +288,8 @@ class MainScreen(Screen[None]):
             panel.tier = tier
 
     def set_status(self, text: str) -> None:
-        self.query_one("#status", Static).update(text)
+        # One line whose width is the top bar's rest: a new text never changes its size.
+        self.query_one("#status", Static).update(text, layout=False)
 
     # --- the agent's events (ui/agent_events.py) ------------------------------------
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from textual.widgets import Static
-
 from tuiagent.ui.format import money, tokens
+from tuiagent.ui.widgets.panel import Panel
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import CacheStateChanged, TurnFinished
@@ -25,7 +24,7 @@ class CachedPrefix:
     expires_at: float | None = None
 
 
-class CachePanel(Static):
+class CachePanel(Panel):
     """Hit rate, savings and the last miss from turn records; each model's cached prefix and
     its countdown from the agent's CacheStateChanged events."""
 
@@ -86,7 +85,7 @@ class CachePanel(Static):
 
     def _render_panel(self) -> None:
         if not self.input_tokens and not self.models:
-            self.update(
+            self.show(
                 "After the first call: the share of input read from the prompt cache, what "
                 "it saved, and each model's cached prefix with its time to expiry."
             )
@@ -108,7 +107,7 @@ class CachePanel(Static):
                 left = f"expires in {secs // 60}:{secs % 60:02d}"
             lines.append(f"{_short(model)}  {tokens(state.prefix_tokens)} tok  {left}")
         lines.append(f"last miss: {self.last_miss or '-'}")
-        self.update("\n".join(lines))
+        self.show("\n".join(lines))
 
 
 def _short(model: str) -> str:

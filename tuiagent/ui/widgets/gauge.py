@@ -29,7 +29,7 @@ class BudgetGauge(Horizontal):
     BudgetGauge { height: 1; }
     BudgetGauge #gauge-bar { width: 14; }
     BudgetGauge #gauge-bar Bar { width: 12; }
-    BudgetGauge #gauge-text { width: 1fr; }
+    BudgetGauge #gauge-text { width: 1fr; height: 1; }
     BudgetGauge #gauge-spark { width: 16; }
     BudgetGauge.-ok #gauge-bar Bar > .bar--bar { color: $success; }
     BudgetGauge.-warn #gauge-bar Bar > .bar--bar { color: $warning; }
@@ -113,7 +113,9 @@ class BudgetGauge(Horizontal):
             level = "-halted"
         for name in ("-ok", "-warn", "-danger", "-halted"):
             self.set_class(name == level, name)
-        self.query_one("#gauge-text", Static).update(self.text(self._text_width()))
+        # Its size is set (the rest of one line): a new text needs no layout.
+        text = self.query_one("#gauge-text", Static)
+        text.update(self.text(self._text_width()), layout=False)
 
     def _text_width(self) -> int:
         width = self.query_one("#gauge-text", Static).size.width

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textual.reactive import reactive
-from textual.widgets import Static
+
+from tuiagent.ui.widgets.panel import Panel
 
 if TYPE_CHECKING:
     from tuiagent.agent.events import TurnFinished, TurnStarted
     from tuiagent.runs.records import Turn
 
 
-class RouterPanel(Static):
+class RouterPanel(Panel):
     tier: reactive[str] = reactive("auto", init=False)
     """The tier setting: auto, or the pinned tier."""
 
@@ -58,9 +59,9 @@ class RouterPanel(Static):
     def _render_panel(self) -> None:
         mode = "auto" if self.tier == "auto" else f"pinned: {self.tier}"
         if self.last == "-":
-            self.update(f"mode {mode}\nAfter the first call: which tier answered it and why.")
+            self.show(f"mode {mode}\nAfter the first call: which tier answered it and why.")
             return
         lines = [f"mode {mode}", f"last {self.last}", f"why  {self.reason}"]
         if self.candidates:
             lines.append(f"weighed {self.candidates}")
-        self.update("\n".join(lines))
+        self.show("\n".join(lines))
