@@ -213,3 +213,20 @@ async def test_on_a_terminal_the_tables_carry_no_escape_shown_as_a_glyph(
     text = on_a_terminal("report", "--log-dir", str(log_dir))
     assert "costliest turns" in text, text
     assert "␛" not in text and "\x1b" not in text
+
+
+async def test_a_call_stopped_mid_answer_is_not_named_a_long_output(
+    workspace: Path, log_dir: Path
+) -> None:
+    """A call stopped by Esc keeps its input and the most output it allowed (its output is
+    unknown: the server may go on): its cause said `long output: 4,096 tokens`."""
+    path = await make_run(workspace, log_dir, "Which file here is largest?")
+    records = read_records(path)[0]
+    last = max(i for i, r in enumerate(records) if r["type"] == "turn")
+    stopped = records[last]
+    stopped.update(stop_reason="interrupted", output_unknown=True, output_tokens=4096)
+    stopped["cost_breakdown_usd"] = {**stopped["cost_breakdown_usd"], "output": 0.02048}
+    stopped["cost_usd"] = sum(stopped["cost_breakdown_usd"].values())
+    rewrite(path, records)
+    (row,) = [t for t in build_report(log_dir).turns if t.turn == stopped["turn"]]
+    assert row.cause == "output unknown (stopped or failed): counted at its limit, 4,096 tokens"

@@ -62,7 +62,10 @@ async def test_hostile_server_through_the_app(
         await idle(pilot)
         # Lowered during the call: floored at settled + in flight, never below.
         assert lowered and lowered[0] > Decimal("0.0001")
-        await pilot.press("f3", "f3")  # raise it again
+        # Raised again: the request the cap halted partway goes on, to its end.
+        await send(pilot, "/budget 1")
+        await idle(pilot)
+        assert not app.budget.at_cap
         model.answers.clear()  # the stopped call is an honest, slow one
         model.tokens_per_second = slow.tokens_per_second
         seen = model.seen

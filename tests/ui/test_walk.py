@@ -4,6 +4,7 @@ each test fails without its fix."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from tests.support.app import idle, ready, screen_text, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
+from tuiagent.ui.widgets.entries import ChatNotice
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 
 MakeApp = Callable[..., TuiagentApp]
@@ -68,3 +70,74 @@ async def test_each_tool_result_is_one_row_of_its_panel(make_app: MakeApp) -> No
         assert len(panel.results) == 2
         assert panel.virtual_size.height == 2  # a row each
         assert not panel.results[1].summary().endswith("none")
+
+
+async def test_a_request_the_cap_halts_midway_goes_on_once_the_cap_is_raised(
+    make_app: MakeApp, workspace: Path
+) -> None:
+    """Halted after its first call ("Raise the cap (F3 or /budget) to go on"), F3 raised the
+    cap and nothing went on: the request's tool result never reached the model, and no key
+    was left to go on with (F6 is for max_turns). Raised, it goes on now."""
+    app = make_app(budget_step_usd=Decimal("0.05"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "write todo.md: # Todo")
+        await until(pilot, lambda: isinstance(app.screen, ApproveScreen), "the dialog")
+        agent.set_cap(agent.spending.spent + Decimal("0.0001"))  # the next call cannot fit
+        await pilot.press("y")
+        await idle(pilot)
+        assert agent.state.halt_reason == "max_cost" and app.main.input.text == ""
+        assert (workspace / "todo.md").read_text() == "# Todo"
+        turns = agent.state.turns
+        await pilot.press("f3")
+        await idle(pilot)
+        assert agent.state.turns > turns and agent.state.halt_reason is None
+        assert "wrote todo.md" in app.main.chat.answers[-1].text
+
+
+async def test_a_halt_at_max_turns_names_both_ways_on_in_words(make_app: MakeApp) -> None:
+    """It said `used its 1 model calls` and only `/turns N`, while the gauge said F6."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "/turns 1")
+        await send(pilot, "What do notes.txt and README.md say?")
+        await idle(pilot)
+        notice = "\n".join(e.text for e in app.main.chat.entries if isinstance(e, ChatNotice))
+        assert "this request used its 1 model call (max_turns)" in notice, notice
+        assert "F6 goes on with as many calls again" in notice, notice
+        await pilot.press("f6")
+        await idle(pilot)
+        assert "README.md" in app.main.chat.answers[-1].text
+
+
+async def test_a_bell_in_a_file_shows_as_its_stand_in(make_app: MakeApp, workspace: Path) -> None:
+    """Rich and Textual drop BEL, BS, VT and FF: `␛]52;c;...␇` showed as `␛]52;c;...`,
+    the file's bytes hidden (docs/security.md says ␇, as the CLI shows it)."""
+    (workspace / "bell.txt").write_text("ring\x07bell \x1b]0;TITLE\x07 back\x08space\n")
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        await send(pilot, "read bell.txt")
+        await idle(pilot)
+        shown = screen_text(app)
+    assert "ring␇bell ␛]0;TITLE␇ back␈space" in shown
+
+
+async def test_the_80_column_footer_holds_every_key_while_f6_shows(make_app: MakeApp) -> None:
+    """Halted at max_turns, F6 joined the footer and pushed "Report" off it ("f8 Repor")."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "/turns 1")
+        await send(pilot, "What do notes.txt and README.md say?")
+        await idle(pilot)
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        assert "f6 Go on" in footer and "f8 Report" in footer and "^p palette" in footer
+        await send(pilot, "/turns 20")  # goes on, to the answer
+        await idle(pilot)
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        assert "esc Stop" in footer and "f6" not in footer

@@ -359,7 +359,8 @@ class Request(EventStream[RequestEnd]):
         if state.turns - self.start_turn >= max_turns:
             halt = self._halt(
                 HaltReason.MAX_TURNS,
-                f"this request used its {max_turns} model calls (max_turns); "
+                f"this request used its {max_turns} model call{'s' * (max_turns != 1)} "
+                "(max_turns); "
                 "/turns N allows more and goes on",
             )
             yield halt

@@ -36,7 +36,12 @@ def explain(row: TurnRow, pricer: Pricer, tier_models: Mapping[str, Any]) -> Non
     row.cause_cost = cost
     miss = row.cache_miss_reason
     written, uncached = u.cache_creation_input_tokens, u.input_tokens
-    if kind == "output":
+    if kind == "output" and row.record.get("output_unknown") is True:
+        # Stopped (Esc) or failed mid-answer: what it made is unknown, so billed at its limit.
+        n = u.output_tokens
+        row.cause_kind = "output"
+        row.cause = f"output unknown (stopped or failed): counted at its limit, {n:,} tokens"
+    elif kind == "output":
         row.cause_kind, row.cause = "output", f"long output: {u.output_tokens:,} tokens"
     elif kind == "cache_write" and miss:
         row.cause_kind, row.cause = "cache_miss", f"cache write after {miss} ({written:,} tokens)"

@@ -113,6 +113,8 @@ class TuiagentApp(MeteredApp):
         self.agent: AgentControl | None = None  # the session's agent, through its interface
         self._estimate_timer: Timer | None = None  # the pause after typing, for the estimate
         self.queue: list[str] = []
+        # The cap halted a request after part of it ran: raising the cap goes on with it.
+        self.cap_halted_request = False
         self.turn_worker: Worker[None] | None = None
         self.finished = False
         self.session_calls = 0  # model calls completed in this session (said on quit)
@@ -294,7 +296,11 @@ class TuiagentApp(MeteredApp):
         return self.agent.set_cap(amount).budget.cap
 
     def set_cap(self, amount: Decimal) -> None:
+        going_on = self.cap_halted_request and self.budget.at_cap
         super().set_cap(amount)
+        if going_on and not self.budget.at_cap and self.agent is not None and not self.busy:
+            self.cap_halted_request = False  # as the halt said: raised, the request goes on
+            self.turn_worker = self.drive(self.agent, self.agent.go_on())
         self._send_next()  # halted at the cap, a message may wait for it
 
     # --- sending -------------------------------------------------------------------
@@ -429,6 +435,7 @@ class TuiagentApp(MeteredApp):
 
     def when_halted(self, event: Halted) -> None:
         self.show_budget()  # the gauge says which limit, and what goes on
+        self.cap_halted_request = event.by_cap and event.withdrawn is None
         self.notify(event.detail, title="Halted", severity="error")
 
     def when_notice(self, event: Notice) -> None:
@@ -477,9 +484,11 @@ class TuiagentApp(MeteredApp):
             await self.run_action(command.action(arg))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """F6 is in the footer (and the palette) only while a request is halted at max_turns."""
-        if action == "go_on":
-            return self.budget.halt == "max_turns" and not self.busy
+        """F6 is in the footer (and the palette) only while a request is halted at max_turns;
+        Esc leaves it then (nothing runs to stop), so an 80-column footer holds every key."""
+        if action in ("go_on", "interrupt"):
+            halted = self.budget.halt == "max_turns" and not self.busy
+            return halted if action == "go_on" else not halted
         return True
 
     def set_tier(self, tier: str) -> None:

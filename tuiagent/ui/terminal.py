@@ -4,8 +4,8 @@ The terminal filter in the app: no byte of an answer, a tool result, a file name
 error or a notice reaches the terminal as a control character. Textual and Rich already
 pass every text they are given through one table of control codes (`strip_control_codes`:
 they drop BEL, BS, VT, FF and CR, but pass ESC, the rest of C0, C1 and the bidi controls).
-`install()` adds tuiagent.terminal's stand-ins to those two tables, so an ESC is laid out as
-the one cell `␛` it is shown as. Behind that, every strip of the screen is made printable as
+`install()` puts tuiagent.terminal's stand-ins in those two tables (CR aside, still dropped),
+so an ESC is laid out as the one cell `␛` it is shown as, and a BEL as `␇`. Behind that, every strip of the screen is made printable as
 it becomes terminal output (`Strip.render`, the one place the compositor turns text into
 bytes), for any text that reached a segment another way.
 
@@ -127,6 +127,9 @@ def install() -> None:
     table_of_stand_ins = stand_ins()
     for table in tables:
         for code, stand_in in table_of_stand_ins.items():
-            table.setdefault(code, stand_in)  # those it drops (BEL, CR, ...) stay dropped
+            # Those it drops are shown too (a bell is ␇, as in the CLI), but CR: a file's
+            # CRLF line ends would show ␍ on every line.
+            if code != ord("\r"):
+                table[code] = stand_in
     Strip.render = _printable_render  # type: ignore[method-assign]
     linux_driver.WriterThread = SafeWriter  # type: ignore[attr-defined,misc,assignment]

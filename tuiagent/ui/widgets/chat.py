@@ -538,6 +538,8 @@ class ChatLog(ScrollView, can_focus=True):
             text += "; nothing was sent, your message is back in the input"
         if event.by_cap:
             text += f". Raise the cap ({self.key('cap_up')} or /budget) to go on."
+        elif event.reason == "max_turns":
+            text += f"; {self.key('go_on')} goes on with as many calls again"
         self.failure_notice(text, "error")
         self._failure = None
 
