@@ -96,6 +96,29 @@ async def test_a_request_the_cap_halts_midway_goes_on_once_the_cap_is_raised(
         assert "wrote todo.md" in app.main.chat.answers[-1].text
 
 
+async def test_after_clear_raising_the_cap_goes_on_with_nothing(
+    make_app: MakeApp, workspace: Path
+) -> None:
+    """Halted midway, then /clear: the request is gone with its conversation, so F3 only
+    raises the cap (it went on with an empty conversation, and that failed: an error)."""
+    app = make_app(budget_step_usd=Decimal("0.05"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "write todo.md: # Todo")
+        await until(pilot, lambda: isinstance(app.screen, ApproveScreen), "the dialog")
+        agent.set_cap(agent.spending.spent + Decimal("0.0001"))
+        await pilot.press("y")
+        await idle(pilot)
+        assert agent.state.halt_reason == "max_cost"
+        await send(pilot, "/clear")
+        await idle(pilot)
+        turns = agent.state.turns
+        await pilot.press("f3")
+        await idle(pilot)
+        assert agent.state.turns == turns and agent.state.halt_reason != "error"
+
+
 async def test_a_halt_at_max_turns_names_both_ways_on_in_words(make_app: MakeApp) -> None:
     """It said `used its 1 model calls` and only `/turns N`, while the gauge said F6."""
     app = make_app()

@@ -564,6 +564,7 @@ class TuiagentApp(MeteredApp):
         if agent is None:
             return
         edited = agent.clear_conversation()
+        self.cap_halted_request = False  # nothing left to go on with
         self.events.deliver(edited)
         self.main.chat.add_notice(
             f"new conversation: the next request has no earlier messages "
