@@ -3,12 +3,16 @@ and each agent event reaches the handlers of its kind (ui/agent_events.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from textual.app import App, ComposeResult
 
+from tests.support.app import idle, ready, send
 from tuiagent.ui.agent_events import EventRoutes, every_agent
+from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.widgets.panel import Panel
 
 
@@ -96,3 +100,29 @@ def test_each_event_reaches_its_kinds_handlers_in_order_and_sub_agents_records_o
         ("two", "main"),
         ("two", "sub-1"),
     ]
+
+
+async def test_on_a_tall_screen_the_first_call_grows_no_panel(
+    make_app: Callable[..., TuiagentApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router's and the cache's first answers fit the room a tall screen keeps for them:
+    neither panel asks for a layout of the whole screen (each did, twice in all, before the
+    first call's answer had streamed: bench_ui's stream ratio)."""
+    grown: list[str] = []
+    refresh = Panel.refresh
+
+    def counting(self: Panel, *regions: Any, **how: Any) -> Any:
+        if how.get("layout"):
+            grown.append(str(self.id))
+        return refresh(self, *regions, **how)
+
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        await pilot.pause()
+        monkeypatch.setattr(Panel, "refresh", counting)
+        await send(pilot, "Tell me about this project")
+        await idle(pilot)
+        router = app.main.query_one("#router", Panel)
+        assert "last turn 1" in str(router.content)
+        assert grown == []
