@@ -277,7 +277,9 @@ def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: 
     proc.wait()
     assert log is not None
     records, bad = read_records(log)
-    assert bad == 0
+    # The kill may cut the record being written: only the last line, with no newline (the
+    # next open of the log cuts it); every line before it is whole.
+    assert bad == (0 if log.read_bytes().endswith(b"\n") else 1)
     assert len([r for r in records if r["type"] == "turn"]) >= 2
     assert records[0]["type"] == "run_start"
 
