@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import socket
@@ -31,6 +32,28 @@ def _no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("TUIAGENT_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no config.toml there
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the ledger, the runs
+
+
+@pytest.fixture(autouse=True)
+def _ledgers_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each ledger a test opens is closed when the test ends (an app under test is not run to
+    its end, where the run closes it): left open, each kept a writer thread beating its
+    lease, a worker held 100+ of them by the suite's end, and its last tests starved (one of
+    16 s took 245 s; others timed out)."""
+    from tuiagent.ledger.store import Ledger
+
+    opened: list[Ledger] = []
+    init = Ledger.__init__
+
+    def tracked(self: Ledger, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(Ledger, "__init__", tracked)
+    yield
+    for ledger in opened:
+        with contextlib.suppress(Exception):
+            ledger.close()
 
 
 @pytest.fixture(scope="session")
