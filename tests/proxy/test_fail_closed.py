@@ -45,9 +45,15 @@ def post(
 
 def read_answer(sock: socket.socket) -> str:
     """A whole HTTP answer with a content-length, read off a raw socket."""
+
+    def more() -> bytes:
+        chunk = sock.recv(65536)
+        assert chunk, "the proxy hung up before its whole answer"  # (b"": spun for ever)
+        return chunk
+
     data = b""
     while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
+        data += more()
     head, _, body = data.partition(b"\r\n\r\n")
     length = int(
         next(h for h in head.lower().split(b"\r\n") if h.startswith(b"content-length")).split(b":")[
@@ -55,7 +61,7 @@ def read_answer(sock: socket.socket) -> str:
         ]
     )
     while len(body) < length:
-        body += sock.recv(65536)
+        body += more()
     return (head + b"\r\n\r\n" + body).decode()
 
 

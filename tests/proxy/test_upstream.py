@@ -24,17 +24,26 @@ REQUEST = b'{"model":"claude-sonnet-4-5","max_tokens":300,"messages":[{"role":"u
 COUNT = b'{"input_tokens": 12}'
 
 
+def _recv(conn: socket.socket) -> bytes:
+    """More bytes; a peer that hung up ends the connection (recv's b"" spun this thread
+    forever, starving the rest of its test worker: the suite's last tests timed out)."""
+    data = conn.recv(65536)
+    if not data:
+        raise ConnectionError("the client hung up")
+    return data
+
+
 def _read_request(conn: socket.socket) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
+        data += _recv(conn)
     head, _, body = data.partition(b"\r\n\r\n")
     lengths = [
         int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
     ]  # fmt: skip
     length = lengths[0] if lengths else 0
     while len(body) < length:
-        body += conn.recv(65536)
+        body += _recv(conn)
     return head
 
 
