@@ -72,12 +72,15 @@ async def test_each_tool_result_is_one_row_of_its_panel(make_app: MakeApp) -> No
         assert not panel.results[1].summary().endswith("none")
 
 
+@pytest.mark.parametrize("cleared", [False, True], ids=["goes-on", "after-clear"])
 async def test_a_request_the_cap_halts_midway_goes_on_once_the_cap_is_raised(
-    make_app: MakeApp, workspace: Path
+    make_app: MakeApp, workspace: Path, cleared: bool
 ) -> None:
     """Halted after its first call ("Raise the cap (F3 or /budget) to go on"), F3 raised the
     cap and nothing went on: the request's tool result never reached the model, and no key
-    was left to go on with (F6 is for max_turns). Raised, it goes on now."""
+    was left to go on with (F6 is for max_turns). Raised, it goes on now. After /clear the
+    request is gone with its conversation: F3 only raises the cap (it went on with an empty
+    conversation, and that failed: an error)."""
     app = make_app(budget_step_usd=Decimal("0.05"))
     async with app.run_test(size=(120, 40)) as pilot:
         agent = (await ready(pilot)).agent
@@ -89,34 +92,17 @@ async def test_a_request_the_cap_halts_midway_goes_on_once_the_cap_is_raised(
         await idle(pilot)
         assert agent.state.halt_reason == "max_cost" and app.main.input.text == ""
         assert (workspace / "todo.md").read_text() == "# Todo"
+        if cleared:
+            await send(pilot, "/clear")
+            await idle(pilot)
         turns = agent.state.turns
         await pilot.press("f3")
         await idle(pilot)
-        assert agent.state.turns > turns and agent.state.halt_reason is None
-        assert "wrote todo.md" in app.main.chat.answers[-1].text
-
-
-async def test_after_clear_raising_the_cap_goes_on_with_nothing(
-    make_app: MakeApp, workspace: Path
-) -> None:
-    """Halted midway, then /clear: the request is gone with its conversation, so F3 only
-    raises the cap (it went on with an empty conversation, and that failed: an error)."""
-    app = make_app(budget_step_usd=Decimal("0.05"))
-    async with app.run_test(size=(120, 40)) as pilot:
-        agent = (await ready(pilot)).agent
-        assert agent is not None
-        await send(pilot, "write todo.md: # Todo")
-        await until(pilot, lambda: isinstance(app.screen, ApproveScreen), "the dialog")
-        agent.set_cap(agent.spending.spent + Decimal("0.0001"))
-        await pilot.press("y")
-        await idle(pilot)
-        assert agent.state.halt_reason == "max_cost"
-        await send(pilot, "/clear")
-        await idle(pilot)
-        turns = agent.state.turns
-        await pilot.press("f3")
-        await idle(pilot)
-        assert agent.state.turns == turns and agent.state.halt_reason != "error"
+        if cleared:
+            assert agent.state.turns == turns and agent.state.halt_reason != "error"
+        else:
+            assert agent.state.turns > turns and agent.state.halt_reason is None
+            assert "wrote todo.md" in app.main.chat.answers[-1].text
 
 
 async def test_a_halt_at_max_turns_names_both_ways_on_in_words(make_app: MakeApp) -> None:
