@@ -227,7 +227,7 @@ def _tiers(value: object, key: str, source: str) -> Mapping[str, str]:
     tiers = dict(DEFAULT_TIER_MODELS)
     for tier, model in _table(value, key, "a table").items():
         if tier not in TIERS:
-            raise ConfigError(f"unknown config key '{key}.{tier}' in {source}")
+            raise ConfigError(f"unknown config key {f'{key}.{tier}'!r} in {source}")
         _expect(isinstance(model, str) and bool(model), f"{key}.{tier}", "a model id", model)
         tiers[tier] = model
     return MappingProxyType(tiers)
@@ -767,7 +767,7 @@ def _budget(data: object, name: str) -> BudgetSpec:
     for key in data:
         if key not in BUDGET_KEYS:
             raise ConfigError(
-                f"unknown config key '{name}.{key}' (known: {', '.join(BUDGET_KEYS)})"
+                f"unknown config key {f'{name}.{key}'!r} (known: {', '.join(BUDGET_KEYS)})"
             )
     for required in ("scope", "window", "max_cost_usd"):
         if required not in data:
@@ -1045,7 +1045,9 @@ def _rule(data: object, name: str) -> RouterRule:
     assert isinstance(data, dict)
     for key in data:
         if key not in RULE_KEYS:
-            raise ConfigError(f"unknown config key '{name}.{key}' (known: {', '.join(RULE_KEYS)})")
+            raise ConfigError(
+                f"unknown config key {f'{name}.{key}'!r} (known: {', '.join(RULE_KEYS)})"
+            )
     tier = data.get("tier")
     _expect(tier in TIERS, f"{name}.tier", " | ".join(TIERS), tier)
     lists = {}
