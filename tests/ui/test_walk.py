@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
 from tests.support.app import idle, ready, screen_text, send, until
 from tuiagent.ui.app import TuiagentApp
@@ -105,14 +106,19 @@ async def test_a_request_the_cap_halts_midway_goes_on_once_the_cap_is_raised(
             assert "wrote todo.md" in app.main.chat.answers[-1].text
 
 
+async def halt_at_max_turns(pilot: Pilot[None]) -> None:
+    """A request halted after its one allowed model call (/turns 1)."""
+    await ready(pilot)
+    await send(pilot, "/turns 1")
+    await send(pilot, "What do notes.txt and README.md say?")
+    await idle(pilot)
+
+
 async def test_a_halt_at_max_turns_names_both_ways_on_in_words(make_app: MakeApp) -> None:
     """It said `used its 1 model calls` and only `/turns N`, while the gauge said F6."""
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot)
-        await send(pilot, "/turns 1")
-        await send(pilot, "What do notes.txt and README.md say?")
-        await idle(pilot)
+        await halt_at_max_turns(pilot)
         notice = "\n".join(e.text for e in app.main.chat.entries if isinstance(e, ChatNotice))
         assert "this request used its 1 model call (max_turns)" in notice, notice
         assert "F6 goes on with as many calls again" in notice, notice
@@ -138,10 +144,7 @@ async def test_the_80_column_footer_holds_every_key_while_f6_shows(make_app: Mak
     """Halted at max_turns, F6 joined the footer and pushed "Report" off it ("f8 Repor")."""
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot)
-        await send(pilot, "/turns 1")
-        await send(pilot, "What do notes.txt and README.md say?")
-        await idle(pilot)
+        await halt_at_max_turns(pilot)
         await pilot.pause()
         footer = screen_text(app).splitlines()[-1]
         assert "f6 Go on" in footer and "f8 Report" in footer and "^p palette" in footer
