@@ -227,6 +227,48 @@ def test_server_tools_whose_results_nothing_bounds_are_held_at_the_window(
     assert D(str(hold["reserved_usd"])) >= one_pass
 
 
+# A hundred-page PDF by URL: the local estimate reads its URL (a dozen tokens), the API its
+# pages (hundreds of thousands).
+DOCUMENT = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}},
+            {"type": "text", "text": "summarise it"},
+        ],
+    }
+]
+
+
+def test_an_image_or_a_document_without_a_count_is_held_at_the_window(tmp_path: Path) -> None:
+    """Where count_tokens gave no count, a request was held at the local estimate with its
+    margin: a document by URL at 30 tokens, whatever its pages bill. It is held as the
+    model's whole window (refused under a $1 cap); with a count, as counted."""
+    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": DOCUMENT}).encode()
+    with proxied(tmp_path, counts=["missing", "honest"]) as (upstream, proxy):
+        refused = send(proxy.url, ask)
+        assert upstream.messages_calls == 0
+        sent = send(proxy.url, ask)
+        (turn,) = proxy.records("turn")
+    said = refused.json()["error"]["message"]
+    assert refused.status_code == 400 and "1,000,000 input tokens (its image or document" in said
+    assert sent.status_code == 200 and turn["input_count_source"] == "count_tokens"
+
+
+def test_a_batch_request_with_an_image_or_a_document_is_held_at_the_window(
+    tmp_path: Path,
+) -> None:
+    """A batch's requests are held by the local estimate (no count each): one with a
+    document by URL was held at its URL's tokens."""
+    params = {"model": OPUS, "max_tokens": 100, "messages": DOCUMENT}
+    batch = json.dumps({"requests": [{"custom_id": "a", "params": params}]}).encode()
+    with proxied(tmp_path) as (upstream, proxy):
+        answer = send(proxy.url, batch, "/v1/messages/batches")
+        (record,) = proxy.records("refused")
+    assert answer.status_code == 400 and not upstream.batches
+    assert "does not fit the cap" in record["error"]
+
+
 def test_us_only_inference_is_held_and_priced_at_one_point_one(tmp_path: Path) -> None:
     pricer = Pricer()
     with proxied(tmp_path, ["honest", "workspace_us"]) as (upstream, proxy):

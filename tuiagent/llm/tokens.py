@@ -251,6 +251,32 @@ def request_blocks(request: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
     return out
 
 
+def holds_media(messages: Any) -> bool:
+    """Do these messages hold an image or a document other than plain text (in a message, or
+    in a tool's result)? The API sizes those by their pixels and pages, which the local
+    estimate cannot see: it reads a base64 source's characters (a compressed PDF's hundred
+    pages are a few KB), a URL's or a file id's none."""
+    if not isinstance(messages, list):
+        return False
+    return any(
+        _media(block)
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for block in message["content"]
+    )
+
+
+def _media(block: Any) -> bool:
+    if not isinstance(block, dict):
+        return False
+    kind = block.get("type")
+    if kind == "tool_result" and isinstance(block.get("content"), list):
+        return any(_media(b) for b in block["content"])
+    source = block.get("source")
+    plain = isinstance(source, dict) and source.get("type") in ("text", "content")
+    return kind in ("image", "document") and not plain
+
+
 def estimate_request_tokens(request: dict[str, Any]) -> int:
     """All input tokens of a Messages request, as the offline model bills them."""
     return REQUEST_OVERHEAD + sum(n for _, n in request_blocks(request))

@@ -231,9 +231,16 @@ class Meter:
             f" (after waiting {unfit.waited_s:.1f}s for calls in flight)" if unfit.waited_s else ""
         )
         stack = self.budget.stack
+        window = (
+            " (its image or document is sized only by count_tokens, which gave no count: "
+            "held as the model's window)"
+            if unfit.size.source == "window"
+            else ""
+        )
         need = (
-            f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens plus "
-            f"{useful} output tokens of {model} at worst{server_loop_note(model, request)}"
+            f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens"
+            f"{window} plus {useful} output tokens of {model} at worst"
+            f"{server_loop_note(model, request)}"
         )
         if unfit.binding is not None and stack is not None:
             return f"{need} do not fit {budget_line(unfit.binding, stack.ledger.clock())}{waited}"
