@@ -153,3 +153,24 @@ async def test_the_80_column_footer_holds_every_key_while_f6_shows(make_app: Mak
         await pilot.pause()
         footer = screen_text(app).splitlines()[-1]
         assert "esc Stop" in footer and "f6" not in footer
+
+
+async def test_the_keys_panel_lists_no_key_of_the_input_that_the_app_takes(
+    make_app: MakeApp,
+) -> None:
+    """ctrl+p, "Keys": the list had the input's own `f6 Select line` beside the app's F6
+    (Go on at max_turns), one key with two meanings by turns. F6 is the app's alone: listed
+    as Go on while a request waits at max_turns, else not at all."""
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"keys", "enter")
+        await until(pilot, lambda: "Select all" in screen_text(app), "the Keys panel")
+        shown = screen_text(app)
+        assert "Select line" not in shown and "f6" not in shown, shown
+        await halt_at_max_turns(pilot)
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "Select line" not in shown and "Go on" in shown, shown
+        assert app.screen.active_bindings["f6"].binding.action == "go_on"
