@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Tab
 
 from tests.support.app import idle, ready, screen_text, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
+from tuiagent.ui.screens.report import ReportScreen
 from tuiagent.ui.widgets.entries import ChatNotice
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 
@@ -174,3 +176,27 @@ async def test_the_keys_panel_lists_no_key_of_the_input_that_the_app_takes(
         shown = screen_text(app)
         assert "Select line" not in shown and "Go on" in shown, shown
         assert app.screen.active_bindings["f6"].binding.action == "go_on"
+
+
+async def test_the_report_at_80_columns_shows_every_tab_and_no_key_that_does_nothing(
+    make_app: MakeApp,
+) -> None:
+    """F8 at 80x24: the last tab read "Experimen", and the footer offered F5 (the main
+    screen's panels: nothing happens on the report)."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        await pilot.press("f8")
+        await until(pilot, lambda: isinstance(app.screen, ReportScreen), "the report")
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        tabs = next(line for line in lines if "Chart" in line and "Runs" in line)
+        labels = [str(tab.label) for tab in app.screen.query(Tab)]
+        assert all(label in tabs for label in labels), (labels, tabs)
+        assert "f5" not in lines[-1] and "esc Close" in lines[-1], lines[-1]
+        await pilot.press("f5")  # nothing, and nothing changes beneath
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.main and app.main.ready

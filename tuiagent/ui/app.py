@@ -484,7 +484,11 @@ class TuiagentApp(MeteredApp):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """F6 is in the footer (and the palette) only while a request is halted at max_turns;
-        Esc leaves it then (nothing runs to stop), so an 80-column footer holds every key."""
+        Esc leaves it then (nothing runs to stop), so an 80-column footer holds every key.
+        F5 cycles the main screen's panels: offered where they show (under a dialog too),
+        not over a screen of its own (the report)."""
+        if action == "toggle_panels":
+            return self.screen is self.main or self.screen.is_modal
         if action in ("go_on", "interrupt"):
             halted = self.budget.halt == "max_turns" and not self.busy
             return halted if action == "go_on" else not halted
