@@ -241,13 +241,29 @@ def _best(runs: list[Timed]) -> Timed:
     return min(r[0] for r in runs), min(r[1] for r in runs)
 
 
+ROUNDS = 5
+
+
+def _in_turn(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Timed, Timed]:
+    """The best of ROUNDS runs of each of two streams, taken in turn (first, second, first,
+    ...) after one untimed pair: the first runs in a process pay for imports, and a change
+    in the machine's speed during the bench falls on both sides alike."""
+    asyncio.run(first())
+    asyncio.run(second())
+    a, b = [], []
+    for _ in range(ROUNDS):
+        a.append(asyncio.run(first()))
+        b.append(asyncio.run(second()))
+    return _best(a), _best(b)
+
+
 def _streaming(tmp: Path) -> list[Row]:
     tokens = 20_000
-    headless = _best([asyncio.run(_headless_stream(tmp, tokens)) for _ in range(3)])
-    ui = _best([asyncio.run(_ui_stream(tmp, tokens)) for _ in range(3)])
+    headless, ui = _in_turn(lambda: _headless_stream(tmp, tokens), lambda: _ui_stream(tmp, tokens))
     short = 5_000
-    empty = _best([asyncio.run(_ui_stream(tmp, short)) for _ in range(3)])
-    full = _best([asyncio.run(_ui_stream(tmp, short, earlier=100)) for _ in range(3)])
+    empty, full = _in_turn(
+        lambda: _ui_stream(tmp, short), lambda: _ui_stream(tmp, short, earlier=100)
+    )
     stream, stream_cpu = ui[0] / headless[0], ui[1] / headless[1]
     kept, kept_cpu = empty[0] / full[0], empty[1] / full[1]
     return [
