@@ -25,14 +25,18 @@ GOOD: dict[str, Any] = {"model": MODEL, "max_tokens": 50, "messages": PROMPT}
 
 
 def post(
-    proxy: Proxied, path: str, body: bytes, headers: dict[str, str] | None = None
+    proxy: Proxied,
+    path: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
 ) -> tuple[int, dict[str, str], bytes]:
     """A request with the path exactly as written (http.client does not normalise it)."""
     address = urlsplit(proxy.url)
     conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=30)
     try:
         conn.request(
-            "POST",
+            method,
             path,
             body=body,
             headers={"x-api-key": KEY, "content-type": "application/json", **(headers or {})},
@@ -110,6 +114,31 @@ def test_the_sdk_with_a_base_url_ending_in_two_slashes_is_metered(tmp_path: Path
         (turn,) = proxy.records("turn")
     assert turn["output_tokens"] == message.usage.output_tokens
     assert "//v1/messages" not in upstream_paths(api)
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "said"),
+    [
+        ("GET", {"X-HTTP-Method-Override": "POST"}, "x-http-method-override would have"),
+        ("GET", {"X-HTTP-Method": "POST"}, "x-http-method would have"),
+        ("PUT", {"X-Method-Override": "POST"}, "x-method-override would have"),
+        ("POST", {"X-HTTP-Method-Override": "PUT"}, "x-http-method-override would have"),
+        ("GET", {}, "a GET with a body is not passed on"),
+    ],
+)
+def test_a_request_a_gateway_could_read_as_another_method_is_refused_and_not_sent(
+    tmp_path: Path, method: str, headers: dict[str, str], said: str
+) -> None:
+    """GETs pass unmetered; a GET to /v1/messages with a Messages body and a method
+    override would be billed by an upstream (a gateway) that honours the override."""
+    with proxied_loopback(tmp_path) as (api, proxy):
+        status, answer, body = post(
+            proxy, "/v1/messages", json.dumps(GOOD).encode(), headers, method=method
+        )
+        (refused,) = proxy.records("refused")
+        assert api.requests == []
+    assert status == 400 and said in refusal(status, answer, body)
+    assert said in refused["error"]
 
 
 def test_a_post_to_a_path_the_proxy_does_not_know_is_refused_and_not_sent(tmp_path: Path) -> None:

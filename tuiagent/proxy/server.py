@@ -67,6 +67,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 _IDENTITY = (b"accept-encoding", b"identity")
+# Headers that have a server or gateway read a request as another method than it came with
+# (a GET to /v1/messages carrying a body and `X-HTTP-Method-Override: POST`): the proxy routes
+# and meters by the method it sees, so a request that names another is not sent.
+METHOD_OVERRIDES = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
 COUNT_TIMEOUT_S = 20.0
 BODY_IDLE_TIMEOUT_S = 30.0  # the longest a client may pause while sending its body
 # Hop-by-hop headers of a response (content-length passes: the body is passed whole).
@@ -227,6 +231,15 @@ class ProxyApp:
                 kind="permission_error",
             )
             return
+        override = next((k for k, _ in exchange.headers if k in METHOD_OVERRIDES), None)
+        if override is not None:
+            name = override.decode("latin-1")
+            await self.refuse(
+                exchange,
+                400,
+                f"{name} would have the upstream read this {method} as another method",
+            )
+            return
         try:
             exchange.path = normalise(exchange.raw_path)
         except BadPath as exc:
@@ -318,6 +331,9 @@ class ProxyApp:
         or a 502 has answered."""
         body = await self._body(exchange)
         if body is None:
+            return None
+        if body and exchange.method in ("GET", "HEAD"):  # it passes unmetered only bodiless
+            await self.refuse(exchange, 400, f"a {exchange.method} with a body is not passed on")
             return None
         upstream = self.client.build_request(
             exchange.method, self._url(exchange), **_upload(exchange.upstream_headers(), body)
