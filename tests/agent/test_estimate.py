@@ -121,3 +121,30 @@ async def test_in_a_conversation_the_first_call_is_priced_at_the_warm_cache(
     paid = sum(Decimal(str(first["cost_breakdown_usd"].get(k, 0))) for k in INPUT_KINDS)
     assert shown.first_call_usd == paid
     agent.finish()
+
+
+async def test_after_a_tier_change_the_new_models_cache_write_counts_once(
+    workspace: Path, log_dir: Path
+) -> None:
+    """The walk: a few messages on one tier, then F4 to deep: the range said $0.23-$0.79 and
+    the message cost $0.067. The first call on the new model writes its cache; the ratios
+    were learned from first calls that read one, so the write was multiplied by them."""
+    from tests.support.session import collect, offline_session
+
+    session = offline_session(workspace, log_dir, tier="balanced")
+    agent = session.agent
+    await collect(session, "List the files here.")
+    for prompt in ("Read notes.txt", "What is in README.md?", "Search for beta"):
+        async for _ in agent.send(prompt):
+            pass
+    agent.set_tier("deep")
+    shown = await agent.estimate("What is in src/app.py?")
+    before = agent.budget.snapshot().settled
+    async for _ in agent.send("What is in src/app.py?"):
+        pass
+    spent = agent.budget.snapshot().settled - before
+    agent.finish()
+    assert shown.p50_usd is not None and shown.p90_usd is not None
+    # Near what it cost, on either side (the ratios come from four short messages).
+    assert shown.first_call_usd < spent <= shown.p90_usd * Decimal("1.25")
+    assert shown.p50_usd <= spent * Decimal("1.25"), (shown.short(), spent)

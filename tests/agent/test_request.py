@@ -58,6 +58,40 @@ async def test_a_halted_request_says_which_limit_and_going_on_keeps_its_prompt(
     assert after.turns == 1  # counted from where it went on
 
 
+async def test_the_agent_says_whether_a_halted_request_waits_to_go_on(
+    workspace: Path, log_dir: Path
+) -> None:
+    """The app asks the agent (it kept a flag of its own, set from the Halted event): a
+    request the cap stopped partway waits, raised or not, until it goes on or /clear drops
+    it; one halted before it sent anything gave its message back; max_turns waits too."""
+    session = offline_session(workspace, log_dir)
+    agent = session.agent
+    agent.start()
+
+    async def approve(name: str, arguments: dict[str, object]) -> bool:
+        agent.set_cap(agent.spending.spent + Decimal("0.0001"))  # the next call cannot fit
+        return True
+
+    agent.approve = approve
+    await _drain(agent.send("write todo.md: # Todo"))
+    assert (agent.snapshot().halt_reason, agent.snapshot().waiting) == ("max_cost", "max_cost")
+    agent.set_cap(Decimal(1))
+    assert (agent.snapshot().halt_reason, agent.snapshot().waiting) == (None, "max_cost")
+    agent.clear_conversation()  # the request goes with its conversation
+    assert agent.snapshot().waiting is None
+    agent.set_cap(agent.spending.spent + Decimal("0.00001"))
+    await _drain(agent.send("List the files here"))  # halted before it sent anything
+    assert (agent.snapshot().halt_reason, agent.snapshot().waiting) == ("max_cost", None)
+    agent.set_cap(Decimal(1))
+    agent.set_max_turns(1)
+    await _drain(agent.send("Which file here is largest?"))
+    assert agent.snapshot().waiting == "max_turns"
+    agent.set_max_turns(5)
+    await _drain(agent.go_on())
+    agent.finish()
+    assert agent.snapshot().waiting is None  # answered
+
+
 async def _drain(stream: object) -> None:
     async for _ in stream:  # type: ignore[attr-defined]
         pass

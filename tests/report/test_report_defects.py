@@ -215,6 +215,19 @@ async def test_on_a_terminal_the_tables_carry_no_escape_shown_as_a_glyph(
     assert "␛" not in text and "\x1b" not in text
 
 
+async def test_no_line_of_the_report_ends_in_spaces(workspace: Path, log_dir: Path) -> None:
+    """The walk: `tuiagent report` padded every line of its tables (and the blank lines
+    between them) with spaces out to the table's width, piped and on a terminal alike."""
+    await make_run(workspace, log_dir, "Which file here is largest?")
+    piped = run_cli("report", "--log-dir", str(log_dir))
+    assert piped.returncode == 0, piped.stderr
+    shown = on_a_terminal("report", "--log-dir", str(log_dir)).replace("\r\n", "\n")
+    for text in (piped.stdout, shown):
+        assert "costliest turns" in text and text.endswith("\n")
+        padded = [line for line in text.split("\n") if line != line.rstrip()]
+        assert padded == [], padded[:3]
+
+
 async def test_a_call_stopped_mid_answer_is_not_named_a_long_output(
     workspace: Path, log_dir: Path
 ) -> None:

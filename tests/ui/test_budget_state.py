@@ -19,6 +19,7 @@ from tuiagent.cost.budget import BudgetSnapshot
 from tuiagent.ui.agent_events import PREFIX
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.budget import BudgetState, cap_up
+from tuiagent.ui.format import cap as fmt_cap
 
 MakeApp = Callable[..., TuiagentApp]
 
@@ -52,11 +53,14 @@ def test_the_state_shows_only_limits_and_what_the_cap_needs() -> None:
     assert BudgetState.of(budget, "max_turns", Decimal("0.7")).needed_usd is None
     for not_a_limit in ("interrupted", "error", None):  # Escape and errors end one request
         assert BudgetState.of(budget, not_a_limit).halt is None
-    # Halted at the cap, F3 goes up to the first step that lets the next call go.
-    assert cap_up(state, Decimal("0.10")) == Decimal("1.1")
+    # Halted at the cap, F3 goes up to what the next call needs (with what is in flight),
+    # rounded up to money's places; not halted, one step.
+    assert cap_up(state, Decimal("0.10")) == Decimal("1.2")  # 0.4 + 0.1 + 0.7
     assert cap_up(BudgetState.of(budget), Decimal("0.10")) == Decimal("1.1")
     far = BudgetState.of(budget, "max_cost", Decimal("2.05"))
-    assert cap_up(far, Decimal("0.10")) == Decimal("2.5")  # 0.4 spent + 2.05 needed
+    assert cap_up(far, Decimal("0.10")) == Decimal("2.55")  # 0.4 + 0.1 + 2.05
+    odd = BudgetState.of(budget, "max_cost", Decimal("0.7000001"))
+    assert cap_up(odd, Decimal("0.10")) == Decimal("1.2001")  # never below what is needed
 
 
 async def test_the_gauge_follows_the_budget_however_it_changes(make_app: MakeApp) -> None:
@@ -107,3 +111,22 @@ async def test_a_halt_at_the_cap_holds_until_the_cap_is_raised(make_app: MakeApp
         await send(pilot, "/budget 0.0021")  # raised, even if not enough: it may try again
         assert agent.snapshot().halt_reason is None
         assert not app.budget.at_cap and app.main.gauge.halted is None
+
+
+async def test_f3_at_a_halt_raises_the_cap_to_what_the_next_call_needs(make_app: MakeApp) -> None:
+    """The walk: halted at $0.05 with $0.1026 needed, F3 went to $0.20, the next step of
+    the grid past it. It goes to what is needed."""
+    app = make_app(max_cost_usd=Decimal("0.002"), budget_step_usd=Decimal("0.10"), tier="deep")
+    async with app.run_test(size=(120, 40)) as pilot:
+        agent = (await ready(pilot)).agent
+        assert agent is not None
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        needed = app.budget.needed_usd
+        assert app.budget.at_cap and needed is not None
+        enough = app.budget.settled + needed
+        await pilot.press("f3")
+        await pilot.pause()
+        assert enough <= app.budget.cap < enough + Decimal("0.0001"), (enough, app.budget.cap)
+        assert f"cap {fmt_cap(app.budget.cap)}" in app.main.gauge.text()
+        assert not app.budget.at_cap

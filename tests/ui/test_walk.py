@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Tab
 
 from tests.support.app import idle, ready, screen_text, send, until
 from tuiagent.ui.app import TuiagentApp
 from tuiagent.ui.screens.dialogs import ApproveScreen
+from tuiagent.ui.screens.report import ReportScreen
 from tuiagent.ui.widgets.entries import ChatNotice
 from tuiagent.ui.widgets.tools import ToolResultsPanel
 
@@ -153,3 +155,48 @@ async def test_the_80_column_footer_holds_every_key_while_f6_shows(make_app: Mak
         await pilot.pause()
         footer = screen_text(app).splitlines()[-1]
         assert "esc Stop" in footer and "f6" not in footer
+
+
+async def test_the_keys_panel_lists_no_key_of_the_input_that_the_app_takes(
+    make_app: MakeApp,
+) -> None:
+    """ctrl+p, "Keys": the list had the input's own `f6 Select line` beside the app's F6
+    (Go on at max_turns), one key with two meanings by turns. F6 is the app's alone: listed
+    as Go on while a request waits at max_turns, else not at all."""
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"keys", "enter")
+        await until(pilot, lambda: "Select all" in screen_text(app), "the Keys panel")
+        shown = screen_text(app)
+        assert "Select line" not in shown and "f6" not in shown, shown
+        await halt_at_max_turns(pilot)
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "Select line" not in shown and "Go on" in shown, shown
+        assert app.screen.active_bindings["f6"].binding.action == "go_on"
+
+
+async def test_the_report_at_80_columns_shows_every_tab_and_no_key_that_does_nothing(
+    make_app: MakeApp,
+) -> None:
+    """F8 at 80x24: the last tab read "Experimen", and the footer offered F5 (the main
+    screen's panels: nothing happens on the report)."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "List the files here.")
+        await idle(pilot)
+        await pilot.press("f8")
+        await until(pilot, lambda: isinstance(app.screen, ReportScreen), "the report")
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        tabs = next(line for line in lines if "Chart" in line and "Runs" in line)
+        labels = [str(tab.label) for tab in app.screen.query(Tab)]
+        assert all(label in tabs for label in labels), (labels, tabs)
+        assert "f5" not in lines[-1] and "esc Close" in lines[-1], lines[-1]
+        await pilot.press("f5")  # nothing, and nothing changes beneath
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.main and app.main.ready

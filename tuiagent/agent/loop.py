@@ -750,8 +750,15 @@ class Agent:
             s.status,
             s.halt_reason,
             s.needed_usd if s.halt_reason == HaltReason.MAX_COST else None,
+            self._waiting(),
             self.caller.last_call,
         )
+
+    def _waiting(self) -> HaltReason | None:
+        """The limit the last request stopped at partway (go_on goes on with it), or None."""
+        ended = self.request.ended if self.request is not None else None
+        halted = ended.halted if ended is not None else None
+        return halted.reason if halted is not None and halted.withdrawn is None else None
 
     def set_tier(self, tier: str) -> None:
         if tier not in ("auto", *TIERS):
@@ -835,7 +842,9 @@ class Agent:
         )
 
     def clear_conversation(self) -> ContextEdited:
-        """/clear: the next request starts with no earlier messages; the budget goes on."""
+        """/clear: the next request starts with no earlier messages; the budget goes on. A
+        halted request goes with its conversation: nothing is left to go on with."""
+        self.request = None
         return self.context.clear()
 
     def compact(self) -> EventStream[int]:

@@ -45,6 +45,10 @@ class AgentSnapshot:
     status: str | None  # set when the run has ended
     halt_reason: HaltReason | None  # what stopped the last request (max_cost, max_turns, ...)
     needed_usd: Decimal | None  # halted at the cap: the most the next call may cost
+    # The limit a request stopped at partway, which go_on goes on with (it stays once the
+    # limit is raised); None: nothing to go on with (answered, interrupted, its message given
+    # back, the conversation cleared).
+    waiting: HaltReason | None
     # The last `turn` record of this agent's own calls (not a sub-agent's): after an
     # interrupt, the stopped call's record when its stop_reason is "interrupted".
     last_call: Turn | None

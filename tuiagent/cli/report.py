@@ -7,7 +7,7 @@ import json
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from rich.console import Console
 
@@ -22,14 +22,36 @@ from tuiagent.report.tables import (
 )
 
 
+class _TrimmedLines:
+    """A text stream that drops the spaces Rich pads each line out with (a table's cells, a
+    centred title, a blank line as wide as the table): no line of the output ends in one."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._line = ""  # the end of the last write, up to its newline
+
+    def write(self, text: str) -> int:
+        *lines, self._line = (self._line + text).split("\n")
+        if lines:
+            self._stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def console_for(piped_width: int = 200) -> Console:
     """The terminal's width on a terminal; piped, wide enough that tables do not wrap. No
     colour or style codes: every byte the CLI writes goes through its guarded stream
     (cli/output.py), which shows an escape byte as `␛`, so a styled table would read as
-    `␛[1m...` on a terminal."""
+    `␛[1m...` on a terminal. No trailing spaces (_TrimmedLines)."""
+    out = cast(TextIO, _TrimmedLines(sys.stdout))
     if sys.stdout.isatty():
-        return Console(color_system=None)
-    return Console(width=piped_width, color_system=None)
+        return Console(file=out, color_system=None)
+    return Console(file=out, width=piped_width, color_system=None)
 
 
 def _warn(report: Report) -> None:

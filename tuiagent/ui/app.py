@@ -113,8 +113,6 @@ class TuiagentApp(MeteredApp):
         self.agent: AgentControl | None = None  # the session's agent, through its interface
         self._estimate_timer: Timer | None = None  # the pause after typing, for the estimate
         self.queue: list[str] = []
-        # The cap halted a request after part of it ran: raising the cap goes on with it.
-        self.cap_halted_request = False
         self.turn_worker: Worker[None] | None = None
         self.finished = False
         self.session_calls = 0  # model calls completed in this session (said on quit)
@@ -296,11 +294,13 @@ class TuiagentApp(MeteredApp):
         return self.agent.set_cap(amount).budget.cap
 
     def set_cap(self, amount: Decimal) -> None:
-        going_on = self.cap_halted_request and self.budget.at_cap
+        was_at_cap = self.budget.at_cap
         super().set_cap(amount)
-        if going_on and not self.budget.at_cap and self.agent is not None and not self.busy:
-            self.cap_halted_request = False  # as the halt said: raised, the request goes on
-            self.turn_worker = self.drive(self.agent, self.agent.go_on())
+        agent = self.agent
+        raised = was_at_cap and not self.budget.at_cap and not self.busy
+        # As the halt said: raised, a request the cap stopped partway goes on.
+        if raised and agent is not None and agent.snapshot().waiting == "max_cost":
+            self.turn_worker = self.drive(agent, agent.go_on())
         self._send_next()  # halted at the cap, a message may wait for it
 
     # --- sending -------------------------------------------------------------------
@@ -435,7 +435,6 @@ class TuiagentApp(MeteredApp):
 
     def when_halted(self, event: Halted) -> None:
         self.show_budget()  # the gauge says which limit, and what goes on
-        self.cap_halted_request = event.by_cap and event.withdrawn is None
         self.notify(event.detail, title="Halted", severity="error")
 
     def when_notice(self, event: Notice) -> None:
@@ -485,7 +484,11 @@ class TuiagentApp(MeteredApp):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """F6 is in the footer (and the palette) only while a request is halted at max_turns;
-        Esc leaves it then (nothing runs to stop), so an 80-column footer holds every key."""
+        Esc leaves it then (nothing runs to stop), so an 80-column footer holds every key.
+        F5 cycles the main screen's panels: offered where they show (under a dialog too),
+        not over a screen of its own (the report)."""
+        if action == "toggle_panels":
+            return self.screen is self.main or self.screen.is_modal
         if action in ("go_on", "interrupt"):
             halted = self.budget.halt == "max_turns" and not self.busy
             return halted if action == "go_on" else not halted
@@ -532,7 +535,7 @@ class TuiagentApp(MeteredApp):
     def action_go_on(self) -> None:
         """Go on with a request halted by max_turns (F6), with a fresh allowance."""
         agent = self.agent
-        if agent is None or self.busy or agent.snapshot().halt_reason != "max_turns":
+        if agent is None or self.busy or agent.snapshot().waiting != "max_turns":
             return
         self.turn_worker = self.drive(agent, agent.go_on())
 
@@ -564,7 +567,6 @@ class TuiagentApp(MeteredApp):
         if agent is None:
             return
         edited = agent.clear_conversation()
-        self.cap_halted_request = False  # nothing left to go on with
         self.events.deliver(edited)
         self.main.chat.add_notice(
             f"new conversation: the next request has no earlier messages "

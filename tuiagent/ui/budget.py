@@ -109,14 +109,20 @@ def stepped_cap(cap: Decimal, configured: Decimal, *, down: bool) -> Decimal | N
     return ((grid.to_integral_value(rounding=ROUND_FLOOR) + 1) * step).normalize()
 
 
+NEEDED_PLACES = Decimal("0.0001")  # F3 at a halt: what is needed, rounded up to money's places
+
+
 def cap_up(state: BudgetState, step: Decimal) -> Decimal:
-    """F3: one step up; halted at the cap, up to the first step that lets the next call go."""
+    """F3: one step up; halted at the cap, up to what the halted request needs (spent, in
+    flight and what its next call may cost, rounded up to money's places), not the grid step
+    past it ($0.05 went to $0.20 when $0.1526 was needed)."""
+    if state.at_cap and state.needed_usd is not None:
+        enough = state.settled + state.in_flight + state.needed_usd
+        enough = enough.quantize(NEEDED_PLACES, rounding=ROUND_CEILING)
+        if enough > state.cap:
+            return enough.normalize()
     higher = stepped_cap(state.cap, step, down=False)
     assert higher is not None  # up always has a next step
-    if state.at_cap and state.needed_usd is not None:
-        enough = state.settled + state.needed_usd
-        while higher < enough:
-            higher = stepped_cap(higher, step, down=False) or enough
     return higher
 
 

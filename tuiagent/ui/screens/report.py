@@ -88,7 +88,7 @@ class ReportScreen(Screen[None]):
             ):
                 yield Static(top_turns_table(r), classes="report-table")
             with (
-                TabPane("By model and tier", id="report-groups"),
+                TabPane("Model/tier", id="report-groups"),
                 ScrollableContainer(classes="report-scroll"),
             ):
                 yield Static(group_table(r, "model"), classes="report-table")

@@ -568,9 +568,15 @@ def cleared_notice(record: ContextEdit) -> str:
     )
 
 
-class ChatInput(TextArea):
+class ChatInput(TextArea, inherit_bindings=False):
     """Enter sends; shift+enter or ctrl+j starts a new line; up/down recall earlier messages.
-    Its border counts the messages queued, else shows the context meter."""
+    Its border counts the messages queued, else shows the context meter. The TextArea's
+    keys but F6 (select line): F6 is the app's (go on at max_turns), and the Keys panel
+    listed both."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        b for b in TextArea.BINDINGS if not (isinstance(b, Binding) and b.key == "f6")
+    ]
 
     @dataclass
     class Submitted(Message):
