@@ -200,6 +200,12 @@ async def test_the_report_at_80_columns_shows_every_tab_and_no_key_that_does_not
         await pilot.press("f5", "f8")  # nothing, and nothing changes beneath
         await pilot.pause()
         assert len(app.screen_stack) == 2
+        await pilot.press("ctrl+p", *"report")  # nor in the palette over it
+        await pilot.pause()
+        assert "Cost report" not in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ReportScreen)
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.main and app.main.ready

@@ -489,7 +489,8 @@ class TuiagentApp(MeteredApp):
         shows (under a dialog too), not over a screen of its own: on the report, F5 did
         nothing and F8 opened a second report over it."""
         if action in ("toggle_panels", "report"):
-            return self.screen is self.main or self.screen.is_modal
+            shown = next((s for s in reversed(self.screen_stack) if not s.is_modal), None)
+            return shown is self.main  # under its dialogs and the palette too
         if action in ("go_on", "interrupt"):
             halted = self.budget.halt == "max_turns" and not self.busy
             return halted if action == "go_on" else not halted
