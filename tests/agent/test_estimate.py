@@ -11,6 +11,7 @@ import pytest
 
 from tuiagent.agent.estimate import INPUT_KINDS, quantile
 from tuiagent.cli import main
+from tuiagent.config import Settings
 from tuiagent.runs.log import read_records
 
 
@@ -123,21 +124,37 @@ async def test_in_a_conversation_the_first_call_is_priced_at_the_warm_cache(
     agent.finish()
 
 
-async def test_after_a_tier_change_the_new_models_cache_write_counts_once(
-    workspace: Path, log_dir: Path
+@pytest.mark.parametrize(
+    ("tier", "pause_s"), [("deep", 0), ("balanced", 600)], ids=["tier-change", "pause"]
+)
+async def test_a_first_call_that_writes_a_cold_cache_counts_its_write_once(
+    workspace: Path, log_dir: Path, tier: str, pause_s: float
 ) -> None:
     """The walk: a few messages on one tier, then F4 to deep: the range said $0.23-$0.79 and
     the message cost $0.067. The first call on the new model writes its cache; the ratios
-    were learned from first calls that read one, so the write was multiplied by them."""
-    from tests.support.session import collect, offline_session
+    were learned from first calls that read one, so the write was multiplied by them. The
+    same after a pause past the cache's life (5 minutes), on the same tier."""
+    from tuiagent.offline import OfflineModel
+    from tuiagent.session import open_session
 
-    session = offline_session(workspace, log_dir, tier="balanced")
+    now = [1_800_000_000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    settings = Settings().with_changes(log_dir=log_dir, tier="balanced")
+    session = open_session(
+        settings, workspace=workspace, offline=True, offline_model=OfflineModel(clock=clock)
+    )
     agent = session.agent
-    await collect(session, "List the files here.")
-    for prompt in ("Read notes.txt", "What is in README.md?", "Search for beta"):
+    agent.caller.wall_clock = clock
+    agent.start()
+    for prompt in ("List the files here.", "Read notes.txt", "What is in README.md?"):
         async for _ in agent.send(prompt):
             pass
-    agent.set_tier("deep")
+        now[0] += 20
+    agent.set_tier(tier)
+    now[0] += pause_s
     shown = await agent.estimate("What is in src/app.py?")
     before = agent.budget.snapshot().settled
     async for _ in agent.send("What is in src/app.py?"):
@@ -145,6 +162,6 @@ async def test_after_a_tier_change_the_new_models_cache_write_counts_once(
     spent = agent.budget.snapshot().settled - before
     agent.finish()
     assert shown.p50_usd is not None and shown.p90_usd is not None
-    # Near what it cost, on either side (the ratios come from four short messages).
+    # Near what it cost, on either side (the ratios come from three short messages).
     assert shown.first_call_usd < spent <= shown.p90_usd * Decimal("1.25")
     assert shown.p50_usd <= spent * Decimal("1.25"), (shown.short(), spent)

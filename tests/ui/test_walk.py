@@ -182,7 +182,7 @@ async def test_the_report_at_80_columns_shows_every_tab_and_no_key_that_does_not
     make_app: MakeApp,
 ) -> None:
     """F8 at 80x24: the last tab read "Experimen", and the footer offered F5 (the main
-    screen's panels: nothing happens on the report)."""
+    screen's panels: nothing happens on the report) and F8 (a second report over it)."""
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
@@ -195,8 +195,17 @@ async def test_the_report_at_80_columns_shows_every_tab_and_no_key_that_does_not
         tabs = next(line for line in lines if "Chart" in line and "Runs" in line)
         labels = [str(tab.label) for tab in app.screen.query(Tab)]
         assert all(label in tabs for label in labels), (labels, tabs)
-        assert "f5" not in lines[-1] and "esc Close" in lines[-1], lines[-1]
-        await pilot.press("f5")  # nothing, and nothing changes beneath
+        assert "f5" not in lines[-1] and "f8" not in lines[-1], lines[-1]
+        assert "esc Close" in lines[-1], lines[-1]
+        await pilot.press("f5", "f8")  # nothing, and nothing changes beneath
+        await pilot.pause()
+        assert len(app.screen_stack) == 2
+        await pilot.press("ctrl+p", *"report")  # nor in the palette over it
+        await pilot.pause()
+        assert "Cost report" not in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ReportScreen)
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.main and app.main.ready

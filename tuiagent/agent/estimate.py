@@ -7,8 +7,9 @@ logged: `count_tokens` is free (the offline model counts locally).
 The range scales with the message's size: each earlier message is kept as its cost over
 its first call's input cost, so a message in a long conversation is not judged by the
 short ones before it. That ratio scales the first call as the cache the last call left
-would price it: after a tier change the new model's cache is cold, and its first call's
-write is added once, not multiplied by ratios learned from first calls that read a cache.
+would price it: after a tier change the new model's cache is cold (after a pause, every
+model's), and its first call's write is added once, not multiplied by ratios learned
+from first calls that read a cache.
 """
 
 from __future__ import annotations
@@ -203,10 +204,10 @@ async def estimate(
     cache, now = caller.cache, caller.wall_clock()
     cached = cache.cached_prefix_tokens(decision.model, now)
     first = router.predict_cost(decision.model, size.tokens, cached, 0)
-    # The first call as warm as the last call left the cache (on its model), as a
-    # message's first call usually is: the rest of the message reads what it writes.
-    last = cache.last_model
-    warm = max(cached, cache.cached_prefix_tokens(last, now) if last else 0)
+    # The first call as warm as the last call left the cache (on its model, expired or not),
+    # as a message's first call usually is: the rest of the message reads what it writes.
+    last = cache.models.get(cache.last_model or "")
+    warm = max(cached, last.cached_prefix_tokens if last is not None else 0)
     usual = router.predict_cost(decision.model, size.tokens, warm, 0)
     ratios = history.drawn(prompt)
     low = high = None

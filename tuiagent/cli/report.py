@@ -37,6 +37,9 @@ class _TrimmedLines:
         return len(text)
 
     def flush(self) -> None:
+        if self._line:  # a line printed without its end (end=""): written as it is, not lost
+            self._stream.write(self._line)
+            self._line = ""
         self._stream.flush()
 
     def __getattr__(self, name: str) -> Any:

@@ -485,10 +485,12 @@ class TuiagentApp(MeteredApp):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """F6 is in the footer (and the palette) only while a request is halted at max_turns;
         Esc leaves it then (nothing runs to stop), so an 80-column footer holds every key.
-        F5 cycles the main screen's panels: offered where they show (under a dialog too),
-        not over a screen of its own (the report)."""
-        if action == "toggle_panels":
-            return self.screen is self.main or self.screen.is_modal
+        F5 (the main screen's panels) and F8 (the report) are offered where the main screen
+        shows (under a dialog too), not over a screen of its own: on the report, F5 did
+        nothing and F8 opened a second report over it."""
+        if action in ("toggle_panels", "report"):
+            shown = next((s for s in reversed(self.screen_stack) if not s.is_modal), None)
+            return shown is self.main  # under its dialogs and the palette too
         if action in ("go_on", "interrupt"):
             halted = self.budget.halt == "max_turns" and not self.busy
             return halted if action == "go_on" else not halted
