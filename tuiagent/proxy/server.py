@@ -588,6 +588,8 @@ class ProxyApp:
             settle()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            if error is None and gone.done() and not gone.cancelled():
+                error = "the client hung up before the answer ended"
             gone.cancel()
             settle()
             for keep in later:
