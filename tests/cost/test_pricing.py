@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from tuiagent.config import load_settings
-from tuiagent.cost.budget import plan_reservation
-from tuiagent.cost.pricing import Pricer, UnpricedModelError
+from tuiagent.cost.budget import loop_window, plan_reservation
+from tuiagent.cost.pricing import SERVER_LOOP_ITERATIONS, Pricer, UnpricedModelError
 from tuiagent.errors import ConfigError
-from tuiagent.llm.tokens import TokenUsage
+from tuiagent.llm.tokens import FETCH_FRAME_TOKENS, TokenUsage
 
 D = Decimal
 
@@ -242,27 +242,92 @@ def test_streamed_server_tool_counts_come_from_message_delta() -> None:
 
 def test_a_reservation_holds_the_searches_a_request_offers() -> None:
     """plan_reservation (the agent's metered call and the proxy) reserves the server tools'
-    worst case on top of the tokens: a request whose searches do not fit is not sent, and an
-    open-ended search lowers max_tokens until output and searches fit together."""
+    worst case on top of the tokens: each search's fee, and a pass of the server's loop per
+    search (its results, which nothing bounds, read back as input: up to the whole window).
+    A request whose searches do not fit is not sent, and an open-ended search lowers
+    max_tokens until output and searches fit together."""
     pricer, model = Pricer(), "claude-sonnet-5-5"
     base: dict[str, Any] = {
         "model": model,
         "max_tokens": 1000,
         "messages": [{"role": "user", "content": "find it"}],
     }
+    window = loop_window(model)
+    per_pass = pricer.rates(model, window).input * window
     tokens_only = plan_reservation(pricer, model, base, 100, "count_tokens", D(1), 256)
     assert tokens_only is not None
     capped = {**base, "tools": [{"type": "web_search_20250305", "max_uses": 5}]}
-    held = plan_reservation(pricer, model, capped, 100, "count_tokens", D(1), 256)
-    assert held is not None and held.worst_case_usd == tokens_only.worst_case_usd + D("0.05")
-    tight = tokens_only.worst_case_usd + D("0.02")  # the tokens fit, the 5 searches do not
+    held = plan_reservation(pricer, model, capped, 100, "count_tokens", D(100), 256)
+    assert held is not None
+    assert held.worst_case_usd == tokens_only.worst_case_usd + D("0.05") + 5 * per_pass
+    tight = held.worst_case_usd - D("0.01")  # the tokens and the passes fit, a search does not
     assert plan_reservation(pricer, model, base, 100, "count_tokens", tight, 256) is not None
     assert plan_reservation(pricer, model, capped, 100, "count_tokens", tight, 256) is None
     open_ended = {**base, "tools": [{"type": "web_search_20250305"}]}
-    room = D(1)  # 1000 tokens could ask for 200 searches ($2): max_tokens comes down
+    passes = SERVER_LOOP_ITERATIONS * per_pass
+    room = passes + D(1)  # 1000 tokens could ask for 200 searches ($2): max_tokens comes down
     res = plan_reservation(pricer, model, open_ended, 100, "count_tokens", room, 256)
     assert res is not None and 256 <= res.max_tokens < 1000
     sent = {**open_ended, "max_tokens": res.max_tokens}
     searches = pricer.server_tool_worst_case(model, sent)
     assert searches > 0 and res.worst_case_usd <= room
-    assert res.worst_case_usd >= searches + pricer.rates(model, 100).output * res.max_tokens
+    assert (
+        res.worst_case_usd >= passes + searches + pricer.rates(model, 100).output * res.max_tokens
+    )
+    assert plan_reservation(pricer, model, open_ended, 100, "count_tokens", passes, 256) is None
+
+
+@pytest.mark.parametrize(
+    ("tools", "mcp", "passes", "results"),
+    [
+        # A fetch with both limits: its pages at their largest, one pass per fetch.
+        (
+            [{"type": "web_fetch_20250910", "max_uses": 2, "max_content_tokens": 5000}],
+            False,
+            2,
+            2 * (5000 + FETCH_FRAME_TOKENS),
+        ),
+        # No max_content_tokens, no max_uses, code's output, an MCP server: only the window.
+        ([{"type": "web_fetch_20250910", "max_uses": 2}], False, 2, None),
+        (
+            [{"type": "web_fetch_20260209", "max_content_tokens": 5000}],
+            False,
+            SERVER_LOOP_ITERATIONS,
+            None,
+        ),
+        (
+            [{"type": "web_search_20260209", "max_uses": 3}, {"type": "code_execution_20250825"}],
+            False,
+            SERVER_LOOP_ITERATIONS,
+            None,
+        ),
+        ([{"type": "mcp_toolset", "mcp_server_name": "x"}], False, SERVER_LOOP_ITERATIONS, None),
+        ([], True, SERVER_LOOP_ITERATIONS, None),
+    ],
+)
+def test_the_results_a_server_tool_reads_back_are_held_pass_by_pass(
+    tools: list[dict[str, Any]], mcp: bool, passes: int, results: int | None
+) -> None:
+    """Web fetch, web search, code execution and an MCP server's tools run inside the
+    request: each call's result is read back as input on one more pass of the server's
+    loop. Each pass is held as reading the input, max_tokens and every result at its largest
+    (a fetched page's `max_content_tokens`); where nothing bounds a result, the model's
+    whole window."""
+    pricer, model = Pricer(), "claude-sonnet-5-5"
+    base: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 1000,
+        "messages": [{"role": "user", "content": "go"}],
+    }
+    body = {
+        **base,
+        "tools": tools,
+        **({"mcp_servers": [{"type": "url", "url": "https://x", "name": "x"}]} if mcp else {}),
+    }
+    fees = pricer.server_tool_worst_case(model, body)
+    plain = plan_reservation(pricer, model, base, 100, "count_tokens", D(1000), 256)
+    held = plan_reservation(pricer, model, body, 100, "count_tokens", D(1000), 256)
+    assert plain is not None and held is not None and held.max_tokens == 1000
+    per_pass = loop_window(model) if results is None else 100 + 1000 + results
+    rate = pricer.rates(model, per_pass).input
+    assert held.worst_case_usd - plain.worst_case_usd == fees + rate * passes * per_pass

@@ -30,7 +30,7 @@ from tuiagent.cost.budget import Budget
 from tuiagent.cost.pricing import STANDARD, Modifiers, Pricer, UnpricedModifierError
 from tuiagent.errors import UsageError
 from tuiagent.llm.tokens import TokenUsage, estimate_request_tokens
-from tuiagent.meter import CallMeter, Seen, Size
+from tuiagent.meter import CallMeter, Seen, Size, uncounted
 from tuiagent.runs.log import read_records
 from tuiagent.session import open_session
 
@@ -389,3 +389,55 @@ async def test_the_agent_holds_and_prices_a_request_s_modifiers(tmp_path: Path) 
     assert turn.cost_usd == Pricer().price(model, turn.usage).total * 2 * D("1.1")
     rates = Pricer().rates(model, turn.input_tokens_counted, both)
     assert turn.reserved_usd == rates.input * turn.input_tokens_counted + rates.output * 500
+
+
+@pytest.mark.parametrize(
+    ("block", "media"),
+    [
+        ({"type": "text", "text": "and this"}, False),
+        (
+            {
+                "type": "document",
+                "source": {"type": "text", "media_type": "text/plain", "data": "x"},
+            },
+            False,
+        ),
+        ({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}, True),
+        (
+            {
+                "type": "image",
+                "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"},
+            },
+            True,
+        ),
+        ({"type": "document", "source": {"type": "file", "file_id": "file_1"}}, True),
+        (
+            {
+                "type": "tool_result",
+                "tool_use_id": "t",
+                "content": [{"type": "image", "source": {"type": "url", "url": "u"}}],
+            },
+            True,
+        ),
+    ],
+)
+def test_what_follows_a_known_prefix_is_estimated_only_without_media(
+    block: dict[str, Any], media: bool
+) -> None:
+    """The prefix a conversation's last call billed is exact and what follows it estimated:
+    an image or a document in what follows cannot be, so the request goes to count_tokens
+    (or, with no count, to its window: `uncounted`)."""
+    meter = CallMeter(Pricer(), Budget(Decimal(10)), min_useful_tokens=256, conversations=8)
+    first = {
+        "model": "claude-sonnet-5-5",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    meter.prefixes.note(first, TokenUsage(input_tokens=20, output_tokens=5))
+    follow = [{"role": "assistant", "content": "hello"}, {"role": "user", "content": [block]}]
+    request = {**first, "messages": [*first["messages"], *follow]}
+    assert (meter.prefixes.known(request) is None) is media
+    size = uncounted("claude-sonnet-5-5", request)
+    assert (size.source, size.tokens >= 1_000_000) == (
+        ("window", True) if media else ("estimate", False)
+    )

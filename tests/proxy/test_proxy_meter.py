@@ -196,6 +196,79 @@ def test_fast_mode_without_a_published_price_is_refused_before_it_leaves(tmp_pat
     assert upstream.messages_calls == upstream.count_calls == 0
 
 
+def test_server_tools_whose_results_nothing_bounds_are_held_at_the_window(
+    tmp_path: Path,
+) -> None:
+    """A web search's results (and a fetched page without max_content_tokens) are read back
+    as input, once per pass of the server's loop: under a $5 cap an open-ended search was
+    held as its tokens and fees ($0.12) and could bill the cap many times over. It needs a
+    pass of the whole window per search; a fetch with both limits is held pass by pass."""
+    search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
+    fetch = [
+        {
+            "type": "web_fetch_20250910",
+            "name": "web_fetch",
+            "max_uses": 1,
+            "max_content_tokens": 2000,
+        }
+    ]
+    with proxied(tmp_path, cap="5.00") as (upstream, proxy):
+        refused = send(proxy.url, body(tools=search))
+        assert upstream.messages_calls == 0
+        sent = send(proxy.url, body(tools=fetch, stream=False))
+        (record,) = proxy.records("refused")
+        (hold,) = proxy.records("hold")
+    assert refused.status_code == 400 and upstream.messages_calls == 1
+    said = refused.json()["error"]["message"]
+    assert "3 more pass(es) of the server's loop" in said and "1,000,000-token window" in said
+    assert said == record["error"]
+    assert sent.status_code == 200
+    one_pass = Pricer().rates(OPUS, 0).input * (hold["input_tokens_counted"] + 1000 + 2512)
+    assert D(str(hold["reserved_usd"])) >= one_pass
+
+
+# A hundred-page PDF by URL: the local estimate reads its URL (a dozen tokens), the API its
+# pages (hundreds of thousands).
+DOCUMENT = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}},
+            {"type": "text", "text": "summarise it"},
+        ],
+    }
+]
+
+
+def test_an_image_or_a_document_without_a_count_is_held_at_the_window(tmp_path: Path) -> None:
+    """Where count_tokens gave no count, a request was held at the local estimate with its
+    margin: a document by URL at 30 tokens, whatever its pages bill. It is held as the
+    model's whole window (refused under a $1 cap); with a count, as counted."""
+    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": DOCUMENT}).encode()
+    with proxied(tmp_path, counts=["missing", "honest"]) as (upstream, proxy):
+        refused = send(proxy.url, ask)
+        assert upstream.messages_calls == 0
+        sent = send(proxy.url, ask)
+        (turn,) = proxy.records("turn")
+    said = refused.json()["error"]["message"]
+    assert refused.status_code == 400 and "1,000,000 input tokens (its image or document" in said
+    assert sent.status_code == 200 and turn["input_count_source"] == "count_tokens"
+
+
+def test_a_batch_request_with_an_image_or_a_document_is_held_at_the_window(
+    tmp_path: Path,
+) -> None:
+    """A batch's requests are held by the local estimate (no count each): one with a
+    document by URL was held at its URL's tokens."""
+    params = {"model": OPUS, "max_tokens": 100, "messages": DOCUMENT}
+    batch = json.dumps({"requests": [{"custom_id": "a", "params": params}]}).encode()
+    with proxied(tmp_path) as (upstream, proxy):
+        answer = send(proxy.url, batch, "/v1/messages/batches")
+        (record,) = proxy.records("refused")
+    assert answer.status_code == 400 and not upstream.batches
+    assert "does not fit the cap" in record["error"]
+
+
 def test_us_only_inference_is_held_and_priced_at_one_point_one(tmp_path: Path) -> None:
     pricer = Pricer()
     with proxied(tmp_path, ["honest", "workspace_us"]) as (upstream, proxy):

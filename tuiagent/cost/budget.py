@@ -4,8 +4,8 @@ Worst case of a call = its input tokens priced at the highest rate they can be b
 given its cache breakpoints (tokens up to the last breakpoint may be written to the cache,
 at the write rate of that breakpoint's lifetime; the rest at the input rate), plus
 `max_tokens` at the output rate, plus what the server tools it offers can bill (web search
-per use: `max_uses` of each, or as many uses as its output can ask for; tool search: the
-passes its searches add, `_server_tools`). Cache reads only
+per use: `max_uses` of each, or as many uses as its output can ask for; and the passes of
+the server's loop that read each server tool's result back, `_server_tools`). Cache reads only
 ever lower the bill, so they are not counted on. If the worst case does not fit what is left of the cap, `max_tokens` is
 lowered to what fits; below a useful minimum the call is not sent.
 
@@ -33,6 +33,7 @@ from tuiagent.cost.pricing import (
     STANDARD,
     Modifiers,
     Pricer,
+    context_window,
 )
 from tuiagent.ledger import (
     BudgetLine,
@@ -48,6 +49,7 @@ from tuiagent.ledger.store import ANSWER_TIMEOUT_S, Check, check
 from tuiagent.llm.tokens import (
     ESTIMATE_SAFETY_MARGIN,
     REQUEST_OVERHEAD,
+    fed_back_results,
     request_blocks,
     search_result_tokens,
 )
@@ -139,26 +141,60 @@ def _server_tools(
     modifiers: Modifiers,
 ) -> Decimal:
     """The most the request's server tools can bill when it is sent with `max_tokens`: their
-    fees (`Pricer.server_tool_worst_case`), and the passes of tool search.
+    fees (`Pricer.server_tool_worst_case`), and the passes of the server's loop.
 
-    A search bills no fee, but the API answers it inside the request: after each search it
-    samples again, and that pass reads the whole input again, with what the answer holds so
-    far (at most `max_tokens`) and the search results (recorded: shared/wire/
-    stream_tool_use_input_json_delta.yaml, 702 input tokens before its search, 1,591 after).
-    The server's loop stops at SERVER_LOOP_ITERATIONS passes (then `pause_turn`), so beside
-    the tool search tool a request is held as if it searched that many times, each pass
+    After a server tool's call the API samples again, and that pass reads the whole input
+    again, with what the answer holds so far (at most `max_tokens`) and the tool's results
+    (recorded for tool search: shared/wire/stream_tool_use_input_json_delta.yaml, 702 input
+    tokens before its search, 1,591 after). The loop stops at SERVER_LOOP_ITERATIONS passes
+    (then `pause_turn`), or when the tools' `max_uses` are spent. So each pass is held as
     reading `input_tokens` (the deferred definitions in it as loaded: the meter holds them),
-    `max_tokens` and every result at its largest (`search_result_tokens`, with the
-    estimate's margin), all at the input rate. Linear in `max_tokens`, as the cap's fitting
-    needs."""
+    `max_tokens` and every result at its largest (a tool search's `search_result_tokens`
+    with the estimate's margin; a web fetch's `max_content_tokens`), at the input rate, and
+    never more than the model's window. A result nothing bounds (a web search's, code's
+    output, an MCP server's answer, a fetch without `max_content_tokens`) may fill the
+    window: each pass is held as the whole window. Linear in `max_tokens` up to the window,
+    as the cap's fitting needs."""
     fees = pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
     per_search = search_result_tokens(request)
-    if not per_search:
+    fed = fed_back_results(request)
+    if not per_search and fed is None:
         return fees
     passes = SERVER_LOOP_ITERATIONS
-    results = passes * estimated_with_margin(per_search)
-    rate = pricer.rates(model, input_tokens, modifiers).input
-    return fees + rate * passes * (input_tokens + max_tokens + results)
+    if not per_search and fed is not None and fed.uses is not None:
+        passes = min(passes, fed.uses)
+    window = loop_window(model)
+    results = passes * estimated_with_margin(per_search) if per_search else 0
+    results += fed.tokens or 0 if fed else 0
+    per_pass = min(window, input_tokens + max_tokens + results)
+    if fed is not None and fed.tokens is None:
+        per_pass = window
+    rate = pricer.rates(model, per_pass, modifiers).input
+    return fees + rate * passes * per_pass
+
+
+# The most input one pass of the server's loop can read: the model's window, and at least
+# the 1M tokens that the long-context beta header (which the meter does not see) gives the
+# models whose standard window is smaller.
+LONG_CONTEXT_WINDOW = 1_000_000
+
+
+def loop_window(model: str) -> int:
+    return max(context_window(model) or 0, LONG_CONTEXT_WINDOW)
+
+
+def server_loop_note(model: str, request: dict[str, Any]) -> str:
+    """What a refusal adds for a request whose server tools' results nothing bounds (why
+    a small request needs so much): "" for any other."""
+    fed = fed_back_results(request)
+    if fed is None or fed.tokens is not None:
+        return ""
+    passes = SERVER_LOOP_ITERATIONS if fed.uses is None else min(SERVER_LOOP_ITERATIONS, fed.uses)
+    return (
+        f", and {passes} more pass(es) of the server's loop reading its server tools' results "
+        f"back, each up to the {loop_window(model):,}-token window (nothing bounds a web "
+        "search's results; max_uses, and a web fetch's max_content_tokens, hold less),"
+    )
 
 
 def _ceil(n: Decimal) -> int:

@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 
 # A word piece of up to 7 letters, a single digit, or any other visible character.
 _PIECE = re.compile(r"[A-Za-z]+|\d|\S")
@@ -167,6 +167,51 @@ def offers_tool_search(request: dict[str, Any]) -> bool:
     )
 
 
+# Server tools whose results the API reads back into the same request: after each call it
+# samples again over the whole input, the result in it (a search's results, a fetched page,
+# code's output, an MCP server's answer), and bills that pass's input. Nothing bounds a
+# result's size but a web fetch's `max_content_tokens` (web fetch tool documentation);
+# tool search apart (`search_result_tokens`).
+FED_BACK_TOOLS = ("web_search_", "web_fetch_", "code_execution_", "mcp_toolset")
+FETCH_FRAME_TOKENS = 512  # a fetched page's block beside its content (url, title, dates)
+
+
+@dataclass(frozen=True)
+class FedBack:
+    """What the results of a request's fed-back server tools can add to its input."""
+
+    uses: int | None  # the most calls of them it allows (their `max_uses`); None: no limit
+    tokens: int | None  # the most their results hold in all; None: nothing bounds it
+
+
+def fed_back_results(request: dict[str, Any]) -> FedBack | None:
+    """None when the request offers no server tool whose results are read back."""
+    tools = [
+        t
+        for t in request.get("tools") or []
+        if isinstance(t, dict) and str(t.get("type", "")).startswith(FED_BACK_TOOLS)
+    ]
+    mcp = bool(request.get("mcp_servers"))  # the MCP connector: its tools run on the server
+    if not tools and not mcp:
+        return None
+    uses: int | None = None if mcp else 0
+    tokens: int | None = None if mcp else 0
+    for tool in tools:
+        n, most = tool.get("max_uses"), tool.get("max_content_tokens")
+        if not _whole(n):
+            uses = tokens = None
+            continue
+        uses = None if uses is None else uses + n
+        fetch = str(tool["type"]).startswith("web_fetch_")
+        fetched = n * (most + FETCH_FRAME_TOKENS) if fetch and _whole(most) else None
+        tokens = None if tokens is None or fetched is None else tokens + fetched
+    return FedBack(uses, tokens)
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def search_result_tokens(request: dict[str, Any]) -> int:
     """The most one search's `tool_search_tool_result` block takes in its answer's input,
     the definitions it loads aside: SEARCH_RESULTS references to the longest-named deferred
@@ -204,6 +249,32 @@ def request_blocks(request: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
                 n += _loads(b, loadable)
             out.append((b, n))
     return out
+
+
+def holds_media(messages: Any) -> bool:
+    """Do these messages hold an image or a document other than plain text (in a message, or
+    in a tool's result)? The API sizes those by their pixels and pages, which the local
+    estimate cannot see: it reads a base64 source's characters (a compressed PDF's hundred
+    pages are a few KB), a URL's or a file id's none."""
+    if not isinstance(messages, list):
+        return False
+    return any(
+        _media(block)
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for block in message["content"]
+    )
+
+
+def _media(block: Any) -> bool:
+    if not isinstance(block, dict):
+        return False
+    kind = block.get("type")
+    if kind == "tool_result" and isinstance(block.get("content"), list):
+        return any(_media(b) for b in block["content"])
+    source = block.get("source")
+    plain = isinstance(source, dict) and source.get("type") in ("text", "content")
+    return kind in ("image", "document") and not plain
 
 
 def estimate_request_tokens(request: dict[str, Any]) -> int:

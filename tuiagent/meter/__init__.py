@@ -14,6 +14,7 @@ from tuiagent.meter.core import (
     Unfit,
     Waiting,
     record_fields,
+    uncounted,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "Unfit",
     "Waiting",
     "record_fields",
+    "uncounted",
 ]

@@ -45,6 +45,7 @@ from tuiagent.cost.budget import (
     Reservation,
     estimated_with_margin,
     least_useful_cost,
+    loop_window,
     plan_reservation,
 )
 from tuiagent.cost.pricing import (
@@ -62,6 +63,7 @@ from tuiagent.llm.tokens import (
     PER_MESSAGE_OVERHEAD,
     TokenUsage,
     estimate_request_tokens,
+    holds_media,
     loadable_tokens,
 )
 
@@ -95,7 +97,7 @@ class Size:
     count_tokens | estimate (the local one with its margin) | prefix+estimate."""
 
     tokens: int
-    source: str  # count_tokens | estimate | prefix+estimate
+    source: str  # count_tokens | estimate | prefix+estimate | window (see `uncounted`)
 
 
 def _unmarked(blocks: Any) -> Any:
@@ -171,7 +173,8 @@ class Prefixes:
             if billed is None or billed.messages != n:
                 continue
             self._book.move_to_end(chain[n])
-            return self._split(billed, messages[n:])
+            # What follows the prefix is estimated: an image or a document in it cannot be.
+            return None if holds_media(messages[n:]) else self._split(billed, messages[n:])
         return None
 
     @staticmethod
@@ -189,6 +192,16 @@ class Prefixes:
                 ) + PER_MESSAGE_OVERHEAD
         exact = billed.tokens - billed.output
         return exact, estimate_request_tokens({"messages": new}) + PER_MESSAGE_OVERHEAD
+
+
+def uncounted(model: str, request: dict[str, Any], estimate: int | None = None) -> Size:
+    """A request's input where no count can be had: the local estimate (`estimate`, else
+    its own) with its margin; the model's whole window (`loop_window`) when it holds an
+    image or a document, which the estimate cannot size (`holds_media`)."""
+    estimate = estimate_request_tokens(request) if estimate is None else estimate
+    if holds_media(request.get("messages")):
+        return Size(max(estimated_with_margin(estimate), loop_window(model)), "window")
+    return Size(estimated_with_margin(estimate), "estimate")
 
 
 @dataclass(frozen=True)
@@ -423,13 +436,13 @@ class CallMeter:
                 return upper
             least = max(prefix + new + loadable, estimate)
         else:
-            upper = Size(estimated_with_margin(estimate), "estimate")
+            upper = uncounted(model, request, estimate)
             least = estimate  # a count below the estimate is not believed
         if count is None or not self._fits(model, request, least, modifiers, self._room()):
             return upper  # a count could not make it fit
         counted = await self._count(request, count)
         if counted is None:
-            return Size(max(upper.tokens, estimated_with_margin(estimate)), "estimate")
+            return Size(max(upper.tokens, estimated_with_margin(estimate)), upper.source)
         return Size(max(counted + loadable, estimate), "count_tokens")
 
     async def _count(self, request: dict[str, Any], count: Counter) -> int | None:

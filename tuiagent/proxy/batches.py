@@ -25,11 +25,10 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from tuiagent.cost.budget import estimated_with_margin
 from tuiagent.errors import UsageError
 from tuiagent.ledger import LedgerError, Scopes
-from tuiagent.llm.tokens import BadUsage, TokenUsage, estimate_request_tokens
-from tuiagent.meter import Held, Seen, Size, record_fields
+from tuiagent.llm.tokens import BadUsage, TokenUsage
+from tuiagent.meter import Held, Seen, record_fields, uncounted
 from tuiagent.proxy.body import BadBody, check_message_params
 from tuiagent.proxy.meter import Meter, NotAdmitted
 from tuiagent.runs.log import utc_now_iso
@@ -112,7 +111,7 @@ class Batches:
             model = params["model"]
             try:
                 modifiers = core.modifiers(model, params, processing="batch")
-                size = Size(estimated_with_margin(estimate_request_tokens(params)), "estimate")
+                size = uncounted(model, params)
             except UsageError as exc:
                 reason = f"requests.{i}.params: {exc}"
                 return self.meter.refuse(client, model, _refusal(reason))

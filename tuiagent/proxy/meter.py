@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from tuiagent.config import Settings
-from tuiagent.cost.budget import Budget, Hold, Reservation
+from tuiagent.cost.budget import Budget, Hold, Reservation, server_loop_note
 from tuiagent.cost.display import budget_line
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
@@ -231,15 +231,21 @@ class Meter:
             f" (after waiting {unfit.waited_s:.1f}s for calls in flight)" if unfit.waited_s else ""
         )
         stack = self.budget.stack
+        window = (
+            " (its image or document is sized only by count_tokens, which gave no count: "
+            "held as the model's window)"
+            if unfit.size.source == "window"
+            else ""
+        )
+        need = (
+            f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens"
+            f"{window} plus {useful} output tokens of {model} at worst"
+            f"{server_loop_note(model, request)}"
+        )
         if unfit.binding is not None and stack is not None:
-            return (
-                f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens "
-                f"plus {useful} output tokens of {model} at worst do not fit "
-                f"{budget_line(unfit.binding, stack.ledger.clock())}{waited}"
-            )
+            return f"{need} do not fit {budget_line(unfit.binding, stack.ledger.clock())}{waited}"
         return (
-            f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens plus "
-            f"{useful} output tokens of {model} at worst do not fit the cap "
+            f"{need} do not fit the cap "
             f"{_cap(b.cap)}, spent ${b.settled:.4f}, ${b.in_flight:.4f} in flight, "
             f"${b.remaining:.4f} left{waited}; raise it with F3 or --max-cost"
         )
