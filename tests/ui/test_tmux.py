@@ -4,6 +4,7 @@ tokens, the cost and the cap off the screen, raise the cap, quit."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -57,7 +58,9 @@ def small_terminal(workspace: Path, tmp_path: Path) -> Iterator[Terminal]:
 
 
 def _terminal(workspace: Path, tmp_path: Path, width: int, height: int) -> Iterator[Terminal]:
-    socket = f"tuiagent-test-{tmp_path.name}"
+    # The pid too: the same test of another worktree's suite, run at once, has the same
+    # tmp_path name, and the two would share (and kill) one tmux server.
+    socket = f"tuiagent-test-{os.getpid()}-{tmp_path.name}"
     env = {
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),

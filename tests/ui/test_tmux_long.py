@@ -26,7 +26,7 @@ MESSAGES = max(4, int(os.environ.get("TUIAGENT_LONG_MESSAGES", "30")))
 
 
 def start(workspace: Path, tmp_path: Path, *args: str) -> Terminal:
-    socket = f"tuiagent-long-{tmp_path.name}"
+    socket = f"tuiagent-long-{os.getpid()}-{tmp_path.name}"  # as test_tmux.py's
     config = tmp_path / "config" / "tuiagent"
     config.mkdir(parents=True, exist_ok=True)
     (config / "config.toml").write_text("offline_tokens_per_second = 1000000\n")

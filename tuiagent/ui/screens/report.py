@@ -48,6 +48,22 @@ class CostChart(PlotextPlot):
         plt.xlabel("calls of the chosen runs, in order")
         for name, bars in sorted(self.series.items(), key=lambda kv: kv[0] != "earlier runs"):
             plt.bar([x for x, _ in bars], [y for _, y in bars], label=name)
+        # Ticks along every call (plotext's follow the last series: the latest run only).
+        calls = sum(len(bars) for bars in self.series.values())
+        if calls:
+            ticks = x_ticks(calls)
+            plt.xticks([float(x) for x in ticks], [str(x) for x in ticks])
+
+
+def x_ticks(calls: int, most: int = 10) -> list[int]:
+    """About `most` ticks over calls 1..`calls`: the first, every 1, 2 or 5 times a power
+    of ten, and the last when it is half a step past the one before."""
+    steps = (n * 10**e for e in range(12) for n in (1, 2, 5))
+    step = next(s for s in steps if calls / s <= most)
+    ticks = sorted({1, *range(step, calls + 1, step)})
+    if calls - ticks[-1] >= step / 2:
+        ticks.append(calls)
+    return ticks
 
 
 class ReportScreen(Screen[None]):
