@@ -331,3 +331,62 @@ def test_the_results_a_server_tool_reads_back_are_held_pass_by_pass(
     per_pass = loop_window(model) if results is None else 100 + 1000 + results
     rate = pricer.rates(model, per_pass).input
     assert held.worst_case_usd - plain.worst_case_usd == fees + rate * passes * per_pass
+
+
+@pytest.mark.parametrize(
+    ("asks", "input_tokens", "extra"),
+    [
+        (
+            {
+                "context_management": {
+                    "edits": [
+                        {
+                            "type": "compact_20260112",
+                            "trigger": {"type": "input_tokens", "value": 50_000},
+                        }
+                    ]
+                }
+            },
+            60_000,
+            True,
+        ),
+        (
+            {
+                "context_management": {
+                    "edits": [
+                        {
+                            "type": "compact_20260112",
+                            "trigger": {"type": "input_tokens", "value": 50_000},
+                        }
+                    ]
+                }
+            },
+            40_000,
+            False,
+        ),
+        (
+            {"context_management": {"edits": [{"type": "compact_20260112"}]}},
+            140_000,
+            False,
+        ),  # default 150,000
+        ({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}, 400_000, False),
+        ({"compaction": {"type": "auto"}}, 1_000, True),  # on demand: whatever the input
+    ],
+)
+def test_compaction_holds_its_summary_and_the_pass_that_reads_it(
+    asks: dict[str, Any], input_tokens: int, extra: bool
+) -> None:
+    """Compaction is one more billed pass inside the request (recorded: a 55,196-token input
+    read by the compaction pass, 131 tokens of summary, then a 229-token pass): held as the
+    summary at the model's most output and the answer's pass re-reading the input and the
+    summary, wherever the input reaches the trigger. It was held as the input once."""
+    pricer, model = Pricer(), "claude-sonnet-4-6"
+    base: dict[str, Any] = {"model": model, "max_tokens": 1000, "messages": [{"role": "user", "content": "go"}]}  # fmt: skip
+    plain = plan_reservation(pricer, model, base, input_tokens, "count_tokens", D(1000), 256)
+    held = plan_reservation(pricer, model, {**base, **asks}, input_tokens, "count_tokens", D(1000), 256)  # fmt: skip
+    assert plain is not None and held is not None
+    summary = 128_000  # Sonnet 4.6's most output
+    again = input_tokens + summary
+    r = pricer.rates(model, again)
+    added = r.output * summary + max(r.input, r.cache_write_5m, r.cache_write_1h) * again
+    assert held.worst_case_usd - plain.worst_case_usd == (added if extra else 0)

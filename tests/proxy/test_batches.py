@@ -13,10 +13,11 @@ import anthropic
 import pytest
 
 from tests.support.billing_upstream import BillingUpstream
-from tests.support.proxy_harness import KEY, Proxied, proxy_to
+from tests.support.proxy_harness import KEY, HeadlessProxy, Proxied, proxy_to
 from tests.support.scripted_api import ScriptedAPI
 from tuiagent.config import Settings
 from tuiagent.cost.budget import open_run_budget
+from tuiagent.cost.display import money
 from tuiagent.cost.pricing import Modifiers, Pricer
 from tuiagent.ledger import BudgetSpec, Scopes, Window
 from tuiagent.llm.tokens import TokenUsage
@@ -241,3 +242,16 @@ def test_batches_through_main_are_not_forwarded_unmetered(tmp_path: Path) -> Non
         with pytest.raises(anthropic.BadRequestError):
             sdk(proxy).messages.batches.create(requests=requests(100, 64000))  # type: ignore[arg-type]
         assert api.batches == {}
+
+
+def test_the_proxy_stopping_says_what_unread_batches_still_hold(tmp_path: Path) -> None:
+    """The total printed on stop said "$0.0000 spent" while a batch whose results were not
+    read held its worst case, which the upstream bills: it says so."""
+    with ScriptedAPI(answer) as api, HeadlessProxy(api.base_url, tmp_path, "5") as proxy:
+        batch = proxy.client().messages.batches.create(requests=requests(3))  # type: ignore[arg-type]
+        api.end_batch(batch.id)
+        status, out, _ = proxy.stop()
+    (end,) = [r for r in proxy.records() if r["type"] == "run_end"]
+    held = money(Decimal(str(end["in_flight_usd"])))
+    assert status == 130 and Decimal(str(end["in_flight_usd"])) > 0
+    assert f"$0.0000 spent of the cap $5.00, {held} still held (batch results not read)" in out

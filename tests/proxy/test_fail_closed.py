@@ -141,6 +141,32 @@ def test_a_request_a_gateway_could_read_as_another_method_is_refused_and_not_sen
     assert said in refused["error"]
 
 
+@pytest.mark.parametrize("name", ["x-api-key", "authorization"])
+def test_a_request_naming_two_keys_is_refused_and_not_sent(tmp_path: Path, name: str) -> None:
+    """Budgets by key held a request against one of two `x-api-key` headers (the last),
+    and the upstream may bill the other: a key's budget was passed by adding a second."""
+    body = json.dumps(GOOD).encode()
+    with proxied_loopback(tmp_path) as (api, proxy):
+        address = urlsplit(proxy.url)
+        conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=30)
+        conn.putrequest("POST", "/v1/messages")
+        for value in (KEY, "sk-ant-api03-ANOTHER-KEY"):
+            conn.putheader(name, value if name == "x-api-key" else f"Bearer {value}")
+        conn.putheader("content-length", str(len(body)))
+        conn.endheaders(body)
+        answer = conn.getresponse()
+        message = refusal(
+            answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+        )
+        conn.close()
+        (refused,) = proxy.records("refused")
+        assert api.requests == []
+    assert answer.status == 400 and f"{name} is given twice, with different values" in message
+    assert refused["error"].endswith(
+        message.removeprefix("tuiagent proxy: refused before sending: ")
+    )
+
+
 def test_a_post_to_a_path_the_proxy_does_not_know_is_refused_and_not_sent(tmp_path: Path) -> None:
     with proxied_loopback(tmp_path) as (api, proxy):
         status, headers, body = post(proxy, "/v1/complete?x=1", b'{"prompt": "hi"}')

@@ -64,3 +64,37 @@ def test_read_at_once_is_read_one_by_one(stream: tuple[list[bytes], list[bytes]]
         for k in ("text", "partial_json", "thinking")
     ]
     assert scanner.output_streamed() == estimate_tokens("".join(pieces))
+
+
+def _start(model: str, input_tokens: int) -> bytes:
+    message = {"id": "m", "model": model, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}  # fmt: skip
+    return _event("message_start", {"type": "message_start", "message": message})
+
+
+def _end(usage: dict[str, Any]) -> bytes:
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage}
+    return _event("message_delta", delta) + _event("message_stop", {"type": "message_stop"})
+
+
+def _scan(*events: bytes) -> UsageScanner:
+    scanner = UsageScanner(True)
+    scanner.feed(b"".join(events))
+    scanner.finish()
+    return scanner
+
+
+def test_a_usage_that_goes_down_or_a_second_message_start_is_not_believed() -> None:
+    """Counts are cumulative: a message_delta saying 1 input token after message_start said
+    50,000 settled the call at 1 (and a second message_start, naming a cheaper model with 5
+    input tokens, replaced the first). Neither can be a bill: the larger count read before
+    stands, its output unknown; of two starts none is believed (the call's worst case)."""
+    down = _scan(_start("claude-fable-5-2", 50_000), _end({"input_tokens": 1, "output_tokens": 10}))
+    assert down.usage is not None and down.usage.total_input_tokens == 50_000
+    assert down.bad_usage == "usage went down (50,000 input and 1 output tokens, then 1 and 10)"
+    twice = _scan(_start("claude-fable-5-2", 50_000), _start("claude-sonnet-5-5", 5), _end({"output_tokens": 10}))  # fmt: skip
+    assert twice.usage is None and twice.bad_usage == "second message_start"
+    # A compaction's delta: its top level is the last pass, its iterations sum to more.
+    passes = [{"input_tokens": 100, "output_tokens": 83, "cache_read_input_tokens": 55_096, "type": "compaction"}, {"input_tokens": 181, "output_tokens": 8, "type": "message"}]  # fmt: skip
+    compacted = _scan(_start("claude-sonnet-4-6", 55_196), _end({"input_tokens": 181, "output_tokens": 8, "iterations": passes}))  # fmt: skip
+    assert compacted.bad_usage is None and compacted.completed
+    assert compacted.usage is not None and compacted.usage.total_input_tokens > 55_196

@@ -186,7 +186,8 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
             budget.close()
             if offline is not None:
                 offline.stop()
-            for line in exit_total(book, spent.settled, spent.cap, offline is not None):
+            total = exit_total(book, spent.settled, spent.cap, offline is not None, spent.in_flight)
+            for line in total:
                 _say(line)
             _say(f"tuiagent proxy: log {log.path}")
     # Stopped by a signal: the exit status of every tuiagent command so stopped.
@@ -196,9 +197,12 @@ def run_proxy(args: argparse.Namespace, dashboard: Dashboard | None = None) -> i
 EXIT_SESSIONS = 5  # the sessions the total on exit names, the costliest
 
 
-def exit_total(book: SessionBook, spent: Decimal, cap: Decimal, simulated: bool) -> list[str]:
-    """What the proxy says as it stops: its calls and spend against its cap, then the
-    costliest sessions, one line each."""
+def exit_total(
+    book: SessionBook, spent: Decimal, cap: Decimal, simulated: bool, held: Decimal | None = None
+) -> list[str]:
+    """What the proxy says as it stops: its calls and spend against its cap (and what is
+    still held: the worst case of batches whose results were not read through it, which
+    the upstream may bill), then the costliest sessions, one line each."""
     from tuiagent.cost.display import cap as show_cap
     from tuiagent.cost.display import money
 
@@ -209,6 +213,7 @@ def exit_total(book: SessionBook, spent: Decimal, cap: Decimal, simulated: bool)
         f"tuiagent proxy: stopped. {calls} call(s)"
         + (f" ({refused} refused)" if refused else "")
         + f", {money(spent)} spent of the cap {show_cap(cap)}"
+        + (f", {money(held)} still held (batch results not read)" if held else "")
         + (" (the offline model: simulated, nothing billed)" if simulated else "")
     ]
     top = sorted(lines, key=lambda ln: -ln.row.cost)

@@ -46,9 +46,11 @@ from tuiagent.ledger import (
     open_ledger,
 )
 from tuiagent.ledger.store import ANSWER_TIMEOUT_S, Check, check
+from tuiagent.llm.models import rules_for
 from tuiagent.llm.tokens import (
     ESTIMATE_SAFETY_MARGIN,
     REQUEST_OVERHEAD,
+    compaction_trigger,
     fed_back_results,
     request_blocks,
     search_result_tokens,
@@ -158,6 +160,7 @@ def _server_tools(
     fees = pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
     per_search = search_result_tokens(request)
     fed = fed_back_results(request)
+    fees += _compaction(pricer, model, request, input_tokens, modifiers, bool(per_search or fed))
     if not per_search and fed is None:
         return fees
     passes = SERVER_LOOP_ITERATIONS
@@ -171,6 +174,35 @@ def _server_tools(
         per_pass = window
     rate = pricer.rates(model, per_pass, modifiers).input
     return fees + rate * passes * per_pass
+
+
+def _compaction(
+    pricer: Pricer,
+    model: str,
+    request: dict[str, Any],
+    input_tokens: int,
+    modifiers: Modifiers,
+    loop: bool,
+) -> Decimal:
+    """What compaction may add to a request that asks for it (`compaction_trigger`): its
+    pass reads the input (held already) and writes a summary, which nothing bounds but the
+    model's most output; the answer's pass then reads the summary and what follows it (at
+    most the input again, never more than the window), at the dearest input rate (it may
+    write the cache). Only where the input reaches the trigger, or a server tool's loop may
+    grow it there; in that loop, once per pass."""
+    trigger = compaction_trigger(request)
+    if trigger is None or (input_tokens < trigger and not loop):
+        return Decimal(0)
+    rules = rules_for(model)
+    summary = rules.max_output if rules is not None else MAX_OUTPUT
+    again = min(loop_window(model), input_tokens + summary)
+    r = pricer.rates(model, again, modifiers)
+    times = 1 + (SERVER_LOOP_ITERATIONS if loop else 0)
+    reread = max(r.input, r.cache_write_5m, r.cache_write_1h) * again
+    return times * (r.output * summary + reread)
+
+
+MAX_OUTPUT = 128_000  # the most any model writes in one pass, for a model without rules
 
 
 # The most input one pass of the server's loop can read: the model's window, and at least

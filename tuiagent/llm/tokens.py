@@ -208,6 +208,29 @@ def fed_back_results(request: dict[str, Any]) -> FedBack | None:
     return FedBack(uses, tokens)
 
 
+# Compaction ("Compaction at a token threshold": a `compact_*` edit in `context_management`;
+# or on demand, the top-level `compaction` parameter) is one more sampling pass inside the
+# request, billed: it reads the whole input and writes a summary, then the answer's pass reads
+# the summary and what follows it. With server tools the trigger is checked on every pass.
+COMPACT_DEFAULT_TRIGGER = 150_000  # the documented default of `trigger.value`
+
+
+def compaction_trigger(request: dict[str, Any]) -> int | None:
+    """The fewest input tokens at which the request may be compacted; None when it asks for
+    no compaction."""
+    if request.get("compaction") is not None:
+        return 0
+    management = request.get("context_management")
+    edits = management.get("edits") if isinstance(management, dict) else None
+    triggers = []
+    for edit in edits if isinstance(edits, list) else []:
+        if isinstance(edit, dict) and str(edit.get("type", "")).startswith("compact_"):
+            trigger = edit.get("trigger")
+            value = trigger.get("value") if isinstance(trigger, dict) else None
+            triggers.append(value if _whole(value) else COMPACT_DEFAULT_TRIGGER)
+    return min(triggers) if triggers else None
+
+
 def _whole(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 

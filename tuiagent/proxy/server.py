@@ -223,6 +223,10 @@ class ProxyApp:
             if method == "OPTIONS":
                 await exchange.answer(204, b"", _preflight(exchange))
                 return
+        twice = _credential_twice(exchange.headers)
+        if twice is not None:
+            await self.refuse(exchange, 400, twice)
+            return
         if not self.credentials.take(exchange.headers):
             await self.refuse(
                 exchange,
@@ -643,6 +647,15 @@ class Credentials:
             if token and scheme.lower() in ("bearer", "basic"):
                 remember(token.strip())
         return True
+
+
+def _credential_twice(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Why a request that names two different keys in one header is not sent: the budgets
+    by key hold it against one, and the upstream may bill the other."""
+    for name in (b"x-api-key", b"authorization"):
+        if len({v.strip() for k, v in headers if k == name}) > 1:
+            return f"{name.decode()} is given twice, with different values: which key pays is not known"
+    return None
 
 
 COALESCE_HIGH = 1 << 20  # bytes read ahead of the client at most

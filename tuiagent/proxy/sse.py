@@ -40,6 +40,7 @@ class UsageScanner:
         self._deltas: list[bytes] = []
         self._decoded: list[Any] | None = None  # their data, once read
         self._body: list[bytes] = []
+        self._started = False  # a message_start was read
 
     def feed(self, chunk: bytes) -> None:
         if not self.streamed:
@@ -92,11 +93,25 @@ class UsageScanner:
         if self.bad_usage is not None:
             return  # after nonsense, nothing more is believed
         try:
-            self.usage = read()
+            usage = read()
         except BadUsage as exc:
             self.bad_usage = str(exc)
-        else:
-            self.updates += 1
+            return
+        before = self.usage
+        if before is not None and (
+            usage.total_input_tokens < before.total_input_tokens
+            or usage.output_tokens < before.output_tokens
+        ):
+            # Counts are cumulative (a compaction's passes are summed): one that went down
+            # is not a bill. The larger one read before it stands, its output unknown.
+            self.bad_usage = (
+                f"usage went down ({before.total_input_tokens:,} input and "
+                f"{before.output_tokens:,} output tokens, then {usage.total_input_tokens:,} "
+                f"and {usage.output_tokens:,})"
+            )
+            return
+        self.usage = usage
+        self.updates += 1
 
     @property
     def miss_reason(self) -> str | None:
@@ -148,7 +163,13 @@ class UsageScanner:
         if not isinstance(data, dict):
             return
         kind = data.get("type")
-        if kind == "message_start" and isinstance(data.get("message"), dict):
+        if kind == "message_start" and self._started:
+            # One answer is one message: which of two starts the upstream bills is not
+            # known, so none is believed (the call keeps its worst case).
+            self.bad_usage = self.bad_usage or "second message_start"
+            self.usage = None
+        elif kind == "message_start" and isinstance(data.get("message"), dict):
+            self._started = True
             message = data["message"]
             self._usage(lambda: TokenUsage.from_api(message.get("usage")))
             self.model = str(message.get("model") or "")
