@@ -138,6 +138,7 @@ def test_a_client_that_leaves_mid_stream_is_billed_the_whole_output(tmp_path: Pa
                     break  # and hang up
         ((bill, record),) = by_request_id(proxy, upstream.bills)
     assert record["type"] == "attempt" and record["output_unknown"] is True
+    assert record["error"] == "the client hung up before the answer ended"  # not "dropped"
     assert record["output_tokens"] == 3000  # the most it allowed: what it made is unknown
     assert cost(record) >= bill.billed(Pricer())
 

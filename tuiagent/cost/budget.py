@@ -160,12 +160,12 @@ def _server_tools(
     fees = pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
     per_search = search_result_tokens(request)
     fed = fed_back_results(request)
-    fees += _compaction(pricer, model, request, input_tokens, modifiers, bool(per_search or fed))
-    if not per_search and fed is None:
-        return fees
-    passes = SERVER_LOOP_ITERATIONS
+    passes = 0 if not per_search and fed is None else SERVER_LOOP_ITERATIONS
     if not per_search and fed is not None and fed.uses is not None:
         passes = min(passes, fed.uses)
+    fees += _compaction(pricer, model, request, input_tokens, modifiers, passes)
+    if not passes:
+        return fees
     window = loop_window(model)
     results = passes * estimated_with_margin(per_search) if per_search else 0
     results += fed.tokens or 0 if fed else 0
@@ -182,22 +182,22 @@ def _compaction(
     request: dict[str, Any],
     input_tokens: int,
     modifiers: Modifiers,
-    loop: bool,
+    passes: int,
 ) -> Decimal:
     """What compaction may add to a request that asks for it (`compaction_trigger`): its
     pass reads the input (held already) and writes a summary, which nothing bounds but the
     model's most output; the answer's pass then reads the summary and what follows it (at
     most the input again, never more than the window), at the dearest input rate (it may
-    write the cache). Only where the input reaches the trigger, or a server tool's loop may
-    grow it there; in that loop, once per pass."""
+    write the cache). Only where the input reaches the trigger, or a server tool's loop (its
+    `passes` more) may grow it there; in that loop, once per pass."""
     trigger = compaction_trigger(request)
-    if trigger is None or (input_tokens < trigger and not loop):
+    if trigger is None or (input_tokens < trigger and not passes):
         return Decimal(0)
     rules = rules_for(model)
     summary = rules.max_output if rules is not None else MAX_OUTPUT
     again = min(loop_window(model), input_tokens + summary)
     r = pricer.rates(model, again, modifiers)
-    times = 1 + (SERVER_LOOP_ITERATIONS if loop else 0)
+    times = 1 + passes
     reread = max(r.input, r.cache_write_5m, r.cache_write_1h) * again
     return times * (r.output * summary + reread)
 

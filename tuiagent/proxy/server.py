@@ -223,10 +223,6 @@ class ProxyApp:
             if method == "OPTIONS":
                 await exchange.answer(204, b"", _preflight(exchange))
                 return
-        twice = _credential_twice(exchange.headers)
-        if twice is not None:
-            await self.refuse(exchange, 400, twice)
-            return
         if not self.credentials.take(exchange.headers):
             await self.refuse(
                 exchange,
@@ -234,6 +230,10 @@ class ProxyApp:
                 f"more than {MAX_CREDENTIALS} different API keys in one run",
                 kind="permission_error",
             )
+            return
+        twice = _credential_twice(exchange.headers)  # (both remembered first: redacted)
+        if twice is not None:
+            await self.refuse(exchange, 400, twice)
             return
         override = next((k for k, _ in exchange.headers if k in METHOD_OVERRIDES), None)
         if override is not None:
@@ -588,6 +588,8 @@ class ProxyApp:
             settle()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            if error is None and gone.done() and not gone.cancelled():
+                error = "the client hung up before the answer ended"
             gone.cancel()
             settle()
             for keep in later:
