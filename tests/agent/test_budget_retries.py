@@ -288,12 +288,13 @@ def test_kill_9_leaves_a_readable_log(workspace: Path, log_dir: Path, tmp_path: 
 def test_ctrl_c_writes_run_end(
     workspace: Path, log_dir: Path, tmp_path: Path, sigint_ignored: bool
 ) -> None:
-    # 20 tokens/s: seconds left in the run after its first turn (at 50 it could end before
-    # the signal came, on a busy machine: exit 0 in CI). A run started with SIGINT ignored
-    # (`cmd &` in a script, or CI launched so) stops on it too: asyncio.run leaves an
-    # ignored SIGINT ignored, and the run went on to its end (exit 0) or past the timeout.
+    # 20 tokens/s and three files to read: 5-6 s left in the run after its first turn (with
+    # two files 2.7 s, and CI once took longer than that to send the signal: exit 0). A run
+    # started with SIGINT ignored (`cmd &` in a script, or CI launched so) stops on it too:
+    # asyncio.run leaves an ignored SIGINT ignored, and the run went on to its end (exit 0)
+    # or past the timeout.
     proc = start_slow_run(
-        "What do notes.txt and README.md say?",
+        "What do notes.txt and README.md and data.csv say?",
         20,
         workspace,
         log_dir,
