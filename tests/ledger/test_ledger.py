@@ -7,11 +7,13 @@ reserves from several processes at once that never pass a cap."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import multiprocessing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -348,6 +350,33 @@ def test_processes_reserving_at_once_never_pass_a_budget(
         per_session[e.scopes.session] = per_session.get(e.scopes.session, D(0)) + e.cost
     assert max(per_session.values()) <= D("0.30")
     ledger.close()
+
+
+async def test_a_caller_stopped_as_its_hold_is_granted_stops_and_leaves_nothing_held(
+    opened: Callable[..., Ledger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C as a hold was granted: Python 3.11's asyncio.wait_for, cancelled after the
+    # future it awaited finished, returned its result and dropped the cancellation, so the
+    # run went on with its next call and ended as completed (exit 0 in CI, not 130).
+    stack = Stack(opened(), [spec("global", "day", "1.00")], Scopes(session="s"))
+    submitted: list[concurrent.futures.Future[Any]] = []
+    submit = stack.ledger.submit
+
+    def recorded(*args: Any) -> concurrent.futures.Future[Any]:
+        submitted.append(submit(*args))
+        return submitted[-1]
+
+    monkeypatch.setattr(stack.ledger, "submit", recorded)
+    task = asyncio.create_task(stack.hold_async(D("0.60"), None, "stopped"))
+    await asyncio.sleep(0)  # it has asked, and waits
+    assert isinstance(submitted[0].result(timeout=30), LedgerHold)  # granted; the loop waits
+    task.cancel()  # the signal, before the caller woke to its hold
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stack.ledger.flush()
+    stack.ledger.flush()  # its release, queued as it went
+    held = await stack.hold_async(D("1.00"), None, "all of it")
+    assert isinstance(held, LedgerHold), held
 
 
 async def test_callers_that_go_while_their_holds_are_written_leave_nothing_held(

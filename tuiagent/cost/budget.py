@@ -710,7 +710,11 @@ class Stack:
         scopes = self.scopes_for(call)
         future = self.ledger.submit(amount, self.checks(scopes), scopes, label)
         try:
-            result = await asyncio.wait_for(asyncio.wrap_future(future), ANSWER_TIMEOUT_S)
+            # Not asyncio.wait_for: in Python 3.11, cancelled after the future finished, it
+            # returns the result and drops the cancellation (Ctrl-C as a hold was granted
+            # went unheard, and the run went on spending).
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                result = await asyncio.wrap_future(future)
         except TimeoutError:
             future.add_done_callback(self._release_unclaimed)
             raise LedgerError(

@@ -142,8 +142,9 @@ async def read_body(exchange: Exchange, limit: int = MAX_BODY_BYTES) -> bytes | 
     buffer = bytearray(expected or 0)
     filled = 0
     while True:
-        try:
-            message = await asyncio.wait_for(exchange.receive(), BODY_IDLE_TIMEOUT_S)
+        try:  # (asyncio.timeout: 3.11's wait_for can drop a cancellation, see Stack.hold_async)
+            async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
+                message = await exchange.receive()
         except TimeoutError:
             raise ClientGone from None
         if message["type"] == "http.disconnect":
