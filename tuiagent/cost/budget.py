@@ -50,6 +50,7 @@ from tuiagent.llm.models import rules_for
 from tuiagent.llm.tokens import (
     ESTIMATE_SAFETY_MARGIN,
     REQUEST_OVERHEAD,
+    FedBack,
     compaction_trigger,
     fed_back_results,
     request_blocks,
@@ -160,9 +161,7 @@ def _server_tools(
     fees = pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
     per_search = search_result_tokens(request)
     fed = fed_back_results(request)
-    passes = 0 if not per_search and fed is None else SERVER_LOOP_ITERATIONS
-    if not per_search and fed is not None and fed.uses is not None:
-        passes = min(passes, fed.uses)
+    passes = _loop_passes(per_search, fed)
     fees += _compaction(pricer, model, request, input_tokens, modifiers, passes)
     if not passes:
         return fees
@@ -174,6 +173,17 @@ def _server_tools(
         per_pass = window
     rate = pricer.rates(model, per_pass, modifiers).input
     return fees + rate * passes * per_pass
+
+
+def _loop_passes(per_search: int, fed: FedBack | None) -> int:
+    """The passes the server's loop may add: none without tool search or a tool whose
+    results are read back; SERVER_LOOP_ITERATIONS, or fewer where those tools' `max_uses`
+    allow fewer (tool search has no such limit)."""
+    if not per_search and fed is None:
+        return 0
+    if not per_search and fed is not None and fed.uses is not None:
+        return min(SERVER_LOOP_ITERATIONS, fed.uses)
+    return SERVER_LOOP_ITERATIONS
 
 
 def _compaction(
@@ -221,7 +231,7 @@ def server_loop_note(model: str, request: dict[str, Any]) -> str:
     fed = fed_back_results(request)
     if fed is None or fed.tokens is not None:
         return ""
-    passes = SERVER_LOOP_ITERATIONS if fed.uses is None else min(SERVER_LOOP_ITERATIONS, fed.uses)
+    passes = _loop_passes(search_result_tokens(request), fed)
     return (
         f", and {passes} more pass(es) of the server's loop reading its server tools' results "
         f"back, each up to the {loop_window(model):,}-token window (nothing bounds a web "
