@@ -99,6 +99,17 @@ class Exchange:
                 return value
         return None
 
+    def betas(self) -> tuple[str, ...]:
+        """The betas the request asks for: every `anthropic-beta` header's comma-separated
+        values (they may widen what a request reaches: `Bounds`)."""
+        return tuple(
+            beta.strip()
+            for key, value in self.headers
+            if key == b"anthropic-beta"
+            for beta in value.decode("latin-1").split(",")
+            if beta.strip()
+        )
+
     def text_headers(self) -> dict[str, str]:
         """The headers as text (the budgets' scopes are read from them)."""
         return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers}
@@ -380,7 +391,10 @@ class ProxyApp:
         raw, body = read
         headers = exchange.text_headers()
         pending = await self.batches.hold(
-            body, exchange.client, lambda params: proxy_scopes(headers, params, exchange.client)
+            body,
+            exchange.client,
+            lambda params: proxy_scopes(headers, params, exchange.client),
+            exchange.betas(),
         )
         if isinstance(pending, NotAdmitted):
             await self.answer_refused(exchange, pending)
@@ -454,7 +468,9 @@ class ProxyApp:
 
         try:
             scopes = proxy_scopes(exchange.text_headers(), payload, exchange.client)
-            call = await self.meter.admit(raw, payload, exchange.client, count, scopes)
+            call = await self.meter.admit(
+                raw, payload, exchange.client, count, scopes, exchange.betas()
+            )
         except Exception as exc:  # fail closed: what cannot be metered is not sent
             await self.refuse(
                 exchange, 400, f"cannot meter this request ({_what(exc)})", model=_model(payload)
