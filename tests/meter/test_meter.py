@@ -489,16 +489,14 @@ def test_a_request_reaches_its_models_window_unless_its_betas_widen_it(
     model=st.sampled_from(["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-8", "x-y"]),
     betas=st.lists(
         st.one_of(
-            st.sampled_from(sorted(PLAIN_BETAS) + ["context-1m-2025-08-07"]),
+            st.sampled_from([*sorted(PLAIN_BETAS), "context-1m-2025-08-07"]),
             st.text(max_size=40),
         ),
         max_size=5,
     ),
     more=st.text(max_size=40),
 )
-def test_no_beta_lowers_how_far_a_request_reaches(
-    model: str, betas: list[str], more: str
-) -> None:
+def test_no_beta_lowers_how_far_a_request_reaches(model: str, betas: list[str], more: str) -> None:
     """Fail closed: a beta (any text) never makes the window or the output smaller than
     without it, and one the meter does not know reaches at least the long window."""
     before, after = Bounds.of(model, betas), Bounds.of(model, [*betas, more])
