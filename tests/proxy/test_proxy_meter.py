@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -510,3 +511,46 @@ def test_usage_reports_where_and_how_it_ran() -> None:
     )
     assert (usage.inference_geo, usage.speed) == ("us", "fast")
     assert usage.with_delta({"output_tokens": 9}).inference_geo == "us"  # message_start's
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_answer_compressed_anyway_is_read_for_its_bill(
+    tmp_path: Path, coding: str, stream: bool
+) -> None:
+    """An upstream (a gateway) that compresses its answer although the proxy asked for
+    `identity`: the call was recorded as "connection dropped" at its worst case. It is read
+    as it arrives, decoded, and recorded as billed; the client gets the bytes as sent."""
+    pricer = Pricer()
+    with (
+        BillingUpstream(encoding=coding) as upstream,
+        proxy_to(upstream.base_url, tmp_path, "1.00") as proxy,
+        httpx2.Client() as client,
+    ):
+        request = client.build_request(
+            "POST", proxy.url + "/v1/messages", content=body(stream=stream), headers=HEADERS
+        )
+        response = client.send(request, stream=True)
+        raw = b"".join(response.iter_raw())
+        ((bill, record),) = by_request_id(proxy, upstream.bills)
+    assert response.headers["content-encoding"] == coding
+    assert b"message" in zlib.decompress(raw, zlib.MAX_WBITS | 32)  # as the upstream sent it
+    assert record["type"] == "turn" and not record.get("usage_unknown")
+    assert cost(record) == bill.billed(pricer) < D(str(record["reserved_usd"]))
+
+
+def test_an_answer_in_an_encoding_the_proxy_cannot_read_says_so(tmp_path: Path) -> None:
+    with (
+        BillingUpstream(encoding="br") as upstream,
+        proxy_to(upstream.base_url, tmp_path, "1.00") as proxy,
+        httpx2.Client() as client,
+    ):
+        request = client.build_request(
+            "POST", proxy.url + "/v1/messages", content=body(), headers=HEADERS
+        )
+        b"".join(client.send(request, stream=True).iter_raw())
+        ((_, record),) = by_request_id(proxy, upstream.bills)
+    assert record["type"] == "attempt" and record["usage_unknown"] is True
+    assert record["error_type"] == "unreadable_answer"
+    assert "'br'-encoded, which the proxy cannot read" in record["error"]
+    assert cost(record) == D(str(record["reserved_usd"]))  # the worst case, kept

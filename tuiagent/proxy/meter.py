@@ -435,6 +435,8 @@ def _error_type(
         return str(scanner.error.get("type") or "api_error")
     if scanner.bad_usage is not None:
         return "bad_usage"
+    if scanner.unreadable is not None and transport_error is None:
+        return "unreadable_answer"
     if not sent or transport_error is not None:
         return "connection_error"
     if status is not None and status >= 400:
@@ -452,4 +454,6 @@ def _error_text(status: int | None, scanner: UsageScanner, transport_error: str 
         return f"API error {status}"
     if scanner.bad_usage is not None:
         return f"the response's {scanner.bad_usage}: its output is not known, the most it allowed is kept"
+    if scanner.unreadable is not None:
+        return f"{scanner.unreadable}: what it billed is not known, the most it could is kept"
     return "the response ended before it was complete (connection dropped)"

@@ -44,6 +44,7 @@ from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.batches import Batches, ResultsReader, results_url
 from tuiagent.proxy.body import BadBody, messages_request, parse_json
 from tuiagent.proxy.door import Door
+from tuiagent.proxy.encoding import Decoder
 from tuiagent.proxy.keptlog import writable
 from tuiagent.proxy.meter import Admitted, Meter, NotAdmitted
 from tuiagent.proxy.sse import UsageScanner
@@ -523,7 +524,9 @@ class ProxyApp:
         gone): before the client has the last byte, so that its next request finds this one
         settled, not in flight."""
         streamed = "text/event-stream" in response.headers.get("content-type", "")
-        scanner = UsageScanner(streamed)
+        encoding = response.headers.get("content-encoding")
+        scanner = UsageScanner(streamed, encoding)
+        results = Decoder(encoding)  # a batch's results (`tap`), as the scanner reads its own
         length = response.headers.get("content-length")
         expected = int(length) if length and length.isdigit() else None
         clock = self.meter.clock
@@ -579,7 +582,7 @@ class ProxyApp:
                 what was read is metered, even if the client leaves before it is sent."""
                 nonlocal ttft, received
                 if tap is not None:
-                    tap.feed(chunk)
+                    tap.feed(results.feed(chunk))
                 if call is None:
                     return
                 if ttft is None:
@@ -760,8 +763,9 @@ def _on_disconnect(
 
 
 async def _answer(exchange: Exchange, response: httpx2.Response, body: bytes) -> None:
-    """The upstream's answer, read whole (a batch object), with `body` as its body."""
-    drop = _RESPONSE_DROP | {b"content-length", b"content-type"}
+    """The upstream's answer, read whole (a batch object), with `body` as its body: decoded
+    (httpx undid its content-encoding), so that header does not pass."""
+    drop = _RESPONSE_DROP | {b"content-length", b"content-type", b"content-encoding"}
     headers = [(k, v) for k, v in response.headers.raw if k.lower() not in drop]
     kind = response.headers.get("content-type", "application/json").encode("latin-1")
     await exchange.answer(response.status_code, body, [(b"content-type", kind), *headers])
