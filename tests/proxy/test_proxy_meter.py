@@ -270,7 +270,8 @@ def test_a_search_is_held_at_the_window_its_request_can_reach(
     else:
         assert answer.status_code == 400 and upstream.messages_calls == 0
         said = answer.json()["error"]["message"]
-        assert f"each up to the {window}-token window" in said and said == records[0]["error"]
+        assert f"each up to the {window}-token window its anthropic-beta header allows" in said
+        assert "(the model's own: 200,000)" in said and said == records[0]["error"]
 
 
 def test_a_batch_is_held_at_the_window_its_header_allows(tmp_path: Path) -> None:

@@ -320,9 +320,11 @@ def server_loop_note(model: str, request: dict[str, Any], bounds: Bounds | None 
         return ""
     passes = _loop_passes(search_result_tokens(request), fed)
     window = (bounds or Bounds.of(model)).window
+    own = Bounds.of(model).window
+    why = f" its anthropic-beta header allows (the model's own: {own:,})" if window > own else ""
     return (
         f", and {passes} more pass(es) of the server's loop reading its server tools' results "
-        f"back, each up to the {window:,}-token window (nothing bounds a web "
+        f"back, each up to the {window:,}-token window{why} (nothing bounds a web "
         "search's results; max_uses, and a web fetch's max_content_tokens, hold less),"
     )
 
