@@ -270,8 +270,28 @@ def test_a_search_is_held_at_the_window_its_request_can_reach(
     else:
         assert answer.status_code == 400 and upstream.messages_calls == 0
         said = answer.json()["error"]["message"]
-        assert f"each up to the {window}-token window its anthropic-beta header allows" in said
+        assert f"each up to the {window}-token window its betas allow" in said
         assert "(the model's own: 200,000)" in said and said == records[0]["error"]
+
+
+def test_betas_named_in_the_body_widen_the_window_as_the_header_does(tmp_path: Path) -> None:
+    """A gateway in front of Bedrock or Vertex reads betas from the body (`anthropic_beta`;
+    the SDKs' keyword is `betas`): held at 200k, such a request could read 1M. One whose
+    betas are not a list of strings is not sent."""
+    search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}]
+    with proxied(tmp_path, cap="2.00") as (upstream, proxy):
+        answers = [
+            send(proxy.url, body(model="claude-sonnet-4-5", tools=search, **{key: value}))
+            for key, value in [
+                ("anthropic_beta", ["context-1m-2025-08-07"]),
+                ("betas", ["context-1m-2025-08-07"]),
+                ("anthropic_beta", "context-1m-2025-08-07"),
+            ]
+        ]
+    said = [a.json()["error"]["message"] for a in answers]
+    assert [a.status_code for a in answers] == [400, 400, 400] and upstream.messages_calls == 0
+    assert all("1,000,000-token window its betas allow" in s for s in said[:2])
+    assert "anthropic_beta: Input should be a valid list of strings" in said[2]
 
 
 def test_a_batch_is_held_at_the_window_its_header_allows(tmp_path: Path) -> None:

@@ -321,7 +321,7 @@ def server_loop_note(model: str, request: dict[str, Any], bounds: Bounds | None 
     passes = _loop_passes(search_result_tokens(request), fed)
     window = (bounds or Bounds.of(model)).window
     own = Bounds.of(model).window
-    why = f" its anthropic-beta header allows (the model's own: {own:,})" if window > own else ""
+    why = f" its betas allow (the model's own: {own:,})" if window > own else ""
     return (
         f", and {passes} more pass(es) of the server's loop reading its server tools' results "
         f"back, each up to the {window:,}-token window{why} (nothing bounds a web "
