@@ -238,27 +238,28 @@ SONNET_45_BETAS = (
 @pytest.mark.parametrize(
     ("betas", "window"),
     [
-        ((), None),
-        (("anthropic-beta", SONNET_45_BETAS), None),
-        (("anthropic-beta", "context-1m-2025-08-07"), "1,000,000"),
-        (("anthropic-beta", f"{SONNET_45_BETAS},context-1m-2025-08-07"), "1,000,000"),
-        (("anthropic-beta", "some-beta-2027-01-01"), "1,000,000"),  # unknown: the long window
+        ([], None),
+        ([SONNET_45_BETAS], None),
+        (["context-1m-2025-08-07"], "1,000,000"),
+        ([f"{SONNET_45_BETAS},context-1m-2025-08-07"], "1,000,000"),
+        ([SONNET_45_BETAS, " context-1m-2025-08-07"], "1,000,000"),  # the header twice
+        (["some-beta-2027-01-01"], "1,000,000"),  # unknown: the long window
     ],
 )
 def test_a_search_is_held_at_the_window_its_request_can_reach(
-    tmp_path: Path, betas: tuple[str, str], window: str | None
+    tmp_path: Path, betas: list[str], window: str | None
 ) -> None:
     """Claude Sonnet 4.5 reads 200k tokens unless the request carries the long-context
     beta: its one search (a pass of the server's loop nothing but the window bounds) was held
     as a 1M-token pass ($6 at the long-context rate) and refused under a $2 cap. Held at
     200k ($0.60) it is sent; with the beta (or one the meter does not know), still 1M."""
     search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}]
-    headers = dict([betas]) if betas else {}
+    headers = [*HEADERS.items(), *(("anthropic-beta", b) for b in betas)]
     with proxied(tmp_path, cap="2.00") as (upstream, proxy):
         answer = httpx2.post(
             proxy.url + "/v1/messages",
             content=body(model="claude-sonnet-4-5", tools=search),
-            headers={**HEADERS, **headers},
+            headers=headers,
             timeout=30,
         )
         records = proxy.records("hold" if window is None else "refused")
