@@ -242,7 +242,7 @@ SONNET_45_BETAS = (
         ([SONNET_45_BETAS], None),
         (["context-1m-2025-08-07"], "1,000,000"),
         ([f"{SONNET_45_BETAS},context-1m-2025-08-07"], "1,000,000"),
-        ([SONNET_45_BETAS, " context-1m-2025-08-07"], "1,000,000"),  # the header twice
+        ([SONNET_45_BETAS, "context-1m-2025-08-07"], "1,000,000"),  # the header twice
         (["some-beta-2027-01-01"], "1,000,000"),  # unknown: the long window
     ],
 )
