@@ -325,9 +325,11 @@ DOCUMENT = [
 
 def test_an_image_or_a_document_without_a_count_is_held_at_the_window(tmp_path: Path) -> None:
     """Where count_tokens gave no count, a request was held at the local estimate with its
-    margin: a document by URL at 30 tokens, whatever its pages bill. It is held as the
+    margin: a PDF at its base64's few tokens, whatever its pages bill. It is held as the
     model's whole window (refused under a $1 cap); with a count, as counted."""
-    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": DOCUMENT}).encode()
+    inline = {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}
+    messages = [{"role": "user", "content": [{"type": "document", "source": inline}]}]
+    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": messages}).encode()
     with proxied(tmp_path, counts=["missing", "honest"]) as (upstream, proxy):
         refused = send(proxy.url, ask)
         assert upstream.messages_calls == 0
@@ -336,6 +338,27 @@ def test_an_image_or_a_document_without_a_count_is_held_at_the_window(tmp_path: 
     said = refused.json()["error"]["message"]
     assert refused.status_code == 400 and "1,000,000 input tokens (its image or document" in said
     assert sent.status_code == 200 and turn["input_count_source"] == "count_tokens"
+
+
+@pytest.mark.parametrize("counts", [["low"], ["honest"], ["missing"]])
+def test_a_document_by_url_is_held_at_the_window_whatever_a_count_says(
+    tmp_path: Path, counts: list[str]
+) -> None:
+    """A PDF by URL: nothing here sees its pages, so nothing can check a count of them. An
+    upstream answering count_tokens with 1 token set the hold (a few cents for a document
+    that bills hundreds of thousands). It is held at the window, no count asked: refused
+    under a $1 cap on Opus 5.5, sent under $10 (and the call after it, which continues the
+    billed prefix, is sized from that bill)."""
+    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": DOCUMENT}).encode()
+    with proxied(tmp_path, counts=counts) as (upstream, proxy):
+        refused = send(proxy.url, ask)
+        (record,) = proxy.records("refused")
+    assert refused.status_code == 400 and upstream.messages_calls == upstream.count_calls == 0
+    assert "1,000,000 input tokens (its image or document" in record["error"]
+    with proxied(tmp_path / "more", counts=counts, cap="10.00") as (upstream, proxy):
+        sent = send(proxy.url, ask)
+        (hold,) = proxy.records("hold")
+    assert sent.status_code == 200 and hold["input_tokens_counted"] >= 1_000_000
 
 
 def test_a_batch_request_with_an_image_or_a_document_is_held_at_the_window(
