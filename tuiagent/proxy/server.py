@@ -606,6 +606,10 @@ class ProxyApp:
                 error = _what(exc)
             settle()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if error is None and not gone.done():  # not the client leaving: the server stopping
+                error = "cut when the proxy stopped, before the answer ended"
+            raise
         finally:
             if error is None and gone.done() and not gone.cancelled():
                 error = "the client hung up before the answer ended"
