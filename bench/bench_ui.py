@@ -229,11 +229,13 @@ async def _ui_stream(tmp: Path, tokens: int, earlier: int = 0) -> Timed:
 
 
 def _chat_text(app: Any) -> str:
-    """The words the screen shows in the chat now (the compositor renders what is in view)."""
-    region = app.main.chat.region
-    strips = app.screen._compositor.render_strips()
-    rows = strips[region.y : region.bottom]
-    return " ".join(" ".join(s.crop(region.x, region.right).text.split()) for s in rows)
+    """The words the chat draws now: its lines in view, as the compositor takes them. (Not
+    the whole screen's render: that is the bench's own work, as costly as a frame.)"""
+    from textual.geometry import Region
+
+    chat = app.main.chat
+    lines = chat.render_lines(Region(0, 0, chat.size.width, chat.size.height))
+    return " ".join(" ".join(s.text.split()) for s in lines)
 
 
 def _best(runs: list[Timed]) -> Timed:

@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 from tests.support.session import collect
 from tuiagent.agent.events import CacheStateChanged, Notice, TurnFinished
 from tuiagent.config import Settings
-from tuiagent.llm.caching import (
+from tuiagent.llm.tokens import (
     MAX_BREAKPOINTS,
+    block_tokens,
     count_breakpoints,
+    estimate_request_tokens,
     min_cacheable_tokens,
     plan_breakpoints,
 )
-from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
 from tuiagent.offline import OfflineModel
 from tuiagent.runs.log import read_records
 from tuiagent.session import Session, open_session

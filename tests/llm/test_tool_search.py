@@ -16,7 +16,6 @@ import pytest
 
 from tuiagent.cost.budget import Budget, estimated_with_margin, plan_reservation
 from tuiagent.cost.pricing import SERVER_LOOP_ITERATIONS, Pricer
-from tuiagent.llm.caching import plan_breakpoints
 from tuiagent.llm.client import make_client
 from tuiagent.llm.tokens import (
     COUNTED_FIELDS,
@@ -25,6 +24,7 @@ from tuiagent.llm.tokens import (
     block_tokens,
     estimate_request_tokens,
     loadable_tokens,
+    plan_breakpoints,
     request_blocks,
     search_result_tokens,
 )

@@ -24,9 +24,8 @@ from tests.support import FIXTURES
 from tests.support.session import collect, offline_session
 from tests.support.wire import offline_answer as send
 from tuiagent.config import DEFAULT_TIER_MODELS, TIERS
-from tuiagent.llm.caching import min_cacheable_tokens
 from tuiagent.llm.models import EFFORT_ALL, RULES, ModelRules, rules_for
-from tuiagent.llm.tokens import estimate_request_tokens
+from tuiagent.llm.tokens import estimate_request_tokens, min_cacheable_tokens
 from tuiagent.offline.rules import model_ids
 
 WIRE = FIXTURES / "wire"

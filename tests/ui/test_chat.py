@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from textual import events
 from textual.keys import _character_to_key
 from textual.pilot import Pilot
@@ -58,6 +59,41 @@ async def test_every_message_stays_and_only_what_is_in_view_is_drawn(make_app: M
         assert "earlier messages" not in screen_text(pilot)  # nothing went off screen
         chat.scroll_home(animate=False)
         await until(pilot, lambda: "question number 0" in screen_text(pilot), "the top")
+
+
+def thumb(bar: Any) -> bool:
+    """The scrollbar draws a thumb (reversed cells), not only its track."""
+    lines = bar.render_lines(bar.region.reset_offset)
+    return any(seg.style is not None and seg.style.reverse for line in lines for seg in line)
+
+
+async def test_the_chat_outgrowing_its_view_lays_nothing_out_again(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chat's scrollbar is there from the start: when the chat first outgrows its view
+    (a first long answer) the scrollbar's thumb shows, and the screen is not laid out again
+    for it (it was, once a session: 10 ms in bench_ui's stream)."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.pause()
+        chat = app.main.chat
+        bar = chat.vertical_scrollbar
+        assert chat.show_vertical_scrollbar and chat.max_scroll_y == 0 and not thumb(bar)
+        layouts: list[bool] = []
+        relayout = type(app.screen)._refresh_layout
+
+        def counting(screen: Any, *args: Any, **kwargs: Any) -> None:
+            layouts.append(True)
+            relayout(screen, *args, **kwargs)
+
+        monkeypatch.setattr(type(app.screen), "_refresh_layout", counting)
+        fill(app, 10)
+        await pilot.pause()
+        await pilot.pause()
+        assert chat.max_scroll_y > 0 and "Answer number 9." in screen_text(pilot)
+        assert layouts == []
+        assert thumb(bar)  # drawn reversed, in the scrollbar's colour, over the track
 
 
 async def test_page_keys_scroll_the_chat_from_the_input(make_app: MakeApp) -> None:

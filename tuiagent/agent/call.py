@@ -58,12 +58,6 @@ from tuiagent.cost.pricing import Pricer, Spending
 from tuiagent.errors import UsageError
 from tuiagent.ledger import LedgerError, Scopes, key_id
 from tuiagent.ledger.scopes import clean_value
-from tuiagent.llm.caching import (
-    CacheTracker,
-    api_miss_reason,
-    count_breakpoints,
-    without_breakpoints,
-)
 from tuiagent.llm.models import context_window
 from tuiagent.llm.provider import (
     CallFailed,
@@ -73,7 +67,14 @@ from tuiagent.llm.provider import (
     ToolUseStarted,
     UsageUpdate,
 )
-from tuiagent.llm.tokens import TokenUsage, estimate_tokens
+from tuiagent.llm.tokens import (
+    CacheTracker,
+    TokenUsage,
+    api_miss_reason,
+    count_breakpoints,
+    estimate_tokens,
+    without_breakpoints,
+)
 from tuiagent.meter import CallMeter, Held, Plan, Seen, Settled, Size, Unfit, record_fields
 from tuiagent.runs.layout import transcript_path
 from tuiagent.runs.log import R, RunLog, Transcript, utc_now_iso

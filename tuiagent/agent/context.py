@@ -51,10 +51,15 @@ from tuiagent.agent.tools import Toolbox
 from tuiagent.config import TIERS, Settings
 from tuiagent.cost.display import cap, money
 from tuiagent.cost.pricing import Pricer
-from tuiagent.llm.caching import TTL_SECONDS, CacheTracker, plan_breakpoints
 from tuiagent.llm.markers import COMPACT_MARKER, SUMMARY_MARKER
 from tuiagent.llm.models import context_window
-from tuiagent.llm.tokens import block_tokens, estimate_request_tokens
+from tuiagent.llm.tokens import (
+    TTL_SECONDS,
+    CacheTracker,
+    block_tokens,
+    estimate_request_tokens,
+    plan_breakpoints,
+)
 from tuiagent.runs.records import ContextEdit, HaltReason, KeepWarm
 
 

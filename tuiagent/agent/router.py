@@ -32,8 +32,7 @@ from typing import Any, Protocol
 
 from tuiagent.config import TIERS, RouterRule
 from tuiagent.cost.pricing import Pricer, usd
-from tuiagent.llm.caching import min_cacheable_tokens
-from tuiagent.llm.tokens import estimate_tokens
+from tuiagent.llm.tokens import estimate_tokens, min_cacheable_tokens
 
 DEFAULT_BUDGET_FLOOR = Decimal("0.2")
 # Output tokens assumed for a call before the run has any of its own to average.

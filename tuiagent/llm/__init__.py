@@ -1,1 +1,2 @@
-"""Talking to the model: the real SDK client, usage capture, caching, the offline model."""
+"""Talking to the model: the seam (provider.py), the real SDK client, the model rules, and
+tokens: the estimate, the usage the API reports, and prompt caching."""

@@ -14,8 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tuiagent.llm.caching import LOOKBACK_BLOCKS, MAX_BREAKPOINTS, TTL_SECONDS, min_cacheable_tokens
-from tuiagent.llm.tokens import REQUEST_OVERHEAD, request_blocks
+from tuiagent.llm.tokens import (
+    LOOKBACK_BLOCKS,
+    MAX_BREAKPOINTS,
+    REQUEST_OVERHEAD,
+    TTL_SECONDS,
+    min_cacheable_tokens,
+    request_blocks,
+)
 
 
 class CacheRuleError(ValueError):

@@ -27,8 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuiagent.llm.caching import TTL_SECONDS
-from tuiagent.llm.tokens import TokenUsage
+from tuiagent.llm.tokens import TTL_SECONDS, TokenUsage
 
 SESSIONS = 256  # the sessions (and sub-agents) whose last call is remembered
 

@@ -23,8 +23,7 @@ from tuiagent.cost.display import budget_line
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
 from tuiagent.ledger import LedgerError, Scopes
-from tuiagent.llm.caching import count_breakpoints, plan_breakpoints
-from tuiagent.llm.tokens import COUNTED_FIELDS
+from tuiagent.llm.tokens import COUNTED_FIELDS, count_breakpoints, plan_breakpoints
 from tuiagent.meter import CallMeter, Held, Seen, Unfit, record_fields
 from tuiagent.proxy.causes import MissCauses, session_key
 from tuiagent.proxy.ratelimits import RateLimits

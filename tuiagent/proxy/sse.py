@@ -13,8 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tuiagent.llm.caching import api_miss_reason
-from tuiagent.llm.tokens import BadUsage, TokenUsage, estimate_tokens
+from tuiagent.llm.tokens import BadUsage, TokenUsage, api_miss_reason, estimate_tokens
 from tuiagent.proxy.answer import content_of_events, content_of_message
 
 _DECODED = (b"message_start", b"message_delta", b"message_stop", b"error")

@@ -204,13 +204,12 @@ class ChatLog(ScrollView, can_focus=True):
             size = Size(width, total)
             if size != self.virtual_size:
                 # Not the reactive's setter: it lays the whole screen out again, for a
-                # size only the chat and its scrollbar use. The scrollbar follows (a layout
-                # only if it comes or goes).
+                # size only the chat and its scrollbar use (always shown: main.tcss).
                 self.set_reactive(ChatLog.virtual_size, size)
                 self._scroll_update(size)
             y = max(total - view, 0) if anchor is None else self._tops[anchor[0]] + anchor[1]
             if y != round(self.scroll_y):  # (a scroll under way goes on otherwise)
-                # Forced: the scrollbar that allows it may come with the next layout.
+                # Forced: whatever the scrollbar's state since the last layout.
                 self.scroll_to(y=y, animate=False, immediate=True, force=True)
         finally:
             self._placing = False
