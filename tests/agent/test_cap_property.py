@@ -56,7 +56,10 @@ def test_spend_never_exceeds_cap(
     ws = Path(tempfile.mkdtemp(dir=tmp_path))
     (ws / "notes.txt").write_text("TODO: check\n" * 20)
     (ws / "big.txt").write_text(("lorem ipsum dolor sit amet 12345\n" * 32) * file_kb)
-    model = FaultyModel(faults, fill_max_tokens=greedy, always_tool=greedy)
+    # A greedy answer of 8,192 tokens streamed a word to an event was 8,192 events to parse
+    # (most of this test's time); the faults cut before the first delta, and the meter
+    # reads usage, not deltas: 16 words to an event tests the same.
+    model = FaultyModel(faults, fill_max_tokens=greedy, always_tool=greedy, words_per_delta=16)
     cfg = Settings().with_changes(
         log_dir=tmp_path / "logs",
         max_cost_usd=cap,

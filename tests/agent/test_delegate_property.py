@@ -65,7 +65,7 @@ def test_greedy_sub_agents_stay_within_the_cap_and_their_slices(
     names = [f"f{i}.txt" for i in range(files)]
     for i, name in enumerate(names):
         (ws / name).write_text(f"file {i}\n" + "lorem ipsum dolor 123\n" * (40 * i))
-    model = _GreedyWorkers(faults)
+    model = _GreedyWorkers(faults, words_per_delta=16)  # (as in test_cap_property)
     cfg = Settings().with_changes(
         log_dir=tmp_path / "logs",
         max_cost_usd=cap,

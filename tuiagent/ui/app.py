@@ -183,7 +183,7 @@ class TuiagentApp(MeteredApp):
     def _pick_session(self) -> None:
         """`--resume` without an id: the picker of recent sessions, then the session."""
         from tuiagent.runs.recent import recent_sessions
-        from tuiagent.ui.screens.resume import ResumeScreen
+        from tuiagent.ui.screens.resume import Picked, ResumeScreen
 
         sessions = recent_sessions(self.settings.run.log_dir or default_log_dir())
         if not sessions:
@@ -191,11 +191,20 @@ class TuiagentApp(MeteredApp):
             self.open_session()
             return
 
-        def chosen(path: Path | None) -> None:
-            self.resume = path
+        def chosen(picked: Picked | None) -> None:
+            assert picked is not None
+            self.resume = picked.transcript
+            # What was typed at the picker, before what was typed since it closed.
+            typed = self.main.input.text
+            self.main.input.load_text(picked.draft + typed)
+            self.main.input.move_cursor(self.main.input.document.end)
             self.open_session()
 
-        self.push_screen(ResumeScreen(sessions), callback=chosen)
+        # What is in the input already (typed before the picker showed) is the start of the
+        # message the picker keeps.
+        draft = self.main.input.text
+        self.main.input.clear()
+        self.push_screen(ResumeScreen(sessions, draft), callback=chosen)
 
     def _remember_theme(self, theme: Any) -> None:
         write_state(self.state_path, theme=theme.name)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.events import Key
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.widgets._footer import FooterKey
@@ -170,6 +171,15 @@ class MainScreen(Screen[None]):
         self.query_one(ChatInput).focus()
         # After the frame that shows the footer's keys (the footer fills in after a refresh).
         self.call_after_refresh(self.call_after_refresh, self.mount_panels)
+
+    def on_key(self, event: Key) -> None:
+        """A key typed as the app starts, before the input had the focus, came here (Textual
+        gives a key with nothing focused to the screen): it is the start of the message.
+        Once the input has the focus, it takes every printable key itself, so one seen here
+        then was sent before it."""
+        if event.is_printable and event.character is not None and self.focused is self.input:
+            event.stop()
+            self.input.insert(event.character)
 
     async def mount_panels(self) -> None:
         from tuiagent.ui.widgets.cache import CachePanel
