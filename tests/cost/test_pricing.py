@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tuiagent.config import load_settings
-from tuiagent.cost.budget import loop_window, plan_reservation
+from tuiagent.cost.budget import Bounds, plan_reservation
 from tuiagent.cost.pricing import SERVER_LOOP_ITERATIONS, Pricer, UnpricedModelError
 from tuiagent.errors import ConfigError
 from tuiagent.llm.tokens import FETCH_FRAME_TOKENS, TokenUsage
@@ -252,7 +252,7 @@ def test_a_reservation_holds_the_searches_a_request_offers() -> None:
         "max_tokens": 1000,
         "messages": [{"role": "user", "content": "find it"}],
     }
-    window = loop_window(model)
+    window = Bounds.of(model).window
     per_pass = pricer.rates(model, window).input * window
     tokens_only = plan_reservation(pricer, model, base, 100, "count_tokens", D(1), 256)
     assert tokens_only is not None
@@ -328,7 +328,7 @@ def test_the_results_a_server_tool_reads_back_are_held_pass_by_pass(
     plain = plan_reservation(pricer, model, base, 100, "count_tokens", D(1000), 256)
     held = plan_reservation(pricer, model, body, 100, "count_tokens", D(1000), 256)
     assert plain is not None and held is not None and held.max_tokens == 1000
-    per_pass = loop_window(model) if results is None else 100 + 1000 + results
+    per_pass = Bounds.of(model).window if results is None else 100 + 1000 + results
     rate = pricer.rates(model, per_pass).input
     assert held.worst_case_usd - plain.worst_case_usd == fees + rate * passes * per_pass
 

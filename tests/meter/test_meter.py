@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tuiagent.agent.call import CallSpec
 from tuiagent.agent.events import TurnFinished
 from tuiagent.agent.router import RouteDecision
 from tuiagent.config import Settings
-from tuiagent.cost.budget import Budget
+from tuiagent.cost.budget import LONG_CONTEXT_WINDOW, PLAIN_BETAS, Bounds, Budget
 from tuiagent.cost.pricing import STANDARD, Modifiers, Pricer, UnpricedModifierError
 from tuiagent.errors import UsageError
 from tuiagent.llm.tokens import TokenUsage, estimate_request_tokens
@@ -441,3 +443,76 @@ def test_what_follows_a_known_prefix_is_estimated_only_without_media(
     assert (size.source, size.tokens >= 1_000_000) == (
         ("window", True) if media else ("estimate", False)
     )
+
+
+# --- how far a request reaches: its model's window and output, as its betas allow -------
+
+# What claude-code 2.1.197 sends with claude-sonnet-4-5 (captured on 127.0.0.1).
+CLAUDE_CODE_BETAS = (
+    "claude-code-20250219",
+    "interleaved-thinking-2025-05-14",
+    "thinking-token-count-2026-05-13",
+    "context-management-2025-06-27",
+    "prompt-caching-scope-2026-01-05",
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "betas", "window", "max_output"),
+    [
+        ("claude-sonnet-4-5", (), 200_000, 64_000),
+        ("claude-sonnet-4-5", CLAUDE_CODE_BETAS, 200_000, 64_000),
+        ("claude-sonnet-4-5", ("context-1m-2025-08-07",), M, 64_000),
+        ("claude-sonnet-4-5", (" Context-1M-2025-08-07 ",), M, 64_000),  # as the API reads it
+        ("claude-sonnet-4-5", ("context-2m-2027-01-01",), 2 * M, 64_000),
+        ("claude-3-7-sonnet", ("output-128k-2025-02-19",), 200_000, 128_000),
+        ("claude-opus-4-5", ("output-300k-2026-03-24",), 200_000, 300_000),
+        # one the meter has not met: as far as any documented beta reaches
+        ("claude-sonnet-4-5", ("longer-thoughts-2027-02-02",), M, 300_000),
+        ("claude-sonnet-4-5", ("server-side-fallback-2026-06-01",), M, 300_000),
+        ("claude-sonnet-4-5", ("context-99999m-2027-01-01",), M, 300_000),
+        ("claude-opus-4-8", (), M, 128_000),  # a 1M window of its own
+        ("claude-opus-4-8", ("context-1m-2025-08-07",), M, 128_000),
+    ],
+)
+def test_a_request_reaches_its_models_window_unless_its_betas_widen_it(
+    model: str, betas: tuple[str, ...], window: int, max_output: int
+) -> None:
+    """Holds that nothing but the window bounds (a server tool's results read back, media
+    with no count) were held at 1M tokens on every model, since the long-context beta
+    header was not seen: 5x too much on a 200k model that cannot read past 200k."""
+    assert Bounds.of(model, betas) == Bounds(window, max_output)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    model=st.sampled_from(["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-8", "x-y"]),
+    betas=st.lists(
+        st.one_of(
+            st.sampled_from([*sorted(PLAIN_BETAS), "context-1m-2025-08-07"]),
+            st.text(max_size=40),
+        ),
+        max_size=5,
+    ),
+    more=st.text(max_size=40),
+)
+def test_no_beta_lowers_how_far_a_request_reaches(model: str, betas: list[str], more: str) -> None:
+    """Fail closed: a beta (any text) never makes the window or the output smaller than
+    without it, and one the meter does not know reaches at least the long window."""
+    before, after = Bounds.of(model, betas), Bounds.of(model, [*betas, more])
+    assert after.window >= before.window >= Bounds.of(model).window
+    assert after.max_output >= before.max_output
+    name = more.strip().lower()
+    if name and name not in PLAIN_BETAS:
+        assert after.window >= LONG_CONTEXT_WINDOW
+
+
+def test_a_media_request_with_no_count_is_held_at_its_own_window() -> None:
+    request = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}],
+    }
+    assert uncounted("claude-sonnet-4-5", request).tokens == 200_000
+    wide = Bounds.of("claude-sonnet-4-5", ["context-1m-2025-08-07"])
+    assert uncounted("claude-sonnet-4-5", request, bounds=wide).tokens == M

@@ -127,6 +127,22 @@ def test_a_result_whose_usage_is_nonsense_keeps_its_worst_case(tmp_path: Path) -
     assert honest["type"] == "turn" and in_flight == 0
 
 
+def test_results_compressed_anyway_are_read_and_settle(tmp_path: Path) -> None:
+    """Results the upstream gzips although the proxy asked for `identity`: read decoded as
+    they pass, each settling its request (they were kept at their worst case, unread)."""
+    with (
+        BillingUpstream(encoding="gzip") as api,
+        proxy_to(api.base_url, tmp_path, "5.00") as proxy,
+    ):
+        client = sdk(proxy)
+        batch = client.messages.batches.create(requests=requests(2))  # type: ignore[arg-type]
+        results = list(client.messages.batches.results(batch.id))
+        turns = proxy.records("turn")
+        left = proxy.budget.snapshot().in_flight
+    assert [r.result.type for r in results] == ["succeeded", "succeeded"]
+    assert len(turns) == 2 and left == 0
+
+
 def test_a_batch_that_does_not_fit_is_refused_before_it_is_sent(tmp_path: Path) -> None:
     # 100 requests of 128,000 output tokens of Opus at batch rates: far over $1.
     many = requests(100, max_tokens=64000)

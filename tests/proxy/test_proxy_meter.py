@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -226,6 +227,65 @@ def test_server_tools_whose_results_nothing_bounds_are_held_at_the_window(
     assert sent.status_code == 200
     one_pass = Pricer().rates(OPUS, 0).input * (hold["input_tokens_counted"] + 1000 + 2512)
     assert D(str(hold["reserved_usd"])) >= one_pass
+
+
+SONNET_45_BETAS = (
+    "claude-code-20250219,interleaved-thinking-2025-05-14,thinking-token-count-2026-05-13,"
+    "context-management-2025-06-27,prompt-caching-scope-2026-01-05"  # claude-code 2.1.197's
+)
+
+
+@pytest.mark.parametrize(
+    ("betas", "window"),
+    [
+        ((), None),
+        (("anthropic-beta", SONNET_45_BETAS), None),
+        (("anthropic-beta", "context-1m-2025-08-07"), "1,000,000"),
+        (("anthropic-beta", f"{SONNET_45_BETAS},context-1m-2025-08-07"), "1,000,000"),
+        (("anthropic-beta", "some-beta-2027-01-01"), "1,000,000"),  # unknown: the long window
+    ],
+)
+def test_a_search_is_held_at_the_window_its_request_can_reach(
+    tmp_path: Path, betas: tuple[str, str], window: str | None
+) -> None:
+    """Claude Sonnet 4.5 reads 200k tokens unless the request carries the long-context
+    beta: its one search (a pass of the server's loop nothing but the window bounds) was held
+    as a 1M-token pass ($6 at the long-context rate) and refused under a $2 cap. Held at
+    200k ($0.60) it is sent; with the beta (or one the meter does not know), still 1M."""
+    search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}]
+    headers = dict([betas]) if betas else {}
+    with proxied(tmp_path, cap="2.00") as (upstream, proxy):
+        answer = httpx2.post(
+            proxy.url + "/v1/messages",
+            content=body(model="claude-sonnet-4-5", tools=search),
+            headers={**HEADERS, **headers},
+            timeout=30,
+        )
+        records = proxy.records("hold" if window is None else "refused")
+    if window is None:
+        assert answer.status_code == 200 and upstream.messages_calls == 1
+        held = D(str(records[0]["reserved_usd"]))
+        one_pass = Pricer().rates("claude-sonnet-4-5", 0).input * 200_000
+        assert one_pass <= held < one_pass + D("0.10")
+    else:
+        assert answer.status_code == 400 and upstream.messages_calls == 0
+        said = answer.json()["error"]["message"]
+        assert f"each up to the {window}-token window" in said and said == records[0]["error"]
+
+
+def test_a_batch_is_held_at_the_window_its_header_allows(tmp_path: Path) -> None:
+    """A batch's `anthropic-beta` header is every request's: with the long-context beta, a
+    Sonnet 4.5 request with an image and no count is held at 1M tokens, without it at 200k."""
+    image = [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://e/x.png"}}]}]  # fmt: skip
+    params = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": image}
+    batch = json.dumps({"requests": [{"custom_id": "a", "params": params}]}).encode()
+    long = {**HEADERS, "anthropic-beta": "message-batches-2024-09-24, context-1m-2025-08-07"}
+    with proxied(tmp_path, cap="0.50") as (upstream, proxy):
+        refused = httpx2.post(proxy.url + "/v1/messages/batches", content=batch, headers=long)
+        sent = send(proxy.url, batch, "/v1/messages/batches")
+        (record,) = proxy.records("refused")
+    assert refused.status_code == 400 and "does not fit the cap" in record["error"]
+    assert sent.status_code == 200 and len(upstream.batches) == 1
 
 
 # A hundred-page PDF by URL: the local estimate reads its URL (a dozen tokens), the API its
@@ -451,3 +511,46 @@ def test_usage_reports_where_and_how_it_ran() -> None:
     )
     assert (usage.inference_geo, usage.speed) == ("us", "fast")
     assert usage.with_delta({"output_tokens": 9}).inference_geo == "us"  # message_start's
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_answer_compressed_anyway_is_read_for_its_bill(
+    tmp_path: Path, coding: str, stream: bool
+) -> None:
+    """An upstream (a gateway) that compresses its answer although the proxy asked for
+    `identity`: the call was recorded as "connection dropped" at its worst case. It is read
+    as it arrives, decoded, and recorded as billed; the client gets the bytes as sent."""
+    pricer = Pricer()
+    with (
+        BillingUpstream(encoding=coding) as upstream,
+        proxy_to(upstream.base_url, tmp_path, "1.00") as proxy,
+        httpx2.Client() as client,
+    ):
+        request = client.build_request(
+            "POST", proxy.url + "/v1/messages", content=body(stream=stream), headers=HEADERS
+        )
+        response = client.send(request, stream=True)
+        raw = b"".join(response.iter_raw())
+        ((bill, record),) = by_request_id(proxy, upstream.bills)
+    assert response.headers["content-encoding"] == coding
+    assert b"message" in zlib.decompress(raw, zlib.MAX_WBITS | 32)  # as the upstream sent it
+    assert record["type"] == "turn" and not record.get("usage_unknown")
+    assert cost(record) == bill.billed(pricer) < D(str(record["reserved_usd"]))
+
+
+def test_an_answer_in_an_encoding_the_proxy_cannot_read_says_so(tmp_path: Path) -> None:
+    with (
+        BillingUpstream(encoding="br") as upstream,
+        proxy_to(upstream.base_url, tmp_path, "1.00") as proxy,
+        httpx2.Client() as client,
+    ):
+        request = client.build_request(
+            "POST", proxy.url + "/v1/messages", content=body(), headers=HEADERS
+        )
+        b"".join(client.send(request, stream=True).iter_raw())
+        ((_, record),) = by_request_id(proxy, upstream.bills)
+    assert record["type"] == "attempt" and record["usage_unknown"] is True
+    assert record["error_type"] == "unreadable_answer"
+    assert "'br'-encoded, which the proxy cannot read" in record["error"]
+    assert cost(record) == D(str(record["reserved_usd"]))  # the worst case, kept

@@ -163,3 +163,24 @@ def test_the_body_passes_byte_for_byte_and_the_path_as_spelled(tmp_path: Path) -
     # A body sent with no content-type goes on with none (nothing added on the way).
     assert counted.json() == {"input_tokens": 12}
     assert b"content-type" not in heads[1].lower() and b"content-length: 2" in heads[1].lower()
+
+
+def test_a_batch_object_compressed_anyway_reaches_the_client_readable(tmp_path: Path) -> None:
+    """A batch object is read whole (httpx undoes its gzip) and passed on re-written (its
+    results_url pointed at the proxy): it went with the upstream's `content-encoding: gzip`
+    over the plain JSON, which no client could read."""
+    batch = b'{"id":"msgbatch_1","type":"message_batch","processing_status":"in_progress","results_url":null}'  # fmt: skip
+    body = gzip.compress(batch)
+
+    def gzipped(conn: socket.socket, _head: bytes) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    params = REQUEST.decode()
+    create = f'{{"requests":[{{"custom_id":"a","params":{params}}}]}}'.encode()
+    with raw_upstream(gzipped) as (url, _), proxy_to(url, tmp_path, "5.00") as proxy:
+        answer = httpx2.post(proxy.url + "/v1/messages/batches", content=create, headers=HEADERS)
+    assert answer.status_code == 200 and answer.json()["id"] == "msgbatch_1"
+    assert "content-encoding" not in answer.headers

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import json
 import threading
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -86,6 +87,10 @@ class BillingUpstream:
     behaviours: list[str] = field(default_factory=list)
     counts: list[str] = field(default_factory=list)
     stall_s: float = 5.0
+    # The Messages answers compressed so ("gzip", "deflate"), whatever the request's
+    # accept-encoding says (a gateway that compresses anyway); another name is sent as its
+    # header over the plain bytes.
+    encoding: str | None = None
 
     def __post_init__(self) -> None:
         self.gate = threading.Event()  # lets the "gated" answers finish
@@ -175,6 +180,20 @@ class BillingUpstream:
         self, body: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.messages_calls += 1
+        encoder = _Encoder(self.encoding) if self.encoding else None
+        try:
+            await self._answer(body, reader, writer, encoder)
+        finally:
+            if encoder is not None:
+                writer.write(encoder.finish())
+
+    async def _answer(
+        self,
+        body: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        encoder: _Encoder | None,
+    ) -> None:
         kind = self._behaviours.popleft() if self._behaviours else "honest"
         request_id = None if kind == "no_answer" else f"req_billing_{next(self._ids)}"
         bill = _bill(body, kind, request_id)
@@ -187,7 +206,14 @@ class BillingUpstream:
             return
         if kind == "overloaded":
             error = {"type": "error", "error": {"type": "overloaded_error", "message": "no"}}
-            await _write(writer, 529, "application/json", [json.dumps(error).encode()], request_id)
+            await _write(
+                writer,
+                529,
+                "application/json",
+                [json.dumps(error).encode()],
+                request_id,
+                encoder=encoder,
+            )
             return
         ran = {"inference_geo": ran_geo, "speed": ran_speed}
         start_usage = {"input_tokens": true_input, "output_tokens": 1, **ran}
@@ -204,7 +230,7 @@ class BillingUpstream:
         status = 200  # 0 once the head is sent
         if kind == "swapped_late":
             kind_of = "text/event-stream" if body.get("stream") else "application/json"
-            await _write(writer, 200, kind_of, [], request_id)
+            await _write(writer, 200, kind_of, [], request_id, encoder=encoder)
             await asyncio.sleep(LATE_S)
             status = 0
         if not body.get("stream"):
@@ -214,7 +240,7 @@ class BillingUpstream:
             data = json.dumps(message).encode()
             if kind in ("cut", "stall"):
                 data = data[: len(data) // 2]  # a body cut short: no usage can be read
-            await _write(writer, status, "application/json", [data], request_id)
+            await _write(writer, status, "application/json", [data], request_id, encoder=encoder)
             if kind == "stall":
                 await _hang(reader, self.stall_s)
             return
@@ -253,12 +279,14 @@ class BillingUpstream:
             events = events[:1]
         pause = 0.02 if kind == "slow" else 0.0
         if kind == "gated":
-            await _write(writer, 200, "text/event-stream", events[:1], request_id)
+            await _write(writer, 200, "text/event-stream", events[:1], request_id, encoder=encoder)
             while not self.gate.is_set():
                 await asyncio.sleep(0.01)
-            await _write(writer, 0, "", events[1:])
+            await _write(writer, 0, "", events[1:], encoder=encoder)
             return
-        await _write(writer, status, "text/event-stream", events, request_id, pause)
+        await _write(
+            writer, status, "text/event-stream", events, request_id, pause, encoder=encoder
+        )
         if kind == "stall":
             await _hang(reader, self.stall_s)
 
@@ -290,7 +318,9 @@ class BillingUpstream:
         batch_id = parts[4] if len(parts) > 4 else batch_id
         if len(parts) == 6:  # the results, one JSON line each
             jsonl = "".join(json.dumps(line) + "\n" for line in self.batches[batch_id])
-            await _write(writer, 200, "application/binary", [jsonl.encode()])
+            encoder = _Encoder(self.encoding) if self.encoding else None
+            await _write(writer, 200, "application/binary", [jsonl.encode()], encoder=encoder)
+            writer.write(encoder.finish() if encoder is not None else b"")
             return
         results = self.batches[batch_id]
         ok = sum(1 for r in results if r["result"]["type"] == "succeeded")
@@ -368,19 +398,41 @@ async def _write(
     chunks: list[bytes],
     request_id: str | None = None,
     pause: float = 0.0,
+    encoder: _Encoder | None = None,
 ) -> None:
-    """The head (not when `status` is 0: more of a body already begun), then each chunk; the
-    body ends when the connection closes."""
+    """The head (not when `status` is 0: more of a body already begun), then each chunk
+    (compressed as it goes, with `encoder`); the body ends when the connection closes."""
     if status:
         head = [f"HTTP/1.1 {status} X", f"content-type: {content_type}", "connection: close"]
         if request_id is not None:
             head.append(f"request-id: {request_id}")
+        if encoder is not None:
+            head.append(f"content-encoding: {encoder.name}")
+            encoder.begun = True
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
     for chunk in chunks:
-        writer.write(chunk)
+        writer.write(encoder.compress(chunk) if encoder is not None else chunk)
         await writer.drain()
         if pause:
             await asyncio.sleep(pause)
+
+
+class _Encoder:
+    """A body compressed as it is written, each chunk flushed so that it streams."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        wbits = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}.get(name)
+        self._zlib = None if wbits is None else zlib.compressobj(wbits=wbits)
+        self.begun = False  # its head was sent
+
+    def compress(self, chunk: bytes) -> bytes:
+        if self._zlib is None:
+            return chunk
+        return self._zlib.compress(chunk) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        return b"" if self._zlib is None or not self.begun else self._zlib.flush()
 
 
 async def _hang(reader: asyncio.StreamReader, bound_s: float) -> None:

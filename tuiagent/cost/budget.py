@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -124,14 +125,16 @@ def least_useful_cost(
     input_tokens: int,
     min_useful_tokens: int,
     modifiers: Modifiers = STANDARD,
+    bounds: Bounds | None = None,
 ) -> Decimal:
     """What the smallest useful call of this request may cost: its input at worst plus the
     useful minimum of output (what the cap must leave for it to be sent)."""
     out = min(min_useful_tokens, int(request["max_tokens"]))
+    bounds = bounds or Bounds.of(model)
     return (
         input_worst_case(pricer, model, request, input_tokens, modifiers)
         + pricer.rates(model, input_tokens, modifiers).output * out
-        + _server_tools(pricer, model, request, out, input_tokens, modifiers)
+        + _server_tools(pricer, model, request, out, input_tokens, modifiers, bounds)
     )
 
 
@@ -142,6 +145,7 @@ def _server_tools(
     max_tokens: int,
     input_tokens: int,
     modifiers: Modifiers,
+    bounds: Bounds,
 ) -> Decimal:
     """The most the request's server tools can bill when it is sent with `max_tokens`: their
     fees (`Pricer.server_tool_worst_case`), and the passes of the server's loop.
@@ -154,18 +158,18 @@ def _server_tools(
     reading `input_tokens` (the deferred definitions in it as loaded: the meter holds them),
     `max_tokens` and every result at its largest (a tool search's `search_result_tokens`
     with the estimate's margin; a web fetch's `max_content_tokens`), at the input rate, and
-    never more than the model's window. A result nothing bounds (a web search's, code's
-    output, an MCP server's answer, a fetch without `max_content_tokens`) may fill the
-    window: each pass is held as the whole window. Linear in `max_tokens` up to the window,
+    never more than the request's window (`bounds`). A result nothing bounds (a web
+    search's, code's output, an MCP server's answer, a fetch without `max_content_tokens`)
+    may fill the window: each pass is held as the whole window. Linear in `max_tokens` up to the window,
     as the cap's fitting needs."""
     fees = pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
     per_search = search_result_tokens(request)
     fed = fed_back_results(request)
     passes = _loop_passes(per_search, fed)
-    fees += _compaction(pricer, model, request, input_tokens, modifiers, passes)
+    fees += _compaction(pricer, model, request, input_tokens, modifiers, passes, bounds)
     if not passes:
         return fees
-    window = loop_window(model)
+    window = bounds.window
     results = passes * estimated_with_margin(per_search) if per_search else 0
     results += fed.tokens or 0 if fed else 0
     per_pass = min(window, input_tokens + max_tokens + results)
@@ -193,19 +197,19 @@ def _compaction(
     input_tokens: int,
     modifiers: Modifiers,
     passes: int,
+    bounds: Bounds,
 ) -> Decimal:
     """What compaction may add to a request that asks for it (`compaction_trigger`): its
     pass reads the input (held already) and writes a summary, which nothing bounds but the
-    model's most output; the answer's pass then reads the summary and what follows it (at
+    model's most output (`bounds`); the answer's pass then reads the summary and what follows it (at
     most the input again, never more than the window), at the dearest input rate (it may
     write the cache). Only where the input reaches the trigger, or a server tool's loop (its
     `passes` more) may grow it there; in that loop, once per pass."""
     trigger = compaction_trigger(request)
     if trigger is None or (input_tokens < trigger and not passes):
         return Decimal(0)
-    rules = rules_for(model)
-    summary = rules.max_output if rules is not None else MAX_OUTPUT
-    again = min(loop_window(model), input_tokens + summary)
+    summary = bounds.max_output
+    again = min(bounds.window, input_tokens + summary)
     r = pricer.rates(model, again, modifiers)
     times = 1 + passes
     reread = max(r.input, r.cache_write_5m, r.cache_write_1h) * again
@@ -215,26 +219,110 @@ def _compaction(
 MAX_OUTPUT = 128_000  # the most any model writes in one pass, for a model without rules
 
 
-# The most input one pass of the server's loop can read: the model's window, and at least
-# the 1M tokens that the long-context beta header (which the meter does not see) gives the
-# models whose standard window is smaller.
+# How far a request reaches is its model's, unless its `anthropic-beta` header widens it: a
+# `context-<N>m-*` beta (context-1m-2025-08-07) opens an N-million-token window, an
+# `output-<N>k-*` one (output-128k-2025-02-19, output-300k-2026-03-24) N thousand tokens of
+# output. The betas below are known to do neither. Any other (one this table has not met)
+# may: it reaches at least as far as the longest documented window and output.
 LONG_CONTEXT_WINDOW = 1_000_000
+LONGEST_OUTPUT = 300_000  # output-300k-2026-03-24
+_WIDER = re.compile(r"context-(\d{1,4})m-.+")
+_LONGER = re.compile(r"output-(\d{1,4})k-.+")
+PLAIN_BETAS = frozenset(
+    {
+        # the SDK's AnthropicBetaParam (anthropic 2.17), the window and output ones aside;
+        # server-side-fallback and fallback-credit (another model may answer) left out
+        "advisor-tool-2026-03-01",
+        "agent-memory-2026-07-22",
+        "cache-diagnosis-2026-04-07",
+        "code-execution-2025-05-22",
+        "code-execution-2025-08-25",
+        "compact-2026-01-12",
+        "compact-2026-09-04",
+        "computer-use-2024-10-22",
+        "computer-use-2025-01-24",
+        "computer-use-2025-11-24",
+        "context-management-2025-06-27",
+        "dev-full-thinking-2025-05-14",
+        "extended-cache-ttl-2025-04-11",
+        "fast-mode-2026-02-01",
+        "files-api-2025-04-14",
+        "inline-tools-2026-09-15",
+        "interleaved-thinking-2025-05-14",
+        "mcp-client-2025-04-04",
+        "mcp-client-2025-11-20",
+        "mcp-client-2026-09-15",
+        "message-batches-2024-09-24",
+        "mid-conversation-output-config-2026-07-01",
+        "mid-conversation-system-clear-at-2026-08-21",
+        "mid-conversation-tool-changes-2026-07-01",
+        "model-context-window-exceeded-2025-08-26",
+        "pdfs-2024-09-25",
+        "prompt-caching-2024-07-31",
+        "skills-2025-10-02",
+        "structured-outputs-2025-11-13",
+        "task-budgets-2026-03-13",
+        "thinking-binding-controls-2026-08-01",
+        "thinking-display-updates-2026-08-18",
+        "thinking-token-count-2026-05-13",
+        "token-counting-2024-11-01",
+        "token-efficient-tools-2025-02-19",
+        "web-search-2025-03-05",
+        # what the leading coding agent (claude-code 2.1.197) sends beside them
+        "claude-code-20250219",
+        "effort-2025-11-24",
+        "mid-conversation-system-2026-04-07",
+        "oauth-2025-04-20",
+        "prompt-caching-scope-2026-01-05",
+        "structured-outputs-2025-12-15",
+        "tool-search-tool-2025-10-19",
+        "advanced-tool-use-2025-11-20",
+    }
+)
 
 
-def loop_window(model: str) -> int:
-    return max(context_window(model) or 0, LONG_CONTEXT_WINDOW)
+@dataclass(frozen=True)
+class Bounds:
+    """How far one pass of a request can reach: the most input it reads (`window`) and the
+    most output it writes (`max_output`), for its model as its `anthropic-beta` header
+    allows (`of`). The API refuses a request past its window, and its server's loop stops
+    there: the most a pass of that loop, or an input nothing else sizes, can be held as."""
+
+    window: int
+    max_output: int
+
+    @classmethod
+    def of(cls, model: str, betas: Iterable[str] = ()) -> Bounds:
+        """The model's own (a model with no known window: the long one), widened by the
+        betas asked (see PLAIN_BETAS)."""
+        rules = rules_for(model)
+        window = context_window(model) or LONG_CONTEXT_WINDOW
+        output = rules.max_output if rules is not None else MAX_OUTPUT
+        for beta in betas:
+            name = beta.strip().lower()
+            if not name or name in PLAIN_BETAS:
+                continue
+            if wider := _WIDER.fullmatch(name):
+                window = max(window, int(wider[1]) * 1_000_000)
+            elif longer := _LONGER.fullmatch(name):
+                output = max(output, int(longer[1]) * 1_000)
+            else:
+                window = max(window, LONG_CONTEXT_WINDOW)
+                output = max(output, LONGEST_OUTPUT)
+        return cls(window, output)
 
 
-def server_loop_note(model: str, request: dict[str, Any]) -> str:
+def server_loop_note(model: str, request: dict[str, Any], bounds: Bounds | None = None) -> str:
     """What a refusal adds for a request whose server tools' results nothing bounds (why
     a small request needs so much): "" for any other."""
     fed = fed_back_results(request)
     if fed is None or fed.tokens is not None:
         return ""
     passes = _loop_passes(search_result_tokens(request), fed)
+    window = (bounds or Bounds.of(model)).window
     return (
         f", and {passes} more pass(es) of the server's loop reading its server tools' results "
-        f"back, each up to the {loop_window(model):,}-token window (nothing bounds a web "
+        f"back, each up to the {window:,}-token window (nothing bounds a web "
         "search's results; max_uses, and a web fetch's max_content_tokens, hold less),"
     )
 
@@ -255,6 +343,7 @@ def plan_reservation(
     input_factor: Decimal = Decimal(1),
     output_factor: Decimal = Decimal(1),
     modifiers: Modifiers = STANDARD,
+    bounds: Bounds | None = None,
 ) -> Reservation | None:
     """The reservation for this call within `remaining`, or None if no useful call fits.
 
@@ -262,18 +351,20 @@ def plan_reservation(
     by the agent's metered call and by the proxy. `input_factor` / `output_factor` (>= 1)
     are what this model's server has shown beyond its counts and beyond max_tokens: a
     server that once billed 1.5x its count is reserved at 1.5x from then on. `modifiers`
-    (fast mode, batch, US-only inference) price every token.
+    (fast mode, batch, US-only inference) price every token. `bounds`: how far the request
+    reaches (its window, its most output), the model's own unless given.
     """
+    bounds = bounds or Bounds.of(model)
     requested = int(request["max_tokens"])
     reserved_input = max(input_tokens, _ceil(input_tokens * max(input_factor, Decimal(1))))
     out_factor = max(output_factor, Decimal(1))
     # Server tools: the uses their max_uses allow are a fixed part; a web search without
     # max_uses may be asked for every MIN_SERVER_TOOL_CALL_TOKENS of output, which bounds
     # it by a rate per output token.
-    fixed = _server_tools(pricer, model, request, 0, reserved_input, modifiers)
+    fixed = _server_tools(pricer, model, request, 0, reserved_input, modifiers, bounds)
     step = MIN_SERVER_TOOL_CALL_TOKENS
     search_rate = (
-        _server_tools(pricer, model, request, step, reserved_input, modifiers) - fixed
+        _server_tools(pricer, model, request, step, reserved_input, modifiers, bounds) - fixed
     ) / step
     input_cost = input_worst_case(pricer, model, request, reserved_input, modifiers) + fixed
     out_rate = pricer.rates(model, reserved_input, modifiers).output
@@ -287,7 +378,9 @@ def plan_reservation(
 
     def worst_at(max_tokens: int) -> tuple[int, Decimal]:
         output_tokens = max(max_tokens, _ceil(max_tokens * out_factor))
-        searches = _server_tools(pricer, model, request, max_tokens, reserved_input, modifiers)
+        searches = _server_tools(
+            pricer, model, request, max_tokens, reserved_input, modifiers, bounds
+        )
         searches -= fixed
         return output_tokens, input_cost + out_rate * output_tokens + searches
 

@@ -40,12 +40,12 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from tuiagent.cost.budget import (
+    Bounds,
     Budget,
     Hold,
     Reservation,
     estimated_with_margin,
     least_useful_cost,
-    loop_window,
     plan_reservation,
 )
 from tuiagent.cost.pricing import (
@@ -194,13 +194,19 @@ class Prefixes:
         return exact, estimate_request_tokens({"messages": new}) + PER_MESSAGE_OVERHEAD
 
 
-def uncounted(model: str, request: dict[str, Any], estimate: int | None = None) -> Size:
+def uncounted(
+    model: str,
+    request: dict[str, Any],
+    estimate: int | None = None,
+    bounds: Bounds | None = None,
+) -> Size:
     """A request's input where no count can be had: the local estimate (`estimate`, else
-    its own) with its margin; the model's whole window (`loop_window`) when it holds an
-    image or a document, which the estimate cannot size (`holds_media`)."""
+    its own) with its margin; the request's whole window (`bounds`, else the model's own)
+    when it holds an image or a document, which the estimate cannot size (`holds_media`)."""
     estimate = estimate_request_tokens(request) if estimate is None else estimate
     if holds_media(request.get("messages")):
-        return Size(max(estimated_with_margin(estimate), loop_window(model)), "window")
+        window = (bounds or Bounds.of(model)).window
+        return Size(max(estimated_with_margin(estimate), window), "window")
     return Size(estimated_with_margin(estimate), "estimate")
 
 
@@ -412,6 +418,7 @@ class CallMeter:
         *,
         conversation: bool = True,
         scopes: Scopes | None = None,
+        bounds: Bounds | None = None,
     ) -> Size:
         """The request's input tokens, asking count_tokens only where it may matter: when
         the prefix is not known (the first call of a conversation, or it changed), or when
@@ -432,13 +439,14 @@ class CallMeter:
                 max(prefix + estimated_with_margin(new) + loadable, estimate), "prefix+estimate"
             )
             room = self.budget.remaining_for(scopes)
-            if self._fits(model, request, upper.tokens, modifiers, room):
+            if self._fits(model, request, upper.tokens, modifiers, room, bounds):
                 return upper
             least = max(prefix + new + loadable, estimate)
         else:
-            upper = uncounted(model, request, estimate)
+            upper = uncounted(model, request, estimate, bounds)
             least = estimate  # a count below the estimate is not believed
-        if count is None or not self._fits(model, request, least, modifiers, self._room()):
+        room = self._room()
+        if count is None or not self._fits(model, request, least, modifiers, room, bounds):
             return upper  # a count could not make it fit
         counted = await self._count(request, count)
         if counted is None:
@@ -459,6 +467,7 @@ class CallMeter:
         size: Size,
         modifiers: Modifiers = STANDARD,
         scopes: Scopes | None = None,
+        bounds: Bounds | None = None,
     ) -> Plan | None:
         """The hold for this request within what is left: its worst case, or its fair share
         of what is left when it asks for more (never less than the useful minimum), with
@@ -466,16 +475,16 @@ class CallMeter:
         would take). What is left is the run's cap and every `[[budgets]]` budget the call
         falls under (`scopes`); LedgerError when the ledger cannot be read."""
         remaining = self.budget.remaining_for(scopes)
-        res = self._reservation(model, request, size, modifiers, remaining)
+        res = self._reservation(model, request, size, modifiers, remaining, bounds)
         if res is None:
-            least = self._least(model, request, size.tokens, modifiers)
+            least = self._least(model, request, size.tokens, modifiers, bounds)
             self.needed = least if self.needed is None else min(self.needed, least)
             return None
         lowered = "cap" if res.max_tokens < res.requested_max_tokens else None
         share = remaining * self.fair_share
         if res.worst_case_usd > share:
-            least = self._least(model, request, size.tokens, modifiers)
-            shared = self._reservation(model, request, size, modifiers, max(share, least))
+            least = self._least(model, request, size.tokens, modifiers, bounds)
+            shared = self._reservation(model, request, size, modifiers, max(share, least), bounds)
             if shared is not None and shared.worst_case_usd < res.worst_case_usd:
                 res, lowered = shared, "fair share"
         sent = dict(request)
@@ -496,11 +505,12 @@ class CallMeter:
         size: Size,
         modifiers: Modifiers = STANDARD,
         scopes: Scopes | None = None,
+        bounds: Bounds | None = None,
     ) -> Plan | None:
         """The request's whole worst case, nothing lowered and no share taken (a Message
         Batch's requests are held as they are sent); whether it fits is the caller's. None
         for a request no useful call can be made of."""
-        res = self._reservation(model, request, size, modifiers, _NO_LIMIT)
+        res = self._reservation(model, request, size, modifiers, _NO_LIMIT, bounds)
         return None if res is None else Plan(model, dict(request), modifiers, res, scopes=scopes)
 
     async def hold_async(
@@ -522,17 +532,26 @@ class CallMeter:
         modifiers: Modifiers | None = None,
         conversation: bool = True,
         scopes: Scopes | None = None,
+        bounds: Bounds | None = None,
     ) -> Held | Unfit:
         """Size, plan and hold one request; when it does not fit only because of holds in
-        flight, wait for them (`Waiting`)."""
+        flight, wait for them (`Waiting`). `bounds`: how far it reaches, as its betas
+        allow (the model's own unless given)."""
         modifiers = modifiers if modifiers is not None else self.modifiers(model, request)
+        bounds = bounds or Bounds.of(model)
         size = await self.size(
-            model, request, modifiers, count, conversation=conversation, scopes=scopes
+            model,
+            request,
+            modifiers,
+            count,
+            conversation=conversation,
+            scopes=scopes,
+            bounds=bounds,
         )
         wait = self.waiting(scopes)
         while True:
             wait.next_round()
-            planned = self.plan(model, request, size, modifiers, scopes)
+            planned = self.plan(model, request, size, modifiers, scopes, bounds)
             if planned is not None:
                 held = await self.hold_async(planned, label, wait.waited_s)
                 if held is not None:
@@ -567,9 +586,10 @@ class CallMeter:
         tokens: int,
         modifiers: Modifiers,
         room: Decimal,
+        bounds: Bounds | None,
     ) -> bool:
         size = Size(tokens, "estimate")
-        return self._reservation(model, request, size, modifiers, room) is not None
+        return self._reservation(model, request, size, modifiers, room, bounds) is not None
 
     def _useful(self, request: Mapping[str, Any]) -> int:
         """The fewest output tokens worth sending the request for: the useful minimum, and
@@ -586,6 +606,7 @@ class CallMeter:
         size: Size,
         modifiers: Modifiers,
         room: Decimal,
+        bounds: Bounds | None,
     ) -> Reservation | None:
         cal = self._calibration.get(model, _Calibration())
         res = plan_reservation(
@@ -599,17 +620,23 @@ class CallMeter:
             input_factor=cal.input_factor,
             output_factor=cal.output_factor,
             modifiers=modifiers,
+            bounds=bounds,
         )
         if res is None or cal.price_factor == 1:
             return res
         return dataclasses.replace(res, worst_case_usd=res.worst_case_usd * cal.price_factor)
 
     def _least(
-        self, model: str, request: dict[str, Any], tokens: int, modifiers: Modifiers
+        self,
+        model: str,
+        request: dict[str, Any],
+        tokens: int,
+        modifiers: Modifiers,
+        bounds: Bounds | None,
     ) -> Decimal:
         cal = self._calibration.get(model, _Calibration())
         least = least_useful_cost(
-            self.pricer, model, request, tokens, self._useful(request), modifiers
+            self.pricer, model, request, tokens, self._useful(request), modifiers, bounds
         )
         return least * cal.price_factor
 

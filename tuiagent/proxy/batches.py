@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from tuiagent.cost.budget import Bounds
 from tuiagent.errors import UsageError
 from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.tokens import BadUsage, TokenUsage
@@ -97,10 +98,15 @@ class Batches:
     # --- creation ---------------------------------------------------------------------
 
     async def hold(
-        self, body: Any, client: str, scopes_of: Callable[[dict[str, Any]], Scopes]
+        self,
+        body: Any,
+        client: str,
+        scopes_of: Callable[[dict[str, Any]], Scopes],
+        betas: tuple[str, ...] = (),
     ) -> Pending | NotAdmitted:
         """Every request of a batch to create held at its worst case, or the batch refused.
-        `scopes_of` gives a request's scopes (its `[[budgets]]`)."""
+        `scopes_of` gives a request's scopes (its `[[budgets]]`); `betas` (the batch's
+        `anthropic-beta` header, every request's) how far each may reach."""
         try:
             requests = _requests(body)
         except BadBody as exc:
@@ -111,14 +117,15 @@ class Batches:
             model = params["model"]
             try:
                 modifiers = core.modifiers(model, params, processing="batch")
-                size = uncounted(model, params)
+                bounds = Bounds.of(model, betas)
+                size = uncounted(model, params, bounds=bounds)
             except UsageError as exc:
                 reason = f"requests.{i}.params: {exc}"
                 return self.meter.refuse(client, model, _refusal(reason))
             except (TypeError, AttributeError, ValueError):
                 reason = f"requests.{i}.params: cannot count its tokens to cap it"
                 return self.meter.refuse(client, model, _refusal(reason))
-            plan = core.whole(model, params, size, modifiers, scopes_of(params))
+            plan = core.whole(model, params, size, modifiers, scopes_of(params), bounds)
             if plan is None:
                 return self.meter.refuse(client, model, _refusal(f"requests.{i}: no call fits"))
             plans.append((custom_id, plan))

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from tuiagent.config import Settings
-from tuiagent.cost.budget import Budget, Hold, Reservation, server_loop_note
+from tuiagent.cost.budget import Bounds, Budget, Hold, Reservation, server_loop_note
 from tuiagent.cost.display import budget_line
 from tuiagent.cost.pricing import Pricer
 from tuiagent.errors import UsageError
@@ -138,10 +138,12 @@ class Meter:
         client: str,
         count: Counter,
         scopes: Scopes | None = None,
+        betas: tuple[str, ...] = (),
     ) -> Admitted | NotAdmitted:
         """Hold the request's worst case (or its fair share of what is left, its max_tokens
         lowered to it), its `hold` record written; or refuse it. `scopes` (its session,
-        agent, key, model) choose the `[[budgets]]` it falls under."""
+        agent, key, model) choose the `[[budgets]]` it falls under; `betas` (its
+        `anthropic-beta` header) how far it may reach (`Bounds`)."""
         started = self.clock()
         self.calls += 1
         turn = self.calls
@@ -152,6 +154,7 @@ class Meter:
             return self._refuse(
                 turn, client, model, f"tuiagent proxy: cannot cap this request: {exc}", scopes
             )
+        bounds = Bounds.of(model, betas)
         auto_cached = False
         if self.auto_cache and not count_breakpoints(request):
             request = plan_breakpoints(request, model)
@@ -168,6 +171,7 @@ class Meter:
                 label=f"proxy #{turn}",
                 modifiers=modifiers,
                 scopes=scopes or Scopes(client=client, model=model),
+                bounds=bounds,
             )
         except (TypeError, AttributeError, ValueError):  # a shape the estimate cannot read
             message = "tuiagent proxy: cannot count this request's tokens to cap it"
@@ -178,7 +182,7 @@ class Meter:
             )
         if isinstance(outcome, Unfit):
             return self._refuse(
-                turn, client, model, self._cap_message(model, outcome, request), scopes
+                turn, client, model, self._cap_message(model, outcome, request, bounds), scopes
             )
         with outcome.released_on_error():  # nothing is sent unrecorded
             self.write_hold(turn, client, outcome)
@@ -223,7 +227,9 @@ class Meter:
         self.calls += 1
         return self._refuse(self.calls, client, model, message, scopes)
 
-    def _cap_message(self, model: str, unfit: Unfit, request: dict[str, Any]) -> str:
+    def _cap_message(
+        self, model: str, unfit: Unfit, request: dict[str, Any], bounds: Bounds
+    ) -> str:
         b = self.budget.snapshot()
         useful = min(self.core.min_useful_tokens, int(request.get("max_tokens") or 1))
         waited = (
@@ -232,14 +238,14 @@ class Meter:
         stack = self.budget.stack
         window = (
             " (its image or document is sized only by count_tokens, which gave no count: "
-            "held as the model's window)"
+            "held as its window)"
             if unfit.size.source == "window"
             else ""
         )
         need = (
             f"tuiagent proxy: refused before sending: {unfit.size.tokens:,} input tokens"
             f"{window} plus {useful} output tokens of {model} at worst"
-            f"{server_loop_note(model, request)}"
+            f"{server_loop_note(model, request, bounds)}"
         )
         if unfit.binding is not None and stack is not None:
             return f"{need} do not fit {budget_line(unfit.binding, stack.ledger.clock())}{waited}"
@@ -429,6 +435,8 @@ def _error_type(
         return str(scanner.error.get("type") or "api_error")
     if scanner.bad_usage is not None:
         return "bad_usage"
+    if scanner.unreadable is not None and transport_error is None:
+        return "unreadable_answer"
     if not sent or transport_error is not None:
         return "connection_error"
     if status is not None and status >= 400:
@@ -446,4 +454,6 @@ def _error_text(status: int | None, scanner: UsageScanner, transport_error: str 
         return f"API error {status}"
     if scanner.bad_usage is not None:
         return f"the response's {scanner.bad_usage}: its output is not known, the most it allowed is kept"
+    if scanner.unreadable is not None:
+        return f"{scanner.unreadable}: what it billed is not known, the most it could is kept"
     return "the response ended before it was complete (connection dropped)"

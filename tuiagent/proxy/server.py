@@ -44,6 +44,7 @@ from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.batches import Batches, ResultsReader, results_url
 from tuiagent.proxy.body import BadBody, messages_request, parse_json
 from tuiagent.proxy.door import Door
+from tuiagent.proxy.encoding import Decoder
 from tuiagent.proxy.keptlog import writable
 from tuiagent.proxy.meter import Admitted, Meter, NotAdmitted
 from tuiagent.proxy.sse import UsageScanner
@@ -98,6 +99,17 @@ class Exchange:
             if key == name:
                 return value
         return None
+
+    def betas(self) -> tuple[str, ...]:
+        """The betas the request asks for: every `anthropic-beta` header's comma-separated
+        values (they may widen what a request reaches: `Bounds`)."""
+        return tuple(
+            beta.strip()
+            for key, value in self.headers
+            if key == b"anthropic-beta"
+            for beta in value.decode("latin-1").split(",")
+            if beta.strip()
+        )
 
     def text_headers(self) -> dict[str, str]:
         """The headers as text (the budgets' scopes are read from them)."""
@@ -380,7 +392,10 @@ class ProxyApp:
         raw, body = read
         headers = exchange.text_headers()
         pending = await self.batches.hold(
-            body, exchange.client, lambda params: proxy_scopes(headers, params, exchange.client)
+            body,
+            exchange.client,
+            lambda params: proxy_scopes(headers, params, exchange.client),
+            exchange.betas(),
         )
         if isinstance(pending, NotAdmitted):
             await self.answer_refused(exchange, pending)
@@ -454,7 +469,9 @@ class ProxyApp:
 
         try:
             scopes = proxy_scopes(exchange.text_headers(), payload, exchange.client)
-            call = await self.meter.admit(raw, payload, exchange.client, count, scopes)
+            call = await self.meter.admit(
+                raw, payload, exchange.client, count, scopes, exchange.betas()
+            )
         except Exception as exc:  # fail closed: what cannot be metered is not sent
             await self.refuse(
                 exchange, 400, f"cannot meter this request ({_what(exc)})", model=_model(payload)
@@ -507,7 +524,9 @@ class ProxyApp:
         gone): before the client has the last byte, so that its next request finds this one
         settled, not in flight."""
         streamed = "text/event-stream" in response.headers.get("content-type", "")
-        scanner = UsageScanner(streamed)
+        encoding = response.headers.get("content-encoding")
+        scanner = UsageScanner(streamed, encoding)
+        results = Decoder(encoding)  # a batch's results (`tap`), as the scanner reads its own
         length = response.headers.get("content-length")
         expected = int(length) if length and length.isdigit() else None
         clock = self.meter.clock
@@ -563,7 +582,7 @@ class ProxyApp:
                 what was read is metered, even if the client leaves before it is sent."""
                 nonlocal ttft, received
                 if tap is not None:
-                    tap.feed(chunk)
+                    tap.feed(results.feed(chunk))
                 if call is None:
                     return
                 if ttft is None:
@@ -744,8 +763,9 @@ def _on_disconnect(
 
 
 async def _answer(exchange: Exchange, response: httpx2.Response, body: bytes) -> None:
-    """The upstream's answer, read whole (a batch object), with `body` as its body."""
-    drop = _RESPONSE_DROP | {b"content-length", b"content-type"}
+    """The upstream's answer, read whole (a batch object), with `body` as its body: decoded
+    (httpx undid its content-encoding), so that header does not pass."""
+    drop = _RESPONSE_DROP | {b"content-length", b"content-type", b"content-encoding"}
     headers = [(k, v) for k, v in response.headers.raw if k.lower() not in drop]
     kind = response.headers.get("content-type", "application/json").encode("latin-1")
     await exchange.answer(response.status_code, body, [(b"content-type", kind), *headers])

@@ -15,16 +15,19 @@ from typing import Any
 
 from tuiagent.llm.tokens import BadUsage, TokenUsage, api_miss_reason, estimate_tokens
 from tuiagent.proxy.answer import content_of_events, content_of_message
+from tuiagent.proxy.encoding import Decoder
 
 _DECODED = (b"message_start", b"message_delta", b"message_stop", b"error")
 _DATA_LINE = re.compile(rb"^data:(.*)$", re.MULTILINE)
 
 
 class UsageScanner:
-    """Fed the raw bytes of a response as they arrive; says what the call billed."""
+    """Fed the raw bytes of a response as they arrive (in its `encoding`, undone on the way:
+    `Decoder`); says what the call billed."""
 
-    def __init__(self, streamed: bool) -> None:
+    def __init__(self, streamed: bool, encoding: str | None = None) -> None:
         self.streamed = streamed
+        self.decoder = Decoder(encoding)
         self.usage: TokenUsage | None = None  # the last usage that could be read; None: none
         self.updates = 0  # usages read: message_start's, then message_delta's
         self.bad_usage: str | None = None  # a usage after `usage` that cannot be a bill
@@ -41,7 +44,15 @@ class UsageScanner:
         self._body: list[bytes] = []
         self._started = False  # a message_start was read
 
+    @property
+    def unreadable(self) -> str | None:
+        """Why the body could not be read on (its encoding), if it could not."""
+        return self.decoder.unreadable
+
     def feed(self, chunk: bytes) -> None:
+        chunk = self.decoder.feed(chunk)
+        if not chunk:
+            return
         if not self.streamed:
             self._body.append(chunk)
             if chunk.rstrip().endswith(b"}"):
