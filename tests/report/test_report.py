@@ -178,14 +178,12 @@ def test_missing_and_empty_log_dirs(tmp_path: Path) -> None:
 async def test_cli_report_json_after_three_runs_and_a_cut_log(
     workspace: Path, log_dir: Path
 ) -> None:
-    logs: list[Path] = []
-    for prompt in ("Which file here is largest?", "What does data.csv say?", "Read notes.txt"):
-        proc = run_cli(
-            "run", prompt, "--offline", "--workspace", str(workspace), "--log-dir", str(log_dir)
-        )
-        assert proc.returncode == 0, proc.stderr
-        (new,) = set(log_dir.glob("*.jsonl")) - set(logs)
-        logs.append(new)
+    # The runs are made in-process (a `tuiagent run` each was two seconds of imports): the
+    # CLI under test is `report`.
+    logs = [
+        await make_run(workspace, log_dir, prompt)
+        for prompt in ("Which file here is largest?", "What does data.csv say?", "Read notes.txt")
+    ]
     cut_last_line(logs[1])
 
     proc = run_cli("report", "--json", "--top", "3", "--log-dir", str(log_dir))
@@ -204,7 +202,16 @@ async def test_cli_report_json_after_three_runs_and_a_cut_log(
         assert f"${Decimal(str(r['cost_usd'])):,.6f}" in plain.stdout
     assert "costliest turns" in plain.stdout and "system prompt" in plain.stdout
 
-    one = run_cli("report", "--json", "--run", logs[0].stem[:-2], "--log-dir", str(log_dir))
+    # A prefix of its id (runs of one second differ in the 6 hex digits after it: a prefix
+    # no other run shares).
+    stem = logs[0].stem
+    others = [p.stem for p in logs[1:]]
+    cut = next(
+        n
+        for n in range(len(stem) - 2, len(stem))
+        if not any(o.startswith(stem[:n]) for o in others)
+    )
+    one = run_cli("report", "--json", "--run", stem[:cut], "--log-dir", str(log_dir))
     assert [r["run_id"] for r in json.loads(one.stdout)["runs"]] == [logs[0].stem]
     last = run_cli("report", "--json", "--last", "2", "--log-dir", str(log_dir))
     assert [r["run_id"] for r in json.loads(last.stdout)["runs"]] == [p.stem for p in logs[1:]]
