@@ -232,6 +232,10 @@ BAD_BODIES = [
     (_with(tools={"name": "x"}), "tools: Input should be a valid list"),
     (_with(thinking={"type": "enabled", "budget_tokens": "2048"}), "thinking.budget_tokens"),
     (_with(speed=["fast"]), "speed: Input should be a valid string"),
+    # server-side fallback: another model, of the server's choosing, may run and bill it
+    (_with(fallbacks="default"), "fallbacks: the server may run the request again"),
+    (_with(fallbacks=[{"model": "claude-fable-5-2"}]), "fallbacks: the server may run"),
+    (_with(anthropic_beta="context-1m-2025-08-07"), "anthropic_beta: Input should be a valid list"),
     (
         b'{"model": "%s", "max_tokens": 5, "max_tokens": 64000, "messages": []}' % MODEL.encode(),
         "max_tokens: the key appears twice",

@@ -124,6 +124,14 @@ def check_message_params(body: Any, where: str = "") -> None:
     for key in ("speed", "inference_geo", "service_tier"):
         if body.get(key) is not None and not isinstance(body[key], str):
             raise BadBody(f"{where}{key}: Input should be a valid string")
+    if body.get("fallbacks") not in (None, []):
+        # (the server-side-fallback beta) A refused request is run again on another model,
+        # of the server's choosing with "default": which models bill, and at what, is not
+        # known before it is sent.
+        raise BadBody(
+            f"{where}fallbacks: the server may run the request again on another model, "
+            "which the proxy cannot hold before sending; send it without fallbacks"
+        )
     for key in BODY_BETAS:
         value = body.get(key)
         if value is not None and not (

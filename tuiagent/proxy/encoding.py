@@ -59,10 +59,13 @@ class _Stage:
         self.wbits = _WBITS[coding]
         self.inflate = zlib.decompressobj(self.wbits)
         self.begun = False  # some output came: a deflate body is no longer tried as raw
+        self.read = b""  # a deflate body's bytes until then, to read again as raw
         self.decoded = 0
 
     def feed(self, data: bytes) -> bytes:
         out = []
+        if self.coding == "deflate" and not self.begun:
+            self.read += data
         while data:
             try:
                 piece = self.inflate.decompress(data, MAX_DECODED - self.decoded + 1)
@@ -70,11 +73,13 @@ class _Stage:
                 if self.coding == "deflate" and not self.begun and self.wbits > 0:
                     self.wbits = -zlib.MAX_WBITS  # raw deflate, as some servers send it
                     self.inflate = zlib.decompressobj(self.wbits)
+                    data = self.read  # from its first byte
                     continue
                 raise _Unreadable(
                     f"the answer is {self.coding}-encoded and does not decode"
                 ) from None
-            self.begun = self.begun or bool(piece)
+            if piece and not self.begun:
+                self.begun, self.read = True, b""
             self.decoded += len(piece)
             if self.decoded > MAX_DECODED:
                 raise _Unreadable(f"the answer decodes past {MAX_DECODED >> 20} MB")
