@@ -516,3 +516,39 @@ def test_a_media_request_with_no_count_is_held_at_its_own_window() -> None:
     assert uncounted("claude-sonnet-4-5", request).tokens == 200_000
     wide = Bounds.of("claude-sonnet-4-5", ["context-1m-2025-08-07"])
     assert uncounted("claude-sonnet-4-5", request, bounds=wide).tokens == M
+
+
+@pytest.mark.parametrize(
+    ("source", "counted"),
+    [
+        ({"type": "url", "url": "https://example.com/a.pdf"}, False),
+        ({"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}, False),
+        ({"type": "somewhere-new", "ref": "x"}, False),  # a source this meter has not met
+        ({"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, True),
+    ],
+)
+def test_a_count_of_a_document_by_reference_is_not_asked(
+    source: dict[str, Any], counted: bool
+) -> None:
+    """A lying count_tokens (1 token for a hundred-page PDF by URL) set the hold: nothing
+    here sees a document by URL or file id to check the count, so none is asked and it is
+    held at its window; one given inline is counted (its count is no lower than the
+    estimate of its bytes)."""
+    meter = CallMeter(Pricer(), Budget(Decimal(100)), min_useful_tokens=256)
+    request = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": [{"type": "document", "source": source}]}],
+    }
+    asked: list[dict[str, Any]] = []
+
+    async def count(body: dict[str, Any]) -> object:
+        asked.append(body)
+        return 1
+
+    size = asyncio.run(meter.size("claude-sonnet-4-5", request, STANDARD, count))
+    assert bool(asked) is counted
+    if counted:
+        assert size.source == "count_tokens"
+    else:
+        assert size == Size(200_000, "window")

@@ -259,7 +259,7 @@ def test_fast_mode_and_inference_geo(rules: ModelRules) -> None:
     if rules.fast:
         accepted(fast)
     else:
-        refused(fast, f"speed: fast mode is not supported for {rules.model}")
+        refused(fast, f"'{rules.model}' does not support the `speed` parameter.")
     accepted(base(rules, speed="standard"))
     geo = base(rules, inference_geo="us")
     if rules.inference_geo:

@@ -238,27 +238,28 @@ SONNET_45_BETAS = (
 @pytest.mark.parametrize(
     ("betas", "window"),
     [
-        ((), None),
-        (("anthropic-beta", SONNET_45_BETAS), None),
-        (("anthropic-beta", "context-1m-2025-08-07"), "1,000,000"),
-        (("anthropic-beta", f"{SONNET_45_BETAS},context-1m-2025-08-07"), "1,000,000"),
-        (("anthropic-beta", "some-beta-2027-01-01"), "1,000,000"),  # unknown: the long window
+        ([], None),
+        ([SONNET_45_BETAS], None),
+        (["context-1m-2025-08-07"], "1,000,000"),
+        ([f"{SONNET_45_BETAS},context-1m-2025-08-07"], "1,000,000"),
+        ([SONNET_45_BETAS, "context-1m-2025-08-07"], "1,000,000"),  # the header twice
+        (["some-beta-2027-01-01"], "1,000,000"),  # unknown: the long window
     ],
 )
 def test_a_search_is_held_at_the_window_its_request_can_reach(
-    tmp_path: Path, betas: tuple[str, str], window: str | None
+    tmp_path: Path, betas: list[str], window: str | None
 ) -> None:
     """Claude Sonnet 4.5 reads 200k tokens unless the request carries the long-context
     beta: its one search (a pass of the server's loop nothing but the window bounds) was held
     as a 1M-token pass ($6 at the long-context rate) and refused under a $2 cap. Held at
     200k ($0.60) it is sent; with the beta (or one the meter does not know), still 1M."""
     search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}]
-    headers = dict([betas]) if betas else {}
+    headers = [*HEADERS.items(), *(("anthropic-beta", b) for b in betas)]
     with proxied(tmp_path, cap="2.00") as (upstream, proxy):
         answer = httpx2.post(
             proxy.url + "/v1/messages",
             content=body(model="claude-sonnet-4-5", tools=search),
-            headers={**HEADERS, **headers},
+            headers=headers,
             timeout=30,
         )
         records = proxy.records("hold" if window is None else "refused")
@@ -270,7 +271,28 @@ def test_a_search_is_held_at_the_window_its_request_can_reach(
     else:
         assert answer.status_code == 400 and upstream.messages_calls == 0
         said = answer.json()["error"]["message"]
-        assert f"each up to the {window}-token window" in said and said == records[0]["error"]
+        assert f"each up to the {window}-token window its betas allow" in said
+        assert "(the model's own: 200,000)" in said and said == records[0]["error"]
+
+
+def test_betas_named_in_the_body_widen_the_window_as_the_header_does(tmp_path: Path) -> None:
+    """A gateway in front of Bedrock or Vertex reads betas from the body (`anthropic_beta`;
+    the SDKs' keyword is `betas`): held at 200k, such a request could read 1M. One whose
+    betas are not a list of strings is not sent."""
+    search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}]
+    with proxied(tmp_path, cap="2.00") as (upstream, proxy):
+        answers = [
+            send(proxy.url, body(model="claude-sonnet-4-5", tools=search, **{key: value}))
+            for key, value in [
+                ("anthropic_beta", ["context-1m-2025-08-07"]),
+                ("betas", ["context-1m-2025-08-07"]),
+                ("anthropic_beta", "context-1m-2025-08-07"),
+            ]
+        ]
+    said = [a.json()["error"]["message"] for a in answers]
+    assert [a.status_code for a in answers] == [400, 400, 400] and upstream.messages_calls == 0
+    assert all("1,000,000-token window its betas allow" in s for s in said[:2])
+    assert "anthropic_beta: Input should be a valid list of strings" in said[2]
 
 
 def test_a_batch_is_held_at_the_window_its_header_allows(tmp_path: Path) -> None:
@@ -303,9 +325,11 @@ DOCUMENT = [
 
 def test_an_image_or_a_document_without_a_count_is_held_at_the_window(tmp_path: Path) -> None:
     """Where count_tokens gave no count, a request was held at the local estimate with its
-    margin: a document by URL at 30 tokens, whatever its pages bill. It is held as the
+    margin: a PDF at its base64's few tokens, whatever its pages bill. It is held as the
     model's whole window (refused under a $1 cap); with a count, as counted."""
-    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": DOCUMENT}).encode()
+    inline = {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}
+    messages = [{"role": "user", "content": [{"type": "document", "source": inline}]}]
+    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": messages}).encode()
     with proxied(tmp_path, counts=["missing", "honest"]) as (upstream, proxy):
         refused = send(proxy.url, ask)
         assert upstream.messages_calls == 0
@@ -314,6 +338,27 @@ def test_an_image_or_a_document_without_a_count_is_held_at_the_window(tmp_path: 
     said = refused.json()["error"]["message"]
     assert refused.status_code == 400 and "1,000,000 input tokens (its image or document" in said
     assert sent.status_code == 200 and turn["input_count_source"] == "count_tokens"
+
+
+@pytest.mark.parametrize("counts", [["low"], ["honest"], ["missing"]])
+def test_a_document_by_url_is_held_at_the_window_whatever_a_count_says(
+    tmp_path: Path, counts: list[str]
+) -> None:
+    """A PDF by URL: nothing here sees its pages, so nothing can check a count of them. An
+    upstream answering count_tokens with 1 token set the hold (a few cents for a document
+    that bills hundreds of thousands). It is held at the window, no count asked: refused
+    under a $1 cap on Opus 5.5, sent under $10 (and the call after it, which continues the
+    billed prefix, is sized from that bill)."""
+    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": DOCUMENT}).encode()
+    with proxied(tmp_path, counts=counts) as (upstream, proxy):
+        refused = send(proxy.url, ask)
+        (record,) = proxy.records("refused")
+    assert refused.status_code == 400 and upstream.messages_calls == upstream.count_calls == 0
+    assert "1,000,000 input tokens (its image or document" in record["error"]
+    with proxied(tmp_path / "more", counts=counts, cap="10.00") as (upstream, proxy):
+        sent = send(proxy.url, ask)
+        (hold,) = proxy.records("hold")
+    assert sent.status_code == 200 and hold["input_tokens_counted"] >= 1_000_000
 
 
 def test_a_batch_request_with_an_image_or_a_document_is_held_at_the_window(

@@ -160,8 +160,8 @@ def _server_tools(
     with the estimate's margin; a web fetch's `max_content_tokens`), at the input rate, and
     never more than the request's window (`bounds`). A result nothing bounds (a web
     search's, code's output, an MCP server's answer, a fetch without `max_content_tokens`)
-    may fill the window: each pass is held as the whole window. Linear in `max_tokens` up to the window,
-    as the cap's fitting needs."""
+    may fill the window: each pass is held as the whole window. Linear in `max_tokens` up
+    to the window, as the cap's fitting needs."""
     fees = pricer.server_tool_worst_case(model, {**request, "max_tokens": max_tokens})
     per_search = search_result_tokens(request)
     fed = fed_back_results(request)
@@ -201,9 +201,9 @@ def _compaction(
 ) -> Decimal:
     """What compaction may add to a request that asks for it (`compaction_trigger`): its
     pass reads the input (held already) and writes a summary, which nothing bounds but the
-    model's most output (`bounds`); the answer's pass then reads the summary and what follows it (at
-    most the input again, never more than the window), at the dearest input rate (it may
-    write the cache). Only where the input reaches the trigger, or a server tool's loop (its
+    most output (`bounds`); the answer's pass then reads the summary and what follows it
+    (at most the input again, never more than the window), at the dearest input rate (it
+    may write the cache). Only where the input reaches the trigger, or a server tool's loop (its
     `passes` more) may grow it there; in that loop, once per pass."""
     trigger = compaction_trigger(request)
     if trigger is None or (input_tokens < trigger and not passes):
@@ -219,11 +219,12 @@ def _compaction(
 MAX_OUTPUT = 128_000  # the most any model writes in one pass, for a model without rules
 
 
-# How far a request reaches is its model's, unless its `anthropic-beta` header widens it: a
-# `context-<N>m-*` beta (context-1m-2025-08-07) opens an N-million-token window, an
-# `output-<N>k-*` one (output-128k-2025-02-19, output-300k-2026-03-24) N thousand tokens of
-# output. The betas below are known to do neither. Any other (one this table has not met)
-# may: it reaches at least as far as the longest documented window and output.
+# How far a request reaches is its model's, unless its betas widen it (the `anthropic-beta`
+# header, or a body's `anthropic_beta` / `betas`: proxy/body.py): a `context-<N>m-*` beta
+# (context-1m-2025-08-07) opens an N-million-token window, an `output-<N>k-*` one
+# (output-128k-2025-02-19, output-300k-2026-03-24) N thousand tokens of output. The betas
+# below are known to do neither. Any other (one this table has not met) may: it reaches at
+# least as far as the longest documented window and output.
 LONG_CONTEXT_WINDOW = 1_000_000
 LONGEST_OUTPUT = 300_000  # output-300k-2026-03-24
 _WIDER = re.compile(r"context-(\d{1,4})m-.+")
@@ -268,7 +269,8 @@ PLAIN_BETAS = frozenset(
         "token-counting-2024-11-01",
         "token-efficient-tools-2025-02-19",
         "web-search-2025-03-05",
-        # what the leading coding agent (claude-code 2.1.197) sends beside them
+        # what the leading coding agent (claude-code 2.1.197) sends or names beside them
+        "advanced-tool-use-2025-11-20",
         "claude-code-20250219",
         "effort-2025-11-24",
         "mid-conversation-system-2026-04-07",
@@ -276,7 +278,6 @@ PLAIN_BETAS = frozenset(
         "prompt-caching-scope-2026-01-05",
         "structured-outputs-2025-12-15",
         "tool-search-tool-2025-10-19",
-        "advanced-tool-use-2025-11-20",
     }
 )
 
@@ -320,9 +321,11 @@ def server_loop_note(model: str, request: dict[str, Any], bounds: Bounds | None 
         return ""
     passes = _loop_passes(search_result_tokens(request), fed)
     window = (bounds or Bounds.of(model)).window
+    own = Bounds.of(model).window
+    why = f" its betas allow (the model's own: {own:,})" if window > own else ""
     return (
         f", and {passes} more pass(es) of the server's loop reading its server tools' results "
-        f"back, each up to the {window:,}-token window (nothing bounds a web "
+        f"back, each up to the {window:,}-token window{why} (nothing bounds a web "
         "search's results; max_uses, and a web fetch's max_content_tokens, hold less),"
     )
 

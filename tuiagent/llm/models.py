@@ -59,7 +59,9 @@ S_FAST = Source(
     f"{_DOCS}/build-with-claude/fast-mode",
     "documented",
     "supportedModels: claude-fable-5-2, claude-mythos-5-2, claude-opus-5-5, claude-opus-5; "
-    "removed from claude-opus-4-8 on 2026-11-30",
+    "removed from claude-opus-4-8 on 2026-11-30 ('the API rejects your requests', "
+    "code.claude.com/docs/en/fast-mode); the refusal's wording as reported for Opus 4.7 "
+    "(github.com/NousResearch/hermes-agent/pull/19517)",
 )
 S_GEO = Source(
     f"{_DOCS}/manage-claude/data-residency",

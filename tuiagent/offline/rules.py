@@ -318,7 +318,7 @@ PREFILL_REFUSED = (  # reported
     "user message."
 )
 FORCED_WITH_THINKING = "Thinking may not be enabled when tool_choice forces tool use."  # closest
-FAST_REFUSED = "speed: fast mode is not supported for {model}"  # closest
+FAST_REFUSED = "'{model}' does not support the `speed` parameter."  # reported
 GEO_REFUSED = "inference_geo: data residency is not supported for {model}"  # closest
 _EFFORT_ORDER = {level: i for i, level in enumerate(EFFORT_ALL)}
 

@@ -30,7 +30,7 @@ from tuiagent.errors import UsageError
 from tuiagent.ledger import LedgerError, Scopes
 from tuiagent.llm.tokens import BadUsage, TokenUsage
 from tuiagent.meter import Held, Seen, record_fields, uncounted
-from tuiagent.proxy.body import BadBody, check_message_params
+from tuiagent.proxy.body import BadBody, body_betas, check_message_params
 from tuiagent.proxy.meter import Meter, NotAdmitted
 from tuiagent.runs.log import utc_now_iso
 from tuiagent.runs.records import ProxyAttempt, ProxyTurn
@@ -117,7 +117,7 @@ class Batches:
             model = params["model"]
             try:
                 modifiers = core.modifiers(model, params, processing="batch")
-                bounds = Bounds.of(model, betas)
+                bounds = Bounds.of(model, betas + body_betas(params))
                 size = uncounted(model, params, bounds=bounds)
             except UsageError as exc:
                 reason = f"requests.{i}.params: {exc}"

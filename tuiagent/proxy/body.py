@@ -124,3 +124,19 @@ def check_message_params(body: Any, where: str = "") -> None:
     for key in ("speed", "inference_geo", "service_tier"):
         if body.get(key) is not None and not isinstance(body[key], str):
             raise BadBody(f"{where}{key}: Input should be a valid string")
+    for key in BODY_BETAS:
+        value = body.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise BadBody(f"{where}{key}: Input should be a valid list of strings")
+
+
+# Where a body may name betas: a gateway in front of Bedrock or Vertex reads them from
+# `anthropic_beta`, the SDKs' keyword is `betas`. They widen a request as the header does.
+BODY_BETAS = ("anthropic_beta", "betas")
+
+
+def body_betas(body: dict[str, Any]) -> tuple[str, ...]:
+    """The betas a body checked by `check_message_params` names."""
+    return tuple(beta for key in BODY_BETAS for beta in body.get(key) or ())

@@ -237,8 +237,8 @@ class Meter:
         )
         stack = self.budget.stack
         window = (
-            " (its image or document is sized only by count_tokens, which gave no count: "
-            "held as its window)"
+            " (its image or document only the API can size, and it gave no count that could "
+            "be checked: held as its window)"
             if unfit.size.source == "window"
             else ""
         )

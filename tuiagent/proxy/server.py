@@ -42,7 +42,7 @@ from tuiagent.llm.endpoints import (
 )
 from tuiagent.proxy import DEFAULT_UPSTREAM
 from tuiagent.proxy.batches import Batches, ResultsReader, results_url
-from tuiagent.proxy.body import BadBody, messages_request, parse_json
+from tuiagent.proxy.body import BadBody, body_betas, messages_request, parse_json
 from tuiagent.proxy.door import Door
 from tuiagent.proxy.encoding import Decoder
 from tuiagent.proxy.keptlog import writable
@@ -469,9 +469,8 @@ class ProxyApp:
 
         try:
             scopes = proxy_scopes(exchange.text_headers(), payload, exchange.client)
-            call = await self.meter.admit(
-                raw, payload, exchange.client, count, scopes, exchange.betas()
-            )
+            betas = exchange.betas() + body_betas(payload)
+            call = await self.meter.admit(raw, payload, exchange.client, count, scopes, betas)
         except Exception as exc:  # fail closed: what cannot be metered is not sent
             await self.refuse(
                 exchange, 400, f"cannot meter this request ({_what(exc)})", model=_model(payload)
