@@ -189,7 +189,8 @@ def test_bad_key_is_one_line_exit_1_not_retried(workspace: Path, log_dir: Path) 
 
 
 def test_cap_holds_against_greedy_answers(workspace: Path, log_dir: Path) -> None:
-    greedy = OfflineModel(fill_max_tokens=True, always_tool=True)
+    # 16 words to an event: the cap is about usage, not how finely the text streams.
+    greedy = OfflineModel(fill_max_tokens=True, always_tool=True, words_per_delta=16)
     with LoopbackAPI(model=greedy) as api:
         proc = run_cli(
             "run",
