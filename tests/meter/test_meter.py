@@ -524,16 +524,14 @@ def test_a_media_request_with_no_count_is_held_at_its_own_window() -> None:
         ({"type": "url", "url": "https://example.com/a.pdf"}, False),
         ({"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}, False),
         ({"type": "somewhere-new", "ref": "x"}, False),  # a source this meter has not met
-        ({"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, True),
+        # a compressed PDF's hundred pages are a few KB: its bytes do not bound its pages
+        ({"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, False),
     ],
 )
-def test_a_count_of_a_document_by_reference_is_not_asked(
-    source: dict[str, Any], counted: bool
-) -> None:
-    """A lying count_tokens (1 token for a hundred-page PDF by URL) set the hold: nothing
-    here sees a document by URL or file id to check the count, so none is asked and it is
-    held at its window; one given inline is counted (its count is no lower than the
-    estimate of its bytes)."""
+def test_a_count_of_a_document_is_not_asked(source: dict[str, Any], counted: bool) -> None:
+    """A lying count_tokens (1 token for a hundred-page PDF) set the hold: nothing here can
+    size a document's pages to check the count, so none is asked and it is held at its
+    window."""
     meter = CallMeter(Pricer(), Budget(Decimal(100)), min_useful_tokens=256)
     request = {
         "model": "claude-sonnet-4-5",
@@ -552,3 +550,32 @@ def test_a_count_of_a_document_by_reference_is_not_asked(
         assert size.source == "count_tokens"
     else:
         assert size == Size(200_000, "window")
+
+
+@pytest.mark.parametrize(
+    ("source", "counted"),
+    [
+        ({"type": "url", "url": "https://example.com/a.png"}, False),
+        ({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo" * 40}, True),
+    ],
+)
+def test_an_image_is_counted_only_when_given_inline(source: dict[str, Any], counted: bool) -> None:
+    """An image's bytes bound what a count of it is believed down to (the estimate of them):
+    one given inline is counted; one by URL is held at its window, no count asked."""
+    meter = CallMeter(Pricer(), Budget(Decimal(100)), min_useful_tokens=256)
+    request = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": [{"type": "image", "source": source}]}],
+    }
+    asked: list[dict[str, Any]] = []
+
+    async def count(body: dict[str, Any]) -> object:
+        asked.append(body)
+        return 1
+
+    size = asyncio.run(meter.size("claude-sonnet-4-5", request, STANDARD, count))
+    assert bool(asked) is counted
+    assert size.source == ("count_tokens" if counted else "window")
+    if counted:  # its 1 token is not believed: no lower than the estimate of its bytes
+        assert size.tokens >= estimate_request_tokens(request)

@@ -9,6 +9,7 @@ Each runs the proxy against `BillingUpstream` (127.0.0.1), which keeps its own b
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -323,12 +324,12 @@ DOCUMENT = [
 ]
 
 
-def test_an_image_or_a_document_without_a_count_is_held_at_the_window(tmp_path: Path) -> None:
+def test_an_image_without_a_count_is_held_at_the_window(tmp_path: Path) -> None:
     """Where count_tokens gave no count, a request was held at the local estimate with its
-    margin: a PDF at its base64's few tokens, whatever its pages bill. It is held as the
+    margin: an image at its base64's few tokens, whatever its pixels bill. It is held as the
     model's whole window (refused under a $1 cap); with a count, as counted."""
-    inline = {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}
-    messages = [{"role": "user", "content": [{"type": "document", "source": inline}]}]
+    inline = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+    messages = [{"role": "user", "content": [{"type": "image", "source": inline}]}]
     ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": messages}).encode()
     with proxied(tmp_path, counts=["missing", "honest"]) as (upstream, proxy):
         refused = send(proxy.url, ask)
@@ -340,16 +341,24 @@ def test_an_image_or_a_document_without_a_count_is_held_at_the_window(tmp_path: 
     assert sent.status_code == 200 and turn["input_count_source"] == "count_tokens"
 
 
+INLINE_PDF = {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}
+
+
 @pytest.mark.parametrize("counts", [["low"], ["honest"], ["missing"]])
-def test_a_document_by_url_is_held_at_the_window_whatever_a_count_says(
-    tmp_path: Path, counts: list[str]
+@pytest.mark.parametrize("inline", [False, True], ids=["url", "base64"])
+def test_a_document_is_held_at_the_window_whatever_a_count_says(
+    tmp_path: Path, counts: list[str], inline: bool
 ) -> None:
-    """A PDF by URL: nothing here sees its pages, so nothing can check a count of them. An
-    upstream answering count_tokens with 1 token set the hold (a few cents for a document
-    that bills hundreds of thousands). It is held at the window, no count asked: refused
-    under a $1 cap on Opus 5.5, sent under $10 (and the call after it, which continues the
-    billed prefix, is sized from that bill)."""
-    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": DOCUMENT}).encode()
+    """A PDF, by URL or inline: nothing here sees its pages (a compressed PDF's hundred are
+    a few KB), so nothing can check a count of them. An upstream answering count_tokens with
+    1 token set the hold (a few cents for a document that bills hundreds of thousands). It
+    is held at the window, no count asked: refused under a $1 cap on Opus 5.5, sent under
+    $10 (and the call after it, which continues the billed prefix, is sized from that
+    bill)."""
+    messages = copy.deepcopy(DOCUMENT)
+    if inline:
+        messages[0]["content"][0]["source"] = INLINE_PDF
+    ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": messages}).encode()
     with proxied(tmp_path, counts=counts) as (upstream, proxy):
         refused = send(proxy.url, ask)
         (record,) = proxy.records("refused")

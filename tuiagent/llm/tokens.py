@@ -278,33 +278,34 @@ def request_blocks(request: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
     return out
 
 
-def holds_media(messages: Any, *, by_reference: bool = False) -> bool:
+def holds_media(messages: Any, *, unchecked: bool = False) -> bool:
     """Do these messages hold an image or a document other than plain text (in a message, or
     in a tool's result)? The API sizes those by their pixels and pages, which the local
     estimate cannot see: it reads a base64 source's characters (a compressed PDF's hundred
-    pages are a few KB), a URL's or a file id's none. `by_reference`: only those not given
-    inline (a URL, a file id, a source of another kind), whose bytes nothing here sees."""
+    pages are a few KB), a URL's or a file id's none. `unchecked`: only those whose size
+    nothing here can check a count against: a document (its pages), or an image not given
+    inline (a URL, a file id, a source of another kind). An inline image's bytes bound it."""
     if not isinstance(messages, list):
         return False
     return any(
-        _media(block, by_reference)
+        _media(block, unchecked)
         for message in messages
         if isinstance(message, dict) and isinstance(message.get("content"), list)
         for block in message["content"]
     )
 
 
-def _media(block: Any, by_reference: bool) -> bool:
+def _media(block: Any, unchecked: bool) -> bool:
     if not isinstance(block, dict):
         return False
     kind = block.get("type")
     if kind == "tool_result" and isinstance(block.get("content"), list):
-        return any(_media(b, by_reference) for b in block["content"])
+        return any(_media(b, unchecked) for b in block["content"])
     source = block.get("source")
     how = source.get("type") if isinstance(source, dict) else None
     if kind not in ("image", "document") or how in ("text", "content"):
         return False
-    return not by_reference or how != "base64"
+    return not unchecked or kind == "document" or how != "base64"
 
 
 def estimate_request_tokens(request: dict[str, Any]) -> int:

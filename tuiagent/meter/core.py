@@ -423,9 +423,9 @@ class CallMeter:
         """The request's input tokens, asking count_tokens only where it may matter: when
         the prefix is not known (the first call of a conversation, or it changed), or when
         the uncertainty of the estimated part could decide whether the request fits. Where
-        not even the fewest tokens it can be could fit, no count is asked; nor for an image
-        or a document by URL or file id, whose bytes nothing here sees to check a count: it
-        is held at its window (`uncounted`) until a call of it is billed.
+        not even the fewest tokens it can be could fit, no count is asked; nor for a document
+        (its pages), or an image by URL or file id, which nothing here can size to check a
+        count: it is held at its window (`uncounted`) until a call of it is billed.
 
         Deferred tool definitions (tool search) are not in the prompt, but the answer's
         searches may load them into its input: each is held as loaded once
@@ -447,9 +447,10 @@ class CallMeter:
         else:
             upper = uncounted(model, request, estimate, bounds)
             least = estimate  # a count below the estimate is not believed
-            if holds_media(request.get("messages"), by_reference=True):
-                # An image or a document by URL or file id: nothing here sees its bytes, so
-                # nothing can check a count of it (a lying upstream would set the hold).
+            if holds_media(request.get("messages"), unchecked=True):
+                # A document (a PDF's pages: a few KB can be a hundred), or an image by URL
+                # or file id: nothing here can check a count of it (a lying upstream would
+                # set the hold).
                 return upper
         room = self._room()
         if count is None or not self._fits(model, request, least, modifiers, room, bounds):
