@@ -106,6 +106,8 @@ def test_a_stream_longer_than_the_grace_is_cut_and_settled_at_what_it_may_have_b
     (attempt,) = calls(records)
     assert code == 143 and "Traceback" not in err
     assert attempt["type"] == "attempt" and attempt["input_tokens"] > 0
+    # The record says why it ended early (it said "connection dropped").
+    assert attempt["error"] == "cut when the proxy stopped, before the answer ended"
     assert records[-1]["type"] == "run_end" and records[-1]["in_flight_usd"] == 0
     assert float(records[-1]["total_cost_usd"]) == pytest.approx(float(attempt["cost_usd"]))
     assert float(attempt["cost_usd"]) > 0

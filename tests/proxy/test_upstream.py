@@ -184,3 +184,28 @@ def test_a_batch_object_compressed_anyway_reaches_the_client_readable(tmp_path: 
         answer = httpx2.post(proxy.url + "/v1/messages/batches", content=create, headers=HEADERS)
     assert answer.status_code == 200 and answer.json()["id"] == "msgbatch_1"
     assert "content-encoding" not in answer.headers
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_answer_without_a_content_type_is_read_as_its_bytes_show(
+    tmp_path: Path, stream: bool
+) -> None:
+    """An answer whose content-type was dropped on the way (a gateway): its SSE was read as
+    a JSON body, its usage never found, the call recorded as "connection dropped" at its
+    worst case. Its first bytes say which it is."""
+    sse = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","model":"claude-sonnet-4-5","usage":{"input_tokens":12,"output_tokens":1}}}\n\n'
+        b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}\n\n'
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    )  # fmt: skip
+    whole = b'\n{"id":"m","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":9}}'  # fmt: skip
+    body = sse if stream else whole
+
+    def bare(conn: socket.socket, _head: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+    with raw_upstream(bare) as (url, _), proxy_to(url, tmp_path, "5.00") as proxy:
+        response = httpx2.post(proxy.url + "/v1/messages", content=REQUEST, headers=HEADERS)
+        [call] = proxy.records("turn", "attempt")
+    assert response.content == body
+    assert call["type"] == "turn" and (call["input_tokens"], call["output_tokens"]) == (12, 9)

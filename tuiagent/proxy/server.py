@@ -522,7 +522,8 @@ class ProxyApp:
         on the way and settled once, however it ends (whole, cut by the upstream, the client
         gone): before the client has the last byte, so that its next request finds this one
         settled, not in flight."""
-        streamed = "text/event-stream" in response.headers.get("content-type", "")
+        kind = response.headers.get("content-type")
+        streamed = "text/event-stream" in kind if kind else None  # None: as its bytes show
         encoding = response.headers.get("content-encoding")
         scanner = UsageScanner(streamed, encoding)
         results = Decoder(encoding)  # a batch's results (`tap`), as the scanner reads its own
@@ -606,6 +607,10 @@ class ProxyApp:
                 error = _what(exc)
             settle()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if error is None and not gone.done():  # not the client leaving: the server stopping
+                error = "cut when the proxy stopped, before the answer ended"
+            raise
         finally:
             if error is None and gone.done() and not gone.cancelled():
                 error = "the client hung up before the answer ended"

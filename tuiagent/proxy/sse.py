@@ -23,9 +23,10 @@ _DATA_LINE = re.compile(rb"^data:(.*)$", re.MULTILINE)
 
 class UsageScanner:
     """Fed the raw bytes of a response as they arrive (in its `encoding`, undone on the way:
-    `Decoder`); says what the call billed."""
+    `Decoder`); says what the call billed. `streamed`: SSE or one JSON Message, as its
+    content-type says; None where it says nothing: then as its first bytes show (`{`: JSON)."""
 
-    def __init__(self, streamed: bool, encoding: str | None = None) -> None:
+    def __init__(self, streamed: bool | None, encoding: str | None = None) -> None:
         self.streamed = streamed
         self.decoder = Decoder(encoding)
         self.usage: TokenUsage | None = None  # the last usage that could be read; None: none
@@ -51,6 +52,11 @@ class UsageScanner:
 
     def feed(self, chunk: bytes) -> None:
         chunk = self.decoder.feed(chunk)
+        if self.streamed is None:
+            chunk = chunk.lstrip()
+            if not chunk:
+                return
+            self.streamed = not chunk.startswith(b"{")
         if not chunk:
             return
         if not self.streamed:
