@@ -178,6 +178,9 @@ def test_a_batch_is_held_against_the_budgets_its_requests_fall_under(tmp_path: P
     finally:
         budget.close()
     assert "'req-" in refused["error"] and "of the batch" in refused["error"]
+    # The request that did not fit is numbered as it was taken in: no call without a record.
+    numbers = [r["turn"] for r in released if r["type"] == "attempt"] + [refused["turn"]]
+    assert numbers == list(range(1, len(numbers) + 1)) and hold["turn"] == len(numbers) + 1
     # Requests held before the one that did not fit are released, each with its record.
     holds = [r["hold_id"] for r in released if r["type"] == "hold"]
     unsent = [r for r in released if r["type"] == "attempt"]

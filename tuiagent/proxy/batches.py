@@ -151,11 +151,11 @@ class Batches:
                 held = await core.hold_async(plan, f"batch #{turn}")
             except LedgerError as exc:  # fail closed: none of it is sent
                 self.failed(pending, str(exc), sent=False)
-                return self.meter.refuse(client, plan.model, _refusal(str(exc)))
+                return self.meter.refuse(client, plan.model, _refusal(str(exc)), turn=turn)
             if held is None:  # a `[[budgets]]` budget, or the cap moved while holding
                 self.failed(pending, "a budget it falls under has no room for it", sent=False)
                 reason = f"request {custom_id!r} of the batch does not fit a budget it falls under"
-                return self.meter.refuse(client, plan.model, _refusal(reason))
+                return self.meter.refuse(client, plan.model, _refusal(reason), turn=turn)
             with held.released_on_error():  # nothing is sent unrecorded
                 self.meter.write_hold(turn, client, held, PURPOSE)
             pending.requests.append(BatchRequest(custom_id, turn, held, self.meter.clock()))

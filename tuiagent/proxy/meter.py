@@ -220,12 +220,20 @@ class Meter:
         )
 
     def refuse(
-        self, client: str, model: str, message: str, scopes: Scopes | None = None
+        self,
+        client: str,
+        model: str,
+        message: str,
+        scopes: Scopes | None = None,
+        turn: int | None = None,
     ) -> NotAdmitted:
         """A request refused before it could be admitted (a path or body the proxy cannot
-        meter): one `refused` record, numbered as a call."""
-        self.calls += 1
-        return self._refuse(self.calls, client, model, message, scopes)
+        meter): one `refused` record, numbered as a call (`turn`: the number it was taken in
+        with already, else the next)."""
+        if turn is None:
+            self.calls += 1
+            turn = self.calls
+        return self._refuse(turn, client, model, message, scopes)
 
     def _cap_message(
         self, model: str, unfit: Unfit, request: dict[str, Any], bounds: Bounds
