@@ -16,6 +16,8 @@ Published facts these are written from (not from genai-prices):
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from tuiagent.config import Settings
 from tuiagent.cost.budget import LONG_CONTEXT_WINDOW, PLAIN_BETAS, Bounds, Budget
 from tuiagent.cost.pricing import STANDARD, Modifiers, Pricer, UnpricedModifierError
 from tuiagent.errors import UsageError
-from tuiagent.llm.tokens import TokenUsage, estimate_request_tokens
+from tuiagent.llm.tokens import TokenUsage, block_tokens, estimate_request_tokens
 from tuiagent.meter import CallMeter, Seen, Size, uncounted
 from tuiagent.runs.log import read_records
 from tuiagent.session import open_session
@@ -404,31 +406,36 @@ async def test_the_agent_holds_and_prices_a_request_s_modifiers(tmp_path: Path) 
             },
             False,
         ),
-        ({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}, True),
+        # an image is estimated at the most its pixels can bill (at most 4,784 tokens)
+        ({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}, False),
         (
             {
                 "type": "image",
                 "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"},
             },
-            True,
+            False,
         ),
         ({"type": "document", "source": {"type": "file", "file_id": "file_1"}}, True),
+        (
+            {"type": "document", "source": {"type": "base64", "data": "JVBERi0xLjQK"}},
+            True,
+        ),
         (
             {
                 "type": "tool_result",
                 "tool_use_id": "t",
-                "content": [{"type": "image", "source": {"type": "url", "url": "u"}}],
+                "content": [{"type": "document", "source": {"type": "url", "url": "u"}}],
             },
             True,
         ),
     ],
 )
-def test_what_follows_a_known_prefix_is_estimated_only_without_media(
+def test_what_follows_a_known_prefix_is_estimated_only_without_documents(
     block: dict[str, Any], media: bool
 ) -> None:
     """The prefix a conversation's last call billed is exact and what follows it estimated:
-    an image or a document in what follows cannot be, so the request goes to count_tokens
-    (or, with no count, to its window: `uncounted`)."""
+    a document in what follows cannot be (its pages), so the request goes to count_tokens
+    (or, with no count, to its window: `uncounted`). An image can: by its pixels."""
     meter = CallMeter(Pricer(), Budget(Decimal(10)), min_useful_tokens=256, conversations=8)
     first = {
         "model": "claude-sonnet-5-5",
@@ -507,11 +514,11 @@ def test_no_beta_lowers_how_far_a_request_reaches(model: str, betas: list[str], 
         assert after.window >= LONG_CONTEXT_WINDOW
 
 
-def test_a_media_request_with_no_count_is_held_at_its_own_window() -> None:
+def test_a_document_request_with_no_count_is_held_at_its_own_window() -> None:
     request = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 100,
-        "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}],
+        "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}],
     }
     assert uncounted("claude-sonnet-4-5", request).tokens == 200_000
     wide = Bounds.of("claude-sonnet-4-5", ["context-1m-2025-08-07"])
@@ -552,30 +559,45 @@ def test_a_count_of_a_document_is_not_asked(source: dict[str, Any], counted: boo
         assert size == Size(200_000, "window")
 
 
+def png(width: int, height: int, padding: int = 0) -> str:
+    """A PNG's base64: its header (all that sizes it), then `padding` bytes."""
+    head = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + struct.pack(">II", width, height)
+    return base64.b64encode(head + b"\x08\x06\x00\x00\x00" + bytes(padding)).decode()
+
+
 @pytest.mark.parametrize(
-    ("source", "counted"),
+    ("source", "most"),
     [
-        ({"type": "url", "url": "https://example.com/a.png"}, False),
-        ({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo" * 40}, True),
+        ({"type": "base64", "media_type": "image/png", "data": png(1024, 1024)}, 3 + 1_399),
+        ({"type": "base64", "media_type": "image/png", "data": png(200, 100)}, 3 + 32),
+        # a screenshot's megabyte of base64 is its pixels' tokens, not its characters'
+        ({"type": "base64", "media_type": "image/png", "data": png(1568, 980, 10**6)}, 3 + 2_049),
+        # scaled down by the API to at most 4,784 tokens, whatever it is or says
+        ({"type": "base64", "media_type": "image/png", "data": png(8000, 8000)}, 3 + 4_784),
+        ({"type": "base64", "media_type": "image/png", "data": "not an image"}, 3 + 4_784),
+        ({"type": "url", "url": "https://example.com/a.png"}, 3 + 4_784),
+        ({"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}, 3 + 4_784),
     ],
 )
-def test_an_image_is_counted_only_when_given_inline(source: dict[str, Any], counted: bool) -> None:
-    """An image's bytes bound what a count of it is believed down to (the estimate of them):
-    one given inline is counted; one by URL is held at its window, no count asked."""
+def test_an_image_is_held_at_the_most_its_pixels_can_bill(
+    source: dict[str, Any], most: int
+) -> None:
+    """An image was estimated by its base64's characters: a 1 MB screenshot as hundreds of
+    thousands of tokens (a call the cap could well afford refused), and a tiny image that
+    the API scales up to nothing more than its pixels as a few. It is estimated at the most
+    its pixels bill on any model (its header read; 4,784 when unread), and a count below
+    that is not believed (a lying upstream's 1 token)."""
     meter = CallMeter(Pricer(), Budget(Decimal(100)), min_useful_tokens=256)
+    block = {"type": "image", "source": source}
     request = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 100,
-        "messages": [{"role": "user", "content": [{"type": "image", "source": source}]}],
+        "messages": [{"role": "user", "content": [block]}],
     }
-    asked: list[dict[str, Any]] = []
+    assert block_tokens(block) == most
 
     async def count(body: dict[str, Any]) -> object:
-        asked.append(body)
         return 1
 
     size = asyncio.run(meter.size("claude-sonnet-4-5", request, STANDARD, count))
-    assert bool(asked) is counted
-    assert size.source == ("count_tokens" if counted else "window")
-    if counted:  # its 1 token is not believed: no lower than the estimate of its bytes
-        assert size.tokens >= estimate_request_tokens(request)
+    assert size.source == "count_tokens" and most <= size.tokens < most + 20

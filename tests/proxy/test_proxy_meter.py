@@ -9,11 +9,13 @@ Each runs the proxy against `BillingUpstream` (127.0.0.1), which keeps its own b
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -298,9 +300,9 @@ def test_betas_named_in_the_body_widen_the_window_as_the_header_does(tmp_path: P
 
 def test_a_batch_is_held_at_the_window_its_header_allows(tmp_path: Path) -> None:
     """A batch's `anthropic-beta` header is every request's: with the long-context beta, a
-    Sonnet 4.5 request with an image and no count is held at 1M tokens, without it at 200k."""
-    image = [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://e/x.png"}}]}]  # fmt: skip
-    params = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": image}
+    Sonnet 4.5 request with a document is held at 1M tokens, without it at 200k."""
+    pdf = [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://e/x.pdf"}}]}]  # fmt: skip
+    params = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": pdf}
     batch = json.dumps({"requests": [{"custom_id": "a", "params": params}]}).encode()
     long = {**HEADERS, "anthropic-beta": "message-batches-2024-09-24, context-1m-2025-08-07"}
     with proxied(tmp_path, cap="0.50") as (upstream, proxy):
@@ -324,21 +326,29 @@ DOCUMENT = [
 ]
 
 
-def test_an_image_without_a_count_is_held_at_the_window(tmp_path: Path) -> None:
-    """Where count_tokens gave no count, a request was held at the local estimate with its
-    margin: an image at its base64's few tokens, whatever its pixels bill. It is held as the
-    model's whole window (refused under a $1 cap); with a count, as counted."""
-    inline = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+def test_an_image_is_held_at_its_pixels_with_a_count_or_without(tmp_path: Path) -> None:
+    """An image was held at the whole window (1M tokens on Opus: refused under $1) where no
+    count came, and at its base64's characters where one did. It is held at the most its
+    pixels bill (a 1568 x 980 screenshot: about 2,000 tokens), either way: sent under $1."""
+    head = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + struct.pack(">II", 1568, 980)
+    inline = {
+        "type": "base64",
+        "media_type": "image/png",
+        "data": base64.b64encode(head + bytes(300_000)).decode(),
+    }
     messages = [{"role": "user", "content": [{"type": "image", "source": inline}]}]
     ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": messages}).encode()
-    with proxied(tmp_path, counts=["missing", "honest"]) as (upstream, proxy):
-        refused = send(proxy.url, ask)
-        assert upstream.messages_calls == 0
-        sent = send(proxy.url, ask)
-        (turn,) = proxy.records("turn")
-    said = refused.json()["error"]["message"]
-    assert refused.status_code == 400 and "1,000,000 input tokens (its image or document" in said
-    assert sent.status_code == 200 and turn["input_count_source"] == "count_tokens"
+    with proxied(tmp_path, counts=["missing", "low"]) as (_, proxy):
+        uncounted = send(proxy.url, ask)
+        counted = send(proxy.url, ask)
+        turns = proxy.records("turn")
+    assert uncounted.status_code == counted.status_code == 200
+    (estimated, at_estimate), (counted_by, at_count) = [
+        (t["input_count_source"], t["input_tokens_counted"]) for t in turns
+    ]
+    pixels = 3 + 2_049  # 1568 x 980 / 750, rounded up, and the image block
+    assert estimated == "estimate" and pixels < at_estimate < pixels * 1.4  # with the margin
+    assert counted_by == "count_tokens" and pixels < at_count < pixels + 20  # 'low' not believed
 
 
 INLINE_PDF = {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}
@@ -363,7 +373,7 @@ def test_a_document_is_held_at_the_window_whatever_a_count_says(
         refused = send(proxy.url, ask)
         (record,) = proxy.records("refused")
     assert refused.status_code == 400 and upstream.messages_calls == upstream.count_calls == 0
-    assert "1,000,000 input tokens (its image or document" in record["error"]
+    assert "1,000,000 input tokens (its document" in record["error"]
     with proxied(tmp_path / "more", counts=counts, cap="10.00") as (upstream, proxy):
         sent = send(proxy.url, ask)
         (hold,) = proxy.records("hold")

@@ -21,9 +21,12 @@ estimated, so 22% low). Where it stands in for the real tokenizer, use
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import re
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
@@ -63,6 +66,8 @@ def block_tokens(block: Any) -> int:
     kind = block.get("type")
     if kind == "text":
         return estimate_tokens(block.get("text", ""))
+    if kind == "image":
+        return image_tokens(block)
     if kind == "tool_result":
         content = block.get("content", "")
         if isinstance(content, list):
@@ -278,34 +283,119 @@ def request_blocks(request: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
     return out
 
 
-def holds_media(messages: Any, *, unchecked: bool = False) -> bool:
-    """Do these messages hold an image or a document other than plain text (in a message, or
-    in a tool's result)? The API sizes those by their pixels and pages, which the local
-    estimate cannot see: it reads a base64 source's characters (a compressed PDF's hundred
-    pages are a few KB), a URL's or a file id's none. `unchecked`: only those whose size
-    nothing here can check a count against: a document (its pages), or an image not given
-    inline (a URL, a file id, a source of another kind). An inline image's bytes bound it."""
+def holds_documents(messages: Any) -> bool:
+    """Do these messages hold a document other than plain text (a PDF; in a message, or in
+    a tool's result)? The API sizes it by its pages, which nothing here can: a compressed
+    PDF's hundred pages are a few KB of base64, a URL's or a file id's none. (An image is
+    sized by its pixels: `image_tokens`.)"""
     if not isinstance(messages, list):
         return False
     return any(
-        _media(block, unchecked)
+        _document(block)
         for message in messages
         if isinstance(message, dict) and isinstance(message.get("content"), list)
         for block in message["content"]
     )
 
 
-def _media(block: Any, unchecked: bool) -> bool:
+def _document(block: Any) -> bool:
     if not isinstance(block, dict):
         return False
     kind = block.get("type")
     if kind == "tool_result" and isinstance(block.get("content"), list):
-        return any(_media(b, unchecked) for b in block["content"])
+        return any(_document(b) for b in block["content"])
     source = block.get("source")
     how = source.get("type") if isinstance(source, dict) else None
-    if kind not in ("image", "document") or how in ("text", "content"):
-        return False
-    return not unchecked or kind == "document" or how != "base64"
+    return kind == "document" and how not in ("text", "content")
+
+
+# An image is billed by its pixels once the API has scaled it to fit its model (the vision
+# page, "Evaluate image size"): Opus 4.7 and later, Sonnet 5 and later and Haiku 5.5 take up
+# to 2,576 px on the long edge at one token per 28 x 28 px patch, at most 4,784 tokens;
+# earlier models up to 1,568 px at about w x h / 750 tokens (about 1,600 at most). Scaling
+# only lowers either, so an image is at most the larger of them at its own size, and never
+# more than MAX_IMAGE_TOKENS, whatever its source: one by URL or file id, or one whose
+# header does not read, is taken at that. The header is read from the first bytes only.
+MAX_IMAGE_TOKENS = 4_784
+IMAGE_BLOCK_TOKENS = 3  # the image block around its pixels
+_HEAD_CHARS = 4 * (256 * 1024 // 3)  # base64 of the first 256 KB: any header's room
+
+
+def image_tokens(block: dict[str, Any]) -> int:
+    """The most an image block can bill, from its pixels (see above)."""
+    source = block.get("source")
+    size = None
+    if isinstance(source, dict) and source.get("type") == "base64":
+        data = source.get("data")
+        if isinstance(data, str):
+            try:
+                head = base64.b64decode(data[:_HEAD_CHARS])
+            except (binascii.Error, ValueError):
+                head = b""
+            kind = image_kind(head)
+            size = image_size(kind, head) if kind else None
+    if size is None:
+        return IMAGE_BLOCK_TOKENS + MAX_IMAGE_TOKENS
+    w, h = size
+    patches = -(-w // 28) * -(-h // 28)
+    return IMAGE_BLOCK_TOKENS + min(MAX_IMAGE_TOKENS, max(patches, -(-w * h // 750)))
+
+
+def image_kind(data: bytes) -> str | None:
+    """The media type an image's first bytes say it is (the four the API takes), or None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def image_size(kind: str, data: bytes) -> tuple[int, int] | None:
+    """Width and height read from the image's header, or None if it is cut short."""
+    try:
+        if kind == "image/png":
+            return struct.unpack(">II", data[16:24])
+        if kind == "image/gif":
+            return struct.unpack("<HH", data[6:10])
+        if kind == "image/webp":
+            return _webp_size(data)
+        return _jpeg_size(data)
+    except struct.error:
+        return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 ":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    at = 2
+    while at + 9 < len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            at += 2
+            continue
+        length = struct.unpack(">H", data[at + 2 : at + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[at + 5 : at + 9])
+            return w, h
+        at += 2 + length
+    return None
 
 
 def estimate_request_tokens(request: dict[str, Any]) -> int:

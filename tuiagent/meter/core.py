@@ -63,7 +63,7 @@ from tuiagent.llm.tokens import (
     PER_MESSAGE_OVERHEAD,
     TokenUsage,
     estimate_request_tokens,
-    holds_media,
+    holds_documents,
     loadable_tokens,
 )
 
@@ -173,8 +173,8 @@ class Prefixes:
             if billed is None or billed.messages != n:
                 continue
             self._book.move_to_end(chain[n])
-            # What follows the prefix is estimated: an image or a document in it cannot be.
-            return None if holds_media(messages[n:]) else self._split(billed, messages[n:])
+            # What follows the prefix is estimated: a document in it cannot be.
+            return None if holds_documents(messages[n:]) else self._split(billed, messages[n:])
         return None
 
     @staticmethod
@@ -202,9 +202,9 @@ def uncounted(
 ) -> Size:
     """A request's input where no count can be had: the local estimate (`estimate`, else
     its own) with its margin; the request's whole window (`bounds`, else the model's own)
-    when it holds an image or a document, which the estimate cannot size (`holds_media`)."""
+    when it holds a document, which the estimate cannot size (`holds_documents`)."""
     estimate = estimate_request_tokens(request) if estimate is None else estimate
-    if holds_media(request.get("messages")):
+    if holds_documents(request.get("messages")):
         window = (bounds or Bounds.of(model)).window
         return Size(max(estimated_with_margin(estimate), window), "window")
     return Size(estimated_with_margin(estimate), "estimate")
@@ -424,8 +424,9 @@ class CallMeter:
         the prefix is not known (the first call of a conversation, or it changed), or when
         the uncertainty of the estimated part could decide whether the request fits. Where
         not even the fewest tokens it can be could fit, no count is asked; nor for a document
-        (its pages), or an image by URL or file id, which nothing here can size to check a
-        count: it is held at its window (`uncounted`) until a call of it is billed.
+        (its pages), which nothing here can size to check a count: it is held at its window
+        (`uncounted`) until a call of it is billed. An image is estimated at the most its
+        pixels can bill (`image_tokens`), so a count of it is believed down to that.
 
         Deferred tool definitions (tool search) are not in the prompt, but the answer's
         searches may load them into its input: each is held as loaded once
@@ -447,10 +448,9 @@ class CallMeter:
         else:
             upper = uncounted(model, request, estimate, bounds)
             least = estimate  # a count below the estimate is not believed
-            if holds_media(request.get("messages"), unchecked=True):
-                # A document (a PDF's pages: a few KB can be a hundred), or an image by URL
-                # or file id: nothing here can check a count of it (a lying upstream would
-                # set the hold).
+            if holds_documents(request.get("messages")):
+                # A document (a PDF's pages: a few KB can be a hundred): nothing here can
+                # check a count of it (a lying upstream would set the hold).
                 return upper
         room = self._room()
         if count is None or not self._fits(model, request, least, modifiers, room, bounds):

@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import struct
 from collections.abc import Iterator
 from typing import Any
+
+from tuiagent.llm.tokens import image_kind, image_size
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
@@ -36,62 +37,6 @@ def _blocks(body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                 for k, sub in enumerate(inner):
                     if isinstance(sub, dict):
                         yield f"messages.{i}.content.{j}.tool_result.content.{k}", sub
-
-
-def _kind(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def _size(kind: str, data: bytes) -> tuple[int, int] | None:
-    """Width and height read from the image's header, or None if it is cut short."""
-    try:
-        if kind == "image/png":
-            return struct.unpack(">II", data[16:24])
-        if kind == "image/gif":
-            return struct.unpack("<HH", data[6:10])
-        if kind == "image/webp":
-            return _webp_size(data)
-        return _jpeg_size(data)
-    except struct.error:
-        return None
-
-
-def _webp_size(data: bytes) -> tuple[int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8 ":
-        w, h = struct.unpack("<HH", data[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    if chunk == b"VP8L":
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8X":
-        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    at = 2
-    while at + 9 < len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            at += 2
-            continue
-        length = struct.unpack(">H", data[at + 2 : at + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", data[at + 5 : at + 9])
-            return w, h
-        at += 2 + length
-    return None
 
 
 def media_error(body: dict[str, Any]) -> str | None:
@@ -130,12 +75,12 @@ def _image_error(path: str, block: dict[str, Any], *, many: bool) -> str | None:
             f"{MAX_IMAGE_BYTES} bytes"
         )
     data = _decoded(source)
-    kind = _kind(data) if data else None
+    kind = image_kind(data) if data else None
     if data is None or kind is None:
         return "Could not process image"
     if kind != media_type:
         return f"{path}.image.source.base64.data: Image does not match the provided media type {media_type}"
-    size = _size(kind, data)
+    size = image_size(kind, data)
     if size is None:
         return "Could not process image"
     if max(size) > MAX_SIDE:

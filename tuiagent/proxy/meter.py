@@ -245,8 +245,7 @@ class Meter:
         )
         stack = self.budget.stack
         window = (
-            " (its image or document only the API can size, and it gave no count that could "
-            "be checked: held as its window)"
+            " (its document only the API can size, by its pages: held as its window)"
             if unfit.size.source == "window"
             else ""
         )
