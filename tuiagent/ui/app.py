@@ -192,7 +192,7 @@ class TuiagentApp(MeteredApp):
             return
 
         def chosen(picked: Picked | None) -> None:
-            assert picked is not None
+            picked = picked or Picked(None, "")  # (dismissed with nothing: a new session)
             self.resume = picked.transcript
             # What was typed at the picker, before what was typed since it closed.
             typed = self.main.input.text
