@@ -35,16 +35,19 @@ class Terminal:
     def keys(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", self.name, *keys)
 
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", self.name)
+    def screen(self, scrolled: bool = False) -> str:
+        """What the pane shows; `scrolled`: with the lines scrolled off its top."""
+        return self.tmux("capture-pane", "-p", "-t", self.name, *(["-S", "-"] * scrolled))
 
-    def wait_for(self, cond: Callable[[str], bool], what: str, tries: int = 300) -> str:
+    def wait_for(
+        self, cond: Callable[[str], bool], what: str, tries: int = 300, scrolled: bool = False
+    ) -> str:
         for _ in range(tries):
-            text = self.screen()
+            text = self.screen(scrolled)
             if cond(text):
                 return text
             time.sleep(0.05)
-        raise AssertionError(f"never on screen: {what}\n{self.screen()}")
+        raise AssertionError(f"never on screen: {what}\n{self.screen(scrolled)}")
 
 
 @pytest.fixture
@@ -150,5 +153,9 @@ def test_at_80x24_the_chat_the_input_and_every_key_are_on_screen(small_terminal:
     term.keys("F5")  # narrow: F5 shows one panel at a time in the turns table's place
     term.wait_for(lambda s: "Router" in s and "why" in s, "the router panel")
     term.keys("C-q")
-    screen = term.wait_for(lambda s: "tuiagent: session " in s, "the session's total on quit")
+    # Printed on the terminal the app gave back: at 80 columns its log's path wraps, and a
+    # line of it once scrolled off the top of the pane (CI), so the scrolled lines count.
+    screen = term.wait_for(
+        lambda s: "tuiagent: session " in s, "the session's total on quit", scrolled=True
+    )
     assert re.search(r"tuiagent: session \S+: \$0\.\d+ in 2 calls; log ", screen)
