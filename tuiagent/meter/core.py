@@ -448,7 +448,7 @@ class CallMeter:
         else:
             upper = uncounted(model, request, estimate, bounds)
             least = estimate  # a count below the estimate is not believed
-            if holds_documents(request.get("messages")):
+            if upper.source == "window":
                 # A document (a PDF's pages: a few KB can be a hundred): nothing here can
                 # check a count of it (a lying upstream would set the hold).
                 return upper
