@@ -175,6 +175,36 @@ async def test_messages_typed_in_one_go_stay_apart(make_app: MakeApp) -> None:
         assert app.main.input.sent == [first, second]  # up recalls each as it was sent
 
 
+async def test_text_faster_than_a_screen_a_frame_is_shown_5_times_a_second(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        chat = app.main.chat
+        waits: list[float] = []  # how long each piece of text was to wait to be shown
+        set_timer = chat.set_timer
+
+        def timer(delay: float, callback: Any, **kwargs: Any) -> Any:
+            waits.append(delay)
+            return set_timer(delay, callback, **kwargs)
+
+        chat.set_timer = timer  # type: ignore[method-assign]
+
+        async def shown(text: str) -> None:
+            chat.feed(text)
+            await until(pilot, lambda: text.split()[-1] in screen_text(pilot), text[-20:])
+
+        await shown("A few words.")
+        view = chat.scrollable_content_region
+        await shown("word " * view.area + "More than a screen.")  # within one frame
+        await shown(" The next words.")  # a blur: in a fifth of a second
+        await shown(" And then.")  # read again: a fifteenth
+        chat.close_answer()
+        await shown("The next answer.")
+        assert waits == [1 / 15, 1 / 15, 1 / 5, 1 / 15, 1 / 15]
+
+
 async def test_a_user_scrolled_up_stays_put_while_the_answer_streams(make_app: MakeApp) -> None:
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
