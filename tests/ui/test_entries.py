@@ -1,0 +1,123 @@
+"""An answer's Markdown as it streams (ui/widgets/entries.py): cut into blocks at paragraph
+breaks, and a long code fence into pieces, each drawn as the whole would be."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+from rich.style import Style
+
+from tuiagent.ui.widgets import entries
+from tuiagent.ui.widgets.entries import _GOES_ON, ChatAnswer, Look, _breaks
+
+WIDTH = 60
+
+
+def look() -> Look:
+    console = Console(width=120, color_system="truecolor", force_terminal=True)
+    styles = {"chat--answer": Style(color="white")}
+    return Look(console, console.options.update(highlight=False), styles, Style(), 1)
+
+
+def drawn(answer: ChatAnswer) -> list[str]:
+    """The answer's lines as the chat shows them: each block's, in turn, with their styles."""
+    shown = look()
+    return [
+        "".join(f"{text}{style}" for text, style, _ in line)
+        for block in answer.blocks
+        for line in block.lines(shown, WIDTH)
+    ]
+
+
+def streamed(text: str, sizes: list[int]) -> ChatAnswer:
+    """The answer fed in pieces of these sizes. After each, the block still growing (the
+    one drawn again at the next) holds no more than a piece of a fence."""
+    answer, at = ChatAnswer(), 0
+    for size in [*sizes, len(text)]:
+        answer.append(text[at : at + size])
+        at += size
+        assert answer.blocks[-1].text.count("\n") <= entries.PIECE_LINES + 3
+    return answer
+
+
+CODE = [
+    "def total(calls):",
+    '    """What the calls cost.',
+    "",
+    '    Every one of them."""',
+    "    return sum(c.cost for c in calls)  # " + "a comment that wraps " * 4,
+    "",
+    "\tindented = {'a': 1}",
+    "x = 'a string'",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(CODE), max_size=90),
+    st.lists(st.integers(1, 400), max_size=30),
+    st.sampled_from(["```python", "~~~", "````text"]),
+)
+def test_a_fence_streamed_in_pieces_is_drawn_as_the_whole_fence(
+    lines: list[str], sizes: list[int], opening: str
+) -> None:
+    closing = opening.split("t")[0].split("p")[0]
+    text = f"Here it is:\n\n{opening}\n" + "".join(f"{line}\n" for line in lines)
+    text += f"{closing}\n\nThat is all.\n\n- one\n- two"
+    answer = streamed(text, sizes)
+    assert answer.text == text
+    whole = ChatAnswer()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(entries, "PIECE_LINES", 10**9)
+        whole.append(text)
+        assert len(whole.blocks) == 3 and drawn(answer) == drawn(whole)
+
+
+def test_a_fence_still_streaming_is_drawn_as_far_as_it_came() -> None:
+    text = "```python\n" + "".join(f"n{i} = {i}\n" for i in range(50))
+    answer = streamed(text, [7] * 60)
+    assert len(answer.blocks) == 3  # 20, 20 and the last 10 lines
+    shown = [line.text for block in answer.blocks for line in block.lines(look(), WIDTH)]
+    assert [line.strip() for line in shown[1:51]] == [f"n{i} = {i}" for i in range(50)]
+    whole = ChatAnswer()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(entries, "PIECE_LINES", 10**9)
+        whole.append(text)
+        assert drawn(answer) == drawn(whole)
+
+
+def test_an_answer_is_cut_where_the_plain_definition_cuts_it() -> None:
+    """The one-pass scan of an answer for block breaks against the definition: a paragraph
+    break outside a code fence (`fenced`: the text begins inside one), with text after it
+    that is not a list item, an indent, or the start of either."""
+
+    def plain(text: str, start: int, fenced: str) -> list[int]:
+        cuts = []
+        for at in range(start, len(text) - 1):
+            if text[at : at + 2] != "\n\n" or (cuts and at < cuts[-1]):
+                continue
+            rest = text[at + 2 :].lstrip("\n")
+            before = fenced + text[:at]
+            inside = before.count("```") % 2 or before.count("~~~") % 2
+            if rest and not inside and not _GOES_ON.match(rest):
+                if re.fullmatch(r"[-*+]|[0-9]{1,9}[.)]?", rest):
+                    break  # a list item may be coming
+                cuts.append(at + 2)
+        return cuts
+
+    pieces = ["\n", "\n\n", "`", "```", "~~~", "a", " ", "-", "- ", "1", "1. ", "\t"]
+
+    @settings(max_examples=800, deadline=None)
+    @given(
+        st.lists(st.sampled_from(pieces), max_size=30).map("".join),
+        st.integers(0, 40),
+        st.sampled_from(["", "```", "~~~"]),
+    )
+    def same(text: str, start: int, fenced: str) -> None:
+        assert _breaks(text, start, fenced) == plain(text, start, fenced)
+
+    same()
