@@ -7,7 +7,8 @@ the load average is printed too (final figures are taken with it under 1).
 Terminal figures are measured in a real terminal (tmux, 120x40) by polling the screen; a
 screen poll costs a few milliseconds, so those figures are upper bounds. Streaming figures
 run the app headless (`App.run_test`) against the same agent loop run without a screen, the
-two in turn in one process, in several fresh processes (the median of theirs: PROCESSES).
+two back to back in pairs, in several fresh processes (the median of all the pairs'
+ratios: PROCESSES, ROUNDS).
 The package's bytecode is compiled first, as `pip install .` does (a development checkout
 with PYTHONDONTWRITEBYTECODE set would otherwise compile every module at every start,
 which the bare app, whose Textual is installed, never does).
@@ -240,79 +241,82 @@ def _chat_text(app: Any) -> str:
     return " ".join(" ".join(s.text.split()) for s in lines)
 
 
-def _best(runs: list[Timed]) -> Timed:
-    """The least wall time and the least CPU time of the runs."""
-    return min(r[0] for r in runs), min(r[1] for r in runs)
-
-
 ROUNDS = 5
 
 
-def _in_turn(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Timed, Timed]:
-    """The best of ROUNDS runs of each of two streams, taken in turn (first, second, first,
-    ...) after one untimed pair: the first runs in a process pay for imports, and a change
-    in the machine's speed during the bench falls on both sides alike."""
+def _in_turn(first: Callable[[], Any], second: Callable[[], Any]) -> list[tuple[Timed, Timed]]:
+    """ROUNDS pairs of runs of two streams, back to back (first, second; then second,
+    first; ...) after one untimed pair: the first runs in a process pay for imports, and
+    the machine's speed, which drifts, is about the same within a pair."""
     asyncio.run(first())
     asyncio.run(second())
-    a, b = [], []
-    for _ in range(ROUNDS):
-        a.append(asyncio.run(first()))
-        b.append(asyncio.run(second()))
-    return _best(a), _best(b)
+    pairs = []
+    for i in range(ROUNDS):
+        if i % 2:
+            b = asyncio.run(second())
+            a = asyncio.run(first())
+        else:
+            a = asyncio.run(first())
+            b = asyncio.run(second())
+        pairs.append((a, b))
+    return pairs
 
 
-# The streams run in fresh processes, PROCESSES of them, and each figure is the median of
-# theirs. One process's figure moved by up to 0.1 from the next at idle (its hash seed, its
-# memory's layout, the machine's speed meanwhile: a VM's), more than best-of-ROUNDS within it
-# evens out.
+# The streams run in fresh processes, PROCESSES of them, and each ratio is the median of the
+# ratios of all their pairs. One process's figure moved by up to 0.1 from the next at idle
+# (its hash seed, its memory's layout, the machine's speed meanwhile: a VM's), and the best
+# run of each side, taken apart, moved by more than the pairs' median.
 PROCESSES = 5
 TOKENS, SHORT = 20_000, 5_000
 
 
-def _streams(tmp: Path) -> dict[str, Timed]:
-    """One process's streams (`python -m bench.bench_ui --streams DIR`): the headless agent
-    against the app, and the app with 100 earlier messages against an empty one."""
-    headless, ui = _in_turn(lambda: _headless_stream(tmp, TOKENS), lambda: _ui_stream(tmp, TOKENS))
-    empty, full = _in_turn(
-        lambda: _ui_stream(tmp, SHORT), lambda: _ui_stream(tmp, SHORT, earlier=100)
-    )
-    return {"headless": headless, "ui": ui, "empty": empty, "full": full}
+def _streams(tmp: Path) -> dict[str, list[tuple[Timed, Timed]]]:
+    """One process's streams (`python -m bench.bench_ui --streams DIR`): the app against the
+    headless agent, and the app with 100 earlier messages against an empty one."""
+    return {
+        "stream": _in_turn(lambda: _ui_stream(tmp, TOKENS), lambda: _headless_stream(tmp, TOKENS)),
+        "kept": _in_turn(
+            lambda: _ui_stream(tmp, SHORT, earlier=100), lambda: _ui_stream(tmp, SHORT)
+        ),
+    }
 
 
 def _streaming(tmp: Path) -> list[Row]:
-    runs: list[dict[str, Timed]] = []
+    pairs: dict[str, list[tuple[Timed, Timed]]] = {"stream": [], "kept": []}
     for _ in range(PROCESSES):
         done = subprocess.run(
             [sys.executable, "-m", "bench.bench_ui", "--streams", str(tmp)],
             cwd=Path(__file__).parent.parent, capture_output=True, text=True, check=True,
         )  # fmt: skip
-        runs.append(json.loads(done.stdout.splitlines()[-1]))
+        for key, runs in json.loads(done.stdout.splitlines()[-1]).items():
+            pairs[key] += runs
 
-    def median(a: str, b: str, at: int) -> tuple[float, str]:
-        ratios = sorted(r[a][at] / r[b][at] for r in runs)
-        return statistics.median(
-            ratios
-        ), f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+    def ratio(key: str, at: int, invert: bool = False) -> tuple[float, str]:
+        """The median of the pairs' ratios, and the middle half of them."""
+        ratios = sorted((b[at] / a[at]) if invert else (a[at] / b[at]) for a, b in pairs[key])
+        q = statistics.quantiles(ratios, n=4)
+        mid = statistics.median(ratios)
+        return mid, f"{mid:.2f} ({q[0]:.2f}-{q[2]:.2f})"
 
-    def times(key: str) -> Timed:
-        return statistics.median(r[key][0] for r in runs), statistics.median(
-            r[key][1] for r in runs
-        )
+    def times(key: str, side: int) -> Timed:
+        runs = [pair[side] for pair in pairs[key]]
+        return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
-    stream, stream_text = median("ui", "headless", 0)
-    stream_cpu, stream_cpu_text = median("ui", "headless", 1)
-    kept, kept_text = median("empty", "full", 0)
-    kept_cpu, kept_cpu_text = median("empty", "full", 1)
-    of = f"median of {PROCESSES} processes (range)"
+    stream, stream_text = ratio("stream", 0)
+    stream_cpu, stream_cpu_text = ratio("stream", 1)
+    kept, kept_text = ratio("kept", 0, invert=True)
+    kept_cpu, kept_cpu_text = ratio("kept", 1, invert=True)
+    of = f"median of {PROCESSES * ROUNDS} pairs in {PROCESSES} processes (middle half)"
     return [
-        (f"stream {TOKENS:,} tokens: headless (wall, CPU; median)", _timed(times("headless")), "-"),
-        (f"stream {TOKENS:,} tokens: app (wall, CPU; median)", _timed(times("ui")), "-"),
+        (f"stream {TOKENS:,} tokens: headless (wall, CPU; median)", _timed(times("stream", 1)), "-"),
+        (f"stream {TOKENS:,} tokens: app (wall, CPU; median)", _timed(times("stream", 0)), "-"),
         (f"stream ratio app / headless, {of}", stream_text, goal("<= 1.2", stream <= 1.2)),
         (f"stream ratio app / headless, in CPU time, {of}", stream_cpu_text,
          goal("<= 1.2", stream_cpu <= 1.2)),
-        (f"stream {SHORT:,} tokens: empty chat (median)", f"{SHORT / times('empty')[0]:,.0f} tok/s", "-"),
+        (f"stream {SHORT:,} tokens: empty chat (median)",
+         f"{SHORT / times('kept', 1)[0]:,.0f} tok/s", "-"),
         (f"stream {SHORT:,} tokens: 100 earlier messages (median)",
-         f"{SHORT / times('full')[0]:,.0f} tok/s", "-"),
+         f"{SHORT / times('kept', 0)[0]:,.0f} tok/s", "-"),
         (f"throughput ratio 100 earlier / empty, {of}", kept_text, goal(">= 0.9", kept >= 0.9)),
         (f"throughput ratio 100 earlier / empty, in CPU time, {of}", kept_cpu_text,
          goal(">= 0.9", kept_cpu >= 0.9)),
