@@ -1,6 +1,8 @@
 """The app with a long-winded offline model, for the UI benchmarks (run in tmux or headless).
 
 `python -m bench.ui_driver WORKSPACE LOG_DIR --tokens N --tps R [--prefill M] [--pid-file F]`
+(`--code LINES`: the answer is a Python fence of that many lines; `--whole-fences`: a fence
+is drawn whole at every frame, as before it streamed in pieces.)
 """
 
 from __future__ import annotations
@@ -40,12 +42,21 @@ def long_answer(tokens: int) -> str:
     return "".join(parts)
 
 
+def code_answer(lines: int) -> str:
+    """A Python fence of `lines` lines, each ending in its number ("# step N")."""
+    body = "".join(
+        f"    total_{i} = sum(call.cost for call in calls[{i}:])  # step {i}\n"
+        for i in range(1, lines + 1)
+    )
+    return f"Here it is:\n\n```python\ndef totals(calls):\n{body}```\n\nThat is all."
+
+
 class LongModel(OfflineModel):
     """Answers every request with the same long Markdown text."""
 
-    def __init__(self, tokens: int, tokens_per_second: float = 0.0) -> None:
+    def __init__(self, tokens: int, tokens_per_second: float = 0.0, code: int = 0) -> None:
         super().__init__(tokens_per_second=tokens_per_second)
-        self.text = long_answer(tokens)
+        self.text = code_answer(code) if code else long_answer(tokens)
 
     def _content(self, body: dict[str, Any], max_tokens: int) -> tuple[list[dict[str, Any]], str]:
         return [{"type": "text", "text": self.text}], "end_turn"
@@ -75,14 +86,20 @@ def main() -> None:
     p.add_argument("--tps", type=float, default=0.0)
     p.add_argument("--prefill", type=int, default=0)
     p.add_argument("--pid-file", type=Path)
+    p.add_argument("--code", type=int, default=0)
+    p.add_argument("--whole-fences", action="store_true")
     args = p.parse_args()
+    if args.whole_fences:
+        from tuiagent.ui.widgets import entries
+
+        entries.PIECE_LINES = 10**9
     if args.pid_file:
         args.pid_file.write_text(str(os.getpid()))
     app = TuiagentApp(
         bench_settings(args.log_dir, args.tokens),
         workspace=args.workspace,
         offline=True,
-        offline_model=LongModel(args.tokens, args.tps),
+        offline_model=LongModel(args.tokens, args.tps, args.code),
         state_path=args.log_dir / "ui-state.json",
         themes_dir=args.log_dir / "no-themes",
     )

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
+from rich.segment import Segment
 from rich.style import Style
 
 from tuiagent.ui.widgets import entries
@@ -24,10 +25,11 @@ def look() -> Look:
 
 
 def drawn(answer: ChatAnswer) -> list[str]:
-    """The answer's lines as the chat shows them: each block's, in turn, with their styles."""
+    """The answer's lines as the chat shows them: each block's, in turn, every run of cells
+    with its style."""
     shown = look()
     return [
-        "".join(f"{text}{style}" for text, style, _ in line)
+        "".join(f"{text}{style}" for text, style, _ in Segment.simplify(line))
         for block in answer.blocks
         for line in block.lines(shown, WIDTH)
     ]
@@ -80,7 +82,7 @@ def test_a_fence_streamed_in_pieces_is_drawn_as_the_whole_fence(
 def test_a_fence_still_streaming_is_drawn_as_far_as_it_came() -> None:
     text = "```python\n" + "".join(f"n{i} = {i}\n" for i in range(50))
     answer = streamed(text, [7] * 60)
-    assert len(answer.blocks) == 3  # 20, 20 and the last 10 lines
+    assert len(answer.blocks) == 5  # 10 lines each
     shown = [line.text for block in answer.blocks for line in block.lines(look(), WIDTH)]
     assert [line.strip() for line in shown[1:51]] == [f"n{i} = {i}" for i in range(50)]
     whole = ChatAnswer()

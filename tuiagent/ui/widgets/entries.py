@@ -248,11 +248,11 @@ def _args_text(arguments: dict[str, Any]) -> str:
 _GOES_ON = re.compile(r"[ \t]|[-*+] |\d{1,9}[.)] ")
 _MAY_GO_ON = re.compile(r"[-*+]|\d{1,9}[.)]?")  # all the text after a break, so far
 # A code fence that opens a block streams in pieces of this many lines, so only its last
-# piece is drawn again as it grows: drawn whole, a 300-line fence took 77 ms a frame.
-PIECE_LINES = 20
+# piece is drawn again as it grows: drawn whole, a frame of a 300-line fence took 60 ms.
+PIECE_LINES = 10
 # A piece is highlighted after at most this many of the fence's lines before it: a string
 # or comment begun further up is coloured as code in it (the cost stays that of a piece).
-CONTEXT_LINES = 50
+CONTEXT_LINES = 30
 CODE_THEME = "monokai"  # Rich's Markdown's own
 _OPENING = re.compile(r"(`{3,}|~{3,})([^`\n]*)\n")
 
@@ -317,18 +317,23 @@ class Fence:
 
 
 def _piece_end(block: AnswerBlock) -> int | None:
-    """Where a block that is an open code fence ends its piece: after PIECE_LINES lines of
-    code, with more text after them (None: not a fence, or it closes before)."""
+    """Where a block that is an open code fence ends its piece, once it holds PIECE_LINES
+    lines of code and more text: after the last of them that is not blank (blank lines at
+    a fence's end are not drawn, and whether they are at its end is not known yet). None:
+    not a fence, it closes before, or nothing but blank lines came."""
     fence, text = block.fence, block.text
     if fence is None:
         return None
     at = len(text.partition("\n")[0]) + 1 if block is fence.pieces[0] else 0
+    filled = None
     for _ in range(PIECE_LINES):
         end = text.find("\n", at)
         if end < 0 or fence.closes(text[at:end]):
             return None
+        if text[at:end].strip():
+            filled = end + 1
         at = end + 1
-    return at if at < len(text) else None
+    return filled if filled is not None and filled < len(text) else None
 
 
 class AnswerBlock(ChatEntry):
