@@ -2,11 +2,11 @@
 
 The chat keeps every message of the session and draws only what is on the screen: it is
 one widget over a list of entries (ui/widgets/entries.py) that draw themselves as lines,
-once per width. An answer streams as Markdown, cut into blocks as it settles, so only the
-block still growing is drawn again. Tool calls are lines that open to their exact output
-(click one, or shift+Tab to the chat, up/down to one, Enter). PageUp/PageDown scroll it from
-anywhere, Home/End too while it has the focus. Each part shows the agent's events of its
-kinds (its `when_*` methods: ui/agent_events.py).
+once per width. An answer streams as Markdown, cut into blocks as it settles (a long code
+fence into pieces), so only the block still growing is drawn again. Tool calls are lines
+that open to their exact output (click one, or shift+Tab to the chat, up/down to one,
+Enter). PageUp/PageDown scroll it from anywhere, Home/End too while it has the focus. Each
+part shows the agent's events of its kinds (its `when_*` methods: ui/agent_events.py).
 """
 
 from __future__ import annotations
