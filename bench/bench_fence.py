@@ -10,7 +10,6 @@ and in pieces, at frames of 80 characters (about a frame of a fast model's strea
 
 from __future__ import annotations
 
-import re
 import shutil
 import statistics
 import sys
@@ -75,13 +74,7 @@ def _live(tmp: Path, whole: bool) -> tuple[float, float]:
         term.wait_for(lambda s: "# step 100" in s, timeout=120)
         pid = int(pid_file.read_text())
         c0, t0 = _cpu_seconds(pid), time.perf_counter()
-        latencies = []
-        for i in range(1, 21):
-            term.run("send-keys", "-t", "b", "x")
-            latencies.append(
-                term.wait_for(lambda s, n=i: max(map(len, re.findall("x+", s)), default=0) >= n)
-            )
-            time.sleep(0.2)
+        latencies = term.keystrokes(20, 0.2)
         term.wait_for(lambda s: "# step 200" in s, timeout=120)
         cpu = (_cpu_seconds(pid) - c0) / (time.perf_counter() - t0)
     finally:

@@ -78,6 +78,17 @@ class Tmux:
             time.sleep(0.002)
         raise TimeoutError("the screen never showed what was expected")
 
+    def keystrokes(self, n: int, pause: float) -> list[float]:
+        """Type `x` n times, `pause` apart: the seconds each took to show (a run of x's)."""
+        latencies = []
+        for i in range(1, n + 1):
+            self.run("send-keys", "-t", "b", "x")
+            latencies.append(
+                self.wait_for(lambda s, n=i: max(map(len, re.findall("x+", s)), default=0) >= n)
+            )
+            time.sleep(pause)
+        return latencies
+
     def close(self) -> None:
         self.run("kill-server")
 
@@ -345,13 +356,7 @@ def _live(tmp: Path) -> list[Row]:
         c0, t0 = _cpu_seconds(pid), time.perf_counter()
         time.sleep(8.0)
         cpu = (_cpu_seconds(pid) - c0) / (time.perf_counter() - t0)
-        latencies = []
-        for i in range(1, 41):
-            term.run("send-keys", "-t", "b", "x")
-            latencies.append(
-                term.wait_for(lambda s, n=i: max(map(len, re.findall("x+", s)), default=0) >= n)
-            )
-            time.sleep(0.05)
+        latencies = term.keystrokes(40, 0.05)
     finally:
         term.close()
     p95 = statistics.quantiles(latencies, n=20)[-1]
