@@ -13,7 +13,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 from tuiagent.ui.widgets import entries
-from tuiagent.ui.widgets.entries import _GOES_ON, ChatAnswer, Look, _breaks
+from tuiagent.ui.widgets.entries import _GOES_ON, ChatAnswer, Fence, Look, _breaks
 
 WIDTH = 60
 
@@ -90,6 +90,14 @@ def test_a_fence_still_streaming_is_drawn_as_far_as_it_came() -> None:
         patch.setattr(entries, "PIECE_LINES", 10**9)
         whole.append(text)
         assert drawn(answer) == drawn(whole)
+
+
+def test_a_fence_closes_on_its_own_marker_only() -> None:
+    fence = Fence("````", "python", [])
+    closing = ["````", "  ````  ", "`````", "   ````"]
+    not_closing = ["```", "    ````", "````python", "~~~~", "`` ``", "x ````"]
+    assert all(fence.closes(line + "\n") for line in closing)
+    assert not any(fence.closes(line + "\n") for line in not_closing)
 
 
 def test_an_answer_is_cut_where_the_plain_definition_cuts_it() -> None:

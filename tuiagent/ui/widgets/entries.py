@@ -280,7 +280,7 @@ def _breaks(text: str, start: int = 0, fenced: str = "") -> list[int]:
     return cuts
 
 
-@dataclass
+@dataclass(eq=False)
 class Fence:
     """A code fence that opened a block of an answer, and the pieces it streamed in."""
 
@@ -289,8 +289,12 @@ class Fence:
     pieces: list[AnswerBlock]
 
     def closes(self, line: str) -> bool:
-        line = line.strip()
-        return line.startswith(self.marker) and not line.strip(self.marker[0])
+        """A closing line, as CommonMark has it: up to 3 spaces, then at least the marker's
+        run of its character, then nothing but spaces."""
+        body = line.rstrip()
+        indent = len(body) - len(body.lstrip(" "))
+        body = body.lstrip(" ")
+        return indent <= 3 and body.startswith(self.marker) and not body.strip(self.marker[0])
 
     def code(self, piece: AnswerBlock) -> tuple[str, str]:
         """A piece's code (its opening line left out) and what follows the closing line."""
