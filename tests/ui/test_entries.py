@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 
+from tuiagent.terminal import is_printable
 from tuiagent.ui.widgets import entries
 from tuiagent.ui.widgets.entries import _GOES_ON, ChatAnswer, Fence, Look, _breaks
 
@@ -90,6 +91,18 @@ def test_a_fence_still_streaming_is_drawn_as_far_as_it_came() -> None:
         patch.setattr(entries, "PIECE_LINES", 10**9)
         whole.append(text)
         assert drawn(answer) == drawn(whole)
+
+
+def test_a_fence_piece_shows_escape_sequences_as_text() -> None:
+    """A piece is drawn by Rich's Syntax, not its Markdown: the control bytes in it still
+    reach the screen as stand-ins (ui/terminal.py), never as escape sequences."""
+    evil = "x = '\x1b]52;c;aGk=\x07 \x1b]0;pwned\x07 \x9b2J'\n"
+    text = "```python\n" + "y = 1\n" * 15 + evil * 3 + "z = 2\n" * 15
+    answer = streamed(text, [9] * 80)
+    assert len(answer.blocks) >= 3
+    shown = "".join(line.text for b in answer.blocks for line in b.lines(look(), WIDTH))
+    assert shown.count("␛]52;c;aGk=␇") == 3
+    assert is_printable(shown)
 
 
 def test_a_fence_closes_on_its_own_marker_only() -> None:
