@@ -64,12 +64,13 @@ CODE = [
     st.lists(st.sampled_from(CODE), max_size=90),
     st.lists(st.integers(1, 400), max_size=30),
     st.sampled_from(["```python", "~~~", "````text"]),
+    st.sampled_from(["\n\n", "\n"]),  # a fence may interrupt a paragraph
 )
 def test_a_fence_streamed_in_pieces_is_drawn_as_the_whole_fence(
-    lines: list[str], sizes: list[int], opening: str
+    lines: list[str], sizes: list[int], opening: str, gap: str
 ) -> None:
     closing = opening.split("t")[0].split("p")[0]
-    text = f"Here it is:\n\n{opening}\n" + "".join(f"{line}\n" for line in lines)
+    text = f"Here it is:{gap}{opening}\n" + "".join(f"{line}\n" for line in lines)
     text += f"{closing}\n\nThat is all.\n\n- one\n- two"
     answer = streamed(text, sizes)
     assert answer.text == text
@@ -114,25 +115,34 @@ def test_a_fence_closes_on_its_own_marker_only() -> None:
 
 
 def test_an_answer_is_cut_where_the_plain_definition_cuts_it() -> None:
-    """The one-pass scan of an answer for block breaks against the definition: a paragraph
-    break outside a code fence (`fenced`: the text begins inside one), with text after it
-    that is not a list item, an indent, or the start of either."""
+    """The one-pass scan of an answer for block breaks against the definition, counted
+    afresh at each break: outside a code fence (`fenced`: the text begins inside one), a
+    paragraph break with text after it that is not a list item, an indent, or the start of
+    either; or a whole line that opens a fence, after text of the block."""
 
     def plain(text: str, start: int, fenced: str) -> list[int]:
-        cuts = []
-        for at in range(start, len(text) - 1):
-            if text[at : at + 2] != "\n\n" or (cuts and at < cuts[-1]):
-                continue
-            rest = text[at + 2 :].lstrip("\n")
+        cuts: list[int] = []
+        for found in re.finditer(r"\n\n|\n(?=```|~~~)", text[start:]):
+            at = start + found.start()
             before = fenced + text[:at]
             inside = before.count("```") % 2 or before.count("~~~") % 2
-            if rest and not inside and not _GOES_ON.match(rest):
-                if re.fullmatch(r"[-*+]|[0-9]{1,9}[.)]?", rest):
-                    break  # a list item may be coming
+            if found.group() == "\n":
+                line = at + 1
+                if inside or not text[(cuts[-1] if cuts else 0) : line].strip():
+                    continue
+                if "\n" not in text[line:]:
+                    break  # the opening line is not whole yet
+                if re.match(r"(`{3,}|~{3,})[^`\n]*\n", text[line:]):
+                    cuts.append(line)
+                continue
+            rest = text[at + 2 :].lstrip("\n")
+            if not rest or re.fullmatch(r"[-*+]|[0-9]{1,9}[.)]?", rest):
+                break  # the text after it has not come (a list item may be coming)
+            if not inside and not _GOES_ON.match(rest):
                 cuts.append(at + 2)
         return cuts
 
-    pieces = ["\n", "\n\n", "`", "```", "~~~", "a", " ", "-", "- ", "1", "1. ", "\t"]
+    pieces = ["\n", "\n\n", "`", "```", "~~~", "a", " ", "-", "- ", "1", "1. ", "\t", "py"]
 
     @settings(max_examples=800, deadline=None)
     @given(

@@ -257,26 +257,40 @@ CODE_THEME = "monokai"  # Rich's Markdown's own
 _OPENING = re.compile(r"(`{3,}|~{3,})([^`\n]*)\n")
 
 
+# Where a block may end: a paragraph break, or a line that opens a code fence (a fence
+# interrupts a paragraph, CommonMark).
+_BREAK = re.compile(r"\n\n|\n(?=```|~~~)")
+
+
 def _breaks(text: str, start: int = 0, fenced: str = "") -> list[int]:
-    """Where `text` may be cut into Markdown blocks: after each paragraph break (from
-    `start` on) outside a code fence that the text after it does not continue (`fenced`:
-    the text begins inside a fence of this marker). One pass: fences are counted between
-    breaks (a fence never spans a line break)."""
+    """Where `text` may be cut into Markdown blocks (from `start` on), outside a code fence
+    (`fenced`: the text begins inside a fence of this marker): after a paragraph break that
+    the text after it does not continue, and before a line that opens a fence. One pass:
+    fences are counted between breaks (a fence never spans a line break)."""
     cuts: list[int] = []
     ticks, tildes = int(fenced.startswith("`")), int(fenced.startswith("~"))
     counted = 0
-    at = text.find("\n\n", start)
-    while at >= 0:
+    for found in _BREAK.finditer(text, start):
+        at = found.start()
         ticks += text.count("```", counted, at)
         tildes += text.count("~~~", counted, at)
-        counted = after = at + 2
+        counted = at
+        outside = ticks % 2 == 0 and tildes % 2 == 0
+        if found.group() == "\n":  # a line that begins as a fence does
+            line = at + 1
+            if outside and text[cuts[-1] if cuts else 0 : line].strip():
+                if "\n" not in text[line:]:
+                    break  # the line has not all come: a fence, or inline code?
+                if _OPENING.match(text, line):
+                    cuts.append(line)
+            continue
+        after = at + 2
         while after < len(text) and text[after] == "\n":
             after += 1
         if after == len(text) or _MAY_GO_ON.fullmatch(text, after):
             break  # the text after the break has not come yet (or not enough to tell)
-        if ticks % 2 == 0 and tildes % 2 == 0 and not _GOES_ON.match(text, after):
+        if outside and not _GOES_ON.match(text, after):
             cuts.append(at + 2)
-        at = text.find("\n\n", at + 2)
     return cuts
 
 
@@ -405,7 +419,9 @@ class ChatAnswer:
         new: list[AnswerBlock] = []
         live = self.blocks[-1] if self.blocks else self._begin(new)
         text = live.text + fragment
-        start = max(0, len(live.text) - 2)  # only the new text can hold a new break
+        # Only the new text can hold a new break, or complete one begun on the last line
+        # (a paragraph break waiting for what follows, a fence's opening line).
+        start = max(0, live.text.rfind("\n", 0, len(live.text) - 1) - 1)
         while True:
             fence = live.fence
             fenced = fence.marker if fence is not None and live is not fence.pieces[0] else ""
