@@ -69,7 +69,7 @@ CODE = [
 def test_a_fence_streamed_in_pieces_is_drawn_as_the_whole_fence(
     lines: list[str], sizes: list[int], opening: str, gap: str
 ) -> None:
-    closing = opening.split("t")[0].split("p")[0]
+    closing = opening[: len(opening) - len(opening.lstrip("`~"))]  # the marker alone
     text = f"Here it is:{gap}{opening}\n" + "".join(f"{line}\n" for line in lines)
     text += f"{closing}\n\nThat is all.\n\n- one\n- two"
     answer = streamed(text, sizes)
