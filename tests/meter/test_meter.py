@@ -16,8 +16,6 @@ Published facts these are written from (not from genai-prices):
 from __future__ import annotations
 
 import asyncio
-import base64
-import struct
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.media import png_base64
 from tuiagent.agent.call import CallSpec
 from tuiagent.agent.events import TurnFinished
 from tuiagent.agent.router import RouteDecision
@@ -559,21 +558,18 @@ def test_a_count_of_a_document_is_not_asked(source: dict[str, Any], counted: boo
         assert size == Size(200_000, "window")
 
 
-def png(width: int, height: int, padding: int = 0) -> str:
-    """A PNG's base64: its header (all that sizes it), then `padding` bytes."""
-    head = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + struct.pack(">II", width, height)
-    return base64.b64encode(head + b"\x08\x06\x00\x00\x00" + bytes(padding)).decode()
-
-
 @pytest.mark.parametrize(
     ("source", "most"),
     [
-        ({"type": "base64", "media_type": "image/png", "data": png(1024, 1024)}, 3 + 1_399),
-        ({"type": "base64", "media_type": "image/png", "data": png(200, 100)}, 3 + 32),
+        ({"type": "base64", "media_type": "image/png", "data": png_base64(1024, 1024)}, 3 + 1_399),
+        ({"type": "base64", "media_type": "image/png", "data": png_base64(200, 100)}, 3 + 32),
         # a screenshot's megabyte of base64 is its pixels' tokens, not its characters'
-        ({"type": "base64", "media_type": "image/png", "data": png(1568, 980, 10**6)}, 3 + 2_049),
+        (
+            {"type": "base64", "media_type": "image/png", "data": png_base64(1568, 980, 10**6)},
+            3 + 2_049,
+        ),
         # scaled down by the API to at most 4,784 tokens, whatever it is or says
-        ({"type": "base64", "media_type": "image/png", "data": png(8000, 8000)}, 3 + 4_784),
+        ({"type": "base64", "media_type": "image/png", "data": png_base64(8000, 8000)}, 3 + 4_784),
         ({"type": "base64", "media_type": "image/png", "data": "not an image"}, 3 + 4_784),
         ({"type": "url", "url": "https://example.com/a.png"}, 3 + 4_784),
         ({"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}, 3 + 4_784),

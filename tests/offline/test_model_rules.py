@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import struct
-import zlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 import yaml
 
 from tests.support import FIXTURES
+from tests.support.media import png
 from tests.support.session import collect, offline_session
 from tests.support.wire import offline_answer as send
 from tuiagent.config import DEFAULT_TIER_MODELS, TIERS
@@ -297,19 +296,6 @@ def test_the_minimum_cacheable_length(rules: ModelRules) -> None:
 
 
 # --- images and PDFs ------------------------------------------------------------------
-
-
-def png(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\x00" * (width + 1))  # one row is enough to be read
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
 
 
 def image(data: bytes, media_type: str = "image/png") -> dict[str, Any]:

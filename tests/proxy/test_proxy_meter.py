@@ -9,13 +9,11 @@ Each runs the proxy against `BillingUpstream` (127.0.0.1), which keeps its own b
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -32,6 +30,7 @@ import httpx2
 import pytest
 
 from tests.support.billing_upstream import Bill, BillingUpstream
+from tests.support.media import png_base64
 from tests.support.proxy_harness import Proxied, proxy_to
 from tuiagent.config import Settings
 from tuiagent.cost.pricing import Modifiers, Pricer
@@ -330,12 +329,7 @@ def test_an_image_is_held_at_its_pixels_with_a_count_or_without(tmp_path: Path) 
     """An image was held at the whole window (1M tokens on Opus: refused under $1) where no
     count came, and at its base64's characters where one did. It is held at the most its
     pixels bill (a 1568 x 980 screenshot: about 2,000 tokens), either way: sent under $1."""
-    head = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + struct.pack(">II", 1568, 980)
-    inline = {
-        "type": "base64",
-        "media_type": "image/png",
-        "data": base64.b64encode(head + bytes(300_000)).decode(),
-    }
+    inline = {"type": "base64", "media_type": "image/png", "data": png_base64(1568, 980, 300_000)}
     messages = [{"role": "user", "content": [{"type": "image", "source": inline}]}]
     ask = json.dumps({"model": OPUS, "max_tokens": 1000, "messages": messages}).encode()
     with proxied(tmp_path, counts=["missing", "low"]) as (_, proxy):
