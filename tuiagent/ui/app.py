@@ -195,9 +195,7 @@ class TuiagentApp(MeteredApp):
             picked = picked or Picked(None, "")  # (dismissed with nothing: a new session)
             self.resume = picked.transcript
             # What was typed at the picker, before what was typed since it closed.
-            typed = self.main.input.text
-            self.main.input.load_text(picked.draft + typed)
-            self.main.input.move_cursor(self.main.input.document.end)
+            self.main.input.show(picked.draft + self.main.input.text)
             self.open_session()
 
         # What is in the input already (typed before the picker showed) is the start of the

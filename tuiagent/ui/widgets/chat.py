@@ -627,8 +627,7 @@ class ChatInput(TextArea, inherit_bindings=False):
     def give_back(self, text: str) -> None:
         """A message that was not sent: back in the input, before anything typed since."""
         typed = self.text
-        self.load_text(f"{text}\n{typed}" if typed.strip() else text)
-        self.move_cursor(self.document.end)
+        self.show(f"{text}\n{typed}" if typed.strip() else text)
 
     def remember(self, text: str) -> None:
         if not self.sent or self.sent[-1] != text:
@@ -642,7 +641,7 @@ class ChatInput(TextArea, inherit_bindings=False):
                 self._recall = len(self.sent)
             if self._recall > 0:
                 self._recall -= 1
-                self._show(self.sent[self._recall])
+                self.show(self.sent[self._recall])
             return
         super().action_cursor_up(select)
 
@@ -652,13 +651,14 @@ class ChatInput(TextArea, inherit_bindings=False):
             self._recall += 1
             if self._recall >= len(self.sent):
                 self._recall = None
-                self._show(self._draft)
+                self.show(self._draft)
             else:
-                self._show(self.sent[self._recall])
+                self.show(self.sent[self._recall])
             return
         super().action_cursor_down(select)
 
-    def _show(self, text: str) -> None:
+    def show(self, text: str) -> None:
+        """The input holds `text`, the cursor at its end (to type on)."""
         self.load_text(text)
         self.move_cursor(self.document.end)
 
@@ -700,5 +700,4 @@ class ChatInput(TextArea, inherit_bindings=False):
     def when_halted(self, event: Halted) -> None:
         """Nothing of the message was sent: it comes back here, unless the user typed on."""
         if event.withdrawn and not self.text.strip():
-            self.load_text(event.withdrawn)
-            self.move_cursor(self.document.end)
+            self.show(event.withdrawn)
