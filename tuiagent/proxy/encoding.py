@@ -59,21 +59,26 @@ class _Stage:
         self.wbits = _WBITS[coding]
         self.inflate = zlib.decompressobj(self.wbits)
         self.begun = False  # some output came: a deflate body is no longer tried as raw
-        self.read = b""  # a deflate body's bytes until then, to read again as raw
+        self.read = b""  # a deflate body's bytes while it may be raw, to read again as such
         self.decoded = 0
+
+    @property
+    def may_be_raw(self) -> bool:
+        """A deflate body read as zlib's that gave no output yet: it may be raw deflate."""
+        return self.coding == "deflate" and self.wbits > 0 and not self.begun
 
     def feed(self, data: bytes) -> bytes:
         out = []
-        if self.coding == "deflate" and not self.begun:
+        if self.may_be_raw:
             self.read += data
         while data:
             try:
                 piece = self.inflate.decompress(data, MAX_DECODED - self.decoded + 1)
             except zlib.error:
-                if self.coding == "deflate" and not self.begun and self.wbits > 0:
+                if self.may_be_raw:
                     self.wbits = -zlib.MAX_WBITS  # raw deflate, as some servers send it
                     self.inflate = zlib.decompressobj(self.wbits)
-                    data = self.read  # from its first byte
+                    data, self.read = self.read, b""  # from its first byte
                     continue
                 raise _Unreadable(
                     f"the answer is {self.coding}-encoded and does not decode"
